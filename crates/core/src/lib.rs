@@ -1,0 +1,17 @@
+//! The model every room of infer-doctor shares: what one request looked like, how latencies are summarised,
+//! and what a run concluded. No I/O and no async runtime here, so everything is testable as plain values.
+
+pub mod aggregate;
+pub mod record;
+pub mod slo;
+pub mod stats;
+pub mod summary;
+pub mod timeline;
+pub mod workload;
+
+pub use aggregate::RunAggregate;
+pub use record::{ErrorClass, Phase, RequestError, RequestRecord};
+pub use slo::{Slo, SloMetric, SloSet};
+pub use stats::{LatencyHistogram, Summary};
+pub use summary::RunSummary;
+pub use workload::{PromptItem, PromptSource, TokenCounter};

@@ -1,0 +1,155 @@
+//! What a run concluded, as one value: the contract printed as a table, written to `run.json`, and read back by
+//! later rooms. Field names carry their unit; formulas are in `FORMULAS` and `docs/METRICS.md`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::record::ErrorClass;
+use crate::slo::SloResult;
+use crate::stats::Summary;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub requests: RequestCounts,
+    pub latency: Latencies,
+    pub throughput: Throughput,
+    pub tokens: TokenAccounting,
+    pub client: ClientHealth,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slo: Vec<SloResult>,
+    /// Plain-language warnings, each naming what to do.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RequestCounts {
+    /// Measured requests sent (warm-up excluded); always `ok + failed`.
+    pub sent: u64,
+    pub ok: u64,
+    pub failed: u64,
+    /// Requests re-sent once on a fresh connection because the pooled one had closed before any byte went out.
+    pub retried: u64,
+    pub warmup: u64,
+    /// failed / sent.
+    pub error_rate: f64,
+    #[serde(default)]
+    pub errors: Vec<ErrorCount>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorCount {
+    pub class: ErrorClass,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    pub count: u64,
+    /// The first message seen for this class.
+    pub example: String,
+}
+
+/// Latency distributions in milliseconds over successful measured requests.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Latencies {
+    /// Open loop: the headline TTFT/E2E are the queue-inclusive ones (coordinated omission).
+    pub open_loop: bool,
+    pub ttft: Option<Summary>,
+    pub ttfo: Option<Summary>,
+    pub itl_gap: Option<Summary>,
+    pub itl_token: Option<Summary>,
+    pub tpot: Option<Summary>,
+    pub e2e: Option<Summary>,
+    pub ttft_from_schedule: Option<Summary>,
+    pub e2e_from_schedule: Option<Summary>,
+    pub client_queue: Option<Summary>,
+}
+
+impl Latencies {
+    pub fn headline_ttft(&self) -> Option<&Summary> {
+        if self.open_loop { self.ttft_from_schedule.as_ref() } else { self.ttft.as_ref() }
+    }
+
+    pub fn headline_e2e(&self) -> Option<&Summary> {
+        if self.open_loop { self.e2e_from_schedule.as_ref() } else { self.e2e.as_ref() }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Throughput {
+    pub window_start_s: f64,
+    pub window_end_s: f64,
+    pub window_s: f64,
+    /// False when the run had no steady part (everything sent at once); the window is then first send → last end.
+    pub steady: bool,
+    pub request_rate: f64,
+    pub output_tokens_per_s: f64,
+    pub input_tokens_per_s: f64,
+    pub total_tokens_per_s: f64,
+    /// Requests meeting every SLO per second; `None` without SLOs.
+    pub goodput_rate: Option<f64>,
+    /// Good requests / measured requests sent (failures count against it).
+    pub good_fraction: Option<f64>,
+    /// ∫ in-flight dt / window.
+    pub mean_concurrency: f64,
+    pub max_concurrency: u64,
+    /// Requests sent per second inside the window.
+    pub send_rate: f64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TokenAccounting {
+    pub input_total: u64,
+    pub output_total: u64,
+    pub mean_input: f64,
+    pub mean_output: f64,
+    pub mean_max_tokens: f64,
+    /// Successful streamed requests whose stream carried no `usage`.
+    pub usage_missing: u64,
+    /// More token-bearing events than `usage.completion_tokens`, or per-chunk counts not adding up to it.
+    pub usage_vs_events_mismatches: u64,
+    pub tokenizer_checked: u64,
+    /// |tokenizer − usage| > max(2, 10 % of usage).
+    pub usage_vs_tokenizer_mismatches: u64,
+    /// Ended with fewer tokens than `max_tokens` although the run asked for exact lengths (`--ignore-eos`).
+    pub output_shorter_than_requested: u64,
+    pub output_longer_than_requested: u64,
+    /// Token-bearing events per output token (< 1 when chunks carry several tokens).
+    pub events_per_token: f64,
+    #[serde(default)]
+    pub finish_reasons: BTreeMap<String, u64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClientHealth {
+    pub requested_rate: Option<f64>,
+    /// Intended send time → the dispatcher holding the request (timer and CPU lag; excludes waiting for a slot).
+    pub schedule_lag: Option<Summary>,
+    pub cpu_seconds: f64,
+    /// Average cores busy in the client process over the run.
+    pub cpu_cores_used: f64,
+    pub cores: u32,
+    /// The client, not the server, limited this run.
+    pub client_bound: bool,
+}
+
+/// Every number's formula, printed into `run.json` so the file explains itself.
+pub const FORMULAS: &[(&str, &str)] = &[
+    ("ttft", "t1 - t_send; t1 = first event carrying text, reasoning or a tool call"),
+    ("ttfo", "first content event - t_send"),
+    ("itl_gap", "every gap between consecutive token-bearing events, pooled over requests"),
+    ("itl_token", "gap / tokens in the later event (per-chunk usage when given, else spread evenly)"),
+    ("tpot", "(tN - t1) / (n - 1) per request, n > 1"),
+    ("e2e", "tN - t_send (non-streamed: end of body - t_send)"),
+    ("ttft_from_schedule", "t1 - t_int (t_int = intended send time)"),
+    ("e2e_from_schedule", "tN - t_int"),
+    ("client_queue", "t_send - t_int"),
+    ("n", "usage.completion_tokens, else local tokenizer count, else token-bearing events"),
+    ("request_rate", "successful completions inside the steady window / window"),
+    ("output_tokens_per_s", "output tokens whose event falls inside the steady window / window"),
+    ("total_tokens_per_s", "(input tokens of requests completed in the window + output tokens in the window) / window"),
+    ("goodput_rate", "successful requests meeting every SLO completed in the window / window"),
+    ("good_fraction", "good requests / requests sent (failures count against it)"),
+    ("mean_concurrency", "integral of in-flight requests over the window / window"),
+    ("error_rate", "failed / sent"),
+    ("schedule_lag", "dispatch time - t_int"),
+];
