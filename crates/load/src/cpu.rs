@@ -1,0 +1,66 @@
+//! The client's own resource use, read from `/proc`: process and per-thread CPU time and peak memory, so a run
+//! can tell whether the load generator itself was the limit.
+
+use std::path::Path;
+
+/// Linux reports `/proc` CPU times in USER_HZ ticks, fixed at 100 on every mainstream architecture.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+fn cpu_seconds_from_stat(path: &Path) -> Option<f64> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    // Fields after the command name, which is parenthesised and may contain spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / TICKS_PER_SECOND)
+}
+
+/// CPU seconds (user + system) used by this process so far; 0 where `/proc` is unavailable.
+pub fn process_cpu_seconds() -> f64 {
+    cpu_seconds_from_stat(Path::new("/proc/self/stat")).unwrap_or(0.0)
+}
+
+/// The calling thread's id, for `thread_cpu_seconds` later.
+pub fn current_thread_id() -> Option<u32> {
+    let link = std::fs::read_link("/proc/thread-self").ok()?;
+    link.file_name()?.to_str()?.parse().ok()
+}
+
+/// CPU seconds used by one thread of this process.
+pub fn thread_cpu_seconds(tid: u32) -> Option<f64> {
+    cpu_seconds_from_stat(Path::new(&format!("/proc/self/task/{tid}/stat")))
+}
+
+/// Peak resident memory of this process in bytes (`VmHWM`).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+pub fn cores() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn burning_cpu_shows_up_in_process_and_thread_time() {
+        let before = process_cpu_seconds();
+        let tid = current_thread_id().expect("linux /proc");
+        let thread_before = thread_cpu_seconds(tid).unwrap();
+        let start = std::time::Instant::now();
+        let mut x = 0u64;
+        while start.elapsed().as_millis() < 300 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        }
+        std::hint::black_box(x);
+        assert!(process_cpu_seconds() - before >= 0.1);
+        assert!(thread_cpu_seconds(tid).unwrap() - thread_before >= 0.1);
+        assert!(peak_rss_bytes().unwrap() > 1 << 20);
+    }
+}

@@ -1,0 +1,223 @@
+//! One request, start to finish: send, stamp every streamed event on arrival, classify whatever goes wrong, and
+//! return the `RequestRecord`. Nothing here blocks on anything but the network.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use infer_doctor_core::{ErrorClass, Phase, RequestError, RequestRecord, TokenCounter};
+
+use crate::cancel::Cancel;
+use crate::http::{HttpClient, Outgoing};
+use crate::openai::{ResponseState, StreamFault};
+use crate::sse::SseParser;
+
+/// Limits on one request.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// No byte for this long fails the request (a stall), however long it has been running.
+    pub idle: Duration,
+    /// Optional limit on the whole request.
+    pub total: Option<Duration>,
+}
+
+/// What the caller knows about a request before it is sent.
+pub struct Planned {
+    pub id: u64,
+    pub phase: Phase,
+    pub scheduled: Instant,
+    pub body: Bytes,
+    pub max_tokens: u32,
+    pub input_tokens: Option<u32>,
+}
+
+pub struct Exchange<'a> {
+    pub client: &'a HttpClient,
+    pub path: &'a str,
+    pub stream: bool,
+    pub timeouts: Timeouts,
+    pub run_start: Instant,
+    pub counter: Option<&'a dyn TokenCounter>,
+}
+
+/// Bytes of an error body kept for the message.
+const ERROR_BODY_LIMIT: usize = 2048;
+
+impl Exchange<'_> {
+    fn us(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.run_start).as_micros() as u64
+    }
+
+    pub async fn execute(&self, planned: Planned, cancel: &Cancel) -> RequestRecord {
+        let sent = Instant::now();
+        let mut rec = RequestRecord {
+            id: planned.id,
+            phase: Some(planned.phase),
+            scheduled_us: self.us(planned.scheduled),
+            sent_us: self.us(sent),
+            streamed: self.stream,
+            max_tokens: planned.max_tokens,
+            input_tokens_built: planned.input_tokens,
+            ..Default::default()
+        };
+        let mut state = ResponseState::keeping_text(self.counter.is_some());
+        let deadline = self.timeouts.total.map(|t| sent + t);
+        let work = self.exchange(planned.body, &mut rec, &mut state);
+        let outcome = tokio::select! {
+            r = work => r,
+            _ = cancel.cancelled() => Err(fault(ErrorClass::Interrupted, "run interrupted before the response ended".into())),
+            _ = sleep_until(deadline) => Err(fault(ErrorClass::Timeout, format!(
+                "request exceeded the {:?} limit", self.timeouts.total.unwrap_or_default()))),
+        };
+        rec.end_us = self.us(Instant::now());
+        rec.token_events = state.token_events;
+        rec.usage_prompt_tokens = state.usage_prompt;
+        rec.usage_output_tokens = state.usage_completion;
+        rec.finish_reason = state.finish_reason.take();
+        rec.event_tokens = state.take_event_tokens();
+        if let Err(f) = outcome {
+            rec.error = Some(RequestError { class: f.class, status: rec.status.filter(|s| *s >= 400), message: f.message });
+        } else if let (Some(counter), Some(text)) = (self.counter, &state.text) {
+            // After the clock stopped: counting costs CPU, never latency.
+            rec.tokenizer_output_tokens = Some(counter.count(text) as u32);
+        }
+        rec
+    }
+
+    async fn exchange(&self, body: Bytes, rec: &mut RequestRecord, state: &mut ResponseState) -> Result<(), StreamFault> {
+        let out = Outgoing { method: hyper::Method::POST, path: self.path.to_string(), body, accept_stream: self.stream };
+        let (response, lease, retries) =
+            self.client.send(&out).await.map_err(|e| fault(e.class, e.message))?;
+        rec.retries = retries;
+        rec.headers_us = Some(self.us(Instant::now()));
+        let status = response.status();
+        rec.status = Some(status.as_u16());
+        let keep_alive = !response
+            .headers()
+            .get("connection")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let mut body = response.into_body();
+        if !status.is_success() {
+            let text = self.read_prefix(&mut body).await;
+            return Err(fault(ErrorClass::HttpStatus, format!("HTTP {}: {}", status.as_u16(), summarize_error_body(&text))));
+        }
+        if self.stream {
+            self.read_stream(&mut body, rec, state).await?;
+        } else {
+            let bytes = self.read_all(&mut body).await?;
+            state.on_body(&bytes)?;
+        }
+        if let Some(lease) = lease {
+            lease.release(keep_alive);
+        }
+        Ok(())
+    }
+
+    async fn next_frame(&self, body: &mut Incoming) -> Result<Option<Bytes>, StreamFault> {
+        loop {
+            match tokio::time::timeout(self.timeouts.idle, body.frame()).await {
+                Err(_) => {
+                    return Err(fault(ErrorClass::Timeout, format!("no data for {:?} (stalled stream)", self.timeouts.idle)));
+                }
+                Ok(None) => return Ok(None),
+                Ok(Some(Err(e))) => {
+                    return Err(fault(ErrorClass::StreamBroken, format!("connection lost mid-response: {e}")));
+                }
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        return Ok(Some(data));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn read_stream(&self, body: &mut Incoming, rec: &mut RequestRecord, state: &mut ResponseState) -> Result<(), StreamFault> {
+        let mut parser = SseParser::default();
+        let mut last_token: Option<Instant> = None;
+        while let Some(data) = self.next_frame(body).await? {
+            // One timestamp per network read: events that arrived together happened together.
+            let now = Instant::now();
+            let mut failure = None;
+            let fed = parser.feed(&data, |event| {
+                if failure.is_some() || state.done {
+                    return;
+                }
+                match state.on_event(event.data, event.name) {
+                    Err(f) => failure = Some(f),
+                    Ok(meaning) if meaning.token => {
+                        let at = self.us(now);
+                        match last_token {
+                            None => rec.first_token_us = Some(at),
+                            Some(prev) => rec.gaps_us.push(now.duration_since(prev).as_micros() as u32),
+                        }
+                        if meaning.content && rec.first_content_us.is_none() {
+                            rec.first_content_us = Some(at);
+                        }
+                        rec.last_token_us = Some(at);
+                        last_token = Some(now);
+                    }
+                    Ok(_) => {}
+                }
+            });
+            if fed.is_err() {
+                return Err(fault(
+                    ErrorClass::MalformedSse,
+                    format!("an SSE event exceeded {} MiB", crate::sse::MAX_EVENT_BYTES >> 20),
+                ));
+            }
+            if let Some(f) = failure {
+                return Err(f);
+            }
+        }
+        if state.done || state.finish_reason.is_some() {
+            Ok(())
+        } else {
+            Err(fault(ErrorClass::StreamBroken, format!(
+                "stream ended after {} token events without a finish reason or [DONE]", state.token_events)))
+        }
+    }
+
+    async fn read_all(&self, body: &mut Incoming) -> Result<Vec<u8>, StreamFault> {
+        let mut all = Vec::new();
+        while let Some(data) = self.next_frame(body).await? {
+            all.extend_from_slice(&data);
+        }
+        Ok(all)
+    }
+
+    async fn read_prefix(&self, body: &mut Incoming) -> String {
+        let mut all = Vec::new();
+        while all.len() < ERROR_BODY_LIMIT {
+            match self.next_frame(body).await {
+                Ok(Some(data)) => all.extend_from_slice(&data),
+                _ => break,
+            }
+        }
+        all.truncate(ERROR_BODY_LIMIT);
+        String::from_utf8_lossy(&all).into_owned()
+    }
+}
+
+fn fault(class: ErrorClass, message: String) -> StreamFault {
+    StreamFault { class, message }
+}
+
+/// The `error.message` of an OpenAI-style error body, else the body itself.
+fn summarize_error_body(text: &str) -> String {
+    let message = serde_json::from_str::<serde_json::Value>(text).ok().and_then(|v| {
+        let error = v.get("error").unwrap_or(&v);
+        error.get("message").or(v.get("detail")).and_then(|m| m.as_str().map(str::to_string)).or_else(|| error.as_str().map(str::to_string))
+    });
+    let message = message.unwrap_or_else(|| text.trim().to_string());
+    message.chars().take(300).collect()
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,240 @@
+//! HTTP/1.1 keep-alive pool and HTTP/2 connection on hyper's connection-level API, so connects are counted and a
+//! request that never reached the server on a stale pooled connection is re-sent once, and counted.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use infer_doctor_core::ErrorClass;
+use tokio::net::TcpStream;
+
+use crate::target::Target;
+
+/// A failed send, classified.
+#[derive(Debug)]
+pub struct SendError {
+    pub class: ErrorClass,
+    pub message: String,
+}
+
+/// What one request sends; kept so a retry can rebuild it.
+pub struct Outgoing {
+    pub method: hyper::Method,
+    pub path: String,
+    pub body: Bytes,
+    pub accept_stream: bool,
+}
+
+enum Sender {
+    H1(http1::SendRequest<Full<Bytes>>),
+    H2(http2::SendRequest<Full<Bytes>>),
+}
+
+/// A connection lent to one request until its body is read; `release` returns a healthy one to the pool.
+pub struct Lease {
+    sender: Option<http1::SendRequest<Full<Bytes>>>,
+    pool: Arc<Pool>,
+}
+
+impl Lease {
+    /// Returns the connection for reuse unless the server asked to close it or already did.
+    pub fn release(mut self, keep_alive: bool) {
+        if let Some(sender) = self.sender.take()
+            && keep_alive
+            && !sender.is_closed()
+        {
+            let mut idle = self.pool.idle.lock().expect("pool lock");
+            if idle.len() < self.pool.max_idle {
+                idle.push(sender);
+            }
+        }
+    }
+}
+
+struct Pool {
+    idle: Mutex<Vec<http1::SendRequest<Full<Bytes>>>>,
+    max_idle: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct ClientOptions {
+    pub http2: bool,
+    /// Idle connections kept: the run's in-flight limit.
+    pub pool_size: usize,
+    pub connect_timeout: Duration,
+}
+
+/// The client every request of a run goes through.
+pub struct HttpClient {
+    target: Arc<Target>,
+    options: ClientOptions,
+    pool: Arc<Pool>,
+    h2: tokio::sync::Mutex<Option<http2::SendRequest<Full<Bytes>>>>,
+    connects: AtomicU64,
+}
+
+fn connection_lost(err: &hyper::Error) -> bool {
+    err.is_incomplete_message() || err.is_canceled() || err.is_closed() || {
+        let text = err.to_string();
+        text.contains("connection reset") || text.contains("broken pipe") || text.contains("connection closed")
+    }
+}
+
+fn describe(err: &hyper::Error) -> String {
+    use std::error::Error;
+    match err.source() {
+        Some(source) => format!("{err}: {source}"),
+        None => err.to_string(),
+    }
+}
+
+impl HttpClient {
+    pub fn new(target: Arc<Target>, options: ClientOptions) -> HttpClient {
+        HttpClient {
+            target,
+            options,
+            pool: Arc::new(Pool { idle: Mutex::new(Vec::new()), max_idle: options.pool_size.max(1) }),
+            h2: tokio::sync::Mutex::new(None),
+            connects: AtomicU64::new(0),
+        }
+    }
+
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// TCP connections opened so far.
+    pub fn connects(&self) -> u64 {
+        self.connects.load(Ordering::Relaxed)
+    }
+
+    async fn tcp(&self) -> Result<TokioIo<TcpStream>, SendError> {
+        let addr = (self.target.host.as_str(), self.target.port);
+        let stream = match tokio::time::timeout(self.options.connect_timeout, TcpStream::connect(addr)).await {
+            Err(_) => {
+                return Err(SendError {
+                    class: ErrorClass::Timeout,
+                    message: format!("connect to {} timed out", self.target.authority()),
+                });
+            }
+            Ok(Err(e)) => {
+                return Err(SendError {
+                    class: ErrorClass::Connect,
+                    message: format!("connect to {}: {e}", self.target.authority()),
+                });
+            }
+            Ok(Ok(s)) => s,
+        };
+        let _ = stream.set_nodelay(true);
+        self.connects.fetch_add(1, Ordering::Relaxed);
+        Ok(TokioIo::new(stream))
+    }
+
+    fn handshake_error(&self, e: hyper::Error) -> SendError {
+        SendError { class: ErrorClass::Connect, message: format!("handshake with {}: {}", self.target.authority(), describe(&e)) }
+    }
+
+    async fn fresh_h1(&self) -> Result<http1::SendRequest<Full<Bytes>>, SendError> {
+        let io = self.tcp().await?;
+        let (sender, conn) = http1::Builder::new()
+            .max_buf_size(crate::sse::MAX_EVENT_BYTES)
+            .handshake(io)
+            .await
+            .map_err(|e| self.handshake_error(e))?;
+        tokio::spawn(conn);
+        Ok(sender)
+    }
+
+    async fn h2_sender(&self, fresh: bool) -> Result<http2::SendRequest<Full<Bytes>>, SendError> {
+        let mut slot = self.h2.lock().await;
+        if let Some(sender) = slot.as_ref().filter(|s| !fresh && !s.is_closed()) {
+            return Ok(sender.clone());
+        }
+        let io = self.tcp().await?;
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .max_concurrent_reset_streams(usize::MAX >> 1)
+            .handshake(io)
+            .await
+            .map_err(|e| self.handshake_error(e))?;
+        tokio::spawn(conn);
+        *slot = Some(sender.clone());
+        Ok(sender)
+    }
+
+    /// An idle pooled connection that still looks open, else a new one. The flag says whether it was reused.
+    async fn h1_sender(&self) -> Result<(http1::SendRequest<Full<Bytes>>, bool), SendError> {
+        loop {
+            let candidate = self.pool.idle.lock().expect("pool lock").pop();
+            let Some(mut sender) = candidate else { break };
+            if !sender.is_closed() && sender.ready().await.is_ok() {
+                return Ok((sender, true));
+            }
+        }
+        Ok((self.fresh_h1().await?, false))
+    }
+
+    fn build(&self, out: &Outgoing) -> Request<Full<Bytes>> {
+        let path = &out.path;
+        let uri = if self.options.http2 { format!("http://{}{path}", self.target.authority()) } else { path.clone() };
+        let mut builder = Request::builder().method(out.method.clone()).uri(uri);
+        if !self.options.http2 {
+            builder = builder.header("host", self.target.authority());
+        }
+        if let Some(key) = &self.target.api_key {
+            builder = builder.header("authorization", key.bearer());
+        }
+        if !out.body.is_empty() {
+            builder = builder.header("content-type", "application/json");
+        }
+        if out.accept_stream {
+            builder = builder.header("accept", "text/event-stream");
+        }
+        builder.body(Full::new(out.body.clone())).expect("request parts are valid")
+    }
+
+    /// Sends a request and returns the response head. A request that failed before any byte of a response
+    /// arrived, on a connection that was reused or never took it, is re-sent once on a fresh connection.
+    pub async fn send(&self, out: &Outgoing) -> Result<(Response<Incoming>, Option<Lease>, u32), SendError> {
+        let mut retries = 0;
+        loop {
+            let (sender, reused) = if self.options.http2 {
+                (Sender::H2(self.h2_sender(retries > 0).await?), retries == 0)
+            } else if retries > 0 {
+                (Sender::H1(self.fresh_h1().await?), false)
+            } else {
+                let (s, reused) = self.h1_sender().await?;
+                (Sender::H1(s), reused)
+            };
+            let request = self.build(out);
+            let result = match sender {
+                Sender::H1(mut s) => match s.try_send_request(request).await {
+                    Ok(resp) => Ok((resp, Some(Lease { sender: Some(s), pool: self.pool.clone() }))),
+                    Err(mut e) => Err((e.take_message().is_some(), e.into_error())),
+                },
+                Sender::H2(mut s) => match s.try_send_request(request).await {
+                    Ok(resp) => Ok((resp, None)),
+                    Err(mut e) => Err((e.take_message().is_some(), e.into_error())),
+                },
+            };
+            match result {
+                Ok((resp, lease)) => return Ok((resp, lease, retries)),
+                Err((unsent, err)) => {
+                    let stale = unsent || (reused && connection_lost(&err));
+                    if stale && retries == 0 {
+                        retries = 1;
+                        continue;
+                    }
+                    let class = if err.is_timeout() { ErrorClass::Timeout } else { ErrorClass::StreamBroken };
+                    return Err(SendError { class, message: format!("connection lost before a response: {}", describe(&err)) });
+                }
+            }
+        }
+    }
+}

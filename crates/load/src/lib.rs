@@ -1,0 +1,31 @@
+//! The client side of the measurement: sends OpenAI-compatible requests on a closed- or open-loop schedule,
+//! times every streamed token on the monotonic clock, and turns each request into a `RequestRecord`.
+
+pub mod cancel;
+mod exchange;
+pub mod http;
+pub mod openai;
+pub mod probe;
+pub mod recorder;
+pub mod run;
+pub mod schedule;
+pub mod sse;
+pub mod sweep;
+pub mod target;
+pub mod cpu;
+
+pub use cancel::Cancel;
+pub use run::{LiveCounters, LoadShape, RunOutput, RunSpec, Stop, Warmup, run};
+pub use target::{ApiKey, Endpoint, Target};
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum LoadError {
+    #[error("--url `{url}`: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("{0}")]
+    Spec(String),
+    #[error("writing {path}: {source}")]
+    Write { path: String, source: std::io::Error },
+}

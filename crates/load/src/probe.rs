@@ -1,0 +1,63 @@
+//! What the server says about itself before the load starts: `/v1/models` (which model to use, its context
+//! length) and `/version`, kept verbatim for the run record.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::http::{HttpClient, Outgoing};
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TargetInfo {
+    pub url: String,
+    pub model_ids: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub models: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<Value>,
+    /// Why `/v1/models` could not be read, if it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub models_error: Option<String>,
+}
+
+async fn get_json(client: &HttpClient, api_path: &str, timeout: Duration) -> Result<Value, String> {
+    let out = Outgoing {
+        method: hyper::Method::GET,
+        path: client.target().path(api_path),
+        body: Bytes::new(),
+        accept_stream: false,
+    };
+    let fetch = async {
+        let (response, lease, _) = client.send(&out).await.map_err(|e| e.message)?;
+        let status = response.status();
+        let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+        if let Some(lease) = lease {
+            lease.release(true);
+        }
+        if !status.is_success() {
+            return Err(format!("HTTP {}", status.as_u16()));
+        }
+        serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))
+    };
+    tokio::time::timeout(timeout, fetch).await.unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")))
+}
+
+/// Reads `/v1/models` and `/version`; failures are recorded, not fatal.
+pub async fn probe(client: &HttpClient, timeout: Duration) -> TargetInfo {
+    let mut info = TargetInfo { url: client.target().display_url(), ..Default::default() };
+    match get_json(client, "/v1/models", timeout).await {
+        Ok(models) => {
+            info.model_ids = models["data"]
+                .as_array()
+                .map(|d| d.iter().filter_map(|m| m["id"].as_str().map(str::to_string)).collect())
+                .unwrap_or_default();
+            info.models = Some(models);
+        }
+        Err(e) => info.models_error = Some(e),
+    }
+    info.version = get_json(client, "/version", timeout).await.ok();
+    info
+}

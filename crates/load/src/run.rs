@@ -1,0 +1,442 @@
+//! One load run: closed loop (N users back to back) or open loop (arrivals on a precomputed schedule, optionally
+//! capped in flight), warm-up and stop conditions, cancellation, and the summary over the steady window.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use infer_doctor_core::aggregate::{AggregateConfig, RunContext};
+use infer_doctor_core::{LatencyHistogram, Phase, PromptSource, RunAggregate, RunSummary, SloSet, TokenCounter};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+
+use crate::LoadError;
+use crate::cancel::Cancel;
+use crate::exchange::{Exchange, Planned};
+pub use crate::exchange::Timeouts;
+use crate::http::{ClientOptions, HttpClient};
+use crate::openai::{BodyOptions, request_body};
+use crate::recorder::Recorder;
+use crate::schedule::{Arrival, offsets};
+use crate::target::{Endpoint, Target};
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum LoadShape {
+    /// `concurrency` users, each sending its next request when the previous one ends.
+    Closed { concurrency: u64 },
+    /// Arrivals at `rate` per second whatever the server does; `max_concurrency` caps requests in flight and
+    /// queues the rest in the client (that wait is measured).
+    Open { rate: f64, arrival: Arrival, max_concurrency: Option<u64> },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Stop {
+    Count(u64),
+    Duration(Duration),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Warmup {
+    None,
+    Count(u64),
+    Duration(Duration),
+}
+
+#[derive(Clone, Debug)]
+pub struct RunSpec {
+    pub target: Arc<Target>,
+    pub endpoint: Endpoint,
+    pub model: String,
+    pub stream: bool,
+    pub ignore_eos: bool,
+    pub continuous_usage: bool,
+    pub shape: LoadShape,
+    pub stop: Stop,
+    pub warmup: Warmup,
+    pub timeouts: Timeouts,
+    pub connect_timeout: Duration,
+    pub http2: bool,
+    pub seed: u64,
+    pub slo: SloSet,
+    /// `requests.jsonl` to write, and whether to append to it (a sweep writes every point into one file).
+    pub requests_jsonl: Option<(PathBuf, bool)>,
+    /// Added to request ids, so ids stay unique across the points of a sweep.
+    pub first_id: u64,
+}
+
+impl RunSpec {
+    /// The most requests this run keeps in flight at once.
+    pub fn in_flight_limit(&self) -> Option<u64> {
+        match self.shape {
+            LoadShape::Closed { concurrency } => Some(concurrency),
+            LoadShape::Open { max_concurrency, .. } => max_concurrency,
+        }
+    }
+
+    fn warmup_count(&self) -> u64 {
+        match self.warmup {
+            Warmup::Count(n) => n,
+            _ => 0,
+        }
+    }
+}
+
+/// Live counts for a progress display.
+#[derive(Debug, Default)]
+pub struct LiveCounters {
+    pub sent: AtomicU64,
+    pub ok: AtomicU64,
+    pub failed: AtomicU64,
+    pub in_flight: AtomicU64,
+    pub max_in_flight: AtomicU64,
+}
+
+pub struct RunOutput {
+    pub summary: RunSummary,
+    pub aggregate: RunAggregate,
+    /// The instant every record's times count from.
+    pub started: Instant,
+    pub wall: Duration,
+    pub interrupted: bool,
+    /// TCP connections opened.
+    pub connects: u64,
+    /// Arrivals whose deadline the client missed by more than the catch-up bound; the schedule slid instead.
+    pub schedule_slips: u64,
+}
+
+/// A prompt turned into a request body ahead of time, off the I/O threads.
+struct Prepared {
+    index: u64,
+    body: Bytes,
+    max_tokens: u32,
+    input_tokens: Option<u32>,
+}
+
+/// Everything a request task needs, shared.
+struct Shared {
+    client: HttpClient,
+    path: String,
+    stream: bool,
+    timeouts: Timeouts,
+    started: Instant,
+    counter: Option<Arc<dyn TokenCounter>>,
+    recorder: Recorder,
+    live: Arc<LiveCounters>,
+    cancel: Cancel,
+    first_id: u64,
+    warmup: Warmup,
+    warmup_count: u64,
+    /// When the first measured request went out: the steady window's start.
+    measure_start: OnceLock<Instant>,
+    /// When the latest measured request went out: the steady window's end in count mode.
+    last_dispatch: Mutex<Option<Instant>>,
+}
+
+impl Shared {
+    fn phase(&self, index: u64, now: Instant) -> Phase {
+        let warm = match self.warmup {
+            Warmup::None => false,
+            Warmup::Count(_) => index < self.warmup_count,
+            Warmup::Duration(d) => now < self.started + d,
+        };
+        if warm {
+            return Phase::Warmup;
+        }
+        self.measure_start.get_or_init(|| now);
+        *self.last_dispatch.lock().expect("dispatch lock") = Some(now);
+        Phase::Measured
+    }
+
+    async fn send(&self, prepared: Prepared, scheduled: Instant) {
+        let phase = self.phase(prepared.index, Instant::now());
+        let live = &self.live;
+        live.sent.fetch_add(1, Ordering::Relaxed);
+        let now_in_flight = live.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        live.max_in_flight.fetch_max(now_in_flight, Ordering::Relaxed);
+        let exchange = Exchange {
+            client: &self.client,
+            path: &self.path,
+            stream: self.stream,
+            timeouts: self.timeouts,
+            run_start: self.started,
+            counter: self.counter.as_deref(),
+        };
+        let planned = Planned {
+            id: self.first_id + prepared.index,
+            phase,
+            scheduled,
+            body: prepared.body,
+            max_tokens: prepared.max_tokens,
+            input_tokens: prepared.input_tokens,
+        };
+        let rec = exchange.execute(planned, &self.cancel).await;
+        live.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let counter = if rec.ok() { &live.ok } else { &live.failed };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.recorder.finish(rec);
+    }
+}
+
+/// Builds request bodies in order on a thread of its own, a little ahead of the senders.
+fn spawn_feed(
+    spec: &RunSpec,
+    prompts: Arc<dyn PromptSource>,
+    total: Option<u64>,
+    depth: usize,
+) -> mpsc::Receiver<Prepared> {
+    let (tx, rx) = mpsc::channel(depth);
+    let options = BodyOptions {
+        endpoint: spec.endpoint,
+        model: spec.model.clone(),
+        stream: spec.stream,
+        ignore_eos: spec.ignore_eos,
+        continuous_usage: spec.continuous_usage,
+    };
+    std::thread::Builder::new()
+        .name("prompt-feed".into())
+        .spawn(move || {
+            let mut index = 0;
+            while total.is_none_or(|t| index < t) {
+                let item = prompts.item(index);
+                let prepared = Prepared {
+                    index,
+                    body: Bytes::from(request_body(&options, &item)),
+                    max_tokens: item.max_tokens,
+                    input_tokens: item.input_tokens,
+                };
+                if tx.blocking_send(prepared).is_err() {
+                    return;
+                }
+                index += 1;
+            }
+        })
+        .expect("spawning the prompt feed thread");
+    rx
+}
+
+/// Runs the load and summarises it. Interruption (`cancel`) stops sending, fails what is in flight as
+/// `interrupted`, and still returns everything measured.
+pub async fn run(
+    spec: &RunSpec,
+    prompts: Arc<dyn PromptSource>,
+    counter: Option<Arc<dyn TokenCounter>>,
+    live: Arc<LiveCounters>,
+    cancel: Cancel,
+) -> Result<RunOutput, LoadError> {
+    let open_loop = matches!(spec.shape, LoadShape::Open { .. });
+    let config = AggregateConfig { open_loop, expect_exact_output: spec.ignore_eos, slo: spec.slo.clone() };
+    let jsonl = spec.requests_jsonl.as_ref().map(|(p, append)| (p.as_path(), *append));
+    let recorder = Recorder::new(config, jsonl)?;
+    let in_flight_limit = spec.in_flight_limit().unwrap_or(256);
+    let client_options = ClientOptions {
+        http2: spec.http2,
+        pool_size: in_flight_limit as usize,
+        connect_timeout: spec.connect_timeout,
+    };
+    let cpu_before = crate::cpu::process_cpu_seconds();
+    let started = Instant::now();
+    let shared = Arc::new(Shared {
+        client: HttpClient::new(spec.target.clone(), client_options),
+        path: spec.target.path(spec.endpoint.path()),
+        stream: spec.stream,
+        timeouts: spec.timeouts,
+        started,
+        counter,
+        recorder,
+        live,
+        cancel: cancel.clone(),
+        first_id: spec.first_id,
+        warmup: spec.warmup,
+        warmup_count: spec.warmup_count(),
+        measure_start: OnceLock::new(),
+        last_dispatch: Mutex::new(None),
+    });
+    let total = match spec.stop {
+        Stop::Count(n) => Some(n + spec.warmup_count()),
+        Stop::Duration(_) => None,
+    };
+    let depth = (in_flight_limit as usize * 2).clamp(64, 4096);
+    let feed = spawn_feed(spec, prompts, total, depth);
+    let (schedule_lag, slips) = match spec.shape {
+        LoadShape::Closed { concurrency } => {
+            closed_loop(shared.clone(), feed, concurrency, spec.stop).await;
+            (None, 0)
+        }
+        LoadShape::Open { rate, arrival, max_concurrency } => {
+            let (lag, slips) = open_loop_run(shared.clone(), spec, feed, rate, arrival, max_concurrency).await;
+            (Some(lag), slips)
+        }
+    };
+    let wall = started.elapsed();
+    let cpu_seconds = crate::cpu::process_cpu_seconds() - cpu_before;
+    let shared = Arc::into_inner(shared).expect("every request task has ended");
+    let measure_start = shared.measure_start.get().copied().unwrap_or(started);
+    let window_end = match spec.stop {
+        Stop::Duration(d) => (measure_start + d).min(Instant::now()),
+        Stop::Count(_) => shared.last_dispatch.lock().expect("dispatch lock").unwrap_or(measure_start),
+    };
+    let us = |t: Instant| t.saturating_duration_since(started).as_micros() as u64;
+    let ctx = RunContext {
+        window_us: (us(measure_start), us(window_end)),
+        requested_rate: match spec.shape {
+            LoadShape::Open { rate, .. } => Some(rate),
+            LoadShape::Closed { .. } => None,
+        },
+        max_concurrency: shared.live.max_in_flight.load(Ordering::Relaxed),
+        schedule_lag,
+        cpu_seconds,
+        wall_seconds: wall.as_secs_f64(),
+        cores: crate::cpu::cores(),
+        in_flight_limit: spec.in_flight_limit(),
+    };
+    let connects = shared.client.connects();
+    let (aggregate, written) = shared.recorder.close();
+    written?;
+    let mut summary = aggregate.summarize(&ctx);
+    if slips > 0 {
+        summary.client.client_bound = true;
+        summary.warnings.push(format!(
+            "the client fell more than {} ms behind its schedule {slips} times and slid the schedule: \
+             the load generator could not keep up",
+            CATCHUP_BOUND.as_millis()
+        ));
+    }
+    Ok(RunOutput { summary, aggregate, started, wall, interrupted: cancel.is_cancelled(), connects, schedule_slips: slips })
+}
+
+async fn closed_loop(shared: Arc<Shared>, feed: mpsc::Receiver<Prepared>, concurrency: u64, stop: Stop) {
+    let feed = Arc::new(tokio::sync::Mutex::new(feed));
+    let mut users = JoinSet::new();
+    for _ in 0..concurrency {
+        let (shared, feed) = (shared.clone(), feed.clone());
+        users.spawn(async move {
+            loop {
+                if shared.cancel.is_cancelled() {
+                    return;
+                }
+                if let (Stop::Duration(d), Some(start)) = (stop, shared.measure_start.get())
+                    && start.elapsed() >= d
+                {
+                    return;
+                }
+                let next = tokio::select! {
+                    next = async { feed.lock().await.recv().await } => next,
+                    _ = shared.cancel.cancelled() => None,
+                };
+                let Some(prepared) = next else { return };
+                shared.send(prepared, Instant::now()).await;
+            }
+        });
+    }
+    while users.join_next().await.is_some() {}
+}
+
+/// Beyond this lateness the pacer slides the rest of the schedule instead of firing a burst of overdue arrivals.
+const CATCHUP_BOUND: Duration = Duration::from_millis(100);
+
+struct Arrived {
+    prepared: Prepared,
+    intended: Instant,
+}
+
+/// Sleeps until each arrival's absolute deadline on a dedicated OS thread (sub-millisecond wake-ups, unaffected by
+/// busy async workers) and hands arrivals to the dispatcher.
+fn spawn_pacer(
+    offsets_s: Vec<f64>,
+    start: Instant,
+    mut feed: mpsc::Receiver<Prepared>,
+    cancel: Cancel,
+) -> (mpsc::UnboundedReceiver<Arrived>, std::thread::JoinHandle<u64>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let thread = std::thread::Builder::new()
+        .name("pacer".into())
+        .spawn(move || {
+            let mut slide = Duration::ZERO;
+            let mut slips = 0;
+            for offset in offsets_s {
+                let Some(prepared) = feed.blocking_recv() else { break };
+                let mut intended = start + Duration::from_secs_f64(offset) + slide;
+                loop {
+                    if cancel.is_cancelled() {
+                        return slips;
+                    }
+                    let now = Instant::now();
+                    if now >= intended {
+                        let late = now - intended;
+                        if late > CATCHUP_BOUND {
+                            slide += late;
+                            slips += 1;
+                            intended = now;
+                        }
+                        break;
+                    }
+                    std::thread::sleep((intended - now).min(Duration::from_millis(50)));
+                }
+                if tx.send(Arrived { prepared, intended }).is_err() {
+                    break;
+                }
+            }
+            slips
+        })
+        .expect("spawning the pacer thread");
+    (rx, thread)
+}
+
+async fn open_loop_run(
+    shared: Arc<Shared>,
+    spec: &RunSpec,
+    feed: mpsc::Receiver<Prepared>,
+    rate: f64,
+    arrival: Arrival,
+    max_concurrency: Option<u64>,
+) -> (LatencyHistogram, u64) {
+    let warmup_count = spec.warmup_count();
+    let (count, until) = match (spec.stop, spec.warmup) {
+        (Stop::Count(n), _) => (Some(n + warmup_count), None),
+        (Stop::Duration(d), Warmup::Duration(w)) => (None, Some((d + w).as_secs_f64())),
+        (Stop::Duration(d), _) => (None, Some(d.as_secs_f64() + warmup_count as f64 / rate)),
+    };
+    let schedule = offsets(rate, arrival, spec.seed, count, until);
+    let (mut arrivals, pacer) = spawn_pacer(schedule, shared.started, feed, shared.cancel.clone());
+    let slots = max_concurrency.map(|n| Arc::new(Semaphore::new(n as usize)));
+    // Overdue requests leave no closer together than this, so a freed slot never releases a burst.
+    let min_spacing = Duration::from_secs_f64(0.5 / rate);
+    let mut lag = LatencyHistogram::new();
+    let mut last_send: Option<Instant> = None;
+    let mut tasks = JoinSet::new();
+    loop {
+        let next = tokio::select! {
+            a = arrivals.recv() => a,
+            _ = shared.cancel.cancelled() => None,
+        };
+        let Some(Arrived { prepared, intended }) = next else { break };
+        lag.record_us(intended.elapsed().as_micros() as u64);
+        let permit = match &slots {
+            Some(s) => tokio::select! {
+                p = s.clone().acquire_owned() => p.ok(),
+                _ = shared.cancel.cancelled() => break,
+            },
+            None => None,
+        };
+        let now = Instant::now();
+        if now.duration_since(intended) > Duration::from_millis(1)
+            && let Some(earliest) = last_send.map(|t| t + min_spacing)
+            && now < earliest
+        {
+            tokio::time::sleep_until(earliest.into()).await;
+        }
+        last_send = Some(Instant::now());
+        let shared = shared.clone();
+        tasks.spawn(async move {
+            shared.send(prepared, intended).await;
+            drop(permit);
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    drop(arrivals);
+    while tasks.join_next().await.is_some() {}
+    let slips = pacer.join().unwrap_or(0);
+    (lag, slips)
+}

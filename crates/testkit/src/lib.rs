@@ -1,0 +1,189 @@
+//! An OpenAI-compatible server that runs inside a test: streams tokens on a timetable, injects every fault a real
+//! server shows, and records when it emitted each token, so tests can check the client's clock against the truth.
+
+mod body;
+mod handler;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+/// What the server does to one request instead of answering it well.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Fault {
+    /// Answer with this HTTP status and an OpenAI-style error body.
+    Status(u16),
+    /// Stop sending after this many tokens, keeping the connection open.
+    StallAfter(u32),
+    /// Reset the connection after this many tokens.
+    DropAfter(u32),
+    /// Send an event that is not JSON after this many tokens.
+    MalformedAfter(u32),
+    /// Send one token event whose line is this many bytes long, then continue normally.
+    HugeLine(usize),
+    /// End the stream after the tokens with neither a finish reason nor `[DONE]`.
+    NoDone,
+    /// Send an error object as an SSE event after this many tokens, then `[DONE]`.
+    ErrorEvent(u32),
+}
+
+/// Applies `fault` to the requests whose index `i` (0-based, in arrival order) satisfies `i % every == offset`.
+#[derive(Clone, Debug)]
+pub struct FaultRule {
+    pub every: u64,
+    pub offset: u64,
+    pub fault: Fault,
+}
+
+#[derive(Clone, Debug)]
+pub struct MockConfig {
+    pub model: String,
+    /// Delay before the first token.
+    pub ttft: Duration,
+    /// Delay between token chunks.
+    pub itl: Duration,
+    /// Tokens per SSE chunk (several, as with speculative decoding or a slow client).
+    pub tokens_per_chunk: u32,
+    /// Output length when the request gives no `max_tokens`.
+    pub default_output_tokens: u32,
+    /// Finish with `stop` after this many tokens even when `ignore_eos` is set (a server that ignores it).
+    pub stop_after: Option<u32>,
+    /// Close the TCP connection after every streamed response, as llama.cpp's server does.
+    pub close_after_stream: bool,
+    /// Keep a record of every request and token time (off for speed benchmarks).
+    pub record_truth: bool,
+    pub faults: Vec<FaultRule>,
+}
+
+impl Default for MockConfig {
+    fn default() -> Self {
+        Self {
+            model: "mock-model".into(),
+            ttft: Duration::from_millis(20),
+            itl: Duration::from_millis(5),
+            tokens_per_chunk: 1,
+            default_output_tokens: 16,
+            stop_after: None,
+            close_after_stream: false,
+            record_truth: true,
+            faults: Vec::new(),
+        }
+    }
+}
+
+/// What the server did for one request: the ground truth the client's measurements are checked against.
+#[derive(Clone, Debug)]
+pub struct ServedRequest {
+    pub index: u64,
+    pub path: String,
+    pub arrived: Instant,
+    /// When each token chunk was handed to the connection.
+    pub chunk_times: Vec<Instant>,
+    pub body: serde_json::Value,
+    pub authorization: Option<String>,
+}
+
+pub(crate) struct Shared {
+    pub config: MockConfig,
+    pub next_index: AtomicU64,
+    pub truth: Mutex<Vec<ServedRequest>>,
+    pub connections: AtomicU64,
+}
+
+impl Shared {
+    pub fn fault_for(&self, index: u64) -> Option<Fault> {
+        self.config.faults.iter().find(|r| index % r.every == r.offset).map(|r| r.fault.clone())
+    }
+}
+
+/// A running mock server; stops when dropped.
+pub struct MockServer {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: Arc<Notify>,
+}
+
+impl MockServer {
+    /// Starts on an ephemeral loopback port on the current Tokio runtime.
+    pub async fn start(config: MockConfig) -> std::io::Result<MockServer> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            config,
+            next_index: AtomicU64::new(0),
+            truth: Mutex::new(Vec::new()),
+            connections: AtomicU64::new(0),
+        });
+        let shutdown = Arc::new(Notify::new());
+        tokio::spawn(accept_loop(listener, shared.clone(), shutdown.clone()));
+        Ok(MockServer { addr, shared, shutdown })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every request served so far, in arrival order.
+    pub fn truth(&self) -> Vec<ServedRequest> {
+        let mut all = self.shared.truth.lock().expect("truth lock").clone();
+        all.sort_by_key(|r| r.index);
+        all
+    }
+
+    /// Completion requests received.
+    pub fn requests(&self) -> u64 {
+        self.shared.next_index.load(Ordering::Relaxed)
+    }
+
+    /// TCP connections accepted.
+    pub fn connections(&self) -> u64 {
+        self.shared.connections.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for MockServer {
+    fn drop(&mut self) {
+        self.shutdown.notify_waiters();
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: Arc<Notify>) {
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(_) => continue,
+            },
+            _ = shutdown.notified() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        shared.connections.fetch_add(1, Ordering::Relaxed);
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            // Signalled by a streamed response's last frame when the server must hang up after it.
+            let hang_up = Arc::new(Notify::new());
+            let service = {
+                let hang_up = hang_up.clone();
+                service_fn(move |req| handler::handle(req, shared.clone(), hang_up.clone()))
+            };
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = hang_up.notified() => {
+                    // Let the final chunk reach the socket, then close without a `Connection: close` header.
+                    let _ = tokio::time::timeout(Duration::from_millis(2), conn.as_mut()).await;
+                }
+            }
+        });
+    }
+}
