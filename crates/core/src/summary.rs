@@ -122,7 +122,7 @@ pub struct TokenAccounting {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClientHealth {
     pub requested_rate: Option<f64>,
-    /// Intended send time → the dispatcher holding the request (timer and CPU lag; excludes waiting for a slot).
+    /// Intended send time → the pacer waking for it (timer and CPU lag; excludes waiting for a slot).
     pub schedule_lag: Option<Summary>,
     pub cpu_seconds: f64,
     /// Average cores busy in the client process over the run.
@@ -151,5 +151,5 @@ pub const FORMULAS: &[(&str, &str)] = &[
     ("good_fraction", "good requests / requests sent (failures count against it)"),
     ("mean_concurrency", "integral of in-flight requests over the window / window"),
     ("error_rate", "failed / sent"),
-    ("schedule_lag", "dispatch time - t_int"),
+    ("schedule_lag", "pacer wake-up - t_int (timer and CPU lag, before any wait for a slot)"),
 ];

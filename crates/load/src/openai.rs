@@ -114,10 +114,8 @@ pub struct ResponseState {
     pub usage_prompt: Option<u32>,
     pub usage_completion: Option<u32>,
     pub finish_reason: Option<String>,
-    /// Tokens per token-bearing event, while the server reports usage on every chunk.
-    pub event_tokens: Vec<u32>,
-    /// Usage was seen before any token, so later usage increments count tokens per chunk.
-    per_chunk_usage: bool,
+    /// Tokens per token-bearing event, from usage increments; meaningful only if every such event had usage.
+    event_tokens: Vec<u32>,
     /// Generated text, kept only when a tokenizer will count it.
     pub text: Option<String>,
     pub done: bool,
@@ -191,32 +189,30 @@ impl ResponseState {
             self.usage_prompt = usage.prompt_tokens.or(self.usage_prompt);
             self.usage_completion = usage.completion_tokens.or(self.usage_completion);
         }
+        // Only an increment over usage already seen on an earlier chunk counts: a server that reports usage once,
+        // at the end, says nothing about which chunk carried what.
         let increment = match (previous, self.usage_completion) {
-            (Some(before), Some(now)) if self.per_chunk_usage => now.saturating_sub(before),
+            (Some(before), Some(now)) => now.saturating_sub(before),
             _ => 0,
         };
-        if chunk.usage.is_some() && self.token_events == 0 && !meaning.token {
-            // Usage before the first token means the server reports it on every chunk.
-            self.per_chunk_usage = true;
-        }
         // A chunk whose text is empty but whose usage grew still carried tokens (vLLM holds back partial UTF-8).
         if increment > 0 && !chunk.choices.is_empty() {
             meaning.token = true;
         }
         if meaning.token {
             self.token_events += 1;
-            if self.per_chunk_usage {
-                let first = self.token_events == 1 && previous.is_none();
-                let tokens = if first { self.usage_completion.unwrap_or(1) } else { increment };
+            if chunk.usage.is_some() {
+                let tokens = if previous.is_none() { self.usage_completion.unwrap_or(1) } else { increment };
                 self.event_tokens.push(tokens.max(1));
             }
         }
         meaning
     }
 
-    /// Per-chunk token counts when they were reported throughout, else nothing.
+    /// Per-chunk token counts when every token-bearing event carried usage (`continuous_usage_stats`), else
+    /// nothing.
     pub fn take_event_tokens(&mut self) -> Vec<u32> {
-        if self.per_chunk_usage && self.event_tokens.len() == self.token_events as usize {
+        if self.token_events > 1 && self.event_tokens.len() == self.token_events as usize {
             std::mem::take(&mut self.event_tokens)
         } else {
             Vec::new()

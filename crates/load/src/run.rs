@@ -348,23 +348,25 @@ fn spawn_pacer(
     start: Instant,
     mut feed: mpsc::Receiver<Prepared>,
     cancel: Cancel,
-) -> (mpsc::UnboundedReceiver<Arrived>, std::thread::JoinHandle<u64>) {
+) -> (mpsc::UnboundedReceiver<Arrived>, std::thread::JoinHandle<(LatencyHistogram, u64)>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let thread = std::thread::Builder::new()
         .name("pacer".into())
         .spawn(move || {
             let mut slide = Duration::ZERO;
             let mut slips = 0;
+            let mut lag = LatencyHistogram::new();
             for offset in offsets_s {
                 let Some(prepared) = feed.blocking_recv() else { break };
                 let mut intended = start + Duration::from_secs_f64(offset) + slide;
                 loop {
                     if cancel.is_cancelled() {
-                        return slips;
+                        return (lag, slips);
                     }
                     let now = Instant::now();
                     if now >= intended {
                         let late = now - intended;
+                        lag.record_us(late.as_micros() as u64);
                         if late > CATCHUP_BOUND {
                             slide += late;
                             slips += 1;
@@ -378,7 +380,7 @@ fn spawn_pacer(
                     break;
                 }
             }
-            slips
+            (lag, slips)
         })
         .expect("spawning the pacer thread");
     (rx, thread)
@@ -403,7 +405,6 @@ async fn open_loop_run(
     let slots = max_concurrency.map(|n| Arc::new(Semaphore::new(n as usize)));
     // Overdue requests leave no closer together than this, so a freed slot never releases a burst.
     let min_spacing = Duration::from_secs_f64(0.5 / rate);
-    let mut lag = LatencyHistogram::new();
     let mut last_send: Option<Instant> = None;
     let mut tasks = JoinSet::new();
     loop {
@@ -412,7 +413,6 @@ async fn open_loop_run(
             _ = shared.cancel.cancelled() => None,
         };
         let Some(Arrived { prepared, intended }) = next else { break };
-        lag.record_us(intended.elapsed().as_micros() as u64);
         let permit = match &slots {
             Some(s) => tokio::select! {
                 p = s.clone().acquire_owned() => p.ok(),
@@ -437,6 +437,5 @@ async fn open_loop_run(
     }
     drop(arrivals);
     while tasks.join_next().await.is_some() {}
-    let slips = pacer.join().unwrap_or(0);
-    (lag, slips)
+    pacer.join().unwrap_or_default()
 }

@@ -180,8 +180,10 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: Arc<N
             tokio::select! {
                 _ = conn.as_mut() => {}
                 _ = hang_up.notified() => {
-                    // Let the final chunk reach the socket, then close without a `Connection: close` header.
-                    let _ = tokio::time::timeout(Duration::from_millis(2), conn.as_mut()).await;
+                    // Finish writing the response, then close; its head is already out, so the client gets no
+                    // `Connection: close` warning, exactly like llama.cpp's server.
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
                 }
             }
         });
