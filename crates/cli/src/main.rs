@@ -1,1 +1,79 @@
-fn main() {}
+//! infer-doctor: finds out why an LLM inference service is slow. This binary is glue: it parses the command line,
+//! owns the Tokio runtime, runs one room's job and maps the outcome to an exit code.
+
+mod args;
+mod cmd;
+mod host;
+mod progress;
+mod rundir;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+
+/// Exit codes of DESIGN.md §1.
+pub mod exit {
+    pub const OK: u8 = 0;
+    /// An SLO gate failed.
+    pub const GATE_FAILED: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const NOTHING_SUCCEEDED: u8 = 3;
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// An error with the exit code it should produce.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    pub fn usage(error: impl Into<anyhow::Error>) -> Failure {
+        Failure {
+            code: exit::USAGE,
+            error: error.into(),
+        }
+    }
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(error: E) -> Failure {
+        Failure {
+            code: exit::USAGE,
+            error: error.into(),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("infer-doctor")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Bench(args) => cmd::bench::run(args).await,
+            Command::Demo(args) => cmd::demo::run(args).await,
+        }
+    });
+    // Request tasks of an interrupted run may still hold sockets; do not wait for them.
+    runtime.shutdown_background();
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            eprintln!("error: {:#}", failure.error);
+            ExitCode::from(failure.code)
+        }
+    }
+}

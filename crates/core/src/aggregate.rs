@@ -134,7 +134,10 @@ fn token_counts_disagree(usage: u32, other: u32) -> bool {
 
 impl RunAggregate {
     pub fn new(config: AggregateConfig) -> Self {
-        Self { config, ..Default::default() }
+        Self {
+            config,
+            ..Default::default()
+        }
     }
 
     pub fn add(&mut self, rec: &RequestRecord) {
@@ -146,7 +149,8 @@ impl RunAggregate {
         c.sent += 1;
         c.retried += u64::from(rec.retries > 0);
         self.timeline.bin_mut(rec.sent_us).sent += 1;
-        self.timeline.add_busy(rec.sent_us, rec.end_us.max(rec.sent_us));
+        self.timeline
+            .add_busy(rec.sent_us, rec.end_us.max(rec.sent_us));
         if let Some(err) = &rec.error {
             c.failed += 1;
             self.timeline.bin_mut(rec.end_us).failed += 1;
@@ -200,7 +204,8 @@ impl RunAggregate {
         h.client_queue.record_us(rec.client_queue_us());
         for (i, &gap) in rec.gaps_us.iter().enumerate() {
             h.itl_gap.record_us(u64::from(gap));
-            h.itl_token.record_us((f64::from(gap) / rec.tokens_after_gap(i)).round() as u64);
+            h.itl_token
+                .record_us((f64::from(gap) / rec.tokens_after_gap(i)).round() as u64);
         }
     }
 
@@ -211,7 +216,9 @@ impl RunAggregate {
             None => {}
             Some(usage) => {
                 let chunk_sum: u32 = rec.event_tokens.iter().sum();
-                if rec.token_events > usage.max(1) || (!rec.event_tokens.is_empty() && chunk_sum != usage) {
+                if rec.token_events > usage.max(1)
+                    || (!rec.event_tokens.is_empty() && chunk_sum != usage)
+                {
                     c.usage_vs_events += 1;
                 }
                 if let Some(counted) = rec.tokenizer_output_tokens {
@@ -254,7 +261,13 @@ impl RunAggregate {
 
     pub fn summarize(&self, ctx: &RunContext) -> RunSummary {
         let c = &self.counts;
-        let per_request = |total: u64, of: u64| if of == 0 { 0.0 } else { total as f64 / of as f64 };
+        let per_request = |total: u64, of: u64| {
+            if of == 0 {
+                0.0
+            } else {
+                total as f64 / of as f64
+            }
+        };
         let requests = RequestCounts {
             sent: c.sent,
             ok: c.ok,
@@ -265,7 +278,12 @@ impl RunAggregate {
             errors: self
                 .errors
                 .iter()
-                .map(|(&(class, status), t)| ErrorCount { class, status, count: t.count, example: t.example.clone() })
+                .map(|(&(class, status), t)| ErrorCount {
+                    class,
+                    status,
+                    count: t.count,
+                    example: t.example.clone(),
+                })
                 .collect(),
         };
         let h = &self.hist;
@@ -304,7 +322,15 @@ impl RunAggregate {
             latency: latency.clone(),
             ..Default::default()
         });
-        let mut summary = RunSummary { requests, latency, throughput, tokens, client, slo, warnings: Vec::new() };
+        let mut summary = RunSummary {
+            requests,
+            latency,
+            throughput,
+            tokens,
+            client,
+            slo,
+            warnings: Vec::new(),
+        };
         summary.warnings = warnings(&summary);
         summary
     }
@@ -318,11 +344,16 @@ impl RunAggregate {
         if !steady {
             let first_sent = t.bins.iter().position(|b| b.sent > 0).unwrap_or(0) as u64;
             from = from.max(first_sent * crate::timeline::BIN_US);
-            let last_done = t.bins.iter().rposition(|b| b.completed_ok + b.failed > 0).unwrap_or(0) as u64;
+            let last_done = t
+                .bins
+                .iter()
+                .rposition(|b| b.completed_ok + b.failed > 0)
+                .unwrap_or(0) as u64;
             to = ((last_done + 1) * crate::timeline::BIN_US).max(from + 1);
         }
         let window_s = (to - from) as f64 / 1e6;
-        let rate = |field: &dyn Fn(&crate::timeline::Bin) -> f64| t.sum_over(from, to, field) / window_s;
+        let rate =
+            |field: &dyn Fn(&crate::timeline::Bin) -> f64| t.sum_over(from, to, field) / window_s;
         let output_tokens_per_s = rate(&|b| b.output_tokens);
         let input_tokens_per_s = rate(&|b| b.input_tokens as f64);
         let has_slo = !self.config.slo.is_empty();
@@ -337,7 +368,11 @@ impl RunAggregate {
             total_tokens_per_s: output_tokens_per_s + input_tokens_per_s,
             goodput_rate: has_slo.then(|| rate(&|b| f64::from(b.completed_good))),
             good_fraction: has_slo.then(|| {
-                if self.counts.sent == 0 { 0.0 } else { self.counts.good as f64 / self.counts.sent as f64 }
+                if self.counts.sent == 0 {
+                    0.0
+                } else {
+                    self.counts.good as f64 / self.counts.sent as f64
+                }
             }),
             mean_concurrency: t.sum_over(from, to, |b| b.busy_us as f64) / (to - from) as f64,
             max_concurrency: ctx.max_concurrency,
@@ -346,12 +381,23 @@ impl RunAggregate {
     }
 
     fn client_health(&self, ctx: &RunContext, throughput: &Throughput) -> ClientHealth {
-        let schedule_lag = ctx.schedule_lag.as_ref().and_then(LatencyHistogram::summary);
-        let cpu_cores_used = if ctx.wall_seconds > 0.0 { ctx.cpu_seconds / ctx.wall_seconds } else { 0.0 };
+        let schedule_lag = ctx
+            .schedule_lag
+            .as_ref()
+            .and_then(LatencyHistogram::summary);
+        let cpu_cores_used = if ctx.wall_seconds > 0.0 {
+            ctx.cpu_seconds / ctx.wall_seconds
+        } else {
+            0.0
+        };
         let lagging = schedule_lag.is_some_and(|lag| lag.p99 > 10.0);
         let cpu_saturated = ctx.cores > 0 && cpu_cores_used > 0.9 * f64::from(ctx.cores);
-        let held_back_by_limit = ctx.in_flight_limit.is_some_and(|limit| ctx.max_concurrency >= limit);
-        let rate_missed = ctx.requested_rate.is_some_and(|r| throughput.steady && throughput.send_rate < 0.95 * r)
+        let held_back_by_limit = ctx
+            .in_flight_limit
+            .is_some_and(|limit| ctx.max_concurrency >= limit);
+        let rate_missed = ctx
+            .requested_rate
+            .is_some_and(|r| throughput.steady && throughput.send_rate < 0.95 * r)
             && !held_back_by_limit;
         ClientHealth {
             requested_rate: ctx.requested_rate,
@@ -373,10 +419,19 @@ fn warnings(s: &RunSummary) -> Vec<String> {
             why.push(format!("schedule lag p99 {:.1} ms", lag.p99));
         }
         if client.cores > 0 && client.cpu_cores_used > 0.9 * f64::from(client.cores) {
-            why.push(format!("client CPU {:.1} of {} cores", client.cpu_cores_used, client.cores));
+            why.push(format!(
+                "client CPU {:.1} of {} cores",
+                client.cpu_cores_used, client.cores
+            ));
         }
-        if let Some(r) = client.requested_rate.filter(|r| s.throughput.send_rate < 0.95 * r) {
-            why.push(format!("sent {:.2} req/s of {:.2} requested", s.throughput.send_rate, r));
+        if let Some(r) = client
+            .requested_rate
+            .filter(|r| s.throughput.send_rate < 0.95 * r)
+        {
+            why.push(format!(
+                "sent {:.2} req/s of {:.2} requested",
+                s.throughput.send_rate, r
+            ));
         }
         w.push(format!(
             "the client, not the server, limited this run ({}): run the load generator on a less busy machine, \
@@ -393,7 +448,10 @@ fn warnings(s: &RunSummary) -> Vec<String> {
         ));
     }
     if t.output_longer_than_requested > 0 {
-        w.push(format!("{} requests returned more tokens than max_tokens", t.output_longer_than_requested));
+        w.push(format!(
+            "{} requests returned more tokens than max_tokens",
+            t.output_longer_than_requested
+        ));
     }
     if t.usage_missing > 0 {
         w.push(format!(
@@ -467,19 +525,38 @@ mod tests {
 
     #[test]
     fn counts_and_latencies_over_a_closed_loop_run() {
-        let mut agg = RunAggregate::new(AggregateConfig { slo: "ttft_p95=20ms".parse().unwrap(), ..Default::default() });
+        let mut agg = RunAggregate::new(AggregateConfig {
+            slo: "ttft_p95=20ms".parse().unwrap(),
+            ..Default::default()
+        });
         for i in 0..100 {
             agg.add(&request(i, i * 100, 11));
         }
         let mut failed = request(100, 5000, 11);
-        failed.error = Some(RequestError { class: ErrorClass::HttpStatus, status: Some(503), message: "busy".into() });
+        failed.error = Some(RequestError {
+            class: ErrorClass::HttpStatus,
+            status: Some(503),
+            message: "busy".into(),
+        });
         agg.add(&failed);
         let mut warm = request(101, 0, 11);
         warm.phase = Some(Phase::Warmup);
         agg.add(&warm);
 
-        let s = agg.summarize(&RunContext { window_us: (0, 10_000_000), max_concurrency: 1, ..Default::default() });
-        assert_eq!((s.requests.sent, s.requests.ok, s.requests.failed, s.requests.warmup), (101, 100, 1, 1));
+        let s = agg.summarize(&RunContext {
+            window_us: (0, 10_000_000),
+            max_concurrency: 1,
+            ..Default::default()
+        });
+        assert_eq!(
+            (
+                s.requests.sent,
+                s.requests.ok,
+                s.requests.failed,
+                s.requests.warmup
+            ),
+            (101, 100, 1, 1)
+        );
         assert!((s.requests.error_rate - 1.0 / 101.0).abs() < 1e-12);
         assert_eq!(s.requests.errors[0].status, Some(503));
         let ttft = s.latency.ttft.unwrap();
@@ -487,12 +564,22 @@ mod tests {
         assert_eq!(s.latency.tpot.unwrap().p50, 5.0);
         assert_eq!(s.latency.itl_gap.unwrap().count, 1000);
         assert_eq!(s.latency.e2e.unwrap().p99, 60.0);
-        assert!(s.latency.ttft_from_schedule.is_none(), "closed loop has no schedule");
+        assert!(
+            s.latency.ttft_from_schedule.is_none(),
+            "closed loop has no schedule"
+        );
         // 100 requests of 11 tokens over a 10 s window.
-        assert!((s.throughput.request_rate - 10.0).abs() < 0.01, "{}", s.throughput.request_rate);
+        assert!(
+            (s.throughput.request_rate - 10.0).abs() < 0.01,
+            "{}",
+            s.throughput.request_rate
+        );
         assert!((s.throughput.output_tokens_per_s - 110.0).abs() < 0.5);
         assert!((s.throughput.mean_concurrency - (100.0 * 0.0601 + 0.0601) / 10.0).abs() < 0.01);
-        assert_eq!(s.throughput.goodput_rate.map(|g| (g * 100.0).round()), Some(1000.0));
+        assert_eq!(
+            s.throughput.goodput_rate.map(|g| (g * 100.0).round()),
+            Some(1000.0)
+        );
         assert_eq!(s.throughput.good_fraction, Some(100.0 / 101.0));
         assert!(s.slo[0].pass);
         assert_eq!(s.tokens.finish_reasons["length"], 100);
@@ -508,17 +595,26 @@ mod tests {
             if i % 2 == 0 { a.add(&r) } else { b.add(&r) }
         }
         a.merge(&b);
-        let ctx = RunContext { window_us: (0, 2_000_000), ..Default::default() };
+        let ctx = RunContext {
+            window_us: (0, 2_000_000),
+            ..Default::default()
+        };
         assert_eq!(a.summarize(&ctx), one.summarize(&ctx));
     }
 
     #[test]
     fn open_loop_headline_includes_the_client_queue() {
-        let mut agg = RunAggregate::new(AggregateConfig { open_loop: true, ..Default::default() });
+        let mut agg = RunAggregate::new(AggregateConfig {
+            open_loop: true,
+            ..Default::default()
+        });
         let mut r = request(0, 10, 3);
         r.scheduled_us = 0;
         agg.add(&r);
-        let s = agg.summarize(&RunContext { window_us: (0, BIN_US * 10), ..Default::default() });
+        let s = agg.summarize(&RunContext {
+            window_us: (0, BIN_US * 10),
+            ..Default::default()
+        });
         assert_eq!(s.latency.headline_ttft().unwrap().p50, 20.0);
         assert_eq!(s.latency.ttft.unwrap().p50, 10.0);
         assert_eq!(s.latency.client_queue.unwrap().p50, 10.0);
@@ -526,7 +622,10 @@ mod tests {
 
     #[test]
     fn token_accounting_flags_disagreements() {
-        let mut agg = RunAggregate::new(AggregateConfig { expect_exact_output: true, ..Default::default() });
+        let mut agg = RunAggregate::new(AggregateConfig {
+            expect_exact_output: true,
+            ..Default::default()
+        });
         let mut short = request(0, 0, 5);
         short.max_tokens = 8;
         short.tokenizer_output_tokens = Some(9);
@@ -538,12 +637,18 @@ mod tests {
         lying.usage_output_tokens = Some(3);
         lying.max_tokens = 3;
         agg.add(&lying);
-        let s = agg.summarize(&RunContext { window_us: (0, 1_000_000), ..Default::default() });
+        let s = agg.summarize(&RunContext {
+            window_us: (0, 1_000_000),
+            ..Default::default()
+        });
         let t = &s.tokens;
         assert_eq!(t.output_shorter_than_requested, 1);
         assert_eq!(t.usage_missing, 1);
         assert_eq!(t.usage_vs_events_mismatches, 1);
-        assert_eq!((t.tokenizer_checked, t.usage_vs_tokenizer_mismatches), (1, 1));
+        assert_eq!(
+            (t.tokenizer_checked, t.usage_vs_tokenizer_mismatches),
+            (1, 1)
+        );
         assert_eq!(t.output_longer_than_requested, 0);
         assert!(s.warnings.iter().any(|w| w.contains("ignore_eos")));
     }

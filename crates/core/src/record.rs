@@ -120,7 +120,9 @@ impl RequestRecord {
 
     /// `n`: output tokens from the server's usage, else the local tokenizer, else the event count.
     pub fn output_tokens(&self) -> u32 {
-        self.usage_output_tokens.or(self.tokenizer_output_tokens).unwrap_or(self.token_events)
+        self.usage_output_tokens
+            .or(self.tokenizer_output_tokens)
+            .unwrap_or(self.token_events)
     }
 
     pub fn input_tokens(&self) -> Option<u32> {
@@ -134,17 +136,23 @@ impl RequestRecord {
 
     /// TTFO = first content event − t_send.
     pub fn ttfo_us(&self) -> Option<u64> {
-        self.first_content_us.map(|t| t.saturating_sub(self.sent_us))
+        self.first_content_us
+            .map(|t| t.saturating_sub(self.sent_us))
     }
 
     /// Queue-inclusive TTFT = t1 − t_int.
     pub fn ttft_from_schedule_us(&self) -> Option<u64> {
-        self.first_token_us.map(|t| t.saturating_sub(self.scheduled_us))
+        self.first_token_us
+            .map(|t| t.saturating_sub(self.scheduled_us))
     }
 
     /// Time when the answer was complete: the last token-bearing event when streamed, the full body otherwise.
     fn answer_done_us(&self) -> u64 {
-        if self.streamed { self.last_token_us.unwrap_or(self.end_us) } else { self.end_us }
+        if self.streamed {
+            self.last_token_us.unwrap_or(self.end_us)
+        } else {
+            self.end_us
+        }
     }
 
     /// E2E = tN − t_send (a non-streamed request ends when its body is read).
@@ -226,7 +234,11 @@ mod tests {
         assert_eq!(r.ttft_us(), Some(10_000));
         assert_eq!(r.ttfo_us(), Some(12_000));
         assert_eq!(r.ttft_from_schedule_us(), Some(12_000));
-        assert_eq!(r.e2e_us(), 30_000, "E2E ends at the last token event, not at the end of the body");
+        assert_eq!(
+            r.e2e_us(),
+            30_000,
+            "E2E ends at the last token event, not at the end of the body"
+        );
         assert_eq!(r.e2e_from_schedule_us(), 32_000);
         assert_eq!(r.client_queue_us(), 2_000);
         assert_eq!(r.tpot_us(), Some(20_000.0 / 4.0));

@@ -59,7 +59,9 @@ pub struct Slo {
 pub struct SloSet(pub Vec<Slo>);
 
 #[derive(Debug, Error, PartialEq)]
-#[error("--slo `{item}`: {reason} (expected e.g. ttft_p95=500ms,tpot_p95=50ms,e2e_p99=10s,error_rate=1%)")]
+#[error(
+    "--slo `{item}`: {reason} (expected e.g. ttft_p95=500ms,tpot_p95=50ms,e2e_p99=10s,error_rate=1%)"
+)]
 pub struct SloParseError {
     pub item: String,
     pub reason: String,
@@ -84,7 +86,12 @@ fn parse_duration_ms(text: &str) -> Option<f64> {
     } else {
         (text, 1.0)
     };
-    number.trim().parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0).map(|v| v * scale)
+    number
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map(|v| v * scale)
 }
 
 fn parse_fraction(text: &str) -> Option<f64> {
@@ -101,24 +108,45 @@ impl FromStr for SloSet {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let mut slos = Vec::new();
         for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let err = |reason: &str| SloParseError { item: item.to_string(), reason: reason.to_string() };
+            let err = |reason: &str| SloParseError {
+                item: item.to_string(),
+                reason: reason.to_string(),
+            };
             let (key, value) = item.split_once('=').ok_or_else(|| err("missing `=`"))?;
             let key = key.trim();
             if let Some(metric) = SloMetric::parse(key) {
                 if metric != SloMetric::ErrorRate {
                     return Err(err("name a statistic, e.g. ttft_p95"));
                 }
-                let threshold = parse_fraction(value).ok_or_else(|| err("error rate must be like 1% or 0.01"))?;
-                slos.push(Slo { metric, stat: String::new(), threshold });
+                let threshold = parse_fraction(value)
+                    .ok_or_else(|| err("error rate must be like 1% or 0.01"))?;
+                slos.push(Slo {
+                    metric,
+                    stat: String::new(),
+                    threshold,
+                });
                 continue;
             }
-            let (name, stat) = key.rsplit_once('_').ok_or_else(|| err("unknown objective"))?;
-            let metric = SloMetric::parse(name).ok_or_else(|| err("unknown metric (ttft, ttfo, tpot, itl, e2e)"))?;
-            if !matches!(stat, "p50" | "p90" | "p95" | "p99" | "p999" | "mean" | "max") {
-                return Err(err("unknown statistic (p50, p90, p95, p99, p999, mean, max)"));
+            let (name, stat) = key
+                .rsplit_once('_')
+                .ok_or_else(|| err("unknown objective"))?;
+            let metric = SloMetric::parse(name)
+                .ok_or_else(|| err("unknown metric (ttft, ttfo, tpot, itl, e2e)"))?;
+            if !matches!(
+                stat,
+                "p50" | "p90" | "p95" | "p99" | "p999" | "mean" | "max"
+            ) {
+                return Err(err(
+                    "unknown statistic (p50, p90, p95, p99, p999, mean, max)",
+                ));
             }
-            let threshold = parse_duration_ms(value.trim()).ok_or_else(|| err("threshold must be like 500ms or 2s"))?;
-            slos.push(Slo { metric, stat: stat.to_string(), threshold });
+            let threshold = parse_duration_ms(value.trim())
+                .ok_or_else(|| err("threshold must be like 500ms or 2s"))?;
+            slos.push(Slo {
+                metric,
+                stat: stat.to_string(),
+                threshold,
+            });
         }
         Ok(SloSet(slos))
     }
@@ -147,7 +175,9 @@ impl SloSet {
         }
         self.0.iter().all(|slo| {
             let value_ms = match slo.metric {
-                SloMetric::Ttft if from_schedule => rec.ttft_from_schedule_us().map(|v| v as f64 / 1000.0),
+                SloMetric::Ttft if from_schedule => {
+                    rec.ttft_from_schedule_us().map(|v| v as f64 / 1000.0)
+                }
                 SloMetric::Ttft => rec.ttft_us().map(|v| v as f64 / 1000.0),
                 SloMetric::Ttfo => rec.ttfo_us().map(|v| v as f64 / 1000.0),
                 SloMetric::Tpot => rec.tpot_us().map(|v| v / 1000.0),
@@ -196,17 +226,40 @@ mod tests {
 
     #[test]
     fn parses_the_documented_form() {
-        let set: SloSet = "ttft_p95=500ms, tpot_p95=0.05s,e2e_p99=2s,error_rate=1%".parse().unwrap();
+        let set: SloSet = "ttft_p95=500ms, tpot_p95=0.05s,e2e_p99=2s,error_rate=1%"
+            .parse()
+            .unwrap();
         assert_eq!(set.0.len(), 4);
-        assert_eq!(set.0[0], Slo { metric: SloMetric::Ttft, stat: "p95".into(), threshold: 500.0 });
+        assert_eq!(
+            set.0[0],
+            Slo {
+                metric: SloMetric::Ttft,
+                stat: "p95".into(),
+                threshold: 500.0
+            }
+        );
         assert_eq!(set.0[1].threshold, 50.0);
         assert_eq!(set.0[2].threshold, 2000.0);
-        assert_eq!(set.0[3], Slo { metric: SloMetric::ErrorRate, stat: String::new(), threshold: 0.01 });
+        assert_eq!(
+            set.0[3],
+            Slo {
+                metric: SloMetric::ErrorRate,
+                stat: String::new(),
+                threshold: 0.01
+            }
+        );
     }
 
     #[test]
     fn rejects_bad_items_with_the_item_named() {
-        for bad in ["ttft=5ms", "ttft_p42=5ms", "foo_p95=1ms", "ttft_p95", "error_rate=150%", "ttft_p95=fast"] {
+        for bad in [
+            "ttft=5ms",
+            "ttft_p42=5ms",
+            "foo_p95=1ms",
+            "ttft_p95",
+            "error_rate=150%",
+            "ttft_p95=fast",
+        ] {
             let err = bad.parse::<SloSet>().unwrap_err();
             assert_eq!(err.item, bad, "{err}");
         }
@@ -215,7 +268,10 @@ mod tests {
     #[test]
     fn failed_requests_are_never_good() {
         let set: SloSet = "ttft_p95=1s".parse().unwrap();
-        let mut rec = RequestRecord { first_token_us: Some(10), ..Default::default() };
+        let mut rec = RequestRecord {
+            first_token_us: Some(10),
+            ..Default::default()
+        };
         assert!(set.request_is_good(&rec, false));
         rec.error = Some(crate::RequestError {
             class: crate::ErrorClass::Timeout,

@@ -22,7 +22,8 @@ impl Default for LatencyHistogram {
 
 impl LatencyHistogram {
     pub fn new() -> Self {
-        let hist = Histogram::new_with_bounds(1, MAX_US, 3).expect("static histogram bounds are valid");
+        let hist =
+            Histogram::new_with_bounds(1, MAX_US, 3).expect("static histogram bounds are valid");
         Self { hist, clamped: 0 }
     }
 

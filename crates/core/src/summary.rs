@@ -66,11 +66,19 @@ pub struct Latencies {
 
 impl Latencies {
     pub fn headline_ttft(&self) -> Option<&Summary> {
-        if self.open_loop { self.ttft_from_schedule.as_ref() } else { self.ttft.as_ref() }
+        if self.open_loop {
+            self.ttft_from_schedule.as_ref()
+        } else {
+            self.ttft.as_ref()
+        }
     }
 
     pub fn headline_e2e(&self) -> Option<&Summary> {
-        if self.open_loop { self.e2e_from_schedule.as_ref() } else { self.e2e.as_ref() }
+        if self.open_loop {
+            self.e2e_from_schedule.as_ref()
+        } else {
+            self.e2e.as_ref()
+        }
     }
 }
 
@@ -134,22 +142,58 @@ pub struct ClientHealth {
 
 /// Every number's formula, printed into `run.json` so the file explains itself.
 pub const FORMULAS: &[(&str, &str)] = &[
-    ("ttft", "t1 - t_send; t1 = first event carrying text, reasoning or a tool call"),
+    (
+        "ttft",
+        "t1 - t_send; t1 = first event carrying text, reasoning or a tool call",
+    ),
     ("ttfo", "first content event - t_send"),
-    ("itl_gap", "every gap between consecutive token-bearing events, pooled over requests"),
-    ("itl_token", "gap / tokens in the later event (per-chunk usage when given, else spread evenly)"),
+    (
+        "itl_gap",
+        "every gap between consecutive token-bearing events, pooled over requests",
+    ),
+    (
+        "itl_token",
+        "gap / tokens in the later event (per-chunk usage when given, else spread evenly)",
+    ),
     ("tpot", "(tN - t1) / (n - 1) per request, n > 1"),
     ("e2e", "tN - t_send (non-streamed: end of body - t_send)"),
-    ("ttft_from_schedule", "t1 - t_int (t_int = intended send time)"),
+    (
+        "ttft_from_schedule",
+        "t1 - t_int (t_int = intended send time)",
+    ),
     ("e2e_from_schedule", "tN - t_int"),
     ("client_queue", "t_send - t_int"),
-    ("n", "usage.completion_tokens, else local tokenizer count, else token-bearing events"),
-    ("request_rate", "successful completions inside the steady window / window"),
-    ("output_tokens_per_s", "output tokens whose event falls inside the steady window / window"),
-    ("total_tokens_per_s", "(input tokens of requests completed in the window + output tokens in the window) / window"),
-    ("goodput_rate", "successful requests meeting every SLO completed in the window / window"),
-    ("good_fraction", "good requests / requests sent (failures count against it)"),
-    ("mean_concurrency", "integral of in-flight requests over the window / window"),
+    (
+        "n",
+        "usage.completion_tokens, else local tokenizer count, else token-bearing events",
+    ),
+    (
+        "request_rate",
+        "successful completions inside the steady window / window",
+    ),
+    (
+        "output_tokens_per_s",
+        "output tokens whose event falls inside the steady window / window",
+    ),
+    (
+        "total_tokens_per_s",
+        "(input tokens of requests completed in the window + output tokens in the window) / window",
+    ),
+    (
+        "goodput_rate",
+        "successful requests meeting every SLO completed in the window / window",
+    ),
+    (
+        "good_fraction",
+        "good requests / requests sent (failures count against it)",
+    ),
+    (
+        "mean_concurrency",
+        "integral of in-flight requests over the window / window",
+    ),
     ("error_rate", "failed / sent"),
-    ("schedule_lag", "pacer wake-up - t_int (timer and CPU lag, before any wait for a slot)"),
+    (
+        "schedule_lag",
+        "pacer wake-up - t_int (timer and CPU lag, before any wait for a slot)",
+    ),
 ];

@@ -85,7 +85,10 @@ mod tests {
         let total: u64 = t.bins.iter().map(|b| b.busy_us).sum();
         assert_eq!(total, BIN_US * 5 / 2);
         assert_eq!(t.bins[0].busy_us, BIN_US / 2);
-        assert_eq!(t.sum_over(0, BIN_US * 3, |b| b.busy_us as f64), (BIN_US * 5 / 2) as f64);
+        assert_eq!(
+            t.sum_over(0, BIN_US * 3, |b| b.busy_us as f64),
+            (BIN_US * 5 / 2) as f64
+        );
     }
 
     #[test]
@@ -93,6 +96,9 @@ mod tests {
         let mut t = Timeline::default();
         t.bin_mut(0).sent = 10;
         t.bin_mut(BIN_US).sent = 10;
-        assert_eq!(t.sum_over(BIN_US / 2, BIN_US * 2, |b| f64::from(b.sent)), 15.0);
+        assert_eq!(
+            t.sum_over(BIN_US / 2, BIN_US * 2, |b| f64::from(b.sent)),
+            15.0
+        );
     }
 }

@@ -26,7 +26,10 @@ impl Cancel {
     /// A signal that never fires.
     pub fn never() -> Cancel {
         let (tx, rx) = watch::channel(false);
-        Cancel { rx, _never: Some(Arc::new(tx)) }
+        Cancel {
+            rx,
+            _never: Some(Arc::new(tx)),
+        }
     }
 
     pub fn is_cancelled(&self) -> bool {

@@ -77,7 +77,11 @@ impl Exchange<'_> {
         rec.finish_reason = state.finish_reason.take();
         rec.event_tokens = state.take_event_tokens();
         if let Err(f) = outcome {
-            rec.error = Some(RequestError { class: f.class, status: rec.status.filter(|s| *s >= 400), message: f.message });
+            rec.error = Some(RequestError {
+                class: f.class,
+                status: rec.status.filter(|s| *s >= 400),
+                message: f.message,
+            });
         } else if let (Some(counter), Some(text)) = (self.counter, &state.text) {
             // After the clock stopped: counting costs CPU, never latency.
             rec.tokenizer_output_tokens = Some(counter.count(text) as u32);
@@ -85,10 +89,23 @@ impl Exchange<'_> {
         rec
     }
 
-    async fn exchange(&self, body: Bytes, rec: &mut RequestRecord, state: &mut ResponseState) -> Result<(), StreamFault> {
-        let out = Outgoing { method: hyper::Method::POST, path: self.path.to_string(), body, accept_stream: self.stream };
-        let (response, lease, retries) =
-            self.client.send(&out).await.map_err(|e| fault(e.class, e.message))?;
+    async fn exchange(
+        &self,
+        body: Bytes,
+        rec: &mut RequestRecord,
+        state: &mut ResponseState,
+    ) -> Result<(), StreamFault> {
+        let out = Outgoing {
+            method: hyper::Method::POST,
+            path: self.path.to_string(),
+            body,
+            accept_stream: self.stream,
+        };
+        let (response, lease, retries) = self
+            .client
+            .send(&out)
+            .await
+            .map_err(|e| fault(e.class, e.message))?;
         rec.retries = retries;
         rec.headers_us = Some(self.us(Instant::now()));
         let status = response.status();
@@ -101,7 +118,10 @@ impl Exchange<'_> {
         let mut body = response.into_body();
         if !status.is_success() {
             let text = self.read_prefix(&mut body).await;
-            return Err(fault(ErrorClass::HttpStatus, format!("HTTP {}: {}", status.as_u16(), summarize_error_body(&text))));
+            return Err(fault(
+                ErrorClass::HttpStatus,
+                format!("HTTP {}: {}", status.as_u16(), summarize_error_body(&text)),
+            ));
         }
         if self.stream {
             self.read_stream(&mut body, rec, state).await?;
@@ -119,11 +139,17 @@ impl Exchange<'_> {
         loop {
             match tokio::time::timeout(self.timeouts.idle, body.frame()).await {
                 Err(_) => {
-                    return Err(fault(ErrorClass::Timeout, format!("no data for {:?} (stalled stream)", self.timeouts.idle)));
+                    return Err(fault(
+                        ErrorClass::Timeout,
+                        format!("no data for {:?} (stalled stream)", self.timeouts.idle),
+                    ));
                 }
                 Ok(None) => return Ok(None),
                 Ok(Some(Err(e))) => {
-                    return Err(fault(ErrorClass::StreamBroken, format!("connection lost mid-response: {e}")));
+                    return Err(fault(
+                        ErrorClass::StreamBroken,
+                        format!("connection lost mid-response: {e}"),
+                    ));
                 }
                 Ok(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {
@@ -134,7 +160,12 @@ impl Exchange<'_> {
         }
     }
 
-    async fn read_stream(&self, body: &mut Incoming, rec: &mut RequestRecord, state: &mut ResponseState) -> Result<(), StreamFault> {
+    async fn read_stream(
+        &self,
+        body: &mut Incoming,
+        rec: &mut RequestRecord,
+        state: &mut ResponseState,
+    ) -> Result<(), StreamFault> {
         let mut parser = SseParser::default();
         let mut last_token: Option<Instant> = None;
         while let Some(data) = self.next_frame(body).await? {
@@ -151,7 +182,9 @@ impl Exchange<'_> {
                         let at = self.us(now);
                         match last_token {
                             None => rec.first_token_us = Some(at),
-                            Some(prev) => rec.gaps_us.push(now.duration_since(prev).as_micros() as u32),
+                            Some(prev) => rec
+                                .gaps_us
+                                .push(now.duration_since(prev).as_micros() as u32),
                         }
                         if meaning.content && rec.first_content_us.is_none() {
                             rec.first_content_us = Some(at);
@@ -165,7 +198,10 @@ impl Exchange<'_> {
             if fed.is_err() {
                 return Err(fault(
                     ErrorClass::MalformedSse,
-                    format!("an SSE event exceeded {} MiB", crate::sse::MAX_EVENT_BYTES >> 20),
+                    format!(
+                        "an SSE event exceeded {} MiB",
+                        crate::sse::MAX_EVENT_BYTES >> 20
+                    ),
                 ));
             }
             if let Some(f) = failure {
@@ -175,8 +211,13 @@ impl Exchange<'_> {
         if state.done || state.finish_reason.is_some() {
             Ok(())
         } else {
-            Err(fault(ErrorClass::StreamBroken, format!(
-                "stream ended after {} token events without a finish reason or [DONE]", state.token_events)))
+            Err(fault(
+                ErrorClass::StreamBroken,
+                format!(
+                    "stream ended after {} token events without a finish reason or [DONE]",
+                    state.token_events
+                ),
+            ))
         }
     }
 
@@ -207,10 +248,16 @@ fn fault(class: ErrorClass, message: String) -> StreamFault {
 
 /// The `error.message` of an OpenAI-style error body, else the body itself.
 fn summarize_error_body(text: &str) -> String {
-    let message = serde_json::from_str::<serde_json::Value>(text).ok().and_then(|v| {
-        let error = v.get("error").unwrap_or(&v);
-        error.get("message").or(v.get("detail")).and_then(|m| m.as_str().map(str::to_string)).or_else(|| error.as_str().map(str::to_string))
-    });
+    let message = serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| {
+            let error = v.get("error").unwrap_or(&v);
+            error
+                .get("message")
+                .or(v.get("detail"))
+                .and_then(|m| m.as_str().map(str::to_string))
+                .or_else(|| error.as_str().map(str::to_string))
+        });
     let message = message.unwrap_or_else(|| text.trim().to_string());
     message.chars().take(300).collect()
 }

@@ -83,7 +83,9 @@ pub struct HttpClient {
 fn connection_lost(err: &hyper::Error) -> bool {
     err.is_incomplete_message() || err.is_canceled() || err.is_closed() || {
         let text = err.to_string();
-        text.contains("connection reset") || text.contains("broken pipe") || text.contains("connection closed")
+        text.contains("connection reset")
+            || text.contains("broken pipe")
+            || text.contains("connection closed")
     }
 }
 
@@ -100,7 +102,10 @@ impl HttpClient {
         HttpClient {
             target,
             options,
-            pool: Arc::new(Pool { idle: Mutex::new(Vec::new()), max_idle: options.pool_size.max(1) }),
+            pool: Arc::new(Pool {
+                idle: Mutex::new(Vec::new()),
+                max_idle: options.pool_size.max(1),
+            }),
             h2: tokio::sync::Mutex::new(None),
             connects: AtomicU64::new(0),
         }
@@ -117,7 +122,12 @@ impl HttpClient {
 
     async fn tcp(&self) -> Result<TokioIo<TcpStream>, SendError> {
         let addr = (self.target.host.as_str(), self.target.port);
-        let stream = match tokio::time::timeout(self.options.connect_timeout, TcpStream::connect(addr)).await {
+        let stream = match tokio::time::timeout(
+            self.options.connect_timeout,
+            TcpStream::connect(addr),
+        )
+        .await
+        {
             Err(_) => {
                 return Err(SendError {
                     class: ErrorClass::Timeout,
@@ -138,7 +148,14 @@ impl HttpClient {
     }
 
     fn handshake_error(&self, e: hyper::Error) -> SendError {
-        SendError { class: ErrorClass::Connect, message: format!("handshake with {}: {}", self.target.authority(), describe(&e)) }
+        SendError {
+            class: ErrorClass::Connect,
+            message: format!(
+                "handshake with {}: {}",
+                self.target.authority(),
+                describe(&e)
+            ),
+        }
     }
 
     async fn fresh_h1(&self) -> Result<http1::SendRequest<Full<Bytes>>, SendError> {
@@ -182,7 +199,11 @@ impl HttpClient {
 
     fn build(&self, out: &Outgoing) -> Request<Full<Bytes>> {
         let path = &out.path;
-        let uri = if self.options.http2 { format!("http://{}{path}", self.target.authority()) } else { path.clone() };
+        let uri = if self.options.http2 {
+            format!("http://{}{path}", self.target.authority())
+        } else {
+            path.clone()
+        };
         let mut builder = Request::builder().method(out.method.clone()).uri(uri);
         if !self.options.http2 {
             builder = builder.header("host", self.target.authority());
@@ -196,12 +217,17 @@ impl HttpClient {
         if out.accept_stream {
             builder = builder.header("accept", "text/event-stream");
         }
-        builder.body(Full::new(out.body.clone())).expect("request parts are valid")
+        builder
+            .body(Full::new(out.body.clone()))
+            .expect("request parts are valid")
     }
 
     /// Sends a request and returns the response head. A request that failed before any byte of a response
     /// arrived, on a connection that was reused or never took it, is re-sent once on a fresh connection.
-    pub async fn send(&self, out: &Outgoing) -> Result<(Response<Incoming>, Option<Lease>, u32), SendError> {
+    pub async fn send(
+        &self,
+        out: &Outgoing,
+    ) -> Result<(Response<Incoming>, Option<Lease>, u32), SendError> {
         let mut retries = 0;
         loop {
             let (sender, reused) = if self.options.http2 {
@@ -215,7 +241,13 @@ impl HttpClient {
             let request = self.build(out);
             let result = match sender {
                 Sender::H1(mut s) => match s.try_send_request(request).await {
-                    Ok(resp) => Ok((resp, Some(Lease { sender: Some(s), pool: self.pool.clone() }))),
+                    Ok(resp) => Ok((
+                        resp,
+                        Some(Lease {
+                            sender: Some(s),
+                            pool: self.pool.clone(),
+                        }),
+                    )),
                     Err(mut e) => Err((e.take_message().is_some(), e.into_error())),
                 },
                 Sender::H2(mut s) => match s.try_send_request(request).await {
@@ -231,8 +263,15 @@ impl HttpClient {
                         retries = 1;
                         continue;
                     }
-                    let class = if err.is_timeout() { ErrorClass::Timeout } else { ErrorClass::StreamBroken };
-                    return Err(SendError { class, message: format!("connection lost before a response: {}", describe(&err)) });
+                    let class = if err.is_timeout() {
+                        ErrorClass::Timeout
+                    } else {
+                        ErrorClass::StreamBroken
+                    };
+                    return Err(SendError {
+                        class,
+                        message: format!("connection lost before a response: {}", describe(&err)),
+                    });
                 }
             }
         }

@@ -2,6 +2,7 @@
 //! times every streamed token on the monotonic clock, and turns each request into a `RequestRecord`.
 
 pub mod cancel;
+pub mod cpu;
 mod exchange;
 pub mod http;
 pub mod openai;
@@ -12,7 +13,6 @@ pub mod schedule;
 pub mod sse;
 pub mod sweep;
 pub mod target;
-pub mod cpu;
 
 pub use cancel::Cancel;
 pub use run::{LiveCounters, LoadShape, RunOutput, RunSpec, Stop, Warmup, run};
@@ -27,5 +27,8 @@ pub enum LoadError {
     #[error("{0}")]
     Spec(String),
     #[error("writing {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
 }

@@ -122,27 +122,50 @@ pub struct ResponseState {
 }
 
 fn error_message(error: &Value) -> String {
-    error.get("message").and_then(Value::as_str).map_or_else(|| error.to_string(), str::to_string)
+    error
+        .get("message")
+        .and_then(Value::as_str)
+        .map_or_else(|| error.to_string(), str::to_string)
 }
 
 impl ResponseState {
     pub fn keeping_text(keep: bool) -> Self {
-        ResponseState { text: keep.then(String::new), ..Default::default() }
+        ResponseState {
+            text: keep.then(String::new),
+            ..Default::default()
+        }
     }
 
     /// Interprets one SSE `data` payload.
-    pub fn on_event(&mut self, data: &[u8], name: Option<&[u8]>) -> Result<EventMeaning, StreamFault> {
+    pub fn on_event(
+        &mut self,
+        data: &[u8],
+        name: Option<&[u8]>,
+    ) -> Result<EventMeaning, StreamFault> {
         let data = data.trim_ascii();
         if data == b"[DONE]" {
             self.done = true;
-            return Ok(EventMeaning { done: true, ..Default::default() });
+            return Ok(EventMeaning {
+                done: true,
+                ..Default::default()
+            });
         }
         let chunk: Chunk = serde_json::from_slice(data).map_err(|e| StreamFault {
-            class: if name == Some(b"error") { ErrorClass::ServerErrorEvent } else { ErrorClass::MalformedSse },
-            message: format!("event is not JSON ({e}): {}", String::from_utf8_lossy(&data[..data.len().min(200)])),
+            class: if name == Some(b"error") {
+                ErrorClass::ServerErrorEvent
+            } else {
+                ErrorClass::MalformedSse
+            },
+            message: format!(
+                "event is not JSON ({e}): {}",
+                String::from_utf8_lossy(&data[..data.len().min(200)])
+            ),
         })?;
         if let Some(error) = &chunk.error {
-            return Err(StreamFault { class: ErrorClass::ServerErrorEvent, message: error_message(error) });
+            return Err(StreamFault {
+                class: ErrorClass::ServerErrorEvent,
+                message: error_message(error),
+            });
         }
         if name == Some(b"error") {
             return Err(StreamFault {
@@ -160,7 +183,10 @@ impl ResponseState {
             message: format!("response body is not JSON: {e}"),
         })?;
         if let Some(error) = &chunk.error {
-            return Err(StreamFault { class: ErrorClass::ServerErrorEvent, message: error_message(error) });
+            return Err(StreamFault {
+                class: ErrorClass::ServerErrorEvent,
+                message: error_message(error),
+            });
         }
         self.absorb(&chunk);
         self.done = true;
@@ -171,9 +197,16 @@ impl ResponseState {
         let mut meaning = EventMeaning::default();
         for choice in &chunk.choices {
             let delta = choice.delta.as_ref().or(choice.message.as_ref());
-            let content = choice.text.as_deref().or(delta.and_then(|d| d.content.as_deref())).unwrap_or("");
-            let reasoning = delta.and_then(|d| d.reasoning_content.as_deref().or(d.reasoning.as_deref())).unwrap_or("");
-            let tool_call = delta.is_some_and(|d| d.tool_calls.as_ref().is_some_and(|t| !t.is_null()));
+            let content = choice
+                .text
+                .as_deref()
+                .or(delta.and_then(|d| d.content.as_deref()))
+                .unwrap_or("");
+            let reasoning = delta
+                .and_then(|d| d.reasoning_content.as_deref().or(d.reasoning.as_deref()))
+                .unwrap_or("");
+            let tool_call =
+                delta.is_some_and(|d| d.tool_calls.as_ref().is_some_and(|t| !t.is_null()));
             meaning.content |= !content.is_empty();
             meaning.token |= !content.is_empty() || !reasoning.is_empty() || tool_call;
             if let Some(text) = &mut self.text {
@@ -202,7 +235,11 @@ impl ResponseState {
         if meaning.token {
             self.token_events += 1;
             if chunk.usage.is_some() {
-                let tokens = if previous.is_none() { self.usage_completion.unwrap_or(1) } else { increment };
+                let tokens = if previous.is_none() {
+                    self.usage_completion.unwrap_or(1)
+                } else {
+                    increment
+                };
                 self.event_tokens.push(tokens.max(1));
             }
         }
@@ -229,20 +266,33 @@ mod tests {
         let mut state = ResponseState::keeping_text(true);
         let mut meanings = Vec::new();
         let mut parser = SseParser::default();
-        parser.feed(raw, |e| meanings.push(state.on_event(e.data, e.name).unwrap())).unwrap();
+        parser
+            .feed(raw, |e| {
+                meanings.push(state.on_event(e.data, e.name).unwrap())
+            })
+            .unwrap();
         (state, meanings)
     }
 
     #[test]
     fn real_vllm_chat_stream() {
-        let (state, meanings) = replay(include_bytes!("../../../fixtures/sse/vllm_cpu_stream_chat.txt"));
-        assert!(!meanings[0].token, "the role prelude with empty content is not a token");
+        let (state, meanings) = replay(include_bytes!(
+            "../../../fixtures/sse/vllm_cpu_stream_chat.txt"
+        ));
+        assert!(
+            !meanings[0].token,
+            "the role prelude with empty content is not a token"
+        );
         assert!(meanings[1].token && meanings[1].content);
         assert_eq!(state.usage_completion, Some(16));
         assert_eq!(state.usage_prompt, Some(19));
         assert_eq!(state.finish_reason.as_deref(), Some("length"));
         assert!(state.done);
-        assert!(state.token_events <= 16 && state.token_events >= 14, "{}", state.token_events);
+        assert!(
+            state.token_events <= 16 && state.token_events >= 14,
+            "{}",
+            state.token_events
+        );
     }
 
     #[test]
@@ -255,7 +305,10 @@ mod tests {
             assert_eq!(state.usage_completion, Some(16));
             assert_eq!(state.finish_reason.as_deref(), Some("length"));
             assert!(state.token_events <= 16 && state.token_events > 10);
-            assert!(state.take_event_tokens().is_empty(), "usage only at the end is not per-chunk");
+            assert!(
+                state.take_event_tokens().is_empty(),
+                "usage only at the end is not per-chunk"
+            );
         }
     }
 
@@ -275,17 +328,32 @@ data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":4}}\n
     #[test]
     fn reasoning_is_a_token_but_not_content_and_errors_are_classified() {
         let mut s = ResponseState::default();
-        let m = s.on_event(br#"{"choices":[{"delta":{"reasoning_content":"hmm"}}]}"#, None).unwrap();
+        let m = s
+            .on_event(
+                br#"{"choices":[{"delta":{"reasoning_content":"hmm"}}]}"#,
+                None,
+            )
+            .unwrap();
         assert!(m.token && !m.content);
-        let err = s.on_event(br#"{"error":{"message":"boom","code":500}}"#, None).unwrap_err();
-        assert_eq!((err.class, err.message.as_str()), (ErrorClass::ServerErrorEvent, "boom"));
+        let err = s
+            .on_event(br#"{"error":{"message":"boom","code":500}}"#, None)
+            .unwrap_err();
+        assert_eq!(
+            (err.class, err.message.as_str()),
+            (ErrorClass::ServerErrorEvent, "boom")
+        );
         let err = s.on_event(b"{not json", None).unwrap_err();
         assert_eq!(err.class, ErrorClass::MalformedSse);
     }
 
     #[test]
     fn bodies_carry_usage_options_and_ignore_eos() {
-        let item = PromptItem { text: "hi".into(), messages: None, input_tokens: Some(1), max_tokens: 7 };
+        let item = PromptItem {
+            text: "hi".into(),
+            messages: None,
+            input_tokens: Some(1),
+            max_tokens: 7,
+        };
         let opts = BodyOptions {
             endpoint: Endpoint::Chat,
             model: "m".into(),
@@ -297,6 +365,9 @@ data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":4}}\n
         assert_eq!(v["messages"][0]["content"], "hi");
         assert_eq!(v["max_tokens"], 7);
         assert_eq!(v["stream_options"]["continuous_usage_stats"], true);
-        assert_eq!((v["ignore_eos"].as_bool(), v["min_tokens"].as_u64()), (Some(true), Some(7)));
+        assert_eq!(
+            (v["ignore_eos"].as_bool(), v["min_tokens"].as_u64()),
+            (Some(true), Some(7))
+        );
     }
 }

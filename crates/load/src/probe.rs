@@ -33,7 +33,12 @@ async fn get_json(client: &HttpClient, api_path: &str, timeout: Duration) -> Res
     let fetch = async {
         let (response, lease, _) = client.send(&out).await.map_err(|e| e.message)?;
         let status = response.status();
-        let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
         if let Some(lease) = lease {
             lease.release(true);
         }
@@ -42,17 +47,26 @@ async fn get_json(client: &HttpClient, api_path: &str, timeout: Duration) -> Res
         }
         serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))
     };
-    tokio::time::timeout(timeout, fetch).await.unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")))
+    tokio::time::timeout(timeout, fetch)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")))
 }
 
 /// Reads `/v1/models` and `/version`; failures are recorded, not fatal.
 pub async fn probe(client: &HttpClient, timeout: Duration) -> TargetInfo {
-    let mut info = TargetInfo { url: client.target().display_url(), ..Default::default() };
+    let mut info = TargetInfo {
+        url: client.target().display_url(),
+        ..Default::default()
+    };
     match get_json(client, "/v1/models", timeout).await {
         Ok(models) => {
             info.model_ids = models["data"]
                 .as_array()
-                .map(|d| d.iter().filter_map(|m| m["id"].as_str().map(str::to_string)).collect())
+                .map(|d| {
+                    d.iter()
+                        .filter_map(|m| m["id"].as_str().map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default();
             info.models = Some(models);
         }

@@ -30,14 +30,26 @@ struct JsonlWriter {
 
 impl JsonlWriter {
     fn open(path: &Path, append: bool) -> Result<JsonlWriter, LoadError> {
-        let write_err = |source| LoadError::Write { path: path.display().to_string(), source };
-        let file = File::options().create(true).append(append).write(true).truncate(!append).open(path).map_err(write_err)?;
+        let write_err = |source| LoadError::Write {
+            path: path.display().to_string(),
+            source,
+        };
+        let file = File::options()
+            .create(true)
+            .append(append)
+            .write(true)
+            .truncate(!append)
+            .open(path)
+            .map_err(write_err)?;
         let (tx, rx) = mpsc::channel::<RequestRecord>();
         let path: PathBuf = path.to_path_buf();
         let thread = std::thread::Builder::new()
             .name("requests.jsonl".into())
             .spawn(move || {
-                let write_err = |source| LoadError::Write { path: path.display().to_string(), source };
+                let write_err = |source| LoadError::Write {
+                    path: path.display().to_string(),
+                    source,
+                };
                 let mut out = BufWriter::new(file);
                 while let Ok(first) = rx.recv() {
                     let mut next = Some(first);
@@ -51,7 +63,10 @@ impl JsonlWriter {
                 }
                 out.flush().map_err(write_err)
             })
-            .map_err(|e| LoadError::Write { path: "requests.jsonl writer thread".into(), source: e })?;
+            .map_err(|e| LoadError::Write {
+                path: "requests.jsonl writer thread".into(),
+                source: e,
+            })?;
         Ok(JsonlWriter { tx, thread })
     }
 }
@@ -65,12 +80,17 @@ pub struct Recorder {
 
 impl Recorder {
     /// `jsonl`: the file to append each record to (created, or appended to when `append`).
-    pub fn new(config: AggregateConfig, jsonl: Option<(&Path, bool)>) -> Result<Recorder, LoadError> {
+    pub fn new(
+        config: AggregateConfig,
+        jsonl: Option<(&Path, bool)>,
+    ) -> Result<Recorder, LoadError> {
         Ok(Recorder {
             id: NEXT_RECORDER.fetch_add(1, Ordering::Relaxed),
             config,
             shards: Mutex::new(Vec::new()),
-            jsonl: jsonl.map(|(p, append)| JsonlWriter::open(p, append)).transpose()?,
+            jsonl: jsonl
+                .map(|(p, append)| JsonlWriter::open(p, append))
+                .transpose()?,
         })
     }
 
@@ -107,7 +127,10 @@ impl Recorder {
             Some(JsonlWriter { tx, thread }) => {
                 drop(tx);
                 thread.join().unwrap_or_else(|_| {
-                    Err(LoadError::Write { path: "requests.jsonl".into(), source: std::io::Error::other("writer panicked") })
+                    Err(LoadError::Write {
+                        path: "requests.jsonl".into(),
+                        source: std::io::Error::other("writer panicked"),
+                    })
                 })
             }
             None => Ok(()),
@@ -124,13 +147,18 @@ mod tests {
     fn records_from_many_threads_are_merged_and_each_written_once() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("requests.jsonl");
-        let recorder = Arc::new(Recorder::new(AggregateConfig::default(), Some((&path, false))).unwrap());
+        let recorder =
+            Arc::new(Recorder::new(AggregateConfig::default(), Some((&path, false))).unwrap());
         std::thread::scope(|s| {
             for t in 0..4u64 {
                 let recorder = recorder.clone();
                 s.spawn(move || {
                     for i in 0..250 {
-                        recorder.finish(RequestRecord { id: t * 1000 + i, end_us: 10, ..Default::default() });
+                        recorder.finish(RequestRecord {
+                            id: t * 1000 + i,
+                            end_us: 10,
+                            ..Default::default()
+                        });
                     }
                 });
             }
@@ -140,8 +168,10 @@ mod tests {
         written.unwrap();
         assert_eq!(agg.sent(), 1000);
         let text = std::fs::read_to_string(&path).unwrap();
-        let mut ids: Vec<u64> =
-            text.lines().map(|l| serde_json::from_str::<RequestRecord>(l).unwrap().id).collect();
+        let mut ids: Vec<u64> = text
+            .lines()
+            .map(|l| serde_json::from_str::<RequestRecord>(l).unwrap().id)
+            .collect();
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), 1000);

@@ -8,14 +8,16 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use infer_doctor_core::aggregate::{AggregateConfig, RunContext};
-use infer_doctor_core::{LatencyHistogram, Phase, PromptSource, RunAggregate, RunSummary, SloSet, TokenCounter};
+use infer_doctor_core::{
+    LatencyHistogram, Phase, PromptSource, RunAggregate, RunSummary, SloSet, TokenCounter,
+};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 use crate::LoadError;
 use crate::cancel::Cancel;
-use crate::exchange::{Exchange, Planned};
 pub use crate::exchange::Timeouts;
+use crate::exchange::{Exchange, Planned};
 use crate::http::{ClientOptions, HttpClient};
 use crate::openai::{BodyOptions, request_body};
 use crate::recorder::Recorder;
@@ -28,7 +30,11 @@ pub enum LoadShape {
     Closed { concurrency: u64 },
     /// Arrivals at `rate` per second whatever the server does; `max_concurrency` caps requests in flight and
     /// queues the rest in the client (that wait is measured).
-    Open { rate: f64, arrival: Arrival, max_concurrency: Option<u64> },
+    Open {
+        rate: f64,
+        arrival: Arrival,
+        max_concurrency: Option<u64>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -71,7 +77,9 @@ impl RunSpec {
     pub fn in_flight_limit(&self) -> Option<u64> {
         match self.shape {
             LoadShape::Closed { concurrency } => Some(concurrency),
-            LoadShape::Open { max_concurrency, .. } => max_concurrency,
+            LoadShape::Open {
+                max_concurrency, ..
+            } => max_concurrency,
         }
     }
 
@@ -154,7 +162,8 @@ impl Shared {
         let live = &self.live;
         live.sent.fetch_add(1, Ordering::Relaxed);
         let now_in_flight = live.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
-        live.max_in_flight.fetch_max(now_in_flight, Ordering::Relaxed);
+        live.max_in_flight
+            .fetch_max(now_in_flight, Ordering::Relaxed);
         let exchange = Exchange {
             client: &self.client,
             path: &self.path,
@@ -226,8 +235,15 @@ pub async fn run(
     cancel: Cancel,
 ) -> Result<RunOutput, LoadError> {
     let open_loop = matches!(spec.shape, LoadShape::Open { .. });
-    let config = AggregateConfig { open_loop, expect_exact_output: spec.ignore_eos, slo: spec.slo.clone() };
-    let jsonl = spec.requests_jsonl.as_ref().map(|(p, append)| (p.as_path(), *append));
+    let config = AggregateConfig {
+        open_loop,
+        expect_exact_output: spec.ignore_eos,
+        slo: spec.slo.clone(),
+    };
+    let jsonl = spec
+        .requests_jsonl
+        .as_ref()
+        .map(|(p, append)| (p.as_path(), *append));
     let recorder = Recorder::new(config, jsonl)?;
     let in_flight_limit = spec.in_flight_limit().unwrap_or(256);
     let client_options = ClientOptions {
@@ -264,8 +280,13 @@ pub async fn run(
             closed_loop(shared.clone(), feed, concurrency, spec.stop).await;
             (None, 0)
         }
-        LoadShape::Open { rate, arrival, max_concurrency } => {
-            let (lag, slips) = open_loop_run(shared.clone(), spec, feed, rate, arrival, max_concurrency).await;
+        LoadShape::Open {
+            rate,
+            arrival,
+            max_concurrency,
+        } => {
+            let (lag, slips) =
+                open_loop_run(shared.clone(), spec, feed, rate, arrival, max_concurrency).await;
             (Some(lag), slips)
         }
     };
@@ -275,7 +296,11 @@ pub async fn run(
     let measure_start = shared.measure_start.get().copied().unwrap_or(started);
     let window_end = match spec.stop {
         Stop::Duration(d) => (measure_start + d).min(Instant::now()),
-        Stop::Count(_) => shared.last_dispatch.lock().expect("dispatch lock").unwrap_or(measure_start),
+        Stop::Count(_) => shared
+            .last_dispatch
+            .lock()
+            .expect("dispatch lock")
+            .unwrap_or(measure_start),
     };
     let us = |t: Instant| t.saturating_duration_since(started).as_micros() as u64;
     let ctx = RunContext {
@@ -303,10 +328,23 @@ pub async fn run(
             CATCHUP_BOUND.as_millis()
         ));
     }
-    Ok(RunOutput { summary, aggregate, started, wall, interrupted: cancel.is_cancelled(), connects, schedule_slips: slips })
+    Ok(RunOutput {
+        summary,
+        aggregate,
+        started,
+        wall,
+        interrupted: cancel.is_cancelled(),
+        connects,
+        schedule_slips: slips,
+    })
 }
 
-async fn closed_loop(shared: Arc<Shared>, feed: mpsc::Receiver<Prepared>, concurrency: u64, stop: Stop) {
+async fn closed_loop(
+    shared: Arc<Shared>,
+    feed: mpsc::Receiver<Prepared>,
+    concurrency: u64,
+    stop: Stop,
+) {
     let feed = Arc::new(tokio::sync::Mutex::new(feed));
     let mut users = JoinSet::new();
     for _ in 0..concurrency {
@@ -348,7 +386,10 @@ fn spawn_pacer(
     start: Instant,
     mut feed: mpsc::Receiver<Prepared>,
     cancel: Cancel,
-) -> (mpsc::UnboundedReceiver<Arrived>, std::thread::JoinHandle<(LatencyHistogram, u64)>) {
+) -> (
+    mpsc::UnboundedReceiver<Arrived>,
+    std::thread::JoinHandle<(LatencyHistogram, u64)>,
+) {
     let (tx, rx) = mpsc::unbounded_channel();
     let thread = std::thread::Builder::new()
         .name("pacer".into())
@@ -357,7 +398,9 @@ fn spawn_pacer(
             let mut slips = 0;
             let mut lag = LatencyHistogram::new();
             for offset in offsets_s {
-                let Some(prepared) = feed.blocking_recv() else { break };
+                let Some(prepared) = feed.blocking_recv() else {
+                    break;
+                };
                 let mut intended = start + Duration::from_secs_f64(offset) + slide;
                 loop {
                     if cancel.is_cancelled() {
@@ -412,7 +455,9 @@ async fn open_loop_run(
             a = arrivals.recv() => a,
             _ = shared.cancel.cancelled() => None,
         };
-        let Some(Arrived { prepared, intended }) = next else { break };
+        let Some(Arrived { prepared, intended }) = next else {
+            break;
+        };
         let permit = match &slots {
             Some(s) => tokio::select! {
                 p = s.clone().acquire_owned() => p.ok(),

@@ -31,7 +31,13 @@ impl Arrival {
 ///
 /// `count`: exactly that many arrivals, rescaled so the last one falls at `count / rate` and the achieved mean
 /// rate equals the requested one (as `vllm bench serve` does). `until_s`: every arrival before that offset.
-pub fn offsets(rate: f64, arrival: Arrival, seed: u64, count: Option<u64>, until_s: Option<f64>) -> Vec<f64> {
+pub fn offsets(
+    rate: f64,
+    arrival: Arrival,
+    seed: u64,
+    count: Option<u64>,
+    until_s: Option<f64>,
+) -> Vec<f64> {
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_a771_0a15);
     let shape = arrival.gamma_shape().filter(|s| s.is_finite() && *s > 0.0);
     let gamma = shape.and_then(|k| Gamma::new(k, 1.0 / (rate * k)).ok());
@@ -78,7 +84,13 @@ mod tests {
     #[test]
     fn burstiness_changes_the_spread_not_the_mean() {
         let cv = |b: f64| {
-            let o = offsets(100.0, Arrival::Gamma { burstiness: b }, 3, None, Some(200.0));
+            let o = offsets(
+                100.0,
+                Arrival::Gamma { burstiness: b },
+                3,
+                None,
+                Some(200.0),
+            );
             let gaps: Vec<f64> = o.windows(2).map(|w| w[1] - w[0]).collect();
             let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
             let var = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / gaps.len() as f64;
@@ -86,7 +98,10 @@ mod tests {
             var.sqrt() / mean
         };
         let (bursty, poisson, smooth) = (cv(0.25), cv(1.0), cv(4.0));
-        assert!((poisson - 1.0).abs() < 0.05, "Poisson gaps have CV 1, got {poisson}");
+        assert!(
+            (poisson - 1.0).abs() < 0.05,
+            "Poisson gaps have CV 1, got {poisson}"
+        );
         assert!(bursty > 1.8 && smooth < 0.6, "cv {bursty} {smooth}");
     }
 

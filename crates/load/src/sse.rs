@@ -29,11 +29,14 @@ pub struct SseParser {
 
 impl SseParser {
     /// Feeds bytes; calls `on_event` for each event completed by them.
-    pub fn feed(&mut self, chunk: &[u8], mut on_event: impl FnMut(SseEvent<'_>)) -> Result<(), EventTooLarge> {
+    pub fn feed(
+        &mut self,
+        chunk: &[u8],
+        mut on_event: impl FnMut(SseEvent<'_>),
+    ) -> Result<(), EventTooLarge> {
         self.buf.extend_from_slice(chunk);
         let mut start = 0;
-        loop {
-            let Some(rel) = memchr(b'\n', &self.buf[start + self.scanned..]) else { break };
+        while let Some(rel) = memchr(b'\n', &self.buf[start + self.scanned..]) {
             let end = start + self.scanned + rel;
             self.scanned = 0;
             let line = &self.buf[start..end];
@@ -41,14 +44,20 @@ impl SseParser {
             if line.is_empty() {
                 if self.has_data {
                     let name = (!self.name.is_empty()).then_some(self.name.as_slice());
-                    on_event(SseEvent { data: &self.data, name });
+                    on_event(SseEvent {
+                        data: &self.data,
+                        name,
+                    });
                 }
                 self.data.clear();
                 self.name.clear();
                 self.has_data = false;
             } else if line[0] != b':' {
                 let (field, value) = match memchr(b':', line) {
-                    Some(i) => (&line[..i], line[i + 1..].strip_prefix(b" ").unwrap_or(&line[i + 1..])),
+                    Some(i) => (
+                        &line[..i],
+                        line[i + 1..].strip_prefix(b" ").unwrap_or(&line[i + 1..]),
+                    ),
                     None => (line, &b""[..]),
                 };
                 match field {
@@ -107,8 +116,16 @@ mod tests {
 
     #[test]
     fn handles_comments_crlf_multiline_and_names() {
-        let got = events(&[b": keep-alive\r\n\r\ndata: a\r\ndata: b\r\n\r\nevent: error\ndata:{\"x\":1}\n\n"]);
-        assert_eq!(got, vec![("a\nb".into(), None), ("{\"x\":1}".into(), Some("error".into()))]);
+        let got = events(&[
+            b": keep-alive\r\n\r\ndata: a\r\ndata: b\r\n\r\nevent: error\ndata:{\"x\":1}\n\n",
+        ]);
+        assert_eq!(
+            got,
+            vec![
+                ("a\nb".into(), None),
+                ("{\"x\":1}".into(), Some("error".into()))
+            ]
+        );
     }
 
     #[test]

@@ -56,11 +56,16 @@ impl Target {
     /// Parses `http://host[:port][/prefix]`. A trailing `/v1` is treated as part of the API path, not the
     /// prefix, since users paste either form.
     pub fn parse(url: &str, api_key: Option<ApiKey>) -> Result<Target, LoadError> {
-        let bad = |reason: &str| LoadError::BadUrl { url: url.to_string(), reason: reason.to_string() };
+        let bad = |reason: &str| LoadError::BadUrl {
+            url: url.to_string(),
+            reason: reason.to_string(),
+        };
         let rest = if let Some(rest) = url.strip_prefix("http://") {
             rest
         } else if url.starts_with("https://") {
-            return Err(bad("https is not supported by this build yet; put a plain-HTTP port or a local proxy in front"));
+            return Err(bad(
+                "https is not supported by this build yet; put a plain-HTTP port or a local proxy in front",
+            ));
         } else {
             return Err(bad("must start with http://"));
         };
@@ -69,24 +74,41 @@ impl Target {
             return Err(bad("no host"));
         }
         if authority.contains('@') {
-            return Err(bad("credentials in the URL are not supported; use --api-key or OPENAI_API_KEY"));
+            return Err(bad(
+                "credentials in the URL are not supported; use --api-key or OPENAI_API_KEY",
+            ));
         }
         let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
-                (h.trim_start_matches('[').trim_end_matches(']'), p.parse::<u16>().map_err(|_| bad("bad port"))?)
-            }
+            Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (
+                h.trim_start_matches('[').trim_end_matches(']'),
+                p.parse::<u16>().map_err(|_| bad("bad port"))?,
+            ),
             _ => (authority, 80),
         };
-        let mut base_path = path.split(['?', '#']).next().unwrap_or("").trim_end_matches('/').to_string();
+        let mut base_path = path
+            .split(['?', '#'])
+            .next()
+            .unwrap_or("")
+            .trim_end_matches('/')
+            .to_string();
         if base_path.ends_with("/v1") {
             base_path.truncate(base_path.len() - 3);
         }
-        Ok(Target { host: host.to_string(), port, base_path, api_key })
+        Ok(Target {
+            host: host.to_string(),
+            port,
+            base_path,
+            api_key,
+        })
     }
 
     /// `host:port` for the Host header.
     pub fn authority(&self) -> String {
-        if self.host.contains(':') { format!("[{}]:{}", self.host, self.port) } else { format!("{}:{}", self.host, self.port) }
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
     }
 
     /// The request path for an API path such as `/v1/models`.
@@ -112,12 +134,21 @@ mod tests {
         let t = Target::parse("http://localhost", None).unwrap();
         assert_eq!((t.port, t.path("/v1/models").as_str()), (80, "/v1/models"));
         let t = Target::parse("http://[::1]:9000/x", None).unwrap();
-        assert_eq!((t.host.as_str(), t.authority().as_str()), ("::1", "[::1]:9000"));
+        assert_eq!(
+            (t.host.as_str(), t.authority().as_str()),
+            ("::1", "[::1]:9000")
+        );
     }
 
     #[test]
     fn rejects_what_it_cannot_use_with_the_url_named() {
-        for bad in ["ftp://x", "https://x", "http://", "http://h:notaport", "http://u:p@h:1"] {
+        for bad in [
+            "ftp://x",
+            "https://x",
+            "http://",
+            "http://h:notaport",
+            "http://u:p@h:1",
+        ] {
             let err = Target::parse(bad, None).unwrap_err().to_string();
             assert!(err.contains(bad), "{err}");
         }

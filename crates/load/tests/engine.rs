@@ -10,7 +10,9 @@ use infer_doctor_core::{ErrorClass, PromptItem, PromptSource, RequestRecord};
 use infer_doctor_load::cancel::Cancel;
 use infer_doctor_load::run::Timeouts;
 use infer_doctor_load::schedule::Arrival;
-use infer_doctor_load::{ApiKey, Endpoint, LiveCounters, LoadShape, RunOutput, RunSpec, Stop, Target, Warmup, run};
+use infer_doctor_load::{
+    ApiKey, Endpoint, LiveCounters, LoadShape, RunOutput, RunSpec, Stop, Target, Warmup, run,
+};
 use infer_doctor_testkit::{Fault, FaultRule, MockConfig, MockServer};
 
 /// Prompt `i` is "request i", so the server's record of a request can be matched to the client's.
@@ -20,7 +22,12 @@ struct Numbered {
 
 impl PromptSource for Numbered {
     fn item(&self, index: u64) -> PromptItem {
-        PromptItem { text: format!("request {index}"), messages: None, input_tokens: Some(2), max_tokens: self.max_tokens }
+        PromptItem {
+            text: format!("request {index}"),
+            messages: None,
+            input_tokens: Some(2),
+            max_tokens: self.max_tokens,
+        }
     }
 }
 
@@ -35,7 +42,10 @@ fn spec(url: &str, shape: LoadShape, stop: Stop) -> RunSpec {
         shape,
         stop,
         warmup: Warmup::None,
-        timeouts: Timeouts { idle: Duration::from_secs(5), total: Some(Duration::from_secs(20)) },
+        timeouts: Timeouts {
+            idle: Duration::from_secs(5),
+            total: Some(Duration::from_secs(20)),
+        },
         connect_timeout: Duration::from_secs(2),
         http2: false,
         seed: 1,
@@ -50,11 +60,23 @@ fn closed(n: u64) -> LoadShape {
 }
 
 async fn go(spec: &RunSpec, max_tokens: u32) -> RunOutput {
-    run(spec, Arc::new(Numbered { max_tokens }), None, Arc::new(LiveCounters::default()), Cancel::never()).await.unwrap()
+    run(
+        spec,
+        Arc::new(Numbered { max_tokens }),
+        None,
+        Arc::new(LiveCounters::default()),
+        Cancel::never(),
+    )
+    .await
+    .unwrap()
 }
 
 fn read_records(path: &Path) -> Vec<RequestRecord> {
-    std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 fn assert_accounted(out: &RunOutput, sent: u64) {
@@ -80,8 +102,11 @@ async fn client_times_match_the_servers_token_times() {
     assert_accounted(&out, 24);
     assert_eq!(out.summary.requests.ok, 24);
 
-    let truth: HashMap<String, _> =
-        server.truth().into_iter().map(|t| (t.body["prompt"].as_str().unwrap().to_string(), t)).collect();
+    let truth: HashMap<String, _> = server
+        .truth()
+        .into_iter()
+        .map(|t| (t.body["prompt"].as_str().unwrap().to_string(), t))
+        .collect();
     let records = read_records(&jsonl);
     assert_eq!(records.len(), 24);
     // Stated bound: on loopback the client sees each token within 10 ms of the server emitting it (debug build,
@@ -93,13 +118,24 @@ async fn client_times_match_the_servers_token_times() {
         assert_eq!(rec.token_events as usize, served.chunk_times.len());
         assert_eq!(rec.usage_output_tokens, Some(12));
         let seen_first = at(rec.first_token_us.unwrap());
-        let delay = seen_first.checked_duration_since(served.chunk_times[0]).expect("token seen before it was sent");
-        assert!(delay < bound, "first token arrived {delay:?} after emission");
-        assert!(at(rec.sent_us) <= served.arrived, "sent after the server received it");
+        let delay = seen_first
+            .checked_duration_since(served.chunk_times[0])
+            .expect("token seen before it was sent");
+        assert!(
+            delay < bound,
+            "first token arrived {delay:?} after emission"
+        );
+        assert!(
+            at(rec.sent_us) <= served.arrived,
+            "sent after the server received it"
+        );
         for (i, gap) in rec.gaps_us.iter().enumerate() {
             let truth_gap = served.chunk_times[i + 1] - served.chunk_times[i];
             let diff = (i64::from(*gap) - truth_gap.as_micros() as i64).unsigned_abs();
-            assert!(diff < bound.as_micros() as u64, "gap {i}: client {gap} µs vs server {truth_gap:?}");
+            assert!(
+                diff < bound.as_micros() as u64,
+                "gap {i}: client {gap} µs vs server {truth_gap:?}"
+            );
         }
     }
     let lat = &out.summary.latency;
@@ -108,18 +144,42 @@ async fn client_times_match_the_servers_token_times() {
     let tpot = lat.tpot.unwrap();
     assert!(tpot.p50 >= 9.0 && tpot.p50 < 12.0, "tpot {tpot:?}");
     assert_eq!(lat.itl_gap.unwrap().count, 24 * 11);
-    assert!(out.summary.throughput.mean_concurrency > 2.5, "{:?}", out.summary.throughput);
+    assert!(
+        out.summary.throughput.mean_concurrency > 2.5,
+        "{:?}",
+        out.summary.throughput
+    );
     assert_eq!(out.summary.throughput.max_concurrency, 4);
-    assert!(out.connects <= 4, "keep-alive pool reused connections: {} connects", out.connects);
+    assert!(
+        out.connects <= 4,
+        "keep-alive pool reused connections: {} connects",
+        out.connects
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_with_path_prefix_key_and_role_prelude() {
-    let server = MockServer::start(MockConfig { ttft: Duration::ZERO, itl: Duration::ZERO, ..Default::default() }).await.unwrap();
+    let server = MockServer::start(MockConfig {
+        ttft: Duration::ZERO,
+        itl: Duration::ZERO,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let key = "sk-test-secret-123";
-    let mut s = spec(&format!("{}/gateway/v1", server.url()), closed(2), Stop::Count(6));
+    let mut s = spec(
+        &format!("{}/gateway/v1", server.url()),
+        closed(2),
+        Stop::Count(6),
+    );
     s.endpoint = Endpoint::Chat;
-    s.target = Arc::new(Target::parse(&format!("{}/gateway/v1", server.url()), ApiKey::new(key.into())).unwrap());
+    s.target = Arc::new(
+        Target::parse(
+            &format!("{}/gateway/v1", server.url()),
+            ApiKey::new(key.into()),
+        )
+        .unwrap(),
+    );
     let dir = tempfile::tempdir().unwrap();
     let jsonl = dir.path().join("requests.jsonl");
     s.requests_jsonl = Some((jsonl.clone(), false));
@@ -127,7 +187,10 @@ async fn chat_with_path_prefix_key_and_role_prelude() {
     assert_eq!(out.summary.requests.ok, 6);
     for t in server.truth() {
         assert_eq!(t.path, "/gateway/v1/chat/completions");
-        assert_eq!(t.authorization.as_deref(), Some(format!("Bearer {key}").as_str()));
+        assert_eq!(
+            t.authorization.as_deref(),
+            Some(format!("Bearer {key}").as_str())
+        );
     }
     for rec in read_records(&jsonl) {
         assert_eq!(rec.token_events, 5, "the role-only prelude is not a token");
@@ -149,7 +212,10 @@ async fn non_streaming_requests_take_usage_from_the_body() {
     let out = go(&s, 11).await;
     assert_eq!(out.summary.requests.ok, 4);
     assert_eq!(out.summary.tokens.output_total, 44);
-    assert!(out.summary.latency.ttft.is_none(), "no TTFT without streaming");
+    assert!(
+        out.summary.latency.ttft.is_none(),
+        "no TTFT without streaming"
+    );
     let e2e = out.summary.latency.e2e.unwrap();
     assert!(e2e.p50 >= 40.0 && e2e.p50 < 60.0, "{e2e:?}");
 }
@@ -166,13 +232,25 @@ async fn a_server_that_closes_after_every_stream_costs_no_request() {
     .unwrap();
     let out = go(&spec(&server.url(), closed(2), Stop::Count(60)), 4).await;
     assert_accounted(&out, 60);
-    assert_eq!(out.summary.requests.failed, 0, "{:?}", out.summary.requests.errors);
-    assert!(server.connections() >= 30, "the server really closed: {} connections", server.connections());
+    assert_eq!(
+        out.summary.requests.failed, 0,
+        "{:?}",
+        out.summary.requests.errors
+    );
+    assert!(
+        server.connections() >= 30,
+        "the server really closed: {} connections",
+        server.connections()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fault_is_a_counted_failure_of_its_class() {
-    let rule = |offset, fault| FaultRule { every: 10, offset, fault };
+    let rule = |offset, fault| FaultRule {
+        every: 10,
+        offset,
+        fault,
+    };
     let server = MockServer::start(MockConfig {
         ttft: Duration::from_millis(1),
         itl: Duration::from_millis(1),
@@ -194,26 +272,54 @@ async fn every_fault_is_a_counted_failure_of_its_class() {
     s.timeouts.idle = Duration::from_millis(300);
     let started = Instant::now();
     let out = go(&s, 6).await;
-    assert!(started.elapsed() < Duration::from_secs(10), "stalls end at the idle timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "stalls end at the idle timeout"
+    );
     assert_accounted(&out, 20);
     let count = |class: ErrorClass, status: Option<u16>| {
-        out.summary.requests.errors.iter().filter(|e| e.class == class && e.status == status).map(|e| e.count).sum::<u64>()
+        out.summary
+            .requests
+            .errors
+            .iter()
+            .filter(|e| e.class == class && e.status == status)
+            .map(|e| e.count)
+            .sum::<u64>()
     };
     assert_eq!(count(ErrorClass::HttpStatus, Some(503)), 2);
     assert_eq!(count(ErrorClass::HttpStatus, Some(429)), 2);
     assert_eq!(count(ErrorClass::Timeout, None), 2);
-    assert_eq!(count(ErrorClass::StreamBroken, None), 4, "dropped connections and streams without an end");
+    assert_eq!(
+        count(ErrorClass::StreamBroken, None),
+        4,
+        "dropped connections and streams without an end"
+    );
     assert_eq!(count(ErrorClass::MalformedSse, None), 2);
     assert_eq!(count(ErrorClass::ServerErrorEvent, None), 2);
     assert_eq!(out.summary.requests.failed, 14);
-    assert_eq!(out.summary.requests.ok, 6, "the 1 MB line is a long token, not a failure");
+    assert_eq!(
+        out.summary.requests.ok, 6,
+        "the 1 MB line is a long token, not a failure"
+    );
     assert!((out.summary.requests.error_rate - 0.7).abs() < 1e-9);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_server_fails_fast_and_counts_every_request() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let out = go(&spec(&format!("http://127.0.0.1:{port}"), closed(2), Stop::Count(5)), 4).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = go(
+        &spec(
+            &format!("http://127.0.0.1:{port}"),
+            closed(2),
+            Stop::Count(5),
+        ),
+        4,
+    )
+    .await;
     assert_accounted(&out, 5);
     assert_eq!(out.summary.requests.errors[0].class, ErrorClass::Connect);
     assert_eq!(out.summary.requests.errors[0].count, 5);
@@ -221,52 +327,96 @@ async fn an_unreachable_server_fails_fast_and_counts_every_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_loop_keeps_its_rate_and_measures_client_queueing() {
-    let server = MockServer::start(MockConfig { ttft: Duration::from_millis(2), itl: Duration::from_millis(1), ..Default::default() })
-        .await
-        .unwrap();
-    let shape = LoadShape::Open { rate: 100.0, arrival: Arrival::Constant, max_concurrency: None };
+    let server = MockServer::start(MockConfig {
+        ttft: Duration::from_millis(2),
+        itl: Duration::from_millis(1),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let shape = LoadShape::Open {
+        rate: 100.0,
+        arrival: Arrival::Constant,
+        max_concurrency: None,
+    };
     let out = go(&spec(&server.url(), shape, Stop::Count(101)), 3).await;
     assert_accounted(&out, 101);
     let t = &out.summary.throughput;
-    assert!((t.send_rate - 100.0).abs() < 5.0, "sent at {} req/s", t.send_rate);
+    assert!(
+        (t.send_rate - 100.0).abs() < 5.0,
+        "sent at {} req/s",
+        t.send_rate
+    );
     let lag = out.summary.client.schedule_lag.unwrap();
     assert!(lag.p50 < 2.0, "schedule lag {lag:?}");
-    assert!(out.wall >= Duration::from_millis(990), "the last arrival is at 1 s");
+    assert!(
+        out.wall >= Duration::from_millis(990),
+        "the last arrival is at 1 s"
+    );
 
     // A server slower than the arrival rate behind a cap of one: the wait moves into the client's queue.
-    let slow = MockServer::start(MockConfig { ttft: Duration::from_millis(40), itl: Duration::from_millis(1), ..Default::default() })
-        .await
-        .unwrap();
-    let shape = LoadShape::Open { rate: 50.0, arrival: Arrival::Poisson, max_concurrency: Some(1) };
+    let slow = MockServer::start(MockConfig {
+        ttft: Duration::from_millis(40),
+        itl: Duration::from_millis(1),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let shape = LoadShape::Open {
+        rate: 50.0,
+        arrival: Arrival::Poisson,
+        max_concurrency: Some(1),
+    };
     let out = go(&spec(&slow.url(), shape, Stop::Count(20)), 2).await;
     assert_accounted(&out, 20);
     let lat = &out.summary.latency;
-    assert!(lat.client_queue.unwrap().p90 > 100.0, "{:?}", lat.client_queue);
+    assert!(
+        lat.client_queue.unwrap().p90 > 100.0,
+        "{:?}",
+        lat.client_queue
+    );
     assert!(lat.headline_ttft().unwrap().p50 > lat.ttft.unwrap().p50 + 50.0);
     assert_eq!(out.summary.throughput.max_concurrency, 1);
-    assert!(!out.summary.client.client_bound, "held back by --max-concurrency, not by the client");
+    assert!(
+        !out.summary.client.client_bound,
+        "held back by --max-concurrency, not by the client"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warmup_is_recorded_but_excluded_and_duration_stops_the_run() {
-    let server = MockServer::start(MockConfig { ttft: Duration::from_millis(5), itl: Duration::from_millis(1), ..Default::default() })
-        .await
-        .unwrap();
+    let server = MockServer::start(MockConfig {
+        ttft: Duration::from_millis(5),
+        itl: Duration::from_millis(1),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let jsonl = dir.path().join("requests.jsonl");
     let mut s = spec(&server.url(), closed(2), Stop::Count(10));
     s.warmup = Warmup::Count(4);
     s.requests_jsonl = Some((jsonl.clone(), false));
     let out = go(&s, 3).await;
-    assert_eq!((out.summary.requests.sent, out.summary.requests.warmup), (10, 4));
+    assert_eq!(
+        (out.summary.requests.sent, out.summary.requests.warmup),
+        (10, 4)
+    );
     assert_eq!(read_records(&jsonl).len(), 14);
 
-    let mut s = spec(&server.url(), closed(2), Stop::Duration(Duration::from_millis(800)));
+    let mut s = spec(
+        &server.url(),
+        closed(2),
+        Stop::Duration(Duration::from_millis(800)),
+    );
     s.warmup = Warmup::Duration(Duration::from_millis(200));
     let started = Instant::now();
     let out = go(&s, 3).await;
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(1000) && took < Duration::from_millis(1500), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(1000) && took < Duration::from_millis(1500),
+        "{took:?}"
+    );
     assert!(out.summary.requests.warmup > 0 && out.summary.requests.sent > 20);
     let window = out.summary.throughput.window_s;
     assert!((window - 0.8).abs() < 0.05, "steady window {window}");
@@ -274,9 +424,13 @@ async fn warmup_is_recorded_but_excluded_and_duration_stops_the_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interrupting_keeps_what_was_measured() {
-    let server = MockServer::start(MockConfig { ttft: Duration::from_millis(10), itl: Duration::from_millis(50), ..Default::default() })
-        .await
-        .unwrap();
+    let server = MockServer::start(MockConfig {
+        ttft: Duration::from_millis(10),
+        itl: Duration::from_millis(50),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let jsonl = dir.path().join("requests.jsonl");
     let mut s = spec(&server.url(), closed(3), Stop::Count(1000));
@@ -286,24 +440,46 @@ async fn interrupting_keeps_what_was_measured() {
         tokio::time::sleep(Duration::from_millis(700)).await;
         handle.cancel();
     });
-    let out = run(&s, Arc::new(Numbered { max_tokens: 5 }), None, Arc::new(LiveCounters::default()), cancel).await.unwrap();
+    let out = run(
+        &s,
+        Arc::new(Numbered { max_tokens: 5 }),
+        None,
+        Arc::new(LiveCounters::default()),
+        cancel,
+    )
+    .await
+    .unwrap();
     assert!(out.interrupted);
     assert_accounted(&out, out.summary.requests.sent);
     assert!(out.summary.requests.ok >= 3, "{:?}", out.summary.requests);
-    let interrupted = out.summary.requests.errors.iter().find(|e| e.class == ErrorClass::Interrupted).unwrap();
+    let interrupted = out
+        .summary
+        .requests
+        .errors
+        .iter()
+        .find(|e| e.class == ErrorClass::Interrupted)
+        .unwrap();
     assert_eq!(interrupted.count, 3, "the three in flight");
     assert_eq!(read_records(&jsonl).len() as u64, out.summary.requests.sent);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_multiplexes_on_one_connection() {
-    let server = MockServer::start(MockConfig { ttft: Duration::from_millis(5), itl: Duration::from_millis(1), ..Default::default() })
-        .await
-        .unwrap();
+    let server = MockServer::start(MockConfig {
+        ttft: Duration::from_millis(5),
+        itl: Duration::from_millis(1),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let mut s = spec(&server.url(), closed(8), Stop::Count(32));
     s.http2 = true;
     let out = go(&s, 4).await;
-    assert_eq!(out.summary.requests.ok, 32, "{:?}", out.summary.requests.errors);
+    assert_eq!(
+        out.summary.requests.ok, 32,
+        "{:?}",
+        out.summary.requests.errors
+    );
     assert_eq!(server.connections(), 1);
 }
 
@@ -324,9 +500,16 @@ async fn multi_token_chunks_are_counted_per_token() {
     assert_eq!(out.summary.tokens.output_total, 36);
     assert!((out.summary.tokens.events_per_token - 1.0 / 3.0).abs() < 1e-9);
     let (gap, per_token) = (lat.itl_gap.unwrap().p50, lat.itl_token.unwrap().p50);
-    assert!((gap / per_token - 3.0).abs() < 0.1, "gap {gap} per token {per_token}");
+    assert!(
+        (gap / per_token - 3.0).abs() < 0.1,
+        "gap {gap} per token {per_token}"
+    );
     // TPOT spreads the 3 chunk gaps over the 11 tokens after the first.
-    assert!((lat.tpot.unwrap().p50 - 36.0 / 11.0).abs() < 1.0, "{:?}", lat.tpot);
+    assert!(
+        (lat.tpot.unwrap().p50 - 36.0 / 11.0).abs() < 1.0,
+        "{:?}",
+        lat.tpot
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -344,7 +527,15 @@ async fn outputs_shorter_than_asked_are_flagged_under_ignore_eos() {
     let out = go(&s, 8).await;
     assert_eq!(out.summary.tokens.output_shorter_than_requested, 4);
     assert_eq!(out.summary.tokens.finish_reasons["stop"], 4);
-    assert!(out.summary.warnings.iter().any(|w| w.contains("ignore_eos")));
+    assert!(
+        out.summary
+            .warnings
+            .iter()
+            .any(|w| w.contains("ignore_eos"))
+    );
     let body = &server.truth()[0].body;
-    assert_eq!((body["ignore_eos"].as_bool(), body["min_tokens"].as_u64()), (Some(true), Some(8)));
+    assert_eq!(
+        (body["ignore_eos"].as_bool(), body["min_tokens"].as_u64()),
+        (Some(true), Some(8))
+    );
 }

@@ -21,7 +21,11 @@ fn full(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Reply
     Response::builder()
         .status(status)
         .header("content-type", content_type)
-        .body(Full::new(body.into()).map_err(|never| match never {}).boxed())
+        .body(
+            Full::new(body.into())
+                .map_err(|never| match never {})
+                .boxed(),
+        )
         .expect("static response parts are valid")
 }
 
@@ -31,10 +35,13 @@ fn json_reply(status: StatusCode, value: &Value) -> Reply {
 
 fn error_reply(status: u16, message: &str) -> Reply {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let body = json!({"error": {"message": message, "type": "mock_error", "code": status.as_u16()}});
+    let body =
+        json!({"error": {"message": message, "type": "mock_error", "code": status.as_u16()}});
     let mut reply = json_reply(status, &body);
     if status == StatusCode::TOO_MANY_REQUESTS {
-        reply.headers_mut().insert("retry-after", "1".parse().expect("valid header"));
+        reply
+            .headers_mut()
+            .insert("retry-after", "1".parse().expect("valid header"));
     }
     reply
 }
@@ -62,14 +69,30 @@ pub(crate) async fn handle(
         return Ok(error_reply(404, "not found"));
     }
     let arrived = Instant::now();
-    let authorization = req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
-    let bytes = req.into_body().collect().await.map_err(std::io::Error::other)?.to_bytes();
+    let authorization = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let bytes = req
+        .into_body()
+        .collect()
+        .await
+        .map_err(std::io::Error::other)?
+        .to_bytes();
     let Ok(body) = serde_json::from_slice::<Value>(&bytes) else {
         return Ok(error_reply(400, "request body is not JSON"));
     };
     let index = shared.next_index.fetch_add(1, Ordering::Relaxed);
     let plan = Plan::new(&shared, &body, chat, index);
-    let served = ServedRequest { index, path, arrived, chunk_times: Vec::new(), body, authorization };
+    let served = ServedRequest {
+        index,
+        path,
+        arrived,
+        chunk_times: Vec::new(),
+        body,
+        authorization,
+    };
     if let Some(Fault::Status(code)) = &plan.fault {
         shared.record(served);
         return Ok(error_reply(*code, "injected failure"));
@@ -124,7 +147,10 @@ impl Plan {
         };
         let prompt_text = if chat {
             body["messages"].as_array().map_or(String::new(), |m| {
-                m.iter().filter_map(|msg| msg["content"].as_str()).collect::<Vec<_>>().join(" ")
+                m.iter()
+                    .filter_map(|msg| msg["content"].as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
             })
         } else {
             body["prompt"].as_str().unwrap_or_default().to_string()
@@ -155,7 +181,11 @@ impl Plan {
 
     fn choice(&self, text: &str, finish: Option<&str>) -> Value {
         if self.chat {
-            let delta = if text.is_empty() { json!({}) } else { json!({"content": text}) };
+            let delta = if text.is_empty() {
+                json!({})
+            } else {
+                json!({"content": text})
+            };
             json!({"index": 0, "delta": delta, "finish_reason": finish})
         } else {
             json!({"index": 0, "text": text, "finish_reason": finish})
@@ -163,7 +193,11 @@ impl Plan {
     }
 
     fn chunk(&self, choices: Vec<Value>, usage: Option<Value>) -> Bytes {
-        let object = if self.chat { "chat.completion.chunk" } else { "text_completion" };
+        let object = if self.chat {
+            "chat.completion.chunk"
+        } else {
+            "text_completion"
+        };
         let mut v = json!({"id": self.id, "object": object, "created": now_secs(), "model": self.model, "choices": choices});
         if let Some(u) = usage {
             v["usage"] = u;
@@ -178,14 +212,20 @@ impl Plan {
         } else {
             json!({"index": 0, "text": text, "finish_reason": self.finish_reason})
         };
-        let object = if self.chat { "chat.completion" } else { "text_completion" };
+        let object = if self.chat {
+            "chat.completion"
+        } else {
+            "text_completion"
+        };
         json!({"id": self.id, "object": object, "created": now_secs(), "model": self.model,
                "choices": [choice], "usage": self.usage(self.output_tokens)})
     }
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn token_text(from: u32, count: u32) -> String {
@@ -221,12 +261,17 @@ async fn stream_tokens(
                 return;
             }
             Some(Fault::DropAfter(k)) if emitted >= *k => {
-                let _ = tx.send(Err(std::io::Error::other("injected connection reset"))).await;
+                let _ = tx
+                    .send(Err(std::io::Error::other("injected connection reset")))
+                    .await;
                 shared.record(served);
                 return;
             }
             Some(Fault::MalformedAfter(k)) if emitted >= *k => {
-                send(Bytes::from_static(b"data: {\"choices\": [ this is not json\n\n")).await;
+                send(Bytes::from_static(
+                    b"data: {\"choices\": [ this is not json\n\n",
+                ))
+                .await;
                 break;
             }
             Some(Fault::ErrorEvent(k)) if emitted >= *k => {
@@ -260,7 +305,10 @@ async fn stream_tokens(
             return;
         }
     }
-    if !matches!(plan.fault, Some(Fault::NoDone) | Some(Fault::MalformedAfter(_))) {
+    if !matches!(
+        plan.fault,
+        Some(Fault::NoDone) | Some(Fault::MalformedAfter(_))
+    ) {
         if plan.include_usage {
             send(plan.chunk(Vec::new(), Some(plan.usage(plan.output_tokens)))).await;
         }

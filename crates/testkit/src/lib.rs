@@ -100,7 +100,11 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub fn fault_for(&self, index: u64) -> Option<Fault> {
-        self.config.faults.iter().find(|r| index % r.every == r.offset).map(|r| r.fault.clone())
+        self.config
+            .faults
+            .iter()
+            .find(|r| index % r.every == r.offset)
+            .map(|r| r.fault.clone())
     }
 }
 
@@ -124,7 +128,11 @@ impl MockServer {
         });
         let shutdown = Arc::new(Notify::new());
         tokio::spawn(accept_loop(listener, shared.clone(), shutdown.clone()));
-        Ok(MockServer { addr, shared, shutdown })
+        Ok(MockServer {
+            addr,
+            shared,
+            shutdown,
+        })
     }
 
     pub fn url(&self) -> String {

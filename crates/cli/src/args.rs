@@ -1,0 +1,186 @@
+//! The command line, as clap definitions. Flag names follow DESIGN.md §1 (and `vllm bench serve` where one
+//! exists); they are a contract: add, never rename.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "infer-doctor",
+    version,
+    about = "Finds out why an LLM inference service is slow, and says what to do about it."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Load-test an OpenAI-compatible endpoint and measure it as a client sees it.
+    Bench(Box<BenchArgs>),
+    /// Run `bench` against a built-in server on loopback; needs nothing installed.
+    Demo(DemoArgs),
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EndpointArg {
+    Completions,
+    Chat,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ArrivalArg {
+    Constant,
+    Poisson,
+    Gamma,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Term,
+    Json,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("`{text}`: {e} (e.g. 60s, 2m, 500ms)"))
+}
+
+/// `--warmup 10` (requests) or `--warmup 10s` (time).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum WarmupArg {
+    Requests(u64),
+    Time(Duration),
+}
+
+fn parse_warmup(text: &str) -> Result<WarmupArg, String> {
+    match text.parse::<u64>() {
+        Ok(n) => Ok(WarmupArg::Requests(n)),
+        Err(_) => parse_duration(text).map(WarmupArg::Time),
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Server base URL; any path prefix is kept (http://host:8000, http://gw/llm/v1).
+    #[arg(long, required_unless_present = "self_test")]
+    pub url: Option<String>,
+    /// Model name to request (default: the first of /v1/models).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// API key sent as a bearer token; never printed or written.
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    #[arg(long, value_enum, default_value = "completions")]
+    pub endpoint: EndpointArg,
+    /// Ask for whole responses instead of streams (no TTFT/ITL then).
+    #[arg(long)]
+    pub no_stream: bool,
+    /// Closed loop: this many users, each sending its next request when the last one ends.
+    #[arg(long, conflicts_with = "request_rate")]
+    pub concurrency: Option<u64>,
+    /// Open loop: requests per second on a precomputed schedule, whatever the server does.
+    #[arg(long)]
+    pub request_rate: Option<f64>,
+    #[arg(long, value_enum, default_value = "poisson", requires = "request_rate")]
+    pub arrival: ArrivalArg,
+    /// Gamma shape of inter-arrival gaps (< 1 burstier, 1 = Poisson); implies --arrival gamma.
+    #[arg(long, requires = "request_rate")]
+    pub burstiness: Option<f64>,
+    /// With --request-rate: at most this many in flight; the rest wait in the client (measured).
+    #[arg(long, requires = "request_rate")]
+    pub max_concurrency: Option<u64>,
+    /// Stop after this many measured requests (default 100 without --duration).
+    #[arg(long, visible_alias = "num-prompts", conflicts_with = "duration")]
+    pub num_requests: Option<u64>,
+    /// Stop sending after this long (e.g. 60s); in-flight requests finish.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Requests (10) or time (10s) sent first and left out of every statistic.
+    #[arg(long, value_parser = parse_warmup)]
+    pub warmup: Option<WarmupArg>,
+    /// Prompt length in tokens: 512, 512:64 (normal, stddev), or 256-768 (uniform).
+    #[arg(long, visible_alias = "random-input-len", default_value = "512")]
+    pub input_tokens: String,
+    /// max_tokens per request, same forms as --input-tokens (default 128; datasets use their own lengths).
+    #[arg(long, visible_alias = "random-output-len")]
+    pub output_tokens: Option<String>,
+    /// Tokens of shared prefix added before each prompt.
+    #[arg(long, default_value_t = 0)]
+    pub prefix_tokens: u32,
+    /// Number of distinct shared prefixes.
+    #[arg(long, default_value_t = 1, requires = "prefix_tokens")]
+    pub prefix_groups: u32,
+    /// Prompts from a JSONL file ({"prompt": ...} per line) or a ShareGPT JSON file.
+    #[arg(long)]
+    pub dataset: Option<PathBuf>,
+    /// Local Hugging Face tokenizer (a directory with tokenizer.json, or the file) for exact prompt lengths.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Ask the server to ignore end-of-sequence so every output has exactly max_tokens.
+    #[arg(long)]
+    pub ignore_eos: bool,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Objectives, e.g. ttft_p95=500ms,tpot_p95=50ms,error_rate=1%; exit 1 when one fails.
+    #[arg(long)]
+    pub slo: Option<String>,
+    /// Measure saturation throughput, then run --sweep-points rates up to it.
+    #[arg(long)]
+    pub sweep: bool,
+    #[arg(long, default_value_t = 5, requires = "sweep")]
+    pub sweep_points: u32,
+    /// Server metrics scrape interval (the scraper arrives with the observe room).
+    #[arg(long, value_parser = parse_duration)]
+    pub scrape_interval: Option<Duration>,
+    /// Server metrics URL (default URL/metrics; the scraper arrives with the observe room).
+    #[arg(long)]
+    pub metrics_url: Option<String>,
+    /// Write run.json and requests.jsonl here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "term")]
+    pub format: Format,
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Speak HTTP/2 (cleartext, prior knowledge) instead of HTTP/1.1.
+    #[arg(long)]
+    pub http2: bool,
+    /// Fail a request when no byte arrives for this long (a stall).
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub idle_timeout: Duration,
+    /// Fail a request that takes longer than this in total (default: no limit).
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub connect_timeout: Duration,
+    /// Do not ask for per-chunk usage (continuous_usage_stats), for servers that reject unknown options.
+    #[arg(long)]
+    pub no_continuous_usage: bool,
+    /// Measure this client against a built-in instant server and print its limits.
+    #[arg(long)]
+    pub self_test: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// Write run.json and requests.jsonl here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Scenario of the simulated server (the simulator is not built yet; the demo uses a healthy test server).
+    #[arg(long)]
+    pub scenario: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

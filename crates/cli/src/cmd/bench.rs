@@ -1,0 +1,427 @@
+//! `infer-doctor bench`: validates the flags, builds the workload, runs the load (or a sweep), prints the summary
+//! and writes the run directory. Ctrl-C stops sending, keeps what was measured and exits 130.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use infer_doctor_core::{PromptSource, RunSummary, SloSet, TokenCounter};
+use infer_doctor_load::cancel::Cancel;
+use infer_doctor_load::http::{ClientOptions, HttpClient};
+use infer_doctor_load::probe::{TargetInfo, probe};
+use infer_doctor_load::run::Timeouts;
+use infer_doctor_load::schedule::Arrival;
+use infer_doctor_load::sweep::{SweepOutcome, sweep};
+use infer_doctor_load::{
+    ApiKey, Endpoint, LiveCounters, LoadShape, RunSpec, Stop, Target, Warmup, run as run_load,
+};
+use infer_doctor_prompt::dataset::DatasetSource;
+use infer_doctor_prompt::dist::LengthDist;
+use infer_doctor_prompt::synth::{SyntheticSource, SyntheticSpec};
+use infer_doctor_prompt::tokenizer::Tokenizer;
+use serde_json::{Value, json};
+
+use crate::args::{ArrivalArg, BenchArgs, EndpointArg, Format, WarmupArg};
+use crate::{Failure, exit, progress, rundir};
+
+/// A validated bench: everything resolved before any request goes out.
+pub struct Plan {
+    pub spec: RunSpec,
+    pub prompts: Arc<dyn PromptSource>,
+    pub counter: Option<Arc<dyn TokenCounter>>,
+    pub workload: Value,
+    pub target_info: TargetInfo,
+}
+
+fn shape(args: &BenchArgs) -> Result<LoadShape, Failure> {
+    match (args.concurrency, args.request_rate) {
+        (Some(0), _) => Err(Failure::usage(anyhow!("--concurrency must be at least 1"))),
+        (_, Some(r)) if !(r.is_finite() && r > 0.0) => Err(Failure::usage(anyhow!(
+            "--request-rate must be a positive number of requests per second, got {r}"
+        ))),
+        (_, Some(rate)) => {
+            let arrival = match (args.burstiness, args.arrival) {
+                (Some(b), _) if !(b.is_finite() && b > 0.0) => {
+                    return Err(Failure::usage(anyhow!(
+                        "--burstiness must be positive, got {b}"
+                    )));
+                }
+                (Some(burstiness), _) => Arrival::Gamma { burstiness },
+                (None, ArrivalArg::Gamma) => Arrival::Gamma { burstiness: 1.0 },
+                (None, ArrivalArg::Constant) => Arrival::Constant,
+                (None, ArrivalArg::Poisson) => Arrival::Poisson,
+            };
+            if args.max_concurrency == Some(0) {
+                return Err(Failure::usage(anyhow!(
+                    "--max-concurrency must be at least 1"
+                )));
+            }
+            Ok(LoadShape::Open {
+                rate,
+                arrival,
+                max_concurrency: args.max_concurrency,
+            })
+        }
+        (concurrency, None) => Ok(LoadShape::Closed {
+            concurrency: concurrency.unwrap_or(1),
+        }),
+    }
+}
+
+fn length(flag: &str, text: &str) -> Result<LengthDist, Failure> {
+    text.parse::<LengthDist>()
+        .map_err(|e| Failure::usage(anyhow!("{flag}: {e}")))
+}
+
+/// What requests will carry, and how generated text is counted.
+struct Workload {
+    prompts: Arc<dyn PromptSource>,
+    counter: Option<Arc<dyn TokenCounter>>,
+    info: Value,
+}
+
+/// Builds the prompts: a dataset file, or synthetic prompts of exact length when a tokenizer is given.
+fn workload(args: &BenchArgs) -> Result<Workload, Failure> {
+    let tokenizer = match &args.tokenizer {
+        Some(path) => Some(Arc::new(Tokenizer::load(path).map_err(Failure::usage)?)),
+        None => None,
+    };
+    let counter = tokenizer.clone().map(|t| t as Arc<dyn TokenCounter>);
+    if let Some(path) = &args.dataset {
+        let output = args
+            .output_tokens
+            .as_deref()
+            .map(|t| length("--output-tokens", t))
+            .transpose()?;
+        let source =
+            DatasetSource::load(path, output, args.seed, tokenizer).map_err(Failure::usage)?;
+        let info = serde_json::to_value(source.info()).unwrap_or_default();
+        return Ok(Workload {
+            prompts: Arc::new(source),
+            counter,
+            info,
+        });
+    }
+    let spec = SyntheticSpec {
+        input: length("--input-tokens", &args.input_tokens)?,
+        output: length(
+            "--output-tokens",
+            args.output_tokens.as_deref().unwrap_or("128"),
+        )?,
+        prefix_tokens: args.prefix_tokens,
+        prefix_groups: args.prefix_groups.max(1),
+        seed: args.seed,
+    };
+    let source = SyntheticSource::new(spec, tokenizer).map_err(Failure::usage)?;
+    let info = serde_json::to_value(source.info()).unwrap_or_default();
+    Ok(Workload {
+        prompts: Arc::new(source),
+        counter,
+        info,
+    })
+}
+
+pub async fn plan(args: &BenchArgs, requests_jsonl: Option<PathBuf>) -> Result<Plan, Failure> {
+    let url = args
+        .url
+        .as_deref()
+        .ok_or_else(|| Failure::usage(anyhow!("--url is required")))?;
+    let api_key = args.api_key.clone().and_then(ApiKey::new);
+    let target = Arc::new(Target::parse(url, api_key).map_err(Failure::usage)?);
+    let shape = shape(args)?;
+    let stop = match (args.num_requests, args.duration) {
+        (Some(0), _) => return Err(Failure::usage(anyhow!("--num-requests must be at least 1"))),
+        (_, Some(d)) if d.is_zero() => {
+            return Err(Failure::usage(anyhow!("--duration must be longer than 0")));
+        }
+        (_, Some(d)) => Stop::Duration(d),
+        (n, None) => Stop::Count(n.unwrap_or(100)),
+    };
+    let warmup = match args.warmup {
+        None | Some(WarmupArg::Requests(0)) => Warmup::None,
+        Some(WarmupArg::Requests(n)) => Warmup::Count(n),
+        Some(WarmupArg::Time(d)) => Warmup::Duration(d),
+    };
+    let slo = match &args.slo {
+        Some(text) => text.parse::<SloSet>().map_err(Failure::usage)?,
+        None => SloSet::default(),
+    };
+    let Workload {
+        prompts,
+        counter,
+        info: workload,
+    } = workload(args)?;
+
+    let probe_client = HttpClient::new(
+        target.clone(),
+        ClientOptions {
+            http2: args.http2,
+            pool_size: 1,
+            connect_timeout: args.connect_timeout,
+        },
+    );
+    let target_info = probe(&probe_client, Duration::from_secs(10)).await;
+    let model = match (&args.model, target_info.model_ids.first()) {
+        (Some(m), _) => m.clone(),
+        (None, Some(first)) => first.clone(),
+        (None, None) => {
+            let why = target_info
+                .models_error
+                .clone()
+                .unwrap_or_else(|| "it listed no model".into());
+            return Err(Failure {
+                code: exit::NOTHING_SUCCEEDED,
+                error: anyhow!(
+                    "could not learn the model from {}/v1/models ({why}); pass --model",
+                    target.display_url()
+                ),
+            });
+        }
+    };
+    let spec = RunSpec {
+        target,
+        endpoint: match args.endpoint {
+            EndpointArg::Completions => Endpoint::Completions,
+            EndpointArg::Chat => Endpoint::Chat,
+        },
+        model,
+        stream: !args.no_stream,
+        ignore_eos: args.ignore_eos,
+        continuous_usage: !args.no_continuous_usage,
+        shape,
+        stop,
+        warmup,
+        timeouts: Timeouts {
+            idle: args.idle_timeout,
+            total: args.timeout,
+        },
+        connect_timeout: args.connect_timeout,
+        http2: args.http2,
+        seed: args.seed,
+        slo,
+        requests_jsonl: requests_jsonl.map(|p| (p, false)),
+        first_id: 0,
+    };
+    Ok(Plan {
+        spec,
+        prompts,
+        counter,
+        workload,
+        target_info,
+    })
+}
+
+/// Fires `cancel` on the first Ctrl-C.
+fn cancel_on_ctrl_c() -> Cancel {
+    let (handle, cancel) = Cancel::new();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            handle.cancel();
+        }
+    });
+    cancel
+}
+
+fn describe_shape(spec: &RunSpec) -> String {
+    let stop = match spec.stop {
+        Stop::Count(n) => format!("{n} requests"),
+        Stop::Duration(d) => format!("{}", humantime::format_duration(d)),
+    };
+    let load = match &spec.shape {
+        LoadShape::Closed { concurrency } => format!("closed loop, concurrency {concurrency}"),
+        LoadShape::Open {
+            rate,
+            arrival,
+            max_concurrency,
+        } => {
+            let cap = max_concurrency
+                .map(|c| format!(", at most {c} in flight"))
+                .unwrap_or_default();
+            format!("open loop, {rate} req/s {arrival:?}{cap}")
+        }
+    };
+    format!(
+        "{} {} · model {} · {load} · {stop}",
+        spec.target.display_url(),
+        spec.endpoint.path(),
+        spec.model
+    )
+}
+
+fn config_json(args: &BenchArgs, spec: &RunSpec) -> Value {
+    json!({
+        "endpoint": spec.endpoint,
+        "model": spec.model,
+        "stream": spec.stream,
+        "ignore_eos": spec.ignore_eos,
+        "continuous_usage": spec.continuous_usage,
+        "shape": format!("{:?}", spec.shape),
+        "stop": format!("{:?}", spec.stop),
+        "warmup": format!("{:?}", spec.warmup),
+        "idle_timeout_s": spec.timeouts.idle.as_secs_f64(),
+        "timeout_s": spec.timeouts.total.map(|t| t.as_secs_f64()),
+        "http2": spec.http2,
+        "seed": spec.seed,
+        "slo": spec.slo,
+        "input_tokens": args.input_tokens,
+        "output_tokens": args.output_tokens,
+        "prefix_tokens": args.prefix_tokens,
+        "prefix_groups": args.prefix_groups,
+        "dataset": args.dataset,
+        "tokenizer": args.tokenizer,
+        "sweep": args.sweep.then_some(args.sweep_points),
+        "api_key": if args.api_key.is_some() { "***" } else { "" },
+    })
+}
+
+fn exit_code(summary: &RunSummary, interrupted: bool) -> u8 {
+    if interrupted {
+        exit::INTERRUPTED
+    } else if summary.requests.ok == 0 {
+        exit::NOTHING_SUCCEEDED
+    } else if summary.slo.iter().any(|s| !s.pass) {
+        exit::GATE_FAILED
+    } else {
+        exit::OK
+    }
+}
+
+fn not_built_notes(args: &BenchArgs) -> Vec<String> {
+    let mut notes = Vec::new();
+    if args.scrape_interval.is_some() || args.metrics_url.is_some() {
+        notes.push("server metrics are not scraped yet: the scraper arrives with the observe room (issue 4)".into());
+    }
+    notes
+}
+
+pub async fn run(args: Box<BenchArgs>) -> Result<u8, Failure> {
+    if args.self_test {
+        return crate::cmd::selftest::run(args.quiet).await;
+    }
+    let out_dir = args.out.clone();
+    if let Some(dir) = &out_dir {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating --out {}", dir.display()))
+            .map_err(Failure::usage)?;
+    }
+    let plan = plan(&args, out_dir.as_ref().map(|d| d.join("requests.jsonl"))).await?;
+    let heading = describe_shape(&plan.spec);
+    let notes = not_built_notes(&args);
+    if !args.quiet {
+        eprintln!("infer-doctor bench: {heading}");
+        for n in &notes {
+            eprintln!("note: {n}");
+        }
+    }
+    let live = Arc::new(LiveCounters::default());
+    let display = progress::start(live.clone(), args.quiet);
+    let cancel = cancel_on_ctrl_c();
+    let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let clock = std::time::Instant::now();
+    let (summary, interrupted, sweep_outcome) = if args.sweep {
+        let saturation_concurrency = args.concurrency.unwrap_or(64);
+        let outcome = sweep(
+            &plan.spec,
+            args.sweep_points,
+            saturation_concurrency,
+            plan.prompts.clone(),
+            plan.counter.clone(),
+            live,
+            cancel,
+        )
+        .await
+        .map_err(Failure::usage)?;
+        let summary = best_point_summary(&outcome);
+        (summary, outcome.interrupted, Some(outcome))
+    } else {
+        let out = run_load(
+            &plan.spec,
+            plan.prompts.clone(),
+            plan.counter.clone(),
+            live,
+            cancel,
+        )
+        .await
+        .map_err(Failure::usage)?;
+        (out.summary, out.interrupted, None)
+    };
+    display.finish();
+    let mut summary = summary;
+    summary.warnings.extend(notes);
+    let document = rundir::document(rundir::DocumentParts {
+        started_at,
+        wall_seconds: clock.elapsed().as_secs_f64(),
+        interrupted,
+        target: serde_json::to_value(&plan.target_info).unwrap_or_default(),
+        config: config_json(&args, &plan.spec),
+        workload: plan.workload.clone(),
+        summary: summary.clone(),
+        sweep: sweep_outcome
+            .as_ref()
+            .map(|s| serde_json::to_value(s).unwrap_or_default()),
+    });
+    if let Some(dir) = &out_dir {
+        rundir::write(dir, &document).map_err(Failure::usage)?;
+    }
+    match args.format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&document).map_err(Failure::usage)?
+        ),
+        Format::Term => {
+            if let Some(outcome) = &sweep_outcome {
+                println!(
+                    "{}",
+                    infer_doctor_report::term::sweep_table(&sweep_rows(outcome))
+                );
+                match outcome.best_rate {
+                    Some(rate) => println!("highest rate meeting every SLO: {rate:.2} req/s"),
+                    None if !plan.spec.slo.is_empty() => println!("no measured rate met every SLO"),
+                    None => {}
+                }
+            } else {
+                println!("{}", infer_doctor_report::term::render(&summary, &heading));
+            }
+            if interrupted {
+                println!("interrupted: results cover what was measured before Ctrl-C");
+            }
+            if let Some(dir) = &out_dir {
+                println!("wrote {}", dir.display());
+            }
+        }
+    }
+    let code = exit_code(&summary, interrupted);
+    if code == exit::NOTHING_SUCCEEDED && !args.quiet {
+        eprintln!("error: no request succeeded");
+    }
+    Ok(code)
+}
+
+fn sweep_rows(outcome: &SweepOutcome) -> Vec<infer_doctor_report::term::SweepRow<'_>> {
+    let mut rows = vec![infer_doctor_report::term::SweepRow {
+        label: format!("saturation (c={})", outcome.saturation_concurrency),
+        summary: &outcome.saturation,
+        slo_pass: None,
+    }];
+    rows.extend(
+        outcome
+            .points
+            .iter()
+            .map(|p| infer_doctor_report::term::SweepRow {
+                label: format!("{:.2} req/s", p.rate),
+                summary: &p.summary,
+                slo_pass: p.slo_pass,
+            }),
+    );
+    rows
+}
+
+/// A sweep's headline summary: the best rate meeting the SLOs, else the highest rate measured.
+fn best_point_summary(outcome: &SweepOutcome) -> RunSummary {
+    let best = outcome
+        .best_rate
+        .and_then(|r| outcome.points.iter().find(|p| p.rate == r))
+        .or(outcome.points.last());
+    best.map_or_else(|| outcome.saturation.clone(), |p| p.summary.clone())
+}

@@ -1,0 +1,5 @@
+//! One module per subcommand; each turns its arguments into a room's job and returns an exit code.
+
+pub mod bench;
+pub mod demo;
+pub mod selftest;

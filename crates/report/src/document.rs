@@ -1,0 +1,56 @@
+//! `run.json`: the on-disk contract of a run. `schema_version` changes only when a field changes meaning or goes
+//! away; new fields may appear at any version, so readers must ignore what they do not know.
+
+use std::collections::BTreeMap;
+
+use infer_doctor_core::RunSummary;
+use infer_doctor_core::summary::FORMULAS;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunDocument {
+    pub schema_version: u32,
+    pub tool: Tool,
+    /// The command line with secrets replaced by `***`.
+    pub command_line: Vec<String>,
+    /// Wall-clock start, RFC 3339 UTC (labels only; every interval is on the monotonic clock).
+    pub started_at: String,
+    pub wall_seconds: f64,
+    pub interrupted: bool,
+    /// `/v1/models`, `/version` as the server answered them.
+    pub target: Value,
+    /// The run's settings, secrets removed.
+    pub config: Value,
+    pub workload: Value,
+    pub host: Value,
+    pub summary: RunSummary,
+    /// A sweep's points, when the run was a sweep.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<Value>,
+    pub formulas: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Tool {
+    pub name: String,
+    pub version: String,
+}
+
+impl RunDocument {
+    pub fn formulas() -> BTreeMap<String, String> {
+        FORMULAS
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    pub fn tool() -> Tool {
+        Tool {
+            name: "infer-doctor".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+}
