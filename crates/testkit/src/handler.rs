@@ -84,6 +84,10 @@ pub(crate) async fn handle(
         return Ok(error_reply(400, "request body is not JSON"));
     };
     let index = shared.next_index.fetch_add(1, Ordering::Relaxed);
+    let slot = match &shared.slots {
+        Some(slots) => slots.clone().acquire_owned().await.ok(),
+        None => None,
+    };
     let plan = Plan::new(&shared, &body, chat, index);
     let served = ServedRequest {
         index,
@@ -99,12 +103,16 @@ pub(crate) async fn handle(
     }
     if !plan.stream {
         tokio::time::sleep(plan.config_delay(&shared)).await;
+        drop(slot);
         let reply = json_reply(StatusCode::OK, &plan.whole_response());
         shared.record(served);
         return Ok(reply);
     }
     let (tx, rx) = mpsc::channel(16);
-    tokio::spawn(stream_tokens(plan, shared, served, tx, hang_up));
+    tokio::spawn(async move {
+        stream_tokens(plan, shared, served, tx, hang_up).await;
+        drop(slot);
+    });
     Ok(Response::builder()
         .header("content-type", "text/event-stream")
         .body(ChannelBody { rx }.boxed())
@@ -248,7 +256,8 @@ async fn stream_tokens(
     if plan.chat && !send(plan.chunk(vec![json!({"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null})], None)).await {
         return;
     }
-    let start = served.arrived;
+    // Token times count from when the request got a slot, not from its arrival.
+    let start = Instant::now();
     let per_chunk = cfg.tokens_per_chunk.max(1);
     let mut emitted = 0;
     let mut chunk_no = 0u32;

@@ -60,6 +60,8 @@ pub struct MockConfig {
     pub close_after_stream: bool,
     /// Keep a record of every request and token time (off for speed benchmarks).
     pub record_truth: bool,
+    /// Requests processed at once; the rest wait inside the server, as behind a full engine.
+    pub capacity: Option<usize>,
     pub faults: Vec<FaultRule>,
 }
 
@@ -74,6 +76,7 @@ impl Default for MockConfig {
             stop_after: None,
             close_after_stream: false,
             record_truth: true,
+            capacity: None,
             faults: Vec::new(),
         }
     }
@@ -96,6 +99,7 @@ pub(crate) struct Shared {
     pub next_index: AtomicU64,
     pub truth: Mutex<Vec<ServedRequest>>,
     pub connections: AtomicU64,
+    pub slots: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl Shared {
@@ -121,10 +125,13 @@ impl MockServer {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
-            config,
+            config: config.clone(),
             next_index: AtomicU64::new(0),
             truth: Mutex::new(Vec::new()),
             connections: AtomicU64::new(0),
+            slots: config
+                .capacity
+                .map(|n| Arc::new(tokio::sync::Semaphore::new(n))),
         });
         let shutdown = Arc::new(Notify::new());
         tokio::spawn(accept_loop(listener, shared.clone(), shutdown.clone()));

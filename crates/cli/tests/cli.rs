@@ -1,0 +1,330 @@
+//! The binary end to end: flags, exit codes, the run directory, secrets, Ctrl-C, against the mock server on
+//! loopback running in this test's process.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use infer_doctor_testkit::{Fault, FaultRule, MockConfig, MockServer};
+use serde_json::Value;
+
+fn bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_infer-doctor"));
+    cmd.env_remove("OPENAI_API_KEY");
+    cmd
+}
+
+/// Runs the binary off the async runtime so the in-process server keeps serving.
+async fn run(mut cmd: Command) -> Output {
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn fast() -> MockConfig {
+    MockConfig {
+        ttft: Duration::from_millis(2),
+        itl: Duration::from_millis(1),
+        ..Default::default()
+    }
+}
+
+fn fixture(rel: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel)
+        .display()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_writes_a_run_directory_without_the_secret() {
+    let server = MockServer::start(fast()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mut cmd = bin();
+    cmd.args([
+        "bench",
+        "--url",
+        &server.url(),
+        "--concurrency",
+        "3",
+        "--num-requests",
+        "12",
+        "--output-tokens",
+        "5",
+    ]);
+    cmd.args([
+        "--input-tokens",
+        "40",
+        "--tokenizer",
+        &fixture("fixtures/tokenizers/tiny-bpe"),
+        "--slo",
+        "ttft_p99=5s",
+    ]);
+    cmd.args(["--out", out.to_str().unwrap(), "--api-key", "sk-cli-secret"]);
+    let output = run(cmd).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("TTFT") && stdout.contains("errors: 0 of 12"),
+        "{stdout}"
+    );
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(doc["schema_version"], 1);
+    assert_eq!(doc["summary"]["requests"]["ok"], 12);
+    assert_eq!(doc["target"]["model_ids"][0], "mock-model");
+    assert_eq!(doc["workload"]["exact_input_lengths"], true);
+    assert!(doc["formulas"]["tpot"].as_str().unwrap().contains("n - 1"));
+    assert_eq!(
+        std::fs::read_to_string(out.join("requests.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        12
+    );
+    for file in ["run.json", "requests.jsonl"] {
+        assert!(
+            !std::fs::read_to_string(out.join(file))
+                .unwrap()
+                .contains("sk-cli-secret"),
+            "{file} leaks the key"
+        );
+    }
+    assert!(!stdout.contains("sk-cli-secret") && !stderr.contains("sk-cli-secret"));
+    // Every prompt the server received had exactly 40 tokens by the tokenizer the client used.
+    let served = server.truth();
+    assert_eq!(served.len(), 12);
+    let tokenizer = infer_doctor_prompt::tokenizer::Tokenizer::load(Path::new(&fixture(
+        "fixtures/tokenizers/tiny-bpe",
+    )))
+    .unwrap();
+    assert!(
+        served
+            .iter()
+            .all(|t| tokenizer.encode(t.body["prompt"].as_str().unwrap()).len() == 40)
+    );
+    assert!(
+        served
+            .iter()
+            .all(|t| t.authorization.as_deref() == Some("Bearer sk-cli-secret"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_format_and_a_failed_slo_exit_1() {
+    let server = MockServer::start(fast()).await.unwrap();
+    let mut cmd = bin();
+    cmd.args([
+        "bench",
+        "--url",
+        &server.url(),
+        "--num-requests",
+        "4",
+        "--output-tokens",
+        "3",
+        "--format",
+        "json",
+    ]);
+    cmd.args(["--slo", "ttft_p50=1us", "-q"]);
+    let output = run(cmd).await;
+    assert_eq!(output.status.code(), Some(1));
+    let doc: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(doc["summary"]["slo"][0]["pass"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_named_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("prompts.jsonl");
+    std::fs::write(&data, "{\"prompt\": \"a\"}\n{oops\n").unwrap();
+    let broken_tok = dir.path().join("tokenizer.json");
+    std::fs::write(&broken_tok, "{\"not\": \"a tokenizer\"}").unwrap();
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (
+            vec!["--dataset", data.to_str().unwrap()],
+            format!("{}:2", data.display()),
+        ),
+        (
+            vec!["--tokenizer", broken_tok.to_str().unwrap()],
+            format!("tokenizer {}", broken_tok.display()),
+        ),
+        (vec!["--input-tokens", "5-2"], "--input-tokens".into()),
+        (vec!["--slo", "ttft_p95=soon"], "ttft_p95=soon".into()),
+        (vec!["--concurrency", "0"], "--concurrency".into()),
+    ];
+    for (args, expect) in cases {
+        let mut cmd = bin();
+        cmd.args(["bench", "--url", "http://127.0.0.1:9"])
+            .args(&args);
+        let output = run(cmd).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&expect),
+            "{args:?}: expected `{expect}` in {stderr}"
+        );
+        assert!(!stderr.contains("panicked"));
+    }
+    let mut cmd = bin();
+    cmd.args(["bench", "--url", "https://example.com"]);
+    let output = run(cmd).await;
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_succeeding_exits_3() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cmd = bin();
+    cmd.args([
+        "bench",
+        "--url",
+        &format!("http://127.0.0.1:{port}"),
+        "--num-requests",
+        "3",
+        "--model",
+        "m",
+    ]);
+    let output = run(cmd).await;
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let server = MockServer::start(MockConfig {
+        faults: vec![FaultRule {
+            every: 1,
+            offset: 0,
+            fault: Fault::Status(500),
+        }],
+        ..fast()
+    })
+    .await
+    .unwrap();
+    let mut cmd = bin();
+    cmd.args(["bench", "--url", &server.url(), "--num-requests", "3"]);
+    let output = run(cmd).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(3));
+    assert!(stdout.contains("http_status 500: 3"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_writes_partial_results_and_exits_130() {
+    let server = MockServer::start(MockConfig {
+        ttft: Duration::from_millis(5),
+        itl: Duration::from_millis(20),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mut cmd = bin();
+    cmd.args([
+        "bench",
+        "--url",
+        &server.url(),
+        "--concurrency",
+        "2",
+        "--duration",
+        "60s",
+        "--output-tokens",
+        "10",
+    ]);
+    cmd.args(["--out", out.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(doc["interrupted"], true);
+    let requests = &doc["summary"]["requests"];
+    assert!(requests["ok"].as_u64().unwrap() > 5);
+    assert_eq!(
+        requests["ok"].as_u64().unwrap() + requests["failed"].as_u64().unwrap(),
+        requests["sent"].as_u64().unwrap()
+    );
+    let lines = std::fs::read_to_string(out.join("requests.jsonl"))
+        .unwrap()
+        .lines()
+        .count() as u64;
+    assert_eq!(lines, requests["sent"].as_u64().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweep_finds_the_highest_rate_meeting_the_slo() {
+    // Two slots, ~30 ms per request: saturation near 65 req/s; queueing grows as the rate approaches it.
+    let server = MockServer::start(MockConfig {
+        ttft: Duration::from_millis(20),
+        itl: Duration::from_millis(3),
+        capacity: Some(2),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut cmd = bin();
+    cmd.args([
+        "bench",
+        "--url",
+        &server.url(),
+        "--sweep",
+        "--sweep-points",
+        "3",
+        "--concurrency",
+        "8",
+    ]);
+    cmd.args([
+        "--num-requests",
+        "60",
+        "--output-tokens",
+        "4",
+        "--slo",
+        "e2e_p90=45ms",
+        "--format",
+        "json",
+        "-q",
+    ]);
+    let output = run(cmd).await;
+    let doc: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&output.stderr)));
+    let sweep = &doc["sweep"];
+    let saturation = sweep["saturation_rate"].as_f64().unwrap();
+    assert!(
+        saturation > 40.0 && saturation < 80.0,
+        "saturation {saturation}"
+    );
+    let points = sweep["points"].as_array().unwrap();
+    assert!(points.len() >= 3);
+    let best = sweep["best_rate"]
+        .as_f64()
+        .expect("a low rate meets a 45 ms E2E objective");
+    assert!(best < saturation, "best {best} vs saturation {saturation}");
+    assert_eq!(
+        points.last().unwrap()["slo_pass"],
+        false,
+        "at saturation the queue breaks the objective"
+    );
+}
