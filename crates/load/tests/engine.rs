@@ -55,6 +55,16 @@ fn spec(url: &str, shape: LoadShape, stop: Stop) -> RunSpec {
     }
 }
 
+/// A mock server with a first-token delay and a gap between tokens, in ms.
+async fn mock(ttft_ms: u64, itl_ms: u64) -> MockServer {
+    let timing = MockConfig {
+        ttft: Duration::from_millis(ttft_ms),
+        itl: Duration::from_millis(itl_ms),
+        ..Default::default()
+    };
+    MockServer::start(timing).await.unwrap()
+}
+
 fn closed(n: u64) -> LoadShape {
     LoadShape::Closed { concurrency: n }
 }
@@ -87,13 +97,7 @@ fn assert_accounted(out: &RunOutput, sent: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_times_match_the_servers_token_times() {
-    let server = MockServer::start(MockConfig {
-        ttft: Duration::from_millis(30),
-        itl: Duration::from_millis(10),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let server = mock(30, 10).await;
     let dir = tempfile::tempdir().unwrap();
     let jsonl = dir.path().join("requests.jsonl");
     let mut s = spec(&server.url(), closed(4), Stop::Count(24));
@@ -159,13 +163,7 @@ async fn client_times_match_the_servers_token_times() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_with_path_prefix_key_and_role_prelude() {
-    let server = MockServer::start(MockConfig {
-        ttft: Duration::ZERO,
-        itl: Duration::ZERO,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let server = mock(0, 0).await;
     let key = "sk-test-secret-123";
     let mut s = spec(
         &format!("{}/gateway/v1", server.url()),
@@ -200,13 +198,7 @@ async fn chat_with_path_prefix_key_and_role_prelude() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn non_streaming_requests_take_usage_from_the_body() {
-    let server = MockServer::start(MockConfig {
-        ttft: Duration::from_millis(20),
-        itl: Duration::from_millis(2),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let server = mock(20, 2).await;
     let mut s = spec(&server.url(), closed(2), Stop::Count(4));
     s.stream = false;
     let out = go(&s, 11).await;
@@ -327,13 +319,7 @@ async fn an_unreachable_server_fails_fast_and_counts_every_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_loop_keeps_its_rate_and_measures_client_queueing() {
-    let server = MockServer::start(MockConfig {
-        ttft: Duration::from_millis(2),
-        itl: Duration::from_millis(1),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let server = mock(2, 1).await;
     let shape = LoadShape::Open {
         rate: 100.0,
         arrival: Arrival::Constant,
@@ -355,13 +341,7 @@ async fn open_loop_keeps_its_rate_and_measures_client_queueing() {
     );
 
     // A server slower than the arrival rate behind a cap of one: the wait moves into the client's queue.
-    let slow = MockServer::start(MockConfig {
-        ttft: Duration::from_millis(40),
-        itl: Duration::from_millis(1),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let slow = mock(40, 1).await;
     let shape = LoadShape::Open {
         rate: 50.0,
         arrival: Arrival::Poisson,
@@ -385,13 +365,7 @@ async fn open_loop_keeps_its_rate_and_measures_client_queueing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warmup_is_recorded_but_excluded_and_duration_stops_the_run() {
-    let server = MockServer::start(MockConfig {
-        ttft: Duration::from_millis(5),
-        itl: Duration::from_millis(1),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let server = mock(5, 1).await;
     let dir = tempfile::tempdir().unwrap();
     let jsonl = dir.path().join("requests.jsonl");
     let mut s = spec(&server.url(), closed(2), Stop::Count(10));
@@ -424,13 +398,7 @@ async fn warmup_is_recorded_but_excluded_and_duration_stops_the_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interrupting_keeps_what_was_measured() {
-    let server = MockServer::start(MockConfig {
-        ttft: Duration::from_millis(10),
-        itl: Duration::from_millis(50),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let server = mock(10, 50).await;
     let dir = tempfile::tempdir().unwrap();
     let jsonl = dir.path().join("requests.jsonl");
     let mut s = spec(&server.url(), closed(3), Stop::Count(1000));
@@ -465,13 +433,7 @@ async fn interrupting_keeps_what_was_measured() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_multiplexes_on_one_connection() {
-    let server = MockServer::start(MockConfig {
-        ttft: Duration::from_millis(5),
-        itl: Duration::from_millis(1),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let server = mock(5, 1).await;
     let mut s = spec(&server.url(), closed(8), Stop::Count(32));
     s.http2 = true;
     let out = go(&s, 4).await;

@@ -1,7 +1,7 @@
 //! `bench --self-test`: how much load this client can generate and how exactly it times it, measured against a
 //! built-in server that answers instantly. The server runs on its own thread, so its CPU is not the client's.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use infer_doctor_core::{PromptItem, PromptSource, RequestRecord};
@@ -9,36 +9,57 @@ use infer_doctor_load::cancel::Cancel;
 use infer_doctor_load::cpu;
 use infer_doctor_load::run::Timeouts;
 use infer_doctor_load::{Endpoint, LiveCounters, LoadShape, RunSpec, Stop, Target, Warmup};
-use infer_doctor_testkit::{MockConfig, MockServer};
+use infer_doctor_testkit::{MockConfig, MockServer, ServedRequest};
 
 use crate::{Failure, exit};
 
-/// A mock server on a one-thread runtime of its own, with that thread's id for CPU accounting.
+/// A mock server on a thread and runtime of its own, so its CPU time can be told apart from the client's.
 struct ServerThread {
-    server: MockServer,
+    url: String,
     tid: u32,
-    _runtime: tokio::runtime::Runtime,
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<Vec<ServedRequest>>,
 }
 
 fn start_server(config: MockConfig) -> anyhow::Result<ServerThread> {
-    let tid = Arc::new(Mutex::new(None));
-    let seen = tid.clone();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .on_thread_start(move || *seen.lock().expect("tid lock") = cpu::current_thread_id())
-        .build()?;
-    let server = runtime.block_on(async { MockServer::start(config).await })?;
-    // The worker thread has started by the time the listener task is spawned on it.
-    let tid = tid
-        .lock()
-        .expect("tid lock")
-        .ok_or_else(|| anyhow::anyhow!("no /proc thread id"))?;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("self-test-server".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("server runtime");
+            runtime.block_on(async move {
+                let server = match MockServer::start(config).await {
+                    Ok(server) => server,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return Vec::new();
+                    }
+                };
+                let _ = ready_tx.send(Ok((server.url(), cpu::current_thread_id())));
+                let _ = stopped.await;
+                server.truth()
+            })
+        })?;
+    let (url, tid) = ready_rx.recv()??;
+    let tid = tid.ok_or_else(|| anyhow::anyhow!("no /proc thread id"))?;
     Ok(ServerThread {
-        server,
+        url,
         tid,
-        _runtime: runtime,
+        stop,
+        thread,
     })
+}
+
+impl ServerThread {
+    /// Stops the server and returns what it served.
+    fn finish(self) -> Vec<ServedRequest> {
+        let _ = self.stop.send(());
+        self.thread.join().unwrap_or_default()
+    }
 }
 
 struct Measured {
@@ -67,7 +88,7 @@ async fn measure(
     let dir = tempfile::tempdir()?;
     let jsonl = dir.path().join("requests.jsonl");
     let spec = RunSpec {
-        target: Arc::new(Target::parse(&server.server.url(), None)?),
+        target: Arc::new(Target::parse(&server.url, None)?),
         endpoint: Endpoint::Completions,
         model: "mock-model".into(),
         stream: true,
@@ -104,8 +125,9 @@ async fn measure(
     let tokens_out = &out.summary.tokens;
     let events = (tokens_out.events_per_token * tokens_out.output_total as f64).round() as u64;
     let wall = out.wall.as_secs_f64();
+    let truth = server.finish();
     let ttft_error_p99_ms = if with_truth {
-        Some(ttft_error_p99(&server.server, &jsonl, &out)?)
+        Some(ttft_error_p99(&truth, &jsonl, &out)?)
     } else {
         None
     };
@@ -136,13 +158,12 @@ impl PromptSource for SizedPrompts {
 
 /// p99 of (client saw the first token − server emitted it), matched by prompt.
 fn ttft_error_p99(
-    server: &MockServer,
+    truth: &[ServedRequest],
     jsonl: &std::path::Path,
     out: &infer_doctor_load::RunOutput,
 ) -> anyhow::Result<f64> {
-    let truth: std::collections::HashMap<String, std::time::Instant> = server
-        .truth()
-        .into_iter()
+    let truth: std::collections::HashMap<String, std::time::Instant> = truth
+        .iter()
         .filter_map(|t| {
             Some((
                 t.body["prompt"].as_str()?.to_string(),
