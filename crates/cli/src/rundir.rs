@@ -3,20 +3,7 @@
 use std::path::Path;
 
 use anyhow::Context;
-use infer_doctor_core::RunSummary;
-use infer_doctor_report::{RunDocument, SCHEMA_VERSION};
-use serde_json::Value;
-
-pub struct DocumentParts {
-    pub started_at: String,
-    pub wall_seconds: f64,
-    pub interrupted: bool,
-    pub target: Value,
-    pub config: Value,
-    pub workload: Value,
-    pub summary: RunSummary,
-    pub sweep: Option<Value>,
-}
+use infer_doctor_report::RunDocument;
 
 /// The command line with the value of `--api-key` replaced, so the record can be shared.
 pub fn redacted_command_line() -> Vec<String> {
@@ -36,24 +23,6 @@ pub fn redacted_command_line() -> Vec<String> {
         }
     }
     out
-}
-
-pub fn document(parts: DocumentParts) -> RunDocument {
-    RunDocument {
-        schema_version: SCHEMA_VERSION,
-        tool: RunDocument::tool(),
-        command_line: redacted_command_line(),
-        started_at: parts.started_at,
-        wall_seconds: parts.wall_seconds,
-        interrupted: parts.interrupted,
-        target: parts.target,
-        config: parts.config,
-        workload: parts.workload,
-        host: serde_json::to_value(crate::host::HostInfo::read()).unwrap_or_default(),
-        summary: parts.summary,
-        sweep: parts.sweep,
-        formulas: RunDocument::formulas(),
-    }
 }
 
 pub fn write(dir: &Path, doc: &RunDocument) -> anyhow::Result<()> {

@@ -20,6 +20,7 @@ use infer_doctor_prompt::dataset::DatasetSource;
 use infer_doctor_prompt::dist::LengthDist;
 use infer_doctor_prompt::synth::{SyntheticSource, SyntheticSpec};
 use infer_doctor_prompt::tokenizer::Tokenizer;
+use infer_doctor_report::{RunDocument, SCHEMA_VERSION};
 use serde_json::{Value, json};
 
 use crate::args::{ArrivalArg, BenchArgs, EndpointArg, Format, WarmupArg};
@@ -349,7 +350,12 @@ pub async fn run(args: Box<BenchArgs>) -> Result<u8, Failure> {
     display.finish();
     let mut summary = summary;
     summary.warnings.extend(notes);
-    let document = rundir::document(rundir::DocumentParts {
+    let document = RunDocument {
+        schema_version: SCHEMA_VERSION,
+        tool: RunDocument::tool(),
+        command_line: rundir::redacted_command_line(),
+        host: serde_json::to_value(crate::host::HostInfo::read()).unwrap_or_default(),
+        formulas: RunDocument::formulas(),
         started_at,
         wall_seconds: clock.elapsed().as_secs_f64(),
         interrupted,
@@ -360,7 +366,7 @@ pub async fn run(args: Box<BenchArgs>) -> Result<u8, Failure> {
         sweep: sweep_outcome
             .as_ref()
             .map(|s| serde_json::to_value(s).unwrap_or_default()),
-    });
+    };
     if let Some(dir) = &out_dir {
         rundir::write(dir, &document).map_err(Failure::usage)?;
     }
