@@ -1,6 +1,7 @@
 //! One request, start to finish: send, stamp every streamed event on arrival, classify whatever goes wrong, and
 //! return the `RequestRecord`. Nothing here blocks on anything but the network.
 
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -135,31 +136,6 @@ impl Exchange<'_> {
         Ok(())
     }
 
-    async fn next_frame(&self, body: &mut Incoming) -> Result<Option<Bytes>, StreamFault> {
-        loop {
-            match tokio::time::timeout(self.timeouts.idle, body.frame()).await {
-                Err(_) => {
-                    return Err(fault(
-                        ErrorClass::Timeout,
-                        format!("no data for {:?} (stalled stream)", self.timeouts.idle),
-                    ));
-                }
-                Ok(None) => return Ok(None),
-                Ok(Some(Err(e))) => {
-                    return Err(fault(
-                        ErrorClass::StreamBroken,
-                        format!("connection lost mid-response: {e}"),
-                    ));
-                }
-                Ok(Some(Ok(frame))) => {
-                    if let Ok(data) = frame.into_data() {
-                        return Ok(Some(data));
-                    }
-                }
-            }
-        }
-    }
-
     async fn read_stream(
         &self,
         body: &mut Incoming,
@@ -168,9 +144,9 @@ impl Exchange<'_> {
     ) -> Result<(), StreamFault> {
         let mut parser = SseParser::default();
         let mut last_token: Option<Instant> = None;
-        while let Some(data) = self.next_frame(body).await? {
-            // One timestamp per network read: events that arrived together happened together.
-            let now = Instant::now();
+        let mut watch = IdleWatch::new(self.timeouts.idle);
+        // One timestamp per network read: events that arrived together happened together.
+        while let Some((data, now)) = watch.next_frame(body).await? {
             let mut failure = None;
             let fed = parser.feed(&data, |event| {
                 if failure.is_some() || state.done {
@@ -223,7 +199,8 @@ impl Exchange<'_> {
 
     async fn read_all(&self, body: &mut Incoming) -> Result<Vec<u8>, StreamFault> {
         let mut all = Vec::new();
-        while let Some(data) = self.next_frame(body).await? {
+        let mut watch = IdleWatch::new(self.timeouts.idle);
+        while let Some((data, _)) = watch.next_frame(body).await? {
             all.extend_from_slice(&data);
         }
         Ok(all)
@@ -231,14 +208,71 @@ impl Exchange<'_> {
 
     async fn read_prefix(&self, body: &mut Incoming) -> String {
         let mut all = Vec::new();
+        let mut watch = IdleWatch::new(self.timeouts.idle);
         while all.len() < ERROR_BODY_LIMIT {
-            match self.next_frame(body).await {
-                Ok(Some(data)) => all.extend_from_slice(&data),
+            match watch.next_frame(body).await {
+                Ok(Some((data, _))) => all.extend_from_slice(&data),
                 _ => break,
             }
         }
         all.truncate(ERROR_BODY_LIMIT);
         String::from_utf8_lossy(&all).into_owned()
+    }
+}
+
+/// Fails a body that sends nothing for `limit`. Its one timer is re-armed only when it fires, not on every
+/// frame, which keeps timer bookkeeping off the per-token path.
+struct IdleWatch {
+    limit: Duration,
+    last_data: Instant,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl IdleWatch {
+    fn new(limit: Duration) -> IdleWatch {
+        let now = Instant::now();
+        IdleWatch {
+            limit,
+            last_data: now,
+            timer: Box::pin(tokio::time::sleep_until((now + limit).into())),
+        }
+    }
+
+    /// The next data frame and when it arrived; `None` at the end of the body.
+    async fn next_frame(
+        &mut self,
+        body: &mut Incoming,
+    ) -> Result<Option<(Bytes, Instant)>, StreamFault> {
+        loop {
+            tokio::select! {
+                biased;
+                frame = body.frame() => match frame {
+                    None => return Ok(None),
+                    Some(Err(e)) => {
+                        return Err(fault(
+                            ErrorClass::StreamBroken,
+                            format!("connection lost mid-response: {e}"),
+                        ));
+                    }
+                    Some(Ok(frame)) => {
+                        if let Ok(data) = frame.into_data() {
+                            self.last_data = Instant::now();
+                            return Ok(Some((data, self.last_data)));
+                        }
+                    }
+                },
+                () = self.timer.as_mut() => {
+                    let due = self.last_data + self.limit;
+                    if Instant::now() >= due {
+                        return Err(fault(
+                            ErrorClass::Timeout,
+                            format!("no data for {:?} (stalled stream)", self.limit),
+                        ));
+                    }
+                    self.timer.as_mut().reset(due.into());
+                }
+            }
+        }
     }
 }
 

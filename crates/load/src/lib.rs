@@ -16,6 +16,7 @@ pub mod target;
 
 pub use cancel::Cancel;
 pub use run::{LiveCounters, LoadShape, RunOutput, RunSpec, Stop, Warmup, run};
+pub use schedule::Arrival;
 pub use target::{ApiKey, Endpoint, Target};
 
 use thiserror::Error;

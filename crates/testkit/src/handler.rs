@@ -12,8 +12,8 @@ use hyper::{Request, Response, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc};
 
-use crate::body::{ChannelBody, FrameResult};
-use crate::{Fault, ServedRequest, Shared};
+use crate::body::{ChannelBody, Outgoing};
+use crate::{Fault, MockConfig, ServedRequest, Shared, TokenStamps};
 
 type Reply = Response<BoxBody<Bytes, std::io::Error>>;
 
@@ -109,21 +109,29 @@ pub(crate) async fn handle(
         return Ok(reply);
     }
     let (tx, rx) = mpsc::channel(16);
+    let stamps = shared.record(served);
     tokio::spawn(async move {
-        stream_tokens(plan, shared, served, tx, hang_up).await;
+        stream_tokens(plan, &shared.config, tx, hang_up).await;
         drop(slot);
     });
     Ok(Response::builder()
         .header("content-type", "text/event-stream")
-        .body(ChannelBody { rx }.boxed())
+        .body(ChannelBody { rx, stamps }.boxed())
         .expect("static response parts are valid"))
 }
 
 impl Shared {
-    fn record(&self, served: ServedRequest) {
-        if self.config.record_truth {
-            self.truth.lock().expect("truth lock").push(served);
+    /// Keeps the request as ground truth; its token stamps fill in as the body is written.
+    fn record(&self, served: ServedRequest) -> Option<TokenStamps> {
+        if !self.config.record_truth {
+            return None;
         }
+        let stamps = TokenStamps::default();
+        self.truth
+            .lock()
+            .expect("truth lock")
+            .push((served, stamps.clone()));
+        Some(stamps)
     }
 }
 
@@ -240,20 +248,25 @@ fn token_text(from: u32, count: u32) -> String {
     (from..from + count).map(|i| format!(" w{i}")).collect()
 }
 
-/// Streams the planned response, stamping each token chunk as it is handed over.
+/// Streams the planned response; the body stamps each token chunk as hyper takes it.
 async fn stream_tokens(
     plan: Plan,
-    shared: Arc<Shared>,
-    mut served: ServedRequest,
-    tx: mpsc::Sender<FrameResult>,
+    cfg: &MockConfig,
+    tx: mpsc::Sender<Outgoing>,
     hang_up: Arc<Notify>,
 ) {
-    let cfg = &shared.config;
-    let send = |bytes: Bytes| {
+    let send = |bytes: Bytes, token: bool| {
         let tx = tx.clone();
-        async move { tx.send(Ok(Frame::data(bytes))).await.is_ok() }
+        async move {
+            tx.send(Outgoing {
+                frame: Ok(Frame::data(bytes)),
+                token,
+            })
+            .await
+            .is_ok()
+        }
     };
-    if plan.chat && !send(plan.chunk(vec![json!({"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null})], None)).await {
+    if plan.chat && !send(plan.chunk(vec![json!({"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null})], None), false).await {
         return;
     }
     // Token times count from when the request got a slot, not from its arrival.
@@ -266,34 +279,39 @@ async fn stream_tokens(
             Some(Fault::StallAfter(k)) if emitted >= *k => {
                 // Hold the stream open until the client gives up.
                 tx.closed().await;
-                shared.record(served);
                 return;
             }
             Some(Fault::DropAfter(k)) if emitted >= *k => {
+                let reset = std::io::Error::other("injected connection reset");
                 let _ = tx
-                    .send(Err(std::io::Error::other("injected connection reset")))
+                    .send(Outgoing {
+                        frame: Err(reset),
+                        token: false,
+                    })
                     .await;
-                shared.record(served);
                 return;
             }
             Some(Fault::MalformedAfter(k)) if emitted >= *k => {
-                send(Bytes::from_static(
-                    b"data: {\"choices\": [ this is not json\n\n",
-                ))
+                send(
+                    Bytes::from_static(b"data: {\"choices\": [ this is not json\n\n"),
+                    false,
+                )
                 .await;
                 break;
             }
             Some(Fault::ErrorEvent(k)) if emitted >= *k => {
                 let err = json!({"error": {"message": "injected engine error", "type": "InternalServerError", "code": 500}});
-                send(Bytes::from(format!("data: {err}\n\n"))).await;
-                send(Bytes::from_static(b"data: [DONE]\n\n")).await;
-                shared.record(served);
+                send(Bytes::from(format!("data: {err}\n\n")), false).await;
+                send(Bytes::from_static(b"data: [DONE]\n\n"), false).await;
                 return;
             }
             _ => {}
         }
         let deadline = start + cfg.ttft + cfg.itl * chunk_no;
-        tokio::time::sleep_until(deadline.into()).await;
+        // Tokio rounds timers up to the next millisecond tick; an instant server must not pay that.
+        if deadline > Instant::now() {
+            tokio::time::sleep_until(deadline.into()).await;
+        }
         let count = per_chunk.min(plan.output_tokens - emitted);
         let mut text = token_text(emitted, count);
         if let Some(Fault::HugeLine(bytes)) = &plan.fault
@@ -306,11 +324,7 @@ async fn stream_tokens(
         let last = emitted == plan.output_tokens && !matches!(plan.fault, Some(Fault::NoDone));
         let finish = last.then_some(plan.finish_reason);
         let usage = plan.continuous_usage.then(|| plan.usage(emitted));
-        if cfg.record_truth {
-            served.chunk_times.push(Instant::now());
-        }
-        if !send(plan.chunk(vec![plan.choice(&text, finish)], usage)).await {
-            shared.record(served);
+        if !send(plan.chunk(vec![plan.choice(&text, finish)], usage), true).await {
             return;
         }
     }
@@ -319,11 +333,14 @@ async fn stream_tokens(
         Some(Fault::NoDone) | Some(Fault::MalformedAfter(_))
     ) {
         if plan.include_usage {
-            send(plan.chunk(Vec::new(), Some(plan.usage(plan.output_tokens)))).await;
+            send(
+                plan.chunk(Vec::new(), Some(plan.usage(plan.output_tokens))),
+                false,
+            )
+            .await;
         }
-        send(Bytes::from_static(b"data: [DONE]\n\n")).await;
+        send(Bytes::from_static(b"data: [DONE]\n\n"), false).await;
     }
-    shared.record(served);
     drop(tx);
     if cfg.close_after_stream {
         hang_up.notify_one();

@@ -88,16 +88,19 @@ pub struct ServedRequest {
     pub index: u64,
     pub path: String,
     pub arrived: Instant,
-    /// When each token chunk was handed to the connection.
+    /// When hyper took each token chunk from the response body for writing.
     pub chunk_times: Vec<Instant>,
     pub body: serde_json::Value,
     pub authorization: Option<String>,
 }
 
+pub(crate) type TokenStamps = Arc<Mutex<Vec<Instant>>>;
+
 pub(crate) struct Shared {
     pub config: MockConfig,
     pub next_index: AtomicU64,
-    pub truth: Mutex<Vec<ServedRequest>>,
+    /// Each request with its token stamps, which keep arriving until the body is fully written.
+    pub truth: Mutex<Vec<(ServedRequest, TokenStamps)>>,
     pub connections: AtomicU64,
     pub slots: Option<Arc<tokio::sync::Semaphore>>,
 }
@@ -148,7 +151,17 @@ impl MockServer {
 
     /// Every request served so far, in arrival order.
     pub fn truth(&self) -> Vec<ServedRequest> {
-        let mut all = self.shared.truth.lock().expect("truth lock").clone();
+        let mut all: Vec<ServedRequest> = self
+            .shared
+            .truth
+            .lock()
+            .expect("truth lock")
+            .iter()
+            .map(|(served, stamps)| ServedRequest {
+                chunk_times: stamps.lock().expect("stamp lock").clone(),
+                ..served.clone()
+            })
+            .collect();
         all.sort_by_key(|r| r.index);
         all
     }
