@@ -328,3 +328,42 @@ async fn sweep_finds_the_highest_rate_meeting_the_slo() {
         "at saturation the queue breaks the objective"
     );
 }
+
+/// The binary under a shell that sets its open-file limits first.
+fn bin_with_open_files(soft: u32, hard: u32) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.env_remove("OPENAI_API_KEY").args([
+        "-c",
+        &format!("ulimit -Sn {soft} && ulimit -Hn {hard} && exec \"$0\" \"$@\""),
+        env!("CARGO_BIN_EXE_infer-doctor"),
+    ]);
+    cmd
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_open_file_limit_is_raised_or_its_shortfall_named() {
+    let server = MockServer::start(fast()).await.unwrap();
+    let args = |cmd: &mut Command| {
+        cmd.args(["bench", "--url", &server.url(), "--concurrency", "150"]);
+        cmd.args(["--num-requests", "150", "--output-tokens", "2"]);
+    };
+    // A low soft limit under a roomy hard one is raised: every request gets its socket.
+    let mut raised = bin_with_open_files(100, 4096);
+    args(&mut raised);
+    let output = run(raised).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("errors: 0 of 150"), "{stdout}");
+    assert!(!stderr.contains("open files"), "{stderr}");
+    // A hard limit too low for the concurrency is named before the run.
+    let mut capped = bin_with_open_files(100, 100);
+    args(&mut capped);
+    let stderr = String::from_utf8_lossy(&run(capped).await.stderr).into_owned();
+    assert!(
+        stderr.contains(
+            "150 requests in flight need about 214 open files but this process may open 100"
+        ),
+        "{stderr}"
+    );
+}

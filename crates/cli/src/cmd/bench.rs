@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use infer_doctor_core::{PromptSource, RunSummary, SloSet, TokenCounter};
 use infer_doctor_load::cancel::Cancel;
+use infer_doctor_load::cpu;
 use infer_doctor_load::http::{ClientOptions, HttpClient};
 use infer_doctor_load::probe::{TargetInfo, probe};
 use infer_doctor_load::run::Timeouts;
@@ -288,10 +289,22 @@ fn exit_code(summary: &RunSummary, interrupted: bool) -> u8 {
     }
 }
 
-fn not_built_notes(args: &BenchArgs) -> Vec<String> {
+/// What the user should know before the run starts: parts not built yet, limits that will bite.
+fn preflight_notes(args: &BenchArgs, spec: &RunSpec) -> Vec<String> {
     let mut notes = Vec::new();
     if args.scrape_interval.is_some() || args.metrics_url.is_some() {
         notes.push("server metrics are not scraped yet: the scraper arrives with the observe room (issue 4)".into());
+    }
+    // Sockets, plus a margin for the runtime, output files and the tokenizer.
+    let open_files = cpu::raise_open_files_limit();
+    if let (Some(limit), Some(in_flight)) = (open_files, spec.in_flight_limit())
+        && in_flight + 64 > limit
+    {
+        notes.push(format!(
+            "{in_flight} requests in flight need about {} open files but this process may open {limit}; \
+             raise the hard limit (ulimit -Hn) or connections will fail",
+            in_flight + 64
+        ));
     }
     notes
 }
@@ -308,7 +321,7 @@ pub async fn run(args: Box<BenchArgs>) -> Result<u8, Failure> {
     }
     let plan = plan(&args, out_dir.as_ref().map(|d| d.join("requests.jsonl"))).await?;
     let heading = describe_shape(&plan.spec);
-    let notes = not_built_notes(&args);
+    let notes = preflight_notes(&args, &plan.spec);
     if !args.quiet {
         eprintln!("infer-doctor bench: {heading}");
         for n in &notes {
