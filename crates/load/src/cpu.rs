@@ -44,6 +44,26 @@ pub fn cores() -> u32 {
     std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
 }
 
+/// Raises the open-file soft limit to the hard limit, since every request in flight holds a socket; returns
+/// the soft limit now in force, `None` where it is unlimited.
+pub fn raise_open_files_limit() -> Option<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let current = limit.current?;
+    // Linux refuses an unlimited open-file count; the kernel's own ceiling is 2^20 by default.
+    let ceiling = limit.maximum.unwrap_or(1 << 20);
+    if current >= ceiling {
+        return Some(current);
+    }
+    let mut wanted = limit;
+    wanted.current = Some(ceiling);
+    Some(if setrlimit(Resource::Nofile, wanted).is_ok() {
+        ceiling
+    } else {
+        current
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,24 +83,4 @@ mod tests {
         assert!(thread_cpu_seconds(tid).unwrap() - thread_before >= 0.1);
         assert!(peak_rss_bytes().unwrap() > 1 << 20);
     }
-}
-
-/// Raises the open-file soft limit to the hard limit, since every request in flight holds a socket; returns
-/// the soft limit now in force, `None` where it is unlimited.
-pub fn raise_open_files_limit() -> Option<u64> {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let limit = getrlimit(Resource::Nofile);
-    let current = limit.current?;
-    // Linux refuses an unlimited open-file count; the kernel's own ceiling is 2^20 by default.
-    let ceiling = limit.maximum.unwrap_or(1 << 20);
-    if current >= ceiling {
-        return Some(current);
-    }
-    let mut wanted = limit;
-    wanted.current = Some(ceiling);
-    Some(if setrlimit(Resource::Nofile, wanted).is_ok() {
-        ceiling
-    } else {
-        current
-    })
 }
