@@ -145,9 +145,15 @@ pub struct BenchArgs {
     pub format: Format,
     #[arg(short, long)]
     pub quiet: bool,
-    /// Speak HTTP/2 (cleartext, prior knowledge) instead of HTTP/1.1.
+    /// Speak HTTP/2 instead of HTTP/1.1 (prior knowledge on http://, ALPN on https://).
     #[arg(long)]
     pub http2: bool,
+    /// Trust the CA certificates in this PEM file for an https target (a private or self-signed CA).
+    #[arg(long, value_name = "PEM", conflicts_with = "insecure")]
+    pub ca_cert: Option<PathBuf>,
+    /// Accept any certificate from an https target: encrypted, but the server is not authenticated.
+    #[arg(long)]
+    pub insecure: bool,
     /// Fail a request when no byte arrives for this long (a stall).
     #[arg(long, value_parser = parse_duration, default_value = "60s")]
     pub idle_timeout: Duration,

@@ -169,9 +169,11 @@ async fn bad_input_is_named_and_exits_2() {
         assert!(!stderr.contains("panicked"));
     }
     let mut cmd = bin();
-    cmd.args(["bench", "--url", "https://example.com"]);
+    cmd.args(["bench", "--url", "ftp://127.0.0.1:9"]);
     let output = run(cmd).await;
-    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--url `ftp://127.0.0.1:9`"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -364,6 +366,57 @@ async fn the_open_file_limit_is_raised_or_its_shortfall_named() {
         stderr.contains(
             "150 requests in flight need about 214 open files but this process may open 100"
         ),
+        "{stderr}"
+    );
+}
+
+#[cfg(feature = "tls")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_targets_are_verified_against_the_trust_asked_for() {
+    let server = MockServer::start_tls(
+        fast(),
+        Path::new(&fixture("fixtures/tls/server.pem")),
+        Path::new(&fixture("fixtures/tls/server.key")),
+    )
+    .await
+    .unwrap();
+    let url = format!("https://127.0.0.1:{}/v1", server.addr.port());
+    let bench = |extra: &[&str]| {
+        let mut cmd = bin();
+        cmd.args(["bench", "--url", &url, "--concurrency", "2"]);
+        cmd.args(["--num-requests", "6", "--output-tokens", "3"]);
+        cmd.args(extra);
+        cmd
+    };
+    let ca = fixture("fixtures/tls/ca.pem");
+    for extra in [
+        vec!["--ca-cert", ca.as_str()],
+        vec!["--ca-cert", ca.as_str(), "--http2"],
+        vec!["--insecure"],
+    ] {
+        let output = run(bench(&extra)).await;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{extra:?}: {stdout}\n{stderr}"
+        );
+        assert!(stdout.contains("errors: 0 of 6"), "{extra:?}: {stdout}");
+    }
+    // The test CA is in no public root store: without it the handshake must fail, and say why.
+    let output = run(bench(&["--model", "mock-model"])).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(3), "nothing succeeded: {stdout}");
+    assert!(
+        stdout.contains("TLS handshake with 127.0.0.1") && stdout.contains("UnknownIssuer"),
+        "{stdout}"
+    );
+    let output = run(bench(&["--ca-cert", "Cargo.toml"])).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--ca-cert Cargo.toml: no PEM certificate"),
         "{stderr}"
     );
 }

@@ -17,6 +17,10 @@ use tokio::net::TcpStream;
 
 use crate::target::Target;
 
+/// The byte stream under a connection: plain TCP or TLS over it.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Io for T {}
+
 /// A failed send, classified.
 #[derive(Debug)]
 pub struct SendError {
@@ -120,7 +124,8 @@ impl HttpClient {
         self.connects.load(Ordering::Relaxed)
     }
 
-    async fn tcp(&self) -> Result<TokioIo<TcpStream>, SendError> {
+    /// A new connection to the target: TCP, then TLS for https.
+    async fn connect(&self) -> Result<TokioIo<Box<dyn Io>>, SendError> {
         let addr = (self.target.host.as_str(), self.target.port);
         let stream = match tokio::time::timeout(
             self.options.connect_timeout,
@@ -144,7 +149,35 @@ impl HttpClient {
         };
         let _ = stream.set_nodelay(true);
         self.connects.fetch_add(1, Ordering::Relaxed);
-        Ok(TokioIo::new(stream))
+        let io: Box<dyn Io> = match &self.target.tls {
+            None => Box::new(stream),
+            #[cfg(feature = "tls")]
+            Some(config) => {
+                let handshake =
+                    crate::tls::connect(config, self.options.http2, &self.target.host, stream);
+                match tokio::time::timeout(self.options.connect_timeout, handshake).await {
+                    Ok(Ok(tls)) => Box::new(tls),
+                    Ok(Err(e)) => {
+                        return Err(SendError {
+                            class: ErrorClass::Connect,
+                            message: format!("TLS handshake with {}: {e}", self.target.authority()),
+                        });
+                    }
+                    Err(_) => {
+                        return Err(SendError {
+                            class: ErrorClass::Timeout,
+                            message: format!(
+                                "TLS handshake with {} timed out",
+                                self.target.authority()
+                            ),
+                        });
+                    }
+                }
+            }
+            #[cfg(not(feature = "tls"))]
+            Some(never) => match *never {},
+        };
+        Ok(TokioIo::new(io))
     }
 
     fn handshake_error(&self, e: hyper::Error) -> SendError {
@@ -159,7 +192,7 @@ impl HttpClient {
     }
 
     async fn fresh_h1(&self) -> Result<http1::SendRequest<Full<Bytes>>, SendError> {
-        let io = self.tcp().await?;
+        let io = self.connect().await?;
         let (sender, conn) = http1::Builder::new()
             .max_buf_size(crate::sse::MAX_EVENT_BYTES)
             .handshake(io)
@@ -174,7 +207,7 @@ impl HttpClient {
         if let Some(sender) = slot.as_ref().filter(|s| !fresh && !s.is_closed()) {
             return Ok(sender.clone());
         }
-        let io = self.tcp().await?;
+        let io = self.connect().await?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .max_concurrent_reset_streams(usize::MAX >> 1)
             .handshake(io)
@@ -200,7 +233,11 @@ impl HttpClient {
     fn build(&self, out: &Outgoing) -> Request<Full<Bytes>> {
         let path = &out.path;
         let uri = if self.options.http2 {
-            format!("http://{}{path}", self.target.authority())
+            format!(
+                "{}://{}{path}",
+                self.target.scheme(),
+                self.target.authority()
+            )
         } else {
             path.clone()
         };

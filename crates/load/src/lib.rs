@@ -13,11 +13,13 @@ pub mod schedule;
 pub mod sse;
 pub mod sweep;
 pub mod target;
+#[cfg(feature = "tls")]
+mod tls;
 
 pub use cancel::Cancel;
 pub use run::{LiveCounters, LoadShape, RunOutput, RunSpec, Stop, Warmup, run};
 pub use schedule::Arrival;
-pub use target::{ApiKey, Endpoint, Target};
+pub use target::{ApiKey, Endpoint, Target, Trust};
 
 use thiserror::Error;
 

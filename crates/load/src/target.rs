@@ -2,8 +2,37 @@
 //! held in a type that never prints it.
 
 use std::fmt;
+use std::path::PathBuf;
 
 use crate::LoadError;
+
+/// Which certificates an https target may present.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Trust {
+    /// Mozilla's root programme, compiled in.
+    #[default]
+    PublicRoots,
+    /// The CA certificates in a PEM file (a private or self-signed CA).
+    CaFile(PathBuf),
+    /// Anything (`--insecure`): traffic is encrypted but the server is not authenticated.
+    AnyCertificate,
+}
+
+#[cfg(feature = "tls")]
+pub(crate) type TlsConfig = std::sync::Arc<tokio_rustls::rustls::ClientConfig>;
+/// Without the `tls` feature an https URL is refused when parsed, so no target holds a TLS setup.
+#[cfg(not(feature = "tls"))]
+pub(crate) type TlsConfig = std::convert::Infallible;
+
+#[cfg(feature = "tls")]
+fn tls_config(trust: &Trust) -> Result<TlsConfig, LoadError> {
+    crate::tls::client_config(trust)
+}
+
+#[cfg(not(feature = "tls"))]
+fn tls_config(_: &Trust) -> Result<TlsConfig, LoadError> {
+    unreachable!("https URLs are refused without the tls feature")
+}
 
 /// An API key. `Debug` and `Display` print `***`, so it cannot leak through logs or error messages.
 #[derive(Clone)]
@@ -50,24 +79,29 @@ pub struct Target {
     /// Path prefix before `/v1/...`, without a trailing slash (e.g. `/proxy/llm`), often empty.
     pub base_path: String,
     pub api_key: Option<ApiKey>,
+    /// Set for https targets.
+    pub(crate) tls: Option<TlsConfig>,
 }
 
 impl Target {
-    /// Parses `http://host[:port][/prefix]`. A trailing `/v1` is treated as part of the API path, not the
-    /// prefix, since users paste either form.
+    /// Parses `http[s]://host[:port][/prefix]`; https trusts the public roots until [`Target::with_trust`].
+    /// A trailing `/v1` is treated as part of the API path, not the prefix, since users paste either form.
     pub fn parse(url: &str, api_key: Option<ApiKey>) -> Result<Target, LoadError> {
         let bad = |reason: &str| LoadError::BadUrl {
             url: url.to_string(),
             reason: reason.to_string(),
         };
-        let rest = if let Some(rest) = url.strip_prefix("http://") {
-            rest
-        } else if url.starts_with("https://") {
-            return Err(bad(
-                "https is not supported by this build yet; put a plain-HTTP port or a local proxy in front",
-            ));
+        let (rest, secure) = if let Some(rest) = url.strip_prefix("http://") {
+            (rest, false)
+        } else if let Some(rest) = url.strip_prefix("https://") {
+            if cfg!(not(feature = "tls")) {
+                return Err(bad(
+                    "this build has no TLS support (built without the `tls` feature)",
+                ));
+            }
+            (rest, true)
         } else {
-            return Err(bad("must start with http://"));
+            return Err(bad("must start with http:// or https://"));
         };
         let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
         if authority.is_empty() {
@@ -83,7 +117,7 @@ impl Target {
                 h.trim_start_matches('[').trim_end_matches(']'),
                 p.parse::<u16>().map_err(|_| bad("bad port"))?,
             ),
-            _ => (authority, 80),
+            _ => (authority, if secure { 443 } else { 80 }),
         };
         let mut base_path = path
             .split(['?', '#'])
@@ -99,7 +133,24 @@ impl Target {
             port,
             base_path,
             api_key,
+            tls: if secure {
+                Some(tls_config(&Trust::PublicRoots)?)
+            } else {
+                None
+            },
         })
+    }
+
+    /// Sets which certificates an https target may present; plain-HTTP targets are unchanged.
+    pub fn with_trust(mut self, trust: &Trust) -> Result<Target, LoadError> {
+        if self.tls.is_some() {
+            self.tls = Some(tls_config(trust)?);
+        }
+        Ok(self)
+    }
+
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
     }
 
     /// `host:port` for the Host header.
@@ -118,7 +169,7 @@ impl Target {
 
     /// The base URL as the user would recognise it (never carries the key).
     pub fn display_url(&self) -> String {
-        format!("http://{}{}", self.authority(), self.base_path)
+        format!("{}://{}{}", self.scheme(), self.authority(), self.base_path)
     }
 }
 
@@ -142,15 +193,22 @@ mod tests {
 
     #[test]
     fn rejects_what_it_cannot_use_with_the_url_named() {
-        for bad in [
-            "ftp://x",
-            "https://x",
-            "http://",
-            "http://h:notaport",
-            "http://u:p@h:1",
-        ] {
+        for bad in ["ftp://x", "http://", "http://h:notaport", "http://u:p@h:1"] {
             let err = Target::parse(bad, None).unwrap_err().to_string();
             assert!(err.contains(bad), "{err}");
+        }
+    }
+
+    #[test]
+    fn https_defaults_to_port_443_and_keeps_its_scheme() {
+        let parsed = Target::parse("https://api.example.com/v1", None);
+        if cfg!(feature = "tls") {
+            let t = parsed.unwrap();
+            assert_eq!((t.port, t.scheme()), (443, "https"));
+            assert_eq!(t.display_url(), "https://api.example.com:443");
+        } else {
+            let e = parsed.unwrap_err().to_string();
+            assert!(e.contains("no TLS support"), "{e}");
         }
     }
 

@@ -125,6 +125,33 @@ pub struct MockServer {
 impl MockServer {
     /// Starts on an ephemeral loopback port on the current Tokio runtime.
     pub async fn start(config: MockConfig) -> std::io::Result<MockServer> {
+        MockServer::listen(config, None).await
+    }
+
+    /// Starts an https server presenting the PEM certificate chain and key given.
+    #[cfg(feature = "tls")]
+    pub async fn start_tls(
+        config: MockConfig,
+        cert_pem: &std::path::Path,
+        key_pem: &std::path::Path,
+    ) -> std::io::Result<MockServer> {
+        use tokio_rustls::rustls::ServerConfig;
+        use tokio_rustls::rustls::crypto::ring;
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs = CertificateDer::pem_file_iter(cert_pem)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(std::io::Error::other)?;
+        let key = PrivateKeyDer::from_pem_file(key_pem).map_err(std::io::Error::other)?;
+        let mut tls = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
+            .map_err(std::io::Error::other)?;
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        MockServer::listen(config, Some(tokio_rustls::TlsAcceptor::from(Arc::new(tls)))).await
+    }
+
+    async fn listen(config: MockConfig, tls: Option<Acceptor>) -> std::io::Result<MockServer> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
@@ -137,7 +164,7 @@ impl MockServer {
                 .map(|n| Arc::new(tokio::sync::Semaphore::new(n))),
         });
         let shutdown = Arc::new(Notify::new());
-        tokio::spawn(accept_loop(listener, shared.clone(), shutdown.clone()));
+        tokio::spawn(accept_loop(listener, tls, shared.clone(), shutdown.clone()));
         Ok(MockServer {
             addr,
             shared,
@@ -183,7 +210,23 @@ impl Drop for MockServer {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: Arc<Notify>) {
+#[cfg(feature = "tls")]
+type Acceptor = tokio_rustls::TlsAcceptor;
+/// Without the `tls` feature no server is started with TLS.
+#[cfg(not(feature = "tls"))]
+#[derive(Clone)]
+enum Acceptor {}
+
+/// The byte stream under a connection: plain TCP or TLS over it.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Io for T {}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<Acceptor>,
+    shared: Arc<Shared>,
+    shutdown: Arc<Notify>,
+) {
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -195,7 +238,18 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: Arc<N
         let _ = stream.set_nodelay(true);
         shared.connections.fetch_add(1, Ordering::Relaxed);
         let shared = shared.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
+            let stream: Box<dyn Io> = match tls {
+                None => Box::new(stream),
+                #[cfg(feature = "tls")]
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(tls) => Box::new(tls),
+                    Err(_) => return,
+                },
+                #[cfg(not(feature = "tls"))]
+                Some(never) => match never {},
+            };
             // Signalled by a streamed response's last frame when the server must hang up after it.
             let hang_up = Arc::new(Notify::new());
             let service = {

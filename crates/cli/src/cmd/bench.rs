@@ -15,7 +15,8 @@ use infer_doctor_load::run::Timeouts;
 use infer_doctor_load::schedule::Arrival;
 use infer_doctor_load::sweep::{SweepOutcome, sweep};
 use infer_doctor_load::{
-    ApiKey, Endpoint, LiveCounters, LoadShape, RunSpec, Stop, Target, Warmup, run as run_load,
+    ApiKey, Endpoint, LiveCounters, LoadShape, RunSpec, Stop, Target, Trust, Warmup,
+    run as run_load,
 };
 use infer_doctor_prompt::dataset::DatasetSource;
 use infer_doctor_prompt::dist::LengthDist;
@@ -130,7 +131,15 @@ pub async fn plan(args: &BenchArgs, requests_jsonl: Option<PathBuf>) -> Result<P
         .as_deref()
         .ok_or_else(|| Failure::usage(anyhow!("--url is required")))?;
     let api_key = args.api_key.clone().and_then(ApiKey::new);
-    let target = Arc::new(Target::parse(url, api_key).map_err(Failure::usage)?);
+    let trust = match (&args.ca_cert, args.insecure) {
+        (Some(pem), _) => Trust::CaFile(pem.clone()),
+        (None, true) => Trust::AnyCertificate,
+        (None, false) => Trust::PublicRoots,
+    };
+    let target = Target::parse(url, api_key)
+        .and_then(|t| t.with_trust(&trust))
+        .map_err(Failure::usage)?;
+    let target = Arc::new(target);
     let shape = shape(args)?;
     let stop = match (args.num_requests, args.duration) {
         (Some(0), _) => return Err(Failure::usage(anyhow!("--num-requests must be at least 1"))),
