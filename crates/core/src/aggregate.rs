@@ -7,7 +7,8 @@ use crate::record::{ErrorClass, RequestRecord};
 use crate::slo::SloSet;
 use crate::stats::LatencyHistogram;
 use crate::summary::{
-    ClientHealth, ErrorCount, Latencies, RequestCounts, RunSummary, Throughput, TokenAccounting,
+    ClientHealth, ErrorCount, Latencies, PromptTokensAdded, RequestCounts, RunSummary, Throughput,
+    TokenAccounting,
 };
 use crate::timeline::Timeline;
 
@@ -101,11 +102,45 @@ impl Counts {
     }
 }
 
+/// Server-counted prompt tokens minus the tokens the client built, over requests where both are known.
+#[derive(Clone, Copy, Debug, Default)]
+struct PromptDelta {
+    compared: u64,
+    sum: i64,
+    min: i64,
+    max: i64,
+}
+
+impl PromptDelta {
+    fn add(&mut self, delta: i64) {
+        *self = self.merged(&PromptDelta {
+            compared: 1,
+            sum: delta,
+            min: delta,
+            max: delta,
+        });
+    }
+
+    fn merged(&self, o: &PromptDelta) -> PromptDelta {
+        match (self.compared, o.compared) {
+            (0, _) => *o,
+            (_, 0) => *self,
+            _ => PromptDelta {
+                compared: self.compared + o.compared,
+                sum: self.sum + o.sum,
+                min: self.min.min(o.min),
+                max: self.max.max(o.max),
+            },
+        }
+    }
+}
+
 /// Everything a run's summary is computed from.
 #[derive(Clone, Debug, Default)]
 pub struct RunAggregate {
     config: AggregateConfig,
     counts: Counts,
+    prompt_delta: PromptDelta,
     hist: Histograms,
     errors: BTreeMap<(ErrorClass, Option<u16>), ErrorTally>,
     finish_reasons: BTreeMap<String, u64>,
@@ -126,6 +161,9 @@ pub struct RunContext {
     /// The configured in-flight limit, if any; a client that holds requests back for it is not "behind".
     pub in_flight_limit: Option<u64>,
 }
+
+/// Largest spread of (server − built) prompt tokens still explained by merges at the template's edges.
+const PROMPT_DELTA_SPREAD: i64 = 2;
 
 fn token_counts_disagree(usage: u32, other: u32) -> bool {
     let tolerance = 2.max(usage / 10);
@@ -210,6 +248,9 @@ impl RunAggregate {
     }
 
     fn account_tokens(&mut self, rec: &RequestRecord, n: u32) {
+        if let (Some(server), Some(built)) = (rec.usage_prompt_tokens, rec.input_tokens_built) {
+            self.prompt_delta.add(i64::from(server) - i64::from(built));
+        }
         let c = &mut self.counts;
         match rec.usage_output_tokens {
             None if rec.streamed => c.usage_missing += 1,
@@ -237,6 +278,7 @@ impl RunAggregate {
 
     pub fn merge(&mut self, other: &RunAggregate) {
         self.counts.merge(&other.counts);
+        self.prompt_delta = self.prompt_delta.merged(&other.prompt_delta);
         self.hist.merge(&other.hist);
         for (key, tally) in &other.errors {
             let mine = self.errors.entry(*key).or_default();
@@ -314,6 +356,15 @@ impl RunAggregate {
             output_longer_than_requested: c.output_long,
             events_per_token: per_request(c.token_events, c.output_total),
             finish_reasons: self.finish_reasons.clone(),
+            prompt_tokens_added: (self.prompt_delta.compared > 0).then(|| {
+                let d = &self.prompt_delta;
+                PromptTokensAdded {
+                    compared: d.compared,
+                    mean: d.sum as f64 / d.compared as f64,
+                    min: d.min,
+                    max: d.max,
+                }
+            }),
         };
         let throughput = self.throughput(ctx);
         let client = self.client_health(ctx, &throughput);
@@ -473,6 +524,22 @@ fn warnings(s: &RunSummary) -> Vec<String> {
              the served model's tokenizer?",
             t.usage_vs_tokenizer_mismatches, t.tokenizer_checked
         ));
+    }
+    if let Some(added) = &t.prompt_tokens_added {
+        // A chat template or BOS adds the same tokens to every prompt; a spread means different tokenizers.
+        if added.max - added.min > PROMPT_DELTA_SPREAD {
+            w.push(format!(
+                "the server counted between {:+} and {:+} prompt tokens more than were built, not a constant: \
+                 --tokenizer does not tokenize like the served model, so input lengths are not what was asked",
+                added.min, added.max
+            ));
+        } else if added.mean < 0.0 {
+            w.push(format!(
+                "the server counted {:.1} fewer prompt tokens than were built: --tokenizer does not tokenize \
+                 like the served model",
+                -added.mean
+            ));
+        }
     }
     if !s.throughput.steady && s.requests.sent > 0 {
         w.push(
@@ -651,5 +718,55 @@ mod tests {
         );
         assert_eq!(t.output_longer_than_requested, 0);
         assert!(s.warnings.iter().any(|w| w.contains("ignore_eos")));
+    }
+
+    fn summary_of_prompt_counts(pairs: &[(u32, u32)]) -> RunSummary {
+        let mut shards = [RunAggregate::default(), RunAggregate::default()];
+        for (i, &(built, served)) in pairs.iter().enumerate() {
+            let mut rec = request(i as u64, 0, 3);
+            rec.input_tokens_built = Some(built);
+            rec.usage_prompt_tokens = Some(served);
+            shards[i % 2].add(&rec);
+        }
+        let [mut all, other] = shards;
+        all.merge(&other);
+        all.summarize(&RunContext {
+            window_us: (0, 1_000_000),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn a_constant_template_overhead_is_reported_and_a_varying_one_is_a_warning() {
+        // A chat template adding 9 tokens (±1 where it merges with the prompt's first token) is expected.
+        let s = summary_of_prompt_counts(&[(100, 109), (200, 209), (50, 58), (70, 79)]);
+        let added = s.tokens.prompt_tokens_added.clone().unwrap();
+        assert_eq!((added.compared, added.min, added.max), (4, 8, 9));
+        assert!((added.mean - 8.75).abs() < 1e-9);
+        assert!(
+            !s.warnings.iter().any(|w| w.contains("prompt tokens")),
+            "{:?}",
+            s.warnings
+        );
+        // A different tokenizer: the difference grows with the prompt.
+        let s = summary_of_prompt_counts(&[(100, 112), (400, 445)]);
+        assert!(
+            s.warnings
+                .iter()
+                .any(|w| w.contains("between +12 and +45 prompt tokens")),
+            "{:?}",
+            s.warnings
+        );
+        let s = summary_of_prompt_counts(&[(100, 95), (100, 94)]);
+        assert!(
+            s.warnings
+                .iter()
+                .any(|w| w.contains("5.5 fewer prompt tokens")),
+            "{:?}",
+            s.warnings
+        );
+        // Nothing built exactly: nothing compared, nothing claimed.
+        let s = summary_of_prompt_counts(&[]);
+        assert_eq!(s.tokens.prompt_tokens_added, None);
     }
 }

@@ -125,6 +125,18 @@ pub struct TokenAccounting {
     pub events_per_token: f64,
     #[serde(default)]
     pub finish_reasons: BTreeMap<String, u64>,
+    /// `usage.prompt_tokens` − tokens built, where the prompt was built to an exact length: what the server adds
+    /// (BOS, chat template), or a sign that `--tokenizer` is not the served model's.
+    #[serde(default)]
+    pub prompt_tokens_added: Option<PromptTokensAdded>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PromptTokensAdded {
+    pub compared: u64,
+    pub mean: f64,
+    pub min: i64,
+    pub max: i64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -122,6 +122,12 @@ pub fn render(summary: &RunSummary, heading: &str) -> String {
         "tokens: {:.0} in / {:.0} out per request (asked {:.0}); {:.2} events per token\n",
         k.mean_input, k.mean_output, k.mean_max_tokens, k.events_per_token
     ));
+    if let Some(added) = &k.prompt_tokens_added {
+        out.push_str(&format!(
+            "prompt tokens the server added to the built prompts (BOS, chat template): {:+.1} mean, {:+} to {:+}\n",
+            added.mean, added.min, added.max
+        ));
+    }
     let c = &summary.client;
     let mut client = format!(
         "client: {:.2} of {} cores busy ({:.1} CPU-s)",
