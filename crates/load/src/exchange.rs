@@ -2,6 +2,7 @@
 //! return the `RequestRecord`. Nothing here blocks on anything but the network.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -39,7 +40,7 @@ pub struct Exchange<'a> {
     pub stream: bool,
     pub timeouts: Timeouts,
     pub run_start: Instant,
-    pub counter: Option<&'a dyn TokenCounter>,
+    pub counter: Option<Arc<dyn TokenCounter>>,
 }
 
 /// Bytes of an error body kept for the message.
@@ -83,9 +84,10 @@ impl Exchange<'_> {
                 status: rec.status.filter(|s| *s >= 400),
                 message: f.message,
             });
-        } else if let (Some(counter), Some(text)) = (self.counter, &state.text) {
-            // After the clock stopped: counting costs CPU, never latency.
-            rec.tokenizer_output_tokens = Some(counter.count(text) as u32);
+        } else if let (Some(counter), Some(text)) = (self.counter.clone(), state.text.take()) {
+            // After the clock stopped, and off the I/O threads, so tokenizing delays no other stream's timestamps.
+            let counted = tokio::task::spawn_blocking(move || counter.count(&text)).await;
+            rec.tokenizer_output_tokens = counted.ok().map(|n| n as u32);
         }
         rec
     }

@@ -170,7 +170,7 @@ impl Shared {
             stream: self.stream,
             timeouts: self.timeouts,
             run_start: self.started,
-            counter: self.counter.as_deref(),
+            counter: self.counter.clone(),
         };
         let planned = Planned {
             id: self.first_id + prepared.index,
