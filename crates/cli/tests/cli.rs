@@ -75,6 +75,7 @@ async fn bench_writes_a_run_directory_without_the_secret() {
         serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
     assert_eq!(doc["schema_version"], 1);
     assert_eq!(doc["summary"]["requests"]["ok"], 12);
+    assert_eq!(doc["summary"]["tokens"]["tokenizer_checked"], 12);
     assert_eq!(doc["target"]["model_ids"][0], "mock-model");
     assert_eq!(doc["workload"]["exact_input_lengths"], true);
     assert!(doc["formulas"]["tpot"].as_str().unwrap().contains("n - 1"));
