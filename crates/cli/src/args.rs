@@ -23,6 +23,8 @@ pub enum Command {
     Bench(Box<BenchArgs>),
     /// Run `bench` against a built-in server on loopback; needs nothing installed.
     Demo(DemoArgs),
+    /// The simulated vLLM V1 server: serve it over HTTP, or `sim run` a workload through it without HTTP.
+    Sim(Box<SimArgs>),
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -178,6 +180,107 @@ pub struct DemoArgs {
     /// Scenario of the simulated server (the simulator is not built yet; the demo uses a healthy test server).
     #[arg(long)]
     pub scenario: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct SimArgs {
+    #[command(subcommand)]
+    pub run: Option<SimCommand>,
+    #[command(flatten)]
+    pub setup: SimSetupArgs,
+    /// Listen on this loopback port (0 = any free port; the address is printed).
+    #[arg(long, default_value_t = 8000)]
+    pub port: u16,
+    /// Address to bind; the simulator is a test target, so loopback by default.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Write the ground truth here as JSON lines: per request its arrival, scheduling, every token's emit time
+    /// and finish reason.
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
+    /// Print every scenario with what it reproduces, and exit.
+    #[arg(long)]
+    pub list_scenarios: bool,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum SimCommand {
+    /// Feed a workload through the simulated engine on a discrete-event clock: no HTTP, no sleeping.
+    Run(Box<SimRunArgs>),
+}
+
+/// The simulated server's setup: a scenario, then any engine argument overriding it (vLLM's flag names).
+#[derive(Args, Debug, Clone)]
+pub struct SimSetupArgs {
+    /// A preset from `sim --list-scenarios` (default: healthy).
+    #[arg(long)]
+    pub scenario: Option<String>,
+    /// A built-in model (tiny, llama-3.1-8b, llama-3.1-70b, qwen3-8b) or a Hugging Face config.json.
+    #[arg(long)]
+    pub model: Option<String>,
+    #[arg(long)]
+    pub served_model_name: Option<String>,
+    /// A GPU from the built-in catalog (h100, h100-pcie, h200, a100, a100-40gb, l40s, l4, a10, b200, mi300x).
+    #[arg(long)]
+    pub gpu: Option<String>,
+    #[arg(long, visible_alias = "tp")]
+    pub tensor_parallel_size: Option<u32>,
+    /// Tensor-parallel GPUs talk over PCIe instead of NVLink.
+    #[arg(long)]
+    pub pcie: bool,
+    #[arg(long)]
+    pub gpu_memory_utilization: Option<f64>,
+    #[arg(long, visible_alias = "num-gpu-blocks")]
+    pub num_gpu_blocks_override: Option<u32>,
+    #[arg(long)]
+    pub max_num_seqs: Option<u32>,
+    #[arg(long)]
+    pub max_num_batched_tokens: Option<u32>,
+    #[arg(long)]
+    pub max_model_len: Option<u32>,
+    #[arg(long)]
+    pub no_enable_prefix_caching: bool,
+    #[arg(long)]
+    pub no_enable_chunked_prefill: bool,
+    /// σ of the lognormal jitter on each step's duration (0 = deterministic).
+    #[arg(long)]
+    pub jitter: Option<f64>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SimRunArgs {
+    #[command(flatten)]
+    pub setup: SimSetupArgs,
+    /// Closed loop: this many users, each sending its next request when the last one finishes.
+    #[arg(long, conflicts_with = "request_rate")]
+    pub concurrency: Option<u32>,
+    /// Open loop: Poisson arrivals at this many requests per second.
+    #[arg(long)]
+    pub request_rate: Option<f64>,
+    #[arg(long, visible_alias = "num-prompts", default_value_t = 1000)]
+    pub num_requests: u64,
+    /// Prompt length in tokens: 512, 512:64 (normal, stddev), or 256-768 (uniform).
+    #[arg(long, default_value = "512")]
+    pub input_tokens: String,
+    /// max_tokens per request, same forms as --input-tokens.
+    #[arg(long, default_value = "256")]
+    pub output_tokens: String,
+    /// Tokens of shared prefix at the start of each prompt, and how many distinct prefixes.
+    #[arg(long, default_value_t = 0)]
+    pub prefix_tokens: u32,
+    #[arg(long, default_value_t = 1)]
+    pub prefix_groups: u32,
+    /// Every request runs to max_tokens (no natural stop).
+    #[arg(long)]
+    pub ignore_eos: bool,
+    /// Write requests.jsonl, series.jsonl and the final metrics.prom here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "term")]
+    pub format: Format,
 }
 
 #[cfg(test)]

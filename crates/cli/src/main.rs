@@ -65,6 +65,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Bench(args) => cmd::bench::run(args).await,
             Command::Demo(args) => cmd::demo::run(args).await,
+            Command::Sim(args) => cmd::sim::run(args).await,
         }
     });
     // Request tasks of an interrupted run may still hold sockets; do not wait for them.

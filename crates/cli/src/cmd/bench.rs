@@ -72,7 +72,7 @@ fn shape(args: &BenchArgs) -> Result<LoadShape, Failure> {
     }
 }
 
-fn length(flag: &str, text: &str) -> Result<LengthDist, Failure> {
+pub(crate) fn length(flag: &str, text: &str) -> Result<LengthDist, Failure> {
     text.parse::<LengthDist>()
         .map_err(|e| Failure::usage(anyhow!("{flag}: {e}")))
 }

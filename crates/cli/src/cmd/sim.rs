@@ -1,0 +1,368 @@
+//! `infer-doctor sim`: the simulated vLLM V1 server, served over HTTP with vLLM's start-up and stats log lines
+//! on stderr, or `sim run` to push a workload through the same engine on a discrete-event clock.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow};
+use infer_doctor_core::stats::LatencyHistogram;
+use infer_doctor_prompt::dist::LengthDist;
+use infer_doctor_sim::des::{self, Arrivals, Outcome};
+use infer_doctor_sim::engine::{FinishReason, NewRequest};
+use infer_doctor_sim::logs::{self, LogRecord, Pids};
+use infer_doctor_sim::scenario;
+use infer_doctor_sim::server::{LogSink, SimServer};
+use infer_doctor_sim::setup::SimSetup;
+use infer_doctor_sim::text::WordTokenizer;
+use infer_doctor_sim::text::synthetic_block_hashes;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand_distr::{Distribution, Exp};
+
+use crate::args::{Format, SimArgs, SimCommand, SimRunArgs, SimSetupArgs};
+use crate::cmd::bench::length;
+use crate::{Failure, exit};
+
+pub async fn run(args: Box<SimArgs>) -> Result<u8, Failure> {
+    if args.list_scenarios {
+        print_scenarios();
+        return Ok(exit::OK);
+    }
+    match &args.run {
+        Some(SimCommand::Run(run_args)) => run_des(run_args),
+        None => serve(&args).await,
+    }
+}
+
+fn print_scenarios() {
+    println!("{:<22} {:<32} reproduces", "scenario", "finding");
+    for s in scenario::all() {
+        println!(
+            "{:<22} {:<32} {}",
+            s.name,
+            s.finding.unwrap_or("(none: no warning expected)"),
+            s.reproduces
+        );
+    }
+}
+
+/// The scenario's setup with every flag the user gave laid over it.
+pub fn setup_from(args: &SimSetupArgs) -> Result<SimSetup, Failure> {
+    let name = args.scenario.as_deref().unwrap_or("healthy");
+    let preset = scenario::find(name).ok_or_else(|| {
+        let known: Vec<&str> = scenario::all().iter().map(|s| s.name).collect();
+        Failure::usage(anyhow!(
+            "--scenario `{name}`: unknown; one of {}",
+            known.join(", ")
+        ))
+    })?;
+    let mut setup = (preset.setup)();
+    if let Some(model) = &args.model {
+        setup.model = model.clone();
+        setup.served_model_name = args.served_model_name.clone().unwrap_or_else(|| {
+            let stem = Path::new(model)
+                .file_stem()
+                .map_or(model.clone(), |s| s.to_string_lossy().into_owned());
+            format!("sim-{stem}")
+        });
+    }
+    if let Some(name) = &args.served_model_name {
+        setup.served_model_name = name.clone();
+    }
+    let overrides = [
+        (args.max_num_seqs.map(Some), &mut setup.max_num_seqs),
+        (
+            args.max_num_batched_tokens.map(Some),
+            &mut setup.max_num_batched_tokens,
+        ),
+        (
+            args.num_gpu_blocks_override.map(Some),
+            &mut setup.num_gpu_blocks_override,
+        ),
+    ];
+    for (given, field) in overrides {
+        if let Some(value) = given {
+            *field = value;
+        }
+    }
+    if let Some(gpu) = &args.gpu {
+        setup.gpu = gpu.clone();
+    }
+    setup.tensor_parallel_size = args
+        .tensor_parallel_size
+        .unwrap_or(setup.tensor_parallel_size);
+    setup.pcie |= args.pcie;
+    setup.gpu_memory_utilization = args
+        .gpu_memory_utilization
+        .unwrap_or(setup.gpu_memory_utilization);
+    setup.max_model_len = args.max_model_len.unwrap_or(setup.max_model_len);
+    setup.enable_prefix_caching &= !args.no_enable_prefix_caching;
+    setup.enable_chunked_prefill &= !args.no_enable_chunked_prefill;
+    setup.jitter_sigma = args.jitter.unwrap_or(setup.jitter_sigma);
+    setup.seed = args.seed.unwrap_or(setup.seed);
+    Ok(setup)
+}
+
+fn run_des(args: &SimRunArgs) -> Result<u8, Failure> {
+    let setup = setup_from(&args.setup)?;
+    let mut built = setup.build().map_err(Failure::usage)?;
+    let input = length("--input-tokens", &args.input_tokens)?;
+    let output = length("--output-tokens", &args.output_tokens)?;
+    let arrivals = match (args.concurrency, args.request_rate) {
+        (_, Some(rate)) if rate > 0.0 && rate.is_finite() => {
+            let mut rng = StdRng::seed_from_u64(setup.seed ^ 0xa771);
+            let gap = Exp::new(rate).map_err(|e| Failure::usage(anyhow!("--request-rate: {e}")))?;
+            let mut t = 0.0;
+            Arrivals::Open {
+                times: (0..args.num_requests)
+                    .map(|_| {
+                        t += gap.sample(&mut rng);
+                        t
+                    })
+                    .collect(),
+            }
+        }
+        (_, Some(rate)) => {
+            return Err(Failure::usage(anyhow!(
+                "--request-rate {rate}: must be a positive number of requests per second"
+            )));
+        }
+        (users, None) => Arrivals::Closed {
+            users: users.unwrap_or(64).max(1),
+            requests: args.num_requests,
+        },
+    };
+    let requests = workload(
+        &setup,
+        args,
+        &input,
+        &output,
+        built.scheduler.block_size,
+        built.scheduler.max_model_len,
+    );
+    let cpu_before = infer_doctor_load::cpu::process_cpu_seconds();
+    let wall = std::time::Instant::now();
+    let outcome = des::run(&mut built.core, &arrivals, requests, 1.0, f64::INFINITY);
+    let cpu = infer_doctor_load::cpu::process_cpu_seconds() - cpu_before;
+    if let Some(dir) = &args.out {
+        write_outputs(dir, &outcome, &built.core.metrics.render()).map_err(Failure::usage)?;
+    }
+    let report = Report::of(&outcome);
+    match args.format {
+        Format::Json => println!(
+            "{}",
+            serde_json::json!({
+                "setup": setup,
+                "requests": outcome.finished.len(),
+                "steps": outcome.steps,
+                "simulated_seconds": outcome.simulated_seconds,
+                "cpu_seconds": cpu,
+                "request_throughput": report.request_rate,
+                "output_throughput": report.output_rate,
+                "ttft_ms": report.ttft.summary(),
+                "itl_ms": report.itl.summary(),
+                "e2e_ms": report.e2e.summary(),
+                "preempted_requests": report.preempted,
+                "finish_reasons": {"stop": outcome.count(FinishReason::Stop), "length": outcome.count(FinishReason::Length)},
+            })
+        ),
+        Format::Term => report.print(&outcome, cpu, wall.elapsed().as_secs_f64()),
+    }
+    Ok(exit::OK)
+}
+
+/// The i-th request: lengths drawn from the flags' distributions, prompts sharing prefixes by group.
+fn workload(
+    setup: &SimSetup,
+    args: &SimRunArgs,
+    input: &LengthDist,
+    output: &LengthDist,
+    block_size: u32,
+    max_model_len: u32,
+) -> impl FnMut(u64) -> NewRequest {
+    let mut rng = StdRng::seed_from_u64(setup.seed);
+    let (prefix, groups, ignore_eos) = (
+        args.prefix_tokens,
+        args.prefix_groups.max(1),
+        args.ignore_eos,
+    );
+    let stop = setup.stop.clone();
+    move |id| {
+        let prompt = (prefix + input.sample(&mut rng)).clamp(1, max_model_len - 1);
+        let max_tokens = output.sample(&mut rng).clamp(1, max_model_len - prompt);
+        NewRequest {
+            id,
+            prompt_tokens: prompt,
+            block_hashes: synthetic_block_hashes(
+                id % u64::from(groups),
+                id,
+                prompt,
+                prefix,
+                block_size,
+            ),
+            max_tokens,
+            stop_after: if ignore_eos {
+                None
+            } else {
+                stop.sample(&mut rng)
+            },
+            min_tokens: 0,
+        }
+    }
+}
+
+fn write_outputs(dir: &Path, outcome: &Outcome, metrics: &str) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating --out {}", dir.display()))?;
+    let lines = |name: &str, items: &mut dyn Iterator<Item = serde_json::Result<String>>| {
+        let path = dir.join(name);
+        let mut file = std::io::BufWriter::new(
+            std::fs::File::create(&path).with_context(|| format!("writing {}", path.display()))?,
+        );
+        for item in items {
+            writeln!(file, "{}", item?)?;
+        }
+        file.flush()
+            .with_context(|| format!("writing {}", path.display()))
+    };
+    lines(
+        "requests.jsonl",
+        &mut outcome.finished.iter().map(serde_json::to_string),
+    )?;
+    lines(
+        "series.jsonl",
+        &mut outcome.series.iter().map(serde_json::to_string),
+    )?;
+    let path = dir.join("metrics.prom");
+    std::fs::write(&path, metrics).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Client-view latencies of a simulated run.
+struct Report {
+    ttft: LatencyHistogram,
+    itl: LatencyHistogram,
+    e2e: LatencyHistogram,
+    request_rate: f64,
+    output_rate: f64,
+    preempted: usize,
+}
+
+impl Report {
+    fn of(outcome: &Outcome) -> Report {
+        let us = |s: f64| (s * 1e6).round().max(0.0) as u64;
+        let (mut ttft, mut itl, mut e2e) = (
+            LatencyHistogram::new(),
+            LatencyHistogram::new(),
+            LatencyHistogram::new(),
+        );
+        let mut tokens = 0u64;
+        for f in &outcome.finished {
+            let t = &f.times;
+            tokens += u64::from(f.generated);
+            let (Some(first), Some(last)) = (t.first_token, t.last_token) else {
+                continue;
+            };
+            ttft.record_us(us(first - t.arrived));
+            e2e.record_us(us(last - t.arrived));
+            if f.generated > 1 {
+                itl.record_us_n(
+                    us((last - first) / f64::from(f.generated - 1)),
+                    u64::from(f.generated - 1),
+                );
+            }
+        }
+        let seconds = outcome.simulated_seconds.max(f64::MIN_POSITIVE);
+        Report {
+            ttft,
+            itl,
+            e2e,
+            request_rate: outcome.finished.len() as f64 / seconds,
+            output_rate: tokens as f64 / seconds,
+            preempted: outcome
+                .finished
+                .iter()
+                .filter(|f| f.preemptions > 0)
+                .count(),
+        }
+    }
+
+    fn print(&self, outcome: &Outcome, cpu: f64, wall: f64) {
+        println!(
+            "simulated {} requests in {:.1} s of server time ({} engine steps; {:.2} s CPU, {:.2} s wall)",
+            outcome.finished.len(),
+            outcome.simulated_seconds,
+            outcome.steps,
+            cpu,
+            wall
+        );
+        println!(
+            "throughput: {:.2} req/s, {:.0} output tok/s; {} requests preempted at least once; finished by stop {}, by length {}",
+            self.request_rate,
+            self.output_rate,
+            self.preempted,
+            outcome.count(FinishReason::Stop),
+            outcome.count(FinishReason::Length)
+        );
+        println!(
+            "{:<6} {:>10} {:>10} {:>10} {:>10}",
+            "ms", "p50", "p90", "p99", "mean"
+        );
+        for (name, h) in [("TTFT", &self.ttft), ("ITL", &self.itl), ("E2E", &self.e2e)] {
+            if let Some(s) = h.summary() {
+                println!(
+                    "{name:<6} {:>10.2} {:>10.2} {:>10.2} {:>10.2}",
+                    s.p50, s.p90, s.p99, s.mean
+                );
+            }
+        }
+    }
+}
+
+/// Where `sim` listens.
+pub fn listen_addr(args: &SimArgs) -> Result<SocketAddr, Failure> {
+    format!("{}:{}", args.host, args.port)
+        .parse::<SocketAddr>()
+        .or_else(|_| format!("[{}]:{}", args.host, args.port).parse())
+        .map_err(|_| Failure::usage(anyhow!("--host `{}`: not an IP address", args.host)))
+}
+
+/// Serves the simulated vLLM server until Ctrl-C, logging like vLLM on stderr.
+async fn serve(args: &SimArgs) -> Result<u8, Failure> {
+    let setup = setup_from(&args.setup)?;
+    let addr = listen_addr(args)?;
+    let mut built = setup.build().map_err(Failure::usage)?;
+    built.server.trace = args.trace.clone();
+    // vLLM runs the API server, the engine core and a worker as separate processes.
+    let pid = std::process::id();
+    let pids = Pids {
+        api_server: pid,
+        engine_core: pid + 1,
+        worker: pid + 2,
+    };
+    let print: LogSink = Arc::new(move |record: LogRecord| {
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        eprintln!("{}", record.render(&pids, unix));
+    });
+    for record in built.startup_log(&setup, &args.host, addr.port()) {
+        print(record);
+    }
+    let server = SimServer::start(
+        built.core,
+        built.server.clone(),
+        Arc::new(WordTokenizer),
+        addr,
+        print.clone(),
+    )
+    .await
+    .with_context(|| format!("starting the simulated server on {addr}"))
+    .map_err(Failure::usage)?;
+    print(logs::server_started(&args.host, server.addr.port()));
+    println!("{}", server.url());
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(|e| Failure::usage(anyhow::Error::from(e)))?;
+    Ok(exit::INTERRUPTED)
+}

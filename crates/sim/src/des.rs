@@ -1,0 +1,131 @@
+//! The discrete-event clock: feeds a workload to a `SimCore` and jumps from step to step without sleeping, so
+//! what-if questions and faithfulness tests run as fast as the CPU allows and give every request's timings.
+
+use crate::core::SimCore;
+use crate::engine::{FinishReason, Finished, NewRequest};
+
+/// How requests arrive.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Arrivals {
+    /// `users` clients, each sending its next request the moment the previous one finishes.
+    Closed { users: u32, requests: u64 },
+    /// Requests at these times (seconds, ascending), whatever the server does.
+    Open { times: Vec<f64> },
+}
+
+/// The server's state at one moment, as a scrape would see it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Sample {
+    pub t: f64,
+    pub running: u32,
+    pub waiting: u32,
+    pub kv_usage: f64,
+    pub prompt_tokens: u64,
+    pub generation_tokens: u64,
+    pub preemptions: u64,
+    pub finished: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    /// Every request that left the engine, in finishing order.
+    pub finished: Vec<Finished>,
+    /// Sampled every `sample_every` seconds of simulated time, plus once at the end.
+    pub series: Vec<Sample>,
+    pub steps: u64,
+    pub simulated_seconds: f64,
+}
+
+impl Outcome {
+    pub fn count(&self, reason: FinishReason) -> usize {
+        self.finished.iter().filter(|f| f.reason == reason).count()
+    }
+}
+
+/// Runs `arrivals` to completion (or until `horizon` simulated seconds); `request(i)` makes the i-th request.
+pub fn run(
+    core: &mut SimCore,
+    arrivals: &Arrivals,
+    mut request: impl FnMut(u64) -> NewRequest,
+    sample_every: f64,
+    horizon: f64,
+) -> Outcome {
+    let mut out = Outcome::default();
+    let (mut sent, total) = match arrivals {
+        Arrivals::Closed { users, requests } => {
+            let first = u64::from(*users).min(*requests);
+            for i in 0..first {
+                core.add(request(i), 0.0);
+            }
+            (first, *requests)
+        }
+        Arrivals::Open { times } => (0, times.len() as u64),
+    };
+    let open_times: &[f64] = match arrivals {
+        Arrivals::Open { times } => times,
+        Arrivals::Closed { .. } => &[],
+    };
+    let mut now = 0.0;
+    let mut next_sample = 0.0;
+    loop {
+        while (sent as usize) < open_times.len() && open_times[sent as usize] <= now {
+            core.add(request(sent), open_times[sent as usize]);
+            sent += 1;
+        }
+        if !core.has_work() {
+            match open_times.get(sent as usize) {
+                Some(&t) if t <= horizon => {
+                    now = t;
+                    continue;
+                }
+                _ => break,
+            }
+        }
+        let Some((step, seconds)) = core.begin_step(now) else {
+            break;
+        };
+        let end = now + seconds;
+        // Arrivals during the forward pass join the queue at their own time, for the next schedule.
+        while (sent as usize) < open_times.len() && open_times[sent as usize] <= end {
+            core.add(request(sent), open_times[sent as usize]);
+            sent += 1;
+        }
+        for token in core.end_step(&step, end) {
+            if let Some(done) = token.finished {
+                out.finished.push(done);
+                if matches!(arrivals, Arrivals::Closed { .. }) && sent < total {
+                    core.add(request(sent), end);
+                    sent += 1;
+                }
+            }
+        }
+        now = end;
+        while next_sample <= now {
+            out.series
+                .push(sample(core, next_sample, out.finished.len()));
+            next_sample += sample_every;
+        }
+        if now > horizon {
+            break;
+        }
+    }
+    out.series.push(sample(core, now, out.finished.len()));
+    out.steps = core.steps();
+    out.simulated_seconds = now;
+    out
+}
+
+fn sample(core: &SimCore, t: f64, finished: usize) -> Sample {
+    let totals = core.totals();
+    let waiting = core.engine.waiting();
+    Sample {
+        t,
+        running: core.engine.running(),
+        waiting: waiting.capacity + waiting.deferred,
+        kv_usage: core.engine.kv_usage(),
+        prompt_tokens: totals.prompt_tokens,
+        generation_tokens: totals.generation_tokens,
+        preemptions: totals.preemptions,
+        finished: finished as u64,
+    }
+}

@@ -1,0 +1,567 @@
+//! vLLM V1's scheduler, step by step: running requests first, then waiting ones, under the token budget and
+//! the sequence cap, with KV blocks allocated per step, preemption by recompute and prefix-cache hits.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::cost::StepWork;
+use crate::kv::{BlockId, BlockPool};
+pub use crate::metrics::FinishReason;
+
+/// The scheduler's limits, named as vLLM's engine arguments.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct SchedulerConfig {
+    pub block_size: u32,
+    pub num_gpu_blocks: u32,
+    pub max_num_seqs: u32,
+    pub max_num_batched_tokens: u32,
+    pub max_model_len: u32,
+    pub enable_chunked_prefill: bool,
+    pub enable_prefix_caching: bool,
+    /// Largest prefill chunk one request may take per step; 0 = no limit.
+    pub long_prefill_token_threshold: u32,
+}
+
+/// A request as the engine receives it.
+#[derive(Clone, Debug)]
+pub struct NewRequest {
+    pub id: u64,
+    pub prompt_tokens: u32,
+    /// Chained hashes of the prompt's full blocks (block `i` covers tokens `i·block_size..(i+1)·block_size`).
+    pub block_hashes: Vec<u64>,
+    pub max_tokens: u32,
+    /// Where the model would emit its stop token; `None` under `ignore_eos`.
+    pub stop_after: Option<u32>,
+    pub min_tokens: u32,
+}
+
+/// When things happened to one request, in engine seconds.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct RequestTimes {
+    pub arrived: f64,
+    pub scheduled: Option<f64>,
+    pub first_token: Option<f64>,
+    pub last_token: Option<f64>,
+}
+
+#[derive(Clone, Debug)]
+struct Request {
+    new: NewRequest,
+    /// Tokens whose KV is computed (prompt and generated).
+    computed: u32,
+    generated: u32,
+    blocks: Vec<BlockId>,
+    times: RequestTimes,
+    preemptions: u32,
+    /// Prompt tokens served from the prefix cache when first scheduled.
+    cached_prompt_tokens: u32,
+    /// Prompt tokens whose KV this request computed itself, recomputation included.
+    prefill_computed: u32,
+}
+
+impl Request {
+    fn num_tokens(&self) -> u32 {
+        self.new.prompt_tokens + self.generated
+    }
+
+    /// Why it stops after `generated` tokens, if it does.
+    fn finish(&self, max_model_len: u32) -> Option<FinishReason> {
+        let n = self.generated;
+        if self
+            .new
+            .stop_after
+            .is_some_and(|s| n >= s.max(self.new.min_tokens))
+        {
+            Some(FinishReason::Stop)
+        } else if n >= self.new.max_tokens || self.num_tokens() >= max_model_len {
+            Some(FinishReason::Length)
+        } else {
+            None
+        }
+    }
+}
+
+/// One scheduled batch, waiting for its forward pass to finish.
+#[derive(Clone, Debug, Default)]
+pub struct Step {
+    /// (request, tokens computed for it in this step).
+    pub scheduled: Vec<(u64, u32)>,
+    pub work: StepWork,
+    pub preempted: Vec<u64>,
+    /// New requests admitted this step, the prompt tokens they looked up in the prefix cache, and how many of
+    /// those were found (resumed requests do not look up again).
+    pub prefix_requests: u64,
+    pub prefix_queries: u64,
+    pub prefix_hits: u64,
+}
+
+impl Step {
+    pub fn scheduled_tokens(&self) -> u64 {
+        self.scheduled.iter().map(|&(_, n)| u64::from(n)).sum()
+    }
+}
+
+/// A token produced by a finished step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Emitted {
+    pub id: u64,
+    /// 1 for the first token.
+    pub index: u32,
+    /// Since arrival for the first token (TTFT), else since the previous token (ITL).
+    pub since_previous: f64,
+    pub prompt_tokens: u32,
+    pub cached_prompt_tokens: u32,
+    pub finished: Option<Finished>,
+}
+
+/// Everything the metrics need about a request that left the engine.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Finished {
+    pub id: u64,
+    pub reason: FinishReason,
+    pub prompt_tokens: u32,
+    pub generated: u32,
+    pub max_tokens: u32,
+    pub times: RequestTimes,
+    pub preemptions: u32,
+    pub cached_prompt_tokens: u32,
+    pub prefill_computed: u32,
+}
+
+/// Why the waiting queue is not moving, for `num_requests_waiting_by_reason`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WaitingBreakdown {
+    /// Blocked on KV blocks or the sequence cap.
+    pub capacity: u32,
+    /// Held back only because this step's token budget was spent.
+    pub deferred: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct Engine {
+    config: SchedulerConfig,
+    pool: BlockPool,
+    requests: HashMap<u64, Request>,
+    waiting: VecDeque<u64>,
+    running: Vec<u64>,
+    waiting_breakdown: WaitingBreakdown,
+}
+
+impl Engine {
+    pub fn new(config: SchedulerConfig) -> Engine {
+        Engine {
+            pool: BlockPool::new(config.num_gpu_blocks),
+            config,
+            requests: HashMap::new(),
+            waiting: VecDeque::new(),
+            running: Vec::new(),
+            waiting_breakdown: WaitingBreakdown::default(),
+        }
+    }
+
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.config
+    }
+
+    pub fn add(&mut self, new: NewRequest, now: f64) {
+        let id = new.id;
+        self.requests.insert(
+            id,
+            Request {
+                new,
+                computed: 0,
+                generated: 0,
+                blocks: Vec::new(),
+                times: RequestTimes {
+                    arrived: now,
+                    ..Default::default()
+                },
+                preemptions: 0,
+                cached_prompt_tokens: 0,
+                prefill_computed: 0,
+            },
+        );
+        self.waiting.push_back(id);
+    }
+
+    /// Drops a request the client gave up on, freeing its blocks.
+    pub fn abort(&mut self, id: u64, now: f64) -> Option<Finished> {
+        let req = self.requests.remove(&id)?;
+        self.waiting.retain(|&w| w != id);
+        self.running.retain(|&r| r != id);
+        self.pool.release(&req.blocks);
+        Some(finished(req, FinishReason::Abort, now))
+    }
+
+    pub fn has_work(&self) -> bool {
+        !self.waiting.is_empty() || !self.running.is_empty()
+    }
+
+    pub fn running(&self) -> u32 {
+        self.running.len() as u32
+    }
+
+    pub fn waiting(&self) -> WaitingBreakdown {
+        let total = self.waiting.len() as u32;
+        let b = self.waiting_breakdown;
+        // Arrivals since the last step have not been tried yet: they wait for capacity like the rest.
+        WaitingBreakdown {
+            capacity: total.saturating_sub(b.deferred.min(total)),
+            deferred: b.deferred.min(total),
+        }
+    }
+
+    pub fn kv_usage(&self) -> f64 {
+        self.pool.usage()
+    }
+
+    /// Decides the next batch (vLLM's `schedule()`), allocating its KV blocks; `now` stamps first scheduling.
+    pub fn schedule(&mut self, now: f64) -> Step {
+        let mut step = Step::default();
+        let mut budget = self.config.max_num_batched_tokens;
+        let mut i = 0;
+        while i < self.running.len() && budget > 0 {
+            let id = self.running[i];
+            let n = self.chunk(&self.requests[&id], budget);
+            if n == 0 {
+                i += 1;
+                continue;
+            }
+            if !self.make_room(id, n, &mut step) {
+                // The request preempted itself: nothing after it in `running` remains either.
+                break;
+            }
+            self.note_work(id, n, &mut step);
+            budget -= n;
+            i += 1;
+        }
+        let mut stopped_by_budget = false;
+        if step.preempted.is_empty() {
+            stopped_by_budget = self.admit(&mut step, &mut budget, now);
+        }
+        let left = self.waiting.len() as u32;
+        self.waiting_breakdown = if stopped_by_budget {
+            WaitingBreakdown {
+                capacity: 0,
+                deferred: left,
+            }
+        } else {
+            WaitingBreakdown {
+                capacity: left,
+                deferred: 0,
+            }
+        };
+        step
+    }
+
+    /// Tokens to compute for a request this step.
+    fn chunk(&self, req: &Request, budget: u32) -> u32 {
+        let mut n = req.num_tokens().saturating_sub(req.computed);
+        if self.config.long_prefill_token_threshold > 0 {
+            n = n.min(self.config.long_prefill_token_threshold);
+        }
+        n.min(budget)
+    }
+
+    fn blocks_for(&self, tokens: u32) -> u32 {
+        tokens.div_ceil(self.config.block_size)
+    }
+
+    /// Allocates the blocks a running request needs for `n` more tokens, preempting from the tail of `running`
+    /// until they fit. False when the request itself was the victim.
+    fn make_room(&mut self, id: u64, n: u32, step: &mut Step) -> bool {
+        loop {
+            let req = &self.requests[&id];
+            let need = self
+                .blocks_for(req.computed + n)
+                .saturating_sub(req.blocks.len() as u32);
+            if let Some(blocks) = self.pool.allocate(need) {
+                self.requests
+                    .get_mut(&id)
+                    .expect("running request exists")
+                    .blocks
+                    .extend(blocks);
+                return true;
+            }
+            let Some(victim) = self.running.pop() else {
+                return false;
+            };
+            self.preempt(victim);
+            step.preempted.push(victim);
+            if victim == id {
+                return false;
+            }
+        }
+    }
+
+    /// Recompute preemption: the victim loses its KV and goes to the front of the queue.
+    fn preempt(&mut self, id: u64) {
+        let req = self.requests.get_mut(&id).expect("running request exists");
+        self.pool.release(&req.blocks);
+        req.blocks.clear();
+        req.computed = 0;
+        req.preemptions += 1;
+        self.waiting.push_front(id);
+    }
+
+    /// Admits waiting requests in order while budget, sequence cap and KV allow. True when the budget, not
+    /// capacity, stopped it.
+    fn admit(&mut self, step: &mut Step, budget: &mut u32, now: f64) -> bool {
+        while let Some(&id) = self.waiting.front() {
+            if *budget == 0 {
+                return true;
+            }
+            if self.running.len() as u32 >= self.config.max_num_seqs {
+                return false;
+            }
+            let req = &self.requests[&id];
+            let first_time = req.times.scheduled.is_none();
+            // A hit may not cover the whole prompt: the last token must be computed to sample from it.
+            let hits = if self.config.enable_prefix_caching {
+                let usable = (req.num_tokens() - 1) / self.config.block_size;
+                let hashes =
+                    &req.new.block_hashes[..req.new.block_hashes.len().min(usable as usize)];
+                self.pool.cached_prefix(hashes)
+            } else {
+                Vec::new()
+            };
+            let computed = hits.len() as u32 * self.config.block_size;
+            let mut n = req.num_tokens() - computed;
+            if self.config.long_prefill_token_threshold > 0 {
+                n = n.min(self.config.long_prefill_token_threshold);
+            }
+            if !self.config.enable_chunked_prefill && n > *budget {
+                return true;
+            }
+            n = n.min(*budget);
+            let fresh = self.blocks_for(computed + n) - hits.len() as u32;
+            if !self.pool.can_take(&hits, fresh) {
+                return false;
+            }
+            self.pool.take_hits(&hits);
+            let blocks = self.pool.allocate(fresh).expect("checked above");
+            self.waiting.pop_front();
+            let req = self.requests.get_mut(&id).expect("waiting request exists");
+            if first_time {
+                step.prefix_requests += 1;
+                step.prefix_queries += u64::from(req.new.prompt_tokens);
+                step.prefix_hits += u64::from(computed);
+                req.cached_prompt_tokens = computed;
+                req.times.scheduled = Some(now);
+            }
+            req.blocks = hits;
+            req.blocks.extend(blocks);
+            req.computed = computed;
+            self.running.push(id);
+            self.note_work(id, n, step);
+            *budget -= n;
+        }
+        false
+    }
+
+    fn note_work(&mut self, id: u64, n: u32, step: &mut Step) {
+        let req = &self.requests[&id];
+        if req.computed >= req.new.prompt_tokens && n == 1 && req.generated > 0 {
+            step.work.add_decode(u64::from(req.computed));
+        } else {
+            step.work
+                .add_prefill_chunk(u64::from(req.computed), u64::from(n));
+        }
+        step.scheduled.push((id, n));
+    }
+
+    /// Applies a finished forward pass at time `now`: computed tokens advance, requests that reached their
+    /// end sample a token, and finished ones leave, their blocks going back to the pool.
+    pub fn complete(&mut self, step: &Step, now: f64) -> Vec<Emitted> {
+        let mut out = Vec::with_capacity(step.scheduled.len());
+        let block_size = self.config.block_size;
+        for &(id, n) in &step.scheduled {
+            let Some(req) = self.requests.get_mut(&id) else {
+                continue; // aborted during the step
+            };
+            let before = req.computed;
+            req.computed += n;
+            if before < req.new.prompt_tokens {
+                req.prefill_computed += req.computed.min(req.new.prompt_tokens) - before;
+            }
+            if self.config.enable_prefix_caching {
+                let full = (req.computed.min(req.new.prompt_tokens) / block_size) as usize;
+                for (b, &h) in req.blocks.iter().zip(&req.new.block_hashes).take(full) {
+                    self.pool.cache(*b, h);
+                }
+            }
+            if req.computed < req.num_tokens() {
+                continue; // a prefill chunk that did not reach the end of the prompt
+            }
+            req.generated += 1;
+            let since_previous = now - req.times.last_token.unwrap_or(req.times.arrived);
+            req.times.first_token.get_or_insert(now);
+            req.times.last_token = Some(now);
+            let reason = req.finish(self.config.max_model_len);
+            let index = req.generated;
+            let (prompt_tokens, cached_prompt_tokens) =
+                (req.new.prompt_tokens, req.cached_prompt_tokens);
+            let finished = reason.map(|r| {
+                let req = self.requests.remove(&id).expect("request exists");
+                self.running.retain(|&x| x != id);
+                self.pool.release(&req.blocks);
+                finished(req, r, now)
+            });
+            out.push(Emitted {
+                id,
+                index,
+                since_previous,
+                prompt_tokens,
+                cached_prompt_tokens,
+                finished,
+            });
+        }
+        out
+    }
+}
+
+fn finished(req: Request, reason: FinishReason, now: f64) -> Finished {
+    let mut times = req.times;
+    times.last_token.get_or_insert(now);
+    Finished {
+        id: req.new.id,
+        reason,
+        prompt_tokens: req.new.prompt_tokens,
+        generated: req.generated,
+        max_tokens: req.new.max_tokens,
+        times,
+        preemptions: req.preemptions,
+        cached_prompt_tokens: req.cached_prompt_tokens,
+        prefill_computed: req.prefill_computed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(num_gpu_blocks: u32) -> SchedulerConfig {
+        SchedulerConfig {
+            block_size: 16,
+            num_gpu_blocks,
+            max_num_seqs: 8,
+            max_num_batched_tokens: 2048,
+            max_model_len: 8192,
+            enable_chunked_prefill: true,
+            enable_prefix_caching: true,
+            long_prefill_token_threshold: 0,
+        }
+    }
+
+    fn request(id: u64, prompt_tokens: u32, max_tokens: u32) -> NewRequest {
+        NewRequest {
+            id,
+            prompt_tokens,
+            // Distinct per request: no prefix sharing unless a test says so.
+            block_hashes: (0..prompt_tokens / 16)
+                .map(|b| id << 32 | u64::from(b))
+                .collect(),
+            max_tokens,
+            stop_after: None,
+            min_tokens: 0,
+        }
+    }
+
+    /// Steps until idle; returns every emitted token with its step number.
+    fn run(engine: &mut Engine, limit: usize) -> Vec<(usize, Emitted, Step)> {
+        let mut out = Vec::new();
+        for n in 0..limit {
+            if !engine.has_work() {
+                break;
+            }
+            let step = engine.schedule(n as f64);
+            for e in engine.complete(&step, n as f64 + 1.0) {
+                out.push((n, e, step.clone()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn one_request_prefills_in_chunks_then_decodes_one_token_per_step() {
+        let mut engine = Engine::new(config(1000));
+        engine.add(request(1, 5000, 4), 0.0);
+        let emitted = run(&mut engine, 100);
+        // 5000 prompt tokens under a 2048 budget: three steps before the first token.
+        let steps: Vec<usize> = emitted.iter().map(|(n, _, _)| *n).collect();
+        assert_eq!(steps, vec![2, 3, 4, 5]);
+        let last = emitted.last().unwrap();
+        let done = last.1.finished.as_ref().unwrap();
+        assert_eq!((done.reason, done.generated), (FinishReason::Length, 4));
+        assert_eq!(done.times.first_token, Some(3.0));
+        assert_eq!(last.2.work.decode_seqs, 1);
+        assert_eq!(engine.kv_usage(), 0.0);
+    }
+
+    #[test]
+    fn the_sequence_cap_keeps_the_rest_waiting_for_capacity() {
+        let mut cfg = config(1000);
+        cfg.max_num_seqs = 2;
+        let mut engine = Engine::new(cfg);
+        for id in 0..3 {
+            engine.add(request(id, 32, 10), 0.0);
+        }
+        let step = engine.schedule(0.0);
+        assert_eq!(step.scheduled.len(), 2);
+        assert_eq!(engine.running(), 2);
+        assert_eq!(engine.waiting().capacity, 1);
+    }
+
+    #[test]
+    fn a_full_pool_preempts_the_newest_running_request_and_recomputes_it() {
+        // 6 blocks: two requests of 32 prompt tokens (2 blocks each) outgrow it while decoding.
+        let mut engine = Engine::new(config(6));
+        engine.add(request(1, 32, 40), 0.0);
+        engine.add(request(2, 32, 40), 0.0);
+        let emitted = run(&mut engine, 500);
+        let preempted: Vec<u64> = emitted
+            .iter()
+            .flat_map(|(_, _, s)| s.preempted.clone())
+            .collect();
+        assert!(preempted.contains(&2), "{preempted:?}");
+        let finished: Vec<&Finished> = emitted
+            .iter()
+            .filter_map(|(_, e, _)| e.finished.as_ref())
+            .collect();
+        assert_eq!(finished.len(), 2);
+        let second = finished.iter().find(|f| f.id == 2).unwrap();
+        assert!(second.preemptions >= 1);
+        assert_eq!(second.generated, 40);
+        // Recomputation counts as prefill work done by the request.
+        assert!(second.prefill_computed > 32, "{second:?}");
+    }
+
+    #[test]
+    fn a_shared_prefix_is_served_from_cache_but_never_the_last_token() {
+        let mut engine = Engine::new(config(100));
+        let mut first = request(1, 64, 1);
+        first.block_hashes = vec![1, 2, 3, 4];
+        engine.add(first, 0.0);
+        run(&mut engine, 10);
+        let mut second = request(2, 64, 1);
+        second.block_hashes = vec![1, 2, 3, 4];
+        engine.add(second, 10.0);
+        let step = engine.schedule(10.0);
+        // 64 tokens = 4 full blocks, but the last token must be computed: 3 blocks hit.
+        assert_eq!((step.prefix_queries, step.prefix_hits), (64, 48));
+        assert_eq!(step.scheduled, vec![(2, 16)]);
+    }
+
+    #[test]
+    fn a_stop_token_ends_the_request_unless_min_tokens_holds_it() {
+        let mut engine = Engine::new(config(100));
+        let mut r = request(1, 16, 50);
+        r.stop_after = Some(3);
+        r.min_tokens = 5;
+        engine.add(r, 0.0);
+        let done = run(&mut engine, 100)
+            .into_iter()
+            .find_map(|(_, e, _)| e.finished)
+            .unwrap();
+        assert_eq!((done.reason, done.generated), (FinishReason::Stop, 5));
+    }
+}

@@ -1,0 +1,179 @@
+//! Named presets, one per playbook finding a server can show, plus `healthy`: each is a full setup of the
+//! simulated server (model, GPU, engine arguments, faults) that reliably reproduces its finding under load.
+
+use crate::server::{Faults, StopModel};
+use crate::setup::SimSetup;
+
+pub struct Scenario {
+    pub name: &'static str,
+    /// The playbook finding (DESIGN.md §6 id) it produces under load; `None` for `healthy`.
+    pub finding: Option<&'static str>,
+    pub reproduces: &'static str,
+    pub setup: fn() -> SimSetup,
+}
+
+/// Every scenario, `healthy` first.
+pub fn all() -> &'static [Scenario] {
+    &SCENARIOS
+}
+
+pub fn find(name: &str) -> Option<&'static Scenario> {
+    SCENARIOS.iter().find(|s| s.name == name)
+}
+
+/// KV blocks for about `requests` requests of 512 + 256 tokens at once.
+fn blocks_for_requests(requests: u32) -> u32 {
+    requests * 768 / 16
+}
+
+static SCENARIOS: [Scenario; 14] = [
+    Scenario {
+        name: "healthy",
+        finding: None,
+        reproduces: "a well-sized server: no queue, KV well below full, ITL close to the hardware floor",
+        setup: SimSetup::default,
+    },
+    Scenario {
+        name: "kv-saturated",
+        finding: Some("capacity.kv_saturated"),
+        reproduces: "fine for one user; under load the KV cache fills, requests wait for blocks and TTFT climbs",
+        setup: || SimSetup {
+            num_gpu_blocks_override: Some(blocks_for_requests(12)),
+            ..SimSetup::default()
+        },
+    },
+    Scenario {
+        name: "batch-capped",
+        finding: Some("capacity.batch_cap"),
+        reproduces: "max-num-seqs 4: requests queue while the KV cache sits mostly empty",
+        setup: || SimSetup {
+            max_num_seqs: Some(4),
+            ..SimSetup::default()
+        },
+    },
+    Scenario {
+        name: "preemption-storm",
+        finding: Some("capacity.preemptions"),
+        reproduces: "long outputs in a tight KV pool: running requests are preempted and recomputed",
+        setup: || SimSetup {
+            num_gpu_blocks_override: Some(blocks_for_requests(6)),
+            stop: StopModel::LogNormal {
+                median: 900.0,
+                sigma: 0.3,
+            },
+            ..SimSetup::default()
+        },
+    },
+    Scenario {
+        name: "long-prompts",
+        finding: Some("ttft.prefill_bound"),
+        reproduces: "a 70B model on one GPU pair: prefill of long prompts dominates TTFT with no queue",
+        setup: || SimSetup {
+            model: "llama-3.1-70b".into(),
+            served_model_name: "sim-llama-3.1-70b".into(),
+            tensor_parallel_size: 2,
+            max_model_len: 32768,
+            ..SimSetup::default()
+        },
+    },
+    Scenario {
+        name: "batch-latency",
+        finding: Some("itl.batch_size"),
+        reproduces: "a large batch on a small GPU: ITL under load is several times the single-user ITL, no queue",
+        setup: || SimSetup {
+            gpu: "l4".into(),
+            model: "qwen3-8b".into(),
+            served_model_name: "sim-qwen3-8b".into(),
+            max_model_len: 4096,
+            ..SimSetup::default()
+        },
+    },
+    Scenario {
+        name: "slow-decode",
+        finding: Some("itl.single_user_slow"),
+        reproduces: "memory-bandwidth-bound decode: ITL at concurrency 1 far above what the GPU class promises",
+        setup: || SimSetup {
+            gpu: "a10".into(),
+            throttle: 2.5,
+            max_model_len: 4096,
+            ..SimSetup::default()
+        },
+    },
+    Scenario {
+        name: "tp-over-pcie",
+        finding: Some("itl.single_user_slow"),
+        reproduces: "tensor parallelism 4 over PCIe: every step pays slow all-reduces",
+        setup: || SimSetup {
+            model: "llama-3.1-70b".into(),
+            served_model_name: "sim-llama-3.1-70b".into(),
+            gpu: "l40s".into(),
+            tensor_parallel_size: 4,
+            pcie: true,
+            ..SimSetup::default()
+        },
+    },
+    Scenario {
+        name: "upstream-bottleneck",
+        finding: Some("upstream.bottleneck"),
+        reproduces: "a gateway in front admits 4 requests at once: the engine idles while clients wait",
+        setup: || SimSetup {
+            faults: Faults {
+                gateway_limit: Some(4),
+                ..SimSetup::default().faults
+            },
+            ..SimSetup::default()
+        },
+    },
+    Scenario {
+        name: "errors",
+        finding: Some("errors.rate"),
+        reproduces: "8% of requests fail with HTTP 503 and 2% of streams are cut mid-response",
+        setup: || SimSetup {
+            faults: Faults {
+                error_rate: 0.08,
+                error_status: 503,
+                disconnect_rate: 0.02,
+                ..SimSetup::default().faults
+            },
+            ..SimSetup::default()
+        },
+    },
+    Scenario {
+        name: "runaway-generation",
+        finding: Some("output.runaway"),
+        reproduces: "the stop token never comes (a broken chat template): every request runs to max_tokens",
+        setup: || SimSetup {
+            stop: StopModel::Never,
+            ..SimSetup::default()
+        },
+    },
+    Scenario {
+        name: "cold-start",
+        finding: Some("ttft.cold_start"),
+        reproduces: "the first 20 s run 8× slower (no warm-up: compilation and graph capture on live traffic)",
+        setup: || SimSetup {
+            cold_seconds: 20.0,
+            cold_factor: 8.0,
+            ..SimSetup::default()
+        },
+    },
+    Scenario {
+        name: "prefix-cache-miss",
+        finding: Some("cache.prefix_low_hit"),
+        reproduces: "prefix caching disabled while the workload shares long prefixes",
+        setup: || SimSetup {
+            enable_prefix_caching: false,
+            ..SimSetup::default()
+        },
+    },
+    Scenario {
+        name: "degrading",
+        finding: Some("throughput.degraded_over_time"),
+        reproduces: "steps slow down by 30% per minute of uptime in a tight KV pool: tokens/s falls as the run goes on",
+        setup: || SimSetup {
+            degrade_per_minute: 0.3,
+            num_gpu_blocks_override: Some(blocks_for_requests(24)),
+            ..SimSetup::default()
+        },
+    },
+];

@@ -1,0 +1,741 @@
+//! The simulated server on a real clock: an engine thread that sleeps through each step's cost and streams the
+//! tokens it produced, behind vLLM's OpenAI-compatible HTTP API, `/metrics`, `/health`, `/tokenize` and faults.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Frame, Incoming};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, Semaphore, mpsc as amsc, oneshot};
+
+use crate::core::{SimCore, TokenOut};
+use crate::engine::{FinishReason, NewRequest};
+use crate::logs::LogRecord;
+use crate::text::{Tokenize, block_hashes, generated_word};
+
+/// Where the model would stop on its own, when the client does not say `ignore_eos`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub enum StopModel {
+    /// Output lengths drawn from a lognormal with this median and σ (chat-like answers).
+    LogNormal { median: f64, sigma: f64 },
+    /// The stop token never comes: every request runs to `max_tokens` (a broken chat template).
+    Never,
+}
+
+impl StopModel {
+    /// Where one request's stop token falls; `None` when it never comes.
+    pub fn sample(&self, rng: &mut impl Rng) -> Option<u32> {
+        match *self {
+            StopModel::Never => None,
+            StopModel::LogNormal { median, sigma } => {
+                let normal: f64 = rng.sample(rand_distr::StandardNormal);
+                Some((median * (sigma * normal).exp()).round().max(1.0) as u32)
+            }
+        }
+    }
+}
+
+/// Things that go wrong in front of or inside the engine.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Faults {
+    /// Share of completion requests answered with `error_status` instead of being served.
+    pub error_rate: f64,
+    pub error_status: u16,
+    /// Share of streams cut (connection reset) after `cut_after` tokens.
+    pub disconnect_rate: f64,
+    /// Share of streams that stop sending after `cut_after` tokens but keep the connection open.
+    pub stall_rate: f64,
+    pub cut_after: u32,
+    /// A gateway in front of the engine that lets only this many requests through at once.
+    pub gateway_limit: Option<usize>,
+    /// Seconds during which `/health` answers 503, as while vLLM loads weights.
+    pub loading_seconds: f64,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ServerConfig {
+    pub model: String,
+    pub max_model_len: u32,
+    pub block_size: u32,
+    pub vllm_version: String,
+    pub stop: StopModel,
+    pub faults: Faults,
+    pub seed: u64,
+    /// How often the engine writes its "Engine 000: Avg prompt throughput ..." line.
+    pub log_interval: Duration,
+    /// Ground truth for tests: one JSON line per request with its arrival, scheduling, every token's emit
+    /// time (server seconds since start) and finish reason.
+    pub trace: Option<std::path::PathBuf>,
+}
+
+/// Receives the server's log records (the binary prints them; tests may keep them).
+pub type LogSink = Arc<dyn Fn(LogRecord) + Send + Sync>;
+
+enum Command {
+    Add {
+        request: NewRequest,
+        tokens: amsc::UnboundedSender<TokenOut>,
+    },
+    Abort(u64),
+    RenderMetrics(oneshot::Sender<String>),
+}
+
+struct Shared {
+    config: ServerConfig,
+    tokenizer: Arc<dyn Tokenize>,
+    engine: mpsc::Sender<Command>,
+    started: Instant,
+    next_id: AtomicU64,
+    gateway: Option<Arc<Semaphore>>,
+    fault_rng: std::sync::Mutex<StdRng>,
+}
+
+/// A running simulated server; stops when dropped.
+pub struct SimServer {
+    pub addr: SocketAddr,
+    shutdown: Arc<Notify>,
+}
+
+impl SimServer {
+    /// Binds `addr` (port 0 for any) and starts serving on the current Tokio runtime, with the engine on a
+    /// thread of its own.
+    pub async fn start(
+        core: SimCore,
+        config: ServerConfig,
+        tokenizer: Arc<dyn Tokenize>,
+        addr: SocketAddr,
+        log: LogSink,
+    ) -> std::io::Result<SimServer> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = mpsc::channel();
+        let started = Instant::now();
+        let interval = config.log_interval;
+        let trace = match &config.trace {
+            Some(path) => Some(Trace::create(path)?),
+            None => None,
+        };
+        std::thread::Builder::new()
+            .name("sim-engine".into())
+            .spawn(move || engine_loop(core, rx, started, interval, log, trace))?;
+        let shared = Arc::new(Shared {
+            gateway: config
+                .faults
+                .gateway_limit
+                .map(|n| Arc::new(Semaphore::new(n))),
+            fault_rng: std::sync::Mutex::new(StdRng::seed_from_u64(config.seed ^ 0x5eed)),
+            config,
+            tokenizer,
+            engine: tx,
+            started,
+            next_id: AtomicU64::new(0),
+        });
+        let shutdown = Arc::new(Notify::new());
+        tokio::spawn(accept_loop(listener, shared, shutdown.clone()));
+        Ok(SimServer { addr, shutdown })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for SimServer {
+    fn drop(&mut self) {
+        self.shutdown.notify_waiters();
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: Arc<Notify>) {
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(_) => continue,
+            },
+            _ = shutdown.notified() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| handle(req, shared.clone()));
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// The engine on the real clock: schedule, sleep for the step's cost, hand out the tokens, repeat.
+fn engine_loop(
+    mut core: SimCore,
+    commands: mpsc::Receiver<Command>,
+    started: Instant,
+    log_interval: Duration,
+    log: LogSink,
+    mut trace: Option<Trace>,
+) {
+    let now = || started.elapsed().as_secs_f64();
+    let mut sinks: HashMap<u64, amsc::UnboundedSender<TokenOut>> = HashMap::new();
+    let mut next_log = log_interval.as_secs_f64();
+    let apply = |core: &mut SimCore,
+                 sinks: &mut HashMap<u64, amsc::UnboundedSender<TokenOut>>,
+                 trace: &mut Option<Trace>,
+                 command: Command| match command {
+        Command::Add { request, tokens } => {
+            sinks.insert(request.id, tokens);
+            core.add(request, now());
+        }
+        Command::Abort(id) => {
+            sinks.remove(&id);
+            if let (Some(done), Some(trace)) = (core.abort(id, now()), trace.as_mut()) {
+                trace.finish(&done);
+            }
+        }
+        Command::RenderMetrics(reply) => {
+            let _ = reply.send(core.metrics.render());
+        }
+    };
+    loop {
+        loop {
+            match commands.try_recv() {
+                Ok(command) => apply(&mut core, &mut sinks, &mut trace, command),
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => return,
+            }
+        }
+        let t = now();
+        if t >= next_log {
+            if let Some(line) = core.stats_line(t) {
+                log(line);
+            }
+            next_log += log_interval.as_secs_f64();
+        }
+        let Some((step, seconds)) = core.begin_step(t) else {
+            let wait = Duration::from_secs_f64((next_log - t).max(0.001));
+            match commands.recv_timeout(wait) {
+                Ok(command) => apply(&mut core, &mut sinks, &mut trace, command),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+            continue;
+        };
+        let end = t + seconds;
+        let left = end - now();
+        if left > 0.0 {
+            std::thread::sleep(Duration::from_secs_f64(left));
+        }
+        for token in core.end_step(&step, end) {
+            let id = token.id;
+            if let Some(trace) = trace.as_mut() {
+                trace.token(&token);
+            }
+            let last = token.finished.is_some();
+            let delivered = sinks.get(&id).is_some_and(|s| s.send(token).is_ok());
+            if last || !delivered {
+                sinks.remove(&id);
+            }
+            if !delivered
+                && !last
+                && let (Some(done), Some(trace)) = (core.abort(id, end), trace.as_mut())
+            {
+                trace.finish(&done);
+            }
+        }
+    }
+}
+
+/// The `--trace` file: token times gathered per request, one line written when the request leaves.
+struct Trace {
+    out: std::io::BufWriter<std::fs::File>,
+    tokens: HashMap<u64, Vec<f64>>,
+}
+
+impl Trace {
+    fn create(path: &std::path::Path) -> std::io::Result<Trace> {
+        let file = std::fs::File::create(path).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("--trace {}: {e}", path.display()))
+        })?;
+        Ok(Trace {
+            out: std::io::BufWriter::new(file),
+            tokens: HashMap::new(),
+        })
+    }
+
+    fn token(&mut self, token: &TokenOut) {
+        self.tokens.entry(token.id).or_default().push(token.at);
+        if let Some(done) = &token.finished {
+            self.finish(done);
+        }
+    }
+
+    /// Written and flushed per request, so a killed server loses nothing already finished.
+    fn finish(&mut self, done: &crate::engine::Finished) {
+        use std::io::Write;
+        let tokens = self.tokens.remove(&done.id).unwrap_or_default();
+        let mut line = serde_json::to_value(done).unwrap_or_default();
+        line["token_times"] = json!(tokens);
+        let _ = writeln!(self.out, "{line}").and_then(|()| self.out.flush());
+    }
+}
+
+type Reply = Response<BoxBody<Bytes, std::io::Error>>;
+
+fn full(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Reply {
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .body(
+            Full::new(body.into())
+                .map_err(|never| match never {})
+                .boxed(),
+        )
+        .expect("static response parts are valid")
+}
+
+fn json_reply(status: StatusCode, value: &Value) -> Reply {
+    full(status, "application/json", value.to_string())
+}
+
+/// vLLM's error body.
+fn error_reply(status: StatusCode, kind: &str, message: &str) -> Reply {
+    json_reply(
+        status,
+        &json!({"error": {"message": message, "type": kind, "param": null, "code": status.as_u16()}}),
+    )
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Reply, std::io::Error> {
+    let path = req.uri().path().to_string();
+    let cfg = &shared.config;
+    let loading = shared.started.elapsed().as_secs_f64() < cfg.faults.loading_seconds;
+    match (req.method(), path.as_str()) {
+        (&Method::GET, "/health") => Ok(if loading {
+            full(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "")
+        } else {
+            full(StatusCode::OK, "text/plain", "")
+        }),
+        (&Method::GET, "/version") => Ok(json_reply(
+            StatusCode::OK,
+            &json!({"version": cfg.vllm_version}),
+        )),
+        (&Method::GET, "/v1/models") => Ok(json_reply(
+            StatusCode::OK,
+            &json!({"object": "list", "data": [{
+                "id": cfg.model, "object": "model", "created": unix_now(), "owned_by": "vllm",
+                "root": cfg.model, "parent": null, "max_model_len": cfg.max_model_len,
+                "permission": []}]}),
+        )),
+        (&Method::GET, "/metrics") => {
+            let (tx, rx) = oneshot::channel();
+            let _ = shared.engine.send(Command::RenderMetrics(tx));
+            let text = rx.await.unwrap_or_default();
+            Ok(full(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                text,
+            ))
+        }
+        (&Method::POST, "/tokenize") => {
+            let body = read_json(req).await?;
+            let Ok(body) = body else {
+                return Ok(body.unwrap_err());
+            };
+            let tokens = prompt_tokens(&shared, &body);
+            Ok(json_reply(
+                StatusCode::OK,
+                &json!({"count": tokens.len(), "max_model_len": cfg.max_model_len, "tokens": tokens}),
+            ))
+        }
+        (&Method::POST, "/v1/completions") => complete(req, shared, false).await,
+        (&Method::POST, "/v1/chat/completions") => complete(req, shared, true).await,
+        _ => Ok(error_reply(
+            StatusCode::NOT_FOUND,
+            "NotFoundError",
+            &format!("no route for {} {path}", req.method()),
+        )),
+    }
+}
+
+async fn read_json(req: Request<Incoming>) -> Result<Result<Value, Reply>, std::io::Error> {
+    let bytes = req
+        .into_body()
+        .collect()
+        .await
+        .map_err(std::io::Error::other)?
+        .to_bytes();
+    Ok(serde_json::from_slice::<Value>(&bytes).map_err(|e| {
+        error_reply(
+            StatusCode::BAD_REQUEST,
+            "BadRequestError",
+            &format!("request body is not valid JSON: {e}"),
+        )
+    }))
+}
+
+/// The prompt's tokens; chat messages go through a ChatML-like template, as the served model's would.
+fn prompt_tokens(shared: &Shared, body: &Value) -> Vec<u32> {
+    let text = match body.get("messages").and_then(Value::as_array) {
+        Some(messages) => {
+            let mut text = String::new();
+            for m in messages {
+                let role = m["role"].as_str().unwrap_or("user");
+                let content = match &m["content"] {
+                    Value::String(s) => s.clone(),
+                    Value::Array(parts) => parts
+                        .iter()
+                        .filter_map(|p| p["text"].as_str())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    _ => String::new(),
+                };
+                text.push_str(&format!("<|im_start|> {role} {content} <|im_end|> "));
+            }
+            text.push_str("<|im_start|> assistant");
+            text
+        }
+        None => match &body["prompt"] {
+            Value::String(s) => s.clone(),
+            Value::Array(items) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(" "),
+            _ => String::new(),
+        },
+    };
+    shared.tokenizer.encode(&text)
+}
+
+/// What one completion request asked for, checked.
+struct Ask {
+    chat: bool,
+    stream: bool,
+    include_usage: bool,
+    continuous_usage: bool,
+    prompt: Vec<u32>,
+    max_tokens: u32,
+    min_tokens: u32,
+    ignore_eos: bool,
+}
+
+fn parse_ask(shared: &Shared, body: &Value, chat: bool) -> Result<Ask, Box<Reply>> {
+    let cfg = &shared.config;
+    if let Some(model) = body["model"].as_str()
+        && model != cfg.model
+    {
+        return Err(Box::new(error_reply(
+            StatusCode::NOT_FOUND,
+            "NotFoundError",
+            &format!("The model `{model}` does not exist."),
+        )));
+    }
+    let prompt = prompt_tokens(shared, body);
+    if prompt.is_empty() {
+        return Err(Box::new(error_reply(
+            StatusCode::BAD_REQUEST,
+            "BadRequestError",
+            "the prompt is empty",
+        )));
+    }
+    let room = cfg.max_model_len.saturating_sub(prompt.len() as u32);
+    let max_tokens = body
+        .get("max_completion_tokens")
+        .or_else(|| body.get("max_tokens"))
+        .and_then(Value::as_u64)
+        .map(|m| m.min(u64::from(u32::MAX)) as u32);
+    if room == 0 || max_tokens.is_some_and(|m| m > room) {
+        let asked = max_tokens.unwrap_or(0);
+        return Err(Box::new(error_reply(
+            StatusCode::BAD_REQUEST,
+            "BadRequestError",
+            &format!(
+                "This model's maximum context length is {} tokens. However, you requested {} tokens ({} in the \
+                 messages, {asked} in the completion). Please reduce the length of the messages or completion.",
+                cfg.max_model_len,
+                prompt.len() as u32 + asked,
+                prompt.len()
+            ),
+        )));
+    }
+    let options = &body["stream_options"];
+    Ok(Ask {
+        chat,
+        stream: body["stream"].as_bool().unwrap_or(false),
+        include_usage: options["include_usage"].as_bool().unwrap_or(false),
+        continuous_usage: options["continuous_usage_stats"].as_bool().unwrap_or(false),
+        max_tokens: max_tokens.unwrap_or(room).max(1),
+        min_tokens: body["min_tokens"].as_u64().unwrap_or(0) as u32,
+        ignore_eos: body["ignore_eos"].as_bool().unwrap_or(false),
+        prompt,
+    })
+}
+
+/// A fault drawn for one request.
+#[derive(Clone, Copy, PartialEq)]
+enum Drawn {
+    None,
+    Error,
+    Disconnect,
+    Stall,
+}
+
+fn draw(shared: &Shared) -> (Drawn, Option<u32>) {
+    let f = &shared.config.faults;
+    let mut rng = shared.fault_rng.lock().expect("fault rng lock");
+    let fault = if rng.random_bool(f.error_rate.clamp(0.0, 1.0)) {
+        Drawn::Error
+    } else if rng.random_bool(f.disconnect_rate.clamp(0.0, 1.0)) {
+        Drawn::Disconnect
+    } else if rng.random_bool(f.stall_rate.clamp(0.0, 1.0)) {
+        Drawn::Stall
+    } else {
+        Drawn::None
+    };
+    let stop = shared.config.stop.sample(&mut *rng);
+    (fault, stop)
+}
+
+async fn complete(
+    req: Request<Incoming>,
+    shared: Arc<Shared>,
+    chat: bool,
+) -> Result<Reply, std::io::Error> {
+    let body = match read_json(req).await? {
+        Ok(body) => body,
+        Err(reply) => return Ok(reply),
+    };
+    let ask = match parse_ask(&shared, &body, chat) {
+        Ok(ask) => ask,
+        Err(reply) => return Ok(*reply),
+    };
+    let (fault, stop) = draw(&shared);
+    if fault == Drawn::Error {
+        let status = StatusCode::from_u16(shared.config.faults.error_status)
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return Ok(error_reply(status, "InjectedError", "injected failure"));
+    }
+    // The gateway holds the request before the engine ever sees it, as a saturated proxy would.
+    let permit = match &shared.gateway {
+        Some(gate) => gate.clone().acquire_owned().await.ok(),
+        None => None,
+    };
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let request = NewRequest {
+        id,
+        prompt_tokens: ask.prompt.len() as u32,
+        block_hashes: block_hashes(&ask.prompt, shared.config.block_size),
+        max_tokens: ask.max_tokens,
+        stop_after: if ask.ignore_eos { None } else { stop },
+        min_tokens: ask.min_tokens,
+    };
+    let (tx, mut rx) = amsc::unbounded_channel();
+    if shared
+        .engine
+        .send(Command::Add {
+            request,
+            tokens: tx,
+        })
+        .is_err()
+    {
+        return Ok(error_reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailableError",
+            "engine stopped",
+        ));
+    }
+    let writer = ChunkWriter::new(&shared.config.model, id, &ask);
+    if !ask.stream {
+        let mut generated = 0;
+        let mut text = String::new();
+        let mut reason = FinishReason::Length;
+        while let Some(token) = rx.recv().await {
+            generated = token.index;
+            text.push_str(generated_word(id, token.index));
+            if let Some(done) = token.finished {
+                reason = done.reason;
+                break;
+            }
+        }
+        drop(permit);
+        return Ok(json_reply(
+            StatusCode::OK,
+            &writer.whole(&text, reason, generated),
+        ));
+    }
+    let (frames, body_rx) = amsc::channel::<Result<Frame<Bytes>, std::io::Error>>(64);
+    let engine = shared.engine.clone();
+    let cut_after = shared.config.faults.cut_after;
+    tokio::spawn(async move {
+        let _permit = permit;
+        let send = |bytes: Bytes| frames.send(Ok(Frame::data(bytes)));
+        if ask.chat && send(writer.role_prelude()).await.is_err() {
+            let _ = engine.send(Command::Abort(id));
+            return;
+        }
+        while let Some(token) = rx.recv().await {
+            if token.index > cut_after && fault != Drawn::None {
+                let _ = engine.send(Command::Abort(id));
+                if fault == Drawn::Disconnect {
+                    let _ = frames
+                        .send(Err(std::io::Error::other("injected disconnect")))
+                        .await;
+                } else {
+                    frames.closed().await;
+                }
+                return;
+            }
+            let reason = token.finished.as_ref().map(|f| f.reason);
+            let chunk = writer.token_chunk(
+                generated_word(id, token.index),
+                token.index,
+                reason,
+                ask.continuous_usage,
+            );
+            if send(chunk).await.is_err() {
+                let _ = engine.send(Command::Abort(id));
+                return;
+            }
+            if reason.is_some() {
+                if ask.include_usage {
+                    let _ = send(writer.usage_chunk(token.index)).await;
+                }
+                let _ = send(Bytes::from_static(b"data: [DONE]\n\n")).await;
+                return;
+            }
+        }
+    });
+    Ok(Response::builder()
+        .header("content-type", "text/event-stream; charset=utf-8")
+        .body(ChannelBody { rx: body_rx }.boxed())
+        .expect("static response parts are valid"))
+}
+
+struct ChannelBody {
+    rx: amsc::Receiver<Result<Frame<Bytes>, std::io::Error>>,
+}
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+/// Writes the response in vLLM's exact chunk shapes (see fixtures/sse/vllm_cpu_*).
+struct ChunkWriter {
+    id: String,
+    model: String,
+    created: u64,
+    chat: bool,
+    prompt_tokens: u32,
+}
+
+impl ChunkWriter {
+    fn new(model: &str, id: u64, ask: &Ask) -> ChunkWriter {
+        let prefix = if ask.chat { "chatcmpl" } else { "cmpl" };
+        ChunkWriter {
+            id: format!("{prefix}-sim{id:012x}"),
+            model: model.to_string(),
+            created: unix_now(),
+            chat: ask.chat,
+            prompt_tokens: ask.prompt.len() as u32,
+        }
+    }
+
+    fn usage(&self, generated: u32) -> Value {
+        json!({"prompt_tokens": self.prompt_tokens, "total_tokens": self.prompt_tokens + generated,
+               "completion_tokens": generated})
+    }
+
+    fn event(value: &Value) -> Bytes {
+        Bytes::from(format!("data: {value}\n\n"))
+    }
+
+    fn role_prelude(&self) -> Bytes {
+        Self::event(
+            &json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+            "model": self.model, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+            "logprobs": null, "finish_reason": null}]}),
+        )
+    }
+
+    fn token_chunk(
+        &self,
+        text: &str,
+        generated: u32,
+        reason: Option<FinishReason>,
+        continuous_usage: bool,
+    ) -> Bytes {
+        let finish = reason.map(FinishReason::label);
+        let mut v = if self.chat {
+            json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                "model": self.model, "choices": [{"index": 0, "delta": {"content": text},
+                "logprobs": null, "finish_reason": finish, "stop_reason": null}]})
+        } else {
+            json!({"id": self.id, "object": "text_completion", "created": self.created,
+                "model": self.model, "choices": [{"index": 0, "text": text, "logprobs": null,
+                "finish_reason": finish, "stop_reason": null}]})
+        };
+        if continuous_usage {
+            v["usage"] = self.usage(generated);
+        }
+        Self::event(&v)
+    }
+
+    fn usage_chunk(&self, generated: u32) -> Bytes {
+        let object = if self.chat {
+            "chat.completion.chunk"
+        } else {
+            "text_completion"
+        };
+        Self::event(
+            &json!({"id": self.id, "object": object, "created": self.created,
+            "model": self.model, "choices": [], "usage": self.usage(generated)}),
+        )
+    }
+
+    fn whole(&self, text: &str, reason: FinishReason, generated: u32) -> Value {
+        let (object, choice) = if self.chat {
+            (
+                "chat.completion",
+                json!({"index": 0, "message": {"role": "assistant", "content": text},
+                       "logprobs": null, "finish_reason": reason.label(), "stop_reason": null}),
+            )
+        } else {
+            (
+                "text_completion",
+                json!({"index": 0, "text": text, "logprobs": null,
+                       "finish_reason": reason.label(), "stop_reason": null}),
+            )
+        };
+        json!({"id": self.id, "object": object, "created": self.created, "model": self.model,
+               "choices": [choice], "usage": self.usage(generated)})
+    }
+}
