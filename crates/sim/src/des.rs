@@ -129,3 +129,29 @@ fn sample(core: &SimCore, t: f64, finished: usize) -> Sample {
         finished: finished as u64,
     }
 }
+
+/// A synthetic request of `prompt` tokens whose first `prefix` tokens are shared by every request of its group
+/// (`id % groups`), so prefix caching sees what real shared system prompts give it.
+pub fn synthetic_request(
+    id: u64,
+    prompt: u32,
+    (prefix, groups): (u32, u32),
+    max_tokens: u32,
+    stop_after: Option<u32>,
+    block_size: u32,
+) -> NewRequest {
+    NewRequest {
+        id,
+        prompt_tokens: prompt,
+        block_hashes: crate::text::synthetic_block_hashes(
+            id % u64::from(groups.max(1)),
+            id,
+            prompt,
+            prefix,
+            block_size,
+        ),
+        max_tokens,
+        stop_after,
+        min_tokens: 0,
+    }
+}

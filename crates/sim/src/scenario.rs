@@ -10,7 +10,28 @@ pub struct Scenario {
     pub finding: Option<&'static str>,
     pub reproduces: &'static str,
     pub setup: fn() -> SimSetup,
+    /// The traffic under which it shows (a probe that sends other traffic may not see it).
+    pub workload: Workload,
 }
+
+/// Prompt and output lengths of the traffic a scenario is meant to be probed with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Workload {
+    pub input_tokens: u32,
+    pub output_tokens: u32,
+    /// Tokens of shared prefix added before each prompt (as bench's `--prefix-tokens`), in `prefix_groups`
+    /// distinct prefixes.
+    pub prefix_tokens: u32,
+    pub prefix_groups: u32,
+}
+
+/// Chat-like traffic: 512-token prompts, up to 256 tokens out.
+pub const CHAT: Workload = Workload {
+    input_tokens: 512,
+    output_tokens: 256,
+    prefix_tokens: 0,
+    prefix_groups: 1,
+};
 
 /// Every scenario, `healthy` first.
 pub fn all() -> &'static [Scenario] {
@@ -32,6 +53,7 @@ static SCENARIOS: [Scenario; 14] = [
         finding: None,
         reproduces: "a well-sized server: no queue, KV well below full, ITL close to the hardware floor",
         setup: SimSetup::default,
+        workload: CHAT,
     },
     Scenario {
         name: "kv-saturated",
@@ -41,6 +63,7 @@ static SCENARIOS: [Scenario; 14] = [
             num_gpu_blocks_override: Some(blocks_for_requests(12)),
             ..SimSetup::default()
         },
+        workload: CHAT,
     },
     Scenario {
         name: "batch-capped",
@@ -50,6 +73,7 @@ static SCENARIOS: [Scenario; 14] = [
             max_num_seqs: Some(4),
             ..SimSetup::default()
         },
+        workload: CHAT,
     },
     Scenario {
         name: "preemption-storm",
@@ -63,54 +87,65 @@ static SCENARIOS: [Scenario; 14] = [
             },
             ..SimSetup::default()
         },
+        workload: CHAT,
     },
     Scenario {
         name: "long-prompts",
         finding: Some("ttft.prefill_bound"),
-        reproduces: "a 70B model on one GPU pair: prefill of long prompts dominates TTFT with no queue",
+        reproduces: "a 70B model on two H200s fed 16k-token prompts: prefill dominates TTFT with no queue",
         setup: || SimSetup {
             model: "llama-3.1-70b".into(),
             served_model_name: "sim-llama-3.1-70b".into(),
+            gpu: "h200".into(),
             tensor_parallel_size: 2,
             max_model_len: 32768,
             ..SimSetup::default()
+        },
+        workload: Workload {
+            input_tokens: 16000,
+            output_tokens: 128,
+            ..CHAT
         },
     },
     Scenario {
         name: "batch-latency",
         finding: Some("itl.batch_size"),
-        reproduces: "a large batch on a small GPU: ITL under load is several times the single-user ITL, no queue",
+        reproduces: "long contexts batched on an L40S: ITL under load is twice the single-user ITL, with no queue",
         setup: || SimSetup {
-            gpu: "l4".into(),
-            model: "qwen3-8b".into(),
-            served_model_name: "sim-qwen3-8b".into(),
+            gpu: "l40s".into(),
             max_model_len: 4096,
             ..SimSetup::default()
+        },
+        workload: Workload {
+            input_tokens: 2048,
+            ..CHAT
         },
     },
     Scenario {
         name: "slow-decode",
         finding: Some("itl.single_user_slow"),
-        reproduces: "memory-bandwidth-bound decode: ITL at concurrency 1 far above what the GPU class promises",
+        reproduces: "a throttled A100 40GB: ITL at concurrency 1 far above the GPU's memory-bandwidth floor",
         setup: || SimSetup {
-            gpu: "a10".into(),
+            gpu: "a100-40gb".into(),
             throttle: 2.5,
             max_model_len: 4096,
             ..SimSetup::default()
         },
+        workload: CHAT,
     },
     Scenario {
         name: "tp-over-pcie",
         finding: Some("itl.single_user_slow"),
-        reproduces: "tensor parallelism 4 over PCIe: every step pays slow all-reduces",
+        reproduces: "70B with tensor parallelism 4 over PCIe instead of NVLink: every step pays slow all-reduces",
         setup: || SimSetup {
             model: "llama-3.1-70b".into(),
             served_model_name: "sim-llama-3.1-70b".into(),
-            gpu: "l40s".into(),
+            gpu: "h100".into(),
             tensor_parallel_size: 4,
             pcie: true,
             ..SimSetup::default()
         },
+        workload: CHAT,
     },
     Scenario {
         name: "upstream-bottleneck",
@@ -123,6 +158,7 @@ static SCENARIOS: [Scenario; 14] = [
             },
             ..SimSetup::default()
         },
+        workload: CHAT,
     },
     Scenario {
         name: "errors",
@@ -137,6 +173,7 @@ static SCENARIOS: [Scenario; 14] = [
             },
             ..SimSetup::default()
         },
+        workload: CHAT,
     },
     Scenario {
         name: "runaway-generation",
@@ -146,6 +183,7 @@ static SCENARIOS: [Scenario; 14] = [
             stop: StopModel::Never,
             ..SimSetup::default()
         },
+        workload: CHAT,
     },
     Scenario {
         name: "cold-start",
@@ -156,6 +194,7 @@ static SCENARIOS: [Scenario; 14] = [
             cold_factor: 8.0,
             ..SimSetup::default()
         },
+        workload: CHAT,
     },
     Scenario {
         name: "prefix-cache-miss",
@@ -165,15 +204,22 @@ static SCENARIOS: [Scenario; 14] = [
             enable_prefix_caching: false,
             ..SimSetup::default()
         },
+        workload: Workload {
+            input_tokens: 256,
+            prefix_tokens: 768,
+            prefix_groups: 4,
+            ..CHAT
+        },
     },
     Scenario {
         name: "degrading",
         finding: Some("throughput.degraded_over_time"),
-        reproduces: "steps slow down by 30% per minute of uptime in a tight KV pool: tokens/s falls as the run goes on",
+        reproduces: "steps slow down by 50% per minute of uptime in a tight KV pool: tokens/s falls as the run goes on",
         setup: || SimSetup {
-            degrade_per_minute: 0.3,
+            degrade_per_minute: 0.5,
             num_gpu_blocks_override: Some(blocks_for_requests(24)),
             ..SimSetup::default()
         },
+        workload: CHAT,
     },
 ];

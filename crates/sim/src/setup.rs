@@ -108,6 +108,13 @@ pub struct Built {
 
 impl SimSetup {
     pub fn build(&self) -> Result<Built, HardwareError> {
+        if self.max_model_len < 2 {
+            return Err(HardwareError::InvalidSetting {
+                setting: "max_model_len",
+                value: self.max_model_len.to_string(),
+                expected: "at least 2 tokens (a prompt token and an output token)".into(),
+            });
+        }
         let model = if self.model.ends_with(".json") || Path::new(&self.model).is_file() {
             ModelShape::from_config_file(Path::new(&self.model))?
         } else {

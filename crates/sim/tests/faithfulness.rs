@@ -6,7 +6,6 @@ use infer_doctor_sim::des::{self, Arrivals, Outcome};
 use infer_doctor_sim::engine::{FinishReason, NewRequest};
 use infer_doctor_sim::logs;
 use infer_doctor_sim::setup::{Built, SimSetup};
-use infer_doctor_sim::text::synthetic_block_hashes;
 use rand::SeedableRng;
 use rand_distr::{Distribution, Exp};
 
@@ -21,14 +20,7 @@ fn exact(setup: SimSetup) -> Built {
 
 /// Requests with distinct prompts of `prompt` tokens that run to exactly `output` tokens.
 fn fixed(prompt: u32, output: u32) -> impl FnMut(u64) -> NewRequest {
-    move |id| NewRequest {
-        id,
-        prompt_tokens: prompt,
-        block_hashes: synthetic_block_hashes(0, id, prompt, 0, 16),
-        max_tokens: output,
-        stop_after: None,
-        min_tokens: 0,
-    }
+    move |id| des::synthetic_request(id, prompt, (0, 1), output, None, 16)
 }
 
 fn closed(built: &mut Built, users: u32, requests: u64, prompt: u32, output: u32) -> Outcome {

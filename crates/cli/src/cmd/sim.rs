@@ -16,7 +16,6 @@ use infer_doctor_sim::scenario;
 use infer_doctor_sim::server::{LogSink, SimServer};
 use infer_doctor_sim::setup::SimSetup;
 use infer_doctor_sim::text::WordTokenizer;
-use infer_doctor_sim::text::synthetic_block_hashes;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, Exp};
@@ -192,24 +191,19 @@ fn workload(
     move |id| {
         let prompt = (prefix + input.sample(&mut rng)).clamp(1, max_model_len - 1);
         let max_tokens = output.sample(&mut rng).clamp(1, max_model_len - prompt);
-        NewRequest {
+        let stop_after = if ignore_eos {
+            None
+        } else {
+            stop.sample(&mut rng)
+        };
+        des::synthetic_request(
             id,
-            prompt_tokens: prompt,
-            block_hashes: synthetic_block_hashes(
-                id % u64::from(groups),
-                id,
-                prompt,
-                prefix,
-                block_size,
-            ),
+            prompt,
+            (prefix, groups),
             max_tokens,
-            stop_after: if ignore_eos {
-                None
-            } else {
-                stop.sample(&mut rng)
-            },
-            min_tokens: 0,
-        }
+            stop_after,
+            block_size,
+        )
     }
 }
 
