@@ -174,10 +174,10 @@ pub struct BenchArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct DemoArgs {
-    /// Write run.json and requests.jsonl here.
+    /// Write each probe's run.json and requests.jsonl under this directory (one subdirectory per probe).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Scenario of the simulated server (the simulator is not built yet; the demo uses a healthy test server).
+    /// The simulated server's problem, from `sim --list-scenarios` (default: kv-saturated).
     #[arg(long)]
     pub scenario: Option<String>,
 }

@@ -421,3 +421,161 @@ async fn https_targets_are_verified_against_the_trust_asked_for() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_shows_a_server_fine_alone_and_saturated_by_a_crowd() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = bin();
+    cmd.args(["demo", "--out", dir.path().to_str().unwrap()]);
+    let output = run(cmd).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    let ttft_p50 = |probe: &str| {
+        let doc: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join(probe).join("run.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(doc["summary"]["requests"]["failed"], 0);
+        doc["summary"]["latency"]["ttft"]["p50"].as_f64().unwrap()
+    };
+    let (alone, crowd) = (ttft_p50("1"), ttft_p50("32"));
+    // Waiting for KV blocks, not prefill, makes the crowd's first token late.
+    assert!(
+        crowd > 20.0 * alone,
+        "one user {alone} ms, crowd {crowd} ms"
+    );
+
+    let mut cmd = bin();
+    cmd.args(["demo", "--scenario", "no-such-problem"]);
+    let stderr = String::from_utf8_lossy(&run(cmd).await.stderr).into_owned();
+    assert!(
+        stderr.contains("--scenario `no-such-problem`: unknown; one of healthy, kv-saturated"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_serves_logs_like_vllm_and_stops_on_ctrl_c() {
+    let trace = tempfile::NamedTempFile::new().unwrap();
+    let mut cmd = bin();
+    cmd.args(["sim", "--port", "0", "--scenario", "batch-capped"])
+        .args(["--trace", trace.path().to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut first_line = String::new();
+    let stdout = child.stdout.take().unwrap();
+    let url = tokio::task::spawn_blocking(move || {
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut first_line).unwrap();
+        first_line.trim().to_string()
+    })
+    .await
+    .unwrap();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let mut bench = bin();
+    bench.args([
+        "bench",
+        "--url",
+        &url,
+        "--concurrency",
+        "6",
+        "--num-requests",
+        "6",
+    ]);
+    bench.args(["--output-tokens", "8", "--ignore-eos"]);
+    let output = run(bench).await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(130));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for line in [
+        "'max_num_seqs': 4",
+        "GPU KV cache size: ",
+        "Maximum concurrency for 8,192 tokens per request: ",
+        "Starting vLLM server on http://127.0.0.1:",
+    ] {
+        assert!(stderr.contains(line), "missing `{line}` in {stderr}");
+    }
+    // max-num-seqs 4 under 6 users: the trace shows two requests scheduled only after others finished.
+    let trace: Vec<Value> = std::fs::read_to_string(trace.path())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(trace.len(), 6);
+    let queued = trace
+        .iter()
+        .filter(|t| {
+            t["times"]["scheduled"].as_f64().unwrap() - t["times"]["arrived"].as_f64().unwrap()
+                > 0.02
+        })
+        .count();
+    assert_eq!(queued, 2, "{trace:?}");
+    assert!(
+        trace
+            .iter()
+            .all(|t| t["token_times"].as_array().unwrap().len() == 8)
+    );
+}
+
+#[test]
+fn sim_run_simulates_a_workload_and_writes_its_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = bin()
+        .args([
+            "sim",
+            "run",
+            "--scenario",
+            "preemption-storm",
+            "--concurrency",
+            "16",
+        ])
+        .args([
+            "--num-requests",
+            "64",
+            "--format",
+            "json",
+            "--out",
+            dir.path().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(doc["requests"], 64);
+    assert!(doc["preempted_requests"].as_u64().unwrap() > 0, "{doc}");
+    let requests = std::fs::read_to_string(dir.path().join("requests.jsonl")).unwrap();
+    assert_eq!(requests.lines().count(), 64);
+    let metrics = std::fs::read_to_string(dir.path().join("metrics.prom")).unwrap();
+    assert!(metrics.contains("# TYPE vllm:num_preemptions_total counter"));
+    assert!(
+        std::fs::read_to_string(dir.path().join("series.jsonl"))
+            .unwrap()
+            .lines()
+            .count()
+            > 2
+    );
+    let bad = bin()
+        .args(["sim", "run", "--gpu", "h100", "--model", "llama-3.1-70b"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("model does not fit"), "{stderr}");
+}

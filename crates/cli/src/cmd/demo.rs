@@ -1,65 +1,70 @@
-//! `infer-doctor demo`: the whole measurement on a machine with nothing installed. Until the simulator and the
-//! playbook exist it benchmarks a built-in test server on loopback and says plainly that diagnosis comes later.
+//! `infer-doctor demo`: the whole measurement on a machine with nothing installed: the simulated vLLM server
+//! with a known problem on loopback, probed by one user and then by a crowd, as `diagnose` will probe it.
 
-use std::time::Duration;
-
-use infer_doctor_testkit::{MockConfig, MockServer};
+use std::sync::Arc;
 
 use clap::Parser;
+use infer_doctor_sim::server::SimServer;
+use infer_doctor_sim::text::WordTokenizer;
 
 use crate::args::{Cli, Command, DemoArgs};
+use crate::cmd::sim::find_scenario;
 use crate::{Failure, exit};
 
+/// A server that is fine for one user and fills its KV cache under load.
+const DEFAULT_SCENARIO: &str = "kv-saturated";
+
 pub async fn run(args: DemoArgs) -> Result<u8, Failure> {
-    if let Some(scenario) = &args.scenario {
-        eprintln!(
-            "note: scenario `{scenario}` needs the simulated vLLM server, which is not built yet; \
-             running the healthy built-in test server instead"
-        );
-    }
-    let server = MockServer::start(MockConfig {
-        model: "demo-model".into(),
-        ttft: Duration::from_millis(40),
-        itl: Duration::from_millis(8),
-        record_truth: false,
-        ..Default::default()
-    })
+    let scenario = find_scenario(args.scenario.as_deref().unwrap_or(DEFAULT_SCENARIO))?;
+    let setup = (scenario.setup)();
+    let built = setup.build().map_err(Failure::usage)?;
+    let capacity = built.plan.kv.tokens();
+    let server = SimServer::start(
+        built.core,
+        built.server,
+        Arc::new(WordTokenizer),
+        "127.0.0.1:0".parse().expect("loopback address"),
+        Arc::new(|_| {}),
+    )
     .await?;
     eprintln!(
-        "demo: a built-in OpenAI-compatible test server is listening on {}",
-        server.url()
+        "demo: simulated vLLM server on {} — scenario `{}`: {}\n      {} on {}, KV cache {capacity} tokens",
+        server.url(),
+        scenario.name,
+        scenario.reproduces,
+        setup.model,
+        setup.gpu
     );
+    let w = scenario.workload;
+    let (input, output) = (w.input_tokens.to_string(), w.output_tokens.to_string());
+    let prefix = w.prefix_tokens.to_string();
+    let groups = w.prefix_groups.to_string();
     let url = server.url();
-    let mut argv = vec![
-        "infer-doctor",
-        "bench",
-        "--url",
-        &url,
-        "--concurrency",
-        "8",
-        "--num-requests",
-        "80",
-    ];
-    argv.extend([
-        "--warmup",
-        "8",
-        "--input-tokens",
-        "256",
-        "--output-tokens",
-        "64",
-    ]);
-    let out = args.out.as_ref().map(|p| p.display().to_string());
-    if let Some(out) = &out {
-        argv.extend(["--out", out]);
+    let mut code = exit::OK;
+    for (label, concurrency, requests) in [("one user", "1", "5"), ("a crowd of 32", "32", "96")] {
+        println!("\n── {label} ──");
+        let mut argv = vec!["infer-doctor", "bench", "--url", &url, "--quiet"];
+        argv.extend(["--concurrency", concurrency, "--num-requests", requests]);
+        argv.extend(["--input-tokens", &input, "--output-tokens", &output]);
+        if w.prefix_tokens > 0 {
+            argv.extend(["--prefix-tokens", &prefix, "--prefix-groups", &groups]);
+        }
+        let out = args
+            .out
+            .as_ref()
+            .map(|p| p.join(concurrency).display().to_string());
+        if let Some(out) = &out {
+            argv.extend(["--out", out]);
+        }
+        let Command::Bench(bench) = Cli::try_parse_from(argv)?.command else {
+            unreachable!("the demo's own command line is a bench command")
+        };
+        code = code.max(crate::cmd::bench::run(bench).await?);
     }
-    let Command::Bench(bench) = Cli::try_parse_from(argv)?.command else {
-        unreachable!("the demo's own command line is a bench command")
-    };
-    let code = crate::cmd::bench::run(bench).await?;
     println!(
-        "\nDiagnosis is not built yet: the simulated vLLM server (issue 3), server metrics (issue 4) and the \
-         playbook (issue 5) will turn these numbers into findings. What you see above is the client-side \
-         measurement that diagnosis will stand on."
+        "\nDiagnosis is not built yet: reading the server's metrics and logs (issue 4) and the playbook (issue 5) \
+         will turn the difference between these two runs into findings. `infer-doctor sim --list-scenarios` \
+         lists the problems the simulator can show."
     );
-    Ok(if code == exit::OK { exit::OK } else { code })
+    Ok(code)
 }

@@ -47,16 +47,20 @@ fn print_scenarios() {
     }
 }
 
-/// The scenario's setup with every flag the user gave laid over it.
-pub fn setup_from(args: &SimSetupArgs) -> Result<SimSetup, Failure> {
-    let name = args.scenario.as_deref().unwrap_or("healthy");
-    let preset = scenario::find(name).ok_or_else(|| {
+/// A scenario by name, or a usage error listing the known ones.
+pub fn find_scenario(name: &str) -> Result<&'static scenario::Scenario, Failure> {
+    scenario::find(name).ok_or_else(|| {
         let known: Vec<&str> = scenario::all().iter().map(|s| s.name).collect();
         Failure::usage(anyhow!(
             "--scenario `{name}`: unknown; one of {}",
             known.join(", ")
         ))
-    })?;
+    })
+}
+
+/// The scenario's setup with every flag the user gave laid over it.
+pub fn setup_from(args: &SimSetupArgs) -> Result<SimSetup, Failure> {
+    let preset = find_scenario(args.scenario.as_deref().unwrap_or("healthy"))?;
     let mut setup = (preset.setup)();
     if let Some(model) = &args.model {
         setup.model = model.clone();
