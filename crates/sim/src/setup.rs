@@ -255,3 +255,55 @@ impl Built {
         ]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hugging_face_config_file_is_a_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        std::fs::write(
+            &path,
+            r#"{"model_type": "llama", "num_hidden_layers": 32, "hidden_size": 4096, "num_attention_heads": 32,
+                "num_key_value_heads": 8, "intermediate_size": 14336, "vocab_size": 128256,
+                "max_position_embeddings": 131072, "torch_dtype": "bfloat16"}"#,
+        )
+        .unwrap();
+        let from_file = SimSetup {
+            model: path.display().to_string(),
+            ..SimSetup::default()
+        }
+        .build()
+        .unwrap();
+        let built_in = SimSetup::default().build().unwrap();
+        // The same shapes as the built-in Llama-3.1-8B: the same KV pool.
+        assert_eq!(
+            from_file.scheduler.num_gpu_blocks,
+            built_in.scheduler.num_gpu_blocks
+        );
+        std::fs::write(&path, r#"{"model_type": "llama"}"#).unwrap();
+        let err = SimSetup {
+            model: path.display().to_string(),
+            ..SimSetup::default()
+        }
+        .build()
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            err.contains("config.json: missing field `hidden_size`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_max_model_len_below_two_is_refused() {
+        let setup = SimSetup {
+            max_model_len: 1,
+            ..SimSetup::default()
+        };
+        assert!(setup.build().is_err());
+    }
+}

@@ -1,6 +1,9 @@
 //! The phenomena a real vLLM server shows (research/sim_capacity.md §C "Acceptance tests"), reproduced by the
 //! simulator on its discrete-event clock: if one of these fails, diagnoses made against the simulator lie.
 
+mod common;
+
+use common::sample;
 use infer_doctor_sim::cost::StepWork;
 use infer_doctor_sim::des::{self, Arrivals, Outcome};
 use infer_doctor_sim::engine::{FinishReason, NewRequest};
@@ -217,16 +220,8 @@ fn littles_law_holds_on_the_emitted_metrics() {
     };
     let outcome = des::run(&mut built.core, &arrivals, requests, 0.05, 1e6);
     let metrics = built.core.metrics.render();
-    let value = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap()
-    };
-    let completed = value("vllm:e2e_request_latency_seconds_count");
-    let mean_e2e = value("vllm:e2e_request_latency_seconds_sum") / completed;
+    let completed = sample(&metrics, "vllm:e2e_request_latency_seconds_count");
+    let mean_e2e = sample(&metrics, "vllm:e2e_request_latency_seconds_sum") / completed;
     let throughput = completed / outcome.simulated_seconds;
     let in_system = outcome
         .series

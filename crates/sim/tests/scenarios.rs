@@ -2,6 +2,9 @@
 //! probe it: one user, then a crowd. (Faults that live in the HTTP front, `errors` and `upstream-bottleneck`,
 //! are shown in tests/server.rs.)
 
+mod common;
+
+use common::sample;
 use infer_doctor_sim::des::{self, Arrivals, Outcome};
 use infer_doctor_sim::engine::FinishReason;
 use infer_doctor_sim::scenario::{self, Scenario};
@@ -233,16 +236,8 @@ fn cold_start_makes_the_first_requests_slow() {
 fn prefix_cache_miss_finds_nothing_where_caching_would_find_most() {
     let p = probe("prefix-cache-miss");
     let metrics = p.built.core.metrics.render();
-    let value = |name: &str| {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap()
-    };
-    assert!(value("vllm:prefix_cache_queries_total") > 0.0);
-    assert_eq!(value("vllm:prefix_cache_hits_total"), 0.0);
+    assert!(sample(&metrics, "vllm:prefix_cache_queries_total") > 0.0);
+    assert_eq!(sample(&metrics, "vllm:prefix_cache_hits_total"), 0.0);
 }
 
 #[test]

@@ -1,6 +1,9 @@
 //! The simulated server over real HTTP on loopback: vLLM's endpoints and error shapes, streams that match the
 //! engine's ground truth, and every fault the scenarios rely on, measured by infer-doctor's own client.
 
+mod common;
+
+use common::sample;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -326,12 +329,10 @@ async fn injected_faults_are_what_the_client_sees() {
     assert!((3..=20).contains(&broken), "{:?}", s.requests.errors);
     // The engine was told about every cut stream: they finished as aborted.
     let (_, metrics) = http(&server, "GET", "/metrics", "").await;
-    let aborted = metrics
-        .lines()
-        .find(|l| l.starts_with("vllm:request_success_total") && l.contains("\"abort\""))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap();
+    let aborted = sample(
+        &metrics,
+        "vllm:request_success_total{engine=\"0\",finished_reason=\"abort\"",
+    );
     assert_eq!(aborted as u64, broken);
 }
 
@@ -364,15 +365,8 @@ async fn a_gateway_in_front_keeps_the_engine_below_the_clients_concurrency() {
         http(&server, "GET", "/metrics", "").await.1
     };
     let (out, metrics) = tokio::join!(run, probe);
-    let gauge = |name: &str| {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap()
-    };
-    let in_engine = gauge("vllm:num_requests_running{") + gauge("vllm:num_requests_waiting{");
+    let in_engine = sample(&metrics, "vllm:num_requests_running{")
+        + sample(&metrics, "vllm:num_requests_waiting{");
     assert!(in_engine <= 2.0, "{in_engine}");
     assert_eq!(out.summary.requests.ok, 24);
     assert!(out.summary.throughput.mean_concurrency > 6.0);
