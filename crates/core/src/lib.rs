@@ -3,6 +3,7 @@
 
 pub mod aggregate;
 pub mod record;
+pub mod signals;
 pub mod slo;
 pub mod stats;
 pub mod summary;
@@ -11,6 +12,7 @@ pub mod workload;
 
 pub use aggregate::RunAggregate;
 pub use record::{ErrorClass, Phase, RequestError, RequestRecord};
+pub use signals::{Buckets, Reading, ServerReadings, Signal, SignalKind};
 pub use slo::{Slo, SloMetric, SloSet};
 pub use stats::{LatencyHistogram, Summary};
 pub use summary::RunSummary;

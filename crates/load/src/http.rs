@@ -259,6 +259,34 @@ impl HttpClient {
             .expect("request parts are valid")
     }
 
+    /// GETs `path` and reads the whole body; anything but a 2xx within `timeout` is an error saying what.
+    pub async fn get(&self, path: &str, timeout: Duration) -> Result<Bytes, String> {
+        let out = Outgoing {
+            method: hyper::Method::GET,
+            path: path.to_string(),
+            body: Bytes::new(),
+            accept_stream: false,
+        };
+        let fetch = async {
+            let (response, lease, _) = self.send(&out).await.map_err(|e| e.message)?;
+            let status = response.status();
+            let body = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            if let Some(lease) = lease {
+                lease.release(true);
+            }
+            if !status.is_success() {
+                return Err(format!("HTTP {}", status.as_u16()));
+            }
+            Ok(body)
+        };
+        tokio::time::timeout(timeout, fetch)
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")))
+    }
+
     /// Sends a request and returns the response head. A request that failed before any byte of a response
     /// arrived, on a connection that was reused or never took it, is re-sent once on a fresh connection.
     pub async fn send(

@@ -10,6 +10,7 @@ pub mod probe;
 pub mod recorder;
 pub mod run;
 pub mod schedule;
+pub mod scrape;
 pub mod sse;
 pub mod sweep;
 pub mod target;
@@ -31,6 +32,11 @@ pub enum LoadError {
     Spec(String),
     #[error("writing {path}: {source}")]
     Write {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("reading {path}: {source}")]
+    Read {
         path: String,
         source: std::io::Error,
     },

@@ -3,12 +3,10 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::BodyExt;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::http::{HttpClient, Outgoing};
+use crate::http::HttpClient;
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct TargetInfo {
@@ -24,32 +22,8 @@ pub struct TargetInfo {
 }
 
 async fn get_json(client: &HttpClient, api_path: &str, timeout: Duration) -> Result<Value, String> {
-    let out = Outgoing {
-        method: hyper::Method::GET,
-        path: client.target().path(api_path),
-        body: Bytes::new(),
-        accept_stream: false,
-    };
-    let fetch = async {
-        let (response, lease, _) = client.send(&out).await.map_err(|e| e.message)?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        if let Some(lease) = lease {
-            lease.release(true);
-        }
-        if !status.is_success() {
-            return Err(format!("HTTP {}", status.as_u16()));
-        }
-        serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))
-    };
-    tokio::time::timeout(timeout, fetch)
-        .await
-        .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")))
+    let body = client.get(&client.target().path(api_path), timeout).await?;
+    serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))
 }
 
 /// Reads `/v1/models` and `/version`; failures are recorded, not fatal.

@@ -61,6 +61,17 @@ pub(crate) async fn handle(
             ),
             "version" => json_reply(StatusCode::OK, &json!({"version": "testkit-1"})),
             "health" => full(StatusCode::OK, "text/plain", ""),
+            "metrics" => {
+                tokio::time::sleep(shared.config.metrics_delay).await;
+                let served = shared.next_index.load(Ordering::Relaxed);
+                full(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4",
+                    format!(
+                        "# TYPE testkit_requests_total counter\ntestkit_requests_total {served}\n"
+                    ),
+                )
+            }
             _ => error_reply(404, "not found"),
         });
     }

@@ -62,6 +62,8 @@ pub struct MockConfig {
     pub record_truth: bool,
     /// Requests processed at once; the rest wait inside the server, as behind a full engine.
     pub capacity: Option<usize>,
+    /// How long `/metrics` takes to answer (a slow or hung metrics endpoint).
+    pub metrics_delay: Duration,
     pub faults: Vec<FaultRule>,
 }
 
@@ -77,6 +79,7 @@ impl Default for MockConfig {
             close_after_stream: false,
             record_truth: true,
             capacity: None,
+            metrics_delay: Duration::ZERO,
             faults: Vec::new(),
         }
     }

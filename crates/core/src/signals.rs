@@ -1,0 +1,159 @@
+//! The server-side concepts every dialect maps to (DESIGN.md §5), so the diagnosis reads "KV usage" or "queue
+//! time" without knowing that vLLM, SGLang, TGI, llama.cpp and TensorRT-LLM each spell them differently.
+
+use std::collections::BTreeMap;
+
+/// One concept a server may report about itself.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Signal {
+    Ttft,
+    Itl,
+    Tpot,
+    E2e,
+    QueueTime,
+    PrefillTime,
+    DecodeTime,
+    RequestsRunning,
+    RequestsWaiting,
+    /// Waiting for KV blocks or a sequence slot (vLLM's `reason="capacity"`).
+    RequestsWaitingCapacity,
+    /// Held back by the scheduler on purpose, e.g. long prefills (`reason="deferred"`).
+    RequestsWaitingDeferred,
+    /// 0–1.
+    KvUsage,
+    KvCapacityTokens,
+    Preemptions,
+    PromptTokens,
+    GenerationTokens,
+    PrefixCacheQueries,
+    PrefixCacheHits,
+    /// By finish reason.
+    RequestsFinished,
+}
+
+/// How a signal's numbers behave over time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignalKind {
+    /// Seconds, as cumulative buckets: quantiles come from bucket rates over a window.
+    Histogram,
+    Gauge,
+    /// Only grows (resets on restart): rates and increases over a window.
+    Counter,
+}
+
+impl Signal {
+    pub const ALL: [Signal; 19] = [
+        Signal::Ttft,
+        Signal::Itl,
+        Signal::Tpot,
+        Signal::E2e,
+        Signal::QueueTime,
+        Signal::PrefillTime,
+        Signal::DecodeTime,
+        Signal::RequestsRunning,
+        Signal::RequestsWaiting,
+        Signal::RequestsWaitingCapacity,
+        Signal::RequestsWaitingDeferred,
+        Signal::KvUsage,
+        Signal::KvCapacityTokens,
+        Signal::Preemptions,
+        Signal::PromptTokens,
+        Signal::GenerationTokens,
+        Signal::PrefixCacheQueries,
+        Signal::PrefixCacheHits,
+        Signal::RequestsFinished,
+    ];
+
+    pub fn kind(self) -> SignalKind {
+        use Signal::*;
+        match self {
+            Ttft | Itl | Tpot | E2e | QueueTime | PrefillTime | DecodeTime => SignalKind::Histogram,
+            RequestsRunning
+            | RequestsWaiting
+            | RequestsWaitingCapacity
+            | RequestsWaitingDeferred
+            | KvUsage
+            | KvCapacityTokens => SignalKind::Gauge,
+            Preemptions | PromptTokens | GenerationTokens | PrefixCacheQueries
+            | PrefixCacheHits | RequestsFinished => SignalKind::Counter,
+        }
+    }
+
+    /// The canonical name, as in reports and JSON.
+    pub fn name(self) -> &'static str {
+        use Signal::*;
+        match self {
+            Ttft => "ttft",
+            Itl => "itl",
+            Tpot => "tpot",
+            E2e => "e2e",
+            QueueTime => "queue_time",
+            PrefillTime => "prefill_time",
+            DecodeTime => "decode_time",
+            RequestsRunning => "requests_running",
+            RequestsWaiting => "requests_waiting",
+            RequestsWaitingCapacity => "requests_waiting_capacity",
+            RequestsWaitingDeferred => "requests_waiting_deferred",
+            KvUsage => "kv_usage",
+            KvCapacityTokens => "kv_capacity_tokens",
+            Preemptions => "preemptions",
+            PromptTokens => "prompt_tokens",
+            GenerationTokens => "generation_tokens",
+            PrefixCacheQueries => "prefix_cache_queries",
+            PrefixCacheHits => "prefix_cache_hits",
+            RequestsFinished => "requests_finished",
+        }
+    }
+}
+
+/// Cumulative histogram buckets as a server exposes them, in seconds.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Buckets {
+    /// (upper bound, cumulative count), ascending by bound, the last one `+Inf`.
+    pub bounds: Vec<(f64, f64)>,
+    pub sum: f64,
+    pub count: f64,
+}
+
+/// What one scrape says about one signal, summed over the server's engines and models.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reading {
+    Value(f64),
+    Histogram(Buckets),
+    /// Per label value, e.g. finished requests by reason.
+    ByLabel(BTreeMap<String, f64>),
+}
+
+impl Reading {
+    /// The single number of a gauge or counter, or the total over labels.
+    pub fn value(&self) -> Option<f64> {
+        match self {
+            Reading::Value(v) => Some(*v),
+            Reading::ByLabel(by) => Some(by.values().sum()),
+            Reading::Histogram(_) => None,
+        }
+    }
+}
+
+/// One scrape in canonical terms.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ServerReadings {
+    /// The dialect the names were read in (e.g. `vllm_v1`).
+    pub dialect: String,
+    pub readings: BTreeMap<Signal, Reading>,
+}
+
+impl ServerReadings {
+    pub fn get(&self, signal: Signal) -> Option<&Reading> {
+        self.readings.get(&signal)
+    }
+
+    pub fn value(&self, signal: Signal) -> Option<f64> {
+        self.get(signal).and_then(Reading::value)
+    }
+}

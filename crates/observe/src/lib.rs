@@ -1,0 +1,7 @@
+//! The `observe` room: everything infer-doctor learns from the server's own words — Prometheus metrics in any
+//! dialect, window arithmetic exactly as PromQL does it, scraping, and engine logs — as canonical signals.
+
+pub mod dialect;
+pub mod exposition;
+pub mod logs;
+pub mod window;
