@@ -25,8 +25,6 @@ pub struct Throughput {
     pub prompt_tokens: u64,
     pub generation_tokens: u64,
     pub preemptions: u64,
-    pub prefix_queries: u64,
-    pub prefix_hits: u64,
 }
 
 pub struct SimCore {
@@ -73,17 +71,19 @@ impl SimCore {
         self.engine.has_work()
     }
 
-    /// Schedules the next batch at `now`; returns it and how long its forward pass takes.
+    /// Schedules the next batch at `now`; returns it and how long its forward pass takes, or `None` when there
+    /// is nothing the engine can run now.
     pub fn begin_step(&mut self, now: f64) -> Option<(Step, f64)> {
         if !self.engine.has_work() {
             return None;
         }
         let step = self.engine.schedule(now);
+        if step.scheduled.is_empty() && step.preempted.is_empty() {
+            return None;
+        }
         let base = self.cost.step_seconds(&step.work) * (self.slowdown)(now);
         let seconds = self.cost.jitter(base, &mut self.rng);
         self.totals.preemptions += step.preempted.len() as u64;
-        self.totals.prefix_queries += step.prefix_queries;
-        self.totals.prefix_hits += step.prefix_hits;
         self.steps += 1;
         Some((step, seconds))
     }
@@ -136,11 +136,10 @@ impl SimCore {
     }
 
     fn publish_state(&mut self) {
-        let waiting = self.engine.waiting();
         self.metrics.set_state(
             u64::from(self.engine.running()),
-            u64::from(waiting.capacity),
-            u64::from(waiting.deferred),
+            u64::from(self.engine.waiting()),
+            0,
             self.engine.kv_usage(),
         );
     }
@@ -157,12 +156,11 @@ impl SimCore {
     /// Closes a stats interval at `now`: vLLM's periodic "Engine 000: Avg prompt throughput ..." line, or
     /// `None` when the server was idle through this and the previous interval (vLLM logs nothing then).
     pub fn stats_line(&mut self, now: f64) -> Option<LogRecord> {
-        let waiting = self.engine.waiting();
         self.stats.take(
             now,
             u64::from(self.engine.running()),
-            u64::from(waiting.capacity),
-            u64::from(waiting.deferred),
+            u64::from(self.engine.waiting()),
+            0,
             self.engine.kv_usage(),
         )
     }

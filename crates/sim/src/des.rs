@@ -72,17 +72,22 @@ pub fn run(
             core.add(request(sent), open_times[sent as usize]);
             sent += 1;
         }
-        if !core.has_work() {
+        // Idle, or only waiting requests that cannot run: only the next arrival (none, in a closed loop) can
+        // change that.
+        let step = if core.has_work() {
+            core.begin_step(now)
+        } else {
+            None
+        };
+        let Some((step, seconds)) = step else {
             match open_times.get(sent as usize) {
                 Some(&t) if t <= horizon => {
+                    sample_until(core, &mut out, &mut next_sample, t, sample_every);
                     now = t;
                     continue;
                 }
                 _ => break,
             }
-        }
-        let Some((step, seconds)) = core.begin_step(now) else {
-            break;
         };
         let end = now + seconds;
         // Arrivals during the forward pass join the queue at their own time, for the next schedule.
@@ -90,6 +95,8 @@ pub fn run(
             core.add(request(sent), open_times[sent as usize]);
             sent += 1;
         }
+        // The state during the step is the state sampled at times it spans.
+        sample_until(core, &mut out, &mut next_sample, end, sample_every);
         for token in core.end_step(&step, end) {
             if let Some(done) = token.finished {
                 out.finished.push(done);
@@ -100,11 +107,6 @@ pub fn run(
             }
         }
         now = end;
-        while next_sample <= now {
-            out.series
-                .push(sample(core, next_sample, out.finished.len()));
-            next_sample += sample_every;
-        }
         if now > horizon {
             break;
         }
@@ -115,13 +117,20 @@ pub fn run(
     out
 }
 
+/// Samples the current state at every sampling time before `until`.
+fn sample_until(core: &SimCore, out: &mut Outcome, next: &mut f64, until: f64, every: f64) {
+    while *next < until {
+        out.series.push(sample(core, *next, out.finished.len()));
+        *next += every;
+    }
+}
+
 fn sample(core: &SimCore, t: f64, finished: usize) -> Sample {
     let totals = core.totals();
-    let waiting = core.engine.waiting();
     Sample {
         t,
         running: core.engine.running(),
-        waiting: waiting.capacity + waiting.deferred,
+        waiting: core.engine.waiting(),
         kv_usage: core.engine.kv_usage(),
         prompt_tokens: totals.prompt_tokens,
         generation_tokens: totals.generation_tokens,

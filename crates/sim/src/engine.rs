@@ -94,12 +94,6 @@ pub struct Step {
     pub prefix_hits: u64,
 }
 
-impl Step {
-    pub fn scheduled_tokens(&self) -> u64 {
-        self.scheduled.iter().map(|&(_, n)| u64::from(n)).sum()
-    }
-}
-
 /// A token produced by a finished step.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Emitted {
@@ -127,15 +121,6 @@ pub struct Finished {
     pub prefill_computed: u32,
 }
 
-/// Why the waiting queue is not moving, for `num_requests_waiting_by_reason`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct WaitingBreakdown {
-    /// Blocked on KV blocks or the sequence cap.
-    pub capacity: u32,
-    /// Held back only because this step's token budget was spent.
-    pub deferred: u32,
-}
-
 #[derive(Clone, Debug)]
 pub struct Engine {
     config: SchedulerConfig,
@@ -143,7 +128,6 @@ pub struct Engine {
     requests: HashMap<u64, Request>,
     waiting: VecDeque<u64>,
     running: Vec<u64>,
-    waiting_breakdown: WaitingBreakdown,
 }
 
 impl Engine {
@@ -154,7 +138,6 @@ impl Engine {
             requests: HashMap::new(),
             waiting: VecDeque::new(),
             running: Vec::new(),
-            waiting_breakdown: WaitingBreakdown::default(),
         }
     }
 
@@ -200,14 +183,10 @@ impl Engine {
         self.running.len() as u32
     }
 
-    pub fn waiting(&self) -> WaitingBreakdown {
-        let total = self.waiting.len() as u32;
-        let b = self.waiting_breakdown;
-        // Arrivals since the last step have not been tried yet: they wait for capacity like the rest.
-        WaitingBreakdown {
-            capacity: total.saturating_sub(b.deferred.min(total)),
-            deferred: b.deferred.min(total),
-        }
+    /// Requests waiting to be scheduled. All of them wait for capacity (KV blocks, a sequence slot, token
+    /// budget): vLLM's other reason, "deferred", is for LoRA budgets and KV transfers, which are not simulated.
+    pub fn waiting(&self) -> u32 {
+        self.waiting.len() as u32
     }
 
     pub fn kv_usage(&self) -> f64 {
@@ -234,22 +213,9 @@ impl Engine {
             budget -= n;
             i += 1;
         }
-        let mut stopped_by_budget = false;
         if step.preempted.is_empty() {
-            stopped_by_budget = self.admit(&mut step, &mut budget, now);
+            self.admit(&mut step, &mut budget, now);
         }
-        let left = self.waiting.len() as u32;
-        self.waiting_breakdown = if stopped_by_budget {
-            WaitingBreakdown {
-                capacity: 0,
-                deferred: left,
-            }
-        } else {
-            WaitingBreakdown {
-                capacity: left,
-                deferred: 0,
-            }
-        };
         step
     }
 
@@ -280,6 +246,7 @@ impl Engine {
                     .expect("running request exists")
                     .blocks
                     .extend(blocks);
+                self.cache_full_blocks(id, n);
                 return true;
             }
             let Some(victim) = self.running.pop() else {
@@ -303,24 +270,19 @@ impl Engine {
         self.waiting.push_front(id);
     }
 
-    /// Admits waiting requests in order while budget, sequence cap and KV allow. True when the budget, not
-    /// capacity, stopped it.
-    fn admit(&mut self, step: &mut Step, budget: &mut u32, now: f64) -> bool {
+    /// Admits waiting requests in order while budget, sequence cap and KV allow.
+    fn admit(&mut self, step: &mut Step, budget: &mut u32, now: f64) {
         while let Some(&id) = self.waiting.front() {
-            if *budget == 0 {
-                return true;
-            }
-            if self.running.len() as u32 >= self.config.max_num_seqs {
-                return false;
+            if *budget == 0 || self.running.len() as u32 >= self.config.max_num_seqs {
+                return;
             }
             let req = &self.requests[&id];
             let first_time = req.times.scheduled.is_none();
             // A hit may not cover the whole prompt: the last token must be computed to sample from it.
             let hits = if self.config.enable_prefix_caching {
                 let usable = (req.num_tokens() - 1) / self.config.block_size;
-                let hashes =
-                    &req.new.block_hashes[..req.new.block_hashes.len().min(usable as usize)];
-                self.pool.cached_prefix(hashes)
+                let hashes: Vec<u64> = (0..usable as usize).map(|i| block_hash(req, i)).collect();
+                self.pool.cached_prefix(&hashes)
             } else {
                 Vec::new()
             };
@@ -330,21 +292,24 @@ impl Engine {
                 n = n.min(self.config.long_prefill_token_threshold);
             }
             if !self.config.enable_chunked_prefill && n > *budget {
-                return true;
+                return;
             }
             n = n.min(*budget);
             let fresh = self.blocks_for(computed + n) - hits.len() as u32;
             if !self.pool.can_take(&hits, fresh) {
-                return false;
+                return;
             }
             self.pool.take_hits(&hits);
             let blocks = self.pool.allocate(fresh).expect("checked above");
             self.waiting.pop_front();
             let req = self.requests.get_mut(&id).expect("waiting request exists");
             if first_time {
-                step.prefix_requests += 1;
-                step.prefix_queries += u64::from(req.new.prompt_tokens);
-                step.prefix_hits += u64::from(computed);
+                // vLLM records prefix-cache stats only when the cache is on.
+                if self.config.enable_prefix_caching {
+                    step.prefix_requests += 1;
+                    step.prefix_queries += u64::from(req.new.prompt_tokens);
+                    step.prefix_hits += u64::from(computed);
+                }
                 req.cached_prompt_tokens = computed;
                 req.times.scheduled = Some(now);
             }
@@ -352,10 +317,23 @@ impl Engine {
             req.blocks.extend(blocks);
             req.computed = computed;
             self.running.push(id);
+            self.cache_full_blocks(id, n);
             self.note_work(id, n, step);
             *budget -= n;
         }
-        false
+    }
+
+    /// Registers the request's blocks that will be full after `n` more tokens, at allocation as vLLM does, so a
+    /// request admitted later in the same step can already share them.
+    fn cache_full_blocks(&mut self, id: u64, n: u32) {
+        if !self.config.enable_prefix_caching {
+            return;
+        }
+        let req = &self.requests[&id];
+        let full = ((req.computed + n).min(req.num_tokens()) / self.config.block_size) as usize;
+        for (i, &block) in req.blocks.iter().enumerate().take(full) {
+            self.pool.cache(block, block_hash(req, i));
+        }
     }
 
     fn note_work(&mut self, id: u64, n: u32, step: &mut Step) {
@@ -373,7 +351,6 @@ impl Engine {
     /// end sample a token, and finished ones leave, their blocks going back to the pool.
     pub fn complete(&mut self, step: &Step, now: f64) -> Vec<Emitted> {
         let mut out = Vec::with_capacity(step.scheduled.len());
-        let block_size = self.config.block_size;
         for &(id, n) in &step.scheduled {
             let Some(req) = self.requests.get_mut(&id) else {
                 continue; // aborted during the step
@@ -382,12 +359,6 @@ impl Engine {
             req.computed += n;
             if before < req.new.prompt_tokens {
                 req.prefill_computed += req.computed.min(req.new.prompt_tokens) - before;
-            }
-            if self.config.enable_prefix_caching {
-                let full = (req.computed.min(req.new.prompt_tokens) / block_size) as usize;
-                for (b, &h) in req.blocks.iter().zip(&req.new.block_hashes).take(full) {
-                    self.pool.cache(*b, h);
-                }
             }
             if req.computed < req.num_tokens() {
                 continue; // a prefill chunk that did not reach the end of the prompt
@@ -416,6 +387,18 @@ impl Engine {
             });
         }
         out
+    }
+}
+
+/// The prefix-cache key of a request's block `i`: its prompt's chained hash, or past the prompt's full blocks one
+/// of its own (generated text is never shared, but a preempted request can get its own blocks back).
+fn block_hash(req: &Request, i: usize) -> u64 {
+    match req.new.block_hashes.get(i) {
+        Some(&h) => h,
+        None => {
+            let parent = req.new.block_hashes.last().copied().unwrap_or(0);
+            crate::text::chain_hash(parent, &[req.new.id, i as u64])
+        }
     }
 }
 
@@ -508,7 +491,7 @@ mod tests {
         let step = engine.schedule(0.0);
         assert_eq!(step.scheduled.len(), 2);
         assert_eq!(engine.running(), 2);
-        assert_eq!(engine.waiting().capacity, 1);
+        assert_eq!(engine.waiting(), 1);
     }
 
     #[test]

@@ -35,14 +35,16 @@ impl BlockPool {
             free: 0,
             cached: HashMap::new(),
         };
-        for id in 0..num_blocks {
+        // Block 0 is vLLM's null block, reserved and never handed out.
+        for id in 1..num_blocks {
             pool.push_tail(id);
         }
         pool
     }
 
+    /// Blocks that can hold KV: all but the null block.
     pub fn num_blocks(&self) -> u32 {
-        self.ref_count.len() as u32
+        (self.ref_count.len() as u32).saturating_sub(1)
     }
 
     pub fn free_blocks(&self) -> u32 {
@@ -118,7 +120,11 @@ impl BlockPool {
     pub fn release(&mut self, blocks: &[BlockId]) {
         for &b in blocks.iter().rev() {
             let rc = &mut self.ref_count[b as usize];
-            *rc = rc.saturating_sub(1);
+            debug_assert!(*rc > 0, "block {b} released twice");
+            if *rc == 0 {
+                continue;
+            }
+            *rc -= 1;
             if *rc == 0 {
                 self.push_tail(b);
             }
@@ -161,7 +167,7 @@ mod tests {
 
     #[test]
     fn freed_prompt_blocks_are_hit_until_evicted_least_recent_first() {
-        let mut pool = BlockPool::new(4);
+        let mut pool = BlockPool::new(5);
         let a = pool.allocate(2).unwrap();
         pool.cache(a[0], 11);
         pool.cache(a[1], 12);
@@ -183,7 +189,7 @@ mod tests {
 
     #[test]
     fn shared_blocks_return_to_the_queue_only_when_the_last_owner_leaves() {
-        let mut pool = BlockPool::new(2);
+        let mut pool = BlockPool::new(3);
         let a = pool.allocate(1).unwrap();
         pool.cache(a[0], 7);
         let hit = pool.cached_prefix(&[7]);

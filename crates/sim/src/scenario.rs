@@ -81,6 +81,7 @@ static SCENARIOS: [Scenario; 14] = [
         reproduces: "long outputs in a tight KV pool: running requests are preempted and recomputed",
         setup: || SimSetup {
             num_gpu_blocks_override: Some(blocks_for_requests(6)),
+            max_model_len: 4096,
             stop: StopModel::LogNormal {
                 median: 900.0,
                 sigma: 0.3,

@@ -89,6 +89,8 @@ pub type LogSink = Arc<dyn Fn(LogRecord) + Send + Sync>;
 enum Command {
     Add {
         request: NewRequest,
+        /// Seconds since the server started, stamped by the HTTP front: TTFT and E2E start here.
+        arrived: f64,
         tokens: amsc::UnboundedSender<TokenOut>,
     },
     Abort(u64),
@@ -197,9 +199,13 @@ fn engine_loop(
                  sinks: &mut HashMap<u64, amsc::UnboundedSender<TokenOut>>,
                  trace: &mut Option<Trace>,
                  command: Command| match command {
-        Command::Add { request, tokens } => {
+        Command::Add {
+            request,
+            arrived,
+            tokens,
+        } => {
             sinks.insert(request.id, tokens);
-            core.add(request, now());
+            core.add(request, arrived);
         }
         Command::Abort(id) => {
             sinks.remove(&id);
@@ -236,9 +242,18 @@ fn engine_loop(
             continue;
         };
         let end = t + seconds;
-        let left = end - now();
-        if left > 0.0 {
-            std::thread::sleep(Duration::from_secs_f64(left));
+        // The forward pass "runs" while arrivals, aborts and scrapes are still served, as vLLM's API server
+        // serves them beside its engine.
+        loop {
+            let left = end - now();
+            if left <= 0.0 {
+                break;
+            }
+            match commands.recv_timeout(Duration::from_secs_f64(left)) {
+                Ok(command) => apply(&mut core, &mut sinks, &mut trace, command),
+                Err(mpsc::RecvTimeoutError::Timeout) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
         }
         for token in core.end_step(&step, end) {
             let id = token.id;
@@ -459,24 +474,37 @@ fn parse_ask(shared: &Shared, body: &Value, chat: bool) -> Result<Ask, Box<Reply
             "the prompt is empty",
         )));
     }
-    let room = cfg.max_model_len.saturating_sub(prompt.len() as u32);
+    let bad = |message: String| {
+        Box::new(error_reply(
+            StatusCode::BAD_REQUEST,
+            "BadRequestError",
+            &message,
+        ))
+    };
+    let prompt_len = prompt.len() as u64;
+    let room = u64::from(cfg.max_model_len).saturating_sub(prompt_len);
     let max_tokens = body
         .get("max_completion_tokens")
         .or_else(|| body.get("max_tokens"))
-        .and_then(Value::as_u64)
-        .map(|m| m.min(u64::from(u32::MAX)) as u32);
+        .and_then(Value::as_u64);
+    if max_tokens == Some(0) {
+        return Err(bad("max_tokens must be at least 1, got 0.".into()));
+    }
     if room == 0 || max_tokens.is_some_and(|m| m > room) {
         let asked = max_tokens.unwrap_or(0);
-        return Err(Box::new(error_reply(
-            StatusCode::BAD_REQUEST,
-            "BadRequestError",
-            &format!(
-                "This model's maximum context length is {} tokens. However, you requested {} tokens ({} in the \
-                 messages, {asked} in the completion). Please reduce the length of the messages or completion.",
-                cfg.max_model_len,
-                prompt.len() as u32 + asked,
-                prompt.len()
-            ),
+        return Err(bad(format!(
+            "This model's maximum context length is {} tokens. However, you requested {} tokens ({prompt_len} in \
+             the messages, {asked} in the completion). Please reduce the length of the messages or completion.",
+            cfg.max_model_len,
+            prompt_len.saturating_add(asked),
+        )));
+    }
+    // Both fit in u32 now: bounded by max_model_len.
+    let max_tokens = max_tokens.unwrap_or(room) as u32;
+    let min_tokens = body["min_tokens"].as_u64().unwrap_or(0);
+    if min_tokens > u64::from(max_tokens) {
+        return Err(bad(format!(
+            "min_tokens must be less than or equal to max_tokens={max_tokens}, got {min_tokens}."
         )));
     }
     let options = &body["stream_options"];
@@ -485,8 +513,8 @@ fn parse_ask(shared: &Shared, body: &Value, chat: bool) -> Result<Ask, Box<Reply
         stream: body["stream"].as_bool().unwrap_or(false),
         include_usage: options["include_usage"].as_bool().unwrap_or(false),
         continuous_usage: options["continuous_usage_stats"].as_bool().unwrap_or(false),
-        max_tokens: max_tokens.unwrap_or(room).max(1),
-        min_tokens: body["min_tokens"].as_u64().unwrap_or(0) as u32,
+        max_tokens,
+        min_tokens: min_tokens as u32,
         ignore_eos: body["ignore_eos"].as_bool().unwrap_or(false),
         prompt,
     })
@@ -555,6 +583,7 @@ async fn complete(
         .engine
         .send(Command::Add {
             request,
+            arrived: shared.started.elapsed().as_secs_f64(),
             tokens: tx,
         })
         .is_err()
@@ -566,6 +595,12 @@ async fn complete(
         ));
     }
     let writer = ChunkWriter::new(&shared.config.model, id, &ask);
+    // Until the last token is out, a client that goes away takes its request out of the engine with it.
+    let mut in_engine = AbortOnDrop {
+        engine: shared.engine.clone(),
+        id,
+        armed: true,
+    };
     if !ask.stream {
         let mut generated = 0;
         let mut text = String::new();
@@ -578,6 +613,7 @@ async fn complete(
                 break;
             }
         }
+        in_engine.armed = false;
         drop(permit);
         return Ok(json_reply(
             StatusCode::OK,
@@ -585,18 +621,22 @@ async fn complete(
         ));
     }
     let (frames, body_rx) = amsc::channel::<Result<Frame<Bytes>, std::io::Error>>(64);
-    let engine = shared.engine.clone();
     let cut_after = shared.config.faults.cut_after;
     tokio::spawn(async move {
         let _permit = permit;
         let send = |bytes: Bytes| frames.send(Ok(Frame::data(bytes)));
         if ask.chat && send(writer.role_prelude()).await.is_err() {
-            let _ = engine.send(Command::Abort(id));
             return;
         }
-        while let Some(token) = rx.recv().await {
+        loop {
+            let token = tokio::select! {
+                token = rx.recv() => token,
+                // The client hung up while the request waited or between tokens.
+                () = frames.closed() => return,
+            };
+            let Some(token) = token else { return };
             if token.index > cut_after && fault != Drawn::None {
-                let _ = engine.send(Command::Abort(id));
+                in_engine.abort_now();
                 if fault == Drawn::Disconnect {
                     let _ = frames
                         .send(Err(std::io::Error::other("injected disconnect")))
@@ -607,6 +647,9 @@ async fn complete(
                 return;
             }
             let reason = token.finished.as_ref().map(|f| f.reason);
+            if reason.is_some() {
+                in_engine.armed = false;
+            }
             let chunk = writer.token_chunk(
                 generated_word(id, token.index),
                 token.index,
@@ -614,7 +657,6 @@ async fn complete(
                 ask.continuous_usage,
             );
             if send(chunk).await.is_err() {
-                let _ = engine.send(Command::Abort(id));
                 return;
             }
             if reason.is_some() {
@@ -630,6 +672,27 @@ async fn complete(
         .header("content-type", "text/event-stream; charset=utf-8")
         .body(ChannelBody { rx: body_rx }.boxed())
         .expect("static response parts are valid"))
+}
+
+/// Tells the engine to drop a request when its HTTP side ends early (disconnect, cut, dropped handler).
+struct AbortOnDrop {
+    engine: mpsc::Sender<Command>,
+    id: u64,
+    armed: bool,
+}
+
+impl AbortOnDrop {
+    fn abort_now(&mut self) {
+        if std::mem::take(&mut self.armed) {
+            let _ = self.engine.send(Command::Abort(self.id));
+        }
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.abort_now();
+    }
 }
 
 struct ChannelBody {

@@ -154,6 +154,21 @@ impl SimSetup {
             enable_prefix_caching: self.enable_prefix_caching,
             long_prefill_token_threshold: 0,
         };
+        // vLLM refuses to start when one request of max_model_len cannot fit (the null block aside).
+        let usable_tokens =
+            u64::from(num_gpu_blocks.saturating_sub(1)) * u64::from(scheduler.block_size);
+        if usable_tokens < u64::from(self.max_model_len) {
+            return Err(HardwareError::InvalidSetting {
+                setting: "num_gpu_blocks",
+                value: num_gpu_blocks.to_string(),
+                expected: format!(
+                    "enough blocks for one request of max_model_len {} ({} blocks of {} tokens, plus the null block)",
+                    self.max_model_len,
+                    self.max_model_len.div_ceil(scheduler.block_size),
+                    scheduler.block_size
+                ),
+            });
+        }
         let mut info = CacheConfigInfo::full_attention(
             scheduler.block_size,
             plan.kv.num_blocks,

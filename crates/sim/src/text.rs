@@ -29,24 +29,27 @@ fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
     hash
 }
 
-/// Chained hashes of each full block, as vLLM's prefix cache keys them: a block matches only if every block
-/// before it matched too.
+/// The next link of a prefix-cache hash chain: a block's key depends on everything before it.
+pub fn chain_hash(parent: u64, words: &[u64]) -> u64 {
+    words.iter().fold(parent, |h, w| fnv1a(h, &w.to_le_bytes()))
+}
+
+/// Chained hashes of each full block of real tokens, as vLLM's prefix cache keys them: a block matches only
+/// if every block before it matched too.
 pub fn block_hashes(tokens: &[u32], block_size: u32) -> Vec<u64> {
     let mut parent = FNV_OFFSET;
     tokens
         .chunks_exact(block_size.max(1) as usize)
         .map(|block| {
-            let mut h = parent;
-            for t in block {
-                h = fnv1a(h, &t.to_le_bytes());
-            }
-            parent = h;
-            h
+            let ids: Vec<u64> = block.iter().map(|&t| u64::from(t)).collect();
+            parent = chain_hash(parent, &ids);
+            parent
         })
         .collect()
 }
 
-/// Block hashes for a synthetic prompt of `len` tokens whose first `shared` tokens are common to its group.
+/// Block hashes for a synthetic prompt of `len` tokens whose first `shared` tokens are common to its group:
+/// the same chain as [`block_hashes`], with a block's owner (group or request) standing in for its tokens.
 pub fn synthetic_block_hashes(
     group: u64,
     unique: u64,
@@ -63,7 +66,7 @@ pub fn synthetic_block_hashes(
             } else {
                 unique | 1 << 63
             };
-            parent = fnv1a(fnv1a(parent, &owner.to_le_bytes()), &b.to_le_bytes());
+            parent = chain_hash(parent, &[owner, u64::from(b)]);
             parent
         })
         .collect()

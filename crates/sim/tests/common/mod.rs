@@ -1,4 +1,5 @@
-//! Helpers the simulator's integration tests share.
+//! Helpers the simulator's integration tests share, so each test reads a `/metrics` sample the same way
+//! (tests/server.rs, faithfulness.rs and scenarios.rs each include this module).
 
 /// The value of the first sample in a `/metrics` text whose line starts with `prefix` (a name, or a name with
 /// the start of its labels).
