@@ -248,6 +248,40 @@ pub struct SimSetupArgs {
     pub jitter: Option<f64>,
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Share of requests answered with --error-status instead of being served (0–1).
+    #[arg(long)]
+    pub error_rate: Option<f64>,
+    /// The injected error: 429, 500, 503, or 400 (answered as vLLM's context-length error).
+    #[arg(long)]
+    pub error_status: Option<u16>,
+    /// Share of streams cut (connection reset) after --cut-after tokens.
+    #[arg(long)]
+    pub disconnect_rate: Option<f64>,
+    /// Share of streams that go silent after --cut-after tokens, connection left open.
+    #[arg(long)]
+    pub stall_rate: Option<f64>,
+    #[arg(long)]
+    pub cut_after: Option<u32>,
+    /// A gateway in front of the engine that lets only this many requests through at once.
+    #[arg(long)]
+    pub gateway_limit: Option<usize>,
+    /// `/health` answers 503 for this many seconds after start, as while vLLM loads.
+    #[arg(long)]
+    pub loading_seconds: Option<f64>,
+    /// The first N seconds of steps run --cold-factor times slower (no warm-up).
+    #[arg(long)]
+    pub cold_seconds: Option<f64>,
+    #[arg(long)]
+    pub cold_factor: Option<f64>,
+    /// Every step takes this many times longer (a throttled GPU).
+    #[arg(long)]
+    pub throttle: Option<f64>,
+    /// Steps slow down by this fraction per minute of uptime.
+    #[arg(long)]
+    pub degrade_per_minute: Option<f64>,
+    /// The model never emits its stop token (runaway generations: every request runs to max_tokens).
+    #[arg(long)]
+    pub never_stop: bool,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -588,3 +588,60 @@ fn sim_run_simulates_a_workload_and_writes_its_series() {
     assert_eq!(bad.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("model does not fit"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_fault_flags_reach_the_client() {
+    let mut cmd = bin();
+    cmd.args([
+        "sim",
+        "--port",
+        "0",
+        "--model",
+        "tiny",
+        "--gpu",
+        "l4",
+        "--max-model-len",
+        "2048",
+    ])
+    .args(["--error-rate", "1", "--error-status", "400"])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let url = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+        line.trim().to_string()
+    })
+    .await
+    .unwrap();
+    let mut bench = bin();
+    bench.args([
+        "bench",
+        "--url",
+        &url,
+        "--concurrency",
+        "2",
+        "--num-requests",
+        "4",
+    ]);
+    let output = run(bench).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(3), "{stdout}");
+    assert!(stdout.contains("4 sent, 0 ok, 4 failed"), "{stdout}");
+    assert!(
+        stdout.contains("maximum context length is 2048 tokens"),
+        "{stdout}"
+    );
+
+    let bad = bin()
+        .args(["sim", "run", "--error-rate", "1.5"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("--error-rate 1.5: must be between 0 and 1")
+    );
+}

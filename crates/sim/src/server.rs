@@ -520,6 +520,32 @@ fn parse_ask(shared: &Shared, body: &Value, chat: bool) -> Result<Ask, Box<Reply
     })
 }
 
+/// The injected failure, worded as vLLM words that status.
+fn injected_error(config: &ServerConfig, prompt_tokens: usize) -> Reply {
+    let status = StatusCode::from_u16(config.faults.error_status)
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let (kind, message) = match status.as_u16() {
+        400 => (
+            "BadRequestError",
+            format!(
+                "This model's maximum context length is {} tokens. However, you requested {} tokens \
+                 ({prompt_tokens} in the messages, {} in the completion). Please reduce the length of the \
+                 messages or completion.",
+                config.max_model_len,
+                config.max_model_len as usize + 1,
+                (config.max_model_len as usize + 1).saturating_sub(prompt_tokens)
+            ),
+        ),
+        429 => ("RateLimitError", "Too many requests (injected)".to_string()),
+        503 => (
+            "ServiceUnavailableError",
+            "The server is overloaded (injected)".to_string(),
+        ),
+        _ => ("InternalServerError", "injected failure".to_string()),
+    };
+    error_reply(status, kind, &message)
+}
+
 /// A fault drawn for one request.
 #[derive(Clone, Copy, PartialEq)]
 enum Drawn {
@@ -560,9 +586,7 @@ async fn complete(
     };
     let (fault, stop) = draw(&shared);
     if fault == Drawn::Error {
-        let status = StatusCode::from_u16(shared.config.faults.error_status)
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return Ok(error_reply(status, "InjectedError", "injected failure"));
+        return Ok(injected_error(&shared.config, ask.prompt.len()));
     }
     // The gateway holds the request before the engine ever sees it, as a saturated proxy would.
     let permit = match &shared.gateway {

@@ -13,7 +13,7 @@ use infer_doctor_sim::des::{self, Arrivals, Outcome};
 use infer_doctor_sim::engine::{FinishReason, NewRequest};
 use infer_doctor_sim::logs::{self, LogRecord, Pids};
 use infer_doctor_sim::scenario;
-use infer_doctor_sim::server::{LogSink, SimServer};
+use infer_doctor_sim::server::{LogSink, SimServer, StopModel};
 use infer_doctor_sim::setup::SimSetup;
 use infer_doctor_sim::text::WordTokenizer;
 use rand::SeedableRng;
@@ -105,6 +105,44 @@ pub fn setup_from(args: &SimSetupArgs) -> Result<SimSetup, Failure> {
     setup.enable_chunked_prefill &= !args.no_enable_chunked_prefill;
     setup.jitter_sigma = args.jitter.unwrap_or(setup.jitter_sigma);
     setup.seed = args.seed.unwrap_or(setup.seed);
+    let f = &mut setup.faults;
+    let fractions = [
+        ("--error-rate", args.error_rate, &mut f.error_rate),
+        (
+            "--disconnect-rate",
+            args.disconnect_rate,
+            &mut f.disconnect_rate,
+        ),
+        ("--stall-rate", args.stall_rate, &mut f.stall_rate),
+    ];
+    for (flag, given, field) in fractions {
+        if let Some(rate) = given {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(Failure::usage(anyhow!(
+                    "{flag} {rate}: must be between 0 and 1"
+                )));
+            }
+            *field = rate;
+        }
+    }
+    if let Some(status) = args.error_status {
+        if !(400..=599).contains(&status) {
+            return Err(Failure::usage(anyhow!(
+                "--error-status {status}: must be an HTTP error status (400–599)"
+            )));
+        }
+        f.error_status = status;
+    }
+    f.cut_after = args.cut_after.unwrap_or(f.cut_after);
+    f.gateway_limit = args.gateway_limit.or(f.gateway_limit);
+    f.loading_seconds = args.loading_seconds.unwrap_or(f.loading_seconds);
+    setup.cold_seconds = args.cold_seconds.unwrap_or(setup.cold_seconds);
+    setup.cold_factor = args.cold_factor.unwrap_or(setup.cold_factor);
+    setup.throttle = args.throttle.unwrap_or(setup.throttle);
+    setup.degrade_per_minute = args.degrade_per_minute.unwrap_or(setup.degrade_per_minute);
+    if args.never_stop {
+        setup.stop = StopModel::Never;
+    }
     Ok(setup)
 }
 
