@@ -25,6 +25,56 @@ pub enum Command {
     Demo(DemoArgs),
     /// The simulated vLLM V1 server: serve it over HTTP, or `sim run` a workload through it without HTTP.
     Sim(Box<SimArgs>),
+    /// Read a server's Prometheus metrics as canonical signals: one scrape, or the interval between two.
+    Metrics(MetricsArgs),
+    /// Read an engine log (vLLM, SGLang, llama.cpp): capacity, configuration, stats timeline, problems.
+    Logs(LogsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct MetricsArgs {
+    #[command(subcommand)]
+    pub action: MetricsCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MetricsCommand {
+    /// The canonical signals of one scrape: a metrics URL (http://host:8000/metrics) or a saved file.
+    Show(MetricsShowArgs),
+    /// Two scrapes of one server, earlier first: rates, increases and histogram quantiles over the interval.
+    Diff(MetricsDiffArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct MetricsShowArgs {
+    /// A URL (`/metrics` is added when it has no path) or a file.
+    pub source: String,
+    /// Read the names as this server's (vllm_v1, vllm_v0, sglang, tgi, llamacpp, trtllm_serve, triton,
+    /// llmd_epp, dcgm) instead of detecting it.
+    #[arg(long)]
+    pub dialect: Option<String>,
+    #[arg(long, value_enum, default_value = "term")]
+    pub format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct MetricsDiffArgs {
+    pub earlier: PathBuf,
+    pub later: PathBuf,
+    /// Seconds between the two scrapes (default: from the files' modification times).
+    #[arg(long, value_parser = parse_duration)]
+    pub interval: Option<Duration>,
+    #[arg(long)]
+    pub dialect: Option<String>,
+    #[arg(long, value_enum, default_value = "term")]
+    pub format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    pub file: PathBuf,
+    #[arg(long, value_enum, default_value = "term")]
+    pub format: Format,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -134,10 +184,10 @@ pub struct BenchArgs {
     pub sweep: bool,
     #[arg(long, default_value_t = 5, requires = "sweep")]
     pub sweep_points: u32,
-    /// Server metrics scrape interval (the scraper arrives with the observe room).
-    #[arg(long, value_parser = parse_duration)]
-    pub scrape_interval: Option<Duration>,
-    /// Server metrics URL (default URL/metrics; the scraper arrives with the observe room).
+    /// How often to scrape the server's Prometheus metrics during the run (0s: never).
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub scrape_interval: Duration,
+    /// The server's metrics URL (default: the --url's host with `/metrics`).
     #[arg(long)]
     pub metrics_url: Option<String>,
     /// Write run.json and requests.jsonl here.

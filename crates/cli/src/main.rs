@@ -6,6 +6,7 @@ mod cmd;
 mod host;
 mod progress;
 mod rundir;
+mod server_watch;
 
 use std::process::ExitCode;
 
@@ -66,6 +67,8 @@ fn main() -> ExitCode {
             Command::Bench(args) => cmd::bench::run(args).await,
             Command::Demo(args) => cmd::demo::run(args).await,
             Command::Sim(args) => cmd::sim::run(args).await,
+            Command::Metrics(args) => cmd::metrics::run(args).await,
+            Command::Logs(args) => cmd::logs::run(&args),
         }
     });
     // Request tasks of an interrupted run may still hold sockets; do not wait for them.

@@ -157,3 +157,65 @@ impl ServerReadings {
         self.get(signal).and_then(Reading::value)
     }
 }
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GaugeStats {
+    /// `avg_over_time`: the plain mean of the scraped values.
+    pub mean: f64,
+    pub min: f64,
+    pub max: f64,
+    pub last: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CounterStats {
+    /// Growth over the window, counter resets handled.
+    pub increase: f64,
+    /// `increase` / window length, per second.
+    pub rate: f64,
+    /// Per label value where the counter has one (finished requests by reason).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_label: BTreeMap<String, f64>,
+}
+
+/// Seconds.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct HistogramStats {
+    /// Observations in the window.
+    pub count: f64,
+    pub mean: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+}
+
+/// A run's server-side view.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ServerWindow {
+    pub dialect: String,
+    /// Seconds on the run clock of the first and last usable scrape.
+    pub start: f64,
+    pub end: f64,
+    pub scrapes: usize,
+    pub gauges: BTreeMap<Signal, GaugeStats>,
+    pub counters: BTreeMap<Signal, CounterStats>,
+    pub histograms: BTreeMap<Signal, HistogramStats>,
+}
+
+impl ServerWindow {
+    pub fn seconds(&self) -> f64 {
+        self.end - self.start
+    }
+
+    pub fn gauge(&self, signal: Signal) -> Option<&GaugeStats> {
+        self.gauges.get(&signal)
+    }
+
+    pub fn counter(&self, signal: Signal) -> Option<&CounterStats> {
+        self.counters.get(&signal)
+    }
+
+    pub fn histogram(&self, signal: Signal) -> Option<&HistogramStats> {
+        self.histograms.get(&signal)
+    }
+}

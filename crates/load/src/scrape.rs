@@ -62,10 +62,12 @@ impl Scraper {
             let mut ticks = tokio::time::interval(spec.interval.max(Duration::from_millis(10)));
             // A scrape that overran its slot is not followed by a burst of catch-up scrapes.
             ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-            loop {
+            let mut last = false;
+            while !last {
                 tokio::select! {
                     _ = ticks.tick() => {}
-                    _ = cancel.cancelled() => break,
+                    // One more scrape when the run ends, so the window covers its last requests.
+                    _ = cancel.cancelled() => last = true,
                 }
                 let line = scrape_once(&spec).await;
                 if let Some((file, path)) = out.as_mut() {
@@ -86,7 +88,7 @@ impl Scraper {
         Ok(Scraper { stop, task })
     }
 
-    /// Stops scraping (an in-flight scrape is abandoned) and returns what was scraped.
+    /// Stops scraping after one final scrape and returns every line.
     pub async fn finish(self) -> Result<Vec<ScrapeLine>, LoadError> {
         self.stop.cancel();
         self.task

@@ -556,3 +556,104 @@ fn ordered_bits(x: f64) -> u64 {
         x.to_bits() | (1 << 63)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exposition::parse;
+
+    fn fixture(rel: &str) -> String {
+        let path = format!(
+            "{}/../../../shared/fixtures/{rel}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    #[test]
+    fn a_real_vllm_scrape_reads_as_canonical_signals() {
+        let text = fixture("vllm_cpu/metrics_during_load.txt");
+        let scrape = parse(&text);
+        assert_eq!(detect(&scrape), Some(Dialect::VllmV1));
+        let r = read(&scrape, None, "during_load").unwrap();
+        assert_eq!(r.dialect, "vllm_v1");
+        assert_eq!(r.value(Signal::RequestsRunning), Some(6.0));
+        assert_eq!(r.value(Signal::RequestsWaitingCapacity), Some(0.0));
+        assert_eq!(r.value(Signal::KvCapacityTokens), Some(262_144.0));
+        assert_eq!(r.value(Signal::PromptTokens), Some(1137.0));
+        let Some(Reading::ByLabel(finished)) = r.get(Signal::RequestsFinished) else {
+            panic!("no finished requests");
+        };
+        assert_eq!(finished["length"], 45.0);
+        let Some(Reading::Histogram(ttft)) = r.get(Signal::Ttft) else {
+            panic!("no TTFT histogram");
+        };
+        assert_eq!(ttft.count, 51.0);
+        assert_eq!(ttft.bounds.last().unwrap(), &(f64::INFINITY, 51.0));
+        assert!(ttft.bounds.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    #[test]
+    fn a_real_llamacpp_scrape_reads_as_canonical_signals() {
+        let text = fixture("llamacpp/metrics_during_load.txt");
+        let r = read(&parse(&text), None, "llama.cpp").unwrap();
+        assert_eq!(r.dialect, "llamacpp");
+        assert_eq!(r.value(Signal::RequestsRunning), Some(4.0));
+        assert_eq!(r.value(Signal::RequestsWaiting), Some(2.0));
+        assert_eq!(r.value(Signal::GenerationTokens), Some(15648.0));
+        assert_eq!(
+            r.get(Signal::KvUsage),
+            None,
+            "llama.cpp has no KV gauge since May 2025"
+        );
+    }
+
+    #[test]
+    fn renamed_and_v0_names_are_read_and_dialects_can_be_forced() {
+        let text = "# TYPE vllm:gpu_cache_usage_perc gauge\nvllm:gpu_cache_usage_perc{model_name=\"m\"} 0.5\n\
+                    # TYPE vllm:num_requests_swapped gauge\nvllm:num_requests_swapped{model_name=\"m\"} 0\n\
+                    # TYPE vllm:time_per_output_token_seconds histogram\n\
+                    vllm:time_per_output_token_seconds_bucket{le=\"0.1\",model_name=\"m\"} 2\n\
+                    vllm:time_per_output_token_seconds_bucket{le=\"+Inf\",model_name=\"m\"} 3\n\
+                    vllm:time_per_output_token_seconds_sum{model_name=\"m\"} 0.4\n\
+                    vllm:time_per_output_token_seconds_count{model_name=\"m\"} 3\n";
+        let scrape = parse(text);
+        assert!(scrape.errors.is_empty(), "{:?}", scrape.errors);
+        let r = read(&scrape, None, "old").unwrap();
+        assert_eq!(r.dialect, "vllm_v0");
+        assert_eq!(r.value(Signal::KvUsage), Some(0.5));
+        assert!(matches!(r.get(Signal::Itl), Some(Reading::Histogram(b)) if b.count == 3.0));
+        assert_eq!("sglang".parse::<Dialect>(), Ok(Dialect::Sglang));
+        assert!("ollama".parse::<Dialect>().unwrap_err().contains("vllm_v1"));
+        let forced = read(&scrape, Some(Dialect::Sglang), "old").unwrap();
+        assert!(forced.readings.is_empty());
+    }
+
+    #[test]
+    fn histograms_of_several_engines_merge_by_bound() {
+        let text = "# TYPE vllm:e2e_request_latency_seconds histogram\n\
+                    vllm:e2e_request_latency_seconds_bucket{engine=\"0\",le=\"1.0\"} 1\n\
+                    vllm:e2e_request_latency_seconds_bucket{engine=\"0\",le=\"+Inf\"} 2\n\
+                    vllm:e2e_request_latency_seconds_bucket{engine=\"1\",le=\"1.0\"} 3\n\
+                    vllm:e2e_request_latency_seconds_bucket{engine=\"1\",le=\"+Inf\"} 3\n\
+                    vllm:e2e_request_latency_seconds_count{engine=\"0\"} 2\n\
+                    vllm:e2e_request_latency_seconds_count{engine=\"1\"} 3\n";
+        let r = read(&parse(text), None, "two engines").unwrap();
+        let Some(Reading::Histogram(b)) = r.get(Signal::E2e) else {
+            panic!()
+        };
+        assert_eq!(b.bounds, vec![(1.0, 4.0), (f64::INFINITY, 5.0)]);
+        assert_eq!(b.count, 5.0);
+    }
+
+    #[test]
+    fn text_from_no_known_server_is_an_error_naming_it() {
+        let err = read(&parse("up 1\n"), None, "node.prom")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("node.prom") && err.contains("--dialect"),
+            "{err}"
+        );
+    }
+}

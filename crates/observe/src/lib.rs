@@ -4,4 +4,5 @@
 pub mod dialect;
 pub mod exposition;
 pub mod logs;
+pub mod server;
 pub mod window;

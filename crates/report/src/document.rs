@@ -30,6 +30,9 @@ pub struct RunDocument {
     /// A sweep's points, when the run was a sweep.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sweep: Option<Value>,
+    /// What the server's own metrics said over the run, when they could be scraped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<infer_doctor_core::signals::ServerWindow>,
     pub formulas: BTreeMap<String, String>,
 }
 

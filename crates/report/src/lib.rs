@@ -2,6 +2,7 @@
 //! plain values and return strings; they never print.
 
 pub mod document;
+pub mod server;
 pub mod term;
 
 pub use document::{RunDocument, SCHEMA_VERSION};

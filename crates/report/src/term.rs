@@ -6,7 +6,7 @@ use comfy_table::{Cell, CellAlignment, Table};
 use infer_doctor_core::Summary;
 use infer_doctor_core::summary::{Latencies, RunSummary};
 
-fn ms(v: f64) -> String {
+pub(crate) fn ms(v: f64) -> String {
     if v >= 10_000.0 {
         format!("{:.1}s", v / 1000.0)
     } else if v >= 100.0 {

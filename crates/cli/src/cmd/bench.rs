@@ -26,6 +26,7 @@ use infer_doctor_report::{RunDocument, SCHEMA_VERSION};
 use serde_json::{Value, json};
 
 use crate::args::{ArrivalArg, BenchArgs, EndpointArg, Format, WarmupArg};
+use crate::server_watch::ServerWatch;
 use crate::{Failure, exit, progress, rundir};
 
 /// A validated bench: everything resolved before any request goes out.
@@ -298,12 +299,9 @@ fn exit_code(summary: &RunSummary, interrupted: bool) -> u8 {
     }
 }
 
-/// What the user should know before the run starts: parts not built yet, limits that will bite.
-fn preflight_notes(args: &BenchArgs, spec: &RunSpec) -> Vec<String> {
+/// What the user should know before the run starts: limits that will bite.
+fn preflight_notes(spec: &RunSpec) -> Vec<String> {
     let mut notes = Vec::new();
-    if args.scrape_interval.is_some() || args.metrics_url.is_some() {
-        notes.push("server metrics are not scraped yet: the scraper arrives with the observe room (issue 4)".into());
-    }
     // Sockets, plus a margin for the runtime, output files and the tokenizer.
     let open_files = cpu::raise_open_files_limit();
     if let (Some(limit), Some(in_flight)) = (open_files, spec.in_flight_limit())
@@ -330,13 +328,19 @@ pub async fn run(args: Box<BenchArgs>) -> Result<u8, Failure> {
     }
     let plan = plan(&args, out_dir.as_ref().map(|d| d.join("requests.jsonl"))).await?;
     let heading = describe_shape(&plan.spec);
-    let notes = preflight_notes(&args, &plan.spec);
+    let notes = preflight_notes(&plan.spec);
     if !args.quiet {
         eprintln!("infer-doctor bench: {heading}");
         for n in &notes {
             eprintln!("note: {n}");
         }
     }
+    let watch = ServerWatch::start(
+        &plan.spec.target,
+        args.metrics_url.as_deref(),
+        args.scrape_interval,
+        out_dir.as_ref().map(|d| d.join("server_metrics.jsonl")),
+    )?;
     let live = Arc::new(LiveCounters::default());
     let display = progress::start(live.clone(), args.quiet);
     let cancel = cancel_on_ctrl_c();
@@ -370,8 +374,16 @@ pub async fn run(args: Box<BenchArgs>) -> Result<u8, Failure> {
         (out.summary, out.interrupted, None)
     };
     display.finish();
+    let watched = match watch {
+        Some(w) => Some(w.finish().await),
+        None => None,
+    };
     let mut summary = summary;
     summary.warnings.extend(notes);
+    summary
+        .warnings
+        .extend(watched.as_ref().and_then(|w| w.note.clone()));
+    let server = watched.and_then(|w| w.window);
     let document = RunDocument {
         schema_version: SCHEMA_VERSION,
         tool: RunDocument::tool(),
@@ -388,6 +400,7 @@ pub async fn run(args: Box<BenchArgs>) -> Result<u8, Failure> {
         sweep: sweep_outcome
             .as_ref()
             .map(|s| serde_json::to_value(s).unwrap_or_default()),
+        server,
     };
     if let Some(dir) = &out_dir {
         rundir::write(dir, &document).map_err(Failure::usage)?;
@@ -410,6 +423,9 @@ pub async fn run(args: Box<BenchArgs>) -> Result<u8, Failure> {
                 }
             } else {
                 println!("{}", infer_doctor_report::term::render(&summary, &heading));
+            }
+            if let Some(window) = &document.server {
+                print!("{}", infer_doctor_report::server::server_table(window));
             }
             if interrupted {
                 println!("interrupted: results cover what was measured before Ctrl-C");

@@ -2,5 +2,7 @@
 
 pub mod bench;
 pub mod demo;
+pub mod logs;
+pub mod metrics;
 pub mod selftest;
 pub mod sim;

@@ -1,0 +1,243 @@
+//! `infer-doctor logs FILE`: an engine log read as capacity, configuration, a stats timeline and problems, so
+//! nobody has to grep vLLM, SGLang or llama.cpp output by hand again.
+
+use std::fmt::Write as _;
+use std::io::BufReader;
+
+use anyhow::{Context, anyhow};
+use infer_doctor_observe::logs::{LogReport, ServerKind, read_log};
+
+use crate::args::{Format, LogsArgs};
+use crate::{Failure, exit};
+
+/// Stats lines shown in full; longer timelines show their head and tail around a summary.
+const TIMELINE_ROWS: usize = 24;
+
+pub fn run(args: &LogsArgs) -> Result<u8, Failure> {
+    let file = std::fs::File::open(&args.file)
+        .with_context(|| format!("reading {}", args.file.display()))
+        .map_err(Failure::usage)?;
+    let report = read_log(BufReader::new(file))
+        .with_context(|| format!("reading {}", args.file.display()))
+        .map_err(Failure::usage)?;
+    match args.format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report)
+                .map_err(|e| Failure::usage(anyhow!("rendering JSON: {e}")))?
+        ),
+        Format::Term => print!("{}", render(&args.file.display().to_string(), &report)),
+    }
+    Ok(exit::OK)
+}
+
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+fn render(file: &str, r: &LogReport) -> String {
+    let mut out = String::new();
+    let server = match r.server {
+        Some(ServerKind::Vllm) => "vLLM",
+        Some(ServerKind::Sglang) => "SGLang",
+        Some(ServerKind::LlamaCpp) => "llama.cpp",
+        None => "no known server",
+    };
+    let c = &r.configuration;
+    let version = c
+        .version
+        .as_deref()
+        .map(|v| format!(" {v}"))
+        .unwrap_or_default();
+    let engine = c
+        .engine
+        .as_deref()
+        .map(|e| format!(" ({e})"))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "{file}: {server}{version}{engine} — {} lines read, {} recognised, {} skipped",
+        r.lines.read, r.lines.recognised, r.lines.skipped
+    );
+    if r.server.is_none() {
+        let _ = writeln!(
+            out,
+            "nothing here looks like vLLM, SGLang or llama.cpp output; is this the engine's own log?"
+        );
+        return out;
+    }
+
+    let k = &r.capacity;
+    let mut capacity = Vec::new();
+    if let Some(tokens) = k.kv_cache_tokens {
+        let device = k.kv_cache_device.as_deref().unwrap_or("KV");
+        capacity.push(format!("{device} KV cache {} tokens", thousands(tokens)));
+    }
+    if let Some(blocks) = k.device_blocks {
+        capacity.push(format!("{} blocks", thousands(blocks)));
+    }
+    if let (Some(x), Some(len)) = (k.max_concurrency, k.max_concurrency_tokens_per_request) {
+        capacity.push(format!(
+            "max concurrency {x:.2}x at {} tokens per request",
+            thousands(len)
+        ));
+    }
+    if let Some(gib) = k.kv_memory_gib {
+        capacity.push(format!("KV memory {gib:.2} GiB"));
+    }
+    if let Some(n) = k.max_running_requests {
+        capacity.push(format!("max running requests {n}"));
+    }
+    if let (Some(slots), Some(ctx)) = (k.slots, k.context_per_slot) {
+        capacity.push(format!("{slots} slots × {} tokens", thousands(ctx)));
+    }
+    let _ = writeln!(
+        out,
+        "capacity: {}",
+        if capacity.is_empty() {
+            "not in this log (vLLM prints it at start-up; was the start cut off?)".to_string()
+        } else {
+            capacity.join(", ")
+        }
+    );
+
+    let mut config = Vec::new();
+    if let Some(m) = &c.model {
+        config.push(format!("model {m}"));
+    }
+    if let Some(len) = c.max_model_len {
+        config.push(format!("max model len {}", thousands(len)));
+    }
+    if let (Some(s), gib) = (c.model_load_seconds, c.model_memory_gib) {
+        config.push(format!(
+            "weights loaded in {s:.1} s{}",
+            gib.map(|g| format!(" ({g:.2} GiB)")).unwrap_or_default()
+        ));
+    }
+    if let Some(s) = c.graph_capture_seconds {
+        config.push(format!("CUDA graphs captured in {s:.1} s"));
+    }
+    if let Some(s) = c.engine_init_seconds {
+        config.push(format!("engine ready in {s:.1} s"));
+    }
+    if !config.is_empty() {
+        let _ = writeln!(out, "configuration: {}", config.join(", "));
+    }
+    if !c.non_default_args.is_empty() {
+        let args: Vec<String> = c
+            .non_default_args
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let _ = writeln!(out, "non-default args: {}", args.join(" "));
+    }
+
+    render_stats(&mut out, r);
+    if !r.requests.is_empty() {
+        let timings: Vec<_> = r.requests.iter().map(|p| &p.timing).collect();
+        let mean = |f: &dyn Fn(&infer_doctor_observe::logs::RequestTiming) -> Option<f64>| {
+            let v: Vec<f64> = timings.iter().filter_map(|t| f(t)).collect();
+            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+        };
+        let rate = |ms: Option<f64>, tokens: Option<u64>| Some(tokens? as f64 / (ms? / 1e3));
+        let _ = writeln!(
+            out,
+            "requests: {} timed; mean prompt eval {} ms ({} tok/s), mean generation {} tok/s",
+            timings.len(),
+            opt(mean(&|t| t.prompt_ms).map(|v| format!("{v:.1}"))),
+            opt(mean(&|t| rate(t.prompt_ms, t.prompt_tokens)).map(|v| format!("{v:.0}"))),
+            opt(mean(&|t| rate(t.generation_ms, t.generated_tokens)).map(|v| format!("{v:.1}"))),
+        );
+    }
+    if !r.problems.is_empty() {
+        let _ = writeln!(out, "problems ({}):", r.problems.len());
+        for p in r.problems.iter().take(20) {
+            let _ = writeln!(
+                out,
+                "  line {}: {:?}: {}",
+                p.line,
+                p.kind,
+                p.headline.as_deref().unwrap_or(&p.message)
+            );
+        }
+    }
+    if !r.warnings.is_empty() {
+        let _ = writeln!(out, "warnings ({} distinct):", r.warnings.len());
+        for w in r.warnings.iter().take(10) {
+            let _ = writeln!(
+                out,
+                "  {}× (first at line {}) {}",
+                w.count, w.first_line, w.message
+            );
+        }
+    }
+    out
+}
+
+fn render_stats(out: &mut String, r: &LogReport) {
+    if r.stats.is_empty() {
+        let _ = writeln!(
+            out,
+            "stats: none (vLLM logs them every 10 s unless --disable-log-stats)"
+        );
+        return;
+    }
+    let s: Vec<_> = r.stats.iter().map(|p| &p.sample).collect();
+    let peak = |f: &dyn Fn(&&infer_doctor_observe::logs::StatsSample) -> Option<f64>| {
+        s.iter()
+            .filter_map(f)
+            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
+    };
+    let preemptions: u64 = s.iter().filter_map(|x| x.preemptions).sum();
+    let _ = writeln!(
+        out,
+        "stats: {} lines; peak running {}, peak waiting {}, peak KV usage {}, {preemptions} preemptions, \
+         peak generation {} tok/s",
+        s.len(),
+        opt(peak(&|x| x.running.map(|v| v as f64))),
+        opt(peak(&|x| x.waiting.map(|v| v as f64))),
+        opt(peak(&|x| x.kv_usage).map(|v| format!("{:.1}%", v * 100.0))),
+        opt(peak(&|x| x.generation_throughput).map(|v| format!("{v:.1}"))),
+    );
+    let _ = writeln!(
+        out,
+        "  {:<16} {:>11} {:>10} {:>8} {:>8} {:>8} {:>7} {:>7}",
+        "time", "prompt t/s", "gen t/s", "running", "waiting", "preempt", "KV %", "hit %"
+    );
+    let row = |p: &infer_doctor_observe::logs::StatsPoint| {
+        let x = &p.sample;
+        let pct = |v: Option<f64>| opt(v.map(|v| format!("{:.1}", v * 100.0)));
+        format!(
+            "  {:<16} {:>11} {:>10} {:>8} {:>8} {:>8} {:>7} {:>7}",
+            p.time.as_ref().map_or("-", |t| t.text.as_str()),
+            opt(x.prompt_throughput.map(|v| format!("{v:.1}"))),
+            opt(x.generation_throughput.map(|v| format!("{v:.1}"))),
+            opt(x.running),
+            opt(x.waiting),
+            opt(x.preemptions),
+            pct(x.kv_usage),
+            pct(x.prefix_cache_hit_rate),
+        )
+    };
+    let n = r.stats.len();
+    for (i, p) in r.stats.iter().enumerate() {
+        if n > TIMELINE_ROWS && i == TIMELINE_ROWS / 2 {
+            let _ = writeln!(out, "  … {} more lines …", n - TIMELINE_ROWS);
+        }
+        if n <= TIMELINE_ROWS || i < TIMELINE_ROWS / 2 || i >= n - TIMELINE_ROWS / 2 {
+            let _ = writeln!(out, "{}", row(p));
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! `infer-doctor metrics show URL|FILE` and `metrics diff A B`: a server's Prometheus exposition read in its own
+//! dialect and printed as canonical signals, for one scrape or for the interval between two.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use infer_doctor_core::ServerReadings;
+use infer_doctor_core::signals::ServerWindow;
+use infer_doctor_load::Target;
+use infer_doctor_load::http::{ClientOptions, HttpClient};
+use infer_doctor_observe::dialect::{self, Dialect};
+use infer_doctor_observe::exposition::parse;
+use infer_doctor_observe::server::{snapshot, summarize};
+use infer_doctor_report::server::server_table;
+
+use crate::args::{Format, MetricsArgs, MetricsCommand};
+use crate::{Failure, exit};
+
+pub async fn run(args: MetricsArgs) -> Result<u8, Failure> {
+    match args.action {
+        MetricsCommand::Show(a) => {
+            let forced = forced_dialect(a.dialect.as_deref())?;
+            let text = fetch(&a.source).await?;
+            let readings = read(&a.source, &text, forced)?;
+            print(&snapshot(&readings), a.format)
+        }
+        MetricsCommand::Diff(a) => {
+            let forced = forced_dialect(a.dialect.as_deref())?;
+            let seconds = match a.interval {
+                Some(d) => d.as_secs_f64(),
+                None => interval_from_mtimes(&a.earlier, &a.later)?,
+            };
+            let mut scrapes = Vec::new();
+            for (t, path) in [(0.0, &a.earlier), (seconds, &a.later)] {
+                let text = read_file(path)?;
+                scrapes.push((t, read(&path.display().to_string(), &text, forced)?));
+            }
+            let window = summarize(&scrapes).ok_or_else(|| {
+                Failure::usage(anyhow!(
+                    "the two scrapes must be at least a millisecond apart"
+                ))
+            })?;
+            print(&window, a.format)
+        }
+    }
+}
+
+fn forced_dialect(name: Option<&str>) -> Result<Option<Dialect>, Failure> {
+    name.map(|n| {
+        n.parse::<Dialect>()
+            .map_err(|e| Failure::usage(anyhow!("--dialect: {e}")))
+    })
+    .transpose()
+}
+
+fn read_file(path: &Path) -> Result<String, Failure> {
+    std::fs::read_to_string(path)
+        .with_context(|| format!("reading {}", path.display()))
+        .map_err(Failure::usage)
+}
+
+/// The exposition text at a URL (`/metrics` when it names no path) or in a file.
+async fn fetch(source: &str) -> Result<String, Failure> {
+    if !(source.starts_with("http://") || source.starts_with("https://")) {
+        return read_file(Path::new(source));
+    }
+    let target = Arc::new(Target::parse(source, None).map_err(Failure::usage)?);
+    let path = if target.base_path.is_empty() {
+        "/metrics".to_string()
+    } else {
+        target.path("")
+    };
+    let client = HttpClient::new(
+        target,
+        ClientOptions {
+            http2: false,
+            pool_size: 1,
+            connect_timeout: Duration::from_secs(5),
+        },
+    );
+    let body = client
+        .get(&path, Duration::from_secs(10))
+        .await
+        .map_err(|e| Failure::usage(anyhow!("{source}: {e}")))?;
+    String::from_utf8(body.to_vec())
+        .map_err(|_| Failure::usage(anyhow!("{source}: the body is not UTF-8")))
+}
+
+/// Parses and maps one scrape; malformed lines are reported with their numbers and the rest is used.
+fn read(source: &str, text: &str, forced: Option<Dialect>) -> Result<ServerReadings, Failure> {
+    let scrape = parse(text);
+    for e in scrape.errors.iter().take(5) {
+        eprintln!("warning: {source}: {e}");
+    }
+    if scrape.errors.len() > 5 {
+        eprintln!(
+            "warning: {source}: {} more malformed lines",
+            scrape.errors.len() - 5
+        );
+    }
+    dialect::read(&scrape, forced, source).map_err(Failure::usage)
+}
+
+fn print(window: &ServerWindow, format: Format) -> Result<u8, Failure> {
+    match format {
+        Format::Term => print!("{}", server_table(window)),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(window)
+                .map_err(|e| Failure::usage(anyhow::Error::from(e)))?
+        ),
+    }
+    Ok(exit::OK)
+}
+
+fn interval_from_mtimes(earlier: &Path, later: &Path) -> Result<f64, Failure> {
+    let mtime = |p: &Path| {
+        std::fs::metadata(p)
+            .and_then(|m| m.modified())
+            .with_context(|| format!("reading the modification time of {}", p.display()))
+            .map_err(Failure::usage)
+    };
+    let seconds = mtime(later)?
+        .duration_since(mtime(earlier)?)
+        .map_err(|_| {
+            Failure::usage(anyhow!(
+                "{} is older than {}: give the earlier scrape first, or --interval",
+                later.display(),
+                earlier.display()
+            ))
+        })?
+        .as_secs_f64();
+    if seconds <= 0.0 {
+        return Err(Failure::usage(anyhow!(
+            "{} and {} have the same modification time; give --interval",
+            earlier.display(),
+            later.display()
+        )));
+    }
+    Ok(seconds)
+}

@@ -1,0 +1,134 @@
+//! Watches the server's own metrics while a run goes on: the load room scrapes on the run clock, the observe
+//! room reads each scrape as canonical signals, and at the end the window is summarised for the report.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+use infer_doctor_core::ServerReadings;
+use infer_doctor_core::signals::ServerWindow;
+use infer_doctor_load::Target;
+use infer_doctor_load::http::{ClientOptions, HttpClient};
+use infer_doctor_load::scrape::{ScrapeSpec, Scraper};
+use infer_doctor_observe::{dialect, exposition, server};
+
+use crate::Failure;
+
+/// What the scrapes gave, as they arrive.
+#[derive(Default)]
+struct Gathered {
+    readings: Vec<(f64, ServerReadings)>,
+    gaps: usize,
+    /// The first reason a scrape could not be used.
+    first_problem: Option<String>,
+}
+
+pub struct ServerWatch {
+    scraper: Scraper,
+    gathered: Arc<Mutex<Gathered>>,
+    url: String,
+}
+
+/// How the watch ended: the server's window, or why there is none.
+pub struct Watched {
+    pub window: Option<ServerWindow>,
+    pub note: Option<String>,
+}
+
+impl ServerWatch {
+    /// Starts scraping `metrics_url` (default: the target's `/metrics`) every `interval`; `None` interval or
+    /// zero turns it off.
+    pub fn start(
+        target: &Target,
+        metrics_url: Option<&str>,
+        interval: Duration,
+        jsonl: Option<std::path::PathBuf>,
+    ) -> Result<Option<ServerWatch>, Failure> {
+        if interval.is_zero() {
+            return Ok(None);
+        }
+        let (metrics_target, path) = match metrics_url {
+            Some(url) => {
+                let t = Target::parse(url, target.api_key.clone())
+                    .map_err(|e| Failure::usage(anyhow!("--metrics-url: {e}")))?;
+                let path = if t.base_path.is_empty() {
+                    "/metrics".to_string()
+                } else {
+                    t.path("")
+                };
+                (t, path)
+            }
+            None => (target.clone(), target.path("/metrics")),
+        };
+        let url = format!(
+            "{}://{}{path}",
+            metrics_target.scheme(),
+            metrics_target.authority()
+        );
+        let client = Arc::new(HttpClient::new(
+            Arc::new(metrics_target),
+            ClientOptions {
+                http2: false,
+                pool_size: 1,
+                connect_timeout: Duration::from_secs(2),
+            },
+        ));
+        let gathered = Arc::new(Mutex::new(Gathered::default()));
+        let sink = gathered.clone();
+        let source = url.clone();
+        let scraper = Scraper::start(
+            ScrapeSpec {
+                client,
+                path,
+                interval,
+                run_start: Instant::now(),
+                jsonl,
+            },
+            move |line| {
+                let mut g = sink.lock().expect("scrape lock");
+                let read = match (&line.text, &line.error) {
+                    (Some(text), _) => dialect::read(&exposition::parse(text), None, &source)
+                        .map_err(|e| e.to_string()),
+                    (None, Some(e)) => Err(format!("{source}: {e}")),
+                    (None, None) => Err(format!("{source}: empty scrape")),
+                };
+                match read {
+                    Ok(readings) => g.readings.push((line.t, readings)),
+                    Err(why) => {
+                        g.gaps += 1;
+                        g.first_problem.get_or_insert(why);
+                    }
+                }
+            },
+        )
+        .map_err(Failure::usage)?;
+        Ok(Some(ServerWatch {
+            scraper,
+            gathered,
+            url,
+        }))
+    }
+
+    pub async fn finish(self) -> Watched {
+        let scraped = self.scraper.finish().await;
+        let g = std::mem::take(&mut *self.gathered.lock().expect("scrape lock"));
+        let window = server::summarize(&g.readings);
+        let note = match (&scraped, &window, g.first_problem) {
+            (Err(e), _, _) => Some(format!("server metrics: {e}")),
+            (_, None, Some(why)) => Some(format!(
+                "server metrics unavailable ({why}); pass --metrics-url, or --scrape-interval 0 to stop trying"
+            )),
+            (_, None, None) => Some(format!(
+                "server metrics: fewer than two scrapes of {} (run longer than the scrape interval)",
+                self.url
+            )),
+            (_, Some(_), _) if g.gaps > 0 => Some(format!(
+                "server metrics: {} of {} scrapes failed and were left out as gaps",
+                g.gaps,
+                g.gaps + g.readings.len()
+            )),
+            _ => None,
+        };
+        Watched { window, note }
+    }
+}

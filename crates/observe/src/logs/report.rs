@@ -1,0 +1,125 @@
+//! The summary of a whole log: what the server is, its capacity and configuration, the stats timeline,
+//! per-request timings and the problems, serialisable into run directories and JSON output.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::events::{RequestTiming, ServerKind, StatsSample};
+use super::prefix::LogTime;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct LogReport {
+    /// The server with the most recognised lines; `None` when nothing was recognised.
+    pub server: Option<ServerKind>,
+    pub capacity: Capacity,
+    pub configuration: Configuration,
+    pub stats: Vec<StatsPoint>,
+    /// llama.cpp's per-request timings.
+    pub requests: Vec<RequestPoint>,
+    /// Preemptions, out-of-memory errors and other errors, in log order.
+    pub problems: Vec<Problem>,
+    /// Distinct warning messages, first seen first.
+    pub warnings: Vec<WarningSummary>,
+    /// Warnings beyond [`super::MAX_DISTINCT_WARNINGS`] distinct messages, counted but not kept.
+    pub warnings_not_kept: u64,
+    pub lines: LineCounts,
+}
+
+/// What the server can hold, as its start-up lines say. With several start-ups in one log, the last wins.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Capacity {
+    /// vLLM's `KV cache size`, SGLang's `max_total_num_tokens`, llama.cpp's `n_ctx` (or slots × per-slot context).
+    pub kv_cache_tokens: Option<u64>,
+    /// `GPU`, or `CPU` on vLLM's CPU backend.
+    pub kv_cache_device: Option<String>,
+    /// vLLM V0's (and January 2025 V1's) block counts.
+    pub device_blocks: Option<u64>,
+    pub cpu_blocks: Option<u64>,
+    /// vLLM's `Maximum concurrency for N tokens per request: X.XXx`: X, and N (the max model length it assumes).
+    pub max_concurrency: Option<f64>,
+    pub max_concurrency_tokens_per_request: Option<u64>,
+    /// Memory given to the KV cache: vLLM's `Available KV cache memory`, SGLang's K + V sizes.
+    pub kv_memory_gib: Option<f64>,
+    /// SGLang's request and prefill limits.
+    pub max_running_requests: Option<u64>,
+    pub max_prefill_tokens: Option<u64>,
+    /// llama.cpp's slots and the context each gets.
+    pub slots: Option<u64>,
+    pub context_per_slot: Option<u64>,
+}
+
+/// How the server was started and how long start-up took.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Configuration {
+    pub version: Option<String>,
+    /// vLLM's engine generation, `V1` or `V0`.
+    pub engine: Option<String>,
+    pub model: Option<String>,
+    /// vLLM's `non-default args`.
+    pub non_default_args: BTreeMap<String, String>,
+    /// vLLM's `Using max model len`, SGLang's `context_len`.
+    pub max_model_len: Option<u64>,
+    pub model_memory_gib: Option<f64>,
+    pub model_load_seconds: Option<f64>,
+    pub graph_capture_seconds: Option<f64>,
+    pub graph_memory_gib: Option<f64>,
+    pub engine_init_seconds: Option<f64>,
+    pub compilation_seconds: Option<f64>,
+    pub server_address: Option<String>,
+}
+
+/// A stats sample and where it was logged.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StatsPoint {
+    pub line: u64,
+    pub time: Option<LogTime>,
+    #[serde(flatten)]
+    pub sample: StatsSample,
+}
+
+/// One request's timings and where they were logged.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RequestPoint {
+    pub line: u64,
+    pub time: Option<LogTime>,
+    #[serde(flatten)]
+    pub timing: RequestTiming,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemKind {
+    Preemption,
+    OutOfMemory,
+    Error,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Problem {
+    pub line: u64,
+    pub time: Option<LogTime>,
+    pub process: Option<String>,
+    pub kind: ProblemKind,
+    pub message: String,
+    /// The record's first line, when the message came from further down a traceback.
+    pub headline: Option<String>,
+    /// Log lines the record spans.
+    pub lines: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct WarningSummary {
+    pub message: String,
+    pub count: u64,
+    pub first_line: u64,
+    pub first_time: Option<LogTime>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct LineCounts {
+    pub read: u64,
+    /// Lines that became (or are part of) an event.
+    pub recognised: u64,
+    pub skipped: u64,
+}

@@ -1,0 +1,198 @@
+//! What the server said about itself over a window of scrapes, in canonical terms: gauge means and peaks,
+//! counter increases and rates, histogram quantiles from bucket increases — each as PromQL would compute it.
+
+use std::collections::BTreeMap;
+
+use infer_doctor_core::signals::{CounterStats, GaugeStats, HistogramStats, ServerWindow};
+use infer_doctor_core::{Buckets, Reading, ServerReadings, Signal, SignalKind};
+
+use crate::window::{
+    Bucket, BucketSeries, Point, Window, avg_over_time, bucket_quantile,
+    histogram_mean_over_window, histogram_quantile_over_window, increase, max_over_time,
+    min_over_time,
+};
+
+/// Summarises time-ordered scrapes `(t seconds, readings)` over the window from the first to the last; `None`
+/// with fewer than two (no window to speak of).
+pub fn summarize(scrapes: &[(f64, ServerReadings)]) -> Option<ServerWindow> {
+    let (first, last) = (scrapes.first()?, scrapes.last()?);
+    let ms = |t: f64| (t * 1e3).round() as i64;
+    let window = Window::new(ms(last.0), ms(last.0) - ms(first.0))?;
+    let mut out = ServerWindow {
+        dialect: last.1.dialect.clone(),
+        start: first.0,
+        end: last.0,
+        scrapes: scrapes.len(),
+        ..Default::default()
+    };
+    for signal in Signal::ALL {
+        let present: Vec<(i64, &Reading)> = scrapes
+            .iter()
+            .filter_map(|(t, r)| Some((ms(*t), r.get(signal)?)))
+            .collect();
+        if present.is_empty() {
+            continue;
+        }
+        match signal.kind() {
+            SignalKind::Gauge => {
+                let series = points(&present, |r| r.value());
+                if let Some(stats) = gauge_stats(&series, window) {
+                    out.gauges.insert(signal, stats);
+                }
+            }
+            SignalKind::Counter => {
+                if let Some(stats) = counter_stats(&present, window) {
+                    out.counters.insert(signal, stats);
+                }
+            }
+            SignalKind::Histogram => {
+                if let Some(stats) = histogram_stats(&present, window) {
+                    out.histograms.insert(signal, stats);
+                }
+            }
+        }
+    }
+    Some(out)
+}
+
+/// One number per scrape where the reading has it.
+fn points(present: &[(i64, &Reading)], pick: impl Fn(&Reading) -> Option<f64>) -> Vec<Point> {
+    present
+        .iter()
+        .filter_map(|(t, r)| Some(Point::new(*t, pick(r)?)))
+        .collect()
+}
+
+fn gauge_stats(series: &[Point], window: Window) -> Option<GaugeStats> {
+    Some(GaugeStats {
+        mean: avg_over_time(series, window)?,
+        min: min_over_time(series, window)?,
+        max: max_over_time(series, window)?,
+        last: series.last()?.v,
+    })
+}
+
+fn counter_stats(present: &[(i64, &Reading)], window: Window) -> Option<CounterStats> {
+    let total = increase(&points(present, Reading::value), window)?;
+    let mut by_label = BTreeMap::new();
+    for (_, reading) in present {
+        let Reading::ByLabel(by) = reading else {
+            continue;
+        };
+        for label in by.keys() {
+            if by_label.contains_key(label) {
+                continue;
+            }
+            let series = points(present, |r| match r {
+                Reading::ByLabel(by) => by.get(label).copied(),
+                _ => None,
+            });
+            if let Some(grew) = increase(&series, window) {
+                by_label.insert(label.clone(), grew);
+            }
+        }
+    }
+    Some(CounterStats {
+        increase: total,
+        rate: total / (window.range_ms() as f64 / 1e3),
+        by_label,
+    })
+}
+
+fn histogram_stats(present: &[(i64, &Reading)], window: Window) -> Option<HistogramStats> {
+    let buckets = |r: &Reading| match r {
+        Reading::Histogram(b) => Some(b.clone()),
+        _ => None,
+    };
+    let newest: Buckets = present.iter().rev().find_map(|(_, r)| buckets(r))?;
+    let pick = |f: fn(&Buckets) -> f64| points(present, move |r| buckets(r).map(|b| f(&b)));
+    let (sums, counts) = (pick(|b| b.sum), pick(|b| b.count));
+    let per_bound: Vec<(f64, Vec<Point>)> = newest
+        .bounds
+        .iter()
+        .map(|&(le, _)| {
+            let series = points(present, |r| match r {
+                Reading::Histogram(b) => b.bounds.iter().find(|(x, _)| *x == le).map(|(_, c)| *c),
+                _ => None,
+            });
+            (le, series)
+        })
+        .collect();
+    let series: Vec<BucketSeries<'_>> = per_bound
+        .iter()
+        .map(|(le, points)| BucketSeries {
+            upper_bound: *le,
+            points,
+        })
+        .collect();
+    let quantile = |q: f64| histogram_quantile_over_window(q, &series, window).unwrap_or(f64::NAN);
+    Some(HistogramStats {
+        count: increase(&counts, window)?,
+        mean: histogram_mean_over_window(&sums, &counts, window).unwrap_or(f64::NAN),
+        p50: quantile(0.5),
+        p90: quantile(0.9),
+        p99: quantile(0.99),
+    })
+}
+
+/// One scrape on its own: gauges as they stand, counters and histograms since the server started (a counter's
+/// `increase` is its total; no rate without a window).
+pub fn snapshot(readings: &ServerReadings) -> ServerWindow {
+    let mut out = ServerWindow {
+        dialect: readings.dialect.clone(),
+        scrapes: 1,
+        ..Default::default()
+    };
+    for (&signal, reading) in &readings.readings {
+        match (signal.kind(), reading) {
+            (SignalKind::Histogram, Reading::Histogram(b)) => {
+                let mut buckets: Vec<Bucket> = b
+                    .bounds
+                    .iter()
+                    .map(|&(upper_bound, count)| Bucket { upper_bound, count })
+                    .collect();
+                let mut quantile = |q| bucket_quantile(q, &mut buckets);
+                out.histograms.insert(
+                    signal,
+                    HistogramStats {
+                        count: b.count,
+                        mean: b.sum / b.count,
+                        p50: quantile(0.5),
+                        p90: quantile(0.9),
+                        p99: quantile(0.99),
+                    },
+                );
+            }
+            (SignalKind::Counter, reading) => {
+                let by_label = match reading {
+                    Reading::ByLabel(by) => by.clone(),
+                    _ => BTreeMap::new(),
+                };
+                if let Some(total) = reading.value() {
+                    out.counters.insert(
+                        signal,
+                        CounterStats {
+                            increase: total,
+                            rate: f64::NAN,
+                            by_label,
+                        },
+                    );
+                }
+            }
+            (_, reading) => {
+                if let Some(v) = reading.value() {
+                    out.gauges.insert(
+                        signal,
+                        GaugeStats {
+                            mean: v,
+                            min: v,
+                            max: v,
+                            last: v,
+                        },
+                    );
+                }
+            }
+        }
+    }
+    out
+}
