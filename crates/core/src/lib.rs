@@ -8,6 +8,7 @@ pub mod slo;
 pub mod stats;
 pub mod summary;
 pub mod timeline;
+pub mod units;
 pub mod workload;
 
 pub use aggregate::RunAggregate;

@@ -4,6 +4,8 @@
 use std::collections::VecDeque;
 use std::fmt::Write;
 
+use infer_doctor_core::units::with_thousands_separators;
+
 use crate::metrics::{StepStats, write_python_float};
 
 const BYTES_PER_GIB: f64 = (1_u64 << 30) as f64;
@@ -174,19 +176,6 @@ fn month_and_day(days_since_epoch: i64) -> (i64, i64) {
         month_from_march - 9
     };
     (month, day)
-}
-
-/// Python's `f"{n:,}"`, e.g. `262,144`.
-pub fn with_thousands_separators(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// vLLM's `format_gib`: `round(bytes / GiB, 2)` printed with `%s`, so `6.9`, `41.98`, `10.0`.

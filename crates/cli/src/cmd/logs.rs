@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::io::BufReader;
 
 use anyhow::{Context, anyhow};
+use infer_doctor_core::units::with_thousands_separators;
 use infer_doctor_observe::logs::{LogReport, ServerKind, read_log};
 
 use crate::args::{Format, LogsArgs};
@@ -29,18 +30,6 @@ pub fn run(args: &LogsArgs) -> Result<u8, Failure> {
         Format::Term => print!("{}", render(&args.file.display().to_string(), &report)),
     }
     Ok(exit::OK)
-}
-
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
@@ -83,15 +72,18 @@ fn render(file: &str, r: &LogReport) -> String {
     let mut capacity = Vec::new();
     if let Some(tokens) = k.kv_cache_tokens {
         let device = k.kv_cache_device.as_deref().unwrap_or("KV");
-        capacity.push(format!("{device} KV cache {} tokens", thousands(tokens)));
+        capacity.push(format!(
+            "{device} KV cache {} tokens",
+            with_thousands_separators(tokens)
+        ));
     }
     if let Some(blocks) = k.device_blocks {
-        capacity.push(format!("{} blocks", thousands(blocks)));
+        capacity.push(format!("{} blocks", with_thousands_separators(blocks)));
     }
     if let (Some(x), Some(len)) = (k.max_concurrency, k.max_concurrency_tokens_per_request) {
         capacity.push(format!(
             "max concurrency {x:.2}x at {} tokens per request",
-            thousands(len)
+            with_thousands_separators(len)
         ));
     }
     if let Some(gib) = k.kv_memory_gib {
@@ -101,7 +93,10 @@ fn render(file: &str, r: &LogReport) -> String {
         capacity.push(format!("max running requests {n}"));
     }
     if let (Some(slots), Some(ctx)) = (k.slots, k.context_per_slot) {
-        capacity.push(format!("{slots} slots × {} tokens", thousands(ctx)));
+        capacity.push(format!(
+            "{slots} slots × {} tokens",
+            with_thousands_separators(ctx)
+        ));
     }
     let _ = writeln!(
         out,
@@ -118,7 +113,7 @@ fn render(file: &str, r: &LogReport) -> String {
         config.push(format!("model {m}"));
     }
     if let Some(len) = c.max_model_len {
-        config.push(format!("max model len {}", thousands(len)));
+        config.push(format!("max model len {}", with_thousands_separators(len)));
     }
     if let (Some(s), gib) = (c.model_load_seconds, c.model_memory_gib) {
         config.push(format!(
