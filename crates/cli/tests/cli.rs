@@ -645,3 +645,153 @@ async fn sim_fault_flags_reach_the_client() {
         String::from_utf8_lossy(&bad.stderr).contains("--error-rate 1.5: must be between 0 and 1")
     );
 }
+
+/// Starts `infer-doctor sim` with `args` on a free port; returns the process and its URL.
+async fn sim_process(args: &[&str]) -> (std::process::Child, String) {
+    let mut cmd = bin();
+    cmd.args(["sim", "--port", "0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let url = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+        line.trim().to_string()
+    })
+    .await
+    .unwrap();
+    (child, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_scrapes_the_servers_metrics_and_reports_its_view() {
+    let (mut sim, url) = sim_process(&["--scenario", "kv-saturated"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut bench = bin();
+    bench.args([
+        "bench",
+        "--url",
+        &url,
+        "--concurrency",
+        "24",
+        "--num-requests",
+        "48",
+    ]);
+    bench.args([
+        "--scrape-interval",
+        "200ms",
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
+    let output = run(bench).await;
+    let _ = sim.kill();
+    let _ = sim.wait();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("server (vllm_v1):"), "{stdout}");
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("run.json")).unwrap())
+            .unwrap();
+    let server = &doc["server"];
+    assert_eq!(server["dialect"], "vllm_v1");
+    // The server finished every request the client did, and its queue filled while the KV cache did.
+    let finished = &server["counters"]["requests_finished"];
+    assert_eq!(finished["increase"].as_f64().unwrap(), 48.0, "{server}");
+    assert!(
+        server["gauges"]["requests_waiting"]["max"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert!(server["gauges"]["kv_usage"]["max"].as_f64().unwrap() > 0.9);
+    let scrapes = std::fs::read_to_string(dir.path().join("server_metrics.jsonl")).unwrap();
+    assert_eq!(
+        scrapes.lines().count() as u64,
+        server["scrapes"].as_u64().unwrap()
+    );
+}
+
+#[test]
+fn metrics_show_diff_and_logs_read_real_captures() {
+    let show = bin()
+        .args([
+            "metrics",
+            "show",
+            &fixture("fixtures/vllm_cpu/metrics_during_load.txt"),
+        ])
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        show.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&show.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(doc["gauges"]["requests_running"]["last"], 6.0);
+    assert_eq!(doc["gauges"]["kv_capacity_tokens"]["last"], 262144.0);
+    assert_eq!(doc["histograms"]["ttft"]["count"], 51.0);
+
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.prom"), dir.path().join("b.prom"));
+    std::fs::write(
+        &a,
+        "# TYPE vllm:generation_tokens_total counter\nvllm:generation_tokens_total 100\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &b,
+        "# TYPE vllm:generation_tokens_total counter\nvllm:generation_tokens_total 400\n",
+    )
+    .unwrap();
+    let diff = bin()
+        .args([
+            "metrics",
+            "diff",
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+            "--interval",
+            "10s",
+        ])
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&diff.stdout).unwrap();
+    assert_eq!(doc["counters"]["generation_tokens"]["increase"], 300.0);
+    assert_eq!(doc["counters"]["generation_tokens"]["rate"], 30.0);
+
+    let unknown = bin()
+        .args([
+            "metrics",
+            "show",
+            a.to_str().unwrap(),
+            "--dialect",
+            "nonsense",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("--dialect: unknown dialect `nonsense`")
+    );
+
+    let logs = bin()
+        .args(["logs", &fixture("fixtures/vllm_cpu/startup_and_run.log")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&logs.stdout);
+    assert_eq!(logs.status.code(), Some(0));
+    assert!(
+        text.contains(
+            "CPU KV cache 262,144 tokens, max concurrency 128.00x at 2,048 tokens per request"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("stats: 6 lines; peak running 6"), "{text}");
+    let missing = bin().args(["logs", "/nonexistent.log"]).output().unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("reading /nonexistent.log"));
+}

@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 
 use infer_doctor_observe::exposition::parse;
 
-const VLLM_SCRAPE: &str =
-    include_str!("../../../../shared/fixtures/vllm_cpu/metrics_after_bench.txt");
+const VLLM_SCRAPE: &str = include_str!("../../../fixtures/vllm_cpu/metrics_after_bench.txt");
 
 const ROUNDS: usize = 5;
 

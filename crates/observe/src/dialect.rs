@@ -563,10 +563,7 @@ mod tests {
     use crate::exposition::parse;
 
     fn fixture(rel: &str) -> String {
-        let path = format!(
-            "{}/../../../shared/fixtures/{rel}",
-            env!("CARGO_MANIFEST_DIR")
-        );
+        let path = format!("{}/../../fixtures/{rel}", env!("CARGO_MANIFEST_DIR"));
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 

@@ -664,10 +664,7 @@ mod tests {
 
     macro_rules! fixture {
         ($path:literal) => {
-            (
-                $path,
-                include_str!(concat!("../../../../shared/fixtures/", $path)),
-            )
+            ($path, include_str!(concat!("../../../fixtures/", $path)))
         };
     }
 

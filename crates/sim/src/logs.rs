@@ -521,11 +521,11 @@ mod tests {
 
     const RUN_LOG: &str = include_str!(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures/vllm_cpu/startup_and_run.log"
+        "/../../fixtures/vllm_cpu/startup_and_run.log"
     ));
     const PEER_LOG: &str = include_str!(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures/vllm_cpu/startup_warm_cache_and_peer_runs.log"
+        "/../../fixtures/vllm_cpu/startup_warm_cache_and_peer_runs.log"
     ));
 
     const FIXTURE_PIDS: Pids = Pids {

@@ -1131,7 +1131,7 @@ mod tests {
 
     const FIXTURE: &str = include_str!(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures/vllm_cpu/metrics_after_load.txt"
+        "/../../fixtures/vllm_cpu/metrics_after_load.txt"
     ));
 
     /// One sample line: name, labels (sorted by key), value.
