@@ -48,7 +48,20 @@ pub enum MetricsCommand {
 #[derive(Args, Debug)]
 pub struct MetricsShowArgs {
     /// A URL (`/metrics` is added when it has no path) or a file.
-    pub source: String,
+    #[arg(required_unless_present = "prometheus")]
+    pub source: Option<String>,
+    /// Ask a Prometheus server that already scrapes the fleet instead (e.g. http://prometheus:9090).
+    #[arg(long, conflicts_with = "source")]
+    pub prometheus: Option<String>,
+    /// Which series to read from --prometheus, e.g. '{namespace="llm"}'.
+    #[arg(long, default_value = "", requires = "prometheus")]
+    pub selector: String,
+    /// The window rates and quantiles are computed over (with --prometheus).
+    #[arg(long, value_parser = parse_duration, default_value = "5m", requires = "prometheus")]
+    pub window: Duration,
+    /// The label that tells pods apart (with --prometheus; `instance` is used when no series has it).
+    #[arg(long, default_value = "pod", requires = "prometheus")]
+    pub group_by: String,
     /// Read the names as this server's (vllm_v1, vllm_v0, sglang, tgi, llamacpp, trtllm_serve, triton,
     /// llmd_epp, dcgm) instead of detecting it.
     #[arg(long)]

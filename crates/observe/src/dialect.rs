@@ -99,19 +99,17 @@ const VLLM_V0_ONLY: [&str; 4] = [
 /// The dialect of a scrape, from its metric names; `None` when no known server's names are in it. Engine
 /// dialects win over dcgm-exporter when a scrape mixes them (a federated endpoint).
 pub fn detect(scrape: &Scrape<'_>) -> Option<Dialect> {
-    let has_prefix = |d: Dialect| {
-        scrape
-            .families
-            .iter()
-            .any(|f| d.prefixes().iter().any(|p| f.name.starts_with(p)))
-    };
-    let found = Dialect::ALL.into_iter().find(|&d| has_prefix(d))?;
-    if found == Dialect::VllmV1
-        && scrape
-            .families
-            .iter()
-            .any(|f| VLLM_V0_ONLY.contains(&f.name))
-    {
+    detect_names(scrape.families.iter().map(|f| f.name))
+}
+
+/// The dialect of a set of metric names, however they were obtained (a scrape, a Prometheus label query).
+pub fn detect_names<'n>(names: impl Iterator<Item = &'n str> + Clone) -> Option<Dialect> {
+    let found = Dialect::ALL.into_iter().find(|d| {
+        names
+            .clone()
+            .any(|n| d.prefixes().iter().any(|p| n.starts_with(p)))
+    })?;
+    if found == Dialect::VllmV1 && names.clone().any(|n| VLLM_V0_ONLY.contains(&n)) {
         return Some(Dialect::VllmV0);
     }
     Some(found)
@@ -119,7 +117,7 @@ pub fn detect(scrape: &Scrape<'_>) -> Option<Dialect> {
 
 /// Where one signal comes from in one dialect.
 #[derive(Clone, Copy, Debug)]
-enum Source {
+pub(crate) enum Source {
     /// The first of these families present; histograms in seconds, others summed over their series.
     Family(&'static [&'static str]),
     /// A histogram in milliseconds.
@@ -384,7 +382,7 @@ const LLMD_EPP: &[(Signal, Source)] = &[
     ),
 ];
 
-fn mapping(dialect: Dialect) -> &'static [(Signal, Source)] {
+pub(crate) fn mapping(dialect: Dialect) -> &'static [(Signal, Source)] {
     match dialect {
         Dialect::VllmV1 | Dialect::VllmV0 => VLLM,
         Dialect::Sglang => SGLANG,

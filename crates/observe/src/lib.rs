@@ -4,5 +4,6 @@
 pub mod dialect;
 pub mod exposition;
 pub mod logs;
+pub mod prometheus;
 pub mod server;
 pub mod window;

@@ -9,13 +9,9 @@
 //! placed exactly on window edges (`query` with `time=`); we answer from the raw samples fetched with `x[1m]`.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::ops::Range;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
@@ -23,16 +19,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use infer_doctor_observe::window::{self, BucketSeries, Point, Window};
 
-const PROMETHEUS_BINARY: &str = "/usr/bin/prometheus";
-const PROMETHEUS_VERSION: &str = "version 2.42.";
+mod common;
+
+use common::RunningPrometheus;
+
 /// Prometheus accepts sub-second intervals; 200 ms gives 25–50 samples per window in a 12 s run.
 const SCRAPE_INTERVAL_MS: i64 = 200;
 const SCRAPES_TO_COLLECT: usize = 60;
 /// Divides the scrape interval, so that evaluation times land on sample times and window edges.
 const STEP_MS: i64 = 50;
-const STARTUP_LIMIT: Duration = Duration::from_secs(20);
 const TEST_LIMIT: Duration = Duration::from_secs(60);
-const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 const RELATIVE_TOLERANCE: f64 = 1e-9;
 
 // What happens at which scrape number.
@@ -46,12 +42,12 @@ const LATENCY_BOUNDS: [f64; 6] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 #[test]
 fn window_arithmetic_equals_promql_of_a_real_prometheus_2_42() {
     let started = Instant::now();
-    require_prometheus_2_42();
 
     let exposition = ExpositionServer::start();
     let scratch = tempfile::tempdir().expect("a temporary directory");
-    let mut prometheus = RunningPrometheus::start(scratch.path(), exposition.address);
-    prometheus.wait_until_ready(started);
+    let mut prometheus =
+        RunningPrometheus::start(scratch.path(), &scrape_config(exposition.address));
+    prometheus.wait_until_ready();
 
     let scrape_deadline = started + TEST_LIMIT / 2;
     while exposition.scrapes.load(Ordering::SeqCst) < SCRAPES_TO_COLLECT {
@@ -321,71 +317,8 @@ impl StoredSeries {
     }
 }
 
-/// Prometheus running as a child process; killed (by its PID) when dropped, whether the test passed or not.
-struct RunningPrometheus {
-    child: Child,
-    address: SocketAddr,
-    log_path: std::path::PathBuf,
-}
-
+/// The queries this test asks of the Prometheus it started.
 impl RunningPrometheus {
-    fn start(scratch: &Path, target: SocketAddr) -> Self {
-        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, free_loopback_port()));
-        let config_path = scratch.join("prometheus.yml");
-        let config = format!(
-            "global:\n  scrape_interval: {SCRAPE_INTERVAL_MS}ms\n  scrape_timeout: {SCRAPE_INTERVAL_MS}ms\n\
-             scrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: ['{target}']\n"
-        );
-        std::fs::write(&config_path, config).expect("write prometheus.yml");
-        let log_path = scratch.join("prometheus.log");
-        let log = File::create(&log_path).expect("create prometheus.log");
-        let child = Command::new(PROMETHEUS_BINARY)
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                scratch.join("data").display()
-            ))
-            .arg(format!("--web.listen-address={address}"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone log handle"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {PROMETHEUS_BINARY}: {e}"));
-        Self {
-            child,
-            address,
-            log_path,
-        }
-    }
-
-    fn wait_until_ready(&mut self, started: Instant) {
-        let deadline = Instant::now() + STARTUP_LIMIT;
-        loop {
-            if let Ok((200, _)) = http_get(self.address, "/-/ready") {
-                return;
-            }
-            // Exiting early (a bad flag, the port taken meanwhile) is reported now rather than at the deadline.
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "Prometheus exited with {status} before it was ready; its log:\n{}",
-                    self.log_tail()
-                );
-            }
-            assert!(
-                Instant::now() < deadline && started.elapsed() < TEST_LIMIT,
-                "Prometheus was not ready within {STARTUP_LIMIT:?}; its log:\n{}",
-                self.log_tail()
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-
     /// Every `demo_*` sample stored up to `end_ms`, fetched as the range vector `{__name__=~"demo_.+"}[1m]`.
     fn stored_series(&self, end_ms: i64) -> StoredSeries {
         let data = self.api(
@@ -444,51 +377,14 @@ impl RunningPrometheus {
         assert!(results.len() <= 1, "{promql} gave {} series", results.len());
         results.first().map(|result| point(&result["value"]).v)
     }
-
-    fn api(&self, endpoint: &str, parameters: &[(&str, String)]) -> serde_json::Value {
-        let query_string: Vec<String> = parameters
-            .iter()
-            .map(|(name, value)| format!("{name}={}", percent_encode(value)))
-            .collect();
-        let path = format!("/api/v1/{endpoint}?{}", query_string.join("&"));
-        let (status, body) =
-            http_get(self.address, &path).unwrap_or_else(|e| panic!("GET {path}: {e}"));
-        assert_eq!(status, 200, "GET {path}: {body}");
-        let mut answer: serde_json::Value =
-            serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e} in {body}"));
-        assert_eq!(answer["status"], "success", "GET {path}: {body}");
-        answer["data"].take()
-    }
 }
 
-impl Drop for RunningPrometheus {
-    fn drop(&mut self) {
-        // Errors mean it already exited; nothing is left to stop.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn require_prometheus_2_42() {
-    let install = "install it with `apt-get install -y prometheus` (Debian 12's package is 2.42)";
-    assert!(
-        Path::new(PROMETHEUS_BINARY).exists(),
-        "{PROMETHEUS_BINARY} is missing: {install}"
-    );
-    let output = Command::new(PROMETHEUS_BINARY)
-        .arg("--version")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {PROMETHEUS_BINARY} --version: {e}; {install}"));
-    let version = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    // The window module reproduces 2.42 (e.g. closed range windows; Prometheus 3 opens the left end).
-    assert!(
-        version.contains(PROMETHEUS_VERSION),
-        "this test needs Prometheus 2.42, found: {version}; {install}"
-    );
+/// Prometheus scraping our exposition server every [`SCRAPE_INTERVAL_MS`].
+fn scrape_config(target: SocketAddr) -> String {
+    format!(
+        "global:\n  scrape_interval: {SCRAPE_INTERVAL_MS}ms\n  scrape_timeout: {SCRAPE_INTERVAL_MS}ms\n\
+         scrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: ['{target}']\n"
+    )
 }
 
 /// Our `/metrics`: answers each scrape with the exposition for its scrape number, on loopback.
@@ -743,49 +639,6 @@ fn point(pair: &serde_json::Value) -> Point {
 /// Milliseconds as the API's decimal seconds, exact to the millisecond.
 fn api_time(t_ms: i64) -> String {
     format!("{}.{:03}", t_ms.div_euclid(1000), t_ms.rem_euclid(1000))
-}
-
-fn percent_encode(text: &str) -> String {
-    let mut encoded = String::with_capacity(text.len() * 3);
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
-            encoded.push(char::from(byte));
-        } else {
-            let _ = write!(encoded, "%{byte:02X}");
-        }
-    }
-    encoded
-}
-
-/// A plain HTTP/1.0 GET on loopback: the server closes after answering, so the body is everything it sends
-/// (no chunked encoding, no keep-alive).
-fn http_get(address: SocketAddr, path: &str) -> Result<(u16, String), String> {
-    let mut stream =
-        TcpStream::connect_timeout(&address, HTTP_TIMEOUT).map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(HTTP_TIMEOUT))
-        .map_err(|e| e.to_string())?;
-    stream
-        .set_write_timeout(Some(HTTP_TIMEOUT))
-        .map_err(|e| e.to_string())?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .map_err(|e| e.to_string())?;
-    let (head, body) = response.split_once("\r\n\r\n").ok_or("no end of headers")?;
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| format!("bad status line in {head:?}"))?;
-    Ok((status, body.to_owned()))
-}
-
-fn free_loopback_port() -> u16 {
-    // The OS picks a free port; it is released for Prometheus to take right after.
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a loopback port");
-    listener.local_addr().expect("the bound address").port()
 }
 
 fn unix_now_ms() -> i64 {

@@ -21,7 +21,13 @@ fn number(v: f64) -> String {
 /// The heading says what the numbers cover: a window between scrapes, or totals since the server started.
 pub fn server_table(w: &ServerWindow) -> String {
     let windowed = w.seconds() > 0.0;
-    let mut out = if windowed {
+    let mut out = if windowed && w.scrapes == 0 {
+        format!(
+            "server ({}): the last {:.0} s, as Prometheus computes it\n",
+            w.dialect,
+            w.seconds()
+        )
+    } else if windowed {
         format!(
             "server ({}): {} scrapes over {:.1} s\n",
             w.dialect,
@@ -107,7 +113,7 @@ pub fn server_table(w: &ServerWindow) -> String {
     }
     if !latency.is_empty() {
         out.push_str(&latency.to_string());
-        out.push('\n');
+        out.push_str("\n(quantiles interpolated inside the server's histogram buckets, as PromQL does; means are exact)\n");
     }
     if !values.is_empty() {
         out.push_str(&values.to_string());

@@ -12,18 +12,24 @@ use infer_doctor_load::Target;
 use infer_doctor_load::http::{ClientOptions, HttpClient};
 use infer_doctor_observe::dialect::{self, Dialect};
 use infer_doctor_observe::exposition::parse;
+use infer_doctor_observe::prometheus::{self, FleetView, Scope};
 use infer_doctor_observe::server::{snapshot, summarize};
 use infer_doctor_report::server::server_table;
 
-use crate::args::{Format, MetricsArgs, MetricsCommand};
+use crate::args::{Format, MetricsArgs, MetricsCommand, MetricsShowArgs};
 use crate::{Failure, exit};
 
 pub async fn run(args: MetricsArgs) -> Result<u8, Failure> {
     match args.action {
         MetricsCommand::Show(a) => {
             let forced = forced_dialect(a.dialect.as_deref())?;
-            let text = fetch(&a.source).await?;
-            let readings = read(&a.source, &text, forced)?;
+            if let Some(prometheus) = &a.prometheus {
+                let view = fleet(prometheus, &a, forced).await?;
+                return print_fleet(&view, a.format);
+            }
+            let source = a.source.as_deref().unwrap_or_default();
+            let text = fetch(source).await?;
+            let readings = read(source, &text, forced)?;
             print(&snapshot(&readings), a.format)
         }
         MetricsCommand::Diff(a) => {
@@ -47,6 +53,91 @@ pub async fn run(args: MetricsArgs) -> Result<u8, Failure> {
     }
 }
 
+/// A client for a base URL, for one-off GETs.
+fn client_for(url: &str) -> Result<HttpClient, Failure> {
+    let target = Arc::new(Target::parse(url, None).map_err(Failure::usage)?);
+    Ok(HttpClient::new(
+        target,
+        ClientOptions {
+            http2: false,
+            pool_size: 1,
+            connect_timeout: Duration::from_secs(5),
+        },
+    ))
+}
+
+/// The fleet's canonical signals, per pod and in total, from the Prometheus that scrapes it.
+async fn fleet(
+    url: &str,
+    a: &MetricsShowArgs,
+    forced: Option<Dialect>,
+) -> Result<FleetView, Failure> {
+    let client = client_for(url)?;
+    let ask = |promql: String| {
+        let client = &client;
+        async move {
+            let path = client.target().path(&prometheus::query_path(&promql, None));
+            let body = client
+                .get(&path, Duration::from_secs(30))
+                .await
+                .map_err(|e| Failure::usage(anyhow!("{url}: {e}")))?;
+            prometheus::answer_data(&body)
+                .map_err(|e| Failure::usage(anyhow!("{url}: {e} (query: {promql})")))
+        }
+    };
+    let mut scope = Scope::new(&a.selector, a.window, &a.group_by)
+        .map_err(|e| Failure::usage(anyhow!("--selector/--window: {e}")))?;
+    let mut names = ask(prometheus::names_query(&scope)).await?;
+    let labelled = |answer: &serde_json::Value, label: &str| {
+        answer["result"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|s| s["metric"].get(label).is_some()))
+    };
+    if !labelled(&names, &scope.group_by) && scope.group_by != "instance" {
+        scope.group_by = "instance".into();
+        names = ask(prometheus::names_query(&scope)).await?;
+    }
+    let dialect = forced.or_else(|| prometheus::detect(&names)).ok_or_else(|| {
+        Failure::usage(anyhow!(
+            "{url}: no inference-server metrics match selector `{}` (give --dialect if they have other names)",
+            a.selector
+        ))
+    })?;
+    let mut view = FleetView::new(dialect, &scope);
+    for q in prometheus::queries(dialect, &prometheus::names_in(&names), &scope) {
+        view.record(&q, &ask(q.promql.clone()).await?, false);
+        let all = prometheus::fleet_wide(&q, &scope);
+        view.record(&all, &ask(all.promql.clone()).await?, true);
+    }
+    if let Some((info, x, y)) = prometheus::capacity_query(dialect, &scope) {
+        view.record_capacity(&ask(info).await?, x, y);
+    }
+    Ok(view)
+}
+
+fn print_fleet(view: &FleetView, format: Format) -> Result<u8, Failure> {
+    match format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(view)
+                .map_err(|e| Failure::usage(anyhow::Error::from(e)))?
+        ),
+        Format::Term => {
+            for (pod, window) in &view.pods {
+                println!("── {} {pod} ──", view.group_by);
+                print!("{}", server_table(window));
+            }
+            println!(
+                "── the whole fleet ({} {}s) ──",
+                view.pods.len(),
+                view.group_by
+            );
+            print!("{}", server_table(&view.fleet));
+        }
+    }
+    Ok(exit::OK)
+}
+
 fn forced_dialect(name: Option<&str>) -> Result<Option<Dialect>, Failure> {
     name.map(|n| {
         n.parse::<Dialect>()
@@ -66,20 +157,12 @@ async fn fetch(source: &str) -> Result<String, Failure> {
     if !(source.starts_with("http://") || source.starts_with("https://")) {
         return read_file(Path::new(source));
     }
-    let target = Arc::new(Target::parse(source, None).map_err(Failure::usage)?);
-    let path = if target.base_path.is_empty() {
+    let client = client_for(source)?;
+    let path = if client.target().base_path.is_empty() {
         "/metrics".to_string()
     } else {
-        target.path("")
+        client.target().path("")
     };
-    let client = HttpClient::new(
-        target,
-        ClientOptions {
-            http2: false,
-            pool_size: 1,
-            connect_timeout: Duration::from_secs(5),
-        },
-    );
     let body = client
         .get(&path, Duration::from_secs(10))
         .await

@@ -1,0 +1,420 @@
+//! A Prometheus server as the source, for fleets it already scrapes: the PromQL that asks it for each canonical
+//! signal in the fleet's dialect, per pod and in total, and the reading of its answers. HTTP is the caller's.
+
+use std::collections::BTreeMap;
+
+use infer_doctor_core::Signal;
+use infer_doctor_core::signals::{CounterStats, GaugeStats, HistogramStats, ServerWindow};
+use serde_json::Value;
+
+use crate::dialect::{Dialect, Source, detect_names, mapping};
+
+/// What to ask: which series (a selector such as `{namespace="llm"}`), over which window, split by which label.
+#[derive(Clone, Debug)]
+pub struct Scope {
+    /// The label matchers inside the braces, e.g. `namespace="llm"`; empty for everything.
+    pub matchers: String,
+    /// PromQL duration, e.g. `300000ms`, and the same in seconds.
+    pub window: String,
+    pub window_seconds: f64,
+    /// The label that tells pods apart (`pod` under Kubernetes, `instance` otherwise).
+    pub group_by: String,
+}
+
+impl Scope {
+    /// Parses a selector as users write it: `{namespace="llm"}`, `namespace="llm"`, or nothing.
+    pub fn new(
+        selector: &str,
+        window: std::time::Duration,
+        group_by: &str,
+    ) -> Result<Scope, String> {
+        let inner = selector.trim();
+        let inner = inner
+            .strip_prefix('{')
+            .map(|s| {
+                s.strip_suffix('}')
+                    .ok_or("a selector that opens with { must close with }")
+            })
+            .transpose()?
+            .unwrap_or(inner);
+        if window.as_millis() == 0 {
+            return Err("the window must be at least a millisecond".into());
+        }
+        Ok(Scope {
+            matchers: inner.trim().to_string(),
+            window: format!("{}ms", window.as_millis()),
+            window_seconds: window.as_secs_f64(),
+            group_by: group_by.to_string(),
+        })
+    }
+
+    fn select(&self, metric: &str, extra: &str) -> String {
+        let parts: Vec<&str> = [self.matchers.as_str(), extra]
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .collect();
+        format!("{metric}{{{}}}", parts.join(","))
+    }
+}
+
+/// The query that lists which metric names (and pod labels) exist under the scope, for dialect detection.
+pub fn names_query(scope: &Scope) -> String {
+    format!(
+        "group by (__name__, {}) ({{__name__=~\"(vllm|sglang|llamacpp):.+|tgi_.+|trtllm_.+|nv_trt_llm_.+|nv_inference_.+|inference_(objective|pool|model)_.+\"{}}})",
+        scope.group_by,
+        if scope.matchers.is_empty() {
+            String::new()
+        } else {
+            format!(",{}", scope.matchers)
+        }
+    )
+}
+
+/// The metric names in a `names_query` answer.
+pub fn names_in(answer: &Value) -> Vec<String> {
+    vector(answer)
+        .filter_map(|(labels, _)| labels.get("__name__").cloned())
+        .collect()
+}
+
+/// The dialect the fleet speaks, from a `names_query` answer.
+pub fn detect(answer: &Value) -> Option<Dialect> {
+    let names = names_in(answer);
+    detect_names(names.iter().map(String::as_str))
+}
+
+/// Which statistic of a signal one query asks for.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Stat {
+    GaugeMean,
+    GaugeMax,
+    GaugeLast,
+    CounterIncrease,
+    HistogramCount,
+    HistogramMean,
+    Quantile(f64),
+}
+
+/// One PromQL instant query and what its answer means.
+#[derive(Clone, Debug)]
+pub struct Query {
+    pub signal: Signal,
+    pub stat: Stat,
+    pub promql: String,
+    /// The label a counter is broken down by (finished requests by reason).
+    pub by_label: Option<&'static str>,
+}
+
+/// Every query for the fleet's canonical signals, grouped by pod. `names` are the metric names present (from
+/// [`names_in`]), so renamed metrics are asked for by the name this fleet uses. Capacity from info labels is
+/// read by [`capacity_query`] instead, since PromQL cannot multiply label values.
+pub fn queries(dialect: Dialect, names: &[String], scope: &Scope) -> Vec<Query> {
+    let present = |n: &str| {
+        names.iter().any(|x| {
+            x == n || x.strip_suffix("_bucket") == Some(n) || x.strip_suffix("_count") == Some(n)
+        })
+    };
+    let g = &scope.group_by;
+    let w = &scope.window;
+    let mut out = Vec::new();
+    for &(signal, source) in mapping(dialect) {
+        let (metric, extra, scale, by_label) = match source {
+            Source::Family(candidates) => match candidates.iter().find(|n| present(n)) {
+                Some(n) => (*n, String::new(), 1.0, None),
+                None => continue,
+            },
+            Source::HistogramMs(name) if present(name) => (name, String::new(), 1e-3, None),
+            Source::Labeled(name, key, value) if present(name) => {
+                (name, format!("{key}=\"{value}\""), 1.0, None)
+            }
+            Source::ByLabel(name, key) if present(name) => (name, String::new(), 1.0, Some(key)),
+            _ => continue,
+        };
+        let sel = |suffix: &str| scope.select(&format!("{metric}{suffix}"), &extra);
+        let group = match by_label {
+            Some(key) => format!("{g}, {key}"),
+            None => g.clone(),
+        };
+        let mut push = |stat, promql: String| {
+            out.push(Query {
+                signal,
+                stat,
+                promql,
+                by_label,
+            })
+        };
+        match signal.kind() {
+            infer_doctor_core::SignalKind::Gauge => {
+                push(
+                    Stat::GaugeMean,
+                    format!("sum by ({g}) (avg_over_time({}[{w}]))", sel("")),
+                );
+                push(
+                    Stat::GaugeMax,
+                    format!("sum by ({g}) (max_over_time({}[{w}]))", sel("")),
+                );
+                push(Stat::GaugeLast, format!("sum by ({g}) ({})", sel("")));
+            }
+            infer_doctor_core::SignalKind::Counter => {
+                push(
+                    Stat::CounterIncrease,
+                    format!("sum by ({group}) (increase({}[{w}]))", sel("")),
+                );
+            }
+            infer_doctor_core::SignalKind::Histogram => {
+                let scaled = |q: String| {
+                    if scale == 1.0 {
+                        q
+                    } else {
+                        format!("({q}) * {scale}")
+                    }
+                };
+                push(
+                    Stat::HistogramCount,
+                    format!("sum by ({g}) (increase({}[{w}]))", sel("_count")),
+                );
+                push(
+                    Stat::HistogramMean,
+                    scaled(format!(
+                        "sum by ({g}) (rate({}[{w}])) / sum by ({g}) (rate({}[{w}]))",
+                        sel("_sum"),
+                        sel("_count")
+                    )),
+                );
+                for q in [0.5, 0.9, 0.99] {
+                    push(
+                        Stat::Quantile(q),
+                        scaled(format!(
+                            "histogram_quantile({q}, sum by ({g}, le) (rate({}[{w}])))",
+                            sel("_bucket")
+                        )),
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The same query over the whole fleet: the per-pod grouping dropped (`le` and breakdown labels kept).
+pub fn fleet_wide(query: &Query, scope: &Scope) -> Query {
+    let g = &scope.group_by;
+    Query {
+        promql: query
+            .promql
+            .replace(&format!("sum by ({g}, "), "sum by (")
+            .replace(&format!("sum by ({g}) "), "sum "),
+        ..query.clone()
+    }
+}
+
+/// The info series that carry KV capacity in their labels (vLLM's `cache_config_info`), if the dialect has one.
+pub fn capacity_query(
+    dialect: Dialect,
+    scope: &Scope,
+) -> Option<(String, &'static str, &'static str)> {
+    mapping(dialect)
+        .iter()
+        .find_map(|&(signal, source)| match (signal, source) {
+            (Signal::KvCapacityTokens, Source::InfoProduct(name, a, b)) => {
+                Some((scope.select(name, ""), a, b))
+            }
+            _ => None,
+        })
+}
+
+/// The (labels, value) pairs of an instant-vector answer's `data`.
+fn vector(data: &Value) -> impl Iterator<Item = (BTreeMap<String, String>, f64)> + '_ {
+    data["result"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| {
+            let labels = r["metric"]
+                .as_object()?
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect();
+            let value = match r["value"].get(1)?.as_str()? {
+                "NaN" => f64::NAN,
+                "+Inf" => f64::INFINITY,
+                "-Inf" => f64::NEG_INFINITY,
+                v => v.parse().ok()?,
+            };
+            Some((labels, value))
+        })
+}
+
+/// The fleet in canonical terms: one window per pod and one for everything.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FleetView {
+    pub dialect: String,
+    pub group_by: String,
+    pub window_seconds: f64,
+    pub pods: BTreeMap<String, ServerWindow>,
+    pub fleet: ServerWindow,
+}
+
+impl FleetView {
+    pub fn new(dialect: Dialect, scope: &Scope) -> FleetView {
+        FleetView {
+            dialect: dialect.name().to_string(),
+            group_by: scope.group_by.clone(),
+            window_seconds: scope.window_seconds,
+            fleet: empty_window(dialect.name(), scope.window_seconds),
+            ..Default::default()
+        }
+    }
+
+    /// Files one answer (`data` of `/api/v1/query`) under its pods, or under the fleet when `fleet_wide`.
+    pub fn record(&mut self, query: &Query, data: &Value, fleet_wide: bool) {
+        for (labels, value) in vector(data) {
+            let window = if fleet_wide {
+                &mut self.fleet
+            } else {
+                let pod = labels
+                    .get(&self.group_by)
+                    .cloned()
+                    .unwrap_or_else(|| "(no label)".to_string());
+                let (dialect, seconds) = (self.dialect.clone(), self.window_seconds);
+                self.pods
+                    .entry(pod)
+                    .or_insert_with(|| empty_window(&dialect, seconds))
+            };
+            let label = query.by_label.and_then(|key| labels.get(key).cloned());
+            file(window, query, value, label);
+        }
+    }
+
+    /// Adds KV capacity from the info series' labels (`capacity_query`'s answer), per pod and in total.
+    pub fn record_capacity(&mut self, data: &Value, a: &str, b: &str) {
+        let mut total = 0.0;
+        for (labels, _) in vector(data) {
+            let (Some(x), Some(y)) = (
+                labels.get(a).and_then(|v| v.parse::<f64>().ok()),
+                labels.get(b).and_then(|v| v.parse::<f64>().ok()),
+            ) else {
+                continue;
+            };
+            total += x * y;
+            if let Some(pod) = labels
+                .get(&self.group_by)
+                .and_then(|p| self.pods.get_mut(p))
+            {
+                set_gauge(pod, Signal::KvCapacityTokens, x * y);
+            }
+        }
+        if total > 0.0 {
+            set_gauge(&mut self.fleet, Signal::KvCapacityTokens, total);
+        }
+    }
+}
+
+fn empty_window(dialect: &str, seconds: f64) -> ServerWindow {
+    ServerWindow {
+        dialect: dialect.to_string(),
+        start: 0.0,
+        end: seconds,
+        ..Default::default()
+    }
+}
+
+fn set_gauge(window: &mut ServerWindow, signal: Signal, v: f64) {
+    window.gauges.insert(
+        signal,
+        GaugeStats {
+            mean: v,
+            min: v,
+            max: v,
+            last: v,
+        },
+    );
+}
+
+fn file(window: &mut ServerWindow, query: &Query, value: f64, label: Option<String>) {
+    let nan_gauge = || GaugeStats {
+        mean: f64::NAN,
+        min: f64::NAN,
+        max: f64::NAN,
+        last: f64::NAN,
+    };
+    let nan_histogram = || HistogramStats {
+        count: f64::NAN,
+        mean: f64::NAN,
+        p50: f64::NAN,
+        p90: f64::NAN,
+        p99: f64::NAN,
+    };
+    match query.stat {
+        Stat::GaugeMean | Stat::GaugeMax | Stat::GaugeLast => {
+            let g = window.gauges.entry(query.signal).or_insert_with(nan_gauge);
+            match query.stat {
+                Stat::GaugeMean => g.mean = value,
+                Stat::GaugeMax => g.max = value,
+                _ => g.last = value,
+            }
+        }
+        Stat::CounterIncrease => {
+            let seconds = window.seconds();
+            let c = window.counters.entry(query.signal).or_insert(CounterStats {
+                increase: 0.0,
+                rate: 0.0,
+                by_label: BTreeMap::new(),
+            });
+            c.increase += value;
+            c.rate = c.increase / seconds;
+            if let Some(label) = label {
+                *c.by_label.entry(label).or_default() += value;
+            }
+        }
+        Stat::HistogramCount | Stat::HistogramMean | Stat::Quantile(_) => {
+            let h = window
+                .histograms
+                .entry(query.signal)
+                .or_insert_with(nan_histogram);
+            match query.stat {
+                Stat::HistogramCount => h.count = value,
+                Stat::HistogramMean => h.mean = value,
+                Stat::Quantile(q) if q == 0.5 => h.p50 = value,
+                Stat::Quantile(q) if q == 0.9 => h.p90 = value,
+                _ => h.p99 = value,
+            }
+        }
+    }
+}
+
+/// The request path of an instant query (`/api/v1/query`), at `time` (Unix seconds) or now.
+pub fn query_path(promql: &str, time: Option<f64>) -> String {
+    let mut path = format!("/api/v1/query?query={}", percent_encode(promql));
+    if let Some(t) = time {
+        path.push_str(&format!("&time={t:.3}"));
+    }
+    path
+}
+
+/// URL query-string encoding: everything but unreserved characters as `%XX`.
+pub fn percent_encode(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len() * 3);
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+/// The `data` of a successful API answer, or what Prometheus said went wrong.
+pub fn answer_data(body: &[u8]) -> Result<Value, String> {
+    let mut answer: Value =
+        serde_json::from_slice(body).map_err(|e| format!("the answer is not JSON: {e}"))?;
+    if answer["status"] != "success" {
+        return Err(format!(
+            "Prometheus said {}: {}",
+            answer["errorType"].as_str().unwrap_or("error"),
+            answer["error"].as_str().unwrap_or("(no message)")
+        ));
+    }
+    Ok(answer["data"].take())
+}
