@@ -375,8 +375,8 @@ fn file(window: &mut ServerWindow, query: &Query, value: f64, label: Option<Stri
             match query.stat {
                 Stat::HistogramCount => h.count = value,
                 Stat::HistogramMean => h.mean = value,
-                Stat::Quantile(q) if q == 0.5 => h.p50 = value,
-                Stat::Quantile(q) if q == 0.9 => h.p90 = value,
+                Stat::Quantile(0.5) => h.p50 = value,
+                Stat::Quantile(0.9) => h.p90 = value,
                 _ => h.p99 = value,
             }
         }
