@@ -795,3 +795,50 @@ fn metrics_show_diff_and_logs_read_real_captures() {
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("reading /nonexistent.log"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_llamacpp_server_is_read_in_its_dialect_with_capacity_from_props_and_slots() {
+    let server = MockServer::start(MockConfig {
+        llamacpp_slots: Some(3),
+        close_after_stream: true,
+        itl: Duration::from_millis(20),
+        ..fast()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = bin();
+    cmd.args([
+        "bench",
+        "--url",
+        &server.url(),
+        "--concurrency",
+        "3",
+        "--num-requests",
+        "9",
+    ]);
+    cmd.args([
+        "--output-tokens",
+        "10",
+        "--scrape-interval",
+        "100ms",
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
+    let output = run(cmd).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("run.json")).unwrap())
+            .unwrap();
+    let server_view = &doc["server"];
+    assert_eq!(server_view["dialect"], "llamacpp", "{doc}");
+    assert_eq!(server_view["gauges"]["kv_capacity_tokens"]["last"], 3072.0);
+    assert!(
+        server_view["gauges"]["requests_running"]["max"]
+            .as_f64()
+            .unwrap()
+            >= 1.0
+    );
+    assert_eq!(doc["target"]["props"]["total_slots"], 3);
+}

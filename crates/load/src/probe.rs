@@ -19,6 +19,11 @@ pub struct TargetInfo {
     /// Why `/v1/models` could not be read, if it could not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub models_error: Option<String>,
+    /// llama.cpp's `/props` and `/slots` (capacity its metrics lack); absent on other servers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub props: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slots: Option<Value>,
 }
 
 async fn get_json(client: &HttpClient, api_path: &str, timeout: Duration) -> Result<Value, String> {
@@ -47,5 +52,9 @@ pub async fn probe(client: &HttpClient, timeout: Duration) -> TargetInfo {
         Err(e) => info.models_error = Some(e),
     }
     info.version = get_json(client, "/version", timeout).await.ok();
+    info.props = get_json(client, "/props", timeout).await.ok();
+    if info.props.is_some() {
+        info.slots = get_json(client, "/slots", timeout).await.ok();
+    }
     info
 }

@@ -3,6 +3,7 @@
 
 pub mod dialect;
 pub mod exposition;
+pub mod llamacpp;
 pub mod logs;
 pub mod prometheus;
 pub mod server;

@@ -64,14 +64,35 @@ pub(crate) async fn handle(
             "metrics" => {
                 tokio::time::sleep(shared.config.metrics_delay).await;
                 let served = shared.next_index.load(Ordering::Relaxed);
-                full(
-                    StatusCode::OK,
-                    "text/plain; version=0.0.4",
-                    format!(
+                let text = match shared.config.llamacpp_slots {
+                    Some(_) => format!(
+                        "# HELP llamacpp:requests_processing Number of requests processing.\n\
+                         # TYPE llamacpp:requests_processing gauge\nllamacpp:requests_processing {}\n\
+                         # HELP llamacpp:requests_deferred Number of requests deferred.\n\
+                         # TYPE llamacpp:requests_deferred gauge\nllamacpp:requests_deferred 0\n",
+                        shared.in_flight.load(Ordering::Relaxed)
+                    ),
+                    None => format!(
                         "# TYPE testkit_requests_total counter\ntestkit_requests_total {served}\n"
                     ),
-                )
+                };
+                full(StatusCode::OK, "text/plain; version=0.0.4", text)
             }
+            "props" if shared.config.llamacpp_slots.is_some() => json_reply(
+                StatusCode::OK,
+                &json!({"total_slots": shared.config.llamacpp_slots, "default_generation_settings": {"n_ctx": 1024}}),
+            ),
+            "slots" => match shared.config.llamacpp_slots {
+                Some(n) => json_reply(
+                    StatusCode::OK,
+                    &Value::Array(
+                        (0..n)
+                            .map(|id| json!({"id": id, "n_ctx": 1024, "is_processing": false}))
+                            .collect(),
+                    ),
+                ),
+                None => error_reply(404, "not found"),
+            },
             _ => error_reply(404, "not found"),
         });
     }
@@ -95,6 +116,7 @@ pub(crate) async fn handle(
         return Ok(error_reply(400, "request body is not JSON"));
     };
     let index = shared.next_index.fetch_add(1, Ordering::Relaxed);
+    let in_flight = InFlight::enter(&shared);
     let slot = match &shared.slots {
         Some(slots) => slots.clone().acquire_owned().await.ok(),
         None => None,
@@ -124,11 +146,28 @@ pub(crate) async fn handle(
     tokio::spawn(async move {
         stream_tokens(plan, &shared.config, tx, hang_up).await;
         drop(slot);
+        drop(in_flight);
     });
     Ok(Response::builder()
         .header("content-type", "text/event-stream")
         .body(ChannelBody { rx, stamps }.boxed())
         .expect("static response parts are valid"))
+}
+
+/// Counts a completion request as in flight until dropped.
+struct InFlight(Arc<Shared>);
+
+impl InFlight {
+    fn enter(shared: &Arc<Shared>) -> InFlight {
+        shared.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(shared.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Shared {

@@ -58,6 +58,9 @@ pub struct MockConfig {
     pub stop_after: Option<u32>,
     /// Close the TCP connection after every streamed response, as llama.cpp's server does.
     pub close_after_stream: bool,
+    /// Answer `/props`, `/slots` and `/metrics` as llama.cpp's `llama-server` does, with this many slots of
+    /// 1,024 tokens (`None`: those endpoints are 404, `/metrics` a plain counter).
+    pub llamacpp_slots: Option<u32>,
     /// Keep a record of every request and token time (off for speed benchmarks).
     pub record_truth: bool,
     /// Requests processed at once; the rest wait inside the server, as behind a full engine.
@@ -77,6 +80,7 @@ impl Default for MockConfig {
             default_output_tokens: 16,
             stop_after: None,
             close_after_stream: false,
+            llamacpp_slots: None,
             record_truth: true,
             capacity: None,
             metrics_delay: Duration::ZERO,
@@ -106,6 +110,8 @@ pub(crate) struct Shared {
     pub truth: Mutex<Vec<(ServedRequest, TokenStamps)>>,
     pub connections: AtomicU64,
     pub slots: Option<Arc<tokio::sync::Semaphore>>,
+    /// Completion requests being answered now.
+    pub in_flight: AtomicU64,
 }
 
 impl Shared {
@@ -162,6 +168,7 @@ impl MockServer {
             next_index: AtomicU64::new(0),
             truth: Mutex::new(Vec::new()),
             connections: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
             slots: config
                 .capacity
                 .map(|n| Arc::new(tokio::sync::Semaphore::new(n))),

@@ -383,7 +383,20 @@ pub async fn run(args: Box<BenchArgs>) -> Result<u8, Failure> {
     summary
         .warnings
         .extend(watched.as_ref().and_then(|w| w.note.clone()));
-    let server = watched.and_then(|w| w.window);
+    let mut server = watched.and_then(|w| w.window);
+    // llama.cpp's metrics lack its capacity; its /props and /slots, read before the run, have it.
+    if let (Some(window), Some(capacity)) = (
+        server.as_mut(),
+        infer_doctor_observe::llamacpp::capacity(
+            plan.target_info.props.as_ref(),
+            plan.target_info.slots.as_ref(),
+        ),
+    ) {
+        window
+            .gauges
+            .entry(infer_doctor_core::Signal::KvCapacityTokens)
+            .or_insert_with(|| infer_doctor_observe::llamacpp::gauge(&capacity));
+    }
     let document = RunDocument {
         schema_version: SCHEMA_VERSION,
         tool: RunDocument::tool(),

@@ -12,6 +12,7 @@ use infer_doctor_load::Target;
 use infer_doctor_load::http::{ClientOptions, HttpClient};
 use infer_doctor_observe::dialect::{self, Dialect};
 use infer_doctor_observe::exposition::parse;
+use infer_doctor_observe::llamacpp;
 use infer_doctor_observe::prometheus::{self, FleetView, Scope};
 use infer_doctor_observe::server::{snapshot, summarize};
 use infer_doctor_report::server::server_table;
@@ -29,7 +30,10 @@ pub async fn run(args: MetricsArgs) -> Result<u8, Failure> {
             }
             let source = a.source.as_deref().unwrap_or_default();
             let text = fetch(source).await?;
-            let readings = read(source, &text, forced)?;
+            let mut readings = read(source, &text, forced)?;
+            if readings.dialect == Dialect::LlamaCpp.name() && is_url(source) {
+                add_llamacpp_capacity(source, &mut readings).await;
+            }
             print(&snapshot(&readings), a.format)
         }
         MetricsCommand::Diff(a) => {
@@ -152,9 +156,31 @@ fn read_file(path: &Path) -> Result<String, Failure> {
         .map_err(Failure::usage)
 }
 
+fn is_url(source: &str) -> bool {
+    source.starts_with("http://") || source.starts_with("https://")
+}
+
+/// llama.cpp keeps its capacity out of `/metrics`: read it from `/props` and `/slots` beside it, if they answer.
+async fn add_llamacpp_capacity(source: &str, readings: &mut ServerReadings) {
+    let Ok(client) = client_for(source) else {
+        return;
+    };
+    let get = |path: &'static str| {
+        let client = &client;
+        async move {
+            let body = client.get(path, Duration::from_secs(5)).await.ok()?;
+            serde_json::from_slice::<serde_json::Value>(&body).ok()
+        }
+    };
+    let (props, slots) = (get("/props").await, get("/slots").await);
+    if let Some(capacity) = llamacpp::capacity(props.as_ref(), slots.as_ref()) {
+        llamacpp::add_to(readings, &capacity);
+    }
+}
+
 /// The exposition text at a URL (`/metrics` when it names no path) or in a file.
 async fn fetch(source: &str) -> Result<String, Failure> {
-    if !(source.starts_with("http://") || source.starts_with("https://")) {
+    if !is_url(source) {
         return read_file(Path::new(source));
     }
     let client = client_for(source)?;
