@@ -203,6 +203,9 @@ pub struct BenchArgs {
     /// The server's metrics URL (default: the --url's host with `/metrics`).
     #[arg(long)]
     pub metrics_url: Option<String>,
+    /// Read the server's metrics as this dialect (vllm_v1, sglang, llamacpp, …) instead of detecting it.
+    #[arg(long)]
+    pub dialect: Option<String>,
     /// Write run.json and requests.jsonl here.
     #[arg(long)]
     pub out: Option<PathBuf>,

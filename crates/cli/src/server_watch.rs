@@ -41,9 +41,16 @@ impl ServerWatch {
     pub fn start(
         target: &Target,
         metrics_url: Option<&str>,
+        dialect: Option<&str>,
         interval: Duration,
         jsonl: Option<std::path::PathBuf>,
     ) -> Result<Option<ServerWatch>, Failure> {
+        let forced = dialect
+            .map(|d| {
+                d.parse::<dialect::Dialect>()
+                    .map_err(|e| Failure::usage(anyhow!("--dialect: {e}")))
+            })
+            .transpose()?;
         if interval.is_zero() {
             return Ok(None);
         }
@@ -87,7 +94,7 @@ impl ServerWatch {
             move |line| {
                 let mut g = sink.lock().expect("scrape lock");
                 let read = match (&line.text, &line.error) {
-                    (Some(text), _) => dialect::read(&exposition::parse(text), None, &source)
+                    (Some(text), _) => dialect::read(&exposition::parse(text), forced, &source)
                         .map_err(|e| e.to_string()),
                     (None, Some(e)) => Err(format!("{source}: {e}")),
                     (None, None) => Err(format!("{source}: empty scrape")),

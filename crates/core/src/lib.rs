@@ -2,6 +2,7 @@
 //! and what a run concluded. No I/O and no async runtime here, so everything is testable as plain values.
 
 pub mod aggregate;
+pub mod evidence;
 pub mod record;
 pub mod signals;
 pub mod slo;
@@ -12,6 +13,7 @@ pub mod units;
 pub mod workload;
 
 pub use aggregate::RunAggregate;
+pub use evidence::{Evidence, LogFacts, LogStats};
 pub use record::{ErrorClass, Phase, RequestError, RequestRecord};
 pub use signals::{Buckets, Reading, ServerReadings, Signal, SignalKind};
 pub use slo::{Slo, SloMetric, SloSet};

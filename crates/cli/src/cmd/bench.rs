@@ -338,6 +338,7 @@ pub async fn run(args: Box<BenchArgs>) -> Result<u8, Failure> {
     let watch = ServerWatch::start(
         &plan.spec.target,
         args.metrics_url.as_deref(),
+        args.dialect.as_deref(),
         args.scrape_interval,
         out_dir.as_ref().map(|d| d.join("server_metrics.jsonl")),
     )?;

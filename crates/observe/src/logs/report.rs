@@ -123,3 +123,52 @@ pub struct LineCounts {
     pub recognised: u64,
     pub skipped: u64,
 }
+
+impl LogReport {
+    /// The canonical facts a diagnosis reads, without this server's vocabulary; `None` when nothing in the log
+    /// was recognised.
+    pub fn facts(&self) -> Option<infer_doctor_core::LogFacts> {
+        let server = match self.server? {
+            ServerKind::Vllm => "vllm",
+            ServerKind::Sglang => "sglang",
+            ServerKind::LlamaCpp => "llamacpp",
+        };
+        let c = &self.configuration;
+        let count =
+            |kind: ProblemKind| self.problems.iter().filter(|p| p.kind == kind).count() as u64;
+        Some(infer_doctor_core::LogFacts {
+            server: server.to_string(),
+            version: c.version.clone(),
+            model: c.model.clone(),
+            max_model_len: c.max_model_len,
+            non_default_args: c.non_default_args.clone(),
+            kv_capacity_tokens: self.capacity.kv_cache_tokens,
+            max_concurrency: self
+                .capacity
+                .max_concurrency
+                .zip(self.capacity.max_concurrency_tokens_per_request),
+            stats: self
+                .stats
+                .iter()
+                .map(|p| infer_doctor_core::LogStats {
+                    t: p.time.as_ref().map(|t| t.seconds),
+                    prompt_throughput: p.sample.prompt_throughput,
+                    generation_throughput: p.sample.generation_throughput,
+                    running: p.sample.running,
+                    waiting: p.sample.waiting,
+                    preemptions: p.sample.preemptions,
+                    kv_usage: p.sample.kv_usage,
+                    prefix_cache_hit_rate: p.sample.prefix_cache_hit_rate,
+                })
+                .collect(),
+            preemptions: self
+                .stats
+                .iter()
+                .filter_map(|p| p.sample.preemptions)
+                .sum::<u64>()
+                + count(ProblemKind::Preemption),
+            out_of_memory: count(ProblemKind::OutOfMemory),
+            errors: count(ProblemKind::Error),
+        })
+    }
+}

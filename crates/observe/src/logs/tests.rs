@@ -578,3 +578,18 @@ proptest::proptest! {
         proptest::prop_assert_eq!(report.lines.read, text.lines().count() as u64);
     }
 }
+
+#[test]
+fn a_logs_facts_are_its_numbers_in_canonical_terms() {
+    let facts = parse_log(VLLM_RUN).facts().unwrap();
+    assert_eq!(facts.server, "vllm");
+    assert_eq!(facts.kv_capacity_tokens, Some(262_144));
+    assert_eq!(facts.max_concurrency, Some((128.0, 2048)));
+    assert_eq!(facts.max_model_len, Some(2048));
+    assert_eq!(facts.non_default_args["max_num_seqs"], "8");
+    assert_eq!(facts.stats.len(), 6);
+    assert_eq!(facts.stats[2].generation_throughput, Some(382.7));
+    let llama = parse_log(LLAMA_TINY).facts().unwrap();
+    assert_eq!(llama.server, "llamacpp");
+    assert_eq!(parse_log("nothing to see\n").facts(), None);
+}

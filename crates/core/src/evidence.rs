@@ -1,0 +1,61 @@
+//! Everything a diagnosis may look at, in canonical terms only: what the client measured, what the server's
+//! metrics said, what its log said. Live runs and bundles on disk fill the same value; `diagnose` reads only it.
+
+use std::collections::BTreeMap;
+
+use crate::signals::{ServerReadings, ServerWindow};
+use crate::summary::RunSummary;
+
+/// One diagnosis's inputs; every part is optional, because partial evidence still supports some findings.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Evidence {
+    /// The client's measurement of a run (a loaded probe, or `bench`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<RunSummary>,
+    /// The server's metrics over the same window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerWindow>,
+    /// Every scrape of that window, time-ordered (seconds on the run clock), for timelines and peaks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scrapes: Vec<(f64, ServerReadings)>,
+    /// Per pod, when read from a Prometheus that scrapes a fleet.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pods: BTreeMap<String, ServerWindow>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogFacts>,
+}
+
+/// What an engine log says, whatever server wrote it.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LogFacts {
+    /// `vllm`, `sglang` or `llamacpp`.
+    pub server: String,
+    pub version: Option<String>,
+    pub model: Option<String>,
+    pub max_model_len: Option<u64>,
+    /// Start-up arguments that differ from the server's defaults.
+    pub non_default_args: BTreeMap<String, String>,
+    pub kv_capacity_tokens: Option<u64>,
+    /// vLLM's "Maximum concurrency for N tokens per request: X": (X, N).
+    pub max_concurrency: Option<(f64, u64)>,
+    pub stats: Vec<LogStats>,
+    pub preemptions: u64,
+    pub out_of_memory: u64,
+    pub errors: u64,
+}
+
+/// One periodic stats line.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LogStats {
+    /// Seconds on the log's own clock, when it has one.
+    pub t: Option<f64>,
+    pub prompt_throughput: Option<f64>,
+    pub generation_throughput: Option<f64>,
+    pub running: Option<u64>,
+    pub waiting: Option<u64>,
+    pub preemptions: Option<u64>,
+    /// 0–1.
+    pub kv_usage: Option<f64>,
+    /// 0–1.
+    pub prefix_cache_hit_rate: Option<f64>,
+}
