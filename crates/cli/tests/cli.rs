@@ -454,23 +454,36 @@ async fn the_demo_shows_a_server_fine_alone_and_saturated_by_a_crowd() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sim_serves_logs_like_vllm_and_stops_on_ctrl_c() {
-    let trace = tempfile::NamedTempFile::new().unwrap();
+/// Starts `infer-doctor sim` with `args` on a free port; returns the process (stderr piped, to read its log)
+/// and the URL it printed.
+async fn sim_process(args: &[&str]) -> (std::process::Child, String) {
     let mut cmd = bin();
-    cmd.args(["sim", "--port", "0", "--scenario", "batch-capped"])
-        .args(["--trace", trace.path().to_str().unwrap()])
+    cmd.args(["sim", "--port", "0"])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
-    let mut first_line = String::new();
     let stdout = child.stdout.take().unwrap();
     let url = tokio::task::spawn_blocking(move || {
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut first_line).unwrap();
-        first_line.trim().to_string()
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+        line.trim().to_string()
     })
     .await
     .unwrap();
+    (child, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_serves_logs_like_vllm_and_stops_on_ctrl_c() {
+    let trace = tempfile::NamedTempFile::new().unwrap();
+    let (child, url) = sim_process(&[
+        "--scenario",
+        "batch-capped",
+        "--trace",
+        trace.path().to_str().unwrap(),
+    ])
+    .await;
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     let mut bench = bin();
     bench.args([
@@ -591,30 +604,19 @@ fn sim_run_simulates_a_workload_and_writes_its_series() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sim_fault_flags_reach_the_client() {
-    let mut cmd = bin();
-    cmd.args([
-        "sim",
-        "--port",
-        "0",
+    let (mut child, url) = sim_process(&[
         "--model",
         "tiny",
         "--gpu",
         "l4",
         "--max-model-len",
         "2048",
+        "--error-rate",
+        "1",
+        "--error-status",
+        "400",
     ])
-    .args(["--error-rate", "1", "--error-status", "400"])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null());
-    let mut child = cmd.spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let url = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
-        line.trim().to_string()
-    })
-    .await
-    .unwrap();
+    .await;
     let mut bench = bin();
     bench.args([
         "bench",
@@ -644,25 +646,6 @@ async fn sim_fault_flags_reach_the_client() {
     assert!(
         String::from_utf8_lossy(&bad.stderr).contains("--error-rate 1.5: must be between 0 and 1")
     );
-}
-
-/// Starts `infer-doctor sim` with `args` on a free port; returns the process and its URL.
-async fn sim_process(args: &[&str]) -> (std::process::Child, String) {
-    let mut cmd = bin();
-    cmd.args(["sim", "--port", "0"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    let mut child = cmd.spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let url = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
-        line.trim().to_string()
-    })
-    .await
-    .unwrap();
-    (child, url)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -54,14 +54,25 @@ async fn start(setup: SimSetup, trace: Option<PathBuf>) -> (SimServer, Arc<Mutex
     (server, lines)
 }
 
-/// One HTTP/1.1 exchange on a fresh connection: (status, body).
-async fn http(server: &SimServer, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+/// A connection with one request already sent on it.
+async fn send(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> tokio::net::TcpStream {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let request = format!(
         "{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).await.unwrap();
+    stream
+}
+
+/// One HTTP/1.1 exchange on a fresh connection: (status, body).
+async fn http(server: &SimServer, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut stream = send(server.addr, method, path, body).await;
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
     let status = response[9..12].parse().unwrap();
@@ -451,25 +462,14 @@ async fn a_client_that_hangs_up_while_queued_leaves_the_engine_at_once() {
     let first = {
         let addr = server.addr;
         tokio::spawn(async move {
-            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-            let req = format!(
-                "POST /v1/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{long}",
-                long.len()
-            );
-            s.write_all(req.as_bytes()).await.unwrap();
+            let mut s = send(addr, "POST", "/v1/completions", &long).await;
             let mut sink = Vec::new();
             let _ = s.read_to_end(&mut sink).await;
         })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
     // The second waits for it, then its client goes away.
-    let mut queued = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let body = stream(10);
-    let req = format!(
-        "POST /v1/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    queued.write_all(req.as_bytes()).await.unwrap();
+    let queued = send(server.addr, "POST", "/v1/completions", &stream(10)).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let (_, metrics) = http(&server, "GET", "/metrics", "").await;
     assert_eq!(sample(&metrics, "vllm:num_requests_waiting{"), 1.0);
