@@ -38,7 +38,7 @@ pub struct Watched {
 impl ServerWatch {
     /// Starts scraping `metrics_url` (default: the target's `/metrics`) every `interval`; `None` interval or
     /// zero turns it off.
-    pub fn start(
+    pub async fn start(
         target: &Target,
         metrics_url: Option<&str>,
         dialect: Option<&str>,
@@ -67,11 +67,6 @@ impl ServerWatch {
             }
             None => (target.clone(), target.path("/metrics")),
         };
-        let url = format!(
-            "{}://{}{path}",
-            metrics_target.scheme(),
-            metrics_target.authority()
-        );
         let client = Arc::new(HttpClient::new(
             Arc::new(metrics_target),
             ClientOptions {
@@ -80,6 +75,26 @@ impl ServerWatch {
                 connect_timeout: Duration::from_secs(2),
             },
         ));
+        // TensorRT-LLM's `trtllm-serve` serves its metrics at /prometheus/metrics: take it when /metrics is 404.
+        let mut path = path;
+        if metrics_url.is_none()
+            && let Err(e) = client.get(&path, Duration::from_secs(2)).await
+            && e.contains("HTTP 404")
+        {
+            let alternative = target.path("/prometheus/metrics");
+            if client
+                .get(&alternative, Duration::from_secs(2))
+                .await
+                .is_ok()
+            {
+                path = alternative;
+            }
+        }
+        let url = format!(
+            "{}://{}{path}",
+            client.target().scheme(),
+            client.target().authority()
+        );
         let gathered = Arc::new(Mutex::new(Gathered::default()));
         let sink = gathered.clone();
         let source = url.clone();

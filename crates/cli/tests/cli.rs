@@ -825,3 +825,37 @@ async fn a_llamacpp_server_is_read_in_its_dialect_with_capacity_from_props_and_s
     );
     assert_eq!(doc["target"]["props"]["total_slots"], 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trtllm_serve_metrics_are_found_at_their_own_path() {
+    let server = MockServer::start(MockConfig {
+        trtllm: true,
+        ..fast()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = bin();
+    cmd.args([
+        "bench",
+        "--url",
+        &server.url(),
+        "--concurrency",
+        "2",
+        "--num-requests",
+        "20",
+    ]);
+    cmd.args([
+        "--scrape-interval",
+        "50ms",
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
+    let output = run(cmd).await;
+    assert_eq!(output.status.code(), Some(0));
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("run.json")).unwrap())
+            .unwrap();
+    assert_eq!(doc["server"]["dialect"], "trtllm_serve", "{doc}");
+    assert_eq!(doc["server"]["gauges"]["kv_usage"]["last"], 0.25);
+}

@@ -651,4 +651,72 @@ mod tests {
             "{err}"
         );
     }
+
+    /// One short exposition per other server, in the names research/server_signals.md §6 records.
+    #[test]
+    fn every_dialect_is_detected_and_read_from_its_own_names() {
+        let cases: [(&str, Dialect, Signal, f64); 7] = [
+            (
+                "# TYPE sglang:num_queue_reqs gauge\nsglang:num_queue_reqs{model_name=\"m\",tp_rank=\"0\"} 7\n\
+                 # TYPE sglang:token_usage gauge\nsglang:token_usage{model_name=\"m\"} 0.93\n",
+                Dialect::Sglang,
+                Signal::RequestsWaiting,
+                7.0,
+            ),
+            (
+                "# TYPE tgi_queue_size gauge\ntgi_queue_size 3\n# TYPE tgi_batch_current_size gauge\ntgi_batch_current_size 12\n",
+                Dialect::Tgi,
+                Signal::RequestsRunning,
+                12.0,
+            ),
+            (
+                "# TYPE trtllm_kv_cache_max_blocks gauge\ntrtllm_kv_cache_max_blocks 1000\n\
+                 # TYPE trtllm_kv_cache_tokens_per_block gauge\ntrtllm_kv_cache_tokens_per_block 32\n",
+                Dialect::TrtllmServe,
+                Signal::KvCapacityTokens,
+                32_000.0,
+            ),
+            (
+                "# TYPE nv_trt_llm_request_metrics gauge\n\
+                 nv_trt_llm_request_metrics{model=\"ensemble\",request_type=\"waiting\",version=\"1\"} 4\n\
+                 nv_trt_llm_request_metrics{model=\"ensemble\",request_type=\"scheduled\",version=\"1\"} 9\n\
+                 # TYPE nv_trt_llm_kv_cache_block_metrics gauge\n\
+                 nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type=\"max\",model=\"m\",version=\"1\"} 200\n\
+                 nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type=\"tokens_per\",model=\"m\",version=\"1\"} 64\n",
+                Dialect::Triton,
+                Signal::KvCapacityTokens,
+                12_800.0,
+            ),
+            (
+                "# TYPE inference_pool_average_queue_size gauge\ninference_pool_average_queue_size{name=\"pool\"} 2.5\n",
+                Dialect::LlmdEpp,
+                Signal::RequestsWaiting,
+                2.5,
+            ),
+            (
+                "# TYPE llamacpp:requests_deferred gauge\nllamacpp:requests_deferred 2\n",
+                Dialect::LlamaCpp,
+                Signal::RequestsWaiting,
+                2.0,
+            ),
+            (
+                "# TYPE vllm:num_requests_waiting_by_reason gauge\n\
+                 vllm:num_requests_waiting_by_reason{engine=\"0\",model_name=\"m\",reason=\"capacity\"} 5\n\
+                 vllm:num_requests_waiting_by_reason{engine=\"0\",model_name=\"m\",reason=\"deferred\"} 1\n",
+                Dialect::VllmV1,
+                Signal::RequestsWaitingCapacity,
+                5.0,
+            ),
+        ];
+        for (text, dialect, signal, value) in cases {
+            let scrape = parse(text);
+            assert!(scrape.errors.is_empty(), "{:?}", scrape.errors);
+            assert_eq!(detect(&scrape), Some(dialect), "{text}");
+            let r = read(&scrape, None, "case").unwrap();
+            assert_eq!(r.value(signal), Some(value), "{dialect:?} {signal:?}");
+        }
+        let gpu = parse("# TYPE DCGM_FI_DEV_GPU_UTIL gauge\nDCGM_FI_DEV_GPU_UTIL{gpu=\"0\"} 87\n");
+        assert_eq!(detect(&gpu), Some(Dialect::Dcgm));
+        assert!(read(&gpu, None, "dcgm").unwrap().readings.is_empty());
+    }
 }

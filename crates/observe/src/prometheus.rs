@@ -253,6 +253,9 @@ pub struct FleetView {
     pub window_seconds: f64,
     pub pods: BTreeMap<String, ServerWindow>,
     pub fleet: ServerWindow,
+    /// The fleet's queue, batch and KV gauges over the window (Unix seconds).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<(f64, infer_doctor_core::ServerReadings)>,
 }
 
 impl FleetView {
@@ -417,4 +420,57 @@ pub fn answer_data(body: &[u8]) -> Result<Value, String> {
         ));
     }
     Ok(answer["data"].take())
+}
+
+/// The gauges worth seeing over time (queue, batch, KV), fleet-wide, as `query_range` expressions.
+pub fn timeline_queries(dialect: Dialect, names: &[String], scope: &Scope) -> Vec<Query> {
+    queries(dialect, names, scope)
+        .into_iter()
+        .filter(|q| q.stat == Stat::GaugeLast)
+        .map(|q| fleet_wide(&q, scope))
+        .collect()
+}
+
+/// The request path of a range query from `start` to `end` (Unix seconds) every `step_seconds`.
+pub fn range_path(promql: &str, start: f64, end: f64, step_seconds: f64) -> String {
+    format!(
+        "/api/v1/query_range?query={}&start={start:.3}&end={end:.3}&step={step_seconds:.3}",
+        percent_encode(promql)
+    )
+}
+
+/// Merges `query_range` answers (one per timeline query) into time-ordered canonical readings.
+pub fn timeline(
+    dialect: Dialect,
+    answers: &[(Query, Value)],
+) -> Vec<(f64, infer_doctor_core::ServerReadings)> {
+    let mut by_time: BTreeMap<i64, infer_doctor_core::ServerReadings> = BTreeMap::new();
+    for (query, data) in answers {
+        let series = data["result"].as_array().into_iter().flatten();
+        for s in series {
+            for pair in s["values"].as_array().into_iter().flatten() {
+                let (Some(t), Some(v)) = (
+                    pair.get(0).and_then(Value::as_f64),
+                    pair.get(1)
+                        .and_then(Value::as_str)
+                        .and_then(|v| v.parse::<f64>().ok()),
+                ) else {
+                    continue;
+                };
+                let readings = by_time.entry((t * 1e3).round() as i64).or_insert_with(|| {
+                    infer_doctor_core::ServerReadings {
+                        dialect: dialect.name().to_string(),
+                        ..Default::default()
+                    }
+                });
+                readings
+                    .readings
+                    .insert(query.signal, infer_doctor_core::Reading::Value(v));
+            }
+        }
+    }
+    by_time
+        .into_iter()
+        .map(|(ms, r)| (ms as f64 / 1e3, r))
+        .collect()
 }

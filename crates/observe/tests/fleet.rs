@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use infer_doctor_core::Signal;
 use infer_doctor_observe::dialect::Dialect;
 use infer_doctor_observe::prometheus::{
-    FleetView, Scope, capacity_query, detect, fleet_wide, names_in, names_query, queries,
+    FleetView, Scope, capacity_query, detect, fleet_wide, names_in, names_query, queries, timeline,
+    timeline_queries,
 };
 use infer_doctor_sim::server::SimServer;
 use infer_doctor_sim::setup::SimSetup;
@@ -160,6 +161,37 @@ fn per_pod_and_fleet_signals_come_from_prometheus_as_each_pod_did() {
     assert_eq!(
         view.pods["a"].gauge(Signal::KvCapacityTokens).unwrap().last,
         f64::from(blocks_a) * 16.0
+    );
+    // The fleet's queue over time, from range queries: pod a's crowd shows up as waiting > 0.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let answers: Vec<_> = timeline_queries(Dialect::VllmV1, &names_in(&names), &scope)
+        .into_iter()
+        .map(|q| {
+            let params = [
+                ("query", q.promql.clone()),
+                ("start", format!("{:.3}", now - window.as_secs_f64())),
+                ("end", format!("{now:.3}")),
+                ("step", "0.2".to_string()),
+            ];
+            let data = prometheus.api("query_range", &params);
+            (q, data)
+        })
+        .collect();
+    let series = timeline(Dialect::VllmV1, &answers);
+    assert!(series.len() > 10, "{}", series.len());
+    assert!(series.windows(2).all(|w| w[0].0 < w[1].0));
+    assert!(
+        series
+            .iter()
+            .any(|(_, r)| r.value(Signal::RequestsWaiting) >= Some(1.0))
+    );
+    assert!(
+        series
+            .iter()
+            .any(|(_, r)| r.value(Signal::RequestsRunning) >= Some(2.0))
     );
     drop(prometheus);
     drop((a, b));

@@ -61,10 +61,19 @@ pub(crate) async fn handle(
             ),
             "version" => json_reply(StatusCode::OK, &json!({"version": "testkit-1"})),
             "health" => full(StatusCode::OK, "text/plain", ""),
+            "metrics" if shared.config.trtllm && path != "/prometheus/metrics" => {
+                error_reply(404, "not found")
+            }
             "metrics" => {
                 tokio::time::sleep(shared.config.metrics_delay).await;
                 let served = shared.next_index.load(Ordering::Relaxed);
+                let in_flight = shared.in_flight.load(Ordering::Relaxed);
                 let text = match shared.config.llamacpp_slots {
+                    _ if shared.config.trtllm => format!(
+                        "# TYPE trtllm_num_requests_running gauge\ntrtllm_num_requests_running {in_flight}\n\
+                         # TYPE trtllm_num_requests_waiting gauge\ntrtllm_num_requests_waiting 0\n\
+                         # TYPE trtllm_kv_cache_utilization gauge\ntrtllm_kv_cache_utilization 0.25\n"
+                    ),
                     Some(_) => format!(
                         "# HELP llamacpp:requests_processing Number of requests processing.\n\
                          # TYPE llamacpp:requests_processing gauge\nllamacpp:requests_processing {}\n\

@@ -61,6 +61,8 @@ pub struct MockConfig {
     /// Answer `/props`, `/slots` and `/metrics` as llama.cpp's `llama-server` does, with this many slots of
     /// 1,024 tokens (`None`: those endpoints are 404, `/metrics` a plain counter).
     pub llamacpp_slots: Option<u32>,
+    /// Serve metrics as `trtllm-serve` does: TensorRT-LLM's names at `/prometheus/metrics`, 404 at `/metrics`.
+    pub trtllm: bool,
     /// Keep a record of every request and token time (off for speed benchmarks).
     pub record_truth: bool,
     /// Requests processed at once; the rest wait inside the server, as behind a full engine.
@@ -81,6 +83,7 @@ impl Default for MockConfig {
             stop_after: None,
             close_after_stream: false,
             llamacpp_slots: None,
+            trtllm: false,
             record_truth: true,
             capacity: None,
             metrics_delay: Duration::ZERO,

@@ -341,7 +341,8 @@ pub async fn run(args: Box<BenchArgs>) -> Result<u8, Failure> {
         args.dialect.as_deref(),
         args.scrape_interval,
         out_dir.as_ref().map(|d| d.join("server_metrics.jsonl")),
-    )?;
+    )
+    .await?;
     let live = Arc::new(LiveCounters::default());
     let display = progress::start(live.clone(), args.quiet);
     let cancel = cancel_on_ctrl_c();

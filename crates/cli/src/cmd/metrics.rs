@@ -116,6 +116,23 @@ async fn fleet(
     if let Some((info, x, y)) = prometheus::capacity_query(dialect, &scope) {
         view.record_capacity(&ask(info).await?, x, y);
     }
+    // About 60 points over the window, for the queue's shape over time.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let step = (scope.window_seconds / 60.0).max(1.0);
+    let mut answers = Vec::new();
+    for q in prometheus::timeline_queries(dialect, &prometheus::names_in(&names), &scope) {
+        let path = prometheus::range_path(&q.promql, now - scope.window_seconds, now, step);
+        let body = client
+            .get(&client.target().path(&path), Duration::from_secs(30))
+            .await
+            .map_err(|e| Failure::usage(anyhow!("{url}: {e}")))?;
+        let data =
+            prometheus::answer_data(&body).map_err(|e| Failure::usage(anyhow!("{url}: {e}")))?;
+        answers.push((q, data));
+    }
+    view.timeline = prometheus::timeline(dialect, &answers);
     Ok(view)
 }
 
