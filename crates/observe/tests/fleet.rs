@@ -181,7 +181,7 @@ fn per_pod_and_fleet_signals_come_from_prometheus_as_each_pod_did() {
         })
         .collect();
     let series = timeline(Dialect::VllmV1, &answers);
-    assert!(series.len() > 10, "{}", series.len());
+    assert!(series.len() > 5, "{}", series.len());
     assert!(series.windows(2).all(|w| w[0].0 < w[1].0));
     assert!(
         series
