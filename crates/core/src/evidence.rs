@@ -9,9 +9,24 @@ use crate::summary::RunSummary;
 /// One diagnosis's inputs; every part is optional, because partial evidence still supports some findings.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Evidence {
-    /// The client's measurement of a run (a loaded probe, or `bench`).
+    /// The client's measurement of a run under load (the loaded probe, or `bench`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<RunSummary>,
+    /// The same measurement with one user at a time (the single-user probe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub single_user: Option<RunSummary>,
+    /// Model and GPU facts when known (a simulator, or `--gpu/--model`): the hardware floors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardware: Option<HardwareFacts>,
+    /// The workload the probes sent, when they were ours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<WorkloadFacts>,
+    /// Whether the workload shares prompt prefixes (so a low prefix-cache hit rate matters).
+    #[serde(default)]
+    pub shared_prefixes: bool,
+    /// The client's per-request records of the loaded run, for time-resolved rules (cold start, degradation).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requests: Vec<crate::RequestRecord>,
     /// The server's metrics over the same window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<ServerWindow>,
@@ -23,6 +38,28 @@ pub struct Evidence {
     pub pods: BTreeMap<String, ServerWindow>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<LogFacts>,
+}
+
+/// What the hardware could do at best, for "slower than it should be" rules.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct HardwareFacts {
+    pub gpu: String,
+    pub model: String,
+    pub tensor_parallel: u32,
+    /// One decode step at batch 1 reading the weights at full memory bandwidth.
+    pub decode_floor_seconds: f64,
+    /// Total VRAM and the weights' share of it, per GPU.
+    pub vram_bytes: f64,
+    pub weight_bytes: f64,
+}
+
+/// The prompt and output lengths the probes asked for.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WorkloadFacts {
+    pub input_tokens: f64,
+    pub output_tokens: f64,
+    /// The probe's concurrency (users).
+    pub concurrency: u64,
 }
 
 /// What an engine log says, whatever server wrote it.

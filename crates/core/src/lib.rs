@@ -3,6 +3,7 @@
 
 pub mod aggregate;
 pub mod evidence;
+pub mod finding;
 pub mod record;
 pub mod signals;
 pub mod slo;
@@ -13,7 +14,8 @@ pub mod units;
 pub mod workload;
 
 pub use aggregate::RunAggregate;
-pub use evidence::{Evidence, LogFacts, LogStats};
+pub use evidence::{Evidence, HardwareFacts, LogFacts, LogStats, WorkloadFacts};
+pub use finding::{CheckLine, CheckStatus, Confidence, Diagnosis, Finding, Observation, Severity, Symptom};
 pub use record::{ErrorClass, Phase, RequestError, RequestRecord};
 pub use signals::{Buckets, Reading, ServerReadings, Signal, SignalKind};
 pub use slo::{Slo, SloMetric, SloSet};

@@ -57,3 +57,20 @@ impl RunDocument {
         }
     }
 }
+
+/// A diagnosis as stored (`diagnosis.json` in a run directory) and rendered by `report`: the evidence it read, what
+/// it concluded, and the escalation summary. Versioned like `run.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DiagnosisDocument {
+    pub schema_version: u32,
+    pub tool: Tool,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+    /// `/v1/models` and `/version` as the server answered them, when live.
+    #[serde(default)]
+    pub target: Value,
+    pub evidence: infer_doctor_core::Evidence,
+    pub diagnosis: infer_doctor_core::Diagnosis,
+    /// The block a user pastes into a ticket: (label, value) in order.
+    pub escalation: Vec<(String, String)>,
+}
