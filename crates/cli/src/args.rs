@@ -29,6 +29,98 @@ pub enum Command {
     Metrics(MetricsArgs),
     /// Read an engine log (vLLM, SGLang, llama.cpp): capacity, configuration, stats timeline, problems.
     Logs(LogsArgs),
+    /// Find out why a server is slow: probe it live (--url), or read evidence from disk, and run the playbook.
+    Diagnose(Box<DiagnoseArgs>),
+    /// Render a stored run or diagnosis: terminal, Markdown, JSON or a self-contained HTML page.
+    Report(ReportArgs),
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Term,
+    Md,
+    Json,
+    Html,
+}
+
+#[derive(Args, Debug)]
+pub struct DiagnoseArgs {
+    /// Probe this server live: one user, then a crowd, while scraping its metrics.
+    #[arg(long, conflicts_with = "bundle")]
+    pub url: Option<String>,
+    /// A run directory (from `bench --out` or `diagnose --out`) to diagnose offline.
+    #[arg(long)]
+    pub bundle: Option<PathBuf>,
+    /// Scrapes of one server's /metrics, earlier first.
+    #[arg(long, num_args = 1..)]
+    pub metrics: Vec<PathBuf>,
+    /// Seconds between the --metrics scrapes (default: from the files' modification times).
+    #[arg(long, value_parser = parse_duration)]
+    pub interval: Option<Duration>,
+    /// The server's log (vLLM, SGLang, llama.cpp): start-up capacity and configuration.
+    #[arg(long)]
+    pub log: Option<PathBuf>,
+    /// A `requests.jsonl` of a run to read the client's view from.
+    #[arg(long)]
+    pub requests: Option<PathBuf>,
+    /// The longest the live probes may take together.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub budget: Duration,
+    /// The most requests the loaded probe may send.
+    #[arg(long, default_value_t = 300)]
+    pub max_requests: u64,
+    /// Users in the loaded probe.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: u64,
+    #[arg(long, default_value_t = 512)]
+    pub input_tokens: u32,
+    #[arg(long, default_value_t = 256)]
+    pub output_tokens: u32,
+    #[arg(long, default_value_t = 0)]
+    pub prefix_tokens: u32,
+    #[arg(long, default_value_t = 1)]
+    pub prefix_groups: u32,
+    /// The model to ask for (default: the first of /v1/models).
+    #[arg(long)]
+    pub model: Option<String>,
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    #[arg(long)]
+    pub metrics_url: Option<String>,
+    #[arg(long)]
+    pub dialect: Option<String>,
+    /// The served model's shapes (a built-in name such as llama-3.1-8b, or an HF config.json) with --gpu: the
+    /// hardware floors single-user latency is judged against.
+    #[arg(long, requires = "gpu")]
+    pub model_config: Option<String>,
+    #[arg(long, requires = "model_config")]
+    pub gpu: Option<String>,
+    #[arg(long, default_value_t = 1)]
+    pub tensor_parallel_size: u32,
+    /// A TOML file overriding the playbook's thresholds.
+    #[arg(long)]
+    pub thresholds: Option<PathBuf>,
+    /// The service's latency goal, for the escalation summary (e.g. ttft_p95=500ms,tpot_p95=50ms).
+    #[arg(long)]
+    pub slo: Option<String>,
+    /// Keep the bundle (probe runs, diagnosis.json, report.html, report.md) here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "term")]
+    pub format: ReportFormat,
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// A run directory: its diagnosis.json, or (a bench run) diagnosed now from its files.
+    pub dir: PathBuf,
+    #[arg(long, value_enum, default_value = "term")]
+    pub format: ReportFormat,
+    /// Write here instead of standard output.
+    #[arg(short = 'o', long)]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -342,9 +434,9 @@ pub struct SimSetupArgs {
     /// Every step takes this many times longer (a throttled GPU).
     #[arg(long)]
     pub throttle: Option<f64>,
-    /// Steps slow down by this fraction per minute of uptime.
+    /// Steps slow down by this fraction per 10,000 tokens generated (wear under traffic).
     #[arg(long)]
-    pub degrade_per_minute: Option<f64>,
+    pub degrade_per_10k_tokens: Option<f64>,
     /// The model never emits its stop token (runaway generations: every request runs to max_tokens).
     #[arg(long)]
     pub never_stop: bool,
@@ -381,6 +473,10 @@ pub struct SimRunArgs {
     pub out: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "term")]
     pub format: Format,
+    /// Instead: probe the simulated server as `diagnose` would (one user, then --concurrency users, with the
+    /// scenario's workload) on the discrete-event clock, and print the diagnosis.
+    #[arg(long)]
+    pub diagnose: bool,
 }
 
 #[cfg(test)]

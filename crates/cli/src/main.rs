@@ -2,6 +2,7 @@
 //! owns the Tokio runtime, runs one room's job and maps the outcome to an exit code.
 
 mod args;
+mod bundle;
 mod cmd;
 mod host;
 mod progress;
@@ -69,6 +70,8 @@ fn main() -> ExitCode {
             Command::Sim(args) => cmd::sim::run(args).await,
             Command::Metrics(args) => cmd::metrics::run(args).await,
             Command::Logs(args) => cmd::logs::run(&args),
+            Command::Diagnose(args) => cmd::diagnose::run(args).await,
+            Command::Report(args) => cmd::diagnose::report(&args).await,
         }
     });
     // Request tasks of an interrupted run may still hold sockets; do not wait for them.

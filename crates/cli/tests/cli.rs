@@ -423,13 +423,15 @@ async fn https_targets_are_verified_against_the_trust_asked_for() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_demo_shows_a_server_fine_alone_and_saturated_by_a_crowd() {
+async fn the_demo_diagnoses_a_kv_cache_too_small_for_its_crowd() {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = bin();
     cmd.args(["demo", "--out", dir.path().to_str().unwrap()]);
+    let started = std::time::Instant::now();
     let output = run(cmd).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(started.elapsed() < Duration::from_secs(60));
     let ttft_p50 = |probe: &str| {
         let doc: Value = serde_json::from_str(
             &std::fs::read_to_string(dir.path().join(probe).join("run.json")).unwrap(),
@@ -438,12 +440,22 @@ async fn the_demo_shows_a_server_fine_alone_and_saturated_by_a_crowd() {
         assert_eq!(doc["summary"]["requests"]["failed"], 0);
         doc["summary"]["latency"]["ttft"]["p50"].as_f64().unwrap()
     };
-    let (alone, crowd) = (ttft_p50("1"), ttft_p50("32"));
+    let (alone, crowd) = (ttft_p50("single"), ttft_p50("loaded"));
     // Waiting for KV blocks, not prefill, makes the crowd's first token late.
     assert!(
         crowd > 20.0 * alone,
         "one user {alone} ms, crowd {crowd} ms"
     );
+    let diagnosis: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("diagnosis.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        diagnosis["diagnosis"]["findings"][0]["id"], "capacity.kv_saturated",
+        "{diagnosis}"
+    );
+    let headline = diagnosis["diagnosis"]["headline"].as_str().unwrap();
+    assert!(stdout.starts_with(headline), "{stdout}");
+    assert!(dir.path().join("report.html").exists());
 
     let mut cmd = bin();
     cmd.args(["demo", "--scenario", "no-such-problem"]);

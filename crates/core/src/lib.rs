@@ -15,7 +15,9 @@ pub mod workload;
 
 pub use aggregate::RunAggregate;
 pub use evidence::{Evidence, HardwareFacts, LogFacts, LogStats, WorkloadFacts};
-pub use finding::{CheckLine, CheckStatus, Confidence, Diagnosis, Finding, Observation, Severity, Symptom};
+pub use finding::{
+    CheckLine, CheckStatus, Confidence, Diagnosis, Finding, Observation, Severity, Symptom,
+};
 pub use record::{ErrorClass, Phase, RequestError, RequestRecord};
 pub use signals::{Buckets, Reading, ServerReadings, Signal, SignalKind};
 pub use slo::{Slo, SloMetric, SloSet};

@@ -1,12 +1,180 @@
-//! The playbook as a pure function: `Evidence` in, findings and the quick checklist out, no I/O, so every rule
-//! is a table test over values. (stub: the rules are being written)
+//! The playbook as a pure function: `Evidence` in, findings, the quick checklist and a one-line headline out, no
+//! I/O, so every rule is a table test over values. Rules live one module per family (DESIGN.md §6).
 
-use infer_doctor_core::{Diagnosis, Evidence};
+mod assessment;
+mod cache;
+mod capacity;
+mod checklist;
+mod consistency;
+mod errors;
+mod facts;
+mod itl;
+mod output;
+mod thresholds;
+mod throughput;
+mod ttft;
+mod upstream;
 
-/// Every threshold a rule compares with; defaults from the sources, overridable from a TOML file.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Thresholds {}
+use infer_doctor_core::{Diagnosis, Evidence, Finding, Severity, Symptom};
 
-pub fn diagnose(_evidence: &Evidence, _thresholds: &Thresholds) -> Diagnosis {
-    Diagnosis::default()
+pub use thresholds::{ThresholdError, Thresholds};
+
+use assessment::{Assessment, ms, percent};
+use facts::Facts;
+
+/// Every rule family, in the order that breaks ties between equally severe and confident findings: failures
+/// first, then root causes (capacity, upstream) before the symptoms they explain (TTFT, ITL).
+const FAMILIES: [fn(&Facts, &Thresholds) -> Vec<Assessment>; 9] = [
+    errors::assess,
+    capacity::assess,
+    upstream::assess,
+    ttft::assess,
+    // A server wearing down over the run explains slow tokens better than the batch does: it goes first.
+    throughput::assess,
+    itl::assess,
+    output::assess,
+    cache::assess,
+    consistency::assess,
+];
+
+/// Runs every rule over the evidence. Deterministic: the same evidence and thresholds give the same diagnosis.
+pub fn diagnose(evidence: &Evidence, thresholds: &Thresholds) -> Diagnosis {
+    let facts = Facts::new(evidence);
+    let assessments: Vec<Assessment> = FAMILIES
+        .iter()
+        .flat_map(|family| family(&facts, thresholds))
+        .collect();
+    let mut findings: Vec<Finding> = assessments
+        .iter()
+        .filter_map(|a| a.finding.clone())
+        .collect();
+    // Stable, so rule order breaks ties.
+    findings.sort_by_key(|f| (f.severity, f.confidence));
+    Diagnosis {
+        headline: headline(&facts, thresholds, &findings),
+        checklist: checklist::build(&facts, thresholds, &assessments),
+        findings,
+    }
+}
+
+/// The first line of every report: which number is bad and why, or that none is, with the key numbers.
+fn headline(facts: &Facts, t: &Thresholds, findings: &[Finding]) -> String {
+    let Some(primary) = findings.iter().find(|f| f.severity <= Severity::Warning) else {
+        let notes: Vec<&str> = findings.iter().map(|f| f.id.as_str()).collect();
+        let notes = if notes.is_empty() {
+            String::new()
+        } else {
+            format!(" (notes: {})", notes.join(", "))
+        };
+        return format!("No problem found: {}{notes}", key_numbers(facts));
+    };
+    format!(
+        "{}: {} ({})",
+        symptom_phrase(facts, t, primary),
+        primary.verdict,
+        primary.id
+    )
+}
+
+/// Which number is bad, with its value under load and alone when known.
+fn symptom_phrase(facts: &Facts, t: &Thresholds, primary: &Finding) -> String {
+    let loaded_ttft = facts.loaded_ttft_p95();
+    let single_ttft = facts.single_user_ttft_p95();
+    let loaded_itl = facts.client().and_then(facts::itl);
+    let single_itl = facts.single_user().and_then(facts::itl);
+    match primary.symptom {
+        Symptom::Ttft => match (loaded_ttft, single_ttft) {
+            (Some(loaded), Some(single)) => {
+                let high = loaded.ms > t.ttft_high_ms || loaded.ms > t.ttft_load_ratio * single.ms;
+                let state = if high { "is high" } else { "is at risk" };
+                format!(
+                    "TTFT {state} under load (p95 {} vs {} alone)",
+                    ms(loaded.ms),
+                    ms(single.ms)
+                )
+            }
+            (Some(loaded), None) => format!("TTFT is high under load (p95 {})", ms(loaded.ms)),
+            (None, Some(single)) => format!("TTFT is high (p95 {} with one user)", ms(single.ms)),
+            (None, None) => "TTFT is at risk".to_string(),
+        },
+        Symptom::Itl => match (loaded_itl, single_itl) {
+            (_, Some(single)) if primary.id == "itl.single_user_slow" => {
+                format!(
+                    "ITL is high even for one user ({} per token)",
+                    ms(single.ms)
+                )
+            }
+            (Some(loaded), Some(single)) => {
+                format!(
+                    "ITL is high under load ({} per token vs {} alone)",
+                    ms(loaded.ms),
+                    ms(single.ms)
+                )
+            }
+            (Some(loaded), None) => format!("ITL is high under load ({} per token)", ms(loaded.ms)),
+            _ => "ITL is high".to_string(),
+        },
+        Symptom::Throughput => match facts.client() {
+            Some(client) if client.throughput.output_tokens_per_s.is_finite() => format!(
+                "Throughput is limited ({:.0} output tokens/s at {:.1} in flight)",
+                client.throughput.output_tokens_per_s, client.throughput.mean_concurrency
+            ),
+            _ => "Throughput is limited".to_string(),
+        },
+        Symptom::Errors => match facts.client().filter(|c| c.requests.sent > 0) {
+            Some(client) => format!(
+                "Errors are high ({} of {} requests failed)",
+                client.requests.failed, client.requests.sent
+            ),
+            None => "Errors are high".to_string(),
+        },
+        Symptom::Output => "Output is wrong".to_string(),
+        Symptom::Measurement => "The measurement cannot be trusted".to_string(),
+    }
+}
+
+/// TTFT, ITL, throughput and errors in one phrase, for the "nothing wrong" headline.
+fn key_numbers(facts: &Facts) -> String {
+    let mut parts = Vec::new();
+    if let Some(ttft) = facts.loaded_ttft_p95() {
+        parts.push(format!("TTFT p95 {}", ms(ttft.ms)));
+    } else if let Some(ttft) = facts.single_user_ttft_p95() {
+        parts.push(format!("TTFT p95 {} with one user", ms(ttft.ms)));
+    }
+    if let Some(itl) = facts
+        .client()
+        .and_then(facts::itl)
+        .or_else(|| facts.single_user().and_then(facts::itl))
+    {
+        parts.push(format!("ITL {} per token", ms(itl.ms)));
+    }
+    if let Some(client) = facts.client() {
+        if client.throughput.output_tokens_per_s.is_finite()
+            && client.throughput.output_tokens_per_s > 0.0
+        {
+            parts.push(format!(
+                "{:.0} output tokens/s",
+                client.throughput.output_tokens_per_s
+            ));
+        }
+        if client.requests.sent > 0 {
+            parts.push(format!(
+                "{} errors",
+                percent(client.requests.failed as f64 / client.requests.sent as f64)
+            ));
+        }
+        if client.throughput.mean_concurrency.is_finite()
+            && client.throughput.mean_concurrency > 0.0
+        {
+            parts.push(format!(
+                "at {:.1} in flight",
+                client.throughput.mean_concurrency
+            ));
+        }
+    }
+    if parts.is_empty() {
+        "no client measurement to judge (run the probes or pass --requests)".to_string()
+    } else {
+        parts.join(", ")
+    }
 }

@@ -1,8 +1,11 @@
 //! Turns a run into what people read: the terminal summary and the versioned `run.json` document. Renderers take
 //! plain values and return strings; they never print.
 
+pub mod diagnosis;
 pub mod document;
+pub mod html;
+pub mod markdown;
 pub mod server;
 pub mod term;
 
-pub use document::{RunDocument, SCHEMA_VERSION};
+pub use document::{DiagnosisDocument, RunDocument, SCHEMA_VERSION};

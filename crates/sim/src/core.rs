@@ -32,8 +32,9 @@ pub struct SimCore {
     pub cost: CostModel,
     pub metrics: VllmMetrics,
     rng: StdRng,
-    /// Multiplies every step's duration: > 1 while "cold" (compiling, capturing graphs) or throttled.
-    pub slowdown: Box<dyn FnMut(f64) -> f64 + Send>,
+    /// Multiplies every step's duration, given the uptime and the tokens generated so far: > 1 while "cold"
+    /// (compiling, capturing graphs) or as traffic wears the server down.
+    pub slowdown: Box<dyn FnMut(f64, u64) -> f64 + Send>,
     totals: Throughput,
     steps: u64,
     stats: StatsWindow,
@@ -46,7 +47,7 @@ impl SimCore {
             cost,
             metrics,
             rng: StdRng::seed_from_u64(seed),
-            slowdown: Box::new(|_| 1.0),
+            slowdown: Box::new(|_, _| 1.0),
             totals: Throughput::default(),
             steps: 0,
             stats: StatsWindow::new(0, 0.0),
@@ -81,7 +82,8 @@ impl SimCore {
         if step.scheduled.is_empty() && step.preempted.is_empty() {
             return None;
         }
-        let base = self.cost.step_seconds(&step.work) * (self.slowdown)(now);
+        let base = self.cost.step_seconds(&step.work)
+            * (self.slowdown)(now, self.totals.generation_tokens);
         let seconds = self.cost.jitter(base, &mut self.rng);
         self.totals.preemptions += step.preempted.len() as u64;
         self.steps += 1;

@@ -28,6 +28,8 @@ pub struct Sample {
 
 #[derive(Clone, Debug, Default)]
 pub struct Outcome {
+    /// Every token's time per request, when asked for (as a client would have seen them).
+    pub token_times: std::collections::HashMap<u64, Vec<f64>>,
     /// Every request that left the engine, in finishing order.
     pub finished: Vec<Finished>,
     /// Sampled every `sample_every` seconds of simulated time, plus once at the end.
@@ -46,9 +48,31 @@ impl Outcome {
 pub fn run(
     core: &mut SimCore,
     arrivals: &Arrivals,
+    request: impl FnMut(u64) -> NewRequest,
+    sample_every: f64,
+    horizon: f64,
+) -> Outcome {
+    run_observed(
+        core,
+        arrivals,
+        request,
+        sample_every,
+        horizon,
+        false,
+        |_, _| {},
+    )
+}
+
+/// [`run`], also handing the server to `observe` at every sampling time (to scrape its `/metrics`, say), and
+/// keeping every token's time when `keep_token_times`.
+pub fn run_observed(
+    core: &mut SimCore,
+    arrivals: &Arrivals,
     mut request: impl FnMut(u64) -> NewRequest,
     sample_every: f64,
     horizon: f64,
+    keep_token_times: bool,
+    mut observe: impl FnMut(f64, &SimCore),
 ) -> Outcome {
     let mut out = Outcome::default();
     let (mut sent, total) = match arrivals {
@@ -82,7 +106,14 @@ pub fn run(
         let Some((step, seconds)) = step else {
             match open_times.get(sent as usize) {
                 Some(&t) if t <= horizon => {
-                    sample_until(core, &mut out, &mut next_sample, t, sample_every);
+                    sample_until(
+                        core,
+                        &mut out,
+                        &mut next_sample,
+                        t,
+                        sample_every,
+                        &mut observe,
+                    );
                     now = t;
                     continue;
                 }
@@ -96,8 +127,18 @@ pub fn run(
             sent += 1;
         }
         // The state during the step is the state sampled at times it spans.
-        sample_until(core, &mut out, &mut next_sample, end, sample_every);
+        sample_until(
+            core,
+            &mut out,
+            &mut next_sample,
+            end,
+            sample_every,
+            &mut observe,
+        );
         for token in core.end_step(&step, end) {
+            if keep_token_times {
+                out.token_times.entry(token.id).or_default().push(token.at);
+            }
             if let Some(done) = token.finished {
                 out.finished.push(done);
                 if matches!(arrivals, Arrivals::Closed { .. }) && sent < total {
@@ -118,9 +159,17 @@ pub fn run(
 }
 
 /// Samples the current state at every sampling time before `until`.
-fn sample_until(core: &SimCore, out: &mut Outcome, next: &mut f64, until: f64, every: f64) {
+fn sample_until(
+    core: &SimCore,
+    out: &mut Outcome,
+    next: &mut f64,
+    until: f64,
+    every: f64,
+    observe: &mut impl FnMut(f64, &SimCore),
+) {
     while *next < until {
         out.series.push(sample(core, *next, out.finished.len()));
+        observe(*next, core);
         *next += every;
     }
 }

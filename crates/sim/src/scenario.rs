@@ -23,6 +23,8 @@ pub struct Workload {
     /// distinct prefixes.
     pub prefix_tokens: u32,
     pub prefix_groups: u32,
+    /// Users in the loaded probe.
+    pub users: u32,
 }
 
 /// Chat-like traffic: 512-token prompts, up to 256 tokens out.
@@ -31,6 +33,7 @@ pub const CHAT: Workload = Workload {
     output_tokens: 256,
     prefix_tokens: 0,
     prefix_groups: 1,
+    users: 32,
 };
 
 /// Every scenario, `healthy` first.
@@ -88,7 +91,12 @@ static SCENARIOS: [Scenario; 14] = [
             },
             ..SimSetup::default()
         },
-        workload: CHAT,
+        // Outputs long enough that running requests outgrow the pool while they generate.
+        workload: Workload {
+            output_tokens: 1200,
+            users: 16,
+            ..CHAT
+        },
     },
     Scenario {
         name: "long-prompts",
@@ -102,9 +110,11 @@ static SCENARIOS: [Scenario; 14] = [
             max_model_len: 32768,
             ..SimSetup::default()
         },
+        // A few users: long prompts alone, not a full KV cache, make the first token late.
         workload: Workload {
             input_tokens: 16000,
             output_tokens: 128,
+            users: 4,
             ..CHAT
         },
     },
@@ -215,10 +225,10 @@ static SCENARIOS: [Scenario; 14] = [
     Scenario {
         name: "degrading",
         finding: Some("throughput.degraded_over_time"),
-        reproduces: "steps slow down by 50% per minute of uptime in a tight KV pool: tokens/s falls as the run goes on",
+        // Compressed, so a probe of a minute sees what a leak or fragmentation does over hours of traffic.
+        reproduces: "every 10,000 tokens served make steps 200% slower (a leak, fragmentation): tokens/s falls as the run goes on",
         setup: || SimSetup {
-            degrade_per_minute: 0.5,
-            num_gpu_blocks_override: Some(blocks_for_requests(24)),
+            degrade_per_10k_tokens: 2.0,
             ..SimSetup::default()
         },
         workload: CHAT,

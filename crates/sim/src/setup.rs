@@ -42,8 +42,9 @@ pub struct SimSetup {
     pub cold_factor: f64,
     /// Step time multiplier (a thermally or power-throttled GPU).
     pub throttle: f64,
-    /// Step time grows by this fraction per minute of uptime (fragmentation, a leak).
-    pub degrade_per_minute: f64,
+    /// Step time grows by this fraction per 10,000 tokens generated (fragmentation, a leak: wear that comes
+    /// with traffic, not with idle time).
+    pub degrade_per_10k_tokens: f64,
     /// σ of the multiplicative lognormal jitter on each step.
     pub jitter_sigma: f64,
     pub seed: u64,
@@ -76,7 +77,7 @@ impl Default for SimSetup {
             cold_seconds: 0.0,
             cold_factor: 1.0,
             throttle: 1.0,
-            degrade_per_minute: 0.0,
+            degrade_per_10k_tokens: 0.0,
             jitter_sigma: 0.05,
             seed: 0,
         }
@@ -85,13 +86,13 @@ impl Default for SimSetup {
 
 impl SimSetup {
     /// How much slower than the cost model a step at `uptime` seconds runs (throttling is in the cost model).
-    pub fn slowdown(&self, uptime: f64) -> f64 {
+    pub fn slowdown(&self, uptime: f64, generated_tokens: u64) -> f64 {
         let cold = if uptime < self.cold_seconds {
             self.cold_factor
         } else {
             1.0
         };
-        cold * (1.0 + self.degrade_per_minute * uptime / 60.0)
+        cold * (1.0 + self.degrade_per_10k_tokens * generated_tokens as f64 / 1e4)
     }
 }
 
@@ -183,7 +184,7 @@ impl SimSetup {
         let metrics = VllmMetrics::new(&self.served_model_name, info, self.max_model_len, started);
         let mut core = SimCore::new(Engine::new(scheduler.clone()), cost, metrics, self.seed);
         let slowdown = self.clone();
-        core.slowdown = Box::new(move |uptime| slowdown.slowdown(uptime));
+        core.slowdown = Box::new(move |uptime, generated| slowdown.slowdown(uptime, generated));
         let server = ServerConfig {
             model: self.served_model_name.clone(),
             max_model_len: self.max_model_len,

@@ -316,17 +316,37 @@ fn preflight_notes(spec: &RunSpec) -> Vec<String> {
     notes
 }
 
+/// A finished measurement: the document written to the run directory, and what the terminal view needs.
+pub struct Executed {
+    pub document: RunDocument,
+    pub heading: String,
+    pub sweep: Option<SweepOutcome>,
+    pub slo_given: bool,
+}
+
 pub async fn run(args: Box<BenchArgs>) -> Result<u8, Failure> {
     if args.self_test {
         return crate::cmd::selftest::run(args.quiet).await;
     }
+    let executed = execute(&args).await?;
+    print(&args, &executed)?;
+    let summary = &executed.document.summary;
+    let code = exit_code(summary, executed.document.interrupted);
+    if code == exit::NOTHING_SUCCEEDED && !args.quiet {
+        eprintln!("error: no request succeeded");
+    }
+    Ok(code)
+}
+
+/// Runs the measurement (and the scraper beside it) and writes the run directory, printing only progress.
+pub async fn execute(args: &BenchArgs) -> Result<Executed, Failure> {
     let out_dir = args.out.clone();
     if let Some(dir) = &out_dir {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating --out {}", dir.display()))
             .map_err(Failure::usage)?;
     }
-    let plan = plan(&args, out_dir.as_ref().map(|d| d.join("requests.jsonl"))).await?;
+    let plan = plan(args, out_dir.as_ref().map(|d| d.join("requests.jsonl"))).await?;
     let heading = describe_shape(&plan.spec);
     let notes = preflight_notes(&plan.spec);
     if !args.quiet {
@@ -409,7 +429,7 @@ pub async fn run(args: Box<BenchArgs>) -> Result<u8, Failure> {
         wall_seconds: clock.elapsed().as_secs_f64(),
         interrupted,
         target: serde_json::to_value(&plan.target_info).unwrap_or_default(),
-        config: config_json(&args, &plan.spec),
+        config: config_json(args, &plan.spec),
         workload: plan.workload.clone(),
         summary: summary.clone(),
         sweep: sweep_outcome
@@ -420,41 +440,50 @@ pub async fn run(args: Box<BenchArgs>) -> Result<u8, Failure> {
     if let Some(dir) = &out_dir {
         rundir::write(dir, &document).map_err(Failure::usage)?;
     }
+    Ok(Executed {
+        document,
+        heading,
+        sweep: sweep_outcome,
+        slo_given: !plan.spec.slo.is_empty(),
+    })
+}
+
+fn print(args: &BenchArgs, executed: &Executed) -> Result<(), Failure> {
+    let document = &executed.document;
     match args.format {
         Format::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&document).map_err(Failure::usage)?
+            serde_json::to_string_pretty(document).map_err(Failure::usage)?
         ),
         Format::Term => {
-            if let Some(outcome) = &sweep_outcome {
+            if let Some(outcome) = &executed.sweep {
                 println!(
                     "{}",
                     infer_doctor_report::term::sweep_table(&sweep_rows(outcome))
                 );
                 match outcome.best_rate {
                     Some(rate) => println!("highest rate meeting every SLO: {rate:.2} req/s"),
-                    None if !plan.spec.slo.is_empty() => println!("no measured rate met every SLO"),
+                    None if executed.slo_given => println!("no measured rate met every SLO"),
                     None => {}
                 }
             } else {
-                println!("{}", infer_doctor_report::term::render(&summary, &heading));
+                println!(
+                    "{}",
+                    infer_doctor_report::term::render(&document.summary, &executed.heading)
+                );
             }
             if let Some(window) = &document.server {
                 print!("{}", infer_doctor_report::server::server_table(window));
             }
-            if interrupted {
+            if document.interrupted {
                 println!("interrupted: results cover what was measured before Ctrl-C");
             }
-            if let Some(dir) = &out_dir {
+            if let Some(dir) = &args.out {
                 println!("wrote {}", dir.display());
             }
         }
     }
-    let code = exit_code(&summary, interrupted);
-    if code == exit::NOTHING_SUCCEEDED && !args.quiet {
-        eprintln!("error: no request succeeded");
-    }
-    Ok(code)
+    Ok(())
 }
 
 fn sweep_rows(outcome: &SweepOutcome) -> Vec<infer_doctor_report::term::SweepRow<'_>> {

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod demo;
+pub mod diagnose;
 pub mod logs;
 pub mod metrics;
 pub mod selftest;

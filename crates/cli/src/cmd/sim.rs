@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
 use infer_doctor_core::stats::LatencyHistogram;
+use infer_doctor_core::{RequestRecord, ServerReadings};
+use infer_doctor_observe::{dialect, exposition, server};
 use infer_doctor_prompt::dist::LengthDist;
 use infer_doctor_sim::des::{self, Arrivals, Outcome};
 use infer_doctor_sim::engine::{FinishReason, NewRequest};
@@ -139,7 +141,9 @@ pub fn setup_from(args: &SimSetupArgs) -> Result<SimSetup, Failure> {
     setup.cold_seconds = args.cold_seconds.unwrap_or(setup.cold_seconds);
     setup.cold_factor = args.cold_factor.unwrap_or(setup.cold_factor);
     setup.throttle = args.throttle.unwrap_or(setup.throttle);
-    setup.degrade_per_minute = args.degrade_per_minute.unwrap_or(setup.degrade_per_minute);
+    setup.degrade_per_10k_tokens = args
+        .degrade_per_10k_tokens
+        .unwrap_or(setup.degrade_per_10k_tokens);
     if args.never_stop {
         setup.stop = StopModel::Never;
     }
@@ -148,6 +152,30 @@ pub fn setup_from(args: &SimSetupArgs) -> Result<SimSetup, Failure> {
 
 fn run_des(args: &SimRunArgs) -> Result<u8, Failure> {
     let setup = setup_from(&args.setup)?;
+    if args.diagnose {
+        let scenario = find_scenario(args.setup.scenario.as_deref().unwrap_or("healthy"))?;
+        let users = args.concurrency.unwrap_or(scenario.workload.users);
+        let evidence =
+            simulated_evidence(&setup, scenario.workload, users).map_err(Failure::usage)?;
+        let gathered = crate::bundle::Gathered {
+            evidence,
+            ..Default::default()
+        };
+        let document = crate::cmd::diagnose::document(
+            &gathered,
+            &infer_doctor_diagnose::Thresholds::default(),
+            None,
+        );
+        match args.format {
+            Format::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(&document)
+                    .map_err(|e| Failure::usage(anyhow::Error::from(e)))?
+            ),
+            Format::Term => print!("{}", infer_doctor_report::diagnosis::render_term(&document)),
+        }
+        return Ok(exit::OK);
+    }
     let mut built = setup.build().map_err(Failure::usage)?;
     let input = length("--input-tokens", &args.input_tokens)?;
     let output = length("--output-tokens", &args.output_tokens)?;
@@ -401,4 +429,130 @@ async fn serve(args: &SimArgs) -> Result<u8, Failure> {
         .await
         .map_err(|e| Failure::usage(anyhow::Error::from(e)))?;
     Ok(exit::INTERRUPTED)
+}
+
+/// The evidence `diagnose` would gather from this server, gathered on the discrete-event clock: a single-user
+/// probe, then `users` users sending three requests each while `/metrics` is scraped every half second.
+pub fn simulated_evidence(
+    setup: &SimSetup,
+    workload: scenario::Workload,
+    users: u32,
+) -> anyhow::Result<infer_doctor_core::Evidence> {
+    type Probe = (Vec<RequestRecord>, Vec<(f64, ServerReadings)>);
+    let probe = |users: u32, requests: u64| -> anyhow::Result<Probe> {
+        let mut built = setup.build()?;
+        let block_size = built.scheduler.block_size;
+        let mut rng = StdRng::seed_from_u64(setup.seed);
+        let stop = setup.stop.clone();
+        let prompt = workload.prefix_tokens + workload.input_tokens;
+        let mut scrapes = Vec::new();
+        let outcome = des::run_observed(
+            &mut built.core,
+            &Arrivals::Closed { users, requests },
+            |id| {
+                des::synthetic_request(
+                    id,
+                    prompt,
+                    (workload.prefix_tokens, workload.prefix_groups),
+                    workload.output_tokens,
+                    stop.sample(&mut rng),
+                    block_size,
+                )
+            },
+            0.5,
+            // A live probe is bounded in time too.
+            120.0,
+            true,
+            |t, core| {
+                let text = core.metrics.render();
+                if let Ok(readings) = dialect::read(&exposition::parse(&text), None, "simulator") {
+                    scrapes.push((t, readings));
+                }
+            },
+        );
+        let mut records: Vec<RequestRecord> = outcome
+            .finished
+            .iter()
+            .map(|f| client_record(f, outcome.token_times.get(&f.id)))
+            .collect();
+        if users > 1 {
+            // The first wave is the live probe's warm-up too.
+            for r in records.iter_mut().filter(|r| r.id < u64::from(users)) {
+                r.phase = Some(infer_doctor_core::Phase::Warmup);
+            }
+        }
+        Ok((records, scrapes))
+    };
+    let (single, _) = probe(1, 5)?;
+    let log = startup_log_text(setup)?;
+    let (loaded, scrapes) = probe(users, 3 * u64::from(users))?;
+    Ok(infer_doctor_core::Evidence {
+        single_user: crate::bundle::summarize_requests(&single),
+        client: crate::bundle::summarize_requests(&loaded),
+        server: server::summarize(&crate::bundle::steady_scrapes(&scrapes, &loaded)),
+        scrapes,
+        requests: loaded,
+        hardware: Some(crate::cmd::diagnose::facts_of(setup)?),
+        workload: Some(infer_doctor_core::WorkloadFacts {
+            input_tokens: f64::from(workload.prefix_tokens + workload.input_tokens),
+            output_tokens: f64::from(workload.output_tokens),
+            concurrency: u64::from(users),
+        }),
+        shared_prefixes: workload.prefix_tokens > 0,
+        log: infer_doctor_observe::logs::parse_log(&log).facts(),
+        ..Default::default()
+    })
+}
+
+/// The simulated server's start-up log as vLLM would print it: what `--log` gives a diagnosis.
+pub fn startup_log_text(setup: &SimSetup) -> anyhow::Result<String> {
+    let built = setup.build()?;
+    let pids = Pids {
+        api_server: 1,
+        engine_core: 2,
+        worker: 3,
+    };
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    Ok(built
+        .startup_log(setup, "127.0.0.1", 8000)
+        .iter()
+        .map(|record| record.render(&pids, unix) + "\n")
+        .collect())
+}
+
+/// What a streaming client would have recorded for a simulated request (µs from the run's start).
+fn client_record(
+    f: &infer_doctor_sim::engine::Finished,
+    tokens: Option<&Vec<f64>>,
+) -> RequestRecord {
+    let us = |s: f64| (s * 1e6).round().max(0.0) as u64;
+    let t = &f.times;
+    let gaps = tokens
+        .map(|times| {
+            times
+                .windows(2)
+                .map(|w| ((w[1] - w[0]) * 1e6).round() as u32)
+                .collect()
+        })
+        .unwrap_or_default();
+    RequestRecord {
+        id: f.id,
+        phase: Some(infer_doctor_core::Phase::Measured),
+        scheduled_us: us(t.arrived),
+        sent_us: us(t.arrived),
+        first_token_us: t.first_token.map(us),
+        first_content_us: t.first_token.map(us),
+        last_token_us: t.last_token.map(us),
+        end_us: us(t.last_token.unwrap_or(t.arrived)),
+        streamed: true,
+        max_tokens: f.max_tokens,
+        usage_prompt_tokens: Some(f.prompt_tokens),
+        usage_output_tokens: Some(f.generated),
+        token_events: f.generated,
+        finish_reason: Some(f.reason.label().to_string()),
+        gaps_us: gaps,
+        ..Default::default()
+    }
 }

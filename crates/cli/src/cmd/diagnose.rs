@@ -1,0 +1,385 @@
+//! `infer-doctor diagnose` and `report`: gather evidence (live: a single-user probe and a loaded probe written
+//! as a bundle; offline: a bundle, scrapes, a log, request records), run the playbook, and render the result.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow};
+use clap::Parser;
+use infer_doctor_core::{Evidence, HardwareFacts, Severity, WorkloadFacts};
+use infer_doctor_diagnose::{Thresholds, diagnose};
+use infer_doctor_observe::dialect::Dialect;
+use infer_doctor_observe::server;
+use infer_doctor_report::DiagnosisDocument;
+use infer_doctor_report::diagnosis::{escalation, render_term};
+
+use crate::args::{Cli, Command, DiagnoseArgs, ReportArgs, ReportFormat};
+use crate::bundle::{self, Gathered};
+use crate::{Failure, exit};
+
+/// The single-user probe's size: enough for a stable TTFT and ITL, short enough to leave the budget for load.
+const SINGLE_USER_REQUESTS: u64 = 5;
+
+pub async fn run(args: Box<DiagnoseArgs>) -> Result<u8, Failure> {
+    let thresholds = match &args.thresholds {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))
+                .map_err(Failure::usage)?;
+            Thresholds::from_toml(&text)
+                .map_err(|e| Failure::usage(anyhow!("{}: {e}", path.display())))?
+        }
+        None => Thresholds::default(),
+    };
+    let forced = args
+        .dialect
+        .as_deref()
+        .map(|d| {
+            d.parse::<Dialect>()
+                .map_err(|e| Failure::usage(anyhow!("--dialect: {e}")))
+        })
+        .transpose()?;
+    let scratch;
+    let bundle_dir: Option<PathBuf> = match (&args.url, &args.bundle) {
+        (Some(url), _) => {
+            let dir = match &args.out {
+                Some(dir) => dir.clone(),
+                None => {
+                    scratch =
+                        tempfile::tempdir().map_err(|e| Failure::usage(anyhow::Error::from(e)))?;
+                    scratch.path().to_path_buf()
+                }
+            };
+            probe(url, &args, &dir).await?;
+            Some(dir)
+        }
+        (None, Some(dir)) => Some(dir.clone()),
+        (None, None) => None,
+    };
+    if bundle_dir.is_none()
+        && args.metrics.is_empty()
+        && args.log.is_none()
+        && args.requests.is_none()
+    {
+        return Err(Failure::usage(anyhow!(
+            "nothing to diagnose: give --url URL (live), --bundle DIR, or any of --metrics FILE.., --log FILE, \
+             --requests FILE"
+        )));
+    }
+    let mut gathered = Gathered::default();
+    if let Some(dir) = &bundle_dir {
+        read_bundle(&mut gathered, dir, forced)?;
+    }
+    add_loose_evidence(&mut gathered, &args, forced)?;
+    if args.url.is_some() {
+        gathered.evidence.workload = Some(WorkloadFacts {
+            input_tokens: f64::from(args.prefix_tokens + args.input_tokens),
+            output_tokens: f64::from(args.output_tokens),
+            concurrency: args.concurrency,
+        });
+        gathered.evidence.shared_prefixes = args.prefix_tokens > 0;
+    }
+    gathered.evidence.hardware = hardware(&args)?;
+    let document = document(&gathered, &thresholds, args.slo.as_deref());
+    if let Some(dir) = &args.out {
+        write_bundle_reports(dir, &document).map_err(Failure::usage)?;
+    }
+    if !args.quiet {
+        for p in &gathered.problems {
+            eprintln!("warning: {p}");
+        }
+    }
+    emit(&document, args.format, None)?;
+    Ok(verdict_code(&document))
+}
+
+pub async fn report(args: &ReportArgs) -> Result<u8, Failure> {
+    let stored = args.dir.join("diagnosis.json");
+    let document = if stored.exists() {
+        let text = std::fs::read_to_string(&stored)
+            .with_context(|| format!("reading {}", stored.display()))
+            .map_err(Failure::usage)?;
+        serde_json::from_str::<DiagnosisDocument>(&text)
+            .with_context(|| format!("{}: not a diagnosis.json", stored.display()))
+            .map_err(Failure::usage)?
+    } else {
+        let mut gathered = Gathered::default();
+        read_bundle(&mut gathered, &args.dir, None)?;
+        document(&gathered, &Thresholds::default(), None)
+    };
+    emit(&document, args.format, args.output.as_deref())?;
+    Ok(exit::OK)
+}
+
+/// Runs the two probes into `dir/single` and `dir/loaded`, keeping the whole run inside the budget.
+async fn probe(url: &str, args: &DiagnoseArgs, dir: &Path) -> Result<(), Failure> {
+    let started = Instant::now();
+    let budget = args.budget.max(Duration::from_secs(5));
+    let single = bench_args(
+        url,
+        args,
+        1,
+        SINGLE_USER_REQUESTS,
+        budget / 3,
+        &dir.join("single"),
+    )?;
+    if !args.quiet {
+        eprintln!("diagnose: single-user probe ({SINGLE_USER_REQUESTS} requests)");
+    }
+    let single_run = crate::cmd::bench::execute(&single).await?;
+    // Size the loaded probe from what one request cost alone, so it fits in what is left of the budget.
+    let left = budget.saturating_sub(started.elapsed());
+    let e2e = single_run
+        .document
+        .summary
+        .latency
+        .e2e
+        .map_or(1.0, |s| s.p50 / 1e3)
+        .max(0.001);
+    // Under load each request takes longer than alone; assume three times, and at least one round.
+    let rounds = (left.as_secs_f64() / (3.0 * e2e)).floor().max(1.0) as u64;
+    let requests = (rounds * args.concurrency)
+        .clamp(args.concurrency, args.max_requests.max(args.concurrency));
+    let loaded = bench_args(
+        url,
+        args,
+        args.concurrency,
+        requests,
+        left,
+        &dir.join("loaded"),
+    )?;
+    if !args.quiet {
+        eprintln!(
+            "diagnose: loaded probe ({} users, {requests} requests)",
+            args.concurrency
+        );
+    }
+    crate::cmd::bench::execute(&loaded).await?;
+    Ok(())
+}
+
+/// A bench command line for one probe, parsed by the same definitions users type.
+fn bench_args(
+    url: &str,
+    args: &DiagnoseArgs,
+    concurrency: u64,
+    requests: u64,
+    timeout: Duration,
+    out: &Path,
+) -> Result<crate::args::BenchArgs, Failure> {
+    let mut argv: Vec<String> = [
+        "infer-doctor",
+        "bench",
+        "--quiet",
+        "--url",
+        url,
+        "--scrape-interval",
+        "500ms",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut flag = |name: &str, value: String| {
+        argv.push(name.into());
+        argv.push(value);
+    };
+    flag("--concurrency", concurrency.to_string());
+    flag("--num-requests", requests.to_string());
+    if concurrency > 1 {
+        // The first wave arrives at once and queues for a moment: measured, but kept out of the statistics.
+        flag("--warmup", concurrency.to_string());
+    }
+    flag("--input-tokens", args.input_tokens.to_string());
+    flag("--output-tokens", args.output_tokens.to_string());
+    flag("--timeout", format!("{}ms", timeout.as_millis().max(1000)));
+    flag("--out", out.display().to_string());
+    if args.prefix_tokens > 0 {
+        flag("--prefix-tokens", args.prefix_tokens.to_string());
+        flag("--prefix-groups", args.prefix_groups.to_string());
+    }
+    for (name, value) in [
+        ("--model", &args.model),
+        ("--api-key", &args.api_key),
+        ("--metrics-url", &args.metrics_url),
+        ("--dialect", &args.dialect),
+    ] {
+        if let Some(v) = value {
+            flag(name, v.clone());
+        }
+    }
+    match Cli::try_parse_from(argv)?.command {
+        Command::Bench(b) => Ok(*b),
+        _ => unreachable!("a bench command line parses as bench"),
+    }
+}
+
+/// A bundle: a diagnose bundle (`single/` and `loaded/`) or a plain bench run directory.
+fn read_bundle(
+    gathered: &mut Gathered,
+    dir: &Path,
+    forced: Option<Dialect>,
+) -> Result<(), Failure> {
+    let parts: Vec<(PathBuf, bool)> = if dir.join("loaded").join("run.json").exists() {
+        vec![(dir.join("single"), true), (dir.join("loaded"), false)]
+    } else {
+        vec![(dir.to_path_buf(), false)]
+    };
+    for (part, single_user) in parts {
+        match bundle::read_run_dir(&part) {
+            Ok(mut run) => {
+                if forced.is_some() && part.join("server_metrics.jsonl").exists() {
+                    run.scrapes = bundle::read_scrapes(&part.join("server_metrics.jsonl"), forced)
+                        .map_err(Failure::usage)?;
+                    run.document.server = server::summarize(&run.scrapes);
+                }
+                bundle::add_run(gathered, run, single_user);
+            }
+            // The single-user part is optional; a missing loaded part means this is not a bundle at all.
+            Err(e) if single_user => gathered.problems.push(format!("{e:#}")),
+            Err(e) => return Err(Failure::usage(e)),
+        }
+    }
+    let logs = dir.join("logs");
+    if let Ok(entries) = std::fs::read_dir(&logs) {
+        for entry in entries.flatten() {
+            bundle::add_log(gathered, &entry.path());
+        }
+    }
+    Ok(())
+}
+
+fn add_loose_evidence(
+    gathered: &mut Gathered,
+    args: &DiagnoseArgs,
+    forced: Option<Dialect>,
+) -> Result<(), Failure> {
+    if !args.metrics.is_empty() {
+        let scrapes = bundle::read_metrics_files(
+            &args.metrics,
+            args.interval.map(|d| d.as_secs_f64()),
+            forced,
+            &mut gathered.problems,
+        );
+        let e = &mut gathered.evidence;
+        e.server = server::summarize(&scrapes).or_else(|| {
+            scrapes
+                .first()
+                .map(|(_, readings)| server::snapshot(readings))
+        });
+        e.scrapes = scrapes;
+    }
+    if let Some(path) = &args.log {
+        bundle::add_log(gathered, path);
+    }
+    if let Some(path) = &args.requests {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading {}", path.display()))
+            .map_err(Failure::usage)?;
+        let requests = bundle::read_requests(path, &text).map_err(Failure::usage)?;
+        gathered.evidence.client = bundle::summarize_requests(&requests);
+        gathered.evidence.requests = requests;
+    }
+    Ok(())
+}
+
+/// The hardware floors from `--model-config` and `--gpu`, through the simulator's catalogs and cost model.
+fn hardware(args: &DiagnoseArgs) -> Result<Option<HardwareFacts>, Failure> {
+    let (Some(model), Some(gpu)) = (&args.model_config, &args.gpu) else {
+        return Ok(None);
+    };
+    let setup = infer_doctor_sim::setup::SimSetup {
+        model: model.clone(),
+        gpu: gpu.clone(),
+        tensor_parallel_size: args.tensor_parallel_size,
+        ..Default::default()
+    };
+    Ok(Some(facts_of(&setup).map_err(Failure::usage)?))
+}
+
+/// A simulated or described deployment's floors.
+pub fn facts_of(setup: &infer_doctor_sim::setup::SimSetup) -> anyhow::Result<HardwareFacts> {
+    let built = setup.build()?;
+    Ok(HardwareFacts {
+        gpu: built.gpu.name.to_string(),
+        model: built.model.name.clone(),
+        tensor_parallel: setup.tensor_parallel_size,
+        decode_floor_seconds: built.core.cost.decode_floor_seconds(),
+        vram_bytes: built.gpu.memory_bytes as f64,
+        weight_bytes: built.plan.weight_bytes_per_rank,
+    })
+}
+
+pub fn document(
+    gathered: &Gathered,
+    thresholds: &Thresholds,
+    slo: Option<&str>,
+) -> DiagnosisDocument {
+    let evidence: &Evidence = &gathered.evidence;
+    DiagnosisDocument {
+        schema_version: infer_doctor_report::SCHEMA_VERSION,
+        tool: infer_doctor_report::RunDocument::tool(),
+        created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        target: gathered.target.clone(),
+        diagnosis: diagnose(evidence, thresholds),
+        escalation: escalation(evidence, &gathered.target, slo),
+        evidence: evidence.clone(),
+    }
+}
+
+fn write_bundle_reports(dir: &Path, doc: &DiagnosisDocument) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let files = [
+        ("diagnosis.json", serde_json::to_string_pretty(doc)?),
+        ("report.html", infer_doctor_report::html::render(doc)),
+        ("report.md", infer_doctor_report::markdown::render(doc)),
+    ];
+    for (name, text) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn emit(
+    doc: &DiagnosisDocument,
+    format: ReportFormat,
+    output: Option<&Path>,
+) -> Result<(), Failure> {
+    let text = match format {
+        ReportFormat::Term => render_term(doc),
+        ReportFormat::Md => infer_doctor_report::markdown::render(doc),
+        ReportFormat::Html => infer_doctor_report::html::render(doc),
+        ReportFormat::Json => {
+            serde_json::to_string_pretty(doc).map_err(|e| Failure::usage(anyhow::Error::from(e)))?
+        }
+    };
+    match output {
+        Some(path) => std::fs::write(path, text)
+            .with_context(|| format!("writing {}", path.display()))
+            .map_err(Failure::usage),
+        None => {
+            println!("{text}");
+            Ok(())
+        }
+    }
+}
+
+/// 1 when the diagnosis found something critical, as DESIGN.md §1 says; 3 when the loaded probe got nothing.
+fn verdict_code(doc: &DiagnosisDocument) -> u8 {
+    let nothing = doc
+        .evidence
+        .client
+        .as_ref()
+        .is_some_and(|c| c.requests.sent > 0 && c.requests.ok == 0);
+    if nothing {
+        exit::NOTHING_SUCCEEDED
+    } else if doc
+        .diagnosis
+        .findings
+        .iter()
+        .any(|f| f.severity == Severity::Critical)
+    {
+        exit::GATE_FAILED
+    } else {
+        exit::OK
+    }
+}

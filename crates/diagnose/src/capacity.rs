@@ -1,0 +1,463 @@
+//! Capacity rules: is the engine full (KV cache, batch cap, preemptions), and could it ever hold the load
+//! (weights' share of VRAM, the startup "maximum concurrency" line)? Source rows: sim_capacity.md §D D1–D6, D14, D15.
+
+use infer_doctor_core::{Confidence, Severity, Signal, Symptom};
+
+use crate::Thresholds;
+use crate::assessment::{Assessment, Rule, compared, how, percent, ratio, seen};
+use crate::facts::{Facts, finite};
+
+const KV_SATURATED: Rule = Rule {
+    id: "capacity.kv_saturated",
+    symptom: Symptom::Ttft,
+    why: "Every KV-cache block is in use, so the scheduler cannot admit new requests: they wait in the queue \
+          until a running request finishes and frees its blocks, and time to first token grows with the queue.",
+    remedies: &[
+        "Add capacity: more or larger GPUs, or more replicas behind the load balancer",
+        "Make room for KV: FP8 KV cache (--kv-cache-dtype fp8) or a quantized model",
+        "Lower --max-model-len if requests never need the full context",
+        "Cap concurrency at what the cache holds (admission control at the gateway)",
+    ],
+    source: "sim_capacity.md §D D1/D2 (llm-d alerting rules, vllm-doctor, PSAP playbook); vLLM v1 scheduler",
+};
+
+const BATCH_CAP: Rule = Rule {
+    id: "capacity.batch_cap",
+    symptom: Symptom::Ttft,
+    why: "The scheduler admits at most max_num_seqs requests per step; requests beyond it wait although the KV \
+          cache still has room, so the limit, not memory, makes the queue.",
+    remedies: &[
+        "Raise --max-num-seqs (the KV cache has room for more sequences)",
+        "Add replicas if ITL must not grow with the batch",
+    ],
+    source: "sim_capacity.md §D D3 (Vidur bottleneck analyzer, GIE saturation detector KV 0.8); vLLM scheduler",
+};
+
+const PREEMPTIONS: Rule = Rule {
+    id: "capacity.preemptions",
+    symptom: Symptom::Throughput,
+    why: "The KV cache ran out while requests were generating: vLLM preempted running requests (freeing their \
+          blocks) and recomputes them later, which wastes GPU time and stalls their tokens.",
+    remedies: &[
+        "Lower --max-num-seqs or --max-num-batched-tokens so admitted requests fit in the cache",
+        "Give the KV cache more memory: raise --gpu-memory-utilization, FP8 KV cache, quantized weights, more GPUs",
+        "Route long-context requests to dedicated replicas",
+    ],
+    source: "sim_capacity.md §D D6 (PSAP playbook \"should be 0\", llm-d LLMDHighPreemptions, vllm-doctor)",
+};
+
+const WEIGHTS_DOMINATE: Rule = Rule {
+    id: "capacity.weights_dominate",
+    symptom: Symptom::Throughput,
+    why: "The model's weights take most of each GPU's memory, leaving little for the KV cache, so only a few \
+          requests fit at once whatever the other settings.",
+    remedies: &[
+        "Use a GPU with more memory, or split the model with tensor parallelism",
+        "Quantize the weights (FP8, AWQ/GPTQ) to free memory for the KV cache",
+    ],
+    source: "sim_capacity.md §D D14 (PSAP playbook: weights > 75% of VRAM)",
+};
+
+const STARTUP_HEADROOM: Rule = Rule {
+    id: "capacity.startup_headroom",
+    symptom: Symptom::Ttft,
+    why: "At startup vLLM logs how many requests of max_model_len tokens its KV cache holds; the load uses more \
+          concurrent requests than that, so long requests will queue or be preempted.",
+    remedies: &[
+        "Lower --max-model-len to what requests need",
+        "Raise tensor parallelism to pool more KV memory",
+        "Use an FP8 KV cache (--kv-cache-dtype fp8)",
+    ],
+    source: "sim_capacity.md §D D15 (vLLM kv_cache_utils get_max_concurrency_for_kv_cache_config; PSAP playbook)",
+};
+
+pub(crate) fn assess(facts: &Facts, t: &Thresholds) -> Vec<Assessment> {
+    let (kv, preempted) = (kv_saturated(facts, t), preemptions(facts, t));
+    // A full cache usually preempts a little; when requests are preempted about as often as they finish, the
+    // recomputation is the problem to fix first (the order breaks ties between equally severe findings).
+    let storm =
+        preemptions_per_finished(facts).is_some_and(|p| p >= t.preemption_storm_per_request);
+    let (first, second) = if storm {
+        (preempted, kv)
+    } else {
+        (kv, preempted)
+    };
+    vec![
+        first,
+        batch_cap(facts, t),
+        second,
+        weights_dominate(facts, t),
+        startup_headroom(facts),
+    ]
+}
+
+/// Preemptions per request finished in the window.
+fn preemptions_per_finished(facts: &Facts) -> Option<f64> {
+    let server = facts.evidence.server.as_ref()?;
+    let preemptions = server.counter(Signal::Preemptions)?.increase;
+    let finished = server.counter(Signal::RequestsFinished)?.increase;
+    (finished > 0.0).then(|| preemptions / finished)
+}
+
+fn kv_saturated(facts: &Facts, t: &Thresholds) -> Assessment {
+    let kv = facts.kv_usage();
+    let capacity_queue = facts.waiting_for_capacity();
+    // vLLM's `reason="capacity"` separates real capacity waits from prefills deferred on purpose (D2).
+    let queue = capacity_queue.clone().or_else(|| facts.waiting());
+    let (Some(queue), Some(kv)) = (queue.clone(), kv.clone()) else {
+        return match (queue, kv) {
+            (Some(queue), None)
+                if capacity_queue.is_some() && queue.mean > t.waiting_mean_nonempty =>
+            {
+                KV_SATURATED
+                    .fires(
+                        Severity::Warning,
+                        Confidence::Low,
+                        format!(
+                            "{:.1} requests wait for capacity on average (KV usage not reported)",
+                            queue.mean
+                        ),
+                        vec![compared(
+                            "requests_waiting{reason=capacity} mean",
+                            queue.mean,
+                            ">",
+                            t.waiting_mean_nonempty,
+                            &queue.window,
+                        )],
+                    )
+                    .unsettled("KV cache usage", how::METRICS)
+            }
+            _ => KV_SATURATED.unknown("KV cache usage and the waiting queue", how::METRICS),
+        };
+    };
+    let queued = queue.mean > t.waiting_mean_nonempty;
+    if !(queued && kv.max > t.kv_saturated) {
+        return KV_SATURATED.passes(format!(
+            "KV usage peaked at {} with {:.1} requests waiting on average",
+            percent(kv.max),
+            queue.mean
+        ));
+    }
+    let severity = if kv.max >= t.kv_critical {
+        Severity::Critical
+    } else {
+        Severity::Warning
+    };
+    let from_metrics = facts
+        .evidence
+        .server
+        .as_ref()
+        .is_some_and(|s| s.gauge(Signal::KvUsage).is_some());
+    let confidence = if from_metrics {
+        Confidence::High
+    } else {
+        Confidence::Medium
+    };
+    let queue_signal = if capacity_queue.is_some() {
+        "requests_waiting{reason=capacity} mean"
+    } else {
+        "requests_waiting mean"
+    };
+    KV_SATURATED.fires(
+        severity,
+        confidence,
+        format!(
+            "requests wait for KV cache blocks (KV usage peaked at {}, {:.1} waiting on average)",
+            percent(kv.max),
+            queue.mean
+        ),
+        vec![
+            compared("kv_usage max", kv.max, ">", t.kv_saturated, &kv.window),
+            seen("kv_usage mean", kv.mean, &kv.window),
+            compared(
+                queue_signal,
+                queue.mean,
+                ">",
+                t.waiting_mean_nonempty,
+                &queue.window,
+            ),
+            seen("requests_waiting max", queue.max, &queue.window),
+        ],
+    )
+}
+
+fn batch_cap(facts: &Facts, t: &Thresholds) -> Assessment {
+    let Some(waiting) = facts.waiting() else {
+        return BATCH_CAP.unknown("the waiting queue", how::METRICS);
+    };
+    if waiting.mean <= t.waiting_mean_nonempty {
+        return BATCH_CAP.passes(format!(
+            "no queue ({:.1} waiting on average), so no batch limit binds",
+            waiting.mean
+        ));
+    }
+    let Some(kv) = facts.kv_usage() else {
+        return BATCH_CAP.unknown("KV cache usage", how::METRICS);
+    };
+    if kv.max >= t.batch_cap_kv_below {
+        return BATCH_CAP.passes(format!(
+            "the queue comes with a full KV cache (peak {}), not with a batch limit",
+            percent(kv.max)
+        ));
+    }
+    let Some(running) = facts.running() else {
+        return BATCH_CAP.unknown("the running count", how::METRICS);
+    };
+    let mut evidence = vec![
+        compared(
+            "requests_waiting mean",
+            waiting.mean,
+            ">",
+            t.waiting_mean_nonempty,
+            &waiting.window,
+        ),
+        compared(
+            "kv_usage max",
+            kv.max,
+            "<",
+            t.batch_cap_kv_below,
+            &kv.window,
+        ),
+    ];
+    match facts.max_num_seqs() {
+        Some(max_num_seqs) => {
+            let cap_reached = max_num_seqs * t.batch_cap_running_share;
+            if running.max < cap_reached {
+                return BATCH_CAP.passes(format!(
+                    "running peaked at {:.0} of max_num_seqs {max_num_seqs:.0}",
+                    running.max
+                ));
+            }
+            evidence.push(compared(
+                "requests_running max",
+                running.max,
+                "≥",
+                cap_reached,
+                &running.window,
+            ));
+            evidence.push(seen(
+                "max_num_seqs",
+                max_num_seqs,
+                "engine log, non-default args",
+            ));
+            BATCH_CAP.fires(
+                Severity::Warning,
+                Confidence::High,
+                format!(
+                    "the batch cap binds: {:.0} running = max_num_seqs {max_num_seqs:.0} while {:.1} wait and KV \
+                     peaks at {}",
+                    running.max,
+                    waiting.mean,
+                    percent(kv.max)
+                ),
+                evidence,
+            )
+        }
+        None => {
+            evidence.push(seen("requests_running max", running.max, &running.window));
+            // Without the configured cap this is a hint, not a verdict.
+            BATCH_CAP
+                .fires(
+                    Severity::Info,
+                    Confidence::Low,
+                    format!(
+                        "requests queue while the KV cache has room (peak {}): a batch limit likely binds at {:.0} \
+                         running (max_num_seqs not known)",
+                        percent(kv.max),
+                        running.max
+                    ),
+                    evidence,
+                )
+                .unsettled("max_num_seqs (vLLM's default depends on the GPU)", how::LOG)
+        }
+    }
+}
+
+fn preemptions(facts: &Facts, t: &Thresholds) -> Assessment {
+    let kv_peak = facts.kv_usage().map(|kv| kv.max);
+    let confidence_from_kv = |otherwise: Confidence| match kv_peak {
+        Some(peak) if peak >= t.preemption_kv_high_confidence => Confidence::High,
+        _ => otherwise,
+    };
+    if let Some(counter) = facts.counter(Signal::Preemptions) {
+        let window = facts.server_window_label();
+        if counter.increase <= t.preemptions_allowed {
+            return PREEMPTIONS
+                .passes(format!("{:.0} preemptions in the window", counter.increase));
+        }
+        let storm =
+            preemptions_per_finished(facts).is_some_and(|p| p >= t.preemption_storm_per_request);
+        let severity = if counter.rate > t.preemption_rate_critical || storm {
+            Severity::Critical
+        } else {
+            Severity::Warning
+        };
+        let mut evidence = vec![
+            compared(
+                "preemptions increase",
+                counter.increase,
+                ">",
+                t.preemptions_allowed,
+                &window,
+            ),
+            compared(
+                "preemptions rate /s",
+                counter.rate,
+                "vs critical",
+                t.preemption_rate_critical,
+                &window,
+            ),
+        ];
+        if let Some(peak) = kv_peak {
+            evidence.push(seen("kv_usage max", peak, &window));
+        }
+        return PREEMPTIONS.fires(
+            severity,
+            confidence_from_kv(Confidence::Medium),
+            format!(
+                "the KV cache ran out mid-generation: {:.0} preemptions ({:.2}/s)",
+                counter.increase, counter.rate
+            ),
+            evidence,
+        );
+    }
+    let Some(log) = &facts.evidence.log else {
+        return PREEMPTIONS.unknown("the preemption counter", how::METRICS);
+    };
+    let count = log.preemptions as f64;
+    if count <= t.preemptions_allowed {
+        return PREEMPTIONS.passes("the engine log reports no preemptions".to_string());
+    }
+    // A log covers the server's life, not this run's window, so it cannot rate the preemptions.
+    PREEMPTIONS.fires(
+        Severity::Warning,
+        Confidence::Medium,
+        format!(
+            "the KV cache ran out mid-generation: the engine log reports {count:.0} preemptions"
+        ),
+        vec![compared(
+            "preemptions",
+            count,
+            ">",
+            t.preemptions_allowed,
+            "engine log",
+        )],
+    )
+}
+
+fn weights_dominate(facts: &Facts, t: &Thresholds) -> Assessment {
+    let Some(hardware) = &facts.evidence.hardware else {
+        return WEIGHTS_DOMINATE.unknown("model and GPU memory sizes", how::HARDWARE);
+    };
+    let Some(share) =
+        ratio(hardware.weight_bytes, hardware.vram_bytes).filter(|_| hardware.weight_bytes > 0.0)
+    else {
+        return WEIGHTS_DOMINATE.unknown("model and GPU memory sizes", how::HARDWARE);
+    };
+    if share <= t.weights_vram_share {
+        return WEIGHTS_DOMINATE.passes(format!("weights use {} of VRAM", percent(share)));
+    }
+    // Only a problem when the load actually needs the KV room the weights took.
+    let under_pressure = facts.kv_usage().is_some_and(|kv| kv.max > t.kv_saturated)
+        || facts
+            .waiting()
+            .is_some_and(|w| w.mean > t.waiting_mean_nonempty);
+    let severity = if under_pressure {
+        Severity::Warning
+    } else {
+        Severity::Info
+    };
+    WEIGHTS_DOMINATE.fires(
+        severity,
+        Confidence::High,
+        format!(
+            "the weights take {} of each GPU's memory, leaving little for the KV cache",
+            percent(share)
+        ),
+        vec![
+            compared(
+                "weights / VRAM",
+                share,
+                ">",
+                t.weights_vram_share,
+                "model and GPU facts",
+            ),
+            seen(
+                "weight bytes per GPU",
+                hardware.weight_bytes,
+                "model and GPU facts",
+            ),
+            seen(
+                "VRAM bytes per GPU",
+                hardware.vram_bytes,
+                "model and GPU facts",
+            ),
+        ],
+    )
+}
+
+fn startup_headroom(facts: &Facts) -> Assessment {
+    let Some((max_concurrency, tokens_per_request)) = facts
+        .evidence
+        .log
+        .as_ref()
+        .and_then(|log| log.max_concurrency)
+        .filter(|(x, _)| x.is_finite())
+    else {
+        return STARTUP_HEADROOM.unknown("the startup \"Maximum concurrency\" line", how::LOG);
+    };
+    let Some(concurrency) = facts.concurrency_used() else {
+        return STARTUP_HEADROOM.unknown("the concurrency in use", how::LOADED_PROBE);
+    };
+    if max_concurrency >= concurrency {
+        return STARTUP_HEADROOM.passes(format!(
+            "the KV cache holds {max_concurrency:.1} requests of {tokens_per_request} tokens; {concurrency:.0} in use"
+        ));
+    }
+    let mut evidence = vec![compared(
+        "maximum concurrency at max_model_len",
+        max_concurrency,
+        "<",
+        concurrency,
+        "engine log, startup",
+    )];
+    // The log's figure is the worst case (every request at max_model_len); real requests may be much shorter.
+    let actual_fit = facts
+        .evidence
+        .log
+        .as_ref()
+        .and_then(|log| log.kv_capacity_tokens)
+        .and_then(|capacity| {
+            let output = facts
+                .client()
+                .map(|c| c.tokens.mean_output)
+                .or_else(|| facts.evidence.workload.as_ref().map(|w| w.output_tokens))
+                .and_then(finite)?;
+            let per_request = facts.mean_input_tokens()? + output;
+            ratio(capacity as f64, per_request)
+        });
+    let (severity, confidence) = match actual_fit {
+        Some(fit) => {
+            evidence.push(seen(
+                "requests of the actual length the KV cache holds",
+                fit,
+                "log capacity / mean tokens",
+            ));
+            if fit >= concurrency {
+                (Severity::Info, Confidence::Low)
+            } else {
+                (Severity::Warning, Confidence::High)
+            }
+        }
+        None => (Severity::Warning, Confidence::Medium),
+    };
+    STARTUP_HEADROOM.fires(
+        severity,
+        confidence,
+        format!(
+            "the KV cache holds {max_concurrency:.1} requests of {tokens_per_request} tokens but {concurrency:.0} \
+             run at once"
+        ),
+        evidence,
+    )
+}

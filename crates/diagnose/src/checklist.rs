@@ -1,0 +1,246 @@
+//! The quick diagnosis checklist, printed with every report: one pass / fail / unknown per question, read from
+//! the same rule assessments as the findings so the two never disagree; "unknown" says how to find out.
+
+use infer_doctor_core::{CheckLine, CheckStatus};
+
+use crate::Thresholds;
+use crate::assessment::{Assessment, how, ms, percent};
+use crate::facts::Facts;
+
+/// Lines answered directly by one rule: (line id, question, rule id).
+const RULE_LINES: [(&str, &str, &str); 8] = [
+    ("error_rate", "Is the error rate below 1%?", "errors.rate"),
+    (
+        "no_preemptions",
+        "Are there no preemptions?",
+        "capacity.preemptions",
+    ),
+    (
+        "batch_not_capped",
+        "Is the batch not capped (running below max-num-seqs while requests wait)?",
+        "capacity.batch_cap",
+    ),
+    (
+        "prefix_cache_hitting",
+        "Is the prefix cache hitting (when prompts share prefixes)?",
+        "cache.prefix_low_hit",
+    ),
+    (
+        "outputs_stop",
+        "Do outputs end by stop, not by length?",
+        "output.runaway",
+    ),
+    (
+        "upstream_matches",
+        "Does the server's running + waiting match the client's in-flight count (nothing held upstream)?",
+        "upstream.bottleneck",
+    ),
+    (
+        "littles_law",
+        "Does Little's law hold for the server's numbers?",
+        "consistency.littles_law",
+    ),
+    (
+        "startup_capacity",
+        "Does the startup KV capacity cover the concurrency used?",
+        "capacity.startup_headroom",
+    ),
+];
+
+pub(crate) fn build(facts: &Facts, t: &Thresholds, assessments: &[Assessment]) -> Vec<CheckLine> {
+    let from_rule = |id: &str, question: &str, rule: &str| {
+        assessments
+            .iter()
+            .find(|a| a.rule == rule)
+            .map(|a| CheckLine {
+                id: id.to_string(),
+                question: question.to_string(),
+                status: a.status,
+                detail: a.detail.clone(),
+                how_to_know: a.how_to_know.clone(),
+            })
+    };
+    let mut lines = vec![server_answering(facts)];
+    lines.extend(from_rule(RULE_LINES[0].0, RULE_LINES[0].1, RULE_LINES[0].2));
+    lines.push(single_user_near_floor(facts, t, assessments));
+    lines.push(queue_empty(facts, t));
+    lines.push(kv_below_saturation(facts, t));
+    lines.extend(
+        RULE_LINES[1..]
+            .iter()
+            .filter_map(|(id, question, rule)| from_rule(id, question, rule)),
+    );
+    lines
+}
+
+fn line(
+    id: &str,
+    question: &str,
+    status: CheckStatus,
+    detail: String,
+    how_to_know: Option<&str>,
+) -> CheckLine {
+    CheckLine {
+        id: id.to_string(),
+        question: question.to_string(),
+        status,
+        detail,
+        how_to_know: how_to_know.map(str::to_string),
+    }
+}
+
+fn server_answering(facts: &Facts) -> CheckLine {
+    const ID: &str = "server_answering";
+    const QUESTION: &str = "Is the server healthy and answering?";
+    let runs = [facts.client(), facts.single_user()];
+    let (sent, ok) = runs.iter().flatten().fold((0, 0), |(sent, ok), run| {
+        (sent + run.requests.sent, ok + run.requests.ok)
+    });
+    if sent > 0 {
+        let status = if ok > 0 {
+            CheckStatus::Pass
+        } else {
+            CheckStatus::Fail
+        };
+        return line(
+            ID,
+            QUESTION,
+            status,
+            format!("{ok} of {sent} requests answered"),
+            None,
+        );
+    }
+    let finished = facts
+        .counter(infer_doctor_core::Signal::RequestsFinished)
+        .map(|c| c.increase)
+        .filter(|n| *n > 0.0);
+    match finished {
+        Some(n) => line(
+            ID,
+            QUESTION,
+            CheckStatus::Pass,
+            format!("the server finished {n:.0} requests in the window"),
+            None,
+        ),
+        None => line(
+            ID,
+            QUESTION,
+            CheckStatus::Unknown,
+            "not checked: no requests were sent or seen".to_string(),
+            Some(how::LOADED_PROBE),
+        ),
+    }
+}
+
+fn single_user_near_floor(facts: &Facts, t: &Thresholds, assessments: &[Assessment]) -> CheckLine {
+    const ID: &str = "single_user_near_floor";
+    const QUESTION: &str = "Are single-user TTFT and ITL near what the hardware allows?";
+    let Some(single_ttft) = facts.single_user_ttft_p95() else {
+        return line(
+            ID,
+            QUESTION,
+            CheckStatus::Unknown,
+            "not checked: no single-user probe".to_string(),
+            Some(how::SINGLE_USER_PROBE),
+        );
+    };
+    if single_ttft.ms > t.ttft_high_ms {
+        return line(
+            ID,
+            QUESTION,
+            CheckStatus::Fail,
+            format!(
+                "TTFT p95 {} with one user (> {})",
+                ms(single_ttft.ms),
+                ms(t.ttft_high_ms)
+            ),
+            None,
+        );
+    }
+    match assessments
+        .iter()
+        .find(|a| a.rule == "itl.single_user_slow")
+    {
+        Some(itl) => CheckLine {
+            id: ID.to_string(),
+            question: QUESTION.to_string(),
+            status: itl.status,
+            detail: format!("TTFT p95 {} alone; {}", ms(single_ttft.ms), itl.detail),
+            how_to_know: itl.how_to_know.clone(),
+        },
+        None => line(
+            ID,
+            QUESTION,
+            CheckStatus::Unknown,
+            "not checked".to_string(),
+            Some(how::HARDWARE),
+        ),
+    }
+}
+
+fn queue_empty(facts: &Facts, t: &Thresholds) -> CheckLine {
+    const ID: &str = "queue_empty";
+    const QUESTION: &str = "Is the queue empty under load (waiting ≈ 0)?";
+    match facts.waiting() {
+        Some(waiting) => {
+            let status = if waiting.mean <= t.waiting_mean_nonempty {
+                CheckStatus::Pass
+            } else {
+                CheckStatus::Fail
+            };
+            line(
+                ID,
+                QUESTION,
+                status,
+                format!(
+                    "{:.1} waiting on average, {:.0} at most ({})",
+                    waiting.mean, waiting.max, waiting.window
+                ),
+                None,
+            )
+        }
+        None => line(
+            ID,
+            QUESTION,
+            CheckStatus::Unknown,
+            "not checked: no waiting-queue gauge".to_string(),
+            Some(how::METRICS),
+        ),
+    }
+}
+
+fn kv_below_saturation(facts: &Facts, t: &Thresholds) -> CheckLine {
+    const ID: &str = "kv_below_saturation";
+    let question = format!(
+        "Is the KV cache below {} under load?",
+        percent(t.kv_saturated)
+    );
+    match facts.kv_usage() {
+        Some(kv) => {
+            let status = if kv.max <= t.kv_saturated {
+                CheckStatus::Pass
+            } else {
+                CheckStatus::Fail
+            };
+            line(
+                ID,
+                &question,
+                status,
+                format!(
+                    "KV usage peaked at {}, {} on average ({})",
+                    percent(kv.max),
+                    percent(kv.mean),
+                    kv.window
+                ),
+                None,
+            )
+        }
+        None => line(
+            ID,
+            &question,
+            CheckStatus::Unknown,
+            "not checked: no KV usage gauge".to_string(),
+            Some(how::METRICS),
+        ),
+    }
+}

@@ -1,0 +1,222 @@
+//! Output rules: generations that never stop (they run to max_tokens) and requests that do not fit the context
+//! window (400s, cut-off answers). Source: DESIGN.md §6 output.runaway, output.truncation.
+
+use infer_doctor_core::{Confidence, ErrorClass, Severity, Signal, Symptom};
+
+use crate::Thresholds;
+use crate::assessment::{Assessment, Rule, compared, how, percent, ratio, seen};
+use crate::facts::{Facts, finite};
+
+const RUNAWAY: Rule = Rule {
+    id: "output.runaway",
+    symptom: Symptom::Output,
+    why: "Most generations end because they hit max_tokens, not because the model said stop: the stop token never \
+          comes (a wrong chat template or missing stop strings), so every request costs its full token budget. \
+          (Expected only when the run asked for exact lengths with --ignore-eos.)",
+    remedies: &[
+        "Check the chat template and the stop tokens the server uses (--chat-template, generation_config)",
+        "Set stop strings in requests where the template has none",
+        "Set a realistic max_tokens so runaways cost less",
+    ],
+    source: "DESIGN.md §6 output.runaway; vLLM requests_finished{finished_reason=\"length\"}",
+};
+
+const TRUNCATION: Rule = Rule {
+    id: "output.truncation",
+    symptom: Symptom::Output,
+    why: "Prompt plus max_tokens does not fit the model's context window: the server rejects the request with a \
+          400, or the answer is cut off when the context fills.",
+    remedies: &[
+        "Budget tokens: keep prompt + max_tokens under max_model_len",
+        "Trim or summarise long prompts (history, retrieved documents)",
+        "Serve a longer --max-model-len if the model and KV memory allow it",
+    ],
+    source: "DESIGN.md §6 output.truncation; vLLM 400 \"maximum context length\" errors",
+};
+
+/// Words of the errors servers return when a request exceeds the context window.
+const CONTEXT_ERROR_WORDS: [&str; 6] = [
+    "context length",
+    "context window",
+    "maximum context",
+    "max_model_len",
+    "too long",
+    "maximum model length",
+];
+
+pub(crate) fn assess(facts: &Facts, t: &Thresholds) -> Vec<Assessment> {
+    vec![runaway(facts, t), truncation(facts, t)]
+}
+
+/// How requests finished: count by reason and where that was read.
+fn finish_reasons(facts: &Facts) -> Option<(Vec<(String, f64)>, String)> {
+    if let Some(client) = facts
+        .client()
+        .filter(|c| !c.tokens.finish_reasons.is_empty())
+    {
+        let counts = client
+            .tokens
+            .finish_reasons
+            .iter()
+            .map(|(k, v)| (k.clone(), *v as f64))
+            .collect();
+        return Some((counts, facts.client_window_label()));
+    }
+    let finished = facts
+        .counter(Signal::RequestsFinished)
+        .filter(|c| !c.by_label.is_empty())?;
+    let counts = finished
+        .by_label
+        .iter()
+        .filter(|(_, v)| v.is_finite())
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    Some((counts, facts.server_window_label()))
+}
+
+fn length_share(counts: &[(String, f64)]) -> Option<f64> {
+    let total: f64 = counts.iter().map(|(_, n)| n).sum();
+    let length: f64 = counts
+        .iter()
+        .filter(|(reason, _)| reason == "length")
+        .map(|(_, n)| n)
+        .sum();
+    ratio(length, total)
+}
+
+fn runaway(facts: &Facts, t: &Thresholds) -> Assessment {
+    let Some((counts, window)) = finish_reasons(facts) else {
+        return RUNAWAY.unknown("finish reasons", how::LOADED_PROBE);
+    };
+    let Some(share) = length_share(&counts) else {
+        return RUNAWAY.unknown("finish reasons (no request finished)", how::LOADED_PROBE);
+    };
+    if share <= t.runaway_length_share {
+        return RUNAWAY.passes(format!("{} of requests ended by length", percent(share)));
+    }
+    let mut evidence = vec![compared(
+        "finish_reason=length share",
+        share,
+        ">",
+        t.runaway_length_share,
+        &window,
+    )];
+    let budget_used = facts.client().and_then(|c| {
+        evidence.push(seen("mean output tokens", c.tokens.mean_output, &window));
+        evidence.push(seen("mean max_tokens", c.tokens.mean_max_tokens, &window));
+        ratio(c.tokens.mean_output, c.tokens.mean_max_tokens)
+    });
+    let confidence = match budget_used {
+        // Ending by length well short of max_tokens is the context window, not a missing stop token.
+        Some(used) if used < t.runaway_max_tokens_share => {
+            return RUNAWAY.passes(format!(
+                "{} of requests ended by length but used only {} of max_tokens: see output.truncation",
+                percent(share),
+                percent(used)
+            ));
+        }
+        Some(_) => Confidence::High,
+        None => Confidence::Medium,
+    };
+    RUNAWAY.fires(
+        Severity::Warning,
+        confidence,
+        format!(
+            "{} of requests run to max_tokens instead of stopping",
+            percent(share)
+        ),
+        evidence,
+    )
+}
+
+fn truncation(facts: &Facts, t: &Thresholds) -> Assessment {
+    let client = facts.client();
+    let max_model_len = facts
+        .evidence
+        .log
+        .as_ref()
+        .and_then(|l| l.max_model_len)
+        .map(|n| n as f64)
+        .filter(|n| *n > 0.0);
+    if client.is_none() && max_model_len.is_none() {
+        return TRUNCATION.unknown("request outcomes and the context window", how::LOADED_PROBE);
+    }
+    let window = facts.client_window_label();
+    if let Some(client) = client.filter(|c| c.requests.sent > 0) {
+        let rejected: u64 = client
+            .requests
+            .errors
+            .iter()
+            .filter(|e| e.status == Some(400) || e.class == ErrorClass::ServerErrorEvent)
+            .filter(|e| {
+                let message = e.example.to_lowercase();
+                CONTEXT_ERROR_WORDS.iter().any(|w| message.contains(w))
+            })
+            .map(|e| e.count)
+            .sum();
+        if rejected > 0 {
+            let share = rejected as f64 / client.requests.sent as f64;
+            let severity = if share > t.error_rate_critical {
+                Severity::Critical
+            } else {
+                Severity::Warning
+            };
+            return TRUNCATION.fires(
+                severity,
+                Confidence::High,
+                format!(
+                    "{rejected} requests ({}) were rejected for exceeding the context window",
+                    percent(share)
+                ),
+                vec![seen("context-length errors", rejected as f64, &window)],
+            );
+        }
+    }
+    let Some(context) = max_model_len else {
+        return TRUNCATION.passes(
+            "no context-length errors (max_model_len unknown, so cut-offs were not checked)"
+                .to_string(),
+        );
+    };
+    let context_window = "engine log, max_model_len";
+    let asked = client
+        .map(|c| (c.tokens.mean_input, c.tokens.mean_max_tokens))
+        .or_else(|| {
+            facts
+                .evidence
+                .workload
+                .as_ref()
+                .map(|w| (w.input_tokens, w.output_tokens))
+        })
+        .and_then(|(input, output)| Some(finite(input)? + finite(output)?))
+        .filter(|n| *n > 0.0);
+    if let Some(asked) = asked.filter(|n| *n > context) {
+        return TRUNCATION.fires(
+            Severity::Warning,
+            Confidence::Medium,
+            format!("requests ask for {asked:.0} tokens (prompt + max_tokens) in a {context:.0}-token context"),
+            vec![compared("mean prompt + max_tokens", asked, ">", context, context_window)],
+        );
+    }
+    if let Some(client) = client {
+        let filled = client.tokens.mean_input + client.tokens.mean_output;
+        let cut_by_length = length_share(
+            &client
+                .tokens
+                .finish_reasons
+                .iter()
+                .map(|(k, v)| (k.clone(), *v as f64))
+                .collect::<Vec<_>>(),
+        )
+        .is_some_and(|share| share > 0.0);
+        if cut_by_length && filled >= t.context_fill_share * context {
+            return TRUNCATION.fires(
+                Severity::Warning,
+                Confidence::Medium,
+                format!("answers end by length with the {context:.0}-token context full ({filled:.0} tokens used)"),
+                vec![compared("mean prompt + output tokens", filled, "≥", t.context_fill_share * context, &window)],
+            );
+        }
+    }
+    TRUNCATION.passes(format!("requests fit the {context:.0}-token context"))
+}

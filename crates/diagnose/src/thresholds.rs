@@ -1,0 +1,274 @@
+//! Every number a rule compares with, in one value with its source, so a team can tune the playbook from a TOML
+//! file without touching code; defaults come from `research/sim_capacity.md` §D unless marked as inference.
+
+use serde::{Deserialize, Serialize};
+
+/// The thresholds of every rule. Fractions are 0–1; client latencies are milliseconds (as the client measures
+/// them), server times are seconds (as servers export them).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Thresholds {
+    /// KV usage above which a queue means the system is full. D1/D2: llm-d alert `> 0.90`, vllm-doctor 0.90,
+    /// the PSAP playbook "> 90%".
+    pub kv_saturated: f64,
+    /// KV usage that makes saturation critical. D1: llm-d decode pods `> 0.95` (critical).
+    pub kv_critical: f64,
+    /// KV usage read as "full" (≈ 100%) for `throughput.memory_bound`. Inference: DESIGN.md §6 "KV ≈ 100%".
+    pub kv_full: f64,
+    /// KV usage below which a queue cannot be blamed on memory (batch cap instead). D3: GIE saturation
+    /// detector's KV threshold 0.8.
+    pub batch_cap_kv_below: f64,
+    /// Share of `max_num_seqs` the peak running count must reach for the cap to bind. DESIGN.md §6
+    /// "running = max-num-seqs" (1.0); Vidur's bottleneck analyzer uses 0.9 of the P75 batch.
+    pub batch_cap_running_share: f64,
+    /// Mean waiting requests above which the queue counts as non-empty. Inference: the playbook's "waiting > 0"
+    /// averaged over scrapes, so one stray scrape with a waiting request does not count.
+    pub waiting_mean_nonempty: f64,
+    /// Preemptions in the window above which the rule fires. D6: PSAP playbook "should be 0", vllm-doctor any > 0.
+    pub preemptions_allowed: f64,
+    /// KV usage at which preemptions are confidently blamed on KV exhaustion. D6: vllm-doctor "high if KV ≥ 0.8".
+    pub preemption_kv_high_confidence: f64,
+    /// Preemptions per second that make the finding critical. D6: llm-d `LLMDHighPreemptions` `> 1/s`.
+    pub preemption_rate_critical: f64,
+    /// Preemptions per finished request from which recomputation, not the full cache, is named first.
+    /// Inference: a full cache preempts occasionally; a storm preempts about once per request.
+    pub preemption_storm_per_request: f64,
+    /// TTFT p95 (ms) counted as high on its own. D7: vllm-doctor TTFT p95 > 2 s.
+    pub ttft_high_ms: f64,
+    /// Loaded TTFT p95 over single-user TTFT p95 counted as high. Inference: "fine alone, slow under load".
+    pub ttft_load_ratio: f64,
+    /// Loaded TTFT p95 (ms) below which no ratio makes TTFT "high". Inference: below a quarter second nobody
+    /// files a ticket.
+    pub ttft_ratio_min_ms: f64,
+    /// Share of TTFT spent in the queue that makes queueing the cause. DESIGN.md §6 "queue time is the larger
+    /// part"; D8.
+    pub queue_share_of_ttft: f64,
+    /// Share of TTFT spent in prefill that makes prefill the cause. DESIGN.md §6 "prefill time dominates"; D7.
+    pub prefill_share_of_ttft: f64,
+    /// Prompt length (tokens) counted as long for prefill. Inference from §B3: 2048-token prefill of an 8B model
+    /// is ~67 ms on an H100, so TTFT in seconds needs long prompts or a big model.
+    pub long_input_tokens: f64,
+    /// Share of the run's first requests (by send time) that form the "cold" sample. Inference.
+    pub cold_start_early_share: f64,
+    /// Early median TTFT over the median TTFT of the run's second half that means a cold start. Inference:
+    /// DESIGN.md §6 "first requests' TTFT ≫ steady TTFT".
+    pub cold_start_ratio: f64,
+    /// Early median TTFT (ms) below which no ratio counts as a cold start. Inference: a first burst of prefills
+    /// alone is tens of milliseconds.
+    pub cold_start_min_ms: f64,
+    /// Single-user ITL over the memory-bandwidth decode floor that means "slower than the hardware allows". D9:
+    /// inference, "> 2× the §B3 bound".
+    pub itl_floor_ratio: f64,
+    /// Loaded ITL over single-user ITL that means the batch is too large. Inference: D10 "high ITL only under
+    /// load"; the simulator's `batch-latency` scenario reproduces 2×.
+    pub itl_load_ratio: f64,
+    /// Loaded TPOT p95 (ms) counted as high without a single-user baseline. D10: vllm-doctor TPOT p95 > 0.2 s.
+    pub tpot_high_ms: f64,
+    /// Server in-system count (running + waiting) over the client's mean in-flight below which the bottleneck is
+    /// upstream. D13: PSAP "running + waiting ≪ client concurrency"; the factor is inference.
+    pub upstream_ratio: f64,
+    /// Client mean in-flight below which the upstream comparison is not meaningful. Inference.
+    pub upstream_min_in_flight: f64,
+    /// Client schedule lag p99 (ms) that means the load generator fell behind. Inference, matching `load`'s
+    /// catch-up bound of 100 ms.
+    pub client_lag_p99_ms: f64,
+    /// Achieved send rate over requested rate below which the client did not deliver its load. Inference.
+    pub client_rate_achieved_share: f64,
+    /// Error share that warns. D17: llm-d `> 1%` for 10 m.
+    pub error_rate_warning: f64,
+    /// Error share that is critical. D17: llm-d `> 5%` for 2 m, vllm-doctor 5%.
+    pub error_rate_critical: f64,
+    /// Share of requests ending by `length` that means runaway generation. DESIGN.md §6 "most requests".
+    pub runaway_length_share: f64,
+    /// Mean output over mean `max_tokens` that counts as "at max_tokens". Inference.
+    pub runaway_max_tokens_share: f64,
+    /// Share of `max_model_len` that prompt + output must reach to count as hitting the context window.
+    /// Inference.
+    pub context_fill_share: f64,
+    /// Prefix-cache hit rate below which caching is not working. D16: llm-d `< 0.30` for 15 m (vllm-doctor 0.50).
+    pub prefix_hit_low: f64,
+    /// Weights' share of VRAM above which little is left for KV. D14: PSAP "weights > 75% of VRAM".
+    pub weights_vram_share: f64,
+    /// Tokens/s in the run's last third over its first third below which throughput degraded. Inference: the
+    /// KV-fragmentation case study in DESIGN.md §6.
+    pub degradation_ratio: f64,
+    /// Relative mismatch between running + waiting and completion rate × mean E2E that breaks Little's law. D23:
+    /// inference (scrape-sampled gauges are noisy, so only a large gap counts).
+    pub littles_law_tolerance: f64,
+    /// Requests in the system below which Little's law is not checked (small numbers are all noise). Inference.
+    pub littles_law_min_in_system: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            kv_saturated: 0.90,
+            kv_critical: 0.95,
+            kv_full: 0.98,
+            batch_cap_kv_below: 0.80,
+            batch_cap_running_share: 1.0,
+            waiting_mean_nonempty: 0.5,
+            preemptions_allowed: 0.0,
+            preemption_kv_high_confidence: 0.80,
+            preemption_rate_critical: 1.0,
+            preemption_storm_per_request: 0.5,
+            ttft_high_ms: 2000.0,
+            ttft_load_ratio: 4.0,
+            ttft_ratio_min_ms: 250.0,
+            queue_share_of_ttft: 0.5,
+            prefill_share_of_ttft: 0.5,
+            long_input_tokens: 2048.0,
+            cold_start_early_share: 0.10,
+            cold_start_ratio: 5.0,
+            cold_start_min_ms: 100.0,
+            itl_floor_ratio: 2.0,
+            itl_load_ratio: 1.5,
+            tpot_high_ms: 200.0,
+            upstream_ratio: 0.5,
+            upstream_min_in_flight: 2.0,
+            client_lag_p99_ms: 100.0,
+            client_rate_achieved_share: 0.9,
+            error_rate_warning: 0.01,
+            error_rate_critical: 0.05,
+            runaway_length_share: 0.5,
+            runaway_max_tokens_share: 0.95,
+            context_fill_share: 0.95,
+            prefix_hit_low: 0.30,
+            weights_vram_share: 0.75,
+            degradation_ratio: 0.7,
+            littles_law_tolerance: 0.5,
+            littles_law_min_in_system: 1.0,
+        }
+    }
+}
+
+/// A thresholds file that could not be used, with where in it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ThresholdError {
+    /// Bad TOML, an unknown key or a value of the wrong type.
+    #[error("thresholds line {line}: {message}")]
+    Parse { line: usize, message: String },
+    /// A well-formed number no rule can compare with (negative, infinite, NaN).
+    #[error("thresholds line {line}: `{key}` must be a finite number ≥ 0, got {value}")]
+    Invalid {
+        line: usize,
+        key: String,
+        value: f64,
+    },
+}
+
+impl Thresholds {
+    /// Reads any subset of the fields from TOML; missing fields keep their defaults, unknown keys are errors.
+    pub fn from_toml(text: &str) -> Result<Thresholds, ThresholdError> {
+        let thresholds: Thresholds =
+            toml::from_str(text).map_err(|error| ThresholdError::Parse {
+                line: error
+                    .span()
+                    .map_or(1, |span| line_of_offset(text, span.start)),
+                message: error.message().trim().to_string(),
+            })?;
+        if let Some((key, value)) = thresholds
+            .named_values()
+            .into_iter()
+            .find(|(_, value)| !value.is_finite() || *value < 0.0)
+        {
+            return Err(ThresholdError::Invalid {
+                line: line_of_key(text, key),
+                key: key.to_string(),
+                value,
+            });
+        }
+        Ok(thresholds)
+    }
+
+    /// Every field by name, for validation; a test keeps this list in step with the struct.
+    fn named_values(&self) -> Vec<(&'static str, f64)> {
+        vec![
+            ("kv_saturated", self.kv_saturated),
+            ("kv_critical", self.kv_critical),
+            ("kv_full", self.kv_full),
+            ("batch_cap_kv_below", self.batch_cap_kv_below),
+            ("batch_cap_running_share", self.batch_cap_running_share),
+            ("waiting_mean_nonempty", self.waiting_mean_nonempty),
+            ("preemptions_allowed", self.preemptions_allowed),
+            (
+                "preemption_kv_high_confidence",
+                self.preemption_kv_high_confidence,
+            ),
+            ("preemption_rate_critical", self.preemption_rate_critical),
+            (
+                "preemption_storm_per_request",
+                self.preemption_storm_per_request,
+            ),
+            ("ttft_high_ms", self.ttft_high_ms),
+            ("ttft_load_ratio", self.ttft_load_ratio),
+            ("ttft_ratio_min_ms", self.ttft_ratio_min_ms),
+            ("queue_share_of_ttft", self.queue_share_of_ttft),
+            ("prefill_share_of_ttft", self.prefill_share_of_ttft),
+            ("long_input_tokens", self.long_input_tokens),
+            ("cold_start_early_share", self.cold_start_early_share),
+            ("cold_start_ratio", self.cold_start_ratio),
+            ("cold_start_min_ms", self.cold_start_min_ms),
+            ("itl_floor_ratio", self.itl_floor_ratio),
+            ("itl_load_ratio", self.itl_load_ratio),
+            ("tpot_high_ms", self.tpot_high_ms),
+            ("upstream_ratio", self.upstream_ratio),
+            ("upstream_min_in_flight", self.upstream_min_in_flight),
+            ("client_lag_p99_ms", self.client_lag_p99_ms),
+            (
+                "client_rate_achieved_share",
+                self.client_rate_achieved_share,
+            ),
+            ("error_rate_warning", self.error_rate_warning),
+            ("error_rate_critical", self.error_rate_critical),
+            ("runaway_length_share", self.runaway_length_share),
+            ("runaway_max_tokens_share", self.runaway_max_tokens_share),
+            ("context_fill_share", self.context_fill_share),
+            ("prefix_hit_low", self.prefix_hit_low),
+            ("weights_vram_share", self.weights_vram_share),
+            ("degradation_ratio", self.degradation_ratio),
+            ("littles_law_tolerance", self.littles_law_tolerance),
+            ("littles_law_min_in_system", self.littles_law_min_in_system),
+        ]
+    }
+}
+
+/// 1-based line of a byte offset.
+fn line_of_offset(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// 1-based line where `key` is assigned; 1 when it cannot be found (the value came from elsewhere).
+fn line_of_key(text: &str, key: &str) -> usize {
+    text.lines()
+        .position(|line| {
+            line.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map_or(1, |index| index + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_field_is_validated() {
+        let serialized = serde_json::to_value(Thresholds::default()).expect("thresholds serialize");
+        let fields = serialized.as_object().map_or(0, serde_json::Map::len);
+        assert_eq!(fields, Thresholds::default().named_values().len());
+    }
+
+    #[test]
+    fn lines_are_one_based() {
+        assert_eq!(line_of_offset("a\nb\nc", 4), 3);
+        assert_eq!(line_of_key("x = 1\n  kv_full = 2", "kv_full"), 2);
+        assert_eq!(line_of_key("kv_full_x = 2", "kv_full"), 1);
+    }
+}

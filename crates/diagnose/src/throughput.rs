@@ -1,0 +1,228 @@
+//! Throughput rules: memory, not compute, caps the tokens per second, or tokens per second fall as the run goes
+//! on. Source rows: DESIGN.md §6 (throughput.memory_bound, throughput.degraded_over_time), sim_capacity.md §D D6.
+
+use infer_doctor_core::{Confidence, Severity, Signal, Symptom};
+
+use crate::Thresholds;
+use crate::assessment::{Assessment, Rule, compared, how, percent, ratio, seen};
+use crate::facts::{Facts, finite};
+use crate::itl::itl_under_load;
+
+const MEMORY_BOUND: Rule = Rule {
+    id: "throughput.memory_bound",
+    symptom: Symptom::Throughput,
+    why: "The KV cache is full while each decode step is still cheap: the GPU could batch more requests, but there \
+          is no memory to hold their context, so memory caps throughput.",
+    remedies: &[
+        "Add VRAM: larger GPUs, tensor parallelism, or more replicas",
+        "Shorten sequences: lower --max-model-len, trim prompts, cap max_tokens",
+        "Use an FP8 KV cache or quantized weights",
+    ],
+    source: "DESIGN.md §6 throughput.memory_bound; sim_capacity.md §B3 (B_max = min(max_num_seqs, KV tokens / context))",
+};
+
+const DEGRADED: Rule = Rule {
+    id: "throughput.degraded_over_time",
+    symptom: Symptom::Throughput,
+    why: "Tokens per second fall as the run goes on; with preemptions in the same window this is the KV-cache \
+          fragmentation pattern of the case study: long-lived requests pin blocks and every step does less work.",
+    remedies: &[
+        "Check preemptions and KV usage over time (capacity.preemptions)",
+        "Schedule restarts of long-running servers until the cause is fixed",
+        "Lower --max-num-seqs so admitted requests fit without preemption",
+    ],
+    source: "DESIGN.md §6 throughput.degraded_over_time (KV fragmentation case study); sim_capacity.md §D D6",
+};
+
+pub(crate) fn assess(facts: &Facts, t: &Thresholds) -> Vec<Assessment> {
+    vec![memory_bound(facts, t), degraded_over_time(facts, t)]
+}
+
+fn memory_bound(facts: &Facts, t: &Thresholds) -> Assessment {
+    let (Some(kv), Some(waiting)) = (facts.kv_usage(), facts.waiting()) else {
+        return MEMORY_BOUND.unknown("KV cache usage and the waiting queue", how::METRICS);
+    };
+    if !(kv.max >= t.kv_full && waiting.mean > t.waiting_mean_nonempty) {
+        return MEMORY_BOUND.passes(format!(
+            "KV usage peaked at {} with {:.1} waiting on average",
+            percent(kv.max),
+            waiting.mean
+        ));
+    }
+    let mut evidence = vec![
+        compared("kv_usage max", kv.max, "≥", t.kv_full, &kv.window),
+        compared(
+            "requests_waiting mean",
+            waiting.mean,
+            ">",
+            t.waiting_mean_nonempty,
+            &waiting.window,
+        ),
+    ];
+    // No GPU utilisation in the evidence: a step that barely slows with the batch is the sign of spare compute.
+    match itl_under_load(facts) {
+        Some(state) if state.ratio > t.itl_load_ratio => MEMORY_BOUND.passes(format!(
+            "the KV cache is full, but decode steps also slowed {:.1}× under load: compute is busy too",
+            state.ratio
+        )),
+        Some(state) => {
+            evidence.push(compared(
+                "itl loaded / single user",
+                state.ratio,
+                "≤",
+                t.itl_load_ratio,
+                &facts.client_window_label(),
+            ));
+            MEMORY_BOUND.fires(
+                Severity::Warning,
+                Confidence::Medium,
+                format!(
+                    "memory caps throughput: KV full ({}) with {:.1} waiting while decode steps are only {:.1}× \
+                     slower than alone",
+                    percent(kv.max),
+                    waiting.mean,
+                    state.ratio
+                ),
+                evidence,
+            )
+        }
+        None => MEMORY_BOUND
+            .fires(
+                Severity::Warning,
+                Confidence::Low,
+                format!(
+                    "memory may cap throughput: KV full ({}) with {:.1} waiting",
+                    percent(kv.max),
+                    waiting.mean
+                ),
+                evidence,
+            )
+            .unsettled("whether compute is saturated (ITL alone vs under load)", how::SINGLE_USER_PROBE),
+    }
+}
+
+/// Tokens per second in the first and last third of a run, and where they were measured.
+struct Trend {
+    first: f64,
+    last: f64,
+    window: String,
+}
+
+/// From the client's records: output tokens arriving in each third of the sending period.
+fn trend_from_requests(facts: &Facts) -> Option<Trend> {
+    // Warm-up requests count: the server's throughput is what it is, whatever the client's statistics leave out.
+    let measured: Vec<_> = facts.evidence.requests.iter().filter(|r| r.ok()).collect();
+    if measured.len() < 10 {
+        return None;
+    }
+    // The sending period leaves out the drain, when fewer requests are in flight by design.
+    let start = measured.iter().map(|r| r.sent_us).min()?;
+    let end = measured.iter().map(|r| r.sent_us).max()?;
+    let third = (end.saturating_sub(start)) / 3;
+    if third == 0 {
+        return None;
+    }
+    let tokens_between = |from: u64, to: u64| -> f64 {
+        measured
+            .iter()
+            .flat_map(|r| r.token_arrivals())
+            .filter(|(at, _)| (from..to).contains(at))
+            .map(|(_, tokens)| tokens)
+            .sum()
+    };
+    let seconds = third as f64 / 1e6;
+    Some(Trend {
+        first: tokens_between(start, start + third) / seconds,
+        last: tokens_between(end - third, end) / seconds,
+        window: format!(
+            "client, {} requests, thirds of {:.0} s",
+            measured.len(),
+            (end - start) as f64 / 1e6
+        ),
+    })
+}
+
+/// From the scrapes: the generation-token counter's rate over the first and the last third of the scrapes.
+fn trend_from_scrapes(facts: &Facts) -> Option<Trend> {
+    let points: Vec<(f64, f64)> = facts
+        .evidence
+        .scrapes
+        .iter()
+        .filter_map(|(at, readings)| {
+            Some((
+                finite(*at)?,
+                finite(readings.value(Signal::GenerationTokens)?)?,
+            ))
+        })
+        .collect();
+    if points.len() < 4 {
+        return None;
+    }
+    let third = points.len() / 3;
+    let rate = |a: (f64, f64), b: (f64, f64)| ratio((b.1 - a.1).max(0.0), b.0 - a.0);
+    let first = rate(points[0], points[third])?;
+    let last = rate(points[points.len() - 1 - third], points[points.len() - 1])?;
+    Some(Trend {
+        first,
+        last,
+        window: format!("server scrapes ({}), first vs last third", points.len()),
+    })
+}
+
+/// A fall to this share of the degradation threshold (0.7 × 0.8 ≈ a 44% loss) is steep.
+const STEEP_SHARE: f64 = 0.8;
+
+fn degraded_over_time(facts: &Facts, t: &Thresholds) -> Assessment {
+    let Some(trend) = trend_from_requests(facts).or_else(|| trend_from_scrapes(facts)) else {
+        return DEGRADED.unknown("tokens/s over time", how::REQUESTS);
+    };
+    let Some(kept) = ratio(trend.last, trend.first) else {
+        return DEGRADED.passes("no tokens in the run's first third to compare with".to_string());
+    };
+    if kept >= t.degradation_ratio {
+        return DEGRADED.passes(format!(
+            "tokens/s held: {:.0} in the first third, {:.0} in the last",
+            trend.first, trend.last
+        ));
+    }
+    let preemptions = facts
+        .counter(Signal::Preemptions)
+        .map(|c| c.increase)
+        .or_else(|| facts.evidence.log.as_ref().map(|l| l.preemptions as f64))
+        .filter(|p| *p > t.preemptions_allowed);
+    let mut evidence = vec![
+        compared(
+            "tokens/s last third / first third",
+            kept,
+            "<",
+            t.degradation_ratio,
+            &trend.window,
+        ),
+        seen("tokens/s first third", trend.first, &trend.window),
+        seen("tokens/s last third", trend.last, &trend.window),
+    ];
+    if let Some(count) = preemptions {
+        evidence.push(seen("preemptions", count, &facts.server_window_label()));
+    }
+    // Preemptions name a cause; a steep fall is hard to explain by anything else.
+    let steep = kept < t.degradation_ratio * STEEP_SHARE;
+    DEGRADED.fires(
+        Severity::Warning,
+        if preemptions.is_some() || steep {
+            Confidence::High
+        } else {
+            Confidence::Low
+        },
+        format!(
+            "tokens/s fell from {:.0} to {:.0} during the run{}",
+            trend.first,
+            trend.last,
+            if preemptions.is_some() {
+                ", with preemptions"
+            } else {
+                ""
+            }
+        ),
+        evidence,
+    )
+}

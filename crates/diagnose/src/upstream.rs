@@ -1,0 +1,162 @@
+//! Rules that look outside the engine: requests held before they reach it (a gateway, load balancer, network),
+//! or a load generator too slow to deliver the load. Source rows: sim_capacity.md §D D13; DESIGN.md §6.
+
+use infer_doctor_core::{Confidence, Severity, Signal, Symptom};
+
+use crate::Thresholds;
+use crate::assessment::{Assessment, Rule, compared, how, ms, ratio, seen};
+use crate::facts::{Facts, finite};
+
+const UPSTREAM: Rule = Rule {
+    id: "upstream.bottleneck",
+    symptom: Symptom::Ttft,
+    why: "The client has many requests in flight but the engine sees far fewer running or waiting: the rest are \
+          held before the engine, so the engine's own numbers look fine while users wait.",
+    remedies: &[
+        "Check the gateway or load balancer: connection limits, concurrency caps, queueing",
+        "Check what runs before the model call (RAG retrieval, vector DB, auth) for its own queue",
+        "Check the network path and DNS between client and server",
+    ],
+    source: "sim_capacity.md §D D13, §B4 (PSAP playbook: running + waiting ≈ client concurrency)",
+};
+
+const CLIENT_BOUND: Rule = Rule {
+    id: "client.bound",
+    symptom: Symptom::Measurement,
+    why: "The load generator fell behind its own schedule or could not send the rate it was asked for, so the \
+          test measured the client, not the server.",
+    remedies: &[
+        "Run the load generator on a machine with more free cores, or closer to the server",
+        "Lower the requested rate or concurrency per client and run several clients",
+    ],
+    source: "DESIGN.md §6 client.bound; bench_anchors.md (coordinated omission)",
+};
+
+pub(crate) fn assess(facts: &Facts, t: &Thresholds) -> Vec<Assessment> {
+    vec![upstream(facts, t), client_bound(facts, t)]
+}
+
+/// Mean running + waiting over the window, from the server or summed over its pods.
+fn in_system(facts: &Facts) -> Option<(f64, String)> {
+    let mean_of = |window: &infer_doctor_core::signals::ServerWindow| -> Option<f64> {
+        let running = finite(window.gauge(Signal::RequestsRunning)?.mean)?;
+        let waiting = window
+            .gauge(Signal::RequestsWaiting)
+            .and_then(|g| finite(g.mean))
+            .unwrap_or(0.0);
+        Some(running + waiting)
+    };
+    if let Some(total) = facts.evidence.server.as_ref().and_then(mean_of) {
+        return Some((total, facts.server_window_label()));
+    }
+    let pods = &facts.evidence.pods;
+    let per_pod: Option<Vec<f64>> = pods.values().map(mean_of).collect();
+    let per_pod = per_pod.filter(|p| !p.is_empty())?;
+    Some((
+        per_pod.iter().sum(),
+        format!("server metrics summed over {} pods", pods.len()),
+    ))
+}
+
+fn upstream(facts: &Facts, t: &Thresholds) -> Assessment {
+    let Some(in_flight) = facts
+        .client()
+        .and_then(|c| finite(c.throughput.mean_concurrency))
+    else {
+        return UPSTREAM.unknown("the client's in-flight count", how::LOADED_PROBE);
+    };
+    let Some((server_count, server_window)) = in_system(facts) else {
+        return UPSTREAM.unknown("the server's running and waiting counts", how::METRICS);
+    };
+    if in_flight < t.upstream_min_in_flight {
+        return UPSTREAM.passes(format!(
+            "only {in_flight:.1} requests in flight on average: nothing to compare"
+        ));
+    }
+    let Some(share) = ratio(server_count, in_flight) else {
+        return UPSTREAM.unknown("the client's in-flight count", how::LOADED_PROBE);
+    };
+    if share >= t.upstream_ratio {
+        return UPSTREAM.passes(format!(
+            "the server holds {server_count:.1} of the client's {in_flight:.1} requests in flight"
+        ));
+    }
+    let well_sampled = facts
+        .evidence
+        .server
+        .as_ref()
+        .is_some_and(|s| s.scrapes >= 5);
+    UPSTREAM.fires(
+        Severity::Warning,
+        if well_sampled { Confidence::High } else { Confidence::Medium },
+        format!(
+            "requests are held before the engine: the client has {in_flight:.1} in flight, the server sees \
+             {server_count:.1}"
+        ),
+        vec![
+            compared("running + waiting mean / client in-flight", share, "<", t.upstream_ratio, &server_window),
+            seen("running + waiting mean", server_count, &server_window),
+            seen("client mean in-flight", in_flight, &facts.client_window_label()),
+        ],
+    )
+}
+
+fn client_bound(facts: &Facts, t: &Thresholds) -> Assessment {
+    let Some(client) = facts.client() else {
+        return CLIENT_BOUND.unknown("the client's own health", how::LOADED_PROBE);
+    };
+    let window = facts.client_window_label();
+    let health = &client.client;
+    let mut evidence = Vec::new();
+    let mut reasons = Vec::new();
+    if health.client_bound {
+        evidence.push(seen("client_bound flag", 1.0, &window));
+        reasons.push("it flagged itself as the limit".to_string());
+    }
+    if let Some(lag) = health
+        .schedule_lag
+        .as_ref()
+        .and_then(|l| finite(l.p99))
+        .filter(|p99| *p99 > t.client_lag_p99_ms)
+    {
+        evidence.push(compared(
+            "schedule_lag p99 (ms)",
+            lag,
+            ">",
+            t.client_lag_p99_ms,
+            &window,
+        ));
+        reasons.push(format!("it fell {} behind its schedule (p99)", ms(lag)));
+    }
+    if let Some(requested) = health.requested_rate.and_then(finite).filter(|r| *r > 0.0) {
+        let achieved = client.throughput.send_rate;
+        if ratio(achieved, requested).is_some_and(|share| share < t.client_rate_achieved_share) {
+            evidence.push(compared(
+                "send rate / requested rate",
+                achieved / requested,
+                "<",
+                t.client_rate_achieved_share,
+                &window,
+            ));
+            reasons.push(format!(
+                "it sent {achieved:.1} req/s of the {requested:.1} asked for"
+            ));
+        }
+    }
+    if reasons.is_empty() {
+        return CLIENT_BOUND.passes("the client kept its schedule".to_string());
+    }
+    CLIENT_BOUND.fires(
+        Severity::Warning,
+        if health.client_bound {
+            Confidence::High
+        } else {
+            Confidence::Medium
+        },
+        format!(
+            "the load generator limited the test: {}",
+            reasons.join("; ")
+        ),
+        evidence,
+    )
+}

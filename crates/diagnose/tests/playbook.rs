@@ -1,0 +1,551 @@
+//! Every playbook rule over hand-built evidence: one case that must fire and a near miss that must not, then the
+//! checklist, the headline and partial evidence.
+
+mod support;
+
+use infer_doctor_core::record::ErrorClass;
+use infer_doctor_core::summary::ErrorCount;
+use infer_doctor_core::{CheckStatus, Evidence, Severity, Signal};
+use infer_doctor_diagnose::{Thresholds, diagnose};
+use support::*;
+
+type Change = fn(&mut Evidence);
+
+/// (rule id, the change that makes it fire, a near miss that must not).
+const CASES: &[(&str, Change, Change)] = &[
+    (
+        "capacity.kv_saturated",
+        |e| {
+            set_gauge(e, Signal::KvUsage, 0.85, 0.97);
+            set_gauge(e, Signal::RequestsWaiting, 5.0, 12.0);
+        },
+        |e| {
+            set_gauge(e, Signal::KvUsage, 0.8, 0.89);
+            set_gauge(e, Signal::RequestsWaiting, 5.0, 12.0);
+        },
+    ),
+    (
+        "capacity.batch_cap",
+        |e| {
+            set_gauge(e, Signal::RequestsWaiting, 5.0, 12.0);
+            set_gauge(e, Signal::RequestsRunning, 250.0, 256.0);
+        },
+        |e| {
+            set_gauge(e, Signal::RequestsWaiting, 5.0, 12.0);
+            set_gauge(e, Signal::RequestsRunning, 190.0, 200.0);
+        },
+    ),
+    (
+        "capacity.preemptions",
+        |e| {
+            server(e)
+                .counters
+                .insert(Signal::Preemptions, counter(12.0, WINDOW_SECONDS));
+        },
+        |e| {
+            server(e)
+                .counters
+                .insert(Signal::Preemptions, counter(0.0, WINDOW_SECONDS));
+        },
+    ),
+    (
+        "ttft.queueing",
+        |e| {
+            client(e).latency.ttft = Some(latency(1800.0, 2400.0));
+            server(e).histograms.insert(Signal::Ttft, histogram(1.8));
+            server(e)
+                .histograms
+                .insert(Signal::QueueTime, histogram(1.5));
+        },
+        |e| {
+            client(e).latency.ttft = Some(latency(1800.0, 2400.0));
+            server(e).histograms.insert(Signal::Ttft, histogram(1.8));
+            server(e)
+                .histograms
+                .insert(Signal::QueueTime, histogram(0.2));
+        },
+    ),
+    (
+        "ttft.prefill_bound",
+        |e| {
+            client(e).latency.ttft = Some(latency(2800.0, 3000.0));
+            server(e).histograms.insert(Signal::Ttft, histogram(2.8));
+            server(e)
+                .histograms
+                .insert(Signal::PrefillTime, histogram(2.5));
+        },
+        |e| {
+            client(e).latency.ttft = Some(latency(1400.0, 1500.0));
+            server(e).histograms.insert(Signal::Ttft, histogram(1.4));
+            server(e)
+                .histograms
+                .insert(Signal::PrefillTime, histogram(1.3));
+        },
+    ),
+    (
+        "ttft.cold_start",
+        // A cold engine is slow at every step: the first requests' decode crawls too.
+        |e| {
+            for r in e.requests.iter_mut().take(3) {
+                *r = record(r.id, r.sent_us as f64 / 1e6, 2000.0, 100, 80.0);
+            }
+        },
+        // A crowd arriving at once: first tokens late from the queue, decode at full speed.
+        |e| {
+            for r in e.requests.iter_mut().take(3) {
+                *r = record(r.id, r.sent_us as f64 / 1e6, 2000.0, 100, 12.0);
+            }
+        },
+    ),
+    (
+        "itl.single_user_slow",
+        |e| e.single_user.as_mut().unwrap().latency.itl_token = Some(latency(15.0, 18.0)),
+        |e| e.single_user.as_mut().unwrap().latency.itl_token = Some(latency(10.0, 12.0)),
+    ),
+    (
+        "itl.batch_size",
+        |e| client(e).latency.itl_token = Some(latency(20.0, 25.0)),
+        |e| client(e).latency.itl_token = Some(latency(13.0, 16.0)),
+    ),
+    (
+        "throughput.memory_bound",
+        |e| {
+            set_gauge(e, Signal::KvUsage, 0.9, 0.99);
+            set_gauge(e, Signal::RequestsWaiting, 5.0, 12.0);
+        },
+        |e| {
+            set_gauge(e, Signal::KvUsage, 0.9, 0.95);
+            set_gauge(e, Signal::RequestsWaiting, 5.0, 12.0);
+        },
+    ),
+    (
+        "throughput.degraded_over_time",
+        |e| {
+            for r in e.requests.iter_mut().skip(15) {
+                *r = record(r.id, r.sent_us as f64 / 1e6, 100.0, 30, 10.0);
+            }
+            server(e)
+                .counters
+                .insert(Signal::Preemptions, counter(40.0, WINDOW_SECONDS));
+        },
+        |e| {
+            for r in e.requests.iter_mut().skip(15) {
+                *r = record(r.id, r.sent_us as f64 / 1e6, 100.0, 80, 10.0);
+            }
+        },
+    ),
+    (
+        "upstream.bottleneck",
+        |e| set_gauge(e, Signal::RequestsRunning, 3.0, 4.0),
+        |e| set_gauge(e, Signal::RequestsRunning, 10.0, 12.0),
+    ),
+    (
+        "client.bound",
+        |e| client(e).client.client_bound = true,
+        |e| client(e).client.schedule_lag = Some(latency(5.0, 40.0)),
+    ),
+    (
+        "errors.rate",
+        |e| {
+            let requests = &mut client(e).requests;
+            (requests.ok, requests.failed, requests.error_rate) = (92, 8, 0.08);
+            requests.errors = vec![ErrorCount {
+                class: ErrorClass::HttpStatus,
+                status: Some(503),
+                count: 8,
+                example: "Service Unavailable".into(),
+            }];
+        },
+        |e| {
+            let requests = &mut client(e).requests;
+            (
+                requests.sent,
+                requests.ok,
+                requests.failed,
+                requests.error_rate,
+            ) = (1000, 991, 9, 0.009);
+        },
+    ),
+    (
+        "output.runaway",
+        |e| {
+            let tokens = &mut client(e).tokens;
+            tokens.finish_reasons = [("length".to_string(), 90), ("stop".to_string(), 10)].into();
+            tokens.mean_output = 252.0;
+        },
+        |e| {
+            client(e).tokens.finish_reasons =
+                [("length".to_string(), 40), ("stop".to_string(), 60)].into();
+        },
+    ),
+    (
+        "output.truncation",
+        |e| {
+            client(e).requests.errors = vec![ErrorCount {
+                class: ErrorClass::HttpStatus,
+                status: Some(400),
+                count: 5,
+                example: "This model's maximum context length is 4096 tokens".into(),
+            }];
+        },
+        |e| {
+            client(e).requests.errors = vec![ErrorCount {
+                class: ErrorClass::HttpStatus,
+                status: Some(400),
+                count: 5,
+                example: "temperature must be non-negative".into(),
+            }];
+        },
+    ),
+    (
+        "cache.prefix_low_hit",
+        |e| {
+            server(e)
+                .counters
+                .insert(Signal::PrefixCacheHits, counter(10_000.0, WINDOW_SECONDS));
+        },
+        |e| {
+            server(e)
+                .counters
+                .insert(Signal::PrefixCacheHits, counter(40_000.0, WINDOW_SECONDS));
+        },
+    ),
+    (
+        "capacity.weights_dominate",
+        |e| e.hardware.as_mut().unwrap().weight_bytes = 70e9,
+        |e| e.hardware.as_mut().unwrap().weight_bytes = 58e9,
+    ),
+    (
+        "capacity.startup_headroom",
+        |e| {
+            let log = e.log.as_mut().unwrap();
+            (log.max_concurrency, log.kv_capacity_tokens) = (Some((8.0, 4096)), None);
+        },
+        |e| e.log.as_mut().unwrap().max_concurrency = Some((16.0, 4096)),
+    ),
+    (
+        "consistency.littles_law",
+        |e| {
+            server(e).histograms.insert(Signal::E2e, histogram(0.5));
+        },
+        |e| {
+            server(e).histograms.insert(Signal::E2e, histogram(2.0));
+        },
+    ),
+];
+
+#[test]
+fn every_rule_fires_on_its_case_and_not_on_its_near_miss() {
+    let thresholds = Thresholds::default();
+    for (id, fire, near_miss) in CASES {
+        let mut evidence = healthy();
+        fire(&mut evidence);
+        let diagnosis = diagnose(&evidence, &thresholds);
+        let found =
+            finding(&diagnosis, id).unwrap_or_else(|| panic!("{id} did not fire: {diagnosis:#?}"));
+        // Weights filling VRAM is only a note until the load needs the KV room (see the test below).
+        if *id != "capacity.weights_dominate" {
+            assert!(
+                found.severity <= Severity::Warning,
+                "{id} fired only as {:?}",
+                found.severity
+            );
+        }
+        assert!(
+            !found.evidence.is_empty() && !found.remedies.is_empty() && !found.source.is_empty(),
+            "{id}"
+        );
+
+        let mut evidence = healthy();
+        near_miss(&mut evidence);
+        let diagnosis = diagnose(&evidence, &thresholds);
+        assert!(
+            finding(&diagnosis, id).is_none(),
+            "{id} fired on its near miss: {diagnosis:#?}"
+        );
+    }
+}
+
+#[test]
+fn every_playbook_rule_has_a_case() {
+    let ids = [
+        "capacity.kv_saturated",
+        "capacity.batch_cap",
+        "capacity.preemptions",
+        "ttft.queueing",
+        "ttft.prefill_bound",
+        "ttft.cold_start",
+        "itl.single_user_slow",
+        "itl.batch_size",
+        "throughput.memory_bound",
+        "upstream.bottleneck",
+        "client.bound",
+        "errors.rate",
+        "output.runaway",
+        "output.truncation",
+        "cache.prefix_low_hit",
+        "capacity.weights_dominate",
+        "capacity.startup_headroom",
+        "throughput.degraded_over_time",
+        "consistency.littles_law",
+    ];
+    for id in ids {
+        assert!(
+            CASES.iter().any(|(case, _, _)| *case == id),
+            "no case for {id}"
+        );
+    }
+}
+
+#[test]
+fn healthy_evidence_has_no_warning_and_every_checklist_line_passes() {
+    let diagnosis = diagnose(&healthy(), &Thresholds::default());
+    assert!(
+        diagnosis
+            .findings
+            .iter()
+            .all(|f| f.severity == Severity::Info),
+        "{:#?}",
+        diagnosis.findings
+    );
+    assert_eq!(diagnosis.checklist.len(), 12);
+    for line in &diagnosis.checklist {
+        assert_eq!(line.status, CheckStatus::Pass, "{line:#?}");
+    }
+    assert!(
+        diagnosis
+            .headline
+            .starts_with("No problem found: TTFT p95 120 ms"),
+        "{}",
+        diagnosis.headline
+    );
+}
+
+#[test]
+fn headline_names_the_symptom_numbers_and_the_primary_finding() {
+    let mut evidence = healthy();
+    client(&mut evidence).latency.ttft = Some(latency(1800.0, 2400.0));
+    set_gauge(&mut evidence, Signal::KvUsage, 0.9, 0.97);
+    set_gauge(&mut evidence, Signal::RequestsWaiting, 6.0, 14.0);
+    server(&mut evidence)
+        .histograms
+        .insert(Signal::Ttft, histogram(1.8));
+    server(&mut evidence)
+        .histograms
+        .insert(Signal::QueueTime, histogram(1.5));
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    assert_eq!(
+        diagnosis.findings[0].id, "capacity.kv_saturated",
+        "{:#?}",
+        diagnosis.findings
+    );
+    assert_eq!(diagnosis.findings[0].severity, Severity::Critical);
+    let headline = &diagnosis.headline;
+    assert!(
+        headline.starts_with("TTFT is high under load (p95 2.4 s vs 30 ms alone): "),
+        "{headline}"
+    );
+    assert!(headline.ends_with("(capacity.kv_saturated)"), "{headline}");
+    assert!(
+        finding(&diagnosis, "ttft.queueing").is_some(),
+        "the queueing symptom is reported too"
+    );
+}
+
+#[test]
+fn weights_filling_vram_warn_only_when_the_load_needs_the_room() {
+    let mut evidence = healthy();
+    evidence.hardware.as_mut().unwrap().weight_bytes = 70e9;
+    let note = diagnose(&evidence, &Thresholds::default());
+    assert_eq!(
+        finding(&note, "capacity.weights_dominate")
+            .unwrap()
+            .severity,
+        Severity::Info
+    );
+    assert!(
+        note.headline.starts_with("No problem found"),
+        "{}",
+        note.headline
+    );
+    assert!(
+        note.headline
+            .ends_with("(notes: capacity.weights_dominate)"),
+        "{}",
+        note.headline
+    );
+    set_gauge(&mut evidence, Signal::RequestsWaiting, 5.0, 12.0);
+    let warning = diagnose(&evidence, &Thresholds::default());
+    assert_eq!(
+        finding(&warning, "capacity.weights_dominate")
+            .unwrap()
+            .severity,
+        Severity::Warning
+    );
+}
+
+#[test]
+fn errors_dominate_the_headline() {
+    let mut evidence = healthy();
+    let requests = &mut client(&mut evidence).requests;
+    (requests.ok, requests.failed, requests.error_rate) = (90, 10, 0.10);
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    assert_eq!(diagnosis.findings[0].id, "errors.rate");
+    assert!(
+        diagnosis
+            .headline
+            .starts_with("Errors are high (10 of 100 requests failed)"),
+        "{}",
+        diagnosis.headline
+    );
+}
+
+#[test]
+fn findings_are_sorted_by_severity_then_confidence() {
+    let mut evidence = healthy();
+    for (_, fire, _) in CASES {
+        fire(&mut evidence);
+    }
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    let keys: Vec<_> = diagnosis
+        .findings
+        .iter()
+        .map(|f| (f.severity, f.confidence))
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted);
+    assert!(diagnosis.findings.len() > 10);
+}
+
+#[test]
+fn batch_cap_without_max_num_seqs_is_a_low_confidence_guess_and_the_checklist_asks_for_the_log() {
+    let mut evidence = healthy();
+    evidence.log.as_mut().unwrap().non_default_args.clear();
+    set_gauge(&mut evidence, Signal::RequestsWaiting, 5.0, 12.0);
+    set_gauge(&mut evidence, Signal::RequestsRunning, 250.0, 256.0);
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    let found = finding(&diagnosis, "capacity.batch_cap").expect("batch cap suspected");
+    assert_eq!(found.confidence, infer_doctor_core::Confidence::Low);
+    let line = diagnosis
+        .checklist
+        .iter()
+        .find(|l| l.id == "batch_not_capped")
+        .unwrap();
+    assert_eq!(line.status, CheckStatus::Unknown);
+    assert!(line.how_to_know.as_deref().unwrap().contains("--log"));
+}
+
+#[test]
+fn nothing_at_all_gives_no_findings_and_says_how_to_get_each_answer() {
+    let diagnosis = diagnose(&Evidence::default(), &Thresholds::default());
+    assert!(diagnosis.findings.is_empty());
+    assert!(
+        diagnosis
+            .headline
+            .starts_with("No problem found: no client measurement")
+    );
+    for line in &diagnosis.checklist {
+        if line.id == "prefix_cache_hitting" {
+            assert_eq!(
+                line.status,
+                CheckStatus::Pass,
+                "not applicable without shared prefixes"
+            );
+            continue;
+        }
+        assert_eq!(line.status, CheckStatus::Unknown, "{line:#?}");
+        assert!(line.detail.starts_with("not checked"), "{line:#?}");
+        assert!(line.how_to_know.is_some(), "{line:#?}");
+    }
+}
+
+#[test]
+fn client_only_evidence_skips_server_rules_and_asks_for_metrics() {
+    let mut evidence = healthy();
+    evidence.server = None;
+    evidence.log = None;
+    set_gauge_free_saturation(&mut evidence);
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    for id in [
+        "capacity.kv_saturated",
+        "capacity.batch_cap",
+        "capacity.preemptions",
+        "throughput.memory_bound",
+    ] {
+        assert!(
+            finding(&diagnosis, id).is_none(),
+            "{id} fired without server evidence"
+        );
+    }
+    for id in [
+        "queue_empty",
+        "kv_below_saturation",
+        "no_preemptions",
+        "upstream_matches",
+        "littles_law",
+    ] {
+        let line = diagnosis.checklist.iter().find(|l| l.id == id).unwrap();
+        assert_eq!(line.status, CheckStatus::Unknown, "{line:#?}");
+        assert!(
+            line.how_to_know
+                .as_deref()
+                .unwrap()
+                .contains("--metrics-url"),
+            "{line:#?}"
+        );
+    }
+    let startup = diagnosis
+        .checklist
+        .iter()
+        .find(|l| l.id == "startup_capacity")
+        .unwrap();
+    assert!(startup.how_to_know.as_deref().unwrap().contains("--log"));
+}
+
+/// The client alone shows high TTFT under load; without server metrics only TTFT rules can speak.
+fn set_gauge_free_saturation(evidence: &mut Evidence) {
+    client(evidence).latency.ttft = Some(latency(1800.0, 2400.0));
+}
+
+#[test]
+fn missing_hardware_facts_leave_the_floor_unknown() {
+    let mut evidence = healthy();
+    evidence.hardware = None;
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    let line = diagnosis
+        .checklist
+        .iter()
+        .find(|l| l.id == "single_user_near_floor")
+        .unwrap();
+    assert_eq!(line.status, CheckStatus::Unknown);
+    assert!(line.how_to_know.as_deref().unwrap().contains("--gpu"));
+}
+
+#[test]
+fn the_checklist_fails_where_the_findings_fire() {
+    let mut evidence = healthy();
+    set_gauge(&mut evidence, Signal::KvUsage, 0.9, 0.97);
+    set_gauge(&mut evidence, Signal::RequestsWaiting, 6.0, 14.0);
+    server(&mut evidence)
+        .counters
+        .insert(Signal::Preemptions, counter(5.0, WINDOW_SECONDS));
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    for id in ["queue_empty", "kv_below_saturation", "no_preemptions"] {
+        let line = diagnosis.checklist.iter().find(|l| l.id == id).unwrap();
+        assert_eq!(line.status, CheckStatus::Fail, "{line:#?}");
+    }
+}
+
+#[test]
+fn diagnosis_is_deterministic() {
+    let mut evidence = healthy();
+    for (_, fire, _) in CASES {
+        fire(&mut evidence);
+    }
+    let thresholds = Thresholds::default();
+    assert_eq!(
+        diagnose(&evidence, &thresholds),
+        diagnose(&evidence, &thresholds)
+    );
+}

@@ -1,0 +1,213 @@
+//! Hand-built evidence for the playbook tests: a healthy server measured every way we can, and small builders
+//! for the client summaries, server windows and request records the rules read.
+#![allow(dead_code)] // Each test binary uses its own part of these helpers.
+
+use std::collections::BTreeMap;
+
+use infer_doctor_core::signals::{CounterStats, GaugeStats, HistogramStats, ServerWindow};
+use infer_doctor_core::summary::{RequestCounts, Throughput, TokenAccounting};
+use infer_doctor_core::{
+    Diagnosis, Evidence, Finding, HardwareFacts, LogFacts, Phase, RequestRecord, RunSummary,
+    Signal, Summary, WorkloadFacts,
+};
+
+/// A latency distribution (ms) with the given median and p95.
+pub fn latency(p50: f64, p95: f64) -> Summary {
+    Summary {
+        count: 100,
+        mean: (p50 + p95) / 2.0,
+        stddev: (p95 - p50) / 2.0,
+        min: p50 / 2.0,
+        max: p95 * 1.2,
+        p50,
+        p90: p95 * 0.95,
+        p95,
+        p99: p95 * 1.1,
+        p999: p95 * 1.2,
+    }
+}
+
+/// A client run of 100 successful requests with the given TTFT p95 and ITL median (ms).
+pub fn run(ttft_p95: f64, itl_p50: f64, in_flight: f64) -> RunSummary {
+    let mut summary = RunSummary {
+        requests: RequestCounts {
+            sent: 100,
+            ok: 100,
+            ..Default::default()
+        },
+        throughput: Throughput {
+            window_s: 30.0,
+            steady: true,
+            request_rate: 6.0,
+            output_tokens_per_s: 1200.0,
+            mean_concurrency: in_flight,
+            max_concurrency: in_flight.ceil() as u64,
+            send_rate: 6.0,
+            ..Default::default()
+        },
+        tokens: TokenAccounting {
+            mean_input: 512.0,
+            mean_output: 200.0,
+            mean_max_tokens: 256.0,
+            finish_reasons: BTreeMap::from([("stop".to_string(), 100)]),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    summary.latency.ttft = Some(latency(ttft_p95 * 0.7, ttft_p95));
+    summary.latency.itl_token = Some(latency(itl_p50, itl_p50 * 1.3));
+    summary.latency.tpot = Some(latency(itl_p50, itl_p50 * 1.3));
+    summary.latency.e2e = Some(latency(2500.0, 3000.0));
+    summary
+}
+
+pub fn gauge(mean: f64, max: f64) -> GaugeStats {
+    GaugeStats {
+        mean,
+        min: 0.0,
+        max,
+        last: mean,
+    }
+}
+
+pub fn counter(increase: f64, seconds: f64) -> CounterStats {
+    CounterStats {
+        increase,
+        rate: increase / seconds,
+        by_label: BTreeMap::new(),
+    }
+}
+
+/// A histogram in seconds with the given mean.
+pub fn histogram(mean: f64) -> HistogramStats {
+    HistogramStats {
+        count: 180.0,
+        mean,
+        p50: mean * 0.9,
+        p90: mean * 1.5,
+        p99: mean * 2.0,
+    }
+}
+
+pub const WINDOW_SECONDS: f64 = 30.0;
+
+/// A server at ease: 15 running of 256 allowed, nothing waiting, KV half used, Little's law holding
+/// (6/s × 2.5 s = 15).
+pub fn healthy_server() -> ServerWindow {
+    let mut finished = counter(180.0, WINDOW_SECONDS);
+    finished.by_label = BTreeMap::from([("stop".to_string(), 180.0)]);
+    ServerWindow {
+        dialect: "vllm_v1".into(),
+        start: 0.0,
+        end: WINDOW_SECONDS,
+        scrapes: 31,
+        gauges: BTreeMap::from([
+            (Signal::RequestsRunning, gauge(15.0, 16.0)),
+            (Signal::RequestsWaiting, gauge(0.0, 0.0)),
+            (Signal::KvUsage, gauge(0.4, 0.5)),
+        ]),
+        counters: BTreeMap::from([
+            (Signal::Preemptions, counter(0.0, WINDOW_SECONDS)),
+            (Signal::RequestsFinished, finished),
+            (
+                Signal::PrefixCacheQueries,
+                counter(100_000.0, WINDOW_SECONDS),
+            ),
+            (Signal::PrefixCacheHits, counter(60_000.0, WINDOW_SECONDS)),
+        ]),
+        histograms: BTreeMap::from([
+            (Signal::Ttft, histogram(0.09)),
+            (Signal::QueueTime, histogram(0.005)),
+            (Signal::PrefillTime, histogram(0.06)),
+            (Signal::E2e, histogram(2.5)),
+        ]),
+    }
+}
+
+/// One streamed request sent at `sent_s` with `tokens` output tokens `gap_ms` apart.
+pub fn record(id: u64, sent_s: f64, ttft_ms: f64, tokens: u32, gap_ms: f64) -> RequestRecord {
+    let sent_us = (sent_s * 1e6) as u64;
+    let first = sent_us + (ttft_ms * 1000.0) as u64;
+    let gap_us = (gap_ms * 1000.0) as u32;
+    let last = first + u64::from(gap_us) * u64::from(tokens.saturating_sub(1));
+    RequestRecord {
+        id,
+        phase: Some(Phase::Measured),
+        scheduled_us: sent_us,
+        sent_us,
+        first_token_us: Some(first),
+        last_token_us: Some(last),
+        end_us: last + 1000,
+        status: Some(200),
+        streamed: true,
+        max_tokens: 256,
+        usage_output_tokens: Some(tokens),
+        token_events: tokens,
+        finish_reason: Some("stop".into()),
+        gaps_us: vec![gap_us; tokens.saturating_sub(1) as usize],
+        ..Default::default()
+    }
+}
+
+/// Thirty requests a second apart, all alike.
+pub fn steady_records() -> Vec<RequestRecord> {
+    (0..30)
+        .map(|i| record(i, i as f64, 100.0, 100, 10.0))
+        .collect()
+}
+
+/// Everything measured, nothing wrong.
+pub fn healthy() -> Evidence {
+    Evidence {
+        client: Some(run(120.0, 12.0, 16.0)),
+        single_user: Some(run(30.0, 9.0, 1.0)),
+        hardware: Some(HardwareFacts {
+            gpu: "H100-SXM".into(),
+            model: "llama-3.1-8b".into(),
+            tensor_parallel: 1,
+            decode_floor_seconds: 0.005,
+            vram_bytes: 80e9,
+            weight_bytes: 16e9,
+        }),
+        workload: Some(WorkloadFacts {
+            input_tokens: 512.0,
+            output_tokens: 256.0,
+            concurrency: 16,
+        }),
+        shared_prefixes: true,
+        requests: steady_records(),
+        server: Some(healthy_server()),
+        scrapes: Vec::new(),
+        pods: BTreeMap::new(),
+        log: Some(LogFacts {
+            server: "vllm".into(),
+            max_model_len: Some(4096),
+            non_default_args: BTreeMap::from([("max_num_seqs".to_string(), "256".to_string())]),
+            kv_capacity_tokens: Some(163_840),
+            max_concurrency: Some((40.0, 4096)),
+            ..Default::default()
+        }),
+    }
+}
+
+pub fn server(evidence: &mut Evidence) -> &mut ServerWindow {
+    evidence
+        .server
+        .as_mut()
+        .expect("the evidence has a server window")
+}
+
+pub fn client(evidence: &mut Evidence) -> &mut RunSummary {
+    evidence
+        .client
+        .as_mut()
+        .expect("the evidence has a client run")
+}
+
+pub fn set_gauge(evidence: &mut Evidence, signal: Signal, mean: f64, max: f64) {
+    server(evidence).gauges.insert(signal, gauge(mean, max));
+}
+
+pub fn finding<'a>(diagnosis: &'a Diagnosis, id: &str) -> Option<&'a Finding> {
+    diagnosis.findings.iter().find(|f| f.id == id)
+}
