@@ -50,6 +50,22 @@ pub fn read_run_dir(dir: &Path) -> anyhow::Result<RunDir> {
     })
 }
 
+/// What a run directory without a readable `run.json` still holds (either part may be empty).
+pub struct Salvaged {
+    pub requests: Vec<RequestRecord>,
+    pub scrapes: Vec<(f64, ServerReadings)>,
+}
+
+pub fn salvage_run_dir(dir: &Path, forced: Option<Dialect>) -> Salvaged {
+    let path = dir.join("requests.jsonl");
+    let requests = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|text| read_requests(&path, &text).ok())
+        .unwrap_or_default();
+    let scrapes = read_scrapes(&dir.join("server_metrics.jsonl"), forced).unwrap_or_default();
+    Salvaged { requests, scrapes }
+}
+
 /// `requests.jsonl`: one record per line; a bad line is an error naming the file and line (a truncated last
 /// line, from a run killed mid-write, is skipped).
 pub fn read_requests(path: &Path, text: &str) -> anyhow::Result<Vec<RequestRecord>> {

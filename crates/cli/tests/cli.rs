@@ -871,3 +871,116 @@ async fn trtllm_serve_metrics_are_found_at_their_own_path() {
     assert_eq!(doc["server"]["dialect"], "trtllm_serve", "{doc}");
     assert_eq!(doc["server"]["gauges"]["kv_usage"]["last"], 0.25);
 }
+
+/// `diagnose` with these arguments: (exit code, the diagnosis JSON, stderr).
+fn diagnose_offline(args: &[&str]) -> (Option<i32>, Value, String) {
+    let output = bin()
+        .args(["diagnose", "--format", "json"])
+        .args(args)
+        .output()
+        .unwrap();
+    let doc = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+    (
+        output.status.code(),
+        doc,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn check(doc: &Value, id: &str) -> (String, Option<String>) {
+    let line = doc["diagnosis"]["checklist"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("no checklist line {id}"));
+    (
+        line["status"].as_str().unwrap().to_string(),
+        line["how_to_know"].as_str().map(str::to_string),
+    )
+}
+
+#[test]
+fn real_captures_give_the_findings_they_support_and_say_what_they_cannot() {
+    let (code, doc, _) = diagnose_offline(&[
+        "--metrics",
+        &fixture("fixtures/vllm_cpu/metrics_during_load.txt"),
+        "--log",
+        &fixture("fixtures/vllm_cpu/startup_and_run.log"),
+    ]);
+    assert_eq!(code, Some(0), "{doc}");
+    // The scrape shows 6 running, nothing waiting, KV nearly empty: those lines pass.
+    for id in ["queue_empty", "kv_below_saturation", "no_preemptions"] {
+        assert_eq!(check(&doc, id).0, "pass", "{id}");
+    }
+    // No client measurement: what needs one is unknown, and says how to get it.
+    let (status, how) = check(&doc, "error_rate");
+    assert_eq!(status, "unknown");
+    assert!(how.unwrap().contains("diagnose --url"));
+    assert_eq!(doc["evidence"]["log"]["kv_capacity_tokens"], 262144);
+
+    let (code, doc, _) = diagnose_offline(&[
+        "--metrics",
+        &fixture("fixtures/llamacpp/metrics_during_load.txt"),
+        "--log",
+        &fixture("fixtures/llamacpp/llama_server.log"),
+    ]);
+    assert!(code == Some(0) || code == Some(1), "{doc}");
+    assert_eq!(doc["evidence"]["server"]["dialect"], "llamacpp");
+    // Two requests deferred by a full set of slots; llama.cpp publishes no KV usage.
+    assert_eq!(check(&doc, "queue_empty").0, "fail");
+    assert_eq!(check(&doc, "kv_below_saturation").0, "unknown");
+}
+
+#[test]
+fn bad_evidence_is_named_and_what_remains_is_still_diagnosed() {
+    let dir = tempfile::tempdir().unwrap();
+    // A run killed while writing run.json: its request log still diagnoses.
+    let run = dir.path().join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(run.join("run.json"), "{\"schema_version\": 1, \"tool\"").unwrap();
+    let record = |id: u64, sent_ms: u64| {
+        serde_json::json!({"id": id, "phase": "measured", "scheduled_us": sent_ms * 1000, "sent_us": sent_ms * 1000,
+            "first_token_us": sent_ms * 1000 + 30_000, "last_token_us": sent_ms * 1000 + 330_000,
+            "end_us": sent_ms * 1000 + 331_000, "streamed": true, "max_tokens": 31, "usage_output_tokens": 31,
+            "token_events": 31, "finish_reason": "stop", "gaps_us": vec![10_000; 30]})
+        .to_string()
+    };
+    let lines: Vec<String> = (0..20).map(|i| record(i, i * 100)).collect();
+    // The last line cut mid-write is dropped, not an error.
+    std::fs::write(
+        run.join("requests.jsonl"),
+        lines.join("\n") + "\n{\"id\": 20, \"pha",
+    )
+    .unwrap();
+    let (code, doc, stderr) = diagnose_offline(&["--bundle", run.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("run.json: not a run.json"), "{stderr}");
+    assert_eq!(doc["evidence"]["client"]["requests"]["ok"], 20);
+
+    // A scrape from no known server, and scrapes out of time order: warnings, and the rest is used.
+    let node = dir.path().join("node.prom");
+    std::fs::write(&node, "up 1\n").unwrap();
+    let (code, _, stderr) = diagnose_offline(&["--metrics", node.to_str().unwrap()]);
+    assert_eq!(code, Some(0));
+    assert!(
+        stderr.contains("no known inference-server metrics in"),
+        "{stderr}"
+    );
+    let (a, b) = (dir.path().join("a.prom"), dir.path().join("b.prom"));
+    std::fs::copy(fixture("fixtures/vllm_cpu/metrics_during_load.txt"), &a).unwrap();
+    std::fs::copy(fixture("fixtures/vllm_cpu/metrics_after_load.txt"), &b).unwrap();
+    let older = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&b)
+        .unwrap()
+        .set_modified(older)
+        .unwrap();
+    let (_, _, stderr) = diagnose_offline(&["--metrics", a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert!(stderr.contains("b.prom is older than"), "{stderr}");
+
+    let nothing = bin().args(["diagnose"]).output().unwrap();
+    assert_eq!(nothing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&nothing.stderr).contains("nothing to diagnose"));
+}

@@ -233,9 +233,23 @@ fn read_bundle(
                 }
                 bundle::add_run(gathered, run, single_user);
             }
-            // The single-user part is optional; a missing loaded part means this is not a bundle at all.
+            // The single-user part is optional.
             Err(e) if single_user => gathered.problems.push(format!("{e:#}")),
-            Err(e) => return Err(Failure::usage(e)),
+            // A run killed mid-write keeps its line-by-line files: diagnose from what they hold.
+            Err(e) => {
+                let salvaged = bundle::salvage_run_dir(&part, forced);
+                if salvaged.requests.is_empty() && salvaged.scrapes.is_empty() {
+                    return Err(Failure::usage(e));
+                }
+                gathered.problems.push(format!(
+                    "{e:#}; diagnosing from what requests.jsonl and server_metrics.jsonl hold"
+                ));
+                let e = &mut gathered.evidence;
+                e.client = bundle::summarize_requests(&salvaged.requests);
+                e.server = server::summarize(&salvaged.scrapes);
+                e.scrapes = salvaged.scrapes;
+                e.requests = salvaged.requests;
+            }
         }
     }
     let logs = dir.join("logs");
