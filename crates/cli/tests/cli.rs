@@ -456,6 +456,36 @@ async fn the_demo_diagnoses_a_kv_cache_too_small_for_its_crowd() {
     let headline = diagnosis["diagnosis"]["headline"].as_str().unwrap();
     assert!(stdout.starts_with(headline), "{stdout}");
     assert!(dir.path().join("report.html").exists());
+    // `report` renders the stored diagnosis again, in any format.
+    let md = dir.path().join("again.md");
+    let report = bin()
+        .args([
+            "report",
+            dir.path().to_str().unwrap(),
+            "--format",
+            "md",
+            "-o",
+            md.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(report.status.code(), Some(0));
+    assert!(std::fs::read_to_string(&md).unwrap().contains(headline));
+    // A bench run directory without a diagnosis is diagnosed when reported.
+    let loaded = bin()
+        .args([
+            "report",
+            dir.path().join("loaded").to_str().unwrap(),
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&loaded.stdout).unwrap();
+    assert_eq!(
+        doc["diagnosis"]["findings"][0]["id"],
+        "capacity.kv_saturated"
+    );
 
     let mut cmd = bin();
     cmd.args(["demo", "--scenario", "no-such-problem"]);

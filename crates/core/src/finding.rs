@@ -37,6 +37,7 @@ pub enum Symptom {
 pub struct Observation {
     /// The canonical signal or client statistic, e.g. `kv_usage max` or `ttft p95 (loaded)`.
     pub signal: String,
+    #[serde(deserialize_with = "crate::serde_float::nan_if_null")]
     pub value: f64,
     /// The threshold it was compared with, and how (`>`, `<`, `≈`), when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -5,6 +5,7 @@ pub mod aggregate;
 pub mod evidence;
 pub mod finding;
 pub mod record;
+pub mod serde_float;
 pub mod signals;
 pub mod slo;
 pub mod stats;

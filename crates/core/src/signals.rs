@@ -114,6 +114,10 @@ impl Signal {
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Buckets {
     /// (upper bound, cumulative count), ascending by bound, the last one `+Inf`.
+    #[serde(
+        serialize_with = "crate::serde_float::serialize_bounds",
+        deserialize_with = "crate::serde_float::deserialize_bounds"
+    )]
     pub bounds: Vec<(f64, f64)>,
     pub sum: f64,
     pub count: f64,
@@ -161,17 +165,23 @@ impl ServerReadings {
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GaugeStats {
     /// `avg_over_time`: the plain mean of the scraped values.
+    #[serde(deserialize_with = "crate::serde_float::nan_if_null")]
     pub mean: f64,
+    #[serde(deserialize_with = "crate::serde_float::nan_if_null")]
     pub min: f64,
+    #[serde(deserialize_with = "crate::serde_float::nan_if_null")]
     pub max: f64,
+    #[serde(deserialize_with = "crate::serde_float::nan_if_null")]
     pub last: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CounterStats {
     /// Growth over the window, counter resets handled.
+    #[serde(deserialize_with = "crate::serde_float::nan_if_null")]
     pub increase: f64,
     /// `increase` / window length, per second.
+    #[serde(deserialize_with = "crate::serde_float::nan_if_null")]
     pub rate: f64,
     /// Per label value where the counter has one (finished requests by reason).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -182,10 +192,15 @@ pub struct CounterStats {
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct HistogramStats {
     /// Observations in the window.
+    #[serde(deserialize_with = "crate::serde_float::nan_if_null")]
     pub count: f64,
+    #[serde(deserialize_with = "crate::serde_float::nan_if_null")]
     pub mean: f64,
+    #[serde(deserialize_with = "crate::serde_float::nan_if_null")]
     pub p50: f64,
+    #[serde(deserialize_with = "crate::serde_float::nan_if_null")]
     pub p90: f64,
+    #[serde(deserialize_with = "crate::serde_float::nan_if_null")]
     pub p99: f64,
 }
 
