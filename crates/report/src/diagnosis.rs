@@ -7,6 +7,7 @@ use infer_doctor_core::{CheckStatus, Evidence, RunSummary, Severity, Signal};
 use serde_json::Value;
 
 use crate::document::DiagnosisDocument;
+use crate::server::number;
 
 fn ms(v: f64) -> String {
     crate::term::ms(v)
@@ -172,14 +173,4 @@ pub fn render_term(doc: &DiagnosisDocument) -> String {
         let _ = writeln!(out, "  {k}: {v}");
     }
     out
-}
-
-fn number(v: f64) -> String {
-    if !v.is_finite() {
-        "-".into()
-    } else if v.abs() >= 100.0 || v.fract() == 0.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.3}")
-    }
 }

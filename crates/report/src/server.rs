@@ -8,7 +8,8 @@ use infer_doctor_core::{Signal, SignalKind};
 
 use crate::term::ms;
 
-fn number(v: f64) -> String {
+/// A gauge, counter or evidence value: whole when large or integral, three decimals otherwise, `-` when not a number.
+pub(crate) fn number(v: f64) -> String {
     if !v.is_finite() {
         "-".into()
     } else if v.abs() >= 100.0 || v.fract() == 0.0 {
