@@ -1014,3 +1014,35 @@ fn bad_evidence_is_named_and_what_remains_is_still_diagnosed() {
     assert_eq!(nothing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&nothing.stderr).contains("nothing to diagnose"));
 }
+
+#[test]
+fn thresholds_from_a_toml_file_change_the_verdict_and_bad_keys_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = fixture("fixtures/llamacpp/metrics_during_load.txt");
+    let queue = |doc: &Value| check(doc, "queue_empty").0;
+    let (_, doc, _) = diagnose_offline(&["--metrics", &metrics]);
+    assert_eq!(queue(&doc), "fail");
+    // Allow a queue of up to 5 on average: two deferred requests no longer count.
+    let lenient = dir.path().join("lenient.toml");
+    std::fs::write(&lenient, "waiting_mean_nonempty = 5.0\n").unwrap();
+    let (_, doc, _) = diagnose_offline(&[
+        "--metrics",
+        &metrics,
+        "--thresholds",
+        lenient.to_str().unwrap(),
+    ]);
+    assert_eq!(queue(&doc), "pass");
+    let typo = dir.path().join("typo.toml");
+    std::fs::write(&typo, "# comment\nkv_saturatd = 0.8\n").unwrap();
+    let (code, _, stderr) = diagnose_offline(&[
+        "--metrics",
+        &metrics,
+        "--thresholds",
+        typo.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("typo.toml") && stderr.contains("kv_saturatd") && stderr.contains("line 2"),
+        "{stderr}"
+    );
+}

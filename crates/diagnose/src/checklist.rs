@@ -8,7 +8,7 @@ use crate::assessment::{Assessment, how, ms, percent};
 use crate::facts::Facts;
 
 /// Lines answered directly by one rule: (line id, question, rule id).
-const RULE_LINES: [(&str, &str, &str); 8] = [
+const RULE_LINES: [(&str, &str, &str); 11] = [
     ("error_rate", "Is the error rate below 1%?", "errors.rate"),
     (
         "no_preemptions",
@@ -44,6 +44,21 @@ const RULE_LINES: [(&str, &str, &str); 8] = [
         "startup_capacity",
         "Does the startup KV capacity cover the concurrency used?",
         "capacity.startup_headroom",
+    ),
+    (
+        "itl_holds_under_load",
+        "Does ITL stay close to the single-user ITL under load?",
+        "itl.batch_size",
+    ),
+    (
+        "first_requests_warm",
+        "Are the first requests as fast as later ones (the server was warm)?",
+        "ttft.cold_start",
+    ),
+    (
+        "throughput_holds",
+        "Does throughput hold steady through the run?",
+        "throughput.degraded_over_time",
     ),
 ];
 

@@ -92,7 +92,7 @@ proptest! {
     #[test]
     fn any_numbers_give_a_full_diagnosis(values in proptest::collection::vec(any_number(), 1..64)) {
         let diagnosis = diagnose(&scramble(&values), &Thresholds::default());
-        prop_assert_eq!(diagnosis.checklist.len(), 12);
+        prop_assert_eq!(diagnosis.checklist.len(), 15);
         prop_assert!(!diagnosis.headline.is_empty());
     }
 }
@@ -100,7 +100,7 @@ proptest! {
 #[test]
 fn zero_everything_does_not_panic() {
     let diagnosis = diagnose(&scramble(&[0.0]), &Thresholds::default());
-    assert_eq!(diagnosis.checklist.len(), 12);
+    assert_eq!(diagnosis.checklist.len(), 15);
     let diagnosis = diagnose(&scramble(&[f64::NAN]), &Thresholds::default());
-    assert_eq!(diagnosis.checklist.len(), 12);
+    assert_eq!(diagnosis.checklist.len(), 15);
 }
