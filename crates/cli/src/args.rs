@@ -80,6 +80,13 @@ pub struct DiagnoseArgs {
     pub prefix_tokens: u32,
     #[arg(long, default_value_t = 1)]
     pub prefix_groups: u32,
+    /// Local Hugging Face tokenizer (a directory with tokenizer.json, or the file) for exact prompt lengths.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Ask the server to ignore end-of-sequence so every output has exactly --output-tokens (then outputs
+    /// ending by length are expected, not a runaway).
+    #[arg(long)]
+    pub ignore_eos: bool,
     /// The model to ask for (default: the first of /v1/models).
     #[arg(long)]
     pub model: Option<String>,

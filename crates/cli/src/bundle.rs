@@ -213,6 +213,7 @@ pub fn add_run(gathered: &mut Gathered, run: RunDir, single_user: bool) {
         e.single_user = Some(run.document.summary);
         return;
     }
+    e.exact_output_lengths |= run.document.config["ignore_eos"] == true;
     e.client = Some(run.document.summary);
     e.server = run
         .document

@@ -24,6 +24,9 @@ pub struct Evidence {
     /// Whether the workload shares prompt prefixes (so a low prefix-cache hit rate matters).
     #[serde(default)]
     pub shared_prefixes: bool,
+    /// Whether the run asked for exact output lengths (`ignore_eos`), so outputs ending by length are expected.
+    #[serde(default)]
+    pub exact_output_lengths: bool,
     /// The client's per-request records of the loaded run, for time-resolved rules (cold start, degradation).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub requests: Vec<crate::RequestRecord>,

@@ -25,6 +25,8 @@ pub enum Signal {
     /// 0–1.
     KvUsage,
     KvCapacityTokens,
+    /// The most requests the engine runs at once: llama.cpp's slots (`/props` `total_slots`).
+    MaxRunning,
     Preemptions,
     PromptTokens,
     GenerationTokens,
@@ -46,7 +48,7 @@ pub enum SignalKind {
 }
 
 impl Signal {
-    pub const ALL: [Signal; 19] = [
+    pub const ALL: [Signal; 20] = [
         Signal::Ttft,
         Signal::Itl,
         Signal::Tpot,
@@ -60,6 +62,7 @@ impl Signal {
         Signal::RequestsWaitingDeferred,
         Signal::KvUsage,
         Signal::KvCapacityTokens,
+        Signal::MaxRunning,
         Signal::Preemptions,
         Signal::PromptTokens,
         Signal::GenerationTokens,
@@ -77,7 +80,8 @@ impl Signal {
             | RequestsWaitingCapacity
             | RequestsWaitingDeferred
             | KvUsage
-            | KvCapacityTokens => SignalKind::Gauge,
+            | KvCapacityTokens
+            | MaxRunning => SignalKind::Gauge,
             Preemptions | PromptTokens | GenerationTokens | PrefixCacheQueries
             | PrefixCacheHits | RequestsFinished => SignalKind::Counter,
         }
@@ -100,6 +104,7 @@ impl Signal {
             RequestsWaitingDeferred => "requests_waiting_deferred",
             KvUsage => "kv_usage",
             KvCapacityTokens => "kv_capacity_tokens",
+            MaxRunning => "max_running",
             Preemptions => "preemptions",
             PromptTokens => "prompt_tokens",
             GenerationTokens => "generation_tokens",

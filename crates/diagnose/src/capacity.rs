@@ -24,13 +24,16 @@ const KV_SATURATED: Rule = Rule {
 const BATCH_CAP: Rule = Rule {
     id: "capacity.batch_cap",
     symptom: Symptom::Ttft,
-    why: "The scheduler admits at most max_num_seqs requests per step; requests beyond it wait although the KV \
-          cache still has room, so the limit, not memory, makes the queue.",
+    why: "The engine runs at most a fixed number of requests at once (vLLM's max_num_seqs, llama.cpp's slots); \
+          requests beyond it wait, or are deferred, although memory still has room, so the limit, not memory, \
+          makes the queue.",
     remedies: &[
-        "Raise --max-num-seqs (the KV cache has room for more sequences)",
+        "Raise the limit: vLLM --max-num-seqs (the KV cache has room for more sequences); llama.cpp --parallel, \
+         with --ctx-size raised in proportion since the context is split across slots",
         "Add replicas if ITL must not grow with the batch",
     ],
-    source: "sim_capacity.md §D D3 (Vidur bottleneck analyzer, GIE saturation detector KV 0.8); vLLM scheduler",
+    source: "sim_capacity.md §D D3 (Vidur bottleneck analyzer, GIE saturation detector KV 0.8); vLLM scheduler; \
+             llama.cpp server requests_deferred",
 };
 
 const PREEMPTIONS: Rule = Rule {
@@ -191,10 +194,11 @@ fn batch_cap(facts: &Facts, t: &Thresholds) -> Assessment {
             waiting.mean
         ));
     }
-    let Some(kv) = facts.kv_usage() else {
-        return BATCH_CAP.unknown("KV cache usage", how::METRICS);
-    };
-    if kv.max >= t.batch_cap_kv_below {
+    let kv = facts.kv_usage();
+    let cap = facts.running_cap();
+    if let Some(kv) = &kv
+        && kv.max >= t.batch_cap_kv_below
+    {
         return BATCH_CAP.passes(format!(
             "the queue comes with a full KV cache (peak {}), not with a batch limit",
             percent(kv.max)
@@ -203,29 +207,35 @@ fn batch_cap(facts: &Facts, t: &Thresholds) -> Assessment {
     let Some(running) = facts.running() else {
         return BATCH_CAP.unknown("the running count", how::METRICS);
     };
-    let mut evidence = vec![
-        compared(
-            "requests_waiting mean",
-            waiting.mean,
-            ">",
-            t.waiting_mean_nonempty,
-            &waiting.window,
-        ),
-        compared(
-            "kv_usage max",
-            kv.max,
-            "<",
-            t.batch_cap_kv_below,
-            &kv.window,
-        ),
-    ];
-    match facts.max_num_seqs() {
-        Some(max_num_seqs) => {
-            let cap_reached = max_num_seqs * t.batch_cap_running_share;
+    let mut evidence = vec![compared(
+        "requests_waiting mean",
+        waiting.mean,
+        ">",
+        t.waiting_mean_nonempty,
+        &waiting.window,
+    )];
+    let memory = match &kv {
+        Some(kv) => {
+            evidence.push(compared(
+                "kv_usage max",
+                kv.max,
+                "<",
+                t.batch_cap_kv_below,
+                &kv.window,
+            ));
+            format!("KV peaks at {}", percent(kv.max))
+        }
+        // Slots own their context from the start, so with a slot count the cache cannot be what fills up.
+        None if cap.is_some() => "each slot holds its own context".to_string(),
+        None => return BATCH_CAP.unknown("KV cache usage", how::METRICS),
+    };
+    match cap {
+        Some(cap) => {
+            let cap_reached = cap.value * t.batch_cap_running_share;
             if running.max < cap_reached {
                 return BATCH_CAP.passes(format!(
-                    "running peaked at {:.0} of max_num_seqs {max_num_seqs:.0}",
-                    running.max
+                    "running peaked at {:.0} of {} {:.0}",
+                    running.max, cap.name, cap.value
                 ));
             }
             evidence.push(compared(
@@ -235,20 +245,13 @@ fn batch_cap(facts: &Facts, t: &Thresholds) -> Assessment {
                 cap_reached,
                 &running.window,
             ));
-            evidence.push(seen(
-                "max_num_seqs",
-                max_num_seqs,
-                "engine log, non-default args",
-            ));
+            evidence.push(seen(cap.name, cap.value, cap.source));
             BATCH_CAP.fires(
                 Severity::Warning,
                 Confidence::High,
                 format!(
-                    "the batch cap binds: {:.0} running = max_num_seqs {max_num_seqs:.0} while {:.1} wait and KV \
-                     peaks at {}",
-                    running.max,
-                    waiting.mean,
-                    percent(kv.max)
+                    "the batch cap binds: {:.0} running = {} {:.0} while {:.1} wait; {memory}",
+                    running.max, cap.name, cap.value, waiting.mean,
                 ),
                 evidence,
             )
@@ -261,9 +264,8 @@ fn batch_cap(facts: &Facts, t: &Thresholds) -> Assessment {
                     Severity::Info,
                     Confidence::Low,
                     format!(
-                        "requests queue while the KV cache has room (peak {}): a batch limit likely binds at {:.0} \
-                         running (max_num_seqs not known)",
-                        percent(kv.max),
+                        "requests queue while the KV cache has room ({memory}): a batch limit likely binds at \
+                         {:.0} running (max_num_seqs not known)",
                         running.max
                     ),
                     evidence,

@@ -37,6 +37,13 @@ pub(crate) fn finite(value: f64) -> Option<f64> {
     value.is_finite().then_some(value)
 }
 
+/// How many requests an engine runs at once, by its own name for the limit, and where that was read.
+pub(crate) struct RunningCap {
+    pub value: f64,
+    pub name: &'static str,
+    pub source: &'static str,
+}
+
 impl<'a> Facts<'a> {
     pub fn new(evidence: &'a Evidence) -> Self {
         Facts { evidence }
@@ -138,15 +145,31 @@ impl<'a> Facts<'a> {
             .filter(|h| h.count.is_finite() && h.count > 0.0 && h.mean.is_finite())
     }
 
-    /// `max_num_seqs` when the log shows it was set; vLLM's own default depends on the GPU, so it is not guessed.
-    pub fn max_num_seqs(&self) -> Option<f64> {
-        let args = &self.evidence.log.as_ref()?.non_default_args;
-        ["max_num_seqs", "max-num-seqs"]
-            .iter()
-            .find_map(|key| args.get(*key))
-            .and_then(|value| value.trim().parse::<f64>().ok())
-            .and_then(finite)
-            .filter(|v| *v > 0.0)
+    /// The engine's cap on requests running at once, and where it was read: vLLM's `max_num_seqs` when its log
+    /// shows it was set (its default depends on the GPU, so it is not guessed), or llama.cpp's slots.
+    pub fn running_cap(&self) -> Option<RunningCap> {
+        let positive = |v: f64| finite(v).filter(|v| *v > 0.0);
+        let from_args = self.evidence.log.as_ref().and_then(|log| {
+            ["max_num_seqs", "max-num-seqs"]
+                .iter()
+                .find_map(|key| log.non_default_args.get(*key))
+                .and_then(|value| value.trim().parse::<f64>().ok())
+                .and_then(positive)
+        });
+        let slots = self
+            .evidence
+            .server
+            .as_ref()
+            .and_then(|s| s.gauge(Signal::MaxRunning))
+            .and_then(|g| positive(g.max));
+        let cap = |value, name, source| RunningCap {
+            value,
+            name,
+            source,
+        };
+        from_args
+            .map(|v| cap(v, "max_num_seqs", "engine log, non-default args"))
+            .or_else(|| slots.map(|v| cap(v, "slots", "llama.cpp /props total_slots")))
     }
 
     pub fn client(&self) -> Option<&'a RunSummary> {

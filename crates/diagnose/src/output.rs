@@ -85,6 +85,12 @@ fn length_share(counts: &[(String, f64)]) -> Option<f64> {
 }
 
 fn runaway(facts: &Facts, t: &Thresholds) -> Assessment {
+    if facts.evidence.exact_output_lengths {
+        return RUNAWAY.unknown(
+            "the run asked for exact output lengths (ignore_eos), so every output ends by length",
+            "run without --ignore-eos to see whether outputs stop by themselves",
+        );
+    }
     let Some((counts, window)) = finish_reasons(facts) else {
         return RUNAWAY.unknown("finish reasons", how::LOADED_PROBE);
     };

@@ -87,16 +87,34 @@ fn describe(state: &TtftUnderLoad) -> String {
     }
 }
 
+/// The comparison that made TTFT high: above the absolute threshold, or many times the single-user TTFT.
 fn ttft_observations(state: &TtftUnderLoad, t: &Thresholds) -> Vec<Observation> {
-    let mut evidence = vec![compared(
-        state.loaded.label,
-        state.loaded.ms,
-        ">",
-        t.ttft_high_ms,
-        &state.loaded.window,
-    )];
+    let loaded = &state.loaded;
+    let mut evidence = Vec::new();
+    if loaded.ms > t.ttft_high_ms {
+        evidence.push(compared(
+            loaded.label,
+            loaded.ms,
+            ">",
+            t.ttft_high_ms,
+            &loaded.window,
+        ));
+    } else {
+        evidence.push(seen(loaded.label, loaded.ms, &loaded.window));
+    }
     if let Some(single) = &state.single {
         evidence.push(seen(single.label, single.ms, &single.window));
+        if loaded.ms <= t.ttft_high_ms
+            && let Some(times) = ratio(loaded.ms, single.ms)
+        {
+            evidence.push(compared(
+                "ttft p95 loaded / single user",
+                times,
+                ">",
+                t.ttft_load_ratio,
+                &loaded.window,
+            ));
+        }
     }
     evidence
 }

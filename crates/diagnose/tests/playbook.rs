@@ -549,3 +549,78 @@ fn diagnosis_is_deterministic() {
         diagnose(&evidence, &thresholds)
     );
 }
+
+/// llama.cpp: no KV gauge, but its slots (from `/props`) are the cap, and `requests_deferred` the queue.
+fn llamacpp_with_deferred_requests(running_max: f64) -> Evidence {
+    let mut evidence = healthy();
+    evidence.log = None;
+    let server = server(&mut evidence);
+    server.dialect = "llamacpp".into();
+    server.gauges.remove(&Signal::KvUsage);
+    set_gauge(&mut evidence, Signal::MaxRunning, 4.0, 4.0);
+    set_gauge(
+        &mut evidence,
+        Signal::RequestsRunning,
+        running_max - 0.5,
+        running_max,
+    );
+    set_gauge(&mut evidence, Signal::RequestsWaiting, 2.5, 4.0);
+    evidence
+}
+
+#[test]
+fn llamacpp_slots_all_busy_with_deferred_requests_is_the_batch_cap() {
+    let diagnosis = diagnose(
+        &llamacpp_with_deferred_requests(4.0),
+        &Thresholds::default(),
+    );
+    let found = finding(&diagnosis, "capacity.batch_cap").expect("slots full");
+    assert_eq!(found.severity, Severity::Warning);
+    assert_eq!(found.confidence, infer_doctor_core::Confidence::High);
+    assert!(found.verdict.contains("slots 4"), "{}", found.verdict);
+    assert!(found.remedies[0].contains("--parallel"));
+    let line = diagnosis
+        .checklist
+        .iter()
+        .find(|l| l.id == "batch_not_capped")
+        .unwrap();
+    assert_eq!(line.status, CheckStatus::Fail);
+
+    // Near miss: requests wait but only two of the four slots were ever busy.
+    let diagnosis = diagnose(
+        &llamacpp_with_deferred_requests(2.0),
+        &Thresholds::default(),
+    );
+    assert!(finding(&diagnosis, "capacity.batch_cap").is_none());
+}
+
+#[test]
+fn outputs_ending_by_length_are_expected_when_the_run_asked_for_exact_lengths() {
+    let mut evidence = healthy();
+    let tokens = &mut client(&mut evidence).tokens;
+    tokens.finish_reasons = [("length".to_string(), 100)].into();
+    tokens.mean_output = 256.0;
+    assert!(
+        finding(
+            &diagnose(&evidence, &Thresholds::default()),
+            "output.runaway"
+        )
+        .is_some()
+    );
+
+    evidence.exact_output_lengths = true;
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    assert!(finding(&diagnosis, "output.runaway").is_none());
+    let line = diagnosis
+        .checklist
+        .iter()
+        .find(|l| l.id == "outputs_stop")
+        .unwrap();
+    assert_eq!(line.status, CheckStatus::Unknown);
+    assert!(
+        line.how_to_know
+            .as_deref()
+            .unwrap()
+            .contains("--ignore-eos")
+    );
+}

@@ -49,23 +49,34 @@ pub fn capacity(props: Option<&Value>, slots: Option<&Value>) -> Option<SlotCapa
     })
 }
 
-/// Adds the capacity to one scrape's readings (llama.cpp's metrics lack it).
-pub fn add_to(readings: &mut ServerReadings, capacity: &SlotCapacity) {
-    readings.readings.insert(
-        Signal::KvCapacityTokens,
-        infer_doctor_core::Reading::Value(capacity.kv_tokens() as f64),
-    );
+/// The capacity as canonical signals: the KV tokens all slots hold, and how many requests run at once.
+fn signals(capacity: &SlotCapacity) -> [(Signal, f64); 2] {
+    [
+        (Signal::KvCapacityTokens, capacity.kv_tokens() as f64),
+        (Signal::MaxRunning, capacity.slots as f64),
+    ]
 }
 
-/// The same as a window's gauge, for summaries already made.
-pub fn gauge(capacity: &SlotCapacity) -> GaugeStats {
-    let v = capacity.kv_tokens() as f64;
-    GaugeStats {
-        mean: v,
-        min: v,
-        max: v,
-        last: v,
+/// Adds the capacity to one scrape's readings (llama.cpp's metrics lack it).
+pub fn add_to(readings: &mut ServerReadings, capacity: &SlotCapacity) {
+    for (signal, value) in signals(capacity) {
+        readings
+            .readings
+            .insert(signal, infer_doctor_core::Reading::Value(value));
     }
+}
+
+/// The same as a window's gauges, for summaries already made.
+pub fn gauges(capacity: &SlotCapacity) -> impl Iterator<Item = (Signal, GaugeStats)> {
+    signals(capacity).into_iter().map(|(signal, v)| {
+        let stats = GaugeStats {
+            mean: v,
+            min: v,
+            max: v,
+            last: v,
+        };
+        (signal, stats)
+    })
 }
 
 #[cfg(test)]

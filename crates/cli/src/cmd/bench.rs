@@ -414,10 +414,9 @@ pub async fn execute(args: &BenchArgs) -> Result<Executed, Failure> {
             plan.target_info.slots.as_ref(),
         ),
     ) {
-        window
-            .gauges
-            .entry(infer_doctor_core::Signal::KvCapacityTokens)
-            .or_insert_with(|| infer_doctor_observe::llamacpp::gauge(&capacity));
+        for (signal, stats) in infer_doctor_observe::llamacpp::gauges(&capacity) {
+            window.gauges.entry(signal).or_insert(stats);
+        }
     }
     let document = RunDocument {
         schema_version: SCHEMA_VERSION,

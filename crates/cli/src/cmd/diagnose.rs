@@ -78,6 +78,7 @@ pub async fn run(args: Box<DiagnoseArgs>) -> Result<u8, Failure> {
             concurrency: args.concurrency,
         });
         gathered.evidence.shared_prefixes = args.prefix_tokens > 0;
+        gathered.evidence.exact_output_lengths = args.ignore_eos;
     }
     gathered.evidence.hardware = hardware(&args)?;
     let document = document(&gathered, &thresholds, args.slo.as_deref());
@@ -178,6 +179,9 @@ fn bench_args(
     ]
     .map(String::from)
     .to_vec();
+    if args.ignore_eos {
+        argv.push("--ignore-eos".into());
+    }
     let mut flag = |name: &str, value: String| {
         argv.push(name.into());
         argv.push(value);
@@ -195,6 +199,9 @@ fn bench_args(
     if args.prefix_tokens > 0 {
         flag("--prefix-tokens", args.prefix_tokens.to_string());
         flag("--prefix-groups", args.prefix_groups.to_string());
+    }
+    if let Some(tokenizer) = &args.tokenizer {
+        flag("--tokenizer", tokenizer.display().to_string());
     }
     for (name, value) in [
         ("--model", &args.model),

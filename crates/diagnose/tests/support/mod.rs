@@ -175,6 +175,7 @@ pub fn healthy() -> Evidence {
             concurrency: 16,
         }),
         shared_prefixes: true,
+        exact_output_lengths: false,
         requests: steady_records(),
         server: Some(healthy_server()),
         scrapes: Vec::new(),
