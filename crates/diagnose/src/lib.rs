@@ -84,6 +84,15 @@ fn symptom_phrase(facts: &Facts, t: &Thresholds, primary: &Finding) -> String {
     let single_itl = facts.single_user().and_then(facts::itl);
     match primary.symptom {
         Symptom::Ttft => match (loaded_ttft, single_ttft) {
+            (Some(loaded), Some(single))
+                if single.ms > t.ttft_high_ms && single.ms >= loaded.ms =>
+            {
+                format!(
+                    "TTFT is high even with one user (p95 {} alone, {} under load)",
+                    ms(single.ms),
+                    ms(loaded.ms)
+                )
+            }
             (Some(loaded), Some(single)) => {
                 let high = loaded.ms > t.ttft_high_ms || loaded.ms > t.ttft_load_ratio * single.ms;
                 let state = if high { "is high" } else { "is at risk" };

@@ -1,0 +1,392 @@
+//! infer-doctor against real vLLM 0.32 on CPU (installed into the cache on first use) serving the project's tiny
+//! model with random weights: the playbook's findings on configurations made to show them, and our client's
+//! latencies against vLLM's own histograms. Assertions are on findings and relations, not on timings.
+
+mod real_servers;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use infer_doctor_core::{Buckets, Reading, Signal};
+use infer_doctor_observe::{dialect, exposition};
+use real_servers::{Server, finding, finding_ids, infer_doctor, read_json, tiny_model};
+use serde_json::Value;
+
+fn tokenizer() -> String {
+    tiny_model().join("hf").display().to_string()
+}
+
+/// `diagnose --url` on the server with the given load; returns the stored diagnosis document and the bundle.
+fn diagnose(server: &Server, load: &[&str], dir: &Path) -> Value {
+    let out = dir.display().to_string();
+    let log = server.log.display().to_string();
+    let tokenizer = tokenizer();
+    let mut args = vec!["diagnose", "--url", &server.url, "--ignore-eos", "--quiet"];
+    args.extend(["--tokenizer", &tokenizer, "--log", &log, "--out", &out]);
+    args.extend(load);
+    let (code, stdout, stderr) = infer_doctor(&args);
+    assert!(
+        code == 0 || code == 1,
+        "diagnose exited {code}\n{stdout}\n{stderr}"
+    );
+    eprintln!("{stdout}");
+    read_json(&dir.join("diagnosis.json"))
+}
+
+fn warnings(document: &Value) -> Vec<String> {
+    document["diagnosis"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["severity"] != "info")
+        .map(|f| format!("{}: {}", f["id"], f["verdict"]))
+        .collect()
+}
+
+#[test]
+fn a_healthy_server_its_long_prompts_its_own_latency_histograms_and_its_log() {
+    let server = Server::vllm(&["--max-model-len", "2048", "--max-num-seqs", "8"]);
+    healthy_load_gives_no_warning(&server);
+    client_latencies_agree_with_vllms_histograms(&server);
+    long_prompts_alone_are_prefill_bound(&server);
+    logs_read_the_capacity_that_metrics_report(&server);
+}
+
+fn healthy_load_gives_no_warning(server: &Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let document = diagnose(
+        server,
+        &[
+            "--concurrency",
+            "4",
+            "--input-tokens",
+            "128",
+            "--output-tokens",
+            "64",
+            "--budget",
+            "30s",
+            "--max-requests",
+            "80",
+        ],
+        dir.path(),
+    );
+    assert_eq!(warnings(&document), Vec::<String>::new());
+    let headline = document["diagnosis"]["headline"].as_str().unwrap();
+    assert!(headline.starts_with("No problem found"), "{headline}");
+    let loaded = read_json(&dir.path().join("loaded/run.json"));
+    assert_eq!(loaded["server"]["dialect"], "vllm_v1");
+    assert_eq!(loaded["summary"]["requests"]["failed"], 0);
+}
+
+/// What vLLM's histograms added during one run: the difference of two scrapes.
+fn histogram_increase(before: &str, after: &str, signal: Signal) -> Buckets {
+    let read = |text: &str| match dialect::read(&exposition::parse(text), None, "/metrics")
+        .unwrap()
+        .get(signal)
+    {
+        Some(Reading::Histogram(buckets)) => buckets.clone(),
+        other => panic!("{signal:?} is not a histogram in vLLM's metrics: {other:?}"),
+    };
+    let (before, after) = (read(before), read(after));
+    Buckets {
+        bounds: after
+            .bounds
+            .iter()
+            .zip(&before.bounds)
+            .map(|((le, a), (_, b))| (*le, a - b))
+            .collect(),
+        sum: after.sum - before.sum,
+        count: after.count - before.count,
+    }
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    (values[(n - 1) / 2] + values[n / 2]) / 2.0
+}
+
+/// Our client times a request from the moment it is sent; vLLM from when its API server has it. So for every
+/// request the client's TTFT and E2E are at least the server's, and the gap is what HTTP and the API server add.
+fn client_latencies_agree_with_vllms_histograms(server: &Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let before = server.get("/metrics").unwrap().1;
+    let (code, stdout, stderr) = infer_doctor(&[
+        "bench",
+        "--url",
+        &server.url,
+        "--concurrency",
+        "4",
+        "--num-requests",
+        "60",
+        "--input-tokens",
+        "256",
+        "--output-tokens",
+        "32",
+        "--ignore-eos",
+        "--tokenizer",
+        &tokenizer(),
+        "--quiet",
+        "--out",
+        &out.display().to_string(),
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let after = server.get("/metrics").unwrap().1;
+    let records: Vec<Value> = std::fs::read_to_string(out.join("requests.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 60);
+    let seconds = |r: &Value, field: &str| {
+        (r[field].as_f64().unwrap() - r["sent_us"].as_f64().unwrap()) / 1e6
+    };
+    for (signal, field) in [(Signal::Ttft, "first_token_us"), (Signal::E2e, "end_us")] {
+        let server_side = histogram_increase(&before, &after, signal);
+        assert_eq!(
+            server_side.count, 60.0,
+            "{signal:?}: vLLM counted other requests"
+        );
+        let mut client: Vec<f64> = records.iter().map(|r| seconds(r, field)).collect();
+        let client_mean = client.iter().sum::<f64>() / client.len() as f64;
+        let server_mean = server_side.sum / server_side.count;
+        // Per request client ≥ server, so at every bucket bound no more client times than server times fit.
+        for (le, server_count) in &server_side.bounds {
+            let client_count = client.iter().filter(|v| **v <= *le).count() as f64;
+            assert!(
+                client_count <= *server_count,
+                "{signal:?}: {client_count} client times ≤ {le} s but only {server_count} server times"
+            );
+        }
+        // The server's median lies in one bucket: the client's median is not below that bucket.
+        let half = server_side.count / 2.0;
+        let median_bucket = server_side
+            .bounds
+            .iter()
+            .position(|(_, c)| *c >= half)
+            .unwrap();
+        let bucket_floor = match median_bucket {
+            0 => 0.0,
+            i => server_side.bounds[i - 1].0,
+        };
+        let client_median = median(&mut client);
+        let gap = client_mean - server_mean;
+        eprintln!(
+            "{signal:?}: client mean {:.2} ms, median {:.2} ms; vLLM mean {:.2} ms, median in ({:.0}, {:.0}] ms; \
+             mean gap {:.2} ms",
+            client_mean * 1e3,
+            client_median * 1e3,
+            server_mean * 1e3,
+            bucket_floor * 1e3,
+            server_side.bounds[median_bucket].0 * 1e3,
+            gap * 1e3
+        );
+        assert!(
+            client_median >= bucket_floor,
+            "{signal:?}: client median below vLLM's"
+        );
+        assert!(
+            client_mean >= server_mean,
+            "{signal:?}: client mean below vLLM's"
+        );
+        // What loopback HTTP, SSE framing and the API server add: a few milliseconds on this machine.
+        let bound = 0.020 + 0.25 * server_mean;
+        assert!(
+            gap <= bound,
+            "{signal:?}: client mean {client_mean} s is {gap} s above vLLM's (bound {bound} s)"
+        );
+    }
+}
+
+fn long_prompts_alone_are_prefill_bound(server: &Server) {
+    let dir = tempfile::tempdir().unwrap();
+    // The tiny model prefills 1900 tokens in tens of milliseconds: "slow" here is what a user's SLO would say.
+    let thresholds = dir.path().join("thresholds.toml");
+    std::fs::write(&thresholds, "ttft_high_ms = 30\n").unwrap();
+    let document = diagnose(
+        server,
+        &[
+            "--concurrency",
+            "1",
+            "--input-tokens",
+            "1900",
+            "--output-tokens",
+            "8",
+            "--budget",
+            "20s",
+            "--max-requests",
+            "20",
+            "--thresholds",
+            &thresholds.display().to_string(),
+        ],
+        &dir.path().join("bundle"),
+    );
+    let diagnosis = &document["diagnosis"];
+    let ids = finding_ids(diagnosis);
+    assert_eq!(
+        ids.first().map(String::as_str),
+        Some("ttft.prefill_bound"),
+        "{ids:?}"
+    );
+    assert!(finding(diagnosis, "ttft.queueing").is_none(), "{ids:?}");
+    let loaded = read_json(&dir.path().join("bundle/loaded/run.json"));
+    let histograms = &loaded["server"]["histograms"];
+    let (prefill, queue) = (
+        histograms["prefill_time"]["mean"].as_f64().unwrap(),
+        histograms["queue_time"]["mean"].as_f64().unwrap(),
+    );
+    assert!(
+        prefill > 10.0 * queue,
+        "prefill {prefill} s vs queue {queue} s"
+    );
+}
+
+/// vLLM prints a stats line every 10 s while it works; wait for one after the load.
+fn wait_for_stats_line(server: &Server) {
+    let started = Instant::now();
+    while !server.log_text().contains("Avg prompt throughput") {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no stats line in vLLM's log"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn logs_read_the_capacity_that_metrics_report(server: &Server) {
+    wait_for_stats_line(server);
+    let log = server.log.display().to_string();
+    let (code, stdout, stderr) = infer_doctor(&["logs", &log, "--format", "json"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let metrics = server.get("/metrics").unwrap().1;
+    let info = metrics
+        .lines()
+        .find(|l| l.starts_with("vllm:cache_config_info{"))
+        .expect("cache_config_info in /metrics");
+    let label = |name: &str| -> f64 {
+        let start = info.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+        info[start..].split('"').next().unwrap().parse().unwrap()
+    };
+    let kv_tokens = label("num_gpu_blocks") * label("block_size");
+    assert_eq!(report["server"], "vllm");
+    assert_eq!(report["capacity"]["kv_cache_tokens"], kv_tokens, "{report}");
+    assert_eq!(
+        report["configuration"]["version"],
+        server.get_json("/version")["version"]
+    );
+    assert_eq!(
+        report["configuration"]["non_default_args"]["max_num_seqs"],
+        "8"
+    );
+    let stats = report["stats"].as_array().unwrap();
+    assert!(!stats.is_empty(), "{report}");
+    assert!(
+        stats.iter().any(|s| s["running"].as_u64() > Some(0)),
+        "{report}"
+    );
+}
+
+#[test]
+fn max_num_seqs_2_under_8_users_is_the_batch_cap() {
+    let server = Server::vllm(&["--max-model-len", "1024", "--max-num-seqs", "2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let document = diagnose(
+        &server,
+        &[
+            "--concurrency",
+            "8",
+            "--input-tokens",
+            "64",
+            "--output-tokens",
+            "64",
+            "--budget",
+            "30s",
+            "--max-requests",
+            "64",
+        ],
+        dir.path(),
+    );
+    let diagnosis = &document["diagnosis"];
+    let ids = finding_ids(diagnosis);
+    assert_eq!(
+        ids.first().map(String::as_str),
+        Some("capacity.batch_cap"),
+        "{ids:?}"
+    );
+    let cap = finding(diagnosis, "capacity.batch_cap").unwrap();
+    assert_eq!(cap["confidence"], "high", "{cap}");
+    assert!(finding(diagnosis, "ttft.queueing").is_some(), "{ids:?}");
+    let loaded = read_json(&dir.path().join("loaded/run.json"));
+    let server_view = &loaded["server"];
+    assert_eq!(server_view["gauges"]["requests_running"]["max"], 2.0);
+    assert!(
+        server_view["gauges"]["requests_waiting"]["mean"]
+            .as_f64()
+            .unwrap()
+            > 1.0
+    );
+    assert!(
+        server_view["histograms"]["queue_time"]["mean"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert!(server_view["gauges"]["kv_usage"]["max"].as_f64().unwrap() < 0.5);
+}
+
+#[test]
+fn a_kv_pool_too_small_for_the_load_saturates_and_preempts() {
+    // The CPU backend's blocks hold 128 tokens: 20 blocks are 2,560 tokens, four requests of 640.
+    let server = Server::vllm(&[
+        "--max-model-len",
+        "640",
+        "--max-num-seqs",
+        "16",
+        "--num-gpu-blocks-override",
+        "20",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let document = diagnose(
+        &server,
+        &[
+            "--concurrency",
+            "16",
+            "--input-tokens",
+            "100",
+            "--output-tokens",
+            "400",
+            "--budget",
+            "40s",
+            "--max-requests",
+            "48",
+        ],
+        dir.path(),
+    );
+    let diagnosis = &document["diagnosis"];
+    let ids = finding_ids(diagnosis);
+    for id in ["capacity.kv_saturated", "capacity.preemptions"] {
+        assert!(finding(diagnosis, id).is_some(), "{id} missing: {ids:?}");
+    }
+    assert!(
+        ids.first()
+            .is_some_and(|id| id == "capacity.kv_saturated" || id == "capacity.preemptions"),
+        "{ids:?}"
+    );
+    let loaded = read_json(&dir.path().join("loaded/run.json"));
+    let server_view = &loaded["server"];
+    assert!(server_view["gauges"]["kv_usage"]["max"].as_f64().unwrap() > 0.9);
+    assert!(
+        server_view["gauges"]["requests_waiting"]["mean"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert!(
+        server_view["counters"]["preemptions"]["increase"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+}
