@@ -44,13 +44,8 @@ pub fn server_table(w: &ServerWindow) -> String {
     let mut latency = Table::new();
     latency.load_preset(UTF8_FULL_CONDENSED);
     latency.set_header(["ms", "p50", "p90", "p99", "mean", "n"]);
-    let mut values = Table::new();
-    values.load_preset(UTF8_FULL_CONDENSED);
-    values.set_header(if windowed {
-        ["signal", "mean", "max", "last / increase", "per s"]
-    } else {
-        ["signal", "", "", "value", ""]
-    });
+    // One row per gauge or counter: name, mean, max, last value or increase, rate per second.
+    let mut rows: Vec<[String; 5]> = Vec::new();
     for signal in Signal::ALL {
         match signal.kind() {
             SignalKind::Histogram => {
@@ -72,17 +67,12 @@ pub fn server_table(w: &ServerWindow) -> String {
             }
             SignalKind::Gauge => {
                 let Some(g) = w.gauge(signal) else { continue };
-                let (mean, max) = if windowed {
-                    (number(g.mean), number(g.max))
-                } else {
-                    (String::new(), String::new())
-                };
-                values.add_row([
-                    Cell::new(signal.name()),
-                    Cell::new(mean).set_alignment(CellAlignment::Right),
-                    Cell::new(max).set_alignment(CellAlignment::Right),
-                    Cell::new(number(g.last)).set_alignment(CellAlignment::Right),
-                    Cell::new(""),
+                rows.push([
+                    signal.name().to_string(),
+                    number(g.mean),
+                    number(g.max),
+                    number(g.last),
+                    String::new(),
                 ]);
             }
             SignalKind::Counter => {
@@ -97,20 +87,37 @@ pub fn server_table(w: &ServerWindow) -> String {
                 if !labels.is_empty() {
                     name.push_str(&format!(" ({})", labels.join(", ")));
                 }
-                values.add_row([
-                    Cell::new(name),
-                    Cell::new(""),
-                    Cell::new(""),
-                    Cell::new(number(c.increase)).set_alignment(CellAlignment::Right),
-                    Cell::new(if windowed {
-                        number(c.rate)
-                    } else {
-                        String::new()
-                    })
-                    .set_alignment(CellAlignment::Right),
+                rows.push([
+                    name,
+                    String::new(),
+                    String::new(),
+                    number(c.increase),
+                    number(c.rate),
                 ]);
             }
         }
+    }
+    // One scrape has no window: only the value column means anything.
+    let (header, columns): (&[&str], &[usize]) = if windowed {
+        (
+            &["signal", "mean", "max", "last / increase", "per s"],
+            &[0, 1, 2, 3, 4],
+        )
+    } else {
+        (&["signal", "value"], &[0, 3])
+    };
+    let mut values = Table::new();
+    values.load_preset(UTF8_FULL_CONDENSED);
+    values.set_header(header.to_vec());
+    for row in &rows {
+        values.add_row(columns.iter().map(|&i| {
+            let cell = Cell::new(&row[i]);
+            if i == 0 {
+                cell
+            } else {
+                cell.set_alignment(CellAlignment::Right)
+            }
+        }));
     }
     if !latency.is_empty() {
         out.push_str(&latency.to_string());
