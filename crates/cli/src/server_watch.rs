@@ -2,7 +2,7 @@
 //! room reads each scrape as canonical signals, and at the end the window is summarised for the report.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::anyhow;
 use infer_doctor_core::ServerReadings;
@@ -103,7 +103,6 @@ impl ServerWatch {
                 client,
                 path,
                 interval,
-                run_start: Instant::now(),
                 jsonl,
             },
             move |line| {
@@ -123,6 +122,7 @@ impl ServerWatch {
                 }
             },
         )
+        .await
         .map_err(Failure::usage)?;
         Ok(Some(ServerWatch {
             scraper,

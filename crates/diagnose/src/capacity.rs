@@ -250,8 +250,8 @@ fn batch_cap(facts: &Facts, t: &Thresholds) -> Assessment {
                 Severity::Warning,
                 Confidence::High,
                 format!(
-                    "the batch cap binds: {:.0} running = {} {:.0} while {:.1} wait; {memory}",
-                    running.max, cap.name, cap.value, waiting.mean,
+                    "the batch cap binds: {:.0} running = {} {:.0} while {:.1} {}; {memory}",
+                    running.max, cap.name, cap.value, waiting.mean, cap.beyond,
                 ),
                 evidence,
             )

@@ -42,6 +42,8 @@ pub(crate) struct RunningCap {
     pub value: f64,
     pub name: &'static str,
     pub source: &'static str,
+    /// What the engine does with requests beyond the cap, in its own words.
+    pub beyond: &'static str,
 }
 
 impl<'a> Facts<'a> {
@@ -162,14 +164,21 @@ impl<'a> Facts<'a> {
             .as_ref()
             .and_then(|s| s.gauge(Signal::MaxRunning))
             .and_then(|g| positive(g.max));
-        let cap = |value, name, source| RunningCap {
-            value,
-            name,
-            source,
-        };
         from_args
-            .map(|v| cap(v, "max_num_seqs", "engine log, non-default args"))
-            .or_else(|| slots.map(|v| cap(v, "slots", "llama.cpp /props total_slots")))
+            .map(|value| RunningCap {
+                value,
+                name: "max_num_seqs",
+                source: "engine log, non-default args",
+                beyond: "wait",
+            })
+            .or_else(|| {
+                slots.map(|value| RunningCap {
+                    value,
+                    name: "slots",
+                    source: "llama.cpp /props total_slots",
+                    beyond: "are deferred",
+                })
+            })
     }
 
     pub fn client(&self) -> Option<&'a RunSummary> {

@@ -35,7 +35,6 @@ pub struct ScrapeSpec {
     /// The request path of the metrics endpoint (with any prefix).
     pub path: String,
     pub interval: Duration,
-    pub run_start: Instant,
     pub jsonl: Option<PathBuf>,
 }
 
@@ -46,9 +45,11 @@ pub struct Scraper {
 }
 
 impl Scraper {
-    /// Starts scraping at once, then every interval. `on_scrape` sees each line as it arrives (to parse it while
-    /// the run goes on); a failing or slow scrape is recorded as a gap and never stops the run.
-    pub fn start(
+    /// Takes the baseline scrape before returning, so the server's counters cover every request of a run started
+    /// afterwards; the run clock starts when it is in (the baseline is at 0 s). Then it scrapes every interval in
+    /// the background. `on_scrape` sees each line as it arrives (to parse it while the run goes on); a failing or
+    /// slow scrape is recorded as a gap and never stops the run.
+    pub async fn start(
         spec: ScrapeSpec,
         mut on_scrape: impl FnMut(&ScrapeLine) + Send + 'static,
     ) -> Result<Scraper, LoadError> {
@@ -56,10 +57,32 @@ impl Scraper {
             Some(path) => Some(open_append(path)?),
             None => None,
         };
+        let mut keep = move |line: ScrapeLine, lines: &mut Vec<ScrapeLine>| {
+            if let Some((file, path)) = out.as_mut() {
+                let write = serde_json::to_writer(&mut *file, &line)
+                    .map_err(std::io::Error::from)
+                    .and_then(|()| file.write_all(b"\n"))
+                    .and_then(|()| file.flush());
+                write.map_err(|source| LoadError::Write {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+            }
+            on_scrape(&line);
+            lines.push(line);
+            Ok::<(), LoadError>(())
+        };
+        let mut lines = Vec::new();
+        let mut baseline = scrape_once(&spec, Instant::now()).await;
+        baseline.t = 0.0;
+        let run_start = Instant::now();
+        keep(baseline, &mut lines)?;
         let (stop, cancel) = Cancel::new();
         let task = tokio::spawn(async move {
-            let mut lines = Vec::new();
-            let mut ticks = tokio::time::interval(spec.interval.max(Duration::from_millis(10)));
+            let mut ticks = tokio::time::interval_at(
+                tokio::time::Instant::from_std(run_start) + spec.interval,
+                spec.interval.max(Duration::from_millis(10)),
+            );
             // A scrape that overran its slot is not followed by a burst of catch-up scrapes.
             ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
             let mut last = false;
@@ -69,19 +92,7 @@ impl Scraper {
                     // One more scrape when the run ends, so the window covers its last requests.
                     _ = cancel.cancelled() => last = true,
                 }
-                let line = scrape_once(&spec).await;
-                if let Some((file, path)) = out.as_mut() {
-                    let write = serde_json::to_writer(&mut *file, &line)
-                        .map_err(std::io::Error::from)
-                        .and_then(|()| file.write_all(b"\n"))
-                        .and_then(|()| file.flush());
-                    write.map_err(|source| LoadError::Write {
-                        path: path.display().to_string(),
-                        source,
-                    })?;
-                }
-                on_scrape(&line);
-                lines.push(line);
+                keep(scrape_once(&spec, run_start).await, &mut lines)?;
             }
             Ok(lines)
         });
@@ -97,7 +108,7 @@ impl Scraper {
     }
 }
 
-async fn scrape_once(spec: &ScrapeSpec) -> ScrapeLine {
+async fn scrape_once(spec: &ScrapeSpec, run_start: Instant) -> ScrapeLine {
     let sent = Instant::now();
     let unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -108,7 +119,7 @@ async fn scrape_once(spec: &ScrapeSpec) -> ScrapeLine {
         .get(&spec.path, spec.interval.max(Duration::from_secs(1)))
         .await;
     let mut line = ScrapeLine {
-        t: sent.saturating_duration_since(spec.run_start).as_secs_f64(),
+        t: sent.saturating_duration_since(run_start).as_secs_f64(),
         unix,
         millis: sent.elapsed().as_secs_f64() * 1e3,
         error: None,
