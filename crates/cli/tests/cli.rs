@@ -759,6 +759,26 @@ fn metrics_show_diff_and_logs_read_real_captures() {
     assert_eq!(doc["gauges"]["requests_running"]["last"], 6.0);
     assert_eq!(doc["gauges"]["kv_capacity_tokens"]["last"], 262144.0);
     assert_eq!(doc["histograms"]["ttft"]["count"], 51.0);
+    // vLLM's queue times are microseconds, all in its first bucket (0, 300 ms]: PromQL's median of 150 ms is an
+    // artefact of interpolating from 0, so it is marked as only bounded, and the table prints the bound.
+    let queue = &doc["histograms"]["queue_time"];
+    assert_eq!(queue["p50"], 0.15);
+    assert_eq!(queue["limits"]["p50"]["at_most"], 0.3);
+    assert!(doc["histograms"]["ttft"].get("limits").is_none());
+    let table = bin()
+        .args([
+            "metrics",
+            "show",
+            &fixture("fixtures/vllm_cpu/metrics_during_load.txt"),
+        ])
+        .output()
+        .unwrap();
+    let table = String::from_utf8(table.stdout).unwrap();
+    let queue_row = table.lines().find(|l| l.contains("queue_time")).unwrap();
+    assert!(
+        queue_row.contains("≤ 300") && !queue_row.contains("150"),
+        "{table}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (dir.path().join("a.prom"), dir.path().join("b.prom"));

@@ -49,7 +49,7 @@ pub fn deserialize_bounds<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(f64, f
 
 #[cfg(test)]
 mod tests {
-    use crate::signals::{Buckets, HistogramStats};
+    use crate::signals::{Buckets, HistogramStats, QuantileLimit};
 
     #[test]
     fn infinite_bounds_and_nan_statistics_survive_json() {
@@ -67,9 +67,11 @@ mod tests {
             p50: f64::NAN,
             p90: 1.0,
             p99: 2.0,
+            limits: [("p99".to_string(), QuantileLimit::AtLeast(2.0))].into(),
         };
         let back: HistogramStats =
             serde_json::from_str(&serde_json::to_string(&h).unwrap()).unwrap();
         assert!(back.mean.is_nan() && back.p50.is_nan() && back.p99 == 2.0);
+        assert_eq!(back.limits, h.limits);
     }
 }

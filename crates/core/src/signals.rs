@@ -207,6 +207,28 @@ pub struct HistogramStats {
     pub p90: f64,
     #[serde(deserialize_with = "crate::serde_float::nan_if_null")]
     pub p99: f64,
+    /// The quantiles above ("p50", "p90", "p99") that the buckets only bound, although PromQL gives a number.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub limits: BTreeMap<String, QuantileLimit>,
+}
+
+/// What the buckets really say about a quantile PromQL turns into a number at a histogram's edges.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuantileLimit {
+    /// It fell in the first bucket: PromQL interpolates from 0, but the value is only known to be at most
+    /// this bound (vLLM's queue time p50 reads "150 ms" for a queue of microseconds, its first bucket being 300 ms).
+    AtMost(f64),
+    /// It fell in the +Inf bucket: PromQL returns the highest finite bound, and the value is at least that.
+    AtLeast(f64),
+}
+
+impl HistogramStats {
+    /// Each quantile by name, with its limit where the buckets only bound it.
+    pub fn quantiles(&self) -> [(&'static str, f64, Option<QuantileLimit>); 3] {
+        [("p50", self.p50), ("p90", self.p90), ("p99", self.p99)]
+            .map(|(name, value)| (name, value, self.limits.get(name).copied()))
+    }
 }
 
 /// A run's server-side view.

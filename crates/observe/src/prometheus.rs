@@ -347,6 +347,8 @@ fn file(window: &mut ServerWindow, query: &Query, value: f64, label: Option<Stri
         p50: f64::NAN,
         p90: f64::NAN,
         p99: f64::NAN,
+        // Prometheus gives the quantiles alone, not the buckets that would bound them.
+        limits: BTreeMap::new(),
     };
     match query.stat {
         Stat::GaugeMean | Stat::GaugeMax | Stat::GaugeLast => {

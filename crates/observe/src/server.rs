@@ -7,9 +7,8 @@ use infer_doctor_core::signals::{CounterStats, GaugeStats, HistogramStats, Serve
 use infer_doctor_core::{Buckets, Reading, ServerReadings, Signal, SignalKind};
 
 use crate::window::{
-    Bucket, BucketSeries, Point, Window, avg_over_time, bucket_quantile,
-    histogram_mean_over_window, histogram_quantile_over_window, increase, max_over_time,
-    min_over_time,
+    Bucket, BucketSeries, Point, Window, avg_over_time, histogram_mean_over_window, increase,
+    locate_quantile, max_over_time, min_over_time, rated_buckets,
 };
 
 /// Summarises time-ordered scrapes `(t seconds, readings)` over the window from the first to the last; `None`
@@ -125,14 +124,30 @@ fn histogram_stats(present: &[(i64, &Reading)], window: Window) -> Option<Histog
             points,
         })
         .collect();
-    let quantile = |q: f64| histogram_quantile_over_window(q, &series, window).unwrap_or(f64::NAN);
-    Some(HistogramStats {
-        count: increase(&counts, window)?,
-        mean: histogram_mean_over_window(&sums, &counts, window).unwrap_or(f64::NAN),
-        p50: quantile(0.5),
-        p90: quantile(0.9),
-        p99: quantile(0.99),
-    })
+    // No bucket with a rate gives NaN quantiles, as PromQL gives no sample.
+    let mut rated = rated_buckets(&series, window).unwrap_or_default();
+    Some(from_buckets(
+        increase(&counts, window)?,
+        histogram_mean_over_window(&sums, &counts, window).unwrap_or(f64::NAN),
+        &mut rated,
+    ))
+}
+
+/// A histogram's quantiles from its buckets (cumulative counts or their rates), beside its exact count and mean.
+fn from_buckets(count: f64, mean: f64, buckets: &mut [Bucket]) -> HistogramStats {
+    let [p50, p90, p99] = [0.5, 0.9, 0.99].map(|q| locate_quantile(q, buckets));
+    let limits = [("p50", p50), ("p90", p90), ("p99", p99)]
+        .into_iter()
+        .filter_map(|(name, located)| Some((name.to_string(), located.limit?)))
+        .collect();
+    HistogramStats {
+        count,
+        mean,
+        p50: p50.value,
+        p90: p90.value,
+        p99: p99.value,
+        limits,
+    }
 }
 
 /// One scrape on its own: gauges as they stand, counters and histograms since the server started (a counter's
@@ -151,17 +166,8 @@ pub fn snapshot(readings: &ServerReadings) -> ServerWindow {
                     .iter()
                     .map(|&(upper_bound, count)| Bucket { upper_bound, count })
                     .collect();
-                let mut quantile = |q| bucket_quantile(q, &mut buckets);
-                out.histograms.insert(
-                    signal,
-                    HistogramStats {
-                        count: b.count,
-                        mean: b.sum / b.count,
-                        p50: quantile(0.5),
-                        p90: quantile(0.9),
-                        p99: quantile(0.99),
-                    },
-                );
+                out.histograms
+                    .insert(signal, from_buckets(b.count, b.sum / b.count, &mut buckets));
             }
             (SignalKind::Counter, reading) => {
                 let by_label = match reading {

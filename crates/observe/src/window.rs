@@ -13,6 +13,8 @@
 
 use std::cmp::Ordering;
 
+use infer_doctor_core::signals::QuantileLimit;
+
 /// One sample of a series: when (milliseconds since an epoch of the caller's choosing, Unix for Prometheus)
 /// and what value. Series are slices of points sorted by time, one point per timestamp, as scraped.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -321,39 +323,56 @@ pub struct Bucket {
 /// two distinct bounds, no observations, or `q = NaN`. A NaN upper bound sorts above +Inf here, so the result is
 /// NaN; Prometheus's order for it depends on its sort's internals (it gave NaN too where we tried).
 pub fn bucket_quantile(q: f64, buckets: &mut [Bucket]) -> f64 {
+    locate_quantile(q, buckets).value
+}
+
+/// A quantile as PromQL computes it, and, where it landed in the first or the +Inf bucket, the bound that is
+/// all the buckets really know about it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LocatedQuantile {
+    pub value: f64,
+    pub limit: Option<QuantileLimit>,
+}
+
+/// [`bucket_quantile`], telling also whether the buckets only bound the result.
+pub fn locate_quantile(q: f64, buckets: &mut [Bucket]) -> LocatedQuantile {
+    let exact = |value| LocatedQuantile { value, limit: None };
     if q.is_nan() {
-        return f64::NAN;
+        return exact(f64::NAN);
     }
     if q < 0.0 {
-        return f64::NEG_INFINITY;
+        return exact(f64::NEG_INFINITY);
     }
     if q > 1.0 {
-        return f64::INFINITY;
+        return exact(f64::INFINITY);
     }
     buckets.sort_by(|a, b| a.upper_bound.total_cmp(&b.upper_bound));
     match buckets.last() {
         Some(highest) if highest.upper_bound == f64::INFINITY => {}
-        _ => return f64::NAN,
+        _ => return exact(f64::NAN),
     }
     let buckets = coalesce_equal_bounds(buckets);
     ensure_monotonic(buckets);
 
     let [.., second_highest, highest] = buckets else {
-        return f64::NAN;
+        return exact(f64::NAN);
     };
     let (second_highest_bound, observations) = (second_highest.upper_bound, highest.count);
     if observations == 0.0 {
-        return f64::NAN;
+        return exact(f64::NAN);
     }
     let mut rank = q * observations;
     let below_inf = buckets.len() - 1;
     let index = go_sort_search(below_inf, |i| buckets[i].count >= rank);
     if index == below_inf {
-        return second_highest_bound;
+        return LocatedQuantile {
+            value: second_highest_bound,
+            limit: Some(QuantileLimit::AtLeast(second_highest_bound)),
+        };
     }
     let bucket = buckets[index];
     if index == 0 && bucket.upper_bound <= 0.0 {
-        return bucket.upper_bound;
+        return exact(bucket.upper_bound);
     }
     let (mut bucket_start, mut count) = (0.0, bucket.count);
     if index > 0 {
@@ -362,7 +381,10 @@ pub fn bucket_quantile(q: f64, buckets: &mut [Bucket]) -> f64 {
         count -= previous.count;
         rank -= previous.count;
     }
-    bucket_start + (bucket.upper_bound - bucket_start) * (rank / count)
+    LocatedQuantile {
+        value: bucket_start + (bucket.upper_bound - bucket_start) * (rank / count),
+        limit: (index == 0).then_some(QuantileLimit::AtMost(bucket.upper_bound)),
+    }
 }
 
 /// Merges adjacent buckets with equal upper bounds (the slice is sorted) and returns the merged prefix.
@@ -428,7 +450,13 @@ pub fn histogram_quantile_over_window(
     buckets: &[BucketSeries<'_>],
     window: Window,
 ) -> Option<f64> {
-    let mut rated: Vec<Bucket> = buckets
+    Some(bucket_quantile(q, &mut rated_buckets(buckets, window)?))
+}
+
+/// `rate(x_bucket[w])` for each bucket of one histogram, leaving out those whose rate is undefined; `None` when
+/// that leaves none.
+pub fn rated_buckets(buckets: &[BucketSeries<'_>], window: Window) -> Option<Vec<Bucket>> {
+    let rated: Vec<Bucket> = buckets
         .iter()
         .filter_map(|series| {
             let count = rate(series.points, window)?;
@@ -438,10 +466,7 @@ pub fn histogram_quantile_over_window(
             })
         })
         .collect();
-    if rated.is_empty() {
-        return None;
-    }
-    Some(bucket_quantile(q, &mut rated))
+    (!rated.is_empty()).then_some(rated)
 }
 
 /// `rate(x_sum[w]) / rate(x_count[w])`: the mean observation of a histogram (or summary) over the window. NaN when
@@ -680,6 +705,33 @@ mod tests {
         assert_eq!(bucket_quantile(-0.5, &mut b), f64::NEG_INFINITY);
         assert_eq!(bucket_quantile(1.5, &mut b), f64::INFINITY);
         assert!(bucket_quantile(f64::NAN, &mut b).is_nan());
+    }
+
+    #[test]
+    fn quantiles_in_the_edge_buckets_are_located_as_bounds() {
+        // vLLM's queue-time shape: everything in the first bucket (0, 0.3], PromQL still says 0.15 for p50.
+        let mut first = buckets(&[(0.3, 20.0), (0.5, 20.0), (f64::INFINITY, 20.0)]);
+        let p50 = locate_quantile(0.5, &mut first);
+        assert_close(p50.value, 0.15);
+        assert_eq!(p50.limit, Some(QuantileLimit::AtMost(0.3)));
+        // 10 ≤ 0.1, 50 ≤ 0.5, 90 ≤ 1, 100 in all: p95 is in +Inf, only known to be ≥ 1.
+        let mut b = buckets(&[
+            (0.1, 10.0),
+            (0.5, 50.0),
+            (1.0, 90.0),
+            (f64::INFINITY, 100.0),
+        ]);
+        let p95 = locate_quantile(0.95, &mut b);
+        assert_eq!(
+            (p95.value, p95.limit),
+            (1.0, Some(QuantileLimit::AtLeast(1.0)))
+        );
+        // Rank 90 is the top of (0.5, 1]: that is 1.0 too, but inside a finite bucket, so an estimate.
+        assert_eq!(locate_quantile(0.9, &mut b).limit, None);
+        assert_eq!(locate_quantile(0.3, &mut b).limit, None);
+        // A first bucket at or below zero returns its own bound, which is exact.
+        let mut at_zero = buckets(&[(0.0, 5.0), (1.0, 10.0), (f64::INFINITY, 10.0)]);
+        assert_eq!(locate_quantile(0.2, &mut at_zero).limit, None);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use infer_doctor_core::{
 };
 
 use crate::document::DiagnosisDocument;
-use crate::term::ms;
+use crate::term::{ms, quantile_ms};
 
 /// One row of the single-user versus loaded latency comparison.
 pub(crate) struct LatencyRow {
@@ -81,11 +81,12 @@ pub(crate) fn server_rows(window: &ServerWindow) -> Vec<ServerRow> {
     for signal in Signal::ALL {
         let summary = match signal.kind() {
             SignalKind::Histogram => window.histogram(signal).map(|h| {
+                let quantiles = h
+                    .quantiles()
+                    .map(|(name, v, limit)| format!("{name} {}", quantile_ms(v, limit, duration)));
                 format!(
-                    "p50 {} · p90 {} · p99 {} · mean {} · n {}",
-                    duration(h.p50 * 1000.0),
-                    duration(h.p90 * 1000.0),
-                    duration(h.p99 * 1000.0),
+                    "{} · mean {} · n {}",
+                    quantiles.join(" · "),
                     duration(h.mean * 1000.0),
                     number(h.count)
                 )

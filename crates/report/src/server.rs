@@ -6,7 +6,7 @@ use comfy_table::{Cell, CellAlignment, Table};
 use infer_doctor_core::signals::ServerWindow;
 use infer_doctor_core::{Signal, SignalKind};
 
-use crate::term::ms;
+use crate::term::{ms, quantile_ms};
 
 /// A gauge, counter or evidence value: whole when large or integral, three decimals otherwise, `-` when not a number.
 pub(crate) fn number(v: f64) -> String {
@@ -52,16 +52,15 @@ pub fn server_table(w: &ServerWindow) -> String {
                 let Some(h) = w.histogram(signal) else {
                     continue;
                 };
-                let cells = [h.p50, h.p90, h.p99, h.mean].map(|v| {
-                    Cell::new(if v.is_finite() {
-                        ms(v * 1e3)
-                    } else {
-                        "-".into()
-                    })
-                    .set_alignment(CellAlignment::Right)
-                });
+                let quantiles = h.quantiles().map(|(_, v, limit)| quantile_ms(v, limit, ms));
+                let mean = quantile_ms(h.mean, None, ms);
                 let mut row = vec![Cell::new(signal.name())];
-                row.extend(cells);
+                row.extend(
+                    quantiles
+                        .into_iter()
+                        .chain([mean])
+                        .map(|text| Cell::new(text).set_alignment(CellAlignment::Right)),
+                );
                 row.push(Cell::new(number(h.count)).set_alignment(CellAlignment::Right));
                 latency.add_row(row);
             }
@@ -121,7 +120,10 @@ pub fn server_table(w: &ServerWindow) -> String {
     }
     if !latency.is_empty() {
         out.push_str(&latency.to_string());
-        out.push_str("\n(quantiles interpolated inside the server's histogram buckets, as PromQL does; means are exact)\n");
+        out.push_str(
+            "\n(quantiles interpolated inside the server's histogram buckets, as PromQL does, but shown as \
+             ≤ or ≥ a bound where they fell in the first or the +Inf bucket; means are exact)\n",
+        );
     }
     if !values.is_empty() {
         out.push_str(&values.to_string());

@@ -4,7 +4,23 @@
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, CellAlignment, Table};
 use infer_doctor_core::Summary;
+use infer_doctor_core::signals::QuantileLimit;
 use infer_doctor_core::summary::{Latencies, RunSummary};
+
+/// A server histogram quantile (seconds) in milliseconds, written by `unit`, as a bound ("≤ 300") where the
+/// buckets only bound it.
+pub(crate) fn quantile_ms(
+    seconds: f64,
+    limit: Option<QuantileLimit>,
+    unit: fn(f64) -> String,
+) -> String {
+    match limit {
+        Some(QuantileLimit::AtMost(bound)) => format!("≤ {}", unit(bound * 1e3)),
+        Some(QuantileLimit::AtLeast(bound)) => format!("≥ {}", unit(bound * 1e3)),
+        None if seconds.is_finite() => unit(seconds * 1e3),
+        None => "-".into(),
+    }
+}
 
 pub(crate) fn ms(v: f64) -> String {
     if v >= 10_000.0 {

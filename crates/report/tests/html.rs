@@ -172,6 +172,7 @@ fn server_window() -> ServerWindow {
                 p50: 1.8,
                 p90: 5.2,
                 p99: 6.9,
+                limits: BTreeMap::new(),
             },
         )]),
     }

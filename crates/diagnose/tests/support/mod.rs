@@ -86,6 +86,7 @@ pub fn histogram(mean: f64) -> HistogramStats {
         p50: mean * 0.9,
         p90: mean * 1.5,
         p99: mean * 2.0,
+        limits: BTreeMap::new(),
     }
 }
 
