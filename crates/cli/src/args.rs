@@ -90,18 +90,24 @@ pub struct DiagnoseArgs {
     /// The model to ask for (default: the first of /v1/models).
     #[arg(long)]
     pub model: Option<String>,
+    /// API key sent as a bearer token; never printed or written.
     #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// The server's metrics URL (default: the --url's host with `/metrics`).
     #[arg(long)]
     pub metrics_url: Option<String>,
+    /// Read the server's metrics as this dialect (vllm_v1, sglang, llamacpp, …) instead of detecting it.
     #[arg(long)]
     pub dialect: Option<String>,
     /// The served model's shapes (a built-in name such as llama-3.1-8b, or an HF config.json) with --gpu: the
     /// hardware floors single-user latency is judged against.
     #[arg(long, requires = "gpu")]
     pub model_config: Option<String>,
+    /// The GPU serving it, from the built-in catalog (h100, h100-pcie, h200, a100, a100-40gb, l40s, l4, a10,
+    /// b200, mi300x), with --model-config.
     #[arg(long, requires = "model_config")]
     pub gpu: Option<String>,
+    /// How many GPUs the model is split over (tensor parallel), for the hardware floors.
     #[arg(long, default_value_t = 1)]
     pub tensor_parallel_size: u32,
     /// A TOML file overriding the playbook's thresholds.
@@ -115,6 +121,7 @@ pub struct DiagnoseArgs {
     pub out: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "term")]
     pub format: ReportFormat,
+    /// No progress lines on stderr; the report alone.
     #[arg(short, long)]
     pub quiet: bool,
 }
@@ -286,6 +293,7 @@ pub struct BenchArgs {
     /// Ask the server to ignore end-of-sequence so every output has exactly max_tokens.
     #[arg(long)]
     pub ignore_eos: bool,
+    /// Seeds the prompt and length generator: the same seed sends the same workload.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Objectives, e.g. ttft_p95=500ms,tpot_p95=50ms,error_rate=1%; exit 1 when one fails.
@@ -294,6 +302,7 @@ pub struct BenchArgs {
     /// Measure saturation throughput, then run --sweep-points rates up to it.
     #[arg(long)]
     pub sweep: bool,
+    /// How many request rates the sweep measures.
     #[arg(long, default_value_t = 5, requires = "sweep")]
     pub sweep_points: u32,
     /// How often to scrape the server's Prometheus metrics during the run (0s: never).
@@ -310,6 +319,7 @@ pub struct BenchArgs {
     pub out: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "term")]
     pub format: Format,
+    /// No progress lines on stderr; the report alone.
     #[arg(short, long)]
     pub quiet: bool,
     /// Speak HTTP/2 instead of HTTP/1.1 (prior knowledge on http://, ALPN on https://).
@@ -384,33 +394,43 @@ pub struct SimSetupArgs {
     /// A built-in model (tiny, llama-3.1-8b, llama-3.1-70b, qwen3-8b) or a Hugging Face config.json.
     #[arg(long)]
     pub model: Option<String>,
+    /// The model name the API answers to (default: the model's).
     #[arg(long)]
     pub served_model_name: Option<String>,
     /// A GPU from the built-in catalog (h100, h100-pcie, h200, a100, a100-40gb, l40s, l4, a10, b200, mi300x).
     #[arg(long)]
     pub gpu: Option<String>,
+    /// GPUs the model is split over (tensor parallel).
     #[arg(long, visible_alias = "tp")]
     pub tensor_parallel_size: Option<u32>,
     /// Tensor-parallel GPUs talk over PCIe instead of NVLink.
     #[arg(long)]
     pub pcie: bool,
+    /// Share of GPU memory the engine may use for weights, activations and the KV pool (vLLM's default 0.9).
     #[arg(long)]
     pub gpu_memory_utilization: Option<f64>,
+    /// The KV pool's size in blocks, instead of what fits in memory.
     #[arg(long, visible_alias = "num-gpu-blocks")]
     pub num_gpu_blocks_override: Option<u32>,
+    /// The most requests running at once (the batch cap); more wait.
     #[arg(long)]
     pub max_num_seqs: Option<u32>,
+    /// The most tokens scheduled in one engine step (prefill chunks and decodes together).
     #[arg(long)]
     pub max_num_batched_tokens: Option<u32>,
+    /// The context window: prompt plus output tokens of one request.
     #[arg(long)]
     pub max_model_len: Option<u32>,
+    /// Turn off automatic prefix caching.
     #[arg(long)]
     pub no_enable_prefix_caching: bool,
+    /// Turn off chunked prefill: a prompt is prefilled in one step.
     #[arg(long)]
     pub no_enable_chunked_prefill: bool,
     /// σ of the lognormal jitter on each step's duration (0 = deterministic).
     #[arg(long)]
     pub jitter: Option<f64>,
+    /// Seeds the step jitter and the injected faults.
     #[arg(long)]
     pub seed: Option<u64>,
     /// Share of requests answered with --error-status instead of being served (0–1).
@@ -425,6 +445,7 @@ pub struct SimSetupArgs {
     /// Share of streams that go silent after --cut-after tokens, connection left open.
     #[arg(long)]
     pub stall_rate: Option<f64>,
+    /// Tokens sent before a stream is cut or stalls.
     #[arg(long)]
     pub cut_after: Option<u32>,
     /// A gateway in front of the engine that lets only this many requests through at once.
@@ -436,6 +457,7 @@ pub struct SimSetupArgs {
     /// The first N seconds of steps run --cold-factor times slower (no warm-up).
     #[arg(long)]
     pub cold_seconds: Option<f64>,
+    /// How many times slower steps are during --cold-seconds.
     #[arg(long)]
     pub cold_factor: Option<f64>,
     /// Every step takes this many times longer (a throttled GPU).
