@@ -624,3 +624,33 @@ fn outputs_ending_by_length_are_expected_when_the_run_asked_for_exact_lengths() 
             .contains("--ignore-eos")
     );
 }
+
+/// The cold-start line says why it passes: first answers that came fast, or a first wave whose tokens all
+/// arrived at once (a server that buffered them), which is not a cold engine although its TTFT was long.
+#[test]
+fn the_cold_start_line_passes_with_the_reason_that_holds() {
+    let line = |evidence: &Evidence| {
+        let diagnosis = diagnose(evidence, &Thresholds::default());
+        assert!(finding(&diagnosis, "ttft.cold_start").is_none());
+        let line = diagnosis
+            .checklist
+            .iter()
+            .find(|l| l.id == "first_requests_warm")
+            .unwrap()
+            .clone();
+        assert_eq!(line.status, CheckStatus::Pass, "{line:?}");
+        line.detail
+    };
+    let mut burst = healthy();
+    for r in burst.requests.iter_mut().take(3) {
+        *r = record(r.id, r.sent_us as f64 / 1e6, 2000.0, 100, 0.0);
+    }
+    let detail = line(&burst);
+    assert!(detail.contains("no slower than 5×"), "{detail}");
+    let mut quick = healthy();
+    for r in quick.requests.iter_mut().take(3) {
+        *r = record(r.id, r.sent_us as f64 / 1e6, 50.0, 100, 80.0);
+    }
+    let detail = line(&quick);
+    assert!(detail.starts_with("the first requests answer fast"), "{detail}");
+}
