@@ -4,7 +4,7 @@
 use infer_doctor_core::{Confidence, Severity, Signal, Symptom};
 
 use crate::Thresholds;
-use crate::assessment::{Assessment, Rule, compared, how, percent, ratio, seen};
+use crate::assessment::{Assessment, Rule, compared, percent, ratio, seen};
 use crate::facts::Facts;
 
 const PREFIX_LOW_HIT: Rule = Rule {
@@ -76,7 +76,7 @@ fn prefix_low_hit(facts: &Facts, t: &Thresholds) -> Assessment {
         );
     }
     let Some((rate, window)) = hit_rate(facts) else {
-        return PREFIX_LOW_HIT.unknown("prefix-cache hits and queries", how::METRICS);
+        return PREFIX_LOW_HIT.unknown("prefix-cache hits and queries", &facts.how_server());
     };
     if rate >= t.prefix_hit_low {
         return PREFIX_LOW_HIT.passes(format!("prefix cache hit rate {}", percent(rate)));

@@ -128,9 +128,9 @@ fn kv_saturated(facts: &Facts, t: &Thresholds) -> Assessment {
                             &queue.window,
                         )],
                     )
-                    .unsettled("KV cache usage", how::METRICS)
+                    .unsettled("KV cache usage", &facts.how_server())
             }
-            _ => KV_SATURATED.unknown("KV cache usage and the waiting queue", how::METRICS),
+            _ => KV_SATURATED.unknown("KV cache usage and the waiting queue", &facts.how_server()),
         };
     };
     let queued = queue.mean > t.waiting_mean_nonempty;
@@ -186,7 +186,7 @@ fn kv_saturated(facts: &Facts, t: &Thresholds) -> Assessment {
 
 fn batch_cap(facts: &Facts, t: &Thresholds) -> Assessment {
     let Some(waiting) = facts.waiting() else {
-        return BATCH_CAP.unknown("the waiting queue", how::METRICS);
+        return BATCH_CAP.unknown("the waiting queue", &facts.how_server());
     };
     if waiting.mean <= t.waiting_mean_nonempty {
         return BATCH_CAP.passes(format!(
@@ -205,7 +205,7 @@ fn batch_cap(facts: &Facts, t: &Thresholds) -> Assessment {
         ));
     }
     let Some(running) = facts.running() else {
-        return BATCH_CAP.unknown("the running count", how::METRICS);
+        return BATCH_CAP.unknown("the running count", &facts.how_server());
     };
     let mut evidence = vec![compared(
         "requests_waiting mean",
@@ -227,7 +227,7 @@ fn batch_cap(facts: &Facts, t: &Thresholds) -> Assessment {
         }
         // Slots own their context from the start, so with a slot count the cache cannot be what fills up.
         None if cap.is_some() => "each slot holds its own context".to_string(),
-        None => return BATCH_CAP.unknown("KV cache usage", how::METRICS),
+        None => return BATCH_CAP.unknown("KV cache usage", &facts.how_server()),
     };
     match cap {
         Some(cap) => {
@@ -270,8 +270,21 @@ fn batch_cap(facts: &Facts, t: &Thresholds) -> Assessment {
                     ),
                     evidence,
                 )
-                .unsettled("max_num_seqs (vLLM's default depends on the GPU)", how::LOG)
+                .unsettled("max_num_seqs (vLLM's default depends on the GPU)", &how_max_num_seqs(facts))
         }
+    }
+}
+
+/// A vLLM log whose arguments line was read but does not set max_num_seqs: the default holds, and only the
+/// server's owner knows which one.
+fn how_max_num_seqs(facts: &Facts) -> String {
+    match &facts.evidence.log {
+        Some(log) if log.server == "vllm" && !log.non_default_args.is_empty() => {
+            "its arguments line does not set max_num_seqs, so vLLM's default for the GPU holds: start the server \
+             with --max-num-seqs to know the cap"
+                .to_string()
+        }
+        _ => facts.how_log(),
     }
 }
 
@@ -324,7 +337,7 @@ fn preemptions(facts: &Facts, t: &Thresholds) -> Assessment {
         );
     }
     let Some(log) = &facts.evidence.log else {
-        return PREEMPTIONS.unknown("the preemption counter", how::METRICS);
+        return PREEMPTIONS.unknown("the preemption counter", &facts.how_server());
     };
     let count = log.preemptions as f64;
     if count <= t.preemptions_allowed {
@@ -406,7 +419,8 @@ fn startup_headroom(facts: &Facts) -> Assessment {
         .and_then(|log| log.max_concurrency)
         .filter(|(x, _)| x.is_finite())
     else {
-        return STARTUP_HEADROOM.unknown("the startup \"Maximum concurrency\" line", how::LOG);
+        return STARTUP_HEADROOM
+            .unknown("the startup \"Maximum concurrency\" line", &facts.how_log());
     };
     let Some(concurrency) = facts.concurrency_used() else {
         return STARTUP_HEADROOM.unknown("the concurrency in use", how::LOADED_PROBE);

@@ -219,7 +219,7 @@ fn queue_empty(facts: &Facts, t: &Thresholds) -> CheckLine {
             QUESTION,
             CheckStatus::Unknown,
             "not checked: no waiting-queue gauge".to_string(),
-            Some(how::METRICS),
+            Some(&facts.how_server()),
         ),
     }
 }
@@ -255,7 +255,7 @@ fn kv_below_saturation(facts: &Facts, t: &Thresholds) -> CheckLine {
             &question,
             CheckStatus::Unknown,
             "not checked: no KV usage gauge".to_string(),
-            Some(how::METRICS),
+            Some(&facts.how_server()),
         ),
     }
 }

@@ -4,7 +4,7 @@
 use infer_doctor_core::{Confidence, Severity, Signal, Symptom};
 
 use crate::Thresholds;
-use crate::assessment::{Assessment, Rule, compared, how, ratio, seen};
+use crate::assessment::{Assessment, Rule, compared, ratio, seen};
 use crate::facts::{Facts, finite};
 
 const LITTLES_LAW: Rule = Rule {
@@ -28,20 +28,20 @@ pub(crate) fn assess(facts: &Facts, t: &Thresholds) -> Vec<Assessment> {
 
 fn littles_law(facts: &Facts, t: &Thresholds) -> Assessment {
     let Some(server) = &facts.evidence.server else {
-        return LITTLES_LAW.unknown("server metrics", how::METRICS);
+        return LITTLES_LAW.unknown("server metrics", &facts.how_server());
     };
     let Some(running) = server
         .gauge(Signal::RequestsRunning)
         .and_then(|g| finite(g.mean))
     else {
-        return LITTLES_LAW.unknown("the running count", how::METRICS);
+        return LITTLES_LAW.unknown("the running count", &facts.how_server());
     };
     let waiting = server
         .gauge(Signal::RequestsWaiting)
         .and_then(|g| finite(g.mean))
         .unwrap_or(0.0);
     let Some(e2e) = facts.histogram(Signal::E2e) else {
-        return LITTLES_LAW.unknown("the end-to-end latency histogram", how::METRICS);
+        return LITTLES_LAW.unknown("the end-to-end latency histogram", &facts.how_server());
     };
     // Completions per second: the finished counter, else the E2E histogram's own count over the window.
     let completion_rate = facts
@@ -52,7 +52,7 @@ fn littles_law(facts: &Facts, t: &Thresholds) -> Assessment {
     let Some(completion_rate) = completion_rate else {
         return LITTLES_LAW.unknown(
             "the completion rate (a window of two or more scrapes)",
-            how::METRICS,
+            &facts.how_server(),
         );
     };
     let in_system = running + waiting;
@@ -64,7 +64,7 @@ fn littles_law(facts: &Facts, t: &Thresholds) -> Assessment {
         ));
     }
     let Some(gap) = ratio((in_system - predicted).abs(), larger) else {
-        return LITTLES_LAW.unknown("server metrics", how::METRICS);
+        return LITTLES_LAW.unknown("server metrics", &facts.how_server());
     };
     if gap <= t.littles_law_tolerance {
         return LITTLES_LAW.passes(format!(

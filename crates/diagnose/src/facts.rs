@@ -1,6 +1,7 @@
 //! Reads the numbers rules need out of `Evidence`, preferring the server's metrics and falling back to its log,
 //! and drops any number that is not finite, so no rule compares with NaN or divides by zero by accident.
 
+use crate::assessment::how;
 use infer_doctor_core::signals::{CounterStats, HistogramStats};
 use infer_doctor_core::{Evidence, RunSummary, Signal, Summary};
 
@@ -49,6 +50,36 @@ pub(crate) struct RunningCap {
 impl<'a> Facts<'a> {
     pub fn new(evidence: &'a Evidence) -> Self {
         Facts { evidence }
+    }
+
+    /// How to get a server signal that is missing. Where metrics were read, the server does not export it,
+    /// and "enable metrics" would send the user in a circle.
+    pub fn how_server(&self) -> String {
+        let Some(server) = &self.evidence.server else {
+            return how::METRICS.to_string();
+        };
+        let dialect = &server.dialect;
+        if self.evidence.log.is_some() {
+            format!("neither this server's metrics ({dialect}) nor its log report it")
+        } else {
+            format!(
+                "this server's metrics ({dialect}) do not export it; its engine log may ({})",
+                how::LOG
+            )
+        }
+    }
+
+    /// How to get a fact only an engine log tells. Where a log was read it lacks the line: vLLM prints its
+    /// start-up facts once, so the log may begin too late; other engines do not print them at all.
+    pub fn how_log(&self) -> String {
+        match &self.evidence.log {
+            None => how::LOG.to_string(),
+            Some(log) if log.server == "vllm" => {
+                "the log passed lacks vLLM's start-up lines: pass the log from the server's start"
+                    .to_string()
+            }
+            Some(log) => format!("{}'s log does not print it", log.server),
+        }
     }
 
     pub fn server_window_label(&self) -> String {

@@ -183,7 +183,7 @@ fn batch_size(facts: &Facts, t: &Thresholds) -> Assessment {
     }
     let finding = BATCH_SIZE.fires(Severity::Warning, confidence, verdict, evidence);
     if waiting.is_none() {
-        finding.unsettled("whether requests queue", how::METRICS)
+        finding.unsettled("whether requests queue", &facts.how_server())
     } else {
         finding
     }

@@ -40,7 +40,7 @@ pub(crate) fn assess(facts: &Facts, t: &Thresholds) -> Vec<Assessment> {
 
 fn memory_bound(facts: &Facts, t: &Thresholds) -> Assessment {
     let (Some(kv), Some(waiting)) = (facts.kv_usage(), facts.waiting()) else {
-        return MEMORY_BOUND.unknown("KV cache usage and the waiting queue", how::METRICS);
+        return MEMORY_BOUND.unknown("KV cache usage and the waiting queue", &facts.how_server());
     };
     if !(kv.max >= t.kv_full && waiting.mean > t.waiting_mean_nonempty) {
         return MEMORY_BOUND.passes(format!(

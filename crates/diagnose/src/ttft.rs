@@ -170,7 +170,7 @@ fn queueing(facts: &Facts, t: &Thresholds) -> Assessment {
         );
     }
     let Some(waiting) = facts.waiting() else {
-        return QUEUEING.unknown("queue time or the waiting queue", how::METRICS);
+        return QUEUEING.unknown("queue time or the waiting queue", &facts.how_server());
     };
     if waiting.mean <= t.waiting_mean_nonempty {
         return QUEUEING.passes(format!(
@@ -319,7 +319,7 @@ fn prefill_bound(facts: &Facts, t: &Thresholds) -> Assessment {
                 evidence,
             );
             if waiting.is_none() && !slow_alone {
-                finding.unsettled("whether requests queue", how::METRICS)
+                finding.unsettled("whether requests queue", &facts.how_server())
             } else {
                 finding
             }

@@ -66,7 +66,10 @@ fn upstream(facts: &Facts, t: &Thresholds) -> Assessment {
         return UPSTREAM.unknown("the client's in-flight count", how::LOADED_PROBE);
     };
     let Some((server_count, server_window)) = in_system(facts) else {
-        return UPSTREAM.unknown("the server's running and waiting counts", how::METRICS);
+        return UPSTREAM.unknown(
+            "the server's running and waiting counts",
+            &facts.how_server(),
+        );
     };
     if in_flight < t.upstream_min_in_flight {
         return UPSTREAM.passes(format!(

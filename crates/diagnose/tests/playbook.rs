@@ -420,20 +420,41 @@ fn findings_are_sorted_by_severity_then_confidence() {
 
 #[test]
 fn batch_cap_without_max_num_seqs_is_a_low_confidence_guess_and_the_checklist_asks_for_the_log() {
-    let mut evidence = healthy();
-    evidence.log.as_mut().unwrap().non_default_args.clear();
-    set_gauge(&mut evidence, Signal::RequestsWaiting, 5.0, 12.0);
-    set_gauge(&mut evidence, Signal::RequestsRunning, 250.0, 256.0);
-    let diagnosis = diagnose(&evidence, &Thresholds::default());
-    let found = finding(&diagnosis, "capacity.batch_cap").expect("batch cap suspected");
-    assert_eq!(found.confidence, infer_doctor_core::Confidence::Low);
-    let line = diagnosis
-        .checklist
-        .iter()
-        .find(|l| l.id == "batch_not_capped")
-        .unwrap();
-    assert_eq!(line.status, CheckStatus::Unknown);
-    assert!(line.how_to_know.as_deref().unwrap().contains("--log"));
+    // The how-to fits what was given: no log, a log without vLLM's start-up lines, or start-up arguments
+    // that leave max_num_seqs at its default.
+    type Change = fn(&mut Evidence);
+    let cases: [(Change, &str); 3] = [
+        (|e| e.log = None, "pass --log FILE"),
+        (
+            |e| e.log.as_mut().unwrap().non_default_args.clear(),
+            "lacks vLLM's start-up lines",
+        ),
+        (
+            |e| {
+                let args = &mut e.log.as_mut().unwrap().non_default_args;
+                args.remove("max_num_seqs");
+                args.insert("max_model_len".into(), "8192".into());
+            },
+            "start the server with --max-num-seqs",
+        ),
+    ];
+    for (change, how) in cases {
+        let mut evidence = healthy();
+        change(&mut evidence);
+        set_gauge(&mut evidence, Signal::RequestsWaiting, 5.0, 12.0);
+        set_gauge(&mut evidence, Signal::RequestsRunning, 250.0, 256.0);
+        let diagnosis = diagnose(&evidence, &Thresholds::default());
+        let found = finding(&diagnosis, "capacity.batch_cap").expect("batch cap suspected");
+        assert_eq!(found.confidence, infer_doctor_core::Confidence::Low);
+        let line = diagnosis
+            .checklist
+            .iter()
+            .find(|l| l.id == "batch_not_capped")
+            .unwrap();
+        assert_eq!(line.status, CheckStatus::Unknown);
+        let said = line.how_to_know.as_deref().unwrap();
+        assert!(said.contains(how), "{said}");
+    }
 }
 
 #[test]
@@ -652,5 +673,8 @@ fn the_cold_start_line_passes_with_the_reason_that_holds() {
         *r = record(r.id, r.sent_us as f64 / 1e6, 50.0, 100, 80.0);
     }
     let detail = line(&quick);
-    assert!(detail.starts_with("the first requests answer fast"), "{detail}");
+    assert!(
+        detail.starts_with("the first requests answer fast"),
+        "{detail}"
+    );
 }
