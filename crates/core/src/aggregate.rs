@@ -519,9 +519,20 @@ fn warnings(s: &RunSummary) -> Vec<String> {
         ));
     }
     if t.usage_vs_tokenizer_mismatches > 0 {
+        let prompts_agree = t
+            .prompt_tokens_added
+            .as_ref()
+            .is_some_and(|added| added.max - added.min <= PROMPT_DELTA_SPREAD);
+        // A tokenizer that counts every prompt as the server does is the served one; then it is the generated
+        // text that does not re-encode to the tokens that made it (random weights, stripped special tokens).
+        let why = if prompts_agree {
+            "the tokenizer counts prompts as the server does, so the generated text does not re-encode to the \
+             tokens that made it (random weights or special tokens dropped from text); trust usage"
+        } else {
+            "is --tokenizer the served model's tokenizer?"
+        };
         w.push(format!(
-            "{} of {} responses: the local tokenizer's count differs from usage by more than 10%: is --tokenizer \
-             the served model's tokenizer?",
+            "{} of {} responses: the local tokenizer's count differs from usage by more than 10%: {why}",
             t.usage_vs_tokenizer_mismatches, t.tokenizer_checked
         ));
     }
@@ -718,6 +729,22 @@ mod tests {
         );
         assert_eq!(t.output_longer_than_requested, 0);
         assert!(s.warnings.iter().any(|w| w.contains("ignore_eos")));
+        assert!(s.warnings.iter().any(|w| w.contains("is --tokenizer")));
+
+        // The same mismatch from a tokenizer that counted every prompt as the server did is the output's.
+        let mut agg = RunAggregate::default();
+        for id in 0..4 {
+            let mut r = request(id, 0, 20);
+            (r.input_tokens_built, r.usage_prompt_tokens) = (Some(100), Some(101));
+            r.tokenizer_output_tokens = Some(if id == 0 { 31 } else { 20 });
+            agg.add(&r);
+        }
+        let s = agg.summarize(&RunContext {
+            window_us: (0, 1_000_000),
+            ..Default::default()
+        });
+        let warning = s.warnings.iter().find(|w| w.contains("1 of 4")).unwrap();
+        assert!(warning.contains("trust usage"), "{warning}");
     }
 
     fn summary_of_prompt_counts(pairs: &[(u32, u32)]) -> RunSummary {
