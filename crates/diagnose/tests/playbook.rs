@@ -446,11 +446,7 @@ fn batch_cap_without_max_num_seqs_is_a_low_confidence_guess_and_the_checklist_as
         let diagnosis = diagnose(&evidence, &Thresholds::default());
         let found = finding(&diagnosis, "capacity.batch_cap").expect("batch cap suspected");
         assert_eq!(found.confidence, infer_doctor_core::Confidence::Low);
-        let line = diagnosis
-            .checklist
-            .iter()
-            .find(|l| l.id == "batch_not_capped")
-            .unwrap();
+        let line = check_line(&diagnosis, "batch_not_capped");
         assert_eq!(line.status, CheckStatus::Unknown);
         let said = line.how_to_know.as_deref().unwrap();
         assert!(said.contains(how), "{said}");
@@ -506,7 +502,7 @@ fn client_only_evidence_skips_server_rules_and_asks_for_metrics() {
         "upstream_matches",
         "littles_law",
     ] {
-        let line = diagnosis.checklist.iter().find(|l| l.id == id).unwrap();
+        let line = check_line(&diagnosis, id);
         assert_eq!(line.status, CheckStatus::Unknown, "{line:#?}");
         assert!(
             line.how_to_know
@@ -516,11 +512,7 @@ fn client_only_evidence_skips_server_rules_and_asks_for_metrics() {
             "{line:#?}"
         );
     }
-    let startup = diagnosis
-        .checklist
-        .iter()
-        .find(|l| l.id == "startup_capacity")
-        .unwrap();
+    let startup = check_line(&diagnosis, "startup_capacity");
     assert!(startup.how_to_know.as_deref().unwrap().contains("--log"));
 }
 
@@ -534,11 +526,7 @@ fn missing_hardware_facts_leave_the_floor_unknown() {
     let mut evidence = healthy();
     evidence.hardware = None;
     let diagnosis = diagnose(&evidence, &Thresholds::default());
-    let line = diagnosis
-        .checklist
-        .iter()
-        .find(|l| l.id == "single_user_near_floor")
-        .unwrap();
+    let line = check_line(&diagnosis, "single_user_near_floor");
     assert_eq!(line.status, CheckStatus::Unknown);
     assert!(line.how_to_know.as_deref().unwrap().contains("--gpu"));
 }
@@ -553,7 +541,7 @@ fn the_checklist_fails_where_the_findings_fire() {
         .insert(Signal::Preemptions, counter(5.0, WINDOW_SECONDS));
     let diagnosis = diagnose(&evidence, &Thresholds::default());
     for id in ["queue_empty", "kv_below_saturation", "no_preemptions"] {
-        let line = diagnosis.checklist.iter().find(|l| l.id == id).unwrap();
+        let line = check_line(&diagnosis, id);
         assert_eq!(line.status, CheckStatus::Fail, "{line:#?}");
     }
 }
@@ -600,11 +588,7 @@ fn llamacpp_slots_all_busy_with_deferred_requests_is_the_batch_cap() {
     assert_eq!(found.confidence, infer_doctor_core::Confidence::High);
     assert!(found.verdict.contains("slots 4"), "{}", found.verdict);
     assert!(found.remedies[0].contains("--parallel"));
-    let line = diagnosis
-        .checklist
-        .iter()
-        .find(|l| l.id == "batch_not_capped")
-        .unwrap();
+    let line = check_line(&diagnosis, "batch_not_capped");
     assert_eq!(line.status, CheckStatus::Fail);
 
     // Near miss: requests wait but only two of the four slots were ever busy.
@@ -632,11 +616,7 @@ fn outputs_ending_by_length_are_expected_when_the_run_asked_for_exact_lengths() 
     evidence.exact_output_lengths = true;
     let diagnosis = diagnose(&evidence, &Thresholds::default());
     assert!(finding(&diagnosis, "output.runaway").is_none());
-    let line = diagnosis
-        .checklist
-        .iter()
-        .find(|l| l.id == "outputs_stop")
-        .unwrap();
+    let line = check_line(&diagnosis, "outputs_stop");
     assert_eq!(line.status, CheckStatus::Unknown);
     assert!(
         line.how_to_know
@@ -653,12 +633,7 @@ fn the_cold_start_line_passes_with_the_reason_that_holds() {
     let line = |evidence: &Evidence| {
         let diagnosis = diagnose(evidence, &Thresholds::default());
         assert!(finding(&diagnosis, "ttft.cold_start").is_none());
-        let line = diagnosis
-            .checklist
-            .iter()
-            .find(|l| l.id == "first_requests_warm")
-            .unwrap()
-            .clone();
+        let line = check_line(&diagnosis, "first_requests_warm").clone();
         assert_eq!(line.status, CheckStatus::Pass, "{line:?}");
         line.detail
     };

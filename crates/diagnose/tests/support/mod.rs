@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use infer_doctor_core::signals::{CounterStats, GaugeStats, HistogramStats, ServerWindow};
 use infer_doctor_core::summary::{RequestCounts, Throughput, TokenAccounting};
 use infer_doctor_core::{
-    Diagnosis, Evidence, Finding, HardwareFacts, LogFacts, Phase, RequestRecord, RunSummary,
-    Signal, Summary, WorkloadFacts,
+    CheckLine, Diagnosis, Evidence, Finding, HardwareFacts, LogFacts, Phase, RequestRecord,
+    RunSummary, Signal, Summary, WorkloadFacts,
 };
 
 /// A latency distribution (ms) with the given median and p95.
@@ -212,4 +212,13 @@ pub fn set_gauge(evidence: &mut Evidence, signal: Signal, mean: f64, max: f64) {
 
 pub fn finding<'a>(diagnosis: &'a Diagnosis, id: &str) -> Option<&'a Finding> {
     diagnosis.findings.iter().find(|f| f.id == id)
+}
+
+/// The checklist line with this id; every diagnosis has all of them.
+pub fn check_line<'a>(diagnosis: &'a Diagnosis, id: &str) -> &'a CheckLine {
+    diagnosis
+        .checklist
+        .iter()
+        .find(|l| l.id == id)
+        .unwrap_or_else(|| panic!("no checklist line {id}"))
 }
