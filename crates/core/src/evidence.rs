@@ -41,6 +41,9 @@ pub struct Evidence {
     pub pods: BTreeMap<String, ServerWindow>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<LogFacts>,
+    /// Each GPU's health as nvidia-smi reported it (`--gpu FILE`, a bundle's `gpu/`), ideally under load.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<crate::GpuState>,
 }
 
 /// What the hardware could do at best, for "slower than it should be" rules.

@@ -4,6 +4,7 @@
 pub mod aggregate;
 pub mod evidence;
 pub mod finding;
+pub mod gpu;
 pub mod record;
 pub mod serde_float;
 pub mod signals;
@@ -19,6 +20,7 @@ pub use evidence::{Evidence, HardwareFacts, LogFacts, LogStats, WorkloadFacts};
 pub use finding::{
     CheckLine, CheckStatus, Confidence, Diagnosis, Finding, Observation, Severity, Symptom,
 };
+pub use gpu::{ClockReason, GpuState};
 pub use record::{ErrorClass, Phase, RequestError, RequestRecord};
 pub use signals::{Buckets, Reading, ServerReadings, Signal, SignalKind};
 pub use slo::{Slo, SloMetric, SloSet};

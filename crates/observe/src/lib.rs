@@ -3,6 +3,7 @@
 
 pub mod dialect;
 pub mod exposition;
+pub mod gpu;
 pub mod llamacpp;
 pub mod logs;
 pub mod prometheus;

@@ -1,0 +1,107 @@
+//! One GPU's health at one moment, whichever nvidia-smi output it was read from, so the playbook can tell a
+//! throttled, failing or badly linked GPU from a server that is merely busy. `None` means the source did not say.
+
+/// Why the driver holds the clocks below their maximum (nvidia-smi's "clocks event reasons", formerly
+/// "clocks throttle reasons"; the bits of NVML's `nvmlClocksEventReasons`).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ClockReason {
+    GpuIdle,
+    ApplicationsClocksSetting,
+    SwPowerCap,
+    HwSlowdown,
+    SyncBoost,
+    SwThermalSlowdown,
+    HwThermalSlowdown,
+    HwPowerBrakeSlowdown,
+    DisplayClockSetting,
+}
+
+impl ClockReason {
+    /// In NVML's bit order: bit `i` of the `clocks_event_reasons.active` mask is `ALL[i]`.
+    pub const ALL: [ClockReason; 9] = [
+        ClockReason::GpuIdle,
+        ClockReason::ApplicationsClocksSetting,
+        ClockReason::SwPowerCap,
+        ClockReason::HwSlowdown,
+        ClockReason::SyncBoost,
+        ClockReason::SwThermalSlowdown,
+        ClockReason::HwThermalSlowdown,
+        ClockReason::HwPowerBrakeSlowdown,
+        ClockReason::DisplayClockSetting,
+    ];
+
+    /// The name nvidia-smi's CSV and XML use, after their `clocks_event_reason(s)_` prefix.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClockReason::GpuIdle => "gpu_idle",
+            ClockReason::ApplicationsClocksSetting => "applications_clocks_setting",
+            ClockReason::SwPowerCap => "sw_power_cap",
+            ClockReason::HwSlowdown => "hw_slowdown",
+            ClockReason::SyncBoost => "sync_boost",
+            ClockReason::SwThermalSlowdown => "sw_thermal_slowdown",
+            ClockReason::HwThermalSlowdown => "hw_thermal_slowdown",
+            ClockReason::HwPowerBrakeSlowdown => "hw_power_brake_slowdown",
+            ClockReason::DisplayClockSetting => "display_clock_setting",
+        }
+    }
+
+    /// A slowdown the hardware or the thermal protection imposed, as opposed to idling, a cap someone set or
+    /// a clock someone chose.
+    pub fn is_protective(self) -> bool {
+        matches!(
+            self,
+            ClockReason::HwSlowdown
+                | ClockReason::HwThermalSlowdown
+                | ClockReason::HwPowerBrakeSlowdown
+                | ClockReason::SwThermalSlowdown
+        )
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GpuState {
+    /// The PCI bus id (`00000000:00:09.0`), which names a GPU in every nvidia-smi output.
+    pub bus_id: String,
+    pub name: String,
+    /// Where the facts came from: the file, and which nvidia-smi output it holds.
+    pub source: String,
+    /// Percent of the last sample period a kernel ran (N/A under MIG).
+    pub utilization_percent: Option<f64>,
+    pub memory_used_mib: Option<f64>,
+    pub memory_total_mib: Option<f64>,
+    pub power_draw_watts: Option<f64>,
+    /// The limit the driver enforces now, and the board's default.
+    pub power_limit_watts: Option<f64>,
+    pub default_power_limit_watts: Option<f64>,
+    pub sm_clock_mhz: Option<f64>,
+    pub max_sm_clock_mhz: Option<f64>,
+    pub temperature_c: Option<f64>,
+    /// `None` when the source lists no reasons; empty when none is active.
+    pub clock_reasons: Option<Vec<ClockReason>>,
+    pub ecc_uncorrected_volatile: Option<f64>,
+    pub ecc_corrected_volatile: Option<f64>,
+    /// Row remapping (Ampere and later): a remap waiting for a GPU reset, or one that failed (NVIDIA's RMA
+    /// criterion).
+    pub remapped_rows_pending: Option<bool>,
+    pub remapped_rows_failure: Option<bool>,
+    /// Page retirement (before Ampere): pages waiting for a reboot to be retired.
+    pub retired_pages_pending: Option<bool>,
+    pub pcie_gen: Option<f64>,
+    pub pcie_gen_max: Option<f64>,
+    pub pcie_width: Option<f64>,
+    pub pcie_width_max: Option<f64>,
+    pub persistence_mode: Option<bool>,
+    pub mig_enabled: Option<bool>,
+    /// The driver's recommended recovery (driver 570+): `None` when healthy, else e.g. `Reset`, `Reboot`.
+    pub recovery_action: Option<String>,
+}
+
+impl GpuState {
+    /// Whether a reason is active; `None` when the source lists no reasons.
+    pub fn clock_reason(&self, reason: ClockReason) -> Option<bool> {
+        self.clock_reasons.as_ref().map(|r| r.contains(&reason))
+    }
+}

@@ -1,0 +1,569 @@
+//! Reads what nvidia-smi says about each GPU, from any of its three outputs (`-q` text, `-q -x` XML,
+//! `--query-gpu=… --format=csv`), so a capture taken on the GPU host can join the evidence.
+//!
+//! Each format is flattened to one map of paths per GPU (`clocks/sm`, `clocks.current.sm`, …); one table of
+//! aliases then reads every fact from whichever path the format and driver version use.
+
+use std::collections::BTreeMap;
+
+use infer_doctor_core::{ClockReason, GpuState};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GpuReadError {
+    #[error("line {line}: {message}")]
+    Syntax { line: usize, message: String },
+    #[error(
+        "not nvidia-smi output: expected `nvidia-smi -q`, `nvidia-smi -q -x` or `nvidia-smi --query-gpu=… \
+         --format=csv` (with its header line)"
+    )]
+    UnknownFormat,
+    #[error("no GPU in this {0} output")]
+    NoGpu(&'static str),
+}
+
+/// One GPU's values by path, as the format spells them.
+struct Flat {
+    bus_id: String,
+    values: BTreeMap<String, String>,
+}
+
+/// Every GPU in one nvidia-smi output; `source` names the file for the facts' provenance.
+pub fn read_nvidia_smi(text: &str, source: &str) -> Result<Vec<GpuState>, GpuReadError> {
+    let start = text.trim_start();
+    let (format, flats) = if start.starts_with("<?xml") || start.starts_with("<nvidia_smi_log") {
+        ("nvidia-smi -q -x", flatten_xml(text)?)
+    } else if text.lines().any(is_text_gpu_header) {
+        ("nvidia-smi -q", flatten_text(text))
+    } else if start.lines().next().is_some_and(is_csv_header) {
+        ("nvidia-smi --query-gpu", flatten_csv(text)?)
+    } else {
+        return Err(GpuReadError::UnknownFormat);
+    };
+    if flats.is_empty() {
+        return Err(GpuReadError::NoGpu(format));
+    }
+    Ok(flats
+        .iter()
+        .map(|flat| state(flat, &format!("{source} ({format})")))
+        .collect())
+}
+
+/// `GPU 00000000:00:09.0`, the line that opens a GPU in the text output.
+fn is_text_gpu_header(line: &str) -> bool {
+    line.strip_prefix("GPU ").is_some_and(|id| {
+        id.contains(':')
+            && id
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || ":.".contains(c))
+    })
+}
+
+fn is_csv_header(line: &str) -> bool {
+    line.contains(',')
+        && line
+            .split(',')
+            .any(|f| matches!(f.trim(), "name" | "pci.bus_id" | "index" | "uuid"))
+}
+
+/// Lower case, runs of anything but letters and digits as one `_`: "GPU T.Limit Temp" → `gpu_t_limit_temp`.
+fn normalize(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for c in key.trim().chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.is_empty() && !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    out.trim_end_matches('_').to_string()
+}
+
+/// The text output nests by four-space indentation; a line without a colon opens a section, and a key line
+/// can have children too ("HW Slowdown" holds "HW Thermal Slowdown").
+fn flatten_text(text: &str) -> Vec<Flat> {
+    let mut flats: Vec<Flat> = Vec::new();
+    let mut sections: Vec<String> = Vec::new();
+    for line in text.lines() {
+        if is_text_gpu_header(line) {
+            flats.push(Flat {
+                bus_id: line["GPU ".len()..].trim().to_string(),
+                values: BTreeMap::new(),
+            });
+            sections.clear();
+            continue;
+        }
+        let Some(flat) = flats.last_mut() else {
+            continue;
+        };
+        let indent = line.len() - line.trim_start().len();
+        if line.trim().is_empty() || indent == 0 {
+            continue;
+        }
+        let depth = indent.saturating_sub(1) / 4;
+        // Depth can skip a level in hand-edited pastes; padding keeps the stack aligned with the indentation.
+        sections.resize(depth, String::new());
+        let (key, value) = match line.split_once(':') {
+            Some((key, value)) => (key, Some(value.trim())),
+            None => (line, None),
+        };
+        let key = normalize(key);
+        let path = sections
+            .iter()
+            .chain([&key])
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("/");
+        if let Some(value) = value {
+            flat.values.entry(path).or_insert_with(|| value.to_string());
+        }
+        sections.push(key);
+    }
+    flats
+}
+
+/// Leaves of each `<gpu>` element by their path below it; per-process and MIG-instance lists are left out,
+/// as they describe parts of the GPU.
+fn flatten_xml(text: &str) -> Result<Vec<Flat>, GpuReadError> {
+    let options = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..Default::default()
+    };
+    let document = roxmltree::Document::parse_with_options(text, options).map_err(|e| {
+        GpuReadError::Syntax {
+            line: e.pos().row as usize,
+            message: e.to_string(),
+        }
+    })?;
+    let gpus = document
+        .root_element()
+        .children()
+        .filter(|n| n.has_tag_name("gpu"));
+    Ok(gpus
+        .map(|gpu| {
+            let mut values = BTreeMap::new();
+            collect_leaves(gpu, "", &mut values);
+            Flat {
+                bus_id: gpu.attribute("id").unwrap_or_default().to_string(),
+                values,
+            }
+        })
+        .collect())
+}
+
+fn collect_leaves(node: roxmltree::Node, prefix: &str, values: &mut BTreeMap<String, String>) {
+    for child in node.children().filter(|n| n.is_element()) {
+        let name = child.tag_name().name();
+        if matches!(name, "processes" | "mig_devices" | "supported_clocks") {
+            continue;
+        }
+        let path = if prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{prefix}/{name}")
+        };
+        if child.children().any(|n| n.is_element()) {
+            collect_leaves(child, &path, values);
+        } else {
+            values.insert(path, child.text().unwrap_or_default().trim().to_string());
+        }
+    }
+}
+
+/// A header of field names (units in brackets, dropped), then one row per GPU.
+fn flatten_csv(text: &str) -> Result<Vec<Flat>, GpuReadError> {
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
+    let Some((_, header)) = lines.next() else {
+        return Ok(Vec::new());
+    };
+    let fields: Vec<String> = header
+        .split(',')
+        .map(|f| f.split(" [").next().unwrap_or(f).trim().to_string())
+        .collect();
+    lines
+        .map(|(index, line)| {
+            let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+            if cells.len() != fields.len() {
+                return Err(GpuReadError::Syntax {
+                    line: index + 1,
+                    message: format!(
+                        "{} values for {} fields in the header",
+                        cells.len(),
+                        fields.len()
+                    ),
+                });
+            }
+            let values: BTreeMap<String, String> = fields
+                .iter()
+                .cloned()
+                .zip(cells.iter().map(|c| c.to_string()))
+                .collect();
+            Ok(Flat {
+                bus_id: values.get("pci.bus_id").cloned().unwrap_or_default(),
+                values,
+            })
+        })
+        .collect()
+}
+
+/// Where each fact lives: `-q` text paths, `-q -x` XML paths (several DTD versions), `--query-gpu` fields.
+mod paths {
+    pub const NAME: &[&str] = &["product_name", "name"];
+    pub const UTILIZATION: &[&str] =
+        &["utilization/gpu", "utilization/gpu_util", "utilization.gpu"];
+    pub const MEMORY_USED: &[&str] = &["fb_memory_usage/used", "memory.used"];
+    pub const MEMORY_TOTAL: &[&str] = &["fb_memory_usage/total", "memory.total"];
+    pub const POWER_DRAW: &[&str] = &[
+        "gpu_power_readings/average_power_draw",
+        "gpu_power_readings/power_draw",
+        "gpu_power_readings/instantaneous_power_draw",
+        "gpu_power_readings/instant_power_draw",
+        "power_readings/power_draw",
+        "power.draw",
+        "power.draw.average",
+    ];
+    pub const POWER_LIMIT: &[&str] = &[
+        "gpu_power_readings/current_power_limit",
+        "power_readings/enforced_power_limit",
+        "power_readings/power_limit",
+        "enforced.power.limit",
+        "power.limit",
+    ];
+    pub const DEFAULT_POWER_LIMIT: &[&str] = &[
+        "gpu_power_readings/default_power_limit",
+        "power_readings/default_power_limit",
+        "power.default_limit",
+    ];
+    pub const SM_CLOCK: &[&str] = &[
+        "clocks/sm",
+        "clocks/sm_clock",
+        "clocks.current.sm",
+        "clocks.sm",
+    ];
+    pub const MAX_SM_CLOCK: &[&str] = &["max_clocks/sm", "max_clocks/sm_clock", "clocks.max.sm"];
+    pub const TEMPERATURE: &[&str] = &[
+        "temperature/gpu_current_temp",
+        "temperature/gpu_temp",
+        "temperature.gpu",
+    ];
+    pub const ECC_UNCORRECTED_VOLATILE: &[&str] = &["ecc.errors.uncorrected.volatile.total"];
+    pub const ECC_CORRECTED_VOLATILE: &[&str] = &["ecc.errors.corrected.volatile.total"];
+    pub const REMAP_PENDING: &[&str] = &[
+        "remapped_rows/pending",
+        "remapped_rows/remapped_row_pending",
+        "remapped_rows.pending",
+    ];
+    pub const REMAP_FAILURE: &[&str] = &[
+        "remapped_rows/remapping_failure_occurred",
+        "remapped_rows/remapped_row_failure",
+        "remapped_rows.failure",
+    ];
+    pub const RETIRED_PENDING: &[&str] = &[
+        "retired_pages/pending_page_blacklist",
+        "retired_pages/pending_page_retirement",
+        "retired_pages/pending_blacklist",
+        "retired_pages/pending_retirement",
+        "retired_pages.pending",
+    ];
+    pub const PCIE_GEN: &[&str] = &[
+        "pci/gpu_link_info/pcie_generation/current",
+        "pci/pci_gpu_link_info/pcie_gen/current_link_gen",
+        "pcie.link.gen.current",
+    ];
+    pub const PCIE_GEN_MAX: &[&str] = &[
+        "pci/gpu_link_info/pcie_generation/max",
+        "pci/pci_gpu_link_info/pcie_gen/max_link_gen",
+        "pcie.link.gen.max",
+    ];
+    pub const PCIE_WIDTH: &[&str] = &[
+        "pci/gpu_link_info/link_width/current",
+        "pci/pci_gpu_link_info/link_widths/current_link_width",
+        "pcie.link.width.current",
+    ];
+    pub const PCIE_WIDTH_MAX: &[&str] = &[
+        "pci/gpu_link_info/link_width/max",
+        "pci/pci_gpu_link_info/link_widths/max_link_width",
+        "pcie.link.width.max",
+    ];
+    pub const PERSISTENCE: &[&str] = &["persistence_mode"];
+    pub const MIG: &[&str] = &[
+        "mig_mode/current",
+        "mig_mode/current_mig",
+        "mig.mode.current",
+    ];
+    pub const RECOVERY: &[&str] = &["gpu_recovery_action"];
+    pub const CLOCK_REASON_MASK: &[&str] = &[
+        "clocks_event_reasons.active",
+        "clocks_throttle_reasons.active",
+    ];
+}
+
+fn state(flat: &Flat, source: &str) -> GpuState {
+    let text = |aliases: &[&str]| {
+        aliases
+            .iter()
+            .find_map(|a| flat.values.get(*a).filter(|v| available(v)))
+            .cloned()
+    };
+    let number = |aliases: &[&str]| text(aliases).and_then(|v| leading_number(&v));
+    let flag = |aliases: &[&str]| text(aliases).and_then(|v| yes_no(&v));
+    GpuState {
+        bus_id: flat.bus_id.clone(),
+        name: text(paths::NAME).unwrap_or_default(),
+        source: source.to_string(),
+        utilization_percent: number(paths::UTILIZATION),
+        memory_used_mib: number(paths::MEMORY_USED),
+        memory_total_mib: number(paths::MEMORY_TOTAL),
+        power_draw_watts: number(paths::POWER_DRAW),
+        power_limit_watts: number(paths::POWER_LIMIT),
+        default_power_limit_watts: number(paths::DEFAULT_POWER_LIMIT),
+        sm_clock_mhz: number(paths::SM_CLOCK),
+        max_sm_clock_mhz: number(paths::MAX_SM_CLOCK),
+        temperature_c: number(paths::TEMPERATURE),
+        clock_reasons: clock_reasons(flat, text(paths::CLOCK_REASON_MASK)),
+        ecc_uncorrected_volatile: number(paths::ECC_UNCORRECTED_VOLATILE)
+            .or_else(|| ecc_volatile(flat, true)),
+        ecc_corrected_volatile: number(paths::ECC_CORRECTED_VOLATILE)
+            .or_else(|| ecc_volatile(flat, false)),
+        remapped_rows_pending: flag(paths::REMAP_PENDING),
+        remapped_rows_failure: flag(paths::REMAP_FAILURE),
+        retired_pages_pending: flag(paths::RETIRED_PENDING),
+        pcie_gen: number(paths::PCIE_GEN),
+        pcie_gen_max: number(paths::PCIE_GEN_MAX),
+        pcie_width: number(paths::PCIE_WIDTH),
+        pcie_width_max: number(paths::PCIE_WIDTH_MAX),
+        persistence_mode: flag(paths::PERSISTENCE),
+        mig_enabled: flag(paths::MIG),
+        recovery_action: text(paths::RECOVERY),
+    }
+}
+
+/// nvidia-smi writes `N/A`, `[N/A]`, `[Not Supported]` or `Requested functionality has been deprecated` for
+/// what the GPU or driver cannot tell.
+fn available(value: &str) -> bool {
+    let value = value.trim();
+    !(value.is_empty()
+        || value.starts_with('[')
+        || value.eq_ignore_ascii_case("n/a")
+        || value.contains("deprecated")
+        || value.contains("Not Supported")
+        || value.contains("Unknown Error"))
+}
+
+/// The number at the start of `629.45 W`, `16x`, `81559 MiB`, `100 %`.
+fn leading_number(value: &str) -> Option<f64> {
+    let end = value
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
+        .unwrap_or(value.len());
+    value[..end].parse().ok()
+}
+
+fn yes_no(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "yes" | "enabled" | "active" | "true" => Some(true),
+        "no" | "disabled" | "not active" | "false" => Some(false),
+        _ => None,
+    }
+}
+
+/// The active reasons: from the CSV's bit mask when there is one, else from each reason's Active/Not Active.
+fn clock_reasons(flat: &Flat, mask: Option<String>) -> Option<Vec<ClockReason>> {
+    if let Some(bits) =
+        mask.and_then(|m| u64::from_str_radix(m.trim().trim_start_matches("0x"), 16).ok())
+    {
+        return Some(
+            ClockReason::ALL
+                .into_iter()
+                .enumerate()
+                .filter(|(bit, _)| bits & (1 << bit) != 0)
+                .map(|(_, reason)| reason)
+                .collect(),
+        );
+    }
+    let mut listed = false;
+    let mut active = Vec::new();
+    for (path, value) in &flat.values {
+        let Some(name) = reason_name(path) else {
+            continue;
+        };
+        let Some(reason) = ClockReason::ALL.into_iter().find(|r| r.name() == name) else {
+            continue;
+        };
+        listed = true;
+        if yes_no(value) == Some(true) && !active.contains(&reason) {
+            active.push(reason);
+        }
+    }
+    active.sort();
+    listed.then_some(active)
+}
+
+/// A reason's canonical name from its path in any format, or `None` for paths that are not a reason (the
+/// supported mask, the time counters).
+fn reason_name(path: &str) -> Option<String> {
+    let (section, leaf) = path.rsplit_once(['/', '.'])?;
+    let in_section = ["clocks_event_reasons", "clocks_throttle_reasons"]
+        .iter()
+        .any(|s| section == *s || section.starts_with(&format!("{s}/")));
+    if !in_section {
+        return None;
+    }
+    let leaf = leaf
+        .trim_start_matches("clocks_event_reason_")
+        .trim_start_matches("clocks_throttle_reason_");
+    Some(
+        match leaf {
+            "idle" => "gpu_idle",
+            "display_clocks_setting" => "display_clock_setting",
+            other => other,
+        }
+        .to_string(),
+    )
+}
+
+/// The sum of the volatile ECC counters below `ecc_errors/volatile` (text and XML split them by memory and
+/// kind, and the split changed with the driver); `None` when none is available.
+fn ecc_volatile(flat: &Flat, uncorrected: bool) -> Option<f64> {
+    let counts: Vec<f64> = flat
+        .values
+        .iter()
+        .filter(|(path, _)| {
+            let Some(rest) = path.strip_prefix("ecc_errors/volatile/") else {
+                return false;
+            };
+            let is_uncorrected = rest.contains("uncorrectable") || rest.starts_with("double_bit/");
+            let is_corrected = !is_uncorrected
+                && (rest.contains("correctable") || rest.starts_with("single_bit/"));
+            // Old drivers give per-memory counts and their total; only the totals are summed there.
+            let counted = !rest.contains("_bit/") || rest.ends_with("/total");
+            counted
+                && if uncorrected {
+                    is_uncorrected
+                } else {
+                    is_corrected
+                }
+        })
+        .filter_map(|(_, v)| leading_number(v))
+        .collect();
+    (!counts.is_empty()).then(|| counts.iter().sum())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(name: &str) -> Vec<GpuState> {
+        let path = format!("{}/../../fixtures/gpu/{name}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        read_nvidia_smi(&text, name).unwrap()
+    }
+
+    #[test]
+    fn the_text_and_csv_of_one_busy_h100_agree() {
+        let [text] = read("h100_load_q.txt").try_into().unwrap();
+        let [csv] = read("h100_load_query_gpu.csv").try_into().unwrap();
+        assert_eq!(text.name, "NVIDIA H100 80GB HBM3");
+        assert_eq!(text.bus_id, "00000000:00:09.0");
+        assert_eq!(text.utilization_percent, Some(100.0));
+        assert_eq!(
+            (text.memory_used_mib, text.memory_total_mib),
+            (Some(19818.0), Some(81559.0))
+        );
+        assert_eq!(
+            (text.sm_clock_mhz, text.max_sm_clock_mhz),
+            (Some(1980.0), Some(1980.0))
+        );
+        assert_eq!((text.pcie_gen, text.pcie_gen_max), (Some(5.0), Some(5.0)));
+        assert_eq!(
+            (text.pcie_width, text.pcie_width_max),
+            (Some(16.0), Some(16.0))
+        );
+        assert_eq!(text.power_draw_watts, Some(629.45));
+        assert_eq!(
+            (text.power_limit_watts, text.default_power_limit_watts),
+            (Some(700.0), Some(700.0))
+        );
+        assert_eq!(text.temperature_c, Some(59.0));
+        assert_eq!(text.clock_reasons, Some(vec![]));
+        assert_eq!(
+            (text.ecc_uncorrected_volatile, text.ecc_corrected_volatile),
+            (Some(0.0), Some(0.0))
+        );
+        assert_eq!(
+            (
+                text.remapped_rows_pending,
+                text.remapped_rows_failure,
+                text.retired_pages_pending
+            ),
+            (Some(false), Some(false), None)
+        );
+        assert_eq!(
+            (text.persistence_mode, text.mig_enabled),
+            (Some(true), Some(false))
+        );
+        assert_eq!(text.recovery_action.as_deref(), Some("None"));
+        assert!(text.source.contains("nvidia-smi -q"), "{}", text.source);
+        // The CSV was taken a moment later: the power draw moved; every other fact is the same.
+        assert_eq!(csv.power_draw_watts, Some(631.95));
+        let same = |s: &GpuState| GpuState {
+            source: String::new(),
+            power_draw_watts: None,
+            ..s.clone()
+        };
+        assert_eq!(same(&csv), same(&text));
+    }
+
+    #[test]
+    fn xml_from_three_driver_generations() {
+        // DTD v12, an A100 in MIG mode: utilization is N/A under MIG.
+        let [a100] = read("a100_sxm4_mig_v12.xml").try_into().unwrap();
+        assert_eq!(a100.name, "NVIDIA A100-SXM4-80GB");
+        assert_eq!(a100.bus_id, "00000000:01:00.0");
+        assert_eq!(a100.mig_enabled, Some(true));
+        assert_eq!(a100.utilization_percent, None);
+        assert_eq!(a100.ecc_uncorrected_volatile, Some(0.0));
+        // DTD v11 (throttle reasons under their old name, power under power_readings), idle.
+        let [a10g] = read("a10g.xml").try_into().unwrap();
+        assert_eq!(a10g.clock_reasons, Some(vec![ClockReason::GpuIdle]));
+        assert_eq!((a10g.pcie_gen, a10g.pcie_gen_max), (Some(1.0), Some(4.0)));
+        assert_eq!(a10g.power_limit_watts, Some(300.0));
+        assert_eq!(a10g.persistence_mode, Some(false));
+        // DTD v13: the ECC counters are all N/A on this workstation GPU, so no count is claimed.
+        let [ada] = read("rtx4000_ada_v13.xml").try_into().unwrap();
+        assert_eq!(ada.clock_reasons, Some(vec![ClockReason::GpuIdle]));
+        assert_eq!(ada.ecc_uncorrected_volatile, None);
+        assert_eq!(ada.remapped_rows_pending, Some(false));
+        assert_eq!(ada.power_limit_watts, Some(70.0));
+    }
+
+    #[test]
+    fn the_csv_mask_names_the_active_reasons() {
+        let csv = "name, pci.bus_id, clocks_event_reasons.active, clocks.current.sm [MHz]\n\
+                   NVIDIA H100, 00000000:00:09.0, 0x0000000000000044, 1410 MHz\n";
+        let [gpu] = read_nvidia_smi(csv, "q.csv").unwrap().try_into().unwrap();
+        assert_eq!(
+            gpu.clock_reasons,
+            Some(vec![
+                ClockReason::SwPowerCap,
+                ClockReason::HwThermalSlowdown
+            ])
+        );
+        assert_eq!(gpu.sm_clock_mhz, Some(1410.0));
+    }
+
+    #[test]
+    fn bad_input_is_named_with_its_line() {
+        let err = |text: &str| read_nvidia_smi(text, "f").unwrap_err().to_string();
+        assert!(err("hello\nworld\n").starts_with("not nvidia-smi output"));
+        let xml = "<?xml version=\"1.0\"?>\n<nvidia_smi_log>\n<gpu id=\"0\">\n<name>x</gpu>\n";
+        assert!(err(xml).starts_with("line 4"), "{}", err(xml));
+        let csv = "name, pci.bus_id\nA100, 0:1:0, extra\n";
+        assert_eq!(err(csv), "line 2: 3 values for 2 fields in the header");
+        assert_eq!(
+            err("<nvidia_smi_log><driver_version>1</driver_version></nvidia_smi_log>"),
+            "no GPU in this nvidia-smi -q -x output"
+        );
+    }
+}
