@@ -99,14 +99,16 @@ pub struct DiagnoseArgs {
     /// Read the server's metrics as this dialect (vllm_v1, sglang, llamacpp, …) instead of detecting it.
     #[arg(long)]
     pub dialect: Option<String>,
-    /// The served model's shapes (a built-in name such as llama-3.1-8b, or an HF config.json) with --gpu: the
-    /// hardware floors single-user latency is judged against.
-    #[arg(long, requires = "gpu")]
+    /// The served model's shapes (a built-in name such as llama-3.1-8b, or an HF config.json), with the GPU from
+    /// --gpu or a capture: the hardware floors single-user latency is judged against.
+    #[arg(long)]
     pub model_config: Option<String>,
-    /// The GPU serving it, from the built-in catalog (h100, h100-pcie, h200, a100, a100-40gb, l40s, l4, a10,
-    /// b200, mi300x), with --model-config.
-    #[arg(long, requires = "model_config")]
-    pub gpu: Option<String>,
+    /// The GPUs: nvidia-smi captures from the GPU host, taken while it serves (`nvidia-smi -q`, `-q -x`, or
+    /// `--query-gpu=… --format=csv`), for their health (memory errors, clocks, PCIe link); and, with
+    /// --model-config, the GPU for the hardware floors: a built-in name (h100, h100-pcie, h200, a100,
+    /// a100-40gb, l40s, l4, a10, b200, mi300x), else the one a capture names.
+    #[arg(long, num_args = 1.., value_name = "FILE|NAME")]
+    pub gpu: Vec<String>,
     /// How many GPUs the model is split over (tensor parallel), for the hardware floors.
     #[arg(long, default_value_t = 1)]
     pub tensor_parallel_size: u32,

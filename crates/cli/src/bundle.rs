@@ -8,7 +8,7 @@ use infer_doctor_core::aggregate::{AggregateConfig, RunContext};
 use infer_doctor_core::{Evidence, RequestRecord, RunAggregate, ServerReadings};
 use infer_doctor_load::scrape::read_jsonl;
 use infer_doctor_observe::dialect::{self, Dialect};
-use infer_doctor_observe::{exposition, logs, server};
+use infer_doctor_observe::{exposition, gpu, logs, server};
 use infer_doctor_report::RunDocument;
 use serde_json::Value;
 
@@ -222,6 +222,19 @@ pub fn add_run(gathered: &mut Gathered, run: RunDir, single_user: bool) {
     e.scrapes = run.scrapes;
     e.requests = run.requests;
     gathered.target = run.document.target;
+}
+
+/// Reads an nvidia-smi capture (`-q`, `-q -x` or `--query-gpu` CSV) into the evidence's GPUs; an unreadable
+/// one is a problem named with its file and line, not a failure.
+pub fn add_gpu_capture(gathered: &mut Gathered, path: &Path) {
+    let name = path.display().to_string();
+    let read = std::fs::read_to_string(path)
+        .map_err(|e| e.to_string())
+        .and_then(|text| gpu::read_nvidia_smi(&text, &name).map_err(|e| e.to_string()));
+    match read {
+        Ok(gpus) => gathered.evidence.gpus.extend(gpus),
+        Err(e) => gathered.problems.push(format!("{name}: {e}")),
+    }
 }
 
 /// Reads an engine log into the evidence; unreadable or unrecognised logs are problems, not failures.

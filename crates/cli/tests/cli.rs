@@ -1073,3 +1073,64 @@ fn thresholds_from_a_toml_file_change_the_verdict_and_bad_keys_are_named() {
         "{stderr}"
     );
 }
+
+/// nvidia-smi captures join the evidence from `--gpu FILE` or a bundle's `gpu/`: a busy, healthy H100 passes
+/// the three GPU lines; the same capture with a thermal slowdown active and the SM clock down is named, and the
+/// capture also names the GPU for the hardware floors.
+#[test]
+fn gpu_captures_are_judged_and_name_the_gpu_for_the_floors() {
+    let healthy = fixture("fixtures/gpu/h100_load_q.txt");
+    let (code, doc, stderr) = diagnose_offline(&["--gpu", &healthy]);
+    assert_eq!(code, Some(0), "{stderr}");
+    for id in ["gpu_memory_healthy", "gpu_clocks_full", "gpu_link_full"] {
+        assert_eq!(check(&doc, id).0, "pass", "{id}: {doc}");
+    }
+    assert_eq!(doc["evidence"]["gpus"][0]["name"], "NVIDIA H100 80GB HBM3");
+
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(&healthy).unwrap();
+    let hot = text
+        .replacen(
+            "            HW Thermal Slowdown                        : Not Active",
+            "            HW Thermal Slowdown                        : Active",
+            1,
+        )
+        .replacen(
+            "        SM                                             : 1980 MHz",
+            "        SM                                             : 1410 MHz",
+            1,
+        );
+    assert_ne!(hot, text);
+    let gpu_dir = dir.path().join("bundle/gpu");
+    std::fs::create_dir_all(&gpu_dir).unwrap();
+    std::fs::write(gpu_dir.join("nvidia-smi-q.txt"), &hot).unwrap();
+    std::fs::write(gpu_dir.join("notes.txt"), "taken at 14:02\n").unwrap();
+    let bundle = dir.path().join("bundle");
+    let (code, doc, stderr) = diagnose_offline(&[
+        "--bundle",
+        bundle.to_str().unwrap(),
+        "--model-config",
+        "llama-3.1-8b",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let finding = &doc["diagnosis"]["findings"][0];
+    assert_eq!(finding["id"], "hardware.clock_slowdown", "{doc}");
+    assert_eq!(
+        finding["verdict"],
+        "clocks held down by hw_thermal_slowdown (SM 1410 of 1980 MHz)"
+    );
+    assert_eq!(doc["evidence"]["hardware"]["gpu"], "h100-sxm");
+    // What is not nvidia-smi output is named, with the reason, and the rest is still read.
+    assert!(
+        stderr.contains("notes.txt: not nvidia-smi output"),
+        "{stderr}"
+    );
+
+    // A name that is neither a file nor of use without --model-config is an error that says so.
+    let (code, _, stderr) = diagnose_offline(&["--gpu", "/no/such/q.txt"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("--gpu /no/such/q.txt: not a file"),
+        "{stderr}"
+    );
+}

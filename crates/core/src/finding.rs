@@ -30,6 +30,8 @@ pub enum Symptom {
     Output,
     /// About the measurement itself (the client was the limit, the numbers do not add up).
     Measurement,
+    /// A GPU is failing, slowed or badly linked: every number it serves can suffer.
+    Hardware,
 }
 
 /// One observation a finding rests on.

@@ -8,7 +8,7 @@ use crate::assessment::{Assessment, how, ms, percent};
 use crate::facts::Facts;
 
 /// Lines answered directly by one rule: (line id, question, rule id).
-const RULE_LINES: [(&str, &str, &str); 11] = [
+const RULE_LINES: [(&str, &str, &str); 14] = [
     ("error_rate", "Is the error rate below 1%?", "errors.rate"),
     (
         "no_preemptions",
@@ -59,6 +59,21 @@ const RULE_LINES: [(&str, &str, &str); 11] = [
         "throughput_holds",
         "Does throughput hold steady through the run?",
         "throughput.degraded_over_time",
+    ),
+    (
+        "gpu_memory_healthy",
+        "Are the GPUs free of memory errors and pending repairs (ECC, row remapping)?",
+        "hardware.memory_errors",
+    ),
+    (
+        "gpu_clocks_full",
+        "Do the GPUs run at full clocks (no thermal, power-brake or power-cap slowdown)?",
+        "hardware.clock_slowdown",
+    ),
+    (
+        "gpu_link_full",
+        "Do busy GPUs' PCIe links run at their full generation and width?",
+        "hardware.pcie_degraded",
     ),
 ];
 

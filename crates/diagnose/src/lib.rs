@@ -8,6 +8,7 @@ mod checklist;
 mod consistency;
 mod errors;
 mod facts;
+mod hardware;
 mod itl;
 mod output;
 mod thresholds;
@@ -24,8 +25,10 @@ use facts::Facts;
 
 /// Every rule family, in the order that breaks ties between equally severe and confident findings: failures
 /// first, then root causes (capacity, upstream) before the symptoms they explain (TTFT, ITL).
-const FAMILIES: [fn(&Facts, &Thresholds) -> Vec<Assessment>; 9] = [
+const FAMILIES: [fn(&Facts, &Thresholds) -> Vec<Assessment>; 10] = [
     errors::assess,
+    // A failing or slowed GPU is under every other number.
+    hardware::assess,
     capacity::assess,
     upstream::assess,
     ttft::assess,
@@ -139,6 +142,7 @@ fn symptom_phrase(facts: &Facts, t: &Thresholds, primary: &Finding) -> String {
         },
         Symptom::Output => "Output is wrong".to_string(),
         Symptom::Measurement => "The measurement cannot be trusted".to_string(),
+        Symptom::Hardware => "A GPU is not at full health".to_string(),
     }
 }
 

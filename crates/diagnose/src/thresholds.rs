@@ -97,6 +97,18 @@ pub struct Thresholds {
     pub littles_law_tolerance: f64,
     /// Requests in the system below which Little's law is not checked (small numbers are all noise). Inference.
     pub littles_law_min_in_system: f64,
+    /// GPU utilization (%) from which a GPU counts as busy, so its clocks and PCIe link can be judged (idle
+    /// GPUs lower both on purpose). Inference; gpu_trace.md §C8: "do not judge idle GPUs".
+    pub gpu_busy_utilization_percent: f64,
+    /// Share of the maximum SM clock below which a busy, power-capped GPU counts as slowed. gpu_trace.md §C6:
+    /// a healthy H100 at 629 of 700 W runs 1980 of 1980 MHz; the share is inference.
+    pub gpu_clock_share: f64,
+    /// Share of the default power limit below which the enforced limit counts as lowered. gpu_trace.md §C7
+    /// (no anchor threshold); 1% leaves room for rounding.
+    pub gpu_power_limit_share: f64,
+    /// Corrected volatile ECC errors above which the memory counts as failing. gpu_trace.md §C2: GCM fails the
+    /// check above 50,000,000.
+    pub gpu_ecc_corrected_max: f64,
 }
 
 impl Default for Thresholds {
@@ -138,6 +150,10 @@ impl Default for Thresholds {
             degradation_ratio: 0.7,
             littles_law_tolerance: 0.5,
             littles_law_min_in_system: 1.0,
+            gpu_busy_utilization_percent: 50.0,
+            gpu_clock_share: 0.95,
+            gpu_power_limit_share: 0.99,
+            gpu_ecc_corrected_max: 50_000_000.0,
         }
     }
 }
@@ -229,6 +245,13 @@ impl Thresholds {
             ("degradation_ratio", self.degradation_ratio),
             ("littles_law_tolerance", self.littles_law_tolerance),
             ("littles_law_min_in_system", self.littles_law_min_in_system),
+            (
+                "gpu_busy_utilization_percent",
+                self.gpu_busy_utilization_percent,
+            ),
+            ("gpu_clock_share", self.gpu_clock_share),
+            ("gpu_power_limit_share", self.gpu_power_limit_share),
+            ("gpu_ecc_corrected_max", self.gpu_ecc_corrected_max),
         ]
     }
 }

@@ -5,7 +5,7 @@ mod support;
 
 use infer_doctor_core::record::ErrorClass;
 use infer_doctor_core::summary::ErrorCount;
-use infer_doctor_core::{CheckStatus, Evidence, Severity, Signal};
+use infer_doctor_core::{CheckStatus, ClockReason, Evidence, Severity, Signal};
 use infer_doctor_diagnose::{Thresholds, diagnose};
 use support::*;
 
@@ -13,6 +13,31 @@ type Change = fn(&mut Evidence);
 
 /// (rule id, the change that makes it fire, a near miss that must not).
 const CASES: &[(&str, Change, Change)] = &[
+    (
+        "hardware.memory_errors",
+        |e| gpu(e).ecc_uncorrected_volatile = Some(1.0),
+        // Corrected errors are what ECC is for, up to GCM's limit.
+        |e| gpu(e).ecc_corrected_volatile = Some(1_000_000.0),
+    ),
+    (
+        "hardware.clock_slowdown",
+        |e| {
+            gpu(e).clock_reasons = Some(vec![ClockReason::HwThermalSlowdown]);
+            gpu(e).sm_clock_mhz = Some(1410.0);
+        },
+        // At its power cap but still at full clock: the cap is not what limits it.
+        |e| gpu(e).clock_reasons = Some(vec![ClockReason::SwPowerCap]),
+    ),
+    (
+        "hardware.pcie_degraded",
+        |e| gpu(e).pcie_gen = Some(3.0),
+        // The same link on an idle GPU, which lowers it on purpose.
+        |e| {
+            gpu(e).pcie_gen = Some(1.0);
+            gpu(e).utilization_percent = Some(0.0);
+            gpu(e).clock_reasons = Some(vec![ClockReason::GpuIdle]);
+        },
+    ),
     (
         "capacity.kv_saturated",
         |e| {
@@ -288,6 +313,9 @@ fn every_playbook_rule_has_a_case() {
         "capacity.startup_headroom",
         "throughput.degraded_over_time",
         "consistency.littles_law",
+        "hardware.memory_errors",
+        "hardware.clock_slowdown",
+        "hardware.pcie_degraded",
     ];
     for id in ids {
         assert!(
@@ -308,7 +336,7 @@ fn healthy_evidence_has_no_warning_and_every_checklist_line_passes() {
         "{:#?}",
         diagnosis.findings
     );
-    assert_eq!(diagnosis.checklist.len(), 15);
+    assert_eq!(diagnosis.checklist.len(), 18);
     for line in &diagnosis.checklist {
         assert_eq!(line.status, CheckStatus::Pass, "{line:#?}");
     }
@@ -651,5 +679,52 @@ fn the_cold_start_line_passes_with_the_reason_that_holds() {
     assert!(
         detail.starts_with("the first requests answer fast"),
         "{detail}"
+    );
+}
+
+/// With several GPUs the verdict names the one at fault; an idle GPU's lowered PCIe link is not judged, and
+/// the line says what capture would settle it.
+#[test]
+fn gpu_rules_name_the_gpu_and_leave_idle_links_unjudged() {
+    let mut evidence = healthy();
+    let mut second = busy_gpu();
+    second.bus_id = "00000000:0A:00.0".into();
+    second.remapped_rows_pending = Some(true);
+    evidence.gpus.push(second);
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    let found = finding(&diagnosis, "hardware.memory_errors").unwrap();
+    assert_eq!(found.severity, Severity::Warning);
+    assert_eq!(
+        found.verdict,
+        "GPU 00000000:0A:00.0: a row remap waits for a GPU reset"
+    );
+    assert!(
+        diagnosis
+            .headline
+            .starts_with("A GPU is not at full health")
+    );
+
+    let mut idle = healthy();
+    let gpu = gpu(&mut idle);
+    (gpu.utilization_percent, gpu.pcie_gen) = (Some(0.0), Some(1.0));
+    gpu.clock_reasons = Some(vec![ClockReason::GpuIdle]);
+    let diagnosis = diagnose(&idle, &Thresholds::default());
+    let link = check_line(&diagnosis, "gpu_link_full");
+    assert_eq!(link.status, CheckStatus::Unknown);
+    assert!(
+        link.detail.contains("idle GPUs lower their PCIe link"),
+        "{link:?}"
+    );
+    assert!(
+        link.how_to_know
+            .as_deref()
+            .unwrap()
+            .contains("while it serves")
+    );
+    let clocks = check_line(&diagnosis, "gpu_clocks_full");
+    assert_eq!(clocks.status, CheckStatus::Pass);
+    assert!(
+        clocks.detail.contains("not busy when captured"),
+        "{clocks:?}"
     );
 }

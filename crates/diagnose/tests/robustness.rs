@@ -84,6 +84,12 @@ fn scramble(values: &[f64]) -> Evidence {
             (take(), readings)
         })
         .collect();
+    let gpu = gpu(&mut evidence);
+    gpu.utilization_percent = Some(take());
+    (gpu.sm_clock_mhz, gpu.max_sm_clock_mhz) = (Some(take()), Some(take()));
+    (gpu.power_limit_watts, gpu.default_power_limit_watts) = (Some(take()), Some(take()));
+    (gpu.pcie_gen, gpu.pcie_gen_max) = (Some(take()), Some(take()));
+    (gpu.ecc_uncorrected_volatile, gpu.ecc_corrected_volatile) = (Some(take()), Some(take()));
     evidence.requests.clear();
     evidence
 }
@@ -92,7 +98,7 @@ proptest! {
     #[test]
     fn any_numbers_give_a_full_diagnosis(values in proptest::collection::vec(any_number(), 1..64)) {
         let diagnosis = diagnose(&scramble(&values), &Thresholds::default());
-        prop_assert_eq!(diagnosis.checklist.len(), 15);
+        prop_assert_eq!(diagnosis.checklist.len(), 18);
         prop_assert!(!diagnosis.headline.is_empty());
     }
 }
@@ -100,7 +106,7 @@ proptest! {
 #[test]
 fn zero_everything_does_not_panic() {
     let diagnosis = diagnose(&scramble(&[0.0]), &Thresholds::default());
-    assert_eq!(diagnosis.checklist.len(), 15);
+    assert_eq!(diagnosis.checklist.len(), 18);
     let diagnosis = diagnose(&scramble(&[f64::NAN]), &Thresholds::default());
-    assert_eq!(diagnosis.checklist.len(), 15);
+    assert_eq!(diagnosis.checklist.len(), 18);
 }

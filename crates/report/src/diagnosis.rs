@@ -70,6 +70,22 @@ pub fn escalation(evidence: &Evidence, target: &Value, slo: Option<&str>) -> Vec
             ),
         );
     }
+    for gpu in &evidence.gpus {
+        let mut facts = vec![gpu.name.clone()];
+        if let Some(util) = gpu.utilization_percent {
+            facts.push(format!("{util:.0}% busy"));
+        }
+        if let (Some(used), Some(total)) = (gpu.memory_used_mib, gpu.memory_total_mib) {
+            facts.push(format!("{used:.0} of {total:.0} MiB"));
+        }
+        if let (Some(draw), Some(limit)) = (gpu.power_draw_watts, gpu.power_limit_watts) {
+            facts.push(format!("{draw:.0} of {limit:.0} W"));
+        }
+        if let Some(temperature) = gpu.temperature_c {
+            facts.push(format!("{temperature:.0} °C"));
+        }
+        push(&format!("GPU {}", gpu.bus_id), facts.join(", "));
+    }
     if let Some(w) = &evidence.workload {
         push(
             "workload",

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use clap::Parser;
-use infer_doctor_core::{Evidence, HardwareFacts, Severity, WorkloadFacts};
+use infer_doctor_core::{Evidence, GpuState, HardwareFacts, Severity, WorkloadFacts};
 use infer_doctor_diagnose::{Thresholds, diagnose};
 use infer_doctor_observe::dialect::Dialect;
 use infer_doctor_observe::server;
@@ -60,10 +60,11 @@ pub async fn run(args: Box<DiagnoseArgs>) -> Result<u8, Failure> {
         && args.metrics.is_empty()
         && args.log.is_none()
         && args.requests.is_none()
+        && args.gpu.is_empty()
     {
         return Err(Failure::usage(anyhow!(
             "nothing to diagnose: give --url URL (live), --bundle DIR, or any of --metrics FILE.., --log FILE, \
-             --requests FILE"
+             --requests FILE, --gpu FILE.."
         )));
     }
     let mut gathered = Gathered::default();
@@ -80,7 +81,7 @@ pub async fn run(args: Box<DiagnoseArgs>) -> Result<u8, Failure> {
         gathered.evidence.shared_prefixes = args.prefix_tokens > 0;
         gathered.evidence.exact_output_lengths = args.ignore_eos;
     }
-    gathered.evidence.hardware = hardware(&args)?;
+    gathered.evidence.hardware = hardware(&args, &gathered.evidence.gpus)?;
     let document = document(&gathered, &thresholds, args.slo.as_deref());
     if let Some(dir) = &args.out {
         write_bundle_reports(dir, &document).map_err(Failure::usage)?;
@@ -246,6 +247,13 @@ fn read_bundle(
             Err(e) => {
                 let salvaged = bundle::salvage_run_dir(&part, forced);
                 if salvaged.requests.is_empty() && salvaged.scrapes.is_empty() {
+                    // A bundle gathered on the server host may hold only its logs and GPU captures.
+                    if ["logs", "gpu"].iter().any(|d| dir.join(d).is_dir()) {
+                        gathered
+                            .problems
+                            .push(format!("{e:#}; reading the bundle's logs/ and gpu/"));
+                        continue;
+                    }
                     return Err(Failure::usage(e));
                 }
                 gathered.problems.push(format!(
@@ -259,11 +267,22 @@ fn read_bundle(
             }
         }
     }
-    let logs = dir.join("logs");
-    if let Ok(entries) = std::fs::read_dir(&logs) {
-        for entry in entries.flatten() {
-            bundle::add_log(gathered, &entry.path());
-        }
+    let files_in = |name: &str| -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join(name))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| path.is_file())
+            .collect();
+        files.sort();
+        files
+    };
+    for path in files_in("logs") {
+        bundle::add_log(gathered, &path);
+    }
+    for path in files_in("gpu") {
+        bundle::add_gpu_capture(gathered, &path);
     }
     Ok(())
 }
@@ -291,6 +310,9 @@ fn add_loose_evidence(
     if let Some(path) = &args.log {
         bundle::add_log(gathered, path);
     }
+    for capture in args.gpu.iter().map(Path::new).filter(|p| p.is_file()) {
+        bundle::add_gpu_capture(gathered, capture);
+    }
     if let Some(path) = &args.requests {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading {}", path.display()))
@@ -302,14 +324,46 @@ fn add_loose_evidence(
     Ok(())
 }
 
-/// The hardware floors from `--model-config` and `--gpu`, through the simulator's catalogs and cost model.
-fn hardware(args: &DiagnoseArgs) -> Result<Option<HardwareFacts>, Failure> {
-    let (Some(model), Some(gpu)) = (&args.model_config, &args.gpu) else {
+/// The hardware floors from `--model-config` and the GPU: named in `--gpu`, else as an nvidia-smi capture
+/// reports it, through the simulator's catalogs and cost model.
+fn hardware(args: &DiagnoseArgs, gpus: &[GpuState]) -> Result<Option<HardwareFacts>, Failure> {
+    let named: Vec<&String> = args
+        .gpu
+        .iter()
+        .filter(|v| !Path::new(v).is_file())
+        .collect();
+    let gpu = match (named.as_slice(), gpus.first()) {
+        ([], Some(captured)) => captured.name.clone(),
+        ([name], _) => name.to_string(),
+        ([], None) if args.model_config.is_some() => {
+            return Err(Failure::usage(anyhow!(
+                "--model-config needs the GPU: --gpu NAME, or an nvidia-smi capture (--gpu FILE, a bundle's gpu/)"
+            )));
+        }
+        ([], None) => return Ok(None),
+        (names, _) => {
+            return Err(Failure::usage(anyhow!(
+                "--gpu: one GPU name at most (got {}); files are read as nvidia-smi captures, and these are not \
+                 files",
+                names
+                    .iter()
+                    .map(|n| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    };
+    let Some(model) = &args.model_config else {
+        if let [name] = named.as_slice() {
+            return Err(Failure::usage(anyhow!(
+                "--gpu {name}: not a file, and a GPU name only serves the hardware floors with --model-config"
+            )));
+        }
         return Ok(None);
     };
     let setup = infer_doctor_sim::setup::SimSetup {
         model: model.clone(),
-        gpu: gpu.clone(),
+        gpu,
         tensor_parallel_size: args.tensor_parallel_size,
         ..Default::default()
     };

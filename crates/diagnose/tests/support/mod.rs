@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use infer_doctor_core::signals::{CounterStats, GaugeStats, HistogramStats, ServerWindow};
 use infer_doctor_core::summary::{RequestCounts, Throughput, TokenAccounting};
 use infer_doctor_core::{
-    CheckLine, Diagnosis, Evidence, Finding, HardwareFacts, LogFacts, Phase, RequestRecord,
-    RunSummary, Signal, Summary, WorkloadFacts,
+    CheckLine, Diagnosis, Evidence, Finding, GpuState, HardwareFacts, LogFacts, Phase,
+    RequestRecord, RunSummary, Signal, Summary, WorkloadFacts,
 };
 
 /// A latency distribution (ms) with the given median and p95.
@@ -189,7 +189,43 @@ pub fn healthy() -> Evidence {
             max_concurrency: Some((40.0, 4096)),
             ..Default::default()
         }),
+        gpus: vec![busy_gpu()],
     }
+}
+
+/// A busy, healthy H100 as `nvidia-smi -q` shows it under load (the values of `fixtures/gpu/h100_load_q.txt`).
+pub fn busy_gpu() -> GpuState {
+    GpuState {
+        bus_id: "00000000:00:09.0".into(),
+        name: "NVIDIA H100 80GB HBM3".into(),
+        source: "nvidia-smi -q".into(),
+        utilization_percent: Some(100.0),
+        memory_used_mib: Some(19818.0),
+        memory_total_mib: Some(81559.0),
+        power_draw_watts: Some(629.45),
+        power_limit_watts: Some(700.0),
+        default_power_limit_watts: Some(700.0),
+        sm_clock_mhz: Some(1980.0),
+        max_sm_clock_mhz: Some(1980.0),
+        temperature_c: Some(59.0),
+        clock_reasons: Some(Vec::new()),
+        ecc_uncorrected_volatile: Some(0.0),
+        ecc_corrected_volatile: Some(0.0),
+        remapped_rows_pending: Some(false),
+        remapped_rows_failure: Some(false),
+        retired_pages_pending: None,
+        pcie_gen: Some(5.0),
+        pcie_gen_max: Some(5.0),
+        pcie_width: Some(16.0),
+        pcie_width_max: Some(16.0),
+        persistence_mode: Some(true),
+        mig_enabled: Some(false),
+        recovery_action: Some("None".into()),
+    }
+}
+
+pub fn gpu(evidence: &mut Evidence) -> &mut GpuState {
+    &mut evidence.gpus[0]
 }
 
 pub fn server(evidence: &mut Evidence) -> &mut ServerWindow {

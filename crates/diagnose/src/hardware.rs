@@ -1,0 +1,321 @@
+//! Rules over each GPU's own health as nvidia-smi reported it: failing memory, clocks held down, a PCIe link
+//! running below its rating. Source rows: gpu_trace.md §C (1–8) and DESIGN.md §6 "hardware rules".
+
+use infer_doctor_core::{ClockReason, Confidence, GpuState, Observation, Severity, Symptom};
+
+use crate::Thresholds;
+use crate::assessment::{Assessment, Rule, compared, how, seen};
+use crate::facts::Facts;
+
+const MEMORY_ERRORS: Rule = Rule {
+    id: "hardware.memory_errors",
+    symptom: Symptom::Hardware,
+    why: "Uncorrected ECC errors kill or corrupt the work on that GPU; a failed row remap is NVIDIA's criterion \
+          for replacing the board; a pending remap or page retirement takes effect only after a reset, and \
+          until then the bad memory stays in use.",
+    remedies: &[
+        "Drain the GPU from serving and follow the driver's recovery action (reset the GPU, or reboot)",
+        "After a reset, check the remapped-rows and ECC counters again; a failed remap means an RMA",
+        "Look for XID errors in the kernel log (`dmesg | grep -i xid`) around the same time",
+    ],
+    source: "gpu_trace.md §C2–C4 (nvidia_gpu_exporter alert rules, GCM health checks)",
+};
+
+const CLOCK_SLOWDOWN: Rule = Rule {
+    id: "hardware.clock_slowdown",
+    symptom: Symptom::Hardware,
+    why: "The driver holds the GPU's clocks down (too hot, a power brake, a power cap, or a lowered power \
+          limit), so every step of prefill and decode takes longer than the GPU is rated for.",
+    remedies: &[
+        "Thermal slowdown: check cooling, fan and airflow, inlet temperature, and neighbouring boards",
+        "Power brake: check the power supply and the chassis's power-brake signal",
+        "Power cap or lowered limit: restore the default limit (`nvidia-smi -pl`), check the power budget",
+    ],
+    source: "gpu_trace.md §C5–C7 (nvidia_gpu_exporter alerts on HW thermal slowdown and power brake; a healthy \
+             busy H100 runs at its maximum SM clock with no reason active)",
+};
+
+const PCIE_DEGRADED: Rule = Rule {
+    id: "hardware.pcie_degraded",
+    symptom: Symptom::Hardware,
+    why: "A busy GPU whose PCIe link trained below its generation or width moves weights, KV swaps and \
+          host↔device copies at a fraction of the rated bandwidth.",
+    remedies: &[
+        "Reseat the board or riser, check the slot's rated generation and width in the server's manual",
+        "Check the BIOS PCIe settings, and `lspci -vv` for the link's LnkSta against LnkCap",
+    ],
+    source: "gpu_trace.md §C8 (GCM fails any mismatch with the expected link; idle GPUs are not judged)",
+};
+
+pub(crate) fn assess(facts: &Facts, t: &Thresholds) -> Vec<Assessment> {
+    let gpus = &facts.evidence.gpus;
+    vec![
+        judge(&MEMORY_ERRORS, gpus, |gpu| memory_errors(gpu, t)),
+        judge(&CLOCK_SLOWDOWN, gpus, |gpu| clock_slowdown(gpu, t)),
+        judge(&PCIE_DEGRADED, gpus, |gpu| pcie_degraded(gpu, t)),
+    ]
+}
+
+/// What one rule found on one GPU.
+struct Judged {
+    /// Why the GPU could not be judged, when it could not.
+    unchecked: Option<String>,
+    problems: Vec<(Severity, String)>,
+    evidence: Vec<Observation>,
+    /// What the pass says about this GPU.
+    fine: String,
+}
+
+impl Judged {
+    fn checked(fine: String) -> Judged {
+        Judged {
+            unchecked: None,
+            problems: Vec::new(),
+            evidence: Vec::new(),
+            fine,
+        }
+    }
+
+    fn unchecked(why: &str) -> Judged {
+        Judged {
+            unchecked: Some(why.to_string()),
+            ..Judged::checked(String::new())
+        }
+    }
+}
+
+/// Runs one rule over every GPU: it fires with the worst problem's severity, passes when every GPU checked is
+/// fine, and is unknown when no GPU report had what it needs.
+fn judge(rule: &Rule, gpus: &[GpuState], check: impl Fn(&GpuState) -> Judged) -> Assessment {
+    if gpus.is_empty() {
+        return rule.unknown("GPU state from nvidia-smi", how::GPU_STATE);
+    }
+    let label = |gpu: &GpuState| {
+        if gpus.len() > 1 {
+            format!("GPU {}: ", gpu.bus_id)
+        } else {
+            String::new()
+        }
+    };
+    let (mut problems, mut evidence, mut fine) = (Vec::new(), Vec::new(), Vec::new());
+    let mut unchecked = None;
+    for gpu in gpus {
+        let judged = check(gpu);
+        if let Some(why) = judged.unchecked {
+            unchecked = Some(why);
+            continue;
+        }
+        evidence.extend(judged.evidence);
+        if judged.problems.is_empty() {
+            fine.push(format!("{}{}", label(gpu), judged.fine));
+        }
+        for (severity, problem) in judged.problems {
+            problems.push((severity, format!("{}{problem}", label(gpu))));
+        }
+    }
+    if let (true, Some(why)) = (fine.is_empty() && problems.is_empty(), unchecked) {
+        return rule.unknown(&why, how::GPU_STATE);
+    }
+    let Some(severity) = problems.iter().map(|(s, _)| *s).min() else {
+        return rule.passes(fine.join("; "));
+    };
+    let verdict: Vec<String> = problems.into_iter().map(|(_, p)| p).collect();
+    // One snapshot from the GPU itself: the facts are certain, whether they last is not.
+    rule.fires(severity, Confidence::High, verdict.join("; "), evidence)
+}
+
+fn memory_errors(gpu: &GpuState, t: &Thresholds) -> Judged {
+    let reported = gpu.ecc_uncorrected_volatile.is_some()
+        || gpu.remapped_rows_pending.is_some()
+        || gpu.retired_pages_pending.is_some()
+        || gpu.recovery_action.is_some();
+    if !reported {
+        return Judged::unchecked(
+            "ECC and memory-repair counters (this GPU or driver reports none)",
+        );
+    }
+    let mut judged =
+        Judged::checked("no uncorrected ECC errors and no pending or failed memory repair".into());
+    let source = gpu.source.as_str();
+    if let Some(n) = gpu.ecc_uncorrected_volatile.filter(|n| *n > 0.0) {
+        judged.problems.push((
+            Severity::Critical,
+            format!("{n:.0} uncorrected ECC errors since the driver loaded"),
+        ));
+        judged
+            .evidence
+            .push(compared("ecc uncorrected volatile", n, ">", 0.0, source));
+    }
+    if let Some(n) = gpu
+        .ecc_corrected_volatile
+        .filter(|n| *n > t.gpu_ecc_corrected_max)
+    {
+        judged.problems.push((
+            Severity::Warning,
+            format!("{n:.0} corrected ECC errors since the driver loaded"),
+        ));
+        judged.evidence.push(compared(
+            "ecc corrected volatile",
+            n,
+            ">",
+            t.gpu_ecc_corrected_max,
+            source,
+        ));
+    }
+    let flags = [
+        (
+            gpu.remapped_rows_failure,
+            Severity::Critical,
+            "a row remap failed (NVIDIA's replacement criterion)",
+            "remapped rows failure",
+        ),
+        (
+            gpu.remapped_rows_pending,
+            Severity::Warning,
+            "a row remap waits for a GPU reset",
+            "remapped rows pending",
+        ),
+        (
+            gpu.retired_pages_pending,
+            Severity::Warning,
+            "retired pages wait for a reboot",
+            "retired pages pending",
+        ),
+    ];
+    for (flag, severity, problem, signal) in flags {
+        if flag == Some(true) {
+            judged.problems.push((severity, problem.to_string()));
+            judged.evidence.push(seen(signal, 1.0, source));
+        }
+    }
+    if let Some(action) = gpu
+        .recovery_action
+        .as_deref()
+        .filter(|a| !a.eq_ignore_ascii_case("none"))
+    {
+        judged.problems.push((
+            Severity::Critical,
+            format!("the driver asks for recovery: {action}"),
+        ));
+        judged
+            .evidence
+            .push(seen("gpu recovery action", 1.0, source));
+    }
+    judged
+}
+
+/// Busy enough that clocks and link speed mean something. A GPU without a utilization figure (MIG mode
+/// reports none) is not claimed busy.
+fn is_busy(gpu: &GpuState, t: &Thresholds) -> bool {
+    gpu.utilization_percent
+        .is_some_and(|util| util >= t.gpu_busy_utilization_percent)
+        && gpu.clock_reason(ClockReason::GpuIdle) != Some(true)
+}
+
+fn clock_slowdown(gpu: &GpuState, t: &Thresholds) -> Judged {
+    let source = gpu.source.as_str();
+    if gpu.clock_reasons.is_none() && gpu.power_limit_watts.is_none() {
+        return Judged::unchecked("clock event reasons and power limits (not in this GPU report)");
+    }
+    let clocks = match (gpu.sm_clock_mhz, gpu.max_sm_clock_mhz) {
+        (Some(now), Some(max)) => format!("SM {now:.0} of {max:.0} MHz"),
+        _ => "SM clock not reported".into(),
+    };
+    let idle = if is_busy(gpu, t) {
+        ""
+    } else {
+        " (not busy when captured, or no utilization reported: capture under load to see its clocks at work)"
+    };
+    let mut judged = Judged::checked(format!(
+        "no slowdown reason active, power limit at its default, {clocks}{idle}"
+    ));
+    let reasons = gpu.clock_reasons.clone().unwrap_or_default();
+    let protective: Vec<&str> = reasons
+        .iter()
+        .filter(|r| r.is_protective())
+        .map(|r| r.name())
+        .collect();
+    if !protective.is_empty() {
+        judged.problems.push((
+            Severity::Warning,
+            format!("clocks held down by {} ({clocks})", protective.join(", ")),
+        ));
+        judged.evidence.extend(
+            protective
+                .iter()
+                .map(|name| seen(format!("clocks event reason {name}"), 1.0, source)),
+        );
+    }
+    let below_max = match (gpu.sm_clock_mhz, gpu.max_sm_clock_mhz) {
+        (Some(now), Some(max)) => now < t.gpu_clock_share * max,
+        _ => false,
+    };
+    if reasons.contains(&ClockReason::SwPowerCap) && below_max && is_busy(gpu, t) {
+        let draw = gpu
+            .power_draw_watts
+            .zip(gpu.power_limit_watts)
+            .map(|(draw, limit)| format!(" at {draw:.0} of {limit:.0} W"))
+            .unwrap_or_default();
+        judged
+            .problems
+            .push((Severity::Warning, format!("power-capped{draw} ({clocks})")));
+        if let (Some(now), Some(max)) = (gpu.sm_clock_mhz, gpu.max_sm_clock_mhz) {
+            judged.evidence.push(compared(
+                "sm clock (MHz)",
+                now,
+                "<",
+                t.gpu_clock_share * max,
+                source,
+            ));
+        }
+    }
+    if let (Some(limit), Some(default)) = (gpu.power_limit_watts, gpu.default_power_limit_watts)
+        && limit < t.gpu_power_limit_share * default
+    {
+        judged.problems.push((
+            Severity::Warning,
+            format!("power limit lowered to {limit:.0} W (default {default:.0} W)"),
+        ));
+        judged.evidence.push(compared(
+            "power limit (W)",
+            limit,
+            "<",
+            t.gpu_power_limit_share * default,
+            source,
+        ));
+    }
+    judged
+}
+
+fn pcie_degraded(gpu: &GpuState, t: &Thresholds) -> Judged {
+    let (Some(gen_now), Some(gen_max), Some(width_now), Some(width_max)) = (
+        gpu.pcie_gen,
+        gpu.pcie_gen_max,
+        gpu.pcie_width,
+        gpu.pcie_width_max,
+    ) else {
+        return Judged::unchecked("the PCIe link's generation and width (not in this GPU report)");
+    };
+    // Idle GPUs lower their link on purpose (an idle RTX 4000 sits at gen 1 of 4): only a busy one is judged.
+    if !is_busy(gpu, t) {
+        return Judged::unchecked(
+            "a GPU busy when captured (idle GPUs lower their PCIe link on purpose; MIG reports no utilization)",
+        );
+    }
+    let link = format!("gen {gen_now:.0} x{width_now:.0} of gen {gen_max:.0} x{width_max:.0}");
+    let mut judged = Judged::checked(format!("PCIe {link} while busy"));
+    if gen_now < gen_max || width_now < width_max {
+        let util = gpu
+            .utilization_percent
+            .map(|u| format!(" while {u:.0}% busy"))
+            .unwrap_or_default();
+        judged
+            .problems
+            .push((Severity::Warning, format!("PCIe link at {link}{util}")));
+        judged.evidence.extend([
+            compared("pcie link gen", gen_now, "<", gen_max, &gpu.source),
+            compared("pcie link width", width_now, "<", width_max, &gpu.source),
+        ]);
+    }
+    judged
+}
