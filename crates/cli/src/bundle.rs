@@ -224,33 +224,61 @@ pub fn add_run(gathered: &mut Gathered, run: RunDir, single_user: bool) {
     gathered.target = run.document.target;
 }
 
-/// Reads an nvidia-smi capture (`-q`, `-q -x` or `--query-gpu` CSV) into the evidence's GPUs; an unreadable
-/// one is a problem named with its file and line, not a failure.
+/// Reads an nvidia-smi capture (`-q`, `-q -x` or `--query-gpu` CSV) into the evidence's GPUs, or a kernel log
+/// into its XIDs; anything else is a problem named with its file and line, not a failure.
 pub fn add_gpu_capture(gathered: &mut Gathered, path: &Path) {
-    let name = path.display().to_string();
-    let read = std::fs::read_to_string(path)
-        .map_err(|e| e.to_string())
-        .and_then(|text| gpu::read_nvidia_smi(&text, &name).map_err(|e| e.to_string()));
-    match read {
+    let Some((name, text)) = read_text(gathered, path) else {
+        return;
+    };
+    match gpu::read_nvidia_smi(&text, &name) {
         Ok(gpus) => gathered.evidence.gpus.extend(gpus),
+        Err(gpu::GpuReadError::UnknownFormat) if add_kernel_log(gathered, &text, &name) => {}
         Err(e) => gathered.problems.push(format!("{name}: {e}")),
     }
 }
 
-/// Reads an engine log into the evidence; unreadable or unrecognised logs are problems, not failures.
+/// Reads an engine log into the evidence, and a kernel log's XIDs; unreadable or unrecognised logs are
+/// problems, not failures.
 pub fn add_log(gathered: &mut Gathered, path: &Path) {
-    let read = std::fs::File::open(path)
-        .and_then(|f| logs::read_log(std::io::BufReader::new(f)))
-        .map_err(|e| format!("{}: {e}", path.display()));
-    match read {
+    let Some((name, text)) = read_text(gathered, path) else {
+        return;
+    };
+    let kernel = add_kernel_log(gathered, &text, &name);
+    match logs::read_log(text.as_bytes()) {
         Ok(report) => match report.facts() {
             Some(facts) => gathered.evidence.log = Some(facts),
+            None if kernel => {}
             None => gathered.problems.push(format!(
-                "{}: no vLLM, SGLang or llama.cpp lines recognised ({} lines read)",
-                path.display(),
+                "{name}: no vLLM, SGLang, llama.cpp or kernel lines recognised ({} lines read)",
                 report.lines.read
             )),
         },
-        Err(e) => gathered.problems.push(e),
+        Err(e) => gathered.problems.push(format!("{name}: {e}")),
     }
+}
+
+/// A file's text (invalid UTF-8 replaced, as logs cut mid-character have it) with its name for messages.
+fn read_text(gathered: &mut Gathered, path: &Path) -> Option<(String, String)> {
+    let name = path.display().to_string();
+    match std::fs::read(path) {
+        Ok(bytes) => Some((name, String::from_utf8_lossy(&bytes).into_owned())),
+        Err(e) => {
+            gathered.problems.push(format!("{name}: {e}"));
+            None
+        }
+    }
+}
+
+/// Adds a kernel log's XIDs; false when the text is not a kernel log.
+fn add_kernel_log(gathered: &mut Gathered, text: &str, name: &str) -> bool {
+    let Some(xids) = gpu::read_kernel_log(text, name) else {
+        return false;
+    };
+    let kernel = gathered
+        .evidence
+        .kernel
+        .get_or_insert_with(Default::default);
+    kernel.sources.push(name.to_string());
+    kernel.xids.extend(xids);
+    true
 }

@@ -1134,3 +1134,44 @@ fn gpu_captures_are_judged_and_name_the_gpu_for_the_floors() {
         "{stderr}"
     );
 }
+
+/// A kernel log given as `--log` (or among `--gpu` files) adds the driver's XIDs: a GPU that fell off the bus
+/// is critical (exit 1); a clean kernel log passes the line and names itself.
+#[test]
+fn kernel_logs_bring_their_xids() {
+    let dir = tempfile::tempdir().unwrap();
+    let dmesg = dir.path().join("dmesg.txt");
+    std::fs::write(
+        &dmesg,
+        "[    3.100000] nvidia: loading out-of-tree module taints kernel.\n\
+         [ 1843.308145] NVRM: Xid (PCI:0000:b3:00): 79, pid=2231, GPU has fallen off the bus.\n",
+    )
+    .unwrap();
+    let (code, doc, stderr) = diagnose_offline(&["--log", dmesg.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{stderr}");
+    let finding = &doc["diagnosis"]["findings"][0];
+    assert_eq!(finding["id"], "hardware.xid_errors");
+    assert_eq!(finding["severity"], "critical");
+    assert_eq!(
+        finding["verdict"],
+        "XID 79 on 0000:b3:00 (pid=2231, GPU has fallen off the bus.)"
+    );
+    assert!(!stderr.contains("no vLLM"), "{stderr}");
+
+    let clean = dir.path().join("kernel.log");
+    std::fs::write(
+        &clean,
+        "Feb 14 05:03:41 gpu-1 kernel: mlx5_core 0000:ab:00.0 mlx5_5: Port: 1 Link ACTIVE\n",
+    )
+    .unwrap();
+    let (code, doc, stderr) = diagnose_offline(&["--gpu", clean.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let line = doc["diagnosis"]["checklist"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["id"] == "gpu_no_xid")
+        .unwrap();
+    assert_eq!(line["status"], "pass");
+    assert!(line["detail"].as_str().unwrap().contains("kernel.log"));
+}

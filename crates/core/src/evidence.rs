@@ -44,6 +44,9 @@ pub struct Evidence {
     /// Each GPU's health as nvidia-smi reported it (`--gpu FILE`, a bundle's `gpu/`), ideally under load.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gpus: Vec<crate::GpuState>,
+    /// The GPU host's kernel log: the driver's XID errors (`--log FILE` with `journalctl -k` or `dmesg`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<crate::KernelFacts>,
 }
 
 /// What the hardware could do at best, for "slower than it should be" rules.

@@ -105,3 +105,25 @@ impl GpuState {
         self.clock_reasons.as_ref().map(|r| r.contains(&reason))
     }
 }
+
+/// An XID the NVIDIA driver wrote to the kernel log: a GPU fault, or an application's fault seen by the driver.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct XidEvent {
+    /// The PCI address as the kernel wrote it (`0000:44:00`).
+    pub bus_id: String,
+    pub code: u32,
+    /// The driver's words after the code (`GPU has fallen off the bus`).
+    pub message: String,
+    /// How many times the same code was logged for the same GPU.
+    pub count: u64,
+    /// The file and line of the first one.
+    pub first_seen: String,
+}
+
+/// What the GPU host's kernel log says about its GPUs.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct KernelFacts {
+    /// The kernel logs read, so "no XID" names where it looked.
+    pub sources: Vec<String>,
+    pub xids: Vec<XidEvent>,
+}

@@ -20,7 +20,7 @@ pub use evidence::{Evidence, HardwareFacts, LogFacts, LogStats, WorkloadFacts};
 pub use finding::{
     CheckLine, CheckStatus, Confidence, Diagnosis, Finding, Observation, Severity, Symptom,
 };
-pub use gpu::{ClockReason, GpuState};
+pub use gpu::{ClockReason, GpuState, KernelFacts, XidEvent};
 pub use record::{ErrorClass, Phase, RequestError, RequestRecord};
 pub use signals::{Buckets, Reading, ServerReadings, Signal, SignalKind};
 pub use slo::{Slo, SloMetric, SloSet};

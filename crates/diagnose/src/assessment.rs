@@ -113,6 +113,8 @@ pub(crate) mod how {
                                --metrics-url, or --metrics FILE.. offline";
     pub const LOG: &str = "pass --log FILE (the engine's startup and stats log)";
     pub const HARDWARE: &str = "give --gpu and --model so the hardware floor is known";
+    pub const KERNEL_LOG: &str = "pass the GPU host's kernel log as --log FILE (`journalctl -k > kernel.log` or \
+                                  `dmesg -T > dmesg.txt`, which may need root)";
     pub const GPU_STATE: &str = "pass --gpu FILE: `nvidia-smi -q` (or `-q -x`, or `--query-gpu=… --format=csv`) \
                                  saved on the GPU host while it serves";
     pub const LOADED_PROBE: &str = "run the loaded probe (diagnose --url URL) or pass --requests requests.jsonl / --bundle DIR";

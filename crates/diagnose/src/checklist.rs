@@ -8,7 +8,7 @@ use crate::assessment::{Assessment, how, ms, percent};
 use crate::facts::Facts;
 
 /// Lines answered directly by one rule: (line id, question, rule id).
-const RULE_LINES: [(&str, &str, &str); 14] = [
+const RULE_LINES: [(&str, &str, &str); 15] = [
     ("error_rate", "Is the error rate below 1%?", "errors.rate"),
     (
         "no_preemptions",
@@ -59,6 +59,11 @@ const RULE_LINES: [(&str, &str, &str); 14] = [
         "throughput_holds",
         "Does throughput hold steady through the run?",
         "throughput.degraded_over_time",
+    ),
+    (
+        "gpu_no_xid",
+        "Is the kernel log free of GPU XID errors?",
+        "hardware.xid_errors",
     ),
     (
         "gpu_memory_healthy",

@@ -47,13 +47,79 @@ const PCIE_DEGRADED: Rule = Rule {
     source: "gpu_trace.md §C8 (GCM fails any mismatch with the expected link; idle GPUs are not judged)",
 };
 
+const XID_ERRORS: Rule = Rule {
+    id: "hardware.xid_errors",
+    symptom: Symptom::Hardware,
+    why: "The NVIDIA driver logs an XID when a GPU faults (fell off the bus, double-bit ECC, a crashed \
+          engine) or an application's kernel faults on it; the faulting GPU's work fails or stalls until the \
+          GPU is reset.",
+    remedies: &[
+        "Look the code up in NVIDIA's XID catalog for its immediate action (restart the app, reset the GPU, \
+         reboot, or drain the node)",
+        "XID 79 (fell off the bus): check the board's seating, power and temperature; it often needs a reboot",
+        "Application XIDs (13, 31, 43, 45): the serving process faulted; look at its log for the failing kernel",
+    ],
+    source: "gpu_trace.md §A6, §C1 (nvidia_gpu_exporter alerts on XID 48, 62, 64, 74, 79, 95, 119, 120; GCM \
+             treats 13, 31, 43, 45, 63, 68, 92, 109 as not critical)",
+};
+
+/// XIDs the exporter's alert rules page on: the GPU itself failed.
+const CRITICAL_XIDS: [u32; 8] = [48, 62, 64, 74, 79, 95, 119, 120];
+/// XIDs GCM does not count as GPU failures: application faults and notices.
+const APPLICATION_XIDS: [u32; 8] = [13, 31, 43, 45, 63, 68, 92, 109];
+
 pub(crate) fn assess(facts: &Facts, t: &Thresholds) -> Vec<Assessment> {
     let gpus = &facts.evidence.gpus;
     vec![
+        xid_errors(facts),
         judge(&MEMORY_ERRORS, gpus, |gpu| memory_errors(gpu, t)),
         judge(&CLOCK_SLOWDOWN, gpus, |gpu| clock_slowdown(gpu, t)),
         judge(&PCIE_DEGRADED, gpus, |gpu| pcie_degraded(gpu, t)),
     ]
+}
+
+fn xid_errors(facts: &Facts) -> Assessment {
+    let Some(kernel) = &facts.evidence.kernel else {
+        return XID_ERRORS.unknown("the GPU host's kernel log", how::KERNEL_LOG);
+    };
+    let read = kernel.sources.join(", ");
+    let Some(severity) = kernel.xids.iter().map(|x| xid_severity(x.code)).min() else {
+        return XID_ERRORS.passes(format!("no XID in {read}"));
+    };
+    let verdict: Vec<String> = kernel
+        .xids
+        .iter()
+        .map(|x| {
+            let times = if x.count > 1 {
+                format!(" ×{}", x.count)
+            } else {
+                String::new()
+            };
+            format!("XID {} on {}{times} ({})", x.code, x.bus_id, x.message)
+        })
+        .collect();
+    let evidence = kernel
+        .xids
+        .iter()
+        .map(|x| {
+            seen(
+                format!("xid {} on {}", x.code, x.bus_id),
+                x.count as f64,
+                &x.first_seen,
+            )
+        })
+        .collect();
+    XID_ERRORS.fires(severity, Confidence::High, verdict.join("; "), evidence)
+}
+
+fn xid_severity(code: u32) -> Severity {
+    if CRITICAL_XIDS.contains(&code) {
+        Severity::Critical
+    } else if APPLICATION_XIDS.contains(&code) {
+        Severity::Info
+    } else {
+        Severity::Warning
+    }
 }
 
 /// What one rule found on one GPU.

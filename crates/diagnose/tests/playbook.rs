@@ -5,7 +5,7 @@ mod support;
 
 use infer_doctor_core::record::ErrorClass;
 use infer_doctor_core::summary::ErrorCount;
-use infer_doctor_core::{CheckStatus, ClockReason, Evidence, Severity, Signal};
+use infer_doctor_core::{CheckStatus, ClockReason, Evidence, Severity, Signal, XidEvent};
 use infer_doctor_diagnose::{Thresholds, diagnose};
 use support::*;
 
@@ -13,6 +13,14 @@ type Change = fn(&mut Evidence);
 
 /// (rule id, the change that makes it fire, a near miss that must not).
 const CASES: &[(&str, Change, Change)] = &[
+    (
+        "hardware.xid_errors",
+        |e| {
+            e.kernel.as_mut().unwrap().xids = vec![xid(79, "GPU has fallen off the bus")];
+        },
+        // A second kernel log, also clean.
+        |e| e.kernel.as_mut().unwrap().sources.push("dmesg.txt".into()),
+    ),
     (
         "hardware.memory_errors",
         |e| gpu(e).ecc_uncorrected_volatile = Some(1.0),
@@ -313,6 +321,7 @@ fn every_playbook_rule_has_a_case() {
         "capacity.startup_headroom",
         "throughput.degraded_over_time",
         "consistency.littles_law",
+        "hardware.xid_errors",
         "hardware.memory_errors",
         "hardware.clock_slowdown",
         "hardware.pcie_degraded",
@@ -336,7 +345,7 @@ fn healthy_evidence_has_no_warning_and_every_checklist_line_passes() {
         "{:#?}",
         diagnosis.findings
     );
-    assert_eq!(diagnosis.checklist.len(), 18);
+    assert_eq!(diagnosis.checklist.len(), 19);
     for line in &diagnosis.checklist {
         assert_eq!(line.status, CheckStatus::Pass, "{line:#?}");
     }
@@ -727,4 +736,40 @@ fn gpu_rules_name_the_gpu_and_leave_idle_links_unjudged() {
         clocks.detail.contains("not busy when captured"),
         "{clocks:?}"
     );
+}
+
+/// An XID's severity follows what it means: the GPU failing is critical, an application's fault seen by the
+/// driver is a note, the rest a warning; the verdict counts repeats.
+#[test]
+fn xid_severity_follows_what_the_code_means() {
+    let severity = |xids: Vec<XidEvent>| {
+        let mut evidence = healthy();
+        evidence.kernel.as_mut().unwrap().xids = xids;
+        let diagnosis = diagnose(&evidence, &Thresholds::default());
+        let found = finding(&diagnosis, "hardware.xid_errors").unwrap().clone();
+        (found.severity, found.verdict)
+    };
+    let mut repeated = xid(79, "GPU has fallen off the bus");
+    repeated.count = 3;
+    assert_eq!(
+        severity(vec![repeated]),
+        (
+            Severity::Critical,
+            "XID 79 on 0000:00:09.0 ×3 (GPU has fallen off the bus)".to_string()
+        )
+    );
+    assert_eq!(
+        severity(vec![xid(13, "Graphics Exception")]).0,
+        Severity::Info
+    );
+    assert_eq!(
+        severity(vec![xid(94, "Contained ECC error")]).0,
+        Severity::Warning
+    );
+    // No kernel log at all: unknown, with how to get one.
+    let mut evidence = healthy();
+    evidence.kernel = None;
+    let line = check_line(&diagnose(&evidence, &Thresholds::default()), "gpu_no_xid").clone();
+    assert_eq!(line.status, CheckStatus::Unknown);
+    assert!(line.how_to_know.unwrap().contains("journalctl -k"));
 }

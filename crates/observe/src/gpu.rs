@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use infer_doctor_core::{ClockReason, GpuState};
+use infer_doctor_core::{ClockReason, GpuState, XidEvent};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GpuReadError {
@@ -450,6 +450,92 @@ fn ecc_volatile(flat: &Flat, uncorrected: bool) -> Option<f64> {
     (!counts.is_empty()).then(|| counts.iter().sum())
 }
 
+/// The XIDs in a kernel log (`dmesg`, `journalctl -k`, `/var/log/kern.log`), or `None` when the text does not
+/// look like one. Besides `NVRM: Xid (PCI:…): N, …`, newer drivers report a GPU that fell off the bus without an
+/// XID line, alone or across three lines; both count as XID 79, as NVIDIA's own tools count them.
+pub fn read_kernel_log(text: &str, source: &str) -> Option<Vec<XidEvent>> {
+    let mut kernel = false;
+    let mut xids: Vec<XidEvent> = Vec::new();
+    // "NVRM: The NVIDIA GPU 0000:b3:00.0" opens the three-line form; its bus holds for the next lines.
+    let mut announced: Option<(String, usize)> = None;
+    for (index, line) in text.lines().enumerate() {
+        kernel |= line.contains("NVRM:") || line.contains(" kernel: ") || is_dmesg_line(line);
+        let Some(at) = line.find("NVRM:") else {
+            continue;
+        };
+        let said = line[at + "NVRM:".len()..].trim();
+        let found = if let Some(rest) = said.strip_prefix("Xid (") {
+            parse_xid(rest)
+        } else if let Some(rest) = said.strip_prefix("The NVIDIA GPU ") {
+            announced = Some((
+                rest.split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+                index,
+            ));
+            None
+        } else if said.contains("fallen off the bus") {
+            let bus = said
+                .strip_prefix("GPU at ")
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_string)
+                .or_else(|| {
+                    announced
+                        .as_ref()
+                        .filter(|(_, line)| index - line <= 3)
+                        .map(|(bus, _)| bus.clone())
+                });
+            bus.map(|bus| (bus, 79, "GPU has fallen off the bus".to_string()))
+        } else {
+            None
+        };
+        let Some((bus_id, code, message)) = found else {
+            continue;
+        };
+        match xids
+            .iter_mut()
+            .find(|x| x.bus_id == bus_id && x.code == code)
+        {
+            Some(seen) => seen.count += 1,
+            None => xids.push(XidEvent {
+                bus_id,
+                code,
+                message,
+                count: 1,
+                first_seen: format!("{source}:{}", index + 1),
+            }),
+        }
+    }
+    kernel.then_some(xids)
+}
+
+/// `[ 1843.308145] …`, the timestamp dmesg puts before each line.
+fn is_dmesg_line(line: &str) -> bool {
+    line.strip_prefix('[')
+        .and_then(|rest| rest.split_once(']'))
+        .is_some_and(|(stamp, _)| {
+            let stamp = stamp.trim();
+            !stamp.is_empty() && stamp.chars().all(|c| c.is_ascii_digit() || c == '.')
+        })
+}
+
+/// `PCI:0000:44:00): 79, GPU has fallen off the bus` → (bus, code, message).
+fn parse_xid(rest: &str) -> Option<(String, u32, String)> {
+    let (bus, after) = rest.split_once("):")?;
+    let bus = bus.trim_start_matches("PCI:").to_string();
+    let after = after.trim();
+    let digits = after
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(after.len());
+    let code = after[..digits].parse().ok()?;
+    let message = after[digits..]
+        .trim_start_matches([',', ' '])
+        .trim()
+        .to_string();
+    Some((bus, code, message))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -564,6 +650,44 @@ mod tests {
         assert_eq!(
             err("<nvidia_smi_log><driver_version>1</driver_version></nvidia_smi_log>"),
             "no GPU in this nvidia-smi -q -x output"
+        );
+    }
+
+    #[test]
+    fn kernel_logs_give_their_xids_in_every_form() {
+        let dmesg = "[   12.100000] nvidia-nvlink: Nvlink Core is being initialized\n\
+                     [ 1201.5] NVRM: Xid (PCI:0000:10:1c): 63, pid=1896, Row Remapper: New row marked for remapping, reset gpu to activate.\n\
+                     [ 1843.308145] NVRM: The NVIDIA GPU 0000:b3:00.0\n\
+                     \x20              NVRM: (PCI ID: 10de:26b5) installed in this system has\n\
+                     \x20              NVRM: fallen off the bus and is not responding to commands.\n\
+                     [ 1900.1] NVRM: GPU at 0000:01:00.0 has fallen off the bus.\n\
+                     [ 1900.2] NVRM: GPU at 0000:01:00.0 has fallen off the bus.\n";
+        let xids = read_kernel_log(dmesg, "dmesg.txt").unwrap();
+        let seen: Vec<(&str, u32, u64)> = xids
+            .iter()
+            .map(|x| (x.bus_id.as_str(), x.code, x.count))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("0000:10:1c", 63, 1),
+                ("0000:b3:00.0", 79, 1),
+                ("0000:01:00.0", 79, 2)
+            ]
+        );
+        assert_eq!(
+            xids[0].message,
+            "pid=1896, Row Remapper: New row marked for remapping, reset gpu to activate."
+        );
+        assert_eq!(xids[0].first_seen, "dmesg.txt:2");
+        // journalctl -k without any NVRM line is still a kernel log, and a clean one.
+        let journal =
+            "Feb 14 05:03:41 host kernel: mlx5_core 0000:ab:00.0 mlx5_5: Port: 1 Link ACTIVE\n";
+        assert_eq!(read_kernel_log(journal, "k.log"), Some(Vec::new()));
+        // An engine log is not a kernel log.
+        assert_eq!(
+            read_kernel_log("INFO 11-20 engine started\n", "vllm.log"),
+            None
         );
     }
 }

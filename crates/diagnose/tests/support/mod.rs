@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use infer_doctor_core::signals::{CounterStats, GaugeStats, HistogramStats, ServerWindow};
 use infer_doctor_core::summary::{RequestCounts, Throughput, TokenAccounting};
 use infer_doctor_core::{
-    CheckLine, Diagnosis, Evidence, Finding, GpuState, HardwareFacts, LogFacts, Phase,
-    RequestRecord, RunSummary, Signal, Summary, WorkloadFacts,
+    CheckLine, Diagnosis, Evidence, Finding, GpuState, HardwareFacts, KernelFacts, LogFacts, Phase,
+    RequestRecord, RunSummary, Signal, Summary, WorkloadFacts, XidEvent,
 };
 
 /// A latency distribution (ms) with the given median and p95.
@@ -190,6 +190,21 @@ pub fn healthy() -> Evidence {
             ..Default::default()
         }),
         gpus: vec![busy_gpu()],
+        kernel: Some(KernelFacts {
+            sources: vec!["kernel.log".into()],
+            xids: Vec::new(),
+        }),
+    }
+}
+
+/// The kernel's XID line for a GPU, as `read_kernel_log` returns it.
+pub fn xid(code: u32, message: &str) -> XidEvent {
+    XidEvent {
+        bus_id: "0000:00:09.0".into(),
+        code,
+        message: message.into(),
+        count: 1,
+        first_seen: "kernel.log:1".into(),
     }
 }
 
