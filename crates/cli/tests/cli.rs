@@ -937,13 +937,17 @@ fn diagnose_offline(args: &[&str]) -> (Option<i32>, Value, String) {
     )
 }
 
-fn check(doc: &Value, id: &str) -> (String, Option<String>) {
-    let line = doc["diagnosis"]["checklist"]
+fn check_line<'a>(doc: &'a Value, id: &str) -> &'a Value {
+    doc["diagnosis"]["checklist"]
         .as_array()
         .unwrap()
         .iter()
         .find(|c| c["id"] == id)
-        .unwrap_or_else(|| panic!("no checklist line {id}"));
+        .unwrap_or_else(|| panic!("no checklist line {id}"))
+}
+
+fn check(doc: &Value, id: &str) -> (String, Option<String>) {
+    let line = check_line(doc, id);
     (
         line["status"].as_str().unwrap().to_string(),
         line["how_to_know"].as_str().map(str::to_string),
@@ -1166,12 +1170,7 @@ fn kernel_logs_bring_their_xids() {
     .unwrap();
     let (code, doc, stderr) = diagnose_offline(&["--gpu", clean.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{stderr}");
-    let line = doc["diagnosis"]["checklist"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["id"] == "gpu_no_xid")
-        .unwrap();
+    let line = check_line(&doc, "gpu_no_xid");
     assert_eq!(line["status"], "pass");
     assert!(line["detail"].as_str().unwrap().contains("kernel.log"));
 }
