@@ -690,4 +690,27 @@ mod tests {
             None
         );
     }
+
+    proptest::proptest! {
+        /// Any text, and any cut or splice of the real captures, gives GPUs or a named error, never a panic.
+        #[test]
+        fn any_text_reads_without_panicking(
+            noise in ".{0,200}",
+            cut in 0usize..20_000,
+            pick in 0usize..5,
+        ) {
+            let names = ["h100_load_q.txt", "h100_load_query_gpu.csv", "a100_sxm4_mig_v12.xml", "a10g.xml",
+                         "rtx4000_ada_v13.xml"];
+            let path = format!("{}/../../fixtures/gpu/{}", env!("CARGO_MANIFEST_DIR"), names[pick]);
+            let text = std::fs::read_to_string(path).unwrap();
+            let mut end = cut.min(text.len());
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            for candidate in [noise.clone(), format!("{}{noise}", &text[..end])] {
+                let _ = read_nvidia_smi(&candidate, "f");
+                let _ = read_kernel_log(&candidate, "f");
+            }
+        }
+    }
 }
