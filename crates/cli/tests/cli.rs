@@ -1161,6 +1161,16 @@ fn kernel_logs_bring_their_xids() {
         "XID 79 on 0000:b3:00 (pid=2231, GPU has fallen off the bus.)"
     );
     assert!(!stderr.contains("no vLLM"), "{stderr}");
+    // `logs` reads it too.
+    let logs = bin()
+        .args(["logs", dmesg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let logs = String::from_utf8(logs.stdout).unwrap();
+    assert!(
+        logs.contains("kernel log, GPU XID errors") && logs.contains("XID 79 on 0000:b3:00 ×1"),
+        "{logs}"
+    );
 
     let clean = dir.path().join("kernel.log");
     std::fs::write(

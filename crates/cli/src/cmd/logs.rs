@@ -2,10 +2,11 @@
 //! nobody has to grep vLLM, SGLang or llama.cpp output by hand again.
 
 use std::fmt::Write as _;
-use std::io::BufReader;
 
 use anyhow::{Context, anyhow};
+use infer_doctor_core::XidEvent;
 use infer_doctor_core::units::with_thousands_separators;
+use infer_doctor_observe::gpu;
 use infer_doctor_observe::logs::{LogReport, ServerKind, read_log};
 
 use crate::args::{Format, LogsArgs};
@@ -15,21 +16,52 @@ use crate::{Failure, exit};
 const TIMELINE_ROWS: usize = 24;
 
 pub fn run(args: &LogsArgs) -> Result<u8, Failure> {
-    let file = std::fs::File::open(&args.file)
-        .with_context(|| format!("reading {}", args.file.display()))
+    let name = args.file.display().to_string();
+    let bytes = std::fs::read(&args.file)
+        .with_context(|| format!("reading {name}"))
         .map_err(Failure::usage)?;
-    let report = read_log(BufReader::new(file))
-        .with_context(|| format!("reading {}", args.file.display()))
+    let text = String::from_utf8_lossy(&bytes);
+    let report = read_log(text.as_bytes())
+        .with_context(|| format!("reading {name}"))
         .map_err(Failure::usage)?;
+    // A kernel log from the GPU host: the driver's XIDs, beside whatever engine lines it also holds.
+    let xids = gpu::read_kernel_log(&text, &name);
     match args.format {
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&report)
-                .map_err(|e| Failure::usage(anyhow!("rendering JSON: {e}")))?
-        ),
-        Format::Term => print!("{}", render(&args.file.display().to_string(), &report)),
+        Format::Json => {
+            let mut document = serde_json::to_value(&report)
+                .map_err(|e| Failure::usage(anyhow!("rendering JSON: {e}")))?;
+            if let Some(xids) = &xids {
+                document["kernel_xids"] = serde_json::json!(xids);
+            }
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&document)
+                    .map_err(|e| Failure::usage(anyhow!("rendering JSON: {e}")))?
+            );
+        }
+        Format::Term => match &xids {
+            Some(xids) if report.server.is_none() => print!("{}", render_kernel(&name, xids)),
+            Some(xids) => print!("{}{}", render(&name, &report), render_kernel(&name, xids)),
+            None => print!("{}", render(&name, &report)),
+        },
     }
     Ok(exit::OK)
+}
+
+/// The XIDs of a kernel log, one line per GPU and code.
+fn render_kernel(file: &str, xids: &[XidEvent]) -> String {
+    if xids.is_empty() {
+        return format!("{file}: kernel log, no GPU XID errors\n");
+    }
+    let mut out = format!("{file}: kernel log, GPU XID errors:\n");
+    for x in xids {
+        let _ = writeln!(
+            out,
+            "  XID {} on {} ×{} (first at {}): {}",
+            x.code, x.bus_id, x.count, x.first_seen, x.message
+        );
+    }
+    out
 }
 
 fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
