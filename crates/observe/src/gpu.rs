@@ -510,13 +510,17 @@ pub fn read_kernel_log(text: &str, source: &str) -> Option<Vec<XidEvent>> {
     kernel.then_some(xids)
 }
 
-/// `[ 1843.308145] …`, the timestamp dmesg puts before each line.
+/// `[ 1843.308145] …`, the timestamp dmesg puts before each line: seconds since boot with six decimals, so a
+/// progress bar's `[12.5]` in an engine log does not make it a kernel log.
 fn is_dmesg_line(line: &str) -> bool {
     line.strip_prefix('[')
         .and_then(|rest| rest.split_once(']'))
-        .is_some_and(|(stamp, _)| {
-            let stamp = stamp.trim();
-            !stamp.is_empty() && stamp.chars().all(|c| c.is_ascii_digit() || c == '.')
+        .and_then(|(stamp, _)| stamp.trim().split_once('.'))
+        .is_some_and(|(seconds, micros)| {
+            !seconds.is_empty()
+                && seconds.chars().all(|c| c.is_ascii_digit())
+                && micros.len() == 6
+                && micros.chars().all(|c| c.is_ascii_digit())
         })
 }
 
@@ -656,12 +660,12 @@ mod tests {
     #[test]
     fn kernel_logs_give_their_xids_in_every_form() {
         let dmesg = "[   12.100000] nvidia-nvlink: Nvlink Core is being initialized\n\
-                     [ 1201.5] NVRM: Xid (PCI:0000:10:1c): 63, pid=1896, Row Remapper: New row marked for remapping, reset gpu to activate.\n\
+                     [ 1201.500000] NVRM: Xid (PCI:0000:10:1c): 63, pid=1896, Row Remapper: New row marked for remapping, reset gpu to activate.\n\
                      [ 1843.308145] NVRM: The NVIDIA GPU 0000:b3:00.0\n\
                      \x20              NVRM: (PCI ID: 10de:26b5) installed in this system has\n\
                      \x20              NVRM: fallen off the bus and is not responding to commands.\n\
-                     [ 1900.1] NVRM: GPU at 0000:01:00.0 has fallen off the bus.\n\
-                     [ 1900.2] NVRM: GPU at 0000:01:00.0 has fallen off the bus.\n";
+                     [ 1900.100000] NVRM: GPU at 0000:01:00.0 has fallen off the bus.\n\
+                     [ 1900.200000] NVRM: GPU at 0000:01:00.0 has fallen off the bus.\n";
         let xids = read_kernel_log(dmesg, "dmesg.txt").unwrap();
         let seen: Vec<(&str, u32, u64)> = xids
             .iter()
