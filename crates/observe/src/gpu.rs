@@ -688,11 +688,25 @@ mod tests {
         let journal =
             "Feb 14 05:03:41 host kernel: mlx5_core 0000:ab:00.0 mlx5_5: Port: 1 Link ACTIVE\n";
         assert_eq!(read_kernel_log(journal, "k.log"), Some(Vec::new()));
-        // An engine log is not a kernel log.
+        // An engine log is not a kernel log, not even with a progress bar's bracketed number; the real ones
+        // are not either.
         assert_eq!(
-            read_kernel_log("INFO 11-20 engine started\n", "vllm.log"),
+            read_kernel_log("INFO engine started\n[12.5] 40%\n", "x"),
             None
         );
+        assert_eq!(
+            read_kernel_log("[    3.100000] nvidia: loading\n", "d"),
+            Some(Vec::new())
+        );
+        for log in [
+            "vllm_cpu/startup_and_run.log",
+            "llamacpp/llama_server.log",
+            "llamacpp/medium_server.log",
+        ] {
+            let path = format!("{}/../../fixtures/{log}", env!("CARGO_MANIFEST_DIR"));
+            let text = std::fs::read_to_string(path).unwrap();
+            assert_eq!(read_kernel_log(&text, log), None, "{log}");
+        }
     }
 
     proptest::proptest! {
