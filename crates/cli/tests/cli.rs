@@ -1130,6 +1130,13 @@ fn gpu_captures_are_judged_and_name_the_gpu_for_the_floors() {
         "{stderr}"
     );
 
+    // A GPU split by MIG gets no whole-GPU floors: said, and the rest is diagnosed.
+    let mig = fixture("fixtures/gpu/a100_sxm4_mig_v12.xml");
+    let (code, doc, stderr) = diagnose_offline(&["--gpu", &mig, "--model-config", "llama-3.1-8b"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("runs in MIG mode"), "{stderr}");
+    assert!(doc["evidence"].get("hardware").is_none());
+
     // A name that is neither a file nor of use without --model-config is an error that says so.
     let (code, _, stderr) = diagnose_offline(&["--gpu", "/no/such/q.txt"]);
     assert_eq!(code, Some(2));

@@ -89,6 +89,11 @@ pub struct GpuState {
     pub remapped_rows_failure: Option<bool>,
     /// Page retirement (before Ampere): pages waiting for a reboot to be retired.
     pub retired_pages_pending: Option<bool>,
+    /// A channel or TPC repair waiting for a reset, and memory the GPU cannot repair (driver 570+).
+    pub memory_repair_pending: Option<bool>,
+    pub unrepairable_memory: Option<bool>,
+    /// The driver asks for a GPU reset, or to drain the GPU and reset it.
+    pub reset_required: Option<bool>,
     pub pcie_gen: Option<f64>,
     pub pcie_gen_max: Option<f64>,
     pub pcie_width: Option<f64>,

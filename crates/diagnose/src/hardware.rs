@@ -191,17 +191,28 @@ fn judge(rule: &Rule, gpus: &[GpuState], check: impl Fn(&GpuState) -> Judged) ->
 }
 
 fn memory_errors(gpu: &GpuState, t: &Thresholds) -> Judged {
-    let reported = gpu.ecc_uncorrected_volatile.is_some()
-        || gpu.remapped_rows_pending.is_some()
-        || gpu.retired_pages_pending.is_some()
-        || gpu.recovery_action.is_some();
-    if !reported {
+    let repairs = [
+        gpu.remapped_rows_pending,
+        gpu.remapped_rows_failure,
+        gpu.retired_pages_pending,
+        gpu.memory_repair_pending,
+        gpu.unrepairable_memory,
+    ];
+    let repairs_reported = repairs.iter().any(Option::is_some);
+    if gpu.ecc_uncorrected_volatile.is_none() && !repairs_reported {
         return Judged::unchecked(
             "ECC and memory-repair counters (this GPU or driver reports none)",
         );
     }
-    let mut judged =
-        Judged::checked("no uncorrected ECC errors and no pending or failed memory repair".into());
+    // The pass says only what was read: a GPU with ECC off reports repairs but no error counts.
+    let mut fine = vec![match gpu.ecc_uncorrected_volatile {
+        Some(_) => "no uncorrected ECC errors",
+        None => "ECC error counts not reported (ECC off or unsupported)",
+    }];
+    if repairs_reported {
+        fine.push("no pending, failed or impossible memory repair");
+    }
+    let mut judged = Judged::checked(fine.join("; "));
     let source = gpu.source.as_str();
     if let Some(n) = gpu.ecc_uncorrected_volatile.filter(|n| *n > 0.0) {
         judged.problems.push((
@@ -247,6 +258,24 @@ fn memory_errors(gpu: &GpuState, t: &Thresholds) -> Judged {
             "retired pages wait for a reboot",
             "retired pages pending",
         ),
+        (
+            gpu.unrepairable_memory,
+            Severity::Critical,
+            "the GPU reports memory it cannot repair",
+            "unrepairable memory",
+        ),
+        (
+            gpu.memory_repair_pending,
+            Severity::Warning,
+            "a memory repair (channel or TPC) waits for a GPU reset",
+            "memory repair pending",
+        ),
+        (
+            gpu.reset_required,
+            Severity::Warning,
+            "the driver asks for a GPU reset",
+            "gpu reset required",
+        ),
     ];
     for (flag, severity, problem, signal) in flags {
         if flag == Some(true) {
@@ -280,7 +309,8 @@ fn is_busy(gpu: &GpuState, t: &Thresholds) -> bool {
 
 fn clock_slowdown(gpu: &GpuState, t: &Thresholds) -> Judged {
     let source = gpu.source.as_str();
-    if gpu.clock_reasons.is_none() && gpu.power_limit_watts.is_none() {
+    let limits = gpu.power_limit_watts.zip(gpu.default_power_limit_watts);
+    if gpu.clock_reasons.is_none() && limits.is_none() {
         return Judged::unchecked("clock event reasons and power limits (not in this GPU report)");
     }
     let clocks = match (gpu.sm_clock_mhz, gpu.max_sm_clock_mhz) {
@@ -292,9 +322,16 @@ fn clock_slowdown(gpu: &GpuState, t: &Thresholds) -> Judged {
     } else {
         " (not busy when captured, or no utilization reported: capture under load to see its clocks at work)"
     };
-    let mut judged = Judged::checked(format!(
-        "no slowdown reason active, power limit at its default, {clocks}{idle}"
-    ));
+    // The pass says only what was read.
+    let mut fine = Vec::new();
+    if gpu.clock_reasons.is_some() {
+        fine.push("no slowdown reason active".to_string());
+    }
+    if limits.is_some() {
+        fine.push("power limit at its default".to_string());
+    }
+    fine.push(format!("{clocks}{idle}"));
+    let mut judged = Judged::checked(fine.join(", "));
     let reasons = gpu.clock_reasons.clone().unwrap_or_default();
     let protective: Vec<&str> = reasons
         .iter()
@@ -322,9 +359,12 @@ fn clock_slowdown(gpu: &GpuState, t: &Thresholds) -> Judged {
             .zip(gpu.power_limit_watts)
             .map(|(draw, limit)| format!(" at {draw:.0} of {limit:.0} W"))
             .unwrap_or_default();
-        judged
-            .problems
-            .push((Severity::Warning, format!("power-capped{draw} ({clocks})")));
+        // At the board's own limit this is the GPU working as rated (heavy prefill draws the most power): a
+        // note. Under a lowered limit it is the lowered limit's cost, named below.
+        judged.problems.push((
+            Severity::Info,
+            format!("at its power cap{draw}, clocks below their maximum ({clocks})"),
+        ));
         if let (Some(now), Some(max)) = (gpu.sm_clock_mhz, gpu.max_sm_clock_mhz) {
             judged.evidence.push(compared(
                 "sm clock (MHz)",
@@ -378,10 +418,16 @@ fn pcie_degraded(gpu: &GpuState, t: &Thresholds) -> Judged {
         judged
             .problems
             .push((Severity::Warning, format!("PCIe link at {link}{util}")));
-        judged.evidence.extend([
-            compared("pcie link gen", gen_now, "<", gen_max, &gpu.source),
-            compared("pcie link width", width_now, "<", width_max, &gpu.source),
-        ]);
+        for (what, now, max) in [
+            ("pcie link gen", gen_now, gen_max),
+            ("pcie link width", width_now, width_max),
+        ] {
+            if now < max {
+                judged
+                    .evidence
+                    .push(compared(what, now, "<", max, &gpu.source));
+            }
+        }
     }
     judged
 }

@@ -736,6 +736,42 @@ fn gpu_rules_name_the_gpu_and_leave_idle_links_unjudged() {
         clocks.detail.contains("not busy when captured"),
         "{clocks:?}"
     );
+
+    // At its own power cap under load the GPU works as rated: a note, not a warning; a lowered limit warns.
+    let mut capped = healthy();
+    capped.gpus[0].clock_reasons = Some(vec![ClockReason::SwPowerCap]);
+    capped.gpus[0].sm_clock_mhz = Some(1755.0);
+    let note = diagnose(&capped, &Thresholds::default());
+    assert_eq!(
+        finding(&note, "hardware.clock_slowdown").unwrap().severity,
+        Severity::Info
+    );
+    capped.gpus[0].power_limit_watts = Some(500.0);
+    let lowered = diagnose(&capped, &Thresholds::default());
+    let found = finding(&lowered, "hardware.clock_slowdown").unwrap();
+    assert_eq!(found.severity, Severity::Warning);
+    assert!(
+        found
+            .verdict
+            .contains("power limit lowered to 500 W (default 700 W)")
+    );
+
+    // ECC off: the pass says the counts were not reported, not that there were no errors.
+    let mut no_ecc = healthy();
+    (
+        no_ecc.gpus[0].ecc_uncorrected_volatile,
+        no_ecc.gpus[0].ecc_corrected_volatile,
+    ) = (None, None);
+    let memory = check_line(
+        &diagnose(&no_ecc, &Thresholds::default()),
+        "gpu_memory_healthy",
+    )
+    .clone();
+    assert_eq!(memory.status, CheckStatus::Pass);
+    assert!(
+        memory.detail.starts_with("ECC error counts not reported"),
+        "{memory:?}"
+    );
 }
 
 /// An XID's severity follows what it means: the GPU failing is critical, an application's fault seen by the

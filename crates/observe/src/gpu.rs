@@ -200,10 +200,12 @@ fn flatten_csv(text: &str) -> Result<Vec<Flat>, GpuReadError> {
                 .cloned()
                 .zip(cells.iter().map(|c| c.to_string()))
                 .collect();
-            Ok(Flat {
-                bus_id: values.get("pci.bus_id").cloned().unwrap_or_default(),
-                values,
-            })
+            let bus_id = paths::BUS_ID
+                .iter()
+                .find_map(|field| values.get(*field).filter(|v| available(v)))
+                .cloned()
+                .unwrap_or_default();
+            Ok(Flat { bus_id, values })
         })
         .collect()
 }
@@ -267,15 +269,19 @@ mod paths {
         "retired_pages/pending_retirement",
         "retired_pages.pending",
     ];
+    // The system's maximum (the lower of the GPU's and the host's) before the GPU's own, so a gen-5 GPU in a
+    // gen-4 slot is not called degraded.
     pub const PCIE_GEN: &[&str] = &[
         "pci/gpu_link_info/pcie_generation/current",
         "pci/pci_gpu_link_info/pcie_gen/current_link_gen",
         "pcie.link.gen.current",
+        "pcie.link.gen.gpucurrent",
     ];
     pub const PCIE_GEN_MAX: &[&str] = &[
         "pci/gpu_link_info/pcie_generation/max",
         "pci/pci_gpu_link_info/pcie_gen/max_link_gen",
         "pcie.link.gen.max",
+        "pcie.link.gen.gpumax",
     ];
     pub const PCIE_WIDTH: &[&str] = &[
         "pci/gpu_link_info/link_width/current",
@@ -287,6 +293,16 @@ mod paths {
         "pci/pci_gpu_link_info/link_widths/max_link_width",
         "pcie.link.width.max",
     ];
+    pub const MEMORY_REPAIR_PENDING: &[&str] = &[
+        "ecc_errors/channel_repair_pending",
+        "ecc_errors/tpc_repair_pending",
+    ];
+    pub const UNREPAIRABLE_MEMORY: &[&str] = &["ecc_errors/unrepairable_memory"];
+    pub const RESET_REQUIRED: &[&str] = &[
+        "gpu_reset_status/reset_required",
+        "gpu_reset_status/drain_and_reset_recommended",
+    ];
+    pub const BUS_ID: &[&str] = &["pci.bus_id", "index", "uuid"];
     pub const PERSISTENCE: &[&str] = &["persistence_mode"];
     pub const MIG: &[&str] = &[
         "mig_mode/current",
@@ -309,6 +325,13 @@ fn state(flat: &Flat, source: &str) -> GpuState {
     };
     let number = |aliases: &[&str]| text(aliases).and_then(|v| leading_number(&v));
     let flag = |aliases: &[&str]| text(aliases).and_then(|v| yes_no(&v));
+    // Several flags for one fact ("channel or TPC repair pending"): any yes is yes.
+    let any_flag = |aliases: &[&str]| {
+        aliases
+            .iter()
+            .filter_map(|a| flat.values.get(*a).and_then(|v| yes_no(v)))
+            .reduce(|a, b| a || b)
+    };
     GpuState {
         bus_id: flat.bus_id.clone(),
         name: text(paths::NAME).unwrap_or_default(),
@@ -330,6 +353,9 @@ fn state(flat: &Flat, source: &str) -> GpuState {
         remapped_rows_pending: flag(paths::REMAP_PENDING),
         remapped_rows_failure: flag(paths::REMAP_FAILURE),
         retired_pages_pending: flag(paths::RETIRED_PENDING),
+        memory_repair_pending: any_flag(paths::MEMORY_REPAIR_PENDING),
+        unrepairable_memory: flag(paths::UNREPAIRABLE_MEMORY),
+        reset_required: any_flag(paths::RESET_REQUIRED),
         pcie_gen: number(paths::PCIE_GEN),
         pcie_gen_max: number(paths::PCIE_GEN_MAX),
         pcie_width: number(paths::PCIE_WIDTH),
@@ -451,15 +477,21 @@ fn ecc_volatile(flat: &Flat, uncorrected: bool) -> Option<f64> {
 }
 
 /// The XIDs in a kernel log (`dmesg`, `journalctl -k`, `/var/log/kern.log`), or `None` when the text does not
-/// look like one. Besides `NVRM: Xid (PCI:…): N, …`, newer drivers report a GPU that fell off the bus without an
-/// XID line, alone or across three lines; both count as XID 79, as NVIDIA's own tools count them.
+/// look like one. Besides `NVRM: Xid (PCI:…): N, …`, drivers report a GPU that fell off the bus without an XID
+/// line (`GPU at BUS has fallen off the bus`, `GPU BUS: GPU has fallen off the bus`, or across three lines);
+/// those count as XID 79, as NVIDIA's own tools count them, and lines telling of the same fall within a few
+/// lines of each other count once.
 pub fn read_kernel_log(text: &str, source: &str) -> Option<Vec<XidEvent>> {
+    /// Lines within which a fell-off-the-bus report and its XID 79 are one event.
+    const SAME_EVENT_LINES: usize = 5;
     let mut kernel = false;
     let mut xids: Vec<XidEvent> = Vec::new();
     // "NVRM: The NVIDIA GPU 0000:b3:00.0" opens the three-line form; its bus holds for the next lines.
     let mut announced: Option<(String, usize)> = None;
+    // Per bus, the line of the last fall off the bus, to merge the reports of one fall.
+    let mut last_fall: Vec<(String, usize)> = Vec::new();
     for (index, line) in text.lines().enumerate() {
-        kernel |= line.contains("NVRM:") || line.contains(" kernel: ") || is_dmesg_line(line);
+        kernel |= line.contains("NVRM:") || is_dmesg_line(line) || is_journal_kernel_line(line);
         let Some(at) = line.find("NVRM:") else {
             continue;
         };
@@ -467,32 +499,43 @@ pub fn read_kernel_log(text: &str, source: &str) -> Option<Vec<XidEvent>> {
         let found = if let Some(rest) = said.strip_prefix("Xid (") {
             parse_xid(rest)
         } else if let Some(rest) = said.strip_prefix("The NVIDIA GPU ") {
-            announced = Some((
-                rest.split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_string(),
-                index,
-            ));
+            announced = rest
+                .split_whitespace()
+                .next()
+                .map(|bus| (bus.to_string(), index));
             None
         } else if said.contains("fallen off the bus") {
-            let bus = said
+            // "GPU at 0000:01:00.0 has fallen…" (older drivers) or "GPU 0000:29:00.0: GPU has fallen…" (current).
+            let named = said
                 .strip_prefix("GPU at ")
+                .or_else(|| said.strip_prefix("GPU "))
                 .and_then(|rest| rest.split_whitespace().next())
-                .map(str::to_string)
-                .or_else(|| {
-                    announced
-                        .as_ref()
-                        .filter(|(_, line)| index - line <= 3)
-                        .map(|(bus, _)| bus.clone())
-                });
+                .map(|bus| bus.trim_end_matches(':').to_string())
+                .filter(|bus| bus.contains(':'));
+            let bus = named.or_else(|| {
+                announced
+                    .as_ref()
+                    .filter(|(_, at)| index - at <= 3)
+                    .map(|(bus, _)| bus.clone())
+            });
             bus.map(|bus| (bus, 79, "GPU has fallen off the bus".to_string()))
         } else {
             None
         };
-        let Some((bus_id, code, message)) = found else {
+        let Some((bus, code, message)) = found else {
             continue;
         };
+        let bus_id = pci_address(&bus);
+        if code == 79 {
+            let same_fall = last_fall
+                .iter()
+                .any(|(b, at)| *b == bus_id && index - at <= SAME_EVENT_LINES);
+            last_fall.retain(|(b, _)| *b != bus_id);
+            last_fall.push((bus_id.clone(), index));
+            if same_fall {
+                continue;
+            }
+        }
         match xids
             .iter_mut()
             .find(|x| x.bus_id == bus_id && x.code == code)
@@ -508,6 +551,34 @@ pub fn read_kernel_log(text: &str, source: &str) -> Option<Vec<XidEvent>> {
         }
     }
     kernel.then_some(xids)
+}
+
+/// A PCI address as `dddd:bb:dd`, lower case, without the function: XID lines write `0000:01:00`, other
+/// lines `0000:01:00.0`, and nvidia-smi `00000000:01:00.0`.
+pub fn pci_address(bus: &str) -> String {
+    let bus = bus.trim().trim_start_matches("PCI:").to_ascii_lowercase();
+    let bus = bus.split('.').next().unwrap_or_default();
+    let mut parts: Vec<&str> = bus.split(':').collect();
+    if parts.len() == 3 && parts[0].len() > 4 {
+        parts[0] = &parts[0][parts[0].len() - 4..];
+    }
+    parts.join(":")
+}
+
+/// `Feb 14 05:03:41 host kernel: …` or `2026-02-14T05:03:41+0000 host kernel: …`: the kernel's lines in
+/// `journalctl -k` or syslog, where the tag follows a timestamp and a host name.
+fn is_journal_kernel_line(line: &str) -> bool {
+    let words: Vec<&str> = line.split_whitespace().take(5).collect();
+    let is_clock = |w: &str| w.len() == 8 && w.chars().filter(|c| *c == ':').count() == 2;
+    match words.as_slice() {
+        [month, day, clock, _host, "kernel:"] => {
+            month.len() == 3 && day.chars().all(|c| c.is_ascii_digit()) && is_clock(clock)
+        }
+        [stamp, _host, "kernel:", ..] => {
+            stamp.len() >= 19 && stamp.as_bytes().get(10) == Some(&b'T')
+        }
+        _ => false,
+    }
 }
 
 /// `[ 1843.308145] …`, the timestamp dmesg puts before each line: seconds since boot with six decimals, so a
@@ -595,11 +666,22 @@ mod tests {
         );
         assert_eq!(text.recovery_action.as_deref(), Some("None"));
         assert!(text.source.contains("nvidia-smi -q"), "{}", text.source);
-        // The CSV was taken a moment later: the power draw moved; every other fact is the same.
+        assert_eq!(
+            (text.memory_repair_pending, text.unrepairable_memory),
+            (Some(false), Some(false))
+        );
+        // The CSV was taken a moment later: the power draw moved. The repair flags are not among its fields
+        // (driver 590). Every other fact is the same.
         assert_eq!(csv.power_draw_watts, Some(631.95));
+        assert_eq!(
+            (csv.memory_repair_pending, csv.unrepairable_memory),
+            (None, None)
+        );
         let same = |s: &GpuState| GpuState {
             source: String::new(),
             power_draw_watts: None,
+            memory_repair_pending: None,
+            unrepairable_memory: None,
             ..s.clone()
         };
         assert_eq!(same(&csv), same(&text));
@@ -664,8 +746,17 @@ mod tests {
                      [ 1843.308145] NVRM: The NVIDIA GPU 0000:b3:00.0\n\
                      \x20              NVRM: (PCI ID: 10de:26b5) installed in this system has\n\
                      \x20              NVRM: fallen off the bus and is not responding to commands.\n\
-                     [ 1900.100000] NVRM: GPU at 0000:01:00.0 has fallen off the bus.\n\
-                     [ 1900.200000] NVRM: GPU at 0000:01:00.0 has fallen off the bus.\n";
+                     [ 1843.308200] NVRM: GPU 0000:b3:00.0: GPU has fallen off the bus.\n\
+                     [ 1900.100000] NVRM: Xid (PCI:0000:01:00): 79, pid=77, GPU has fallen off the bus.\n\
+                     [ 1900.100100] NVRM: GPU at 0000:01:00.0 has fallen off the bus.\n\
+                     [ 1900.200000] NVRM: GPU at 0000:01:00.0 has fallen off the bus.\n\
+                     [ 7200.000000] NVRM: GPU 0000:29:00.0: GPU has fallen off the bus.\n\
+                     [ 8000.000000] eth0: link up\n\
+                     [ 8000.100000] eth0: link down\n\
+                     [ 8000.200000] eth0: link up\n\
+                     [ 8000.300000] eth0: link down\n\
+                     [ 8000.400000] eth0: link up\n\
+                     [ 9000.000000] NVRM: Xid (PCI:0000:01:00): 79, pid=91, GPU has fallen off the bus.\n";
         let xids = read_kernel_log(dmesg, "dmesg.txt").unwrap();
         let seen: Vec<(&str, u32, u64)> = xids
             .iter()
@@ -673,10 +764,14 @@ mod tests {
             .collect();
         assert_eq!(
             seen,
+            // Each fall once however many lines tell of it, under one spelling of its bus: the three-line
+            // block and the current driver's line are one fall of b3; the XID and two lines one fall of 01,
+            // which fell again much later.
             [
                 ("0000:10:1c", 63, 1),
-                ("0000:b3:00.0", 79, 1),
-                ("0000:01:00.0", 79, 2)
+                ("0000:b3:00", 79, 1),
+                ("0000:01:00", 79, 2),
+                ("0000:29:00", 79, 1)
             ]
         );
         assert_eq!(
@@ -693,6 +788,21 @@ mod tests {
         assert_eq!(
             read_kernel_log("INFO engine started\n[12.5] 40%\n", "x"),
             None
+        );
+        assert_eq!(
+            read_kernel_log("INFO 11-20 Using triton kernel: fused_moe\n", "x"),
+            None
+        );
+        assert_eq!(
+            read_kernel_log(
+                "2026-02-14T05:03:41+0000 gpu-1 kernel: nvidia: loaded\n",
+                "x"
+            ),
+            Some(Vec::new())
+        );
+        assert_eq!(
+            pci_address("00000000:00:09.0"),
+            pci_address("PCI:0000:00:09")
         );
         assert_eq!(
             read_kernel_log("[    3.100000] nvidia: loading\n", "d"),

@@ -81,7 +81,7 @@ pub async fn run(args: Box<DiagnoseArgs>) -> Result<u8, Failure> {
         gathered.evidence.shared_prefixes = args.prefix_tokens > 0;
         gathered.evidence.exact_output_lengths = args.ignore_eos;
     }
-    gathered.evidence.hardware = hardware(&args, &gathered.evidence.gpus)?;
+    gathered.evidence.hardware = hardware(&args, &gathered.evidence.gpus, &mut gathered.problems)?;
     let document = document(&gathered, &thresholds, args.slo.as_deref());
     if let Some(dir) = &args.out {
         write_bundle_reports(dir, &document).map_err(Failure::usage)?;
@@ -326,13 +326,32 @@ fn add_loose_evidence(
 
 /// The hardware floors from `--model-config` and the GPU: named in `--gpu`, else as an nvidia-smi capture
 /// reports it, through the simulator's catalogs and cost model.
-fn hardware(args: &DiagnoseArgs, gpus: &[GpuState]) -> Result<Option<HardwareFacts>, Failure> {
+/// A captured GPU the catalog lacks, or one split by MIG, gives no floors: said as a problem, not a failure.
+fn hardware(
+    args: &DiagnoseArgs,
+    gpus: &[GpuState],
+    problems: &mut Vec<String>,
+) -> Result<Option<HardwareFacts>, Failure> {
     let named: Vec<&String> = args
         .gpu
         .iter()
         .filter(|v| !Path::new(v).is_file())
         .collect();
     let gpu = match (named.as_slice(), gpus.first()) {
+        ([], Some(captured)) if args.model_config.is_some() => {
+            let skipped = if captured.mig_enabled == Some(true) {
+                Some("it runs in MIG mode, and a slice is not the whole GPU the floors assume")
+            } else if infer_doctor_sim::hardware::Gpu::by_name(&captured.name).is_err() {
+                Some("it is not in the built-in catalog (give --gpu NAME of the nearest one)")
+            } else {
+                None
+            };
+            if let Some(why) = skipped {
+                problems.push(format!("no hardware floors for {}: {why}", captured.name));
+                return Ok(None);
+            }
+            captured.name.clone()
+        }
         ([], Some(captured)) => captured.name.clone(),
         ([name], _) => name.to_string(),
         ([], None) if args.model_config.is_some() => {
