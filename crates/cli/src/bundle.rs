@@ -227,25 +227,31 @@ pub fn add_run(gathered: &mut Gathered, run: RunDir, single_user: bool) {
 /// Reads an nvidia-smi capture (`-q`, `-q -x` or `--query-gpu` CSV) into the evidence's GPUs, or a kernel log
 /// into its XIDs; anything else is a problem named with its file and line, not a failure.
 pub fn add_gpu_capture(gathered: &mut Gathered, path: &Path) {
-    let Some((name, text)) = read_text(gathered, path) else {
-        return;
+    let name = path.display().to_string();
+    // Captures are small: read whole, with invalid UTF-8 replaced.
+    let text = match std::fs::read(path) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(e) => return gathered.problems.push(format!("{name}: {e}")),
     };
     match gpu::read_nvidia_smi(&text, &name) {
         Ok(gpus) => gathered.evidence.gpus.extend(gpus),
-        Err(gpu::GpuReadError::UnknownFormat) if add_kernel_log(gathered, &text, &name) => {}
+        Err(gpu::GpuReadError::UnknownFormat)
+            if add_kernel_log(gathered, text.as_bytes(), &name) => {}
         Err(e) => gathered.problems.push(format!("{name}: {e}")),
     }
 }
 
 /// Reads an engine log into the evidence, and a kernel log's XIDs; unreadable or unrecognised logs are
-/// problems, not failures.
+/// problems, not failures. Logs can be large: each reader streams the file.
 pub fn add_log(gathered: &mut Gathered, path: &Path) {
-    let Some((name, text)) = read_text(gathered, path) else {
-        return;
-    };
-    let kernel = add_kernel_log(gathered, &text, &name);
-    match logs::read_log(text.as_bytes()) {
-        Ok(report) => match report.facts() {
+    let name = path.display().to_string();
+    let open = || std::fs::File::open(path).map(std::io::BufReader::new);
+    let read = open().and_then(|file| {
+        let kernel = add_kernel_log(gathered, file, &name);
+        Ok((kernel, logs::read_log(open()?)?))
+    });
+    match read {
+        Ok((kernel, report)) => match report.facts() {
             Some(facts) => gathered.evidence.log = Some(facts),
             None if kernel => {}
             None => gathered.problems.push(format!(
@@ -257,22 +263,15 @@ pub fn add_log(gathered: &mut Gathered, path: &Path) {
     }
 }
 
-/// A file's text (invalid UTF-8 replaced, as logs cut mid-character have it) with its name for messages.
-fn read_text(gathered: &mut Gathered, path: &Path) -> Option<(String, String)> {
-    let name = path.display().to_string();
-    match std::fs::read(path) {
-        Ok(bytes) => Some((name, String::from_utf8_lossy(&bytes).into_owned())),
+/// Adds a kernel log's XIDs; false when the text is not a kernel log (or could not be read, said as a problem).
+fn add_kernel_log(gathered: &mut Gathered, reader: impl std::io::BufRead, name: &str) -> bool {
+    let xids = match gpu::read_kernel_log(reader, name) {
+        Ok(Some(xids)) => xids,
+        Ok(None) => return false,
         Err(e) => {
             gathered.problems.push(format!("{name}: {e}"));
-            None
+            return false;
         }
-    }
-}
-
-/// Adds a kernel log's XIDs; false when the text is not a kernel log.
-fn add_kernel_log(gathered: &mut Gathered, text: &str, name: &str) -> bool {
-    let Some(xids) = gpu::read_kernel_log(text, name) else {
-        return false;
     };
     let kernel = gathered
         .evidence

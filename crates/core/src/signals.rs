@@ -180,6 +180,18 @@ pub struct GaugeStats {
     pub last: f64,
 }
 
+impl GaugeStats {
+    /// A gauge seen at one value only: one scrape, a fact from `/props`, or NaN for "not known yet".
+    pub fn constant(v: f64) -> GaugeStats {
+        GaugeStats {
+            mean: v,
+            min: v,
+            max: v,
+            last: v,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CounterStats {
     /// Growth over the window, counter resets handled.

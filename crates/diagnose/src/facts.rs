@@ -13,6 +13,19 @@ pub(crate) struct Level {
     pub window: String,
 }
 
+impl Level {
+    /// The waiting queue's evidence for rules that need it empty: its mean against the non-empty threshold.
+    pub fn stayed_empty(&self, t: &crate::Thresholds) -> infer_doctor_core::Observation {
+        crate::assessment::compared(
+            "requests_waiting mean",
+            self.mean,
+            "≤",
+            t.waiting_mean_nonempty,
+            &self.window,
+        )
+    }
+}
+
 /// A latency as the client measured it (ms), with the statistic's name.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Latency {

@@ -173,13 +173,7 @@ fn batch_size(facts: &Facts, t: &Thresholds) -> Assessment {
         );
     }
     if let Some(waiting) = &waiting {
-        evidence.push(compared(
-            "requests_waiting mean",
-            waiting.mean,
-            "≤",
-            t.waiting_mean_nonempty,
-            &waiting.window,
-        ));
+        evidence.push(waiting.stayed_empty(t));
     }
     let finding = BATCH_SIZE.fires(Severity::Warning, confidence, verdict, evidence);
     if waiting.is_none() {

@@ -265,13 +265,7 @@ fn prefill_bound(facts: &Facts, t: &Thresholds) -> Assessment {
         ));
     }
     if let Some(waiting) = &waiting {
-        evidence.push(compared(
-            "requests_waiting mean",
-            waiting.mean,
-            "≤",
-            t.waiting_mean_nonempty,
-            &waiting.window,
-        ));
+        evidence.push(waiting.stayed_empty(t));
     }
     let input = facts.mean_input_tokens();
     if let Some(tokens) = input {

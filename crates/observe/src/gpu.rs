@@ -5,6 +5,7 @@
 //! aliases then reads every fact from whichever path the format and driver version use.
 
 use std::collections::BTreeMap;
+use std::io::{self, BufRead};
 
 use infer_doctor_core::{ClockReason, GpuState, XidEvent};
 
@@ -481,7 +482,12 @@ fn ecc_volatile(flat: &Flat, uncorrected: bool) -> Option<f64> {
 /// line (`GPU at BUS has fallen off the bus`, `GPU BUS: GPU has fallen off the bus`, or across three lines);
 /// those count as XID 79, as NVIDIA's own tools count them, and lines telling of the same fall within a few
 /// lines of each other count once.
-pub fn read_kernel_log(text: &str, source: &str) -> Option<Vec<XidEvent>> {
+///
+/// Read as a stream, line by line (invalid UTF-8 replaced), so a multi-gigabyte log costs no memory.
+pub fn read_kernel_log<R: BufRead>(
+    mut reader: R,
+    source: &str,
+) -> io::Result<Option<Vec<XidEvent>>> {
     /// Lines within which a fell-off-the-bus report and its XID 79 are one event.
     const SAME_EVENT_LINES: usize = 5;
     let mut kernel = false;
@@ -490,7 +496,14 @@ pub fn read_kernel_log(text: &str, source: &str) -> Option<Vec<XidEvent>> {
     let mut announced: Option<(String, usize)> = None;
     // Per bus, the line of the last fall off the bus, to merge the reports of one fall.
     let mut last_fall: Vec<(String, usize)> = Vec::new();
-    for (index, line) in text.lines().enumerate() {
+    let mut buffer = Vec::new();
+    for index in 0.. {
+        buffer.clear();
+        if reader.read_until(b'\n', &mut buffer)? == 0 {
+            break;
+        }
+        let line = String::from_utf8_lossy(&buffer);
+        let line = line.trim_end_matches(['\n', '\r']);
         kernel |= line.contains("NVRM:") || is_dmesg_line(line) || is_journal_kernel_line(line);
         let Some(at) = line.find("NVRM:") else {
             continue;
@@ -550,7 +563,7 @@ pub fn read_kernel_log(text: &str, source: &str) -> Option<Vec<XidEvent>> {
             }),
         }
     }
-    kernel.then_some(xids)
+    Ok(kernel.then_some(xids))
 }
 
 /// A PCI address as `dddd:bb:dd`, lower case, without the function: XID lines write `0000:01:00`, other
@@ -614,6 +627,10 @@ fn parse_xid(rest: &str) -> Option<(String, u32, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn kernel(text: &str, source: &str) -> Option<Vec<XidEvent>> {
+        read_kernel_log(text.as_bytes(), source).unwrap()
+    }
 
     fn read(name: &str) -> Vec<GpuState> {
         let path = format!("{}/../../fixtures/gpu/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -757,7 +774,7 @@ mod tests {
                      [ 8000.300000] eth0: link down\n\
                      [ 8000.400000] eth0: link up\n\
                      [ 9000.000000] NVRM: Xid (PCI:0000:01:00): 79, pid=91, GPU has fallen off the bus.\n";
-        let xids = read_kernel_log(dmesg, "dmesg.txt").unwrap();
+        let xids = kernel(dmesg, "dmesg.txt").unwrap();
         let seen: Vec<(&str, u32, u64)> = xids
             .iter()
             .map(|x| (x.bus_id.as_str(), x.code, x.count))
@@ -782,19 +799,16 @@ mod tests {
         // journalctl -k without any NVRM line is still a kernel log, and a clean one.
         let journal =
             "Feb 14 05:03:41 host kernel: mlx5_core 0000:ab:00.0 mlx5_5: Port: 1 Link ACTIVE\n";
-        assert_eq!(read_kernel_log(journal, "k.log"), Some(Vec::new()));
+        assert_eq!(kernel(journal, "k.log"), Some(Vec::new()));
         // An engine log is not a kernel log, not even with a progress bar's bracketed number; the real ones
         // are not either.
+        assert_eq!(kernel("INFO engine started\n[12.5] 40%\n", "x"), None);
         assert_eq!(
-            read_kernel_log("INFO engine started\n[12.5] 40%\n", "x"),
+            kernel("INFO 11-20 Using triton kernel: fused_moe\n", "x"),
             None
         );
         assert_eq!(
-            read_kernel_log("INFO 11-20 Using triton kernel: fused_moe\n", "x"),
-            None
-        );
-        assert_eq!(
-            read_kernel_log(
+            kernel(
                 "2026-02-14T05:03:41+0000 gpu-1 kernel: nvidia: loaded\n",
                 "x"
             ),
@@ -805,7 +819,7 @@ mod tests {
             pci_address("PCI:0000:00:09")
         );
         assert_eq!(
-            read_kernel_log("[    3.100000] nvidia: loading\n", "d"),
+            kernel("[    3.100000] nvidia: loading\n", "d"),
             Some(Vec::new())
         );
         for log in [
@@ -815,7 +829,7 @@ mod tests {
         ] {
             let path = format!("{}/../../fixtures/{log}", env!("CARGO_MANIFEST_DIR"));
             let text = std::fs::read_to_string(path).unwrap();
-            assert_eq!(read_kernel_log(&text, log), None, "{log}");
+            assert_eq!(kernel(&text, log), None, "{log}");
         }
     }
 
@@ -837,7 +851,7 @@ mod tests {
             }
             for candidate in [noise.clone(), format!("{}{noise}", &text[..end])] {
                 let _ = read_nvidia_smi(&candidate, "f");
-                let _ = read_kernel_log(&candidate, "f");
+                let _ = kernel(&candidate, "f");
             }
         }
     }

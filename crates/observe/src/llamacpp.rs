@@ -68,15 +68,9 @@ pub fn add_to(readings: &mut ServerReadings, capacity: &SlotCapacity) {
 
 /// The same as a window's gauges, for summaries already made.
 pub fn gauges(capacity: &SlotCapacity) -> impl Iterator<Item = (Signal, GaugeStats)> {
-    signals(capacity).into_iter().map(|(signal, v)| {
-        let stats = GaugeStats {
-            mean: v,
-            min: v,
-            max: v,
-            last: v,
-        };
-        (signal, stats)
-    })
+    signals(capacity)
+        .into_iter()
+        .map(|(signal, v)| (signal, GaugeStats::constant(v)))
 }
 
 #[cfg(test)]

@@ -323,24 +323,11 @@ fn empty_window(dialect: &str, seconds: f64) -> ServerWindow {
 }
 
 fn set_gauge(window: &mut ServerWindow, signal: Signal, v: f64) {
-    window.gauges.insert(
-        signal,
-        GaugeStats {
-            mean: v,
-            min: v,
-            max: v,
-            last: v,
-        },
-    );
+    window.gauges.insert(signal, GaugeStats::constant(v));
 }
 
 fn file(window: &mut ServerWindow, query: &Query, value: f64, label: Option<String>) {
-    let nan_gauge = || GaugeStats {
-        mean: f64::NAN,
-        min: f64::NAN,
-        max: f64::NAN,
-        last: f64::NAN,
-    };
+    let nan_gauge = || GaugeStats::constant(f64::NAN);
     let nan_histogram = || HistogramStats {
         count: f64::NAN,
         mean: f64::NAN,

@@ -187,15 +187,7 @@ pub fn snapshot(readings: &ServerReadings) -> ServerWindow {
             }
             (_, reading) => {
                 if let Some(v) = reading.value() {
-                    out.gauges.insert(
-                        signal,
-                        GaugeStats {
-                            mean: v,
-                            min: v,
-                            max: v,
-                            last: v,
-                        },
-                    );
+                    out.gauges.insert(signal, GaugeStats::constant(v));
                 }
             }
         }

@@ -2,6 +2,7 @@
 //! nobody has to grep vLLM, SGLang or llama.cpp output by hand again.
 
 use std::fmt::Write as _;
+use std::io::BufReader;
 
 use anyhow::{Context, anyhow};
 use infer_doctor_core::XidEvent;
@@ -17,15 +18,15 @@ const TIMELINE_ROWS: usize = 24;
 
 pub fn run(args: &LogsArgs) -> Result<u8, Failure> {
     let name = args.file.display().to_string();
-    let bytes = std::fs::read(&args.file)
+    // Logs can be large: each reader streams the file.
+    let open = || std::fs::File::open(&args.file).map(BufReader::new);
+    let read = || -> std::io::Result<_> {
+        // A kernel log from the GPU host: the driver's XIDs, beside whatever engine lines it also holds.
+        Ok((read_log(open()?)?, gpu::read_kernel_log(open()?, &name)?))
+    };
+    let (report, xids) = read()
         .with_context(|| format!("reading {name}"))
         .map_err(Failure::usage)?;
-    let text = String::from_utf8_lossy(&bytes);
-    let report = read_log(text.as_bytes())
-        .with_context(|| format!("reading {name}"))
-        .map_err(Failure::usage)?;
-    // A kernel log from the GPU host: the driver's XIDs, beside whatever engine lines it also holds.
-    let xids = gpu::read_kernel_log(&text, &name);
     match args.format {
         Format::Json => {
             let mut document = serde_json::to_value(&report)
