@@ -32,6 +32,22 @@ impl Cancel {
         }
     }
 
+    /// A signal that fires when this one does or at `deadline`, whichever comes first: a budget on top of
+    /// Ctrl-C. Needs a Tokio runtime.
+    pub fn or_at(&self, deadline: std::time::Instant) -> Cancel {
+        let (handle, cancel) = Cancel::new();
+        let outer = self.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = outer.cancelled() => handle.cancel(),
+                () = tokio::time::sleep_until(deadline.into()) => handle.cancel(),
+                // Nobody listens any more: the run ended before either.
+                () = handle.tx.closed() => {}
+            }
+        });
+        cancel
+    }
+
     pub fn is_cancelled(&self) -> bool {
         *self.rx.borrow()
     }

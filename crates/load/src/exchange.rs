@@ -76,13 +76,18 @@ impl Exchange<'_> {
         rec.token_events = state.token_events;
         rec.usage_prompt_tokens = state.usage_prompt;
         rec.usage_output_tokens = state.usage_completion;
-        rec.finish_reason = state.finish_reason.take();
+        // Server text enters the record here, and only here: scrubbed of the key before anything can write it.
+        let target = self.client.target();
+        rec.finish_reason = state
+            .finish_reason
+            .take()
+            .map(|r| target.scrub(&r).into_owned());
         rec.event_tokens = state.take_event_tokens();
         if let Err(f) = outcome {
             rec.error = Some(RequestError {
                 class: f.class,
                 status: rec.status.filter(|s| *s >= 400),
-                message: f.message,
+                message: target.scrub(&f.message).into_owned(),
             });
         } else if let (Some(counter), Some(text)) = (self.counter.clone(), state.text.take()) {
             // After the clock stopped, and off the I/O threads, so tokenizing delays no other stream's timestamps.
@@ -104,13 +109,22 @@ impl Exchange<'_> {
             body,
             accept_stream: self.stream,
         };
-        let (response, lease, retries) = self
-            .client
-            .send(&out)
-            .await
+        // The idle clock starts when the request goes out: a server that accepts it and never answers is a stall.
+        // A non-streamed answer is silent by design until it is whole: its head may take the whole generation.
+        let head_limit = if self.stream {
+            self.timeouts.idle
+        } else {
+            self.timeouts
+                .total
+                .unwrap_or(self.timeouts.idle * NON_STREAMED_HEAD_IDLES)
+        };
+        let mut watch = IdleWatch::new(self.timeouts.idle, head_limit);
+        let (response, lease, retries) = watch
+            .guard(self.client.send(&out))
+            .await?
             .map_err(|e| fault(e.class, e.message))?;
         rec.retries = retries;
-        rec.headers_us = Some(self.us(Instant::now()));
+        rec.headers_us = Some(self.us(watch.saw_data()));
         let status = response.status();
         rec.status = Some(status.as_u16());
         let keep_alive = !response
@@ -120,33 +134,36 @@ impl Exchange<'_> {
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
         let mut body = response.into_body();
         if !status.is_success() {
-            let text = self.read_prefix(&mut body).await;
+            let text = read_prefix(&mut watch, &mut body).await;
             return Err(fault(
                 ErrorClass::HttpStatus,
                 format!("HTTP {}: {}", status.as_u16(), summarize_error_body(&text)),
             ));
         }
-        if self.stream {
-            self.read_stream(&mut body, rec, state).await?;
+        let ended = if self.stream {
+            self.read_stream(&mut watch, &mut body, rec, state).await?
         } else {
-            let bytes = self.read_all(&mut body).await?;
+            let bytes = read_all(&mut watch, &mut body).await?;
             state.on_body(&bytes)?;
-        }
+            true
+        };
         if let Some(lease) = lease {
-            lease.release(keep_alive);
+            lease.release(keep_alive && ended);
         }
         Ok(())
     }
 
+    /// Reads the stream up to `[DONE]` or the end of the body; says whether the body ended, which a server that
+    /// keeps it open after `[DONE]` never does.
     async fn read_stream(
         &self,
+        watch: &mut IdleWatch,
         body: &mut Incoming,
         rec: &mut RequestRecord,
         state: &mut ResponseState,
-    ) -> Result<(), StreamFault> {
+    ) -> Result<bool, StreamFault> {
         let mut parser = SseParser::default();
         let mut last_token: Option<Instant> = None;
-        let mut watch = IdleWatch::new(self.timeouts.idle);
         // One timestamp per network read: events that arrived together happened together.
         while let Some((data, now)) = watch.next_frame(body).await? {
             let mut failure = None;
@@ -185,9 +202,26 @@ impl Exchange<'_> {
             if let Some(f) = failure {
                 return Err(f);
             }
+            // A server that ignores max_tokens and never finishes would hold the request, and its memory, forever.
+            let allowed = rec
+                .max_tokens
+                .saturating_mul(2)
+                .saturating_add(RUNAWAY_SLACK_EVENTS);
+            if rec.max_tokens > 0 && state.token_events > allowed {
+                return Err(fault(
+                    ErrorClass::StreamBroken,
+                    format!(
+                        "runaway stream stopped: {} token events for max_tokens {}",
+                        state.token_events, rec.max_tokens
+                    ),
+                ));
+            }
+            if state.done {
+                return Ok(body_ends_soon(body).await);
+            }
         }
         if state.done || state.finish_reason.is_some() {
-            Ok(())
+            Ok(true)
         } else {
             Err(fault(
                 ErrorClass::StreamBroken,
@@ -198,46 +232,97 @@ impl Exchange<'_> {
             ))
         }
     }
+}
 
-    async fn read_all(&self, body: &mut Incoming) -> Result<Vec<u8>, StreamFault> {
-        let mut all = Vec::new();
-        let mut watch = IdleWatch::new(self.timeouts.idle);
-        while let Some((data, _)) = watch.next_frame(body).await? {
-            all.extend_from_slice(&data);
-        }
-        Ok(all)
+async fn read_all(watch: &mut IdleWatch, body: &mut Incoming) -> Result<Vec<u8>, StreamFault> {
+    let mut all = Vec::new();
+    while let Some((data, _)) = watch.next_frame(body).await? {
+        all.extend_from_slice(&data);
     }
+    Ok(all)
+}
 
-    async fn read_prefix(&self, body: &mut Incoming) -> String {
-        let mut all = Vec::new();
-        let mut watch = IdleWatch::new(self.timeouts.idle);
-        while all.len() < ERROR_BODY_LIMIT {
-            match watch.next_frame(body).await {
-                Ok(Some((data, _))) => all.extend_from_slice(&data),
-                _ => break,
+async fn read_prefix(watch: &mut IdleWatch, body: &mut Incoming) -> String {
+    let mut all = Vec::new();
+    while all.len() < ERROR_BODY_LIMIT {
+        match watch.next_frame(body).await {
+            Ok(Some((data, _))) => all.extend_from_slice(&data),
+            _ => break,
+        }
+    }
+    all.truncate(ERROR_BODY_LIMIT);
+    String::from_utf8_lossy(&all).into_owned()
+}
+
+/// Token events beyond twice `max_tokens` a stream may carry before it counts as runaway (chunks may split a
+/// token, and a server may add a few events of its own).
+const RUNAWAY_SLACK_EVENTS: u32 = 64;
+
+/// How long the end of a body may trail its `[DONE]` before the connection is given up rather than reused.
+const END_AFTER_DONE: Duration = Duration::from_millis(50);
+
+/// Whether the body ends (nothing but its terminator follows `[DONE]`) within [`END_AFTER_DONE`]; a body that
+/// sends more or stays open leaves its connection unusable for the next request.
+async fn body_ends_soon(body: &mut Incoming) -> bool {
+    let end = async {
+        loop {
+            match body.frame().await {
+                None => return true,
+                Some(Ok(frame)) if frame.is_data() => return false,
+                Some(Ok(_)) => {}
+                Some(Err(_)) => return false,
             }
         }
-        all.truncate(ERROR_BODY_LIMIT);
-        String::from_utf8_lossy(&all).into_owned()
-    }
+    };
+    tokio::time::timeout(END_AFTER_DONE, end)
+        .await
+        .unwrap_or(false)
 }
 
 /// Fails a body that sends nothing for `limit`. Its one timer is re-armed only when it fires, not on every
 /// frame, which keeps timer bookkeeping off the per-token path.
+/// Without `--timeout`, a non-streamed request waits this many idle limits for its answer (10 min at the default
+/// 60 s): long generations fit, and a server that never answers still cannot hold the run forever.
+const NON_STREAMED_HEAD_IDLES: u32 = 10;
+
 struct IdleWatch {
     limit: Duration,
+    /// The wait allowed for the response head.
+    head_limit: Duration,
     last_data: Instant,
     timer: Pin<Box<tokio::time::Sleep>>,
 }
 
 impl IdleWatch {
-    fn new(limit: Duration) -> IdleWatch {
+    fn new(limit: Duration, head_limit: Duration) -> IdleWatch {
         let now = Instant::now();
         IdleWatch {
             limit,
+            head_limit,
             last_data: now,
-            timer: Box::pin(tokio::time::sleep_until((now + limit).into())),
+            timer: Box::pin(tokio::time::sleep_until((now + head_limit).into())),
         }
+    }
+
+    /// Runs `work` (sending the request and waiting for the response head) unless the head limit passes first.
+    async fn guard<T>(&mut self, work: impl Future<Output = T>) -> Result<T, StreamFault> {
+        tokio::select! {
+            biased;
+            done = work => Ok(done),
+            () = self.timer.as_mut() => Err(fault(
+                ErrorClass::Timeout,
+                format!("no response for {:?} after the request was sent", self.head_limit),
+            )),
+        }
+    }
+
+    /// Marks data as seen now (the response head) and returns the time; the body's idle clock starts here.
+    fn saw_data(&mut self) -> Instant {
+        self.last_data = Instant::now();
+        self.timer
+            .as_mut()
+            .reset((self.last_data + self.limit).into());
+        self.last_data
     }
 
     /// The next data frame and when it arrived; `None` at the end of the body.

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper::{Request, Response};
@@ -67,6 +67,9 @@ struct Pool {
     max_idle: usize,
 }
 
+/// The largest body `get` reads: far above any real `/metrics` or `/v1/models`, and a bound on one that never ends.
+pub const MAX_GET_BODY: usize = 64 << 20;
+
 #[derive(Clone, Copy, Debug)]
 pub struct ClientOptions {
     pub http2: bool,
@@ -84,13 +87,30 @@ pub struct HttpClient {
     connects: AtomicU64,
 }
 
+/// Whether the connection died under the request: hyper's own verdicts, or an I/O error anywhere in its source
+/// chain (hyper reports a reset as a generic connection error whose source is the `io::Error`).
 fn connection_lost(err: &hyper::Error) -> bool {
-    err.is_incomplete_message() || err.is_canceled() || err.is_closed() || {
-        let text = err.to_string();
-        text.contains("connection reset")
-            || text.contains("broken pipe")
-            || text.contains("connection closed")
+    use std::error::Error;
+    use std::io::ErrorKind;
+    if err.is_incomplete_message() || err.is_canceled() || err.is_closed() {
+        return true;
     }
+    let mut source = err.source();
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::BrokenPipe
+                    | ErrorKind::UnexpectedEof
+            )
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 fn describe(err: &hyper::Error) -> String {
@@ -259,7 +279,8 @@ impl HttpClient {
             .expect("request parts are valid")
     }
 
-    /// GETs `path` and reads the whole body; anything but a 2xx within `timeout` is an error saying what.
+    /// GETs `path` and reads the whole body, up to [`MAX_GET_BODY`]; anything but a 2xx within `timeout` is an
+    /// error saying what.
     pub async fn get(&self, path: &str, timeout: Duration) -> Result<Bytes, String> {
         let out = Outgoing {
             method: hyper::Method::GET,
@@ -270,17 +291,26 @@ impl HttpClient {
         let fetch = async {
             let (response, lease, _) = self.send(&out).await.map_err(|e| e.message)?;
             let status = response.status();
-            let body = http_body_util::BodyExt::collect(response.into_body())
-                .await
-                .map_err(|e| e.to_string())?
-                .to_bytes();
+            let mut body = response.into_body();
+            let mut all = Vec::new();
+            while let Some(frame) = body.frame().await {
+                if let Ok(data) = frame.map_err(|e| e.to_string())?.into_data() {
+                    if all.len() + data.len() > MAX_GET_BODY {
+                        return Err(format!(
+                            "the body exceeded the {} MiB cap",
+                            MAX_GET_BODY >> 20
+                        ));
+                    }
+                    all.extend_from_slice(&data);
+                }
+            }
             if let Some(lease) = lease {
                 lease.release(true);
             }
             if !status.is_success() {
                 return Err(format!("HTTP {}", status.as_u16()));
             }
-            Ok(body)
+            Ok(Bytes::from(all))
         };
         tokio::time::timeout(timeout, fetch)
             .await

@@ -28,6 +28,8 @@ use thiserror::Error;
 pub enum LoadError {
     #[error("--url `{url}`: {reason}")]
     BadUrl { url: String, reason: String },
+    #[error("the API key (--api-key or OPENAI_API_KEY): {0}")]
+    BadApiKey(String),
     #[error("{0}")]
     Spec(String),
     #[error("writing {path}: {source}")]

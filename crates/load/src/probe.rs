@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::http::HttpClient;
+use crate::target::Target;
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct TargetInfo {
@@ -56,5 +57,32 @@ pub async fn probe(client: &HttpClient, timeout: Duration) -> TargetInfo {
     if info.props.is_some() {
         info.slots = get_json(client, "/slots", timeout).await.ok();
     }
+    // All of it goes into run.json as the server said it: scrubbed of the key first.
+    let target = client.target();
+    for value in [
+        &mut info.models,
+        &mut info.version,
+        &mut info.props,
+        &mut info.slots,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        scrub_strings(value, target);
+    }
+    info.model_ids = info
+        .model_ids
+        .iter()
+        .map(|id| target.scrub(id).into_owned())
+        .collect();
     info
+}
+
+fn scrub_strings(value: &mut Value, target: &Target) {
+    match value {
+        Value::String(s) => *s = target.scrub(s).into_owned(),
+        Value::Array(items) => items.iter_mut().for_each(|v| scrub_strings(v, target)),
+        Value::Object(map) => map.values_mut().for_each(|v| scrub_strings(v, target)),
+        _ => {}
+    }
 }

@@ -140,6 +140,12 @@ struct Shared {
     measure_start: OnceLock<Instant>,
     /// When the latest measured request went out: the steady window's end in count mode.
     last_dispatch: Mutex<Option<Instant>>,
+    /// Measured requests in flight, and their most at once: the concurrency the steady window reached, apart from
+    /// warm-up requests still held (a stalled warm-up keeps its user from sending measured requests).
+    measured_in_flight: AtomicU64,
+    max_measured_in_flight: AtomicU64,
+    /// Microseconds a due request found the feed empty, counted once however many users waited.
+    prompt_wait_us: AtomicU64,
 }
 
 impl Shared {
@@ -164,6 +170,12 @@ impl Shared {
         let now_in_flight = live.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
         live.max_in_flight
             .fetch_max(now_in_flight, Ordering::Relaxed);
+        let measured = phase == Phase::Measured;
+        if measured {
+            let now_measured = self.measured_in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+            self.max_measured_in_flight
+                .fetch_max(now_measured, Ordering::Relaxed);
+        }
         let exchange = Exchange {
             client: &self.client,
             path: &self.path,
@@ -182,43 +194,73 @@ impl Shared {
         };
         let rec = exchange.execute(planned, &self.cancel).await;
         live.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if measured {
+            self.measured_in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
         let counter = if rec.ok() { &live.ok } else { &live.failed };
         counter.fetch_add(1, Ordering::Relaxed);
         self.recorder.finish(rec);
     }
 }
 
-/// Builds request bodies in order on a thread of its own, a little ahead of the senders.
+/// Threads building prompts: exact-length prompts cost a tokenizer pass or more each, and one thread building
+/// 512-token prompts capped a run near 2,000 req/s. Idle builders block on a full queue and cost nothing.
+fn prompt_builders() -> usize {
+    (crate::cpu::cores() as usize).clamp(1, 8)
+}
+
+/// Builds request bodies ahead of the senders on `builders` threads, builder `j` taking indices `j, j + builders,
+/// …`, and hands them on in index order: the i-th request carries the same prompt whatever the number of
+/// builders, since a prompt is a function of (seed, index) only.
 fn spawn_feed(
     spec: &RunSpec,
     prompts: Arc<dyn PromptSource>,
     total: Option<u64>,
     depth: usize,
+    builders: usize,
 ) -> mpsc::Receiver<Prepared> {
-    let (tx, rx) = mpsc::channel(depth);
-    let options = BodyOptions {
+    let options = Arc::new(BodyOptions {
         endpoint: spec.endpoint,
         model: spec.model.clone(),
         stream: spec.stream,
         ignore_eos: spec.ignore_eos,
         continuous_usage: spec.continuous_usage,
-    };
+    });
+    let builders = builders.max(1);
+    let built: Vec<std::sync::mpsc::Receiver<Prepared>> = (0..builders)
+        .map(|first| {
+            let (tx, rx) = std::sync::mpsc::sync_channel((depth / builders).max(4));
+            let (prompts, options) = (prompts.clone(), options.clone());
+            std::thread::Builder::new()
+                .name(format!("prompt-build-{first}"))
+                .spawn(move || {
+                    let indices = (first as u64..).step_by(builders);
+                    for index in indices.take_while(|i| total.is_none_or(|t| *i < t)) {
+                        let item = prompts.item(index);
+                        let prepared = Prepared {
+                            index,
+                            body: Bytes::from(request_body(&options, &item)),
+                            max_tokens: item.max_tokens,
+                            input_tokens: item.input_tokens,
+                        };
+                        if tx.send(prepared).is_err() {
+                            return;
+                        }
+                    }
+                })
+                .expect("spawning a prompt builder thread");
+            rx
+        })
+        .collect();
+    let (tx, rx) = mpsc::channel(depth);
     std::thread::Builder::new()
         .name("prompt-feed".into())
         .spawn(move || {
-            let mut index = 0;
-            while total.is_none_or(|t| index < t) {
-                let item = prompts.item(index);
-                let prepared = Prepared {
-                    index,
-                    body: Bytes::from(request_body(&options, &item)),
-                    max_tokens: item.max_tokens,
-                    input_tokens: item.input_tokens,
-                };
+            for next in built.iter().cycle() {
+                let Ok(prepared) = next.recv() else { return };
                 if tx.blocking_send(prepared).is_err() {
                     return;
                 }
-                index += 1;
             }
         })
         .expect("spawning the prompt feed thread");
@@ -268,13 +310,16 @@ pub async fn run(
         warmup_count: spec.warmup_count(),
         measure_start: OnceLock::new(),
         last_dispatch: Mutex::new(None),
+        measured_in_flight: AtomicU64::new(0),
+        max_measured_in_flight: AtomicU64::new(0),
+        prompt_wait_us: AtomicU64::new(0),
     });
     let total = match spec.stop {
         Stop::Count(n) => Some(n + spec.warmup_count()),
         Stop::Duration(_) => None,
     };
     let depth = (in_flight_limit as usize * 2).clamp(64, 4096);
-    let feed = spawn_feed(spec, prompts, total, depth);
+    let feed = spawn_feed(spec, prompts, total, depth, prompt_builders());
     let (schedule_lag, slips) = match spec.shape {
         LoadShape::Closed { concurrency } => {
             closed_loop(shared.clone(), feed, concurrency, spec.stop).await;
@@ -309,19 +354,24 @@ pub async fn run(
             LoadShape::Open { rate, .. } => Some(rate),
             LoadShape::Closed { .. } => None,
         },
-        max_concurrency: shared.live.max_in_flight.load(Ordering::Relaxed),
+        max_concurrency: shared.max_measured_in_flight.load(Ordering::Relaxed),
         schedule_lag,
         cpu_seconds,
         wall_seconds: wall.as_secs_f64(),
         cores: crate::cpu::cores(),
         in_flight_limit: spec.in_flight_limit(),
+        requested_concurrency: match spec.shape {
+            LoadShape::Closed { concurrency } => Some(concurrency),
+            LoadShape::Open { .. } => None,
+        },
+        schedule_slips: slips,
+        prompt_wait_s: shared.prompt_wait_us.load(Ordering::Relaxed) as f64 / 1e6,
     };
     let connects = shared.client.connects();
     let (aggregate, written) = shared.recorder.close();
     written?;
     let mut summary = aggregate.summarize(&ctx);
     if slips > 0 {
-        summary.client.client_bound = true;
         summary.warnings.push(format!(
             "the client fell more than {} ms behind its schedule {slips} times and slid the schedule: \
              the load generator could not keep up",
@@ -359,16 +409,42 @@ async fn closed_loop(
                 {
                     return;
                 }
-                let next = tokio::select! {
-                    next = async { feed.lock().await.recv().await } => next,
-                    _ = shared.cancel.cancelled() => None,
+                let Some(prepared) = next_prompt(&feed, &shared).await else {
+                    return;
                 };
-                let Some(prepared) = next else { return };
                 shared.send(prepared, Instant::now()).await;
             }
         });
     }
     while users.join_next().await.is_some() {}
+}
+
+/// The next prompt for a user whose request is due now, or `None` once the feed is done or the run cancelled. Only
+/// the user holding the feed times an empty feed, so a wait is counted once however many users queue behind it.
+async fn next_prompt(
+    feed: &tokio::sync::Mutex<mpsc::Receiver<Prepared>>,
+    shared: &Shared,
+) -> Option<Prepared> {
+    let mut feed = tokio::select! {
+        feed = feed.lock() => feed,
+        _ = shared.cancel.cancelled() => return None,
+    };
+    match feed.try_recv() {
+        Ok(prepared) => return Some(prepared),
+        Err(mpsc::error::TryRecvError::Disconnected) => return None,
+        Err(mpsc::error::TryRecvError::Empty) => {}
+    }
+    let waiting = Instant::now();
+    let next = tokio::select! {
+        next = feed.recv() => next,
+        _ = shared.cancel.cancelled() => None,
+    };
+    if next.is_some() {
+        shared
+            .prompt_wait_us
+            .fetch_add(waiting.elapsed().as_micros() as u64, Ordering::Relaxed);
+    }
+    next
 }
 
 /// Beyond this lateness the pacer slides the rest of the schedule instead of firing a burst of overdue arrivals.
@@ -377,6 +453,15 @@ const CATCHUP_BOUND: Duration = Duration::from_millis(100);
 struct Arrived {
     prepared: Prepared,
     intended: Instant,
+}
+
+/// How well the pacer kept its schedule.
+#[derive(Default)]
+struct Pacing {
+    lag: LatencyHistogram,
+    slips: u64,
+    /// Time past an arrival's deadline spent waiting for its prompt to be built.
+    prompt_wait: Duration,
 }
 
 /// Sleeps until each arrival's absolute deadline on a dedicated OS thread (sub-millisecond wake-ups, unaffected by
@@ -388,31 +473,41 @@ fn spawn_pacer(
     cancel: Cancel,
 ) -> (
     mpsc::UnboundedReceiver<Arrived>,
-    std::thread::JoinHandle<(LatencyHistogram, u64)>,
+    std::thread::JoinHandle<Pacing>,
 ) {
     let (tx, rx) = mpsc::unbounded_channel();
     let thread = std::thread::Builder::new()
         .name("pacer".into())
         .spawn(move || {
             let mut slide = Duration::ZERO;
-            let mut slips = 0;
-            let mut lag = LatencyHistogram::new();
+            let mut pacing = Pacing::default();
             for offset in offsets_s {
-                let Some(prepared) = feed.blocking_recv() else {
-                    break;
-                };
                 let mut intended = start + Duration::from_secs_f64(offset) + slide;
+                let prepared = match feed.try_recv() {
+                    Ok(prepared) => prepared,
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        let waiting = Instant::now();
+                        let Some(prepared) = feed.blocking_recv() else {
+                            break;
+                        };
+                        // Only the wait past the deadline held the load back; before it the pacer would sleep.
+                        pacing.prompt_wait +=
+                            Instant::now().saturating_duration_since(waiting.max(intended));
+                        prepared
+                    }
+                };
                 loop {
                     if cancel.is_cancelled() {
-                        return (lag, slips);
+                        return pacing;
                     }
                     let now = Instant::now();
                     if now >= intended {
                         let late = now - intended;
-                        lag.record_us(late.as_micros() as u64);
+                        pacing.lag.record_us(late.as_micros() as u64);
                         if late > CATCHUP_BOUND {
                             slide += late;
-                            slips += 1;
+                            pacing.slips += 1;
                             intended = now;
                         }
                         break;
@@ -423,11 +518,15 @@ fn spawn_pacer(
                     break;
                 }
             }
-            (lag, slips)
+            pacing
         })
         .expect("spawning the pacer thread");
     (rx, thread)
 }
+
+/// Requests an open loop keeps in flight when the user set no `max_concurrency`: far beyond what a server
+/// admits, short of exhausting this machine's tasks and sockets.
+pub const OPEN_LOOP_IN_FLIGHT_BOUND: u64 = 100_000;
 
 async fn open_loop_run(
     shared: Arc<Shared>,
@@ -445,7 +544,9 @@ async fn open_loop_run(
     };
     let schedule = offsets(rate, arrival, spec.seed, count, until);
     let (mut arrivals, pacer) = spawn_pacer(schedule, shared.started, feed, shared.cancel.clone());
-    let slots = max_concurrency.map(|n| Arc::new(Semaphore::new(n as usize)));
+    // Without a cap of the user's, a slow server must still not accumulate requests (and tasks) without end.
+    let cap = max_concurrency.unwrap_or(OPEN_LOOP_IN_FLIGHT_BOUND);
+    let slots = Arc::new(Semaphore::new(cap as usize));
     // Overdue requests leave no closer together than this, so a freed slot never releases a burst.
     let min_spacing = Duration::from_secs_f64(0.5 / rate);
     let mut last_send: Option<Instant> = None;
@@ -458,12 +559,9 @@ async fn open_loop_run(
         let Some(Arrived { prepared, intended }) = next else {
             break;
         };
-        let permit = match &slots {
-            Some(s) => tokio::select! {
-                p = s.clone().acquire_owned() => p.ok(),
-                _ = shared.cancel.cancelled() => break,
-            },
-            None => None,
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => p.ok(),
+            _ = shared.cancel.cancelled() => break,
         };
         let now = Instant::now();
         if now.duration_since(intended) > Duration::from_millis(1)
@@ -482,5 +580,88 @@ async fn open_loop_run(
     }
     drop(arrivals);
     while tasks.join_next().await.is_some() {}
-    pacer.join().unwrap_or_default()
+    let pacing = pacer.join().unwrap_or_default();
+    shared
+        .prompt_wait_us
+        .fetch_add(pacing.prompt_wait.as_micros() as u64, Ordering::Relaxed);
+    (pacing.lag, pacing.slips)
+}
+
+#[cfg(test)]
+mod tests {
+    use infer_doctor_core::PromptItem;
+
+    use super::*;
+
+    /// Prompts that take uneven time to build, so parallel builders finish out of order.
+    struct Uneven;
+
+    impl PromptSource for Uneven {
+        fn item(&self, index: u64) -> PromptItem {
+            std::thread::sleep(Duration::from_micros((index * 7919) % 5 * 150));
+            PromptItem {
+                text: format!(
+                    "prompt {index} of seed-like mix {}",
+                    index.wrapping_mul(0x9E37_79B9)
+                ),
+                messages: None,
+                input_tokens: Some(index as u32 % 13),
+                max_tokens: 1 + index as u32 % 17,
+            }
+        }
+    }
+
+    fn spec() -> RunSpec {
+        RunSpec {
+            target: Arc::new(Target::parse("http://127.0.0.1:9", None).unwrap()),
+            endpoint: Endpoint::Completions,
+            model: "m".into(),
+            stream: true,
+            ignore_eos: false,
+            continuous_usage: false,
+            shape: LoadShape::Closed { concurrency: 1 },
+            stop: Stop::Count(1),
+            warmup: Warmup::None,
+            timeouts: Timeouts {
+                idle: Duration::from_secs(1),
+                total: None,
+            },
+            connect_timeout: Duration::from_secs(1),
+            http2: false,
+            seed: 1,
+            slo: SloSet::default(),
+            requests_jsonl: None,
+            first_id: 0,
+        }
+    }
+
+    fn fed(builders: usize, total: u64) -> Vec<(u64, Bytes, u32, Option<u32>)> {
+        let mut feed = spawn_feed(&spec(), Arc::new(Uneven), Some(total), 8, builders);
+        std::iter::from_fn(|| feed.blocking_recv())
+            .map(|p| (p.index, p.body, p.max_tokens, p.input_tokens))
+            .collect()
+    }
+
+    #[test]
+    fn parallel_prompt_builders_feed_the_same_prompts_in_the_same_order() {
+        let spec = spec();
+        let options = BodyOptions {
+            endpoint: spec.endpoint,
+            model: spec.model.clone(),
+            stream: spec.stream,
+            ignore_eos: spec.ignore_eos,
+            continuous_usage: spec.continuous_usage,
+        };
+        let expected: Vec<_> = (0..203)
+            .map(|index| {
+                let item = Uneven.item(index);
+                let body = Bytes::from(request_body(&options, &item));
+                (index, body, item.max_tokens, item.input_tokens)
+            })
+            .collect();
+        assert_eq!(fed(1, 203), expected);
+        // 203 is no multiple of 4 or 5: the builders end on different rounds and the feed still stops at 203.
+        assert_eq!(fed(4, 203), expected);
+        assert_eq!(fed(5, 203), expected);
+    }
 }

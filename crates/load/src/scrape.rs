@@ -125,11 +125,16 @@ async fn scrape_once(spec: &ScrapeSpec, run_start: Instant) -> ScrapeLine {
         error: None,
         text: None,
     };
+    // A body without the key is kept as it is, not copied.
+    let scrub = |text: String| match spec.client.target().scrub(&text) {
+        std::borrow::Cow::Borrowed(_) => text,
+        std::borrow::Cow::Owned(scrubbed) => scrubbed,
+    };
     match result.and_then(|body| {
         String::from_utf8(body.to_vec()).map_err(|_| "the metrics body is not UTF-8".to_string())
     }) {
-        Ok(text) => line.text = Some(text),
-        Err(e) => line.error = Some(e),
+        Ok(text) => line.text = Some(scrub(text)),
+        Err(e) => line.error = Some(scrub(e)),
     }
     line
 }

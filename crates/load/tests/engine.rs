@@ -92,7 +92,7 @@ fn read_records(path: &Path) -> Vec<RequestRecord> {
 fn assert_accounted(out: &RunOutput, sent: u64) {
     let r = &out.summary.requests;
     assert_eq!(r.sent, sent, "{r:?}");
-    assert_eq!(r.ok + r.failed, r.sent, "{r:?}");
+    assert_eq!(r.ok + r.failed + r.interrupted, r.sent, "{r:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,7 +174,7 @@ async fn chat_with_path_prefix_key_and_role_prelude() {
     s.target = Arc::new(
         Target::parse(
             &format!("{}/gateway/v1", server.url()),
-            ApiKey::new(key.into()),
+            ApiKey::new(key.into()).unwrap(),
         )
         .unwrap(),
     );
@@ -396,6 +396,71 @@ async fn warmup_is_recorded_but_excluded_and_duration_stops_the_run() {
     assert!((window - 0.8).abs() < 0.05, "steady window {window}");
 }
 
+/// Regression: a run whose warm-up requests timed out said "0 failed" and nothing about the users those requests
+/// held, though the measured window had far fewer requests in flight than the users asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_warmup_requests_are_counted_warned_and_the_concurrency_reached_is_said() {
+    // The first four requests stall after a token and the next two end in an error event, both after the first
+    // token's delay: by then every one of the eight warm-up requests has arrived, so the faults hit only them.
+    let stalled = (0..4).map(|offset| FaultRule {
+        every: u64::MAX,
+        offset,
+        fault: Fault::StallAfter(1),
+    });
+    let errored = (4..6).map(|offset| FaultRule {
+        every: u64::MAX,
+        offset,
+        fault: Fault::ErrorEvent(1),
+    });
+    let server = MockServer::start(MockConfig {
+        ttft: Duration::from_millis(150),
+        itl: Duration::from_millis(5),
+        faults: stalled.chain(errored).collect(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut s = spec(&server.url(), closed(8), Stop::Count(24));
+    s.warmup = Warmup::Count(8);
+    // Longer than the measured requests take, so the stalled users never come back within the run.
+    s.timeouts.idle = Duration::from_secs(3);
+    let out = go(&s, 3).await;
+    let summary = &out.summary;
+    assert_accounted(&out, 24);
+    assert_eq!((summary.requests.ok, summary.requests.failed), (24, 0));
+    let warm = &summary.warmup;
+    assert_eq!(
+        (warm.sent, warm.ok, warm.failed, warm.interrupted),
+        (8, 2, 6, 0),
+        "{warm:?}"
+    );
+    let classes: Vec<_> = warm.errors.iter().map(|e| (e.class, e.count)).collect();
+    assert_eq!(
+        classes,
+        [(ErrorClass::Timeout, 4), (ErrorClass::ServerErrorEvent, 2)]
+    );
+    // Four users were held by stalled warm-up requests all along: the window reached four in flight, not eight.
+    assert_eq!(summary.throughput.max_concurrency, 4);
+    assert!(
+        summary.throughput.mean_concurrency <= 4.0,
+        "{}",
+        summary.throughput.mean_concurrency
+    );
+    let warning = summary
+        .warnings
+        .iter()
+        .find(|w| w.contains("warm-up requests failed"))
+        .unwrap_or_else(|| panic!("no warm-up warning in {:?}", summary.warnings));
+    assert!(
+        warning.starts_with("6 of 8 warm-up requests failed (4 timeout, 2 server_error_event)"),
+        "{warning}"
+    );
+    assert!(
+        warning.contains("(4 at most) of the 8 users asked for"),
+        "{warning}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interrupting_keeps_what_was_measured() {
     let server = mock(10, 50).await;
@@ -420,15 +485,45 @@ async fn interrupting_keeps_what_was_measured() {
     assert!(out.interrupted);
     assert_accounted(&out, out.summary.requests.sent);
     assert!(out.summary.requests.ok >= 3, "{:?}", out.summary.requests);
-    let interrupted = out
-        .summary
-        .requests
-        .errors
-        .iter()
-        .find(|e| e.class == ErrorClass::Interrupted)
-        .unwrap();
-    assert_eq!(interrupted.count, 3, "the three in flight");
+    assert_eq!(out.summary.requests.interrupted, 3, "the three in flight");
     assert_eq!(read_records(&jsonl).len() as u64, out.summary.requests.sent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_the_client_stops_are_interrupted_not_failures_of_the_server() {
+    let server = mock(10, 50).await;
+    let dir = tempfile::tempdir().unwrap();
+    let jsonl = dir.path().join("requests.jsonl");
+    let mut s = spec(&server.url(), closed(3), Stop::Count(1000));
+    s.requests_jsonl = Some((jsonl.clone(), false));
+    // A budget, as diagnose's probes have: it runs out while three requests are in flight.
+    let budget = Cancel::never().or_at(Instant::now() + Duration::from_millis(700));
+    let out = run(
+        &s,
+        Arc::new(Numbered { max_tokens: 5 }),
+        None,
+        Arc::new(LiveCounters::default()),
+        budget,
+    )
+    .await
+    .unwrap();
+    let requests = &out.summary.requests;
+    assert_eq!(
+        (requests.interrupted, requests.failed, requests.error_rate),
+        (3, 0, 0.0),
+        "{requests:?}"
+    );
+    assert!(requests.errors.is_empty(), "{:?}", requests.errors);
+    let stopped: Vec<RequestRecord> = read_records(&jsonl)
+        .into_iter()
+        .filter(|r| r.error.is_some())
+        .collect();
+    assert_eq!(stopped.len(), 3);
+    assert!(
+        stopped
+            .iter()
+            .all(|r| r.error.as_ref().unwrap().class == ErrorClass::Interrupted)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -143,6 +143,14 @@ pub(crate) async fn handle(
         shared.record(served);
         return Ok(error_reply(*code, "injected failure"));
     }
+    if let Some(Fault::EchoAuthorization(code)) = &plan.fault {
+        let message = format!(
+            "rejected Authorization header `{}`",
+            served.authorization.as_deref().unwrap_or("")
+        );
+        shared.record(served);
+        return Ok(error_reply(*code, &message));
+    }
     if !plan.stream {
         tokio::time::sleep(plan.config_delay(&shared)).await;
         drop(slot);
