@@ -1,12 +1,12 @@
 //! Server dialects → canonical signals: which metric each server (and each version of it) uses for each concept
 //! of DESIGN.md §5, detected from the names in a scrape, so the diagnosis never needs to know a server's words.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::str::FromStr;
 
-use infer_doctor_core::{Buckets, Reading, ServerReadings, Signal};
+use infer_doctor_core::{Buckets, Reading, ServerReadings, Signal, SignalKind};
 
-use crate::exposition::{Family, Scrape};
+use crate::exposition::{Sample, Scrape};
 
 /// A server's way of naming its metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -71,6 +71,30 @@ impl Dialect {
             Dialect::Dcgm => &["DCGM_FI_", "DCGM_EXP_"],
         }
     }
+
+    /// Unprefixed names only this dialect uses: trtllm-serve from 2025-08 to 2026-03 (collector.py @89fd9b74)
+    /// named its histograms without a prefix, with `engine_type`/`model_name` labels.
+    fn bare_names(self) -> &'static [&'static str] {
+        match self {
+            Dialect::TrtllmServe => &[
+                "time_to_first_token_seconds",
+                "e2e_request_latency_seconds",
+                "time_per_output_token_seconds",
+                "request_queue_time_seconds",
+            ],
+            _ => &[],
+        }
+    }
+
+    /// Whether a metric (family or sample) name is one of this dialect's.
+    fn owns_name(self, name: &str) -> bool {
+        let family = ["_bucket", "_count", "_sum"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .unwrap_or(name);
+        self.prefixes().iter().any(|p| name.starts_with(p))
+            || self.bare_names().iter().any(|n| *n == name || *n == family)
+    }
 }
 
 impl FromStr for Dialect {
@@ -104,34 +128,36 @@ pub fn detect(scrape: &Scrape<'_>) -> Option<Dialect> {
 
 /// The dialect of a set of metric names, however they were obtained (a scrape, a Prometheus label query).
 pub fn detect_names<'n>(names: impl Iterator<Item = &'n str> + Clone) -> Option<Dialect> {
-    let found = Dialect::ALL.into_iter().find(|d| {
-        names
-            .clone()
-            .any(|n| d.prefixes().iter().any(|p| n.starts_with(p)))
-    })?;
+    let found = Dialect::ALL
+        .into_iter()
+        .find(|d| names.clone().any(|n| d.owns_name(n)))?;
     if found == Dialect::VllmV1 && names.clone().any(|n| VLLM_V0_ONLY.contains(&n)) {
         return Some(Dialect::VllmV0);
     }
     Some(found)
 }
 
-/// Where one signal comes from in one dialect.
+/// Where one signal comes from in one dialect. A signal may have several sources in a dialect's table: the
+/// first one the scrape holds is read.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Source {
-    /// The first of these families present; histograms in seconds, others summed over their series.
+    /// The first of these metrics present, read as the signal's kind says (a histogram from its `_bucket`,
+    /// `_sum` and `_count` samples, in seconds), whatever type the scrape declares or omits.
     Family(&'static [&'static str]),
     /// A histogram in milliseconds.
     HistogramMs(&'static str),
-    /// The series of a family whose label `key` has `value`, summed.
+    /// The series of a family whose label `key` has `value`.
     Labeled(&'static str, &'static str, &'static str),
     /// Per value of label `key` (e.g. finished requests by reason).
     ByLabel(&'static str, &'static str),
     /// An info metric's two numeric labels, multiplied (blocks × tokens per block).
     InfoProduct(&'static str, &'static str, &'static str),
-    /// Two gauges multiplied.
-    Product(&'static str, &'static str),
-    /// Two series of one family picked by a label, multiplied (Triton's max blocks × tokens per block).
-    LabeledProduct(&'static str, &'static str, &'static str, &'static str),
+    /// An info metric's numeric label (a setting such as `num_gpu_blocks_override`; `None` when unset).
+    InfoLabel(&'static str, &'static str),
+    /// A block count times the tokens per block: blocks add up over engines, the block size is each one's.
+    BlocksTimesSize(&'static str, &'static str),
+    /// The same from two series of one family picked by a label (Triton's max blocks and tokens per block).
+    LabeledBlocksTimesSize(&'static str, &'static str, &'static str, &'static str),
 }
 
 use Signal as S;
@@ -182,6 +208,10 @@ const VLLM: &[(Signal, Source)] = &[
     (
         S::KvCapacityTokens,
         InfoProduct("vllm:cache_config_info", "num_gpu_blocks", "block_size"),
+    ),
+    (
+        S::KvBlocksOverride,
+        InfoLabel("vllm:cache_config_info", "num_gpu_blocks_override"),
     ),
     (
         S::Preemptions,
@@ -256,6 +286,12 @@ const SGLANG: &[(Signal, Source)] = &[
         S::PrefixCacheHits,
         Family(&["sglang:cached_tokens_total", "sglang:cached_tokens"]),
     ),
+    (S::PrefixCacheHitRate, Family(&["sglang:cache_hit_rate"])),
+    (
+        S::KvUsedTokens,
+        Family(&["sglang:kv_used_tokens", "sglang:num_used_tokens"]),
+    ),
+    (S::GenerationThroughput, Family(&["sglang:gen_throughput"])),
 ];
 
 const TGI: &[(Signal, Source)] = &[
@@ -287,6 +323,14 @@ const LLAMACPP: &[(Signal, Source)] = &[
             "llamacpp:tokens_predicted",
         ]),
     ),
+    (
+        S::PromptThroughput,
+        Family(&["llamacpp:prompt_tokens_seconds"]),
+    ),
+    (
+        S::GenerationThroughput,
+        Family(&["llamacpp:predicted_tokens_seconds"]),
+    ),
 ];
 
 const TRTLLM_SERVE: &[(Signal, Source)] = &[
@@ -297,23 +341,66 @@ const TRTLLM_SERVE: &[(Signal, Source)] = &[
             "time_to_first_token_seconds",
         ]),
     ),
-    (S::Tpot, Family(&["trtllm_time_per_output_token_seconds"])),
-    (S::E2e, Family(&["trtllm_e2e_request_latency_seconds"])),
-    (S::QueueTime, Family(&["trtllm_request_queue_time_seconds"])),
+    (
+        S::Tpot,
+        Family(&[
+            "trtllm_time_per_output_token_seconds",
+            "time_per_output_token_seconds",
+        ]),
+    ),
+    (
+        S::E2e,
+        Family(&[
+            "trtllm_e2e_request_latency_seconds",
+            "e2e_request_latency_seconds",
+        ]),
+    ),
+    (
+        S::QueueTime,
+        Family(&[
+            "trtllm_request_queue_time_seconds",
+            "request_queue_time_seconds",
+        ]),
+    ),
+    (
+        S::PrefillTime,
+        Family(&["trtllm_request_prefill_time_seconds"]),
+    ),
+    (
+        S::DecodeTime,
+        Family(&["trtllm_request_decode_time_seconds"]),
+    ),
     (S::RequestsRunning, Family(&["trtllm_num_requests_running"])),
     (S::RequestsWaiting, Family(&["trtllm_num_requests_waiting"])),
     (S::KvUsage, Family(&["trtllm_kv_cache_utilization"])),
     (
         S::KvCapacityTokens,
-        Product(
+        BlocksTimesSize(
             "trtllm_kv_cache_max_blocks",
             "trtllm_kv_cache_tokens_per_block",
         ),
     ),
+    (
+        S::KvUsedTokens,
+        BlocksTimesSize(
+            "trtllm_kv_cache_used_blocks",
+            "trtllm_kv_cache_tokens_per_block",
+        ),
+    ),
+    (S::MaxRunning, Family(&["trtllm_max_batch_size_runtime"])),
     (S::PromptTokens, Family(&["trtllm_prompt_tokens_total"])),
     (
         S::GenerationTokens,
         Family(&["trtllm_generation_tokens_total"]),
+    ),
+    (S::PrefixCacheHitRate, Family(&["trtllm_kv_cache_hit_rate"])),
+    (
+        S::RequestsFinished,
+        ByLabel("trtllm_request_success_total", "finished_reason"),
+    ),
+    (
+        S::RequestsFinished,
+        ByLabel("request_success_total", "finished_reason"),
     ),
 ];
 
@@ -340,12 +427,25 @@ const TRITON: &[(Signal, Source)] = &[
     ),
     (
         S::KvCapacityTokens,
-        LabeledProduct(
+        LabeledBlocksTimesSize(
             "nv_trt_llm_kv_cache_block_metrics",
             "kv_cache_block_type",
             "max",
             "tokens_per",
         ),
+    ),
+    (
+        S::KvUsedTokens,
+        LabeledBlocksTimesSize(
+            "nv_trt_llm_kv_cache_block_metrics",
+            "kv_cache_block_type",
+            "used",
+            "tokens_per",
+        ),
+    ),
+    (
+        S::MaxRunning,
+        Labeled("nv_trt_llm_request_metrics", "request_type", "max"),
     ),
 ];
 
@@ -405,7 +505,7 @@ pub enum DialectError {
 }
 
 /// Reads a scrape in its dialect (detected unless given) as canonical signals; `source` names the input in
-/// errors. Signals the server does not expose are simply absent.
+/// errors. A signal is read wherever the scrape holds it; one it does not hold is absent ("unknown"), never 0.
 pub fn read(
     scrape: &Scrape<'_>,
     dialect: Option<Dialect>,
@@ -416,127 +516,248 @@ pub fn read(
         .ok_or(DialectError::Unknown {
             input: source.to_string(),
         })?;
-    let families: BTreeMap<&str, &Family<'_>> =
-        scrape.families.iter().map(|f| (f.name, f)).collect();
-    let mut readings = BTreeMap::new();
+    let samples = SamplesByName::new(scrape);
+    let mut out = ServerReadings {
+        dialect: dialect.name().to_string(),
+        models: samples.models(),
+        engines: samples.engines(),
+        ..Default::default()
+    };
     for &(signal, from) in mapping(dialect) {
-        if let Some(reading) = extract(&families, from) {
-            readings.insert(signal, reading);
+        if out.readings.contains_key(&signal) {
+            continue;
+        }
+        if let Some(reading) = extract(&samples, signal, from, &mut out.warnings) {
+            out.readings.insert(signal, reading);
         }
     }
-    Ok(ServerReadings {
-        dialect: dialect.name().to_string(),
-        readings,
-    })
+    Ok(out)
 }
 
-fn extract(families: &BTreeMap<&str, &Family<'_>>, from: Source) -> Option<Reading> {
-    let labeled_sum = |name: &str, key: &str, value: &str| {
-        let family = families.get(name)?;
-        let matching: Vec<f64> = family
-            .samples
-            .iter()
-            .filter(|s| label(s, key) == Some(value))
-            .map(|s| s.value)
+/// Every sample of a scrape by its own name, whichever family the parser filed it under: a histogram scraped
+/// without its `# TYPE` line, or a counter declared the OpenMetrics way, is found all the same.
+struct SamplesByName<'s, 'a> {
+    by_name: HashMap<&'s str, Vec<&'s Sample<'a>>>,
+}
+
+impl<'s, 'a> SamplesByName<'s, 'a> {
+    fn new(scrape: &'s Scrape<'a>) -> Self {
+        let mut by_name: HashMap<&'s str, Vec<&'s Sample<'a>>> = HashMap::new();
+        for sample in scrape.families.iter().flat_map(|f| &f.samples) {
+            by_name.entry(sample.name).or_default().push(sample);
+        }
+        SamplesByName { by_name }
+    }
+
+    fn named(&self, name: &str) -> &[&'s Sample<'a>] {
+        self.by_name.get(name).map_or(&[], Vec::as_slice)
+    }
+
+    /// How many data-parallel engines label their series (vLLM's `engine="0"`, `engine="1"`), when more than one.
+    fn engines(&self) -> Option<u32> {
+        let engines: BTreeSet<&str> = self
+            .by_name
+            .values()
+            .flatten()
+            .filter_map(|s| s.label("engine"))
             .collect();
-        (!matching.is_empty()).then(|| matching.iter().sum::<f64>())
+        u32::try_from(engines.len()).ok().filter(|n| *n > 1)
+    }
+
+    /// The served models named by `model_name` labels (trtllm-serve writes `undefined` when it does not know).
+    fn models(&self) -> Vec<String> {
+        let models: BTreeSet<&str> = self
+            .by_name
+            .values()
+            .flatten()
+            .filter_map(|s| s.label("model_name"))
+            .filter(|m| !m.is_empty() && *m != "undefined")
+            .collect();
+        models.into_iter().map(str::to_string).collect()
+    }
+}
+
+/// Several series of one signal as one number: shares averaged, amounts added ([`Signal::is_share`]); `None`
+/// when there is none.
+fn combine(signal: Signal, values: impl Iterator<Item = f64>) -> Option<f64> {
+    let (count, sum) = values.fold((0usize, 0.0), |(n, total), v| (n + 1, total + v));
+    match count {
+        0 => None,
+        _ if signal.is_share() => Some(sum / count as f64),
+        _ => Some(sum),
+    }
+}
+
+fn extract(
+    samples: &SamplesByName<'_, '_>,
+    signal: Signal,
+    from: Source,
+    warnings: &mut Vec<String>,
+) -> Option<Reading> {
+    let values = |name: &str| samples.named(name).iter().map(|s| s.value);
+    let labeled = |name: &str, key: &str, value: &str| {
+        samples
+            .named(name)
+            .iter()
+            .filter(move |s| s.label(key) == Some(value))
+            .map(|s| s.value)
+            .collect::<Vec<f64>>()
+    };
+    let blocks_times_size = |blocks: Vec<f64>, sizes: Vec<f64>| {
+        let blocks = combine(Signal::KvCapacityTokens, blocks.into_iter())?;
+        let size = sizes.iter().sum::<f64>() / sizes.len() as f64;
+        Some(Reading::Value(blocks * size)).filter(|_| !sizes.is_empty())
     };
     match from {
-        Family(names) => {
-            let family = names.iter().find_map(|n| families.get(n))?;
-            Some(family_reading(family, 1.0))
+        Family(names) if signal.kind() == SignalKind::Histogram => names
+            .iter()
+            .find_map(|name| histogram(samples, name, 1.0, warnings)),
+        Family(names) => names
+            .iter()
+            .find_map(|name| combine(signal, values(name)))
+            .map(Reading::Value),
+        HistogramMs(name) => histogram(samples, name, 1e-3, warnings),
+        Labeled(name, key, value) => {
+            combine(signal, labeled(name, key, value).into_iter()).map(Reading::Value)
         }
-        HistogramMs(name) => Some(family_reading(families.get(name)?, 1e-3)),
-        Labeled(name, key, value) => labeled_sum(name, key, value).map(Reading::Value),
         ByLabel(name, key) => {
-            let family = families.get(name)?;
+            let family = samples.named(name);
             let mut by: BTreeMap<String, f64> = BTreeMap::new();
-            for s in &family.samples {
-                if let Some(v) = label(s, key) {
+            for s in family {
+                if let Some(v) = s.label(key) {
                     *by.entry(v.to_string()).or_default() += s.value;
                 }
             }
-            Some(Reading::ByLabel(by))
+            (!family.is_empty()).then_some(Reading::ByLabel(by))
         }
         InfoProduct(name, a, b) => {
-            let family = families.get(name)?;
-            let total: f64 = family
-                .samples
+            let total: f64 = samples
+                .named(name)
                 .iter()
-                .filter_map(|s| {
-                    let x: f64 = label(s, a)?.parse().ok()?;
-                    let y: f64 = label(s, b)?.parse().ok()?;
-                    Some(x * y)
-                })
+                .filter_map(|s| Some(number_label(s, a)? * number_label(s, b)?))
                 .sum();
             (total > 0.0).then_some(Reading::Value(total))
         }
-        Product(a, b) => {
-            let sum = |n: &str| {
-                Some(
-                    families
-                        .get(n)?
-                        .samples
-                        .iter()
-                        .map(|s| s.value)
-                        .sum::<f64>(),
-                )
-            };
-            Some(Reading::Value(sum(a)? * sum(b)?))
+        InfoLabel(name, key) => combine(
+            signal,
+            samples
+                .named(name)
+                .iter()
+                .filter_map(|s| number_label(s, key)),
+        )
+        .map(Reading::Value),
+        BlocksTimesSize(blocks, size) => {
+            blocks_times_size(values(blocks).collect(), values(size).collect())
         }
-        LabeledProduct(name, key, a, b) => Some(Reading::Value(
-            labeled_sum(name, key, a)? * labeled_sum(name, key, b)?,
-        )),
+        LabeledBlocksTimesSize(name, key, blocks, size) => {
+            blocks_times_size(labeled(name, key, blocks), labeled(name, key, size))
+        }
     }
 }
 
-fn label<'s>(sample: &'s crate::exposition::Sample<'_>, key: &str) -> Option<&'s str> {
+/// A label holding a number (vLLM writes `None` for settings left unset).
+fn number_label(sample: &Sample<'_>, key: &str) -> Option<f64> {
     sample
+        .label(key)?
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite())
+}
+
+/// A histogram sample's series: its labels but `le`, sorted.
+fn series_key<'s>(sample: &'s Sample<'_>) -> Vec<(&'s str, &'s str)> {
+    let mut key: Vec<(&str, &str)> = sample
         .labels
         .iter()
-        .find(|(k, _)| *k == key)
-        .map(|(_, v)| v.as_ref())
+        .filter(|(k, _)| *k != "le")
+        .map(|(k, v)| (*k, v.as_ref()))
+        .collect();
+    key.sort_unstable();
+    key
 }
 
-/// A family as one reading: histogram buckets merged over series (bounds scaled to seconds), or the sum of a
-/// gauge's or counter's series.
-fn family_reading(family: &Family<'_>, scale: f64) -> Reading {
-    if matches!(
-        family.kind,
-        crate::exposition::MetricType::Histogram | crate::exposition::MetricType::GaugeHistogram
-    ) {
-        let mut bounds: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
-        let (mut sum, mut count) = (0.0, 0.0);
-        for s in &family.samples {
-            let suffix = &s.name[family.name.len().min(s.name.len())..];
-            match suffix {
-                "_bucket" => {
-                    let Some(le) = label(s, "le").and_then(parse_bound) else {
-                        continue;
-                    };
-                    let le = le * scale;
-                    // Keyed by the bound's bits so equal bounds from different series merge.
-                    let entry = bounds.entry(ordered_bits(le)).or_insert((le, 0.0));
-                    entry.1 += s.value;
-                }
-                "_sum" => sum += s.value * scale,
-                "_count" => count += s.value,
-                _ => {}
-            }
+/// One series of a histogram: its buckets (bound scaled to seconds, cumulative count), sum and count.
+#[derive(Default)]
+struct HistogramSeries {
+    bounds: Vec<(f64, f64)>,
+    sum: f64,
+    count: Option<f64>,
+}
+
+/// A histogram's series merged by bucket bound (bounds scaled to seconds); `None` when the scrape holds no
+/// sample of it. A series without its `+Inf` bucket is completed from its `_count`, or else counts only what
+/// its buckets hold; either way a warning says so.
+fn histogram(
+    samples: &SamplesByName<'_, '_>,
+    name: &str,
+    scale: f64,
+    warnings: &mut Vec<String>,
+) -> Option<Reading> {
+    let mut series: BTreeMap<Vec<(&str, &str)>, HistogramSeries> = BTreeMap::new();
+    let (buckets, sums, counts) = (
+        samples.named(&format!("{name}_bucket")),
+        samples.named(&format!("{name}_sum")),
+        samples.named(&format!("{name}_count")),
+    );
+    for s in buckets {
+        if let Some(le) = s.label("le").and_then(parse_bound) {
+            let entry = series.entry(series_key(s)).or_default();
+            entry.bounds.push((le * scale, s.value));
         }
-        return Reading::Histogram(Buckets {
-            bounds: bounds.into_values().collect(),
-            sum,
-            count,
-        });
     }
-    let total: f64 = family
-        .samples
-        .iter()
-        .filter(|s| !s.name.ends_with("_created"))
-        .map(|s| s.value)
-        .sum();
-    Reading::Value(total)
+    for s in sums {
+        series.entry(series_key(s)).or_default().sum += s.value * scale;
+    }
+    for s in counts {
+        series.entry(series_key(s)).or_default().count = Some(s.value);
+    }
+    if series.is_empty() {
+        return None;
+    }
+    let (mut completed_from_count, mut top_only) = (false, None::<(f64, f64)>);
+    let mut bounds: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
+    let (mut sum, mut count) = (0.0, 0.0);
+    for (_, mut one) in series {
+        one.bounds.sort_by(|a, b| a.0.total_cmp(&b.0));
+        match (one.bounds.last().copied(), one.count) {
+            (Some((le, at_inf)), counted) if le == f64::INFINITY => {
+                count += counted.unwrap_or(at_inf);
+            }
+            (Some(_), Some(counted)) => {
+                one.bounds.push((f64::INFINITY, counted));
+                completed_from_count = true;
+                count += counted;
+            }
+            (Some((le, held)), None) => {
+                one.bounds.push((f64::INFINITY, held));
+                let (top, total) = top_only.unwrap_or((le, 0.0));
+                top_only = Some((top.max(le), total + held));
+                count += held;
+            }
+            (None, counted) => count += counted.unwrap_or(0.0),
+        }
+        sum += one.sum;
+        for (le, c) in one.bounds {
+            // Keyed by the bound's bits so equal bounds from different series merge.
+            bounds.entry(ordered_bits(le)).or_insert((le, 0.0)).1 += c;
+        }
+    }
+    if completed_from_count {
+        warnings.push(format!(
+            "{name}: no +Inf bucket; its total is taken from {name}_count"
+        ));
+    }
+    if let Some((top, held)) = top_only {
+        warnings.push(format!(
+            "{name}: no +Inf bucket and no {name}_count, so what lies above its highest bucket ({top} s) is not \
+             known: its numbers are of the {held} observations its buckets hold"
+        ));
+    }
+    Some(Reading::Histogram(Buckets {
+        bounds: bounds.into_values().collect(),
+        sum,
+        count,
+    }))
 }
 
 fn parse_bound(text: &str) -> Option<f64> {
@@ -639,6 +860,185 @@ mod tests {
         };
         assert_eq!(b.bounds, vec![(1.0, 4.0), (f64::INFINITY, 5.0)]);
         assert_eq!(b.count, 5.0);
+    }
+
+    /// Issue 11: a data-parallel vLLM (one series per `engine`) read as KV usage 120%.
+    #[test]
+    fn several_engines_average_their_kv_usage_and_add_their_amounts() {
+        let text = "# TYPE vllm:kv_cache_usage_perc gauge\n\
+                    vllm:kv_cache_usage_perc{engine=\"0\",model_name=\"m\"} 0.6\n\
+                    vllm:kv_cache_usage_perc{engine=\"1\",model_name=\"m\"} 0.6\n\
+                    # TYPE vllm:num_requests_running gauge\n\
+                    vllm:num_requests_running{engine=\"0\",model_name=\"m\"} 3\n\
+                    vllm:num_requests_running{engine=\"1\",model_name=\"m\"} 4\n\
+                    # TYPE vllm:num_preemptions_total counter\n\
+                    vllm:num_preemptions_total{engine=\"0\",model_name=\"m\"} 2\n\
+                    vllm:num_preemptions_total{engine=\"1\",model_name=\"m\"} 5\n\
+                    # TYPE vllm:cache_config_info gauge\n\
+                    vllm:cache_config_info{block_size=\"16\",engine=\"0\",num_gpu_blocks=\"1000\"} 1\n\
+                    vllm:cache_config_info{block_size=\"16\",engine=\"1\",num_gpu_blocks=\"1000\"} 1\n";
+        let r = read(&parse(text), None, "dp2").unwrap();
+        assert_eq!(r.value(Signal::KvUsage), Some(0.6));
+        assert_eq!(r.value(Signal::RequestsRunning), Some(7.0));
+        assert_eq!(r.value(Signal::Preemptions), Some(7.0));
+        assert_eq!(r.value(Signal::KvCapacityTokens), Some(32_000.0));
+        assert_eq!(r.models, ["m"]);
+        assert_eq!(r.engines, Some(2));
+        let trtllm = "trtllm_kv_cache_max_blocks{engine=\"0\"} 100\ntrtllm_kv_cache_max_blocks{engine=\"1\"} 100\n\
+                      trtllm_kv_cache_tokens_per_block{engine=\"0\"} 32\ntrtllm_kv_cache_tokens_per_block{engine=\"1\"} 32\n";
+        let r = read(&parse(trtllm), None, "trtllm dp2").unwrap();
+        assert_eq!(r.value(Signal::KvCapacityTokens), Some(6_400.0));
+    }
+
+    /// Issue 11: a scrape holding `num_preemptions_total` was said not to export it. A metric is read wherever
+    /// the scrape holds it: without `# TYPE` lines (`curl | grep -v '^#'`), declared the OpenMetrics way, or
+    /// under a name the parser filed elsewhere.
+    #[test]
+    fn a_signal_the_scrape_holds_is_read_whatever_its_declarations() {
+        let bare = "vllm:num_preemptions_total{engine=\"0\",model_name=\"m\"} 4\n\
+                    vllm:time_to_first_token_seconds_bucket{engine=\"0\",le=\"0.1\",model_name=\"m\"} 3\n\
+                    vllm:time_to_first_token_seconds_bucket{engine=\"0\",le=\"+Inf\",model_name=\"m\"} 5\n\
+                    vllm:time_to_first_token_seconds_sum{engine=\"0\",model_name=\"m\"} 1.5\n\
+                    vllm:time_to_first_token_seconds_count{engine=\"0\",model_name=\"m\"} 5\n";
+        let r = read(&parse(bare), None, "no TYPE lines").unwrap();
+        assert_eq!(r.value(Signal::Preemptions), Some(4.0));
+        let Some(Reading::Histogram(ttft)) = r.get(Signal::Ttft) else {
+            panic!("TTFT not read: {r:?}")
+        };
+        assert_eq!(ttft.bounds, [(0.1, 3.0), (f64::INFINITY, 5.0)]);
+        assert_eq!((ttft.count, ttft.sum), (5.0, 1.5));
+        let open_metrics = "# TYPE vllm:num_preemptions counter\n\
+                            vllm:num_preemptions_total{engine=\"0\"} 4\n\
+                            vllm:num_preemptions_created{engine=\"0\"} 1.7e9\n# EOF\n";
+        let r = read(&parse(open_metrics), None, "OpenMetrics").unwrap();
+        assert_eq!(r.value(Signal::Preemptions), Some(4.0));
+        let absent = read(&parse("vllm:num_requests_running 1\n"), None, "x").unwrap();
+        assert_eq!(
+            absent.get(Signal::Preemptions),
+            None,
+            "absent is unknown, not 0"
+        );
+    }
+
+    /// Issue 11: a histogram cut short (no `+Inf` bucket, or no `_count` either) gave no quantiles at all.
+    #[test]
+    fn a_histogram_without_inf_is_read_from_what_its_buckets_hold_with_a_warning() {
+        let with_count = "# TYPE vllm:e2e_request_latency_seconds histogram\n\
+                          vllm:e2e_request_latency_seconds_bucket{le=\"1.0\"} 4\n\
+                          vllm:e2e_request_latency_seconds_bucket{le=\"2.0\"} 6\n\
+                          vllm:e2e_request_latency_seconds_count 9\n";
+        let r = read(&parse(with_count), None, "cut").unwrap();
+        let Some(Reading::Histogram(e2e)) = r.get(Signal::E2e) else {
+            panic!()
+        };
+        assert_eq!(e2e.bounds, [(1.0, 4.0), (2.0, 6.0), (f64::INFINITY, 9.0)]);
+        assert_eq!(e2e.count, 9.0);
+        assert_eq!(r.warnings.len(), 1);
+        assert!(
+            r.warnings[0].contains("no +Inf bucket") && r.warnings[0].contains("_count"),
+            "{:?}",
+            r.warnings
+        );
+        let buckets_only = "vllm:e2e_request_latency_seconds_bucket{le=\"1.0\"} 4\n\
+                            vllm:e2e_request_latency_seconds_bucket{le=\"2.0\"} 6\n";
+        let r = read(&parse(buckets_only), None, "cut").unwrap();
+        let Some(Reading::Histogram(e2e)) = r.get(Signal::E2e) else {
+            panic!()
+        };
+        assert_eq!(e2e.bounds, [(1.0, 4.0), (2.0, 6.0), (f64::INFINITY, 6.0)]);
+        assert_eq!(e2e.count, 6.0);
+        assert!(
+            r.warnings[0].contains("above its highest bucket (2 s)")
+                && r.warnings[0].contains("the 6 observations"),
+            "{:?}",
+            r.warnings
+        );
+        let stats = crate::server::snapshot(&r);
+        let p50 = stats.histogram(Signal::E2e).unwrap().p50;
+        // The 3rd of 6 observations, in the first bucket's 4: three quarters of the way to 1 s.
+        assert!((p50 - 0.75).abs() < 1e-9, "p50 of 6 observations: {p50}");
+        let whole = read(
+            &parse(&fixture("vllm_cpu/metrics_during_load.txt")),
+            None,
+            "x",
+        )
+        .unwrap();
+        assert_eq!(whole.warnings, Vec::<String>::new());
+    }
+
+    /// Issue 11: trtllm-serve's 2025 names have no prefix (`time_to_first_token_seconds`, labels
+    /// `engine_type`, `model_name`; TensorRT-LLM PR #5785).
+    #[test]
+    fn trtllm_serve_unprefixed_names_read_as_trtllm() {
+        let text = "# TYPE time_to_first_token_seconds histogram\n\
+                    time_to_first_token_seconds_bucket{engine_type=\"trtllm\",le=\"0.5\",model_name=\"llama\"} 2\n\
+                    time_to_first_token_seconds_bucket{engine_type=\"trtllm\",le=\"+Inf\",model_name=\"llama\"} 3\n\
+                    time_to_first_token_seconds_count{engine_type=\"trtllm\",model_name=\"llama\"} 3\n\
+                    time_to_first_token_seconds_sum{engine_type=\"trtllm\",model_name=\"llama\"} 1.2\n\
+                    # TYPE e2e_request_latency_seconds histogram\n\
+                    e2e_request_latency_seconds_bucket{engine_type=\"trtllm\",le=\"+Inf\",model_name=\"llama\"} 3\n\
+                    e2e_request_latency_seconds_count{engine_type=\"trtllm\",model_name=\"llama\"} 3\n\
+                    # TYPE request_success_total counter\n\
+                    request_success_total{engine_type=\"trtllm\",finished_reason=\"stop\",model_name=\"llama\"} 3\n";
+        let scrape = parse(text);
+        assert_eq!(detect(&scrape), Some(Dialect::TrtllmServe));
+        let r = read(&scrape, None, "trtllm-serve").unwrap();
+        assert!(matches!(r.get(Signal::Ttft), Some(Reading::Histogram(b)) if b.count == 3.0));
+        assert!(matches!(r.get(Signal::E2e), Some(Reading::Histogram(b)) if b.count == 3.0));
+        assert_eq!(r.value(Signal::RequestsFinished), Some(3.0));
+        assert_eq!(r.models, ["llama"]);
+        let names = ["e2e_request_latency_seconds_bucket", "up"];
+        assert_eq!(
+            detect_names(names.into_iter()),
+            Some(Dialect::TrtllmServe),
+            "Prometheus lists series names"
+        );
+        assert_eq!(detect(&parse("request_count 1\n")), None);
+    }
+
+    /// Issue 11: gauges several servers export about themselves were dropped.
+    #[test]
+    fn cache_throughput_batch_and_override_gauges_are_read() {
+        let sglang = "sglang:cache_hit_rate{model_name=\"m\",tp_rank=\"0\"} 0.4\n\
+                      sglang:cache_hit_rate{model_name=\"m\",tp_rank=\"1\"} 0.6\n\
+                      sglang:num_used_tokens{model_name=\"m\",tp_rank=\"0\"} 1200\n\
+                      sglang:gen_throughput{model_name=\"m\",tp_rank=\"0\"} 850.5\n";
+        let r = read(&parse(sglang), None, "sglang").unwrap();
+        assert_eq!(r.value(Signal::PrefixCacheHitRate), Some(0.5));
+        assert_eq!(r.value(Signal::KvUsedTokens), Some(1200.0));
+        assert_eq!(r.value(Signal::GenerationThroughput), Some(850.5));
+        let r = read(
+            &parse(&fixture("llamacpp/metrics_during_load.txt")),
+            None,
+            "l",
+        )
+        .unwrap();
+        assert!(
+            r.value(Signal::PromptThroughput).is_some_and(|v| v > 0.0),
+            "{r:?}"
+        );
+        assert!(
+            r.value(Signal::GenerationThroughput)
+                .is_some_and(|v| v > 0.0)
+        );
+        let triton = "nv_trt_llm_request_metrics{model=\"tensorrt_llm\",request_type=\"max\",version=\"1\"} 64\n";
+        let r = read(&parse(triton), None, "triton").unwrap();
+        assert_eq!(r.value(Signal::MaxRunning), Some(64.0));
+        let info = |override_blocks: &str| {
+            format!(
+                "vllm:cache_config_info{{block_size=\"16\",engine=\"0\",num_gpu_blocks=\"512\",\
+                 num_gpu_blocks_override=\"{override_blocks}\"}} 1.0\n"
+            )
+        };
+        let r = read(&parse(&info("512")), None, "vllm").unwrap();
+        assert_eq!(r.value(Signal::KvBlocksOverride), Some(512.0));
+        let r = read(&parse(&info("None")), None, "vllm").unwrap();
+        assert_eq!(
+            r.value(Signal::KvBlocksOverride),
+            None,
+            "unset is no override"
+        );
+        assert_eq!(r.value(Signal::KvCapacityTokens), Some(8192.0));
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::ops::ControlFlow;
 
 use memchr::{memchr, memchr2};
@@ -101,6 +103,8 @@ pub fn parse(text: &str) -> Scrape<'_> {
         family_by_name: HashMap::new(),
         current_family: None,
         label_capacity: 0,
+        series_seen: HashMap::default(),
+        series_colliding: Vec::new(),
     };
     for (index, line) in text.split('\n').enumerate() {
         if parser.read_line(index + 1, line).is_break() {
@@ -314,6 +318,57 @@ struct Parser<'a> {
     current_family: Option<usize>,
     /// Label count of the previous sample; consecutive samples share a label set, so this spares regrowth.
     label_capacity: usize,
+    /// Every sample kept, by a hash of its series: where it is, to tell a duplicate from a hash collision.
+    series_seen: HashMap<u64, SampleAt, BuildHasherDefault<SeriesHasher>>,
+    /// The rare samples whose series hash another series already had.
+    series_colliding: Vec<(u64, SampleAt)>,
+}
+
+/// A kept sample: its family, its index there, and its line.
+#[derive(Clone, Copy)]
+struct SampleAt {
+    family: usize,
+    index: usize,
+    line: usize,
+}
+
+/// A fast, non-cryptographic hasher (FxHash's mixing, a word at a time, and a finaliser): the duplicate check
+/// hashes every sample, and SipHash would halve the parser's speed. A collision costs only a comparison.
+#[derive(Default)]
+struct SeriesHasher(u64);
+
+impl Hasher for SeriesHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            let word: [u8; 8] = word.try_into().unwrap_or_default();
+            self.add(u64::from_le_bytes(word));
+        }
+        let mut tail = [0u8; 8];
+        tail[..words.remainder().len()].copy_from_slice(words.remainder());
+        self.add(u64::from_le_bytes(tail) ^ bytes.len() as u64);
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.add(word);
+    }
+
+    /// MurmurHash3's finaliser: the multiply above only carries low bits upward, and hash tables index by the
+    /// low bits, so without it label values that differ past their first byte would all collide.
+    fn finish(&self) -> u64 {
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
+}
+
+impl SeriesHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
 }
 
 enum Metadata<'a> {
@@ -331,7 +386,7 @@ impl<'a> Parser<'a> {
         } else if let Some(comment) = line.strip_prefix('#') {
             self.read_comment(comment)
         } else {
-            self.read_sample(line).map(ControlFlow::Continue)
+            self.read_sample(number, line).map(ControlFlow::Continue)
         };
         outcome.unwrap_or_else(|message| {
             self.scrape.errors.push(LineError {
@@ -396,7 +451,10 @@ impl<'a> Parser<'a> {
         Ok(ControlFlow::Continue(()))
     }
 
-    fn read_sample(&mut self, line: &'a str) -> Result<(), String> {
+    /// A sample is kept unless its series (name, label set and timestamp) already had one: the same series
+    /// twice is two answers to one question, and adding them up would double it, so it is an error naming both
+    /// lines, and the first stands, as in Prometheus.
+    fn read_sample(&mut self, number: usize, line: &'a str) -> Result<(), String> {
         let sample = parse_sample(line, self.open_metrics, self.label_capacity)?;
         self.label_capacity = sample.labels.len();
         let index = match self.current_family {
@@ -404,7 +462,41 @@ impl<'a> Parser<'a> {
             _ => self.family_for_sample(sample.name),
         };
         self.current_family = Some(index);
-        self.scrape.families[index].samples.push(sample);
+        let hash = series_hash(&sample);
+        let families = &self.scrape.families;
+        let earlier = self
+            .series_seen
+            .get(&hash)
+            .into_iter()
+            .chain(
+                self.series_colliding
+                    .iter()
+                    .filter(|(h, _)| *h == hash)
+                    .map(|(_, at)| at),
+            )
+            .find(|at| same_series(&families[at.family].samples[at.index], &sample));
+        if let Some(earlier) = earlier {
+            let series = series_text(&sample);
+            let (kept, cut) = shortened(&series, 160);
+            return Err(format!(
+                "duplicate series `{kept}{}`: first on line {}; the first is kept",
+                if cut { "…" } else { "" },
+                earlier.line
+            ));
+        }
+        let samples = &mut self.scrape.families[index].samples;
+        let at = SampleAt {
+            family: index,
+            index: samples.len(),
+            line: number,
+        };
+        match self.series_seen.entry(hash) {
+            Entry::Vacant(free) => {
+                free.insert(at);
+            }
+            Entry::Occupied(_) => self.series_colliding.push((hash, at)),
+        }
+        samples.push(sample);
         Ok(())
     }
 
@@ -428,6 +520,46 @@ impl<'a> Parser<'a> {
             kind.sample_suffixes().contains(&suffix).then_some(index)
         });
         owner.unwrap_or_else(|| self.family_for_metadata(sample_name))
+    }
+}
+
+/// A hash of a sample's series that ignores the order of its labels, since `{a="1",b="2"}` and `{b="2",a="1"}`
+/// name one series.
+fn series_hash(sample: &Sample<'_>) -> u64 {
+    let mut series = SeriesHasher::default();
+    series.write(sample.name.as_bytes());
+    sample.timestamp_ms.hash(&mut series);
+    for (name, value) in &sample.labels {
+        let mut label = SeriesHasher::default();
+        label.write(name.as_bytes());
+        label.write(value.as_bytes());
+        // A sum does not depend on the labels' order. Each label is finalised first: sums of raw FxHash values
+        // keep their near-linear structure, and series that differ in two labels would collide in droves.
+        series.0 = series.0.wrapping_add(label.finish());
+    }
+    series.finish()
+}
+
+fn same_series(a: &Sample<'_>, b: &Sample<'_>) -> bool {
+    a.name == b.name
+        && a.timestamp_ms == b.timestamp_ms
+        && a.labels.len() == b.labels.len()
+        && a.labels
+            .iter()
+            .all(|(name, value)| b.label(name) == Some(value))
+}
+
+/// `name{label="value",…}` as the exposition writes it, for messages.
+fn series_text(sample: &Sample<'_>) -> String {
+    let labels: Vec<String> = sample
+        .labels
+        .iter()
+        .map(|(name, value)| format!("{name}={value:?}"))
+        .collect();
+    if labels.is_empty() {
+        sample.name.to_string()
+    } else {
+        format!("{}{{{}}}", sample.name, labels.join(","))
     }
 }
 
@@ -647,10 +779,15 @@ fn split_first_token(text: &str) -> (&str, &str) {
 
 /// `text` quoted for an error message, cut short (on a character boundary) so a huge line stays readable.
 fn quoted(text: &str) -> String {
-    const MAX_CHARS: usize = 40;
-    match text.char_indices().nth(MAX_CHARS) {
-        Some((cut, _)) => format!("{:?}…", &text[..cut]),
-        None => format!("{text:?}"),
+    let (kept, cut) = shortened(text, 40);
+    format!("{kept:?}{}", if cut { "…" } else { "" })
+}
+
+/// The first `max_chars` characters of `text`, and whether any were left out.
+fn shortened(text: &str, max_chars: usize) -> (&str, bool) {
+    match text.char_indices().nth(max_chars) {
+        Some((cut, _)) => (&text[..cut], true),
+        None => (text, false),
     }
 }
 
@@ -1092,7 +1229,7 @@ mod tests {
     #[test]
     fn samples_out_of_place_still_find_their_family() {
         let text = "# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\n# TYPE c counter\n# TYPE g gauge\n\
-                    g 1\nh_count 1\nc_total 4\ng 2\nh_x_count 3\ng_sum 5\n";
+                    g 1\nh_count 1\nc_total 4\ng{a=\"b\"} 2\nh_x_count 3\ng_sum 5\n";
         let scrape = parse(text);
         assert_eq!(scrape.errors, []);
         let sizes: Vec<_> = scrape
@@ -1138,7 +1275,7 @@ mod tests {
                     # TYPE\n\
                     # HELP 1x help\n\
                     # TYPE ok counter\n\
-                    ok 2\n";
+                    ok{n=\"2\"} 2\n";
         let scrape = parse(text);
         let expected = [
             error(3, "unterminated label value of label a"),
@@ -1166,12 +1303,44 @@ mod tests {
 
     #[test]
     fn line_numbers_count_crlf_and_blank_lines() {
-        let scrape = parse("\r\n# c\r\nx 1\r\n\r\nx{a=\"b} 2\r\nx 3\r\n");
+        let scrape = parse("\r\n# c\r\nx 1\r\n\r\nx{a=\"b} 2\r\nx{a=\"c\"} 3\r\n");
         assert_eq!(
             scrape.errors,
             [error(5, "unterminated label value of label a")]
         );
         assert_eq!(scrape.samples_named("x").count(), 2);
+    }
+
+    /// Issue 11: two copies of one series were both kept, and readers summed them (KV usage 120%).
+    #[test]
+    fn a_duplicate_series_is_an_error_naming_both_lines_and_the_first_is_kept() {
+        let text = "# TYPE kv gauge\n\
+                    kv{engine=\"0\",model_name=\"m\"} 0.6\n\
+                    kv{engine=\"1\",model_name=\"m\"} 0.5\n\
+                    kv{model_name=\"m\",engine=\"0\"} 0.7\n\
+                    kv{engine=\"0\",model_name=\"m\"} 0.6 1000\n\
+                    other{engine=\"0\",model_name=\"m\"} 0.6\n";
+        let scrape = parse(text);
+        assert_eq!(
+            scrape.errors,
+            [error(
+                4,
+                "duplicate series `kv{model_name=\"m\",engine=\"0\"}`: first on line 2; the first is kept"
+            )]
+        );
+        let values: Vec<_> = scrape.samples_named("kv").map(|s| s.value).collect();
+        assert_eq!(
+            values,
+            [0.6, 0.5, 0.6],
+            "a timestamped sample is another point"
+        );
+        let hundred_copies: String = (0..100).map(|i| format!("x{{i=\"{i}\"}} 1\n")).collect();
+        assert_eq!(
+            parse(&(hundred_copies.clone() + &hundred_copies))
+                .errors
+                .len(),
+            100
+        );
     }
 
     #[test]
@@ -1398,7 +1567,7 @@ mod tests {
             let numbered = families.into_iter().enumerate();
             let families = numbered.map(|(index, (stem, kind, help, unit, samples))| {
                 let name = format!("{stem}_{index}");
-                let samples = samples
+                let samples: Vec<OwnedSample> = samples
                     .into_iter()
                     .map(|(suffix_choice, labels, value, timestamp_ms)| {
                         // Choice 0 is the family's own name, the others its type's suffixes if it has them.
@@ -1410,6 +1579,14 @@ mod tests {
                             value,
                             timestamp_ms,
                         }
+                    })
+                    .collect();
+                // One series twice is an error the parser reports (and drops), not data it gives back.
+                let mut series_seen = std::collections::HashSet::new();
+                let samples = samples
+                    .into_iter()
+                    .filter(|s| {
+                        series_seen.insert((s.name.clone(), s.labels.clone(), s.timestamp_ms))
                     })
                     .collect();
                 OwnedFamily {

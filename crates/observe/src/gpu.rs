@@ -14,8 +14,8 @@ pub enum GpuReadError {
     #[error("line {line}: {message}")]
     Syntax { line: usize, message: String },
     #[error(
-        "not nvidia-smi output: expected `nvidia-smi -q`, `nvidia-smi -q -x` or `nvidia-smi --query-gpu=… \
-         --format=csv` (with its header line)"
+        "not nvidia-smi output: expected `nvidia-smi -q`, `nvidia-smi -q -x`, `nvidia-smi --query-gpu=… \
+         --format=csv` (with its header line) or a dcgm-exporter scrape"
     )]
     UnknownFormat,
     #[error("no GPU in this {0} output")]
@@ -23,9 +23,26 @@ pub enum GpuReadError {
 }
 
 /// One GPU's values by path, as the format spells them.
-struct Flat {
-    bus_id: String,
-    values: BTreeMap<String, String>,
+pub(crate) struct Flat {
+    pub bus_id: String,
+    pub values: BTreeMap<String, String>,
+}
+
+/// Every GPU in one capture of GPU state: a dcgm-exporter scrape, or any nvidia-smi output.
+pub fn read_capture(text: &str, source: &str) -> Result<Vec<GpuState>, GpuReadError> {
+    let scrape = crate::exposition::parse(text);
+    if !crate::dcgm::is_dcgm(&scrape) {
+        return read_nvidia_smi(text, source);
+    }
+    const FORMAT: &str = "dcgm-exporter";
+    let flats = crate::dcgm::flatten(&scrape);
+    if flats.is_empty() {
+        return Err(GpuReadError::NoGpu(FORMAT));
+    }
+    Ok(flats
+        .iter()
+        .map(|flat| state(flat, &format!("{source} ({FORMAT})")))
+        .collect())
 }
 
 /// Every GPU in one nvidia-smi output; `source` names the file for the facts' provenance.
@@ -211,13 +228,19 @@ fn flatten_csv(text: &str) -> Result<Vec<Flat>, GpuReadError> {
         .collect()
 }
 
-/// Where each fact lives: `-q` text paths, `-q -x` XML paths (several DTD versions), `--query-gpu` fields.
+/// Where each fact lives: `-q` text paths, `-q -x` XML paths (several DTD versions), `--query-gpu` fields,
+/// dcgm-exporter fields (see `dcgm.rs`).
 mod paths {
-    pub const NAME: &[&str] = &["product_name", "name"];
-    pub const UTILIZATION: &[&str] =
-        &["utilization/gpu", "utilization/gpu_util", "utilization.gpu"];
-    pub const MEMORY_USED: &[&str] = &["fb_memory_usage/used", "memory.used"];
-    pub const MEMORY_TOTAL: &[&str] = &["fb_memory_usage/total", "memory.total"];
+    pub const NAME: &[&str] = &["product_name", "name", "dcgm/model_name"];
+    pub const UTILIZATION: &[&str] = &[
+        "utilization/gpu",
+        "utilization/gpu_util",
+        "utilization.gpu",
+        "dcgm_fi_dev_gpu_util",
+    ];
+    pub const MEMORY_USED: &[&str] =
+        &["fb_memory_usage/used", "memory.used", "dcgm_fi_dev_fb_used"];
+    pub const MEMORY_TOTAL: &[&str] = &["fb_memory_usage/total", "memory.total", "dcgm/fb_total"];
     pub const POWER_DRAW: &[&str] = &[
         "gpu_power_readings/average_power_draw",
         "gpu_power_readings/power_draw",
@@ -226,6 +249,7 @@ mod paths {
         "power_readings/power_draw",
         "power.draw",
         "power.draw.average",
+        "dcgm_fi_dev_power_usage",
     ];
     pub const POWER_LIMIT: &[&str] = &[
         "gpu_power_readings/current_power_limit",
@@ -233,35 +257,53 @@ mod paths {
         "power_readings/power_limit",
         "enforced.power.limit",
         "power.limit",
+        "dcgm_fi_dev_enforced_power_limit",
+        "dcgm_fi_dev_power_mgmt_limit",
     ];
     pub const DEFAULT_POWER_LIMIT: &[&str] = &[
         "gpu_power_readings/default_power_limit",
         "power_readings/default_power_limit",
         "power.default_limit",
+        "dcgm_fi_dev_power_mgmt_limit_default",
     ];
     pub const SM_CLOCK: &[&str] = &[
         "clocks/sm",
         "clocks/sm_clock",
         "clocks.current.sm",
         "clocks.sm",
+        "dcgm_fi_dev_sm_clock",
     ];
-    pub const MAX_SM_CLOCK: &[&str] = &["max_clocks/sm", "max_clocks/sm_clock", "clocks.max.sm"];
+    pub const MAX_SM_CLOCK: &[&str] = &[
+        "max_clocks/sm",
+        "max_clocks/sm_clock",
+        "clocks.max.sm",
+        "dcgm_fi_dev_max_sm_clock",
+    ];
     pub const TEMPERATURE: &[&str] = &[
         "temperature/gpu_current_temp",
         "temperature/gpu_temp",
         "temperature.gpu",
+        "dcgm_fi_dev_gpu_temp",
     ];
-    pub const ECC_UNCORRECTED_VOLATILE: &[&str] = &["ecc.errors.uncorrected.volatile.total"];
-    pub const ECC_CORRECTED_VOLATILE: &[&str] = &["ecc.errors.corrected.volatile.total"];
+    pub const ECC_UNCORRECTED_VOLATILE: &[&str] = &[
+        "ecc.errors.uncorrected.volatile.total",
+        "dcgm_fi_dev_ecc_dbe_vol_total",
+    ];
+    pub const ECC_CORRECTED_VOLATILE: &[&str] = &[
+        "ecc.errors.corrected.volatile.total",
+        "dcgm_fi_dev_ecc_sbe_vol_total",
+    ];
     pub const REMAP_PENDING: &[&str] = &[
         "remapped_rows/pending",
         "remapped_rows/remapped_row_pending",
         "remapped_rows.pending",
+        "dcgm_fi_dev_row_remap_pending",
     ];
     pub const REMAP_FAILURE: &[&str] = &[
         "remapped_rows/remapping_failure_occurred",
         "remapped_rows/remapped_row_failure",
         "remapped_rows.failure",
+        "dcgm_fi_dev_row_remap_failure",
     ];
     pub const RETIRED_PENDING: &[&str] = &[
         "retired_pages/pending_page_blacklist",
@@ -277,22 +319,26 @@ mod paths {
         "pci/pci_gpu_link_info/pcie_gen/current_link_gen",
         "pcie.link.gen.current",
         "pcie.link.gen.gpucurrent",
+        "dcgm_fi_dev_pcie_link_gen",
     ];
     pub const PCIE_GEN_MAX: &[&str] = &[
         "pci/gpu_link_info/pcie_generation/max",
         "pci/pci_gpu_link_info/pcie_gen/max_link_gen",
         "pcie.link.gen.max",
         "pcie.link.gen.gpumax",
+        "dcgm_fi_dev_pcie_max_link_gen",
     ];
     pub const PCIE_WIDTH: &[&str] = &[
         "pci/gpu_link_info/link_width/current",
         "pci/pci_gpu_link_info/link_widths/current_link_width",
         "pcie.link.width.current",
+        "dcgm_fi_dev_pcie_link_width",
     ];
     pub const PCIE_WIDTH_MAX: &[&str] = &[
         "pci/gpu_link_info/link_width/max",
         "pci/pci_gpu_link_info/link_widths/max_link_width",
         "pcie.link.width.max",
+        "dcgm_fi_dev_pcie_max_link_width",
     ];
     pub const MEMORY_REPAIR_PENDING: &[&str] = &[
         "ecc_errors/channel_repair_pending",
@@ -309,11 +355,14 @@ mod paths {
         "mig_mode/current",
         "mig_mode/current_mig",
         "mig.mode.current",
+        "dcgm/mig",
     ];
     pub const RECOVERY: &[&str] = &["gpu_recovery_action"];
     pub const CLOCK_REASON_MASK: &[&str] = &[
         "clocks_event_reasons.active",
         "clocks_throttle_reasons.active",
+        "dcgm_fi_dev_clocks_event_reasons",
+        "dcgm_fi_dev_clock_throttle_reasons",
     ];
 }
 
@@ -702,6 +751,85 @@ mod tests {
             ..s.clone()
         };
         assert_eq!(same(&csv), same(&text));
+    }
+
+    /// A dcgm-exporter scrape as its README and issue #250 show it: two GPUs, the `gpu, UUID, pci_bus_id,
+    /// device, modelName, Hostname` labels, and a blank sentinel for a field the GPU lacks.
+    const DCGM_SCRAPE: &str = "\
+# HELP DCGM_FI_DEV_SM_CLOCK SM clock frequency (in MHz).
+# TYPE DCGM_FI_DEV_SM_CLOCK gauge
+DCGM_FI_DEV_SM_CLOCK{gpu=\"0\",UUID=\"GPU-604ac76c\",pci_bus_id=\"00000000:18:00.0\",device=\"nvidia0\",modelName=\"NVIDIA H100 80GB HBM3\",Hostname=\"n1\"} 1980
+DCGM_FI_DEV_SM_CLOCK{gpu=\"1\",UUID=\"GPU-9ab1e3f0\",pci_bus_id=\"00000000:2A:00.0\",device=\"nvidia1\",modelName=\"NVIDIA H100 80GB HBM3\",Hostname=\"n1\"} 1410
+# TYPE DCGM_FI_DEV_GPU_TEMP gauge
+DCGM_FI_DEV_GPU_TEMP{gpu=\"0\",UUID=\"GPU-604ac76c\",pci_bus_id=\"00000000:18:00.0\",device=\"nvidia0\",modelName=\"NVIDIA H100 80GB HBM3\",Hostname=\"n1\"} 41
+DCGM_FI_DEV_GPU_TEMP{gpu=\"1\",UUID=\"GPU-9ab1e3f0\",pci_bus_id=\"00000000:2A:00.0\",device=\"nvidia1\",modelName=\"NVIDIA H100 80GB HBM3\",Hostname=\"n1\"} 87
+# TYPE DCGM_FI_DEV_POWER_USAGE gauge
+DCGM_FI_DEV_POWER_USAGE{gpu=\"0\",UUID=\"GPU-604ac76c\",pci_bus_id=\"00000000:18:00.0\",device=\"nvidia0\",modelName=\"NVIDIA H100 80GB HBM3\",Hostname=\"n1\"} 612.5
+# TYPE DCGM_FI_DEV_GPU_UTIL gauge
+DCGM_FI_DEV_GPU_UTIL{gpu=\"0\",UUID=\"GPU-604ac76c\",pci_bus_id=\"00000000:18:00.0\",device=\"nvidia0\",modelName=\"NVIDIA H100 80GB HBM3\",Hostname=\"n1\"} 97
+# TYPE DCGM_FI_DEV_FB_FREE gauge
+DCGM_FI_DEV_FB_FREE{gpu=\"0\",UUID=\"GPU-604ac76c\",pci_bus_id=\"00000000:18:00.0\",device=\"nvidia0\",modelName=\"NVIDIA H100 80GB HBM3\",Hostname=\"n1\"} 1024
+# TYPE DCGM_FI_DEV_FB_USED gauge
+DCGM_FI_DEV_FB_USED{gpu=\"0\",UUID=\"GPU-604ac76c\",pci_bus_id=\"00000000:18:00.0\",device=\"nvidia0\",modelName=\"NVIDIA H100 80GB HBM3\",Hostname=\"n1\"} 79054
+# TYPE DCGM_FI_DEV_FB_RESERVED gauge
+DCGM_FI_DEV_FB_RESERVED{gpu=\"0\",UUID=\"GPU-604ac76c\",pci_bus_id=\"00000000:18:00.0\",device=\"nvidia0\",modelName=\"NVIDIA H100 80GB HBM3\",Hostname=\"n1\"} 481
+# TYPE DCGM_FI_DEV_CLOCKS_EVENT_REASONS gauge
+DCGM_FI_DEV_CLOCKS_EVENT_REASONS{gpu=\"1\",UUID=\"GPU-9ab1e3f0\",pci_bus_id=\"00000000:2A:00.0\",device=\"nvidia1\",modelName=\"NVIDIA H100 80GB HBM3\",Hostname=\"n1\"} 72
+# TYPE DCGM_FI_DEV_PCIE_LINK_GEN gauge
+DCGM_FI_DEV_PCIE_LINK_GEN{gpu=\"1\",UUID=\"GPU-9ab1e3f0\",pci_bus_id=\"00000000:2A:00.0\",device=\"nvidia1\",modelName=\"NVIDIA H100 80GB HBM3\",Hostname=\"n1\"} 9223372036854775794
+# TYPE DCGM_FI_DEV_ROW_REMAP_FAILURE gauge
+DCGM_FI_DEV_ROW_REMAP_FAILURE{gpu=\"1\",UUID=\"GPU-9ab1e3f0\",pci_bus_id=\"00000000:2A:00.0\",device=\"nvidia1\",modelName=\"NVIDIA H100 80GB HBM3\",Hostname=\"n1\"} 1
+";
+
+    /// Issue 11: a dcgm-exporter scrape given as GPU state was read as nothing.
+    #[test]
+    fn a_dcgm_exporter_scrape_reads_as_gpu_state() {
+        let gpus = read_capture(DCGM_SCRAPE, "dcgm.prom").unwrap();
+        assert_eq!(gpus.len(), 2);
+        let (first, second) = (&gpus[0], &gpus[1]);
+        assert_eq!(first.bus_id, "00000000:18:00.0");
+        assert_eq!(first.name, "NVIDIA H100 80GB HBM3");
+        assert_eq!(first.source, "dcgm.prom (dcgm-exporter)");
+        assert_eq!(first.sm_clock_mhz, Some(1980.0));
+        assert_eq!(first.utilization_percent, Some(97.0));
+        assert_eq!(first.power_draw_watts, Some(612.5));
+        assert_eq!(first.memory_used_mib, Some(79054.0));
+        assert_eq!(first.memory_total_mib, Some(80559.0));
+        assert_eq!(first.clock_reasons, None, "not exported for this GPU");
+        assert_eq!(second.temperature_c, Some(87.0));
+        assert_eq!(second.memory_total_mib, None);
+        // 72 = bits 3 and 6: hardware slowdown and hardware thermal slowdown.
+        assert_eq!(
+            second.clock_reasons,
+            Some(vec![
+                ClockReason::HwSlowdown,
+                ClockReason::HwThermalSlowdown
+            ])
+        );
+        assert_eq!(second.pcie_gen, None, "DCGM's blank sentinel is no value");
+        assert_eq!(second.remapped_rows_failure, Some(true));
+        let engine_only = "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running 1\n";
+        assert!(matches!(
+            read_capture(engine_only, "x"),
+            Err(GpuReadError::UnknownFormat)
+        ));
+        assert_eq!(
+            read_capture(include_str!("../../../fixtures/gpu/h100_load_q.txt"), "q")
+                .unwrap()
+                .len(),
+            read("h100_load_q.txt").len(),
+            "nvidia-smi output still reads as before"
+        );
+        // A federated scrape: two hosts whose GPUs share bus ids stay two GPUs.
+        let federated = "# TYPE DCGM_FI_DEV_SM_CLOCK gauge\n\
+            DCGM_FI_DEV_SM_CLOCK{gpu=\"0\",pci_bus_id=\"00000000:18:00.0\",Hostname=\"n1\"} 1980\n\
+            DCGM_FI_DEV_SM_CLOCK{gpu=\"0\",pci_bus_id=\"00000000:18:00.0\",Hostname=\"n2\"} 1410\n";
+        let clocks: Vec<Option<f64>> = read_capture(federated, "fed")
+            .unwrap()
+            .iter()
+            .map(|g| g.sm_clock_mhz)
+            .collect();
+        assert_eq!(clocks, [Some(1980.0), Some(1410.0)]);
     }
 
     #[test]

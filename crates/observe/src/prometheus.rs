@@ -60,7 +60,7 @@ impl Scope {
 /// The query that lists which metric names (and pod labels) exist under the scope, for dialect detection.
 pub fn names_query(scope: &Scope) -> String {
     format!(
-        "group by (__name__, {}) ({{__name__=~\"(vllm|sglang|llamacpp):.+|tgi_.+|trtllm_.+|nv_trt_llm_.+|nv_inference_.+|inference_(objective|pool|model)_.+\"{}}})",
+        "group by (__name__, {}) ({{__name__=~\"(vllm|sglang|llamacpp):.+|tgi_.+|trtllm_.+|nv_trt_llm_.+|nv_inference_.+|inference_(objective|pool|model)_.+|(time_to_first_token|e2e_request_latency|time_per_output_token|request_queue_time)_seconds_.+\"{}}})",
         scope.group_by,
         if scope.matchers.is_empty() {
             String::new()
@@ -116,8 +116,12 @@ pub fn queries(dialect: Dialect, names: &[String], scope: &Scope) -> Vec<Query> 
     };
     let g = &scope.group_by;
     let w = &scope.window;
-    let mut out = Vec::new();
+    let mut out: Vec<Query> = Vec::new();
     for &(signal, source) in mapping(dialect) {
+        // A signal with several sources is asked for by the first this fleet has.
+        if out.iter().any(|q| q.signal == signal) {
+            continue;
+        }
         let (metric, extra, scale, by_label) = match source {
             Source::Family(candidates) => match candidates.iter().find(|n| present(n)) {
                 Some(n) => (*n, String::new(), 1.0, None),
@@ -145,15 +149,17 @@ pub fn queries(dialect: Dialect, names: &[String], scope: &Scope) -> Vec<Query> 
         };
         match signal.kind() {
             infer_doctor_core::SignalKind::Gauge => {
+                // Shares of several engines or pods average; amounts add up.
+                let across = if signal.is_share() { "avg" } else { "sum" };
                 push(
                     Stat::GaugeMean,
-                    format!("sum by ({g}) (avg_over_time({}[{w}]))", sel("")),
+                    format!("{across} by ({g}) (avg_over_time({}[{w}]))", sel("")),
                 );
                 push(
                     Stat::GaugeMax,
-                    format!("sum by ({g}) (max_over_time({}[{w}]))", sel("")),
+                    format!("{across} by ({g}) (max_over_time({}[{w}]))", sel("")),
                 );
-                push(Stat::GaugeLast, format!("sum by ({g}) ({})", sel("")));
+                push(Stat::GaugeLast, format!("{across} by ({g}) ({})", sel("")));
             }
             infer_doctor_core::SignalKind::Counter => {
                 push(
@@ -203,7 +209,8 @@ pub fn fleet_wide(query: &Query, scope: &Scope) -> Query {
         promql: query
             .promql
             .replace(&format!("sum by ({g}, "), "sum by (")
-            .replace(&format!("sum by ({g}) "), "sum "),
+            .replace(&format!("sum by ({g}) "), "sum ")
+            .replace(&format!("avg by ({g}) "), "avg "),
         ..query.clone()
     }
 }
@@ -462,4 +469,51 @@ pub fn timeline(
         .into_iter()
         .map(|(ms, r)| (ms as f64 / 1e3, r))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 11: the fleet view summed KV usage over a pod's engines and over pods (120% and more).
+    #[test]
+    fn shares_are_averaged_across_engines_and_pods_and_amounts_summed() {
+        let scope = Scope::new("", std::time::Duration::from_secs(60), "pod").unwrap();
+        let names = ["vllm:kv_cache_usage_perc", "vllm:num_requests_running"].map(String::from);
+        let queries = queries(Dialect::VllmV1, &names, &scope);
+        let promql = |signal: Signal, stat: Stat| {
+            let q = queries
+                .iter()
+                .find(|q| q.signal == signal && q.stat == stat)
+                .unwrap();
+            (q.promql.clone(), fleet_wide(q, &scope).promql)
+        };
+        let (per_pod, fleet) = promql(Signal::KvUsage, Stat::GaugeMax);
+        assert_eq!(
+            per_pod,
+            "avg by (pod) (max_over_time(vllm:kv_cache_usage_perc{}[60000ms]))"
+        );
+        assert_eq!(
+            fleet,
+            "avg (max_over_time(vllm:kv_cache_usage_perc{}[60000ms]))"
+        );
+        let (per_pod, _) = promql(Signal::RequestsRunning, Stat::GaugeLast);
+        assert_eq!(per_pod, "sum by (pod) (vllm:num_requests_running{})");
+    }
+
+    #[test]
+    fn a_signal_with_two_sources_is_asked_for_once() {
+        let scope = Scope::new("", std::time::Duration::from_secs(60), "pod").unwrap();
+        let names = ["trtllm_request_success_total", "request_success_total"].map(String::from);
+        let finished: Vec<Query> = queries(Dialect::TrtllmServe, &names, &scope)
+            .into_iter()
+            .filter(|q| q.signal == Signal::RequestsFinished)
+            .collect();
+        assert_eq!(finished.len(), 1);
+        assert!(
+            finished[0]
+                .promql
+                .contains("(trtllm_request_success_total{}")
+        );
+    }
 }

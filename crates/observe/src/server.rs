@@ -19,6 +19,8 @@ pub fn summarize(scrapes: &[(f64, ServerReadings)]) -> Option<ServerWindow> {
     let window = Window::new(ms(last.0), ms(last.0) - ms(first.0))?;
     let mut out = ServerWindow {
         dialect: last.1.dialect.clone(),
+        models: last.1.models.clone(),
+        engines: last.1.engines,
         start: first.0,
         end: last.0,
         scrapes: scrapes.len(),
@@ -52,6 +54,24 @@ pub fn summarize(scrapes: &[(f64, ServerReadings)]) -> Option<ServerWindow> {
         }
     }
     Some(out)
+}
+
+/// Summarises scrapes whose times are unknown, in the order they were taken. A gauge's peak and mean over the
+/// scrapes, a counter's increase and a histogram's quantiles need no clock, so they hold; every rate is unknown.
+pub fn summarize_unclocked(scrapes: &[ServerReadings]) -> Option<ServerWindow> {
+    let ordinal: Vec<(f64, ServerReadings)> = scrapes
+        .iter()
+        .enumerate()
+        .map(|(i, readings)| (i as f64, readings.clone()))
+        .collect();
+    let mut window = summarize(&ordinal)?;
+    window.start = 0.0;
+    window.end = 0.0;
+    window.no_clock = true;
+    for counter in window.counters.values_mut() {
+        counter.rate = f64::NAN;
+    }
+    Some(window)
 }
 
 /// One number per scrape where the reading has it.
@@ -155,6 +175,8 @@ fn from_buckets(count: f64, mean: f64, buckets: &mut [Bucket]) -> HistogramStats
 pub fn snapshot(readings: &ServerReadings) -> ServerWindow {
     let mut out = ServerWindow {
         dialect: readings.dialect.clone(),
+        models: readings.models.clone(),
+        engines: readings.engines,
         scrapes: 1,
         ..Default::default()
     };

@@ -118,6 +118,8 @@ pub enum EventKind {
     OutOfMemory {
         /// The line that says so, e.g. `torch.OutOfMemoryError: CUDA out of memory. Tried to allocate ...`.
         message: String,
+        /// Its 1-based line number.
+        message_line: u64,
         /// The record's first line (`AsyncLLM output_handler failed.`, `Traceback ...`).
         headline: String,
         lines: u64,
@@ -126,6 +128,8 @@ pub enum EventKind {
     Error {
         /// The last exception line when there is a traceback, else the headline.
         message: String,
+        /// Its 1-based line number.
+        message_line: u64,
         headline: String,
         lines: u64,
     },

@@ -71,6 +71,9 @@ pub struct LogParser {
     /// Lines per server whose prefix is that server's own; decides only when no event does.
     prefix_votes: HashMap<ServerKind, u64>,
     warning_index: HashMap<String, usize>,
+    /// Whether the server announced its shutdown (and has not started again since): errors printed while it
+    /// tears down are its processes being killed, not a crash.
+    shutting_down: bool,
 }
 
 /// An error record and what its first line said about where and when.
@@ -79,6 +82,17 @@ struct OpenError {
     block: OpenBlock,
     time: Option<LogTime>,
     level: Option<Level>,
+    during_shutdown: bool,
+}
+
+/// vLLM's own process tags (`(EngineCore_DP0 pid=8884) `): its engine and worker processes print unlevelled
+/// tracebacks under them, so the tag alone tells the server.
+const VLLM_PROCESS_NAMES: [&str; 4] = ["APIServer", "EngineCore", "VllmWorker", "Worker"];
+
+/// The first line of an orderly shutdown: vLLM's `[shutdown] ...` lines (2026), uvicorn's and older vLLM's
+/// `Shutting down ...`.
+fn is_shutdown_notice(message: &str) -> bool {
+    message.starts_with("[shutdown]") || message.starts_with("Shutting down")
 }
 
 /// A llama.cpp timing block before its last line.
@@ -102,10 +116,14 @@ impl LogParser {
         let cleaned = clean(line);
         let prefix = prefix::split(&cleaned);
         let time = prefix.time.map(|raw| self.times.resolve(raw));
+        let vllm_process = prefix
+            .process
+            .is_some_and(|name| VLLM_PROCESS_NAMES.iter().any(|own| name.starts_with(own)));
         let prefix_server = match prefix.style {
             Some(PrefixStyle::Vllm) => Some(ServerKind::Vllm),
             Some(PrefixStyle::Sglang) => Some(ServerKind::Sglang),
             Some(PrefixStyle::LlamaCpp) => Some(ServerKind::LlamaCpp),
+            _ if vllm_process => Some(ServerKind::Vllm),
             // vLLM and SGLang both serve HTTP through uvicorn.
             Some(PrefixStyle::Uvicorn) | None => None,
         };
@@ -119,7 +137,10 @@ impl LogParser {
             .iter()
             .position(|open| open.block.is_same_process(&prefix))
         {
-            if self.open_errors[index].block.try_extend(&prefix) {
+            if self.open_errors[index]
+                .block
+                .try_extend(&prefix, self.line_number)
+            {
                 self.recognised += 1;
                 return completed;
             }
@@ -136,9 +157,13 @@ impl LogParser {
                 block,
                 time,
                 level: prefix.level,
+                during_shutdown: self.shutting_down,
             });
             true
         } else {
+            if is_shutdown_notice(prefix.message) {
+                self.shutting_down = true;
+            }
             self.parse_message(&prefix, time, &mut completed)
         };
         if recognised {
@@ -298,6 +323,11 @@ impl LogParser {
             kind: open.block.into_event(),
         };
         self.record(&event);
+        if open.during_shutdown
+            && let Some(problem) = self.report.problems.last_mut()
+        {
+            problem.during_shutdown = true;
+        }
         event
     }
 
@@ -311,6 +341,8 @@ impl LogParser {
         let configuration = &mut report.configuration;
         match &event.kind {
             EventKind::Version { version, engine } => {
+                // A version line opens a start-up: whatever shut down before is running again.
+                self.shutting_down = false;
                 configuration.version = Some(version.clone());
                 if engine.is_some() {
                     configuration.engine.clone_from(engine);
@@ -411,29 +443,35 @@ impl LogParser {
                 timing: timing.clone(),
             }),
             EventKind::Preemption { message, .. } => {
-                report
-                    .problems
-                    .push(problem(event, ProblemKind::Preemption, message, None, 1));
+                report.problems.push(problem(
+                    event,
+                    ProblemKind::Preemption,
+                    (event.line, message),
+                    None,
+                    1,
+                ));
             }
             EventKind::OutOfMemory {
                 message,
+                message_line,
                 headline,
                 lines,
             } => report.problems.push(problem(
                 event,
                 ProblemKind::OutOfMemory,
-                message,
+                (*message_line, message),
                 Some(headline),
                 *lines,
             )),
             EventKind::Error {
                 message,
+                message_line,
                 headline,
                 lines,
             } => report.problems.push(problem(
                 event,
                 ProblemKind::Error,
-                message,
+                (*message_line, message),
                 Some(headline),
                 *lines,
             )),
@@ -475,10 +513,11 @@ fn most_voted(votes: &HashMap<ServerKind, u64>) -> Option<ServerKind> {
         .map(|(server, _)| server)
 }
 
+/// A problem from its event; `message` is the line that says what happened, with its line number.
 fn problem(
     event: &LogEvent,
     kind: ProblemKind,
-    message: &str,
+    (message_line, message): (u64, &str),
     headline: Option<&String>,
     lines: u64,
 ) -> Problem {
@@ -488,8 +527,10 @@ fn problem(
         process: event.process.clone(),
         kind,
         message: message.to_string(),
+        message_line,
         headline: headline.filter(|headline| *headline != message).cloned(),
         lines,
+        during_shutdown: false,
     }
 }
 

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::events::{RequestTiming, ServerKind, StatsSample};
+use infer_doctor_core::{LogFailure, LogFailureKind};
+
+use super::events::{RequestTiming, ServerKind, StatsSample, StatsSource};
 use super::prefix::LogTime;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -102,10 +104,54 @@ pub struct Problem {
     pub process: Option<String>,
     pub kind: ProblemKind,
     pub message: String,
+    /// The message's own line number (`line` is the record's first line).
+    pub message_line: u64,
     /// The record's first line, when the message came from further down a traceback.
     pub headline: Option<String>,
     /// Log lines the record spans.
     pub lines: u64,
+    /// Printed after the server announced its shutdown: processes being torn down, not a crash.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub during_shutdown: bool,
+}
+
+/// Distinct failure messages a log's facts keep; a request error repeated per request would otherwise grow
+/// without bound.
+const MAX_FAILURES_KEPT: usize = 20;
+
+/// Words that mean the engine itself died, not one request: vLLM V1's engine-core records and exceptions,
+/// SGLang's scheduler exception (it exits after it), ggml's assertion abort, CUDA's sticky errors.
+const FATAL_MARKERS: [&str; 8] = [
+    "EngineDeadError",
+    "encountered a fatal error",
+    "died unexpectedly",
+    "Got fatal signal",
+    "Scheduler hit an exception",
+    "GGML_ASSERT",
+    "CUDA error",
+    "Fatal Python error",
+];
+
+impl Problem {
+    /// What kind of failure this problem is, or `None` for a preemption or a shutdown's noise.
+    fn failure_kind(&self) -> Option<LogFailureKind> {
+        match self.kind {
+            ProblemKind::Preemption => None,
+            ProblemKind::OutOfMemory => Some(LogFailureKind::OutOfMemory),
+            ProblemKind::Error if self.during_shutdown => None,
+            ProblemKind::Error => {
+                let says = |marker: &&str| {
+                    self.message.contains(marker)
+                        || self.headline.as_deref().is_some_and(|h| h.contains(marker))
+                };
+                Some(if FATAL_MARKERS.iter().any(says) {
+                    LogFailureKind::Fatal
+                } else {
+                    LogFailureKind::Error
+                })
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -126,12 +172,16 @@ pub struct LineCounts {
 
 impl LogReport {
     /// The canonical facts a diagnosis reads, without this server's vocabulary; `None` when nothing in the log
-    /// was recognised.
+    /// was recognised. A log of no known server that holds errors (a bare traceback) still gives facts, with
+    /// the server `unknown`, so its failures are not lost.
     pub fn facts(&self) -> Option<infer_doctor_core::LogFacts> {
-        let server = match self.server? {
-            ServerKind::Vllm => "vllm",
-            ServerKind::Sglang => "sglang",
-            ServerKind::LlamaCpp => "llamacpp",
+        let failures = self.failures();
+        let server = match self.server {
+            Some(ServerKind::Vllm) => "vllm",
+            Some(ServerKind::Sglang) => "sglang",
+            Some(ServerKind::LlamaCpp) => "llamacpp",
+            None if !failures.is_empty() => "unknown",
+            None => return None,
         };
         let c = &self.configuration;
         let count =
@@ -161,14 +211,59 @@ impl LogReport {
                     prefix_cache_hit_rate: p.sample.prefix_cache_hit_rate,
                 })
                 .collect(),
-            preemptions: self
-                .stats
+            preemptions: self.preemptions(),
+            out_of_memory: count(ProblemKind::OutOfMemory),
+            errors: count(ProblemKind::Error),
+            failures,
+        })
+    }
+
+    /// Preemptions, when this log can report them: a stats line with a preemption field, vLLM V0's stats (V0
+    /// warns at the first preemption), or a preemption warning. vLLM V1 prints `Preemptions: N` only when
+    /// non-zero, only since 2025-11 (vllm PR #28522), and then never because of a reset bug (vllm PR #38452);
+    /// SGLang's batch lines never: their silence is not zero.
+    pub fn preemptions(&self) -> Option<u64> {
+        let warnings = self
+            .problems
+            .iter()
+            .filter(|p| p.kind == ProblemKind::Preemption)
+            .count() as u64;
+        let reported = warnings > 0
+            || self.stats.iter().any(|p| {
+                p.sample.preemptions.is_some() || p.sample.source == Some(StatsSource::VllmV0)
+            });
+        reported.then(|| {
+            self.stats
                 .iter()
                 .filter_map(|p| p.sample.preemptions)
                 .sum::<u64>()
-                + count(ProblemKind::Preemption),
-            out_of_memory: count(ProblemKind::OutOfMemory),
-            errors: count(ProblemKind::Error),
+                + warnings
         })
+    }
+
+    /// Failures by distinct message, first seen first, shutdown noise left out. The cap holds per kind, so twenty
+    /// varied request errors cannot crowd out the out-of-memory crash that follows them.
+    fn failures(&self) -> Vec<LogFailure> {
+        let mut failures: Vec<LogFailure> = Vec::new();
+        for problem in &self.problems {
+            let Some(kind) = problem.failure_kind() else {
+                continue;
+            };
+            if let Some(seen) = failures
+                .iter_mut()
+                .find(|f| f.kind == kind && f.message == problem.message)
+            {
+                seen.count += 1;
+            } else if failures.iter().filter(|f| f.kind == kind).count() < MAX_FAILURES_KEPT {
+                failures.push(LogFailure {
+                    kind,
+                    line: problem.message_line,
+                    message: problem.message.clone(),
+                    headline: problem.headline.clone(),
+                    count: 1,
+                });
+            }
+        }
+        failures
     }
 }

@@ -389,6 +389,7 @@ fn out_of_memory_traceback_is_one_event() {
         problems[0],
         &EventKind::OutOfMemory {
             message: "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 786.00 MiB. GPU 0 has a total capacity of 79.11 GiB of which 140.75 MiB is free.".into(),
+            message_line: 6,
             headline: "Traceback (most recent call last):".into(),
             lines: 4,
         }
@@ -396,9 +397,11 @@ fn out_of_memory_traceback_is_one_event() {
     match problems[1] {
         EventKind::OutOfMemory {
             message,
+            message_line,
             headline,
             lines,
         } => {
+            assert_eq!(*message_line, 10);
             assert!(message.starts_with(
                 "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 50.00 MiB."
             ));
@@ -592,4 +595,144 @@ fn a_logs_facts_are_its_numbers_in_canonical_terms() {
     let llama = parse_log(LLAMA_TINY).facts().unwrap();
     assert_eq!(llama.server, "llamacpp");
     assert_eq!(parse_log("nothing to see\n").facts(), None);
+}
+
+#[test]
+fn a_log_of_only_enginecore_tagged_tracebacks_is_vllm_and_its_oom_a_failure() {
+    // Regression: the unlevelled traceback of vllm issue #27508 carries only `(EngineCore_DP0 pid=…)` tags, so
+    // no line voted for a server, the log gave no facts and the out-of-memory crash no finding.
+    let log = "\
+(EngineCore_DP0 pid=8884) Process EngineCore_DP0:
+(EngineCore_DP0 pid=8884) Traceback (most recent call last):
+(EngineCore_DP0 pid=8884)   File \"/opt/conda/lib/python3.13/site-packages/vllm/v1/sample/sampler.py\", line 86, in forward
+(EngineCore_DP0 pid=8884)     logits = logits.to(torch.float32)
+(EngineCore_DP0 pid=8884) torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 786.00 MiB. GPU 0 has a total capacity of 79.11 GiB of which 140.75 MiB is free.
+";
+    let report = parse_log(log);
+    assert_eq!(report.server, Some(ServerKind::Vllm));
+    let facts = report.facts().expect("facts");
+    assert_eq!(facts.server, "vllm");
+    assert_eq!(facts.out_of_memory, 1);
+    assert_eq!(
+        facts.failures,
+        [infer_doctor_core::LogFailure {
+            kind: infer_doctor_core::LogFailureKind::OutOfMemory,
+            line: 5,
+            message: "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 786.00 MiB. GPU 0 has a total capacity of 79.11 GiB of which 140.75 MiB is free.".into(),
+            headline: Some("Traceback (most recent call last):".into()),
+            count: 1,
+        }]
+    );
+}
+
+#[test]
+fn fatal_engine_errors_are_told_from_plain_errors_and_from_shutdown_noise() {
+    use infer_doctor_core::LogFailureKind::{Error, Fatal, OutOfMemory};
+    // vLLM V1's fatal-error record and the API server's EngineDeadError (vllm issue #12529's shape), a dead
+    // engine process, SGLang's scheduler exception, llama.cpp's ggml abort and a failed allocation, and a
+    // request's exception in uvicorn, which the server survives.
+    let cases: [(&str, &[(infer_doctor_core::LogFailureKind, u64)]); 6] = [
+        (
+            "\
+(EngineCore_DP0 pid=112) ERROR 05-01 14:39:06 [core.py:1131] EngineCore encountered a fatal error.
+(EngineCore_DP0 pid=112) ERROR 05-01 14:39:06 [core.py:1131] Traceback (most recent call last):
+(EngineCore_DP0 pid=112) ERROR 05-01 14:39:06 [core.py:1131] RuntimeError: CUDA error: an illegal memory access was encountered
+(APIServer pid=1) ERROR 05-01 14:39:06 [async_llm.py:699] AsyncLLM output_handler failed.
+(APIServer pid=1) ERROR 05-01 14:39:06 [async_llm.py:699] vllm.v1.engine.exceptions.EngineDeadError: EngineCore encountered an issue. See stack trace (above) for the root cause.
+",
+            &[(Fatal, 3), (Fatal, 5)],
+        ),
+        (
+            "ERROR 03-01 10:00:00 [core_client.py:564] Engine core proc EngineCore_0 died unexpectedly, shutting down client.\n",
+            &[(Fatal, 1)],
+        ),
+        (
+            "\
+[2025-06-25 14:02:07 TP0] Scheduler hit an exception: Traceback (most recent call last):
+  File \"/sgl-workspace/sglang/python/sglang/srt/managers/scheduler.py\", line 2311, in run_scheduler_process
+    scheduler.event_loop_overlap()
+RuntimeError: CUDA error: device-side assert triggered
+[2025-06-25 14:02:07] Received sigquit from a child process. It usually means the child failed.
+",
+            &[(Fatal, 4)],
+        ),
+        (
+            "/app/ggml/src/ggml-cuda/ggml-cuda.cu:75: GGML_ASSERT(ne00 % 2 == 0) failed\n",
+            &[(Fatal, 1)],
+        ),
+        (
+            "ggml_gallocr_reserve_n: failed to allocate CUDA0 buffer of size 8589934592\n",
+            &[(OutOfMemory, 1)],
+        ),
+        (
+            "\
+ERROR:    Exception in ASGI application
+Traceback (most recent call last):
+ValueError: boom
+",
+            &[(Error, 3)],
+        ),
+    ];
+    for (log, expected) in cases {
+        let facts = parse_log(log).facts().expect("facts");
+        let found: Vec<_> = facts.failures.iter().map(|f| (f.kind, f.line)).collect();
+        assert_eq!(found, expected, "{log}");
+    }
+    // The real vLLM run ends in an EngineDeadError printed while it is being shut down: not a failure.
+    let facts = parse_log(VLLM_RUN).facts().expect("facts");
+    assert_eq!(facts.errors, 1);
+    assert!(facts.failures.is_empty(), "{:?}", facts.failures);
+    assert!(parse_log(VLLM_RUN).problems[0].during_shutdown);
+}
+
+#[test]
+fn a_log_that_cannot_report_preemptions_does_not_say_zero() {
+    // Regression: V1 stats lines before 2025-11 (and SGLang's) carry no preemption field, yet the log's facts
+    // said 0 preemptions.
+    let without_field = "(APIServer pid=1) INFO 11-22 11:04:20 [loggers.py:335] Engine 000: Avg prompt throughput: 8.2 tokens/s, Avg generation throughput: 103.7 tokens/s, Running: 4 reqs, Waiting: 0 reqs, GPU KV cache usage: 0.2%, Prefix cache hit rate: 0.0%\n";
+    assert_eq!(parse_log(without_field).facts().unwrap().preemptions, None);
+    assert_eq!(parse_log(VLLM_RUN).facts().unwrap().preemptions, None);
+    let with_field = without_field.replace("Waiting: 0 reqs,", "Waiting: 0 reqs, Preemptions: 3,");
+    let twice = format!("{without_field}{with_field}");
+    assert_eq!(parse_log(&twice).facts().unwrap().preemptions, Some(3));
+    let sglang = "[2025-06-25 14:02:06 TP0] Decode batch. #running-req: 8, #token: 62531, token usage: 0.12, gen throughput (token/s): 186.64, #queue-req: 0\n";
+    assert_eq!(parse_log(sglang).facts().unwrap().preemptions, None);
+    let retracted = format!(
+        "{sglang}[2025-06-25 14:02:07 TP0] KV cache pool is full. Retract requests. #retracted_reqs: 3, #new_tokens_gained: 1024\n"
+    );
+    assert_eq!(parse_log(&retracted).facts().unwrap().preemptions, Some(1));
+    // vLLM V0 warns at the first preemption, so its stats without a warning do mean none.
+    let v0 = "INFO 05-20 10:00:00 metrics.py:486] Avg prompt throughput: 0.0 tokens/s, Avg generation throughput: 10.0 tokens/s, Running: 1 reqs, Swapped: 0 reqs, Pending: 0 reqs, GPU KV cache usage: 1.0%, CPU KV cache usage: 0.0%.\n";
+    assert_eq!(parse_log(v0).facts().unwrap().preemptions, Some(0));
+}
+
+#[test]
+fn an_oom_after_many_distinct_request_errors_is_still_a_failure() {
+    // Twenty-five distinct request errors would fill a shared cap before the crash that follows them.
+    let mut log: String = (0..25)
+        .map(|i| {
+            format!(
+                "(APIServer pid=1) ERROR 05-01 14:38:{:02} [serving.py:200] ValueError: unsupported option {}\n\
+                 (APIServer pid=1) INFO 05-01 14:38:00 [launcher.py:46] Route: /v1/models, Methods: GET\n",
+                i % 60,
+                "z".repeat(i + 1)
+            )
+        })
+        .collect();
+    log.push_str("(EngineCore_DP0 pid=8884) torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 786.00 MiB.\n");
+    let facts = parse_log(&log).facts().expect("facts");
+    let errors = facts
+        .failures
+        .iter()
+        .filter(|f| f.kind == infer_doctor_core::LogFailureKind::Error)
+        .count();
+    assert_eq!(errors, 20, "the request errors fill their kind's cap");
+    assert!(
+        facts
+            .failures
+            .iter()
+            .any(|f| f.kind == infer_doctor_core::LogFailureKind::OutOfMemory),
+        "{:?}",
+        facts.failures
+    );
 }

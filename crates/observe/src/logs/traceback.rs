@@ -16,19 +16,38 @@ pub(super) struct OpenBlock {
     site: Option<String>,
     pub first_line: u64,
     pub headline: String,
-    exception_lines: Vec<String>,
-    out_of_memory: Option<String>,
+    /// Exception lines with their line numbers.
+    exception_lines: Vec<(u64, String)>,
+    out_of_memory: Option<(u64, String)>,
     pub lines: u64,
 }
 
+/// Unlevelled lines that are errors by their words alone: llama.cpp and ggml print these straight to stderr.
+const ERROR_MARKERS: [&str; 4] = [
+    "GGML_ASSERT",
+    "failed to allocate",
+    "CUDA error",
+    "Fatal Python error",
+];
+
+/// Words of a memory allocation that failed, in PyTorch's, CUDA's and ggml's phrasing.
+fn is_out_of_memory(text: &str) -> bool {
+    text.contains("OutOfMemoryError")
+        || text.contains("out of memory")
+        || text.to_ascii_lowercase().contains("failed to allocate")
+}
+
 impl OpenBlock {
-    /// A block opens on an error-level line, a `Traceback` line, or a bare `SomeError: ...` line.
+    /// A block opens on an error-level line, a `Traceback` line, a bare `SomeError: ...` line, or an unlevelled
+    /// line that names an error (`GGML_ASSERT(...) failed`, `failed to allocate`).
     pub(super) fn start(prefix: &LinePrefix<'_>, line_number: u64) -> Option<OpenBlock> {
         let message = prefix.message.trim_end();
         let opens = match prefix.level {
             Some(level) => level >= Level::Error,
             None => {
-                message.contains("Traceback (most recent call last)") || is_exception_line(message)
+                message.contains("Traceback (most recent call last)")
+                    || is_exception_line(message)
+                    || ERROR_MARKERS.iter().any(|marker| message.contains(marker))
             }
         };
         if !opens {
@@ -44,7 +63,7 @@ impl OpenBlock {
             out_of_memory: None,
             lines: 0,
         };
-        block.add(message);
+        block.add(message, line_number);
         Some(block)
     }
 
@@ -55,7 +74,7 @@ impl OpenBlock {
 
     /// Takes the line if it continues the record: an error line from the same source site, or an unlevelled
     /// line that reads like part of a traceback.
-    pub(super) fn try_extend(&mut self, prefix: &LinePrefix<'_>) -> bool {
+    pub(super) fn try_extend(&mut self, prefix: &LinePrefix<'_>, line_number: u64) -> bool {
         let continues = match prefix.level {
             Some(level) => {
                 level >= Level::Error && self.site.is_some() && self.site.as_deref() == prefix.site
@@ -63,24 +82,22 @@ impl OpenBlock {
             None => is_traceback_text(prefix.message),
         };
         if continues {
-            self.add(prefix.message.trim_end());
+            self.add(prefix.message.trim_end(), line_number);
         }
         continues
     }
 
-    fn add(&mut self, message: &str) {
+    fn add(&mut self, message: &str, line_number: u64) {
         self.lines += 1;
         let text = message.trim_start();
-        if self.out_of_memory.is_none()
-            && (text.contains("OutOfMemoryError") || text.contains("out of memory"))
-        {
-            self.out_of_memory = Some(text.to_string());
+        if self.out_of_memory.is_none() && is_out_of_memory(text) {
+            self.out_of_memory = Some((line_number, text.to_string()));
         }
         if is_exception_line(text) {
             if self.exception_lines.len() == MAX_EXCEPTION_LINES {
                 self.exception_lines.remove(0);
             }
-            self.exception_lines.push(text.to_string());
+            self.exception_lines.push((line_number, text.to_string()));
         }
     }
 
@@ -88,20 +105,25 @@ impl OpenBlock {
         let headline = self.headline;
         let lines = self.lines;
         match self.out_of_memory {
-            Some(message) => EventKind::OutOfMemory {
+            Some((message_line, message)) => EventKind::OutOfMemory {
                 message,
+                message_line,
                 headline,
                 lines,
             },
-            None => EventKind::Error {
-                message: self
+            None => {
+                let (message_line, message) = self
                     .exception_lines
                     .last()
                     .cloned()
-                    .unwrap_or_else(|| headline.clone()),
-                headline,
-                lines,
-            },
+                    .unwrap_or_else(|| (self.first_line, headline.clone()));
+                EventKind::Error {
+                    message,
+                    message_line,
+                    headline,
+                    lines,
+                }
+            }
         }
     }
 }

@@ -4,13 +4,31 @@
 use super::events::{EventKind, StatsSample, StatsSource};
 use super::scan::{f64_after, fields, leading_f64, leading_u64, python_dict, u64_after};
 
+/// A server started with `--api-key` (or an HF token, an SSL key password) prints it among its arguments: the
+/// value is replaced before it can reach a report, a bundle or the terminal.
+fn without_secrets(
+    mut args: std::collections::BTreeMap<String, String>,
+) -> std::collections::BTreeMap<String, String> {
+    for (name, value) in args.iter_mut() {
+        let name = name.to_ascii_lowercase();
+        if ["key", "token", "secret", "password"].iter().any(|s| name.contains(s))
+            // Settings that only count or name tokens are not secrets.
+            && !name.contains("tokens")
+            && !name.contains("tokenizer")
+        {
+            *value = "[redacted]".to_string();
+        }
+    }
+    args
+}
+
 /// The events in one vLLM message (one line may carry two, as 0.32's KV size and concurrency line does).
 pub(super) fn parse(message: &str, out: &mut Vec<EventKind>) {
     if message.contains("Avg prompt throughput:") {
         out.extend(stats(message).map(EventKind::Stats));
     } else if let Some(args) = message.strip_prefix("non-default args: ") {
         out.push(EventKind::NonDefaultArgs {
-            args: python_dict(args),
+            args: without_secrets(python_dict(args)),
         });
     } else if let Some(rest) = message.strip_prefix("Using max model len ") {
         out.extend(leading_u64(rest).map(|tokens| EventKind::MaxModelLen { tokens }));
@@ -522,11 +540,16 @@ mod tests {
     #[test]
     fn non_default_args_and_unknown_messages() {
         match one(
-            "non-default args: {'host': '127.0.0.1', 'port': 8001, 'served_model_name': ['tiny']}",
+            "non-default args: {'host': '127.0.0.1', 'port': 8001, 'served_model_name': ['tiny'], 'api_key': \
+             ['sk-live-1234'], 'max_num_batched_tokens': 8192, 'tokenizer': 'tiny'}",
         ) {
             EventKind::NonDefaultArgs { args } => {
                 assert_eq!(args["port"], "8001");
                 assert_eq!(args["served_model_name"], "['tiny']");
+                // The server's own API key never leaves the parser; settings about tokens stay.
+                assert_eq!(args["api_key"], "[redacted]");
+                assert_eq!(args["max_num_batched_tokens"], "8192");
+                assert_eq!(args["tokenizer"], "tiny");
             }
             other => panic!("{other:?}"),
         }

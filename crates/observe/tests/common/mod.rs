@@ -108,6 +108,7 @@ impl Drop for RunningPrometheus {
 }
 
 fn require_prometheus_2_42() {
+    infer_doctor_testkit::ensure_debian_packages(&["prometheus"]);
     let install = "install it with `apt-get install -y prometheus` (Debian 12's package is 2.42)";
     assert!(
         Path::new(PROMETHEUS_BINARY).exists(),
