@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use crate::record::{ErrorClass, RequestRecord};
+use crate::record::{ErrorClass, RequestError, RequestRecord};
 use crate::slo::SloSet;
 use crate::stats::LatencyHistogram;
 use crate::summary::{
     ClientHealth, ErrorCount, Latencies, PromptTokensAdded, RequestCounts, RunSummary, Throughput,
-    TokenAccounting,
+    TokenAccounting, WarmupCounts,
 };
 use crate::timeline::Timeline;
 
@@ -61,8 +61,12 @@ struct Counts {
     sent: u64,
     ok: u64,
     failed: u64,
+    interrupted: u64,
     retried: u64,
     warmup: u64,
+    warmup_ok: u64,
+    warmup_failed: u64,
+    warmup_interrupted: u64,
     good: u64,
     input_total: u64,
     output_total: u64,
@@ -82,8 +86,12 @@ impl Counts {
             (&mut self.sent, o.sent),
             (&mut self.ok, o.ok),
             (&mut self.failed, o.failed),
+            (&mut self.interrupted, o.interrupted),
             (&mut self.retried, o.retried),
             (&mut self.warmup, o.warmup),
+            (&mut self.warmup_ok, o.warmup_ok),
+            (&mut self.warmup_failed, o.warmup_failed),
+            (&mut self.warmup_interrupted, o.warmup_interrupted),
             (&mut self.good, o.good),
             (&mut self.input_total, o.input_total),
             (&mut self.output_total, o.output_total),
@@ -135,6 +143,39 @@ impl PromptDelta {
     }
 }
 
+/// Failures by class and HTTP status, each with the first message seen.
+type ErrorTallies = BTreeMap<(ErrorClass, Option<u16>), ErrorTally>;
+
+fn tally_error(tallies: &mut ErrorTallies, err: &RequestError) {
+    let tally = tallies.entry((err.class, err.status)).or_default();
+    if tally.count == 0 {
+        tally.example = err.message.clone();
+    }
+    tally.count += 1;
+}
+
+fn merge_tallies(mine: &mut ErrorTallies, theirs: &ErrorTallies) {
+    for (key, tally) in theirs {
+        let into = mine.entry(*key).or_default();
+        if into.count == 0 {
+            into.example = tally.example.clone();
+        }
+        into.count += tally.count;
+    }
+}
+
+fn error_counts(tallies: &ErrorTallies) -> Vec<ErrorCount> {
+    tallies
+        .iter()
+        .map(|(&(class, status), t)| ErrorCount {
+            class,
+            status,
+            count: t.count,
+            example: t.example.clone(),
+        })
+        .collect()
+}
+
 /// Everything a run's summary is computed from.
 #[derive(Clone, Debug, Default)]
 pub struct RunAggregate {
@@ -142,7 +183,8 @@ pub struct RunAggregate {
     counts: Counts,
     prompt_delta: PromptDelta,
     hist: Histograms,
-    errors: BTreeMap<(ErrorClass, Option<u16>), ErrorTally>,
+    errors: ErrorTallies,
+    warmup_errors: ErrorTallies,
     finish_reasons: BTreeMap<String, u64>,
     pub timeline: Timeline,
 }
@@ -160,6 +202,12 @@ pub struct RunContext {
     pub cores: u32,
     /// The configured in-flight limit, if any; a client that holds requests back for it is not "behind".
     pub in_flight_limit: Option<u64>,
+    /// Users of a closed loop.
+    pub requested_concurrency: Option<u64>,
+    /// Times the pacer slid its schedule after falling too far behind.
+    pub schedule_slips: u64,
+    /// Seconds a due request waited for the prompt builder.
+    pub prompt_wait_s: f64,
 }
 
 /// Largest spread of (server − built) prompt tokens still explained by merges at the template's edges.
@@ -180,7 +228,7 @@ impl RunAggregate {
 
     pub fn add(&mut self, rec: &RequestRecord) {
         if !rec.measured() {
-            self.counts.warmup += 1;
+            self.add_warmup(rec);
             return;
         }
         let c = &mut self.counts;
@@ -190,13 +238,14 @@ impl RunAggregate {
         self.timeline
             .add_busy(rec.sent_us, rec.end_us.max(rec.sent_us));
         if let Some(err) = &rec.error {
+            // Stopped by the client: no outcome, so neither a failure nor a latency.
+            if err.class == ErrorClass::Interrupted {
+                c.interrupted += 1;
+                return;
+            }
             c.failed += 1;
             self.timeline.bin_mut(rec.end_us).failed += 1;
-            let tally = self.errors.entry((err.class, err.status)).or_default();
-            if tally.count == 0 {
-                tally.example = err.message.clone();
-            }
-            tally.count += 1;
+            tally_error(&mut self.errors, err);
             return;
         }
         c.ok += 1;
@@ -247,6 +296,20 @@ impl RunAggregate {
         }
     }
 
+    /// Outside every statistic, but counted: a failed warm-up is a failure of the server all the same.
+    fn add_warmup(&mut self, rec: &RequestRecord) {
+        let c = &mut self.counts;
+        c.warmup += 1;
+        match &rec.error {
+            None => c.warmup_ok += 1,
+            Some(err) if err.class == ErrorClass::Interrupted => c.warmup_interrupted += 1,
+            Some(err) => {
+                c.warmup_failed += 1;
+                tally_error(&mut self.warmup_errors, err);
+            }
+        }
+    }
+
     fn account_tokens(&mut self, rec: &RequestRecord, n: u32) {
         if let (Some(server), Some(built)) = (rec.usage_prompt_tokens, rec.input_tokens_built) {
             self.prompt_delta.add(i64::from(server) - i64::from(built));
@@ -280,13 +343,8 @@ impl RunAggregate {
         self.counts.merge(&other.counts);
         self.prompt_delta = self.prompt_delta.merged(&other.prompt_delta);
         self.hist.merge(&other.hist);
-        for (key, tally) in &other.errors {
-            let mine = self.errors.entry(*key).or_default();
-            if mine.count == 0 {
-                mine.example = tally.example.clone();
-            }
-            mine.count += tally.count;
-        }
+        merge_tallies(&mut self.errors, &other.errors);
+        merge_tallies(&mut self.warmup_errors, &other.warmup_errors);
         for (reason, count) in &other.finish_reasons {
             *self.finish_reasons.entry(reason.clone()).or_default() += count;
         }
@@ -314,19 +372,18 @@ impl RunAggregate {
             sent: c.sent,
             ok: c.ok,
             failed: c.failed,
+            interrupted: c.interrupted,
             retried: c.retried,
             warmup: c.warmup,
-            error_rate: per_request(c.failed, c.sent),
-            errors: self
-                .errors
-                .iter()
-                .map(|(&(class, status), t)| ErrorCount {
-                    class,
-                    status,
-                    count: t.count,
-                    example: t.example.clone(),
-                })
-                .collect(),
+            error_rate: per_request(c.failed, c.ok + c.failed),
+            errors: error_counts(&self.errors),
+        };
+        let warmup = WarmupCounts {
+            sent: c.warmup,
+            ok: c.warmup_ok,
+            failed: c.warmup_failed,
+            interrupted: c.warmup_interrupted,
+            errors: error_counts(&self.warmup_errors),
         };
         let h = &self.hist;
         let open_loop = self.config.open_loop;
@@ -367,7 +424,7 @@ impl RunAggregate {
             }),
         };
         let throughput = self.throughput(ctx);
-        let client = self.client_health(ctx, &throughput);
+        let client = self.client_health(ctx);
         let slo = self.config.slo.evaluate(&RunSummary {
             requests: requests.clone(),
             latency: latency.clone(),
@@ -379,6 +436,7 @@ impl RunAggregate {
             throughput,
             tokens,
             client,
+            warmup,
             slo,
             warnings: Vec::new(),
         };
@@ -418,11 +476,13 @@ impl RunAggregate {
             input_tokens_per_s,
             total_tokens_per_s: output_tokens_per_s + input_tokens_per_s,
             goodput_rate: has_slo.then(|| rate(&|b| f64::from(b.completed_good))),
+            // Over requests with an outcome: one the client stopped was neither good nor bad.
             good_fraction: has_slo.then(|| {
-                if self.counts.sent == 0 {
+                let judged = self.counts.ok + self.counts.failed;
+                if judged == 0 {
                     0.0
                 } else {
-                    self.counts.good as f64 / self.counts.sent as f64
+                    self.counts.good as f64 / judged as f64
                 }
             }),
             mean_concurrency: t.sum_over(from, to, |b| b.busy_us as f64) / (to - from) as f64,
@@ -431,7 +491,7 @@ impl RunAggregate {
         }
     }
 
-    fn client_health(&self, ctx: &RunContext, throughput: &Throughput) -> ClientHealth {
+    fn client_health(&self, ctx: &RunContext) -> ClientHealth {
         let schedule_lag = ctx
             .schedule_lag
             .as_ref()
@@ -441,55 +501,68 @@ impl RunAggregate {
         } else {
             0.0
         };
-        let lagging = schedule_lag.is_some_and(|lag| lag.p99 > 10.0);
-        let cpu_saturated = ctx.cores > 0 && cpu_cores_used > 0.9 * f64::from(ctx.cores);
-        let held_back_by_limit = ctx
+        let held_at_limit = ctx
             .in_flight_limit
-            .is_some_and(|limit| ctx.max_concurrency >= limit);
-        let rate_missed = ctx
-            .requested_rate
-            .is_some_and(|r| throughput.steady && throughput.send_rate < 0.95 * r)
-            && !held_back_by_limit;
+            .is_some_and(|limit| ctx.requested_rate.is_some() && ctx.max_concurrency >= limit);
+        // Whether these numbers mean the client was the limit is the playbook's `client.bound` rule to judge,
+        // with thresholds the user can set; the summary only carries the facts.
         ClientHealth {
             requested_rate: ctx.requested_rate,
             schedule_lag,
             cpu_seconds: ctx.cpu_seconds,
             cpu_cores_used,
             cores: ctx.cores,
-            client_bound: lagging || cpu_saturated || rate_missed,
+            requested_concurrency: ctx.requested_concurrency,
+            held_at_limit,
+            schedule_slips: ctx.schedule_slips,
+            prompt_wait_s: ctx.prompt_wait_s,
+            prompt_wait_share: if ctx.wall_seconds > 0.0 {
+                ctx.prompt_wait_s / ctx.wall_seconds
+            } else {
+                0.0
+            },
+            client_bound: false,
         }
     }
 }
 
+/// `3 timeout, 2 http_status 503`: what the failures were, in a warning's words.
+fn describe_errors(errors: &[ErrorCount]) -> String {
+    errors
+        .iter()
+        .map(|e| match e.status {
+            Some(status) => format!("{} {} {status}", e.count, e.class.as_str()),
+            None => format!("{} {}", e.count, e.class.as_str()),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn warmup_warning(s: &RunSummary) -> Option<String> {
+    let warm = &s.warmup;
+    if warm.failed == 0 {
+        return None;
+    }
+    let reached = match s.client.requested_concurrency {
+        Some(users) => format!(
+            "; users waiting on them sent no measured requests: the measured window held {:.1} requests in flight \
+             on average ({} at most) of the {users} users asked for",
+            s.throughput.mean_concurrency, s.throughput.max_concurrency
+        ),
+        None => String::new(),
+    };
+    Some(format!(
+        "{} of {} warm-up requests failed ({}): they are left out of every number above, which count only the \
+         measured requests{reached}",
+        warm.failed,
+        warm.sent,
+        describe_errors(&warm.errors)
+    ))
+}
+
 fn warnings(s: &RunSummary) -> Vec<String> {
     let mut w = Vec::new();
-    let client = &s.client;
-    if client.client_bound {
-        let mut why = Vec::new();
-        if let Some(lag) = client.schedule_lag.filter(|l| l.p99 > 10.0) {
-            why.push(format!("schedule lag p99 {:.1} ms", lag.p99));
-        }
-        if client.cores > 0 && client.cpu_cores_used > 0.9 * f64::from(client.cores) {
-            why.push(format!(
-                "client CPU {:.1} of {} cores",
-                client.cpu_cores_used, client.cores
-            ));
-        }
-        if let Some(r) = client
-            .requested_rate
-            .filter(|r| s.throughput.send_rate < 0.95 * r)
-        {
-            why.push(format!(
-                "sent {:.2} req/s of {:.2} requested",
-                s.throughput.send_rate, r
-            ));
-        }
-        w.push(format!(
-            "the client, not the server, limited this run ({}): run the load generator on a less busy machine, \
-             lower the rate, or split the load over several clients",
-            why.join(", ")
-        ));
-    }
+    w.extend(warmup_warning(s));
     let t = &s.tokens;
     if t.output_shorter_than_requested > 0 {
         w.push(format!(
@@ -617,6 +690,13 @@ mod tests {
             message: "busy".into(),
         });
         agg.add(&failed);
+        let mut stopped = request(102, 6000, 11);
+        stopped.error = Some(RequestError {
+            class: ErrorClass::Interrupted,
+            status: None,
+            message: "run interrupted before the response ended".into(),
+        });
+        agg.add(&stopped);
         let mut warm = request(101, 0, 11);
         warm.phase = Some(Phase::Warmup);
         agg.add(&warm);
@@ -631,11 +711,14 @@ mod tests {
                 s.requests.sent,
                 s.requests.ok,
                 s.requests.failed,
+                s.requests.interrupted,
                 s.requests.warmup
             ),
-            (101, 100, 1, 1)
+            (102, 100, 1, 1, 1)
         );
+        // The interrupted request is no failure of the server: out of the error rate and the error list.
         assert!((s.requests.error_rate - 1.0 / 101.0).abs() < 1e-12);
+        assert_eq!(s.requests.errors.len(), 1);
         assert_eq!(s.requests.errors[0].status, Some(503));
         let ttft = s.latency.ttft.unwrap();
         assert_eq!((ttft.p50, ttft.count), (10.0, 100));
@@ -661,6 +744,64 @@ mod tests {
         assert_eq!(s.throughput.good_fraction, Some(100.0 / 101.0));
         assert!(s.slo[0].pass);
         assert_eq!(s.tokens.finish_reasons["length"], 100);
+    }
+
+    #[test]
+    fn failed_warmup_requests_are_counted_apart_and_warned_with_the_concurrency_reached() {
+        let (mut a, mut b) = (RunAggregate::default(), RunAggregate::default());
+        for id in 0..5 {
+            let mut warm = request(id, 0, 3);
+            warm.phase = Some(Phase::Warmup);
+            if id < 3 {
+                warm.error = Some(RequestError {
+                    class: ErrorClass::Timeout,
+                    status: None,
+                    message: "no byte within the idle timeout".into(),
+                });
+            }
+            if id % 2 == 0 {
+                a.add(&warm)
+            } else {
+                b.add(&warm)
+            }
+        }
+        for id in 5..25 {
+            a.add(&request(id, id * 100, 3));
+        }
+        a.merge(&b);
+        let s = a.summarize(&RunContext {
+            window_us: (0, 2_500_000),
+            max_concurrency: 2,
+            requested_concurrency: Some(8),
+            ..Default::default()
+        });
+        assert_eq!((s.warmup.sent, s.warmup.ok, s.warmup.failed), (5, 2, 3));
+        assert_eq!(s.warmup.errors.len(), 1);
+        assert_eq!(
+            (s.warmup.errors[0].class, s.warmup.errors[0].count),
+            (ErrorClass::Timeout, 3)
+        );
+        // The measured counts stay the measured ones: the warm-up's failures are not the window's.
+        assert_eq!((s.requests.failed, s.requests.warmup), (0, 5));
+        let warning = s
+            .warnings
+            .iter()
+            .find(|w| w.contains("warm-up"))
+            .expect("a warning for the failed warm-up");
+        assert!(
+            warning.starts_with("3 of 5 warm-up requests failed (3 timeout)"),
+            "{warning}"
+        );
+        assert!(
+            warning.contains("(2 at most) of the 8 users asked for"),
+            "{warning}"
+        );
+
+        // A run.json written before warm-up outcomes were counted still reads.
+        let mut old = serde_json::to_value(&s).unwrap();
+        old.as_object_mut().unwrap().remove("warmup");
+        let read: RunSummary = serde_json::from_value(old).unwrap();
+        assert_eq!(read.warmup, WarmupCounts::default());
     }
 
     #[test]

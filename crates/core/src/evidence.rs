@@ -21,9 +21,10 @@ pub struct Evidence {
     /// The workload the probes sent, when they were ours.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload: Option<WorkloadFacts>,
-    /// Whether the workload shares prompt prefixes (so a low prefix-cache hit rate matters).
-    #[serde(default)]
-    pub shared_prefixes: bool,
+    /// Whether the workload shares prompt prefixes (so a low prefix-cache hit rate matters); `None` when the
+    /// workload is not known (scrapes alone, or a dataset's prompts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_prefixes: Option<bool>,
     /// Whether the run asked for exact output lengths (`ignore_eos`), so outputs ending by length are expected.
     #[serde(default)]
     pub exact_output_lengths: bool,
@@ -74,7 +75,8 @@ pub struct WorkloadFacts {
 /// What an engine log says, whatever server wrote it.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LogFacts {
-    /// `vllm`, `sglang` or `llamacpp`.
+    /// `vllm`, `sglang` or `llamacpp`; `unknown` for a log of no known server that still holds errors (a bare
+    /// Python traceback).
     pub server: String,
     pub version: Option<String>,
     pub model: Option<String>,
@@ -85,9 +87,46 @@ pub struct LogFacts {
     /// vLLM's "Maximum concurrency for N tokens per request: X": (X, N).
     pub max_concurrency: Option<(f64, u64)>,
     pub stats: Vec<LogStats>,
-    pub preemptions: u64,
+    /// Preemptions the log reports; `None` when it cannot report them (vLLM V1's stats lines before 2025-11
+    /// carry no preemption field, SGLang's carry none), so silence is not "no preemptions". Older bundles
+    /// stored a plain number, which still reads.
+    #[serde(default)]
+    pub preemptions: Option<u64>,
     pub out_of_memory: u64,
     pub errors: u64,
+    /// Out-of-memory errors, fatal engine errors and other error records, one per distinct message, first
+    /// seen first; errors printed while the server was being shut down are left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<LogFailure>,
+}
+
+/// An error record of an engine log, quoted as the log printed it.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LogFailure {
+    pub kind: LogFailureKind,
+    /// 1-based number of the quoted line (its first occurrence).
+    pub line: u64,
+    /// The line that says what failed, e.g. `torch.OutOfMemoryError: CUDA out of memory. Tried to allocate …`.
+    pub message: String,
+    /// The record's first line, where it says more than the message (`EngineCore encountered a fatal error.`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headline: Option<String>,
+    /// Records with this message.
+    pub count: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFailureKind {
+    /// CUDA (or host) memory ran out: PyTorch's OutOfMemoryError, `CUDA error: out of memory`, llama.cpp's
+    /// `failed to allocate`.
+    OutOfMemory,
+    /// The engine died: vLLM's EngineDeadError or fatal-error record, a dead engine process, SGLang's scheduler
+    /// exception, llama.cpp's GGML_ASSERT.
+    Fatal,
+    /// Any other error record (a request's exception, a failed start-up check).
+    #[default]
+    Error,
 }
 
 /// One periodic stats line.
@@ -104,4 +143,24 @@ pub struct LogStats {
     pub kv_usage: Option<f64>,
     /// 0–1.
     pub prefix_cache_hit_rate: Option<f64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_older_bundles_log_facts_still_read() {
+        // Before preemptions could be unknown and failures were kept: a plain count, no failures.
+        let old = r#"{"server": "vllm", "version": null, "model": null, "max_model_len": null,
+            "non_default_args": {}, "kv_capacity_tokens": null, "max_concurrency": null, "stats": [],
+            "preemptions": 4, "out_of_memory": 1, "errors": 2}"#;
+        let facts: LogFacts = serde_json::from_str(old).expect("an older bundle reads");
+        assert_eq!(facts.preemptions, Some(4));
+        assert!(facts.failures.is_empty());
+        let unknown: LogFacts =
+            serde_json::from_str(&old.replace("\"preemptions\": 4", "\"preemptions\": null"))
+                .expect("unknown preemptions read");
+        assert_eq!(unknown.preemptions, None);
+    }
 }

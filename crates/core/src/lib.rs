@@ -16,7 +16,9 @@ pub mod units;
 pub mod workload;
 
 pub use aggregate::RunAggregate;
-pub use evidence::{Evidence, HardwareFacts, LogFacts, LogStats, WorkloadFacts};
+pub use evidence::{
+    Evidence, HardwareFacts, LogFacts, LogFailure, LogFailureKind, LogStats, WorkloadFacts,
+};
 pub use finding::{
     CheckLine, CheckStatus, Confidence, Diagnosis, Finding, Observation, Severity, Symptom,
 };

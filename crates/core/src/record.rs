@@ -28,7 +28,8 @@ pub enum ErrorClass {
     MalformedSse,
     /// The stream carried an error object instead of tokens.
     ServerErrorEvent,
-    /// Still in flight when the run was interrupted.
+    /// Stopped by the client while in flight: the run was interrupted (Ctrl-C, a sweep point ending) or a probe's
+    /// budget ran out. Not a failure of the server.
     Interrupted,
 }
 

@@ -25,6 +25,11 @@ pub enum Signal {
     /// 0–1.
     KvUsage,
     KvCapacityTokens,
+    /// Tokens the KV cache holds now (SGLang's `num_used_tokens`).
+    KvUsedTokens,
+    /// KV blocks forced by vLLM's `--num-gpu-blocks-override` (a `cache_config_info` label), which sizes the cache
+    /// whatever the memory allows.
+    KvBlocksOverride,
     /// The most requests the engine runs at once: llama.cpp's slots (`/props` `total_slots`).
     MaxRunning,
     Preemptions,
@@ -32,6 +37,11 @@ pub enum Signal {
     GenerationTokens,
     PrefixCacheQueries,
     PrefixCacheHits,
+    /// 0–1, as a server computes it itself (SGLang's `cache_hit_rate` gauge).
+    PrefixCacheHitRate,
+    /// Tokens per second the server reports itself (llama.cpp's averages, SGLang's `gen_throughput`).
+    PromptThroughput,
+    GenerationThroughput,
     /// By finish reason.
     RequestsFinished,
 }
@@ -48,7 +58,7 @@ pub enum SignalKind {
 }
 
 impl Signal {
-    pub const ALL: [Signal; 20] = [
+    pub const ALL: [Signal; 25] = [
         Signal::Ttft,
         Signal::Itl,
         Signal::Tpot,
@@ -62,12 +72,17 @@ impl Signal {
         Signal::RequestsWaitingDeferred,
         Signal::KvUsage,
         Signal::KvCapacityTokens,
+        Signal::KvUsedTokens,
+        Signal::KvBlocksOverride,
         Signal::MaxRunning,
         Signal::Preemptions,
         Signal::PromptTokens,
         Signal::GenerationTokens,
         Signal::PrefixCacheQueries,
         Signal::PrefixCacheHits,
+        Signal::PrefixCacheHitRate,
+        Signal::PromptThroughput,
+        Signal::GenerationThroughput,
         Signal::RequestsFinished,
     ];
 
@@ -81,10 +96,21 @@ impl Signal {
             | RequestsWaitingDeferred
             | KvUsage
             | KvCapacityTokens
-            | MaxRunning => SignalKind::Gauge,
+            | KvUsedTokens
+            | KvBlocksOverride
+            | MaxRunning
+            | PrefixCacheHitRate
+            | PromptThroughput
+            | GenerationThroughput => SignalKind::Gauge,
             Preemptions | PromptTokens | GenerationTokens | PrefixCacheQueries
             | PrefixCacheHits | RequestsFinished => SignalKind::Counter,
         }
+    }
+
+    /// A share (0–1) rather than an amount: the series of several engines or models are averaged, since their
+    /// sum is no share at all (two engines at 60% KV are not at 120%). Amounts add up.
+    pub fn is_share(self) -> bool {
+        matches!(self, Signal::KvUsage | Signal::PrefixCacheHitRate)
     }
 
     /// The canonical name, as in reports and JSON.
@@ -104,12 +130,17 @@ impl Signal {
             RequestsWaitingDeferred => "requests_waiting_deferred",
             KvUsage => "kv_usage",
             KvCapacityTokens => "kv_capacity_tokens",
+            KvUsedTokens => "kv_used_tokens",
+            KvBlocksOverride => "kv_blocks_override",
             MaxRunning => "max_running",
             Preemptions => "preemptions",
             PromptTokens => "prompt_tokens",
             GenerationTokens => "generation_tokens",
             PrefixCacheQueries => "prefix_cache_queries",
             PrefixCacheHits => "prefix_cache_hits",
+            PrefixCacheHitRate => "prefix_cache_hit_rate",
+            PromptThroughput => "prompt_throughput",
+            GenerationThroughput => "generation_throughput",
             RequestsFinished => "requests_finished",
         }
     }
@@ -128,7 +159,8 @@ pub struct Buckets {
     pub count: f64,
 }
 
-/// What one scrape says about one signal, summed over the server's engines and models.
+/// What one scrape says about one signal, over the server's engines and models: amounts summed, shares averaged
+/// ([`Signal::is_share`]).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reading {
@@ -154,7 +186,18 @@ impl Reading {
 pub struct ServerReadings {
     /// The dialect the names were read in (e.g. `vllm_v1`).
     pub dialect: String,
+    /// The models served, from the `model_name` labels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
+    /// Data-parallel engines behind the one endpoint (vLLM's `engine` label), when more than one: their amounts
+    /// (running, KV capacity) are added up, while settings such as `max_num_seqs` hold per engine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engines: Option<u32>,
     pub readings: BTreeMap<Signal, Reading>,
+    /// What the scrape left uncertain (a histogram without its `+Inf` bucket), said so the numbers are not
+    /// taken for more than they are.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl ServerReadings {
@@ -247,10 +290,20 @@ impl HistogramStats {
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ServerWindow {
     pub dialect: String,
+    /// The models served, from the `model_name` labels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
+    /// Data-parallel engines whose amounts were added up, when more than one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engines: Option<u32>,
     /// Seconds on the run clock of the first and last usable scrape.
     pub start: f64,
     pub end: f64,
     pub scrapes: usize,
+    /// The scrapes' times are unknown (files sharing one modification time, no `--interval`): peaks, increases
+    /// and quantiles need no clock and hold; rates and the window's length do not, and are left unknown.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_clock: bool,
     pub gauges: BTreeMap<Signal, GaugeStats>,
     pub counters: BTreeMap<Signal, CounterStats>,
     pub histograms: BTreeMap<Signal, HistogramStats>,

@@ -16,6 +16,10 @@ pub struct RunSummary {
     pub throughput: Throughput,
     pub tokens: TokenAccounting,
     pub client: ClientHealth,
+    /// What became of the warm-up requests, which every other number leaves out. Absent (zeros) in runs recorded
+    /// before it was counted.
+    #[serde(default)]
+    pub warmup: WarmupCounts,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub slo: Vec<SloResult>,
     /// Plain-language warnings, each naming what to do.
@@ -25,15 +29,33 @@ pub struct RunSummary {
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RequestCounts {
-    /// Measured requests sent (warm-up excluded); always `ok + failed`.
+    /// Measured requests sent (warm-up excluded); always `ok + failed + interrupted`.
     pub sent: u64,
     pub ok: u64,
+    /// Requests the server failed (or that failed on the way); never the ones the client stopped.
     pub failed: u64,
+    /// Requests the client itself stopped before they ended (Ctrl-C, a probe's budget running out): no verdict on
+    /// the server, so outside `failed` and the error rate. Absent (0) in runs recorded before it was counted.
+    #[serde(default)]
+    pub interrupted: u64,
     /// Requests re-sent once on a fresh connection because the pooled one had closed before any byte went out.
     pub retried: u64,
     pub warmup: u64,
-    /// failed / sent.
+    /// failed / (ok + failed): the share of requests with an outcome that failed.
     pub error_rate: f64,
+    #[serde(default)]
+    pub errors: Vec<ErrorCount>,
+}
+
+/// Warm-up requests by outcome: a warm-up the server failed or stalled leaves users waiting on it, so the measured
+/// window may hold far fewer requests in flight than asked for although every measured request succeeded.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WarmupCounts {
+    /// Always `ok + failed + interrupted`.
+    pub sent: u64,
+    pub ok: u64,
+    pub failed: u64,
+    pub interrupted: u64,
     #[serde(default)]
     pub errors: Vec<ErrorCount>,
 }
@@ -97,8 +119,9 @@ pub struct Throughput {
     pub goodput_rate: Option<f64>,
     /// Good requests / measured requests sent (failures count against it).
     pub good_fraction: Option<f64>,
-    /// ∫ in-flight dt / window.
+    /// ∫ in-flight dt / window, over measured requests.
     pub mean_concurrency: f64,
+    /// Measured requests in flight at once, at most (warm-up requests still in flight are not counted).
     pub max_concurrency: u64,
     /// Requests sent per second inside the window.
     pub send_rate: f64,
@@ -148,7 +171,23 @@ pub struct ClientHealth {
     /// Average cores busy in the client process over the run.
     pub cpu_cores_used: f64,
     pub cores: u32,
-    /// The client, not the server, limited this run.
+    /// Users of a closed loop: the requests the client meant to keep in flight all along.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_concurrency: Option<u64>,
+    /// An open loop reached its in-flight cap and queued requests in the client: by design, not the client lagging.
+    #[serde(default)]
+    pub held_at_limit: bool,
+    /// Times the client fell so far behind its schedule that it slid the schedule.
+    #[serde(default)]
+    pub schedule_slips: u64,
+    /// Seconds a due request waited for the prompt builder (an empty feed), counted once however many waited.
+    #[serde(default)]
+    pub prompt_wait_s: f64,
+    /// `prompt_wait_s` over the run's wall time: the share of the run the prompt builder held the load back.
+    #[serde(default)]
+    pub prompt_wait_share: f64,
+    /// The client, not the server, limited this run: the playbook's `client.bound` verdict, set by whoever ran
+    /// the playbook over these numbers (bench does, before writing run.json).
     pub client_bound: bool,
 }
 
@@ -203,7 +242,14 @@ pub const FORMULAS: &[(&str, &str)] = &[
         "mean_concurrency",
         "integral of in-flight requests over the window / window",
     ),
-    ("error_rate", "failed / sent"),
+    (
+        "error_rate",
+        "failed / (ok + failed): interrupted requests have no outcome",
+    ),
+    (
+        "prompt_wait_share",
+        "time a due request found no prompt built yet (counted once, however many waited) / run wall time",
+    ),
     (
         "schedule_lag",
         "pacer wake-up - t_int (timer and CPU lag, before any wait for a slot)",
