@@ -18,7 +18,9 @@ const PREFIX_LOW_HIT: Rule = Rule {
         "Route by prefix (cache-aware routing, e.g. the llm-d scheduler) so a prefix stays on one replica",
         "Give the KV cache more room so shared prefixes are not evicted",
     ],
-    source: "sim_capacity.md §D D16 (llm-d alerting: hit rate < 0.30 for 15 m; vllm-doctor < 0.50)",
+    source: "llm-d/llm-d: docs/monitoring/prometheus-alerting-rules.yaml (LLMDLowPrefixCacheHitRate: hit rate < \
+             0.30 for 15m); aminalaee/vllm-doctor: vllm_doctor/config.py (minimum hit rate 0.50); \
+             https://docs.vllm.ai/en/latest/features/automatic_prefix_caching/",
 };
 
 pub(crate) fn assess(facts: &Facts, t: &Thresholds) -> Vec<Assessment> {
@@ -36,23 +38,45 @@ fn hit_rate(facts: &Facts) -> Option<(f64, String)> {
     {
         return Some((rate, facts.server_window_label()));
     }
-    let rates: Vec<f64> = facts
-        .evidence
-        .log
-        .as_ref()?
-        .stats
-        .iter()
-        .filter_map(|s| s.prefix_cache_hit_rate)
-        .filter(|r| r.is_finite())
-        .collect();
-    let mean = ratio(rates.iter().sum(), rates.len() as f64)?;
-    Some((mean, format!("engine log, {} stats lines", rates.len())))
+    // Servers that export only a ratio (SGLang's cache_hit_rate), or the log's stats lines.
+    facts
+        .prefix_cache_hit_rate()
+        .map(|level| (level.mean, level.window))
+}
+
+/// vLLM's start-up arguments turning prefix caching off (`--no-enable-prefix-caching`).
+fn caching_disabled_in_log(facts: &Facts) -> bool {
+    facts.evidence.log.as_ref().is_some_and(|log| {
+        log.non_default_args
+            .get("enable_prefix_caching")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("false"))
+    })
 }
 
 fn prefix_low_hit(facts: &Facts, t: &Thresholds) -> Assessment {
-    if !facts.evidence.shared_prefixes {
-        return PREFIX_LOW_HIT
-            .passes("not applicable: the workload shares no prompt prefixes".to_string());
+    match facts.evidence.shared_prefixes {
+        Some(true) => {}
+        Some(false) => {
+            return PREFIX_LOW_HIT
+                .passes("not applicable: the workload shares no prompt prefixes".to_string());
+        }
+        None => {
+            return PREFIX_LOW_HIT.unknown(
+                "whether the workload shares prompt prefixes",
+                "diagnose --url with --prefix-tokens, or a bench run directory made with them",
+            );
+        }
+    }
+    if caching_disabled_in_log(facts) {
+        return PREFIX_LOW_HIT.fires(
+            Severity::Warning,
+            Confidence::High,
+            "prefix caching is disabled (enable_prefix_caching=False) although prompts share prefixes".into(),
+            vec![
+                seen("enable_prefix_caching", 0.0, "engine log, non-default args"),
+                seen("workload shares prefixes", 1.0, "workload"),
+            ],
+        );
     }
     // With prefix caching off, vLLM does not even count lookups: prompts flow in, no query is ever made.
     let lookups = facts

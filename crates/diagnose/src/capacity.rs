@@ -5,7 +5,7 @@ use infer_doctor_core::{Confidence, Severity, Signal, Symptom};
 
 use crate::Thresholds;
 use crate::assessment::{Assessment, Rule, compared, how, percent, ratio, seen};
-use crate::facts::{Facts, finite};
+use crate::facts::{Facts, PINNED_SHARE, finite};
 
 const KV_SATURATED: Rule = Rule {
     id: "capacity.kv_saturated",
@@ -18,7 +18,10 @@ const KV_SATURATED: Rule = Rule {
         "Lower --max-model-len if requests never need the full context",
         "Cap concurrency at what the cache holds (admission control at the gateway)",
     ],
-    source: "sim_capacity.md §D D1/D2 (llm-d alerting rules, vllm-doctor, PSAP playbook); vLLM v1 scheduler",
+    source: "llm-d/llm-d: docs/monitoring/prometheus-alerting-rules.yaml (LLMDKVCacheSaturation: KV usage > 0.90 \
+             for 10m); aminalaee/vllm-doctor: vllm_doctor/config.py (KV pressure at 0.90); \
+             rh-aiservices-bu/llm-d-playbook: Performance Debugging Guide (waiting > 0 and KV > 90%: the system is \
+             full); vllm-project/vllm: vllm/v1/core/sched/scheduler.py",
 };
 
 const BATCH_CAP: Rule = Rule {
@@ -32,8 +35,10 @@ const BATCH_CAP: Rule = Rule {
          with --ctx-size raised in proportion since the context is split across slots",
         "Add replicas if ITL must not grow with the batch",
     ],
-    source: "sim_capacity.md §D D3 (Vidur bottleneck analyzer, GIE saturation detector KV 0.8); vLLM scheduler; \
-             llama.cpp server requests_deferred",
+    source: "microsoft/vidur: vidur/config_optimizer/analyzer/bottleneck_analyzer.py (batch at 0.9 of its cap); \
+             kubernetes-sigs/gateway-api-inference-extension: pkg/epp/saturationdetector/config.go (KV 0.8); \
+             combining them is infer-doctor's inference; vllm-project/vllm: vllm/v1/core/sched/scheduler.py \
+             (max_num_seqs); ggml-org/llama.cpp: tools/server (llamacpp:requests_deferred)",
 };
 
 const PREEMPTIONS: Rule = Rule {
@@ -46,7 +51,10 @@ const PREEMPTIONS: Rule = Rule {
         "Give the KV cache more memory: raise --gpu-memory-utilization, FP8 KV cache, quantized weights, more GPUs",
         "Route long-context requests to dedicated replicas",
     ],
-    source: "sim_capacity.md §D D6 (PSAP playbook \"should be 0\", llm-d LLMDHighPreemptions, vllm-doctor)",
+    source: "rh-aiservices-bu/llm-d-playbook: Performance Debugging Guide (preemptions should be 0); llm-d/llm-d: \
+             docs/monitoring/prometheus-alerting-rules.yaml (LLMDHighPreemptions); aminalaee/vllm-doctor: \
+             vllm_doctor/rules/preemption_pressure.py; https://docs.vllm.ai/en/stable/configuration/optimization/ \
+             (Preemption)",
 };
 
 const WEIGHTS_DOMINATE: Rule = Rule {
@@ -58,7 +66,8 @@ const WEIGHTS_DOMINATE: Rule = Rule {
         "Use a GPU with more memory, or split the model with tensor parallelism",
         "Quantize the weights (FP8, AWQ/GPTQ) to free memory for the KV cache",
     ],
-    source: "sim_capacity.md §D D14 (PSAP playbook: weights > 75% of VRAM)",
+    source: "rh-aiservices-bu/llm-d-playbook: Performance Debugging Guide (Capacity Bottleneck: model weights > 75% \
+             of VRAM)",
 };
 
 const STARTUP_HEADROOM: Rule = Rule {
@@ -71,7 +80,9 @@ const STARTUP_HEADROOM: Rule = Rule {
         "Raise tensor parallelism to pool more KV memory",
         "Use an FP8 KV cache (--kv-cache-dtype fp8)",
     ],
-    source: "sim_capacity.md §D D15 (vLLM kv_cache_utils get_max_concurrency_for_kv_cache_config; PSAP playbook)",
+    source: "vllm-project/vllm: vllm/v1/core/kv_cache_utils.py (get_max_concurrency_for_kv_cache_config, the \
+             \"Maximum concurrency for N tokens per request\" line); rh-aiservices-bu/llm-d-playbook: Performance \
+             Debugging Guide (Startup Capacity Checks)",
 };
 
 pub(crate) fn assess(facts: &Facts, t: &Thresholds) -> Vec<Assessment> {
@@ -103,6 +114,36 @@ fn preemptions_per_finished(facts: &Facts) -> Option<f64> {
 }
 
 fn kv_saturated(facts: &Facts, t: &Thresholds) -> Assessment {
+    name_blocks_override(facts, kv_saturation(facts, t))
+}
+
+/// vLLM's `--num-gpu-blocks-override` sizes the KV cache whatever the memory allows: when the server says it is
+/// set (a `cache_config_info` label), it is the first suspect for a cache that fills up.
+fn name_blocks_override(facts: &Facts, mut assessment: Assessment) -> Assessment {
+    let blocks = facts
+        .evidence
+        .server
+        .as_ref()
+        .and_then(|s| s.gauge(Signal::KvBlocksOverride))
+        .and_then(|g| finite(g.last));
+    if let (Some(blocks), Some(finding)) = (blocks, assessment.finding.as_mut()) {
+        finding.remedies.insert(
+            0,
+            format!(
+                "The cache is held at {blocks:.0} blocks by --num-gpu-blocks-override: drop the flag so vLLM sizes \
+                 the cache from --gpu-memory-utilization, or raise it"
+            ),
+        );
+        finding.evidence.push(seen(
+            "num_gpu_blocks_override",
+            blocks,
+            "vllm:cache_config_info",
+        ));
+    }
+    assessment
+}
+
+fn kv_saturation(facts: &Facts, t: &Thresholds) -> Assessment {
     let kv = facts.kv_usage();
     let capacity_queue = facts.waiting_for_capacity();
     // vLLM's `reason="capacity"` separates real capacity waits from prefills deferred on purpose (D2).
@@ -207,6 +248,30 @@ fn batch_cap(facts: &Facts, t: &Thresholds) -> Assessment {
     let Some(running) = facts.running() else {
         return BATCH_CAP.unknown("the running count", &facts.how_server());
     };
+    // A log's timeline shows whether running sat at its ceiling while requests waited; its peak alone does not.
+    if let Some(queued) = facts.queued_log_stats(t) {
+        let ceiling = cap.as_ref().map_or_else(
+            || queued.max_running(),
+            |cap| cap.value * t.batch_cap_running_share,
+        );
+        let share = queued.share_at(ceiling);
+        if share < PINNED_SHARE && queued.prefill_backlog() {
+            return BATCH_CAP.passes(format!(
+                "running climbs from {:.0} to {:.0} while prompt throughput stays flat: prefill, not a batch cap, \
+                 holds the queue (see ttft.prefill_bound)",
+                queued.first_running(),
+                queued.last_running()
+            ));
+        }
+        if share < PINNED_SHARE {
+            return BATCH_CAP.passes(format!(
+                "running reached {ceiling:.0} on only {} of the {} stats lines with requests waiting: not pinned \
+                 at a cap",
+                percent(share),
+                queued.running.len()
+            ));
+        }
+    }
     let mut evidence = vec![compared(
         "requests_waiting mean",
         waiting.mean,
@@ -226,7 +291,9 @@ fn batch_cap(facts: &Facts, t: &Thresholds) -> Assessment {
             format!("KV peaks at {}", percent(kv.max))
         }
         // Slots own their context from the start, so with a slot count the cache cannot be what fills up.
-        None if cap.is_some() => "each slot holds its own context".to_string(),
+        None if cap.as_ref().is_some_and(|c| c.name == "slots") => {
+            "each slot holds its own context".to_string()
+        }
         None => return BATCH_CAP.unknown("KV cache usage", &facts.how_server()),
     };
     match cap {
@@ -307,22 +374,24 @@ fn preemptions(facts: &Facts, t: &Thresholds) -> Assessment {
         } else {
             Severity::Warning
         };
-        let mut evidence = vec![
-            compared(
-                "preemptions increase",
-                counter.increase,
-                ">",
-                t.preemptions_allowed,
-                &window,
-            ),
-            compared(
+        let mut evidence = vec![compared(
+            "preemptions increase",
+            counter.increase,
+            ">",
+            t.preemptions_allowed,
+            &window,
+        )];
+        // Scrapes without a clock give the count, not the rate.
+        let rate = finite(counter.rate);
+        if let Some(rate) = rate {
+            evidence.push(compared(
                 "preemptions rate /s",
-                counter.rate,
+                rate,
                 "vs critical",
                 t.preemption_rate_critical,
                 &window,
-            ),
-        ];
+            ));
+        }
         if let Some(peak) = kv_peak {
             evidence.push(seen("kv_usage max", peak, &window));
         }
@@ -330,16 +399,57 @@ fn preemptions(facts: &Facts, t: &Thresholds) -> Assessment {
             severity,
             confidence_from_kv(Confidence::Medium),
             format!(
-                "the KV cache ran out mid-generation: {:.0} preemptions ({:.2}/s)",
-                counter.increase, counter.rate
+                "the KV cache ran out mid-generation: {:.0} preemptions{}",
+                counter.increase,
+                rate.map(|r| format!(" ({r:.2}/s)")).unwrap_or_default()
             ),
             evidence,
         );
     }
+    // One scrape's counter covers the server's life, not a window, so it cannot be rated either.
+    if let Some(total) = facts.counter_since_start(Signal::Preemptions) {
+        if total <= t.preemptions_allowed {
+            return PREEMPTIONS.passes(format!(
+                "{total:.0} preemptions since the server started (one scrape)"
+            ));
+        }
+        return PREEMPTIONS
+            .fires(
+                Severity::Warning,
+                Confidence::Low,
+                format!(
+                    "the KV cache ran out mid-generation: {total:.0} preemptions since the server started"
+                ),
+                vec![compared(
+                    "preemptions since start",
+                    total,
+                    ">",
+                    t.preemptions_allowed,
+                    "server metrics, one scrape",
+                )],
+            )
+            .unsettled(
+                "the preemption rate",
+                &facts.how_server_for(Signal::Preemptions),
+            );
+    }
     let Some(log) = &facts.evidence.log else {
-        return PREEMPTIONS.unknown("the preemption counter", &facts.how_server());
+        return PREEMPTIONS.unknown(
+            "the preemption counter",
+            &facts.how_server_for(Signal::Preemptions),
+        );
     };
-    let count = log.preemptions as f64;
+    // vLLM V1's stats lines name preemptions only when there are some (and only since 2025-11), SGLang's
+    // never: a log that cannot report them says nothing about them.
+    let Some(count) = log.preemptions.map(|n| n as f64) else {
+        return PREEMPTIONS.unknown(
+            &format!(
+                "the preemption counter ({}'s log lines do not report preemptions)",
+                log.server
+            ),
+            &facts.how_server(),
+        );
+    };
     if count <= t.preemptions_allowed {
         return PREEMPTIONS.passes("the engine log reports no preemptions".to_string());
     }

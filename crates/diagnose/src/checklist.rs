@@ -95,7 +95,7 @@ pub(crate) fn build(facts: &Facts, t: &Thresholds, assessments: &[Assessment]) -
                 how_to_know: a.how_to_know.clone(),
             })
     };
-    let mut lines = vec![server_answering(facts)];
+    let mut lines = vec![server_answering(facts), engine_ran_clean(assessments)];
     lines.extend(from_rule(RULE_LINES[0].0, RULE_LINES[0].1, RULE_LINES[0].2));
     lines.push(single_user_near_floor(facts, t, assessments));
     lines.push(queue_empty(facts, t));
@@ -165,6 +165,21 @@ fn server_answering(facts: &Facts) -> CheckLine {
             Some(how::LOADED_PROBE),
         ),
     }
+}
+
+fn engine_ran_clean(assessments: &[Assessment]) -> CheckLine {
+    let engine: Vec<&Assessment> = assessments
+        .iter()
+        .filter(|a| crate::engine::RULES.contains(&a.rule))
+        .collect();
+    let (status, detail, how_to_know) = crate::engine::check_status(&engine);
+    line(
+        "engine_ran_clean",
+        "Did the engine run without crashing, running out of memory or logging errors?",
+        status,
+        detail,
+        how_to_know.as_deref(),
+    )
 }
 
 fn single_user_near_floor(facts: &Facts, t: &Thresholds, assessments: &[Assessment]) -> CheckLine {

@@ -1,7 +1,8 @@
 //! The error-rate rule: what share of requests fail, and of which kind, from the client or else the server's
 //! finish reasons. Source row: sim_capacity.md §D D17 (llm-d alerting rules, vllm-doctor).
 
-use infer_doctor_core::{Confidence, Severity, Signal, Symptom};
+use infer_doctor_core::summary::RequestCounts;
+use infer_doctor_core::{Confidence, ErrorClass, Severity, Signal, Symptom};
 
 use crate::Thresholds;
 use crate::assessment::{Assessment, Rule, compared, how, percent, seen};
@@ -18,7 +19,8 @@ const ERROR_RATE: Rule = Rule {
         "400s about context length: budget prompt + max_tokens under max_model_len (see output.truncation)",
         "Timeouts: the server is overloaded (see the capacity findings) or the client timeout is too short",
     ],
-    source: "sim_capacity.md §D D17 (llm-d alerting: > 1% warn, > 5% critical; vllm-doctor 5%)",
+    source: "llm-d/llm-d: docs/monitoring/prometheus-alerting-rules.yaml (LLMDElevatedErrorRate > 1% warning, \
+             LLMDHighErrorRate > 5% critical); aminalaee/vllm-doctor: vllm_doctor/config.py (error rate 5%)",
 };
 
 /// Server finish reasons that are failures rather than answers.
@@ -37,14 +39,35 @@ struct Failures {
     by_kind: Vec<(String, f64)>,
 }
 
-fn from_client(facts: &Facts) -> Option<Failures> {
-    let client = facts.client().filter(|c| c.requests.sent > 0)?;
-    let requests = &client.requests;
-    let share =
-        finite(requests.error_rate).unwrap_or(requests.failed as f64 / requests.sent as f64);
+/// Requests the client stopped itself (Ctrl-C, a probe's budget): no verdict on the server. Runs recorded before
+/// they were counted apart list them as failures of class `interrupted`, so those are taken out here too.
+fn stopped_by_client(requests: &RequestCounts) -> (u64, u64) {
+    let listed_as_failed: u64 = requests
+        .errors
+        .iter()
+        .filter(|e| e.class == ErrorClass::Interrupted)
+        .map(|e| e.count)
+        .sum();
+    (requests.interrupted, listed_as_failed)
+}
+
+/// `None` when no request had an outcome: then the server's count would only see the client's own hang-ups.
+fn from_client(facts: &Facts, requests: &RequestCounts) -> Option<Failures> {
+    let (interrupted, listed_as_failed) = stopped_by_client(requests);
+    let failed = requests.failed.saturating_sub(listed_as_failed);
+    let with_outcome = requests.sent.saturating_sub(interrupted + listed_as_failed);
+    if with_outcome == 0 {
+        return None;
+    }
+    let share = if listed_as_failed > 0 {
+        failed as f64 / with_outcome as f64
+    } else {
+        finite(requests.error_rate).unwrap_or(failed as f64 / with_outcome as f64)
+    };
     let by_kind = requests
         .errors
         .iter()
+        .filter(|e| e.class != ErrorClass::Interrupted)
         .map(|e| {
             let kind = match e.status {
                 Some(status) => format!("{} {status}", e.class.as_str()),
@@ -55,7 +78,7 @@ fn from_client(facts: &Facts) -> Option<Failures> {
         .collect();
     Some(Failures {
         share,
-        total: requests.sent as f64,
+        total: with_outcome as f64,
         window: facts.client_window_label(),
         confidence: Confidence::High,
         by_kind,
@@ -90,7 +113,11 @@ fn from_server(facts: &Facts) -> Option<Failures> {
 }
 
 fn error_rate(facts: &Facts, t: &Thresholds) -> Assessment {
-    let Some(failures) = from_client(facts).or_else(|| from_server(facts)) else {
+    let failures = match facts.client().filter(|c| c.requests.sent > 0) {
+        Some(client) => from_client(facts, &client.requests),
+        None => from_server(facts),
+    };
+    let Some(failures) = failures else {
         return ERROR_RATE.unknown("request outcomes", how::LOADED_PROBE);
     };
     if failures.share <= t.error_rate_warning {

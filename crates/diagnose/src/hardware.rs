@@ -18,7 +18,9 @@ const MEMORY_ERRORS: Rule = Rule {
         "After a reset, check the remapped-rows and ECC counters again; a failed remap means an RMA",
         "Look for XID errors in the kernel log (`dmesg | grep -i xid`) around the same time",
     ],
-    source: "gpu_trace.md §C2–C4 (nvidia_gpu_exporter alert rules, GCM health checks)",
+    source: "utkuozdemir/nvidia_gpu_exporter: charts/nvidia-gpu-exporter/values.yaml @ e656cd8 (prometheusRule \
+             alerts on uncorrected volatile ECC > 0, failed and pending row remaps, retired pages); \
+             facebookresearch/gcm: gcm/health_checks/checks/check_nvidia_smi.py (ECC and retired-page checks)",
 };
 
 const CLOCK_SLOWDOWN: Rule = Rule {
@@ -31,8 +33,10 @@ const CLOCK_SLOWDOWN: Rule = Rule {
         "Power brake: check the power supply and the chassis's power-brake signal",
         "Power cap or lowered limit: restore the default limit (`nvidia-smi -pl`), check the power budget",
     ],
-    source: "gpu_trace.md §C5–C7 (nvidia_gpu_exporter alerts on HW thermal slowdown and power brake; a healthy \
-             busy H100 runs at its maximum SM clock with no reason active)",
+    source: "utkuozdemir/nvidia_gpu_exporter: charts/nvidia-gpu-exporter/values.yaml @ e656cd8 (prometheusRule \
+             alerts on HW thermal slowdown and HW power brake); a healthy busy H100 runs at its maximum SM clock \
+             with no reason active (utkuozdemir/nvidia_gpu_exporter: internal/captures @ e656cd8); the power-cap \
+             and lowered-limit checks are infer-doctor's own (inference)",
 };
 
 const PCIE_DEGRADED: Rule = Rule {
@@ -44,7 +48,8 @@ const PCIE_DEGRADED: Rule = Rule {
         "Reseat the board or riser, check the slot's rated generation and width in the server's manual",
         "Check the BIOS PCIe settings, and `lspci -vv` for the link's LnkSta against LnkCap",
     ],
-    source: "gpu_trace.md §C8 (GCM fails any mismatch with the expected link; idle GPUs are not judged)",
+    source: "facebookresearch/gcm: gcm/health_checks/checks/check_pci.py (any mismatch with the expected link \
+             fails); idle GPUs lower their link on purpose and are not judged (inference)",
 };
 
 const XID_ERRORS: Rule = Rule {
@@ -59,8 +64,10 @@ const XID_ERRORS: Rule = Rule {
         "XID 79 (fell off the bus): check the board's seating, power and temperature; it often needs a reboot",
         "Application XIDs (13, 31, 43, 45): the serving process faulted; look at its log for the failing kernel",
     ],
-    source: "gpu_trace.md §A6, §C1 (nvidia_gpu_exporter alerts on XID 48, 62, 64, 74, 79, 95, 119, 120; GCM \
-             treats 13, 31, 43, 45, 63, 68, 92, 109 as not critical)",
+    source: "https://docs.nvidia.com/deploy/xid-errors/analyzing-xid-catalog.html; utkuozdemir/nvidia_gpu_exporter: \
+             charts/nvidia-gpu-exporter/values.yaml @ e656cd8 (prometheusRule alerts on XID 48, 62, 64, 74, 79, 95, \
+             119, 120); facebookresearch/gcm: gcm/health_checks/check_utils/xid_error_codes.py (13, 31, 43, 45, 63, \
+             68, 92, 109 not critical)",
 };
 
 /// XIDs the exporter's alert rules page on: the GPU itself failed.

@@ -18,7 +18,9 @@ const SINGLE_USER_SLOW: Rule = Rule {
         "Run tensor parallelism only over NVLink; prefer fewer, larger GPUs",
         "Quantize the weights (FP8/INT4) to cut the bytes read per token",
     ],
-    source: "sim_capacity.md §D D9 (PSAP playbook; > 2× the §B3 memory-bandwidth floor is inference)",
+    source: "rh-aiservices-bu/llm-d-playbook: Performance Debugging Guide (High ITL with one user: GPU memory \
+             bandwidth, or tensor parallelism over PCIe); the 2× margin over the weights-read floor is \
+             infer-doctor's own threshold (inference); cf. inference-sim/inference-sim: sim/latency/roofline.go",
 };
 
 const BATCH_SIZE: Rule = Rule {
@@ -31,7 +33,9 @@ const BATCH_SIZE: Rule = Rule {
         "Add replicas to spread the load",
         "Enable chunked prefill so long prefills do not stall decodes",
     ],
-    source: "sim_capacity.md §D D10 (PSAP playbook, vllm-doctor TPOT p95 > 0.2 s, Vidur)",
+    source: "rh-aiservices-bu/llm-d-playbook: Performance Debugging Guide (High ITL only under load: batch size); \
+             aminalaee/vllm-doctor: vllm_doctor/rules/tpot_bottleneck.py (TPOT p95 > 0.2 s); microsoft/vidur: \
+             vidur/config_optimizer/analyzer/bottleneck_analyzer.py",
 };
 
 pub(crate) fn assess(facts: &Facts, t: &Thresholds) -> Vec<Assessment> {

@@ -6,6 +6,7 @@ mod cache;
 mod capacity;
 mod checklist;
 mod consistency;
+mod engine;
 mod errors;
 mod facts;
 mod hardware;
@@ -25,7 +26,9 @@ use facts::Facts;
 
 /// Every rule family, in the order that breaks ties between equally severe and confident findings: failures
 /// first, then root causes (capacity, upstream) before the symptoms they explain (TTFT, ITL).
-const FAMILIES: [fn(&Facts, &Thresholds) -> Vec<Assessment>; 10] = [
+const FAMILIES: [fn(&Facts, &Thresholds) -> Vec<Assessment>; 11] = [
+    // An engine that died or ran out of memory explains the errors and every number after it.
+    engine::assess,
     errors::assess,
     // A failing or slowed GPU is under every other number.
     hardware::assess,
@@ -133,11 +136,14 @@ fn symptom_phrase(facts: &Facts, t: &Thresholds, primary: &Finding) -> String {
             ),
             _ => "Throughput is limited".to_string(),
         },
-        Symptom::Errors => match facts.client().filter(|c| c.requests.sent > 0) {
+        Symptom::Errors => match facts.client().filter(|c| c.requests.failed > 0) {
+            // Requests the client stopped itself (Ctrl-C, a probe's budget) are neither answer nor failure.
             Some(client) => format!(
-                "Errors are high ({} of {} requests failed)",
-                client.requests.failed, client.requests.sent
+                "Errors are high ({} of {} answered requests failed)",
+                client.requests.failed,
+                client.requests.ok + client.requests.failed
             ),
+            None if primary.id.starts_with("engine.") => "The engine failed".to_string(),
             None => "Errors are high".to_string(),
         },
         Symptom::Output => "Output is wrong".to_string(),
@@ -170,11 +176,9 @@ fn key_numbers(facts: &Facts) -> String {
                 client.throughput.output_tokens_per_s
             ));
         }
-        if client.requests.sent > 0 {
-            parts.push(format!(
-                "{} errors",
-                percent(client.requests.failed as f64 / client.requests.sent as f64)
-            ));
+        if client.requests.ok + client.requests.failed > 0 && client.requests.error_rate.is_finite()
+        {
+            parts.push(format!("{} errors", percent(client.requests.error_rate)));
         }
         if client.throughput.mean_concurrency.is_finite()
             && client.throughput.mean_concurrency > 0.0

@@ -18,7 +18,9 @@ const RUNAWAY: Rule = Rule {
         "Set stop strings in requests where the template has none",
         "Set a realistic max_tokens so runaways cost less",
     ],
-    source: "DESIGN.md §6 output.runaway; vLLM requests_finished{finished_reason=\"length\"}",
+    source: "vllm-project/vllm: vllm/v1/metrics/loggers.py (vllm:request_success_total{finished_reason=\"length\"}) \
+             and vllm/v1/engine/__init__.py (FinishReason); \"most requests\" is infer-doctor's own threshold \
+             (inference)",
 };
 
 const TRUNCATION: Rule = Rule {
@@ -31,7 +33,8 @@ const TRUNCATION: Rule = Rule {
         "Trim or summarise long prompts (history, retrieved documents)",
         "Serve a longer --max-model-len if the model and KV memory allow it",
     ],
-    source: "DESIGN.md §6 output.truncation; vLLM 400 \"maximum context length\" errors",
+    source: "vllm-project/vllm: vllm/entrypoints/openai/serving_engine.py (a 400: \"This model's maximum context \
+             length is N tokens\")",
 };
 
 /// Words of the errors servers return when a request exceeds the context window.

@@ -74,6 +74,14 @@ pub struct Thresholds {
     pub client_lag_p99_ms: f64,
     /// Achieved send rate over requested rate below which the client did not deliver its load. Inference.
     pub client_rate_achieved_share: f64,
+    /// Mean requests in flight over a closed loop's users below which the client, between a response and the
+    /// next request, kept the load from the server. Inference: wrong when the client held 55 of 100.
+    pub client_in_flight_share: f64,
+    /// Share of the client machine's cores busy in the client that means it ran out of CPU. Inference.
+    pub client_cpu_share: f64,
+    /// Share of the run a due request waited for its prompt to be built above which the prompt builder, not the
+    /// server, set the pace. Inference: a builder that keeps up leaves only the first prompts' wait, far below.
+    pub client_prompt_wait_share: f64,
     /// Error share that warns. D17: llm-d `> 1%` for 10 m.
     pub error_rate_warning: f64,
     /// Error share that is critical. D17: llm-d `> 5%` for 2 m, vllm-doctor 5%.
@@ -97,6 +105,15 @@ pub struct Thresholds {
     pub littles_law_tolerance: f64,
     /// Requests in the system below which Little's law is not checked (small numbers are all noise). Inference.
     pub littles_law_min_in_system: f64,
+    /// Scrapes, and completions in their window, below which gauge means and the completion rate are too coarse
+    /// for Little's law: a short run's handful of scrapes would headline a false "cannot be trusted". Inference.
+    pub littles_law_min_scrapes: f64,
+    pub littles_law_min_completions: f64,
+    /// Share of the client's requests failing above which its in-flight count is not comparable with the
+    /// engine's: requests refused at once (HTTP 400) never run there. Inference.
+    pub upstream_max_failed_share: f64,
+    /// Scrapes below which the engine's running and waiting means are too coarse to compare. Inference.
+    pub upstream_min_scrapes: f64,
     /// GPU utilization (%) from which a GPU counts as busy, so its clocks and PCIe link can be judged (idle
     /// GPUs lower both on purpose). Inference; gpu_trace.md §C8: "do not judge idle GPUs".
     pub gpu_busy_utilization_percent: f64,
@@ -140,6 +157,9 @@ impl Default for Thresholds {
             upstream_min_in_flight: 2.0,
             client_lag_p99_ms: 100.0,
             client_rate_achieved_share: 0.9,
+            client_in_flight_share: 0.8,
+            client_cpu_share: 0.9,
+            client_prompt_wait_share: 0.05,
             error_rate_warning: 0.01,
             error_rate_critical: 0.05,
             runaway_length_share: 0.5,
@@ -150,6 +170,10 @@ impl Default for Thresholds {
             degradation_ratio: 0.7,
             littles_law_tolerance: 0.5,
             littles_law_min_in_system: 1.0,
+            littles_law_min_scrapes: 10.0,
+            littles_law_min_completions: 20.0,
+            upstream_max_failed_share: 0.05,
+            upstream_min_scrapes: 3.0,
             gpu_busy_utilization_percent: 50.0,
             gpu_clock_share: 0.95,
             gpu_power_limit_share: 0.99,
@@ -235,6 +259,9 @@ impl Thresholds {
                 "client_rate_achieved_share",
                 self.client_rate_achieved_share,
             ),
+            ("client_in_flight_share", self.client_in_flight_share),
+            ("client_cpu_share", self.client_cpu_share),
+            ("client_prompt_wait_share", self.client_prompt_wait_share),
             ("error_rate_warning", self.error_rate_warning),
             ("error_rate_critical", self.error_rate_critical),
             ("runaway_length_share", self.runaway_length_share),
@@ -245,6 +272,13 @@ impl Thresholds {
             ("degradation_ratio", self.degradation_ratio),
             ("littles_law_tolerance", self.littles_law_tolerance),
             ("littles_law_min_in_system", self.littles_law_min_in_system),
+            ("littles_law_min_scrapes", self.littles_law_min_scrapes),
+            (
+                "littles_law_min_completions",
+                self.littles_law_min_completions,
+            ),
+            ("upstream_max_failed_share", self.upstream_max_failed_share),
+            ("upstream_min_scrapes", self.upstream_min_scrapes),
             (
                 "gpu_busy_utilization_percent",
                 self.gpu_busy_utilization_percent,

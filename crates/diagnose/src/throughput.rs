@@ -18,7 +18,9 @@ const MEMORY_BOUND: Rule = Rule {
         "Shorten sequences: lower --max-model-len, trim prompts, cap max_tokens",
         "Use an FP8 KV cache or quantized weights",
     ],
-    source: "DESIGN.md §6 throughput.memory_bound; sim_capacity.md §B3 (B_max = min(max_num_seqs, KV tokens / context))",
+    source: "rh-aiservices-bu/llm-d-playbook: Performance Debugging Guide (Poor Throughput Scaling: KV cache full \
+             and requests waiting); vllm-project/vllm: vllm/v1/core/kv_cache_utils.py (KV capacity); the batch \
+             ceiling min(max_num_seqs, KV tokens / context) is infer-doctor's inference",
 };
 
 const DEGRADED: Rule = Rule {
@@ -31,7 +33,9 @@ const DEGRADED: Rule = Rule {
         "Schedule restarts of long-running servers until the cause is fixed",
         "Lower --max-num-seqs so admitted requests fit without preemption",
     ],
-    source: "DESIGN.md §6 throughput.degraded_over_time (KV fragmentation case study); sim_capacity.md §D D6",
+    source: "infer-doctor's own rule (inference: tokens/s falling across the run, with preemptions); cf. \
+             https://docs.vllm.ai/en/stable/configuration/optimization/ (Preemption) and llm-d/llm-d: \
+             docs/monitoring/prometheus-alerting-rules.yaml (LLMDHighPreemptions)",
 };
 
 pub(crate) fn assess(facts: &Facts, t: &Thresholds) -> Vec<Assessment> {
@@ -142,9 +146,11 @@ fn trend_from_requests(facts: &Facts) -> Option<Trend> {
     })
 }
 
-/// From the scrapes: the generation-token counter's rate over the first and the last third of the scrapes.
+/// From the scrapes: the generation-token counter's rate over the first and the last third of the scrapes
+/// while the server was generating. Scrapes before the load began or after it ended show an idle server, not
+/// a slow one, so they are left out.
 fn trend_from_scrapes(facts: &Facts) -> Option<Trend> {
-    let points: Vec<(f64, f64)> = facts
+    let all: Vec<(f64, f64)> = facts
         .evidence
         .scrapes
         .iter()
@@ -155,6 +161,16 @@ fn trend_from_scrapes(facts: &Facts) -> Option<Trend> {
             ))
         })
         .collect();
+    // An interval is active when it generated at least a share of the busiest one's rate: a health check's
+    // token now and then after the load is not load.
+    let rate_of = |i: usize| ratio((all[i + 1].1 - all[i].1).max(0.0), all[i + 1].0 - all[i].0);
+    let peak = (0..all.len().saturating_sub(1))
+        .filter_map(rate_of)
+        .fold(0.0_f64, f64::max);
+    let grew = |i: usize| rate_of(i).is_some_and(|r| r > 0.0 && r >= ACTIVE_SHARE_OF_PEAK * peak);
+    let first_active = (0..all.len().saturating_sub(1)).find(|&i| grew(i))?;
+    let last_active = (0..all.len() - 1).rev().find(|&i| grew(i))? + 1;
+    let points = &all[first_active..=last_active];
     if points.len() < 4 {
         return None;
     }
@@ -165,9 +181,16 @@ fn trend_from_scrapes(facts: &Facts) -> Option<Trend> {
     Some(Trend {
         first,
         last,
-        window: format!("server scrapes ({}), first vs last third", points.len()),
+        window: format!(
+            "server scrapes while generating ({} of {}), first vs last third",
+            points.len(),
+            all.len()
+        ),
     })
 }
+
+/// An interval between scrapes generating less than this share of the busiest interval's tokens/s is idle.
+const ACTIVE_SHARE_OF_PEAK: f64 = 0.05;
 
 /// A fall to this share of the degradation threshold (0.7 × 0.8 ≈ a 44% loss) is steep.
 const STEEP_SHARE: f64 = 0.8;
@@ -188,7 +211,14 @@ fn degraded_over_time(facts: &Facts, t: &Thresholds) -> Assessment {
     let preemptions = facts
         .counter(Signal::Preemptions)
         .map(|c| c.increase)
-        .or_else(|| facts.evidence.log.as_ref().map(|l| l.preemptions as f64))
+        .or_else(|| {
+            facts
+                .evidence
+                .log
+                .as_ref()
+                .and_then(|l| l.preemptions)
+                .map(|n| n as f64)
+        })
         .filter(|p| *p > t.preemptions_allowed);
     let mut evidence = vec![
         compared(

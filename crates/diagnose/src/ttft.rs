@@ -16,7 +16,9 @@ const QUEUEING: Rule = Rule {
         "Fix the capacity limit the capacity findings name (KV cache or max-num-seqs)",
         "Add replicas, or cap concurrency at the gateway so requests queue where they can be shed",
     ],
-    source: "sim_capacity.md §D D8, D5 (PSAP playbook, vllm-doctor queue latency); DESIGN.md §6",
+    source: "rh-aiservices-bu/llm-d-playbook: Performance Debugging Guide (High TTFT: queueing issue); \
+             aminalaee/vllm-doctor: vllm_doctor/rules/queue_latency.py (queue time p95 > 1 s); vllm-project/vllm: \
+             vllm/v1/metrics/loggers.py (vllm:request_queue_time_seconds)",
 };
 
 const PREFILL_BOUND: Rule = Rule {
@@ -30,7 +32,9 @@ const PREFILL_BOUND: Rule = Rule {
         "Disaggregate prefill and decode (P/D, e.g. llm-d) for long prompts",
         "Add GPUs (tensor parallelism) to cut prefill time",
     ],
-    source: "sim_capacity.md §D D7 (vllm-doctor TTFT p95 > 2 s, PSAP playbook), §B3 prefill bound",
+    source: "rh-aiservices-bu/llm-d-playbook: Performance Debugging Guide (High TTFT: compute-bound prefill, \
+             waiting ≈ 0); aminalaee/vllm-doctor: vllm_doctor/rules/ttft_bottleneck.py (TTFT p95 > 2 s); \
+             https://docs.vllm.ai/en/stable/configuration/optimization/ (chunked prefill)",
 };
 
 const COLD_START: Rule = Rule {
@@ -43,7 +47,10 @@ const COLD_START: Rule = Rule {
         "Gate readiness on the warm-up, not on the port opening",
         "Keep CUDA graphs and compile caches between restarts",
     ],
-    source: "DESIGN.md §6 ttft.cold_start (inference: first requests' TTFT ≫ steady TTFT)",
+    source: "infer-doctor's own threshold (inference: the first requests' TTFT far above the steady TTFT); cf. \
+             ai-dynamo/aiperf (a warm-up phase, --warmup-request-count, kept out of the results) and \
+             https://docs.vllm.ai/en/stable/configuration/optimization/ (compilation and CUDA graphs trade start-up \
+             time for speed)",
 };
 
 pub(crate) fn assess(facts: &Facts, t: &Thresholds) -> Vec<Assessment> {
@@ -214,8 +221,15 @@ fn prefill_bound(facts: &Facts, t: &Thresholds) -> Assessment {
     let slow_loaded = loaded
         .as_ref()
         .is_some_and(|l| l.loaded.ms > t.ttft_high_ms);
+    // An engine log can show prefill falling behind without any TTFT measured: see `prefill_backlog`.
+    let backlog = facts
+        .queued_log_stats(t)
+        .filter(crate::facts::QueuedStats::prefill_backlog);
     if loaded.is_none() && single.is_none() {
-        return PREFILL_BOUND.unknown("TTFT (no probe or bench run)", how::LOADED_PROBE);
+        return match backlog {
+            Some(queued) => prefill_backlog(&queued),
+            None => PREFILL_BOUND.unknown("TTFT (no probe or bench run)", how::LOADED_PROBE),
+        };
     }
     if !slow_alone && !slow_loaded {
         let detail = loaded.as_ref().map_or_else(
@@ -249,6 +263,10 @@ fn prefill_bound(facts: &Facts, t: &Thresholds) -> Assessment {
                 .as_ref()
                 .is_some_and(|w| w.mean > t.waiting_mean_nonempty));
     if queued {
+        // A queue that grows because prefill cannot keep up is still a prefill problem.
+        if let Some(queued) = backlog {
+            return prefill_backlog(&queued);
+        }
         return PREFILL_BOUND.passes(
             "TTFT is high because of the queue, not the prefill (see ttft.queueing)".into(),
         );
@@ -319,6 +337,39 @@ fn prefill_bound(facts: &Facts, t: &Thresholds) -> Assessment {
             }
         }
     }
+}
+
+/// Requests wait while the engine admits them only as fast as it prefills: running climbs, prompt throughput
+/// holds at one rate, so the prefill rate, not a batch limit, sets how fast the queue drains.
+fn prefill_backlog(queued: &crate::facts::QueuedStats) -> Assessment {
+    let Some((prompt_mean, spread)) = queued.prompt else {
+        return PREFILL_BOUND.unknown("prompt throughput in the log's stats lines", how::LOG);
+    };
+    let window = &queued.window;
+    PREFILL_BOUND.fires(
+        Severity::Warning,
+        Confidence::Medium,
+        format!(
+            "prefill cannot keep up: prompt throughput stays at {prompt_mean:.0} tokens/s while {:.1} requests \
+             wait on average and running climbs from {:.0} to {:.0}",
+            queued.waiting_mean,
+            queued.first_running(),
+            queued.last_running()
+        ),
+        vec![
+            compared(
+                "prompt throughput spread (stddev / mean)",
+                spread,
+                "≤",
+                crate::facts::FLAT_PROMPT_SPREAD,
+                window,
+            ),
+            seen("prompt throughput mean (tokens/s)", prompt_mean, window),
+            seen("requests_waiting mean", queued.waiting_mean, window),
+            seen("requests_running first", queued.first_running(), window),
+            seen("requests_running last", queued.last_running(), window),
+        ],
+    )
 }
 
 fn median(values: &mut [f64]) -> Option<f64> {

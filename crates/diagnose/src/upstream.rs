@@ -17,7 +17,8 @@ const UPSTREAM: Rule = Rule {
         "Check what runs before the model call (RAG retrieval, vector DB, auth) for its own queue",
         "Check the network path and DNS between client and server",
     ],
-    source: "sim_capacity.md §D D13, §B4 (PSAP playbook: running + waiting ≈ client concurrency)",
+    source: "rh-aiservices-bu/llm-d-playbook: Performance Debugging Guide (Sanity Check: running + waiting ≈ the \
+             load generator's concurrency; fewer means the bottleneck is upstream of vLLM)",
 };
 
 const CLIENT_BOUND: Rule = Rule {
@@ -28,8 +29,12 @@ const CLIENT_BOUND: Rule = Rule {
     remedies: &[
         "Run the load generator on a machine with more free cores, or closer to the server",
         "Lower the requested rate or concurrency per client and run several clients",
+        "When the prompt builder could not keep up: fewer exact-length prompts to build (a dataset file, or no \
+         --tokenizer), or more cores for the client",
     ],
-    source: "DESIGN.md §6 client.bound; bench_anchors.md (coordinated omission)",
+    source: "vllm-project/vllm#54101 (coordinated omission under --max-concurrency); vllm-project/vllm#21104 \
+             (request rate not honoured); ai-dynamo/aiperf (schedule lag, \"degraded\" at p99 > 500 ms); the lag, \
+             rate, in-flight and CPU limits are infer-doctor's own thresholds (inference)",
 };
 
 pub(crate) fn assess(facts: &Facts, t: &Thresholds) -> Vec<Assessment> {
@@ -71,6 +76,33 @@ fn upstream(facts: &Facts, t: &Thresholds) -> Assessment {
             &facts.how_server(),
         );
     };
+    // Requests refused at once (an HTTP 400) are in flight at the client but never run in the engine.
+    if let Some(requests) = facts.client().map(|c| &c.requests) {
+        let answered = requests.ok + requests.failed;
+        if ratio(requests.failed as f64, answered as f64)
+            .is_some_and(|share| share > t.upstream_max_failed_share)
+        {
+            return UPSTREAM.unknown(
+                &format!(
+                    "a comparable in-flight count: {} of {answered} requests failed, and the engine never ran \
+                     those",
+                    requests.failed
+                ),
+                "fix the errors first (errors.rate), then compare again",
+            );
+        }
+    }
+    if facts
+        .evidence
+        .server
+        .as_ref()
+        .is_some_and(|s| s.scrapes > 0 && (s.scrapes as f64) < t.upstream_min_scrapes)
+    {
+        return UPSTREAM.unknown(
+            "enough scrapes of the engine's running and waiting counts",
+            "a longer run, scraped every --scrape-interval 1s",
+        );
+    }
     if in_flight < t.upstream_min_in_flight {
         return UPSTREAM.passes(format!(
             "only {in_flight:.1} requests in flight on average: nothing to compare"
@@ -112,10 +144,6 @@ fn client_bound(facts: &Facts, t: &Thresholds) -> Assessment {
     let health = &client.client;
     let mut evidence = Vec::new();
     let mut reasons = Vec::new();
-    if health.client_bound {
-        evidence.push(seen("client_bound flag", 1.0, &window));
-        reasons.push("it flagged itself as the limit".to_string());
-    }
     if let Some(lag) = health
         .schedule_lag
         .as_ref()
@@ -131,7 +159,20 @@ fn client_bound(facts: &Facts, t: &Thresholds) -> Assessment {
         ));
         reasons.push(format!("it fell {} behind its schedule (p99)", ms(lag)));
     }
-    if let Some(requested) = health.requested_rate.and_then(finite).filter(|r| *r > 0.0) {
+    if health.schedule_slips > 0 {
+        evidence.push(seen(
+            "schedule slides",
+            health.schedule_slips as f64,
+            &window,
+        ));
+        reasons.push(format!(
+            "it slid its schedule {} times, too far behind to catch up",
+            health.schedule_slips
+        ));
+    }
+    if let Some(requested) = health.requested_rate.and_then(finite).filter(|r| *r > 0.0)
+        && !health.held_at_limit
+    {
         let achieved = client.throughput.send_rate;
         if ratio(achieved, requested).is_some_and(|share| share < t.client_rate_achieved_share) {
             evidence.push(compared(
@@ -146,12 +187,84 @@ fn client_bound(facts: &Facts, t: &Thresholds) -> Assessment {
             ));
         }
     }
+    // Without a steady part the window runs into the drain, when fewer users are left by design.
+    if let Some(users) = health
+        .requested_concurrency
+        .filter(|u| *u > 0 && client.throughput.steady)
+    {
+        let held = client.throughput.mean_concurrency;
+        // Users waiting on warm-up requests the server failed or stalled send nothing measured: when those
+        // failures cover the shortfall it is the server's, and the run's warm-up warning says so.
+        let held_by_failed_warmup = client.warmup.failed as f64 >= users as f64 - held;
+        if !held_by_failed_warmup
+            && ratio(held, users as f64).is_some_and(|share| share < t.client_in_flight_share)
+        {
+            evidence.push(compared(
+                "mean in flight / users",
+                held / users as f64,
+                "<",
+                t.client_in_flight_share,
+                &window,
+            ));
+            reasons.push(format!(
+                "it held {held:.1} of its {users} users' requests in flight on average"
+            ));
+        }
+    }
+    if health.cores > 0 {
+        let share = health.cpu_cores_used / f64::from(health.cores);
+        if share.is_finite() && share > t.client_cpu_share {
+            evidence.push(compared(
+                "client CPU / cores",
+                share,
+                ">",
+                t.client_cpu_share,
+                &window,
+            ));
+            reasons.push(format!(
+                "it kept {:.1} of {} cores busy",
+                health.cpu_cores_used, health.cores
+            ));
+        }
+    }
+    let waited = health.prompt_wait_share;
+    if waited.is_finite() && waited > t.client_prompt_wait_share {
+        evidence.push(compared(
+            "prompt wait / run time",
+            waited,
+            ">",
+            t.client_prompt_wait_share,
+            &window,
+        ));
+        reasons.push(format!(
+            "the prompt builder could not keep up: requests waited for their prompt {:.0}% of the run ({:.1} s)",
+            waited * 100.0,
+            health.prompt_wait_s
+        ));
+    }
+    // Run directories written before this rule judged the client carry only the flag.
+    if reasons.is_empty() && health.client_bound {
+        evidence.push(seen("client_bound flag", 1.0, &window));
+        reasons.push("it flagged itself as the limit".to_string());
+    }
     if reasons.is_empty() {
         return CLIENT_BOUND.passes("the client kept its schedule".to_string());
     }
+    // Two signs, or one the client measured on itself (lag, slides, CPU), are more than a ratio alone.
+    let direct = evidence.iter().any(|o| {
+        [
+            "schedule_lag",
+            "schedule slides",
+            "client CPU",
+            "prompt wait",
+            "client_bound",
+        ]
+        .iter()
+        .any(|name| o.signal.starts_with(name))
+    });
     CLIENT_BOUND.fires(
         Severity::Warning,
-        if health.client_bound {
+        if direct || reasons.len() > 1 {
             Confidence::High
         } else {
             Confidence::Medium

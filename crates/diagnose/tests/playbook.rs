@@ -3,9 +3,13 @@
 
 mod support;
 
+use std::collections::BTreeMap;
+
 use infer_doctor_core::record::ErrorClass;
 use infer_doctor_core::summary::ErrorCount;
-use infer_doctor_core::{CheckStatus, ClockReason, Evidence, Severity, Signal, XidEvent};
+use infer_doctor_core::{
+    CheckStatus, ClockReason, Evidence, LogFailure, LogFailureKind, Severity, Signal, XidEvent,
+};
 use infer_doctor_diagnose::{Thresholds, diagnose};
 use support::*;
 
@@ -174,8 +178,12 @@ const CASES: &[(&str, Change, Change)] = &[
     ),
     (
         "client.bound",
-        |e| client(e).client.client_bound = true,
-        |e| client(e).client.schedule_lag = Some(latency(5.0, 40.0)),
+        // 16 in flight of 40 users: the client, between a response and the next request, held back the load.
+        |e| client(e).client.requested_concurrency = Some(40),
+        |e| {
+            client(e).client.requested_concurrency = Some(18);
+            client(e).client.schedule_lag = Some(latency(5.0, 40.0));
+        },
     ),
     (
         "errors.rate",
@@ -257,6 +265,29 @@ const CASES: &[(&str, Change, Change)] = &[
         |e| e.log.as_mut().unwrap().max_concurrency = Some((16.0, 4096)),
     ),
     (
+        "engine.out_of_memory",
+        |e| log_failure(e, LogFailureKind::OutOfMemory, OOM_LINE),
+        // An error the engine survived is not an out-of-memory crash.
+        |e| log_failure(e, LogFailureKind::Error, "ValueError: boom"),
+    ),
+    (
+        "engine.fatal_error",
+        |e| log_failure(e, LogFailureKind::Fatal, ENGINE_DEAD_LINE),
+        |e| log_failure(e, LogFailureKind::Error, "ValueError: boom"),
+    ),
+    (
+        "engine.errors",
+        |e| log_failure(e, LogFailureKind::Error, "ValueError: boom"),
+        // A clean log that was read: nothing to report.
+        |e| e.log.as_mut().unwrap().errors = 0,
+    ),
+    (
+        "consistency.sources_disagree",
+        |e| e.log.as_mut().unwrap().server = "sglang".into(),
+        // vLLM's cache_config_info and its log's KV cache size round differently on hybrid models.
+        |e| set_gauge(e, Signal::KvCapacityTokens, 170_000.0, 170_000.0),
+    ),
+    (
         "consistency.littles_law",
         |e| {
             server(e).histograms.insert(Signal::E2e, histogram(0.5));
@@ -325,12 +356,33 @@ fn every_playbook_rule_has_a_case() {
         "hardware.memory_errors",
         "hardware.clock_slowdown",
         "hardware.pcie_degraded",
+        "engine.out_of_memory",
+        "engine.fatal_error",
+        "engine.errors",
+        "consistency.sources_disagree",
     ];
     for id in ids {
         assert!(
             CASES.iter().any(|(case, _, _)| *case == id),
             "no case for {id}"
         );
+    }
+}
+
+#[test]
+fn every_finding_cites_public_references_not_design_notes() {
+    let thresholds = Thresholds::default();
+    for (case, fire, _) in CASES {
+        let mut evidence = healthy();
+        fire(&mut evidence);
+        for found in diagnose(&evidence, &thresholds).findings {
+            if let Some(problem) = source_problem(&found.source) {
+                panic!(
+                    "{} (in the {case} case): its source {problem}: {}",
+                    found.id, found.source
+                );
+            }
+        }
     }
 }
 
@@ -345,7 +397,7 @@ fn healthy_evidence_has_no_warning_and_every_checklist_line_passes() {
         "{:#?}",
         diagnosis.findings
     );
-    assert_eq!(diagnosis.checklist.len(), 19);
+    assert_eq!(diagnosis.checklist.len(), 20);
     for line in &diagnosis.checklist {
         assert_eq!(line.status, CheckStatus::Pass, "{line:#?}");
     }
@@ -431,7 +483,7 @@ fn errors_dominate_the_headline() {
     assert!(
         diagnosis
             .headline
-            .starts_with("Errors are high (10 of 100 requests failed)"),
+            .starts_with("Errors are high (10 of 100 answered requests failed)"),
         "{}",
         diagnosis.headline
     );
@@ -499,15 +551,8 @@ fn nothing_at_all_gives_no_findings_and_says_how_to_get_each_answer() {
             .headline
             .starts_with("No problem found: no client measurement")
     );
+    // Even "does the workload share prefixes": with no workload known, that is unknown too.
     for line in &diagnosis.checklist {
-        if line.id == "prefix_cache_hitting" {
-            assert_eq!(
-                line.status,
-                CheckStatus::Pass,
-                "not applicable without shared prefixes"
-            );
-            continue;
-        }
         assert_eq!(line.status, CheckStatus::Unknown, "{line:#?}");
         assert!(line.detail.starts_with("not checked"), "{line:#?}");
         assert!(line.how_to_know.is_some(), "{line:#?}");
@@ -808,4 +853,549 @@ fn xid_severity_follows_what_the_code_means() {
     let line = check_line(&diagnose(&evidence, &Thresholds::default()), "gpu_no_xid").clone();
     assert_eq!(line.status, CheckStatus::Unknown);
     assert!(line.how_to_know.unwrap().contains("journalctl -k"));
+}
+
+/// Scrapes of a server generating `rates` tokens/s, one every 5 s, then `idle` scrapes after the load ended.
+fn scrapes_at(rates: &[f64], idle: usize) -> Vec<(f64, infer_doctor_core::ServerReadings)> {
+    let mut total = 0.0;
+    let mut out = Vec::new();
+    for (i, rate) in rates
+        .iter()
+        .chain(std::iter::repeat_n(&0.0, idle))
+        .enumerate()
+    {
+        out.push((
+            i as f64 * 5.0,
+            infer_doctor_core::ServerReadings {
+                dialect: "vllm_v1".into(),
+                readings: BTreeMap::from([(
+                    Signal::GenerationTokens,
+                    infer_doctor_core::Reading::Value(total),
+                )]),
+                ..Default::default()
+            },
+        ));
+        total += rate * 5.0;
+    }
+    out
+}
+
+#[test]
+fn idle_scrapes_after_the_load_ended_are_not_a_throughput_degradation() {
+    let mut evidence = healthy();
+    evidence.requests.clear();
+    evidence.scrapes = scrapes_at(&[500.0; 8], 10);
+    // A health check's token now and then after the load is not load either.
+    for (i, (_, readings)) in evidence.scrapes.iter_mut().enumerate().skip(9) {
+        if let Some(infer_doctor_core::Reading::Value(v)) =
+            readings.readings.get_mut(&Signal::GenerationTokens)
+        {
+            *v += i as f64;
+        }
+    }
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    assert!(
+        finding(&diagnosis, "throughput.degraded_over_time").is_none(),
+        "{:#?}",
+        diagnosis.findings
+    );
+    let line = check_line(&diagnosis, "throughput_holds");
+    assert_eq!(line.status, CheckStatus::Pass, "{line:?}");
+    // A real fall while the load lasts still fires, idle tail or not.
+    evidence.scrapes = scrapes_at(
+        &[500.0, 500.0, 500.0, 480.0, 300.0, 200.0, 200.0, 200.0],
+        10,
+    );
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    assert!(finding(&diagnosis, "throughput.degraded_over_time").is_some());
+}
+
+#[test]
+fn prefix_caching_disabled_in_the_log_is_named_when_the_workload_shares_prefixes() {
+    let mut evidence = healthy();
+    evidence
+        .log
+        .as_mut()
+        .unwrap()
+        .non_default_args
+        .insert("enable_prefix_caching".into(), "False".into());
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    let found = finding(&diagnosis, "cache.prefix_low_hit").expect("prefix caching off");
+    assert!(found.verdict.contains("disabled"), "{}", found.verdict);
+    // The same server with a workload that shares nothing: nothing to say.
+    evidence.shared_prefixes = Some(false);
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    assert!(finding(&diagnosis, "cache.prefix_low_hit").is_none());
+    // Unknown workload: the line says so, not "not applicable".
+    evidence.shared_prefixes = None;
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    assert_eq!(
+        check_line(&diagnosis, "prefix_cache_hitting").status,
+        CheckStatus::Unknown
+    );
+}
+
+#[test]
+fn a_client_holding_55_of_100_requests_in_flight_is_the_limit_unless_the_user_allows_it() {
+    let mut evidence = healthy();
+    client(&mut evidence).throughput.mean_concurrency = 55.0;
+    client(&mut evidence).client.requested_concurrency = Some(100);
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    let found = finding(&diagnosis, "client.bound").expect("client-bound");
+    assert!(
+        found.verdict.contains("55.0 of its 100"),
+        "{}",
+        found.verdict
+    );
+    let lenient = Thresholds::from_toml("client_in_flight_share = 0.5\n").unwrap();
+    assert!(finding(&diagnose(&evidence, &lenient), "client.bound").is_none());
+    // A run with no steady part (all sent at once) is measured into its drain: no verdict on the client.
+    client(&mut evidence).throughput.steady = false;
+    assert!(finding(&diagnose(&evidence, &Thresholds::default()), "client.bound").is_none());
+    client(&mut evidence).throughput.steady = true;
+    // 45 users held by warm-up requests the server failed or stalled: the shortfall is the server's, not the
+    // client's (the run's warm-up warning names it).
+    client(&mut evidence).warmup.failed = 45;
+    assert!(finding(&diagnose(&evidence, &Thresholds::default()), "client.bound").is_none());
+    client(&mut evidence).warmup.failed = 0;
+    // A busy client machine is direct evidence: high confidence.
+    client(&mut evidence).client.cores = 2;
+    client(&mut evidence).client.cpu_cores_used = 1.95;
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    let found = finding(&diagnosis, "client.bound").unwrap();
+    assert_eq!(found.confidence, infer_doctor_core::Confidence::High);
+}
+
+#[test]
+fn a_prompt_builder_that_could_not_keep_up_is_named_as_the_client_limit() {
+    // Regression: 512-token exact prompts built on one thread capped a run near 2,000 req/s with no warning.
+    let mut evidence = healthy();
+    client(&mut evidence).client.prompt_wait_s = 6.0;
+    client(&mut evidence).client.prompt_wait_share = 0.6;
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    let found = finding(&diagnosis, "client.bound").expect("client-bound");
+    assert!(
+        found.verdict.contains(
+            "the prompt builder could not keep up: requests waited for their prompt 60% of the run (6.0 s)"
+        ),
+        "{}",
+        found.verdict
+    );
+    // Measured on the client itself: direct evidence.
+    assert_eq!(found.confidence, infer_doctor_core::Confidence::High);
+    assert!(
+        found
+            .evidence
+            .iter()
+            .any(|o| o.signal == "prompt wait / run time")
+    );
+    let lenient = Thresholds::from_toml("client_prompt_wait_share = 0.7\n").unwrap();
+    assert!(finding(&diagnose(&evidence, &lenient), "client.bound").is_none());
+    // The first prompts' wait in a run whose builder kept up is no finding.
+    client(&mut evidence).client.prompt_wait_share = 0.001;
+    assert!(finding(&diagnose(&evidence, &Thresholds::default()), "client.bound").is_none());
+}
+
+const OOM_LINE: &str = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 786.00 MiB. GPU 0 has a total \
+                        capacity of 79.11 GiB of which 140.75 MiB is free.";
+const ENGINE_DEAD_LINE: &str = "vllm.v1.engine.exceptions.EngineDeadError: EngineCore encountered an issue. See stack \
+                                trace (above) for the root cause.";
+
+/// The engine log holds one failure of `kind` at line 412.
+fn log_failure(evidence: &mut Evidence, kind: LogFailureKind, message: &str) {
+    evidence.log.as_mut().unwrap().failures.push(LogFailure {
+        kind,
+        line: 412,
+        message: message.to_string(),
+        headline: Some("EngineCore encountered a fatal error.".to_string()),
+        count: 1,
+    });
+}
+
+#[test]
+fn an_out_of_memory_crash_in_the_engine_log_is_a_critical_finding_quoting_the_line() {
+    // Regression: an engine log with a CUDA out-of-memory traceback gave no finding at all.
+    let mut evidence = healthy();
+    evidence.client = None;
+    evidence.single_user = None;
+    log_failure(&mut evidence, LogFailureKind::OutOfMemory, OOM_LINE);
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    let found = finding(&diagnosis, "engine.out_of_memory").expect("OOM finding");
+    assert_eq!(found.severity, Severity::Critical);
+    assert!(
+        found
+            .verdict
+            .contains("line 412: torch.OutOfMemoryError: CUDA out of memory."),
+        "{}",
+        found.verdict
+    );
+    assert!(found.remedies[0].contains("--gpu-memory-utilization"));
+    assert!(
+        found.source.contains("https://docs.vllm.ai/"),
+        "{}",
+        found.source
+    );
+    assert!(!found.source.contains(".md"), "{}", found.source);
+    assert_eq!(diagnosis.findings[0].id, "engine.out_of_memory");
+    assert!(
+        diagnosis
+            .headline
+            .starts_with("The engine failed: the engine ran out of memory"),
+        "{}",
+        diagnosis.headline
+    );
+    let line = check_line(&diagnosis, "engine_ran_clean");
+    assert_eq!(line.status, CheckStatus::Fail);
+    assert!(line.detail.contains("line 412"), "{}", line.detail);
+
+    // Without a log nothing says the engine ran clean.
+    evidence.log = None;
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    let line = check_line(&diagnosis, "engine_ran_clean");
+    assert_eq!(line.status, CheckStatus::Unknown);
+    assert!(line.how_to_know.as_deref().unwrap().contains("--log FILE"));
+}
+
+#[test]
+fn no_preemptions_is_not_claimed_from_a_log_that_cannot_report_them() {
+    // Regression: a vLLM V1 or SGLang log whose stats lines have no preemption field passed "no preemptions".
+    let mut evidence = healthy();
+    server(&mut evidence).counters.remove(&Signal::Preemptions);
+    for server in ["vllm", "sglang"] {
+        let log = evidence.log.as_mut().unwrap();
+        (log.server, log.preemptions) = (server.to_string(), None);
+        let diagnosis = diagnose(&evidence, &Thresholds::default());
+        let line = check_line(&diagnosis, "no_preemptions");
+        assert_eq!(line.status, CheckStatus::Unknown, "{line:#?}");
+        assert!(
+            line.detail.contains("do not report preemptions"),
+            "{}",
+            line.detail
+        );
+        assert!(finding(&diagnosis, "capacity.preemptions").is_none());
+    }
+    // A log that reports them, and reports none, passes.
+    evidence.log.as_mut().unwrap().preemptions = Some(0);
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    assert_eq!(
+        check_line(&diagnosis, "no_preemptions").status,
+        CheckStatus::Pass
+    );
+    evidence.log.as_mut().unwrap().preemptions = Some(7);
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    assert!(finding(&diagnosis, "capacity.preemptions").is_some());
+}
+
+/// A vLLM log of stats lines only, (prompt tok/s, running, waiting, KV usage) each, with the given arguments.
+fn stats_log(lines: &[(f64, u64, u64, f64)], max_num_seqs: Option<&str>) -> Evidence {
+    let mut non_default_args = std::collections::BTreeMap::new();
+    if let Some(cap) = max_num_seqs {
+        non_default_args.insert("max_num_seqs".to_string(), cap.to_string());
+    }
+    Evidence {
+        log: Some(infer_doctor_core::LogFacts {
+            server: "vllm".into(),
+            non_default_args,
+            stats: lines
+                .iter()
+                .enumerate()
+                .map(
+                    |(i, &(prompt, running, waiting, kv))| infer_doctor_core::LogStats {
+                        t: Some(i as f64 * 10.0),
+                        prompt_throughput: Some(prompt),
+                        generation_throughput: Some(300.0),
+                        running: Some(running),
+                        waiting: Some(waiting),
+                        kv_usage: Some(kv),
+                        ..Default::default()
+                    },
+                )
+                .collect(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn running_climbing_under_flat_prompt_throughput_is_prefill_bound_not_a_batch_cap() {
+    // Regression: a log whose running count climbs while prompt throughput stays flat and requests wait was
+    // called a batch cap ("a batch limit likely binds at 20 running").
+    let climbing = stats_log(
+        &[
+            (8000.0, 4, 40, 0.08),
+            (8100.0, 8, 38, 0.12),
+            (7950.0, 12, 36, 0.17),
+            (8050.0, 16, 34, 0.22),
+            (8000.0, 20, 30, 0.27),
+        ],
+        None,
+    );
+    let diagnosis = diagnose(&climbing, &Thresholds::default());
+    assert!(
+        finding(&diagnosis, "capacity.batch_cap").is_none(),
+        "{:#?}",
+        diagnosis.findings
+    );
+    let line = check_line(&diagnosis, "batch_not_capped");
+    assert_eq!(line.status, CheckStatus::Pass);
+    assert!(line.detail.contains("prefill"), "{}", line.detail);
+    let found = finding(&diagnosis, "ttft.prefill_bound").expect("prefill-bound");
+    assert!(
+        found.verdict.contains("prefill cannot keep up")
+            && found.verdict.contains("climbs from 4 to 20"),
+        "{}",
+        found.verdict
+    );
+
+    // Near miss: the same queue with prompt throughput swinging is not shown to be prefill-bound.
+    let mut swinging = climbing.clone();
+    for (stats, prompt) in swinging
+        .log
+        .as_mut()
+        .unwrap()
+        .stats
+        .iter_mut()
+        .zip([2000.0, 9000.0, 4000.0, 12000.0, 1000.0])
+    {
+        stats.prompt_throughput = Some(prompt);
+    }
+    let diagnosis = diagnose(&swinging, &Thresholds::default());
+    assert!(finding(&diagnosis, "ttft.prefill_bound").is_none());
+    assert!(finding(&diagnosis, "capacity.batch_cap").is_none());
+}
+
+#[test]
+fn running_pinned_at_max_num_seqs_while_requests_wait_is_the_batch_cap() {
+    let lines = [
+        (2000.0, 16, 10, 0.40),
+        (900.0, 16, 12, 0.42),
+        (3100.0, 16, 15, 0.45),
+        (1500.0, 16, 18, 0.47),
+    ];
+    let diagnosis = diagnose(&stats_log(&lines, Some("16")), &Thresholds::default());
+    let found = finding(&diagnosis, "capacity.batch_cap").expect("batch cap");
+    assert_eq!(found.severity, Severity::Warning);
+    assert_eq!(found.confidence, infer_doctor_core::Confidence::High);
+    assert!(finding(&diagnosis, "ttft.prefill_bound").is_none());
+    // The same log with max_num_seqs 32: running never reached the cap.
+    let diagnosis = diagnose(&stats_log(&lines, Some("32")), &Thresholds::default());
+    assert!(finding(&diagnosis, "capacity.batch_cap").is_none());
+}
+
+#[test]
+fn metrics_and_a_log_from_different_servers_are_said_to_disagree() {
+    // Regression: scrapes of one server and a log of another were mixed without a word.
+    let mut evidence = healthy();
+    set_gauge(
+        &mut evidence,
+        Signal::KvCapacityTokens,
+        524_288.0,
+        524_288.0,
+    );
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    let found = finding(&diagnosis, "consistency.sources_disagree").expect("capacities differ");
+    assert_eq!(found.severity, Severity::Warning);
+    assert!(
+        found.verdict.contains("server metrics (vllm_v1 dialect)")
+            && found.verdict.contains("engine log (vllm)")
+            && found.verdict.contains("524288")
+            && found.verdict.contains("163840"),
+        "{}",
+        found.verdict
+    );
+    // One source alone cannot disagree with itself.
+    evidence.log = None;
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    assert!(finding(&diagnosis, "consistency.sources_disagree").is_none());
+}
+
+#[test]
+fn requests_the_client_stopped_are_not_blamed_on_the_server() {
+    let error_rate_line = |evidence: &Evidence| {
+        let diagnosis = diagnose(evidence, &Thresholds::default());
+        assert!(
+            diagnosis.findings.iter().all(|f| f.id != "errors.rate"),
+            "{:#?}",
+            diagnosis.findings
+        );
+        let line = diagnosis.checklist.iter().find(|l| l.id == "error_rate");
+        line.expect("the error-rate line").clone()
+    };
+    // A probe cut off by its budget: 40 answered, 60 stopped by the client.
+    let mut evidence = healthy();
+    let requests = &mut client(&mut evidence).requests;
+    (requests.sent, requests.ok, requests.interrupted) = (100, 40, 60);
+    let line = error_rate_line(&evidence);
+    assert_eq!(line.status, CheckStatus::Pass, "{line:#?}");
+    assert!(line.detail.contains("of 40 requests"), "{line:#?}");
+
+    // A run recorded before they were counted apart listed them as failures of class `interrupted`.
+    let requests = &mut client(&mut evidence).requests;
+    (requests.failed, requests.interrupted, requests.error_rate) = (60, 0, 0.6);
+    requests.errors = vec![ErrorCount {
+        class: ErrorClass::Interrupted,
+        status: None,
+        count: 60,
+        example: "run interrupted before the response ended".into(),
+    }];
+    assert_eq!(error_rate_line(&evidence).status, CheckStatus::Pass);
+
+    // Every request stopped: nothing to judge, and the server's aborts would only be the client's hang-ups.
+    let requests = &mut client(&mut evidence).requests;
+    (requests.ok, requests.failed, requests.interrupted) = (0, 0, 100);
+    requests.errors.clear();
+    assert_eq!(error_rate_line(&evidence).status, CheckStatus::Unknown);
+}
+
+#[test]
+fn a_short_run_does_not_headline_littles_law() {
+    let mut evidence = healthy();
+    server(&mut evidence)
+        .histograms
+        .insert(Signal::E2e, histogram(0.5));
+    assert!(
+        finding(
+            &diagnose(&evidence, &Thresholds::default()),
+            "consistency.littles_law"
+        )
+        .is_some()
+    );
+    // The same disagreement from four scrapes: too coarse to say the measurement cannot be trusted.
+    server(&mut evidence).scrapes = 4;
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    assert!(finding(&diagnosis, "consistency.littles_law").is_none());
+    assert!(
+        !diagnosis
+            .headline
+            .starts_with("The measurement cannot be trusted")
+    );
+    assert_eq!(
+        check_line(&diagnosis, "littles_law").status,
+        CheckStatus::Unknown
+    );
+}
+
+#[test]
+fn requests_rejected_at_once_do_not_raise_upstream_bottleneck() {
+    let mut evidence = healthy();
+    set_gauge(&mut evidence, Signal::RequestsRunning, 3.0, 4.0);
+    assert!(
+        finding(
+            &diagnose(&evidence, &Thresholds::default()),
+            "upstream.bottleneck"
+        )
+        .is_some()
+    );
+    // Most requests were refused with an HTTP 400 before they could run: the engine's count cannot match.
+    let requests = &mut client(&mut evidence).requests;
+    (requests.ok, requests.failed) = (20, 80);
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    assert!(finding(&diagnosis, "upstream.bottleneck").is_none());
+    assert_eq!(
+        check_line(&diagnosis, "upstream_matches").status,
+        CheckStatus::Unknown
+    );
+}
+
+#[test]
+fn metrics_and_a_log_of_different_models_are_said_to_disagree() {
+    let mut evidence = healthy();
+    evidence.log.as_mut().unwrap().model = Some("meta-llama/Llama-3.1-8B-Instruct".into());
+    server(&mut evidence).models = vec!["Qwen/Qwen3-32B".into()];
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    let found = finding(&diagnosis, "consistency.sources_disagree").expect("different models");
+    assert!(
+        found.verdict.contains("Qwen/Qwen3-32B"),
+        "{}",
+        found.verdict
+    );
+    // The log's --served-model-name is the name the metrics carry: the same server.
+    evidence
+        .log
+        .as_mut()
+        .unwrap()
+        .non_default_args
+        .insert("served_model_name".into(), "['Qwen/Qwen3-32B']".into());
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    assert!(finding(&diagnosis, "consistency.sources_disagree").is_none());
+}
+
+#[test]
+fn an_idle_scrape_does_not_hide_a_log_that_shows_the_server_full() {
+    let mut evidence = healthy();
+    // One scrape, taken after the load ended: nothing waits, the cache is nearly empty.
+    set_gauge(&mut evidence, Signal::KvUsage, 0.02, 0.02);
+    set_gauge(&mut evidence, Signal::RequestsWaiting, 0.0, 0.0);
+    let one = server(&mut evidence);
+    (one.scrapes, one.start, one.end) = (1, 0.0, 0.0);
+    let stats = |kv: f64, waiting: u64| infer_doctor_core::LogStats {
+        kv_usage: Some(kv),
+        waiting: Some(waiting),
+        running: Some(40),
+        ..Default::default()
+    };
+    evidence.log.as_mut().unwrap().stats = vec![stats(0.97, 12), stats(0.99, 20), stats(0.98, 15)];
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    let found = finding(&diagnosis, "capacity.kv_saturated").expect("the log shows the cache full");
+    assert!(
+        found
+            .evidence
+            .iter()
+            .any(|o| o.window.contains("engine log")
+                && o.window
+                    .contains("the one scrape of server metrics read 0.02")),
+        "{:#?}",
+        found.evidence
+    );
+}
+
+#[test]
+fn a_hit_rate_gauge_alone_judges_the_prefix_cache() {
+    // SGLang exports only its cache_hit_rate, no hit and query counters.
+    let mut evidence = healthy();
+    evidence.log = None;
+    let server = server(&mut evidence);
+    server.counters.remove(&Signal::PrefixCacheHits);
+    server.counters.remove(&Signal::PrefixCacheQueries);
+    set_gauge(&mut evidence, Signal::PrefixCacheHitRate, 0.1, 0.15);
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    assert!(finding(&diagnosis, "cache.prefix_low_hit").is_some());
+    set_gauge(&mut evidence, Signal::PrefixCacheHitRate, 0.8, 0.9);
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    assert_eq!(
+        check_line(&diagnosis, "prefix_cache_hitting").status,
+        CheckStatus::Pass
+    );
+}
+
+#[test]
+fn data_parallel_engines_are_judged_per_engine_against_their_settings() {
+    // Two engines of one server, each running 130 of its max_num_seqs 256, each with a 16k-token cache: the
+    // metrics add them up (260 running, 32k tokens), the log speaks for one engine.
+    let mut evidence = healthy();
+    let log = evidence.log.as_mut().unwrap();
+    log.kv_capacity_tokens = Some(16_384);
+    log.non_default_args
+        .insert("max_num_seqs".into(), "256".into());
+    set_gauge(&mut evidence, Signal::RequestsRunning, 255.0, 260.0);
+    set_gauge(&mut evidence, Signal::RequestsWaiting, 3.0, 6.0);
+    set_gauge(&mut evidence, Signal::KvCapacityTokens, 32_768.0, 32_768.0);
+    server(&mut evidence).engines = Some(2);
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    assert!(
+        finding(&diagnosis, "consistency.sources_disagree").is_none(),
+        "{:#?}",
+        diagnosis.findings
+    );
+    assert!(
+        finding(&diagnosis, "capacity.batch_cap").is_none(),
+        "{:#?}",
+        diagnosis.findings
+    );
+    // One engine with the same numbers is at its cap, and its cache is twice the log's: both are said.
+    server(&mut evidence).engines = None;
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    assert!(finding(&diagnosis, "consistency.sources_disagree").is_some());
+    assert!(finding(&diagnosis, "capacity.batch_cap").is_some());
 }

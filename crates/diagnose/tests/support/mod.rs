@@ -102,6 +102,7 @@ pub fn healthy_server() -> ServerWindow {
         start: 0.0,
         end: WINDOW_SECONDS,
         scrapes: 31,
+        no_clock: false,
         gauges: BTreeMap::from([
             (Signal::RequestsRunning, gauge(15.0, 16.0)),
             (Signal::RequestsWaiting, gauge(0.0, 0.0)),
@@ -122,6 +123,7 @@ pub fn healthy_server() -> ServerWindow {
             (Signal::PrefillTime, histogram(0.06)),
             (Signal::E2e, histogram(2.5)),
         ]),
+        ..Default::default()
     }
 }
 
@@ -175,7 +177,7 @@ pub fn healthy() -> Evidence {
             output_tokens: 256.0,
             concurrency: 16,
         }),
-        shared_prefixes: true,
+        shared_prefixes: Some(true),
         exact_output_lengths: false,
         requests: steady_records(),
         server: Some(healthy_server()),
@@ -275,4 +277,56 @@ pub fn check_line<'a>(diagnosis: &'a Diagnosis, id: &str) -> &'a CheckLine {
         .iter()
         .find(|l| l.id == id)
         .unwrap_or_else(|| panic!("no checklist line {id}"))
+}
+
+/// Notes of the project's private design folder: a user cannot open them, so no finding may cite them.
+const DESIGN_NOTES: [&str; 7] = [
+    "DESIGN",
+    "sim_capacity",
+    "bench_anchors",
+    "gpu_trace",
+    "server_signals",
+    "rust_stack",
+    "real_targets",
+];
+
+/// Why a finding's `source` is not something a user can open, or None when it cites a URL, an `owner/repo:`
+/// path or an `owner/repo#N` issue and no design note.
+pub fn source_problem(source: &str) -> Option<String> {
+    if source.contains(".md") {
+        return Some("names a .md file".to_string());
+    }
+    if source.contains('§') {
+        return Some("cites a section (§) of the design notes".to_string());
+    }
+    if let Some(note) = DESIGN_NOTES.iter().find(|note| source.contains(*note)) {
+        return Some(format!("names the design note {note}"));
+    }
+    if !source.contains("https://") && !cites_repository(source) {
+        return Some("cites no URL, owner/repo path or owner/repo#issue".to_string());
+    }
+    None
+}
+
+/// Whether a word of `text` is `owner/repo:` (a path follows) or `owner/repo#N` (an issue or pull request).
+fn cites_repository(text: &str) -> bool {
+    let is_name = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
+    text.split_whitespace().any(|word| {
+        let Some((owner, rest)) = word.split_once('/') else {
+            return false;
+        };
+        let Some(end) = rest.find([':', '#']) else {
+            return false;
+        };
+        let (repo, reference) = rest.split_at(end);
+        let path_follows = reference == ":";
+        let issue = reference
+            .strip_prefix('#')
+            .is_some_and(|n| n.starts_with(|c: char| c.is_ascii_digit()));
+        is_name(owner) && is_name(repo) && (path_follows || issue)
+    })
 }
