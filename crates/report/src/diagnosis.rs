@@ -134,6 +134,12 @@ pub fn render_term(doc: &DiagnosisDocument) -> String {
     let d = &doc.diagnosis;
     let mut out = String::new();
     let _ = writeln!(out, "{}\n", d.headline);
+    for w in &doc.warnings {
+        let _ = writeln!(out, "warning: {w}");
+    }
+    if !doc.warnings.is_empty() {
+        out.push('\n');
+    }
     if d.findings.is_empty() {
         let _ = writeln!(out, "no findings\n");
     }

@@ -73,4 +73,7 @@ pub struct DiagnosisDocument {
     pub diagnosis: infer_doctor_core::Diagnosis,
     /// The block a user pastes into a ticket: (label, value) in order.
     pub escalation: Vec<(String, String)>,
+    /// What could not be read, or read only in part, each naming its file and line: the findings rest on the rest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }

@@ -247,10 +247,11 @@ fn distributions(page: &mut String, doc: &DiagnosisDocument) {
         let r = &loaded.requests;
         let _ = write!(
             page,
-            r#"<p class="chart-note">Loaded: {} requests sent, {} failed ({:.2}%), {:.2} req/s, {:.1} output tokens/s, mean concurrency {:.1}.</p>"#,
+            r#"<p class="chart-note">Loaded: {} requests sent, {} failed ({:.2}%), {} interrupted by the client, {:.2} req/s, {:.1} output tokens/s, mean concurrency {:.1}.</p>"#,
             r.sent,
             r.failed,
             r.error_rate * 100.0,
+            r.interrupted,
             loaded.throughput.request_rate,
             loaded.throughput.output_tokens_per_s,
             loaded.throughput.mean_concurrency
@@ -298,6 +299,18 @@ fn server(page: &mut String, doc: &DiagnosisDocument) {
     page.push_str("</div></section>");
 }
 
+/// What could not be read, above the findings that rest on the rest.
+fn warnings(page: &mut String, doc: &DiagnosisDocument) {
+    if doc.warnings.is_empty() {
+        return;
+    }
+    page.push_str(r#"<section id="warnings"><h2>Evidence not read</h2><ul class="warnings">"#);
+    for w in &doc.warnings {
+        let _ = write!(page, "<li>{}</li>", escape(w));
+    }
+    page.push_str("</ul></section>");
+}
+
 fn escalation(page: &mut String, doc: &DiagnosisDocument) {
     page.push_str(r#"<section id="escalation"><h2>Escalation summary<small>paste into a ticket</small></h2><button id="copy-escalation" type="button">Copy</button><pre id="escalation-text">"#);
     for (label, value) in &doc.escalation {
@@ -315,6 +328,7 @@ pub fn render(doc: &DiagnosisDocument) -> String {
     );
     hero(&mut page, doc);
     page.push_str("<main>");
+    warnings(&mut page, doc);
     findings(&mut page, doc);
     timeline(&mut page, doc);
     distributions(&mut page, doc);

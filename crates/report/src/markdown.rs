@@ -192,7 +192,10 @@ pub(crate) fn log_rows(log: &LogFacts) -> Vec<(&'static str, String)> {
         "preemptions / out of memory / errors",
         format!(
             "{} / {} / {}",
-            log.preemptions, log.out_of_memory, log.errors
+            log.preemptions
+                .map_or_else(|| "not reported".to_string(), |n| n.to_string()),
+            log.out_of_memory,
+            log.errors
         ),
     ));
     rows
@@ -334,6 +337,12 @@ pub fn render(doc: &DiagnosisDocument) -> String {
         inline(&doc.created_at)
     ));
 
+    for w in &doc.warnings {
+        out.push_str(&format!("> ⚠️ {}\n>\n", inline(w)));
+    }
+    if !doc.warnings.is_empty() {
+        out.push('\n');
+    }
     out.push_str("## Findings\n\n");
     if diagnosis.findings.is_empty() {
         out.push_str("✅ No problem found in the evidence available.\n\n");

@@ -22,7 +22,13 @@ pub(crate) fn number(v: f64) -> String {
 /// The heading says what the numbers cover: a window between scrapes, or totals since the server started.
 pub fn server_table(w: &ServerWindow) -> String {
     let windowed = w.seconds() > 0.0;
-    let mut out = if windowed && w.scrapes == 0 {
+    let mut out = if w.no_clock {
+        format!(
+            "server ({}): {} scrapes at unknown times: peaks, increases and quantiles between them (rates need \
+             --interval)\n",
+            w.dialect, w.scrapes
+        )
+    } else if windowed && w.scrapes == 0 {
         format!(
             "server ({}): the last {:.0} s, as Prometheus computes it\n",
             w.dialect,

@@ -72,11 +72,16 @@ pub fn latency_table(summary: &RunSummary) -> String {
         table.add_row(row);
     }
     let r = &summary.requests;
+    let interrupted = if r.interrupted > 0 {
+        format!(", {} interrupted by the client", r.interrupted)
+    } else {
+        String::new()
+    };
     format!(
-        "Latency over {} successful requests — errors: {} of {} ({:.2}%)\n{table}",
+        "Latency over {} successful requests — errors: {} of {} ({:.2}%){interrupted}\n{table}",
         r.ok,
         r.failed,
-        r.sent,
+        r.ok + r.failed,
         r.error_rate * 100.0
     )
 }
@@ -264,12 +269,24 @@ mod tests {
             }),
             ..Default::default()
         });
+        // Stopped by the client: no outcome, so neither an error nor part of the rate.
+        agg.add(&RequestRecord {
+            error: Some(infer_doctor_core::RequestError {
+                class: infer_doctor_core::ErrorClass::Interrupted,
+                status: None,
+                message: "interrupted".into(),
+            }),
+            ..Default::default()
+        });
         let summary = agg.summarize(&RunContext {
             window_us: (0, 10_000),
             ..Default::default()
         });
         let text = render(&summary, "bench");
-        assert!(text.contains("errors: 1 of 11 (9.09%)"), "{text}");
+        assert!(
+            text.contains("errors: 1 of 11 (9.09%), 1 interrupted by the client"),
+            "{text}"
+        );
         for row in ["TTFT", "TPOT", "ITL per gap", "ITL per token", "E2E"] {
             assert!(text.contains(row), "{row} missing:\n{text}");
         }

@@ -133,6 +133,7 @@ fn scrapes() -> Vec<(f64, ServerReadings)> {
                 ServerReadings {
                     dialect: "vllm_v1".into(),
                     readings,
+                    ..Default::default()
                 },
             )
         })
@@ -151,6 +152,7 @@ fn server_window() -> ServerWindow {
         start: 0.0,
         end: 70.0,
         scrapes: SCRAPES,
+        no_clock: false,
         gauges: BTreeMap::from([
             (Signal::KvUsage, gauge(0.86, 0.995)),
             (Signal::RequestsRunning, gauge(41.0, 48.0)),
@@ -175,6 +177,7 @@ fn server_window() -> ServerWindow {
                 limits: BTreeMap::new(),
             },
         )]),
+        ..Default::default()
     }
 }
 
@@ -291,7 +294,7 @@ fn saturated_document() -> DiagnosisDocument {
                 model: Some(HOSTILE_MODEL.into()),
                 kv_capacity_tokens: Some(65_536),
                 max_concurrency: Some((4.0, 16_384)),
-                preemptions: 37,
+                preemptions: Some(37),
                 ..Default::default()
             }),
             ..Default::default()
@@ -307,6 +310,9 @@ fn saturated_document() -> DiagnosisDocument {
             ("server".into(), "vllm 0.11.0 --max-num-seqs 256".into()),
             ("TTFT p95".into(), "7.2 s loaded, 42 ms single user".into()),
         ],
+        warnings: vec![format!(
+            "{HOSTILE_MODEL}/requests.jsonl: 1 lines are not request records and were skipped"
+        )],
     }
 }
 
@@ -323,6 +329,7 @@ fn bare_document() -> DiagnosisDocument {
             ..Default::default()
         },
         escalation: Vec::new(),
+        warnings: Vec::new(),
     }
 }
 
@@ -562,6 +569,7 @@ fn markdown_reads_top_down() {
 /// Runs Chromium with its output in files (a full pipe would stall it), killing its whole process group if it
 /// outlives the timeout; returns (stdout, stderr).
 fn chromium(work: &Path, name: &str, args: &[String]) -> (String, String) {
+    infer_doctor_testkit::ensure_debian_packages(&["chromium"]);
     assert!(
         Path::new(CHROMIUM).exists(),
         "{CHROMIUM} is missing: install it with `apt-get install -y chromium` (Debian 12; CI installs it)"
