@@ -44,7 +44,8 @@ impl Outcome {
     }
 }
 
-/// Runs `arrivals` to completion (or until `horizon` simulated seconds); `request(i)` makes the i-th request.
+/// Runs `arrivals` to completion (or until `horizon` simulated seconds, which also bounds the samples kept);
+/// `request(i)` makes the i-th request.
 pub fn run(
     core: &mut SimCore,
     arrivals: &Arrivals,
@@ -110,7 +111,7 @@ pub fn run_observed(
                         core,
                         &mut out,
                         &mut next_sample,
-                        t,
+                        t.min(horizon),
                         sample_every,
                         &mut observe,
                     );
@@ -126,12 +127,13 @@ pub fn run_observed(
             core.add(request(sent), open_times[sent as usize]);
             sent += 1;
         }
-        // The state during the step is the state sampled at times it spans.
+        // The state during the step is the state sampled at times it spans, up to the horizon: one step of a
+        // badly slowed engine can span years, and a sample per second of them would fill the memory.
         sample_until(
             core,
             &mut out,
             &mut next_sample,
-            end,
+            end.min(horizon),
             sample_every,
             &mut observe,
         );
@@ -211,5 +213,45 @@ pub fn synthetic_request(
         max_tokens,
         stop_after,
         min_tokens: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::setup::SimSetup;
+
+    /// Issue 11: `sim run` with an extreme fault (a step a trillion times slower) kept one sample per simulated
+    /// second of a step that lasts for millennia, until memory ran out. The horizon bounds the samples.
+    #[test]
+    fn an_extremely_slow_step_keeps_no_more_samples_than_the_horizon_allows() {
+        let setup = SimSetup {
+            throttle: 1e12,
+            ..SimSetup::default()
+        };
+        let mut built = setup.build().unwrap();
+        let block_size = built.scheduler.block_size;
+        let mut scrapes = 0;
+        let outcome = run_observed(
+            &mut built.core,
+            &Arrivals::Closed {
+                users: 2,
+                requests: 4,
+            },
+            |id| synthetic_request(id, 64, (0, 1), 8, None, block_size),
+            0.5,
+            120.0,
+            false,
+            |_, _| scrapes += 1,
+        );
+        assert!(
+            outcome.simulated_seconds > 120.0,
+            "{}",
+            outcome.simulated_seconds
+        );
+        assert!(outcome.finished.is_empty());
+        // One sample per half second up to the horizon, and the last state.
+        assert_eq!(outcome.series.len(), 241);
+        assert_eq!(scrapes, 240);
     }
 }

@@ -20,7 +20,7 @@ use hyper_util::server::conn::auto;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{Notify, Semaphore, mpsc as amsc, oneshot};
 
 use crate::core::{SimCore, TokenOut};
@@ -107,6 +107,22 @@ struct Shared {
     fault_rng: std::sync::Mutex<StdRng>,
 }
 
+/// Connections the kernel holds for the accept loop. Tokio's `bind` asks for 128, and a thousand clients
+/// connecting at once then lose SYNs and wait a second or more for retries, which shows up as TTFT. Linux caps
+/// it at `net.core.somaxconn`.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// A running simulated server; stops when dropped.
 pub struct SimServer {
     pub addr: SocketAddr,
@@ -123,7 +139,7 @@ impl SimServer {
         addr: SocketAddr,
         log: LogSink,
     ) -> std::io::Result<SimServer> {
-        let listener = TcpListener::bind(addr).await?;
+        let listener = listen(addr)?;
         let addr = listener.local_addr()?;
         let (tx, rx) = mpsc::channel();
         let started = Instant::now();

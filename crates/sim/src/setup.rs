@@ -40,7 +40,8 @@ pub struct SimSetup {
     /// The first `cold_seconds` of steps run `cold_factor` times slower (compilation, graph capture).
     pub cold_seconds: f64,
     pub cold_factor: f64,
-    /// Step time multiplier (a thermally or power-throttled GPU).
+    /// Multiplies the GPU's compute and memory time of each step, not the host's per-step overhead or the
+    /// all-reduces (a thermally or power-throttled GPU).
     pub throttle: f64,
     /// Step time grows by this fraction per 10,000 tokens generated (fragmentation, a leak: wear that comes
     /// with traffic, not with idle time).
@@ -312,6 +313,44 @@ mod tests {
             err.contains("config.json: missing field `hidden_size`"),
             "{err}"
         );
+    }
+
+    /// Issue 17: `--throttle` said every step takes that many times longer, but it slows only the GPU's work of a
+    /// step; the host's per-step overhead runs as fast as before, as it does on a thermally throttled GPU.
+    #[test]
+    fn the_throttle_slows_the_gpu_work_of_each_step_not_the_host_overhead() {
+        let mean_gap = |throttle: f64| {
+            let mut built = SimSetup {
+                throttle,
+                jitter_sigma: 0.0,
+                ..SimSetup::default()
+            }
+            .build()
+            .unwrap();
+            let block_size = built.scheduler.block_size;
+            let outcome = crate::des::run_observed(
+                &mut built.core,
+                &crate::des::Arrivals::Closed {
+                    users: 1,
+                    requests: 1,
+                },
+                |id| crate::des::synthetic_request(id, 64, (0, 1), 20, None, block_size),
+                1.0,
+                60.0,
+                true,
+                |_, _| {},
+            );
+            let times = &outcome.token_times[&0];
+            (times[times.len() - 1] - times[0]) / (times.len() - 1) as f64
+        };
+        let (normal, throttled) = (mean_gap(1.0), mean_gap(2.5));
+        let host = Calibration::default().alpha_s;
+        let expected = host + 2.5 * (normal - host);
+        assert!(
+            (throttled - expected).abs() < 1e-9,
+            "a token every {throttled} s throttled, {normal} s not: expected {expected} s"
+        );
+        assert!(throttled < 2.5 * normal);
     }
 
     #[test]

@@ -54,6 +54,30 @@ async fn start(setup: SimSetup, trace: Option<PathBuf>) -> (SimServer, Arc<Mutex
     (server, lines)
 }
 
+/// Issue 17: with Tokio's listen backlog of 128, clients past the 128th of a thousand connecting at once lost
+/// their SYNs and waited a second or more for the retry, counted as TTFT.
+#[test]
+fn a_thousand_clients_connecting_at_once_all_connect_without_a_syn_retry() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (server, _) = runtime.block_on(start(tiny(), None));
+    // The runtime is not driven from here on, so nothing is accepted: every connection must wait in the backlog.
+    let somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap_or_default();
+    let somaxconn = somaxconn.trim();
+    let connections: Vec<std::net::TcpStream> = (0..1000)
+        .map(|i| {
+            // A dropped SYN is retried after a second: well past this.
+            std::net::TcpStream::connect_timeout(&server.addr, Duration::from_millis(500))
+                .unwrap_or_else(|e| {
+                    panic!("connection {i} of 1000: {e} (net.core.somaxconn {somaxconn})")
+                })
+        })
+        .collect();
+    assert_eq!(connections.len(), 1000);
+}
+
 /// A connection with one request already sent on it.
 async fn send(
     addr: std::net::SocketAddr,
