@@ -217,8 +217,13 @@ pub enum Format {
     Json,
 }
 
+/// A duration with a unit (`60s`, `2m`, `500ms`), or plain seconds (`4`, `0.5`), as the flags' help says.
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text).map_err(|e| format!("`{text}`: {e} (e.g. 60s, 2m, 500ms)"))
+    if let Ok(seconds) = text.trim().parse::<f64>() {
+        return Duration::try_from_secs_f64(seconds)
+            .map_err(|_| format!("`{text}`: not a number of seconds (e.g. 4, 60s, 2m, 500ms)"));
+    }
+    humantime::parse_duration(text).map_err(|e| format!("`{text}`: {e} (e.g. 4, 60s, 2m, 500ms)"))
 }
 
 /// `--warmup 10` (requests) or `--warmup 10s` (time).
@@ -319,6 +324,9 @@ pub struct BenchArgs {
     /// Write run.json and requests.jsonl here.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// A TOML file overriding the playbook's thresholds (here: when the client counts as the run's limit).
+    #[arg(long)]
+    pub thresholds: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "term")]
     pub format: Format,
     /// No progress lines on stderr; the report alone.
@@ -347,6 +355,9 @@ pub struct BenchArgs {
     /// Measure this client against a built-in instant server and print its limits.
     #[arg(long)]
     pub self_test: bool,
+    /// How long each self-test line runs; tests shorten it.
+    #[arg(long, value_parser = parse_duration, default_value = "3s", hide = true)]
+    pub self_test_duration: Duration,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -462,7 +473,8 @@ pub struct SimSetupArgs {
     /// How many times slower steps are during --cold-seconds.
     #[arg(long)]
     pub cold_factor: Option<f64>,
-    /// Every step takes this many times longer (a throttled GPU).
+    /// The GPU's work in each step (its compute and memory time) takes this many times longer, as on a thermally
+    /// or power-throttled GPU; the host's per-step overhead and the all-reduces between GPUs do not slow down.
     #[arg(long)]
     pub throttle: Option<f64>,
     /// Steps slow down by this fraction per 10,000 tokens generated (wear under traffic).
@@ -518,5 +530,15 @@ mod tests {
     #[test]
     fn the_command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn interval_in_plain_seconds_is_accepted() {
+        assert_eq!(parse_duration("4"), Ok(Duration::from_secs(4)));
+        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        for bad in ["-1", "nan", "inf", "4 parsecs"] {
+            assert!(parse_duration(bad).is_err(), "{bad} must be refused");
+        }
     }
 }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow};
 use infer_doctor_core::aggregate::{AggregateConfig, RunContext};
+use infer_doctor_core::signals::ServerWindow;
 use infer_doctor_core::{Evidence, RequestRecord, RunAggregate, ServerReadings};
 use infer_doctor_load::scrape::read_jsonl;
 use infer_doctor_observe::dialect::{self, Dialect};
@@ -27,27 +28,94 @@ pub struct Gathered {
     pub problems: Vec<String>,
 }
 
-pub fn read_run_dir(dir: &Path) -> anyhow::Result<RunDir> {
+/// A run directory; with `forced`, its scrapes are read in that dialect and the server's view summarised anew
+/// (run.json's holds the dialect detected at the time).
+pub fn read_run_dir(
+    dir: &Path,
+    forced: Option<Dialect>,
+    problems: &mut Vec<String>,
+) -> anyhow::Result<RunDir> {
     let path = dir.join("run.json");
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let document: RunDocument = serde_json::from_str(&text)
         .with_context(|| format!("{}: not a run.json", path.display()))?;
     let requests = match std::fs::read_to_string(dir.join("requests.jsonl")) {
-        Ok(text) => read_requests(&dir.join("requests.jsonl"), &text)?,
+        Ok(text) => read_requests(&dir.join("requests.jsonl"), &text, problems),
         Err(_) => Vec::new(),
     };
     let scrapes_path = dir.join("server_metrics.jsonl");
     let scrapes = if scrapes_path.exists() {
-        read_scrapes(&scrapes_path, None)?
+        read_scrapes(&scrapes_path, forced)?
     } else {
         Vec::new()
     };
-    Ok(RunDir {
+    let mut run = RunDir {
         document,
         requests,
         scrapes,
-    })
+    };
+    if forced.is_some() {
+        run.document.server = server::summarize(&run.scrapes);
+    }
+    if run.document.sweep.is_some() {
+        keep_headline_point(&mut run, &path, problems);
+    }
+    Ok(run)
+}
+
+/// A sweep's directory holds every load it measured in one requests.jsonl and one scrape series; pooled, they
+/// would read as one run whose rate changes by design. Keeps the point run.json's summary describes.
+fn keep_headline_point(run: &mut RunDir, run_json: &Path, problems: &mut Vec<String>) {
+    use infer_doctor_load::sweep::{POINT_ID_BLOCK, SweepOutcome};
+    let outcome = run
+        .document
+        .sweep
+        .clone()
+        .map(serde_json::from_value::<SweepOutcome>);
+    let span = match outcome {
+        Some(Ok(outcome)) => outcome.headline_point().1,
+        Some(Err(e)) => {
+            problems.push(format!(
+                "{}: its sweep is unreadable ({e})",
+                run_json.display()
+            ));
+            None
+        }
+        None => None,
+    };
+    let Some(span) = span else {
+        problems.push(format!(
+            "{}: a sweep whose points' spans were not recorded (an older infer-doctor): its loads are pooled",
+            run_json.display()
+        ));
+        return;
+    };
+    let ids = span.first_id..span.first_id.saturating_add(POINT_ID_BLOCK);
+    run.requests.retain(|r| ids.contains(&r.id));
+    // The last scrape before the point is its baseline: counters grow from there. A span that ends before it
+    // starts (a damaged run.json) keeps no scrape rather than panicking.
+    let first = run
+        .scrapes
+        .iter()
+        .rposition(|(t, _)| *t <= span.started_s)
+        .unwrap_or(0);
+    let after = run
+        .scrapes
+        .iter()
+        .position(|(t, _)| *t > span.ended_s)
+        .unwrap_or(run.scrapes.len())
+        .max(first);
+    run.scrapes = run.scrapes[first..after].to_vec();
+    run.document.server = server::summarize(&run.scrapes);
+    problems.push(format!(
+        "{}: a sweep; diagnosing the load its summary describes ({} requests, {:.0}–{:.0} s into the sweep), not \
+         every point pooled",
+        run_json.display(),
+        run.requests.len(),
+        span.started_s,
+        span.ended_s
+    ));
 }
 
 /// What a run directory without a readable `run.json` still holds (either part may be empty).
@@ -56,21 +124,25 @@ pub struct Salvaged {
     pub scrapes: Vec<(f64, ServerReadings)>,
 }
 
-pub fn salvage_run_dir(dir: &Path, forced: Option<Dialect>) -> Salvaged {
+pub fn salvage_run_dir(
+    dir: &Path,
+    forced: Option<Dialect>,
+    problems: &mut Vec<String>,
+) -> Salvaged {
     let path = dir.join("requests.jsonl");
     let requests = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|text| read_requests(&path, &text).ok())
+        .map(|text| read_requests(&path, &text, problems))
         .unwrap_or_default();
     let scrapes = read_scrapes(&dir.join("server_metrics.jsonl"), forced).unwrap_or_default();
     Salvaged { requests, scrapes }
 }
 
-/// `requests.jsonl`: one record per line; a bad line is an error naming the file and line (a truncated last
-/// line, from a run killed mid-write, is skipped).
-pub fn read_requests(path: &Path, text: &str) -> anyhow::Result<Vec<RequestRecord>> {
+/// `requests.jsonl`: one record per line. A line that is not a record is skipped and named in `problems`, so one
+/// corrupt line does not cost the others (a truncated last line, from a run killed mid-write, is skipped quietly).
+pub fn read_requests(path: &Path, text: &str, problems: &mut Vec<String>) -> Vec<RequestRecord> {
     let lines: Vec<&str> = text.lines().collect();
     let mut out = Vec::with_capacity(lines.len());
+    let mut skipped = Vec::new();
     for (i, line) in lines.iter().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -78,16 +150,18 @@ pub fn read_requests(path: &Path, text: &str) -> anyhow::Result<Vec<RequestRecor
         match serde_json::from_str(line) {
             Ok(rec) => out.push(rec),
             Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => break,
-            Err(e) => {
-                return Err(anyhow!(
-                    "{}:{}: not a request record: {e}",
-                    path.display(),
-                    i + 1
-                ));
-            }
+            Err(e) => skipped.push(format!("line {}: {e}", i + 1)),
         }
     }
-    Ok(out)
+    if let Some(first) = skipped.first() {
+        problems.push(format!(
+            "{}: {} lines are not request records and were skipped (first: {first}); the other {} were read",
+            path.display(),
+            skipped.len(),
+            out.len()
+        ));
+    }
+    out
 }
 
 /// `server_metrics.jsonl` as canonical readings in time order; failed scrapes and unknown dialects are gaps.
@@ -125,61 +199,130 @@ pub fn summarize_requests(requests: &[RequestRecord]) -> Option<infer_doctor_cor
     }))
 }
 
-/// Scrapes of one server given as files, earlier first: their times from the files' modification times, or
-/// `interval` apart.
+/// Loose scrapes of one server, in the order given, with their times when something says what they are.
+pub struct MetricsFiles {
+    pub readings: Vec<ServerReadings>,
+    /// Seconds from the first scrape: `--interval` apart, or the files' modification times where those increase
+    /// in the order given; `None` when neither says (copied, untarred or checked-out files share one time).
+    pub times: Option<Vec<f64>>,
+}
+
+/// Files whose modification times are closer than this were written together (a copy, an untar, a checkout),
+/// not scraped one after another.
+const MIN_SCRAPE_GAP_SECONDS: f64 = 0.5;
+
+impl MetricsFiles {
+    /// The server's view: one scrape as it stands, several over their window (without a clock: peaks, increases
+    /// and quantiles, no rates).
+    pub fn window(&self) -> Option<ServerWindow> {
+        match (self.readings.as_slice(), &self.times) {
+            ([], _) => None,
+            ([one], _) => Some(server::snapshot(one)),
+            (_, Some(_)) => server::summarize(&self.timed()),
+            (all, None) => server::summarize_unclocked(all),
+        }
+    }
+
+    /// The scrapes on their clock, for timelines and trends; none without a clock, rather than invented times.
+    pub fn timed(&self) -> Vec<(f64, ServerReadings)> {
+        let Some(times) = &self.times else {
+            return Vec::new();
+        };
+        times
+            .iter()
+            .copied()
+            .zip(self.readings.iter().cloned())
+            .collect()
+    }
+}
+
+/// Reads `--metrics` files as scrapes of one server, earlier first. A file that is missing, empty or in no known
+/// dialect is an error naming it: a clean bill from evidence that was never read would be a lie.
 pub fn read_metrics_files(
     files: &[PathBuf],
     interval: Option<f64>,
     forced: Option<Dialect>,
     problems: &mut Vec<String>,
-) -> Vec<(f64, ServerReadings)> {
-    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let first = files.first().and_then(|f| mtime(f));
-    let mut out = Vec::new();
-    for (i, file) in files.iter().enumerate() {
-        let t = match (interval, first, mtime(file)) {
-            (Some(step), _, _) => i as f64 * step,
-            (None, Some(first), Some(this)) => match this.duration_since(first) {
-                Ok(d) => d.as_secs_f64(),
-                Err(_) => {
-                    problems.push(format!(
-                        "{} is older than {}: give the scrapes in time order, or --interval",
-                        file.display(),
-                        files[0].display()
-                    ));
-                    continue;
-                }
-            },
-            _ => i as f64,
-        };
-        let text = match std::fs::read_to_string(file) {
-            Ok(text) => text,
-            Err(e) => {
-                problems.push(format!("{}: {e}", file.display()));
-                continue;
-            }
-        };
+) -> anyhow::Result<MetricsFiles> {
+    if let Some(step) = interval.filter(|s| *s < 0.001) {
+        return Err(anyhow!(
+            "--interval {step} s: scrapes closer than a millisecond give no window; give the seconds between them"
+        ));
+    }
+    let mut readings = Vec::with_capacity(files.len());
+    for file in files {
+        let name = file.display().to_string();
+        let text = read_evidence_file(file)?;
         let scrape = exposition::parse(&text);
         if !scrape.errors.is_empty() {
             problems.push(format!(
-                "{}: {} malformed lines skipped (first: {})",
-                file.display(),
+                "{name}: {} malformed lines skipped (first: {})",
                 scrape.errors.len(),
                 scrape.errors[0]
             ));
         }
-        match dialect::read(&scrape, forced, &file.display().to_string()) {
-            Ok(readings) => out.push((t, readings)),
-            Err(e) => problems.push(e.to_string()),
-        }
-    }
-    if files.len() > 1 && interval.is_none() && out.windows(2).any(|w| w[1].0 <= w[0].0) {
-        problems.push(
-            "several --metrics files share a modification time: give --interval to say how far apart they are"
-                .into(),
+        let readings_of_file = dialect::read(&scrape, forced, &name)?;
+        problems.extend(
+            readings_of_file
+                .warnings
+                .iter()
+                .map(|w| format!("{name}: {w}")),
         );
+        readings.push(readings_of_file);
     }
-    out
+    let times = match interval {
+        Some(step) => Some((0..files.len()).map(|i| i as f64 * step).collect()),
+        None => scrape_times_from_mtimes(files),
+    };
+    if files.len() > 1 && interval.is_none() && times.is_some() {
+        // Modification times are when each file was written, which a slow copy also sets: say where rates come from.
+        problems.push(format!(
+            "the {} --metrics files' times are their modification times; if they were copied one by one rather \
+             than scraped so, give --interval SECONDS",
+            files.len()
+        ));
+    }
+    if files.len() > 1 && times.is_none() {
+        problems.push(format!(
+            "the {} --metrics files' modification times do not increase in the order given (copied, untarred or \
+             checked out?): read in that order; peaks, increases and quantiles are shown, rates need --interval \
+             SECONDS",
+            files.len()
+        ));
+    }
+    Ok(MetricsFiles { readings, times })
+}
+
+/// Seconds from the first file's modification time, when every file is written well after the one before it.
+fn scrape_times_from_mtimes(files: &[PathBuf]) -> Option<Vec<f64>> {
+    let mtimes: Vec<std::time::SystemTime> = files
+        .iter()
+        .map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+        .collect::<Option<_>>()?;
+    let first = *mtimes.first()?;
+    let times: Vec<f64> = mtimes
+        .iter()
+        .map(|t| t.duration_since(first).ok().map(|d| d.as_secs_f64()))
+        .collect::<Option<_>>()?;
+    times
+        .windows(2)
+        .all(|w| w[1] - w[0] >= MIN_SCRAPE_GAP_SECONDS)
+        .then_some(times)
+}
+
+/// The whole text of an evidence file the user named: an error naming it when it is missing, unreadable or empty.
+pub fn read_evidence_file(path: &Path) -> anyhow::Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(anyhow!("{}: the file is empty", path.display()));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        anyhow!(
+            "{}: not UTF-8 text (byte {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })
 }
 
 /// The scrapes after the run's warm-up (when at least two remain): a crowd arriving at once queues for a
@@ -214,6 +357,7 @@ pub fn add_run(gathered: &mut Gathered, run: RunDir, single_user: bool) {
         return;
     }
     e.exact_output_lengths |= run.document.config["ignore_eos"] == true;
+    e.shared_prefixes = shared_prefixes(&run.document.config).or(e.shared_prefixes);
     e.client = Some(run.document.summary);
     e.server = run
         .document
@@ -224,54 +368,74 @@ pub fn add_run(gathered: &mut Gathered, run: RunDir, single_user: bool) {
     gathered.target = run.document.target;
 }
 
-/// Reads an nvidia-smi capture (`-q`, `-q -x` or `--query-gpu` CSV) into the evidence's GPUs, or a kernel log
-/// into its XIDs; anything else is a problem named with its file and line, not a failure.
-pub fn add_gpu_capture(gathered: &mut Gathered, path: &Path) {
+/// Whether a bench run's prompts shared prefixes: `--prefix-tokens` says yes; synthetic prompts without it say
+/// no; a dataset's prompts may or may not.
+fn shared_prefixes(config: &Value) -> Option<bool> {
+    if config["prefix_tokens"].as_u64().is_some_and(|p| p > 0) {
+        return Some(true);
+    }
+    (config["dataset"].is_null() && config["prefix_tokens"].is_u64()).then_some(false)
+}
+
+/// Reads an nvidia-smi capture (`-q`, `-q -x` or `--query-gpu` CSV) or a dcgm-exporter scrape into the
+/// evidence's GPUs, or a kernel log into its XIDs; anything else is an error naming the file (and line, where
+/// the format says).
+pub fn add_gpu_capture(gathered: &mut Gathered, path: &Path) -> anyhow::Result<()> {
     let name = path.display().to_string();
     // Captures are small: read whole, with invalid UTF-8 replaced.
-    let text = match std::fs::read(path) {
-        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-        Err(e) => return gathered.problems.push(format!("{name}: {e}")),
-    };
-    match gpu::read_nvidia_smi(&text, &name) {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {name}"))?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(anyhow!("{name}: the file is empty"));
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    match gpu::read_capture(&text, &name) {
         Ok(gpus) => gathered.evidence.gpus.extend(gpus),
         Err(gpu::GpuReadError::UnknownFormat)
-            if add_kernel_log(gathered, text.as_bytes(), &name) => {}
-        Err(e) => gathered.problems.push(format!("{name}: {e}")),
+            if add_kernel_log(gathered, text.as_bytes(), &name)? => {}
+        Err(e) => return Err(anyhow!("{name}: {e}")),
     }
+    Ok(())
 }
 
-/// Reads an engine log into the evidence, and a kernel log's XIDs; unreadable or unrecognised logs are
-/// problems, not failures. Logs can be large: each reader streams the file.
-pub fn add_log(gathered: &mut Gathered, path: &Path) {
+/// Reads an engine log into the evidence, and a kernel log's XIDs; a log that cannot be read, or in which no
+/// engine's or kernel's lines are recognised, is an error naming it. Logs can be large: each reader streams the file.
+pub fn add_log(gathered: &mut Gathered, path: &Path) -> anyhow::Result<()> {
     let name = path.display().to_string();
-    let open = || std::fs::File::open(path).map(std::io::BufReader::new);
-    let read = open().and_then(|file| {
-        let kernel = add_kernel_log(gathered, file, &name);
-        Ok((kernel, logs::read_log(open()?)?))
-    });
-    match read {
-        Ok((kernel, report)) => match report.facts() {
-            Some(facts) => gathered.evidence.log = Some(facts),
-            None if kernel => {}
-            None => gathered.problems.push(format!(
+    let open = || {
+        std::fs::File::open(path)
+            .map(std::io::BufReader::new)
+            .with_context(|| format!("reading {name}"))
+    };
+    let kernel = add_kernel_log(gathered, open()?, &name)?;
+    let report = logs::read_log(open()?).with_context(|| format!("reading {name}"))?;
+    // A kernel log's own error lines are the driver's, read as XIDs, not an unknown engine's failures.
+    match report
+        .facts()
+        .filter(|_| !kernel || report.server.is_some())
+    {
+        Some(facts) => gathered.evidence.log = Some(facts),
+        None if kernel => {}
+        None if report.lines.read == 0 => return Err(anyhow!("{name}: the file is empty")),
+        None => {
+            return Err(anyhow!(
                 "{name}: no vLLM, SGLang, llama.cpp or kernel lines recognised ({} lines read)",
                 report.lines.read
-            )),
-        },
-        Err(e) => gathered.problems.push(format!("{name}: {e}")),
+            ));
+        }
     }
+    Ok(())
 }
 
-/// Adds a kernel log's XIDs; false when the text is not a kernel log (or could not be read, said as a problem).
-fn add_kernel_log(gathered: &mut Gathered, reader: impl std::io::BufRead, name: &str) -> bool {
-    let xids = match gpu::read_kernel_log(reader, name) {
-        Ok(Some(xids)) => xids,
-        Ok(None) => return false,
-        Err(e) => {
-            gathered.problems.push(format!("{name}: {e}"));
-            return false;
-        }
+/// Adds a kernel log's XIDs; false when the text is not a kernel log.
+fn add_kernel_log(
+    gathered: &mut Gathered,
+    reader: impl std::io::BufRead,
+    name: &str,
+) -> anyhow::Result<bool> {
+    let Some(xids) =
+        gpu::read_kernel_log(reader, name).with_context(|| format!("reading {name}"))?
+    else {
+        return Ok(false);
     };
     let kernel = gathered
         .evidence
@@ -279,5 +443,5 @@ fn add_kernel_log(gathered: &mut Gathered, reader: impl std::io::BufRead, name: 
         .get_or_insert_with(Default::default);
     kernel.sources.push(name.to_string());
     kernel.xids.extend(xids);
-    true
+    Ok(true)
 }

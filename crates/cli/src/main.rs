@@ -23,6 +23,8 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     pub const NOTHING_SUCCEEDED: u8 = 3;
     pub const INTERRUPTED: u8 = 130;
+    /// Whoever read stdout has gone (`bench … | head`): 128 + SIGPIPE, as a shell reports any tool SIGPIPE ended.
+    pub const BROKEN_PIPE: u8 = 141;
 }
 
 /// An error with the exit code it should produce.
@@ -50,7 +52,28 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
     }
 }
 
+/// Rust ignores SIGPIPE, so `print!` to a pipe whose reader has gone panics on EPIPE. SIGPIPE must stay ignored
+/// (a socket written with writev after its peer hung up would raise it and kill a run mid-load), so the panic
+/// is what tells that stdout or stderr has no reader: end quietly then. The run directory is written before
+/// anything is printed, so it is complete.
+fn exit_quietly_when_output_has_no_reader() {
+    let broken_pipe =
+        std::io::Error::from_raw_os_error(rustix::io::Errno::PIPE.raw_os_error()).to_string();
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map_or("", String::as_str);
+        if message.starts_with("failed printing to std") && message.ends_with(&broken_pipe) {
+            std::process::exit(exit::BROKEN_PIPE.into());
+        }
+        report(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    exit_quietly_when_output_has_no_reader();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -9,7 +9,8 @@ use infer_doctor_report::RunDocument;
 pub fn redacted_command_line() -> Vec<String> {
     let mut out = Vec::new();
     let mut hide_next = false;
-    for arg in std::env::args() {
+    // `args_os`: a path argument that is not UTF-8 (a legal file name) must not panic here, after the run.
+    for arg in std::env::args_os().map(|a| a.to_string_lossy().into_owned()) {
         if hide_next {
             out.push("***".to_string());
             hide_next = false;

@@ -38,9 +38,54 @@ pub struct Plan {
     pub target_info: TargetInfo,
 }
 
+/// The most requests kept in flight: the open loop's own bound, which a flag may not exceed.
+const MAX_IN_FLIGHT: u64 = infer_doctor_load::run::OPEN_LOOP_IN_FLIGHT_BOUND;
+/// The longest prompt (shared prefix plus input) built: twice the longest context windows served today.
+const MAX_PROMPT_TOKENS: u64 = 2_097_152;
+/// The most shared-prefix tokens held in memory over every prefix group.
+const MAX_PREFIX_TOKENS_HELD: u64 = 16 * 1_048_576;
+
+/// The most arrivals an open loop schedules ahead (8 bytes each: 400 MB).
+const MAX_SCHEDULED_ARRIVALS: f64 = 50_000_000.0;
+
+/// An open loop computes its whole schedule before the first send: one too long for memory is refused.
+fn scheduled_arrivals(shape: &LoadShape, stop: Stop, warmup: Warmup) -> Result<(), Failure> {
+    let LoadShape::Open { rate, .. } = *shape else {
+        return Ok(());
+    };
+    let warmup_arrivals = match warmup {
+        Warmup::None => 0.0,
+        Warmup::Count(n) => n as f64,
+        Warmup::Duration(d) => rate * d.as_secs_f64(),
+    };
+    let arrivals = warmup_arrivals
+        + match stop {
+            Stop::Count(n) => n as f64,
+            Stop::Duration(d) => rate * d.as_secs_f64(),
+        };
+    if arrivals > MAX_SCHEDULED_ARRIVALS {
+        return Err(Failure::usage(anyhow!(
+            "--request-rate {rate} schedules {arrivals:.0} arrivals for this run; at most {MAX_SCHEDULED_ARRIVALS:.0} \
+             are scheduled ahead: shorten the run or split it over several"
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn in_flight(flag: &str, n: Option<u64>) -> Result<Option<u64>, Failure> {
+    match n {
+        Some(0) => Err(Failure::usage(anyhow!("{flag} must be at least 1"))),
+        Some(n) if n > MAX_IN_FLIGHT => Err(Failure::usage(anyhow!(
+            "{flag} {n}: at most {MAX_IN_FLIGHT} requests in flight"
+        ))),
+        n => Ok(n),
+    }
+}
+
 fn shape(args: &BenchArgs) -> Result<LoadShape, Failure> {
-    match (args.concurrency, args.request_rate) {
-        (Some(0), _) => Err(Failure::usage(anyhow!("--concurrency must be at least 1"))),
+    let concurrency = in_flight("--concurrency", args.concurrency)?;
+    let max_concurrency = in_flight("--max-concurrency", args.max_concurrency)?;
+    match (concurrency, args.request_rate) {
         (_, Some(r)) if !(r.is_finite() && r > 0.0) => Err(Failure::usage(anyhow!(
             "--request-rate must be a positive number of requests per second, got {r}"
         ))),
@@ -56,15 +101,10 @@ fn shape(args: &BenchArgs) -> Result<LoadShape, Failure> {
                 (None, ArrivalArg::Constant) => Arrival::Constant,
                 (None, ArrivalArg::Poisson) => Arrival::Poisson,
             };
-            if args.max_concurrency == Some(0) {
-                return Err(Failure::usage(anyhow!(
-                    "--max-concurrency must be at least 1"
-                )));
-            }
             Ok(LoadShape::Open {
                 rate,
                 arrival,
-                max_concurrency: args.max_concurrency,
+                max_concurrency,
             })
         }
         (concurrency, None) => Ok(LoadShape::Closed {
@@ -107,8 +147,10 @@ fn workload(args: &BenchArgs) -> Result<Workload, Failure> {
             info,
         });
     }
+    let input = length("--input-tokens", &args.input_tokens)?;
+    prompt_fits(&input, args.prefix_tokens, args.prefix_groups)?;
     let spec = SyntheticSpec {
-        input: length("--input-tokens", &args.input_tokens)?,
+        input,
         output: length(
             "--output-tokens",
             args.output_tokens.as_deref().unwrap_or("128"),
@@ -126,12 +168,46 @@ fn workload(args: &BenchArgs) -> Result<Workload, Failure> {
     })
 }
 
+/// Refuses prompts no model could take, before they are built in memory.
+fn prompt_fits(input: &LengthDist, prefix_tokens: u32, prefix_groups: u32) -> Result<(), Failure> {
+    // A normal length is drawn above mean + 4σ once in 30,000 draws: that is the longest planned for.
+    let longest_input = match *input {
+        LengthDist::Fixed(n) => u64::from(n),
+        LengthDist::Normal { mean, stddev } => u64::from(mean) + 4 * u64::from(stddev),
+        LengthDist::Uniform { max, .. } => u64::from(max),
+    };
+    let prefix = u64::from(prefix_tokens);
+    if longest_input + prefix > MAX_PROMPT_TOKENS {
+        let flags = if prefix > 0 {
+            "--prefix-tokens plus --input-tokens"
+        } else {
+            "--input-tokens"
+        };
+        return Err(Failure::usage(anyhow!(
+            "{flags}: prompts of up to {} tokens are beyond any model's context window (at most \
+             {MAX_PROMPT_TOKENS} tokens)",
+            longest_input + prefix
+        )));
+    }
+    let held = prefix * u64::from(prefix_groups.max(1));
+    if held > MAX_PREFIX_TOKENS_HELD {
+        return Err(Failure::usage(anyhow!(
+            "--prefix-tokens {prefix_tokens} × --prefix-groups {prefix_groups}: {held} prefix tokens to hold \
+             in memory (at most {MAX_PREFIX_TOKENS_HELD})"
+        )));
+    }
+    Ok(())
+}
+
 pub async fn plan(args: &BenchArgs, requests_jsonl: Option<PathBuf>) -> Result<Plan, Failure> {
     let url = args
         .url
         .as_deref()
         .ok_or_else(|| Failure::usage(anyhow!("--url is required")))?;
-    let api_key = args.api_key.clone().and_then(ApiKey::new);
+    let api_key = match args.api_key.clone() {
+        Some(key) => ApiKey::new(key).map_err(Failure::usage)?,
+        None => None,
+    };
     let trust = match (&args.ca_cert, args.insecure) {
         (Some(pem), _) => Trust::CaFile(pem.clone()),
         (None, true) => Trust::AnyCertificate,
@@ -155,6 +231,7 @@ pub async fn plan(args: &BenchArgs, requests_jsonl: Option<PathBuf>) -> Result<P
         Some(WarmupArg::Requests(n)) => Warmup::Count(n),
         Some(WarmupArg::Time(d)) => Warmup::Duration(d),
     };
+    scheduled_arrivals(&shape, stop, warmup)?;
     let slo = match &args.slo {
         Some(text) => text.parse::<SloSet>().map_err(Failure::usage)?,
         None => SloSet::default(),
@@ -225,7 +302,7 @@ pub async fn plan(args: &BenchArgs, requests_jsonl: Option<PathBuf>) -> Result<P
 }
 
 /// Fires `cancel` on the first Ctrl-C.
-fn cancel_on_ctrl_c() -> Cancel {
+pub(crate) fn cancel_on_ctrl_c() -> Cancel {
     let (handle, cancel) = Cancel::new();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
@@ -326,9 +403,9 @@ pub struct Executed {
 
 pub async fn run(args: Box<BenchArgs>) -> Result<u8, Failure> {
     if args.self_test {
-        return crate::cmd::selftest::run(args.quiet).await;
+        return crate::cmd::selftest::run(args.quiet, args.self_test_duration).await;
     }
-    let executed = execute(&args).await?;
+    let executed = execute(&args, cancel_on_ctrl_c()).await?;
     print(&args, &executed)?;
     let summary = &executed.document.summary;
     let code = exit_code(summary, executed.document.interrupted);
@@ -338,8 +415,10 @@ pub async fn run(args: Box<BenchArgs>) -> Result<u8, Failure> {
     Ok(code)
 }
 
-/// Runs the measurement (and the scraper beside it) and writes the run directory, printing only progress.
-pub async fn execute(args: &BenchArgs) -> Result<Executed, Failure> {
+/// Runs the measurement (and the scraper beside it) until it ends or `cancel` fires, and writes the run directory,
+/// printing only progress.
+pub async fn execute(args: &BenchArgs, cancel: Cancel) -> Result<Executed, Failure> {
+    let thresholds = crate::cmd::diagnose::thresholds(args.thresholds.as_deref())?;
     let out_dir = args.out.clone();
     if let Some(dir) = &out_dir {
         std::fs::create_dir_all(dir)
@@ -365,7 +444,6 @@ pub async fn execute(args: &BenchArgs) -> Result<Executed, Failure> {
     .await?;
     let live = Arc::new(LiveCounters::default());
     let display = progress::start(live.clone(), args.quiet);
-    let cancel = cancel_on_ctrl_c();
     let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let clock = std::time::Instant::now();
     let (summary, interrupted, sweep_outcome) = if args.sweep {
@@ -381,7 +459,7 @@ pub async fn execute(args: &BenchArgs) -> Result<Executed, Failure> {
         )
         .await
         .map_err(Failure::usage)?;
-        let summary = best_point_summary(&outcome);
+        let summary = outcome.headline_point().0.clone();
         (summary, outcome.interrupted, Some(outcome))
     } else {
         let out = run_load(
@@ -418,6 +496,7 @@ pub async fn execute(args: &BenchArgs) -> Result<Executed, Failure> {
             window.gauges.entry(signal).or_insert(stats);
         }
     }
+    judge_client(&mut summary, &thresholds);
     let document = RunDocument {
         schema_version: SCHEMA_VERSION,
         tool: RunDocument::tool(),
@@ -445,6 +524,24 @@ pub async fn execute(args: &BenchArgs) -> Result<Executed, Failure> {
         sweep: sweep_outcome,
         slo_given: !plan.spec.slo.is_empty(),
     })
+}
+
+/// The playbook's `client.bound` rule over this run's client numbers: its verdict becomes run.json's flag and a
+/// warning, so bench and diagnose judge the client by one rule and one set of thresholds.
+fn judge_client(summary: &mut RunSummary, thresholds: &infer_doctor_diagnose::Thresholds) {
+    let evidence = infer_doctor_core::Evidence {
+        client: Some(summary.clone()),
+        ..Default::default()
+    };
+    let diagnosis = infer_doctor_diagnose::diagnose(&evidence, thresholds);
+    if let Some(finding) = diagnosis.findings.iter().find(|f| f.id == "client.bound") {
+        summary.client.client_bound = true;
+        summary.warnings.push(format!(
+            "{}: {}",
+            finding.verdict,
+            finding.remedies.join("; ")
+        ));
+    }
 }
 
 fn print(args: &BenchArgs, executed: &Executed) -> Result<(), Failure> {
@@ -502,13 +599,4 @@ fn sweep_rows(outcome: &SweepOutcome) -> Vec<infer_doctor_report::term::SweepRow
             }),
     );
     rows
-}
-
-/// A sweep's headline summary: the best rate meeting the SLOs, else the highest rate measured.
-fn best_point_summary(outcome: &SweepOutcome) -> RunSummary {
-    let best = outcome
-        .best_rate
-        .and_then(|r| outcome.points.iter().find(|p| p.rate == r))
-        .or(outcome.points.last());
-    best.map_or_else(|| outcome.saturation.clone(), |p| p.summary.clone())
 }

@@ -1,6 +1,7 @@
 //! `infer-doctor diagnose` and `report`: gather evidence (live: a single-user probe and a loaded probe written
 //! as a bundle; offline: a bundle, scrapes, a log, request records), run the playbook, and render the result.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -21,16 +22,7 @@ use crate::{Failure, exit};
 const SINGLE_USER_REQUESTS: u64 = 5;
 
 pub async fn run(args: Box<DiagnoseArgs>) -> Result<u8, Failure> {
-    let thresholds = match &args.thresholds {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))
-                .map_err(Failure::usage)?;
-            Thresholds::from_toml(&text)
-                .map_err(|e| Failure::usage(anyhow!("{}: {e}", path.display())))?
-        }
-        None => Thresholds::default(),
-    };
+    let thresholds = thresholds(args.thresholds.as_deref())?;
     let forced = args
         .dialect
         .as_deref()
@@ -39,18 +31,33 @@ pub async fn run(args: Box<DiagnoseArgs>) -> Result<u8, Failure> {
                 .map_err(|e| Failure::usage(anyhow!("--dialect: {e}")))
         })
         .transpose()?;
-    let scratch;
+    let mut scratch = None;
     let bundle_dir: Option<PathBuf> = match (&args.url, &args.bundle) {
         (Some(url), _) => {
             let dir = match &args.out {
                 Some(dir) => dir.clone(),
                 None => {
-                    scratch =
+                    let tmp =
                         tempfile::tempdir().map_err(|e| Failure::usage(anyhow::Error::from(e)))?;
-                    scratch.path().to_path_buf()
+                    let path = tmp.path().to_path_buf();
+                    scratch = Some(tmp);
+                    path
                 }
             };
-            probe(url, &args, &dir).await?;
+            if probe(url, &args, &dir).await? == Probed::Interrupted {
+                // What was measured stays on disk; a diagnosis of a probe cut short would judge the cut.
+                let kept = match scratch.take() {
+                    Some(tmp) => tmp.keep(),
+                    None => dir,
+                };
+                if !args.quiet {
+                    eprintln!(
+                        "interrupted: no diagnosis; what was measured is in {} (diagnose it with --bundle)",
+                        kept.display()
+                    );
+                }
+                return Ok(exit::INTERRUPTED);
+            }
             Some(dir)
         }
         (None, Some(dir)) => Some(dir.clone()),
@@ -78,7 +85,7 @@ pub async fn run(args: Box<DiagnoseArgs>) -> Result<u8, Failure> {
             output_tokens: f64::from(args.output_tokens),
             concurrency: args.concurrency,
         });
-        gathered.evidence.shared_prefixes = args.prefix_tokens > 0;
+        gathered.evidence.shared_prefixes = Some(args.prefix_tokens > 0);
         gathered.evidence.exact_output_lengths = args.ignore_eos;
     }
     gathered.evidence.hardware = hardware(&args, &gathered.evidence.gpus, &mut gathered.problems)?;
@@ -86,8 +93,9 @@ pub async fn run(args: Box<DiagnoseArgs>) -> Result<u8, Failure> {
     if let Some(dir) = &args.out {
         write_bundle_reports(dir, &document).map_err(Failure::usage)?;
     }
-    if !args.quiet {
-        for p in &gathered.problems {
+    // The terminal report carries the warnings itself; the other formats keep stdout for the document.
+    if !args.quiet && args.format != ReportFormat::Term {
+        for p in &document.warnings {
             eprintln!("warning: {p}");
         }
     }
@@ -109,26 +117,57 @@ pub async fn report(args: &ReportArgs) -> Result<u8, Failure> {
         read_bundle(&mut gathered, &args.dir, None)?;
         document(&gathered, &Thresholds::default(), None)
     };
+    if args.format != ReportFormat::Term || args.output.is_some() {
+        for p in &document.warnings {
+            eprintln!("warning: {p}");
+        }
+    }
     emit(&document, args.format, args.output.as_deref())?;
     Ok(exit::OK)
 }
 
-/// Runs the two probes into `dir/single` and `dir/loaded`, keeping the whole run inside the budget.
-async fn probe(url: &str, args: &DiagnoseArgs, dir: &Path) -> Result<(), Failure> {
+/// The playbook's thresholds: the defaults, or a TOML file's overrides (bad keys named with their line).
+pub fn thresholds(path: Option<&Path>) -> Result<Thresholds, Failure> {
+    let Some(path) = path else {
+        return Ok(Thresholds::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading {}", path.display()))
+        .map_err(Failure::usage)?;
+    Thresholds::from_toml(&text).map_err(|e| Failure::usage(anyhow!("{}: {e}", path.display())))
+}
+
+/// `--budget`, with a floor that leaves the probes room for a request or two.
+fn probe_budget(args: &DiagnoseArgs) -> Duration {
+    args.budget.max(Duration::from_secs(5))
+}
+
+/// How the live probes ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Probed {
+    Done,
+    /// Ctrl-C: the probes stopped, and what they measured is written.
+    Interrupted,
+}
+
+/// Runs the two probes into `dir/single` and `dir/loaded`, keeping the whole run inside the budget: a probe still
+/// running when its share of the budget ends is stopped, and its requests in flight count as interrupted (the
+/// client's cut-off, not the server's failure).
+async fn probe(url: &str, args: &DiagnoseArgs, dir: &Path) -> Result<Probed, Failure> {
     let started = Instant::now();
-    let budget = args.budget.max(Duration::from_secs(5));
-    let single = bench_args(
-        url,
-        args,
-        1,
-        SINGLE_USER_REQUESTS,
-        budget / 3,
-        &dir.join("single"),
-    )?;
+    let budget = probe_budget(args);
+    // Checked now, not after the single-user probe has spent its share of the budget.
+    crate::cmd::bench::in_flight("--concurrency", Some(args.concurrency))?;
+    let ctrl_c = crate::cmd::bench::cancel_on_ctrl_c();
+    let single = bench_args(url, args, 1, SINGLE_USER_REQUESTS, &dir.join("single"))?;
     if !args.quiet {
         eprintln!("diagnose: single-user probe ({SINGLE_USER_REQUESTS} requests)");
     }
-    let single_run = crate::cmd::bench::execute(&single).await?;
+    let single_run =
+        crate::cmd::bench::execute(&single, ctrl_c.or_at(started + budget / 3)).await?;
+    if ctrl_c.is_cancelled() {
+        return Ok(Probed::Interrupted);
+    }
     // Size the loaded probe from what one request cost alone, so it fits in what is left of the budget.
     let left = budget.saturating_sub(started.elapsed());
     let e2e = single_run
@@ -140,24 +179,22 @@ async fn probe(url: &str, args: &DiagnoseArgs, dir: &Path) -> Result<(), Failure
         .max(0.001);
     // Under load each request takes longer than alone; assume three times, and at least one round.
     let rounds = (left.as_secs_f64() / (3.0 * e2e)).floor().max(1.0) as u64;
-    let requests = (rounds * args.concurrency)
+    let requests = rounds
+        .saturating_mul(args.concurrency)
         .clamp(args.concurrency, args.max_requests.max(args.concurrency));
-    let loaded = bench_args(
-        url,
-        args,
-        args.concurrency,
-        requests,
-        left,
-        &dir.join("loaded"),
-    )?;
+    let loaded = bench_args(url, args, args.concurrency, requests, &dir.join("loaded"))?;
     if !args.quiet {
         eprintln!(
             "diagnose: loaded probe ({} users, {requests} requests)",
             args.concurrency
         );
     }
-    crate::cmd::bench::execute(&loaded).await?;
-    Ok(())
+    crate::cmd::bench::execute(&loaded, ctrl_c.or_at(started + budget)).await?;
+    Ok(if ctrl_c.is_cancelled() {
+        Probed::Interrupted
+    } else {
+        Probed::Done
+    })
 }
 
 /// A bench command line for one probe, parsed by the same definitions users type.
@@ -166,10 +203,10 @@ fn bench_args(
     args: &DiagnoseArgs,
     concurrency: u64,
     requests: u64,
-    timeout: Duration,
     out: &Path,
 ) -> Result<crate::args::BenchArgs, Failure> {
-    let mut argv: Vec<String> = [
+    // OS strings throughout: a path that is not UTF-8 must reach the probe's bench as it is, not mangled.
+    let mut argv: Vec<OsString> = [
         "infer-doctor",
         "bench",
         "--quiet",
@@ -178,31 +215,35 @@ fn bench_args(
         "--scrape-interval",
         "500ms",
     ]
-    .map(String::from)
+    .map(OsString::from)
     .to_vec();
     if args.ignore_eos {
         argv.push("--ignore-eos".into());
     }
-    let mut flag = |name: &str, value: String| {
+    let mut flag = |name: &str, value: OsString| {
         argv.push(name.into());
         argv.push(value);
     };
-    flag("--concurrency", concurrency.to_string());
-    flag("--num-requests", requests.to_string());
+    flag("--concurrency", concurrency.to_string().into());
+    flag("--num-requests", requests.to_string().into());
     if concurrency > 1 {
         // The first wave arrives at once and queues for a moment: measured, but kept out of the statistics.
-        flag("--warmup", concurrency.to_string());
+        flag("--warmup", concurrency.to_string().into());
     }
-    flag("--input-tokens", args.input_tokens.to_string());
-    flag("--output-tokens", args.output_tokens.to_string());
-    flag("--timeout", format!("{}ms", timeout.as_millis().max(1000)));
-    flag("--out", out.display().to_string());
+    // bench's own idle limit judges a stall; a request still queued or streaming when the budget ends is only cut
+    // off (interrupted): a saturated server's long queue is what diagnose is for, not its failure.
+    flag("--input-tokens", args.input_tokens.to_string().into());
+    flag("--output-tokens", args.output_tokens.to_string().into());
+    flag("--out", out.into());
     if args.prefix_tokens > 0 {
-        flag("--prefix-tokens", args.prefix_tokens.to_string());
-        flag("--prefix-groups", args.prefix_groups.to_string());
+        flag("--prefix-tokens", args.prefix_tokens.to_string().into());
+        flag("--prefix-groups", args.prefix_groups.to_string().into());
     }
     if let Some(tokenizer) = &args.tokenizer {
-        flag("--tokenizer", tokenizer.display().to_string());
+        flag("--tokenizer", tokenizer.into());
+    }
+    if let Some(path) = &args.thresholds {
+        flag("--thresholds", path.into());
     }
     for (name, value) in [
         ("--model", &args.model),
@@ -211,7 +252,7 @@ fn bench_args(
         ("--dialect", &args.dialect),
     ] {
         if let Some(v) = value {
-            flag(name, v.clone());
+            flag(name, v.into());
         }
     }
     match Cli::try_parse_from(argv)?.command {
@@ -232,20 +273,13 @@ fn read_bundle(
         vec![(dir.to_path_buf(), false)]
     };
     for (part, single_user) in parts {
-        match bundle::read_run_dir(&part) {
-            Ok(mut run) => {
-                if forced.is_some() && part.join("server_metrics.jsonl").exists() {
-                    run.scrapes = bundle::read_scrapes(&part.join("server_metrics.jsonl"), forced)
-                        .map_err(Failure::usage)?;
-                    run.document.server = server::summarize(&run.scrapes);
-                }
-                bundle::add_run(gathered, run, single_user);
-            }
+        match bundle::read_run_dir(&part, forced, &mut gathered.problems) {
+            Ok(run) => bundle::add_run(gathered, run, single_user),
             // The single-user part is optional.
             Err(e) if single_user => gathered.problems.push(format!("{e:#}")),
             // A run killed mid-write keeps its line-by-line files: diagnose from what they hold.
             Err(e) => {
-                let salvaged = bundle::salvage_run_dir(&part, forced);
+                let salvaged = bundle::salvage_run_dir(&part, forced, &mut gathered.problems);
                 if salvaged.requests.is_empty() && salvaged.scrapes.is_empty() {
                     // A bundle gathered on the server host may hold only its logs and GPU captures.
                     if ["logs", "gpu"].iter().any(|d| dir.join(d).is_dir()) {
@@ -278,46 +312,52 @@ fn read_bundle(
         files.sort();
         files
     };
+    // A bundle's extra files are the sender's choice: one that cannot be read is said, not fatal.
     for path in files_in("logs") {
-        bundle::add_log(gathered, &path);
+        if let Err(e) = bundle::add_log(gathered, &path) {
+            gathered.problems.push(format!("{e:#}"));
+        }
     }
     for path in files_in("gpu") {
-        bundle::add_gpu_capture(gathered, &path);
+        if let Err(e) = bundle::add_gpu_capture(gathered, &path) {
+            gathered.problems.push(format!("{e:#}"));
+        }
     }
     Ok(())
 }
 
+/// The files named on the command line: the user chose each, so one that cannot be read is an error naming it.
 fn add_loose_evidence(
     gathered: &mut Gathered,
     args: &DiagnoseArgs,
     forced: Option<Dialect>,
 ) -> Result<(), Failure> {
     if !args.metrics.is_empty() {
-        let scrapes = bundle::read_metrics_files(
+        let files = bundle::read_metrics_files(
             &args.metrics,
             args.interval.map(|d| d.as_secs_f64()),
             forced,
             &mut gathered.problems,
-        );
-        let e = &mut gathered.evidence;
-        e.server = server::summarize(&scrapes).or_else(|| {
-            scrapes
-                .first()
-                .map(|(_, readings)| server::snapshot(readings))
-        });
-        e.scrapes = scrapes;
+        )
+        .map_err(Failure::usage)?;
+        gathered.evidence.server = files.window();
+        gathered.evidence.scrapes = files.timed();
     }
     if let Some(path) = &args.log {
-        bundle::add_log(gathered, path);
+        bundle::add_log(gathered, path).map_err(Failure::usage)?;
     }
     for capture in args.gpu.iter().map(Path::new).filter(|p| p.is_file()) {
-        bundle::add_gpu_capture(gathered, capture);
+        bundle::add_gpu_capture(gathered, capture).map_err(Failure::usage)?;
     }
     if let Some(path) = &args.requests {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))
-            .map_err(Failure::usage)?;
-        let requests = bundle::read_requests(path, &text).map_err(Failure::usage)?;
+        let text = bundle::read_evidence_file(path).map_err(Failure::usage)?;
+        let requests = bundle::read_requests(path, &text, &mut gathered.problems);
+        if requests.is_empty() {
+            return Err(Failure::usage(anyhow!(
+                "{}: no request records in it",
+                path.display()
+            )));
+        }
         gathered.evidence.client = bundle::summarize_requests(&requests);
         gathered.evidence.requests = requests;
     }
@@ -416,6 +456,7 @@ pub fn document(
         diagnosis: diagnose(evidence, thresholds),
         escalation: escalation(evidence, &gathered.target, slo),
         evidence: evidence.clone(),
+        warnings: gathered.problems.clone(),
     }
 }
 

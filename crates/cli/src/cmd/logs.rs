@@ -98,6 +98,7 @@ fn render(file: &str, r: &LogReport) -> String {
             out,
             "nothing here looks like vLLM, SGLang or llama.cpp output; is this the engine's own log?"
         );
+        render_problems(&mut out, r);
         return out;
     }
 
@@ -189,18 +190,7 @@ fn render(file: &str, r: &LogReport) -> String {
             opt(mean(&|t| rate(t.generation_ms, t.generated_tokens)).map(|v| format!("{v:.1}"))),
         );
     }
-    if !r.problems.is_empty() {
-        let _ = writeln!(out, "problems ({}):", r.problems.len());
-        for p in r.problems.iter().take(20) {
-            let _ = writeln!(
-                out,
-                "  line {}: {:?}: {}",
-                p.line,
-                p.kind,
-                p.headline.as_deref().unwrap_or(&p.message)
-            );
-        }
-    }
+    render_problems(&mut out, r);
     if !r.warnings.is_empty() {
         let _ = writeln!(out, "warnings ({} distinct):", r.warnings.len());
         for w in r.warnings.iter().take(10) {
@@ -212,6 +202,29 @@ fn render(file: &str, r: &LogReport) -> String {
         }
     }
     out
+}
+
+/// Each problem by the line that says what happened; errors of an orderly shutdown are marked as such.
+fn render_problems(out: &mut String, r: &LogReport) {
+    if r.problems.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "problems ({}):", r.problems.len());
+    for p in r.problems.iter().take(20) {
+        let shutdown = if p.during_shutdown {
+            " (during shutdown)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "  line {}: {:?}{shutdown}: {}",
+            p.message_line, p.kind, p.message
+        );
+        if let Some(headline) = &p.headline {
+            let _ = writeln!(out, "    in the record from line {}: {headline}", p.line);
+        }
+    }
 }
 
 fn render_stats(out: &mut String, r: &LogReport) {
@@ -228,10 +241,14 @@ fn render_stats(out: &mut String, r: &LogReport) {
             .filter_map(f)
             .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
     };
-    let preemptions: u64 = s.iter().filter_map(|x| x.preemptions).sum();
+    // Only a log that can report preemptions can report none.
+    let preemptions = r.preemptions().map_or_else(
+        || "preemptions not reported".to_string(),
+        |n| format!("{n} preemptions"),
+    );
     let _ = writeln!(
         out,
-        "stats: {} lines; peak running {}, peak waiting {}, peak KV usage {}, {preemptions} preemptions, \
+        "stats: {} lines; peak running {}, peak waiting {}, peak KV usage {}, {preemptions}, \
          peak generation {} tok/s",
         s.len(),
         opt(peak(&|x| x.running.map(|v| v as f64))),

@@ -12,9 +12,9 @@ use infer_doctor_load::Target;
 use infer_doctor_load::http::{ClientOptions, HttpClient};
 use infer_doctor_observe::dialect::{self, Dialect};
 use infer_doctor_observe::exposition::parse;
-use infer_doctor_observe::llamacpp;
 use infer_doctor_observe::prometheus::{self, FleetView, Scope};
-use infer_doctor_observe::server::{snapshot, summarize};
+use infer_doctor_observe::server::snapshot;
+use infer_doctor_observe::{gpu, llamacpp};
 use infer_doctor_report::server::server_table;
 
 use crate::args::{Format, MetricsArgs, MetricsCommand, MetricsShowArgs};
@@ -31,6 +31,9 @@ pub async fn run(args: MetricsArgs) -> Result<u8, Failure> {
             let source = a.source.as_deref().unwrap_or_default();
             let text = fetch(source).await?;
             let mut readings = read(source, &text, forced)?;
+            if readings.dialect == Dialect::Dcgm.name() {
+                return print_gpus(source, &text, a.format);
+            }
             if readings.dialect == Dialect::LlamaCpp.name() && is_url(source) {
                 add_llamacpp_capacity(source, &mut readings).await;
             }
@@ -38,16 +41,18 @@ pub async fn run(args: MetricsArgs) -> Result<u8, Failure> {
         }
         MetricsCommand::Diff(a) => {
             let forced = forced_dialect(a.dialect.as_deref())?;
-            let seconds = match a.interval {
-                Some(d) => d.as_secs_f64(),
-                None => interval_from_mtimes(&a.earlier, &a.later)?,
-            };
-            let mut scrapes = Vec::new();
-            for (t, path) in [(0.0, &a.earlier), (seconds, &a.later)] {
-                let text = read_file(path)?;
-                scrapes.push((t, read(&path.display().to_string(), &text, forced)?));
+            let mut problems = Vec::new();
+            let files = crate::bundle::read_metrics_files(
+                &[a.earlier.clone(), a.later.clone()],
+                a.interval.map(|d| d.as_secs_f64()),
+                forced,
+                &mut problems,
+            )
+            .map_err(Failure::usage)?;
+            for p in &problems {
+                eprintln!("warning: {p}");
             }
-            let window = summarize(&scrapes).ok_or_else(|| {
+            let window = files.window().ok_or_else(|| {
                 Failure::usage(anyhow!(
                     "the two scrapes must be at least a millisecond apart"
                 ))
@@ -159,6 +164,37 @@ fn print_fleet(view: &FleetView, format: Format) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
+/// dcgm-exporter speaks of GPUs, not of an engine: its scrape is shown as the GPU state `--gpu` reads from it.
+fn print_gpus(source: &str, text: &str, format: Format) -> Result<u8, Failure> {
+    let gpus =
+        gpu::read_capture(text, source).map_err(|e| Failure::usage(anyhow!("{source}: {e}")))?;
+    match format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&gpus)
+                .map_err(|e| Failure::usage(anyhow::Error::from(e)))?
+        ),
+        Format::Term => {
+            let number =
+                |v: Option<f64>, unit: &str| v.map_or("-".into(), |v| format!("{v:.0} {unit}"));
+            for g in &gpus {
+                println!(
+                    "GPU {} {}: util {}, memory {} of {}, power {}, SM clock {}, temperature {}",
+                    g.bus_id,
+                    g.name,
+                    number(g.utilization_percent, "%"),
+                    number(g.memory_used_mib, "MiB"),
+                    number(g.memory_total_mib, "MiB"),
+                    number(g.power_draw_watts, "W"),
+                    number(g.sm_clock_mhz, "MHz"),
+                    number(g.temperature_c, "C"),
+                );
+            }
+        }
+    }
+    Ok(exit::OK)
+}
+
 fn forced_dialect(name: Option<&str>) -> Result<Option<Dialect>, Failure> {
     name.map(|n| {
         n.parse::<Dialect>()
@@ -214,7 +250,8 @@ async fn fetch(source: &str) -> Result<String, Failure> {
         .map_err(|_| Failure::usage(anyhow!("{source}: the body is not UTF-8")))
 }
 
-/// Parses and maps one scrape; malformed lines are reported with their numbers and the rest is used.
+/// Parses and maps one scrape; malformed lines are reported with their numbers and the rest is used, and so are
+/// the doubts of the reading (a histogram without its `+Inf` bucket).
 fn read(source: &str, text: &str, forced: Option<Dialect>) -> Result<ServerReadings, Failure> {
     let scrape = parse(text);
     for e in scrape.errors.iter().take(5) {
@@ -226,12 +263,21 @@ fn read(source: &str, text: &str, forced: Option<Dialect>) -> Result<ServerReadi
             scrape.errors.len() - 5
         );
     }
-    dialect::read(&scrape, forced, source).map_err(Failure::usage)
+    let readings = dialect::read(&scrape, forced, source).map_err(Failure::usage)?;
+    for warning in &readings.warnings {
+        eprintln!("warning: {source}: {warning}");
+    }
+    Ok(readings)
 }
 
 fn print(window: &ServerWindow, format: Format) -> Result<u8, Failure> {
     match format {
-        Format::Term => print!("{}", server_table(window)),
+        Format::Term => {
+            if !window.models.is_empty() {
+                println!("model: {}", window.models.join(", "));
+            }
+            print!("{}", server_table(window))
+        }
         Format::Json => println!(
             "{}",
             serde_json::to_string_pretty(window)
@@ -239,31 +285,4 @@ fn print(window: &ServerWindow, format: Format) -> Result<u8, Failure> {
         ),
     }
     Ok(exit::OK)
-}
-
-fn interval_from_mtimes(earlier: &Path, later: &Path) -> Result<f64, Failure> {
-    let mtime = |p: &Path| {
-        std::fs::metadata(p)
-            .and_then(|m| m.modified())
-            .with_context(|| format!("reading the modification time of {}", p.display()))
-            .map_err(Failure::usage)
-    };
-    let seconds = mtime(later)?
-        .duration_since(mtime(earlier)?)
-        .map_err(|_| {
-            Failure::usage(anyhow!(
-                "{} is older than {}: give the earlier scrape first, or --interval",
-                later.display(),
-                earlier.display()
-            ))
-        })?
-        .as_secs_f64();
-    if seconds <= 0.0 {
-        return Err(Failure::usage(anyhow!(
-            "{} and {} have the same modification time; give --interval",
-            earlier.display(),
-            later.display()
-        )));
-    }
-    Ok(seconds)
 }

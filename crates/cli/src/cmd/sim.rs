@@ -15,7 +15,7 @@ use infer_doctor_sim::des::{self, Arrivals, Outcome};
 use infer_doctor_sim::engine::{FinishReason, NewRequest};
 use infer_doctor_sim::logs::{self, LogRecord, Pids};
 use infer_doctor_sim::scenario;
-use infer_doctor_sim::server::{LogSink, SimServer, StopModel};
+use infer_doctor_sim::server::{LISTEN_BACKLOG, LogSink, SimServer, StopModel};
 use infer_doctor_sim::setup::SimSetup;
 use infer_doctor_sim::text::WordTokenizer;
 use rand::SeedableRng;
@@ -203,6 +203,17 @@ fn run_des(args: &SimRunArgs) -> Result<u8, Failure> {
             requests: args.num_requests,
         },
     };
+    if let Arrivals::Open { times } = &arrivals
+        && let Some(last) = times.last().filter(|t| **t > SIM_RUN_HORIZON_SECONDS)
+    {
+        return Err(Failure::usage(anyhow!(
+            "--request-rate {}: the last of {} requests would arrive after {last:.0} s of simulated time, past the \
+             {:.0}-day limit; raise the rate or lower --num-requests",
+            args.request_rate.unwrap_or_default(),
+            args.num_requests,
+            SIM_RUN_HORIZON_SECONDS / 86_400.0
+        )));
+    }
     let requests = workload(
         &setup,
         args,
@@ -213,7 +224,16 @@ fn run_des(args: &SimRunArgs) -> Result<u8, Failure> {
     );
     let cpu_before = infer_doctor_load::cpu::process_cpu_seconds();
     let wall = std::time::Instant::now();
-    let outcome = des::run(&mut built.core, &arrivals, requests, 1.0, f64::INFINITY);
+    let outcome = des::run(
+        &mut built.core,
+        &arrivals,
+        requests,
+        1.0,
+        SIM_RUN_HORIZON_SECONDS,
+    );
+    if outcome.simulated_seconds > SIM_RUN_HORIZON_SECONDS {
+        return Err(Failure::usage(too_slow(&setup, args, &outcome)));
+    }
     let cpu = infer_doctor_load::cpu::process_cpu_seconds() - cpu_before;
     if let Some(dir) = &args.out {
         write_outputs(dir, &outcome, &built.core.metrics.render()).map_err(Failure::usage)?;
@@ -240,6 +260,45 @@ fn run_des(args: &SimRunArgs) -> Result<u8, Failure> {
         Format::Term => report.print(&outcome, cpu, wall.elapsed().as_secs_f64()),
     }
     Ok(exit::OK)
+}
+
+/// The most simulated time `sim run` covers: a week, sampled each second, holds a few tens of MB. Extreme fault
+/// settings (a throttle of 1e12) or sparse arrivals would otherwise run for simulated years, a sample a second.
+const SIM_RUN_HORIZON_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
+
+/// Why a run passed the horizon, naming the settings that stretch simulated time.
+fn too_slow(setup: &SimSetup, args: &SimRunArgs, outcome: &Outcome) -> anyhow::Error {
+    let mut causes = Vec::new();
+    if setup.throttle != 1.0 {
+        causes.push(format!("--throttle {}", setup.throttle));
+    }
+    if setup.cold_seconds > 0.0 && setup.cold_factor != 1.0 {
+        causes.push(format!(
+            "--cold-factor {} for --cold-seconds {}",
+            setup.cold_factor, setup.cold_seconds
+        ));
+    }
+    if setup.degrade_per_10k_tokens > 0.0 {
+        causes.push(format!(
+            "--degrade-per-10k-tokens {}",
+            setup.degrade_per_10k_tokens
+        ));
+    }
+    if let Some(rate) = args.request_rate {
+        causes.push(format!("--request-rate {rate}"));
+    }
+    let causes = if causes.is_empty() {
+        "the model, GPU and workload".to_string()
+    } else {
+        causes.join(", ")
+    };
+    anyhow!(
+        "the simulation passed {:.0} days of simulated time with {} of {} requests finished: {causes} stretch it \
+         too far; use milder settings or fewer requests",
+        SIM_RUN_HORIZON_SECONDS / 86_400.0,
+        outcome.finished.len(),
+        args.num_requests
+    )
 }
 
 /// The i-th request: lengths drawn from the flags' distributions, prompts sharing prefixes by group.
@@ -391,6 +450,15 @@ pub fn listen_addr(args: &SimArgs) -> Result<SocketAddr, Failure> {
         .map_err(|_| Failure::usage(anyhow!("--host `{}`: not an IP address", args.host)))
 }
 
+/// The kernel's cap on any listen backlog (Linux), when it can be read.
+fn listen_backlog_cap() -> Option<u32> {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// Serves the simulated vLLM server until Ctrl-C, logging like vLLM on stderr.
 async fn serve(args: &SimArgs) -> Result<u8, Failure> {
     let setup = setup_from(&args.setup)?;
@@ -423,6 +491,15 @@ async fn serve(args: &SimArgs) -> Result<u8, Failure> {
     .await
     .with_context(|| format!("starting the simulated server on {addr}"))
     .map_err(Failure::usage)?;
+    if let Some(cap) = listen_backlog_cap()
+        && cap < LISTEN_BACKLOG
+    {
+        eprintln!(
+            "warning: net.core.somaxconn is {cap}: the kernel holds at most {cap} connections waiting to be \
+             accepted, not {LISTEN_BACKLOG}; clients past that connecting at once wait a second or more for SYN \
+             retries (sysctl -w net.core.somaxconn={LISTEN_BACKLOG})"
+        );
+    }
     print(logs::server_started(&args.host, server.addr.port()));
     println!("{}", server.url());
     tokio::signal::ctrl_c()
@@ -498,7 +575,7 @@ pub fn simulated_evidence(
             output_tokens: f64::from(workload.output_tokens),
             concurrency: u64::from(users),
         }),
-        shared_prefixes: workload.prefix_tokens > 0,
+        shared_prefixes: Some(workload.prefix_tokens > 0),
         log: infer_doctor_observe::logs::parse_log(&log).facts(),
         ..Default::default()
     })
