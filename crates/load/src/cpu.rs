@@ -6,19 +6,38 @@ use std::path::Path;
 /// Linux reports `/proc` CPU times in USER_HZ ticks, fixed at 100 on every mainstream architecture.
 const TICKS_PER_SECOND: f64 = 100.0;
 
-fn cpu_seconds_from_stat(path: &Path) -> Option<f64> {
+/// Whose time a `stat` file's user and system fields hold.
+#[derive(Clone, Copy)]
+enum Whose {
+    /// The process or thread itself (`utime`, `stime`).
+    Own,
+    /// Its children that have ended and been waited for (`cutime`, `cstime`): what `time` reports of a command.
+    WaitedChildren,
+}
+
+fn cpu_seconds_from_stat(path: &Path, whose: Whose) -> Option<f64> {
     let stat = std::fs::read_to_string(path).ok()?;
     // Fields after the command name, which is parenthesised and may contain spaces.
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
+    let user = match whose {
+        Whose::Own => 11,
+        Whose::WaitedChildren => 13,
+    };
+    let utime: f64 = fields.get(user)?.parse().ok()?;
+    let stime: f64 = fields.get(user + 1)?.parse().ok()?;
     Some((utime + stime) / TICKS_PER_SECOND)
 }
 
 /// CPU seconds (user + system) used by this process so far; 0 where `/proc` is unavailable.
 pub fn process_cpu_seconds() -> f64 {
-    cpu_seconds_from_stat(Path::new("/proc/self/stat")).unwrap_or(0.0)
+    cpu_seconds_from_stat(Path::new("/proc/self/stat"), Whose::Own).unwrap_or(0.0)
+}
+
+/// CPU seconds used by this process's children that have ended and been waited for, as the kernel keeps them
+/// for `time`; 0 where `/proc` is unavailable.
+pub fn waited_children_cpu_seconds() -> f64 {
+    cpu_seconds_from_stat(Path::new("/proc/self/stat"), Whose::WaitedChildren).unwrap_or(0.0)
 }
 
 /// The calling thread's id, for `thread_cpu_seconds` later.
@@ -29,12 +48,20 @@ pub fn current_thread_id() -> Option<u32> {
 
 /// CPU seconds used by one thread of this process.
 pub fn thread_cpu_seconds(tid: u32) -> Option<f64> {
-    cpu_seconds_from_stat(Path::new(&format!("/proc/self/task/{tid}/stat")))
+    cpu_seconds_from_stat(
+        Path::new(&format!("/proc/self/task/{tid}/stat")),
+        Whose::Own,
+    )
 }
 
 /// Peak resident memory of this process in bytes (`VmHWM`).
 pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    peak_rss_bytes_of("self")
+}
+
+/// Peak resident memory so far of the process `pid` (a number, or `self`) in bytes; `None` once it has ended.
+pub fn peak_rss_bytes_of(pid: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
@@ -88,5 +115,18 @@ mod tests {
         assert!(process_cpu_seconds() - before >= 0.1);
         assert!(thread_cpu_seconds(tid).unwrap() - thread_before >= 0.1);
         assert!(peak_rss_bytes().unwrap() > 1 << 20);
+    }
+
+    #[test]
+    fn a_waited_childs_cpu_is_counted_as_time_counts_it() {
+        let before = waited_children_cpu_seconds();
+        // A child with a fixed amount of work (tenths of a second of a shell's arithmetic), however busy the machine.
+        let status = std::process::Command::new("sh")
+            .args(["-c", "i=0; while [ $i -lt 300000 ]; do i=$((i + 1)); done"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert!(waited_children_cpu_seconds() - before >= 0.05);
+        assert_eq!(peak_rss_bytes_of(&u32::MAX.to_string()), None);
     }
 }

@@ -1,9 +1,10 @@
-//! `bench --self-test`: how much load this client can generate, what a token costs it and how exactly it times it,
-//! measured against a built-in server on a thread of its own, whose CPU is read apart and kept out of the client's.
+//! `bench --self-test`: how much load this client can generate, what a user's run costs it in CPU and memory, and
+//! how exactly it times a first token, measured against built-in servers whose own cost is kept out of the figures.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use infer_doctor_core::{PromptItem, PromptSource, RequestRecord};
 use infer_doctor_load::cancel::Cancel;
 use infer_doctor_load::cpu;
@@ -11,119 +12,153 @@ use infer_doctor_load::run::Timeouts;
 use infer_doctor_load::{
     Arrival, Endpoint, LiveCounters, LoadShape, RunSpec, Stop, Target, Warmup,
 };
+use infer_doctor_sim::server::SimServer;
+use infer_doctor_sim::setup::SimSetup;
+use infer_doctor_sim::text::WordTokenizer;
 use infer_doctor_testkit::{MockConfig, MockServer, ServedRequest};
 
 use crate::{Failure, exit};
 
-/// A mock server on a thread and runtime of its own, so its CPU time can be told apart from the client's.
+/// What a self-test line runs against.
+enum TestServer {
+    /// The test kit's server: every stream's tokens on a timer of their own, and the moment each token is handed
+    /// to the socket kept, for the TTFT error.
+    Mock(MockConfig),
+    /// The built-in vLLM simulator: tokens come in engine steps, one event per stream per step as from a real
+    /// engine, so a client's reads and wake-ups per token are those of a user's run against vLLM.
+    Sim(SimSetup),
+}
+
+/// A test server on a thread and runtime of its own, apart from the client's.
 struct ServerThread {
     url: String,
-    tid: u32,
+    model: String,
     stop: tokio::sync::oneshot::Sender<()>,
     thread: std::thread::JoinHandle<Vec<ServedRequest>>,
 }
 
-fn start_server(config: MockConfig) -> anyhow::Result<ServerThread> {
+fn start_server(server: TestServer) -> anyhow::Result<ServerThread> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::Builder::new()
         .name("self-test-server".into())
         .spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("server runtime");
+            // The mock on one thread, so it takes as little as it can from the client it times; the simulator with
+            // as many workers as a server process of its own would have.
+            let runtime = match server {
+                TestServer::Mock(_) => tokio::runtime::Builder::new_current_thread(),
+                TestServer::Sim(_) => tokio::runtime::Builder::new_multi_thread(),
+            }
+            .enable_all()
+            .build()
+            .expect("server runtime");
             runtime.block_on(async move {
-                let server = match MockServer::start(config).await {
-                    Ok(server) => server,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return Vec::new();
+                match server {
+                    TestServer::Mock(config) => {
+                        let model = config.model.clone();
+                        match MockServer::start(config).await {
+                            Ok(mock) => {
+                                let _ = ready_tx.send(Ok((mock.url(), model)));
+                                let _ = stopped.await;
+                                mock.truth()
+                            }
+                            Err(e) => {
+                                let _ = ready_tx.send(Err(anyhow::Error::from(e)));
+                                Vec::new()
+                            }
+                        }
                     }
-                };
-                let _ = ready_tx.send(Ok((server.url(), cpu::current_thread_id())));
-                let _ = stopped.await;
-                server.truth()
+                    TestServer::Sim(setup) => {
+                        let started = async {
+                            let built = setup.build()?;
+                            let sim = SimServer::start(
+                                built.core,
+                                built.server,
+                                Arc::new(WordTokenizer),
+                                "127.0.0.1:0".parse()?,
+                                Arc::new(|_| {}),
+                            )
+                            .await?;
+                            anyhow::Ok(sim)
+                        };
+                        match started.await {
+                            Ok(sim) => {
+                                let _ = ready_tx.send(Ok((sim.url(), setup.served_model_name)));
+                                let _ = stopped.await;
+                            }
+                            Err(e) => {
+                                let _ = ready_tx.send(Err(e));
+                            }
+                        }
+                        Vec::new()
+                    }
+                }
             })
         })?;
-    let (url, tid) = ready_rx.recv()??;
-    let tid = tid.ok_or_else(|| anyhow::anyhow!("no /proc thread id"))?;
+    let (url, model) = ready_rx.recv()??;
     Ok(ServerThread {
         url,
-        tid,
+        model,
         stop,
         thread,
     })
 }
 
 impl ServerThread {
-    /// Stops the server and returns what it served.
+    /// Stops the server and returns what it served (the mock's record; nothing from the simulator).
     fn finish(self) -> Vec<ServedRequest> {
         let _ = self.stop.send(());
         self.thread.join().unwrap_or_default()
     }
 }
 
-/// One load the self-test puts on the test server.
+/// One load the self-test puts on the mock, with this process as the client.
 struct Case {
+    mock: MockConfig,
     shape: LoadShape,
     tokens: u32,
-    itl: Duration,
-    /// Write `--out`'s requests.jsonl as a user's run does; the server then also keeps its token times, for the
+    /// Write `--out`'s requests.jsonl as a user's run does; the mock then also keeps its token times, for the
     /// TTFT error.
     records: bool,
 }
 
 struct Measured {
-    streams: u64,
-    tokens: u32,
     requests_per_s: f64,
     events_per_s: f64,
-    /// The whole process's CPU during the run (all threads) less the test server thread's.
-    client_cpu_seconds: f64,
-    server_cpu_seconds: f64,
-    token_events: u64,
-    /// p50 and p99 of (client saw the first token − server handed it to the socket), in ms.
+    /// p50 and p99 of (client saw the first token − the mock handed it to the socket), in ms.
     ttft_error_ms: Option<(f64, f64)>,
-}
-
-impl Measured {
-    fn client_us_per_event(&self) -> f64 {
-        self.client_cpu_seconds * 1e6 / self.token_events.max(1) as f64
-    }
 }
 
 /// A model name as long as real ones, so each token event is about as many bytes as a real server's.
 const MODEL: &str = "meta-llama/Llama-3.1-8B-Instruct";
 
-async fn measure(case: Case, duration: Duration) -> anyhow::Result<Measured> {
-    let Case {
-        shape,
-        tokens,
-        itl,
-        records,
-    } = case;
-    let streams = match shape {
-        LoadShape::Closed { concurrency } => concurrency,
-        LoadShape::Open { rate, .. } => {
-            (rate * itl.as_secs_f64() * f64::from(tokens)).round() as u64
-        }
-    };
-    let server = start_server(MockConfig {
+/// The mock as the self-test runs it: a real server's model name, `tokens` one-token events `itl` apart.
+fn mock(tokens: u32, itl: Duration, record_truth: bool) -> MockConfig {
+    MockConfig {
         model: MODEL.into(),
-        ttft: if itl.is_zero() { Duration::ZERO } else { itl },
+        ttft: itl,
         itl,
         tokens_per_chunk: 1,
         default_output_tokens: tokens,
-        record_truth: records,
+        record_truth,
         ..Default::default()
-    })?;
+    }
+}
+
+async fn measure(case: Case, duration: Duration) -> anyhow::Result<Measured> {
+    let Case {
+        mock,
+        shape,
+        tokens,
+        records,
+    } = case;
+    let server = start_server(TestServer::Mock(mock))?;
     let dir = tempfile::tempdir()?;
     let jsonl = dir.path().join("requests.jsonl");
     let spec = RunSpec {
         target: Arc::new(Target::parse(&server.url, None)?),
         endpoint: Endpoint::Completions,
-        model: MODEL.into(),
+        model: server.model.clone(),
         stream: true,
         ignore_eos: false,
         // As `bench` asks by default: a usage object on every token event.
@@ -142,18 +177,7 @@ async fn measure(case: Case, duration: Duration) -> anyhow::Result<Measured> {
         requests_jsonl: records.then(|| (jsonl.clone(), false)),
         first_id: 0,
     };
-    let server_cpu = || {
-        cpu::thread_cpu_seconds(server.tid).ok_or_else(|| {
-            anyhow::anyhow!(
-                "cannot read the test server thread's CPU time from /proc/self/task/{}/stat",
-                server.tid
-            )
-        })
-    };
     let prompts = Arc::new(SizedPrompts { max_tokens: tokens });
-    // Around the whole run, the record writer's last flush and the connections' teardown included.
-    let process_before = cpu::process_cpu_seconds();
-    let server_before = server_cpu()?;
     let out = infer_doctor_load::run(
         &spec,
         prompts,
@@ -162,11 +186,6 @@ async fn measure(case: Case, duration: Duration) -> anyhow::Result<Measured> {
         Cancel::never(),
     )
     .await?;
-    let server_cpu_seconds = server_cpu()? - server_before;
-    let process_cpu = cpu::process_cpu_seconds() - process_before;
-    let tokens_out = &out.summary.tokens;
-    let token_events =
-        (tokens_out.events_per_token * tokens_out.output_total as f64).round() as u64;
     let wall = out.wall.as_secs_f64();
     let truth = server.finish();
     let ttft_error_ms = if records {
@@ -175,14 +194,116 @@ async fn measure(case: Case, duration: Duration) -> anyhow::Result<Measured> {
         None
     };
     Ok(Measured {
-        streams,
-        tokens,
         requests_per_s: out.summary.requests.ok as f64 / wall,
-        events_per_s: token_events as f64 / wall,
-        client_cpu_seconds: (process_cpu - server_cpu_seconds).max(0.0),
-        server_cpu_seconds,
-        token_events,
+        events_per_s: token_events(&out.summary.tokens) as f64 / wall,
         ttft_error_ms,
+    })
+}
+
+fn token_events(tokens: &infer_doctor_core::summary::TokenAccounting) -> u64 {
+    (tokens.events_per_token * tokens.output_total as f64).round() as u64
+}
+
+/// What a user's run cost, read from the kernel as `time -v` reads it.
+struct UsersRun {
+    requests_per_s: f64,
+    events_per_s: f64,
+    token_events: u64,
+    /// The bench process's user + system CPU, from start-up to exit.
+    client_cpu_seconds: f64,
+    /// The bench process's peak resident memory (`VmHWM`, read every 10 ms while it ran).
+    client_peak_rss_bytes: u64,
+    /// This process's CPU meanwhile: the simulator serving it.
+    server_cpu_seconds: f64,
+}
+
+impl UsersRun {
+    fn per_event_us(&self, cpu_seconds: f64) -> f64 {
+        cpu_seconds * 1e6 / self.token_events.max(1) as f64
+    }
+}
+
+/// Runs this binary's `bench` in a process of its own, as a user would, against the simulator served from this
+/// process: `users` users asking for `tokens` tokens each for `duration`, with `--out` when `records`.
+fn users_run(
+    users: u64,
+    tokens: u32,
+    records: bool,
+    duration: Duration,
+) -> anyhow::Result<UsersRun> {
+    let server = start_server(TestServer::Sim(SimSetup {
+        model: "tiny".into(),
+        served_model_name: "sim-tiny".into(),
+        max_num_seqs: Some(1024),
+        ..SimSetup::default()
+    }))?;
+    let dir = tempfile::tempdir()?;
+    let mut command = std::process::Command::new(std::env::current_exe()?);
+    command
+        .args([
+            "bench",
+            "--quiet",
+            "--format",
+            "json",
+            "--ignore-eos",
+            "--url",
+        ])
+        .arg(&server.url)
+        .args(["--model", &server.model])
+        .args(["--concurrency", &users.to_string()])
+        .args(["--output-tokens", &tokens.to_string()])
+        .args(["--duration", &format!("{}ms", duration.as_millis())]);
+    if records {
+        command.arg("--out").arg(dir.path().join("run"));
+    }
+    // Into files, not pipes: a document larger than a pipe's buffer would stall the run at its end.
+    let document = dir.path().join("document.json");
+    let errors = dir.path().join("stderr.txt");
+    command
+        .stdout(std::fs::File::create(&document)?)
+        .stderr(std::fs::File::create(&errors)?);
+    let children_before = cpu::waited_children_cpu_seconds();
+    let own_before = cpu::process_cpu_seconds();
+    let started = std::time::Instant::now();
+    let mut child = command
+        .spawn()
+        .context("starting bench in a process of its own")?;
+    let pid = child.id().to_string();
+    let mut peak = 0;
+    let status = loop {
+        peak = peak.max(cpu::peak_rss_bytes_of(&pid).unwrap_or(0));
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if started.elapsed() > duration * 3 + Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::bail!("bench ran past {duration:?} by more than a minute");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let client_cpu_seconds = cpu::waited_children_cpu_seconds() - children_before;
+    let server_cpu_seconds = cpu::process_cpu_seconds() - own_before;
+    server.finish();
+    if !status.success() {
+        anyhow::bail!(
+            "bench exited with {status}: {}",
+            std::fs::read_to_string(&errors).unwrap_or_default().trim()
+        );
+    }
+    let document: infer_doctor_report::document::RunDocument =
+        serde_json::from_str(&std::fs::read_to_string(&document)?)
+            .context("reading bench's JSON document")?;
+    let summary = &document.summary;
+    let wall = document.wall_seconds.max(f64::MIN_POSITIVE);
+    let token_events = token_events(&summary.tokens);
+    Ok(UsersRun {
+        requests_per_s: summary.requests.ok as f64 / wall,
+        events_per_s: token_events as f64 / wall,
+        token_events,
+        client_cpu_seconds,
+        client_peak_rss_bytes: peak,
+        server_cpu_seconds,
     })
 }
 
@@ -201,7 +322,7 @@ impl PromptSource for SizedPrompts {
     }
 }
 
-/// p50 and p99 of (client saw the first token − server handed it over), matched by prompt.
+/// p50 and p99 of (client saw the first token − the mock handed it to the socket), matched by prompt.
 fn ttft_error(
     truth: &[ServedRequest],
     jsonl: &std::path::Path,
@@ -321,14 +442,13 @@ const TTFT_ERROR_P99_MS: Bound = Bound::AtMost(0.5);
 pub async fn run(quiet: bool, per_line: Duration) -> Result<u8, Failure> {
     if !quiet {
         eprintln!(
-            "self-test: this client against a built-in instant server on loopback ({} per line)",
+            "self-test: this client against built-in servers on loopback ({} per line)",
             humantime::format_duration(per_line)
         );
     }
     // Client and server sockets share this process: 1,000 streams take 2,000 descriptors.
     cpu::raise_open_files_limit();
     let mut checks = Vec::new();
-    let mut server_cpu_seconds = 0.0;
 
     // Capacity: back-to-back tokens from a server that never waits, so a response's events share few reads;
     // what it shows is the most this client can drive, not what a token costs.
@@ -336,35 +456,31 @@ pub async fn run(quiet: bool, per_line: Duration) -> Result<u8, Failure> {
     for streams in [1, 100, 1000] {
         for tokens in [1, 64] {
             let case = Case {
+                mock: mock(tokens, Duration::ZERO, false),
                 shape: LoadShape::Closed {
                     concurrency: streams,
                 },
                 tokens,
-                itl: Duration::ZERO,
                 records: false,
             };
-            capacity.push(measure(case, per_line).await?);
+            capacity.push((streams, tokens, measure(case, per_line).await?));
         }
     }
-    server_cpu_seconds += capacity.iter().map(|m| m.server_cpu_seconds).sum::<f64>();
     println!("capacity, back-to-back tokens (events coalesce into few reads):");
     println!("streams  tokens/resp  req/s      events/s");
-    for r in &capacity {
+    for (streams, tokens, m) in &capacity {
         println!(
-            "{:>7}  {:>11}  {:>9.0}  {:>10.0}",
-            r.streams, r.tokens, r.requests_per_s, r.events_per_s
+            "{streams:>7}  {tokens:>11}  {:>9.0}  {:>10.0}",
+            m.requests_per_s, m.events_per_s
         );
     }
-    if let Some(best) = capacity
+    if let Some((streams, _, best)) = capacity
         .iter()
-        .filter(|r| r.tokens == 1)
-        .max_by(|a, b| a.requests_per_s.total_cmp(&b.requests_per_s))
+        .filter(|(_, tokens, _)| *tokens == 1)
+        .max_by(|a, b| a.2.requests_per_s.total_cmp(&b.2.requests_per_s))
     {
         let check = Check {
-            figure: format!(
-                "the best one-token request rate (at concurrency {})",
-                best.streams
-            ),
+            figure: format!("the best one-token request rate (at concurrency {streams})"),
             value: best.requests_per_s,
             unit: "req/s",
             decimals: 0,
@@ -374,105 +490,112 @@ pub async fn run(quiet: bool, per_line: Duration) -> Result<u8, Failure> {
         checks.push(check);
     }
 
-    // Streams shaped like a user's run: about 1,000 streams of 20 tokens, one token per SSE event every 20 ms,
-    // each event as long as a real server's. Started together, every stream's tokens fall due in the same
-    // millisecond, the worst case; Poisson arrivals at the rate that keeps 1,000 in flight spread them as real
-    // traffic does.
-    let itl = Duration::from_millis(20);
+    // What a user's run costs: this binary's bench in a process of its own, measured from outside as `time -v`
+    // measures it, against the simulated vLLM server, whose engine steps hand every stream its token at once.
+    let users = 1000;
     let tokens = 20;
-    let poisson = LoadShape::Open {
-        rate: 1000.0 / (f64::from(tokens) * itl.as_secs_f64()),
-        arrival: Arrival::Poisson,
-        max_concurrency: None,
-    };
-    let paced = [
-        (
-            "all due in the same ms",
-            LoadShape::Closed { concurrency: 1000 },
-            true,
-        ),
-        ("Poisson arrivals", poisson.clone(), true),
-        ("Poisson arrivals", poisson, false),
-    ];
     println!(
-        "streams shaped like real ones ({tokens} tokens each, one token per SSE event every {} ms):",
-        itl.as_millis()
+        "a user's run: `bench --concurrency {users} --output-tokens {tokens} --ignore-eos` in a process of its own, \
+         against the built-in vLLM simulator (tiny model, max-num-seqs 1024):"
     );
-    for (how, shape, records) in paced {
-        let m = measure(
-            Case {
-                shape,
-                tokens,
-                itl,
-                records,
-            },
-            per_line,
-        )
-        .await?;
-        server_cpu_seconds += m.server_cpu_seconds;
+    let mut peak_rss_bytes = 0;
+    let mut bench_cpu_seconds = 0.0;
+    for records in [true, false] {
+        let run = tokio::task::spawn_blocking(move || users_run(users, tokens, records, per_line))
+            .await
+            .map_err(|e| Failure::usage(anyhow::anyhow!("the user's run: {e}")))??;
+        peak_rss_bytes = peak_rss_bytes.max(run.client_peak_rss_bytes);
+        bench_cpu_seconds += run.client_cpu_seconds;
         let out = if records {
-            "--out records on"
+            "with --out"
         } else {
-            "--out records off"
+            "without --out"
         };
         let cpu_check = Check {
-            figure: format!(
-                "client CPU per token event at {} streams ({how}, {out})",
-                m.streams
-            ),
-            value: m.client_us_per_event(),
+            figure: format!("client CPU per token event at {users} users ({out})"),
+            value: run.per_event_us(run.client_cpu_seconds),
             unit: "µs",
             decimals: 2,
             bound: CLIENT_US_PER_EVENT,
         };
         println!(
-            "  {} streams, {how}, {out}: {:.0} events/s, client CPU per token event {} (test server's, kept \
-             out: {:.2} µs)",
-            m.streams,
-            m.events_per_s,
+            "  {out}: {:.0} req/s, {:.0} events/s, client CPU per token event {} (the simulator's, apart: {:.2} µs)",
+            run.requests_per_s,
+            run.events_per_s,
             cpu_check.marked(),
-            m.server_cpu_seconds * 1e6 / m.token_events.max(1) as f64
+            run.per_event_us(run.server_cpu_seconds)
         );
         checks.push(cpu_check);
-        if let Some((p50, p99)) = m.ttft_error_ms {
-            let ttft_check = Check {
-                figure: format!(
-                    "the client-added TTFT error p99 at {} streams ({how})",
-                    m.streams
-                ),
-                value: p99,
-                unit: "ms",
-                decimals: 3,
-                bound: TTFT_ERROR_P99_MS,
-            };
-            println!(
-                "    client-added TTFT error: p50 {p50:.3} ms, p99 {}",
-                ttft_check.marked()
-            );
-            checks.push(ttft_check);
-        }
     }
     println!(
-        "  client CPU = this process's CPU (all threads: runtime workers, pacer, prompt feed, record writer) during \
-         the run, less the test server's thread (read from /proc/self/task/<tid>/stat), ÷ token events received"
+        "  client CPU = the bench process's user+system time from start to exit (the kernel's count for a waited \
+         child, as time -v reads it) ÷ token events received"
     );
-
-    // At the end, after the heaviest runs: the high-water mark, not what is resident now.
     let rss_check = Check {
-        figure: "peak RSS (client and test server)".into(),
-        value: cpu::peak_rss_bytes().map_or(f64::NAN, |b| b as f64 / 1e6),
+        figure: "the peak RSS of a user's run".into(),
+        value: if peak_rss_bytes > 0 {
+            peak_rss_bytes as f64 / 1e6
+        } else {
+            f64::NAN
+        },
         unit: "MB",
         decimals: 1,
         bound: PEAK_RSS_MB,
     };
     println!(
-        "peak RSS (VmHWM; the test server runs in this process, its memory is inside): {}",
+        "  peak RSS (the bench process's VmHWM, read every 10 ms while it ran): {}",
         rss_check.marked()
     );
     checks.push(rss_check);
+
+    // Timing: 1,000 streams of one token per SSE event every 20 ms. Started together, every stream's tokens fall
+    // due in the same millisecond, the worst case; Poisson arrivals at the rate that keeps 1,000 in flight spread
+    // them as real traffic does. The mock keeps the moment it handed each first token to the socket.
+    let itl = Duration::from_millis(20);
+    let poisson = LoadShape::Open {
+        rate: users as f64 / (f64::from(tokens) * itl.as_secs_f64()),
+        arrival: Arrival::Poisson,
+        max_concurrency: None,
+    };
     println!(
-        "CPU of the whole self-test: {:.2} s user+sys, all threads, the test server's {server_cpu_seconds:.2} s \
-         included",
+        "client-added TTFT error, {users} streams of {tokens} tokens, one token per SSE event every {} ms:",
+        itl.as_millis()
+    );
+    for (how, shape) in [
+        (
+            "all due in the same ms",
+            LoadShape::Closed { concurrency: users },
+        ),
+        ("Poisson arrivals", poisson),
+    ] {
+        let m = measure(
+            Case {
+                mock: mock(tokens, itl, true),
+                shape,
+                tokens,
+                records: true,
+            },
+            per_line,
+        )
+        .await?;
+        let (p50, p99) = m.ttft_error_ms.unwrap_or((f64::NAN, f64::NAN));
+        let ttft_check = Check {
+            figure: format!("the client-added TTFT error p99 at {users} streams ({how})"),
+            value: p99,
+            unit: "ms",
+            decimals: 3,
+            bound: TTFT_ERROR_P99_MS,
+        };
+        println!(
+            "  {how}: {:.0} events/s, p50 {p50:.3} ms, p99 {}",
+            m.events_per_s,
+            ttft_check.marked()
+        );
+        checks.push(ttft_check);
+    }
+    println!(
+        "CPU of the whole self-test: {:.2} s in this process (clients and test servers), {bench_cpu_seconds:.2} s in \
+         the bench processes",
         cpu::process_cpu_seconds()
     );
 
