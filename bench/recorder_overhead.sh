@@ -14,22 +14,8 @@ binaries=("$@")
 [ ${#binaries[@]} -gt 0 ] || binaries=(target/release/infer-doctor)
 [ -x /usr/bin/time ] || { echo "needs /usr/bin/time (Debian package time)" >&2; exit 2; }
 
-work=$(mktemp -d)
-sim_pid=
-cleanup() {
-    [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-"${binaries[0]}" sim --port 0 --model tiny >"$work/sim.url" 2>"$work/sim.log" &
-sim_pid=$!
-for _ in $(seq 100); do
-    [ -s "$work/sim.url" ] && break
-    sleep 0.1
-done
-url=$(head -n1 "$work/sim.url")
-[ -n "$url" ] || { echo "the simulator did not start:" >&2; cat "$work/sim.log" >&2; exit 1; }
+. "$(dirname "$0")/lib.sh"
+start_sim "${binaries[0]}" --model tiny
 
 # Prints the client's user+system CPU seconds and its voluntary context switches (a thread going to sleep: the
 # writer woken per record shows as one per request) for one run.

@@ -11,23 +11,9 @@ per_run=${SECONDS_PER_RUN:-10}
 rounds=${ROUNDS:-2}
 [ -x /usr/bin/time ] || { echo "needs /usr/bin/time (Debian package time)" >&2; exit 2; }
 
-work=$(mktemp -d)
-sim_pid=
-cleanup() {
-    [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
+. "$(dirname "$0")/lib.sh"
 # The self-test's "user's run": 1,000 users, 20 tokens each, the tiny model with room for all of them.
-"$binary" sim --port 0 --model tiny --max-num-seqs 1024 >"$work/sim.url" 2>"$work/sim.log" &
-sim_pid=$!
-for _ in $(seq 100); do
-    [ -s "$work/sim.url" ] && break
-    sleep 0.1
-done
-url=$(head -n1 "$work/sim.url")
-[ -n "$url" ] || { echo "the simulator did not start:" >&2; cat "$work/sim.log" >&2; exit 1; }
+start_sim "$binary" --model tiny --max-num-seqs 1024
 
 outside() {
     rm -rf "$work/out"
