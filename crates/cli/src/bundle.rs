@@ -7,9 +7,10 @@ use anyhow::{Context, anyhow};
 use infer_doctor_core::aggregate::{AggregateConfig, RunContext};
 use infer_doctor_core::signals::ServerWindow;
 use infer_doctor_core::{Evidence, RequestRecord, RunAggregate, ServerReadings};
+use infer_doctor_host::{gpu, kernel};
 use infer_doctor_load::scrape::read_jsonl;
 use infer_doctor_observe::dialect::{self, Dialect};
-use infer_doctor_observe::{exposition, gpu, logs, server};
+use infer_doctor_observe::{exposition, logs, server};
 use infer_doctor_report::RunDocument;
 use serde_json::Value;
 
@@ -433,7 +434,7 @@ fn add_kernel_log(
     name: &str,
 ) -> anyhow::Result<bool> {
     let Some(xids) =
-        gpu::read_kernel_log(reader, name).with_context(|| format!("reading {name}"))?
+        kernel::read_kernel_log(reader, name).with_context(|| format!("reading {name}"))?
     else {
         return Ok(false);
     };

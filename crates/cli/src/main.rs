@@ -4,7 +4,6 @@
 mod args;
 mod bundle;
 mod cmd;
-mod host;
 mod progress;
 mod rundir;
 mod server_watch;

@@ -1,10 +1,8 @@
 //! The `observe` room: everything infer-doctor learns from the server's own words — Prometheus metrics in any
-//! dialect, window arithmetic exactly as PromQL does it, scraping, and engine logs — as canonical signals.
+//! dialect, window arithmetic exactly as PromQL does it, scraping, and engine logs — as canonical signals. GPU and host facts are the `host` room's.
 
-mod dcgm;
 pub mod dialect;
 pub mod exposition;
-pub mod gpu;
 pub mod llamacpp;
 pub mod logs;
 pub mod prometheus;

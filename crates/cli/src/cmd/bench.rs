@@ -501,7 +501,8 @@ pub async fn execute(args: &BenchArgs, cancel: Cancel) -> Result<Executed, Failu
         schema_version: SCHEMA_VERSION,
         tool: RunDocument::tool(),
         command_line: rundir::redacted_command_line(),
-        host: serde_json::to_value(crate::host::HostInfo::read()).unwrap_or_default(),
+        host: serde_json::to_value(infer_doctor_host::machine::HostInfo::read())
+            .unwrap_or_default(),
         formulas: RunDocument::formulas(),
         started_at,
         wall_seconds: clock.elapsed().as_secs_f64(),

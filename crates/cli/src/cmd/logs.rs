@@ -7,7 +7,7 @@ use std::io::BufReader;
 use anyhow::{Context, anyhow};
 use infer_doctor_core::XidEvent;
 use infer_doctor_core::units::with_thousands_separators;
-use infer_doctor_observe::gpu;
+use infer_doctor_host::kernel;
 use infer_doctor_observe::logs::{LogReport, ServerKind, read_log};
 
 use crate::args::{Format, LogsArgs};
@@ -22,7 +22,7 @@ pub fn run(args: &LogsArgs) -> Result<u8, Failure> {
     let open = || std::fs::File::open(&args.file).map(BufReader::new);
     let read = || -> std::io::Result<_> {
         // A kernel log from the GPU host: the driver's XIDs, beside whatever engine lines it also holds.
-        Ok((read_log(open()?)?, gpu::read_kernel_log(open()?, &name)?))
+        Ok((read_log(open()?)?, kernel::read_kernel_log(open()?, &name)?))
     };
     let (report, xids) = read()
         .with_context(|| format!("reading {name}"))

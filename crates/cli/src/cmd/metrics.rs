@@ -8,13 +8,14 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use infer_doctor_core::ServerReadings;
 use infer_doctor_core::signals::ServerWindow;
+use infer_doctor_host::gpu;
 use infer_doctor_load::Target;
 use infer_doctor_load::http::{ClientOptions, HttpClient};
 use infer_doctor_observe::dialect::{self, Dialect};
 use infer_doctor_observe::exposition::parse;
+use infer_doctor_observe::llamacpp;
 use infer_doctor_observe::prometheus::{self, FleetView, Scope};
 use infer_doctor_observe::server::snapshot;
-use infer_doctor_observe::{gpu, llamacpp};
 use infer_doctor_report::server::server_table;
 
 use crate::args::{Format, MetricsArgs, MetricsCommand, MetricsShowArgs};

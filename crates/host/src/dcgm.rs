@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::exposition::{Sample, Scrape};
 use crate::gpu::Flat;
+use infer_doctor_observe::exposition::{Sample, Scrape};
 
 /// The fields read, under the keys the GPU alias table knows them by (the metric name in lower case).
 const NUMBERS: [&str; 15] = [

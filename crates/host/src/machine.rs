@@ -1,5 +1,5 @@
-//! Facts about the machine the client ran on, for the run record. A later host room will own deeper probes;
-//! these few lines of `/proc` are enough to make a run reproducible.
+//! Facts about the machine the client ran on, for the run record: these few lines of `/proc` are enough to make
+//! a run reproducible.
 
 use serde::Serialize;
 
@@ -38,7 +38,7 @@ impl HostInfo {
             os: field(&os_release, "PRETTY_NAME", '=').map(|v| v.trim_matches('"').to_string()),
             kernel: read_trimmed("/proc/sys/kernel/osrelease"),
             cpu_model: field(&cpuinfo, "model name", ':').map(str::to_string),
-            cores: infer_doctor_load::cpu::cores(),
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
             memory_bytes: field(&meminfo, "MemTotal", ':')
                 .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
                 .map(|kib| kib * 1024),
