@@ -132,3 +132,60 @@ pub struct KernelFacts {
     pub sources: Vec<String>,
     pub xids: Vec<XidEvent>,
 }
+
+/// A PCIe path between two GPUs as `nvidia-smi topo -m` names it, best to worst: at most one bridge, several
+/// bridges, through the host bridge (CPU), between host bridges of one NUMA node, across NUMA nodes.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum PciePath {
+    Pix,
+    Pxb,
+    Phb,
+    Node,
+    Sys,
+}
+
+/// How one GPU reaches another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GpuLink {
+    /// A bonded set of this many NVLinks (`NV18`).
+    NvLink(u32),
+    Pcie(PciePath),
+}
+
+/// One GPU's row of the topology matrix.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TopologyGpu {
+    /// `GPU0`, as the matrix names it (the index nvidia-smi and CUDA_VISIBLE_DEVICES use).
+    pub name: String,
+    /// To every other GPU of the matrix, by name.
+    pub links: Vec<(String, GpuLink)>,
+    /// The CPUs near it, a cpulist (`0-55,112-167`).
+    pub cpu_affinity: Option<String>,
+    pub numa_node: Option<u32>,
+}
+
+/// `nvidia-smi topo -m`: how the host's GPUs reach each other and which CPUs are near each.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GpuTopology {
+    pub source: String,
+    pub gpus: Vec<TopologyGpu>,
+}
+
+/// One NVLink of a GPU: its speed, or `None` when it is inactive.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NvLinkLane {
+    pub link: u32,
+    pub speed_gb_per_s: Option<f64>,
+}
+
+/// One GPU's NVLinks as `nvidia-smi nvlink -s` lists them.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GpuNvLinks {
+    pub index: u32,
+    pub name: String,
+    pub links: Vec<NvLinkLane>,
+}

@@ -22,7 +22,10 @@ pub use evidence::{
 pub use finding::{
     CheckLine, CheckStatus, Confidence, Diagnosis, Finding, Observation, Severity, Symptom,
 };
-pub use gpu::{ClockReason, GpuState, KernelFacts, XidEvent};
+pub use gpu::{
+    ClockReason, GpuLink, GpuNvLinks, GpuState, GpuTopology, KernelFacts, NvLinkLane, PciePath,
+    TopologyGpu, XidEvent,
+};
 pub use record::{ErrorClass, Phase, RequestError, RequestRecord};
 pub use signals::{Buckets, Reading, ServerReadings, Signal, SignalKind};
 pub use slo::{Slo, SloMetric, SloSet};
