@@ -7,7 +7,7 @@ use anyhow::{Context, anyhow};
 use infer_doctor_core::aggregate::{AggregateConfig, RunContext};
 use infer_doctor_core::signals::ServerWindow;
 use infer_doctor_core::{Evidence, RequestRecord, RunAggregate, ServerReadings};
-use infer_doctor_host::{gpu, kernel};
+use infer_doctor_host::{gpu, kernel, topo};
 use infer_doctor_load::scrape::read_jsonl;
 use infer_doctor_observe::dialect::{self, Dialect};
 use infer_doctor_observe::{exposition, logs, server};
@@ -379,8 +379,8 @@ fn shared_prefixes(config: &Value) -> Option<bool> {
 }
 
 /// Reads an nvidia-smi capture (`-q`, `-q -x` or `--query-gpu` CSV) or a dcgm-exporter scrape into the
-/// evidence's GPUs, or a kernel log into its XIDs; anything else is an error naming the file (and line, where
-/// the format says).
+/// evidence's GPUs, `topo -m` into its topology, `nvlink -s` into its NVLinks, or a kernel log into its XIDs;
+/// anything else is an error naming the file (and line, where the format says).
 pub fn add_gpu_capture(gathered: &mut Gathered, path: &Path) -> anyhow::Result<()> {
     let name = path.display().to_string();
     // Captures are small: read whole, with invalid UTF-8 replaced.
@@ -389,10 +389,30 @@ pub fn add_gpu_capture(gathered: &mut Gathered, path: &Path) -> anyhow::Result<(
         return Err(anyhow!("{name}: the file is empty"));
     }
     let text = String::from_utf8_lossy(&bytes);
+    let evidence = &mut gathered.evidence;
     match gpu::read_capture(&text, &name) {
-        Ok(gpus) => gathered.evidence.gpus.extend(gpus),
-        Err(gpu::GpuReadError::UnknownFormat)
+        Ok(gpus) => {
+            evidence.gpus.extend(gpus);
+            return Ok(());
+        }
+        Err(gpu::GpuReadError::UnknownFormat) => {}
+        Err(e) => return Err(anyhow!("{name}: {e}")),
+    }
+    match topo::read_topology(&text, &name) {
+        Ok(topology) => {
+            evidence.topology = Some(topology);
+            return Ok(());
+        }
+        Err(topo::TopoReadError::NotTopology) => {}
+        Err(e) => return Err(anyhow!("{name}: {e}")),
+    }
+    match topo::read_nvlinks(&text) {
+        Ok(links) => evidence.nvlinks = Some((name, links)),
+        Err(topo::TopoReadError::NotNvLink)
             if add_kernel_log(gathered, text.as_bytes(), &name)? => {}
+        Err(topo::TopoReadError::NotNvLink) => {
+            return Err(anyhow!("{name}: {}", gpu::GpuReadError::UnknownFormat));
+        }
         Err(e) => return Err(anyhow!("{name}: {e}")),
     }
     Ok(())

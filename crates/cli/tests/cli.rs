@@ -1586,6 +1586,60 @@ fn thresholds_from_a_toml_file_change_the_verdict_and_bad_keys_are_named() {
 /// the three GPU lines; the same capture with a thermal slowdown active and the SM clock down is named, and the
 /// capture also names the GPU for the hardware floors.
 #[test]
+fn topology_and_nvlink_captures_are_read_from_gpu_and_judged() {
+    // The real H100's `topo -m` and `nvlink -s`: one GPU, 18 links up.
+    let topo = fixture("fixtures/gpu/h100_topo_m.txt");
+    let nvlink = fixture("fixtures/gpu/h100_nvlink_s.txt");
+    let (code, doc, stderr) = diagnose_offline(&["--gpu", &topo, "--gpu", &nvlink]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(doc["evidence"]["topology"]["gpus"][0]["numa_node"], 0);
+    let line = check_line(&doc, "gpu_nvlink_up");
+    assert_eq!(line["status"], "pass");
+    assert_eq!(line["detail"], "18 NVLinks up at 26.562 GB/s on 1 GPU");
+    // Without the server's tensor-parallel size the group cannot be judged, and the line says what to pass.
+    assert_eq!(check(&doc, "gpu_tp_on_nvlink").0, "unknown", "{doc}");
+
+    // A link down, and a PCIe-only pair of GPUs serving one tensor-parallel group of 2.
+    let dir = tempfile::tempdir().unwrap();
+    let down = dir.path().join("nvlink.txt");
+    let text = std::fs::read_to_string(&nvlink).unwrap();
+    std::fs::write(
+        &down,
+        text.replacen("Link 7: 26.562 GB/s", "Link 7: <inactive>", 1),
+    )
+    .unwrap();
+    let pair = dir.path().join("topo.txt");
+    std::fs::write(
+        &pair,
+        "\tGPU0\tGPU1\tCPU Affinity\tNUMA Affinity\nGPU0\t X \tSYS\t0-7\t0\nGPU1\tSYS\t X \t8-15\t1\n",
+    )
+    .unwrap();
+    let log = dir.path().join("vllm.log");
+    std::fs::write(
+        &log,
+        "INFO 01-01 00:00:00 [api_server.py:1] non-default args: {'model': 'm', 'tensor_parallel_size': 2}\n",
+    )
+    .unwrap();
+    let (code, doc, stderr) = diagnose_offline(&[
+        "--gpu",
+        down.to_str().unwrap(),
+        "--gpu",
+        pair.to_str().unwrap(),
+        "--log",
+        log.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let ids: Vec<&str> = doc["diagnosis"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&"hardware.nvlink_degraded"), "{ids:?}");
+    assert!(ids.contains(&"hardware.tp_over_pcie"), "{ids:?} {doc}");
+}
+
+#[test]
 fn gpu_captures_are_judged_and_name_the_gpu_for_the_floors() {
     let healthy = fixture("fixtures/gpu/h100_load_q.txt");
     let (code, doc, stderr) = diagnose_offline(&["--gpu", &healthy]);

@@ -48,6 +48,12 @@ pub struct Evidence {
     /// The GPU host's kernel log: the driver's XID errors (`--log FILE` with `journalctl -k` or `dmesg`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<crate::KernelFacts>,
+    /// How the host's GPUs reach each other (`nvidia-smi topo -m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology: Option<crate::GpuTopology>,
+    /// Each GPU's NVLinks (`nvidia-smi nvlink -s`), with the file they were read from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nvlinks: Option<(String, Vec<crate::GpuNvLinks>)>,
 }
 
 /// What the hardware could do at best, for "slower than it should be" rules.

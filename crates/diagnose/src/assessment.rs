@@ -117,6 +117,8 @@ pub(crate) mod how {
                                   `dmesg -T > dmesg.txt`, which may need root)";
     pub const GPU_STATE: &str = "pass --gpu FILE: `nvidia-smi -q` (or `-q -x`, or `--query-gpu=… --format=csv`) \
                                  saved on the GPU host while it serves";
+    pub const TOPOLOGY: &str = "pass --gpu FILE with `nvidia-smi topo -m` and `nvidia-smi nvlink -s` saved on the \
+                                GPU host (infer-doctor collect gathers both)";
     pub const LOADED_PROBE: &str = "run the loaded probe (diagnose --url URL) or pass --requests requests.jsonl / --bundle DIR";
     pub const SINGLE_USER_PROBE: &str =
         "run the single-user probe (diagnose --url URL runs it before the loaded one)";

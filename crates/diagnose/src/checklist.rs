@@ -8,7 +8,7 @@ use crate::assessment::{Assessment, how, ms, percent};
 use crate::facts::Facts;
 
 /// Lines answered directly by one rule: (line id, question, rule id).
-const RULE_LINES: [(&str, &str, &str); 15] = [
+const RULE_LINES: [(&str, &str, &str); 17] = [
     ("error_rate", "Is the error rate below 1%?", "errors.rate"),
     (
         "no_preemptions",
@@ -74,6 +74,16 @@ const RULE_LINES: [(&str, &str, &str); 15] = [
         "gpu_clocks_full",
         "Do the GPUs run at full clocks (no thermal, power-brake or power-cap slowdown)?",
         "hardware.clock_slowdown",
+    ),
+    (
+        "gpu_tp_on_nvlink",
+        "Does the tensor-parallel group meet over NVLink, not PCIe?",
+        "hardware.tp_over_pcie",
+    ),
+    (
+        "gpu_nvlink_up",
+        "Are all NVLinks up, at full speed and bonded alike?",
+        "hardware.nvlink_degraded",
     ),
     (
         "gpu_link_full",

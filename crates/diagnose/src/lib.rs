@@ -14,6 +14,7 @@ mod itl;
 mod output;
 mod thresholds;
 mod throughput;
+mod topology;
 mod ttft;
 mod upstream;
 
@@ -26,12 +27,13 @@ use facts::Facts;
 
 /// Every rule family, in the order that breaks ties between equally severe and confident findings: failures
 /// first, then root causes (capacity, upstream) before the symptoms they explain (TTFT, ITL).
-const FAMILIES: [fn(&Facts, &Thresholds) -> Vec<Assessment>; 11] = [
+const FAMILIES: [fn(&Facts, &Thresholds) -> Vec<Assessment>; 12] = [
     // An engine that died or ran out of memory explains the errors and every number after it.
     engine::assess,
     errors::assess,
     // A failing or slowed GPU is under every other number.
     hardware::assess,
+    topology::assess,
     capacity::assess,
     upstream::assess,
     ttft::assess,

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use infer_doctor_core::record::ErrorClass;
 use infer_doctor_core::summary::ErrorCount;
 use infer_doctor_core::{
-    CheckStatus, ClockReason, Evidence, LogFailure, LogFailureKind, Severity, Signal, XidEvent,
+    CheckStatus, ClockReason, Evidence, GpuLink, LogFailure, LogFailureKind, PciePath, Severity,
+    Signal, XidEvent,
 };
 use infer_doctor_diagnose::{Thresholds, diagnose};
 use support::*;
@@ -48,6 +49,45 @@ const CASES: &[(&str, Change, Change)] = &[
             gpu(e).pcie_gen = Some(1.0);
             gpu(e).utilization_percent = Some(0.0);
             gpu(e).clock_reasons = Some(vec![ClockReason::GpuIdle]);
+        },
+    ),
+    (
+        "hardware.tp_over_pcie",
+        |e| {
+            // A PCIe-only box: every group of 4 crosses PCIe, half of its pairs across the sockets.
+            tensor_parallel(e, 4);
+            e.topology = Some(topology(8, |i, j| {
+                pcie(if (i < 4) == (j < 4) {
+                    PciePath::Node
+                } else {
+                    PciePath::Sys
+                })
+            }));
+            e.nvlinks = None;
+        },
+        // The group of 4 (GPUs 0–3) on NVLink, though the other half of the box meets over PCIe.
+        |e| {
+            tensor_parallel(e, 4);
+            e.topology = Some(topology(8, |_, j| {
+                if j < 4 {
+                    GpuLink::NvLink(18)
+                } else {
+                    pcie(PciePath::Sys)
+                }
+            }));
+        },
+    ),
+    (
+        "hardware.nvlink_degraded",
+        |e| {
+            let mut links = nvlinks(8, 18);
+            links[5].links[3].speed_gb_per_s = None;
+            e.nvlinks = Some(("nvlink.txt".into(), links));
+        },
+        // A100s bond each pair by 12 links: fewer than an H100's 18, but the same for every pair.
+        |e| {
+            e.topology = Some(topology(8, |_, _| GpuLink::NvLink(12)));
+            e.nvlinks = Some(("nvlink.txt".into(), nvlinks(8, 12)));
         },
     ),
     (
@@ -356,6 +396,8 @@ fn every_playbook_rule_has_a_case() {
         "hardware.memory_errors",
         "hardware.clock_slowdown",
         "hardware.pcie_degraded",
+        "hardware.tp_over_pcie",
+        "hardware.nvlink_degraded",
         "engine.out_of_memory",
         "engine.fatal_error",
         "engine.errors",
@@ -397,7 +439,7 @@ fn healthy_evidence_has_no_warning_and_every_checklist_line_passes() {
         "{:#?}",
         diagnosis.findings
     );
-    assert_eq!(diagnosis.checklist.len(), 20);
+    assert_eq!(diagnosis.checklist.len(), 22);
     for line in &diagnosis.checklist {
         assert_eq!(line.status, CheckStatus::Pass, "{line:#?}");
     }

@@ -14,7 +14,8 @@ pub enum GpuReadError {
     Syntax { line: usize, message: String },
     #[error(
         "not nvidia-smi output: expected `nvidia-smi -q`, `nvidia-smi -q -x`, `nvidia-smi --query-gpu=… \
-         --format=csv` (with its header line) or a dcgm-exporter scrape"
+         --format=csv` (with its header line), `nvidia-smi topo -m`, `nvidia-smi nvlink -s`, a kernel log or a \
+         dcgm-exporter scrape"
     )]
     UnknownFormat,
     #[error("no GPU in this {0} output")]

@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use infer_doctor_core::signals::{CounterStats, GaugeStats, HistogramStats, ServerWindow};
 use infer_doctor_core::summary::{RequestCounts, Throughput, TokenAccounting};
 use infer_doctor_core::{
-    CheckLine, Diagnosis, Evidence, Finding, GpuState, HardwareFacts, KernelFacts, LogFacts, Phase,
-    RequestRecord, RunSummary, Signal, Summary, WorkloadFacts, XidEvent,
+    CheckLine, Diagnosis, Evidence, Finding, GpuLink, GpuNvLinks, GpuState, GpuTopology,
+    HardwareFacts, KernelFacts, LogFacts, NvLinkLane, PciePath, Phase, RequestRecord, RunSummary,
+    Signal, Summary, TopologyGpu, WorkloadFacts, XidEvent,
 };
 
 /// A latency distribution (ms) with the given median and p95.
@@ -196,7 +197,59 @@ pub fn healthy() -> Evidence {
             sources: vec!["kernel.log".into()],
             xids: Vec::new(),
         }),
+        topology: Some(topology(8, |_, _| GpuLink::NvLink(18))),
+        nvlinks: Some(("nvlink.txt".into(), nvlinks(8, 18))),
     }
+}
+
+/// An `n`-GPU `topo -m` matrix whose pair (i, j) meets by `link(i, j)`; GPUs 0–3 on NUMA node 0, the rest on 1,
+/// as on 8-GPU H100 boxes.
+pub fn topology(n: usize, link: impl Fn(usize, usize) -> GpuLink) -> GpuTopology {
+    GpuTopology {
+        source: "topo.txt".into(),
+        gpus: (0..n)
+            .map(|i| TopologyGpu {
+                name: format!("GPU{i}"),
+                links: (0..n)
+                    .filter(|j| *j != i)
+                    .map(|j| (format!("GPU{j}"), link(i.min(j), i.max(j))))
+                    .collect(),
+                cpu_affinity: Some(if i < 4 { "0-55" } else { "56-111" }.into()),
+                numa_node: Some(u32::from(i >= 4)),
+            })
+            .collect(),
+    }
+}
+
+/// `nvidia-smi nvlink -s` of `n` H100s with `links` links each, all up at 26.562 GB/s.
+pub fn nvlinks(n: u32, links: u32) -> Vec<GpuNvLinks> {
+    (0..n)
+        .map(|index| GpuNvLinks {
+            index,
+            name: "NVIDIA H100 80GB HBM3".into(),
+            links: (0..links)
+                .map(|link| NvLinkLane {
+                    link,
+                    speed_gb_per_s: Some(26.562),
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// A PCIe path, for topology builders.
+pub fn pcie(path: PciePath) -> GpuLink {
+    GpuLink::Pcie(path)
+}
+
+/// Sets the server's tensor-parallel size as its vLLM log's arguments line would show it.
+pub fn tensor_parallel(evidence: &mut Evidence, size: u32) {
+    evidence
+        .log
+        .as_mut()
+        .unwrap()
+        .non_default_args
+        .insert("tensor_parallel_size".into(), size.to_string());
 }
 
 /// The kernel's XID line for a GPU, as `read_kernel_log` returns it.

@@ -1,0 +1,292 @@
+//! Rules over how the GPUs reach each other: a tensor-parallel group whose all-reduces cross PCIe instead of
+//! NVLink, and NVLinks that are down or slower than their siblings. Source rows: gpu_trace.md §C (14, 15).
+
+use infer_doctor_core::{Confidence, GpuLink, GpuTopology, Observation, Severity, Symptom};
+
+use crate::Thresholds;
+use crate::assessment::{Assessment, Rule, how, seen};
+use crate::facts::Facts;
+
+const TP_OVER_PCIE: Rule = Rule {
+    id: "hardware.tp_over_pcie",
+    symptom: Symptom::Itl,
+    why: "Tensor parallelism all-reduces activations between the GPUs of a group at every layer of every step; \
+          over PCIe (and worse, across CPU sockets) that traffic runs at a fraction of NVLink's bandwidth, so \
+          each decode step and prefill waits on the interconnect.",
+    remedies: &[
+        "Place the tensor-parallel group on GPUs joined by NVLink (`nvidia-smi topo -m` shows NV# between them), \
+         e.g. with CUDA_VISIBLE_DEVICES",
+        "Without NVLink, prefer pipeline parallelism or more replicas with a smaller tensor-parallel size",
+        "Keep a group within one CPU socket (no SYS between its GPUs)",
+    ],
+    source: "https://docs.vllm.ai/en/latest/serving/parallelism_scaling.html (tensor parallelism needs a fast \
+             interconnect; use pipeline parallelism across slow links); nvidia-smi topo -m legend (NV#, PIX, PXB, \
+             PHB, NODE, SYS)",
+};
+
+const NVLINK_DEGRADED: Rule = Rule {
+    id: "hardware.nvlink_degraded",
+    symptom: Symptom::Hardware,
+    why: "An NVLink that is down, or a GPU pair bonded by fewer links than its siblings, leaves all-reduces and \
+          peer copies to fewer lanes (or to PCIe), slowing every tensor-parallel step that crosses it.",
+    remedies: &[
+        "On HGX/DGX systems check that nvidia-fabricmanager is running, then `nvidia-smi nvlink -s` again",
+        "Check `nvidia-smi nvlink -e` for growing error counters and the kernel log for NVLink XIDs (74)",
+        "A link that stays down after a reset: drain the node and have the baseboard checked",
+    ],
+    source: "https://docs.nvidia.com/datacenter/tesla/fabric-manager-user-guide/index.html (NVLink on NVSwitch \
+             systems needs Fabric Manager); https://docs.nvidia.com/dgx/dgxh100-user-guide/introduction-to-dgxh100.html \
+             (18 NVLinks per H100 GPU, every pair alike through NVSwitch)",
+};
+
+pub(crate) fn assess(facts: &Facts, _: &Thresholds) -> Vec<Assessment> {
+    vec![tp_over_pcie(facts), nvlink_degraded(facts)]
+}
+
+/// The tensor-parallel size the server was started with: its log's arguments (vLLM prints only those it was
+/// given, so a read arguments line without one means the default, 1), else the hardware facts.
+fn tensor_parallel_size(facts: &Facts) -> Option<u32> {
+    let log = facts.evidence.log.as_ref();
+    let from_log = log.and_then(|log| {
+        ["tensor_parallel_size", "tensor-parallel-size", "tp_size"]
+            .iter()
+            .find_map(|key| log.non_default_args.get(*key))
+            .and_then(|v| v.trim().parse().ok())
+            .or_else(|| (log.server == "vllm" && !log.non_default_args.is_empty()).then_some(1))
+    });
+    from_log.or_else(|| {
+        facts
+            .evidence
+            .hardware
+            .as_ref()
+            .map(|h| h.tensor_parallel)
+            .filter(|tp| *tp > 0)
+    })
+}
+
+fn link_name(link: GpuLink) -> String {
+    match link {
+        GpuLink::NvLink(n) => format!("NV{n}"),
+        GpuLink::Pcie(path) => format!("{path:?}").to_uppercase(),
+    }
+}
+
+/// Every GPU pair of the matrix (each once) with its link.
+fn pairs(topology: &GpuTopology) -> Vec<(&str, &str, GpuLink)> {
+    topology
+        .gpus
+        .iter()
+        .flat_map(|gpu| {
+            gpu.links
+                .iter()
+                .filter(move |(peer, _)| gpu.name.as_str() < peer.as_str())
+                .map(move |(peer, link)| (gpu.name.as_str(), peer.as_str(), *link))
+        })
+        .collect()
+}
+
+fn tp_over_pcie(facts: &Facts) -> Assessment {
+    let Some(topology) = &facts.evidence.topology else {
+        return TP_OVER_PCIE.unknown("the GPU topology (`nvidia-smi topo -m`)", how::TOPOLOGY);
+    };
+    let Some(tp) = tensor_parallel_size(facts) else {
+        return TP_OVER_PCIE.unknown("the server's tensor-parallel size", how::LOG);
+    };
+    if tp <= 1 {
+        return TP_OVER_PCIE.passes(format!(
+            "tensor_parallel_size {tp}: no all-reduce between GPUs"
+        ));
+    }
+    let tp = tp as usize;
+    if topology.gpus.len() < tp {
+        return TP_OVER_PCIE.unknown(
+            &format!(
+                "which GPUs the group of {tp} uses ({} has {} GPUs)",
+                topology.source,
+                topology.gpus.len()
+            ),
+            how::TOPOLOGY,
+        );
+    }
+    let all = pairs(topology);
+    // The engine takes the first GPUs it is given; which those are (CUDA_VISIBLE_DEVICES) is not in the evidence,
+    // so the group is read as the matrix's first GPUs unless every pair is alike anyway.
+    let group: Vec<&str> = topology
+        .gpus
+        .iter()
+        .take(tp)
+        .map(|g| g.name.as_str())
+        .collect();
+    let over_pcie: Vec<&(&str, &str, GpuLink)> = all
+        .iter()
+        .filter(|(a, b, link)| {
+            group.contains(a) && group.contains(b) && matches!(link, GpuLink::Pcie(_))
+        })
+        .collect();
+    if over_pcie.is_empty() {
+        let links: Vec<String> = all
+            .iter()
+            .filter(|(a, b, _)| group.contains(a) && group.contains(b))
+            .map(|(_, _, l)| link_name(*l))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        return TP_OVER_PCIE.passes(format!(
+            "the group of {tp} ({}) meets over NVLink ({})",
+            group.join(", "),
+            links.join(", ")
+        ));
+    }
+    // A host without any NVLink pair puts every group on PCIe, whichever GPUs it uses.
+    let no_nvlink = all.iter().all(|(_, _, l)| matches!(l, GpuLink::Pcie(_)));
+    let confidence = if no_nvlink {
+        Confidence::High
+    } else {
+        Confidence::Medium
+    };
+    let worst = over_pcie
+        .iter()
+        .map(|(_, _, l)| *l)
+        .max_by_key(|l| match l {
+            GpuLink::Pcie(path) => *path as u8,
+            GpuLink::NvLink(_) => 0,
+        });
+    let across_sockets = if worst == Some(GpuLink::Pcie(infer_doctor_core::PciePath::Sys)) {
+        ", some across CPU sockets (SYS)"
+    } else {
+        ""
+    };
+    let assumed = if no_nvlink {
+        "this host has no NVLink between any GPUs".to_string()
+    } else {
+        format!(
+            "assuming the group is {} (the first {tp} GPUs)",
+            group.join(", ")
+        )
+    };
+    let evidence: Vec<Observation> = over_pcie
+        .iter()
+        .map(|(a, b, link)| {
+            seen(
+                format!("{a}–{b} {}", link_name(*link)),
+                1.0,
+                &topology.source,
+            )
+        })
+        .collect();
+    TP_OVER_PCIE.fires(
+        Severity::Warning,
+        confidence,
+        format!(
+            "tensor_parallel_size {tp} over PCIe: {} of the group's GPU pairs meet without NVLink{across_sockets} \
+             ({assumed})",
+            over_pcie.len()
+        ),
+        evidence,
+    )
+}
+
+fn nvlink_degraded(facts: &Facts) -> Assessment {
+    let nvlinks = facts.evidence.nvlinks.as_ref();
+    let topology = facts.evidence.topology.as_ref();
+    let bonded: Vec<(&str, &str, u32)> = topology
+        .map(pairs)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(a, b, link)| match link {
+            GpuLink::NvLink(n) => Some((a, b, n)),
+            GpuLink::Pcie(_) => None,
+        })
+        .collect();
+    if nvlinks.is_none() && bonded.is_empty() {
+        let missing = if topology.is_some() {
+            "NVLink state (`nvidia-smi nvlink -s`; the topology shows no NVLink pair)"
+        } else {
+            "NVLink state (`nvidia-smi nvlink -s` or `topo -m`)"
+        };
+        return NVLINK_DEGRADED.unknown(missing, how::TOPOLOGY);
+    }
+    let mut problems = Vec::new();
+    let mut evidence = Vec::new();
+    let mut fine = Vec::new();
+    if let Some((source, gpus)) = nvlinks {
+        let fastest = gpus
+            .iter()
+            .flat_map(|g| &g.links)
+            .filter_map(|l| l.speed_gb_per_s)
+            .fold(0.0_f64, f64::max);
+        let mut active = 0;
+        for gpu in gpus {
+            let down: Vec<u32> = gpu
+                .links
+                .iter()
+                .filter(|l| l.speed_gb_per_s.is_none())
+                .map(|l| l.link)
+                .collect();
+            // Below the fastest link of the host by more than rounding: trained at a lower rate.
+            let slow: Vec<u32> = gpu
+                .links
+                .iter()
+                .filter(|l| l.speed_gb_per_s.is_some_and(|s| s < 0.95 * fastest))
+                .map(|l| l.link)
+                .collect();
+            active += gpu.links.len() - down.len();
+            if !down.is_empty() {
+                problems.push(format!(
+                    "GPU {}: {} of {} NVLinks down",
+                    gpu.index,
+                    down.len(),
+                    gpu.links.len()
+                ));
+                evidence.push(seen(
+                    format!("gpu {} nvlinks inactive", gpu.index),
+                    down.len() as f64,
+                    source,
+                ));
+            }
+            if !slow.is_empty() {
+                problems.push(format!(
+                    "GPU {}: {} NVLinks below {fastest} GB/s",
+                    gpu.index,
+                    slow.len()
+                ));
+                evidence.push(seen(
+                    format!("gpu {} nvlinks slow", gpu.index),
+                    slow.len() as f64,
+                    source,
+                ));
+            }
+        }
+        let gpu_count = match gpus.len() {
+            1 => "1 GPU".to_string(),
+            n => format!("{n} GPUs"),
+        };
+        fine.push(format!(
+            "{active} NVLinks up at {fastest} GB/s on {gpu_count}"
+        ));
+    }
+    if let Some(most) = bonded.iter().map(|(_, _, n)| *n).max() {
+        let source = topology.map_or("", |t| t.source.as_str());
+        let fewer: Vec<&(&str, &str, u32)> = bonded.iter().filter(|(_, _, n)| *n < most).collect();
+        for (a, b, n) in &fewer {
+            evidence.push(seen(format!("{a}–{b} NV{n}"), f64::from(*n), source));
+        }
+        if fewer.is_empty() {
+            fine.push(format!("every NVLink pair bonded by {most} links"));
+        } else {
+            problems.push(format!(
+                "{} GPU pairs bonded by fewer links than NV{most}",
+                fewer.len()
+            ));
+        }
+    }
+    if problems.is_empty() {
+        return NVLINK_DEGRADED.passes(fine.join("; "));
+    }
+    NVLINK_DEGRADED.fires(
+        Severity::Warning,
+        Confidence::High,
+        problems.join("; "),
+        evidence,
+    )
+}
