@@ -112,6 +112,10 @@ pub struct DiagnoseArgs {
     /// How many GPUs the model is split over (tensor parallel), for the hardware floors.
     #[arg(long, default_value_t = 1)]
     pub tensor_parallel_size: u32,
+    /// The output of `vllm collect-env` (`python -m vllm.collect_env`) from the GPU host, as pasted into a
+    /// ticket: versions, GPUs, the GPU topology and the environment (secret values are not kept).
+    #[arg(long, value_name = "FILE")]
+    pub env: Option<PathBuf>,
     /// A TOML file overriding the playbook's thresholds.
     #[arg(long)]
     pub thresholds: Option<PathBuf>,

@@ -7,7 +7,7 @@ use anyhow::{Context, anyhow};
 use infer_doctor_core::aggregate::{AggregateConfig, RunContext};
 use infer_doctor_core::signals::ServerWindow;
 use infer_doctor_core::{Evidence, RequestRecord, RunAggregate, ServerReadings};
-use infer_doctor_host::{gpu, kernel, topo};
+use infer_doctor_host::{collect_env, gpu, kernel, topo};
 use infer_doctor_load::scrape::read_jsonl;
 use infer_doctor_observe::dialect::{self, Dialect};
 use infer_doctor_observe::{exposition, logs, server};
@@ -414,6 +414,21 @@ pub fn add_gpu_capture(gathered: &mut Gathered, path: &Path) -> anyhow::Result<(
             return Err(anyhow!("{name}: {}", gpu::GpuReadError::UnknownFormat));
         }
         Err(e) => return Err(anyhow!("{name}: {e}")),
+    }
+    Ok(())
+}
+
+/// Reads `vllm collect-env` output into the evidence's environment, and its GPU topology when it has one (a
+/// topology from `topo -m` itself is kept: it is the fuller capture).
+pub fn add_collect_env(gathered: &mut Gathered, path: &Path) -> anyhow::Result<()> {
+    let name = path.display().to_string();
+    let text = read_evidence_file(path)?;
+    let (facts, topology) =
+        collect_env::read_collect_env(&text, &name).map_err(|e| anyhow!("{name}: {e}"))?;
+    let evidence = &mut gathered.evidence;
+    evidence.environment = Some(facts);
+    if evidence.topology.is_none() {
+        evidence.topology = topology;
     }
     Ok(())
 }

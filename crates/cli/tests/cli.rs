@@ -1640,6 +1640,58 @@ fn topology_and_nvlink_captures_are_read_from_gpu_and_judged() {
 }
 
 #[test]
+fn a_pasted_collect_env_is_evidence_and_its_secrets_are_not_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = dir.path().join("collect_env.txt");
+    std::fs::write(
+        &env,
+        "Collecting environment information...\n\
+         ==============================\n       PyTorch Info\n==============================\n\
+         PyTorch version              : 2.9.1+cu129\n\
+         GPU models and configuration :\nGPU 0: NVIDIA L40S\nGPU 1: NVIDIA L40S\n\n\
+         ==============================\n         vLLM Info\n==============================\n\
+         vLLM Version                 : 0.16.0\nGPU Topology:\n\
+         \x20 \tGPU0\tGPU1\tCPU Affinity\tNUMA Affinity\tGPU NUMA ID\n\
+         GPU0\t X \tSYS\t0-31\t0\t\tN/A\nGPU1\tSYS\t X \t32-63\t1\t\tN/A\n\nLegend:\n\n\
+         ==============================\n     Environment Variables\n==============================\n\
+         CUDA_VISIBLE_DEVICES=0,1\nHF_TOKEN=hf_plantedsecret\n",
+    )
+    .unwrap();
+    let log = dir.path().join("vllm.log");
+    std::fs::write(
+        &log,
+        "INFO 01-01 00:00:00 [api_server.py:1] non-default args: {'model': 'm', 'tensor_parallel_size': 2}\n",
+    )
+    .unwrap();
+    let (code, doc, stderr) = diagnose_offline(&[
+        "--env",
+        env.to_str().unwrap(),
+        "--log",
+        log.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let environment = &doc["evidence"]["environment"];
+    assert_eq!(environment["vllm_version"], "0.16.0");
+    assert_eq!(environment["variables"]["HF_TOKEN"], "***");
+    assert!(!doc.to_string().contains("hf_plantedsecret"));
+    let finding = doc["diagnosis"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "hardware.tp_over_pcie")
+        .unwrap_or_else(|| panic!("{doc}"));
+    assert_eq!(finding["confidence"], "high", "{finding}");
+
+    // Not collect-env output: an error naming the file.
+    let (code, _, stderr) = diagnose_offline(&["--env", log.to_str().unwrap()]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("vllm.log: not `vllm collect-env` output"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn gpu_captures_are_judged_and_name_the_gpu_for_the_floors() {
     let healthy = fixture("fixtures/gpu/h100_load_q.txt");
     let (code, doc, stderr) = diagnose_offline(&["--gpu", &healthy]);

@@ -54,6 +54,9 @@ pub struct Evidence {
     /// Each GPU's NVLinks (`nvidia-smi nvlink -s`), with the file they were read from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nvlinks: Option<(String, Vec<crate::GpuNvLinks>)>,
+    /// The GPU host's software and environment as `vllm collect-env` printed it (`--env FILE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<crate::EnvFacts>,
 }
 
 /// What the hardware could do at best, for "slower than it should be" rules.

@@ -189,3 +189,19 @@ pub struct GpuNvLinks {
     pub name: String,
     pub links: Vec<NvLinkLane>,
 }
+
+/// What `vllm collect-env` (`python -m vllm.collect_env`) printed on the GPU host, as pasted into a ticket.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EnvFacts {
+    pub source: String,
+    pub vllm_version: Option<String>,
+    pub torch_version: Option<String>,
+    pub cuda_runtime: Option<String>,
+    pub driver_version: Option<String>,
+    /// `GPU 0: NVIDIA H100 80GB HBM3` → `NVIDIA H100 80GB HBM3`, in index order.
+    pub gpu_models: Vec<String>,
+    pub cpu_model: Option<String>,
+    pub numa_nodes: Option<u32>,
+    /// The environment variables it listed, values whose names say KEY, TOKEN, SECRET or PASSWORD replaced.
+    pub variables: std::collections::BTreeMap<String, String>,
+}

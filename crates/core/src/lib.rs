@@ -23,8 +23,8 @@ pub use finding::{
     CheckLine, CheckStatus, Confidence, Diagnosis, Finding, Observation, Severity, Symptom,
 };
 pub use gpu::{
-    ClockReason, GpuLink, GpuNvLinks, GpuState, GpuTopology, KernelFacts, NvLinkLane, PciePath,
-    TopologyGpu, XidEvent,
+    ClockReason, EnvFacts, GpuLink, GpuNvLinks, GpuState, GpuTopology, KernelFacts, NvLinkLane,
+    PciePath, TopologyGpu, XidEvent,
 };
 pub use record::{ErrorClass, Phase, RequestError, RequestRecord};
 pub use signals::{Buckets, Reading, ServerReadings, Signal, SignalKind};

@@ -18,10 +18,11 @@ const TP_OVER_PCIE: Rule = Rule {
          e.g. with CUDA_VISIBLE_DEVICES",
         "Without NVLink, prefer pipeline parallelism or more replicas with a smaller tensor-parallel size",
         "Keep a group within one CPU socket (no SYS between its GPUs)",
+        "Unset NCCL_P2P_DISABLE where the GPUs have NVLink, so NCCL copies over it",
     ],
     source: "https://docs.vllm.ai/en/latest/serving/parallelism_scaling.html (tensor parallelism needs a fast \
              interconnect; use pipeline parallelism across slow links); nvidia-smi topo -m legend (NV#, PIX, PXB, \
-             PHB, NODE, SYS)",
+             PHB, NODE, SYS); https://docs.nvidia.com/deeplearning/nccl/user-guide/docs/env.html (NCCL_P2P_DISABLE)",
 };
 
 const NVLINK_DEGRADED: Rule = Rule {
@@ -109,14 +110,33 @@ fn tp_over_pcie(facts: &Facts) -> Assessment {
         );
     }
     let all = pairs(topology);
-    // The engine takes the first GPUs it is given; which those are (CUDA_VISIBLE_DEVICES) is not in the evidence,
-    // so the group is read as the matrix's first GPUs unless every pair is alike anyway.
-    let group: Vec<&str> = topology
-        .gpus
-        .iter()
-        .take(tp)
-        .map(|g| g.name.as_str())
-        .collect();
+    // The engine takes the first GPUs it is given: CUDA_VISIBLE_DEVICES names them when the environment is in
+    // the evidence (by index; UUIDs cannot be matched to the matrix), else the matrix's first GPUs are assumed.
+    let visible: Option<Vec<String>> = facts
+        .evidence
+        .environment
+        .as_ref()
+        .and_then(|env| env.variables.get("CUDA_VISIBLE_DEVICES"))
+        .and_then(|list| {
+            list.split(',')
+                .map(|i| i.trim().parse::<u32>().ok().map(|i| format!("GPU{i}")))
+                .collect::<Option<Vec<_>>>()
+        })
+        .filter(|names| {
+            names.len() >= tp
+                && names
+                    .iter()
+                    .all(|n| topology.gpus.iter().any(|g| g.name == *n))
+        });
+    let group: Vec<&str> = match &visible {
+        Some(names) => names.iter().take(tp).map(String::as_str).collect(),
+        None => topology
+            .gpus
+            .iter()
+            .take(tp)
+            .map(|g| g.name.as_str())
+            .collect(),
+    };
     let over_pcie: Vec<&(&str, &str, GpuLink)> = all
         .iter()
         .filter(|(a, b, link)| {
@@ -131,6 +151,25 @@ fn tp_over_pcie(facts: &Facts) -> Assessment {
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
+        let p2p_disabled = facts
+            .evidence
+            .environment
+            .as_ref()
+            .and_then(|env| env.variables.get("NCCL_P2P_DISABLE"))
+            .filter(|v| v.trim() == "1");
+        if let (Some(_), Some(env)) = (p2p_disabled, &facts.evidence.environment) {
+            return TP_OVER_PCIE.fires(
+                Severity::Warning,
+                Confidence::High,
+                format!(
+                    "NCCL_P2P_DISABLE=1: the group of {tp} ({}) has NVLink ({}), but NCCL may not use it and \
+                     copies through host memory instead",
+                    group.join(", "),
+                    links.join(", ")
+                ),
+                vec![seen("NCCL_P2P_DISABLE", 1.0, &env.source)],
+            );
+        }
         return TP_OVER_PCIE.passes(format!(
             "the group of {tp} ({}) meets over NVLink ({})",
             group.join(", "),
@@ -139,7 +178,7 @@ fn tp_over_pcie(facts: &Facts) -> Assessment {
     }
     // A host without any NVLink pair puts every group on PCIe, whichever GPUs it uses.
     let no_nvlink = all.iter().all(|(_, _, l)| matches!(l, GpuLink::Pcie(_)));
-    let confidence = if no_nvlink {
+    let confidence = if no_nvlink || visible.is_some() {
         Confidence::High
     } else {
         Confidence::Medium
@@ -158,6 +197,8 @@ fn tp_over_pcie(facts: &Facts) -> Assessment {
     };
     let assumed = if no_nvlink {
         "this host has no NVLink between any GPUs".to_string()
+    } else if visible.is_some() {
+        format!("the group is {}, by CUDA_VISIBLE_DEVICES", group.join(", "))
     } else {
         format!(
             "assuming the group is {} (the first {tp} GPUs)",

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use infer_doctor_core::record::ErrorClass;
 use infer_doctor_core::summary::ErrorCount;
 use infer_doctor_core::{
-    CheckStatus, ClockReason, Evidence, GpuLink, LogFailure, LogFailureKind, PciePath, Severity,
-    Signal, XidEvent,
+    CheckStatus, ClockReason, Confidence, EnvFacts, Evidence, GpuLink, LogFailure, LogFailureKind,
+    PciePath, Severity, Signal, XidEvent,
 };
 use infer_doctor_diagnose::{Thresholds, diagnose};
 use support::*;
@@ -863,6 +863,54 @@ fn gpu_rules_name_the_gpu_and_leave_idle_links_unjudged() {
 
 /// An XID's severity follows what it means: the GPU failing is critical, an application's fault seen by the
 /// driver is a note, the rest a warning; the verdict counts repeats.
+#[test]
+fn the_tensor_parallel_group_is_the_one_cuda_visible_devices_names() {
+    let diagnosed = |visible: &str, p2p_off: bool| {
+        let mut evidence = healthy();
+        tensor_parallel(&mut evidence, 2);
+        // GPUs 0–3 on NVLink, 4–7 on NVLink, the two halves over SYS.
+        evidence.topology = Some(topology(8, |i, j| {
+            if (i < 4) == (j < 4) {
+                GpuLink::NvLink(18)
+            } else {
+                pcie(PciePath::Sys)
+            }
+        }));
+        let mut env = EnvFacts {
+            source: "collect_env.txt".into(),
+            ..Default::default()
+        };
+        env.variables
+            .insert("CUDA_VISIBLE_DEVICES".into(), visible.into());
+        if p2p_off {
+            env.variables.insert("NCCL_P2P_DISABLE".into(), "1".into());
+        }
+        evidence.environment = Some(env);
+        let diagnosis = diagnose(&evidence, &Thresholds::default());
+        finding(&diagnosis, "hardware.tp_over_pcie").cloned()
+    };
+    // GPUs 3 and 4 straddle the sockets: the first two visible GPUs are the group, whatever the matrix's order.
+    let straddling = diagnosed("3,4,5,6", false).expect("GPU3–GPU4 over SYS");
+    assert_eq!(straddling.confidence, Confidence::High);
+    assert!(
+        straddling
+            .verdict
+            .contains("GPU3, GPU4, by CUDA_VISIBLE_DEVICES"),
+        "{}",
+        straddling.verdict
+    );
+    assert!(straddling.verdict.contains("across CPU sockets"));
+    assert!(diagnosed("4,5", false).is_none());
+    // UUIDs cannot be matched to the matrix: the first GPUs are assumed, and said to be.
+    assert!(diagnosed("GPU-1a2b,GPU-3c4d", false).is_none());
+    let p2p = diagnosed("0,1", true).expect("NVLink unused with P2P off");
+    assert!(
+        p2p.verdict.starts_with("NCCL_P2P_DISABLE=1"),
+        "{}",
+        p2p.verdict
+    );
+}
+
 #[test]
 fn xid_severity_follows_what_the_code_means() {
     let severity = |xids: Vec<XidEvent>| {

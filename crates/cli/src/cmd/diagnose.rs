@@ -68,10 +68,11 @@ pub async fn run(args: Box<DiagnoseArgs>) -> Result<u8, Failure> {
         && args.log.is_none()
         && args.requests.is_none()
         && args.gpu.is_empty()
+        && args.env.is_none()
     {
         return Err(Failure::usage(anyhow!(
             "nothing to diagnose: give --url URL (live), --bundle DIR, or any of --metrics FILE.., --log FILE, \
-             --requests FILE, --gpu FILE.."
+             --requests FILE, --gpu FILE.., --env FILE"
         )));
     }
     let mut gathered = Gathered::default();
@@ -323,6 +324,11 @@ fn read_bundle(
             gathered.problems.push(format!("{e:#}"));
         }
     }
+    for path in files_in("env") {
+        if let Err(e) = bundle::add_collect_env(gathered, &path) {
+            gathered.problems.push(format!("{e:#}"));
+        }
+    }
     Ok(())
 }
 
@@ -348,6 +354,9 @@ fn add_loose_evidence(
     }
     for capture in args.gpu.iter().map(Path::new).filter(|p| p.is_file()) {
         bundle::add_gpu_capture(gathered, capture).map_err(Failure::usage)?;
+    }
+    if let Some(path) = &args.env {
+        bundle::add_collect_env(gathered, path).map_err(Failure::usage)?;
     }
     if let Some(path) = &args.requests {
         let text = bundle::read_evidence_file(path).map_err(Failure::usage)?;

@@ -199,6 +199,7 @@ pub fn healthy() -> Evidence {
         }),
         topology: Some(topology(8, |_, _| GpuLink::NvLink(18))),
         nvlinks: Some(("nvlink.txt".into(), nvlinks(8, 18))),
+        environment: None,
     }
 }
 
