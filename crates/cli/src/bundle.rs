@@ -366,6 +366,8 @@ pub fn add_run(gathered: &mut Gathered, run: RunDir, single_user: bool) {
         .or_else(|| server::summarize(&run.scrapes));
     e.scrapes = run.scrapes;
     e.requests = run.requests;
+    // Runs recorded before the path was timed have none; theirs stays unknown.
+    e.network = serde_json::from_value(run.document.target["network"].clone()).ok();
     gathered.target = run.document.target;
 }
 

@@ -57,6 +57,9 @@ pub struct Evidence {
     /// The GPU host's software and environment as `vllm collect-env` printed it (`--env FILE`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<crate::EnvFacts>,
+    /// How long reaching the server takes before any model work (`/health`), and how much a gateway adds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkFacts>,
 }
 
 /// What the hardware could do at best, for "slower than it should be" rules.
@@ -172,4 +175,28 @@ mod tests {
                 .expect("unknown preemptions read");
         assert_eq!(unknown.preemptions, None);
     }
+}
+
+/// The path to the server before any model work, in the phases `curl -w` reports, in milliseconds.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PathTiming {
+    pub connect_ms: f64,
+    /// The TLS handshake; `None` over plain HTTP.
+    pub tls_ms: Option<f64>,
+    /// From the request sent to the response's first byte.
+    pub first_byte_ms: f64,
+}
+
+/// Timings of a cheap endpoint (`/health`) through the URL users reach and, when given, straight to one server,
+/// each the median of a few fresh connections.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NetworkFacts {
+    pub url: String,
+    pub path: String,
+    pub samples: u32,
+    pub through: PathTiming,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct: Option<PathTiming>,
 }

@@ -17,7 +17,8 @@ pub mod workload;
 
 pub use aggregate::RunAggregate;
 pub use evidence::{
-    Evidence, HardwareFacts, LogFacts, LogFailure, LogFailureKind, LogStats, WorkloadFacts,
+    Evidence, HardwareFacts, LogFacts, LogFailure, LogFailureKind, LogStats, NetworkFacts,
+    PathTiming, WorkloadFacts,
 };
 pub use finding::{
     CheckLine, CheckStatus, Confidence, Diagnosis, Finding, Observation, Severity, Symptom,

@@ -8,7 +8,7 @@ use crate::assessment::{Assessment, how, ms, percent};
 use crate::facts::Facts;
 
 /// Lines answered directly by one rule: (line id, question, rule id).
-const RULE_LINES: [(&str, &str, &str); 17] = [
+const RULE_LINES: [(&str, &str, &str); 18] = [
     ("error_rate", "Is the error rate below 1%?", "errors.rate"),
     (
         "no_preemptions",
@@ -34,6 +34,11 @@ const RULE_LINES: [(&str, &str, &str); 17] = [
         "upstream_matches",
         "Does the server's running + waiting match the client's in-flight count (nothing held upstream)?",
         "upstream.bottleneck",
+    ),
+    (
+        "network_fast",
+        "Is the path to the server fast (connect, first byte of /health, what a gateway adds)?",
+        "network.slow_path",
     ),
     (
         "littles_law",

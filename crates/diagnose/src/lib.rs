@@ -11,6 +11,7 @@ mod errors;
 mod facts;
 mod hardware;
 mod itl;
+mod network;
 mod output;
 mod thresholds;
 mod throughput;
@@ -27,7 +28,7 @@ use facts::Facts;
 
 /// Every rule family, in the order that breaks ties between equally severe and confident findings: failures
 /// first, then root causes (capacity, upstream) before the symptoms they explain (TTFT, ITL).
-const FAMILIES: [fn(&Facts, &Thresholds) -> Vec<Assessment>; 12] = [
+const FAMILIES: [fn(&Facts, &Thresholds) -> Vec<Assessment>; 13] = [
     // An engine that died or ran out of memory explains the errors and every number after it.
     engine::assess,
     errors::assess,
@@ -36,6 +37,7 @@ const FAMILIES: [fn(&Facts, &Thresholds) -> Vec<Assessment>; 12] = [
     topology::assess,
     capacity::assess,
     upstream::assess,
+    network::assess,
     ttft::assess,
     // A server wearing down over the run explains slow tokens better than the batch does: it goes first.
     throughput::assess,

@@ -126,6 +126,15 @@ pub struct Thresholds {
     /// Corrected volatile ECC errors above which the memory counts as failing. gpu_trace.md §C2: GCM fails the
     /// check above 50,000,000.
     pub gpu_ecc_corrected_max: f64,
+    /// TCP connect time (ms) to the server above which the path is slow. Inference: within a data centre a
+    /// connect takes well under a millisecond; tens of milliseconds mean another region or a full accept queue.
+    pub network_connect_ms: f64,
+    /// Time (ms) from a `/health` request to its first byte above which the server's front is slow before any
+    /// model work. Inference: an idle API server answers in about a millisecond.
+    pub network_first_byte_ms: f64,
+    /// Milliseconds the URL users reach may add over the direct server URL (gateway, load balancer, proxy).
+    /// Inference.
+    pub network_gateway_added_ms: f64,
 }
 
 impl Default for Thresholds {
@@ -178,6 +187,9 @@ impl Default for Thresholds {
             gpu_clock_share: 0.95,
             gpu_power_limit_share: 0.99,
             gpu_ecc_corrected_max: 50_000_000.0,
+            network_connect_ms: 10.0,
+            network_first_byte_ms: 100.0,
+            network_gateway_added_ms: 50.0,
         }
     }
 }
@@ -286,6 +298,9 @@ impl Thresholds {
             ("gpu_clock_share", self.gpu_clock_share),
             ("gpu_power_limit_share", self.gpu_power_limit_share),
             ("gpu_ecc_corrected_max", self.gpu_ecc_corrected_max),
+            ("network_connect_ms", self.network_connect_ms),
+            ("network_first_byte_ms", self.network_first_byte_ms),
+            ("network_gateway_added_ms", self.network_gateway_added_ms),
         ]
     }
 }

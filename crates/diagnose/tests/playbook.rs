@@ -9,7 +9,7 @@ use infer_doctor_core::record::ErrorClass;
 use infer_doctor_core::summary::ErrorCount;
 use infer_doctor_core::{
     CheckStatus, ClockReason, Confidence, EnvFacts, Evidence, GpuLink, LogFailure, LogFailureKind,
-    PciePath, Severity, Signal, XidEvent,
+    PathTiming, PciePath, Severity, Signal, XidEvent,
 };
 use infer_doctor_diagnose::{Thresholds, diagnose};
 use support::*;
@@ -88,6 +88,21 @@ const CASES: &[(&str, Change, Change)] = &[
         |e| {
             e.topology = Some(topology(8, |_, _| GpuLink::NvLink(12)));
             e.nvlinks = Some(("nvlink.txt".into(), nvlinks(8, 12)));
+        },
+    ),
+    (
+        "network.slow_path",
+        |e| e.network.as_mut().unwrap().through.connect_ms = 40.0,
+        // A gateway that adds 30 ms over the pod itself: noticeable, within what a proxy may cost.
+        |e| {
+            let network = e.network.as_mut().unwrap();
+            network.direct_url = Some("http://10.0.0.7:8000".into());
+            network.direct = Some(PathTiming {
+                connect_ms: 0.3,
+                tls_ms: None,
+                first_byte_ms: 0.9,
+            });
+            network.through.first_byte_ms = 31.0;
         },
     ),
     (
@@ -398,6 +413,7 @@ fn every_playbook_rule_has_a_case() {
         "hardware.pcie_degraded",
         "hardware.tp_over_pcie",
         "hardware.nvlink_degraded",
+        "network.slow_path",
         "engine.out_of_memory",
         "engine.fatal_error",
         "engine.errors",
@@ -439,7 +455,7 @@ fn healthy_evidence_has_no_warning_and_every_checklist_line_passes() {
         "{:#?}",
         diagnosis.findings
     );
-    assert_eq!(diagnosis.checklist.len(), 22);
+    assert_eq!(diagnosis.checklist.len(), 23);
     for line in &diagnosis.checklist {
         assert_eq!(line.status, CheckStatus::Pass, "{line:#?}");
     }

@@ -146,6 +146,11 @@ impl HttpClient {
 
     /// A new connection to the target: TCP, then TLS for https.
     async fn connect(&self) -> Result<TokioIo<Box<dyn Io>>, SendError> {
+        let stream = self.tcp().await?;
+        self.secure(stream).await
+    }
+
+    async fn tcp(&self) -> Result<TcpStream, SendError> {
         let addr = (self.target.host.as_str(), self.target.port);
         let stream = match tokio::time::timeout(
             self.options.connect_timeout,
@@ -169,6 +174,11 @@ impl HttpClient {
         };
         let _ = stream.set_nodelay(true);
         self.connects.fetch_add(1, Ordering::Relaxed);
+        Ok(stream)
+    }
+
+    /// TLS over the stream for https; the stream as it is for http.
+    async fn secure(&self, stream: TcpStream) -> Result<TokioIo<Box<dyn Io>>, SendError> {
         let io: Box<dyn Io> = match &self.target.tls {
             None => Box::new(stream),
             #[cfg(feature = "tls")]
@@ -198,6 +208,48 @@ impl HttpClient {
             Some(never) => match *never {},
         };
         Ok(TokioIo::new(io))
+    }
+
+    /// One GET of `path` on a connection of its own, timed in the phases `curl -w` reports: TCP connect, TLS
+    /// handshake (https only), and the first byte of the response after the request was sent. Any answer
+    /// counts (a 404 from `/health` still measured the path); no answer within `timeout` is an error.
+    pub async fn time_path(
+        &self,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<infer_doctor_core::PathTiming, String> {
+        let timed = async {
+            let started = std::time::Instant::now();
+            let stream = self.tcp().await.map_err(|e| e.message)?;
+            let connected = started.elapsed();
+            let io = self.secure(stream).await.map_err(|e| e.message)?;
+            let secured = started.elapsed();
+            let (mut sender, conn) = http1::handshake(io)
+                .await
+                .map_err(|e| self.handshake_error(e).message)?;
+            tokio::spawn(conn);
+            let request = self.build(&Outgoing {
+                method: hyper::Method::GET,
+                path: path.to_string(),
+                body: Bytes::new(),
+                accept_stream: false,
+            });
+            let sent = started.elapsed();
+            sender
+                .send_request(request)
+                .await
+                .map_err(|e| format!("GET {path}: {}", describe(&e)))?;
+            let answered = started.elapsed();
+            let ms = |d: Duration| d.as_secs_f64() * 1e3;
+            Ok(infer_doctor_core::PathTiming {
+                connect_ms: ms(connected),
+                tls_ms: self.target.tls.is_some().then(|| ms(secured - connected)),
+                first_byte_ms: ms(answered - sent),
+            })
+        };
+        tokio::time::timeout(timeout, timed)
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer to GET {path} within {timeout:?}")))
     }
 
     fn handshake_error(&self, e: hyper::Error) -> SendError {

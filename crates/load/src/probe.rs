@@ -1,8 +1,9 @@
 //! What the server says about itself before the load starts: `/v1/models` (which model to use, its context
-//! length) and `/version`, kept verbatim for the run record.
+//! length) and `/version`, kept verbatim for the run record, and how long the path to it takes.
 
 use std::time::Duration;
 
+use infer_doctor_core::{NetworkFacts, PathTiming};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -25,6 +26,40 @@ pub struct TargetInfo {
     pub props: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub slots: Option<Value>,
+    /// `/health` on fresh connections, timed in phases (connect, TLS, first byte).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkFacts>,
+}
+
+/// Fresh connections timed per probe: enough for a median that one slow connect does not move.
+const PATH_SAMPLES: u32 = 5;
+
+/// The median of each phase over a few fresh connections to `/health`; `None` when none answered.
+pub async fn time_path(client: &HttpClient, timeout: Duration) -> Option<NetworkFacts> {
+    let path = client.target().path("/health");
+    let mut samples = Vec::new();
+    for _ in 0..PATH_SAMPLES {
+        if let Ok(timing) = client.time_path(&path, timeout).await {
+            samples.push(timing);
+        }
+    }
+    let median = |pick: &dyn Fn(&PathTiming) -> Option<f64>| {
+        let mut values: Vec<f64> = samples.iter().filter_map(pick).collect();
+        values.sort_by(f64::total_cmp);
+        values.get(values.len() / 2).copied()
+    };
+    Some(NetworkFacts {
+        url: client.target().display_url(),
+        path,
+        samples: samples.len() as u32,
+        through: PathTiming {
+            connect_ms: median(&|t| Some(t.connect_ms))?,
+            tls_ms: median(&|t| t.tls_ms),
+            first_byte_ms: median(&|t| Some(t.first_byte_ms))?,
+        },
+        direct_url: None,
+        direct: None,
+    })
 }
 
 async fn get_json(client: &HttpClient, api_path: &str, timeout: Duration) -> Result<Value, String> {
@@ -53,6 +88,7 @@ pub async fn probe(client: &HttpClient, timeout: Duration) -> TargetInfo {
         Err(e) => info.models_error = Some(e),
     }
     info.version = get_json(client, "/version", timeout).await.ok();
+    info.network = time_path(client, timeout).await;
     info.props = get_json(client, "/props", timeout).await.ok();
     if info.props.is_some() {
         info.slots = get_json(client, "/slots", timeout).await.ok();

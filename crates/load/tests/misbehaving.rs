@@ -385,3 +385,50 @@ async fn a_non_streamed_answer_may_take_longer_than_the_idle_limit_to_begin() {
     .await;
     assert_eq!(out.summary.requests.failed, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_health_answer_is_timed_as_the_first_byte_not_the_connect() {
+    // Answers every request 150 ms after reading it, on connections it accepts at once.
+    let url = raw_server(|mut stream| async move {
+        while read_request(&mut stream).await.is_some() {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let reply = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+            if stream.write_all(reply.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    let client = HttpClient::new(
+        Arc::new(Target::parse(&url, None).unwrap()),
+        ClientOptions {
+            http2: false,
+            pool_size: 1,
+            connect_timeout: Duration::from_secs(2),
+        },
+    );
+    let network = infer_doctor_load::probe::time_path(&client, Duration::from_secs(5))
+        .await
+        .expect("the server answered");
+    assert_eq!((network.samples, network.path.as_str()), (5, "/health"));
+    assert!(
+        network.through.first_byte_ms >= 150.0,
+        "{:?}",
+        network.through
+    );
+    assert!(network.through.connect_ms < 150.0, "{:?}", network.through);
+    assert_eq!(network.through.tls_ms, None);
+    // Nothing listening: no timing, not a made-up one.
+    let closed = HttpClient::new(
+        Arc::new(Target::parse("http://127.0.0.1:9", None).unwrap()),
+        ClientOptions {
+            http2: false,
+            pool_size: 1,
+            connect_timeout: Duration::from_secs(2),
+        },
+    );
+    assert_eq!(
+        infer_doctor_load::probe::time_path(&closed, Duration::from_secs(2)).await,
+        None
+    );
+}

@@ -8,8 +8,8 @@ use infer_doctor_core::signals::{CounterStats, GaugeStats, HistogramStats, Serve
 use infer_doctor_core::summary::{RequestCounts, Throughput, TokenAccounting};
 use infer_doctor_core::{
     CheckLine, Diagnosis, Evidence, Finding, GpuLink, GpuNvLinks, GpuState, GpuTopology,
-    HardwareFacts, KernelFacts, LogFacts, NvLinkLane, PciePath, Phase, RequestRecord, RunSummary,
-    Signal, Summary, TopologyGpu, WorkloadFacts, XidEvent,
+    HardwareFacts, KernelFacts, LogFacts, NetworkFacts, NvLinkLane, PathTiming, PciePath, Phase,
+    RequestRecord, RunSummary, Signal, Summary, TopologyGpu, WorkloadFacts, XidEvent,
 };
 
 /// A latency distribution (ms) with the given median and p95.
@@ -200,6 +200,18 @@ pub fn healthy() -> Evidence {
         topology: Some(topology(8, |_, _| GpuLink::NvLink(18))),
         nvlinks: Some(("nvlink.txt".into(), nvlinks(8, 18))),
         environment: None,
+        network: Some(NetworkFacts {
+            url: "http://gateway:8000".into(),
+            path: "/health".into(),
+            samples: 5,
+            through: PathTiming {
+                connect_ms: 0.4,
+                tls_ms: None,
+                first_byte_ms: 1.2,
+            },
+            direct_url: None,
+            direct: None,
+        }),
     }
 }
 
