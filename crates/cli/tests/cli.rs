@@ -2251,11 +2251,11 @@ fn self_test_prints_the_real_peak_rss_and_says_each_missed_target() {
         .nth(1)
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or_else(|| panic!("{rss_line}"));
-    // Both read the same high-water mark every 10 ms while the bench process ran; the last readings may miss
-    // a little growth at its teardown, hence a tenth of slack either way.
+    // The printed peak is the bench process's own high-water mark, so no reading from outside is above it; the
+    // kernel's RSS counters are per-CPU approximations and teardown still allocates, hence a little slack.
     let seen_mb = seen_peak as f64 / 1e6;
     assert!(
-        (printed_mb - seen_mb).abs() <= 0.1 * seen_mb,
+        printed_mb >= 0.95 * seen_mb,
         "printed {printed_mb} MB, /proc showed {seen_mb} MB in the self-test's bench processes\n{stdout}"
     );
     // Every figure with a target is marked, and each miss is said in words and counted.

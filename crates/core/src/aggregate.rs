@@ -208,6 +208,8 @@ pub struct RunContext {
     pub schedule_slips: u64,
     /// Seconds a due request waited for the prompt builder.
     pub prompt_wait_s: f64,
+    /// The client process's peak resident memory by the run's end (`VmHWM`).
+    pub peak_rss_bytes: Option<u64>,
 }
 
 /// Largest spread of (server − built) prompt tokens still explained by merges at the template's edges.
@@ -521,6 +523,7 @@ impl RunAggregate {
             } else {
                 0.0
             },
+            peak_rss_bytes: ctx.peak_rss_bytes,
             client_bound: false,
         }
     }

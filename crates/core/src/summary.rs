@@ -186,6 +186,9 @@ pub struct ClientHealth {
     /// `prompt_wait_s` over the run's wall time: the share of the run the prompt builder held the load back.
     #[serde(default)]
     pub prompt_wait_share: f64,
+    /// The client process's peak resident memory (`VmHWM`) by the run's end, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_bytes: Option<u64>,
     /// The client, not the server, limited this run: the playbook's `client.bound` verdict, set by whoever ran
     /// the playbook over these numbers (bench does, before writing run.json).
     pub client_bound: bool,

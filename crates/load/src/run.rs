@@ -366,6 +366,7 @@ pub async fn run(
         },
         schedule_slips: slips,
         prompt_wait_s: shared.prompt_wait_us.load(Ordering::Relaxed) as f64 / 1e6,
+        peak_rss_bytes: crate::cpu::peak_rss_bytes(),
     };
     let connects = shared.client.connects();
     let (aggregate, written) = shared.recorder.close();
