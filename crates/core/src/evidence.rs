@@ -57,6 +57,10 @@ pub struct Evidence {
     /// The GPU host's software and environment as `vllm collect-env` printed it (`--env FILE`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<crate::EnvFacts>,
+    /// GPU tools that did not answer within their deadline on the GPU host (`nvidia-smi -q -x`, as
+    /// `collect`'s manifest records them): a wedged driver shows as a hang, not as an error.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpu_tool_timeouts: Vec<String>,
     /// How long reaching the server takes before any model work (`/health`), and how much a gateway adds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkFacts>,

@@ -117,6 +117,8 @@ pub(crate) mod how {
                                   `dmesg -T > dmesg.txt`, which may need root)";
     pub const GPU_STATE: &str = "pass --gpu FILE: `nvidia-smi -q` (or `-q -x`, or `--query-gpu=… --format=csv`) \
                                  saved on the GPU host while it serves";
+    pub const COLLECT: &str =
+        "run infer-doctor collect on the GPU host (it runs nvidia-smi under a deadline)";
     pub const TOPOLOGY: &str = "pass --gpu FILE with `nvidia-smi topo -m` and `nvidia-smi nvlink -s` saved on the \
                                 GPU host (infer-doctor collect gathers both)";
     pub const LOADED_PROBE: &str = "run the loaded probe (diagnose --url URL) or pass --requests requests.jsonl / --bundle DIR";

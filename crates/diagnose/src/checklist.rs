@@ -8,7 +8,7 @@ use crate::assessment::{Assessment, how, ms, percent};
 use crate::facts::Facts;
 
 /// Lines answered directly by one rule: (line id, question, rule id).
-const RULE_LINES: [(&str, &str, &str); 18] = [
+const RULE_LINES: [(&str, &str, &str); 19] = [
     ("error_rate", "Is the error rate below 1%?", "errors.rate"),
     (
         "no_preemptions",
@@ -64,6 +64,11 @@ const RULE_LINES: [(&str, &str, &str); 18] = [
         "throughput_holds",
         "Does throughput hold steady through the run?",
         "throughput.degraded_over_time",
+    ),
+    (
+        "gpu_responds",
+        "Does nvidia-smi answer on the GPU host (the driver is not wedged)?",
+        "hardware.gpu_unresponsive",
     ),
     (
         "gpu_no_xid",

@@ -70,6 +70,21 @@ const XID_ERRORS: Rule = Rule {
              68, 92, 109 not critical)",
 };
 
+const GPU_UNRESPONSIVE: Rule = Rule {
+    id: "hardware.gpu_unresponsive",
+    symptom: Symptom::Hardware,
+    why: "nvidia-smi asks the driver through NVML; when it hangs, the driver is wedged (a GPU that fell off the \
+          bus, a stuck reset, a hung kernel thread) and the serving process's CUDA calls hang with it.",
+    remedies: &[
+        "Look at the kernel log for XIDs and NVRM lines around the hang (`dmesg -T | grep -i -e xid -e nvrm`)",
+        "Drain the node; a wedged driver usually needs a GPU reset (`nvidia-smi -r`) or a reboot",
+        "If it recurs, collect `nvidia-bug-report.sh` for NVIDIA support",
+    ],
+    source: "https://docs.nvidia.com/deploy/gpu-debug-guidelines/index.html (nvidia-smi hanging or slow points \
+             at the driver or a GPU fault); facebookresearch/gcm: gcm/health_checks/checks/check_nvidia_smi.py \
+             (a timed-out nvidia-smi fails the node's health check)",
+};
+
 /// XIDs the exporter's alert rules page on: the GPU itself failed.
 const CRITICAL_XIDS: [u32; 8] = [48, 62, 64, 74, 79, 95, 119, 120];
 /// XIDs GCM does not count as GPU failures: application faults and notices.
@@ -78,11 +93,40 @@ const APPLICATION_XIDS: [u32; 8] = [13, 31, 43, 45, 63, 68, 92, 109];
 pub(crate) fn assess(facts: &Facts, t: &Thresholds) -> Vec<Assessment> {
     let gpus = &facts.evidence.gpus;
     vec![
+        gpu_unresponsive(facts),
         xid_errors(facts),
         judge(&MEMORY_ERRORS, gpus, |gpu| memory_errors(gpu, t)),
         judge(&CLOCK_SLOWDOWN, gpus, |gpu| clock_slowdown(gpu, t)),
         judge(&PCIE_DEGRADED, gpus, |gpu| pcie_degraded(gpu, t)),
     ]
+}
+
+fn gpu_unresponsive(facts: &Facts) -> Assessment {
+    let evidence = &facts.evidence;
+    if !evidence.gpu_tool_timeouts.is_empty() {
+        return GPU_UNRESPONSIVE.fires(
+            Severity::Critical,
+            Confidence::High,
+            format!(
+                "`{}` did not answer within its deadline: the GPU driver is not responding",
+                evidence.gpu_tool_timeouts.join("`, `")
+            ),
+            evidence
+                .gpu_tool_timeouts
+                .iter()
+                .map(|command| seen(format!("{command} timed out"), 1.0, "manifest.json"))
+                .collect(),
+        );
+    }
+    if evidence.gpus.is_empty() {
+        return GPU_UNRESPONSIVE
+            .unknown("whether nvidia-smi answers on the GPU host", how::COLLECT);
+    }
+    GPU_UNRESPONSIVE.passes(format!(
+        "nvidia-smi answered for {} GPU{}",
+        evidence.gpus.len(),
+        if evidence.gpus.len() == 1 { "" } else { "s" }
+    ))
 }
 
 fn xid_errors(facts: &Facts) -> Assessment {

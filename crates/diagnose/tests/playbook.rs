@@ -27,6 +27,12 @@ const CASES: &[(&str, Change, Change)] = &[
         |e| e.kernel.as_mut().unwrap().sources.push("dmesg.txt".into()),
     ),
     (
+        "hardware.gpu_unresponsive",
+        |e| e.gpu_tool_timeouts = vec!["nvidia-smi -q -x".into()],
+        // nvidia-smi failed outright (not installed, no GPU): an answer, not a hang.
+        |e| e.gpus.clear(),
+    ),
+    (
         "hardware.memory_errors",
         |e| gpu(e).ecc_uncorrected_volatile = Some(1.0),
         // Corrected errors are what ECC is for, up to GCM's limit.
@@ -411,6 +417,7 @@ fn every_playbook_rule_has_a_case() {
         "hardware.memory_errors",
         "hardware.clock_slowdown",
         "hardware.pcie_degraded",
+        "hardware.gpu_unresponsive",
         "hardware.tp_over_pcie",
         "hardware.nvlink_degraded",
         "network.slow_path",
@@ -455,7 +462,7 @@ fn healthy_evidence_has_no_warning_and_every_checklist_line_passes() {
         "{:#?}",
         diagnosis.findings
     );
-    assert_eq!(diagnosis.checklist.len(), 23);
+    assert_eq!(diagnosis.checklist.len(), 24);
     for line in &diagnosis.checklist {
         assert_eq!(line.status, CheckStatus::Pass, "{line:#?}");
     }

@@ -200,6 +200,7 @@ pub fn healthy() -> Evidence {
         topology: Some(topology(8, |_, _| GpuLink::NvLink(18))),
         nvlinks: Some(("nvlink.txt".into(), nvlinks(8, 18))),
         environment: None,
+        gpu_tool_timeouts: Vec::new(),
         network: Some(NetworkFacts {
             url: "http://gateway:8000".into(),
             path: "/health".into(),
