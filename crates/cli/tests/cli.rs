@@ -1,7 +1,7 @@
 //! The binary end to end: flags, exit codes, the run directory, secrets, Ctrl-C, against the mock server on
 //! loopback running in this test's process.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -1585,6 +1585,19 @@ fn thresholds_from_a_toml_file_change_the_verdict_and_bad_keys_are_named() {
 /// nvidia-smi captures join the evidence from `--gpu FILE` or a bundle's `gpu/`: a busy, healthy H100 passes
 /// the three GPU lines; the same capture with a thermal slowdown active and the SM clock down is named, and the
 /// capture also names the GPU for the hardware floors.
+/// A vLLM log holding only its arguments line, started with `tensor_parallel_size`.
+fn vllm_log_with_tensor_parallel(dir: &Path, size: u32) -> PathBuf {
+    let log = dir.join("vllm.log");
+    std::fs::write(
+        &log,
+        format!(
+            "INFO 01-01 00:00:00 [api_server.py:1] non-default args: {{'model': 'm', 'tensor_parallel_size': {size}}}\n"
+        ),
+    )
+    .unwrap();
+    log
+}
+
 #[test]
 fn topology_and_nvlink_captures_are_read_from_gpu_and_judged() {
     // The real H100's `topo -m` and `nvlink -s`: one GPU, 18 links up.
@@ -1614,12 +1627,7 @@ fn topology_and_nvlink_captures_are_read_from_gpu_and_judged() {
         "\tGPU0\tGPU1\tCPU Affinity\tNUMA Affinity\nGPU0\t X \tSYS\t0-7\t0\nGPU1\tSYS\t X \t8-15\t1\n",
     )
     .unwrap();
-    let log = dir.path().join("vllm.log");
-    std::fs::write(
-        &log,
-        "INFO 01-01 00:00:00 [api_server.py:1] non-default args: {'model': 'm', 'tensor_parallel_size': 2}\n",
-    )
-    .unwrap();
+    let log = vllm_log_with_tensor_parallel(dir.path(), 2);
     let (code, doc, stderr) = diagnose_offline(&[
         "--gpu",
         down.to_str().unwrap(),
@@ -1657,12 +1665,7 @@ fn a_pasted_collect_env_is_evidence_and_its_secrets_are_not_kept() {
          CUDA_VISIBLE_DEVICES=0,1\nHF_TOKEN=hf_plantedsecret\n",
     )
     .unwrap();
-    let log = dir.path().join("vllm.log");
-    std::fs::write(
-        &log,
-        "INFO 01-01 00:00:00 [api_server.py:1] non-default args: {'model': 'm', 'tensor_parallel_size': 2}\n",
-    )
-    .unwrap();
+    let log = vllm_log_with_tensor_parallel(dir.path(), 2);
     let (code, doc, stderr) = diagnose_offline(&[
         "--env",
         env.to_str().unwrap(),
