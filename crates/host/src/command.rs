@@ -98,14 +98,17 @@ pub fn run(spec: &CommandSpec) -> Ran {
         Ok(child) => child,
         Err(e) => {
             let (status, why) = match e.kind() {
-                std::io::ErrorKind::NotFound => (Status::NotInstalled, "not installed (not on PATH)"),
+                std::io::ErrorKind::NotFound => (
+                    Status::NotInstalled,
+                    "not installed (not on PATH)".to_string(),
+                ),
                 std::io::ErrorKind::PermissionDenied => {
-                    (Status::PermissionDenied, "permission denied")
+                    (Status::PermissionDenied, "permission denied".to_string())
                 }
-                _ => (Status::Failed, "could not start"),
+                _ => (Status::Failed, format!("could not start ({e})")),
             };
             ran.status = status;
-            ran.why = Some(format!("{}: {why} ({e})", spec.program));
+            ran.why = Some(format!("{}: {why}", spec.program));
             ran.duration = started.elapsed();
             return ran;
         }
@@ -260,11 +263,18 @@ mod tests {
     #[test]
     fn a_hung_command_and_its_children_are_killed_at_the_deadline() {
         let started = Instant::now();
-        let ran = sh("sleep 1000 & echo started; sleep 1000", Duration::from_millis(300));
+        let ran = sh(
+            "sleep 1000 & echo started; sleep 1000",
+            Duration::from_millis(300),
+        );
         assert_eq!(ran.status, Status::TimedOut);
         assert_eq!(ran.stdout, b"started\n");
         // The background sleep holds stdout: had it survived, the drain would have waited out its grace.
-        assert!(started.elapsed() < Duration::from_millis(1200), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_millis(1200),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]

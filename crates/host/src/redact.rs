@@ -83,11 +83,7 @@ impl Redactor {
             out.push_str(&redacted);
             out.push_str(space);
             // A secret's name and value are one line's neighbours: a name at a line's end names nothing.
-            previous = if space.contains('\n') {
-                ""
-            } else {
-                word
-            };
+            previous = if space.contains('\n') { "" } else { word };
         }
         (out, counts)
     }
@@ -95,7 +91,10 @@ impl Redactor {
 
 /// Punctuation a value sits in (quotes, JSON, a shell line) that is kept around the replacement.
 fn is_wrapping(c: char) -> bool {
-    matches!(c, '"' | '\'' | ',' | ';' | ')' | '(' | '}' | '{' | ']' | '[' | '`')
+    matches!(
+        c,
+        '"' | '\'' | ',' | ';' | ')' | '(' | '}' | '{' | ']' | '[' | '`'
+    )
 }
 
 /// `value` replaced, keeping its wrapping punctuation; not counted again when it was replaced already.
@@ -122,8 +121,16 @@ fn redact_word(word: &str, previous: &str, counts: &mut Redactions) -> String {
     let named = bare_previous
         .strip_prefix("--")
         .filter(|flag| !flag.contains('='))
-        .or_else(|| bare_previous.strip_suffix(':').map(|n| n.trim_matches(is_wrapping)))
-        .or_else(|| previous.strip_suffix(':').map(|n| n.trim_matches(is_wrapping)));
+        .or_else(|| {
+            bare_previous
+                .strip_suffix(':')
+                .map(|n| n.trim_matches(is_wrapping))
+        })
+        .or_else(|| {
+            previous
+                .strip_suffix(':')
+                .map(|n| n.trim_matches(is_wrapping))
+        });
     if named.is_some_and(is_secret_name) && !word.starts_with("--") {
         return replace_value(word, "secret_value", counts);
     }
@@ -205,10 +212,23 @@ mod tests {
 
     #[test]
     fn names_are_judged_by_word() {
-        for secret in ["HF_TOKEN", "OPENAI_API_KEY", "SOME_API_KEY", "db-password", "apikey", "AWS_SECRET_ACCESS_KEY"] {
+        for secret in [
+            "HF_TOKEN",
+            "OPENAI_API_KEY",
+            "SOME_API_KEY",
+            "db-password",
+            "apikey",
+            "AWS_SECRET_ACCESS_KEY",
+        ] {
             assert!(is_secret_name(secret), "{secret}");
         }
-        for setting in ["max_num_batched_tokens", "max-tokens", "VLLM_USE_V1", "keyboard", "PATH"] {
+        for setting in [
+            "max_num_batched_tokens",
+            "max-tokens",
+            "VLLM_USE_V1",
+            "keyboard",
+            "PATH",
+        ] {
             assert!(!is_secret_name(setting), "{setting}");
         }
     }
@@ -221,12 +241,17 @@ mod tests {
              {\"api_key\": \"abc12345\", \"max_tokens\": 16} and a loose hf_ZYXWVUTSRQPONMLKJIHGFEDCBA in text\n\
              --hf-token=hf_qqqqqqqqqqqqqqqqqqqqqqqq\n",
         );
-        for secret in ["sk-live", "hf_abc", "tok-999", "hunter22", "abc12345", "hf_ZYX", "hf_qqq"] {
+        for secret in [
+            "sk-live", "hf_abc", "tok-999", "hunter22", "abc12345", "hf_ZYX", "hf_qqq",
+        ] {
             assert!(!out.contains(secret), "{secret} in {out}");
         }
         assert!(out.contains("--max-num-batched-tokens 8192"), "{out}");
         assert!(out.contains("\"max_tokens\": 16"), "{out}");
-        assert!(out.contains("http://admin:[redacted]@10.0.0.1:8000/v1"), "{out}");
+        assert!(
+            out.contains("http://admin:[redacted]@10.0.0.1:8000/v1"),
+            "{out}"
+        );
         assert!(out.contains("Bearer [redacted]\""), "{out}");
         assert_eq!(
             counts,

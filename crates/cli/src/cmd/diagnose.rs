@@ -144,7 +144,7 @@ fn probe_budget(args: &DiagnoseArgs) -> Duration {
 
 /// How the live probes ended.
 #[derive(Debug, PartialEq, Eq)]
-enum Probed {
+pub(crate) enum Probed {
     Done,
     /// Ctrl-C: the probes stopped, and what they measured is written.
     Interrupted,
@@ -153,7 +153,7 @@ enum Probed {
 /// Runs the two probes into `dir/single` and `dir/loaded`, keeping the whole run inside the budget: a probe still
 /// running when its share of the budget ends is stopped, and its requests in flight count as interrupted (the
 /// client's cut-off, not the server's failure).
-async fn probe(url: &str, args: &DiagnoseArgs, dir: &Path) -> Result<Probed, Failure> {
+pub(crate) async fn probe(url: &str, args: &DiagnoseArgs, dir: &Path) -> Result<Probed, Failure> {
     let started = Instant::now();
     let budget = probe_budget(args);
     // Checked now, not after the single-user probe has spent its share of the budget.
