@@ -64,7 +64,9 @@ impl Redactor {
         }
     }
 
-    pub fn redact(&self, text: &str) -> (String, Redactions) {
+    /// Only the secrets known by value: for infer-doctor's own records (run.json, requests.jsonl), whose
+    /// structure the credential shapes could break and which hold no credential but one echoed back.
+    pub fn redact_known(&self, text: &str) -> (String, Redactions) {
         let mut counts = Redactions::default();
         let mut text = text.to_string();
         for (value, kind) in &self.known {
@@ -74,6 +76,12 @@ impl Redactor {
                 *counts.0.entry(kind).or_default() += n as u64;
             }
         }
+        (text, counts)
+    }
+
+    /// The known secrets and the credential shapes: for text from elsewhere (logs, commands, the server).
+    pub fn redact(&self, text: &str) -> (String, Redactions) {
+        let (text, mut counts) = self.redact_known(text);
         let mut out = String::with_capacity(text.len());
         let mut previous = "";
         for piece in text.split_inclusive(char::is_whitespace) {
@@ -87,6 +95,25 @@ impl Redactor {
         }
         (out, counts)
     }
+}
+
+/// A secret's name standing alone as a variable, key or flag: not a word inside other text (a metric's
+/// `time_to_first_token_seconds{engine="0"}` names no secret).
+fn is_secret_identifier(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && is_secret_name(name)
+}
+
+/// A value that can be a credential: not another flag, not a JSON array or object, not a number or literal.
+fn is_scalar_value(word: &str) -> bool {
+    let bare = word.trim_matches(is_wrapping);
+    !word.starts_with("--")
+        && !word.starts_with(['[', '{'])
+        && bare.parse::<f64>().is_err()
+        && !matches!(bare, "true" | "false" | "null")
 }
 
 /// Punctuation a value sits in (quotes, JSON, a shell line) that is kept around the replacement.
@@ -131,13 +158,13 @@ fn redact_word(word: &str, previous: &str, counts: &mut Redactions) -> String {
                 .strip_suffix(':')
                 .map(|n| n.trim_matches(is_wrapping))
         });
-    if named.is_some_and(is_secret_name) && !word.starts_with("--") {
+    if named.is_some_and(is_secret_identifier) && is_scalar_value(word) {
         return replace_value(word, "secret_value", counts);
     }
     // `NAME=VALUE`, `--api-key=VALUE`, `"key=VALUE"`.
     if let Some((name, value)) = word.split_once('=') {
         let name = name.trim_start_matches(is_wrapping).trim_start_matches('-');
-        if is_secret_name(name) && !value.is_empty() {
+        if is_secret_identifier(name) && !value.is_empty() {
             return format!(
                 "{}={}",
                 &word[..word.len() - value.len() - 1],
@@ -263,6 +290,16 @@ mod tests {
                 ("url_password", 1)
             ]
         );
+    }
+
+    /// Found by collecting from the simulator: a run record's `"events_per_token": [` and a stored scrape's
+    /// `first_token_seconds_bucket{engine="0"}` lost their values, and run.json no longer parsed.
+    #[test]
+    fn records_and_metrics_that_merely_mention_tokens_are_kept() {
+        let text = "\"events_per_token\": [\n  \"prompt_tokens\": 12,\n \"max_token\": 16,\n\
+                    x\\nvllm:time_to_first_token_seconds_bucket{engine=\"0\",le=\"0.5\"} 3.0\n";
+        let (out, counts) = redact(text);
+        assert_eq!((out.as_str(), counts), (text, vec![]));
     }
 
     #[test]

@@ -398,7 +398,8 @@ fn client(args: &CollectArgs, url: &str) -> Result<HttpClient, String> {
 }
 
 /// `diagnose`'s own probe (one user, then a crowd) into the bundle's `single/` and `loaded/`, within
-/// `--duration`; its files are swept for secrets afterwards, since the load engine writes them itself.
+/// `--duration`; its files are swept for the known secrets afterwards, since the load engine writes them itself
+/// (the command line it records holds the URL as typed, password and all).
 async fn run_probe(bundle: &Arc<Bundle>, args: &CollectArgs, url: &str) -> Item {
     let started = Instant::now();
     let source = format!(
@@ -475,7 +476,7 @@ fn sweep(redactor: &Redactor, dir: &Path) -> (u64, Redactions) {
         let Ok(raw) = std::fs::read(&path) else {
             continue;
         };
-        let (text, redacted) = redactor.redact(&String::from_utf8_lossy(&raw));
+        let (text, redacted) = redactor.redact_known(&String::from_utf8_lossy(&raw));
         if !redacted.is_empty() && std::fs::write(&path, &text).is_err() {
             // A file that cannot be rewritten must not stay with its secret in it.
             let _ = std::fs::remove_file(&path);
