@@ -57,6 +57,19 @@ pub enum Status {
     Failed,
 }
 
+impl Status {
+    /// In words, for a progress line.
+    pub fn words(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::NotInstalled => "not installed",
+            Status::PermissionDenied => "permission denied",
+            Status::TimedOut => "timed out",
+            Status::Failed => "failed",
+        }
+    }
+}
+
 /// What running a command gave: its output, or why there is none.
 #[derive(Debug)]
 pub struct Ran {

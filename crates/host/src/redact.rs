@@ -23,6 +23,13 @@ impl Redactions {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Adds another text's counts, for an item made of several files.
+    pub fn add(&mut self, other: Redactions) {
+        for (kind, n) in other.0 {
+            *self.0.entry(kind).or_default() += n;
+        }
+    }
 }
 
 /// Replaces the secrets it knows by value, then credential-shaped text: `Bearer …`, `hf_…` tokens, URL

@@ -163,10 +163,7 @@ impl Bundle {
             (status, why) => eprintln!(
                 "collect: {} {}: {}",
                 item.file,
-                serde_json::to_value(status)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
+                status.words(),
                 why.as_deref().unwrap_or("")
             ),
         }
@@ -252,7 +249,8 @@ pub async fn run(args: Box<CollectArgs>) -> Result<u8, Failure> {
     let mut items = Vec::new();
     let mut interrupted = false;
     if let Some(url) = &url {
-        let server_items = server(&bundle, &args, url).await;
+        let (server_items, cut_short) = server(&bundle, &args, url).await;
+        interrupted = cut_short;
         for item in server_items {
             bundle.said(&item);
             items.push(item);
@@ -267,10 +265,7 @@ pub async fn run(args: Box<CollectArgs>) -> Result<u8, Failure> {
     stop_sampling.store(true, Ordering::Relaxed);
     if let Some(url) = &url {
         // After the probe: the counters' increase over it, for a reader without the probe's own scrapes.
-        let metrics = metrics(&bundle, &args, url, "server/metrics-after.prom").await;
-        if let Some(probed) = items.iter().find(|i| i.file == "single, loaded") {
-            interrupted = probed.why.as_deref() == Some(INTERRUPTED);
-        }
+        let metrics = get(&bundle, &args, url, "server/metrics-after.prom", "/metrics").await;
         bundle.said(&metrics);
         items.push(metrics);
     }
@@ -330,25 +325,22 @@ fn without_credentials(url: &str) -> (String, Option<String>) {
     (format!("{scheme}://{}", &rest[at + 1..]), password)
 }
 
-const INTERRUPTED: &str = "interrupted (Ctrl-C): what was measured is kept";
-
-/// What the server says about itself, then the probe: the items of `--url`.
-async fn server(bundle: &Arc<Bundle>, args: &CollectArgs, url: &str) -> Vec<Item> {
-    let mut items = vec![metrics(bundle, args, url, "server/metrics-before.prom").await];
+/// What the server says about itself, then the probe: the items of `--url`, and whether Ctrl-C cut the probe.
+async fn server(bundle: &Arc<Bundle>, args: &CollectArgs, url: &str) -> (Vec<Item>, bool) {
+    let mut items = Vec::new();
     for (file, api_path) in [
+        ("server/metrics-before.prom", "/metrics"),
         ("server/models.json", "/v1/models"),
         ("server/version.json", "/version"),
     ] {
         items.push(get(bundle, args, url, file, api_path).await);
     }
-    if !args.no_probe {
-        items.push(run_probe(bundle, args, url).await);
+    if args.no_probe {
+        return (items, false);
     }
-    items
-}
-
-async fn metrics(bundle: &Arc<Bundle>, args: &CollectArgs, url: &str, file: &str) -> Item {
-    get(bundle, args, url, file, "/metrics").await
+    let (probed, interrupted) = run_probe(bundle, args, url).await;
+    items.push(probed);
+    (items, interrupted)
 }
 
 /// One GET of the server, its body written redacted.
@@ -400,7 +392,7 @@ fn client(args: &CollectArgs, url: &str) -> Result<HttpClient, String> {
 /// `diagnose`'s own probe (one user, then a crowd) into the bundle's `single/` and `loaded/`, within
 /// `--duration`; its files are swept for the known secrets afterwards, since the load engine writes them itself
 /// (the command line it records holds the URL as typed, password and all).
-async fn run_probe(bundle: &Arc<Bundle>, args: &CollectArgs, url: &str) -> Item {
+async fn run_probe(bundle: &Arc<Bundle>, args: &CollectArgs, url: &str) -> (Item, bool) {
     let started = Instant::now();
     let source = format!(
         "probe of {url} (single-user, then loaded) within {:?}",
@@ -430,7 +422,10 @@ async fn run_probe(bundle: &Arc<Bundle>, args: &CollectArgs, url: &str) -> Item 
         Ok(_) => unreachable!("a diagnose command line parses as diagnose"),
         Err(e) => {
             let why = format!("the probe's settings: {e}");
-            return bundle.missing(file, source, started, Status::Failed, Some(why));
+            return (
+                bundle.missing(file, source, started, Status::Failed, Some(why)),
+                false,
+            );
         }
     };
     if bundle.progress {
@@ -441,9 +436,12 @@ async fn run_probe(bundle: &Arc<Bundle>, args: &CollectArgs, url: &str) -> Item 
     }
     let outcome = probe(url, &diagnose, &bundle.dir).await;
     let mut item = bundle.missing(file, source, started, Status::Ok, None);
+    let interrupted = matches!(outcome, Ok(Probed::Interrupted));
     match outcome {
         Ok(Probed::Done) => {}
-        Ok(Probed::Interrupted) => item.why = Some(INTERRUPTED.to_string()),
+        Ok(Probed::Interrupted) => {
+            item.why = Some("interrupted (Ctrl-C): what was measured is kept".to_string())
+        }
         Err(failure) => {
             item.status = Status::Failed;
             item.why = Some(bundle.redactor.redact(&format!("{:#}", failure.error)).0);
@@ -452,11 +450,9 @@ async fn run_probe(bundle: &Arc<Bundle>, args: &CollectArgs, url: &str) -> Item 
     for part in ["single", "loaded"] {
         let (bytes, redacted) = sweep(&bundle.redactor, &bundle.dir.join(part));
         item.bytes += bytes;
-        for (kind, n) in redacted.0 {
-            *item.redacted.0.entry(kind).or_default() += n;
-        }
+        item.redacted.add(redacted);
     }
-    item
+    (item, interrupted)
 }
 
 /// Redacts every file under `dir` in place; returns their size after, and what was replaced.
@@ -468,9 +464,7 @@ fn sweep(redactor: &Redactor, dir: &Path) -> (u64, Redactions) {
         if path.is_dir() {
             let (b, r) = sweep(redactor, &path);
             bytes += b;
-            for (kind, n) in r.0 {
-                *total.0.entry(kind).or_default() += n;
-            }
+            total.add(r);
             continue;
         }
         let Ok(raw) = std::fs::read(&path) else {
@@ -483,9 +477,7 @@ fn sweep(redactor: &Redactor, dir: &Path) -> (u64, Redactions) {
             continue;
         }
         bytes += text.len() as u64;
-        for (kind, n) in redacted.0 {
-            *total.0.entry(kind).or_default() += n;
-        }
+        total.add(redacted);
     }
     (bytes, total)
 }
@@ -602,11 +594,7 @@ fn engine_log(bundle: &Bundle, source: &str) -> Item {
             item
         }
         Err(e) => {
-            let status = if e.kind() == std::io::ErrorKind::PermissionDenied {
-                Status::PermissionDenied
-            } else {
-                Status::Failed
-            };
+            let status = status_of(&e);
             bundle.missing(
                 &file,
                 source.to_string(),
@@ -632,9 +620,8 @@ fn file_safe(name: &str) -> String {
 }
 
 /// The server process's environment, every variable (the secret ones are redacted by value everywhere).
-fn server_environment(root: &Path, pid: u32) -> Result<Vec<(String, String)>, String> {
-    let path = root.join(format!("proc/{pid}/environ"));
-    let raw = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+fn server_environment(root: &Path, pid: u32) -> std::io::Result<Vec<(String, String)>> {
+    let raw = std::fs::read(root.join(format!("proc/{pid}/environ")))?;
     Ok(raw
         .split(|b| *b == 0)
         .filter_map(|var| {
@@ -650,7 +637,7 @@ fn server_process(
     bundle: &Bundle,
     root: &Path,
     pid: u32,
-    env: Result<Vec<(String, String)>, String>,
+    env: std::io::Result<Vec<(String, String)>>,
 ) -> Vec<Item> {
     let started = Instant::now();
     let cmdline = root.join(format!("proc/{pid}/cmdline"));
@@ -690,18 +677,18 @@ fn server_process(
                 .collect();
             bundle.write("env/server.env", source, started, text.as_bytes())
         }
-        Err(why) => {
-            let status = if why.contains("ermission denied") {
-                Status::PermissionDenied
-            } else {
-                Status::Failed
-            };
-            bundle.missing("env/server.env", source, started, status, Some(why))
-        }
+        Err(e) => bundle.missing(
+            "env/server.env",
+            source,
+            started,
+            status_of(&e),
+            Some(e.to_string()),
+        ),
     };
     vec![args, env]
 }
 
+/// A file that could not be read: unreadable to this user, or otherwise missing.
 fn status_of(e: &std::io::Error) -> Status {
     if e.kind() == std::io::ErrorKind::PermissionDenied {
         Status::PermissionDenied
