@@ -14,6 +14,10 @@ use infer_doctor_observe::{exposition, logs, server};
 use infer_doctor_report::RunDocument;
 use serde_json::Value;
 
+/// The `gpu/` files of a `collect` bundle that hold no GPU state (`nvidia-smi topo -m` and `nvlink -s`): kept for
+/// the topology rules, not read as captures, whose reader would call them unknown.
+pub const GPU_TOPOLOGY_FILES: [&str; 2] = ["topo.txt", "nvlink.txt"];
+
 /// One run directory's contents.
 pub struct RunDir {
     pub document: RunDocument,

@@ -163,6 +163,13 @@ fn collect_replays_a_gpu_host_and_diagnose_reads_the_bundle() {
         .unwrap();
     let doc: Value = serde_json::from_slice(&diagnosed.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&diagnosed.stderr)));
+    let warnings = doc["warnings"].to_string();
+    for file in NVIDIA_SMI_FILES {
+        assert!(
+            !warnings.contains(file),
+            "every gpu/ file is read or known: {warnings}"
+        );
+    }
     let evidence = &doc["evidence"];
     assert!(
         !evidence["gpus"].as_array().unwrap().is_empty(),

@@ -318,7 +318,11 @@ fn read_bundle(
             gathered.problems.push(format!("{e:#}"));
         }
     }
-    for path in files_in("gpu") {
+    let topology = |path: &PathBuf| {
+        path.file_name()
+            .is_some_and(|name| bundle::GPU_TOPOLOGY_FILES.iter().any(|t| name == *t))
+    };
+    for path in files_in("gpu").into_iter().filter(|p| !topology(p)) {
         if let Err(e) = bundle::add_gpu_capture(gathered, &path) {
             gathered.problems.push(format!("{e:#}"));
         }
