@@ -66,7 +66,8 @@ fn fake_path(gpu: Gpu, kernel: &str) -> tempfile::TempDir {
     script(
         "journalctl",
         &format!(
-            "case \"$1\" in\n-k) exec /bin/cat '{}' ;;\nesac\necho \"unexpected: $*\" >&2; exit 1",
+            "case \"$1\" in\n-k) exec /bin/cat '{}' ;;\n-u) echo \"unit $2: INFO vLLM API server version 0.32.0\" ;;\n\
+             *) echo \"unexpected: $*\" >&2; exit 1 ;;\nesac",
             dir.path().join("kernel.log").display()
         ),
     );
@@ -419,4 +420,38 @@ fn no_secret_lands_in_the_bundle() {
     );
     let kept = std::fs::read_to_string(out.join("logs/vllm.log")).unwrap();
     assert!(kept.contains("--max-num-batched-tokens 8192"), "{kept}");
+}
+
+/// docker replays a container's stderr on its own, where engines log; journald is asked for the unit's lines.
+#[test]
+fn the_engine_log_comes_from_docker_or_journald() {
+    let path = fake_path(Gpu::Absent, QUIET_KERNEL);
+    let docker = path.path().join("docker");
+    std::fs::write(
+        &docker,
+        "#!/bin/sh\necho \"docker $*\"\necho 'INFO engine started HF_TOKEN=hf_secretsecretsecretsecret12' >&2\n",
+    )
+    .unwrap();
+    Command::new("/bin/chmod")
+        .arg("+x")
+        .arg(&docker)
+        .status()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (output, _) = collect(path.path(), dir.path(), &["--log", "docker:vllm/0"]);
+    assert_eq!(output.status.code(), Some(0));
+    let items = manifest(dir.path());
+    let it = item(&items, "logs/docker-vllm_0.log");
+    assert_eq!(it["source"], "docker logs --tail 20000 vllm/0");
+    assert_eq!(it["redacted"]["secret_value"], 1, "{it}");
+    let text = std::fs::read_to_string(dir.path().join("logs/docker-vllm_0.log")).unwrap();
+    assert_eq!(
+        text,
+        "docker logs --tail 20000 vllm/0\nINFO engine started HF_TOKEN=[redacted]\n"
+    );
+
+    let (output, _) = collect(path.path(), dir.path(), &["--log", "journal:vllm.service"]);
+    assert_eq!(output.status.code(), Some(0));
+    let text = std::fs::read_to_string(dir.path().join("logs/journal-vllm.service.log")).unwrap();
+    assert!(text.starts_with("unit vllm.service: INFO vLLM"), "{text}");
 }
