@@ -9,6 +9,8 @@ use serde::Serialize;
 pub const REDACTED: &str = "[redacted]";
 /// Known values shorter than this are not replaced: they would match ordinary text everywhere.
 const SHORTEST_SECRET: usize = 4;
+/// Environment values shorter than this are settings (`1`, `true`, `auto`), not credentials.
+const SHORTEST_ENVIRONMENT_SECRET: usize = 8;
 
 /// How many secrets of each kind were replaced in one text (never the values).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -62,10 +64,11 @@ impl Redactor {
         }
     }
 
-    /// The values of the variables whose names say they are secrets.
+    /// The values of the variables whose names say they are secrets. Short ones are left: a `USE_KEY=true`
+    /// replaced everywhere would break every JSON file of the bundle, and hides no credential.
     pub fn environment(&mut self, vars: impl IntoIterator<Item = (String, String)>) {
         for (name, value) in vars {
-            if is_secret_name(&name) {
+            if is_secret_name(&name) && value.trim().len() >= SHORTEST_ENVIRONMENT_SECRET {
                 self.secret("environment_secret", &value);
             }
         }
@@ -307,6 +310,17 @@ mod tests {
                     x\\nvllm:time_to_first_token_seconds_bucket{engine=\"0\",le=\"0.5\"} 3.0\n";
         let (out, counts) = redact(text);
         assert_eq!((out.as_str(), counts), (text, vec![]));
+    }
+
+    #[test]
+    fn short_environment_values_are_settings_not_secrets() {
+        let mut r = Redactor::default();
+        r.environment([
+            ("USE_KEY".to_string(), "true".to_string()),
+            ("MY_TOKEN".to_string(), "tok-12345678".to_string()),
+        ]);
+        let (out, _) = r.redact_known("{\"stream\": true, \"t\": \"tok-12345678\"}");
+        assert_eq!(out, "{\"stream\": true, \"t\": \"[redacted]\"}");
     }
 
     #[test]

@@ -21,10 +21,11 @@ use crate::args::{Cli, CollectArgs, Command};
 use crate::cmd::diagnose::{Probed, probe};
 use crate::{Failure, exit};
 
-/// The version of `manifest.json`'s layout; a reader refuses a newer one rather than misread it.
+/// The version of `manifest.json`'s layout: changes only when a field changes meaning or goes away.
 const MANIFEST_VERSION: u32 = 1;
-/// What `--query-gpu` samples every second: the seed's `dmon -s pucvmet` as fields the capture reader knows.
-/// `clocks_throttle_reasons` is the older name, still accepted by current drivers, so old ones answer too.
+/// What `--query-gpu` samples every second: the seed's `dmon -s pucvmet` (PCIe throughput aside, which
+/// `--query-gpu` lacks) as fields the capture reader knows. An unknown field fails the whole query, so these are
+/// names older drivers know too: `clocks_throttle_reasons` rather than its newer alias `clocks_event_reasons`.
 const QUERY_GPU_FIELDS: &str = "timestamp,index,name,pci.bus_id,driver_version,pstate,utilization.gpu,\
 utilization.memory,memory.total,memory.used,temperature.gpu,power.draw,power.limit,clocks.current.sm,\
 clocks.current.memory,clocks.max.sm,clocks.max.memory,clocks_throttle_reasons.active,pcie.link.gen.current,\
