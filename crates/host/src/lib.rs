@@ -1,5 +1,5 @@
-//! The `host` room: what infer-doctor learns on the GPU host rather than from the server — nvidia-smi and
-//! dcgm-exporter captures as GPU state, the kernel log's XIDs, and the machine's own facts.
+//! The `host` room: what infer-doctor learns on the GPU host rather than from the server (nvidia-smi, dcgm-exporter
+//! and kernel-log readers, the machine's facts), and the host's commands under deadlines, redacted.
 
 pub mod command;
 mod dcgm;
