@@ -78,18 +78,9 @@ struct Bundle {
 }
 
 impl Bundle {
-    /// Writes `bytes` (as text, redacted) to `file` and records it; a failed command's partial output is kept.
+    /// Writes `bytes` (as text, redacted) to `file` and records it.
     fn write(&self, file: &str, source: String, started: Instant, bytes: &[u8]) -> Item {
-        let mut item = Item {
-            file: file.to_string(),
-            source,
-            status: Status::Ok,
-            exit_code: None,
-            duration_ms: 0,
-            bytes: 0,
-            redacted: Redactions::default(),
-            why: None,
-        };
+        let mut item = self.missing(file, source, started, Status::Ok, None);
         let (text, redacted) = self.redactor.redact(&String::from_utf8_lossy(bytes));
         let path = self.dir.join(file);
         match std::fs::write(&path, &text) {
@@ -106,7 +97,8 @@ impl Bundle {
         item
     }
 
-    /// The record of a command's run, its output written when there is any.
+    /// The record of a command's run, its output written when there is any: a failed command's own words are
+    /// evidence too (nvidia-smi saying it cannot reach the driver).
     fn ran(&self, file: &str, started: Instant, ran: Ran) -> Item {
         let mut item = if ran.stdout.is_empty() && ran.status != Status::Ok {
             self.missing(file, ran.command_line.clone(), started, ran.status, None)
@@ -581,9 +573,12 @@ fn engine_log(bundle: &Bundle, source: &str) -> Item {
         );
     }
     let path = Path::new(source);
-    let name = path.file_name().map_or("engine.log".to_string(), |n| {
-        file_safe(&n.to_string_lossy())
-    });
+    // Its own name, unless that is the kernel log's name in the bundle.
+    let name = path
+        .file_name()
+        .map(|n| file_safe(&n.to_string_lossy()))
+        .filter(|n| n != "kernel.log")
+        .unwrap_or_else(|| "engine.log".to_string());
     let file = format!("logs/{name}");
     match std::fs::File::open(path) {
         Ok(f) => {
