@@ -239,22 +239,25 @@ pub async fn run(args: Box<CollectArgs>) -> Result<u8, Failure> {
         tokio::task::spawn_blocking(move || sample_gpus(&bundle, &stop, most))
     };
 
-    let mut items = Vec::new();
-    let mut interrupted = false;
-    if let Some(url) = &url {
-        let (server_items, cut_short) = server(&bundle, &args, url).await;
-        interrupted = cut_short;
-        for item in server_items {
-            bundle.said(&item);
-            items.push(item);
+    // The host's items are said as they finish, while the server is read and probed.
+    let host_side = async {
+        let mut items = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            for item in done.map_err(|e| anyhow!("a collecting task failed: {e}"))? {
+                bundle.said(&item);
+                items.push(item);
+            }
         }
-    }
-    while let Some(done) = tasks.join_next().await {
-        for item in done.map_err(|e| anyhow!("a collecting task failed: {e}"))? {
-            bundle.said(&item);
-            items.push(item);
+        Ok::<_, Failure>(items)
+    };
+    let server_side = async {
+        match &url {
+            Some(url) => server(&bundle, &args, url).await,
+            None => (Vec::new(), false),
         }
-    }
+    };
+    let (host_items, (mut items, interrupted)) = tokio::join!(host_side, server_side);
+    items.extend(host_items?);
     stop_sampling.store(true, Ordering::Relaxed);
     if let Some(url) = &url {
         // After the probe: the counters' increase over it, for a reader without the probe's own scrapes.
@@ -326,12 +329,15 @@ async fn server(bundle: &Arc<Bundle>, args: &CollectArgs, url: &str) -> (Vec<Ite
         ("server/models.json", "/v1/models"),
         ("server/version.json", "/version"),
     ] {
-        items.push(get(bundle, args, url, file, api_path).await);
+        let item = get(bundle, args, url, file, api_path).await;
+        bundle.said(&item);
+        items.push(item);
     }
     if args.no_probe {
         return (items, false);
     }
     let (probed, interrupted) = run_probe(bundle, args, url).await;
+    bundle.said(&probed);
     items.push(probed);
     (items, interrupted)
 }
