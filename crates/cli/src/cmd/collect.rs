@@ -734,3 +734,46 @@ fn host_json(bundle: &Bundle, root: &Path) -> Item {
         text.as_bytes(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_leave_the_url_and_the_password_is_kept_to_redact() {
+        assert_eq!(
+            without_credentials("http://admin:pa/ss@word@10.0.0.1:8000/v1?x=a@b"),
+            (
+                "http://10.0.0.1:8000/v1?x=a@b".to_string(),
+                Some("pa/ss@word".to_string())
+            )
+        );
+        assert_eq!(
+            without_credentials("http://127.0.0.1:8000"),
+            ("http://127.0.0.1:8000".to_string(), None)
+        );
+    }
+
+    /// A command name with spaces and parentheses must not shift the fields counted after it.
+    #[test]
+    fn the_server_start_is_read_from_proc_under_the_root() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("proc/42")).unwrap();
+        let mut fields = vec!["0"; 50];
+        fields[0] = "S";
+        // starttime, field 22: the 20th after the name.
+        fields[19] = "123456";
+        std::fs::write(
+            root.path().join("proc/42/stat"),
+            format!("42 (python3 (vllm) x) {}\n", fields.join(" ")),
+        )
+        .unwrap();
+        std::fs::write(
+            root.path().join("proc/stat"),
+            "cpu  1 2 3\nbtime 1700000000\n",
+        )
+        .unwrap();
+        assert_eq!(process_start(root.path(), 42), Some(1_700_000_000 + 1234));
+        assert_eq!(process_start(root.path(), 43), None);
+    }
+}
