@@ -33,6 +33,9 @@ pub enum Command {
     Diagnose(Box<DiagnoseArgs>),
     /// Render a stored run or diagnosis: terminal, Markdown, JSON or a self-contained HTML page.
     Report(ReportArgs),
+    /// On the GPU host: the GPUs, the kernel log, the engine log, the server's view and a probe, redacted, in
+    /// one bundle that `diagnose --bundle` reads offline.
+    Collect(Box<CollectArgs>),
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -41,6 +44,53 @@ pub enum ReportFormat {
     Md,
     Json,
     Html,
+}
+
+#[derive(Args, Debug)]
+pub struct CollectArgs {
+    /// The server to read (/metrics, /v1/models, /version) and probe; without it only the host is gathered.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// The bundle's directory (default: infer-doctor-bundle-<host>-<time> here).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The longest the probe may take; the GPUs are sampled every second through it.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub duration: Duration,
+    /// Send the server no load: read what it says about itself, and the host, only.
+    #[arg(long)]
+    pub no_probe: bool,
+    /// The engine's log: a file, `docker:NAME` (docker logs) or `journal:UNIT` (journalctl -u).
+    #[arg(long, value_name = "FILE|docker:NAME|journal:UNIT")]
+    pub log: Option<String>,
+    /// The server's process: its command line and engine environment (secrets redacted), and the kernel log
+    /// since it started.
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// Users in the loaded probe (default: as `diagnose`).
+    #[arg(long)]
+    pub concurrency: Option<u64>,
+    /// Prompt length of the probe's requests (default: as `diagnose`).
+    #[arg(long)]
+    pub input_tokens: Option<u32>,
+    /// Output length of the probe's requests (default: as `diagnose`).
+    #[arg(long)]
+    pub output_tokens: Option<u32>,
+    /// The model to ask for (default: the first of /v1/models).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// API key sent as a bearer token; never printed or written, and redacted wherever it appears.
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// No progress lines on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Read the host's /proc and /sys under this directory instead of `/` (tests).
+    #[arg(long, hide = true, default_value = "/")]
+    pub root: PathBuf,
+    /// The deadline of each command run on the host (tests shorten it).
+    #[arg(long, hide = true, value_parser = parse_duration, default_value = "30s")]
+    pub item_timeout: Duration,
 }
 
 #[derive(Args, Debug)]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, anyhow};
 use infer_doctor_core::aggregate::{AggregateConfig, RunContext};
 use infer_doctor_core::signals::ServerWindow;
-use infer_doctor_core::{Evidence, RequestRecord, RunAggregate, ServerReadings};
+use infer_doctor_core::{Evidence, GpuState, RequestRecord, RunAggregate, ServerReadings};
 use infer_doctor_host::{collect_env, gpu, kernel, topo};
 use infer_doctor_load::scrape::read_jsonl;
 use infer_doctor_observe::dialect::{self, Dialect};
@@ -394,7 +394,9 @@ pub fn add_gpu_capture(gathered: &mut Gathered, path: &Path) -> anyhow::Result<(
     let evidence = &mut gathered.evidence;
     match gpu::read_capture(&text, &name) {
         Ok(gpus) => {
-            evidence.gpus.extend(gpus);
+            for state in gpus {
+                add_gpu_state(&mut evidence.gpus, state);
+            }
             return Ok(());
         }
         Err(gpu::GpuReadError::UnknownFormat) => {}
@@ -417,6 +419,55 @@ pub fn add_gpu_capture(gathered: &mut Gathered, path: &Path) -> anyhow::Result<(
         }
         Err(e) => return Err(anyhow!("{name}: {e}")),
     }
+    Ok(())
+}
+
+/// Adds one reading of a GPU. Several readings of the same GPU (`-q -x` once, `--query-gpu` every second through
+/// a probe) make one: the busiest, since clocks and links are judged under load, with what it lacks taken from
+/// the others (the XML's memory-repair flags, say).
+fn add_gpu_state(gpus: &mut Vec<GpuState>, state: GpuState) {
+    let Some(seen) = gpus.iter_mut().find(|g| g.bus_id == state.bus_id) else {
+        gpus.push(state);
+        return;
+    };
+    let busier =
+        state.utilization_percent.unwrap_or(-1.0) > seen.utilization_percent.unwrap_or(-1.0);
+    let (mut kept, other) = if busier {
+        (state, seen.clone())
+    } else {
+        (seen.clone(), state)
+    };
+    if let (Ok(serde_json::Value::Object(mut fields)), Ok(serde_json::Value::Object(extra))) =
+        (serde_json::to_value(&kept), serde_json::to_value(&other))
+    {
+        for (key, value) in extra {
+            let entry = fields.entry(key).or_insert(serde_json::Value::Null);
+            if entry.is_null() {
+                *entry = value;
+            }
+        }
+        if let Ok(merged) = serde_json::from_value(serde_json::Value::Object(fields)) {
+            kept = merged;
+        }
+    }
+    *seen = kept;
+}
+
+/// Reads what a `collect` bundle's manifest says the files cannot: which GPU tools hung past their deadline.
+pub fn add_manifest(gathered: &mut Gathered, path: &Path) -> anyhow::Result<()> {
+    let name = path.display().to_string();
+    let manifest: Value = serde_json::from_str(&read_evidence_file(path)?)
+        .map_err(|e| anyhow!("{name}: line {}: {e}", e.line()))?;
+    let items = manifest["items"]
+        .as_array()
+        .ok_or_else(|| anyhow!("{name}: no `items` list"))?;
+    gathered.evidence.gpu_tool_timeouts = items
+        .iter()
+        .filter(|item| item["status"] == "timed_out")
+        .filter_map(|item| item["source"].as_str())
+        .filter(|source| source.starts_with("nvidia-smi"))
+        .map(str::to_string)
+        .collect();
     Ok(())
 }
 
@@ -482,4 +533,37 @@ fn add_kernel_log(
     kernel.sources.push(name.to_string());
     kernel.xids.extend(xids);
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readings_of_one_gpu_keep_the_busiest_and_fill_in_what_it_lacks() {
+        let xml = GpuState {
+            bus_id: "00000000:00:09.0".into(),
+            utilization_percent: Some(0.0),
+            sm_clock_mhz: Some(345.0),
+            remapped_rows_pending: Some(true),
+            ..Default::default()
+        };
+        let busy = GpuState {
+            bus_id: xml.bus_id.clone(),
+            utilization_percent: Some(97.0),
+            sm_clock_mhz: Some(1980.0),
+            ..Default::default()
+        };
+        let other = GpuState {
+            bus_id: "00000000:00:0A.0".into(),
+            ..Default::default()
+        };
+        let mut gpus = Vec::new();
+        for state in [xml, busy, other] {
+            add_gpu_state(&mut gpus, state);
+        }
+        assert_eq!(gpus.len(), 2);
+        assert_eq!(gpus[0].sm_clock_mhz, Some(1980.0));
+        assert_eq!(gpus[0].remapped_rows_pending, Some(true));
+    }
 }

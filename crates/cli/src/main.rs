@@ -94,6 +94,7 @@ fn main() -> ExitCode {
             Command::Logs(args) => cmd::logs::run(&args),
             Command::Diagnose(args) => cmd::diagnose::run(args).await,
             Command::Report(args) => cmd::diagnose::report(&args).await,
+            Command::Collect(args) => cmd::collect::run(args).await,
         }
     });
     // Request tasks of an interrupted run may still hold sockets; do not wait for them.

@@ -1,9 +1,12 @@
-//! The `host` room: what infer-doctor learns on the GPU host rather than from the server — nvidia-smi and
-//! dcgm-exporter captures as GPU state, GPU topology and NVLinks, the kernel log's XIDs, the machine's own facts.
+//! The `host` room: what infer-doctor learns on the GPU host rather than from the server (nvidia-smi,
+//! dcgm-exporter, topology, kernel-log and collect-env readers, the machine's facts), and the host's commands
+//! under deadlines, redacted.
 
 pub mod collect_env;
+pub mod command;
 mod dcgm;
 pub mod gpu;
 pub mod kernel;
 pub mod machine;
+pub mod redact;
 pub mod topo;

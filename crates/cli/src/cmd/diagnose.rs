@@ -145,7 +145,7 @@ fn probe_budget(args: &DiagnoseArgs) -> Duration {
 
 /// How the live probes ended.
 #[derive(Debug, PartialEq, Eq)]
-enum Probed {
+pub(crate) enum Probed {
     Done,
     /// Ctrl-C: the probes stopped, and what they measured is written.
     Interrupted,
@@ -154,7 +154,7 @@ enum Probed {
 /// Runs the two probes into `dir/single` and `dir/loaded`, keeping the whole run inside the budget: a probe still
 /// running when its share of the budget ends is stopped, and its requests in flight count as interrupted (the
 /// client's cut-off, not the server's failure).
-async fn probe(url: &str, args: &DiagnoseArgs, dir: &Path) -> Result<Probed, Failure> {
+pub(crate) async fn probe(url: &str, args: &DiagnoseArgs, dir: &Path) -> Result<Probed, Failure> {
     let started = Instant::now();
     let budget = probe_budget(args);
     // Checked now, not after the single-user probe has spent its share of the budget.
@@ -328,6 +328,12 @@ fn read_bundle(
         if let Err(e) = bundle::add_collect_env(gathered, &path) {
             gathered.problems.push(format!("{e:#}"));
         }
+    }
+    let manifest = dir.join("manifest.json");
+    if manifest.is_file()
+        && let Err(e) = bundle::add_manifest(gathered, &manifest)
+    {
+        gathered.problems.push(format!("{e:#}"));
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand; each turns its arguments into a room's job and returns an exit code.
 
 pub mod bench;
+pub mod collect;
 pub mod demo;
 pub mod diagnose;
 pub mod logs;

@@ -1,0 +1,779 @@
+//! `infer-doctor collect`: on the GPU host, gathers what an on-call engineer gathers by hand (nvidia-smi, the
+//! kernel and engine logs, the server's own view, a probe) in parallel, each under a deadline, into one bundle.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, anyhow};
+use clap::Parser;
+use infer_doctor_host::command::{self, CommandSpec, Ran, Status};
+use infer_doctor_host::machine::HostInfo;
+use infer_doctor_host::redact::{Redactions, Redactor};
+use infer_doctor_load::http::{ClientOptions, HttpClient};
+use infer_doctor_load::{ApiKey, Target};
+use serde::Serialize;
+use tokio::task::JoinSet;
+
+use crate::args::{Cli, CollectArgs, Command};
+use crate::cmd::diagnose::{Probed, probe};
+use crate::{Failure, exit};
+
+/// The version of `manifest.json`'s layout: changes only when a field changes meaning or goes away.
+const MANIFEST_VERSION: u32 = 1;
+/// What `--query-gpu` samples every second: the seed's `dmon -s pucvmet` (PCIe throughput aside, which
+/// `--query-gpu` lacks) as fields the capture reader knows. An unknown field fails the whole query, so these are
+/// names older drivers know too: `clocks_throttle_reasons` rather than its newer alias `clocks_event_reasons`.
+const QUERY_GPU_FIELDS: &str = "timestamp,index,name,pci.bus_id,driver_version,pstate,utilization.gpu,\
+utilization.memory,memory.total,memory.used,temperature.gpu,power.draw,power.limit,clocks.current.sm,\
+clocks.current.memory,clocks.max.sm,clocks.max.memory,clocks_throttle_reasons.active,pcie.link.gen.current,\
+pcie.link.gen.max,pcie.link.width.current,pcie.link.width.max,ecc.errors.uncorrected.volatile.total,\
+remapped_rows.pending,remapped_rows.failure,mig.mode.current";
+/// The engine log lines asked of docker and journald: hours of a busy vLLM, a few MB.
+const LOG_LINES: &str = "20000";
+/// The server process's environment that says how the engine runs; the rest is the shell's.
+const ENGINE_ENV_PREFIXES: [&str; 10] = [
+    "VLLM_", "CUDA_", "NCCL_", "HF_", "PYTORCH_", "OMP_", "TORCH_", "SGLANG_", "LLAMA_", "NVIDIA_",
+];
+
+/// One gathered item as `manifest.json` records it.
+#[derive(Debug, Serialize)]
+struct Item {
+    /// The file in the bundle, relative to its root, or what it would have been.
+    file: String,
+    /// The command line, file or URL it came from.
+    source: String,
+    status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exit_code: Option<i32>,
+    duration_ms: u64,
+    /// Bytes written (after redaction); 0 when missing.
+    bytes: u64,
+    /// How many secrets of each kind were replaced in it.
+    #[serde(skip_serializing_if = "Redactions::is_empty")]
+    redacted: Redactions,
+    /// Why it is missing or incomplete.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    why: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Manifest {
+    schema_version: u32,
+    tool: infer_doctor_report::document::Tool,
+    created_at: String,
+    command_line: String,
+    duration_ms: u64,
+    items: Vec<Item>,
+}
+
+/// What every task writing into the bundle shares.
+struct Bundle {
+    dir: PathBuf,
+    redactor: Redactor,
+    timeout: Duration,
+    progress: bool,
+}
+
+impl Bundle {
+    /// Writes `bytes` (as text, redacted) to `file` and records it.
+    fn write(&self, file: &str, source: String, started: Instant, bytes: &[u8]) -> Item {
+        let mut item = self.missing(file, source, started, Status::Ok, None);
+        let (text, redacted) = self.redactor.redact(&String::from_utf8_lossy(bytes));
+        let path = self.dir.join(file);
+        match std::fs::write(&path, &text) {
+            Ok(()) => {
+                item.bytes = text.len() as u64;
+                item.redacted = redacted;
+            }
+            Err(e) => {
+                item.status = Status::Failed;
+                item.why = Some(format!("writing {}: {e}", path.display()));
+            }
+        }
+        item.duration_ms = started.elapsed().as_millis() as u64;
+        item
+    }
+
+    /// The record of a command's run, its output written when there is any: a failed command's own words are
+    /// evidence too (nvidia-smi saying it cannot reach the driver).
+    fn ran(&self, file: &str, started: Instant, ran: Ran) -> Item {
+        let mut item = if ran.stdout.is_empty() && ran.status != Status::Ok {
+            self.missing(file, ran.command_line.clone(), started, ran.status, None)
+        } else {
+            self.write(file, ran.command_line.clone(), started, &ran.stdout)
+        };
+        if item.status == Status::Ok {
+            item.status = ran.status;
+        }
+        item.exit_code = ran.exit_code;
+        item.why = item.why.or(ran.why.map(|why| self.redactor.redact(&why).0));
+        item
+    }
+
+    fn missing(
+        &self,
+        file: &str,
+        source: String,
+        started: Instant,
+        status: Status,
+        why: Option<String>,
+    ) -> Item {
+        Item {
+            file: file.to_string(),
+            source,
+            status,
+            exit_code: None,
+            duration_ms: started.elapsed().as_millis() as u64,
+            bytes: 0,
+            redacted: Redactions::default(),
+            why: why.map(|w| self.redactor.redact(&w).0),
+        }
+    }
+
+    fn command(&self, file: &str, program: &str, args: &[&str]) -> Item {
+        let started = Instant::now();
+        self.ran(
+            file,
+            started,
+            command::run(&CommandSpec::new(program, args, self.timeout)),
+        )
+    }
+
+    /// A progress line per item, on a terminal.
+    fn said(&self, item: &Item) {
+        if !self.progress {
+            return;
+        }
+        let seconds = item.duration_ms as f64 / 1e3;
+        match (&item.status, &item.why) {
+            (Status::Ok, None) => eprintln!(
+                "collect: {} ({:.1} s, {} bytes)",
+                item.file, seconds, item.bytes
+            ),
+            (status, why) => eprintln!(
+                "collect: {} {}: {}",
+                item.file,
+                status.words(),
+                why.as_deref().unwrap_or("")
+            ),
+        }
+    }
+}
+
+pub async fn run(args: Box<CollectArgs>) -> Result<u8, Failure> {
+    let started = Instant::now();
+    let dir = args.out.clone().unwrap_or_else(default_out);
+    for sub in ["gpu", "logs", "server", "env"] {
+        let path = dir.join(sub);
+        std::fs::create_dir_all(&path)
+            .with_context(|| format!("creating {}", path.display()))
+            .map_err(Failure::usage)?;
+    }
+    let (url, url_password) = match &args.url {
+        Some(url) => {
+            let (bare, password) = without_credentials(url);
+            (Some(bare), password)
+        }
+        None => (None, None),
+    };
+    let mut redactor = Redactor::default();
+    redactor.environment(std::env::vars_os().map(|(k, v)| {
+        (
+            k.to_string_lossy().into_owned(),
+            v.to_string_lossy().into_owned(),
+        )
+    }));
+    if let Some(key) = &args.api_key {
+        redactor.secret("api_key", key);
+    }
+    if let Some(password) = &url_password {
+        redactor.secret("url_password", password);
+    }
+    let server_env = args.pid.map(|pid| server_environment(&args.root, pid));
+    if let Some(Ok(vars)) = &server_env {
+        redactor.environment(vars.iter().cloned());
+    }
+    let bundle = Arc::new(Bundle {
+        dir: dir.clone(),
+        redactor,
+        timeout: args.item_timeout,
+        progress: !args.quiet && std::io::stderr().is_terminal(),
+    });
+
+    let mut tasks: JoinSet<Vec<Item>> = JoinSet::new();
+    for (file, argv) in [
+        ("gpu/nvidia-smi-q.xml", &["-q", "-x"][..]),
+        ("gpu/topo.txt", &["topo", "-m"][..]),
+        ("gpu/nvlink.txt", &["nvlink", "-s"][..]),
+    ] {
+        let bundle = bundle.clone();
+        tasks.spawn_blocking(move || vec![bundle.command(file, "nvidia-smi", argv)]);
+    }
+    let since = args.pid.and_then(|pid| process_start(&args.root, pid));
+    {
+        let bundle = bundle.clone();
+        tasks.spawn_blocking(move || vec![kernel_log(&bundle, since)]);
+    }
+    if let Some(source) = args.log.clone() {
+        let bundle = bundle.clone();
+        tasks.spawn_blocking(move || vec![engine_log(&bundle, &source)]);
+    }
+    if let (Some(pid), Some(env)) = (args.pid, server_env) {
+        let bundle = bundle.clone();
+        let root = args.root.clone();
+        tasks.spawn_blocking(move || server_process(&bundle, &root, pid, env));
+    }
+    {
+        let bundle = bundle.clone();
+        let root = args.root.clone();
+        tasks.spawn_blocking(move || vec![host_json(&bundle, &root)]);
+    }
+    let stop_sampling = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let bundle = bundle.clone();
+        let stop = stop_sampling.clone();
+        let most = args.duration + args.item_timeout * 4;
+        tokio::task::spawn_blocking(move || sample_gpus(&bundle, &stop, most))
+    };
+
+    // The host's items are said as they finish, while the server is read and probed.
+    let host_side = async {
+        let mut items = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            for item in done.map_err(|e| anyhow!("a collecting task failed: {e}"))? {
+                bundle.said(&item);
+                items.push(item);
+            }
+        }
+        Ok::<_, Failure>(items)
+    };
+    let server_side = async {
+        match &url {
+            Some(url) => server(&bundle, &args, url).await,
+            None => (Vec::new(), false),
+        }
+    };
+    let (host_items, (mut items, interrupted)) = tokio::join!(host_side, server_side);
+    items.extend(host_items?);
+    stop_sampling.store(true, Ordering::Relaxed);
+    if let Some(url) = &url {
+        // After the probe: the counters' increase over it, for a reader without the probe's own scrapes.
+        let metrics = get(&bundle, &args, url, "server/metrics-after.prom", "/metrics").await;
+        bundle.said(&metrics);
+        items.push(metrics);
+    }
+    let sampled = sampler
+        .await
+        .map_err(|e| anyhow!("the GPU sampler failed: {e}"))?;
+    bundle.said(&sampled);
+    items.push(sampled);
+    items.sort_by(|a, b| a.file.cmp(&b.file));
+
+    let manifest = Manifest {
+        schema_version: MANIFEST_VERSION,
+        tool: infer_doctor_report::RunDocument::tool(),
+        created_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        command_line: bundle
+            .redactor
+            .redact(&crate::rundir::redacted_command_line().join(" "))
+            .0,
+        duration_ms: started.elapsed().as_millis() as u64,
+        items,
+    };
+    let path = dir.join("manifest.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&manifest)?)
+        .with_context(|| format!("writing {}", path.display()))
+        .map_err(Failure::usage)?;
+    if !args.quiet {
+        eprintln!("collect: the bundle is in {}", dir.display());
+    }
+    println!("{}", dir.display());
+    Ok(if interrupted {
+        exit::INTERRUPTED
+    } else {
+        exit::OK
+    })
+}
+
+fn default_out() -> PathBuf {
+    let host = HostInfo::read()
+        .hostname
+        .unwrap_or_else(|| "host".to_string());
+    let unix = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    PathBuf::from(format!("infer-doctor-bundle-{host}-{unix}"))
+}
+
+/// The URL without `user:password@` (the client refuses credentials in a URL), and the password, to redact.
+fn without_credentials(url: &str) -> (String, Option<String>) {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return (url.to_string(), None);
+    };
+    let authority_end = rest.find(['?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return (url.to_string(), None);
+    };
+    let password = rest[..at].split_once(':').map(|(_, p)| p.to_string());
+    (format!("{scheme}://{}", &rest[at + 1..]), password)
+}
+
+/// What the server says about itself, then the probe: the items of `--url`, and whether Ctrl-C cut the probe.
+async fn server(bundle: &Arc<Bundle>, args: &CollectArgs, url: &str) -> (Vec<Item>, bool) {
+    let mut items = Vec::new();
+    for (file, api_path) in [
+        ("server/metrics-before.prom", "/metrics"),
+        ("server/models.json", "/v1/models"),
+        ("server/version.json", "/version"),
+    ] {
+        let item = get(bundle, args, url, file, api_path).await;
+        bundle.said(&item);
+        items.push(item);
+    }
+    if args.no_probe {
+        return (items, false);
+    }
+    let (probed, interrupted) = run_probe(bundle, args, url).await;
+    bundle.said(&probed);
+    items.push(probed);
+    (items, interrupted)
+}
+
+/// One GET of the server, its body written redacted.
+async fn get(
+    bundle: &Arc<Bundle>,
+    args: &CollectArgs,
+    url: &str,
+    file: &str,
+    api_path: &str,
+) -> Item {
+    let started = Instant::now();
+    let source = format!("GET {}{api_path}", url.trim_end_matches('/'));
+    let client = match client(args, url) {
+        Ok(client) => client,
+        Err(why) => return bundle.missing(file, source, started, Status::Failed, Some(why)),
+    };
+    match client
+        .get(&client.target().path(api_path), bundle.timeout)
+        .await
+    {
+        Ok(body) => bundle.write(file, source, started, &body),
+        Err(why) => {
+            let status = if why.starts_with("no answer within") {
+                Status::TimedOut
+            } else {
+                Status::Failed
+            };
+            bundle.missing(file, source, started, status, Some(why))
+        }
+    }
+}
+
+fn client(args: &CollectArgs, url: &str) -> Result<HttpClient, String> {
+    let key = match &args.api_key {
+        Some(key) => ApiKey::new(key.clone()).map_err(|e| e.to_string())?,
+        None => None,
+    };
+    let target = Target::parse(url, key).map_err(|e| e.to_string())?;
+    Ok(HttpClient::new(
+        Arc::new(target),
+        ClientOptions {
+            http2: false,
+            pool_size: 1,
+            connect_timeout: Duration::from_secs(5),
+        },
+    ))
+}
+
+/// `diagnose`'s own probe (one user, then a crowd) into the bundle's `single/` and `loaded/`, within
+/// `--duration`; its files are swept for the known secrets afterwards, since the load engine writes them itself
+/// (the command line it records holds the URL as typed, password and all).
+async fn run_probe(bundle: &Arc<Bundle>, args: &CollectArgs, url: &str) -> (Item, bool) {
+    let started = Instant::now();
+    let source = format!(
+        "probe of {url} (single-user, then loaded) within {:?}",
+        args.duration
+    );
+    let file = "single, loaded";
+    let mut argv: Vec<String> = ["infer-doctor", "diagnose", "--quiet", "--url", url]
+        .map(String::from)
+        .to_vec();
+    argv.extend([
+        "--budget".into(),
+        format!("{}ms", args.duration.as_millis()),
+    ]);
+    for (flag, value) in [
+        ("--concurrency", args.concurrency.map(|v| v.to_string())),
+        ("--input-tokens", args.input_tokens.map(|v| v.to_string())),
+        ("--output-tokens", args.output_tokens.map(|v| v.to_string())),
+        ("--model", args.model.clone()),
+        ("--api-key", args.api_key.clone()),
+    ] {
+        if let Some(value) = value {
+            argv.extend([flag.to_string(), value]);
+        }
+    }
+    let diagnose = match Cli::try_parse_from(argv).map(|cli| cli.command) {
+        Ok(Command::Diagnose(diagnose)) => diagnose,
+        Ok(_) => unreachable!("a diagnose command line parses as diagnose"),
+        Err(e) => {
+            let why = format!("the probe's settings: {e}");
+            return (
+                bundle.missing(file, source, started, Status::Failed, Some(why)),
+                false,
+            );
+        }
+    };
+    if bundle.progress {
+        eprintln!(
+            "collect: probing {url} (up to {:.0} s)",
+            args.duration.as_secs_f64()
+        );
+    }
+    let outcome = probe(url, &diagnose, &bundle.dir).await;
+    let mut item = bundle.missing(file, source, started, Status::Ok, None);
+    let interrupted = matches!(outcome, Ok(Probed::Interrupted));
+    match outcome {
+        Ok(Probed::Done) => {}
+        Ok(Probed::Interrupted) => {
+            item.why = Some("interrupted (Ctrl-C): what was measured is kept".to_string())
+        }
+        Err(failure) => {
+            item.status = Status::Failed;
+            item.why = Some(bundle.redactor.redact(&format!("{:#}", failure.error)).0);
+        }
+    }
+    for part in ["single", "loaded"] {
+        let (bytes, redacted) = sweep(&bundle.redactor, &bundle.dir.join(part));
+        item.bytes += bytes;
+        item.redacted.add(redacted);
+    }
+    (item, interrupted)
+}
+
+/// Redacts every file under `dir` in place; returns their size after, and what was replaced.
+fn sweep(redactor: &Redactor, dir: &Path) -> (u64, Redactions) {
+    let mut bytes = 0;
+    let mut total = Redactions::default();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            let (b, r) = sweep(redactor, &path);
+            bytes += b;
+            total.add(r);
+            continue;
+        }
+        let Ok(raw) = std::fs::read(&path) else {
+            continue;
+        };
+        let (text, redacted) = redactor.redact_known(&String::from_utf8_lossy(&raw));
+        if !redacted.is_empty() && std::fs::write(&path, &text).is_err() {
+            // A file that cannot be rewritten must not stay with its secret in it.
+            let _ = std::fs::remove_file(&path);
+            continue;
+        }
+        bytes += text.len() as u64;
+        total.add(redacted);
+    }
+    (bytes, total)
+}
+
+/// `nvidia-smi --query-gpu` every second until told to stop (at least once, at most until `most` has passed),
+/// as one CSV with one header. A sample that fails ends the sampling, and says why.
+fn sample_gpus(bundle: &Bundle, stop: &AtomicBool, most: Duration) -> Item {
+    const EVERY: Duration = Duration::from_secs(1);
+    let file = "gpu/query-gpu.csv";
+    let started = Instant::now();
+    let query = format!("--query-gpu={QUERY_GPU_FIELDS}");
+    let spec = CommandSpec::new("nvidia-smi", &[&query, "--format=csv"], bundle.timeout);
+    let mut csv = Vec::new();
+    let mut samples = 0u32;
+    let ended = loop {
+        let tick = Instant::now();
+        let ran = command::run(&spec);
+        if ran.status != Status::Ok {
+            break Some(ran);
+        }
+        // Every sample repeats the header; the file keeps the first.
+        let rows = if samples == 0 {
+            &ran.stdout[..]
+        } else {
+            let header_end = ran.stdout.iter().position(|b| *b == b'\n');
+            &ran.stdout[header_end.map_or(ran.stdout.len(), |n| n + 1)..]
+        };
+        csv.extend_from_slice(rows);
+        samples += 1;
+        while tick.elapsed() < EVERY && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if stop.load(Ordering::Relaxed) || started.elapsed() >= most {
+            break None;
+        }
+    };
+    let source = spec.command_line() + " (every second)";
+    match ended {
+        Some(ran) if samples == 0 => bundle.ran(file, started, ran),
+        ended => {
+            let mut item = bundle.write(file, source, started, &csv);
+            if let Some(ran) = ended {
+                item.why = Some(format!(
+                    "{samples} samples, then: {}",
+                    ran.why.unwrap_or_default()
+                ));
+            }
+            item
+        }
+    }
+}
+
+/// The kernel's log since the server started (else since boot): journald's, else the ring buffer's.
+fn kernel_log(bundle: &Bundle, since: Option<u64>) -> Item {
+    let file = "logs/kernel.log";
+    let started = Instant::now();
+    let since = since.map_or("-b".to_string(), |unix| format!("--since=@{unix}"));
+    let journal = CommandSpec::new(
+        "journalctl",
+        &["-k", &since, "--no-pager", "-o", "short-iso"],
+        bundle.timeout,
+    );
+    let ran = command::run(&journal);
+    if ran.status == Status::Ok {
+        return bundle.ran(file, started, ran);
+    }
+    let first = format!("{}: {}", ran.command_line, ran.why.unwrap_or_default());
+    let mut item = bundle.ran(
+        file,
+        started,
+        command::run(&CommandSpec::new("dmesg", &["-T"], bundle.timeout)),
+    );
+    item.why = Some(match item.why {
+        Some(why) => format!("{first}; and {why}"),
+        None => format!("{first}; read dmesg instead"),
+    });
+    item
+}
+
+/// The engine's log from where `--log` says: a file, `docker:NAME` or `journal:UNIT`.
+fn engine_log(bundle: &Bundle, source: &str) -> Item {
+    let started = Instant::now();
+    if let Some(name) = source.strip_prefix("docker:") {
+        let file = format!("logs/docker-{}.log", file_safe(name));
+        let mut ran = command::run(&CommandSpec::new(
+            "docker",
+            &["logs", "--tail", LOG_LINES, name],
+            bundle.timeout,
+        ));
+        // docker replays the container's stderr on its own stderr: an engine logs there.
+        ran.stdout.extend_from_slice(ran.stderr.as_bytes());
+        return bundle.ran(&file, started, ran);
+    }
+    if let Some(unit) = source.strip_prefix("journal:") {
+        let file = format!("logs/journal-{}.log", file_safe(unit));
+        return bundle.command(
+            &file,
+            "journalctl",
+            &["-u", unit, "-n", LOG_LINES, "--no-pager", "-o", "short-iso"],
+        );
+    }
+    let path = Path::new(source);
+    // Its own name, unless that is the kernel log's name in the bundle.
+    let name = path
+        .file_name()
+        .map(|n| file_safe(&n.to_string_lossy()))
+        .filter(|n| n != "kernel.log")
+        .unwrap_or_else(|| "engine.log".to_string());
+    let file = format!("logs/{name}");
+    match std::fs::File::open(path) {
+        Ok(f) => {
+            let (tail, dropped) = command::read_tail(f, command::DEFAULT_MAX_STDOUT);
+            let mut item = bundle.write(&file, source.to_string(), started, &tail);
+            if dropped > 0 {
+                item.why = Some(format!("its first {dropped} bytes were left out"));
+            }
+            item
+        }
+        Err(e) => {
+            let status = status_of(&e);
+            bundle.missing(
+                &file,
+                source.to_string(),
+                started,
+                status,
+                Some(e.to_string()),
+            )
+        }
+    }
+}
+
+/// A name from the command line as one file name in the bundle.
+fn file_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The server process's environment, every variable (the secret ones are redacted by value everywhere).
+fn server_environment(root: &Path, pid: u32) -> std::io::Result<Vec<(String, String)>> {
+    let raw = std::fs::read(root.join(format!("proc/{pid}/environ")))?;
+    Ok(raw
+        .split(|b| *b == 0)
+        .filter_map(|var| {
+            let var = String::from_utf8_lossy(var);
+            let (name, value) = var.split_once('=')?;
+            Some((name.to_string(), value.to_string()))
+        })
+        .collect())
+}
+
+/// The server's command line (its engine arguments) and its engine environment.
+fn server_process(
+    bundle: &Bundle,
+    root: &Path,
+    pid: u32,
+    env: std::io::Result<Vec<(String, String)>>,
+) -> Vec<Item> {
+    let started = Instant::now();
+    let cmdline = root.join(format!("proc/{pid}/cmdline"));
+    let source = cmdline.display().to_string();
+    let args = match std::fs::read(&cmdline) {
+        Ok(raw) => {
+            let words: Vec<String> = raw
+                .split(|b| *b == 0)
+                .filter(|w| !w.is_empty())
+                .map(|w| String::from_utf8_lossy(w).into_owned())
+                .collect();
+            bundle.write(
+                "server/cmdline.txt",
+                source,
+                started,
+                (words.join(" ") + "\n").as_bytes(),
+            )
+        }
+        Err(e) => bundle.missing(
+            "server/cmdline.txt",
+            source,
+            started,
+            status_of(&e),
+            Some(e.to_string()),
+        ),
+    };
+    let source = root
+        .join(format!("proc/{pid}/environ"))
+        .display()
+        .to_string();
+    let env = match env {
+        Ok(vars) => {
+            let text: String = vars
+                .iter()
+                .filter(|(name, _)| ENGINE_ENV_PREFIXES.iter().any(|p| name.starts_with(p)))
+                .map(|(name, value)| format!("{name}={value}\n"))
+                .collect();
+            bundle.write("env/server.env", source, started, text.as_bytes())
+        }
+        Err(e) => bundle.missing(
+            "env/server.env",
+            source,
+            started,
+            status_of(&e),
+            Some(e.to_string()),
+        ),
+    };
+    vec![args, env]
+}
+
+/// A file that could not be read: unreadable to this user, or otherwise missing.
+fn status_of(e: &std::io::Error) -> Status {
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        Status::PermissionDenied
+    } else {
+        Status::Failed
+    }
+}
+
+/// When the process started, in Unix seconds: its start after boot (`/proc/PID/stat`, in clock ticks) plus
+/// the boot time (`/proc/stat`'s btime). Linux's clock tick is 100 Hz on every architecture it exports.
+fn process_start(root: &Path, pid: u32) -> Option<u64> {
+    const TICKS_PER_SECOND: u64 = 100;
+    let stat = std::fs::read_to_string(root.join(format!("proc/{pid}/stat"))).ok()?;
+    // The fields after the command name, which may itself hold spaces and parentheses.
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    // starttime is field 22 of the line; field 3 is the first after the name.
+    let ticks: u64 = after_name.split_whitespace().nth(22 - 3)?.parse().ok()?;
+    let boot: u64 = std::fs::read_to_string(root.join("proc/stat"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(boot + ticks / TICKS_PER_SECOND)
+}
+
+/// host.json. The place for the host-facts reader of issue 12 (CPU, NUMA, memory, swap, cgroup… read under
+/// `root`); until it lands, the machine summary the run record carries, read from this machine's own `/`.
+fn host_json(bundle: &Bundle, root: &Path) -> Item {
+    let started = Instant::now();
+    let facts = serde_json::json!({
+        "root": root,
+        "machine": HostInfo::read(),
+    });
+    let text = serde_json::to_string_pretty(&facts).unwrap_or_default();
+    bundle.write(
+        "host.json",
+        "/proc, /etc/os-release".to_string(),
+        started,
+        text.as_bytes(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_leave_the_url_and_the_password_is_kept_to_redact() {
+        assert_eq!(
+            without_credentials("http://admin:pa/ss@word@10.0.0.1:8000/v1?x=a@b"),
+            (
+                "http://10.0.0.1:8000/v1?x=a@b".to_string(),
+                Some("pa/ss@word".to_string())
+            )
+        );
+        assert_eq!(
+            without_credentials("http://127.0.0.1:8000"),
+            ("http://127.0.0.1:8000".to_string(), None)
+        );
+    }
+
+    /// A command name with spaces and parentheses must not shift the fields counted after it.
+    #[test]
+    fn the_server_start_is_read_from_proc_under_the_root() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("proc/42")).unwrap();
+        let mut fields = vec!["0"; 50];
+        fields[0] = "S";
+        // starttime, field 22: the 20th after the name.
+        fields[19] = "123456";
+        std::fs::write(
+            root.path().join("proc/42/stat"),
+            format!("42 (python3 (vllm) x) {}\n", fields.join(" ")),
+        )
+        .unwrap();
+        std::fs::write(
+            root.path().join("proc/stat"),
+            "cpu  1 2 3\nbtime 1700000000\n",
+        )
+        .unwrap();
+        assert_eq!(process_start(root.path(), 42), Some(1_700_000_000 + 1234));
+        assert_eq!(process_start(root.path(), 43), None);
+    }
+}

@@ -1,0 +1,475 @@
+//! `collect` end to end on a machine without a GPU: fake `nvidia-smi` and `journalctl` first on the child's PATH
+//! replay real captures (or hang, or fail), the simulator stands in for the server, and the bundle is read back.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel)
+}
+
+/// How the fake nvidia-smi behaves.
+enum Gpu {
+    /// Replays the real captures by argument.
+    Replay,
+    Hangs,
+    /// What nvidia-smi says on a host whose driver is not loaded.
+    Fails,
+    /// Not on PATH at all.
+    Absent,
+}
+
+const XID_79: &str = "2026-07-14T08:12:53+0000 gpu-host kernel: NVRM: Xid (PCI:0000:00:09): 79, pid=1234, \
+GPU has fallen off the bus.\n";
+const QUIET_KERNEL: &str =
+    "2026-07-14T08:12:53+0000 gpu-host kernel: Linux version 6.8.0-1015-nvidia\n";
+
+/// A directory holding only the fakes, to be the child's whole PATH (scripts call their tools by full path);
+/// the fake journalctl's kernel log is `kernel`.
+fn fake_path(gpu: Gpu, kernel: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let script = |name: &str, body: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        Command::new("/bin/chmod")
+            .arg("+x")
+            .arg(&path)
+            .status()
+            .unwrap();
+    };
+    let cat = |rel: &str| format!("exec /bin/cat '{}'", fixture(rel).display());
+    match gpu {
+        Gpu::Replay => script(
+            "nvidia-smi",
+            &format!(
+                "case \"$1\" in\n-q) {} ;;\ntopo) {} ;;\nnvlink) {} ;;\n--query-gpu=*) {} ;;\nesac\n\
+                 echo \"unexpected: $*\" >&2; exit 2",
+                cat("fixtures/gpu/a10g.xml"),
+                cat("fixtures/gpu/h100_topo_m.txt"),
+                cat("fixtures/gpu/h100_nvlink_s.txt"),
+                cat("fixtures/gpu/h100_load_query_gpu.csv"),
+            ),
+        ),
+        Gpu::Hangs => script("nvidia-smi", "exec /bin/sleep 1000"),
+        Gpu::Fails => script(
+            "nvidia-smi",
+            "echo \"NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.\"; exit 9",
+        ),
+        Gpu::Absent => {}
+    }
+    std::fs::write(dir.path().join("kernel.log"), kernel).unwrap();
+    script(
+        "journalctl",
+        &format!(
+            "case \"$1\" in\n-k) exec /bin/cat '{}' ;;\n-u) echo \"unit $2: INFO vLLM API server version 0.32.0\" ;;\n\
+             *) echo \"unexpected: $*\" >&2; exit 1 ;;\nesac",
+            dir.path().join("kernel.log").display()
+        ),
+    );
+    dir
+}
+
+fn bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_infer-doctor"));
+    cmd.env_remove("OPENAI_API_KEY");
+    cmd
+}
+
+/// `collect` with `path` as its whole PATH; returns its output and how long it took.
+fn collect(path: &Path, out: &Path, extra: &[&str]) -> (Output, Duration) {
+    let started = Instant::now();
+    let output = bin()
+        .args(["collect", "--quiet", "--item-timeout", "1s", "--out"])
+        .arg(out)
+        .args(extra)
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    (output, started.elapsed())
+}
+
+fn manifest(out: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(out.join("manifest.json")).unwrap();
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(doc["schema_version"], 1);
+    doc["items"].as_array().unwrap().clone()
+}
+
+fn item<'a>(items: &'a [Value], file: &str) -> &'a Value {
+    items
+        .iter()
+        .find(|i| i["file"] == file)
+        .unwrap_or_else(|| panic!("no {file} in {items:?}"))
+}
+
+const NVIDIA_SMI_FILES: [&str; 4] = [
+    "gpu/nvidia-smi-q.xml",
+    "gpu/topo.txt",
+    "gpu/nvlink.txt",
+    "gpu/query-gpu.csv",
+];
+
+#[test]
+fn collect_replays_a_gpu_host_and_diagnose_reads_the_bundle() {
+    let path = fake_path(Gpu::Replay, XID_79);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bundle");
+    let (output, took) = collect(path.path(), &out, &[]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    let items = manifest(&out);
+    for file in NVIDIA_SMI_FILES
+        .iter()
+        .chain(&["logs/kernel.log", "host.json"])
+    {
+        let it = item(&items, file);
+        assert_eq!(it["status"], "ok", "{it}");
+        assert_eq!(
+            it["bytes"].as_u64().unwrap(),
+            std::fs::metadata(out.join(file)).unwrap().len(),
+            "{it}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(out.join("gpu/topo.txt")).unwrap(),
+        std::fs::read(fixture("fixtures/gpu/h100_topo_m.txt")).unwrap()
+    );
+    // Sampled at least once, with one header however many samples.
+    let csv = std::fs::read_to_string(out.join("gpu/query-gpu.csv")).unwrap();
+    assert_eq!(
+        csv.lines().filter(|l| l.starts_with("timestamp")).count(),
+        1
+    );
+    assert!(csv.lines().count() >= 2);
+    assert_eq!(
+        item(&items, "logs/kernel.log")["source"],
+        "journalctl -k -b --no-pager -o short-iso"
+    );
+
+    let diagnosed = bin()
+        .args(["diagnose", "--bundle"])
+        .arg(&out)
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&diagnosed.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&diagnosed.stderr)));
+    let warnings = doc["warnings"].to_string();
+    for file in NVIDIA_SMI_FILES {
+        assert!(
+            !warnings.contains(file),
+            "every gpu/ file is read or known: {warnings}"
+        );
+    }
+    let evidence = &doc["evidence"];
+    // The fake replays an A10G's `-q -x` and an H100's `--query-gpu`: two GPUs, each once however many
+    // samples of it the CSV holds.
+    assert_eq!(evidence["gpus"].as_array().unwrap().len(), 2, "{evidence}");
+    assert_eq!(evidence["topology"]["gpus"][0]["name"], "GPU0");
+    assert_eq!(
+        evidence["nvlinks"][1][0]["links"].as_array().unwrap().len(),
+        18
+    );
+    assert!(
+        evidence.to_string().contains("\"code\":79"),
+        "the kernel log's XID: {evidence}"
+    );
+}
+
+/// A wedged driver makes nvidia-smi hang: every item of it times out at its deadline and the rest is collected.
+#[test]
+fn a_hung_nvidia_smi_times_out_and_the_rest_is_collected() {
+    let path = fake_path(Gpu::Hangs, QUIET_KERNEL);
+    let dir = tempfile::tempdir().unwrap();
+    let (output, took) = collect(path.path(), dir.path(), &[]);
+    assert_eq!(output.status.code(), Some(0));
+    // Items run in parallel: the deadlines do not add up.
+    assert!(took < Duration::from_secs(6), "{took:?}");
+    let items = manifest(dir.path());
+    for file in NVIDIA_SMI_FILES {
+        let it = item(&items, file);
+        assert_eq!(it["status"], "timed_out", "{it}");
+        assert!(
+            it["why"]
+                .as_str()
+                .unwrap()
+                .contains("timed out after 1.0 s"),
+            "{it}"
+        );
+    }
+    assert_eq!(item(&items, "logs/kernel.log")["status"], "ok");
+    // The hang is itself the finding, read offline from the manifest.
+    let diagnosed = bin()
+        .args(["diagnose", "--bundle"])
+        .arg(dir.path())
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    let doc = diagnosis(&diagnosed);
+    assert_eq!(
+        findings(&doc).first().map(String::as_str),
+        Some("hardware.gpu_unresponsive"),
+        "{doc}"
+    );
+    assert_eq!(diagnosed.status.code(), Some(1), "a critical finding");
+}
+
+#[test]
+fn a_failing_nvidia_smi_is_recorded_with_its_reason() {
+    let path = fake_path(Gpu::Fails, QUIET_KERNEL);
+    let dir = tempfile::tempdir().unwrap();
+    let (output, _) = collect(path.path(), dir.path(), &[]);
+    assert_eq!(output.status.code(), Some(0));
+    let items = manifest(dir.path());
+    for file in NVIDIA_SMI_FILES {
+        let it = item(&items, file);
+        assert_eq!(
+            (&it["status"], &it["exit_code"]),
+            (&"failed".into(), &9.into()),
+            "{it}"
+        );
+    }
+    // What it said is kept: it is the evidence that the driver is not loaded.
+    let xml = std::fs::read_to_string(dir.path().join("gpu/nvidia-smi-q.xml")).unwrap();
+    assert!(
+        xml.contains("couldn't communicate with the NVIDIA driver"),
+        "{xml}"
+    );
+}
+
+#[test]
+fn a_host_without_nvidia_smi_or_journald_says_so() {
+    let empty = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (output, _) = collect(empty.path(), dir.path(), &[]);
+    assert_eq!(output.status.code(), Some(0));
+    let items = manifest(dir.path());
+    for file in NVIDIA_SMI_FILES {
+        let it = item(&items, file);
+        assert_eq!(it["status"], "not_installed", "{it}");
+        assert!(!dir.path().join(file).exists());
+    }
+    let kernel = item(&items, "logs/kernel.log");
+    assert_eq!(kernel["status"], "not_installed", "{kernel}");
+    let why = kernel["why"].as_str().unwrap();
+    assert!(why.contains("journalctl") && why.contains("dmesg"), "{why}");
+    assert_eq!(item(&items, "host.json")["status"], "ok");
+
+    let path = fake_path(Gpu::Absent, QUIET_KERNEL);
+    let (_, _) = collect(path.path(), dir.path(), &[]);
+    let items = manifest(dir.path());
+    assert_eq!(item(&items, "gpu/topo.txt")["status"], "not_installed");
+    assert_eq!(item(&items, "logs/kernel.log")["status"], "ok");
+}
+
+/// Starts `infer-doctor sim` on a free port with `args`; returns the process and the URL it printed.
+fn sim(args: &[&str]) -> (std::process::Child, String) {
+    let mut child = bin()
+        .args(["sim", "--port", "0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    (child, line.trim().to_string())
+}
+
+fn findings(doc: &Value) -> Vec<String> {
+    doc["diagnosis"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn diagnosis(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stderr)))
+}
+
+/// The bundle diagnosed offline gives what a live `diagnose` of the same server gives.
+#[test]
+fn a_collected_bundle_gives_the_live_diagnosis() {
+    let (mut server, url) = sim(&["--scenario", "kv-saturated"]);
+    let path = fake_path(Gpu::Replay, QUIET_KERNEL);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bundle");
+    let (collected, _) = collect(path.path(), &out, &["--url", &url, "--duration", "15s"]);
+    let live = bin()
+        .args([
+            "diagnose", "--quiet", "--url", &url, "--budget", "15s", "--format", "json",
+        ])
+        .output()
+        .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(
+        collected.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&collected.stderr)
+    );
+    let items = manifest(&out);
+    for file in [
+        "server/metrics-before.prom",
+        "server/metrics-after.prom",
+        "server/models.json",
+        "single, loaded",
+    ] {
+        assert_eq!(item(&items, file)["status"], "ok", "{file}");
+    }
+    assert!(out.join("loaded/run.json").is_file());
+    let offline = bin()
+        .args(["diagnose", "--bundle"])
+        .arg(&out)
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    let (offline, live) = (findings(&diagnosis(&offline)), findings(&diagnosis(&live)));
+    assert_eq!(
+        offline.first(),
+        live.first(),
+        "offline {offline:?}, live {live:?}"
+    );
+    assert_eq!(
+        offline.first().map(String::as_str),
+        Some("capacity.kv_saturated")
+    );
+}
+
+/// Secrets given every way a user gives them never reach a file of the bundle.
+#[test]
+fn no_secret_lands_in_the_bundle() {
+    const API_KEY: &str = "sk-collect-test-0123456789";
+    const ENV_SECRET: &str = "env-secret-9876543210";
+    const LOG_TOKEN: &str = "hf_abcdefghijklmnopqrstuvwxyz0123";
+    const PASSWORD: &str = "url-password-24680";
+    let (mut server, url) = sim(&[]);
+    let path = fake_path(Gpu::Replay, QUIET_KERNEL);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("vllm.log");
+    std::fs::write(
+        &log,
+        format!(
+            "INFO 07-14 08:12:53 api_server.py:1 args: --api-key {API_KEY} --max-num-batched-tokens 8192\n\
+             INFO 07-14 08:12:54 env HF_TOKEN={LOG_TOKEN} SOME_API_KEY={ENV_SECRET}\n\
+             DEBUG request headers: Authorization: Bearer {API_KEY}\n"
+        ),
+    )
+    .unwrap();
+    let with_password = url.replacen("http://", &format!("http://admin:{PASSWORD}@"), 1);
+    let out = dir.path().join("bundle");
+    let output = bin()
+        .args([
+            "collect",
+            "--quiet",
+            "--item-timeout",
+            "2s",
+            "--duration",
+            "5s",
+        ])
+        .args(["--url", &with_password, "--api-key", API_KEY, "--log"])
+        .arg(&log)
+        .arg("--out")
+        .arg(&out)
+        .env("PATH", path.path())
+        .env("SOME_API_KEY", ENV_SECRET)
+        .output()
+        .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut files = Vec::new();
+    let mut dirs = vec![out.clone()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    assert!(
+        files.iter().any(|f| f.ends_with("loaded/run.json")),
+        "{files:?}"
+    );
+    for file in &files {
+        let text = String::from_utf8_lossy(&std::fs::read(file).unwrap()).into_owned();
+        for secret in [API_KEY, ENV_SECRET, LOG_TOKEN, PASSWORD] {
+            assert!(!text.contains(secret), "{secret} in {}", file.display());
+        }
+    }
+    for stream in [&output.stdout, &output.stderr] {
+        let text = String::from_utf8_lossy(stream);
+        assert!(
+            !text.contains(API_KEY) && !text.contains(PASSWORD),
+            "{text}"
+        );
+    }
+    let items = manifest(&out);
+    let copied = item(&items, "logs/vllm.log");
+    assert!(
+        copied["redacted"]["api_key"].as_u64().unwrap() >= 2,
+        "{copied}"
+    );
+    let kept = std::fs::read_to_string(out.join("logs/vllm.log")).unwrap();
+    assert!(kept.contains("--max-num-batched-tokens 8192"), "{kept}");
+}
+
+/// docker replays a container's stderr on its own, where engines log; journald is asked for the unit's lines.
+#[test]
+fn the_engine_log_comes_from_docker_or_journald() {
+    let path = fake_path(Gpu::Absent, QUIET_KERNEL);
+    let docker = path.path().join("docker");
+    std::fs::write(
+        &docker,
+        "#!/bin/sh\necho \"docker $*\"\necho 'INFO engine started HF_TOKEN=hf_secretsecretsecretsecret12' >&2\n",
+    )
+    .unwrap();
+    Command::new("/bin/chmod")
+        .arg("+x")
+        .arg(&docker)
+        .status()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (output, _) = collect(path.path(), dir.path(), &["--log", "docker:vllm/0"]);
+    assert_eq!(output.status.code(), Some(0));
+    let items = manifest(dir.path());
+    let it = item(&items, "logs/docker-vllm_0.log");
+    assert_eq!(it["source"], "docker logs --tail 20000 vllm/0");
+    assert_eq!(it["redacted"]["secret_value"], 1, "{it}");
+    let text = std::fs::read_to_string(dir.path().join("logs/docker-vllm_0.log")).unwrap();
+    assert_eq!(
+        text,
+        "docker logs --tail 20000 vllm/0\nINFO engine started HF_TOKEN=[redacted]\n"
+    );
+
+    let (output, _) = collect(path.path(), dir.path(), &["--log", "journal:vllm.service"]);
+    assert_eq!(output.status.code(), Some(0));
+    let text = std::fs::read_to_string(dir.path().join("logs/journal-vllm.service.log")).unwrap();
+    assert!(text.starts_with("unit vllm.service: INFO vLLM"), "{text}");
+}
