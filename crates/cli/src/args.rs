@@ -60,6 +60,10 @@ pub struct CollectArgs {
     /// Send the server no load: read what it says about itself, and the host, only.
     #[arg(long)]
     pub no_probe: bool,
+    /// One server straight, bypassing the gateway or load balancer in front of --url: the path's timings are
+    /// compared, to tell what the front adds.
+    #[arg(long, requires = "url")]
+    pub direct_url: Option<String>,
     /// The engine's log: a file, `docker:NAME` (docker logs) or `journal:UNIT` (journalctl -u).
     #[arg(long, value_name = "FILE|docker:NAME|journal:UNIT")]
     pub log: Option<String>,

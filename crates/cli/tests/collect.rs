@@ -311,7 +311,12 @@ fn a_collected_bundle_gives_the_live_diagnosis() {
     let path = fake_path(Gpu::Replay, QUIET_KERNEL);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("bundle");
-    let (collected, _) = collect(path.path(), &out, &["--url", &url, "--duration", "15s"]);
+    // The same server as the "direct" one: the path in front of it adds nothing.
+    let (collected, _) = collect(
+        path.path(),
+        &out,
+        &["--url", &url, "--direct-url", &url, "--duration", "15s"],
+    );
     let live = bin()
         .args([
             "diagnose", "--quiet", "--url", &url, "--budget", "15s", "--format", "json",
@@ -331,6 +336,7 @@ fn a_collected_bundle_gives_the_live_diagnosis() {
         "server/metrics-before.prom",
         "server/metrics-after.prom",
         "server/models.json",
+        "server/network.json",
         "single, loaded",
     ] {
         assert_eq!(item(&items, file)["status"], "ok", "{file}");
@@ -342,7 +348,17 @@ fn a_collected_bundle_gives_the_live_diagnosis() {
         .args(["--format", "json"])
         .output()
         .unwrap();
-    let (offline, live) = (findings(&diagnosis(&offline)), findings(&diagnosis(&live)));
+    let offline = diagnosis(&offline);
+    let network = &offline["evidence"]["network"];
+    assert_eq!(network["direct_url"], network["url"], "{network}");
+    let path_line = offline["diagnosis"]["checklist"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["id"] == "network_fast")
+        .unwrap();
+    assert_eq!(path_line["status"], "pass", "{path_line}");
+    let (offline, live) = (findings(&offline), findings(&diagnosis(&live)));
     assert_eq!(
         offline.first(),
         live.first(),

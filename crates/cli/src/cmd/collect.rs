@@ -13,6 +13,7 @@ use infer_doctor_host::command::{self, CommandSpec, Ran, Status};
 use infer_doctor_host::machine::HostInfo;
 use infer_doctor_host::redact::{Redactions, Redactor};
 use infer_doctor_load::http::{ClientOptions, HttpClient};
+use infer_doctor_load::probe::time_path;
 use infer_doctor_load::{ApiKey, Target};
 use serde::Serialize;
 use tokio::task::JoinSet;
@@ -333,6 +334,9 @@ async fn server(bundle: &Arc<Bundle>, args: &CollectArgs, url: &str) -> (Vec<Ite
         bundle.said(&item);
         items.push(item);
     }
+    let timed = network(bundle, args, url).await;
+    bundle.said(&timed);
+    items.push(timed);
     if args.no_probe {
         return (items, false);
     }
@@ -340,6 +344,39 @@ async fn server(bundle: &Arc<Bundle>, args: &CollectArgs, url: &str) -> (Vec<Ite
     bundle.said(&probed);
     items.push(probed);
     (items, interrupted)
+}
+
+/// `/health` timed on fresh connections through --url and, with --direct-url, straight to one server.
+async fn network(bundle: &Arc<Bundle>, args: &CollectArgs, url: &str) -> Item {
+    const FILE: &str = "server/network.json";
+    let started = Instant::now();
+    let source = format!(
+        "GET {}/health on fresh connections",
+        url.trim_end_matches('/')
+    );
+    let timed = |url: String| async move {
+        let client = client(args, &url)?;
+        time_path(&client, bundle.timeout)
+            .await
+            .ok_or_else(|| format!("{url}: no answer to /health"))
+    };
+    let mut facts = match timed(url.to_string()).await {
+        Ok(facts) => facts,
+        Err(why) => return bundle.missing(FILE, source, started, Status::Failed, Some(why)),
+    };
+    if let Some(direct) = &args.direct_url {
+        match timed(without_credentials(direct).0).await {
+            Ok(direct) => {
+                facts.direct_url = Some(direct.url);
+                facts.direct = Some(direct.through);
+            }
+            Err(why) => return bundle.missing(FILE, source, started, Status::Failed, Some(why)),
+        }
+    }
+    match serde_json::to_vec_pretty(&facts) {
+        Ok(json) => bundle.write(FILE, source, started, &json),
+        Err(e) => bundle.missing(FILE, source, started, Status::Failed, Some(e.to_string())),
+    }
 }
 
 /// One GET of the server, its body written redacted.

@@ -329,6 +329,18 @@ fn read_bundle(
             gathered.problems.push(format!("{e:#}"));
         }
     }
+    // collect's own timing of the path, with the direct server when it was given one.
+    let network = dir.join("server").join("network.json");
+    if network.is_file() {
+        match bundle::read_evidence_file(&network)
+            .and_then(|text| serde_json::from_str(&text).map_err(anyhow::Error::from))
+        {
+            Ok(facts) => gathered.evidence.network = Some(facts),
+            Err(e) => gathered
+                .problems
+                .push(format!("{}: {e:#}", network.display())),
+        }
+    }
     let manifest = dir.join("manifest.json");
     if manifest.is_file()
         && let Err(e) = bundle::add_manifest(gathered, &manifest)
