@@ -48,6 +48,9 @@ pub struct Evidence {
     /// The GPU host's kernel log: the driver's XID errors (`--log FILE` with `journalctl -k` or `dmesg`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<crate::KernelFacts>,
+    /// The GPU host's own facts from /proc and /sys (a bundle's `host.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<crate::HostFacts>,
 }
 
 /// What the hardware could do at best, for "slower than it should be" rules.
