@@ -40,7 +40,8 @@ pub fn read_host(root: &Path, query: &HostQuery) -> HostFacts {
                 let count = cpuinfo
                     .as_deref()?
                     .lines()
-                    .filter(|l| key_of(l, ':') == Some("processor"))
+                    .filter_map(|line| line.split_once(':'))
+                    .filter(|(key, n)| key.trim() == "processor" && n.trim().parse::<u32>().is_ok())
                     .count();
                 (count > 0).then_some(count as u32)
             }),
@@ -90,11 +91,6 @@ pub(crate) fn read_text(root: &Path, relative: &str) -> Option<String> {
 
 fn read_number<T: std::str::FromStr>(root: &Path, relative: &str) -> Option<T> {
     read_text(root, relative)?.parse().ok()
-}
-
-/// The key of a `key<sep>value` line, trimmed.
-fn key_of(line: &str, sep: char) -> Option<&str> {
-    line.split_once(sep).map(|(key, _)| key.trim())
 }
 
 /// The first value of `key` in a `key<sep>value` text (cpuinfo, os-release).
