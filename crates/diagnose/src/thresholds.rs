@@ -126,6 +126,15 @@ pub struct Thresholds {
     /// Corrected volatile ECC errors above which the memory counts as failing. gpu_trace.md §C2: GCM fails the
     /// check above 50,000,000.
     pub gpu_ecc_corrected_max: f64,
+    /// Swap in use (MiB) above which the host counts as swapping. gpu_trace.md §C18: "swap in use during
+    /// serving" (no numeric anchor), so any page in swap counts.
+    pub host_swap_used_mib: f64,
+    /// PSI memory `some avg10` (%) above which tasks are stalling on memory now, making swap use a warning rather
+    /// than a note. gpu_trace.md §C18: "PSI memory some avg10 > 0".
+    pub host_memory_stall_percent: f64,
+    /// Share of the cgroup's CPU periods throttled above which the quota slows the server.
+    /// kubernetes-mixin's CPUThrottlingHigh alert: `cpuThrottlingPercent: 25`.
+    pub host_cpu_throttled_share: f64,
 }
 
 impl Default for Thresholds {
@@ -178,6 +187,9 @@ impl Default for Thresholds {
             gpu_clock_share: 0.95,
             gpu_power_limit_share: 0.99,
             gpu_ecc_corrected_max: 50_000_000.0,
+            host_swap_used_mib: 0.0,
+            host_memory_stall_percent: 0.0,
+            host_cpu_throttled_share: 0.25,
         }
     }
 }
@@ -286,6 +298,9 @@ impl Thresholds {
             ("gpu_clock_share", self.gpu_clock_share),
             ("gpu_power_limit_share", self.gpu_power_limit_share),
             ("gpu_ecc_corrected_max", self.gpu_ecc_corrected_max),
+            ("host_swap_used_mib", self.host_swap_used_mib),
+            ("host_memory_stall_percent", self.host_memory_stall_percent),
+            ("host_cpu_throttled_share", self.host_cpu_throttled_share),
         ]
     }
 }
