@@ -378,6 +378,22 @@ fn shared_prefixes(config: &Value) -> Option<bool> {
     (config["dataset"].is_null() && config["prefix_tokens"].is_u64()).then_some(false)
 }
 
+/// Reads a bundle's `host.json` (the GPU host's facts, as `collect` writes them) into the evidence. A bundle
+/// without one is fine; one that cannot be read is an error naming it, since diagnosing without it would
+/// silently leave every host line unknown.
+pub fn add_host_facts(gathered: &mut Gathered, dir: &Path) -> anyhow::Result<()> {
+    let path = dir.join("host.json");
+    let name = path.display().to_string();
+    let text = match std::fs::read_to_string(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        read => read.with_context(|| format!("reading {name}"))?,
+    };
+    let facts = serde_json::from_str(&text)
+        .with_context(|| format!("{name}: not the host facts `infer-doctor collect` writes"))?;
+    gathered.evidence.host = Some(facts);
+    Ok(())
+}
+
 /// Reads an nvidia-smi capture (`-q`, `-q -x` or `--query-gpu` CSV) or a dcgm-exporter scrape into the
 /// evidence's GPUs, or a kernel log into its XIDs; anything else is an error naming the file (and line, where
 /// the format says).

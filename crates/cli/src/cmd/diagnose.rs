@@ -281,11 +281,13 @@ fn read_bundle(
             Err(e) => {
                 let salvaged = bundle::salvage_run_dir(&part, forced, &mut gathered.problems);
                 if salvaged.requests.is_empty() && salvaged.scrapes.is_empty() {
-                    // A bundle gathered on the server host may hold only its logs and GPU captures.
-                    if ["logs", "gpu"].iter().any(|d| dir.join(d).is_dir()) {
-                        gathered
-                            .problems
-                            .push(format!("{e:#}; reading the bundle's logs/ and gpu/"));
+                    // A bundle gathered on the server host may hold only its logs, GPU captures and host facts.
+                    if ["logs", "gpu"].iter().any(|d| dir.join(d).is_dir())
+                        || dir.join("host.json").is_file()
+                    {
+                        gathered.problems.push(format!(
+                            "{e:#}; reading the bundle's logs/, gpu/ and host.json"
+                        ));
                         continue;
                     }
                     return Err(Failure::usage(e));
@@ -312,6 +314,7 @@ fn read_bundle(
         files.sort();
         files
     };
+    bundle::add_host_facts(gathered, dir).map_err(Failure::usage)?;
     // A bundle's extra files are the sender's choice: one that cannot be read is said, not fatal.
     for path in files_in("logs") {
         if let Err(e) = bundle::add_log(gathered, &path) {
