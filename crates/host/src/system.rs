@@ -36,6 +36,7 @@ pub fn read_host(root: &Path, query: &HostQuery) -> HostFacts {
         logical_cores: read_text(root, "sys/devices/system/cpu/online")
             .and_then(|list| cpu_list(&list))
             .map(|cpus| cpus.len() as u32)
+            // Some container runtimes mask /sys/devices/system/cpu; cpuinfo still lists the processors.
             .or_else(|| {
                 let count = cpuinfo
                     .as_deref()?
