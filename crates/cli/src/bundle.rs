@@ -380,6 +380,22 @@ fn shared_prefixes(config: &Value) -> Option<bool> {
     (config["dataset"].is_null() && config["prefix_tokens"].is_u64()).then_some(false)
 }
 
+/// Reads a bundle's `host.json` (the GPU host's facts, as `collect` writes them) into the evidence. A bundle
+/// without one is fine; one that cannot be read is an error naming it, since diagnosing without it would
+/// silently leave every host line unknown.
+pub fn add_host_facts(gathered: &mut Gathered, dir: &Path) -> anyhow::Result<()> {
+    let path = dir.join("host.json");
+    let name = path.display().to_string();
+    let text = match std::fs::read_to_string(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        read => read.with_context(|| format!("reading {name}"))?,
+    };
+    let facts = serde_json::from_str(&text)
+        .with_context(|| format!("{name}: not the host facts `infer-doctor collect` writes"))?;
+    gathered.evidence.host = Some(facts);
+    Ok(())
+}
+
 /// Reads an nvidia-smi capture (`-q`, `-q -x` or `--query-gpu` CSV) or a dcgm-exporter scrape into the
 /// evidence's GPUs, `topo -m` into its topology, `nvlink -s` into its NVLinks, or a kernel log into its XIDs;
 /// anything else is an error naming the file (and line, where the format says).
@@ -482,6 +498,39 @@ pub fn add_collect_env(gathered: &mut Gathered, path: &Path) -> anyhow::Result<(
     evidence.environment = Some(facts);
     if evidence.topology.is_none() {
         evidence.topology = topology;
+    }
+    Ok(())
+}
+
+/// Reads the server process's environment (`NAME=value` lines, as `collect --pid` writes them) into the
+/// evidence's environment, beside what a collect-env output said; secret values stay out.
+pub fn add_server_environment(gathered: &mut Gathered, path: &Path) -> anyhow::Result<()> {
+    let name = path.display().to_string();
+    let text = read_evidence_file(path)?;
+    let environment =
+        gathered
+            .evidence
+            .environment
+            .get_or_insert_with(|| infer_doctor_core::EnvFacts {
+                source: name.clone(),
+                ..Default::default()
+            });
+    for (line, text) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let (key, value) = text
+            .split_once('=')
+            .ok_or_else(|| anyhow!("{name}: line {}: not NAME=value", line + 1))?;
+        let value = if collect_env::is_secret_name(key) {
+            "***"
+        } else {
+            value
+        };
+        environment
+            .variables
+            .insert(key.to_string(), value.to_string());
     }
     Ok(())
 }

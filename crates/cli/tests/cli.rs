@@ -1695,6 +1695,48 @@ fn a_pasted_collect_env_is_evidence_and_its_secrets_are_not_kept() {
 }
 
 #[test]
+fn a_bundles_server_environment_names_the_tensor_parallel_group() {
+    // What `collect --pid` writes: the server's engine environment, and its GPUs' topology.
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    for sub in ["env", "gpu", "logs"] {
+        std::fs::create_dir_all(bundle.join(sub)).unwrap();
+    }
+    std::fs::write(
+        bundle.join("env/server.env"),
+        "CUDA_VISIBLE_DEVICES=1,2\nNCCL_DEBUG=WARN\nHF_TOKEN=hf_notredactedbyhand\n",
+    )
+    .unwrap();
+    std::fs::write(
+        bundle.join("gpu/topo.txt"),
+        "\tGPU0\tGPU1\tGPU2\tCPU Affinity\tNUMA Affinity\n\
+         GPU0\t X \tNV12\tSYS\t0-7\t0\nGPU1\tNV12\t X \tSYS\t0-7\t0\nGPU2\tSYS\tSYS\t X \t8-15\t1\n",
+    )
+    .unwrap();
+    let log = vllm_log_with_tensor_parallel(&bundle.join("logs"), 2);
+    assert!(log.is_file());
+    let (code, doc, stderr) = diagnose_offline(&["--bundle", bundle.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let variables = &doc["evidence"]["environment"]["variables"];
+    assert_eq!(variables["CUDA_VISIBLE_DEVICES"], "1,2");
+    assert_eq!(variables["HF_TOKEN"], "***");
+    // GPUs 1 and 2 meet over SYS, though GPUs 0 and 1 have NVLink: the environment names the group.
+    let finding = doc["diagnosis"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "hardware.tp_over_pcie")
+        .unwrap_or_else(|| panic!("{doc}"));
+    assert!(
+        finding["verdict"]
+            .as_str()
+            .unwrap()
+            .contains("GPU1, GPU2, by CUDA_VISIBLE_DEVICES"),
+        "{finding}"
+    );
+}
+
+#[test]
 fn gpu_captures_are_judged_and_name_the_gpu_for_the_floors() {
     let healthy = fixture("fixtures/gpu/h100_load_q.txt");
     let (code, doc, stderr) = diagnose_offline(&["--gpu", &healthy]);
@@ -2289,4 +2331,63 @@ fn self_test_prints_the_real_peak_rss_and_says_each_missed_target() {
             "{stdout}"
         );
     }
+}
+
+/// A bundle's `host.json` (what `collect` reads from /proc and /sys on the GPU host) joins the evidence offline:
+/// swap in use under memory pressure and cores on the powersave governor are findings; a corrupt host.json is
+/// an error naming it.
+#[test]
+fn a_bundles_host_facts_give_the_host_findings() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    std::fs::create_dir_all(&bundle).unwrap();
+    let host = r#"{
+        "source": "/",
+        "kernel": "6.8.0-51-generic",
+        "cpu_model": "Intel(R) Xeon(R) Platinum 8480+",
+        "logical_cores": 4,
+        "governors": {"0": "performance", "1": "powersave", "2": "powersave", "3": "performance"},
+        "memory_total_bytes": 2164663517184,
+        "swap_total_bytes": 8589934592,
+        "swap_used_bytes": 3221225472,
+        "pressure": {"memory": {"some_avg10": 4.2, "some_avg60": 1.9}},
+        "cgroup": {"path": "/", "nr_periods": 0, "nr_throttled": 0}
+    }"#;
+    std::fs::write(bundle.join("host.json"), host).unwrap();
+    let (code, doc, stderr) = diagnose_offline(&["--bundle", bundle.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let findings = doc["diagnosis"]["findings"].as_array().unwrap();
+    let found = |id: &str| {
+        findings
+            .iter()
+            .find(|f| f["id"] == id)
+            .unwrap_or_else(|| panic!("no {id}: {doc}"))
+    };
+    let swap = found("host.swap_active");
+    assert_eq!(swap["severity"], "warning");
+    assert_eq!(
+        swap["verdict"],
+        "3072 MiB of swap in use of 8192 MiB; tasks stalled on memory 4.20% of the last 10 s"
+    );
+    let governor = found("host.cpu_governor");
+    assert_eq!(governor["verdict"], "powersave on 2 of 4 cores");
+    assert_eq!(check(&doc, "host_no_swap").0, "fail");
+    assert_eq!(check(&doc, "host_cpu_performance").0, "fail");
+    assert_eq!(check(&doc, "host_cpu_not_throttled").0, "pass");
+    // No GPU node or server process in these facts: said, with how to get them.
+    let (status, how) = check(&doc, "host_numa_local");
+    assert_eq!(status, "unknown");
+    assert!(how.is_some_and(|how| how.contains("collect")));
+    assert_eq!(
+        doc["evidence"]["host"]["cpu_model"],
+        "Intel(R) Xeon(R) Platinum 8480+"
+    );
+
+    std::fs::write(bundle.join("host.json"), "{\"swap_used_bytes\": \"lots\"}").unwrap();
+    let (code, _, stderr) = diagnose_offline(&["--bundle", bundle.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("host.json") && stderr.contains("line 1"),
+        "{stderr}"
+    );
 }

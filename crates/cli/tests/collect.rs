@@ -176,6 +176,12 @@ fn collect_replays_a_gpu_host_and_diagnose_reads_the_bundle() {
     // samples of it the CSV holds.
     assert_eq!(evidence["gpus"].as_array().unwrap().len(), 2, "{evidence}");
     assert_eq!(evidence["topology"]["gpus"][0]["name"], "GPU0");
+    // This machine's own /proc and /sys, read into the host facts the host rules judge.
+    assert!(
+        evidence["host"]["logical_cores"].as_u64().unwrap_or(0) >= 1,
+        "{}",
+        evidence["host"]
+    );
     assert_eq!(
         evidence["nvlinks"][1][0]["links"].as_array().unwrap().len(),
         18

@@ -64,6 +64,9 @@ pub struct Evidence {
     /// How long reaching the server takes before any model work (`/health`), and how much a gateway adds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkFacts>,
+    /// The GPU host's own facts from /proc and /sys (a bundle's `host.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<crate::HostFacts>,
 }
 
 /// What the hardware could do at best, for "slower than it should be" rules.

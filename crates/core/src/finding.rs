@@ -32,6 +32,8 @@ pub enum Symptom {
     Measurement,
     /// A GPU is failing, slowed or badly linked: every number it serves can suffer.
     Hardware,
+    /// The GPU host around healthy GPUs slows the server: swap, CPU frequency or quota, NUMA placement.
+    Host,
 }
 
 /// One observation a finding rests on.

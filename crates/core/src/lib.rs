@@ -5,6 +5,7 @@ pub mod aggregate;
 pub mod evidence;
 pub mod finding;
 pub mod gpu;
+pub mod host;
 pub mod record;
 pub mod serde_float;
 pub mod signals;
@@ -27,6 +28,7 @@ pub use gpu::{
     ClockReason, EnvFacts, GpuLink, GpuNvLinks, GpuState, GpuTopology, KernelFacts, NvLinkLane,
     PciePath, TopologyGpu, XidEvent,
 };
+pub use host::{Cgroup, HostFacts, NumaNode, PciDevice, Pressure, PressureLine};
 pub use record::{ErrorClass, Phase, RequestError, RequestRecord};
 pub use signals::{Buckets, Reading, ServerReadings, Signal, SignalKind};
 pub use slo::{Slo, SloMetric, SloSet};

@@ -8,7 +8,7 @@ use crate::assessment::{Assessment, how, ms, percent};
 use crate::facts::Facts;
 
 /// Lines answered directly by one rule: (line id, question, rule id).
-const RULE_LINES: [(&str, &str, &str); 19] = [
+const RULE_LINES: [(&str, &str, &str); 23] = [
     ("error_rate", "Is the error rate below 1%?", "errors.rate"),
     (
         "no_preemptions",
@@ -99,6 +99,26 @@ const RULE_LINES: [(&str, &str, &str); 19] = [
         "gpu_link_full",
         "Do busy GPUs' PCIe links run at their full generation and width?",
         "hardware.pcie_degraded",
+    ),
+    (
+        "host_no_swap",
+        "Is the GPU host free of swap use?",
+        "host.swap_active",
+    ),
+    (
+        "host_cpu_performance",
+        "Do the host's cores run a performance governor (not powersave, ondemand or conservative)?",
+        "host.cpu_governor",
+    ),
+    (
+        "host_cpu_not_throttled",
+        "Is the server's cgroup free of CPU-quota throttling?",
+        "host.cpu_throttled",
+    ),
+    (
+        "host_numa_local",
+        "Does the server run on the NUMA node of its GPUs?",
+        "host.numa_mismatch",
     ),
 ];
 

@@ -10,6 +10,7 @@ mod engine;
 mod errors;
 mod facts;
 mod hardware;
+mod host;
 mod itl;
 mod network;
 mod output;
@@ -28,13 +29,15 @@ use facts::Facts;
 
 /// Every rule family, in the order that breaks ties between equally severe and confident findings: failures
 /// first, then root causes (capacity, upstream) before the symptoms they explain (TTFT, ITL).
-const FAMILIES: [fn(&Facts, &Thresholds) -> Vec<Assessment>; 13] = [
+const FAMILIES: [fn(&Facts, &Thresholds) -> Vec<Assessment>; 14] = [
     // An engine that died or ran out of memory explains the errors and every number after it.
     engine::assess,
     errors::assess,
     // A failing or slowed GPU is under every other number.
     hardware::assess,
     topology::assess,
+    // So is a host that swaps, throttles or places the server far from its GPUs.
+    host::assess,
     capacity::assess,
     upstream::assess,
     network::assess,
@@ -153,6 +156,7 @@ fn symptom_phrase(facts: &Facts, t: &Thresholds, primary: &Finding) -> String {
         Symptom::Output => "Output is wrong".to_string(),
         Symptom::Measurement => "The measurement cannot be trusted".to_string(),
         Symptom::Hardware => "A GPU is not at full health".to_string(),
+        Symptom::Host => "The GPU host slows the server".to_string(),
     }
 }
 

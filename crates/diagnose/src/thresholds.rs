@@ -135,6 +135,15 @@ pub struct Thresholds {
     /// Milliseconds the URL users reach may add over the direct server URL (gateway, load balancer, proxy).
     /// Inference.
     pub network_gateway_added_ms: f64,
+    /// Swap in use (MiB) above which the host counts as swapping. gpu_trace.md §C18: "swap in use during
+    /// serving" (no numeric anchor), so any page in swap counts.
+    pub host_swap_used_mib: f64,
+    /// PSI memory `some avg10` (%) above which tasks are stalling on memory now, making swap use a warning rather
+    /// than a note. gpu_trace.md §C18: "PSI memory some avg10 > 0".
+    pub host_memory_stall_percent: f64,
+    /// Share of the cgroup's CPU periods throttled above which the quota slows the server.
+    /// kubernetes-mixin's CPUThrottlingHigh alert: `cpuThrottlingPercent: 25`.
+    pub host_cpu_throttled_share: f64,
 }
 
 impl Default for Thresholds {
@@ -190,6 +199,9 @@ impl Default for Thresholds {
             network_connect_ms: 10.0,
             network_first_byte_ms: 100.0,
             network_gateway_added_ms: 50.0,
+            host_swap_used_mib: 0.0,
+            host_memory_stall_percent: 0.0,
+            host_cpu_throttled_share: 0.25,
         }
     }
 }
@@ -301,6 +313,9 @@ impl Thresholds {
             ("network_connect_ms", self.network_connect_ms),
             ("network_first_byte_ms", self.network_first_byte_ms),
             ("network_gateway_added_ms", self.network_gateway_added_ms),
+            ("host_swap_used_mib", self.host_swap_used_mib),
+            ("host_memory_stall_percent", self.host_memory_stall_percent),
+            ("host_cpu_throttled_share", self.host_cpu_throttled_share),
         ]
     }
 }

@@ -112,6 +112,45 @@ const CASES: &[(&str, Change, Change)] = &[
         },
     ),
     (
+        "host.swap_active",
+        |e| {
+            host(e).swap_used_bytes = Some(2 << 30);
+            host(e).pressure.memory.as_mut().unwrap().some_avg10 = Some(3.5);
+        },
+        // Swap configured, none of it in use.
+        |e| host(e).swap_total_bytes = Some(32 << 30),
+    ),
+    (
+        "host.cpu_governor",
+        |e| {
+            host(e)
+                .governors
+                .as_mut()
+                .unwrap()
+                .insert(3, "powersave".into());
+        },
+        // schedutil follows the scheduler's load at once: not a slow governor.
+        |e| {
+            host(e)
+                .governors
+                .as_mut()
+                .unwrap()
+                .insert(3, "schedutil".into());
+        },
+    ),
+    (
+        "host.cpu_throttled",
+        |e| host(e).cgroup.as_mut().unwrap().nr_throttled = Some(4_000),
+        // A sixth of the periods throttled: below kubernetes-mixin's 25%.
+        |e| host(e).cgroup.as_mut().unwrap().nr_throttled = Some(2_000),
+    ),
+    (
+        "host.numa_mismatch",
+        |e| host(e).server_cpus = Some(vec![2, 3]),
+        // Memory allowed on both nodes, the GPU's among them, and the CPUs local.
+        |e| host(e).server_memory_nodes = Some(vec![0, 1]),
+    ),
+    (
         "capacity.kv_saturated",
         |e| {
             set_gauge(e, Signal::KvUsage, 0.85, 0.97);
@@ -421,6 +460,10 @@ fn every_playbook_rule_has_a_case() {
         "hardware.tp_over_pcie",
         "hardware.nvlink_degraded",
         "network.slow_path",
+        "host.swap_active",
+        "host.cpu_governor",
+        "host.cpu_throttled",
+        "host.numa_mismatch",
         "engine.out_of_memory",
         "engine.fatal_error",
         "engine.errors",
@@ -462,7 +505,7 @@ fn healthy_evidence_has_no_warning_and_every_checklist_line_passes() {
         "{:#?}",
         diagnosis.findings
     );
-    assert_eq!(diagnosis.checklist.len(), 24);
+    assert_eq!(diagnosis.checklist.len(), 28);
     for line in &diagnosis.checklist {
         assert_eq!(line.status, CheckStatus::Pass, "{line:#?}");
     }
@@ -1511,4 +1554,113 @@ fn data_parallel_engines_are_judged_per_engine_against_their_settings() {
     let diagnosis = diagnose(&evidence, &Thresholds::default());
     assert!(finding(&diagnosis, "consistency.sources_disagree").is_some());
     assert!(finding(&diagnosis, "capacity.batch_cap").is_some());
+}
+
+#[test]
+fn host_rules_are_unknown_without_their_signal_and_say_how_to_get_it() {
+    let rules = [
+        ("host.swap_active", "host_no_swap"),
+        ("host.cpu_governor", "host_cpu_performance"),
+        ("host.cpu_throttled", "host_cpu_not_throttled"),
+        ("host.numa_mismatch", "host_numa_local"),
+    ];
+    let mut without_host = healthy();
+    without_host.host = None;
+    // Each signal missing on its own: a VM without cpufreq, a cgroup v1 host, a GPU whose node sysfs does not
+    // know, no server process found.
+    let mut without_signals = healthy();
+    let facts = host(&mut without_signals);
+    facts.swap_used_bytes = None;
+    facts.governors = None;
+    facts.cgroup.as_mut().unwrap().nr_periods = None;
+    facts.pci_devices[0].numa_node = None;
+    let mut without_server = healthy();
+    host(&mut without_server).server_cpus = None;
+    for evidence in [without_host, without_signals] {
+        let diagnosis = diagnose(&evidence, &Thresholds::default());
+        for (rule, line) in rules {
+            assert!(finding(&diagnosis, rule).is_none(), "{rule}");
+            let line = check_line(&diagnosis, line);
+            assert_eq!(line.status, CheckStatus::Unknown, "{line:#?}");
+            assert!(
+                line.how_to_know
+                    .as_deref()
+                    .is_some_and(|how| how.contains("collect"))
+            );
+        }
+    }
+    let diagnosis = diagnose(&without_server, &Thresholds::default());
+    let line = check_line(&diagnosis, "host_numa_local");
+    assert_eq!(line.status, CheckStatus::Unknown, "{line:#?}");
+    assert!(line.how_to_know.as_deref().unwrap().contains("--pid"));
+}
+
+#[test]
+fn host_rules_grade_what_they_see() {
+    let t = Thresholds::default();
+    // Swap holding pages nobody waits for is a note; with tasks stalling on memory, a warning.
+    let mut parked = healthy();
+    host(&mut parked).swap_used_bytes = Some(512 << 20);
+    let diagnosis = diagnose(&parked, &t);
+    let found = finding(&diagnosis, "host.swap_active").unwrap();
+    assert_eq!(found.severity, Severity::Info);
+    assert!(
+        found
+            .verdict
+            .starts_with("512 MiB of swap in use of 8192 MiB"),
+        "{}",
+        found.verdict
+    );
+    assert_eq!(
+        check_line(&diagnosis, "host_no_swap").status,
+        CheckStatus::Fail
+    );
+    // A user who tolerates a GiB of swap raises the threshold.
+    let tolerant = Thresholds {
+        host_swap_used_mib: 1024.0,
+        ..Thresholds::default()
+    };
+    assert!(finding(&diagnose(&parked, &tolerant), "host.swap_active").is_none());
+
+    // An unbound server on a two-node host may run far from its GPU: a note, not a warning.
+    let mut unbound = healthy();
+    host(&mut unbound).server_cpus = Some(vec![0, 1, 2, 3]);
+    host(&mut unbound).server_memory_nodes = Some(vec![0, 1]);
+    let found = finding(&diagnose(&unbound, &t), "host.numa_mismatch")
+        .unwrap()
+        .clone();
+    assert_eq!(found.severity, Severity::Info);
+    assert!(found.verdict.contains("not bound"), "{}", found.verdict);
+    // Memory bound to the other node is remote whatever the CPUs.
+    let mut remote_memory = healthy();
+    host(&mut remote_memory).server_memory_nodes = Some(vec![1]);
+    let found = finding(&diagnose(&remote_memory, &t), "host.numa_mismatch")
+        .unwrap()
+        .clone();
+    assert_eq!(found.severity, Severity::Warning);
+    assert!(
+        found.verdict.contains("memory only on node 1"),
+        "{}",
+        found.verdict
+    );
+
+    // The governor finding names how many cores run which governor.
+    let mut slow = healthy();
+    host(&mut slow).governors = Some((0..4).map(|core| (core, "ondemand".to_string())).collect());
+    let diagnosis = diagnose(&slow, &t);
+    assert_eq!(
+        finding(&diagnosis, "host.cpu_governor").unwrap().verdict,
+        "ondemand on 4 of 4 cores"
+    );
+    assert_eq!(
+        check_line(&diagnosis, "host_cpu_performance").status,
+        CheckStatus::Fail
+    );
+    assert!(
+        diagnosis
+            .headline
+            .starts_with("The GPU host slows the server"),
+        "{}",
+        diagnosis.headline
+    );
 }

@@ -55,6 +55,12 @@ fn scramble(values: &[f64]) -> Evidence {
             .insert(signal, counter(increase, seconds));
     }
     server(&mut evidence).end = take();
+    // Host facts are integers but for pressure; `as` saturates NaN and infinities.
+    let host = host(&mut evidence);
+    host.swap_used_bytes = Some(take() as u64);
+    host.pressure.memory.as_mut().unwrap().some_avg10 = Some(take());
+    let cgroup = host.cgroup.as_mut().unwrap();
+    (cgroup.nr_periods, cgroup.nr_throttled) = (Some(take() as u64), Some(take() as u64));
     let (ttft, itl, in_flight) = (take(), take(), take());
     evidence.client = Some(run(ttft, itl, in_flight));
     let client = client(&mut evidence);
@@ -98,7 +104,7 @@ proptest! {
     #[test]
     fn any_numbers_give_a_full_diagnosis(values in proptest::collection::vec(any_number(), 1..64)) {
         let diagnosis = diagnose(&scramble(&values), &Thresholds::default());
-        prop_assert_eq!(diagnosis.checklist.len(), 24);
+        prop_assert_eq!(diagnosis.checklist.len(), 28);
         prop_assert!(!diagnosis.headline.is_empty());
     }
 }
@@ -106,7 +112,7 @@ proptest! {
 #[test]
 fn zero_everything_does_not_panic() {
     let diagnosis = diagnose(&scramble(&[0.0]), &Thresholds::default());
-    assert_eq!(diagnosis.checklist.len(), 24);
+    assert_eq!(diagnosis.checklist.len(), 28);
     let diagnosis = diagnose(&scramble(&[f64::NAN]), &Thresholds::default());
-    assert_eq!(diagnosis.checklist.len(), 24);
+    assert_eq!(diagnosis.checklist.len(), 28);
 }

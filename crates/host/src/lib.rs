@@ -1,6 +1,6 @@
 //! The `host` room: what infer-doctor learns on the GPU host rather than from the server (nvidia-smi,
-//! dcgm-exporter, topology, kernel-log and collect-env readers, the machine's facts), and the host's commands
-//! under deadlines, redacted.
+//! dcgm-exporter, topology, kernel-log and collect-env readers, the machine's facts from /proc and /sys), and
+//! the host's commands under deadlines, redacted.
 
 pub mod collect_env;
 pub mod command;
@@ -9,4 +9,5 @@ pub mod gpu;
 pub mod kernel;
 pub mod machine;
 pub mod redact;
+pub mod system;
 pub mod topo;

@@ -12,6 +12,7 @@ use clap::Parser;
 use infer_doctor_host::command::{self, CommandSpec, Ran, Status};
 use infer_doctor_host::machine::HostInfo;
 use infer_doctor_host::redact::{Redactions, Redactor};
+use infer_doctor_host::system;
 use infer_doctor_load::http::{ClientOptions, HttpClient};
 use infer_doctor_load::probe::time_path;
 use infer_doctor_load::{ApiKey, Target};
@@ -230,7 +231,8 @@ pub async fn run(args: Box<CollectArgs>) -> Result<u8, Failure> {
     {
         let bundle = bundle.clone();
         let root = args.root.clone();
-        tasks.spawn_blocking(move || vec![host_json(&bundle, &root)]);
+        let pid = args.pid;
+        tasks.spawn_blocking(move || vec![host_json(&bundle, &root, pid)]);
     }
     let stop_sampling = Arc::new(AtomicBool::new(false));
     let sampler = {
@@ -757,16 +759,24 @@ fn process_start(root: &Path, pid: u32) -> Option<u64> {
 
 /// host.json. The place for the host-facts reader of issue 12 (CPU, NUMA, memory, swap, cgroup… read under
 /// `root`); until it lands, the machine summary the run record carries, read from this machine's own `/`.
-fn host_json(bundle: &Bundle, root: &Path) -> Item {
+/// The host's own facts from /proc and /sys under `root`, for the host rules: its GPUs found in sysfs (so a hung
+/// nvidia-smi does not leave them unnamed) and, with --pid, where the server may run.
+fn host_json(bundle: &Bundle, root: &Path, server_pid: Option<u32>) -> Item {
     let started = Instant::now();
-    let facts = serde_json::json!({
-        "root": root,
-        "machine": HostInfo::read(),
-    });
+    let gpus = system::nvidia_gpu_bus_ids(root);
+    let kubernetes = std::env::var("KUBERNETES_SERVICE_HOST").ok();
+    let facts = system::read_host(
+        root,
+        &system::HostQuery {
+            gpu_bus_ids: &gpus,
+            kubernetes_service_host: kubernetes.as_deref(),
+            server_pid,
+        },
+    );
     let text = serde_json::to_string_pretty(&facts).unwrap_or_default();
     bundle.write(
         "host.json",
-        "/proc, /etc/os-release".to_string(),
+        format!("{}proc, {}sys", root.display(), root.display()),
         started,
         text.as_bytes(),
     )

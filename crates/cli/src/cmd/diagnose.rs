@@ -282,11 +282,13 @@ fn read_bundle(
             Err(e) => {
                 let salvaged = bundle::salvage_run_dir(&part, forced, &mut gathered.problems);
                 if salvaged.requests.is_empty() && salvaged.scrapes.is_empty() {
-                    // A bundle gathered on the server host may hold only its logs and GPU captures.
-                    if ["logs", "gpu"].iter().any(|d| dir.join(d).is_dir()) {
-                        gathered
-                            .problems
-                            .push(format!("{e:#}; reading the bundle's logs/ and gpu/"));
+                    // A bundle gathered on the server host may hold only its logs, GPU captures and host facts.
+                    if ["logs", "gpu"].iter().any(|d| dir.join(d).is_dir())
+                        || dir.join("host.json").is_file()
+                    {
+                        gathered.problems.push(format!(
+                            "{e:#}; reading the bundle's logs/, gpu/ and host.json"
+                        ));
                         continue;
                     }
                     return Err(Failure::usage(e));
@@ -313,6 +315,7 @@ fn read_bundle(
         files.sort();
         files
     };
+    bundle::add_host_facts(gathered, dir).map_err(Failure::usage)?;
     // A bundle's extra files are the sender's choice: one that cannot be read is said, not fatal.
     for path in files_in("logs") {
         if let Err(e) = bundle::add_log(gathered, &path) {
@@ -325,7 +328,13 @@ fn read_bundle(
         }
     }
     for path in files_in("env") {
-        if let Err(e) = bundle::add_collect_env(gathered, &path) {
+        // collect's copy of the server process's environment, else a `vllm collect-env` output.
+        let added = if path.file_name().is_some_and(|n| n == "server.env") {
+            bundle::add_server_environment(gathered, &path)
+        } else {
+            bundle::add_collect_env(gathered, &path)
+        };
+        if let Err(e) = added {
             gathered.problems.push(format!("{e:#}"));
         }
     }

@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 use infer_doctor_core::signals::{CounterStats, GaugeStats, HistogramStats, ServerWindow};
 use infer_doctor_core::summary::{RequestCounts, Throughput, TokenAccounting};
 use infer_doctor_core::{
-    CheckLine, Diagnosis, Evidence, Finding, GpuLink, GpuNvLinks, GpuState, GpuTopology,
-    HardwareFacts, KernelFacts, LogFacts, NetworkFacts, NvLinkLane, PathTiming, PciePath, Phase,
-    RequestRecord, RunSummary, Signal, Summary, TopologyGpu, WorkloadFacts, XidEvent,
+    Cgroup, CheckLine, Diagnosis, Evidence, Finding, GpuLink, GpuNvLinks, GpuState, GpuTopology,
+    HardwareFacts, HostFacts, KernelFacts, LogFacts, NetworkFacts, NumaNode, NvLinkLane,
+    PathTiming, PciDevice, PciePath, Phase, Pressure, PressureLine, RequestRecord, RunSummary,
+    Signal, Summary, TopologyGpu, WorkloadFacts, XidEvent,
 };
 
 /// A latency distribution (ms) with the given median and p95.
@@ -213,6 +214,7 @@ pub fn healthy() -> Evidence {
             direct_url: None,
             direct: None,
         }),
+        host: Some(healthy_host()),
     }
 }
 
@@ -264,6 +266,60 @@ pub fn tensor_parallel(evidence: &mut Evidence, size: u32) {
         .unwrap()
         .non_default_args
         .insert("tensor_parallel_size".into(), size.to_string());
+}
+
+/// A two-socket GPU host set up for serving: no swap in use, the performance governor, an unthrottled cgroup,
+/// and the server bound to its GPU's NUMA node.
+pub fn healthy_host() -> HostFacts {
+    HostFacts {
+        source: "/".into(),
+        logical_cores: Some(4),
+        governors: Some(
+            (0..4)
+                .map(|core| (core, "performance".to_string()))
+                .collect(),
+        ),
+        numa_nodes: Some(vec![
+            NumaNode {
+                id: 0,
+                cpus: vec![0, 1],
+                memory_total_bytes: Some(64 << 30),
+            },
+            NumaNode {
+                id: 1,
+                cpus: vec![2, 3],
+                memory_total_bytes: Some(64 << 30),
+            },
+        ]),
+        pci_devices: vec![PciDevice {
+            bus_id: "0000:00:09.0".into(),
+            numa_node: Some(0),
+            ..Default::default()
+        }],
+        memory_total_bytes: Some(128 << 30),
+        swap_total_bytes: Some(8 << 30),
+        swap_used_bytes: Some(0),
+        pressure: Pressure {
+            memory: Some(PressureLine {
+                some_avg10: Some(0.0),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        cgroup: Some(Cgroup {
+            path: "/system.slice/vllm.service".into(),
+            nr_periods: Some(12_000),
+            nr_throttled: Some(0),
+            ..Default::default()
+        }),
+        server_cpus: Some(vec![0, 1]),
+        server_memory_nodes: Some(vec![0]),
+        ..Default::default()
+    }
+}
+
+pub fn host(evidence: &mut Evidence) -> &mut HostFacts {
+    evidence.host.as_mut().expect("the evidence has host facts")
 }
 
 /// The kernel's XID line for a GPU, as `read_kernel_log` returns it.

@@ -1,0 +1,112 @@
+//! The GPU host's own facts — CPUs, NUMA, memory, pressure, cgroup limits — as read from /proc and /sys, so the
+//! playbook can tell a slow server from a host that swaps, throttles or places the server far from its GPUs.
+
+use std::collections::BTreeMap;
+
+/// What the host said about itself; every `None` is "not read" (absent, unreadable or malformed), never "fine".
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct HostFacts {
+    /// The root the facts were read under (`/` on the host itself), so a report names where it looked.
+    pub source: String,
+    pub kernel: Option<String>,
+    pub cpu_model: Option<String>,
+    pub logical_cores: Option<u32>,
+    /// Whether simultaneous multithreading (hyper-threading) is on.
+    pub smt_active: Option<bool>,
+    /// The cpufreq governor of each core that has one; `None` where the host exposes no cpufreq (most VMs).
+    pub governors: Option<BTreeMap<u32, String>>,
+    pub numa_nodes: Option<Vec<NumaNode>>,
+    /// The PCI devices asked about (the GPUs), in the order asked.
+    pub pci_devices: Vec<PciDevice>,
+    pub memory_total_bytes: Option<u64>,
+    pub memory_available_bytes: Option<u64>,
+    pub swap_total_bytes: Option<u64>,
+    pub swap_used_bytes: Option<u64>,
+    pub swappiness: Option<u32>,
+    /// The selected transparent-huge-pages mode (`always`, `madvise`, `never`).
+    pub transparent_hugepages: Option<String>,
+    /// The 1, 5 and 15 minute load averages.
+    pub load_average: Option<[f64; 3]>,
+    pub pressure: Pressure,
+    pub cgroup: Option<Cgroup>,
+    /// The soft limit on open files (`None` also when it is unlimited).
+    pub open_files_limit: Option<u64>,
+    /// The container runtime whose marker was found (`docker`, `podman`, `containerd`, `kubernetes`); `None`
+    /// when no marker was found.
+    pub container: Option<String>,
+    /// Whether the host runs the reader under Kubernetes (a service host set, or a kubepods cgroup).
+    pub kubernetes: bool,
+    /// The CPUs and memory nodes the server process may use (its `Cpus_allowed_list`, `Mems_allowed_list`),
+    /// when the server process was found.
+    pub server_cpus: Option<Vec<u32>>,
+    pub server_memory_nodes: Option<Vec<u32>>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NumaNode {
+    pub id: u32,
+    pub cpus: Vec<u32>,
+    pub memory_total_bytes: Option<u64>,
+}
+
+/// One PCI device's place and link, as sysfs reports it.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PciDevice {
+    /// The sysfs address (`0000:19:00.0`, lowercase, 4-digit domain).
+    pub bus_id: String,
+    /// `None` also when the kernel does not know (`-1`, as on most VMs).
+    pub numa_node: Option<u32>,
+    /// As sysfs writes them (`32.0 GT/s PCIe`).
+    pub current_link_speed: Option<String>,
+    pub max_link_speed: Option<String>,
+    pub current_link_width: Option<u32>,
+    pub max_link_width: Option<u32>,
+}
+
+/// Pressure stall information: the share of time (percent) some or all tasks waited for a resource.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Pressure {
+    pub cpu: Option<PressureLine>,
+    pub memory: Option<PressureLine>,
+    pub io: Option<PressureLine>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PressureLine {
+    pub some_avg10: Option<f64>,
+    pub some_avg60: Option<f64>,
+    pub full_avg10: Option<f64>,
+    pub full_avg60: Option<f64>,
+}
+
+/// The reader's cgroup (v2): its CPU quota and throttling, its memory limit and OOM kills.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Cgroup {
+    /// The path under the cgroup root (`/kubepods/…`).
+    pub path: String,
+    /// `cpu.max`: microseconds of CPU per period; `None` quota is unlimited (`max`).
+    pub cpu_quota_us: Option<u64>,
+    pub cpu_period_us: Option<u64>,
+    /// `cpu.stat`.
+    pub nr_periods: Option<u64>,
+    pub nr_throttled: Option<u64>,
+    pub throttled_usec: Option<u64>,
+    /// `memory.max`; `None` is unlimited or not read.
+    pub memory_max_bytes: Option<u64>,
+    /// `memory.events` `oom_kill`.
+    pub oom_kills: Option<u64>,
+}
+
+impl HostFacts {
+    /// The NUMA node a CPU belongs to, when the nodes were read.
+    pub fn node_of_cpu(&self, cpu: u32) -> Option<u32> {
+        self.numa_nodes
+            .as_ref()?
+            .iter()
+            .find(|node| node.cpus.contains(&cpu))
+            .map(|node| node.id)
+    }
+}

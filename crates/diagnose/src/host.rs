@@ -1,0 +1,322 @@
+//! Rules over the GPU host's own facts: swap, CPU frequency, cgroup throttling and NUMA placement slow a server
+//! whose GPUs are healthy, and none of them shows in the server's metrics.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use infer_doctor_core::{Confidence, HostFacts, Severity, Symptom};
+
+use crate::Thresholds;
+use crate::assessment::{Assessment, Rule, compared, how, percent, seen};
+use crate::facts::Facts;
+
+const SWAP_ACTIVE: Rule = Rule {
+    id: "host.swap_active",
+    symptom: Symptom::Host,
+    why: "Pages of the serving process (the Python front end, the scheduler, tokenizers, pinned KV offload) that \
+          were swapped out must be read back from disk before the code touching them runs again: every such \
+          fault stalls a step for milliseconds. Memory pressure (PSI) says whether tasks are waiting on it now.",
+    remedies: &[
+        "Find what uses the memory (`ps -eo rss,cmd --sort=-rss | head`), and give the host or the container \
+         more memory or run less beside the server",
+        "Lower vLLM's CPU-side memory (`--swap-space`, `--cpu-offload-gb`, `--kv-offloading-size`) if it set them",
+        "On a dedicated serving host, `sysctl vm.swappiness=1` or `swapoff -a` keeps the server resident",
+    ],
+    source: "https://docs.kernel.org/accounting/psi.html (memory pressure: the share of time tasks stall on \
+             memory); https://docs.kernel.org/admin-guide/sysctl/vm.html (swappiness)",
+};
+
+const CPU_GOVERNOR: Rule = Rule {
+    id: "host.cpu_governor",
+    symptom: Symptom::Host,
+    why: "The engine's CPU work — scheduling, sampling, detokenizing, launching kernels — sits between GPU steps; \
+          a governor that keeps cores at low frequency (powersave) or raises it only after sustained load \
+          (ondemand, conservative) lengthens every step. Under the intel_pstate driver `powersave` still scales \
+          with load, so the cost there is smaller.",
+    remedies: &[
+        "Set the performance governor on a serving host: `cpupower frequency-set -g performance` (or the \
+         BIOS power profile 'Maximum Performance')",
+        "Check `cat /sys/devices/system/cpu/cpu*/cpufreq/scaling_driver`: under intel_pstate, also set \
+         `energy_performance_preference` to `performance`",
+    ],
+    source: "https://docs.kernel.org/admin-guide/pm/cpufreq.html (the powersave, ondemand and conservative \
+             governors); https://docs.kernel.org/admin-guide/pm/intel_pstate.html",
+};
+
+const CPU_THROTTLED: Rule = Rule {
+    id: "host.cpu_throttled",
+    symptom: Symptom::Host,
+    why: "A cgroup CPU quota (a container's or pod's CPU limit) stops all of the cgroup's threads for the rest of \
+          each period once the quota is spent, however idle the host is: the engine loop and the HTTP front stall \
+          in bursts, which shows as ITL and TTFT spikes.",
+    remedies: &[
+        "Raise or remove the CPU limit of the server's container or pod (Kubernetes: resources.limits.cpu)",
+        "Or keep the limit and pin the server to whole cores (the static CPU manager policy with a Guaranteed pod)",
+    ],
+    source: "https://docs.kernel.org/admin-guide/cgroup-v2.html (cpu.max, cpu.stat nr_periods/nr_throttled); \
+             kubernetes-monitoring/kubernetes-mixin: alerts/resource_alerts.libsonnet (CPUThrottlingHigh, \
+             cpuThrottlingPercent: 25)",
+};
+
+const NUMA_MISMATCH: Rule = Rule {
+    id: "host.numa_mismatch",
+    symptom: Symptom::Host,
+    why: "On a multi-socket host each GPU hangs off one socket's PCIe root. A server whose threads and memory \
+          are on another NUMA node copies every host↔device transfer across the socket link and runs its CPU work \
+          on remote memory; vLLM and SGLang added NUMA binding for this.",
+    remedies: &[
+        "Bind the server to its GPUs' node: `numactl --cpunodebind=N --membind=N vllm serve …` (the node from \
+         `nvidia-smi topo -m`'s NUMA Affinity column)",
+        "In Kubernetes, the Topology Manager's single-numa-node policy keeps a pod's CPUs and GPUs on one node",
+    ],
+    source: "vllm-project/vllm#30492 (NUMA binding for GPU workers); stas00/ml-engineering: \
+             training/performance (the NUMA affinity section)",
+};
+
+pub(crate) fn assess(facts: &Facts, t: &Thresholds) -> Vec<Assessment> {
+    let host = facts.evidence.host.as_ref();
+    vec![
+        swap_active(host, t),
+        cpu_governor(host),
+        cpu_throttled(host, t),
+        numa_mismatch(host),
+    ]
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+fn swap_active(host: Option<&HostFacts>, t: &Thresholds) -> Assessment {
+    let Some(used) = host.and_then(|h| h.swap_used_bytes) else {
+        return SWAP_ACTIVE.unknown("swap use on the GPU host (/proc/meminfo)", how::HOST);
+    };
+    let used_mib = used as f64 / MIB;
+    let total = host
+        .and_then(|h| h.swap_total_bytes)
+        .map(|total| format!(" of {:.0} MiB", total as f64 / MIB))
+        .unwrap_or_default();
+    if used_mib <= t.host_swap_used_mib {
+        return SWAP_ACTIVE.passes(format!("{used_mib:.0} MiB of swap in use{total}"));
+    }
+    let stall = host
+        .and_then(|h| h.pressure.memory.as_ref())
+        .and_then(|m| m.some_avg10);
+    let mut evidence = vec![compared(
+        "swap used (MiB)",
+        used_mib,
+        ">",
+        t.host_swap_used_mib,
+        "/proc/meminfo",
+    )];
+    let (severity, pressure) = match stall {
+        // Pages parked in swap that nothing waits for cost nothing now: a note.
+        Some(stall) if stall <= t.host_memory_stall_percent => (
+            Severity::Info,
+            format!("; no task stalled on memory in the last 10 s ({stall:.2}%)"),
+        ),
+        Some(stall) => {
+            evidence.push(compared(
+                "memory pressure some avg10 (%)",
+                stall,
+                ">",
+                t.host_memory_stall_percent,
+                "/proc/pressure/memory",
+            ));
+            (
+                Severity::Warning,
+                format!("; tasks stalled on memory {stall:.2}% of the last 10 s"),
+            )
+        }
+        None => (Severity::Warning, "; memory pressure not read".to_string()),
+    };
+    SWAP_ACTIVE.fires(
+        severity,
+        Confidence::Medium,
+        format!("{used_mib:.0} MiB of swap in use{total}{pressure}"),
+        evidence,
+    )
+}
+
+/// Governors that keep cores below their top frequency or raise it only after load has lasted.
+const SLOW_GOVERNORS: [&str; 3] = ["powersave", "ondemand", "conservative"];
+
+fn cpu_governor(host: Option<&HostFacts>) -> Assessment {
+    let Some(governors) = host.and_then(|h| h.governors.as_ref()) else {
+        return CPU_GOVERNOR.unknown(
+            "the cores' cpufreq governors (none exposed: most VMs and some BIOS settings hide them)",
+            how::HOST,
+        );
+    };
+    let mut cores: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+    for (core, governor) in governors {
+        cores.entry(governor.as_str()).or_default().push(*core);
+    }
+    let summary = |slow_only: bool| -> Vec<String> {
+        cores
+            .iter()
+            .filter(|(governor, _)| !slow_only || SLOW_GOVERNORS.contains(governor))
+            .map(|(governor, list)| {
+                format!("{governor} on {} of {} cores", list.len(), governors.len())
+            })
+            .collect()
+    };
+    let slow = summary(true);
+    if slow.is_empty() {
+        return CPU_GOVERNOR.passes(summary(false).join(", "));
+    }
+    let evidence = cores
+        .iter()
+        .filter(|(governor, _)| SLOW_GOVERNORS.contains(governor))
+        .map(|(governor, list)| {
+            seen(
+                format!("cores with the {governor} governor"),
+                list.len() as f64,
+                "/sys/devices/system/cpu/cpu*/cpufreq/scaling_governor",
+            )
+        })
+        .collect();
+    // The driver decides what `powersave` means (intel_pstate scales with load), and the facts do not say which.
+    CPU_GOVERNOR.fires(
+        Severity::Warning,
+        Confidence::Medium,
+        slow.join(", "),
+        evidence,
+    )
+}
+
+fn cpu_throttled(host: Option<&HostFacts>, t: &Thresholds) -> Assessment {
+    let cgroup = host.and_then(|h| h.cgroup.as_ref());
+    let Some((periods, throttled)) = cgroup.and_then(|c| c.nr_periods.zip(c.nr_throttled)) else {
+        return CPU_THROTTLED.unknown(
+            "the cgroup's CPU statistics (cgroup v2 cpu.stat)",
+            how::HOST,
+        );
+    };
+    let quota = cgroup
+        .and_then(|c| c.cpu_quota_us.zip(c.cpu_period_us))
+        .map(|(quota, period)| {
+            format!("a quota of {:.1} CPUs", quota as f64 / period.max(1) as f64)
+        })
+        .unwrap_or_else(|| "no CPU quota".to_string());
+    if periods == 0 {
+        return CPU_THROTTLED.passes(format!("{quota}; no quota period counted"));
+    }
+    let share = throttled as f64 / periods as f64;
+    let detail = format!(
+        "{} of {periods} periods throttled ({}) under {quota}, since the cgroup started",
+        throttled,
+        percent(share)
+    );
+    if share <= t.host_cpu_throttled_share {
+        return CPU_THROTTLED.passes(detail);
+    }
+    // The counters cover the cgroup's whole life, not only the probe's window.
+    CPU_THROTTLED.fires(
+        Severity::Warning,
+        Confidence::Medium,
+        detail,
+        vec![compared(
+            "throttled share of cpu periods",
+            share,
+            ">",
+            t.host_cpu_throttled_share,
+            "cgroup cpu.stat",
+        )],
+    )
+}
+
+fn numa_mismatch(host: Option<&HostFacts>) -> Assessment {
+    let Some(host) = host else {
+        return NUMA_MISMATCH.unknown("the GPU host's facts", how::HOST);
+    };
+    let gpu_nodes: BTreeSet<u32> = host
+        .pci_devices
+        .iter()
+        .filter_map(|d| d.numa_node)
+        .collect();
+    let Some(nodes) = host.numa_nodes.as_ref().filter(|_| !gpu_nodes.is_empty()) else {
+        return NUMA_MISMATCH.unknown(
+            "the NUMA nodes and the GPUs' node (sysfs numa_node; -1 where the host does not say)",
+            how::HOST,
+        );
+    };
+    if nodes.len() == 1 {
+        return NUMA_MISMATCH
+            .passes("one NUMA node: the server's CPUs and memory are local to its GPUs".into());
+    }
+    let Some(server_cpus) = &host.server_cpus else {
+        return NUMA_MISMATCH.unknown("the server process's allowed CPUs", how::SERVER_PROCESS);
+    };
+    let cpu_nodes: BTreeSet<u32> = server_cpus
+        .iter()
+        .filter_map(|cpu| host.node_of_cpu(*cpu))
+        .collect();
+    let memory_nodes: Option<BTreeSet<u32>> = host
+        .server_memory_nodes
+        .as_ref()
+        .map(|list| list.iter().copied().collect());
+    let list = |set: &BTreeSet<u32>| {
+        set.iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let gpus = format!("its GPUs are on node {}", list(&gpu_nodes));
+    let window = "/proc/PID/status, /sys/bus/pci/devices/*/numa_node";
+    let mut problems: Vec<(Severity, String)> = Vec::new();
+    if cpu_nodes.is_disjoint(&gpu_nodes) {
+        problems.push((
+            Severity::Warning,
+            format!(
+                "the server may run only on CPUs of node {}",
+                list(&cpu_nodes)
+            ),
+        ));
+    } else if !cpu_nodes.is_subset(&gpu_nodes) {
+        // Unbound: the scheduler may put it anywhere, local or not.
+        problems.push((
+            Severity::Info,
+            format!(
+                "the server is not bound: its CPUs span node {}",
+                list(&cpu_nodes)
+            ),
+        ));
+    }
+    if let Some(memory) = memory_nodes.as_ref().filter(|m| m.is_disjoint(&gpu_nodes)) {
+        problems.push((
+            Severity::Warning,
+            format!("the server allocates memory only on node {}", list(memory)),
+        ));
+    }
+    let Some(severity) = problems.iter().map(|(s, _)| *s).min() else {
+        return NUMA_MISMATCH.passes(format!(
+            "the server's CPUs are on node {}; {gpus}",
+            list(&cpu_nodes)
+        ));
+    };
+    let verdict: Vec<String> = problems.into_iter().map(|(_, p)| p).collect();
+    NUMA_MISMATCH.fires(
+        severity,
+        Confidence::High,
+        format!("{}; {gpus}", verdict.join("; ")),
+        host.pci_devices
+            .iter()
+            .filter_map(|gpu| {
+                Some(seen(
+                    format!("gpu {} numa node", gpu.bus_id),
+                    gpu.numa_node? as f64,
+                    window,
+                ))
+            })
+            .chain(cpu_nodes.iter().map(|node| {
+                let cpus = server_cpus
+                    .iter()
+                    .filter(|cpu| host.node_of_cpu(**cpu) == Some(*node))
+                    .count();
+                seen(
+                    format!("server cpus on numa node {node}"),
+                    cpus as f64,
+                    window,
+                )
+            }))
+            .collect(),
+    )
+}
