@@ -523,7 +523,7 @@ pub fn add_server_environment(gathered: &mut Gathered, path: &Path) -> anyhow::R
         let (key, value) = text
             .split_once('=')
             .ok_or_else(|| anyhow!("{name}: line {}: not NAME=value", line + 1))?;
-        let value = if collect_env::is_secret_name(key) {
+        let value = if infer_doctor_core::secret::is_secret_name(key) {
             "***"
         } else {
             value

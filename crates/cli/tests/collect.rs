@@ -383,6 +383,7 @@ fn no_secret_lands_in_the_bundle() {
     const ENV_SECRET: &str = "env-secret-9876543210";
     const LOG_TOKEN: &str = "hf_abcdefghijklmnopqrstuvwxyz0123";
     const PASSWORD: &str = "url-password-24680";
+    const DIRECT_PASSWORD: &str = "direct-password-13579";
     let (mut server, url) = sim(&[]);
     let path = fake_path(Gpu::Replay, QUIET_KERNEL);
     let dir = tempfile::tempdir().unwrap();
@@ -397,6 +398,8 @@ fn no_secret_lands_in_the_bundle() {
     )
     .unwrap();
     let with_password = url.replacen("http://", &format!("http://admin:{PASSWORD}@"), 1);
+    let direct_with_password =
+        url.replacen("http://", &format!("http://pod:{DIRECT_PASSWORD}@"), 1);
     let out = dir.path().join("bundle");
     let output = bin()
         .args([
@@ -407,7 +410,13 @@ fn no_secret_lands_in_the_bundle() {
             "--duration",
             "5s",
         ])
-        .args(["--url", &with_password, "--api-key", API_KEY, "--log"])
+        .args([
+            "--url",
+            &with_password,
+            "--direct-url",
+            &direct_with_password,
+        ])
+        .args(["--api-key", API_KEY, "--log"])
         .arg(&log)
         .arg("--out")
         .arg(&out)
@@ -441,7 +450,7 @@ fn no_secret_lands_in_the_bundle() {
     );
     for file in &files {
         let text = String::from_utf8_lossy(&std::fs::read(file).unwrap()).into_owned();
-        for secret in [API_KEY, ENV_SECRET, LOG_TOKEN, PASSWORD] {
+        for secret in [API_KEY, ENV_SECRET, LOG_TOKEN, PASSWORD, DIRECT_PASSWORD] {
             assert!(!text.contains(secret), "{secret} in {}", file.display());
         }
     }

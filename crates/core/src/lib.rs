@@ -7,6 +7,7 @@ pub mod finding;
 pub mod gpu;
 pub mod host;
 pub mod record;
+pub mod secret;
 pub mod serde_float;
 pub mod signals;
 pub mod slo;

@@ -4,6 +4,7 @@
 //! Both layouts are read: the sectioned one (`Key    : value` under `=====` banners, vLLM 0.9 and later) and the
 //! older one inherited from PyTorch's script (`Key: value`).
 
+use infer_doctor_core::secret::is_secret_name;
 use infer_doctor_core::{EnvFacts, GpuTopology};
 
 use crate::topo;
@@ -14,14 +15,6 @@ pub enum EnvReadError {
         "not `vllm collect-env` output: no `vLLM Version`, `PyTorch version` or `GPU models` line"
     )]
     NotCollectEnv,
-}
-
-/// Whether an environment variable's name says its value is a secret.
-pub fn is_secret_name(name: &str) -> bool {
-    let upper = name.to_ascii_uppercase();
-    ["KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL"]
-        .iter()
-        .any(|word| upper.contains(word))
 }
 
 /// `Key   : value` or `Key: value` → (key, value), the key's padding trimmed.

@@ -45,6 +45,8 @@ const MAX_STDERR: usize = 4 << 10;
 /// How long output may keep arriving after the command ended (a child it left behind holding the pipe).
 const DRAIN_GRACE: Duration = Duration::from_secs(1);
 const POLL: Duration = Duration::from_millis(10);
+/// How long a killed command may take to die before it is abandoned.
+const KILL_GRACE: Duration = Duration::from_secs(2);
 
 /// How a command ended, as the manifest records it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -147,7 +149,15 @@ pub fn run(spec: &CommandSpec) -> Ran {
             Ok(None) if Instant::now() < deadline => std::thread::sleep(POLL),
             Ok(None) | Err(_) => {
                 kill_group();
-                let _ = child.wait();
+                // A process stuck in the driver (uninterruptible sleep, the wedged-GPU case) outlives SIGKILL:
+                // wait a moment, then leave it to a thread of its own rather than hang the collection on it.
+                let killed = Instant::now();
+                while matches!(child.try_wait(), Ok(None)) && killed.elapsed() < KILL_GRACE {
+                    std::thread::sleep(POLL);
+                }
+                if matches!(child.try_wait(), Ok(None)) {
+                    std::thread::spawn(move || child.wait());
+                }
                 break None;
             }
         }

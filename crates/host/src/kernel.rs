@@ -97,13 +97,8 @@ pub fn read_kernel_log<R: BufRead>(
 /// A PCI address as `dddd:bb:dd`, lower case, without the function: XID lines write `0000:01:00`, other
 /// lines `0000:01:00.0`, and nvidia-smi `00000000:01:00.0`.
 pub fn pci_address(bus: &str) -> String {
-    let bus = bus.trim().trim_start_matches("PCI:").to_ascii_lowercase();
-    let bus = bus.split('.').next().unwrap_or_default();
-    let mut parts: Vec<&str> = bus.split(':').collect();
-    if parts.len() == 3 && parts[0].len() > 4 {
-        parts[0] = &parts[0][parts[0].len() - 4..];
-    }
-    parts.join(":")
+    let full = crate::system::sysfs_bus_id(bus.trim().trim_start_matches("PCI:"));
+    full.split('.').next().unwrap_or_default().to_string()
 }
 
 /// `Feb 14 05:03:41 host kernel: …` or `2026-02-14T05:03:41+0000 host kernel: …`: the kernel's lines in
@@ -222,6 +217,8 @@ mod tests {
             pci_address("00000000:00:09.0"),
             pci_address("PCI:0000:00:09")
         );
+        // A domain that is not ASCII is kept as written, not sliced mid-character.
+        assert_eq!(pci_address("ééééa:01:00"), "ééééa:01:00");
         assert_eq!(
             kernel("[    3.100000] nvidia: loading\n", "d"),
             Some(Vec::new())

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use infer_doctor_core::secret::is_secret_name;
 use serde::Serialize;
 
 /// What a redacted secret reads as.
@@ -39,18 +40,6 @@ impl Redactions {
 #[derive(Clone, Debug, Default)]
 pub struct Redactor {
     known: Vec<(String, &'static str)>,
-}
-
-/// Whether a variable, key or flag name says its value is a secret. By word, not by substring: HF_TOKEN and
-/// OPENAI_API_KEY are secrets, max_num_batched_tokens (a setting the diagnosis needs) is not.
-pub fn is_secret_name(name: &str) -> bool {
-    name.split(['_', '-', '.'])
-        .map(str::to_ascii_uppercase)
-        .any(|word| {
-            matches!(word.as_str(), "SECRET" | "PASSWORD" | "PASSWD")
-                || word.ends_with("KEY")
-                || word.ends_with("TOKEN")
-        })
 }
 
 impl Redactor {
@@ -121,7 +110,8 @@ fn is_secret_identifier(name: &str) -> bool {
 fn is_scalar_value(word: &str) -> bool {
     let bare = word.trim_matches(is_wrapping);
     !word.starts_with("--")
-        && !word.starts_with(['[', '{'])
+        // A one-item list is a value too: vLLM prints `'api_key': ['sk-…']`.
+        && !word.starts_with('{')
         && bare.parse::<f64>().is_err()
         && !matches!(bare, "true" | "false" | "null")
 }
@@ -290,6 +280,15 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("Bearer [redacted]\""), "{out}");
+        // vLLM's arguments line prints the key as a one-item list.
+        let (line, _) = Redactor::default().redact(
+            "non-default args: {'model': 'm', 'api_key': ['sk-listed-987654'], 'port': 8000}",
+        );
+        assert!(!line.contains("sk-listed"), "{line}");
+        assert!(
+            line.contains("'api_key': ['[redacted]'], 'port': 8000"),
+            "{line}"
+        );
         assert_eq!(
             counts,
             vec![

@@ -214,9 +214,11 @@ pub fn nvidia_gpu_bus_ids(root: &Path) -> Vec<String> {
 pub fn sysfs_bus_id(bus_id: &str) -> String {
     let lower = bus_id.trim().to_ascii_lowercase();
     match lower.split_once(':') {
-        Some((domain, rest)) if domain.len() > 4 => {
-            format!("{}:{rest}", &domain[domain.len() - 4..])
-        }
+        // `get`, not indexing: a hostile file's domain need not be ASCII.
+        Some((domain, rest)) if domain.len() > 4 => match domain.get(domain.len() - 4..) {
+            Some(short) => format!("{short}:{rest}"),
+            None => lower.clone(),
+        },
         _ => lower,
     }
 }

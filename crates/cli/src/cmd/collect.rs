@@ -191,7 +191,11 @@ pub async fn run(args: Box<CollectArgs>) -> Result<u8, Failure> {
     if let Some(key) = &args.api_key {
         redactor.secret("api_key", key);
     }
-    if let Some(password) = &url_password {
+    let direct_password = args
+        .direct_url
+        .as_deref()
+        .and_then(|direct| without_credentials(direct).1);
+    for password in url_password.iter().chain(&direct_password) {
         redactor.secret("url_password", password);
     }
     let server_env = args.pid.map(|pid| server_environment(&args.root, pid));
@@ -558,6 +562,9 @@ fn sample_gpus(bundle: &Bundle, stop: &AtomicBool, most: Duration) -> Item {
         ended => {
             let mut item = bundle.write(file, source, started, &csv);
             if let Some(ran) = ended {
+                // The samples taken are kept, and how the sampling ended too: a driver that wedged during the
+                // probe is a timed-out item, which the diagnosis reads as an unresponsive GPU.
+                item.status = ran.status;
                 item.why = Some(format!(
                     "{samples} samples, then: {}",
                     ran.why.unwrap_or_default()
@@ -744,7 +751,7 @@ fn process_start(root: &Path, pid: u32) -> Option<u64> {
     const TICKS_PER_SECOND: u64 = 100;
     let stat = std::fs::read_to_string(root.join(format!("proc/{pid}/stat"))).ok()?;
     // The fields after the command name, which may itself hold spaces and parentheses.
-    let after_name = &stat[stat.rfind(')')? + 2..];
+    let after_name = stat.get(stat.rfind(')')? + 2..)?;
     // starttime is field 22 of the line; field 3 is the first after the name.
     let ticks: u64 = after_name.split_whitespace().nth(22 - 3)?.parse().ok()?;
     let boot: u64 = std::fs::read_to_string(root.join("proc/stat"))
@@ -757,8 +764,6 @@ fn process_start(root: &Path, pid: u32) -> Option<u64> {
     Some(boot + ticks / TICKS_PER_SECOND)
 }
 
-/// host.json. The place for the host-facts reader of issue 12 (CPU, NUMA, memory, swap, cgroup… read under
-/// `root`); until it lands, the machine summary the run record carries, read from this machine's own `/`.
 /// The host's own facts from /proc and /sys under `root`, for the host rules: its GPUs found in sysfs (so a hung
 /// nvidia-smi does not leave them unnamed) and, with --pid, where the server may run.
 fn host_json(bundle: &Bundle, root: &Path, server_pid: Option<u32>) -> Item {

@@ -10,12 +10,7 @@ fn without_secrets(
     mut args: std::collections::BTreeMap<String, String>,
 ) -> std::collections::BTreeMap<String, String> {
     for (name, value) in args.iter_mut() {
-        let name = name.to_ascii_lowercase();
-        if ["key", "token", "secret", "password"].iter().any(|s| name.contains(s))
-            // Settings that only count or name tokens are not secrets.
-            && !name.contains("tokens")
-            && !name.contains("tokenizer")
-        {
+        if infer_doctor_core::secret::is_secret_name(name) {
             *value = "[redacted]".to_string();
         }
     }
