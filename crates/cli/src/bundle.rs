@@ -495,6 +495,12 @@ pub fn add_collect_env(gathered: &mut Gathered, path: &Path) -> anyhow::Result<(
     let (facts, topology) =
         collect_env::read_collect_env(&text, &name).map_err(|e| anyhow!("{name}: {e}"))?;
     let evidence = &mut gathered.evidence;
+    // The server process's own variables, when a bundle has them too, say more than the shell's.
+    let mut facts = facts;
+    if let Some(server) = evidence.environment.take() {
+        facts.variables.extend(server.variables);
+        facts.server_process |= server.server_process;
+    }
     evidence.environment = Some(facts);
     if evidence.topology.is_none() {
         evidence.topology = topology;
@@ -515,6 +521,7 @@ pub fn add_server_environment(gathered: &mut Gathered, path: &Path) -> anyhow::R
                 source: name.clone(),
                 ..Default::default()
             });
+    environment.server_process = true;
     for (line, text) in text
         .lines()
         .enumerate()

@@ -188,6 +188,9 @@ pub struct GpuNvLinks {
     pub index: u32,
     pub name: String,
     pub links: Vec<NvLinkLane>,
+    /// nvidia-smi said every link is inactive instead of listing them (`all links are inActive`).
+    #[serde(default)]
+    pub all_inactive: bool,
 }
 
 /// What `vllm collect-env` (`python -m vllm.collect_env`) printed on the GPU host, as pasted into a ticket.
@@ -204,4 +207,7 @@ pub struct EnvFacts {
     pub numa_nodes: Option<u32>,
     /// The environment variables it listed, values whose names say KEY, TOKEN, SECRET or PASSWORD replaced.
     pub variables: std::collections::BTreeMap<String, String>,
+    /// The variables are the server process's own (`collect --pid`), not those of the shell collect-env ran in.
+    #[serde(default)]
+    pub server_process: bool,
 }

@@ -123,8 +123,8 @@ pub(crate) mod how {
                                 GPU host (infer-doctor collect gathers both)";
     pub const HOST: &str = "run `infer-doctor collect` on the GPU host and pass its bundle (--bundle DIR, which \
                             reads host.json)";
-    pub const SERVER_PROCESS: &str = "run `infer-doctor collect` on the GPU host with the server's process \
-                                      (--pid PID, or --url to find it by port) so its CPU affinity is read";
+    pub const SERVER_PROCESS: &str = "run `infer-doctor collect --pid PID` on the GPU host with the server's \
+                                      process id, so its CPU placement and cgroup are read";
     pub const LOADED_PROBE: &str = "run the loaded probe (diagnose --url URL) or pass --requests requests.jsonl / --bundle DIR";
     pub const SINGLE_USER_PROBE: &str =
         "run the single-user probe (diagnose --url URL runs it before the loaded one)";

@@ -186,8 +186,8 @@ fn cpu_throttled(host: Option<&HostFacts>, t: &Thresholds) -> Assessment {
     let cgroup = host.and_then(|h| h.cgroup.as_ref());
     let Some((periods, throttled)) = cgroup.and_then(|c| c.nr_periods.zip(c.nr_throttled)) else {
         return CPU_THROTTLED.unknown(
-            "the cgroup's CPU statistics (cgroup v2 cpu.stat)",
-            how::HOST,
+            "the server's cgroup CPU statistics (cgroup v2 cpu.stat)",
+            how::SERVER_PROCESS,
         );
     };
     let quota = cgroup

@@ -44,25 +44,16 @@ pub(crate) fn assess(facts: &Facts, _: &Thresholds) -> Vec<Assessment> {
     vec![tp_over_pcie(facts), nvlink_degraded(facts)]
 }
 
-/// The tensor-parallel size the server was started with: its log's arguments (vLLM prints only those it was
-/// given, so a read arguments line without one means the default, 1), else the hardware facts.
+/// The tensor-parallel size the server was started with, from its log's arguments (vLLM prints only those it
+/// was given, so a read arguments line without one means the default, 1). Not from `--tensor-parallel-size`,
+/// whose default of 1 is the floors' assumption, not the server's word.
 fn tensor_parallel_size(facts: &Facts) -> Option<u32> {
-    let log = facts.evidence.log.as_ref();
-    let from_log = log.and_then(|log| {
-        ["tensor_parallel_size", "tensor-parallel-size", "tp_size"]
-            .iter()
-            .find_map(|key| log.non_default_args.get(*key))
-            .and_then(|v| v.trim().parse().ok())
-            .or_else(|| (log.server == "vllm" && !log.non_default_args.is_empty()).then_some(1))
-    });
-    from_log.or_else(|| {
-        facts
-            .evidence
-            .hardware
-            .as_ref()
-            .map(|h| h.tensor_parallel)
-            .filter(|tp| *tp > 0)
-    })
+    let log = facts.evidence.log.as_ref()?;
+    ["tensor_parallel_size", "tensor-parallel-size", "tp_size"]
+        .iter()
+        .find_map(|key| log.non_default_args.get(*key))
+        .and_then(|v| v.trim().parse().ok())
+        .or_else(|| (log.server == "vllm" && !log.non_default_args.is_empty()).then_some(1))
 }
 
 fn link_name(link: GpuLink) -> String {
@@ -160,7 +151,11 @@ fn tp_over_pcie(facts: &Facts) -> Assessment {
         if let (Some(_), Some(env)) = (p2p_disabled, &facts.evidence.environment) {
             return TP_OVER_PCIE.fires(
                 Severity::Warning,
-                Confidence::High,
+                if env.server_process {
+                    Confidence::High
+                } else {
+                    Confidence::Medium
+                },
                 format!(
                     "NCCL_P2P_DISABLE=1: the group of {tp} ({}) has NVLink ({}), but NCCL may not use it and \
                      copies through host memory instead",
@@ -178,7 +173,15 @@ fn tp_over_pcie(facts: &Facts) -> Assessment {
     }
     // A host without any NVLink pair puts every group on PCIe, whichever GPUs it uses.
     let no_nvlink = all.iter().all(|(_, _, l)| matches!(l, GpuLink::Pcie(_)));
-    let confidence = if no_nvlink || visible.is_some() {
+    // Only the server process's own CUDA_VISIBLE_DEVICES names its GPUs for sure; a collect-env paste shows a
+    // shell's, which may differ.
+    let visible_is_the_servers = visible.is_some()
+        && facts
+            .evidence
+            .environment
+            .as_ref()
+            .is_some_and(|env| env.server_process);
+    let confidence = if no_nvlink || visible_is_the_servers {
         Confidence::High
     } else {
         Confidence::Medium
@@ -257,7 +260,25 @@ fn nvlink_degraded(facts: &Facts) -> Assessment {
             .filter_map(|l| l.speed_gb_per_s)
             .fold(0.0_f64, f64::max);
         let mut active = 0;
+        let mut listed = 0;
         for gpu in gpus {
+            if gpu.all_inactive {
+                problems.push(format!(
+                    "GPU {}: every NVLink inactive (nvidia-smi lists none)",
+                    gpu.index
+                ));
+                evidence.push(seen(
+                    format!("gpu {} nvlinks all inactive", gpu.index),
+                    1.0,
+                    source,
+                ));
+                continue;
+            }
+            // A GPU with no link lines says nothing about its links: neither up nor down.
+            if gpu.links.is_empty() {
+                continue;
+            }
+            listed += 1;
             let down: Vec<u32> = gpu
                 .links
                 .iter()
@@ -298,13 +319,15 @@ fn nvlink_degraded(facts: &Facts) -> Assessment {
                 ));
             }
         }
-        let gpu_count = match gpus.len() {
+        let gpu_count = match listed {
             1 => "1 GPU".to_string(),
             n => format!("{n} GPUs"),
         };
-        fine.push(format!(
-            "{active} NVLinks up at {fastest} GB/s on {gpu_count}"
-        ));
+        if listed > 0 {
+            fine.push(format!(
+                "{active} NVLinks up at {fastest} GB/s on {gpu_count}"
+            ));
+        }
     }
     if let Some(most) = bonded.iter().map(|(_, _, n)| *n).max() {
         let source = topology.map_or("", |t| t.source.as_str());
@@ -322,6 +345,12 @@ fn nvlink_degraded(facts: &Facts) -> Assessment {
         }
     }
     if problems.is_empty() {
+        if fine.is_empty() {
+            return NVLINK_DEGRADED.unknown(
+                "NVLink state (`nvidia-smi nvlink -s` listed no link)",
+                how::TOPOLOGY,
+            );
+        }
         return NVLINK_DEGRADED.passes(fine.join("; "));
     }
     NVLINK_DEGRADED.fires(

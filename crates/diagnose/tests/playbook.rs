@@ -943,7 +943,8 @@ fn the_tensor_parallel_group_is_the_one_cuda_visible_devices_names() {
             }
         }));
         let mut env = EnvFacts {
-            source: "collect_env.txt".into(),
+            source: "env/server.env".into(),
+            server_process: true,
             ..Default::default()
         };
         env.variables
@@ -968,6 +969,16 @@ fn the_tensor_parallel_group_is_the_one_cuda_visible_devices_names() {
     assert!(straddling.verdict.contains("across CPU sockets"));
     assert!(diagnosed("4,5", false).is_none());
     // UUIDs cannot be matched to the matrix: the first GPUs are assumed, and said to be.
+    let mut all_down = healthy();
+    all_down.nvlinks.as_mut().unwrap().1[2].all_inactive = true;
+    all_down.nvlinks.as_mut().unwrap().1[2].links.clear();
+    let diagnosis = diagnose(&all_down, &Thresholds::default());
+    let found = finding(&diagnosis, "hardware.nvlink_degraded").expect("every link of GPU 2 down");
+    assert!(
+        found.verdict.contains("GPU 2: every NVLink inactive"),
+        "{}",
+        found.verdict
+    );
     assert!(diagnosed("GPU-1a2b,GPU-3c4d", false).is_none());
     let p2p = diagnosed("0,1", true).expect("NVLink unused with P2P off");
     assert!(

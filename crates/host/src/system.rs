@@ -24,7 +24,15 @@ pub fn read_host(root: &Path, query: &HostQuery) -> HostFacts {
         .map(|text| meminfo_bytes(&text))
         .unwrap_or_default();
     let cpuinfo = read_text(root, "proc/cpuinfo");
-    let cgroup_lines = read_text(root, "proc/self/cgroup").unwrap_or_default();
+    // The server's own cgroup and limits: the collector may run elsewhere (an ssh session on the node, another
+    // container), so without the server's pid these stay unknown rather than describe the collector.
+    let server = query.server_pid.map(|pid| format!("proc/{pid}"));
+    let of_server = |file: &str| {
+        server
+            .as_ref()
+            .and_then(|dir| read_text(root, &format!("{dir}/{file}")))
+    };
+    let cgroup_lines = of_server("cgroup").unwrap_or_default();
     let (server_cpus, server_memory_nodes) = query
         .server_pid
         .map(|pid| placement(root, pid))
@@ -71,7 +79,7 @@ pub fn read_host(root: &Path, query: &HostQuery) -> HostFacts {
             io: read_text(root, "proc/pressure/io").and_then(|text| pressure(&text)),
         },
         cgroup: cgroup(root, &cgroup_lines),
-        open_files_limit: read_text(root, "proc/self/limits").and_then(|text| open_files(&text)),
+        open_files_limit: of_server("limits").and_then(|text| open_files(&text)),
         container: container(root, &cgroup_lines),
         kubernetes: query
             .kubernetes_service_host
@@ -269,7 +277,7 @@ fn pressure(text: &str) -> Option<PressureLine> {
     (line != PressureLine::default()).then_some(line)
 }
 
-/// The cgroup v2 the reader runs in (`0::/path` of `/proc/self/cgroup`), mounted at `/sys/fs/cgroup`.
+/// The server's cgroup v2 (`0::/path` of `/proc/<pid>/cgroup`), mounted at `/sys/fs/cgroup`.
 fn cgroup(root: &Path, cgroup_lines: &str) -> Option<Cgroup> {
     let path = cgroup_lines
         .lines()
@@ -315,7 +323,7 @@ fn counters(text: &str) -> BTreeMap<String, u64> {
         .collect()
 }
 
-/// The soft limit of `Max open files` in `/proc/self/limits`; `unlimited` reads as `None`.
+/// The soft limit of `Max open files` in `/proc/<pid>/limits`; `unlimited` reads as `None`.
 fn open_files(limits: &str) -> Option<u64> {
     limits
         .lines()

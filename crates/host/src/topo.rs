@@ -175,7 +175,13 @@ pub fn read_nvlinks(text: &str) -> Result<Vec<GpuNvLinks>, TopoReadError> {
                 index: gpu,
                 name: name.to_string(),
                 links: Vec::new(),
+                all_inactive: false,
             });
+        } else if line.to_ascii_lowercase().contains("all links are inactive") {
+            // `NVML: Unable to retrieve NVLink information as all links are inActive`, in place of the list.
+            if let Some(gpu) = gpus.last_mut() {
+                gpu.all_inactive = true;
+            }
         } else if let Some(rest) = line.strip_prefix("Link ") {
             let error = |reason: &str| TopoReadError::Row {
                 line: index + 1,
@@ -324,6 +330,10 @@ NIC Legend:
             read_nvlinks("nothing here\n"),
             Err(TopoReadError::NotNvLink)
         );
+        let all_down = "GPU 0: NVIDIA B200 (UUID: GPU-x)\n\
+                        NVML: Unable to retrieve NVLink information as all links are inActive\n";
+        let gpus = read_nvlinks(all_down).unwrap();
+        assert!(gpus[0].all_inactive && gpus[0].links.is_empty());
         assert!(matches!(
             read_nvlinks("GPU 0: X\n\t Link 0: fast\n"),
             Err(TopoReadError::Row { line: 2, .. })

@@ -1,15 +1,16 @@
 //! The host reader over a fake root built from real files, over this machine's own root, and over damaged files.
 //!
 //! `fixtures/host_root` holds, copied unchanged from a 2-core Debian 12 VM (24 GiB, no swap, kernel 6.18, cgroup v1
-//! there): `proc/{cpuinfo,meminfo,loadavg,self/limits,sys/vm/swappiness,sys/kernel/osrelease}`, `proc/pressure/*`,
+//! there): `proc/{cpuinfo,meminfo,loadavg,sys/vm/swappiness,sys/kernel/osrelease}`, `proc/pressure/*`,
 //! `sys/devices/system/cpu/{online,smt/active}` and `sys/kernel/mm/transparent_hugepage/enabled`; and
-//! `proc/4242/status`, that VM's `/proc/self/status` with its allowed CPUs and memory nodes set to 1. Built by
+//! `proc/4242/{status,limits}`, that VM's `/proc/self/{status,limits}` (the status with its allowed CPUs and memory
+//! nodes set to 1) as the server process's. Built by
 //! hand, in the formats of the kernel's ABI documents (sysfs-devices-system-cpu, sysfs-bus-pci, cgroup-v2), to
 //! make that VM a 2-node GPU host: `sys/devices/system/node/node{0,1}` (CPU 0 on node 0, CPU 1 on node 1, half
 //! the memory each), cpufreq governors (`performance` on CPU 0, `powersave` on CPU 1), two H100s' PCI folders
 //! (`0000:19:00.0` on node 0 at gen 5 x16; `0000:9b:00.0` on node 1 trained down to gen 4 x8; NVIDIA's vendor id
 //! and the 3D-controller class), an Intel network controller's vendor and class at `0000:00:1f.6`, and a Kubernetes
-//! pod's cgroup v2 (`proc/self/cgroup`, and its `cpu.max`, `cpu.stat` with 3,000 of 12,000 periods throttled,
+//! pod's cgroup v2 (`proc/4242/cgroup`, and its `cpu.max`, `cpu.stat` with 3,000 of 12,000 periods throttled,
 //! `memory.max`, `memory.events` with one OOM kill).
 
 use std::path::{Path, PathBuf};
@@ -156,11 +157,8 @@ fn missing_and_malformed_files_are_unknown_not_a_panic() {
         ("proc/cpuinfo", "model name\nprocessor :\n"),
         ("proc/loadavg", "1.0 x"),
         ("proc/pressure/cpu", "some avg10=high\nfull"),
-        (
-            "proc/self/limits",
-            "Max open files unlimited unlimited files",
-        ),
-        ("proc/self/cgroup", "0::/../../etc"),
+        ("proc/7/limits", "Max open files unlimited unlimited files"),
+        ("proc/7/cgroup", "0::/../../etc"),
         ("proc/sys/vm/swappiness", "-1"),
         (
             "proc/7/status",

@@ -249,6 +249,7 @@ pub fn nvlinks(n: u32, links: u32) -> Vec<GpuNvLinks> {
                     speed_gb_per_s: Some(26.562),
                 })
                 .collect(),
+            all_inactive: false,
         })
         .collect()
 }
