@@ -287,6 +287,18 @@ fn numa_mismatch(host: Option<&HostFacts>) -> Assessment {
         ));
     }
     let Some(severity) = problems.iter().map(|(s, _)| *s).min() else {
+        // The host's GPUs span several nodes and which of them the server drives is not in the evidence: its
+        // CPUs being on one of those nodes does not make them local to its own GPUs.
+        if gpu_nodes.len() > 1 {
+            return NUMA_MISMATCH.unknown(
+                &format!(
+                    "which of the host's GPUs the server uses (the GPUs span node {}; its CPUs are on node {})",
+                    list(&gpu_nodes),
+                    list(&cpu_nodes)
+                ),
+                how::SERVER_PROCESS,
+            );
+        }
         return NUMA_MISMATCH.passes(format!(
             "the server's CPUs are on node {}; {gpus}",
             list(&cpu_nodes)

@@ -989,6 +989,22 @@ fn the_tensor_parallel_group_is_the_one_cuda_visible_devices_names() {
 }
 
 #[test]
+fn a_server_beside_one_of_gpus_on_two_nodes_is_not_called_local() {
+    // GPUs on both nodes of the host, the server's CPUs on node 0: which GPUs it drives decides, and that is not
+    // in the evidence.
+    let mut evidence = healthy();
+    let mut remote = host(&mut evidence).pci_devices[0].clone();
+    remote.bus_id = "0000:9b:00.0".into();
+    remote.numa_node = Some(1);
+    host(&mut evidence).pci_devices.push(remote);
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    assert!(finding(&diagnosis, "host.numa_mismatch").is_none());
+    let line = check_line(&diagnosis, "host_numa_local");
+    assert_eq!(line.status, CheckStatus::Unknown, "{line:?}");
+    assert!(line.detail.contains("which of the host's GPUs"), "{line:?}");
+}
+
+#[test]
 fn xid_severity_follows_what_the_code_means() {
     let severity = |xids: Vec<XidEvent>| {
         let mut evidence = healthy();
