@@ -117,18 +117,35 @@ fn is_journal_kernel_line(line: &str) -> bool {
     }
 }
 
-/// `[ 1843.308145] …`, the timestamp dmesg puts before each line: seconds since boot with six decimals, so a
-/// progress bar's `[12.5]` in an engine log does not make it a kernel log.
+/// `[ 1843.308145] …` or, with `dmesg -T`, `[Sat Dec  5 11:23:09 2026] …`: the timestamp dmesg puts before each
+/// line, seconds since boot with six decimals or a ctime date, so a progress bar's `[12.5]` in an engine log does
+/// not make it a kernel log.
 fn is_dmesg_line(line: &str) -> bool {
-    line.strip_prefix('[')
-        .and_then(|rest| rest.split_once(']'))
-        .and_then(|(stamp, _)| stamp.trim().split_once('.'))
+    let Some((stamp, _)) = line.strip_prefix('[').and_then(|rest| rest.split_once(']')) else {
+        return false;
+    };
+    let since_boot = stamp
+        .trim()
+        .split_once('.')
         .is_some_and(|(seconds, micros)| {
             !seconds.is_empty()
                 && seconds.chars().all(|c| c.is_ascii_digit())
                 && micros.len() == 6
                 && micros.chars().all(|c| c.is_ascii_digit())
-        })
+        });
+    let words: Vec<&str> = stamp.split_whitespace().collect();
+    let ctime = matches!(
+        words.as_slice(),
+        [weekday, month, day, clock, year]
+            if weekday.len() == 3
+                && month.len() == 3
+                && day.parse::<u8>().is_ok()
+                && clock.len() == 8
+                && clock.matches(':').count() == 2
+                && year.len() == 4
+                && year.parse::<u16>().is_ok()
+    );
+    since_boot || ctime
 }
 
 /// `PCI:0000:44:00): 79, GPU has fallen off the bus` → (bus, code, message).
@@ -221,6 +238,11 @@ mod tests {
         assert_eq!(pci_address("ééééa:01:00"), "ééééa:01:00");
         assert_eq!(
             kernel("[    3.100000] nvidia: loading\n", "d"),
+            Some(Vec::new())
+        );
+        // `dmesg -T`, collect's fallback where journald is absent: a clean one is still a kernel log.
+        assert_eq!(
+            kernel("[Sat Dec  5 11:23:09 2026] nvidia: loading\n", "d"),
             Some(Vec::new())
         );
         for log in [
