@@ -253,6 +253,7 @@ fn nvlink_degraded(facts: &Facts) -> Assessment {
     let mut problems = Vec::new();
     let mut evidence = Vec::new();
     let mut fine = Vec::new();
+    let mut uneven_bonds = false;
     if let Some((source, gpus)) = nvlinks {
         let fastest = gpus
             .iter()
@@ -338,8 +339,10 @@ fn nvlink_degraded(facts: &Facts) -> Assessment {
         if fewer.is_empty() {
             fine.push(format!("every NVLink pair bonded by {most} links"));
         } else {
+            uneven_bonds = true;
             problems.push(format!(
-                "{} GPU pairs bonded by fewer links than NV{most}",
+                "{} GPU pairs bonded by fewer links than NV{most} (NVSwitch systems bond every pair alike; a \
+                 hybrid cube-mesh such as DGX-1's mixes NV1 and NV2 by design)",
                 fewer.len()
             ));
         }
@@ -353,10 +356,11 @@ fn nvlink_degraded(facts: &Facts) -> Assessment {
         }
         return NVLINK_DEGRADED.passes(fine.join("; "));
     }
-    NVLINK_DEGRADED.fires(
-        Severity::Warning,
-        Confidence::High,
-        problems.join("; "),
-        evidence,
-    )
+    // Links reported down are facts; uneven bonds alone may be the design.
+    let confidence = if uneven_bonds && problems.len() == 1 {
+        Confidence::Medium
+    } else {
+        Confidence::High
+    };
+    NVLINK_DEGRADED.fires(Severity::Warning, confidence, problems.join("; "), evidence)
 }

@@ -979,6 +979,15 @@ fn the_tensor_parallel_group_is_the_one_cuda_visible_devices_names() {
         "{}",
         found.verdict
     );
+    assert_eq!(found.confidence, Confidence::High);
+    // One pair bonded by fewer links than the rest: maybe damage, maybe a design that mixes bonds.
+    let mut uneven = healthy();
+    uneven.topology = Some(topology(8, |i, j| {
+        GpuLink::NvLink(if (i, j) == (0, 1) { 12 } else { 18 })
+    }));
+    let diagnosis = diagnose(&uneven, &Thresholds::default());
+    let found = finding(&diagnosis, "hardware.nvlink_degraded").expect("GPU0–GPU1 NV12 among NV18");
+    assert_eq!(found.confidence, Confidence::Medium, "{}", found.verdict);
     assert!(diagnosed("GPU-1a2b,GPU-3c4d", false).is_none());
     let p2p = diagnosed("0,1", true).expect("NVLink unused with P2P off");
     assert!(
