@@ -51,7 +51,8 @@ pub struct CollectArgs {
     /// The server to read (/metrics, /v1/models, /version) and probe; without it only the host is gathered.
     #[arg(long)]
     pub url: Option<String>,
-    /// The bundle's directory (default: infer-doctor-bundle-<host>-<time> here).
+    /// The bundle's directory, or one `.tar.gz` file (default: the directory infer-doctor-bundle-<host>-<time>
+    /// here); `diagnose --bundle` reads either.
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// The longest the probe may take; the GPUs are sampled every second through it.

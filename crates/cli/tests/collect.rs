@@ -192,6 +192,71 @@ fn collect_replays_a_gpu_host_and_diagnose_reads_the_bundle() {
     );
 }
 
+/// One file to hand over: the bundle packed as a tarball, diagnosed from the tarball as from the directory.
+#[test]
+fn a_tarball_bundle_is_written_and_diagnosed_as_it_is() {
+    let path = fake_path(Gpu::Replay, XID_79);
+    // The host's tar (and the gzip it runs), beside the fakes on the child's PATH.
+    let tar = path.path().join("tar");
+    std::fs::write(
+        &tar,
+        "#!/bin/sh
+PATH=/usr/bin:/bin exec tar \"$@\"\n",
+    )
+    .unwrap();
+    Command::new("/bin/chmod")
+        .arg("+x")
+        .arg(&tar)
+        .status()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("gpu-host.tar.gz");
+    let (output, _) = collect(path.path(), &out, &[]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(out.is_file());
+    // Only the tarball is left beside it, not the directory it was gathered in.
+    let beside: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+    assert_eq!(beside.len(), 1, "{beside:?}");
+    let diagnosed = bin()
+        .args(["diagnose", "--bundle"])
+        .arg(&out)
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    let doc = diagnosis(&diagnosed);
+    assert!(
+        doc["evidence"].to_string().contains("\"code\":79"),
+        "the kernel log's XID, read from inside the tarball: {doc}"
+    );
+    assert_eq!(doc["evidence"]["topology"]["gpus"][0]["name"], "GPU0");
+    // Without tar the gathering is kept as a directory, and said.
+    std::fs::remove_file(&tar).unwrap();
+    let untarred = tempfile::tempdir().unwrap();
+    let (output, _) = collect(path.path(), &untarred.path().join("b.tar.gz"), &[]);
+    assert_eq!(output.status.code(), Some(0));
+    let kept = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    assert!(
+        Path::new(&kept).join("manifest.json").is_file(),
+        "{kept}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // A file that is not a tarball is an error naming it.
+    let bogus = dir.path().join("notes.tar.gz");
+    std::fs::write(&bogus, "plain text").unwrap();
+    let refused = bin()
+        .args(["diagnose", "--bundle"])
+        .arg(&bogus)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("notes.tar.gz"));
+}
+
 /// A wedged driver makes nvidia-smi hang: every item of it times out at its deadline and the rest is collected.
 #[test]
 fn a_hung_nvidia_smi_times_out_and_the_rest_is_collected() {

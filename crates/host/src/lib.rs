@@ -2,6 +2,7 @@
 //! dcgm-exporter, topology, kernel-log and collect-env readers, the machine's facts from /proc and /sys), and
 //! the host's commands under deadlines, redacted.
 
+pub mod archive;
 pub mod collect_env;
 pub mod command;
 mod dcgm;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, anyhow};
 use clap::Parser;
+use infer_doctor_host::archive;
 use infer_doctor_host::command::{self, CommandSpec, Ran, Status};
 use infer_doctor_host::machine::HostInfo;
 use infer_doctor_host::redact::{Redactions, Redactor};
@@ -167,7 +168,24 @@ impl Bundle {
 
 pub async fn run(args: Box<CollectArgs>) -> Result<u8, Failure> {
     let started = Instant::now();
-    let dir = args.out.clone().unwrap_or_else(default_out);
+    let out = args.out.clone().unwrap_or_else(default_out);
+    // A tarball is gathered in a scratch directory beside it, under the name it will hold, then packed.
+    let archive = archive::is_archive(&out).then(|| out.clone());
+    let scratch = match &archive {
+        Some(file) => {
+            let parent = file.parent().filter(|p| !p.as_os_str().is_empty());
+            Some(
+                tempfile::tempdir_in(parent.unwrap_or(Path::new(".")))
+                    .with_context(|| format!("a scratch directory beside {}", file.display()))
+                    .map_err(Failure::usage)?,
+            )
+        }
+        None => None,
+    };
+    let dir = match (&scratch, &archive) {
+        (Some(tmp), Some(file)) => tmp.path().join(archive::stem(file)),
+        _ => out,
+    };
     for sub in ["gpu", "logs", "server", "env"] {
         let path = dir.join(sub);
         std::fs::create_dir_all(&path)
@@ -294,10 +312,26 @@ pub async fn run(args: Box<CollectArgs>) -> Result<u8, Failure> {
     std::fs::write(&path, serde_json::to_string_pretty(&manifest)?)
         .with_context(|| format!("writing {}", path.display()))
         .map_err(Failure::usage)?;
+    let written = match (&archive, scratch) {
+        (Some(file), Some(tmp)) => match archive::pack(&dir, file, args.item_timeout) {
+            Ok(()) => file.clone(),
+            Err(why) => {
+                // What was gathered is kept as a directory rather than lost with the scratch space.
+                let kept = tmp.keep().join(archive::stem(file));
+                eprintln!(
+                    "warning: packing {} failed ({why}); the bundle is the directory {}",
+                    file.display(),
+                    kept.display()
+                );
+                kept
+            }
+        },
+        _ => dir.clone(),
+    };
     if !args.quiet {
-        eprintln!("collect: the bundle is in {}", dir.display());
+        eprintln!("collect: the bundle is in {}", written.display());
     }
-    println!("{}", dir.display());
+    println!("{}", written.display());
     Ok(if interrupted {
         exit::INTERRUPTED
     } else {

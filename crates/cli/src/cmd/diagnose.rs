@@ -17,6 +17,10 @@ use infer_doctor_report::diagnosis::{escalation, render_term};
 use crate::args::{Cli, Command, DiagnoseArgs, ReportArgs, ReportFormat};
 use crate::bundle::{self, Gathered};
 use crate::{Failure, exit};
+use infer_doctor_host::archive;
+
+/// The longest unpacking a bundle's tarball may take (a 60 s probe's bundle is a few MB).
+const ARCHIVE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The single-user probe's size: enough for a stable TTFT and ITL, short enough to leave the budget for load.
 const SINGLE_USER_REQUESTS: u64 = 5;
@@ -59,6 +63,14 @@ pub async fn run(args: Box<DiagnoseArgs>) -> Result<u8, Failure> {
                 return Ok(exit::INTERRUPTED);
             }
             Some(dir)
+        }
+        (None, Some(file)) if archive::is_archive(file) => {
+            let tmp = tempfile::tempdir().map_err(|e| Failure::usage(anyhow::Error::from(e)))?;
+            let root = archive::unpack(file, tmp.path(), ARCHIVE_TIMEOUT)
+                .map_err(|why| Failure::usage(anyhow!("--bundle {}: {why}", file.display())))?;
+            // Kept until the diagnosis is done: the bundle is read from it.
+            scratch.replace(tmp);
+            Some(root)
         }
         (None, Some(dir)) => Some(dir.clone()),
         (None, None) => None,
