@@ -536,10 +536,11 @@ async fn ctrl_c_stops_a_live_diagnose_and_keeps_what_it_measured() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sweep_finds_the_highest_rate_meeting_the_slo() {
-    // Two slots, ~30 ms per request: saturation near 65 req/s; queueing grows as the rate approaches it.
+    // Two slots, ~55 ms per request: saturation near 36 req/s; queueing grows as the rate approaches it. The
+    // objective leaves 30 ms for a busy machine's timer slack, yet a queue at saturation still breaks it.
     let server = MockServer::start(MockConfig {
-        ttft: Duration::from_millis(20),
-        itl: Duration::from_millis(3),
+        ttft: Duration::from_millis(40),
+        itl: Duration::from_millis(5),
         capacity: Some(2),
         ..Default::default()
     })
@@ -562,7 +563,7 @@ async fn sweep_finds_the_highest_rate_meeting_the_slo() {
         "--output-tokens",
         "4",
         "--slo",
-        "e2e_p90=45ms",
+        "e2e_p90=85ms",
         "--format",
         "json",
         "-q",
@@ -573,14 +574,14 @@ async fn sweep_finds_the_highest_rate_meeting_the_slo() {
     let sweep = &doc["sweep"];
     let saturation = sweep["saturation_rate"].as_f64().unwrap();
     assert!(
-        saturation > 40.0 && saturation < 80.0,
+        saturation > 20.0 && saturation < 45.0,
         "saturation {saturation}"
     );
     let points = sweep["points"].as_array().unwrap();
     assert!(points.len() >= 3);
     let best = sweep["best_rate"]
         .as_f64()
-        .expect("a low rate meets a 45 ms E2E objective");
+        .expect("a low rate meets an 85 ms E2E objective");
     assert!(best < saturation, "best {best} vs saturation {saturation}");
     assert_eq!(
         points.last().unwrap()["slo_pass"],
