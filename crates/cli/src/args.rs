@@ -72,6 +72,10 @@ pub struct CollectArgs {
     /// since it started.
     #[arg(long)]
     pub pid: Option<u32>,
+    /// Replace host names, IP and MAC addresses by pseudonyms (`host-1`, `ip-1`, `mac-1`), the same in every
+    /// file, for a bundle sent outside; the key to them is written beside the bundle, not in it.
+    #[arg(long)]
+    pub redact_hosts: bool,
     /// Users in the loaded probe (default: as `diagnose`).
     #[arg(long)]
     pub concurrency: Option<u64>,

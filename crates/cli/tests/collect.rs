@@ -569,3 +569,91 @@ fn the_engine_log_comes_from_docker_or_journald() {
     let text = std::fs::read_to_string(dir.path().join("logs/journal-vllm.service.log")).unwrap();
     assert!(text.starts_with("unit vllm.service: INFO vLLM"), "{text}");
 }
+
+/// `--redact-hosts`: the machine's name and every address, in the kernel log, the engine log and the manifest,
+/// become the same pseudonym in every file; the key lies beside the bundle, and the bundle still diagnoses.
+#[test]
+fn hidden_hosts_are_pseudonyms_in_every_file_and_the_bundle_still_diagnoses() {
+    const HOST: &str = "gpu-host";
+    const PEER: &str = "10.20.30.40";
+    const MAC: &str = "0c:42:a1:5e:00:01";
+    let path = fake_path(Gpu::Replay, XID_79);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("proc/sys/kernel")).unwrap();
+    std::fs::write(root.join("proc/sys/kernel/hostname"), format!("{HOST}\n")).unwrap();
+    let log = dir.path().join("vllm.log");
+    std::fs::write(
+        &log,
+        format!(
+            "INFO 07-14 08:12:53 NCCL INFO {HOST}:1234 Bootstrap: Using eth0:{PEER}<0> ({MAC})\n\
+             INFO 07-14 08:12:54 Uvicorn running on http://{PEER}:8000 and http://127.0.0.1:8000\n"
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("bundle");
+    let (output, _) = collect(
+        path.path(),
+        &out,
+        &[
+            "--redact-hosts",
+            "--root",
+            root.to_str().unwrap(),
+            "--log",
+            log.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut dirs = vec![out.clone()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                dirs.push(p);
+                continue;
+            }
+            let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned();
+            for hidden in [HOST, PEER, MAC] {
+                assert!(!text.contains(hidden), "{hidden} in {}", p.display());
+            }
+        }
+    }
+    let engine_log = std::fs::read_to_string(out.join("logs/vllm.log")).unwrap();
+    assert!(
+        engine_log.contains("NCCL INFO host-1:1234 Bootstrap: Using eth0:ip-1<0> (mac-1)"),
+        "{engine_log}"
+    );
+    assert!(
+        engine_log.contains("http://ip-1:8000 and http://127.0.0.1:8000"),
+        "loopback says nothing about the network: {engine_log}"
+    );
+    let kernel_log = std::fs::read_to_string(out.join("logs/kernel.log")).unwrap();
+    assert!(
+        kernel_log.contains("host-1 kernel: NVRM: Xid"),
+        "{kernel_log}"
+    );
+    let items = manifest(&out);
+    assert_eq!(item(&items, "logs/vllm.log")["redacted"]["ip_address"], 2);
+    let key: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("bundle.hosts.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(key[HOST], "host-1");
+    assert_eq!(key[PEER], "ip-1");
+    let diagnosed = bin()
+        .args(["diagnose", "--bundle"])
+        .arg(&out)
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    let doc = diagnosis(&diagnosed);
+    assert!(
+        doc["evidence"].to_string().contains("\"code\":79"),
+        "the XID is read through the pseudonyms: {doc}"
+    );
+}

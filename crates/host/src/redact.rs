@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use infer_doctor_core::secret::is_secret_name;
 use serde::Serialize;
 
+use crate::hostnames::HostPseudonyms;
+
 /// What a redacted secret reads as.
 pub const REDACTED: &str = "[redacted]";
 /// Known values shorter than this are not replaced: they would match ordinary text everywhere.
@@ -19,7 +21,7 @@ const SHORTEST_ENVIRONMENT_SECRET: usize = 8;
 pub struct Redactions(pub BTreeMap<&'static str, u64>);
 
 impl Redactions {
-    fn count(&mut self, kind: &'static str) {
+    pub(crate) fn count(&mut self, kind: &'static str) {
         *self.0.entry(kind).or_default() += 1;
     }
 
@@ -40,6 +42,8 @@ impl Redactions {
 #[derive(Clone, Debug, Default)]
 pub struct Redactor {
     known: Vec<(String, &'static str)>,
+    /// With `--redact-hosts`: host names and addresses become pseudonyms too.
+    hosts: Option<HostPseudonyms>,
 }
 
 impl Redactor {
@@ -63,7 +67,17 @@ impl Redactor {
         }
     }
 
-    /// Only the secrets known by value: for infer-doctor's own records (run.json, requests.jsonl), whose
+    /// Replaces host names and addresses too, from now on.
+    pub fn hide_hosts(&mut self, hosts: HostPseudonyms) {
+        self.hosts = Some(hosts);
+    }
+
+    /// The pseudonyms given so far, original first; `None` when hosts are not hidden.
+    pub fn host_key(&self) -> Option<BTreeMap<String, String>> {
+        self.hosts.as_ref().map(HostPseudonyms::key)
+    }
+
+    /// Only the secrets known by value (and the hosts, when hidden): for infer-doctor's own records (run.json, requests.jsonl), whose
     /// structure the credential shapes could break and which hold no credential but one echoed back.
     pub fn redact_known(&self, text: &str) -> (String, Redactions) {
         let mut counts = Redactions::default();
@@ -74,6 +88,9 @@ impl Redactor {
                 text = text.replace(value.as_str(), REDACTED);
                 *counts.0.entry(kind).or_default() += n as u64;
             }
+        }
+        if let Some(hosts) = &self.hosts {
+            text = hosts.replace(&text, &mut counts);
         }
         (text, counts)
     }

@@ -11,7 +11,9 @@ use anyhow::{Context, anyhow};
 use clap::Parser;
 use infer_doctor_host::archive;
 use infer_doctor_host::command::{self, CommandSpec, Ran, Status};
+use infer_doctor_host::hostnames::HostPseudonyms;
 use infer_doctor_host::machine::HostInfo;
+use infer_doctor_host::process::{self, FoundServer};
 use infer_doctor_host::redact::{Redactions, Redactor};
 use infer_doctor_host::system;
 use infer_doctor_load::http::{ClientOptions, HttpClient};
@@ -168,7 +170,10 @@ impl Bundle {
 
 pub async fn run(args: Box<CollectArgs>) -> Result<u8, Failure> {
     let started = Instant::now();
-    let out = args.out.clone().unwrap_or_else(default_out);
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out(args.redact_hosts));
     // A tarball is gathered in a scratch directory beside it, under the name it will hold, then packed.
     let archive = archive::is_archive(&out).then(|| out.clone());
     let scratch = match &archive {
@@ -216,9 +221,23 @@ pub async fn run(args: Box<CollectArgs>) -> Result<u8, Failure> {
     for password in url_password.iter().chain(&direct_password) {
         redactor.secret("url_password", password);
     }
-    let server_env = args.pid.map(|pid| server_environment(&args.root, pid));
+    let server_process_found = match args.pid {
+        Some(pid) => Ok(FoundServer {
+            pid,
+            how: "--pid".to_string(),
+        }),
+        None => process::find_server(&args.root, url.as_deref().and_then(local_port)),
+    };
+    let server_pid = server_process_found.as_ref().ok().map(|found| found.pid);
+    let server_env = server_pid.map(|pid| process::environment(&args.root, pid));
     if let Some(Ok(vars)) = &server_env {
         redactor.environment(vars.iter().cloned());
+    }
+    if args.redact_hosts {
+        redactor.hide_hosts(host_names(
+            &args,
+            server_env.as_ref().and_then(|e| e.as_ref().ok()),
+        ));
     }
     let bundle = Arc::new(Bundle {
         dir: dir.clone(),
@@ -236,7 +255,7 @@ pub async fn run(args: Box<CollectArgs>) -> Result<u8, Failure> {
         let bundle = bundle.clone();
         tasks.spawn_blocking(move || vec![bundle.command(file, "nvidia-smi", argv)]);
     }
-    let since = args.pid.and_then(|pid| process_start(&args.root, pid));
+    let since = server_pid.and_then(|pid| process::start_time(&args.root, pid));
     {
         let bundle = bundle.clone();
         tasks.spawn_blocking(move || vec![kernel_log(&bundle, since)]);
@@ -245,15 +264,28 @@ pub async fn run(args: Box<CollectArgs>) -> Result<u8, Failure> {
         let bundle = bundle.clone();
         tasks.spawn_blocking(move || vec![engine_log(&bundle, &source)]);
     }
-    if let (Some(pid), Some(env)) = (args.pid, server_env) {
-        let bundle = bundle.clone();
-        let root = args.root.clone();
-        tasks.spawn_blocking(move || server_process(&bundle, &root, pid, env));
+    match (server_process_found, server_env) {
+        (Ok(found), Some(env)) => {
+            let bundle = bundle.clone();
+            let root = args.root.clone();
+            tasks.spawn_blocking(move || server_process(&bundle, &root, &found, env));
+        }
+        (Err(why), _) => {
+            let item = bundle.missing(
+                "server/cmdline.txt",
+                "the server process (--pid, the port of --url, or its name)".to_string(),
+                Instant::now(),
+                Status::Failed,
+                Some(why),
+            );
+            tasks.spawn(async move { vec![item] });
+        }
+        (Ok(_), None) => unreachable!("a found server's environment is read"),
     }
     {
         let bundle = bundle.clone();
         let root = args.root.clone();
-        let pid = args.pid;
+        let pid = server_pid;
         tasks.spawn_blocking(move || vec![host_json(&bundle, &root, pid)]);
     }
     let stop_sampling = Arc::new(AtomicBool::new(false));
@@ -328,6 +360,18 @@ pub async fn run(args: Box<CollectArgs>) -> Result<u8, Failure> {
         },
         _ => dir.clone(),
     };
+    if let Some(key) = bundle.redactor.host_key() {
+        let path = host_key_path(&written);
+        std::fs::write(&path, serde_json::to_string_pretty(&key)?)
+            .with_context(|| format!("writing {}", path.display()))
+            .map_err(Failure::usage)?;
+        if !args.quiet {
+            eprintln!(
+                "collect: hosts are pseudonyms in the bundle; the key to them is {} (keep it, do not send it)",
+                path.display()
+            );
+        }
+    }
     if !args.quiet {
         eprintln!("collect: the bundle is in {}", written.display());
     }
@@ -339,14 +383,56 @@ pub async fn run(args: Box<CollectArgs>) -> Result<u8, Failure> {
     })
 }
 
-fn default_out() -> PathBuf {
+/// `infer-doctor-bundle-<host>-<time>` here; a bundle whose hosts are hidden does not name its host.
+fn default_out(redact_hosts: bool) -> PathBuf {
     let host = HostInfo::read()
         .hostname
+        .filter(|_| !redact_hosts)
         .unwrap_or_else(|| "host".to_string());
     let unix = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     PathBuf::from(format!("infer-doctor-bundle-{host}-{unix}"))
+}
+
+/// The names `--redact-hosts` hides by value (addresses it finds by their shape): this machine's, the
+/// servers' in the URLs, and the host and node names the server's environment gives.
+fn host_names(args: &CollectArgs, server_env: Option<&Vec<(String, String)>>) -> HostPseudonyms {
+    const NAME_VARIABLES: [&str; 3] = ["HOSTNAME", "NODE_NAME", "KUBERNETES_NODE_NAME"];
+    let mut hosts = HostPseudonyms::default();
+    if let Ok(name) = std::fs::read_to_string(args.root.join("proc/sys/kernel/hostname")) {
+        hosts.name(&name);
+    }
+    for url in args.url.iter().chain(&args.direct_url) {
+        if let Ok(target) = Target::parse(&without_credentials(url).0, None) {
+            hosts.name(&target.host);
+        }
+    }
+    let own_env = std::env::vars().collect::<Vec<_>>();
+    for (name, value) in own_env.iter().chain(server_env.into_iter().flatten()) {
+        if NAME_VARIABLES.contains(&name.as_str()) {
+            hosts.name(value);
+        }
+    }
+    hosts
+}
+
+/// The port of a URL that names this machine, where the server listening on it is found by the port.
+fn local_port(url: &str) -> Option<u16> {
+    let target = Target::parse(url, None).ok()?;
+    let host = target.host.trim_matches(['[', ']']);
+    let this_host = HostInfo::read().hostname;
+    let local = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())
+        || this_host.is_some_and(|name| name.eq_ignore_ascii_case(host));
+    local.then_some(target.port)
+}
+
+/// Beside the bundle, never in it: `bundle` → `bundle.hosts.json`, `b.tar.gz` → `b.hosts.json`.
+fn host_key_path(bundle: &Path) -> PathBuf {
+    bundle.with_file_name(format!("{}.hosts.json", archive::stem(bundle)))
 }
 
 /// The URL without `user:password@` (the client refuses credentials in a URL), and the password, to redact.
@@ -701,43 +787,26 @@ fn file_safe(name: &str) -> String {
         .collect()
 }
 
-/// The server process's environment, every variable (the secret ones are redacted by value everywhere).
-fn server_environment(root: &Path, pid: u32) -> std::io::Result<Vec<(String, String)>> {
-    let raw = std::fs::read(root.join(format!("proc/{pid}/environ")))?;
-    Ok(raw
-        .split(|b| *b == 0)
-        .filter_map(|var| {
-            let var = String::from_utf8_lossy(var);
-            let (name, value) = var.split_once('=')?;
-            Some((name.to_string(), value.to_string()))
-        })
-        .collect())
-}
-
 /// The server's command line (its engine arguments) and its engine environment.
 fn server_process(
     bundle: &Bundle,
     root: &Path,
-    pid: u32,
+    found: &FoundServer,
     env: std::io::Result<Vec<(String, String)>>,
 ) -> Vec<Item> {
     let started = Instant::now();
-    let cmdline = root.join(format!("proc/{pid}/cmdline"));
-    let source = cmdline.display().to_string();
-    let args = match std::fs::read(&cmdline) {
-        Ok(raw) => {
-            let words: Vec<String> = raw
-                .split(|b| *b == 0)
-                .filter(|w| !w.is_empty())
-                .map(|w| String::from_utf8_lossy(w).into_owned())
-                .collect();
-            bundle.write(
-                "server/cmdline.txt",
-                source,
-                started,
-                (words.join(" ") + "\n").as_bytes(),
-            )
-        }
+    let source = format!(
+        "{} ({})",
+        root.join(format!("proc/{}/cmdline", found.pid)).display(),
+        found.how
+    );
+    let args = match process::command_line(root, found.pid) {
+        Ok(words) => bundle.write(
+            "server/cmdline.txt",
+            source,
+            started,
+            (words.join(" ") + "\n").as_bytes(),
+        ),
         Err(e) => bundle.missing(
             "server/cmdline.txt",
             source,
@@ -747,7 +816,7 @@ fn server_process(
         ),
     };
     let source = root
-        .join(format!("proc/{pid}/environ"))
+        .join(format!("proc/{}/environ", found.pid))
         .display()
         .to_string();
     let env = match env {
@@ -777,25 +846,6 @@ fn status_of(e: &std::io::Error) -> Status {
     } else {
         Status::Failed
     }
-}
-
-/// When the process started, in Unix seconds: its start after boot (`/proc/PID/stat`, in clock ticks) plus
-/// the boot time (`/proc/stat`'s btime). Linux's clock tick is 100 Hz on every architecture it exports.
-fn process_start(root: &Path, pid: u32) -> Option<u64> {
-    const TICKS_PER_SECOND: u64 = 100;
-    let stat = std::fs::read_to_string(root.join(format!("proc/{pid}/stat"))).ok()?;
-    // The fields after the command name, which may itself hold spaces and parentheses.
-    let after_name = stat.get(stat.rfind(')')? + 2..)?;
-    // starttime is field 22 of the line; field 3 is the first after the name.
-    let ticks: u64 = after_name.split_whitespace().nth(22 - 3)?.parse().ok()?;
-    let boot: u64 = std::fs::read_to_string(root.join("proc/stat"))
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("btime "))?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(boot + ticks / TICKS_PER_SECOND)
 }
 
 /// The host's own facts from /proc and /sys under `root`, for the host rules: its GPUs found in sysfs (so a hung
@@ -838,28 +888,5 @@ mod tests {
             without_credentials("http://127.0.0.1:8000"),
             ("http://127.0.0.1:8000".to_string(), None)
         );
-    }
-
-    /// A command name with spaces and parentheses must not shift the fields counted after it.
-    #[test]
-    fn the_server_start_is_read_from_proc_under_the_root() {
-        let root = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(root.path().join("proc/42")).unwrap();
-        let mut fields = vec!["0"; 50];
-        fields[0] = "S";
-        // starttime, field 22: the 20th after the name.
-        fields[19] = "123456";
-        std::fs::write(
-            root.path().join("proc/42/stat"),
-            format!("42 (python3 (vllm) x) {}\n", fields.join(" ")),
-        )
-        .unwrap();
-        std::fs::write(
-            root.path().join("proc/stat"),
-            "cpu  1 2 3\nbtime 1700000000\n",
-        )
-        .unwrap();
-        assert_eq!(process_start(root.path(), 42), Some(1_700_000_000 + 1234));
-        assert_eq!(process_start(root.path(), 43), None);
     }
 }

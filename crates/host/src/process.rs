@@ -1,0 +1,279 @@
+//! The serving process on the host: found by the port it listens on or by its name when `--pid` is not given,
+//! and read from `/proc` (its engine arguments, environment and start), so `collect` needs no `ps` or `lsof`.
+
+use std::path::Path;
+
+/// The programs that serve an OpenAI-compatible API, as they appear in a command line.
+const SERVER_NAMES: [&str; 7] = [
+    "vllm serve",
+    "vllm.entrypoints",
+    "sglang.launch_server",
+    "llama-server",
+    "trtllm-serve",
+    "text-generation-launcher",
+    "text-generation-router",
+];
+
+/// The server process and how it was found, for the manifest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FoundServer {
+    pub pid: u32,
+    pub how: String,
+}
+
+/// The process listening on `port` (found through the socket's inode in `/proc/net/tcp*` and the process's
+/// open files), else the one serving process by name. Several by name and none on the port is ambiguous:
+/// the error names them, for `--pid`.
+pub fn find_server(root: &Path, port: Option<u16>) -> Result<FoundServer, String> {
+    if let Some(port) = port
+        && let Some(pid) = listening_on(root, port)
+    {
+        return Ok(FoundServer {
+            pid,
+            how: format!("listening on port {port}"),
+        });
+    }
+    let named = serving_processes(root);
+    match named.as_slice() {
+        [(pid, program)] => Ok(FoundServer {
+            pid: *pid,
+            how: format!("the only {program} process"),
+        }),
+        [] => Err(match port {
+            Some(port) => format!(
+                "no process of this host listens on port {port} (a container's server shows as its proxy), and \
+                 none is named {}; give --pid",
+                SERVER_NAMES.join(", ")
+            ),
+            None => format!(
+                "no process is named {}; give --pid",
+                SERVER_NAMES.join(", ")
+            ),
+        }),
+        several => Err(format!(
+            "several serving processes ({}); give --pid",
+            several
+                .iter()
+                .map(|(pid, program)| format!("{pid}: {program}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+/// The command line's words.
+pub fn command_line(root: &Path, pid: u32) -> std::io::Result<Vec<String>> {
+    let raw = std::fs::read(root.join(format!("proc/{pid}/cmdline")))?;
+    Ok(raw
+        .split(|b| *b == 0)
+        .filter(|w| !w.is_empty())
+        .map(|w| String::from_utf8_lossy(w).into_owned())
+        .collect())
+}
+
+/// Every variable of the process's environment (the secret ones are the redactor's to hide).
+pub fn environment(root: &Path, pid: u32) -> std::io::Result<Vec<(String, String)>> {
+    let raw = std::fs::read(root.join(format!("proc/{pid}/environ")))?;
+    Ok(raw
+        .split(|b| *b == 0)
+        .filter_map(|var| {
+            let var = String::from_utf8_lossy(var);
+            let (name, value) = var.split_once('=')?;
+            Some((name.to_string(), value.to_string()))
+        })
+        .collect())
+}
+
+/// When the process started, in Unix seconds: its start after boot (`/proc/PID/stat`, in clock ticks) plus
+/// the boot time (`/proc/stat`'s btime). Linux's clock tick is 100 Hz on every architecture it exports.
+pub fn start_time(root: &Path, pid: u32) -> Option<u64> {
+    const TICKS_PER_SECOND: u64 = 100;
+    let stat = std::fs::read_to_string(root.join(format!("proc/{pid}/stat"))).ok()?;
+    // The fields after the command name, which may itself hold spaces and parentheses.
+    let after_name = stat.get(stat.rfind(')')? + 2..)?;
+    // starttime is field 22 of the line; field 3 is the first after the name.
+    let ticks: u64 = after_name.split_whitespace().nth(22 - 3)?.parse().ok()?;
+    let boot: u64 = std::fs::read_to_string(root.join("proc/stat"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(boot + ticks / TICKS_PER_SECOND)
+}
+
+/// The pid owning a socket that listens on `port` (IPv4 or IPv6, any address).
+fn listening_on(root: &Path, port: u16) -> Option<u32> {
+    const LISTEN: &str = "0A";
+    let inodes: Vec<String> = ["proc/net/tcp", "proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(root.join(table)).ok())
+        .flat_map(|text| {
+            text.lines()
+                .skip(1)
+                .filter_map(|line| {
+                    // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    let local_port = fields.get(1)?.rsplit_once(':')?.1;
+                    let listens = u16::from_str_radix(local_port, 16).ok()? == port
+                        && *fields.get(3)? == LISTEN;
+                    listens.then(|| fields.get(9).map(|inode| inode.to_string()))?
+                })
+                .collect::<Vec<_>>()
+        })
+        .filter(|inode| inode != "0")
+        .collect();
+    if inodes.is_empty() {
+        return None;
+    }
+    let sockets: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
+    // The lowest pid holding it: a server's workers inherit the listening socket from it.
+    pids(root).into_iter().find(|pid| {
+        std::fs::read_dir(root.join(format!("proc/{pid}/fd")))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|fd| {
+                std::fs::read_link(fd.path())
+                    .is_ok_and(|target| sockets.iter().any(|s| target.as_os_str() == s.as_str()))
+            })
+    })
+}
+
+/// The processes whose command line names a server program, without their children that carry the same
+/// command line (a server's workers), lowest pid first.
+fn serving_processes(root: &Path) -> Vec<(u32, &'static str)> {
+    let named: Vec<(u32, &'static str)> = pids(root)
+        .into_iter()
+        .filter_map(|pid| {
+            let line = command_line(root, pid).ok()?.join(" ");
+            let program = SERVER_NAMES.iter().find(|name| line.contains(*name))?;
+            Some((pid, *program))
+        })
+        .collect();
+    named
+        .iter()
+        .filter(|(pid, _)| {
+            parent(root, *pid).is_none_or(|parent| !named.iter().any(|(p, _)| *p == parent))
+        })
+        .copied()
+        .collect()
+}
+
+fn parent(root: &Path, pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(root.join(format!("proc/{pid}/stat"))).ok()?;
+    stat.get(stat.rfind(')')? + 2..)?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Every process's pid, in increasing order.
+fn pids(root: &Path) -> Vec<u32> {
+    let mut pids: Vec<u32> = std::fs::read_dir(root.join("proc"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn process(root: &Path, pid: u32, parent: u32, cmdline: &[&str]) {
+        let dir = root.join(format!("proc/{pid}"));
+        std::fs::create_dir_all(dir.join("fd")).unwrap();
+        std::fs::write(dir.join("cmdline"), cmdline.join("\0") + "\0").unwrap();
+        let mut fields = vec!["0"; 50];
+        fields[0] = "S";
+        let parent = parent.to_string();
+        fields[1] = &parent;
+        // starttime, field 22: the 20th after the name.
+        fields[19] = "123456";
+        std::fs::write(
+            dir.join("stat"),
+            format!("{pid} (python3 (vllm) x) {}\n", fields.join(" ")),
+        )
+        .unwrap();
+    }
+
+    /// A command name with spaces and parentheses must not shift the fields counted after it.
+    #[test]
+    fn the_server_start_is_read_from_proc_under_the_root() {
+        let root = tempfile::tempdir().unwrap();
+        process(root.path(), 42, 1, &["vllm", "serve", "m"]);
+        std::fs::write(
+            root.path().join("proc/stat"),
+            "cpu  1 2 3\nbtime 1700000000\n",
+        )
+        .unwrap();
+        assert_eq!(start_time(root.path(), 42), Some(1_700_000_000 + 1234));
+        assert_eq!(start_time(root.path(), 43), None);
+    }
+
+    #[test]
+    fn the_server_is_the_process_listening_on_the_port_else_the_one_by_name() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path();
+        process(
+            root,
+            7,
+            1,
+            &[
+                "/usr/bin/python3",
+                "-m",
+                "vllm.entrypoints.openai.api_server",
+            ],
+        );
+        // Its engine core, started with the same command line.
+        process(
+            root,
+            9,
+            7,
+            &[
+                "/usr/bin/python3",
+                "-m",
+                "vllm.entrypoints.openai.api_server",
+            ],
+        );
+        process(root, 12, 1, &["/usr/sbin/sshd", "-D"]);
+        assert_eq!(
+            find_server(root, Some(8000)),
+            Ok(FoundServer {
+                pid: 7,
+                how: "the only vllm.entrypoints process".to_string()
+            })
+        );
+        // A llama-server on 8000 (0x1F40), in the IPv6 table, is the one on the port.
+        process(
+            root,
+            20,
+            1,
+            &["./llama-server", "-m", "model.gguf", "--port", "8000"],
+        );
+        std::fs::create_dir_all(root.join("proc/net")).unwrap();
+        std::fs::write(
+            root.join("proc/net/tcp6"),
+            "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+             \x20  0: 00000000000000000000000000000000:1F40 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 424242 1 0000000000000000 100 0 0 10 0\n",
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("socket:[424242]", root.join("proc/20/fd/3")).unwrap();
+        std::os::unix::fs::symlink("/dev/null", root.join("proc/7/fd/0")).unwrap();
+        assert_eq!(
+            find_server(root, Some(8000)).map(|f| (f.pid, f.how)),
+            Ok((20, "listening on port 8000".to_string()))
+        );
+        let ambiguous = find_server(root, Some(9000)).unwrap_err();
+        assert!(
+            ambiguous.contains("7: vllm.entrypoints") && ambiguous.contains("20: llama-server"),
+            "{ambiguous}"
+        );
+    }
+}
