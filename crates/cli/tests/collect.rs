@@ -412,6 +412,21 @@ fn a_collected_bundle_gives_the_live_diagnosis() {
     ] {
         assert_eq!(item(&items, file)["status"], "ok", "{file}");
     }
+    // Without --pid, the server is the process listening on the port of --url: the simulator.
+    let found = item(&items, "server/cmdline.txt");
+    let port = url.rsplit(':').next().unwrap();
+    assert!(
+        found["source"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("(listening on port {port})")),
+        "{found}"
+    );
+    let cmdline = std::fs::read_to_string(out.join("server/cmdline.txt")).unwrap();
+    assert!(
+        cmdline.contains("sim --port 0 --scenario kv-saturated"),
+        "{cmdline}"
+    );
     assert!(out.join("loaded/run.json").is_file());
     let offline = bin()
         .args(["diagnose", "--bundle"])
