@@ -408,6 +408,7 @@ fn a_collected_bundle_gives_the_live_diagnosis() {
         "server/metrics-after.prom",
         "server/models.json",
         "server/network.json",
+        "server/threads.json",
         "single, loaded",
     ] {
         assert_eq!(item(&items, file)["status"], "ok", "{file}");
@@ -435,6 +436,12 @@ fn a_collected_bundle_gives_the_live_diagnosis() {
         .output()
         .unwrap();
     let offline = diagnosis(&offline);
+    let threads = &offline["evidence"]["server_threads"];
+    assert!(
+        threads["threads"].as_array().is_some_and(|t| !t.is_empty())
+            && threads["window_s"].as_f64().unwrap() > 1.0,
+        "the simulator's threads over the probe: {threads}"
+    );
     let network = &offline["evidence"]["network"];
     assert_eq!(network["direct_url"], network["url"], "{network}");
     let path_line = offline["diagnosis"]["checklist"]

@@ -67,6 +67,9 @@ pub struct Evidence {
     /// The GPU host's own facts from /proc and /sys (a bundle's `host.json`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<crate::HostFacts>,
+    /// The server process's threads' CPU use over the probe (a bundle's `server/threads.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_threads: Option<crate::ServerThreads>,
 }
 
 /// What the hardware could do at best, for "slower than it should be" rules.

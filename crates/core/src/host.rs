@@ -110,3 +110,25 @@ impl HostFacts {
             .map(|node| node.id)
     }
 }
+
+/// The server process's threads over the probe: a Python front end serves HTTP, tokenizes and detokenizes on
+/// one thread, which can saturate one core while the GPU waits.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ServerThreads {
+    pub pid: u32,
+    /// How the process was found (`--pid`, the port it listens on, its name).
+    pub found_by: String,
+    /// The seconds between the two readings of the threads' CPU time.
+    pub window_s: f64,
+    /// Busiest first.
+    pub threads: Vec<ThreadCpu>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ThreadCpu {
+    pub tid: u32,
+    /// The thread's name (`comm`): `python3`, `uvicorn`, `tokenizers`, `VLLM::EngineCore`.
+    pub name: String,
+    /// CPU time over the window as a share of one core, in percent (100 = one core all the time).
+    pub core_percent: f64,
+}

@@ -29,7 +29,9 @@ pub use gpu::{
     ClockReason, EnvFacts, GpuLink, GpuNvLinks, GpuState, GpuTopology, KernelFacts, NvLinkLane,
     PciePath, TopologyGpu, XidEvent,
 };
-pub use host::{Cgroup, HostFacts, NumaNode, PciDevice, Pressure, PressureLine};
+pub use host::{
+    Cgroup, HostFacts, NumaNode, PciDevice, Pressure, PressureLine, ServerThreads, ThreadCpu,
+};
 pub use record::{ErrorClass, Phase, RequestError, RequestRecord};
 pub use signals::{Buckets, Reading, ServerReadings, Signal, SignalKind};
 pub use slo::{Slo, SloMetric, SloSet};

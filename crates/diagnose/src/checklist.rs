@@ -8,7 +8,7 @@ use crate::assessment::{Assessment, how, ms, percent};
 use crate::facts::Facts;
 
 /// Lines answered directly by one rule: (line id, question, rule id).
-const RULE_LINES: [(&str, &str, &str); 23] = [
+const RULE_LINES: [(&str, &str, &str); 24] = [
     ("error_rate", "Is the error rate below 1%?", "errors.rate"),
     (
         "no_preemptions",
@@ -119,6 +119,11 @@ const RULE_LINES: [(&str, &str, &str); 23] = [
         "host_numa_local",
         "Does the server run on the NUMA node of its GPUs?",
         "host.numa_mismatch",
+    ),
+    (
+        "host_front_end_has_cpu",
+        "Does the server's front end keep up (no thread at a full core while requests wait before the engine)?",
+        "host.api_server_cpu_bound",
     ),
 ];
 

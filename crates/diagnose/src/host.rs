@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use infer_doctor_core::{Confidence, HostFacts, Severity, Symptom};
+use infer_doctor_core::{CheckStatus, Confidence, HostFacts, Severity, Symptom};
 
 use crate::Thresholds;
 use crate::assessment::{Assessment, Rule, compared, how, percent, seen};
@@ -72,6 +72,20 @@ const NUMA_MISMATCH: Rule = Rule {
              training/performance (the NUMA affinity section)",
 };
 
+const API_SERVER_CPU_BOUND: Rule = Rule {
+    id: "host.api_server_cpu_bound",
+    symptom: Symptom::Ttft,
+    why: "A Python front end parses HTTP, tokenizes prompts, detokenizes and streams every token on one thread           (asyncio's event loop). At a full core it cannot hand requests to the engine as fast as they come, so           they wait in front of it: the client sees queueing while the engine's own queue stays short and the           GPU has room.",
+    remedies: &[
+        "vLLM: run several API server processes (`vllm serve … --api-server-count N`), so HTTP, tokenization \
+         and streaming spread over cores; or run more replicas behind a load balancer",
+        "Give the server's container more and faster cores; check `host.cpu_governor` and `host.cpu_throttled`",
+    ],
+    source: "vllm-project/vllm#12705 (the API server on one CPU limits how fast requests reach the GPU); \
+             vllm-project/vllm#17546 (--api-server-count); rh-aiservices-bu/llm-d-playbook: Performance \
+             Debugging Guide (running + waiting ≈ the client's concurrency, else the bottleneck is before vLLM)",
+};
+
 pub(crate) fn assess(facts: &Facts, t: &Thresholds) -> Vec<Assessment> {
     let host = facts.evidence.host.as_ref();
     vec![
@@ -79,7 +93,75 @@ pub(crate) fn assess(facts: &Facts, t: &Thresholds) -> Vec<Assessment> {
         cpu_governor(host),
         cpu_throttled(host, t),
         numa_mismatch(host),
+        api_server_cpu_bound(facts, t),
     ]
+}
+
+/// The busiest thread of the server process at a full core, and requests held before the engine: the front
+/// end is the bottleneck. A hot thread with the engine holding the requests is the engine's own busy loop.
+fn api_server_cpu_bound(facts: &Facts, t: &Thresholds) -> Assessment {
+    let Some(threads) = facts.evidence.server_threads.as_ref() else {
+        return API_SERVER_CPU_BOUND.unknown(
+            "the server process's per-thread CPU over the probe",
+            "run `infer-doctor collect --url URL` on the GPU host (it finds the server by its port or name, or              give --pid) and pass its bundle",
+        );
+    };
+    let window = format!(
+        "pid {} ({}), {:.0} s around the probe",
+        threads.pid, threads.found_by, threads.window_s
+    );
+    let Some(busiest) = threads.threads.first() else {
+        return API_SERVER_CPU_BOUND
+            .unknown("any thread of the server process", "run collect again");
+    };
+    let hot = format!(
+        "thread {} ({}) used {:.0}% of a core",
+        busiest.tid, busiest.name, busiest.core_percent
+    );
+    if busiest.core_percent < t.host_thread_core_percent {
+        return API_SERVER_CPU_BOUND.passes(format!("the busiest, {hot}"));
+    }
+    let held = crate::upstream::upstream(facts, t);
+    let thread_evidence = compared(
+        format!(
+            "CPU of thread {} ({}) (% of a core)",
+            busiest.tid, busiest.name
+        ),
+        busiest.core_percent,
+        ">=",
+        t.host_thread_core_percent,
+        &window,
+    );
+    match held.status {
+        CheckStatus::Fail => {
+            let mut evidence = vec![thread_evidence];
+            evidence.extend(held.finding.into_iter().flat_map(|f| f.evidence));
+            API_SERVER_CPU_BOUND.fires(
+                Severity::Warning,
+                Confidence::High,
+                format!(
+                    "the server's front end is CPU-bound: {hot} while {}",
+                    held.detail
+                ),
+                evidence,
+            )
+        }
+        CheckStatus::Pass => API_SERVER_CPU_BOUND.passes(format!(
+            "{hot}, but the engine holds the requests ({})",
+            held.detail
+        )),
+        CheckStatus::Unknown => API_SERVER_CPU_BOUND
+            .fires(
+                Severity::Info,
+                Confidence::Low,
+                format!("{hot}; whether requests wait before the engine is not known"),
+                vec![thread_evidence],
+            )
+            .unsettled(
+                held.detail.trim_start_matches("not checked: "),
+                held.how_to_know.as_deref().unwrap_or(how::LOADED_PROBE),
+            ),
+    }
 }
 
 const MIB: f64 = 1024.0 * 1024.0;

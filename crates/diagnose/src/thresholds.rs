@@ -144,6 +144,9 @@ pub struct Thresholds {
     /// Share of the cgroup's CPU periods throttled above which the quota slows the server.
     /// kubernetes-mixin's CPUThrottlingHigh alert: `cpuThrottlingPercent: 25`.
     pub host_cpu_throttled_share: f64,
+    /// CPU of one server thread (% of a core) at or above which it is saturated: a full core, less the
+    /// sampling's rounding. vllm-project/vllm#12705 (the API server bound by one CPU).
+    pub host_thread_core_percent: f64,
 }
 
 impl Default for Thresholds {
@@ -202,6 +205,7 @@ impl Default for Thresholds {
             host_swap_used_mib: 0.0,
             host_memory_stall_percent: 0.0,
             host_cpu_throttled_share: 0.25,
+            host_thread_core_percent: 95.0,
         }
     }
 }
@@ -316,6 +320,7 @@ impl Thresholds {
             ("host_swap_used_mib", self.host_swap_used_mib),
             ("host_memory_stall_percent", self.host_memory_stall_percent),
             ("host_cpu_throttled_share", self.host_cpu_throttled_share),
+            ("host_thread_core_percent", self.host_thread_core_percent),
         ]
     }
 }

@@ -63,7 +63,8 @@ fn in_system(facts: &Facts) -> Option<(f64, String)> {
     ))
 }
 
-fn upstream(facts: &Facts, t: &Thresholds) -> Assessment {
+/// Also what `host.api_server_cpu_bound` asks: are requests held before the engine?
+pub(crate) fn upstream(facts: &Facts, t: &Thresholds) -> Assessment {
     let Some(in_flight) = facts
         .client()
         .and_then(|c| finite(c.throughput.mean_concurrency))

@@ -121,6 +121,16 @@ const CASES: &[(&str, Change, Change)] = &[
         |e| host(e).swap_total_bytes = Some(32 << 30),
     ),
     (
+        "host.api_server_cpu_bound",
+        // The front end's thread at a full core, and the engine sees a fraction of the client's requests.
+        |e| {
+            busiest_thread(e).core_percent = 99.0;
+            set_gauge(e, Signal::RequestsRunning, 3.0, 4.0);
+        },
+        // As hot, but the engine holds the requests: its own loop is busy, not the front.
+        |e| busiest_thread(e).core_percent = 99.0,
+    ),
+    (
         "host.cpu_governor",
         |e| {
             host(e)
@@ -464,6 +474,7 @@ fn every_playbook_rule_has_a_case() {
         "host.cpu_governor",
         "host.cpu_throttled",
         "host.numa_mismatch",
+        "host.api_server_cpu_bound",
         "engine.out_of_memory",
         "engine.fatal_error",
         "engine.errors",
@@ -505,7 +516,7 @@ fn healthy_evidence_has_no_warning_and_every_checklist_line_passes() {
         "{:#?}",
         diagnosis.findings
     );
-    assert_eq!(diagnosis.checklist.len(), 28);
+    assert_eq!(diagnosis.checklist.len(), 29);
     for line in &diagnosis.checklist {
         assert_eq!(line.status, CheckStatus::Pass, "{line:#?}");
     }
@@ -1629,6 +1640,31 @@ fn host_rules_are_unknown_without_their_signal_and_say_how_to_get_it() {
     let line = check_line(&diagnosis, "host_numa_local");
     assert_eq!(line.status, CheckStatus::Unknown, "{line:#?}");
     assert!(line.how_to_know.as_deref().unwrap().contains("--pid"));
+}
+
+/// A hot front-end thread is judged with where the requests wait: without the threads, unknown; hot with no
+/// loaded probe to say where requests wait, a low-confidence note that names what would settle it.
+#[test]
+fn the_front_end_rule_needs_its_threads_and_says_what_it_cannot_tell() {
+    let t = Thresholds::default();
+    let mut without_threads = healthy();
+    without_threads.server_threads = None;
+    let line = check_line(&diagnose(&without_threads, &t), "host_front_end_has_cpu").clone();
+    assert_eq!(line.status, CheckStatus::Unknown, "{line:#?}");
+    assert!(line.how_to_know.as_deref().unwrap().contains("collect"));
+    let mut hot_without_probe = healthy();
+    busiest_thread(&mut hot_without_probe).core_percent = 100.0;
+    hot_without_probe.client = None;
+    let diagnosis = diagnose(&hot_without_probe, &t);
+    let found = finding(&diagnosis, "host.api_server_cpu_bound").expect("a note");
+    assert_eq!(
+        (found.severity, found.confidence),
+        (Severity::Info, Confidence::Low)
+    );
+    assert!(found.verdict.contains("python3"), "{}", found.verdict);
+    let line = check_line(&diagnosis, "host_front_end_has_cpu");
+    assert_eq!(line.status, CheckStatus::Unknown, "{line:#?}");
+    assert!(line.detail.contains("not settled"), "{line:#?}");
 }
 
 #[test]

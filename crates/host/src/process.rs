@@ -3,6 +3,11 @@
 
 use std::path::Path;
 
+use infer_doctor_core::ThreadCpu;
+
+/// The clock tick `/proc` counts CPU and start times in: `USER_HZ`, 100 on every architecture Linux exports.
+const TICKS_PER_SECOND: u64 = 100;
+
 /// The programs that serve an OpenAI-compatible API, as they appear in a command line.
 const SERVER_NAMES: [&str; 7] = [
     "vllm serve",
@@ -85,9 +90,8 @@ pub fn environment(root: &Path, pid: u32) -> std::io::Result<Vec<(String, String
 }
 
 /// When the process started, in Unix seconds: its start after boot (`/proc/PID/stat`, in clock ticks) plus
-/// the boot time (`/proc/stat`'s btime). Linux's clock tick is 100 Hz on every architecture it exports.
+/// the boot time (`/proc/stat`'s btime).
 pub fn start_time(root: &Path, pid: u32) -> Option<u64> {
-    const TICKS_PER_SECOND: u64 = 100;
     let stat = std::fs::read_to_string(root.join(format!("proc/{pid}/stat"))).ok()?;
     // The fields after the command name, which may itself hold spaces and parentheses.
     let after_name = stat.get(stat.rfind(')')? + 2..)?;
@@ -101,6 +105,59 @@ pub fn start_time(root: &Path, pid: u32) -> Option<u64> {
         .parse()
         .ok()?;
     Some(boot + ticks / TICKS_PER_SECOND)
+}
+
+/// One reading of a process's threads: (tid, name, user + system CPU time in clock ticks).
+pub fn thread_times(root: &Path, pid: u32) -> Vec<(u32, String, u64)> {
+    std::fs::read_dir(root.join(format!("proc/{pid}/task")))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|task| {
+            let tid: u32 = task.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            let name = stat.get(stat.find('(')? + 1..stat.rfind(')')?)?.to_string();
+            // utime and stime are fields 14 and 15 of the line; field 3 is the first after the name.
+            let mut after_name = stat
+                .get(stat.rfind(')')? + 2..)?
+                .split_whitespace()
+                .skip(14 - 3);
+            let user: u64 = after_name.next()?.parse().ok()?;
+            let system: u64 = after_name.next()?.parse().ok()?;
+            Some((tid, name, user + system))
+        })
+        .collect()
+}
+
+/// Each thread's CPU over the window between two readings, as a share of one core, busiest first. A thread
+/// born during the window counts from zero; one that ended is left out.
+pub fn thread_cpu(
+    before: &[(u32, String, u64)],
+    after: &[(u32, String, u64)],
+    window_s: f64,
+) -> Vec<ThreadCpu> {
+    if window_s <= 0.0 {
+        return Vec::new();
+    }
+    let mut threads: Vec<ThreadCpu> = after
+        .iter()
+        .map(|(tid, name, ticks)| {
+            let earlier = before
+                .iter()
+                .find(|(t, _, _)| t == tid)
+                .map_or(0, |(_, _, ticks)| *ticks);
+            ThreadCpu {
+                tid: *tid,
+                name: name.clone(),
+                core_percent: ticks.saturating_sub(earlier) as f64
+                    / TICKS_PER_SECOND as f64
+                    / window_s
+                    * 100.0,
+            }
+        })
+        .collect();
+    threads.sort_by(|a, b| b.core_percent.total_cmp(&a.core_percent));
+    threads
 }
 
 /// The pid owning a socket that listens on `port` (IPv4 or IPv6, any address).
@@ -215,6 +272,50 @@ mod tests {
         .unwrap();
         assert_eq!(start_time(root.path(), 42), Some(1_700_000_000 + 1234));
         assert_eq!(start_time(root.path(), 43), None);
+    }
+
+    #[test]
+    fn thread_cpu_is_the_growth_of_each_threads_ticks_over_the_window() {
+        let root = tempfile::tempdir().unwrap();
+        let task = |tid: u32, name: &str, user: u64, system: u64| {
+            let dir = root.path().join(format!("proc/7/task/{tid}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let mut fields = vec!["0".to_string(); 50];
+            fields[11] = user.to_string();
+            fields[12] = system.to_string();
+            std::fs::write(
+                dir.join("stat"),
+                format!("{tid} ({name}) {}\n", fields.join(" ")),
+            )
+            .unwrap();
+        };
+        task(7, "python3", 1000, 200);
+        task(8, "tokenizers (x)", 50, 0);
+        let before = thread_times(root.path(), 7);
+        task(7, "python3", 1900, 290);
+        task(8, "tokenizers (x)", 60, 0);
+        task(9, "uvicorn", 30, 0);
+        let after = thread_times(root.path(), 7);
+        let cpu = thread_cpu(&before, &after, 10.0);
+        let shares: Vec<(u32, &str, f64)> = cpu
+            .iter()
+            .map(|t| {
+                (
+                    t.tid,
+                    t.name.as_str(),
+                    (t.core_percent * 10.0).round() / 10.0,
+                )
+            })
+            .collect();
+        assert_eq!(
+            shares,
+            vec![
+                (7, "python3", 99.0),
+                (9, "uvicorn", 3.0),
+                (8, "tokenizers (x)", 1.0)
+            ]
+        );
+        assert!(thread_cpu(&before, &after, 0.0).is_empty());
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, anyhow};
 use clap::Parser;
+use infer_doctor_core::ServerThreads;
 use infer_doctor_host::archive;
 use infer_doctor_host::command::{self, CommandSpec, Ran, Status};
 use infer_doctor_host::hostnames::HostPseudonyms;
@@ -229,6 +230,14 @@ pub async fn run(args: Box<CollectArgs>) -> Result<u8, Failure> {
         None => process::find_server(&args.root, url.as_deref().and_then(local_port)),
     };
     let server_pid = server_process_found.as_ref().ok().map(|found| found.pid);
+    // The server's threads are read before and after the probe: which of them the load keeps busy.
+    let threads_before = server_process_found.as_ref().ok().map(|found| {
+        (
+            found.clone(),
+            Instant::now(),
+            process::thread_times(&args.root, found.pid),
+        )
+    });
     let server_env = server_pid.map(|pid| process::environment(&args.root, pid));
     if let Some(Ok(vars)) = &server_env {
         redactor.environment(vars.iter().cloned());
@@ -321,6 +330,11 @@ pub async fn run(args: Box<CollectArgs>) -> Result<u8, Failure> {
         let metrics = get(&bundle, &args, url, "server/metrics-after.prom", "/metrics").await;
         bundle.said(&metrics);
         items.push(metrics);
+        if let Some(before) = threads_before.filter(|_| !args.no_probe) {
+            let threads = server_threads(&bundle, &args.root, before);
+            bundle.said(&threads);
+            items.push(threads);
+        }
     }
     let sampled = sampler
         .await
@@ -837,6 +851,37 @@ fn server_process(
         ),
     };
     vec![args, env]
+}
+
+/// The server's threads' CPU over the probe, from a reading before it and one now.
+fn server_threads(
+    bundle: &Bundle,
+    root: &Path,
+    (found, started, before): (FoundServer, Instant, Vec<(u32, String, u64)>),
+) -> Item {
+    let file = "server/threads.json";
+    let source = format!(
+        "{} ({}), before and after the probe",
+        root.join(format!("proc/{}/task/*/stat", found.pid))
+            .display(),
+        found.how
+    );
+    let after = process::thread_times(root, found.pid);
+    if after.is_empty() {
+        let why = format!("process {} has no readable threads now", found.pid);
+        return bundle.missing(file, source, started, Status::Failed, Some(why));
+    }
+    let window_s = started.elapsed().as_secs_f64();
+    let threads = ServerThreads {
+        pid: found.pid,
+        found_by: found.how,
+        window_s,
+        threads: process::thread_cpu(&before, &after, window_s),
+    };
+    match serde_json::to_vec_pretty(&threads) {
+        Ok(json) => bundle.write(file, source, started, &json),
+        Err(e) => bundle.missing(file, source, started, Status::Failed, Some(e.to_string())),
+    }
 }
 
 /// A file that could not be read: unreadable to this user, or otherwise missing.

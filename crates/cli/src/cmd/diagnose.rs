@@ -351,17 +351,10 @@ fn read_bundle(
         }
     }
     // collect's own timing of the path, with the direct server when it was given one.
-    let network = dir.join("server").join("network.json");
-    if network.is_file() {
-        match bundle::read_evidence_file(&network)
-            .and_then(|text| serde_json::from_str(&text).map_err(anyhow::Error::from))
-        {
-            Ok(facts) => gathered.evidence.network = Some(facts),
-            Err(e) => gathered
-                .problems
-                .push(format!("{}: {e:#}", network.display())),
-        }
+    if let Some(network) = collected_json(gathered, &dir.join("server/network.json")) {
+        gathered.evidence.network = Some(network);
     }
+    gathered.evidence.server_threads = collected_json(gathered, &dir.join("server/threads.json"));
     let manifest = dir.join("manifest.json");
     if manifest.is_file()
         && let Err(e) = bundle::add_manifest(gathered, &manifest)
@@ -564,5 +557,24 @@ fn verdict_code(doc: &DiagnosisDocument) -> u8 {
         exit::GATE_FAILED
     } else {
         exit::OK
+    }
+}
+
+/// One of collect's JSON files in a bundle, when it holds one; one that cannot be read is said, not fatal.
+fn collected_json<T: serde::de::DeserializeOwned>(
+    gathered: &mut Gathered,
+    path: &Path,
+) -> Option<T> {
+    if !path.is_file() {
+        return None;
+    }
+    match bundle::read_evidence_file(path)
+        .and_then(|text| serde_json::from_str(&text).map_err(anyhow::Error::from))
+    {
+        Ok(facts) => Some(facts),
+        Err(e) => {
+            gathered.problems.push(format!("{}: {e:#}", path.display()));
+            None
+        }
     }
 }

@@ -10,7 +10,7 @@ use infer_doctor_core::{
     Cgroup, CheckLine, Diagnosis, Evidence, Finding, GpuLink, GpuNvLinks, GpuState, GpuTopology,
     HardwareFacts, HostFacts, KernelFacts, LogFacts, NetworkFacts, NumaNode, NvLinkLane,
     PathTiming, PciDevice, PciePath, Phase, Pressure, PressureLine, RequestRecord, RunSummary,
-    Signal, Summary, TopologyGpu, WorkloadFacts, XidEvent,
+    ServerThreads, Signal, Summary, ThreadCpu, TopologyGpu, WorkloadFacts, XidEvent,
 };
 
 /// A latency distribution (ms) with the given median and p95.
@@ -215,7 +215,33 @@ pub fn healthy() -> Evidence {
             direct: None,
         }),
         host: Some(healthy_host()),
+        server_threads: Some(ServerThreads {
+            pid: 4242,
+            found_by: "listening on port 8000".into(),
+            window_s: 30.0,
+            threads: vec![
+                ThreadCpu {
+                    tid: 4242,
+                    name: "python3".into(),
+                    core_percent: 45.0,
+                },
+                ThreadCpu {
+                    tid: 4250,
+                    name: "tokenizers".into(),
+                    core_percent: 8.0,
+                },
+            ],
+        }),
     }
+}
+
+/// The server process's busiest thread.
+pub fn busiest_thread(evidence: &mut Evidence) -> &mut ThreadCpu {
+    &mut evidence
+        .server_threads
+        .as_mut()
+        .expect("the evidence has the server's threads")
+        .threads[0]
 }
 
 /// An `n`-GPU `topo -m` matrix whose pair (i, j) meets by `link(i, j)`; GPUs 0–3 on NUMA node 0, the rest on 1,
