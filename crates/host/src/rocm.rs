@@ -28,7 +28,7 @@ fn without_warnings(text: &str) -> &str {
 }
 
 /// Every GPU (`card0`, `card1`, …) in one `rocm-smi --json` output; `source` names the file for the facts'
-/// provenance. Keys this does not know are ignored, and `N/A` is not said.
+/// provenance. Keys this does not know are ignored, and `N/A` is read as unknown.
 pub fn read_rocm_smi_json(text: &str, source: &str) -> Result<Vec<GpuState>, GpuReadError> {
     let doc: Value =
         serde_json::from_str(without_warnings(text)).map_err(|e| GpuReadError::Syntax {
