@@ -163,7 +163,7 @@ pub struct DiagnoseArgs {
     #[arg(long)]
     pub model_config: Option<String>,
     /// The GPUs: nvidia-smi captures from the GPU host, taken while it serves (`nvidia-smi -q`, `-q -x`, or
-    /// `--query-gpu=… --format=csv`), for their health (memory errors, clocks, PCIe link); and, with
+    /// `--query-gpu=… --format=csv`; `rocm-smi --showallinfo --json` on AMD), for their health (memory errors, clocks, PCIe link); and, with
     /// --model-config, the GPU for the hardware floors: a built-in name (h100, h100-pcie, h200, a100,
     /// a100-40gb, l40s, l4, a10, b200, mi300x), else the one a capture names.
     #[arg(long, num_args = 1.., value_name = "FILE|NAME")]

@@ -396,7 +396,7 @@ pub fn add_host_facts(gathered: &mut Gathered, dir: &Path) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Reads an nvidia-smi capture (`-q`, `-q -x` or `--query-gpu` CSV) or a dcgm-exporter scrape into the
+/// Reads an nvidia-smi capture (`-q`, `-q -x` or `--query-gpu` CSV), rocm-smi's JSON or a dcgm-exporter scrape into the
 /// evidence's GPUs, `topo -m` into its topology, `nvlink -s` into its NVLinks, or a kernel log into its XIDs;
 /// anything else is an error naming the file (and line, where the format says).
 pub fn add_gpu_capture(gathered: &mut Gathered, path: &Path) -> anyhow::Result<()> {

@@ -22,6 +22,8 @@ enum Gpu {
     Fails,
     /// Not on PATH at all.
     Absent,
+    /// An AMD host: no nvidia-smi, and rocm-smi replays an MI250X's `--showallinfo --json`.
+    Amd,
 }
 
 const XID_79: &str = "2026-07-14T08:12:53+0000 gpu-host kernel: NVRM: Xid (PCI:0000:00:09): 79, pid=1234, \
@@ -61,6 +63,13 @@ fn fake_path(gpu: Gpu, kernel: &str) -> tempfile::TempDir {
             "echo \"NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.\"; exit 9",
         ),
         Gpu::Absent => {}
+        Gpu::Amd => script(
+            "rocm-smi",
+            &format!(
+                "[ \"$*\" = '--showallinfo --json' ] && {}\necho \"unexpected: $*\" >&2; exit 2",
+                cat("fixtures/gpu/mi250x_rocm_smi_a.json"),
+            ),
+        ),
     }
     std::fs::write(dir.path().join("kernel.log"), kernel).unwrap();
     script(
@@ -190,6 +199,77 @@ fn collect_replays_a_gpu_host_and_diagnose_reads_the_bundle() {
         evidence.to_string().contains("\"code\":79"),
         "the kernel log's XID: {evidence}"
     );
+}
+
+/// On an AMD host rocm-smi's JSON is collected where nvidia-smi is not installed, and the hardware rules see its GPU.
+#[test]
+fn an_amd_host_is_collected_with_rocm_smi_and_its_gpu_judged() {
+    let path = fake_path(Gpu::Amd, QUIET_KERNEL);
+    let dir = tempfile::tempdir().unwrap();
+    let (output, _) = collect(path.path(), dir.path(), &[]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let items = manifest(dir.path());
+    let rocm = item(&items, "gpu/rocm-smi.json");
+    assert_eq!(rocm["status"], "ok", "{rocm}");
+    assert_eq!(rocm["source"], "rocm-smi --showallinfo --json");
+    assert_eq!(
+        item(&items, "gpu/nvidia-smi-q.xml")["status"],
+        "not_installed"
+    );
+
+    let diagnosed = bin()
+        .args(["diagnose", "--bundle"])
+        .arg(dir.path())
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    let doc = diagnosis(&diagnosed);
+    assert!(
+        !doc["warnings"].to_string().contains("rocm-smi.json"),
+        "{}",
+        doc["warnings"]
+    );
+    let gpus = doc["evidence"]["gpus"].as_array().unwrap();
+    assert_eq!(gpus.len(), 1, "{gpus:?}");
+    let gpu = &gpus[0];
+    assert_eq!(gpu["bus_id"], "0000:C1:00.0");
+    assert_eq!(
+        (
+            &gpu["utilization_percent"],
+            &gpu["power_limit_watts"],
+            &gpu["sm_clock_mhz"]
+        ),
+        (&100.0.into(), &560.0.into(), &1700.0.into())
+    );
+    // The clock rule met a GPU, and says what rocm-smi does not report rather than that no GPU was read.
+    let clocks = doc["diagnosis"]["checklist"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|line| line["id"] == "gpu_clocks_full")
+        .unwrap();
+    assert_eq!(clocks["status"], "unknown", "{clocks}");
+    assert!(
+        clocks["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not in this GPU report"),
+        "{clocks}"
+    );
+
+    // A capture handed over by itself is told from nvidia-smi's by its content.
+    let diagnosed = bin()
+        .args(["diagnose", "--format", "json", "--gpu"])
+        .arg(fixture("fixtures/gpu/radeon780m_rocm_smi_a.json"))
+        .output()
+        .unwrap();
+    let doc = diagnosis(&diagnosed);
+    assert_eq!(doc["evidence"]["gpus"][0]["name"], "Phoenix3", "{doc}");
 }
 
 /// One file to hand over: the bundle packed as a tarball, diagnosed from the tarball as from the directory.

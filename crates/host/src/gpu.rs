@@ -14,8 +14,8 @@ pub enum GpuReadError {
     Syntax { line: usize, message: String },
     #[error(
         "not nvidia-smi output: expected `nvidia-smi -q`, `nvidia-smi -q -x`, `nvidia-smi --query-gpu=… \
-         --format=csv` (with its header line), `nvidia-smi topo -m`, `nvidia-smi nvlink -s`, a kernel log or a \
-         dcgm-exporter scrape"
+         --format=csv` (with its header line), `nvidia-smi topo -m`, `nvidia-smi nvlink -s`, `rocm-smi \
+         --showallinfo --json`, a kernel log or a dcgm-exporter scrape"
     )]
     UnknownFormat,
     #[error("no GPU in this {0} output")]
@@ -28,8 +28,11 @@ pub(crate) struct Flat {
     pub values: BTreeMap<String, String>,
 }
 
-/// Every GPU in one capture of GPU state: a dcgm-exporter scrape, or any nvidia-smi output.
+/// Every GPU in one capture of GPU state: a dcgm-exporter scrape, rocm-smi's JSON, or any nvidia-smi output.
 pub fn read_capture(text: &str, source: &str) -> Result<Vec<GpuState>, GpuReadError> {
+    if crate::rocm::is_rocm_smi_json(text) {
+        return crate::rocm::read_rocm_smi_json(text, source);
+    }
     let scrape = infer_doctor_observe::exposition::parse(text);
     if !crate::dcgm::is_dcgm(&scrape) {
         return read_nvidia_smi(text, source);

@@ -1,5 +1,5 @@
 //! The `host` room: what infer-doctor learns on the GPU host rather than from the server (nvidia-smi,
-//! dcgm-exporter, topology, kernel-log and collect-env readers, the machine's facts from /proc and /sys), and
+//! rocm-smi, dcgm-exporter, topology, kernel-log and collect-env readers, the machine's facts from /proc and /sys), and
 //! the host's commands under deadlines, redacted.
 
 pub mod archive;
@@ -12,5 +12,6 @@ pub mod kernel;
 pub mod machine;
 pub mod process;
 pub mod redact;
+pub mod rocm;
 pub mod system;
 pub mod topo;

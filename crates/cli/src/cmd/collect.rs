@@ -264,6 +264,17 @@ pub async fn run(args: Box<CollectArgs>) -> Result<u8, Failure> {
         let bundle = bundle.clone();
         tasks.spawn_blocking(move || vec![bundle.command(file, "nvidia-smi", argv)]);
     }
+    {
+        // AMD's counterpart; where it is absent it is recorded as not installed, as nvidia-smi is on AMD hosts.
+        let bundle = bundle.clone();
+        tasks.spawn_blocking(move || {
+            vec![bundle.command(
+                "gpu/rocm-smi.json",
+                "rocm-smi",
+                &["--showallinfo", "--json"],
+            )]
+        });
+    }
     let since = server_pid.and_then(|pid| process::start_time(&args.root, pid));
     {
         let bundle = bundle.clone();
