@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, anyhow};
 use infer_doctor_core::aggregate::{AggregateConfig, RunContext};
 use infer_doctor_core::signals::ServerWindow;
-use infer_doctor_core::{Evidence, GpuState, RequestRecord, RunAggregate, ServerReadings};
+use infer_doctor_core::{
+    Evidence, GpuNvLinkErrors, GpuState, RequestRecord, RunAggregate, ServerReadings,
+};
 use infer_doctor_host::{collect_env, gpu, kernel, topo};
 use infer_doctor_load::scrape::read_jsonl;
 use infer_doctor_observe::dialect::{self, Dialect};
@@ -396,9 +398,10 @@ pub fn add_host_facts(gathered: &mut Gathered, dir: &Path) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Reads an nvidia-smi capture (`-q`, `-q -x` or `--query-gpu` CSV), rocm-smi's JSON or a dcgm-exporter scrape into the
-/// evidence's GPUs, `topo -m` into its topology, `nvlink -s` into its NVLinks, or a kernel log into its XIDs;
-/// anything else is an error naming the file (and line, where the format says).
+/// Reads an nvidia-smi capture (`-q`, `-q -x` or `--query-gpu` CSV), rocm-smi's JSON or a dcgm-exporter scrape
+/// into the evidence's GPUs, `topo -m` into its topology, `nvlink -s` into its NVLinks, `nvlink -e` into its
+/// NVLink error counters, or a kernel log into its XIDs; anything else is an error naming the file (and line,
+/// where the format says).
 pub fn add_gpu_capture(gathered: &mut Gathered, path: &Path) -> anyhow::Result<()> {
     let name = path.display().to_string();
     // Captures are small: read whole, with invalid UTF-8 replaced.
@@ -426,6 +429,14 @@ pub fn add_gpu_capture(gathered: &mut Gathered, path: &Path) -> anyhow::Result<(
         Err(topo::TopoReadError::NotTopology) => {}
         Err(e) => return Err(anyhow!("{name}: {e}")),
     }
+    match topo::read_nvlink_errors(&text) {
+        Ok(counters) => {
+            add_nvlink_errors(evidence, path, name, counters);
+            return Ok(());
+        }
+        Err(topo::TopoReadError::NotNvLinkErrors) => {}
+        Err(e) => return Err(anyhow!("{name}: {e}")),
+    }
     match topo::read_nvlinks(&text) {
         Ok(links) => evidence.nvlinks = Some((name, links)),
         Err(topo::TopoReadError::NotNvLink)
@@ -436,6 +447,26 @@ pub fn add_gpu_capture(gathered: &mut Gathered, path: &Path) -> anyhow::Result<(
         Err(e) => return Err(anyhow!("{name}: {e}")),
     }
     Ok(())
+}
+
+/// Files the NVLink error counters as the reading before the probe or after it. `collect` names the later one
+/// `nvlink-errors-after.txt`; any other reading fills the earlier slot first, so two files given in order
+/// (`--gpu before.txt --gpu after.txt`) make a window too, whichever order a bundle's names sort in.
+fn add_nvlink_errors(
+    evidence: &mut Evidence,
+    path: &Path,
+    name: String,
+    counters: Vec<GpuNvLinkErrors>,
+) {
+    let named_after = path
+        .file_stem()
+        .is_some_and(|stem| stem.to_string_lossy().ends_with("after"));
+    let slot = if named_after || evidence.nvlink_errors_before.is_some() {
+        &mut evidence.nvlink_errors_after
+    } else {
+        &mut evidence.nvlink_errors_before
+    };
+    *slot = Some((name, counters));
 }
 
 /// Adds one reading of a GPU. Several readings of the same GPU (`-q -x` once, `--query-gpu` every second through

@@ -1649,6 +1649,39 @@ fn topology_and_nvlink_captures_are_read_from_gpu_and_judged() {
 }
 
 #[test]
+fn nvlink_error_counters_given_before_and_after_are_a_window() {
+    // The real H100's `nvlink -e` as the reading before, and again with link 17's CRC errors grown as the one after.
+    let before = fixture("fixtures/gpu/h100_nvlink_e.txt");
+    let dir = tempfile::tempdir().unwrap();
+    let after = dir.path().join("counters.txt");
+    let text = std::fs::read_to_string(&before).unwrap();
+    std::fs::write(
+        &after,
+        text.replacen("Link 17: CRC Errors: 0", "Link 17: CRC Errors: 40", 1),
+    )
+    .unwrap();
+    let (code, doc, stderr) =
+        diagnose_offline(&["--gpu", &before, "--gpu", after.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let line = check_line(&doc, "gpu_nvlink_up");
+    assert_eq!(line["status"], "fail", "{line}");
+    assert!(
+        line["detail"]
+            .as_str()
+            .unwrap()
+            .contains("GPU 0 link 17 CRC Errors +40"),
+        "{line}"
+    );
+    // The same reading twice: nothing grew.
+    let (code, doc, stderr) = diagnose_offline(&["--gpu", &before, "--gpu", &before]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        check_line(&doc, "gpu_nvlink_up")["detail"],
+        "9 NVLink error counters unchanged over the probe"
+    );
+}
+
+#[test]
 fn a_pasted_collect_env_is_evidence_and_its_secrets_are_not_kept() {
     let dir = tempfile::tempdir().unwrap();
     let env = dir.path().join("collect_env.txt");

@@ -49,10 +49,11 @@ fn fake_path(gpu: Gpu, kernel: &str) -> tempfile::TempDir {
         Gpu::Replay => script(
             "nvidia-smi",
             &format!(
-                "case \"$1\" in\n-q) {} ;;\ntopo) {} ;;\nnvlink) {} ;;\n--query-gpu=*) {} ;;\nesac\n\
-                 echo \"unexpected: $*\" >&2; exit 2",
+                "case \"$1 $2\" in\n-q*) {} ;;\ntopo*) {} ;;\n'nvlink -e') {} ;;\nnvlink*) {} ;;\n\
+                 --query-gpu=*) {} ;;\nesac\necho \"unexpected: $*\" >&2; exit 2",
                 cat("fixtures/gpu/a10g.xml"),
                 cat("fixtures/gpu/h100_topo_m.txt"),
+                cat("fixtures/gpu/h100_nvlink_e.txt"),
                 cat("fixtures/gpu/h100_nvlink_s.txt"),
                 cat("fixtures/gpu/h100_load_query_gpu.csv"),
             ),
@@ -116,10 +117,12 @@ fn item<'a>(items: &'a [Value], file: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {file} in {items:?}"))
 }
 
-const NVIDIA_SMI_FILES: [&str; 4] = [
+const NVIDIA_SMI_FILES: [&str; 6] = [
     "gpu/nvidia-smi-q.xml",
     "gpu/topo.txt",
     "gpu/nvlink.txt",
+    "gpu/nvlink-errors-before.txt",
+    "gpu/nvlink-errors-after.txt",
     "gpu/query-gpu.csv",
 ];
 
@@ -195,6 +198,18 @@ fn collect_replays_a_gpu_host_and_diagnose_reads_the_bundle() {
         evidence["nvlinks"][1][0]["links"].as_array().unwrap().len(),
         18
     );
+    // `nvlink -e` read at the start and after the probe, each into its own slot whatever order the names sort in.
+    for (slot, file) in [
+        ("nvlink_errors_before", "nvlink-errors-before.txt"),
+        ("nvlink_errors_after", "nvlink-errors-after.txt"),
+    ] {
+        assert!(
+            evidence[slot][0].as_str().unwrap().ends_with(file),
+            "{}",
+            evidence[slot]
+        );
+        assert_eq!(evidence[slot][1][0]["links"].as_array().unwrap().len(), 3);
+    }
     assert!(
         evidence.to_string().contains("\"code\":79"),
         "the kernel log's XID: {evidence}"

@@ -54,6 +54,13 @@ pub struct Evidence {
     /// Each GPU's NVLinks (`nvidia-smi nvlink -s`), with the file they were read from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nvlinks: Option<(String, Vec<crate::GpuNvLinks>)>,
+    /// Each GPU's NVLink error counters (`nvidia-smi nvlink -e`) before the probe, with the file they were read
+    /// from; with `nvlink_errors_after`, a window over which counters that grew grew under load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nvlink_errors_before: Option<(String, Vec<crate::GpuNvLinkErrors>)>,
+    /// The same counters read again after the probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nvlink_errors_after: Option<(String, Vec<crate::GpuNvLinkErrors>)>,
     /// The GPU host's software and environment as `vllm collect-env` printed it (`--env FILE`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<crate::EnvFacts>,

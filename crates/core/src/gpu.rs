@@ -193,6 +193,23 @@ pub struct GpuNvLinks {
     pub all_inactive: bool,
 }
 
+/// One NVLink's error counters as `nvidia-smi nvlink -e` lists them, by the driver's own names: `Replay Errors`,
+/// `Recovery Errors`, `CRC Errors` up to Hopper; `Rx Errors`, `Link recovery successful events`, `Tx packets` and
+/// more on Blackwell drivers, which dropped the older names.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NvLinkErrorCounters {
+    pub link: u32,
+    pub counters: std::collections::BTreeMap<String, u64>,
+}
+
+/// One GPU's NVLink error counters (`nvidia-smi nvlink -e`); no links where every link is inactive.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GpuNvLinkErrors {
+    pub index: u32,
+    pub name: String,
+    pub links: Vec<NvLinkErrorCounters>,
+}
+
 /// What `vllm collect-env` (`python -m vllm.collect_env`) printed on the GPU host, as pasted into a ticket.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EnvFacts {

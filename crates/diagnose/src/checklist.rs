@@ -92,7 +92,7 @@ const RULE_LINES: [(&str, &str, &str); 24] = [
     ),
     (
         "gpu_nvlink_up",
-        "Are all NVLinks up, at full speed and bonded alike?",
+        "Are all NVLinks up, at full speed and bonded alike, with no error counter growing over the probe?",
         "hardware.nvlink_degraded",
     ),
     (

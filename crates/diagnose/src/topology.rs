@@ -1,7 +1,10 @@
 //! Rules over how the GPUs reach each other: a tensor-parallel group whose all-reduces cross PCIe instead of
-//! NVLink, and NVLinks that are down or slower than their siblings. Source rows: gpu_trace.md §C (14, 15).
+//! NVLink, and NVLinks that are down, slower than their siblings, or whose error counters grow under load. Source
+//! rows: gpu_trace.md §C (14, 15).
 
-use infer_doctor_core::{Confidence, GpuLink, GpuTopology, Observation, Severity, Symptom};
+use infer_doctor_core::{
+    Confidence, GpuLink, GpuNvLinkErrors, GpuTopology, Observation, Severity, Symptom,
+};
 
 use crate::Thresholds;
 use crate::assessment::{Assessment, Rule, how, seen};
@@ -29,7 +32,9 @@ const NVLINK_DEGRADED: Rule = Rule {
     id: "hardware.nvlink_degraded",
     symptom: Symptom::Hardware,
     why: "An NVLink that is down, or a GPU pair bonded by fewer links than its siblings, leaves all-reduces and \
-          peer copies to fewer lanes (or to PCIe), slowing every tensor-parallel step that crosses it.",
+          peer copies to fewer lanes (or to PCIe), slowing every tensor-parallel step that crosses it; a link whose \
+          error counters grow under load resends (replays) or retrains (recovers) what it carries, and may go \
+          down next.",
     remedies: &[
         "On HGX/DGX systems check that nvidia-fabricmanager is running, then `nvidia-smi nvlink -s` again",
         "Check `nvidia-smi nvlink -e` for growing error counters and the kernel log for NVLink XIDs (74)",
@@ -230,6 +235,64 @@ fn tp_over_pcie(facts: &Facts) -> Assessment {
     )
 }
 
+/// Counters that count faults, by any driver's names: `Replay Errors`, `Recovery Errors`, `CRC Errors`, a
+/// Blackwell driver's `Rx Errors`, `Link recovery … events`, `Tx discards`. Not traffic (`Tx packets`, `Rx bytes`),
+/// which grows with any load, nor the FEC bins (`FEC Errors - N`), which count codewords the link corrected, bin 0
+/// every clean one.
+fn counts_faults(counter: &str) -> bool {
+    let name = counter.to_ascii_lowercase();
+    !name.starts_with("fec ")
+        && ["error", "recovery", "discard"]
+            .iter()
+            .any(|word| name.contains(word))
+}
+
+/// One fault counter that grew between two readings of `nvidia-smi nvlink -e`.
+struct Growth<'a> {
+    gpu: u32,
+    link: u32,
+    counter: &'a str,
+    increase: u64,
+}
+
+/// The fault counters present in both readings, and those of them that grew. One that fell was reset between the
+/// readings (`nvidia-smi nvlink -ec`) and says nothing.
+fn grown_counters<'a>(
+    before: &[GpuNvLinkErrors],
+    after: &'a [GpuNvLinkErrors],
+) -> (usize, Vec<Growth<'a>>) {
+    let mut compared = 0;
+    let mut grown = Vec::new();
+    for gpu in after {
+        let Some(earlier_gpu) = before.iter().find(|g| g.index == gpu.index) else {
+            continue;
+        };
+        for link in &gpu.links {
+            let Some(earlier) = earlier_gpu.links.iter().find(|l| l.link == link.link) else {
+                continue;
+            };
+            for (counter, now) in &link.counters {
+                let Some(was) = earlier.counters.get(counter) else {
+                    continue;
+                };
+                if !counts_faults(counter) {
+                    continue;
+                }
+                compared += 1;
+                if now > was {
+                    grown.push(Growth {
+                        gpu: gpu.index,
+                        link: link.link,
+                        counter,
+                        increase: now - was,
+                    });
+                }
+            }
+        }
+    }
+    (compared, grown)
+}
+
 fn nvlink_degraded(facts: &Facts) -> Assessment {
     let nvlinks = facts.evidence.nvlinks.as_ref();
     let topology = facts.evidence.topology.as_ref();
@@ -242,7 +305,13 @@ fn nvlink_degraded(facts: &Facts) -> Assessment {
             GpuLink::Pcie(_) => None,
         })
         .collect();
-    if nvlinks.is_none() && bonded.is_empty() {
+    // Growth needs two readings: one alone says nothing about the counters, however high they stand.
+    let error_window = facts
+        .evidence
+        .nvlink_errors_before
+        .as_ref()
+        .zip(facts.evidence.nvlink_errors_after.as_ref());
+    if nvlinks.is_none() && bonded.is_empty() && error_window.is_none() {
         let missing = if topology.is_some() {
             "NVLink state (`nvidia-smi nvlink -s`; the topology shows no NVLink pair)"
         } else {
@@ -344,6 +413,36 @@ fn nvlink_degraded(facts: &Facts) -> Assessment {
                 "{} GPU pairs bonded by fewer links than NV{most} (NVSwitch systems bond every pair alike; a \
                  hybrid cube-mesh such as DGX-1's mixes NV1 and NV2 by design)",
                 fewer.len()
+            ));
+        }
+    }
+    if let Some(((_, before), (source, after))) = error_window {
+        let (compared, grown) = grown_counters(before, after);
+        if !grown.is_empty() {
+            let named: Vec<String> = grown
+                .iter()
+                .map(|g| {
+                    format!(
+                        "GPU {} link {} {} +{}",
+                        g.gpu, g.link, g.counter, g.increase
+                    )
+                })
+                .collect();
+            problems.push(format!(
+                "{} NVLink error counters grew over the probe ({})",
+                grown.len(),
+                named.join(", ")
+            ));
+            for g in &grown {
+                evidence.push(seen(
+                    format!("gpu {} nvlink {} {} increase", g.gpu, g.link, g.counter),
+                    g.increase as f64,
+                    source,
+                ));
+            }
+        } else if compared > 0 {
+            fine.push(format!(
+                "{compared} NVLink error counters unchanged over the probe"
             ));
         }
     }

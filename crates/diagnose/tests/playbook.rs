@@ -940,6 +940,76 @@ fn gpu_rules_name_the_gpu_and_leave_idle_links_unjudged() {
 
 /// An XID's severity follows what it means: the GPU failing is critical, an application's fault seen by the
 /// driver is a note, the rest a warning; the verdict counts repeats.
+/// NVLink error counters are judged by their growth between collect's readings before and after the probe: a
+/// fault counter that grew fires; the same counters unchanged, traffic that grew, or one reading alone (however
+/// high its counts) say nothing against the links.
+#[test]
+fn nvlink_error_counters_that_grow_over_the_probe_fire_and_still_ones_pass() {
+    let window = |after: Vec<infer_doctor_core::GpuNvLinkErrors>| {
+        let mut evidence = healthy();
+        evidence.nvlink_errors_before =
+            Some(("gpu/nvlink-errors-before.txt".into(), nvlink_errors(8, 18)));
+        evidence.nvlink_errors_after = Some(("gpu/nvlink-errors-after.txt".into(), after));
+        evidence
+    };
+    let mut grown = nvlink_errors(8, 18);
+    grown[3].links[7].counters.insert("CRC Errors".into(), 12);
+    let diagnosis = diagnose(&window(grown), &Thresholds::default());
+    let found =
+        finding(&diagnosis, "hardware.nvlink_degraded").expect("CRC errors grew on GPU 3 link 7");
+    assert!(
+        found
+            .verdict
+            .contains("1 NVLink error counters grew over the probe (GPU 3 link 7 CRC Errors +12)"),
+        "{}",
+        found.verdict
+    );
+    assert_eq!(found.confidence, Confidence::High);
+    let increase = found
+        .evidence
+        .iter()
+        .find(|o| o.signal == "gpu 3 nvlink 7 CRC Errors increase")
+        .expect("the link, the counter and its increase");
+    assert_eq!(
+        (increase.value, increase.window.as_str()),
+        (12.0, "gpu/nvlink-errors-after.txt")
+    );
+
+    // Near miss: the counters present in both readings, unchanged, and a Blackwell-style traffic counter that grew.
+    let mut still = nvlink_errors(8, 18);
+    let mut traffic_before = nvlink_errors(8, 18);
+    traffic_before[0].links[0]
+        .counters
+        .insert("Tx packets".into(), 1_000);
+    still[0].links[0]
+        .counters
+        .insert("Tx packets".into(), 9_000_000);
+    let mut evidence = window(still);
+    evidence.nvlink_errors_before.as_mut().unwrap().1 = traffic_before;
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    assert!(finding(&diagnosis, "hardware.nvlink_degraded").is_none());
+    let line = check_line(&diagnosis, "gpu_nvlink_up");
+    assert_eq!(line.status, CheckStatus::Pass);
+    assert!(
+        line.detail
+            .contains("432 NVLink error counters unchanged over the probe"),
+        "{line:?}"
+    );
+
+    // One reading alone, even of counts far from zero: no window, so nothing about growth.
+    let mut high = nvlink_errors(8, 18);
+    high[3].links[7].counters.insert("CRC Errors".into(), 5_000);
+    let mut once = healthy();
+    once.nvlink_errors_after = Some(("gpu/nvlink-errors-after.txt".into(), high));
+    let diagnosis = diagnose(&once, &Thresholds::default());
+    assert!(finding(&diagnosis, "hardware.nvlink_degraded").is_none());
+    assert!(
+        !check_line(&diagnosis, "gpu_nvlink_up")
+            .detail
+            .contains("error counters")
+    );
+}
+
 #[test]
 fn the_tensor_parallel_group_is_the_one_cuda_visible_devices_names() {
     let diagnosed = |visible: &str, p2p_off: bool| {

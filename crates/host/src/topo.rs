@@ -1,11 +1,15 @@
-//! Reads `nvidia-smi topo -m` and `nvidia-smi nvlink -s`: how the host's GPUs reach each other (NVLink or which
-//! PCIe path), which CPUs and NUMA node sit near each, and which NVLinks are up, for the topology rules.
+//! Reads `nvidia-smi topo -m`, `nvidia-smi nvlink -s` and `nvidia-smi nvlink -e`: how the host's GPUs reach each
+//! other (NVLink or which PCIe path), which CPUs and NUMA node sit near each, which NVLinks are up, and their error
+//! counters, for the topology rules.
 //!
 //! Real output is not always clean: the header is wrapped in ANSI underline codes even in a file, cells can be
 //! glued where a tab is missing (`NODEPXB`), and pasted copies are re-spaced. So cells are read as tokens of the
 //! matrix's own vocabulary, not by column position.
 
-use infer_doctor_core::{GpuLink, GpuNvLinks, GpuTopology, NvLinkLane, PciePath, TopologyGpu};
+use infer_doctor_core::{
+    GpuLink, GpuNvLinkErrors, GpuNvLinks, GpuTopology, NvLinkErrorCounters, NvLinkLane, PciePath,
+    TopologyGpu,
+};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum TopoReadError {
@@ -15,6 +19,8 @@ pub enum TopoReadError {
     Row { line: usize, reason: String },
     #[error("not `nvidia-smi nvlink -s` output: no `GPU N: …` line")]
     NotNvLink,
+    #[error("not `nvidia-smi nvlink -e` output: no `Link N: counter: value` line")]
+    NotNvLinkErrors,
 }
 
 /// Removes ANSI escape sequences (`ESC[4m`), which nvidia-smi writes around the header even into a file.
@@ -158,22 +164,88 @@ pub fn read_topology(text: &str, source: &str) -> Result<GpuTopology, TopoReadEr
     })
 }
 
+/// The GPU a block of `nvidia-smi nvlink` output is about: `GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-…)` gives its
+/// index and model name.
+fn gpu_heading(line: &str) -> Option<(u32, String)> {
+    let (number, name) = line.strip_prefix("GPU ")?.split_once(':')?;
+    let index = number.trim().parse().ok()?;
+    let name = name.split(" (UUID").next().unwrap_or(name).trim();
+    Some((index, name.to_string()))
+}
+
+/// A counter line's link and `counter: value` (`Link 3: CRC Errors: 0` gives 3 and `CRC Errors: 0`).
+fn counter_line(line: &str) -> Option<(&str, &str)> {
+    let (number, counter) = line.strip_prefix("Link ")?.split_once(':')?;
+    counter.contains(':').then_some((number, counter))
+}
+
+/// Every GPU's NVLink error counters in one `nvidia-smi nvlink -e` output (`Link 0: CRC Errors: 3`), whatever
+/// names the driver gives them. A value that is not a count (a Blackwell driver's `Effective BER: 1.5e-15`, a
+/// counter's `N/A`) is left out: it cannot be subtracted from a later reading. A GPU whose links are all inactive
+/// has no links; a text without a single counter line is not this output at all (an `nvlink -s` text, which says
+/// the same of such a GPU, is read by [`read_nvlinks`]).
+pub fn read_nvlink_errors(text: &str) -> Result<Vec<GpuNvLinkErrors>, TopoReadError> {
+    if !text.lines().any(|line| counter_line(line.trim()).is_some()) {
+        return Err(TopoReadError::NotNvLinkErrors);
+    }
+    let mut gpus: Vec<GpuNvLinkErrors> = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if let Some((gpu, name)) = gpu_heading(line) {
+            gpus.push(GpuNvLinkErrors {
+                index: gpu,
+                name,
+                links: Vec::new(),
+            });
+            continue;
+        }
+        if !line.starts_with("Link ") {
+            continue;
+        }
+        let error = |reason: &str| TopoReadError::Row {
+            line: index + 1,
+            reason: reason.to_string(),
+        };
+        let gpu = gpus
+            .last_mut()
+            .ok_or_else(|| error("a link before any GPU"))?;
+        let (number, counter) = counter_line(line).ok_or_else(|| error("no `counter: value`"))?;
+        let link = number.trim().parse().map_err(|_| error("no link number"))?;
+        let (name, value) = counter
+            .rsplit_once(':')
+            .ok_or_else(|| error("no `counter: value`"))?;
+        let value = value.trim();
+        let count = match value.parse::<u64>() {
+            Ok(count) => count,
+            Err(_) if value == "N/A" || value.parse::<f64>().is_ok() => continue,
+            Err(_) => return Err(error("the value is not a count")),
+        };
+        let at = match gpu.links.iter().position(|l| l.link == link) {
+            Some(at) => at,
+            None => {
+                gpu.links.push(NvLinkErrorCounters {
+                    link,
+                    counters: Default::default(),
+                });
+                gpu.links.len() - 1
+            }
+        };
+        gpu.links[at]
+            .counters
+            .insert(name.trim().to_string(), count);
+    }
+    Ok(gpus)
+}
+
 /// Every GPU's NVLinks in one `nvidia-smi nvlink -s` output (`Link 3: <inactive>` is a link that is down).
 pub fn read_nvlinks(text: &str) -> Result<Vec<GpuNvLinks>, TopoReadError> {
     let mut gpus: Vec<GpuNvLinks> = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let line = line.trim();
-        if let Some(rest) = line.strip_prefix("GPU ") {
-            let Some((number, name)) = rest.split_once(':') else {
-                continue;
-            };
-            let Ok(gpu) = number.trim().parse() else {
-                continue;
-            };
-            let name = name.split(" (UUID").next().unwrap_or(name).trim();
+        if let Some((gpu, name)) = gpu_heading(line) {
             gpus.push(GpuNvLinks {
                 index: gpu,
-                name: name.to_string(),
+                name,
                 links: Vec::new(),
                 all_inactive: false,
             });
@@ -340,11 +412,79 @@ NIC Legend:
         ));
     }
 
+    #[test]
+    fn nvlink_error_counters_are_read_per_link_by_the_drivers_names() {
+        // A real H100's capture, elided by its author (`[...]`) between links 1 and 17.
+        let gpus = read_nvlink_errors(&fixture("h100_nvlink_e.txt")).unwrap();
+        assert_eq!(gpus.len(), 1);
+        assert_eq!(gpus[0].name, "NVIDIA H100 80GB HBM3");
+        let links: Vec<u32> = gpus[0].links.iter().map(|l| l.link).collect();
+        assert_eq!(links, [0, 1, 17]);
+        let names: Vec<&str> = gpus[0].links[2]
+            .counters
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(names, ["CRC Errors", "Recovery Errors", "Replay Errors"]);
+        assert!(
+            gpus[0]
+                .links
+                .iter()
+                .all(|l| l.counters.values().all(|v| *v == 0))
+        );
+        // A Blackwell driver's names, its rates left out, and a GPU whose links are all inactive.
+        let newer = "GPU 0: NVIDIA B200 (UUID: GPU-x)\n\t Link 4: Rx Errors: 7\n\t Link 4: Effective BER: 1.5e-15\n\
+                     \t Link 4: FEC Errors - 1: 12\n\t Link 4: Link recovery failed events: N/A\n\
+                     GPU 1: NVIDIA B200 (UUID: GPU-y)\n\
+                     NVML: Unable to retrieve NVLink information as all links are inActive\n";
+        let gpus = read_nvlink_errors(newer).unwrap();
+        assert_eq!(
+            gpus[0].links[0].counters,
+            std::collections::BTreeMap::from([
+                ("FEC Errors - 1".to_string(), 12),
+                ("Rx Errors".to_string(), 7)
+            ])
+        );
+        assert_eq!((gpus[1].index, gpus[1].links.len()), (1, 0));
+    }
+
+    #[test]
+    fn texts_that_are_not_error_counters_are_told_apart_or_named_by_line() {
+        for other in [fixture("h100_nvlink_s.txt"), "nothing here\n".to_string()] {
+            assert_eq!(
+                read_nvlink_errors(&other),
+                Err(TopoReadError::NotNvLinkErrors)
+            );
+        }
+        // One GPU alone with every link inactive lists no counter: `nvlink -s` says as much, and more.
+        let all_down = "GPU 0: NVIDIA B200 (UUID: GPU-x)\n\
+                        NVML: Unable to retrieve NVLink information as all links are inActive\n";
+        assert_eq!(
+            read_nvlink_errors(all_down),
+            Err(TopoReadError::NotNvLinkErrors)
+        );
+        assert!(matches!(
+            read_nvlink_errors(
+                "GPU 0: X\n\t Link 0: CRC Errors: 0\n\t Link 0: Replay Errors: many\n"
+            ),
+            Err(TopoReadError::Row { line: 3, .. })
+        ));
+        assert!(matches!(
+            read_nvlink_errors("\t Link 0: CRC Errors: 1\n"),
+            Err(TopoReadError::Row { line: 1, .. })
+        ));
+    }
+
     proptest::proptest! {
         /// Any text, and any cut of the real captures, reads or gives a named error, never a panic.
         #[test]
         fn any_text_reads_without_panicking(noise in ".{0,200}", cut in 0usize..2_000) {
-            for text in [fixture("h100_topo_m.txt"), fixture("h100_nvlink_s.txt"), EIGHT_GPUS.to_string()] {
+            for text in [
+                fixture("h100_topo_m.txt"),
+                fixture("h100_nvlink_s.txt"),
+                fixture("h100_nvlink_e.txt"),
+                EIGHT_GPUS.to_string(),
+            ] {
                 let mut end = cut.min(text.len());
                 while !text.is_char_boundary(end) {
                     end -= 1;
@@ -352,6 +492,7 @@ NIC Legend:
                 for candidate in [noise.clone(), format!("{}{noise}", &text[..end])] {
                     let _ = read_topology(&candidate, "f");
                     let _ = read_nvlinks(&candidate);
+                    let _ = read_nvlink_errors(&candidate);
                 }
             }
         }

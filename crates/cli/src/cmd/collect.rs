@@ -169,6 +169,11 @@ impl Bundle {
     }
 }
 
+/// `nvidia-smi nvlink -e`, read at the start and again after the probe, so the diagnosis sees which counters grew.
+const NVLINK_ERRORS: &[&str] = &["nvlink", "-e"];
+const NVLINK_ERRORS_BEFORE: &str = "gpu/nvlink-errors-before.txt";
+const NVLINK_ERRORS_AFTER: &str = "gpu/nvlink-errors-after.txt";
+
 pub async fn run(args: Box<CollectArgs>) -> Result<u8, Failure> {
     let started = Instant::now();
     let out = args
@@ -260,6 +265,7 @@ pub async fn run(args: Box<CollectArgs>) -> Result<u8, Failure> {
         ("gpu/nvidia-smi-q.xml", &["-q", "-x"][..]),
         ("gpu/topo.txt", &["topo", "-m"][..]),
         ("gpu/nvlink.txt", &["nvlink", "-s"][..]),
+        (NVLINK_ERRORS_BEFORE, NVLINK_ERRORS),
     ] {
         let bundle = bundle.clone();
         tasks.spawn_blocking(move || vec![bundle.command(file, "nvidia-smi", argv)]);
@@ -336,6 +342,13 @@ pub async fn run(args: Box<CollectArgs>) -> Result<u8, Failure> {
     let (host_items, (mut items, interrupted)) = tokio::join!(host_side, server_side);
     items.extend(host_items?);
     stop_sampling.store(true, Ordering::Relaxed);
+    // The NVLink error counters again: those that grew since the first reading grew under the probe's load.
+    let nvlink_errors = {
+        let bundle = bundle.clone();
+        tokio::task::spawn_blocking(move || {
+            bundle.command(NVLINK_ERRORS_AFTER, "nvidia-smi", NVLINK_ERRORS)
+        })
+    };
     if let Some(url) = &url {
         // After the probe: the counters' increase over it, for a reader without the probe's own scrapes.
         let metrics = get(&bundle, &args, url, "server/metrics-after.prom", "/metrics").await;
@@ -347,6 +360,11 @@ pub async fn run(args: Box<CollectArgs>) -> Result<u8, Failure> {
             items.push(threads);
         }
     }
+    let nvlink_errors = nvlink_errors
+        .await
+        .map_err(|e| anyhow!("reading the NVLink error counters failed: {e}"))?;
+    bundle.said(&nvlink_errors);
+    items.push(nvlink_errors);
     let sampled = sampler
         .await
         .map_err(|e| anyhow!("the GPU sampler failed: {e}"))?;

@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 use infer_doctor_core::signals::{CounterStats, GaugeStats, HistogramStats, ServerWindow};
 use infer_doctor_core::summary::{RequestCounts, Throughput, TokenAccounting};
 use infer_doctor_core::{
-    Cgroup, CheckLine, Diagnosis, Evidence, Finding, GpuLink, GpuNvLinks, GpuState, GpuTopology,
-    HardwareFacts, HostFacts, KernelFacts, LogFacts, NetworkFacts, NumaNode, NvLinkLane,
-    PathTiming, PciDevice, PciePath, Phase, Pressure, PressureLine, RequestRecord, RunSummary,
-    ServerThreads, Signal, Summary, ThreadCpu, TopologyGpu, WorkloadFacts, XidEvent,
+    Cgroup, CheckLine, Diagnosis, Evidence, Finding, GpuLink, GpuNvLinkErrors, GpuNvLinks,
+    GpuState, GpuTopology, HardwareFacts, HostFacts, KernelFacts, LogFacts, NetworkFacts, NumaNode,
+    NvLinkErrorCounters, NvLinkLane, PathTiming, PciDevice, PciePath, Phase, Pressure,
+    PressureLine, RequestRecord, RunSummary, ServerThreads, Signal, Summary, ThreadCpu,
+    TopologyGpu, WorkloadFacts, XidEvent,
 };
 
 /// A latency distribution (ms) with the given median and p95.
@@ -200,6 +201,8 @@ pub fn healthy() -> Evidence {
         }),
         topology: Some(topology(8, |_, _| GpuLink::NvLink(18))),
         nvlinks: Some(("nvlink.txt".into(), nvlinks(8, 18))),
+        nvlink_errors_before: None,
+        nvlink_errors_after: None,
         environment: None,
         gpu_tool_timeouts: Vec::new(),
         network: Some(NetworkFacts {
@@ -276,6 +279,25 @@ pub fn nvlinks(n: u32, links: u32) -> Vec<GpuNvLinks> {
                 })
                 .collect(),
             all_inactive: false,
+        })
+        .collect()
+}
+
+/// `nvidia-smi nvlink -e` of `n` H100s with `links` links each, every counter at 0.
+pub fn nvlink_errors(n: u32, links: u32) -> Vec<GpuNvLinkErrors> {
+    (0..n)
+        .map(|index| GpuNvLinkErrors {
+            index,
+            name: "NVIDIA H100 80GB HBM3".into(),
+            links: (0..links)
+                .map(|link| NvLinkErrorCounters {
+                    link,
+                    counters: ["Replay Errors", "Recovery Errors", "CRC Errors"]
+                        .into_iter()
+                        .map(|name| (name.to_string(), 0))
+                        .collect(),
+                })
+                .collect(),
         })
         .collect()
 }
