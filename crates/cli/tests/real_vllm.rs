@@ -348,6 +348,73 @@ fn max_num_seqs_2_under_8_users_is_the_batch_cap() {
             > 0.0
     );
     assert!(server_view["gauges"]["kv_usage"]["max"].as_f64().unwrap() < 0.5);
+    collect_gives_the_live_diagnosis_offline(&server, &ids[0]);
+}
+
+/// `collect` on this host finds vLLM by its port, reads its arguments, threads and collect-env, and the bundle
+/// diagnosed offline gives the live diagnosis's primary finding.
+fn collect_gives_the_live_diagnosis_offline(server: &Server, live_primary: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    let log = server.log.display().to_string();
+    let bundle_arg = bundle.display().to_string();
+    let (code, stdout, stderr) = infer_doctor(&[
+        "collect",
+        "--quiet",
+        "--url",
+        &server.url,
+        "--log",
+        &log,
+        "--duration",
+        "30s",
+        "--concurrency",
+        "8",
+        "--input-tokens",
+        "64",
+        "--output-tokens",
+        "64",
+        "--item-timeout",
+        "60s",
+        "--out",
+        &bundle_arg,
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let manifest = read_json(&bundle.join("manifest.json"));
+    let status = |file: &str| {
+        manifest["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["file"] == file)
+            .map(|i| i["status"].clone())
+    };
+    for file in [
+        "server/cmdline.txt",
+        "env/server.env",
+        "env/collect_env.txt",
+        "server/threads.json",
+    ] {
+        assert_eq!(status(file), Some("ok".into()), "{file}: {manifest}");
+    }
+    let cmdline = std::fs::read_to_string(bundle.join("server/cmdline.txt")).unwrap();
+    assert!(cmdline.contains("--max-num-seqs 2"), "{cmdline}");
+    let (code, stdout, stderr) =
+        infer_doctor(&["diagnose", "--bundle", &bundle_arg, "--format", "json"]);
+    assert!(code == 0 || code == 1, "{stdout}\n{stderr}");
+    let offline: Value = serde_json::from_str(&stdout).unwrap();
+    let ids = finding_ids(&offline["diagnosis"]);
+    assert_eq!(
+        ids.first().map(String::as_str),
+        Some(live_primary),
+        "{ids:?}"
+    );
+    let environment = &offline["evidence"]["environment"];
+    assert!(
+        environment["vllm_version"]
+            .as_str()
+            .is_some_and(|v| !v.is_empty()),
+        "collect-env read from the bundle: {environment}"
+    );
 }
 
 #[test]

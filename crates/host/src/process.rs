@@ -89,6 +89,33 @@ pub fn environment(root: &Path, pid: u32) -> std::io::Result<Vec<(String, String
         .collect())
 }
 
+/// The Python interpreter that runs a vLLM server, to run `python -m vllm.collect_env` in the server's own
+/// environment: the command line's program when it is Python, else the interpreter named in its script's `#!`
+/// line (`/venv/bin/vllm serve …`). `None` when the server is not vLLM.
+pub fn vllm_python(root: &Path, command_line: &[String]) -> Option<String> {
+    let line = command_line.join(" ");
+    if !line.contains("vllm serve") && !line.contains("vllm.entrypoints") {
+        return None;
+    }
+    let program = command_line.first()?;
+    let is_python = |path: &str| {
+        Path::new(path)
+            .file_name()
+            .is_some_and(|name| name.to_string_lossy().starts_with("python"))
+    };
+    if is_python(program) {
+        return Some(program.clone());
+    }
+    // A relative program was resolved by the server's shell from its PATH, which collect does not know.
+    let script = std::fs::read(root.join(program.trim_start_matches('/'))).ok()?;
+    let first_line = script.split(|b| *b == b'\n').next()?;
+    let interpreter = String::from_utf8_lossy(first_line.strip_prefix(b"#!")?)
+        .split_whitespace()
+        .next()?
+        .to_string();
+    is_python(&interpreter).then_some(interpreter)
+}
+
 /// When the process started, in Unix seconds: its start after boot (`/proc/PID/stat`, in clock ticks) plus
 /// the boot time (`/proc/stat`'s btime).
 pub fn start_time(root: &Path, pid: u32) -> Option<u64> {
@@ -272,6 +299,34 @@ mod tests {
         .unwrap();
         assert_eq!(start_time(root.path(), 42), Some(1_700_000_000 + 1234));
         assert_eq!(start_time(root.path(), 43), None);
+    }
+
+    #[test]
+    fn vllms_python_is_its_program_or_its_scripts_interpreter() {
+        let root = tempfile::tempdir().unwrap();
+        let words = |line: &str| line.split(' ').map(str::to_string).collect::<Vec<_>>();
+        assert_eq!(
+            vllm_python(
+                root.path(),
+                &words("/venv/bin/python3.12 -m vllm.entrypoints.openai.api_server")
+            ),
+            Some("/venv/bin/python3.12".to_string())
+        );
+        std::fs::create_dir_all(root.path().join("venv/bin")).unwrap();
+        std::fs::write(
+            root.path().join("venv/bin/vllm"),
+            "#!/venv/bin/python3\n# -*- coding: utf-8 -*-\nimport sys\n",
+        )
+        .unwrap();
+        assert_eq!(
+            vllm_python(root.path(), &words("/venv/bin/vllm serve m --port 8000")),
+            Some("/venv/bin/python3".to_string())
+        );
+        assert_eq!(vllm_python(root.path(), &words("vllm serve m")), None);
+        assert_eq!(
+            vllm_python(root.path(), &words("./llama-server -m m.gguf")),
+            None
+        );
     }
 
     #[test]

@@ -830,7 +830,8 @@ fn file_safe(name: &str) -> String {
         .collect()
 }
 
-/// The server's command line (its engine arguments) and its engine environment.
+/// The server's command line (its engine arguments) and its engine environment; for vLLM, also what
+/// `vllm collect-env` says, run by the server's own Python so it reports the versions the server runs.
 fn server_process(
     bundle: &Bundle,
     root: &Path,
@@ -843,13 +844,23 @@ fn server_process(
         root.join(format!("proc/{}/cmdline", found.pid)).display(),
         found.how
     );
+    let mut items = Vec::new();
     let args = match process::command_line(root, found.pid) {
-        Ok(words) => bundle.write(
-            "server/cmdline.txt",
-            source,
-            started,
-            (words.join(" ") + "\n").as_bytes(),
-        ),
+        Ok(words) => {
+            if let Some(python) = process::vllm_python(root, &words) {
+                items.push(bundle.command(
+                    "env/collect_env.txt",
+                    &python,
+                    &["-m", "vllm.collect_env"],
+                ));
+            }
+            bundle.write(
+                "server/cmdline.txt",
+                source,
+                started,
+                (words.join(" ") + "\n").as_bytes(),
+            )
+        }
         Err(e) => bundle.missing(
             "server/cmdline.txt",
             source,
@@ -879,7 +890,8 @@ fn server_process(
             Some(e.to_string()),
         ),
     };
-    vec![args, env]
+    items.extend([args, env]);
+    items
 }
 
 /// The server's threads' CPU over the probe, from a reading before it and one now.
