@@ -532,3 +532,18 @@ pub(crate) fn itl(run: &RunSummary) -> Option<Latency> {
 pub(crate) fn tpot(run: &RunSummary) -> Option<&Summary> {
     usable(run.latency.tpot.as_ref())
 }
+
+/// The GPU indices in `CUDA_VISIBLE_DEVICES` (UUIDs and MIG names cannot be matched to a host's GPUs: `None`),
+/// and whether the variable is the server process's own rather than a shell's from a collect-env paste.
+pub(crate) fn visible_gpu_indices(
+    evidence: &infer_doctor_core::Evidence,
+) -> Option<(Vec<u32>, bool)> {
+    let environment = evidence.environment.as_ref()?;
+    let indices = environment
+        .variables
+        .get("CUDA_VISIBLE_DEVICES")?
+        .split(',')
+        .map(|i| i.trim().parse::<u32>().ok())
+        .collect::<Option<Vec<_>>>()?;
+    Some((indices, environment.server_process))
+}

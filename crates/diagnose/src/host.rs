@@ -7,7 +7,7 @@ use infer_doctor_core::{CheckStatus, Confidence, HostFacts, Severity, Symptom};
 
 use crate::Thresholds;
 use crate::assessment::{Assessment, Rule, compared, how, percent, seen};
-use crate::facts::Facts;
+use crate::facts::{Facts, visible_gpu_indices};
 
 const SWAP_ACTIVE: Rule = Rule {
     id: "host.swap_active",
@@ -92,7 +92,7 @@ pub(crate) fn assess(facts: &Facts, t: &Thresholds) -> Vec<Assessment> {
         swap_active(host, t),
         cpu_governor(host),
         cpu_throttled(host, t),
-        numa_mismatch(host),
+        numa_mismatch(host, facts),
         api_server_cpu_bound(facts, t),
     ]
 }
@@ -305,14 +305,30 @@ fn cpu_throttled(host: Option<&HostFacts>, t: &Thresholds) -> Assessment {
     )
 }
 
-fn numa_mismatch(host: Option<&HostFacts>) -> Assessment {
+fn numa_mismatch(host: Option<&HostFacts>, facts: &Facts) -> Assessment {
     let Some(host) = host else {
         return NUMA_MISMATCH.unknown("the GPU host's facts", how::HOST);
     };
+    // The server's own CUDA_VISIBLE_DEVICES names its GPUs, by index in bus order (nvidia-smi's, and CUDA's on
+    // a host of one GPU model); without it, every GPU of the host may be the server's.
+    let server_gpus = visible_gpu_indices(facts.evidence)
+        .filter(|(indices, from_server)| {
+            *from_server
+                && indices
+                    .iter()
+                    .all(|i| (*i as usize) < host.pci_devices.len())
+        })
+        .map(|(indices, _)| indices);
     let gpu_nodes: BTreeSet<u32> = host
         .pci_devices
         .iter()
-        .filter_map(|d| d.numa_node)
+        .enumerate()
+        .filter(|(index, _)| {
+            server_gpus
+                .as_ref()
+                .is_none_or(|visible| visible.contains(&(*index as u32)))
+        })
+        .filter_map(|(_, d)| d.numa_node)
         .collect();
     let Some(nodes) = host.numa_nodes.as_ref().filter(|_| !gpu_nodes.is_empty()) else {
         return NUMA_MISMATCH.unknown(

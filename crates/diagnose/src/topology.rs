@@ -8,7 +8,7 @@ use infer_doctor_core::{
 
 use crate::Thresholds;
 use crate::assessment::{Assessment, Rule, how, seen};
-use crate::facts::Facts;
+use crate::facts::{Facts, visible_gpu_indices};
 
 const TP_OVER_PCIE: Rule = Rule {
     id: "hardware.tp_over_pcie",
@@ -108,15 +108,14 @@ fn tp_over_pcie(facts: &Facts) -> Assessment {
     let all = pairs(topology);
     // The engine takes the first GPUs it is given: CUDA_VISIBLE_DEVICES names them when the environment is in
     // the evidence (by index; UUIDs cannot be matched to the matrix), else the matrix's first GPUs are assumed.
-    let visible: Option<Vec<String>> = facts
-        .evidence
-        .environment
+    let visible_indices = visible_gpu_indices(facts.evidence);
+    let visible: Option<Vec<String>> = visible_indices
         .as_ref()
-        .and_then(|env| env.variables.get("CUDA_VISIBLE_DEVICES"))
-        .and_then(|list| {
-            list.split(',')
-                .map(|i| i.trim().parse::<u32>().ok().map(|i| format!("GPU{i}")))
-                .collect::<Option<Vec<_>>>()
+        .map(|(indices, _)| {
+            indices
+                .iter()
+                .map(|i| format!("GPU{i}"))
+                .collect::<Vec<_>>()
         })
         .filter(|names| {
             names.len() >= tp
@@ -180,12 +179,8 @@ fn tp_over_pcie(facts: &Facts) -> Assessment {
     let no_nvlink = all.iter().all(|(_, _, l)| matches!(l, GpuLink::Pcie(_)));
     // Only the server process's own CUDA_VISIBLE_DEVICES names its GPUs for sure; a collect-env paste shows a
     // shell's, which may differ.
-    let visible_is_the_servers = visible.is_some()
-        && facts
-            .evidence
-            .environment
-            .as_ref()
-            .is_some_and(|env| env.server_process);
+    let visible_is_the_servers =
+        visible.is_some() && visible_indices.is_some_and(|(_, from_server)| from_server);
     let confidence = if no_nvlink || visible_is_the_servers {
         Confidence::High
     } else {

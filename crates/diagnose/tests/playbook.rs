@@ -1092,6 +1092,28 @@ fn a_server_beside_one_of_gpus_on_two_nodes_is_not_called_local() {
     let line = check_line(&diagnosis, "host_numa_local");
     assert_eq!(line.status, CheckStatus::Unknown, "{line:?}");
     assert!(line.detail.contains("which of the host's GPUs"), "{line:?}");
+    // The server process's own CUDA_VISIBLE_DEVICES says which: the node-1 GPU is remote from its node-0 CPUs,
+    // the node-0 GPU local. A shell's, from a collect-env paste, says nothing about the server.
+    let with_visible = |devices: &str, server_process: bool| {
+        let mut named = evidence.clone();
+        named.environment = Some(EnvFacts {
+            variables: BTreeMap::from([("CUDA_VISIBLE_DEVICES".to_string(), devices.to_string())]),
+            server_process,
+            ..Default::default()
+        });
+        diagnose(&named, &Thresholds::default())
+    };
+    let remote = with_visible("1", true);
+    let found = finding(&remote, "host.numa_mismatch").expect("its GPU is on node 1");
+    assert_eq!(found.severity, Severity::Warning, "{found:?}");
+    assert_eq!(
+        check_line(&with_visible("0", true), "host_numa_local").status,
+        CheckStatus::Pass
+    );
+    assert_eq!(
+        check_line(&with_visible("1", false), "host_numa_local").status,
+        CheckStatus::Unknown
+    );
 }
 
 #[test]
