@@ -168,14 +168,7 @@ fn collect_replays_a_gpu_host_and_diagnose_reads_the_bundle() {
         "journalctl -k -b --no-pager -o short-iso"
     );
 
-    let diagnosed = bin()
-        .args(["diagnose", "--bundle"])
-        .arg(&out)
-        .args(["--format", "json"])
-        .output()
-        .unwrap();
-    let doc: Value = serde_json::from_slice(&diagnosed.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&diagnosed.stderr)));
+    let doc = diagnose_bundle(&out);
     let warnings = doc["warnings"].to_string();
     for file in NVIDIA_SMI_FILES {
         assert!(
@@ -237,13 +230,7 @@ fn an_amd_host_is_collected_with_rocm_smi_and_its_gpu_judged() {
         "not_installed"
     );
 
-    let diagnosed = bin()
-        .args(["diagnose", "--bundle"])
-        .arg(dir.path())
-        .args(["--format", "json"])
-        .output()
-        .unwrap();
-    let doc = diagnosis(&diagnosed);
+    let doc = diagnose_bundle(dir.path());
     assert!(
         !doc["warnings"].to_string().contains("rocm-smi.json"),
         "{}",
@@ -317,13 +304,7 @@ PATH=/usr/bin:/bin exec tar \"$@\"\n",
     // Only the tarball is left beside it, not the directory it was gathered in.
     let beside: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
     assert_eq!(beside.len(), 1, "{beside:?}");
-    let diagnosed = bin()
-        .args(["diagnose", "--bundle"])
-        .arg(&out)
-        .args(["--format", "json"])
-        .output()
-        .unwrap();
-    let doc = diagnosis(&diagnosed);
+    let doc = diagnose_bundle(&out);
     assert!(
         doc["evidence"].to_string().contains("\"code\":79"),
         "the kernel log's XID, read from inside the tarball: {doc}"
@@ -470,6 +451,17 @@ fn diagnosis(output: &Output) -> Value {
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stderr)))
 }
 
+/// `diagnose --bundle` of a bundle, as its JSON document.
+fn diagnose_bundle(bundle: &Path) -> Value {
+    let output = bin()
+        .args(["diagnose", "--bundle"])
+        .arg(bundle)
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    diagnosis(&output)
+}
+
 /// The bundle diagnosed offline gives what a live `diagnose` of the same server gives.
 #[test]
 fn a_collected_bundle_gives_the_live_diagnosis() {
@@ -524,13 +516,7 @@ fn a_collected_bundle_gives_the_live_diagnosis() {
         "{cmdline}"
     );
     assert!(out.join("loaded/run.json").is_file());
-    let offline = bin()
-        .args(["diagnose", "--bundle"])
-        .arg(&out)
-        .args(["--format", "json"])
-        .output()
-        .unwrap();
-    let offline = diagnosis(&offline);
+    let offline = diagnose_bundle(&out);
     let threads = &offline["evidence"]["server_threads"];
     assert!(
         threads["threads"].as_array().is_some_and(|t| !t.is_empty())
@@ -762,13 +748,7 @@ fn hidden_hosts_are_pseudonyms_in_every_file_and_the_bundle_still_diagnoses() {
     .unwrap();
     assert_eq!(key[HOST], "host-1");
     assert_eq!(key[PEER], "ip-1");
-    let diagnosed = bin()
-        .args(["diagnose", "--bundle"])
-        .arg(&out)
-        .args(["--format", "json"])
-        .output()
-        .unwrap();
-    let doc = diagnosis(&diagnosed);
+    let doc = diagnose_bundle(&out);
     assert!(
         doc["evidence"].to_string().contains("\"code\":79"),
         "the XID is read through the pseudonyms: {doc}"

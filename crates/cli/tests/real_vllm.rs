@@ -302,6 +302,16 @@ fn logs_read_the_capacity_that_metrics_report(server: &Server) {
     );
 }
 
+/// The crowd that meets a batch cap of 2, in `diagnose`'s probe and in `collect`'s.
+const EIGHT_USERS: [&str; 6] = [
+    "--concurrency",
+    "8",
+    "--input-tokens",
+    "64",
+    "--output-tokens",
+    "64",
+];
+
 #[test]
 fn max_num_seqs_2_under_8_users_is_the_batch_cap() {
     let server = Server::vllm(&["--max-model-len", "1024", "--max-num-seqs", "2"]);
@@ -309,17 +319,10 @@ fn max_num_seqs_2_under_8_users_is_the_batch_cap() {
     let document = diagnose(
         &server,
         &[
-            "--concurrency",
-            "8",
-            "--input-tokens",
-            "64",
-            "--output-tokens",
-            "64",
-            "--budget",
-            "30s",
-            "--max-requests",
-            "64",
-        ],
+            &EIGHT_USERS[..],
+            &["--budget", "30s", "--max-requests", "64"],
+        ]
+        .concat(),
         dir.path(),
     );
     let diagnosis = &document["diagnosis"];
@@ -358,7 +361,7 @@ fn collect_gives_the_live_diagnosis_offline(server: &Server, live_primary: &str)
     let bundle = dir.path().join("bundle");
     let log = server.log.display().to_string();
     let bundle_arg = bundle.display().to_string();
-    let (code, stdout, stderr) = infer_doctor(&[
+    let collect: [&str; 12] = [
         "collect",
         "--quiet",
         "--url",
@@ -367,17 +370,12 @@ fn collect_gives_the_live_diagnosis_offline(server: &Server, live_primary: &str)
         &log,
         "--duration",
         "30s",
-        "--concurrency",
-        "8",
-        "--input-tokens",
-        "64",
-        "--output-tokens",
-        "64",
         "--item-timeout",
         "60s",
         "--out",
         &bundle_arg,
-    ]);
+    ];
+    let (code, stdout, stderr) = infer_doctor(&[&collect[..], &EIGHT_USERS[..]].concat());
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let manifest = read_json(&bundle.join("manifest.json"));
     let status = |file: &str| {
