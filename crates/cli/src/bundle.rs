@@ -602,23 +602,21 @@ pub fn add_log(gathered: &mut Gathered, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Adds a kernel log's XIDs; false when the text is not a kernel log.
+/// Adds a kernel log's XIDs, OOM kills and hung tasks; false when the text is not a kernel log.
 fn add_kernel_log(
     gathered: &mut Gathered,
     reader: impl std::io::BufRead,
     name: &str,
 ) -> anyhow::Result<bool> {
-    let Some(xids) =
+    let Some(facts) =
         kernel::read_kernel_log(reader, name).with_context(|| format!("reading {name}"))?
     else {
         return Ok(false);
     };
-    let kernel = gathered
-        .evidence
-        .kernel
-        .get_or_insert_with(Default::default);
-    kernel.sources.push(name.to_string());
-    kernel.xids.extend(xids);
+    match &mut gathered.evidence.kernel {
+        Some(kernel) => kernel.absorb(facts),
+        none => *none = Some(facts),
+    }
     Ok(true)
 }
 

@@ -125,12 +125,57 @@ pub struct XidEvent {
     pub first_seen: String,
 }
 
-/// What the GPU host's kernel log says about its GPUs.
+/// What the GPU host's kernel log says about its GPUs and its memory: the driver's XIDs, the processes the OOM
+/// killer ended, and the tasks the hung-task watchdog found stuck.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct KernelFacts {
     /// The kernel logs read, so "no XID" names where it looked.
     pub sources: Vec<String>,
     pub xids: Vec<XidEvent>,
+    pub oom_kills: Vec<OomKill>,
+    pub hung_tasks: Vec<HungTask>,
+}
+
+impl KernelFacts {
+    /// Adds what another kernel log of the same host says.
+    pub fn absorb(&mut self, other: KernelFacts) {
+        self.sources.extend(other.sources);
+        self.xids.extend(other.xids);
+        self.oom_kills.extend(other.oom_kills);
+        self.hung_tasks.extend(other.hung_tasks);
+    }
+}
+
+/// A process the kernel's OOM killer ended (`Out of memory: Killed process PID (NAME) … anon-rss:…kB`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OomKill {
+    pub pid: u32,
+    /// The process name as the kernel keeps it (at most 15 characters: `python3`, `VLLM::EngineCor`).
+    pub process: String,
+    /// Its resident anonymous memory when killed.
+    pub anon_rss_bytes: Option<u64>,
+    /// A cgroup's memory limit (a container's) ran out, not the host's memory.
+    pub cgroup_limit: bool,
+    /// The file and line.
+    pub seen: String,
+}
+
+/// A task in uninterruptible sleep past the hung-task timeout (`INFO: task NAME:PID blocked for more than N
+/// seconds.`): stuck on storage, a lock or a driver.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct HungTask {
+    pub pid: u32,
+    pub process: String,
+    /// The longest block reported.
+    pub blocked_s: u64,
+    /// How many reports named this task.
+    pub count: u64,
+    /// Its stack, printed after the report, runs through the NVIDIA driver (`[nvidia]`, `[nvidia_uvm]`): the GPU
+    /// driver, not storage, holds it.
+    pub in_gpu_driver: bool,
+    /// The file and line of the first report.
+    pub first_seen: String,
 }
 
 /// A PCIe path between two GPUs as `nvidia-smi topo -m` names it, best to worst: at most one bridge, several

@@ -26,8 +26,8 @@ pub use finding::{
     CheckLine, CheckStatus, Confidence, Diagnosis, Finding, Observation, Severity, Symptom,
 };
 pub use gpu::{
-    ClockReason, EnvFacts, GpuLink, GpuNvLinkErrors, GpuNvLinks, GpuState, GpuTopology,
-    KernelFacts, NvLinkErrorCounters, NvLinkLane, PciePath, TopologyGpu, XidEvent,
+    ClockReason, EnvFacts, GpuLink, GpuNvLinkErrors, GpuNvLinks, GpuState, GpuTopology, HungTask,
+    KernelFacts, NvLinkErrorCounters, NvLinkLane, OomKill, PciePath, TopologyGpu, XidEvent,
 };
 pub use host::{
     Cgroup, HostFacts, NumaNode, PciDevice, Pressure, PressureLine, ServerThreads, ThreadCpu,

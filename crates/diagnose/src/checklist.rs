@@ -8,7 +8,7 @@ use crate::assessment::{Assessment, how, ms, percent};
 use crate::facts::Facts;
 
 /// Lines answered directly by one rule: (line id, question, rule id).
-const RULE_LINES: [(&str, &str, &str); 24] = [
+const RULE_LINES: [(&str, &str, &str); 26] = [
     ("error_rate", "Is the error rate below 1%?", "errors.rate"),
     (
         "no_preemptions",
@@ -124,6 +124,16 @@ const RULE_LINES: [(&str, &str, &str); 24] = [
         "host_front_end_has_cpu",
         "Does the server's front end keep up (no thread at a full core while requests wait before the engine)?",
         "host.api_server_cpu_bound",
+    ),
+    (
+        "host_no_oom_kill",
+        "Has the kernel's OOM killer left the server and its host alone?",
+        "host.oom_killed",
+    ),
+    (
+        "host_no_hung_task",
+        "Is the kernel log free of hung tasks (processes stuck on storage, locks or the GPU driver)?",
+        "host.hung_tasks",
     ),
 ];
 

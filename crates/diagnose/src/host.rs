@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use infer_doctor_core::{CheckStatus, Confidence, HostFacts, Severity, Symptom};
+use infer_doctor_core::{CheckStatus, Confidence, HostFacts, Observation, Severity, Symptom};
 
 use crate::Thresholds;
 use crate::assessment::{Assessment, Rule, compared, how, percent, seen};
@@ -86,6 +86,42 @@ const API_SERVER_CPU_BOUND: Rule = Rule {
              Debugging Guide (running + waiting ≈ the client's concurrency, else the bottleneck is before vLLM)",
 };
 
+const OOM_KILLED: Rule = Rule {
+    id: "host.oom_killed",
+    symptom: Symptom::Errors,
+    why: "When the host's memory, or the memory limit of a container's cgroup, runs out, the kernel kills the \
+          process that uses the most. A killed engine or worker process takes the whole server down (requests \
+          fail until it restarts and reloads the weights); another process killed says the host runs at its \
+          memory limit and the server may be next.",
+    remedies: &[
+        "Find what grew: the killed process's resident memory is in the kernel line; `ps -eo rss,cmd --sort=-rss` \
+         shows what uses memory now",
+        "Give the server's container a higher memory limit, or make vLLM use less host memory: a smaller \
+         `--swap-space` (GiB per GPU), `--cpu-offload-gb`, `--kv-offloading-size`, fewer `--api-server-count`",
+        "Run less beside the server on the host, or move it to a host with more memory",
+    ],
+    source: "https://docs.kernel.org/admin-guide/cgroup-v2.html (memory.max, memory.events oom_kill); \
+             torvalds/linux: mm/oom_kill.c (the `Killed process` line and the `oom-kill:constraint=` summary); \
+             vllm-project/vllm#43639 (a vLLM server OOM-killed by the kernel)",
+};
+
+const HUNG_TASKS: Rule = Rule {
+    id: "host.hung_tasks",
+    symptom: Symptom::Host,
+    why: "The kernel's hung-task watchdog names each task that stayed in uninterruptible sleep past its timeout \
+          (120 s by default): a process waiting on storage (a model loading from a network filesystem), on a \
+          lock, or on the GPU driver. Stuck in the NVIDIA driver, the GPU or driver is wedged; elsewhere, model \
+          loads and checkpoint reads stall.",
+    remedies: &[
+        "Read the stack printed after the `INFO: task … blocked` line: `[nvidia]`/`[nvidia_uvm]` frames point at \
+         the driver (check XIDs, `nvidia-smi`, and reset or drain the node); nfs, fuse or block frames at storage",
+        "Load models from local disk (copy the weights off network storage) if the blocked task reads them",
+    ],
+    source: "https://docs.kernel.org/admin-guide/sysctl/kernel.html (hung_task_timeout_secs); torvalds/linux: \
+             kernel/hung_task.c (the `INFO: task NAME:PID blocked for more than N seconds.` report); \
+             NVIDIA/k8s-device-plugin#77 (a task hung in nvidia_uvm)",
+};
+
 pub(crate) fn assess(facts: &Facts, t: &Thresholds) -> Vec<Assessment> {
     let host = facts.evidence.host.as_ref();
     vec![
@@ -94,7 +130,162 @@ pub(crate) fn assess(facts: &Facts, t: &Thresholds) -> Vec<Assessment> {
         cpu_throttled(host, t),
         numa_mismatch(host, facts),
         api_server_cpu_bound(facts, t),
+        oom_killed(facts),
+        hung_tasks(facts),
     ]
+}
+
+/// The process names the kernel gives an inference server's processes (at most 15 characters): Python
+/// front ends and workers, vLLM's renamed engine and worker processes, and the native servers.
+const ENGINE_PROCESS_PREFIXES: [&str; 9] = [
+    "python",
+    "VLLM::",
+    "vllm",
+    "pt_main_thread",
+    "ray::",
+    "sglang",
+    "llama-server",
+    "text-generation",
+    "trtllm",
+];
+
+/// Whether a killed or stuck process is the server's: its pid when collect found the server, else its name.
+fn is_server_process(facts: &Facts, pid: u32, name: &str) -> bool {
+    facts
+        .evidence
+        .server_threads
+        .as_ref()
+        .is_some_and(|server| server.pid == pid)
+        || ENGINE_PROCESS_PREFIXES
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+}
+
+/// The kernel log's OOM kills, and the server cgroup's own count of them (`memory.events`).
+fn oom_killed(facts: &Facts) -> Assessment {
+    let kernel = facts.evidence.kernel.as_ref();
+    let cgroup = facts.evidence.host.as_ref().and_then(|h| h.cgroup.as_ref());
+    let counted = cgroup.and_then(|c| c.oom_kills.map(|kills| (c, kills)));
+    if kernel.is_none() && counted.is_none() {
+        return OOM_KILLED.unknown(
+            "the GPU host's kernel log or the server's cgroup",
+            how::KERNEL_LOG,
+        );
+    }
+    let kills = kernel.map_or(&[][..], |k| k.oom_kills.as_slice());
+    let mut evidence: Vec<Observation> = kills
+        .iter()
+        .map(|k| {
+            seen(
+                format!("OOM kill of {} (pid {}): resident MiB", k.process, k.pid),
+                k.anon_rss_bytes.map_or(f64::NAN, |b| b as f64 / MIB),
+                &k.seen,
+            )
+        })
+        .collect();
+    let mut told: Vec<String> = kills
+        .iter()
+        .map(|k| {
+            let cause = if k.cgroup_limit {
+                "a cgroup's memory limit"
+            } else {
+                "the host's memory"
+            };
+            let rss = k
+                .anon_rss_bytes
+                .map(|b| format!(" at {:.1} GiB resident", b as f64 / (1024.0 * MIB)))
+                .unwrap_or_default();
+            format!(
+                "{} (pid {}) killed{rss} when {cause} ran out ({})",
+                k.process, k.pid, k.seen
+            )
+        })
+        .collect();
+    if let Some((cgroup, count)) = counted.filter(|(_, count)| *count > 0) {
+        let limit = cgroup
+            .memory_max_bytes
+            .map(|b| format!(", memory.max {:.1} GiB", b as f64 / (1024.0 * MIB)))
+            .unwrap_or_default();
+        told.push(format!(
+            "{count} OOM kill{} in the server's cgroup {}{limit}",
+            if count == 1 { "" } else { "s" },
+            cgroup.path
+        ));
+        evidence.push(seen(
+            "OOM kills in the server's cgroup (memory.events oom_kill)".to_string(),
+            count as f64,
+            &cgroup.path,
+        ));
+    }
+    if told.is_empty() {
+        let mut read: Vec<String> = kernel.map(|k| k.sources.clone()).unwrap_or_default();
+        read.extend(counted.map(|(c, _)| format!("memory.events of {}", c.path)));
+        return OOM_KILLED.passes(format!("no OOM kill in {}", read.join(", ")));
+    }
+    // The kernel log names its victims; the cgroup counter only counts them, and every one of them was in the
+    // server's own cgroup.
+    let server_killed = kills
+        .iter()
+        .any(|k| is_server_process(facts, k.pid, &k.process))
+        || counted.is_some_and(|(_, count)| count > 0);
+    let severity = if server_killed {
+        Severity::Critical
+    } else {
+        Severity::Warning
+    };
+    OOM_KILLED.fires(severity, Confidence::High, told.join("; "), evidence)
+}
+
+/// Tasks the hung-task watchdog reported: a warning, critical when one is the server's and stuck in the GPU
+/// driver.
+fn hung_tasks(facts: &Facts) -> Assessment {
+    let Some(kernel) = facts.evidence.kernel.as_ref() else {
+        return HUNG_TASKS.unknown("the GPU host's kernel log", how::KERNEL_LOG);
+    };
+    if kernel.hung_tasks.is_empty() {
+        return HUNG_TASKS.passes(format!("no hung task in {}", kernel.sources.join(", ")));
+    }
+    let told: Vec<String> = kernel
+        .hung_tasks
+        .iter()
+        .map(|t| {
+            let driver = if t.in_gpu_driver {
+                " in the NVIDIA driver"
+            } else {
+                ""
+            };
+            let times = if t.count > 1 {
+                format!(", reported {} times", t.count)
+            } else {
+                String::new()
+            };
+            format!(
+                "{} (pid {}) blocked over {} s{driver}{times}",
+                t.process, t.pid, t.blocked_s
+            )
+        })
+        .collect();
+    let evidence = kernel
+        .hung_tasks
+        .iter()
+        .map(|t| {
+            seen(
+                format!("hung task {} (pid {}): seconds blocked", t.process, t.pid),
+                t.blocked_s as f64,
+                &t.first_seen,
+            )
+        })
+        .collect();
+    let wedged = kernel
+        .hung_tasks
+        .iter()
+        .any(|t| t.in_gpu_driver && is_server_process(facts, t.pid, &t.process));
+    let severity = if wedged {
+        Severity::Critical
+    } else {
+        Severity::Warning
+    };
+    HUNG_TASKS.fires(severity, Confidence::High, told.join("; "), evidence)
 }
 
 /// The busiest thread of the server process at a full core, and requests held before the engine: the front

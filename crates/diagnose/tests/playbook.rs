@@ -155,6 +155,20 @@ const CASES: &[(&str, Change, Change)] = &[
         |e| host(e).cgroup.as_mut().unwrap().nr_throttled = Some(2_000),
     ),
     (
+        "host.oom_killed",
+        // The OOM killer took another process on the host: the server may be next.
+        |e| e.kernel.as_mut().unwrap().oom_kills = vec![oom_kill(9001, "node_exporter", false)],
+        // A memory limit on the server's cgroup that it never hit.
+        |e| host(e).cgroup.as_mut().unwrap().memory_max_bytes = Some(64 << 30),
+    ),
+    (
+        "host.hung_tasks",
+        // A task stuck on storage: model loads from there stall.
+        |e| e.kernel.as_mut().unwrap().hung_tasks = vec![hung_task(812, "jbd2/nvme0n1p1-", false)],
+        // Another kernel log read, as clean.
+        |e| e.kernel.as_mut().unwrap().sources.push("dmesg.txt".into()),
+    ),
+    (
         "host.numa_mismatch",
         |e| host(e).server_cpus = Some(vec![2, 3]),
         // Memory allowed on both nodes, the GPU's among them, and the CPUs local.
@@ -475,6 +489,8 @@ fn every_playbook_rule_has_a_case() {
         "host.cpu_throttled",
         "host.numa_mismatch",
         "host.api_server_cpu_bound",
+        "host.oom_killed",
+        "host.hung_tasks",
         "engine.out_of_memory",
         "engine.fatal_error",
         "engine.errors",
@@ -516,7 +532,7 @@ fn healthy_evidence_has_no_warning_and_every_checklist_line_passes() {
         "{:#?}",
         diagnosis.findings
     );
-    assert_eq!(diagnosis.checklist.len(), 29);
+    assert_eq!(diagnosis.checklist.len(), 31);
     for line in &diagnosis.checklist {
         assert_eq!(line.status, CheckStatus::Pass, "{line:#?}");
     }
@@ -1827,4 +1843,95 @@ fn host_rules_grade_what_they_see() {
         "{}",
         diagnosis.headline
     );
+}
+
+#[test]
+fn the_oom_killer_taking_the_server_is_critical_and_a_driver_hang_of_its_task_too() {
+    let thresholds = Thresholds::default();
+    let judged = |change: &dyn Fn(&mut Evidence), id: &str| {
+        let mut evidence = healthy();
+        change(&mut evidence);
+        let diagnosis = diagnose(&evidence, &thresholds);
+        let line = diagnosis
+            .checklist
+            .iter()
+            .find(|l| l.id == id)
+            .unwrap()
+            .clone();
+        (
+            finding(
+                &diagnosis,
+                if id == "host_no_oom_kill" {
+                    "host.oom_killed"
+                } else {
+                    "host.hung_tasks"
+                },
+            )
+            .map(|f| (f.severity, f.verdict.clone())),
+            line,
+        )
+    };
+    // Killed by name (vLLM's engine process), by the server's pid (collect found it), and counted by the server's
+    // cgroup with no kernel log at all.
+    let (by_name, _) = judged(
+        &|e| e.kernel.as_mut().unwrap().oom_kills = vec![oom_kill(77, "VLLM::EngineCor", true)],
+        "host_no_oom_kill",
+    );
+    let (severity, summary) = by_name.unwrap();
+    assert_eq!(severity, Severity::Critical);
+    assert!(summary.contains("VLLM::EngineCor (pid 77) killed at 20.0 GiB resident when a cgroup's memory limit ran out"), "{summary}");
+    let (by_pid, _) = judged(
+        &|e| e.kernel.as_mut().unwrap().oom_kills = vec![oom_kill(4242, "uvicorn", false)],
+        "host_no_oom_kill",
+    );
+    assert_eq!(by_pid.unwrap().0, Severity::Critical);
+    let (counted, _) = judged(
+        &|e| {
+            e.kernel = None;
+            let cgroup = host(e).cgroup.as_mut().unwrap();
+            cgroup.oom_kills = Some(2);
+            cgroup.memory_max_bytes = Some(32 << 30);
+        },
+        "host_no_oom_kill",
+    );
+    let (severity, summary) = counted.unwrap();
+    assert_eq!(severity, Severity::Critical);
+    assert!(
+        summary.contains(
+            "2 OOM kills in the server's cgroup /system.slice/vllm.service, memory.max 32.0 GiB"
+        ),
+        "{summary}"
+    );
+    // Neither a kernel log nor the cgroup's count: not known, not a pass.
+    let (silent, line) = judged(
+        &|e| {
+            e.kernel = None;
+            host(e).cgroup.as_mut().unwrap().oom_kills = None;
+        },
+        "host_no_oom_kill",
+    );
+    assert!(silent.is_none());
+    assert_eq!(line.status, CheckStatus::Unknown);
+
+    // The server's own task stuck in the NVIDIA driver is a wedged GPU; stuck elsewhere, a warning.
+    let (wedged, _) = judged(
+        &|e| e.kernel.as_mut().unwrap().hung_tasks = vec![hung_task(4242, "python3", true)],
+        "host_no_hung_task",
+    );
+    let (severity, summary) = wedged.unwrap();
+    assert_eq!(severity, Severity::Critical);
+    assert!(
+        summary.contains(
+            "python3 (pid 4242) blocked over 241 s in the NVIDIA driver, reported 2 times"
+        ),
+        "{summary}"
+    );
+    let (storage, _) = judged(
+        &|e| e.kernel.as_mut().unwrap().hung_tasks = vec![hung_task(4242, "python3", false)],
+        "host_no_hung_task",
+    );
+    assert_eq!(storage.unwrap().0, Severity::Warning);
+    let (silent, line) = judged(&|e| e.kernel = None, "host_no_hung_task");
+    assert!(silent.is_none());
+    assert_eq!(line.status, CheckStatus::Unknown);
 }

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::io::BufReader;
 
 use anyhow::{Context, anyhow};
-use infer_doctor_core::XidEvent;
+use infer_doctor_core::KernelFacts;
 use infer_doctor_core::units::with_thousands_separators;
 use infer_doctor_host::kernel;
 use infer_doctor_observe::logs::{LogReport, ServerKind, read_log};
@@ -24,15 +24,15 @@ pub fn run(args: &LogsArgs) -> Result<u8, Failure> {
         // A kernel log from the GPU host: the driver's XIDs, beside whatever engine lines it also holds.
         Ok((read_log(open()?)?, kernel::read_kernel_log(open()?, &name)?))
     };
-    let (report, xids) = read()
+    let (report, kernel) = read()
         .with_context(|| format!("reading {name}"))
         .map_err(Failure::usage)?;
     match args.format {
         Format::Json => {
             let mut document = serde_json::to_value(&report)
                 .map_err(|e| Failure::usage(anyhow!("rendering JSON: {e}")))?;
-            if let Some(xids) = &xids {
-                document["kernel_xids"] = serde_json::json!(xids);
+            if let Some(kernel) = &kernel {
+                document["kernel"] = serde_json::json!(kernel);
             }
             println!(
                 "{}",
@@ -40,26 +40,56 @@ pub fn run(args: &LogsArgs) -> Result<u8, Failure> {
                     .map_err(|e| Failure::usage(anyhow!("rendering JSON: {e}")))?
             );
         }
-        Format::Term => match &xids {
-            Some(xids) if report.server.is_none() => print!("{}", render_kernel(&name, xids)),
-            Some(xids) => print!("{}{}", render(&name, &report), render_kernel(&name, xids)),
+        Format::Term => match &kernel {
+            Some(kernel) if report.server.is_none() => print!("{}", render_kernel(&name, kernel)),
+            Some(kernel) => print!("{}{}", render(&name, &report), render_kernel(&name, kernel)),
             None => print!("{}", render(&name, &report)),
         },
     }
     Ok(exit::OK)
 }
 
-/// The XIDs of a kernel log, one line per GPU and code.
-fn render_kernel(file: &str, xids: &[XidEvent]) -> String {
-    if xids.is_empty() {
-        return format!("{file}: kernel log, no GPU XID errors\n");
-    }
-    let mut out = format!("{file}: kernel log, GPU XID errors:\n");
-    for x in xids {
+/// What a kernel log says about serving: XIDs one line per GPU and code, then the OOM killer's victims and
+/// the hung tasks.
+fn render_kernel(file: &str, kernel: &KernelFacts) -> String {
+    let mut out = if kernel.xids.is_empty() {
+        format!("{file}: kernel log, no GPU XID errors\n")
+    } else {
+        format!("{file}: kernel log, GPU XID errors:\n")
+    };
+    for x in &kernel.xids {
         let _ = writeln!(
             out,
             "  XID {} on {} ×{} (first at {}): {}",
             x.code, x.bus_id, x.count, x.first_seen, x.message
+        );
+    }
+    for k in &kernel.oom_kills {
+        let limit = if k.cgroup_limit {
+            "a cgroup's memory limit"
+        } else {
+            "out of memory"
+        };
+        let rss = k
+            .anon_rss_bytes
+            .map(|b| format!(", {:.1} GiB resident", b as f64 / (1u64 << 30) as f64))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  OOM killer ({limit}) killed {} (pid {}){rss} at {}",
+            k.process, k.pid, k.seen
+        );
+    }
+    for t in &kernel.hung_tasks {
+        let driver = if t.in_gpu_driver {
+            ", in the NVIDIA driver"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "  hung task {} (pid {}) blocked over {} s ×{}{driver} (first at {})",
+            t.process, t.pid, t.blocked_s, t.count, t.first_seen
         );
     }
     out

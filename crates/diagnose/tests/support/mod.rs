@@ -8,9 +8,9 @@ use infer_doctor_core::signals::{CounterStats, GaugeStats, HistogramStats, Serve
 use infer_doctor_core::summary::{RequestCounts, Throughput, TokenAccounting};
 use infer_doctor_core::{
     Cgroup, CheckLine, Diagnosis, Evidence, Finding, GpuLink, GpuNvLinkErrors, GpuNvLinks,
-    GpuState, GpuTopology, HardwareFacts, HostFacts, KernelFacts, LogFacts, NetworkFacts, NumaNode,
-    NvLinkErrorCounters, NvLinkLane, PathTiming, PciDevice, PciePath, Phase, Pressure,
-    PressureLine, RequestRecord, RunSummary, ServerThreads, Signal, Summary, ThreadCpu,
+    GpuState, GpuTopology, HardwareFacts, HostFacts, HungTask, KernelFacts, LogFacts, NetworkFacts,
+    NumaNode, NvLinkErrorCounters, NvLinkLane, OomKill, PathTiming, PciDevice, PciePath, Phase,
+    Pressure, PressureLine, RequestRecord, RunSummary, ServerThreads, Signal, Summary, ThreadCpu,
     TopologyGpu, WorkloadFacts, XidEvent,
 };
 
@@ -197,7 +197,7 @@ pub fn healthy() -> Evidence {
         gpus: vec![busy_gpu()],
         kernel: Some(KernelFacts {
             sources: vec!["kernel.log".into()],
-            xids: Vec::new(),
+            ..Default::default()
         }),
         topology: Some(topology(8, |_, _| GpuLink::NvLink(18))),
         nvlinks: Some(("nvlink.txt".into(), nvlinks(8, 18))),
@@ -359,6 +359,7 @@ pub fn healthy_host() -> HostFacts {
             path: "/system.slice/vllm.service".into(),
             nr_periods: Some(12_000),
             nr_throttled: Some(0),
+            oom_kills: Some(0),
             ..Default::default()
         }),
         server_cpus: Some(vec![0, 1]),
@@ -379,6 +380,29 @@ pub fn xid(code: u32, message: &str) -> XidEvent {
         message: message.into(),
         count: 1,
         first_seen: "kernel.log:1".into(),
+    }
+}
+
+/// The kernel's line for a process the OOM killer ended.
+pub fn oom_kill(pid: u32, process: &str, cgroup_limit: bool) -> OomKill {
+    OomKill {
+        pid,
+        process: process.into(),
+        anon_rss_bytes: Some(20 << 30),
+        cgroup_limit,
+        seen: "kernel.log:7".into(),
+    }
+}
+
+/// The hung-task watchdog's report of a task.
+pub fn hung_task(pid: u32, process: &str, in_gpu_driver: bool) -> HungTask {
+    HungTask {
+        pid,
+        process: process.into(),
+        blocked_s: 241,
+        count: 2,
+        first_seen: "kernel.log:9".into(),
+        in_gpu_driver,
     }
 }
 
