@@ -1,5 +1,5 @@
 //! The `host` room: what infer-doctor learns on the GPU host rather than from the server (nvidia-smi,
-//! rocm-smi, dcgm-exporter, topology, kernel-log and collect-env readers, the machine's facts from /proc and /sys), and
+//! rocm-smi, dcgm-exporter, topology, kernel-log, collect-env and Kubernetes pod readers, the machine's facts from /proc and /sys), and
 //! the host's commands under deadlines, redacted.
 
 pub mod archive;
@@ -9,6 +9,7 @@ mod dcgm;
 pub mod gpu;
 pub mod hostnames;
 pub mod kernel;
+pub mod kube;
 pub mod machine;
 pub mod process;
 pub mod redact;
