@@ -8,7 +8,7 @@ use crate::assessment::{Assessment, how, ms, percent};
 use crate::facts::Facts;
 
 /// Lines answered directly by one rule: (line id, question, rule id).
-const RULE_LINES: [(&str, &str, &str); 24] = [
+const RULE_LINES: [(&str, &str, &str); 25] = [
     ("error_rate", "Is the error rate below 1%?", "errors.rate"),
     (
         "no_preemptions",
@@ -124,6 +124,11 @@ const RULE_LINES: [(&str, &str, &str); 24] = [
         "host_front_end_has_cpu",
         "Does the server's front end keep up (no thread at a full core while requests wait before the engine)?",
         "host.api_server_cpu_bound",
+    ),
+    (
+        "k8s_no_restarts",
+        "Has the server's pod run without container restarts (none killed for memory)?",
+        "k8s.container_restarts",
     ),
 ];
 
