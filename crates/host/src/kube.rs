@@ -4,6 +4,86 @@
 use infer_doctor_core::{PodContainer, PodFacts, Termination};
 use serde_json::Value;
 
+/// Where a bundle holds the pod's description.
+pub const POD_JSON: &str = "k8s/pod.json";
+/// What names a GPU capture taken inside the pod (`gpu/k8s-nvidia-smi-q.xml`): read when the host's own are not.
+pub const POD_CAPTURE_PREFIX: &str = "k8s-";
+
+/// The pod `collect --log k8s:[NAMESPACE/]POD[/CONTAINER]` names, and the kubectl commands that ask about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodRef {
+    /// `None`: kubectl's current namespace (its context's, else `default`).
+    pub namespace: Option<String>,
+    pub pod: String,
+    /// `None`: kubectl's choice (the pod's only container, or its default-container annotation).
+    pub container: Option<String>,
+}
+
+impl PodRef {
+    /// `POD`, `NAMESPACE/POD`, `NAMESPACE/POD/CONTAINER`, or `/POD/CONTAINER` for a container in the current
+    /// namespace.
+    pub fn parse(spec: &str) -> Result<PodRef, String> {
+        let parts: Vec<&str> = spec.split('/').collect();
+        let (namespace, pod, container) = match parts.as_slice() {
+            [pod] => (None, *pod, None),
+            [namespace, pod] => (Some(*namespace), *pod, None),
+            [namespace, pod, container] => (Some(*namespace), *pod, Some(*container)),
+            _ => return Err(format!("k8s:{spec}: give k8s:[NAMESPACE/]POD[/CONTAINER]")),
+        };
+        if pod.is_empty() || container.is_some_and(str::is_empty) {
+            return Err(format!("k8s:{spec}: give k8s:[NAMESPACE/]POD[/CONTAINER]"));
+        }
+        Ok(PodRef {
+            namespace: namespace.filter(|n| !n.is_empty()).map(str::to_string),
+            pod: pod.to_string(),
+            container: container.map(str::to_string),
+        })
+    }
+
+    /// `kubectl get pod POD -o json`: its spec and status.
+    pub fn get_pod(&self) -> Vec<String> {
+        self.kubectl(&["get", "pod", &self.pod, "-o", "json"], false)
+    }
+
+    /// The pod's events (scheduling, pulls, kills, back-offs), which the kubelet keeps for about an hour.
+    pub fn events(&self) -> Vec<String> {
+        let selector = format!("involvedObject.name={}", self.pod);
+        self.kubectl(
+            &["get", "events", "--field-selector", &selector, "-o", "json"],
+            false,
+        )
+    }
+
+    /// The container's log, its last `lines`; with `previous`, the run before the last restart.
+    pub fn logs(&self, lines: &str, previous: bool) -> Vec<String> {
+        let mut args = vec!["logs", self.pod.as_str(), "--tail", lines];
+        if previous {
+            args.push("--previous");
+        }
+        self.kubectl(&args, true)
+    }
+
+    /// `command` run inside the container.
+    pub fn exec(&self, command: &[&str]) -> Vec<String> {
+        let mut args = self.kubectl(&["exec", &self.pod], true);
+        args.push("--".to_string());
+        args.extend(command.iter().map(|a| a.to_string()));
+        args
+    }
+
+    /// kubectl's arguments: `args`, then the namespace and, `in_container`, the container when they were named.
+    fn kubectl(&self, args: &[&str], in_container: bool) -> Vec<String> {
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        if let Some(namespace) = &self.namespace {
+            all.extend(["-n".to_string(), namespace.clone()]);
+        }
+        if let (true, Some(container)) = (in_container, &self.container) {
+            all.extend(["-c".to_string(), container.clone()]);
+        }
+        all
+    }
+}
+
 /// Why a pod description could not be read; every field error names the field by its JSON path.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum KubeReadError {
@@ -264,6 +344,33 @@ mod tests {
             read_pod("{\"kind\": \"Node\"}", "p"),
             Err(KubeReadError::NotPod(_))
         ));
+    }
+
+    #[test]
+    fn a_pod_is_named_with_or_without_its_namespace_and_container() {
+        let pod = PodRef::parse("inference/vllm-0/engine").unwrap();
+        assert_eq!(
+            pod.logs("100", true).join(" "),
+            "logs vllm-0 --tail 100 --previous -n inference -c engine"
+        );
+        assert_eq!(
+            pod.exec(&["nvidia-smi", "-q"]).join(" "),
+            "exec vllm-0 -n inference -c engine -- nvidia-smi -q"
+        );
+        let bare = PodRef::parse("vllm-0").unwrap();
+        assert_eq!(bare.get_pod().join(" "), "get pod vllm-0 -o json");
+        assert_eq!(
+            bare.events().join(" "),
+            "get events --field-selector involvedObject.name=vllm-0 -o json"
+        );
+        let current = PodRef::parse("/vllm-0/engine").unwrap();
+        assert_eq!(
+            (current.namespace, current.container.as_deref()),
+            (None, Some("engine"))
+        );
+        for bad in ["", "ns/", "a/b/c/d", "ns/pod/"] {
+            assert!(PodRef::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
