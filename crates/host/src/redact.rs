@@ -101,7 +101,8 @@ impl Redactor {
         let mut out = String::with_capacity(text.len());
         let mut previous = "";
         // Inside a JSON object whose `"name"` is a secret's (a pod spec's env entry, `{"name": "HF_TOKEN",
-        // "value": "…"}`, which kubectl prints over several lines): its `"value"` is the secret.
+        // "value": "…"}`, which kubectl prints over several lines, keys sorted so `name` comes first): its
+        // `"value"` is the secret.
         let mut named_secret = false;
         for piece in text.split_inclusive(char::is_whitespace) {
             let word = piece.trim_end_matches(char::is_whitespace);
