@@ -855,6 +855,20 @@ fn a_kubernetes_pod_is_collected_with_kubectl_and_its_oom_kill_diagnosed() {
         doc["evidence"]["log"]["version"], "0.11.0",
         "the pod's log is read"
     );
+
+    // A pod description that does not read is said, naming the file and the field, and judges nothing.
+    std::fs::write(
+        out.join("k8s/pod.json"),
+        pod.replacen("\"restartCount\": 3", "\"restartCount\": \"3\"", 1),
+    )
+    .unwrap();
+    let doc = diagnose_bundle(&out);
+    let warnings = doc["warnings"].to_string();
+    assert!(
+        warnings.contains("k8s/pod.json: status.containerStatuses[0].restartCount: not a count"),
+        "{warnings}"
+    );
+    assert!(!findings(&doc).contains(&"k8s.container_restarts".to_string()));
 }
 
 /// Without kubectl, the pod's items are missing and say why; the rest is collected, and the pod rule is unknown.
