@@ -871,7 +871,8 @@ fn a_kubernetes_pod_is_collected_with_kubectl_and_its_oom_kill_diagnosed() {
     assert!(!findings(&doc).contains(&"k8s.container_restarts".to_string()));
 }
 
-/// Without kubectl, the pod's items are missing and say why; the rest is collected, and the pod rule is unknown.
+/// Without kubectl, the pod's items are missing and say why; the rest is collected, and the pod rule is unknown;
+/// a kubectl that hangs costs one deadline.
 #[test]
 fn without_kubectl_the_pods_items_are_missing_and_collect_goes_on() {
     let path = fake_path(Gpu::Replay, QUIET_KERNEL);
@@ -901,6 +902,16 @@ fn without_kubectl_the_pods_items_are_missing_and_collect_goes_on() {
         .find(|l| l["id"] == "k8s_no_restarts")
         .unwrap();
     assert_eq!(line["status"], "unknown", "{line}");
+    // A kubectl that never answers (an unreachable API server) times out item by item, the deadlines in parallel.
+    fake_tool(path.path(), "kubectl", "exec /bin/sleep 1000");
+    let hung = tempfile::tempdir().unwrap();
+    let (output, took) = collect(path.path(), hung.path(), &["--log", &format!("k8s:{POD}")]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(took < Duration::from_secs(6), "{took:?}");
+    let items = manifest(hung.path());
+    for file in POD_FILES {
+        assert_eq!(item(&items, file)["status"], "timed_out", "{file}");
+    }
     // A pod reference that names no pod is refused before anything is gathered.
     let refused = bin()
         .args(["collect", "--quiet", "--log", "k8s:inference/"])
