@@ -1763,6 +1763,13 @@ fn a_restarted_container_is_graded_by_how_it_ended() {
         found.verdict
     );
     assert!(found.why.contains("--swap-space"), "{}", found.why);
+    assert!(
+        diagnosis
+            .headline
+            .starts_with("The server's container was restarted: container vllm"),
+        "{}",
+        diagnosis.headline
+    );
     assert_eq!(
         check_line(&diagnosis, "k8s_no_restarts").status,
         CheckStatus::Fail
