@@ -65,8 +65,13 @@ pub struct CollectArgs {
     /// compared, to tell what the front adds.
     #[arg(long, requires = "url")]
     pub direct_url: Option<String>,
-    /// The engine's log: a file, `docker:NAME` (docker logs) or `journal:UNIT` (journalctl -u).
-    #[arg(long, value_name = "FILE|docker:NAME|journal:UNIT")]
+    /// The engine's log: a file, `docker:NAME` (docker logs), `journal:UNIT` (journalctl -u) or
+    /// `k8s:[NAMESPACE/]POD[/CONTAINER]` (kubectl: the pod's log, its log before the last restart, the pod's
+    /// description and events, and nvidia-smi inside it; the namespace defaults to kubectl's current one).
+    #[arg(
+        long,
+        value_name = "FILE|docker:NAME|journal:UNIT|k8s:[NS/]POD[/CONTAINER]"
+    )]
     pub log: Option<String>,
     /// The server's process: its command line and engine environment (secrets redacted), and the kernel log
     /// since it started.

@@ -9,7 +9,7 @@ use infer_doctor_core::signals::ServerWindow;
 use infer_doctor_core::{
     Evidence, GpuNvLinkErrors, GpuState, RequestRecord, RunAggregate, ServerReadings,
 };
-use infer_doctor_host::{collect_env, gpu, kernel, topo};
+use infer_doctor_host::{collect_env, gpu, kernel, kube, topo};
 use infer_doctor_load::scrape::read_jsonl;
 use infer_doctor_observe::dialect::{self, Dialect};
 use infer_doctor_observe::{exposition, logs, server};
@@ -395,6 +395,20 @@ pub fn add_host_facts(gathered: &mut Gathered, dir: &Path) -> anyhow::Result<()>
     let facts = serde_json::from_str(&text)
         .with_context(|| format!("{name}: not the host facts `infer-doctor collect` writes"))?;
     gathered.evidence.host = Some(facts);
+    Ok(())
+}
+
+/// Reads a bundle's `k8s/pod.json` (`collect --log k8s:…`) into the evidence's pod. A bundle without one is
+/// fine; one that cannot be read is an error naming it and the field, never a pod read as healthy.
+pub fn add_pod(gathered: &mut Gathered, dir: &Path) -> anyhow::Result<()> {
+    let path = dir.join(kube::POD_JSON);
+    if !path.exists() {
+        return Ok(());
+    }
+    let name = path.display().to_string();
+    let text = read_evidence_file(&path)?;
+    let pod = kube::read_pod(&text, &name).map_err(|e| anyhow!("{name}: {e}"))?;
+    gathered.evidence.pod = Some(pod);
     Ok(())
 }
 

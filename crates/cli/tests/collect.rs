@@ -31,20 +31,27 @@ GPU has fallen off the bus.\n";
 const QUIET_KERNEL: &str =
     "2026-07-14T08:12:53+0000 gpu-host kernel: Linux version 6.8.0-1015-nvidia\n";
 
+/// Puts a fake tool named `name` running the shell `body` in `dir`.
+fn fake_tool(dir: &Path, name: &str, body: &str) {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    Command::new("/bin/chmod")
+        .arg("+x")
+        .arg(&path)
+        .status()
+        .unwrap();
+}
+
+/// A fake tool's line that replays a fixture.
+fn cat(rel: &str) -> String {
+    format!("exec /bin/cat '{}'", fixture(rel).display())
+}
+
 /// A directory holding only the fakes, to be the child's whole PATH (scripts call their tools by full path);
 /// the fake journalctl's kernel log is `kernel`.
 fn fake_path(gpu: Gpu, kernel: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let script = |name: &str, body: &str| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-        Command::new("/bin/chmod")
-            .arg("+x")
-            .arg(&path)
-            .status()
-            .unwrap();
-    };
-    let cat = |rel: &str| format!("exec /bin/cat '{}'", fixture(rel).display());
+    let script = |name: &str, body: &str| fake_tool(dir.path(), name, body);
     match gpu {
         Gpu::Replay => script(
             "nvidia-smi",
@@ -279,18 +286,8 @@ fn an_amd_host_is_collected_with_rocm_smi_and_its_gpu_judged() {
 fn a_tarball_bundle_is_written_and_diagnosed_as_it_is() {
     let path = fake_path(Gpu::Replay, XID_79);
     // The host's tar (and the gzip it runs), beside the fakes on the child's PATH.
+    fake_tool(path.path(), "tar", "PATH=/usr/bin:/bin exec tar \"$@\"");
     let tar = path.path().join("tar");
-    std::fs::write(
-        &tar,
-        "#!/bin/sh
-PATH=/usr/bin:/bin exec tar \"$@\"\n",
-    )
-    .unwrap();
-    Command::new("/bin/chmod")
-        .arg("+x")
-        .arg(&tar)
-        .status()
-        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("gpu-host.tar.gz");
     let (output, _) = collect(path.path(), &out, &[]);
@@ -451,6 +448,24 @@ fn diagnosis(output: &Output) -> Value {
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stderr)))
 }
 
+/// Every file under a bundle's directory, with its text (lossy), to look for what must not be there.
+fn bundle_files(out: &Path) -> Vec<(PathBuf, String)> {
+    let mut files = Vec::new();
+    let mut dirs = vec![out.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned();
+                files.push((p, text));
+            }
+        }
+    }
+    files
+}
+
 /// `diagnose --bundle` of a bundle, as its JSON document.
 fn diagnose_bundle(bundle: &Path) -> Value {
     let output = bin()
@@ -600,24 +615,12 @@ fn no_secret_lands_in_the_bundle() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let mut files = Vec::new();
-    let mut dirs = vec![out.clone()];
-    while let Some(d) = dirs.pop() {
-        for entry in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = entry.path();
-            if p.is_dir() {
-                dirs.push(p);
-            } else {
-                files.push(p);
-            }
-        }
-    }
+    let files = bundle_files(&out);
     assert!(
-        files.iter().any(|f| f.ends_with("loaded/run.json")),
+        files.iter().any(|(f, _)| f.ends_with("loaded/run.json")),
         "{files:?}"
     );
-    for file in &files {
-        let text = String::from_utf8_lossy(&std::fs::read(file).unwrap()).into_owned();
+    for (file, text) in &files {
         for secret in [API_KEY, ENV_SECRET, LOG_TOKEN, PASSWORD, DIRECT_PASSWORD] {
             assert!(!text.contains(secret), "{secret} in {}", file.display());
         }
@@ -643,17 +646,11 @@ fn no_secret_lands_in_the_bundle() {
 #[test]
 fn the_engine_log_comes_from_docker_or_journald() {
     let path = fake_path(Gpu::Absent, QUIET_KERNEL);
-    let docker = path.path().join("docker");
-    std::fs::write(
-        &docker,
-        "#!/bin/sh\necho \"docker $*\"\necho 'INFO engine started HF_TOKEN=hf_secretsecretsecretsecret12' >&2\n",
-    )
-    .unwrap();
-    Command::new("/bin/chmod")
-        .arg("+x")
-        .arg(&docker)
-        .status()
-        .unwrap();
+    fake_tool(
+        path.path(),
+        "docker",
+        "echo \"docker $*\"\necho 'INFO engine started HF_TOKEN=hf_secretsecretsecretsecret12' >&2",
+    );
     let dir = tempfile::tempdir().unwrap();
     let (output, _) = collect(path.path(), dir.path(), &["--log", "docker:vllm/0"]);
     assert_eq!(output.status.code(), Some(0));
@@ -712,18 +709,9 @@ fn hidden_hosts_are_pseudonyms_in_every_file_and_the_bundle_still_diagnoses() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let mut dirs = vec![out.clone()];
-    while let Some(d) = dirs.pop() {
-        for entry in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = entry.path();
-            if p.is_dir() {
-                dirs.push(p);
-                continue;
-            }
-            let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned();
-            for hidden in [HOST, PEER, MAC] {
-                assert!(!text.contains(hidden), "{hidden} in {}", p.display());
-            }
+    for (file, text) in bundle_files(&out) {
+        for hidden in [HOST, PEER, MAC] {
+            assert!(!text.contains(hidden), "{hidden} in {}", file.display());
         }
     }
     let engine_log = std::fs::read_to_string(out.join("logs/vllm.log")).unwrap();
@@ -753,4 +741,183 @@ fn hidden_hosts_are_pseudonyms_in_every_file_and_the_bundle_still_diagnoses() {
         doc["evidence"].to_string().contains("\"code\":79"),
         "the XID is read through the pseudonyms: {doc}"
     );
+}
+
+const POD: &str = "vllm-llama-8b-7d9f6c5b8-x2kqp";
+/// The five items kubectl is asked for about the pod above.
+const POD_FILES: [&str; 5] = [
+    "k8s/pod.json",
+    "k8s/events.json",
+    "logs/k8s-vllm-llama-8b-7d9f6c5b8-x2kqp.log",
+    "logs/k8s-vllm-llama-8b-7d9f6c5b8-x2kqp-previous.log",
+    "gpu/k8s-nvidia-smi-q.xml",
+];
+
+/// `--log k8s:NS/POD/CONTAINER` from a machine with kubectl but no GPU: the fake kubectl replays an OOM-killed
+/// vLLM pod, its events, a log holding a secret, no previous log, and an A10G's nvidia-smi inside the pod. The
+/// bundle is redacted, its GPU is the pod's, and its diagnosis is the restart, critical.
+#[test]
+fn a_kubernetes_pod_is_collected_with_kubectl_and_its_oom_kill_diagnosed() {
+    const LOG_SECRET: &str = "sk-log-secret-0123456789";
+    const POD_SECRET: &str = "sk-pod-fixture-5f3a9c1e7b";
+    let path = fake_path(Gpu::Absent, QUIET_KERNEL);
+    let at = format!("{POD} -n inference");
+    let log = path.path().join("vllm.log");
+    std::fs::write(
+        &log,
+        format!(
+            "INFO 07-14 08:13:05 [api_server.py:1] vLLM API server version 0.11.0\n\
+             INFO 07-14 08:13:05 [api_server.py:2] env VLLM_API_KEY={LOG_SECRET}\n"
+        ),
+    )
+    .unwrap();
+    fake_tool(
+        path.path(),
+        "kubectl",
+        &format!(
+            "case \"$*\" in\n\
+             'get pod {POD} -o json -n inference') {} ;;\n\
+             'get events --field-selector involvedObject.name={POD} -o json -n inference') \
+             echo '{{\"kind\": \"List\", \"items\": [{{\"reason\": \"BackOff\", \"type\": \"Warning\"}}]}}'; exit 0 ;;\n\
+             *--previous*) echo 'Error from server (BadRequest): previous terminated container \"vllm\" not found' >&2; exit 1 ;;\n\
+             'logs {POD} --tail 20000 -n inference -c vllm') exec /bin/cat '{}' ;;\n\
+             'exec {at} -c vllm -- nvidia-smi -q -x') {} ;;\n\
+             esac\necho \"unexpected: $*\" >&2; exit 2",
+            cat("fixtures/k8s/vllm-pod-oomkilled.json"),
+            log.display(),
+            cat("fixtures/gpu/a10g.xml"),
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bundle");
+    let (output, _) = collect(
+        path.path(),
+        &out,
+        &["--log", &format!("k8s:inference/{POD}/vllm")],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let items = manifest(&out);
+    for file in POD_FILES {
+        let it = item(&items, file);
+        if file.ends_with("previous.log") {
+            assert_eq!(it["status"], "failed", "{it}");
+            assert!(
+                it["why"].as_str().unwrap().contains("has not restarted"),
+                "{it}"
+            );
+        } else {
+            assert_eq!(it["status"], "ok", "{it}");
+        }
+    }
+    assert_eq!(
+        item(&items, "k8s/pod.json")["source"],
+        format!("kubectl get pod {POD} -o json -n inference")
+    );
+    // The pod's VLLM_API_KEY value, and its secretKeyRef's key (harmless to hide); the log's VLLM_API_KEY.
+    for (file, replaced) in [("k8s/pod.json", 2), (POD_FILES[2], 1)] {
+        let it = item(&items, file);
+        assert_eq!(it["redacted"]["secret_value"], replaced, "{it}");
+    }
+    let pod = std::fs::read_to_string(out.join("k8s/pod.json")).unwrap();
+    serde_json::from_str::<Value>(&pod).expect("the redacted pod is still JSON");
+    assert!(pod.contains("\"value\": \"INFO\""), "{pod}");
+    for (file, text) in bundle_files(&out) {
+        for secret in [LOG_SECRET, POD_SECRET] {
+            assert!(!text.contains(secret), "{secret} in {}", file.display());
+        }
+    }
+
+    let doc = diagnose_bundle(&out);
+    assert_eq!(
+        findings(&doc).first().map(String::as_str),
+        Some("k8s.container_restarts"),
+        "{}",
+        doc["diagnosis"]
+    );
+    let found = &doc["diagnosis"]["findings"][0];
+    assert_eq!(found["severity"], "critical", "{found}");
+    assert!(
+        found["verdict"]
+            .as_str()
+            .unwrap()
+            .contains("memory limit of 32Gi"),
+        "{found}"
+    );
+    // The host has no nvidia-smi: the GPU is the one nvidia-smi saw inside the pod.
+    let gpus = doc["evidence"]["gpus"].as_array().unwrap();
+    assert_eq!(gpus.len(), 1, "{gpus:?}");
+    assert_eq!(
+        doc["evidence"]["log"]["version"], "0.11.0",
+        "the pod's log is read"
+    );
+
+    // A pod description that does not read is said, naming the file and the field, and judges nothing.
+    std::fs::write(
+        out.join("k8s/pod.json"),
+        pod.replacen("\"restartCount\": 3", "\"restartCount\": \"3\"", 1),
+    )
+    .unwrap();
+    let doc = diagnose_bundle(&out);
+    let warnings = doc["warnings"].to_string();
+    assert!(
+        warnings.contains("k8s/pod.json: status.containerStatuses[0].restartCount: not a count"),
+        "{warnings}"
+    );
+    assert!(!findings(&doc).contains(&"k8s.container_restarts".to_string()));
+}
+
+/// Without kubectl, the pod's items are missing and say why; the rest is collected, and the pod rule is unknown;
+/// a kubectl that hangs costs one deadline.
+#[test]
+fn without_kubectl_the_pods_items_are_missing_and_collect_goes_on() {
+    let path = fake_path(Gpu::Replay, QUIET_KERNEL);
+    let dir = tempfile::tempdir().unwrap();
+    let (output, _) = collect(path.path(), dir.path(), &["--log", &format!("k8s:{POD}")]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let items = manifest(dir.path());
+    for file in POD_FILES {
+        let it = item(&items, file);
+        assert_eq!(it["status"], "not_installed", "{it}");
+        assert!(
+            it["why"].as_str().unwrap().contains("not installed"),
+            "{it}"
+        );
+    }
+    assert_eq!(item(&items, "gpu/nvidia-smi-q.xml")["status"], "ok");
+    let doc = diagnose_bundle(dir.path());
+    let line = doc["diagnosis"]["checklist"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["id"] == "k8s_no_restarts")
+        .unwrap();
+    assert_eq!(line["status"], "unknown", "{line}");
+    // A kubectl that never answers (an unreachable API server) times out item by item, the deadlines in parallel.
+    fake_tool(path.path(), "kubectl", "exec /bin/sleep 1000");
+    let hung = tempfile::tempdir().unwrap();
+    let (output, took) = collect(path.path(), hung.path(), &["--log", &format!("k8s:{POD}")]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(took < Duration::from_secs(6), "{took:?}");
+    let items = manifest(hung.path());
+    for file in POD_FILES {
+        assert_eq!(item(&items, file)["status"], "timed_out", "{file}");
+    }
+    // A pod reference that names no pod is refused before anything is gathered.
+    let refused = bin()
+        .args(["collect", "--quiet", "--log", "k8s:inference/"])
+        .arg("--out")
+        .arg(dir.path().join("refused"))
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
 }

@@ -77,6 +77,9 @@ pub struct Evidence {
     /// The server process's threads' CPU use over the probe (a bundle's `server/threads.json`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_threads: Option<crate::ServerThreads>,
+    /// The server's Kubernetes pod: its containers' limits and restarts (a bundle's `k8s/pod.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<crate::PodFacts>,
 }
 
 /// What the hardware could do at best, for "slower than it should be" rules.

@@ -132,3 +132,53 @@ pub struct ThreadCpu {
     /// CPU time over the window as a share of one core, in percent (100 = one core all the time).
     pub core_percent: f64,
 }
+
+/// The server's Kubernetes pod as `kubectl get pod -o json` described it: a container the kubelet restarted
+/// (killed for memory above its limit, or crashed) is invisible in the server's own metrics, which start again
+/// from zero with it.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct PodFacts {
+    /// The file it was read from, so a finding names it.
+    pub source: String,
+    pub name: String,
+    pub namespace: Option<String>,
+    /// The node the pod was scheduled on.
+    pub node: Option<String>,
+    /// The pod's phase (`Running`, `Pending`, `Failed`).
+    pub phase: Option<String>,
+    pub containers: Vec<PodContainer>,
+}
+
+/// One container of the pod: what it runs and asks for (its spec) and how it has fared (its status).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct PodContainer {
+    pub name: String,
+    pub image: Option<String>,
+    pub command: Vec<String>,
+    pub args: Vec<String>,
+    /// `resources.limits.memory` as the pod spec writes it (`64Gi`), and in bytes when it parses.
+    pub memory_limit: Option<String>,
+    pub memory_limit_bytes: Option<u64>,
+    pub memory_request: Option<String>,
+    /// `resources.limits["nvidia.com/gpu"]` (or another vendor's GPU resource).
+    pub gpu_limit: Option<String>,
+    /// `None` when the pod has no status for this container yet.
+    pub restart_count: Option<u64>,
+    /// `running`, `waiting` or `terminated`, with the reason where there is one (`waiting: CrashLoopBackOff`).
+    pub state: Option<String>,
+    /// How the previous run of the container ended, when it was restarted.
+    pub last_termination: Option<Termination>,
+}
+
+/// A container run's end (`lastState.terminated`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Termination {
+    /// `OOMKilled`, `Error`, `Completed`, …
+    pub reason: Option<String>,
+    pub exit_code: Option<i64>,
+    /// RFC 3339, as the API writes it.
+    pub finished_at: Option<String>,
+}

@@ -30,7 +30,8 @@ pub use gpu::{
     KernelFacts, NvLinkErrorCounters, NvLinkLane, OomKill, PciePath, TopologyGpu, XidEvent,
 };
 pub use host::{
-    Cgroup, HostFacts, NumaNode, PciDevice, Pressure, PressureLine, ServerThreads, ThreadCpu,
+    Cgroup, HostFacts, NumaNode, PciDevice, PodContainer, PodFacts, Pressure, PressureLine,
+    ServerThreads, Termination, ThreadCpu,
 };
 pub use record::{ErrorClass, Phase, RequestError, RequestRecord};
 pub use signals::{Buckets, Reading, ServerReadings, Signal, SignalKind};

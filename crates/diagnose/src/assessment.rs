@@ -126,6 +126,8 @@ pub(crate) mod how {
                             reads host.json)";
     pub const SERVER_PROCESS: &str = "run `infer-doctor collect --pid PID` on the GPU host with the server's \
                                       process id, so its CPU placement and cgroup are read";
+    pub const POD: &str = "run `infer-doctor collect --log k8s:NAMESPACE/POD` where kubectl reaches the \
+                           cluster and pass its bundle (--bundle DIR, which reads k8s/pod.json)";
     pub const LOADED_PROBE: &str = "run the loaded probe (diagnose --url URL) or pass --requests requests.jsonl / --bundle DIR";
     pub const SINGLE_USER_PROBE: &str =
         "run the single-user probe (diagnose --url URL runs it before the loaded one)";

@@ -8,7 +8,7 @@ use crate::assessment::{Assessment, how, ms, percent};
 use crate::facts::Facts;
 
 /// Lines answered directly by one rule: (line id, question, rule id).
-const RULE_LINES: [(&str, &str, &str); 26] = [
+const RULE_LINES: [(&str, &str, &str); 27] = [
     ("error_rate", "Is the error rate below 1%?", "errors.rate"),
     (
         "no_preemptions",
@@ -134,6 +134,11 @@ const RULE_LINES: [(&str, &str, &str); 26] = [
         "host_no_hung_task",
         "Is the kernel log free of hung tasks (processes stuck on storage, locks or the GPU driver)?",
         "host.hung_tasks",
+    ),
+    (
+        "k8s_no_restarts",
+        "Has the server's pod run without container restarts (none killed for memory)?",
+        "k8s.container_restarts",
     ),
 ];
 

@@ -1,9 +1,11 @@
-//! Rules over the GPU host's own facts: swap, CPU frequency, cgroup throttling and NUMA placement slow a server
-//! whose GPUs are healthy, and none of them shows in the server's metrics.
+//! Rules over the GPU host's own facts: swap, CPU frequency, cgroup throttling, NUMA placement and a pod's
+//! restarted containers slow a server whose GPUs are healthy, and none of them shows in the server's metrics.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use infer_doctor_core::{CheckStatus, Confidence, HostFacts, Observation, Severity, Symptom};
+use infer_doctor_core::{
+    CheckStatus, Confidence, HostFacts, Observation, PodFacts, Severity, Symptom,
+};
 
 use crate::Thresholds;
 use crate::assessment::{Assessment, Rule, compared, how, percent, seen};
@@ -122,6 +124,31 @@ const HUNG_TASKS: Rule = Rule {
              NVIDIA/k8s-device-plugin#77 (a task hung in nvidia_uvm)",
 };
 
+const CONTAINER_RESTARTS: Rule = Rule {
+    id: "k8s.container_restarts",
+    symptom: Symptom::Host,
+    why: "The kubelet restarts a container that exits or exceeds its memory limit (reason OOMKilled, exit code \
+          137: the kernel killed it for the cgroup's limit, which counts host RAM, not GPU memory). Every restart \
+          drops the requests in flight, reloads the weights and starts cold, and the server's metrics and log \
+          begin again from zero, so only the pod's status remembers it. vLLM's host RAM is its processes, the \
+          weights while they load, the CPU swap space (`--swap-space` GiB per GPU), weights offloaded to the CPU \
+          (`--cpu-offload-gb` per GPU), KV offload, and a memory-backed /dev/shm emptyDir, which counts against \
+          the limit too; `--gpu-memory-utilization` sizes GPU memory and does not change it.",
+    remedies: &[
+        "OOMKilled: raise the container's resources.limits.memory (and requests, for a Guaranteed pod) above the \
+         server's host RAM at its peak, watched with `kubectl top pod` or the cgroup's memory.peak",
+        "OOMKilled: or lower vLLM's host RAM: a smaller `--swap-space` (its CPU swap space per GPU), less \
+         `--cpu-offload-gb` or `--kv-offloading-size`, a size limit on the /dev/shm emptyDir; fewer API server \
+         processes (`--api-server-count`)",
+        "Another reason: read why it ended in the previous container's log (`kubectl logs POD --previous`, the \
+         bundle's logs/k8s-POD-previous.log) and the pod's events (`kubectl describe pod POD`)",
+    ],
+    source: "https://kubernetes.io/docs/concepts/configuration/manage-resources-containers/ (a container \
+             exceeding its memory limit is terminated; OOMKilled); https://kubernetes.io/docs/concepts/storage/volumes/#emptydir \
+             (a memory-backed emptyDir counts against the container's memory limit); \
+             https://docs.vllm.ai/en/latest/configuration/engine_args.html (--swap-space, --cpu-offload-gb)",
+};
+
 pub(crate) fn assess(facts: &Facts, t: &Thresholds) -> Vec<Assessment> {
     let host = facts.evidence.host.as_ref();
     vec![
@@ -132,6 +159,7 @@ pub(crate) fn assess(facts: &Facts, t: &Thresholds) -> Vec<Assessment> {
         api_server_cpu_bound(facts, t),
         oom_killed(facts),
         hung_tasks(facts),
+        container_restarts(facts.evidence.pod.as_ref()),
     ]
 }
 
@@ -286,6 +314,80 @@ fn hung_tasks(facts: &Facts) -> Assessment {
         Severity::Warning
     };
     HUNG_TASKS.fires(severity, Confidence::High, told.join("; "), evidence)
+}
+
+/// A container of the server's pod that the kubelet restarted: critical when the last run was killed for
+/// memory, since then it will be again under the same load.
+fn container_restarts(pod: Option<&PodFacts>) -> Assessment {
+    let Some(pod) = pod else {
+        return CONTAINER_RESTARTS.unknown("the server's pod (kubectl get pod -o json)", how::POD);
+    };
+    let restarted: Vec<_> = pod
+        .containers
+        .iter()
+        .filter(|c| c.restart_count.unwrap_or(0) > 0)
+        .collect();
+    if restarted.is_empty() {
+        let counted = pod
+            .containers
+            .iter()
+            .filter(|c| c.restart_count.is_some())
+            .count();
+        if counted == 0 {
+            return CONTAINER_RESTARTS.unknown(
+                &format!("pod {}'s container statuses (not started yet?)", pod.name),
+                how::POD,
+            );
+        }
+        return CONTAINER_RESTARTS.passes(format!(
+            "pod {}: no restarts in {counted} container(s)",
+            pod.name
+        ));
+    }
+    let mut severity = Severity::Warning;
+    let mut verdicts = Vec::new();
+    let mut evidence = Vec::new();
+    for container in restarted {
+        let restarts = container.restart_count.unwrap_or(0);
+        evidence.push(seen(
+            format!("container {} restarts", container.name),
+            restarts as f64,
+            &pod.source,
+        ));
+        let ended = container.last_termination.as_ref();
+        let reason = ended.and_then(|e| e.reason.as_deref());
+        let code = ended
+            .and_then(|e| e.exit_code)
+            .map(|c| format!(", exit code {c}"))
+            .unwrap_or_default();
+        let when = ended
+            .and_then(|e| e.finished_at.as_deref())
+            .map(|t| format!(" at {t}"))
+            .unwrap_or_default();
+        let last = match reason {
+            Some("OOMKilled") => {
+                severity = Severity::Critical;
+                let limit = match &container.memory_limit {
+                    Some(limit) => format!("its memory limit of {limit}"),
+                    None => "memory (no limit set: the node's own)".to_string(),
+                };
+                format!("last killed for exceeding {limit}{code}{when}")
+            }
+            Some(reason) => format!("last ended: {reason}{code}{when}"),
+            None if ended.is_some() => format!("last ended{code}{when}"),
+            None => "how it last ended is not recorded".to_string(),
+        };
+        let now = container
+            .state
+            .as_deref()
+            .map(|s| format!("; now {s}"))
+            .unwrap_or_default();
+        verdicts.push(format!(
+            "container {} of pod {} restarted {restarts} time(s), {last}{now}",
+            container.name, pod.name
+        ));
+    }
+    CONTAINER_RESTARTS.fires(severity, Confidence::High, verdicts.join("; "), evidence)
 }
 
 /// The busiest thread of the server process at a full core, and requests held before the engine: the front

@@ -156,6 +156,10 @@ fn symptom_phrase(facts: &Facts, t: &Thresholds, primary: &Finding) -> String {
         Symptom::Output => "Output is wrong".to_string(),
         Symptom::Measurement => "The measurement cannot be trusted".to_string(),
         Symptom::Hardware => "A GPU is not at full health".to_string(),
+        // A restarted container is the pod's doing, not the host's speed.
+        Symptom::Host if primary.id.starts_with("k8s.") => {
+            "The server's container was restarted".to_string()
+        }
         Symptom::Host => "The GPU host slows the server".to_string(),
     }
 }

@@ -121,6 +121,15 @@ const CASES: &[(&str, Change, Change)] = &[
         |e| host(e).swap_total_bytes = Some(32 << 30),
     ),
     (
+        "k8s.container_restarts",
+        |e| {
+            pod_container(e).restart_count = Some(3);
+            pod_container(e).last_termination = terminated("OOMKilled", 137);
+        },
+        // A pod still starting has restarted nothing.
+        |e| pod_container(e).state = Some("waiting: ContainerCreating".into()),
+    ),
+    (
         "host.api_server_cpu_bound",
         // The front end's thread at a full core, and the engine sees a fraction of the client's requests.
         |e| {
@@ -491,6 +500,7 @@ fn every_playbook_rule_has_a_case() {
         "host.api_server_cpu_bound",
         "host.oom_killed",
         "host.hung_tasks",
+        "k8s.container_restarts",
         "engine.out_of_memory",
         "engine.fatal_error",
         "engine.errors",
@@ -532,7 +542,7 @@ fn healthy_evidence_has_no_warning_and_every_checklist_line_passes() {
         "{:#?}",
         diagnosis.findings
     );
-    assert_eq!(diagnosis.checklist.len(), 31);
+    assert_eq!(diagnosis.checklist.len(), 32);
     for line in &diagnosis.checklist {
         assert_eq!(line.status, CheckStatus::Pass, "{line:#?}");
     }
@@ -1748,6 +1758,69 @@ fn host_rules_are_unknown_without_their_signal_and_say_how_to_get_it() {
     let line = check_line(&diagnosis, "host_numa_local");
     assert_eq!(line.status, CheckStatus::Unknown, "{line:#?}");
     assert!(line.how_to_know.as_deref().unwrap().contains("--pid"));
+}
+
+/// A container killed for memory is critical and names its limit; one that crashed is a warning with its exit
+/// code; without the pod, or with restarts the pod does not explain, the rule says what it saw and no more.
+#[test]
+fn a_restarted_container_is_graded_by_how_it_ended() {
+    let t = Thresholds::default();
+    let mut oom = healthy();
+    pod_container(&mut oom).restart_count = Some(3);
+    pod_container(&mut oom).last_termination = terminated("OOMKilled", 137);
+    let diagnosis = diagnose(&oom, &t);
+    let found = finding(&diagnosis, "k8s.container_restarts").expect("fires");
+    assert_eq!(found.severity, Severity::Critical);
+    assert!(
+        found.verdict.contains("restarted 3 time(s)")
+            && found.verdict.contains("memory limit of 64Gi")
+            && found.verdict.contains("exit code 137"),
+        "{}",
+        found.verdict
+    );
+    assert!(found.why.contains("--swap-space"), "{}", found.why);
+    assert!(
+        diagnosis
+            .headline
+            .starts_with("The server's container was restarted: container vllm"),
+        "{}",
+        diagnosis.headline
+    );
+    assert_eq!(
+        check_line(&diagnosis, "k8s_no_restarts").status,
+        CheckStatus::Fail
+    );
+
+    let mut crashed = healthy();
+    pod_container(&mut crashed).restart_count = Some(1);
+    pod_container(&mut crashed).last_termination = terminated("Error", 1);
+    let found = finding(&diagnose(&crashed, &t), "k8s.container_restarts")
+        .expect("fires")
+        .clone();
+    assert_eq!(found.severity, Severity::Warning);
+    assert!(
+        found.verdict.contains("Error, exit code 1"),
+        "{}",
+        found.verdict
+    );
+
+    // Restarts whose end the pod no longer records: a warning that says so, never critical.
+    let mut unexplained = healthy();
+    pod_container(&mut unexplained).restart_count = Some(2);
+    let found = finding(&diagnose(&unexplained, &t), "k8s.container_restarts")
+        .expect("fires")
+        .clone();
+    assert_eq!(found.severity, Severity::Warning);
+    assert!(found.verdict.contains("not recorded"), "{}", found.verdict);
+
+    // No pod evidence: silent, and the line says how to get it.
+    let mut outside = healthy();
+    outside.pod = None;
+    let diagnosis = diagnose(&outside, &t);
+    assert!(finding(&diagnosis, "k8s.container_restarts").is_none());
+    let line = check_line(&diagnosis, "k8s_no_restarts");
+    assert_eq!(line.status, CheckStatus::Unknown, "{line:#?}");
+    assert!(line.how_to_know.as_deref().unwrap().contains("k8s:"));
 }
 
 /// A hot front-end thread is judged with where the requests wait: without the threads, unknown; hot with no

@@ -1,6 +1,6 @@
-//! The `host` room: what infer-doctor learns on the GPU host rather than from the server (nvidia-smi,
-//! rocm-smi, dcgm-exporter, topology, kernel-log and collect-env readers, the machine's facts from /proc and /sys), and
-//! the host's commands under deadlines, redacted.
+//! The `host` room: what infer-doctor learns on the GPU host rather than from the server (nvidia-smi, rocm-smi,
+//! dcgm-exporter, topology, kernel-log, collect-env and Kubernetes pod readers, the machine's facts from /proc and
+//! /sys), and the host's commands under deadlines, redacted.
 
 pub mod archive;
 pub mod collect_env;
@@ -9,6 +9,7 @@ mod dcgm;
 pub mod gpu;
 pub mod hostnames;
 pub mod kernel;
+pub mod kube;
 pub mod machine;
 pub mod process;
 pub mod redact;

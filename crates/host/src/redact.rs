@@ -100,10 +100,25 @@ impl Redactor {
         let (text, mut counts) = self.redact_known(text);
         let mut out = String::with_capacity(text.len());
         let mut previous = "";
+        // Inside a JSON object whose `"name"` is a secret's (a pod spec's env entry, `{"name": "HF_TOKEN",
+        // "value": "…"}`, which kubectl prints over several lines, keys sorted so `name` comes first): its
+        // `"value"` is the secret.
+        let mut named_secret = false;
         for piece in text.split_inclusive(char::is_whitespace) {
             let word = piece.trim_end_matches(char::is_whitespace);
             let space = &piece[word.len()..];
-            let redacted = redact_word(word, previous, &mut counts);
+            let key = json_key(previous);
+            let redacted = if named_secret && key == Some("value") && is_scalar_value(word) {
+                replace_value(word, "secret_value", &mut counts)
+            } else {
+                redact_word(word, previous, &mut counts)
+            };
+            if key == Some("name") {
+                named_secret = is_secret_identifier(word.trim_matches(is_wrapping));
+            }
+            if word.contains('}') {
+                named_secret = false;
+            }
             out.push_str(&redacted);
             out.push_str(space);
             // A secret's name and value are one line's neighbours: a name at a line's end names nothing.
@@ -121,6 +136,13 @@ fn is_secret_identifier(name: &str) -> bool {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
         && is_secret_name(name)
+}
+
+/// The key a word such as `"name":` or `{"value":` introduces.
+fn json_key(word: &str) -> Option<&str> {
+    word.trim_start_matches(is_wrapping)
+        .strip_suffix(':')
+        .map(|key| key.trim_matches(is_wrapping))
 }
 
 /// A value that can be a credential: not another flag, not a JSON array or object, not a number or literal.
@@ -337,6 +359,24 @@ mod tests {
         ]);
         let (out, _) = r.redact_known("{\"stream\": true, \"t\": \"tok-12345678\"}");
         assert_eq!(out, "{\"stream\": true, \"t\": \"[redacted]\"}");
+    }
+
+    /// A pod spec's environment, as `kubectl get pod -o json` prints it: the secret's name on one line, its
+    /// value on the next; other entries and values taken from a Secret are kept.
+    #[test]
+    fn a_pod_specs_secret_environment_value_is_replaced() {
+        let spec = "\"env\": [\n  {\n    \"name\": \"VLLM_API_KEY\",\n    \"value\": \"sk-pod-5f3a9c1e7b\"\n  },\n  \
+                    {\n    \"name\": \"VLLM_LOGGING_LEVEL\",\n    \"value\": \"INFO\"\n  },\n  \
+                    {\"name\": \"HF_TOKEN\", \"valueFrom\": {\"secretKeyRef\": {\"key\": \"token\"}}},\n  \
+                    {\"name\": \"DB_PASSWORD\", \"value\": \"hunter2hunter2\"}, {\"name\": \"PORT\", \"value\": \"8000x\"}\n]";
+        let (out, counts) = redact(spec);
+        assert!(!out.contains("sk-pod") && !out.contains("hunter2"), "{out}");
+        assert!(out.contains("\"value\": \"[redacted]\"\n"), "{out}");
+        assert!(out.contains("\"value\": \"INFO\""), "{out}");
+        assert!(out.contains("\"value\": \"8000x\"}"), "{out}");
+        // The secretKeyRef's `"key"` is replaced too, by the `"key": value` shape: a name, but harmless to hide.
+        assert_eq!(counts, vec![("secret_value", 3)]);
+        serde_json::from_str::<serde_json::Value>(&format!("{{{out}}}")).expect("still JSON");
     }
 
     #[test]

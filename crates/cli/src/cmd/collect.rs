@@ -13,6 +13,7 @@ use infer_doctor_core::ServerThreads;
 use infer_doctor_host::archive;
 use infer_doctor_host::command::{self, CommandSpec, Ran, Status};
 use infer_doctor_host::hostnames::HostPseudonyms;
+use infer_doctor_host::kube::{POD_CAPTURE_PREFIX, POD_JSON, PodRef};
 use infer_doctor_host::machine::HostInfo;
 use infer_doctor_host::process::{self, FoundServer};
 use infer_doctor_host::redact::{Redactions, Redactor};
@@ -197,7 +198,12 @@ pub async fn run(args: Box<CollectArgs>) -> Result<u8, Failure> {
         (Some(tmp), Some(file)) => tmp.path().join(archive::stem(file)),
         _ => out,
     };
-    for sub in ["gpu", "logs", "server", "env"] {
+    let pod = match args.log.as_deref().and_then(|log| log.strip_prefix("k8s:")) {
+        Some(spec) => Some(PodRef::parse(spec).map_err(|e| Failure::usage(anyhow!(e)))?),
+        None => None,
+    };
+    let k8s = pod.is_some().then_some("k8s");
+    for sub in ["gpu", "logs", "server", "env"].into_iter().chain(k8s) {
         let path = dir.join(sub);
         std::fs::create_dir_all(&path)
             .with_context(|| format!("creating {}", path.display()))
@@ -286,9 +292,18 @@ pub async fn run(args: Box<CollectArgs>) -> Result<u8, Failure> {
         let bundle = bundle.clone();
         tasks.spawn_blocking(move || vec![kernel_log(&bundle, since)]);
     }
-    if let Some(source) = args.log.clone() {
-        let bundle = bundle.clone();
-        tasks.spawn_blocking(move || vec![engine_log(&bundle, &source)]);
+    match (&pod, args.log.clone()) {
+        (Some(pod), _) => {
+            for (file, argv) in pod_items(pod) {
+                let bundle = bundle.clone();
+                tasks.spawn_blocking(move || vec![pod_item(&bundle, &file, &argv)]);
+            }
+        }
+        (None, Some(source)) => {
+            let bundle = bundle.clone();
+            tasks.spawn_blocking(move || vec![engine_log(&bundle, &source)]);
+        }
+        (None, None) => {}
     }
     match (server_process_found, server_env) {
         (Ok(found), Some(env)) => {
@@ -765,7 +780,7 @@ fn kernel_log(bundle: &Bundle, since: Option<u64>) -> Item {
     item
 }
 
-/// The engine's log from where `--log` says: a file, `docker:NAME` or `journal:UNIT`.
+/// The engine's log from where `--log` says: a file, `docker:NAME` or `journal:UNIT` (`k8s:` is [`pod_items`]).
 fn engine_log(bundle: &Bundle, source: &str) -> Item {
     let started = Instant::now();
     if let Some(name) = source.strip_prefix("docker:") {
@@ -815,6 +830,37 @@ fn engine_log(bundle: &Bundle, source: &str) -> Item {
             )
         }
     }
+}
+
+/// What kubectl is asked about the server's pod, each item under its own deadline: the pod (its limits and
+/// restarts), its events, the engine's log now and before its last restart, and nvidia-smi inside the container,
+/// which sees the GPUs a host without nvidia-smi (a laptop with kubectl) cannot.
+fn pod_items(pod: &PodRef) -> Vec<(String, Vec<String>)> {
+    let name = file_safe(&pod.pod);
+    vec![
+        (POD_JSON.to_string(), pod.get_pod()),
+        ("k8s/events.json".to_string(), pod.events()),
+        (format!("logs/k8s-{name}.log"), pod.logs(LOG_LINES, false)),
+        (
+            format!("logs/k8s-{name}-previous.log"),
+            pod.logs(LOG_LINES, true),
+        ),
+        (
+            format!("gpu/{POD_CAPTURE_PREFIX}nvidia-smi-q.xml"),
+            pod.exec(&["nvidia-smi", "-q", "-x"]),
+        ),
+    ]
+}
+
+fn pod_item(bundle: &Bundle, file: &str, argv: &[String]) -> Item {
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let mut item = bundle.command(file, "kubectl", &argv);
+    if argv.contains(&"--previous") && item.status == Status::Failed {
+        item.why = item
+            .why
+            .map(|why| format!("{why} (normal when the container has not restarted)"));
+    }
+    item
 }
 
 /// A name from the command line as one file name in the bundle.

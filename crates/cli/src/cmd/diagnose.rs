@@ -18,6 +18,7 @@ use crate::args::{Cli, Command, DiagnoseArgs, ReportArgs, ReportFormat};
 use crate::bundle::{self, Gathered};
 use crate::{Failure, exit};
 use infer_doctor_host::archive;
+use infer_doctor_host::kube::POD_CAPTURE_PREFIX;
 
 /// The longest unpacking a bundle's tarball may take (a 60 s probe's bundle is a few MB).
 const ARCHIVE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -334,10 +335,26 @@ fn read_bundle(
             gathered.problems.push(format!("{e:#}"));
         }
     }
-    for path in files_in("gpu") {
-        if let Err(e) = bundle::add_gpu_capture(gathered, &path) {
-            gathered.problems.push(format!("{e:#}"));
+    if let Err(e) = bundle::add_pod(gathered, dir) {
+        gathered.problems.push(format!("{e:#}"));
+    }
+    // The host's own GPU captures first; those taken inside the server's pod stand in when the host's gave no
+    // GPU (kubectl run from a machine without the GPUs).
+    let (in_pod, on_host): (Vec<PathBuf>, Vec<PathBuf>) =
+        files_in("gpu").into_iter().partition(|path| {
+            path.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(POD_CAPTURE_PREFIX))
+        });
+    let add_captures = |gathered: &mut Gathered, paths: Vec<PathBuf>| {
+        for path in paths {
+            if let Err(e) = bundle::add_gpu_capture(gathered, &path) {
+                gathered.problems.push(format!("{e:#}"));
+            }
         }
+    };
+    add_captures(gathered, on_host);
+    if gathered.evidence.gpus.is_empty() {
+        add_captures(gathered, in_pod);
     }
     for path in files_in("env") {
         // collect's copy of the server process's environment, else a `vllm collect-env` output.

@@ -10,8 +10,8 @@ use infer_doctor_core::{
     Cgroup, CheckLine, Diagnosis, Evidence, Finding, GpuLink, GpuNvLinkErrors, GpuNvLinks,
     GpuState, GpuTopology, HardwareFacts, HostFacts, HungTask, KernelFacts, LogFacts, NetworkFacts,
     NumaNode, NvLinkErrorCounters, NvLinkLane, OomKill, PathTiming, PciDevice, PciePath, Phase,
-    Pressure, PressureLine, RequestRecord, RunSummary, ServerThreads, Signal, Summary, ThreadCpu,
-    TopologyGpu, WorkloadFacts, XidEvent,
+    PodContainer, PodFacts, Pressure, PressureLine, RequestRecord, RunSummary, ServerThreads,
+    Signal, Summary, Termination, ThreadCpu, TopologyGpu, WorkloadFacts, XidEvent,
 };
 
 /// A latency distribution (ms) with the given median and p95.
@@ -235,7 +235,40 @@ pub fn healthy() -> Evidence {
                 },
             ],
         }),
+        pod: Some(PodFacts {
+            source: "k8s/pod.json".into(),
+            name: "vllm-0".into(),
+            namespace: Some("inference".into()),
+            node: Some("gpu-node-1".into()),
+            phase: Some("Running".into()),
+            containers: vec![PodContainer {
+                name: "vllm".into(),
+                memory_limit: Some("64Gi".into()),
+                memory_limit_bytes: Some(64 << 30),
+                restart_count: Some(0),
+                state: Some("running".into()),
+                ..Default::default()
+            }],
+        }),
     }
+}
+
+/// The server pod's first container.
+pub fn pod_container(evidence: &mut Evidence) -> &mut PodContainer {
+    &mut evidence
+        .pod
+        .as_mut()
+        .expect("the evidence has the server's pod")
+        .containers[0]
+}
+
+/// How a container run ended, as `lastState.terminated` says it.
+pub fn terminated(reason: &str, exit_code: i64) -> Option<Termination> {
+    Some(Termination {
+        reason: Some(reason.into()),
+        exit_code: Some(exit_code),
+        finished_at: Some("2026-07-14T08:12:53Z".into()),
+    })
 }
 
 /// The server process's busiest thread.
