@@ -26,7 +26,7 @@ pub use finding::{
     CheckLine, CheckStatus, Confidence, Diagnosis, Finding, Observation, Severity, Symptom,
 };
 pub use gpu::{
-    ClockReason, EnvFacts, GpuLink, GpuNvLinkErrors, GpuNvLinks, GpuState, GpuTopology,
+    ClockReason, DcgmDiag, DiagOutcome, DiagTest, EnvFacts, GpuLink, GpuNvLinkErrors, GpuNvLinks, GpuState, GpuTopology,
     KernelFacts, NvLinkErrorCounters, NvLinkLane, PciePath, TopologyGpu, XidEvent,
 };
 pub use host::{
