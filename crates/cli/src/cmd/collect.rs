@@ -173,6 +173,11 @@ impl Bundle {
 const NVLINK_ERRORS: &[&str] = &["nvlink", "-e"];
 const NVLINK_ERRORS_BEFORE: &str = "gpu/nvlink-errors-before.txt";
 const NVLINK_ERRORS_AFTER: &str = "gpu/nvlink-errors-after.txt";
+/// DCGM's quick diagnostic: level 1, as JSON.
+const DCGM_DIAG: &[&str] = &["diag", "-r", "1", "-j"];
+const DCGM_DIAG_FILE: &str = "gpu/dcgmi-diag.json";
+/// Level 1 takes about a minute; a deadline shorter than that would time out a healthy run.
+const DCGM_DIAG_LEAST_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub async fn run(args: Box<CollectArgs>) -> Result<u8, Failure> {
     let started = Instant::now();
@@ -365,6 +370,16 @@ pub async fn run(args: Box<CollectArgs>) -> Result<u8, Failure> {
         .map_err(|e| anyhow!("reading the NVLink error counters failed: {e}"))?;
     bundle.said(&nvlink_errors);
     items.push(nvlink_errors);
+    // Only now, with the probe and its readings done: the diagnostic's own load would distort them.
+    let dcgm = {
+        let bundle = bundle.clone();
+        let wanted = args.dcgm;
+        tokio::task::spawn_blocking(move || dcgm_diag(&bundle, wanted))
+            .await
+            .map_err(|e| anyhow!("running DCGM's diagnostic failed: {e}"))?
+    };
+    bundle.said(&dcgm);
+    items.push(dcgm);
     let sampled = sampler
         .await
         .map_err(|e| anyhow!("the GPU sampler failed: {e}"))?;
@@ -736,6 +751,19 @@ fn sample_gpus(bundle: &Bundle, stop: &AtomicBool, most: Duration) -> Item {
             item
         }
     }
+}
+
+/// `dcgmi diag -r 1 -j` when `--dcgm` asks for it, else a record of why it did not run. dcgmi exits non-zero
+/// when a test fails: its JSON is then the evidence, and kept with the exit status.
+fn dcgm_diag(bundle: &Bundle, wanted: bool) -> Item {
+    let started = Instant::now();
+    let timeout = bundle.timeout.max(DCGM_DIAG_LEAST_TIMEOUT);
+    let spec = CommandSpec::new("dcgmi", DCGM_DIAG, timeout);
+    if !wanted {
+        let why = "not run: only with --dcgm, since it loads the GPUs".to_string();
+        return bundle.missing(DCGM_DIAG_FILE, spec.command_line(), started, Status::Skipped, Some(why));
+    }
+    bundle.ran(DCGM_DIAG_FILE, started, command::run(&spec))
 }
 
 /// The kernel's log since the server started (else since boot): journald's, else the ring buffer's.

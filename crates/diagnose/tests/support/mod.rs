@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use infer_doctor_core::signals::{CounterStats, GaugeStats, HistogramStats, ServerWindow};
 use infer_doctor_core::summary::{RequestCounts, Throughput, TokenAccounting};
 use infer_doctor_core::{
-    Cgroup, CheckLine, Diagnosis, Evidence, Finding, GpuLink, GpuNvLinkErrors, GpuNvLinks,
+    Cgroup, CheckLine, DcgmDiag, DiagOutcome, DiagTest, Diagnosis, Evidence, Finding, GpuLink, GpuNvLinkErrors, GpuNvLinks,
     GpuState, GpuTopology, HardwareFacts, HostFacts, KernelFacts, LogFacts, NetworkFacts, NumaNode,
     NvLinkErrorCounters, NvLinkLane, PathTiming, PciDevice, PciePath, Phase, Pressure,
     PressureLine, RequestRecord, RunSummary, ServerThreads, Signal, Summary, ThreadCpu,
@@ -203,6 +203,10 @@ pub fn healthy() -> Evidence {
         nvlinks: Some(("nvlink.txt".into(), nvlinks(8, 18))),
         nvlink_errors_before: None,
         nvlink_errors_after: None,
+        dcgm_diag: Some(dcgm_diag(&[
+            ("software", None, DiagOutcome::Pass),
+            ("pcie", Some(0), DiagOutcome::Pass),
+        ])),
         environment: None,
         gpu_tool_timeouts: Vec::new(),
         network: Some(NetworkFacts {
@@ -267,6 +271,22 @@ pub fn topology(n: usize, link: impl Fn(usize, usize) -> GpuLink) -> GpuTopology
 }
 
 /// `nvidia-smi nvlink -s` of `n` H100s with `links` links each, all up at 26.562 GB/s.
+/// DCGM's diagnostic with these (test, GPU, outcome) results.
+pub fn dcgm_diag(results: &[(&str, Option<u32>, DiagOutcome)]) -> DcgmDiag {
+    DcgmDiag {
+        source: "gpu/dcgmi-diag.json".into(),
+        tests: results
+            .iter()
+            .map(|(name, gpu, outcome)| DiagTest {
+                name: name.to_string(),
+                gpu: *gpu,
+                outcome: *outcome,
+                detail: (*outcome != DiagOutcome::Pass).then(|| format!("{name} said why")),
+            })
+            .collect(),
+    }
+}
+
 pub fn nvlinks(n: u32, links: u32) -> Vec<GpuNvLinks> {
     (0..n)
         .map(|index| GpuNvLinks {
