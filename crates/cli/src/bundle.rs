@@ -413,7 +413,10 @@ pub fn add_gpu_capture(gathered: &mut Gathered, path: &Path) -> anyhow::Result<(
     let evidence = &mut gathered.evidence;
     match dcgm_diag::read_dcgm_diag(&text) {
         Ok(tests) => {
-            evidence.dcgm_diag = Some(DcgmDiag { source: name, tests });
+            evidence.dcgm_diag = Some(DcgmDiag {
+                source: name,
+                tests,
+            });
             return Ok(());
         }
         Err(dcgm_diag::DiagReadError::NotDcgmDiag) => {}

@@ -26,8 +26,9 @@ pub use finding::{
     CheckLine, CheckStatus, Confidence, Diagnosis, Finding, Observation, Severity, Symptom,
 };
 pub use gpu::{
-    ClockReason, DcgmDiag, DiagOutcome, DiagTest, EnvFacts, GpuLink, GpuNvLinkErrors, GpuNvLinks, GpuState, GpuTopology,
-    KernelFacts, NvLinkErrorCounters, NvLinkLane, PciePath, TopologyGpu, XidEvent,
+    ClockReason, DcgmDiag, DiagOutcome, DiagTest, EnvFacts, GpuLink, GpuNvLinkErrors, GpuNvLinks,
+    GpuState, GpuTopology, KernelFacts, NvLinkErrorCounters, NvLinkLane, PciePath, TopologyGpu,
+    XidEvent,
 };
 pub use host::{
     Cgroup, HostFacts, NumaNode, PciDevice, Pressure, PressureLine, ServerThreads, ThreadCpu,

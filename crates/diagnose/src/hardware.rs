@@ -212,8 +212,13 @@ fn dcgm_diag_failed(diag: Option<&DcgmDiag>) -> Assessment {
     let verdict = named
         .iter()
         .map(|t| {
-            let gpu = t.gpu.map_or("all GPUs".to_string(), |gpu| format!("GPU {gpu}"));
-            let detail = t.detail.as_ref().map_or(String::new(), |d| format!(": {d}"));
+            let gpu = t
+                .gpu
+                .map_or("all GPUs".to_string(), |gpu| format!("GPU {gpu}"));
+            let detail = t
+                .detail
+                .as_ref()
+                .map_or(String::new(), |d| format!(": {d}"));
             format!("{} {} on {gpu}{detail}", t.name, outcome_word(t.outcome))
         })
         .collect::<Vec<_>>()
@@ -223,7 +228,11 @@ fn dcgm_diag_failed(diag: Option<&DcgmDiag>) -> Assessment {
         .map(|t| {
             let gpu = t.gpu.map_or("all".to_string(), |gpu| gpu.to_string());
             seen(
-                format!("dcgmi diag {} {} (gpu {gpu})", t.name, outcome_word(t.outcome)),
+                format!(
+                    "dcgmi diag {} {} (gpu {gpu})",
+                    t.name,
+                    outcome_word(t.outcome)
+                ),
                 1.0,
                 &diag.source,
             )

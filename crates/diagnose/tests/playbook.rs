@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use infer_doctor_core::record::ErrorClass;
 use infer_doctor_core::summary::ErrorCount;
 use infer_doctor_core::{
-    CheckStatus, ClockReason, Confidence, DiagOutcome, EnvFacts, Evidence, GpuLink, LogFailure, LogFailureKind,
-    PathTiming, PciePath, Severity, Signal, XidEvent,
+    CheckStatus, ClockReason, Confidence, DiagOutcome, EnvFacts, Evidence, GpuLink, LogFailure,
+    LogFailureKind, PathTiming, PciePath, Severity, Signal, XidEvent,
 };
 use infer_doctor_diagnose::{Thresholds, diagnose};
 use support::*;
@@ -1859,11 +1859,16 @@ fn a_failed_dcgm_test_is_critical_and_names_its_gpu_a_warning_is_a_warning() {
     let found = finding(&diagnosis, "hardware.dcgm_diag_failed").unwrap();
     assert_eq!(found.severity, Severity::Critical);
     assert!(
-        found.verdict.contains("memory failed on GPU 2: memory said why"),
+        found
+            .verdict
+            .contains("memory failed on GPU 2: memory said why"),
         "{}",
         found.verdict
     );
-    assert!(!found.verdict.contains("pcie"), "the worst outcome is named");
+    assert!(
+        !found.verdict.contains("pcie"),
+        "the worst outcome is named"
+    );
     assert!(found.remedies.iter().any(|r| r.contains("-r 3")));
     assert!(found.remedies.iter().any(|r| r.contains("Drain")));
 

@@ -6,7 +6,9 @@ use serde_json::Value;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum DiagReadError {
-    #[error("not `dcgmi diag` output: no \"DCGM GPU Diagnostic\" JSON nor a Diagnostic | Result table")]
+    #[error(
+        "not `dcgmi diag` output: no \"DCGM GPU Diagnostic\" JSON nor a Diagnostic | Result table"
+    )]
     NotDcgmDiag,
     #[error("line {line}, column {column}: not JSON: {reason}")]
     Json {
@@ -25,7 +27,10 @@ const ROOT_KEYS: [&str; 2] = ["DCGM GPU Diagnostic", "DCGM Diagnostic"];
 
 /// Every test's verdict per GPU in one `dcgmi diag` output, JSON or table, told apart by content.
 pub fn read_dcgm_diag(text: &str) -> Result<Vec<DiagTest>, DiagReadError> {
-    if ROOT_KEYS.iter().any(|key| text.contains(&format!("\"{key}\""))) {
+    if ROOT_KEYS
+        .iter()
+        .any(|key| text.contains(&format!("\"{key}\"")))
+    {
         return read_json(text);
     }
     read_table(text)
@@ -65,10 +70,12 @@ fn read_json(text: &str) -> Result<Vec<DiagTest>, DiagReadError> {
         Some(Value::Array(categories)) => categories,
         Some(_) => return Err(field("test_categories", "not a list")),
         None => {
-            let why = root.get("runtime_error").and_then(Value::as_str).map_or(
-                "missing: the diagnostic ran no test".to_string(),
-                |error| format!("missing: the diagnostic did not run ({error})"),
-            );
+            let why = root
+                .get("runtime_error")
+                .and_then(Value::as_str)
+                .map_or("missing: the diagnostic ran no test".to_string(), |error| {
+                    format!("missing: the diagnostic did not run ({error})")
+                });
             return Err(field("test_categories", &why));
         }
     };
@@ -138,7 +145,11 @@ fn result_detail(result: &Value) -> Option<String> {
                 Value::String(text) => Some(text.as_str()),
                 other => other.get("warning").and_then(Value::as_str),
             };
-            said.extend(text.map(str::trim).filter(|t| !t.is_empty()).map(String::from));
+            said.extend(
+                text.map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(String::from),
+            );
         }
     }
     (!said.is_empty()).then(|| said.join("; "))
@@ -164,7 +175,11 @@ fn read_table(text: &str) -> Result<Vec<DiagTest>, DiagReadError> {
         if trimmed.starts_with("|-") || trimmed.starts_with("+-") {
             // A section rule (`|-----  Metadata  ----+---|`) or a border.
             let words = trimmed.trim_matches(|c| "|+-= ".contains(c));
-            if let Some(section) = words.split(['-', '+', '|']).map(str::trim).find(|w| !w.is_empty()) {
+            if let Some(section) = words
+                .split(['-', '+', '|'])
+                .map(str::trim)
+                .find(|w| !w.is_empty())
+            {
                 in_metadata = section.eq_ignore_ascii_case("metadata");
             }
             continue;
@@ -291,7 +306,11 @@ mod tests {
         assert!(tests.iter().all(|t| t.outcome == DiagOutcome::Pass));
         let denylist = tests.iter().find(|t| t.name == "Denylist").unwrap();
         assert_eq!(denylist.gpu, None, "a CSV of GPUs is the verdict for all");
-        assert!(tests.iter().any(|t| t.name == "software" && t.gpu == Some(7)));
+        assert!(
+            tests
+                .iter()
+                .any(|t| t.name == "software" && t.gpu == Some(7))
+        );
     }
 
     #[test]
@@ -302,8 +321,14 @@ mod tests {
             [("pcie".to_string(), Some(1))],
             "{tests:#?}"
         );
-        let pcie = tests.iter().find(|t| t.outcome == DiagOutcome::Fail).unwrap();
-        assert!(pcie.detail.as_deref().unwrap().contains("replay"), "{pcie:?}");
+        let pcie = tests
+            .iter()
+            .find(|t| t.outcome == DiagOutcome::Fail)
+            .unwrap();
+        assert!(
+            pcie.detail.as_deref().unwrap().contains("replay"),
+            "{pcie:?}"
+        );
         assert!(tests.iter().any(|t| t.outcome == DiagOutcome::Skip));
     }
 
@@ -311,9 +336,18 @@ mod tests {
     fn the_table_reads_per_gpu_results_and_warnings() {
         let tests = read_dcgm_diag(&fixture("dcgmi_diag_r1_table_fail.txt")).unwrap();
         assert_eq!(failing(&tests), [("GPU Memory".to_string(), Some(2))]);
-        let memory = tests.iter().find(|t| t.outcome == DiagOutcome::Fail).unwrap();
-        assert!(memory.detail.as_deref().unwrap().contains("uncorrectable"), "{memory:?}");
-        assert!(!tests.iter().any(|t| t.name.contains("Version")), "metadata is no test");
+        let memory = tests
+            .iter()
+            .find(|t| t.outcome == DiagOutcome::Fail)
+            .unwrap();
+        assert!(
+            memory.detail.as_deref().unwrap().contains("uncorrectable"),
+            "{memory:?}"
+        );
+        assert!(
+            !tests.iter().any(|t| t.name.contains("Version")),
+            "metadata is no test"
+        );
     }
 
     #[test]
@@ -332,7 +366,12 @@ mod tests {
             Err(DiagReadError::Json { line: 2, .. })
         ));
         let ran_nothing = r#"{"DCGM Diagnostic": {"runtime_error": "no GPU found"}}"#;
-        assert!(read_dcgm_diag(ran_nothing).unwrap_err().to_string().contains("no GPU found"));
+        assert!(
+            read_dcgm_diag(ran_nothing)
+                .unwrap_err()
+                .to_string()
+                .contains("no GPU found")
+        );
         let table = "| Diagnostic | Result |\n| Memory | Perhaps |\n";
         assert_eq!(
             read_dcgm_diag(table),

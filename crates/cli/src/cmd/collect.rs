@@ -761,7 +761,13 @@ fn dcgm_diag(bundle: &Bundle, wanted: bool) -> Item {
     let spec = CommandSpec::new("dcgmi", DCGM_DIAG, timeout);
     if !wanted {
         let why = "not run: only with --dcgm, since it loads the GPUs".to_string();
-        return bundle.missing(DCGM_DIAG_FILE, spec.command_line(), started, Status::Skipped, Some(why));
+        return bundle.missing(
+            DCGM_DIAG_FILE,
+            spec.command_line(),
+            started,
+            Status::Skipped,
+            Some(why),
+        );
     }
     bundle.ran(DCGM_DIAG_FILE, started, command::run(&spec))
 }

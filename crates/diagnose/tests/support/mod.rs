@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 use infer_doctor_core::signals::{CounterStats, GaugeStats, HistogramStats, ServerWindow};
 use infer_doctor_core::summary::{RequestCounts, Throughput, TokenAccounting};
 use infer_doctor_core::{
-    Cgroup, CheckLine, DcgmDiag, DiagOutcome, DiagTest, Diagnosis, Evidence, Finding, GpuLink, GpuNvLinkErrors, GpuNvLinks,
-    GpuState, GpuTopology, HardwareFacts, HostFacts, KernelFacts, LogFacts, NetworkFacts, NumaNode,
-    NvLinkErrorCounters, NvLinkLane, PathTiming, PciDevice, PciePath, Phase, Pressure,
-    PressureLine, RequestRecord, RunSummary, ServerThreads, Signal, Summary, ThreadCpu,
-    TopologyGpu, WorkloadFacts, XidEvent,
+    Cgroup, CheckLine, DcgmDiag, DiagOutcome, DiagTest, Diagnosis, Evidence, Finding, GpuLink,
+    GpuNvLinkErrors, GpuNvLinks, GpuState, GpuTopology, HardwareFacts, HostFacts, KernelFacts,
+    LogFacts, NetworkFacts, NumaNode, NvLinkErrorCounters, NvLinkLane, PathTiming, PciDevice,
+    PciePath, Phase, Pressure, PressureLine, RequestRecord, RunSummary, ServerThreads, Signal,
+    Summary, ThreadCpu, TopologyGpu, WorkloadFacts, XidEvent,
 };
 
 /// A latency distribution (ms) with the given median and p95.
