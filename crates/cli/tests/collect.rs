@@ -523,6 +523,19 @@ fn dcgmi_diag_runs_only_with_dcgm_and_a_failed_test_is_a_finding() {
         "{:?}",
         findings(&doc)
     );
+
+    // Asked for where DCGM is not installed: said, and the rest collected.
+    let bare = fake_path(Gpu::Absent, QUIET_KERNEL);
+    let absent = dir.path().join("absent");
+    let (output, _) = collect(bare.path(), &absent, &["--dcgm"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let missing = item(&manifest(&absent), "gpu/dcgmi-diag.json").clone();
+    assert_eq!(missing["status"], "not_installed", "{missing}");
+    assert_eq!(item(&manifest(&absent), "host.json")["status"], "ok");
 }
 
 /// The bundle diagnosed offline gives what a live `diagnose` of the same server gives.

@@ -370,7 +370,13 @@ pub async fn run(args: Box<CollectArgs>) -> Result<u8, Failure> {
         .map_err(|e| anyhow!("reading the NVLink error counters failed: {e}"))?;
     bundle.said(&nvlink_errors);
     items.push(nvlink_errors);
-    // Only now, with the probe and its readings done: the diagnostic's own load would distort them.
+    let sampled = sampler
+        .await
+        .map_err(|e| anyhow!("the GPU sampler failed: {e}"))?;
+    bundle.said(&sampled);
+    items.push(sampled);
+    // Only now, with the probe, its readings and the GPU sampling done: the diagnostic's own load would
+    // distort them.
     let dcgm = {
         let bundle = bundle.clone();
         let wanted = args.dcgm;
@@ -380,11 +386,6 @@ pub async fn run(args: Box<CollectArgs>) -> Result<u8, Failure> {
     };
     bundle.said(&dcgm);
     items.push(dcgm);
-    let sampled = sampler
-        .await
-        .map_err(|e| anyhow!("the GPU sampler failed: {e}"))?;
-    bundle.said(&sampled);
-    items.push(sampled);
     items.sort_by(|a, b| a.file.cmp(&b.file));
 
     let manifest = Manifest {
@@ -757,8 +758,7 @@ fn sample_gpus(bundle: &Bundle, stop: &AtomicBool, most: Duration) -> Item {
 /// when a test fails: its JSON is then the evidence, and kept with the exit status.
 fn dcgm_diag(bundle: &Bundle, wanted: bool) -> Item {
     let started = Instant::now();
-    let timeout = bundle.timeout.max(DCGM_DIAG_LEAST_TIMEOUT);
-    let spec = CommandSpec::new("dcgmi", DCGM_DIAG, timeout);
+    let spec = CommandSpec::new("dcgmi", DCGM_DIAG, dcgm_diag_deadline(bundle.timeout));
     if !wanted {
         let why = "not run: only with --dcgm, since it loads the GPUs".to_string();
         return bundle.missing(
@@ -769,7 +769,19 @@ fn dcgm_diag(bundle: &Bundle, wanted: bool) -> Item {
             Some(why),
         );
     }
+    if bundle.progress {
+        eprintln!(
+            "collect: running `{}` (up to {:.0} s)",
+            spec.command_line(),
+            spec.timeout.as_secs_f64()
+        );
+    }
     bundle.ran(DCGM_DIAG_FILE, started, command::run(&spec))
+}
+
+/// The per-item deadline, but never less than a healthy level-1 run needs.
+fn dcgm_diag_deadline(item_timeout: Duration) -> Duration {
+    item_timeout.max(DCGM_DIAG_LEAST_TIMEOUT)
 }
 
 /// The kernel's log since the server started (else since boot): journald's, else the ring buffer's.
@@ -994,6 +1006,18 @@ fn host_json(bundle: &Bundle, root: &Path, server_pid: Option<u32>) -> Item {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dcgm_diag_gets_the_item_deadline_but_at_least_two_minutes() {
+        assert_eq!(
+            dcgm_diag_deadline(Duration::from_secs(30)),
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            dcgm_diag_deadline(Duration::from_secs(300)),
+            Duration::from_secs(300)
+        );
+    }
 
     #[test]
     fn credentials_leave_the_url_and_the_password_is_kept_to_redact() {
