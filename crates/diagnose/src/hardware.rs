@@ -198,7 +198,7 @@ fn dcgm_diag_failed(diag: Option<&DcgmDiag>) -> Assessment {
                 n => format!(", {n} skipped"),
             };
             return DCGM_DIAG_FAILED.passes(format!(
-                "{} of DCGM's test results passed{skipped} ({})",
+                "DCGM's diagnostic passed: {} results{skipped} ({})",
                 count(DiagOutcome::Pass),
                 diag.source
             ));
