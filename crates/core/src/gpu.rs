@@ -250,6 +250,7 @@ pub struct DiagTest {
     pub detail: Option<String>,
 }
 
+/// A test's verdict, declared from best to worst so the worst of several is their maximum.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
