@@ -61,6 +61,10 @@ pub struct CollectArgs {
     /// Send the server no load: read what it says about itself, and the host, only.
     #[arg(long)]
     pub no_probe: bool,
+    /// Also run DCGM's quick diagnostic (`dcgmi diag -r 1`, about a minute) after the probe, into
+    /// gpu/dcgmi-diag.json. Off by default: it loads the GPUs, so run it on a node you may disturb.
+    #[arg(long)]
+    pub dcgm: bool,
     /// One server straight, bypassing the gateway or load balancer in front of --url: the path's timings are
     /// compared, to tell what the front adds.
     #[arg(long, requires = "url")]

@@ -7,9 +7,9 @@ use anyhow::{Context, anyhow};
 use infer_doctor_core::aggregate::{AggregateConfig, RunContext};
 use infer_doctor_core::signals::ServerWindow;
 use infer_doctor_core::{
-    Evidence, GpuNvLinkErrors, GpuState, RequestRecord, RunAggregate, ServerReadings,
+    DcgmDiag, Evidence, GpuNvLinkErrors, GpuState, RequestRecord, RunAggregate, ServerReadings,
 };
-use infer_doctor_host::{collect_env, gpu, kernel, kube, topo};
+use infer_doctor_host::{collect_env, dcgm_diag, gpu, kernel, kube, topo};
 use infer_doctor_load::scrape::read_jsonl;
 use infer_doctor_observe::dialect::{self, Dialect};
 use infer_doctor_observe::{exposition, logs, server};
@@ -414,7 +414,7 @@ pub fn add_pod(gathered: &mut Gathered, dir: &Path) -> anyhow::Result<()> {
 
 /// Reads an nvidia-smi capture (`-q`, `-q -x` or `--query-gpu` CSV), rocm-smi's JSON or a dcgm-exporter scrape
 /// into the evidence's GPUs, `topo -m` into its topology, `nvlink -s` into its NVLinks, `nvlink -e` into its
-/// NVLink error counters, or a kernel log into its XIDs; anything else is an error naming the file (and line,
+/// NVLink error counters, `dcgmi diag` (JSON or table) into its DCGM diagnostic, or a kernel log into its XIDs; anything else is an error naming the file (and line,
 /// where the format says).
 pub fn add_gpu_capture(gathered: &mut Gathered, path: &Path) -> anyhow::Result<()> {
     let name = path.display().to_string();
@@ -425,6 +425,17 @@ pub fn add_gpu_capture(gathered: &mut Gathered, path: &Path) -> anyhow::Result<(
     }
     let text = String::from_utf8_lossy(&bytes);
     let evidence = &mut gathered.evidence;
+    match dcgm_diag::read_dcgm_diag(&text) {
+        Ok(tests) => {
+            evidence.dcgm_diag = Some(DcgmDiag {
+                source: name,
+                tests,
+            });
+            return Ok(());
+        }
+        Err(dcgm_diag::DiagReadError::NotDcgmDiag) => {}
+        Err(e) => return Err(anyhow!("{name}: {e}")),
+    }
     match gpu::read_capture(&text, &name) {
         Ok(gpus) => {
             for state in gpus {

@@ -1599,6 +1599,28 @@ fn vllm_log_with_tensor_parallel(dir: &Path, size: u32) -> PathBuf {
     log
 }
 
+/// `dcgmi diag` saved on the GPU host, as its table or as JSON, is told apart by content and judged.
+#[test]
+fn a_saved_dcgmi_diag_is_read_from_gpu_and_judged() {
+    let table = fixture("fixtures/gpu/dcgmi_diag_r1_table_fail.txt");
+    let (_, doc, stderr) = diagnose_offline(&["--gpu", &table]);
+    assert_eq!(check(&doc, "gpu_dcgm_diag_pass").0, "fail", "{stderr}");
+    let passing = fixture("fixtures/gpu/dcgmi_diag_r1_3x_pass.json");
+    let (code, doc, stderr) = diagnose_offline(&["--gpu", &passing]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(check(&doc, "gpu_dcgm_diag_pass").0, "pass", "{doc}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("dcgmi-diag.txt");
+    std::fs::write(&broken, "| Diagnostic | Result |\n| Memory | Perhaps |\n").unwrap();
+    let (code, _, stderr) = diagnose_offline(&["--gpu", broken.to_str().unwrap()]);
+    assert_ne!(code, Some(0));
+    assert!(
+        stderr.contains("dcgmi-diag.txt") && stderr.contains("line 2"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn topology_and_nvlink_captures_are_read_from_gpu_and_judged() {
     // The real H100's `topo -m` and `nvlink -s`: one GPU, 18 links up.

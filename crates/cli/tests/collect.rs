@@ -15,7 +15,8 @@ fn fixture(rel: &str) -> PathBuf {
 
 /// How the fake nvidia-smi behaves.
 enum Gpu {
-    /// Replays the real captures by argument.
+    /// Replays the real captures by argument; a fake dcgmi beside it replays a failing `dcgmi diag -j` and leaves
+    /// [`DCGMI_CALLED`] behind, so a test can tell whether it ran.
     Replay,
     Hangs,
     /// What nvidia-smi says on a host whose driver is not loaded.
@@ -47,24 +48,39 @@ fn cat(rel: &str) -> String {
     format!("exec /bin/cat '{}'", fixture(rel).display())
 }
 
+/// The file the fake dcgmi writes in the fakes' directory when it is run.
+const DCGMI_CALLED: &str = "dcgmi-called";
+
 /// A directory holding only the fakes, to be the child's whole PATH (scripts call their tools by full path);
 /// the fake journalctl's kernel log is `kernel`.
 fn fake_path(gpu: Gpu, kernel: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let script = |name: &str, body: &str| fake_tool(dir.path(), name, body);
     match gpu {
-        Gpu::Replay => script(
-            "nvidia-smi",
-            &format!(
-                "case \"$1 $2\" in\n-q*) {} ;;\ntopo*) {} ;;\n'nvlink -e') {} ;;\nnvlink*) {} ;;\n\
+        Gpu::Replay => {
+            script(
+                "dcgmi",
+                // A failing diagnostic prints its JSON and exits non-zero.
+                &format!(
+                    "echo \"$*\" > '{}'\n[ \"$*\" = 'diag -r 1 -j' ] && {{ /bin/cat '{}'; exit 1; }}\n\
+                     echo \"unexpected: $*\" >&2; exit 2",
+                    dir.path().join(DCGMI_CALLED).display(),
+                    fixture("fixtures/gpu/dcgmi_diag_r1_4x_fail.json").display(),
+                ),
+            );
+            script(
+                "nvidia-smi",
+                &format!(
+                    "case \"$1 $2\" in\n-q*) {} ;;\ntopo*) {} ;;\n'nvlink -e') {} ;;\nnvlink*) {} ;;\n\
                  --query-gpu=*) {} ;;\nesac\necho \"unexpected: $*\" >&2; exit 2",
-                cat("fixtures/gpu/a10g.xml"),
-                cat("fixtures/gpu/h100_topo_m.txt"),
-                cat("fixtures/gpu/h100_nvlink_e.txt"),
-                cat("fixtures/gpu/h100_nvlink_s.txt"),
-                cat("fixtures/gpu/h100_load_query_gpu.csv"),
-            ),
-        ),
+                    cat("fixtures/gpu/a10g.xml"),
+                    cat("fixtures/gpu/h100_topo_m.txt"),
+                    cat("fixtures/gpu/h100_nvlink_e.txt"),
+                    cat("fixtures/gpu/h100_nvlink_s.txt"),
+                    cat("fixtures/gpu/h100_load_query_gpu.csv"),
+                ),
+            )
+        }
         Gpu::Hangs => script("nvidia-smi", "exec /bin/sleep 1000"),
         Gpu::Fails => script(
             "nvidia-smi",
@@ -475,6 +491,66 @@ fn diagnose_bundle(bundle: &Path) -> Value {
         .output()
         .unwrap();
     diagnosis(&output)
+}
+
+/// DCGM's diagnostic loads the GPUs: it runs only with `--dcgm`, after the probe, and its failure is a finding.
+#[test]
+fn dcgmi_diag_runs_only_with_dcgm_and_a_failed_test_is_a_finding() {
+    let path = fake_path(Gpu::Replay, QUIET_KERNEL);
+    let called = path.path().join(DCGMI_CALLED);
+    let dir = tempfile::tempdir().unwrap();
+
+    let without = dir.path().join("without");
+    let (output, _) = collect(path.path(), &without, &[]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!called.exists(), "dcgmi ran without --dcgm");
+    let skipped = item(&manifest(&without), "gpu/dcgmi-diag.json").clone();
+    assert_eq!(skipped["status"], "skipped", "{skipped}");
+    assert!(
+        skipped["why"].as_str().unwrap().contains("--dcgm"),
+        "{skipped}"
+    );
+    assert!(!without.join("gpu/dcgmi-diag.json").exists());
+
+    let with = dir.path().join("with");
+    let (output, _) = collect(path.path(), &with, &["--dcgm"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(called.exists(), "dcgmi did not run with --dcgm");
+    let ran = item(&manifest(&with), "gpu/dcgmi-diag.json").clone();
+    assert_eq!(ran["source"], "dcgmi diag -r 1 -j", "{ran}");
+    // The failing diagnostic's exit status is kept, and so is its JSON: the evidence.
+    assert_eq!(
+        (&ran["status"], &ran["exit_code"]),
+        (&"failed".into(), &1.into()),
+        "{ran}"
+    );
+    let doc = diagnose_bundle(&with);
+    assert!(
+        findings(&doc).contains(&"hardware.dcgm_diag_failed".to_string()),
+        "{:?}",
+        findings(&doc)
+    );
+
+    // Asked for where DCGM is not installed: said, and the rest collected.
+    let bare = fake_path(Gpu::Absent, QUIET_KERNEL);
+    let absent = dir.path().join("absent");
+    let (output, _) = collect(bare.path(), &absent, &["--dcgm"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let missing = item(&manifest(&absent), "gpu/dcgmi-diag.json").clone();
+    assert_eq!(missing["status"], "not_installed", "{missing}");
+    assert_eq!(item(&manifest(&absent), "host.json")["status"], "ok");
 }
 
 /// The bundle diagnosed offline gives what a live `diagnose` of the same server gives.

@@ -61,6 +61,9 @@ pub struct Evidence {
     /// The same counters read again after the probe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nvlink_errors_after: Option<(String, Vec<crate::GpuNvLinkErrors>)>,
+    /// DCGM's diagnostic on the GPU host (`dcgmi diag -r 1`, which `collect --dcgm` runs after the probe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dcgm_diag: Option<crate::DcgmDiag>,
     /// The GPU host's software and environment as `vllm collect-env` printed it (`--env FILE`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<crate::EnvFacts>,

@@ -273,3 +273,36 @@ pub struct EnvFacts {
     #[serde(default)]
     pub server_process: bool,
 }
+
+/// What DCGM's own diagnostic (`dcgmi diag`) concluded on the GPU host, with the file it was read from: the
+/// driver-level checks nvidia-smi's counters do not run (deployment, memory, PCIe, stress).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DcgmDiag {
+    pub source: String,
+    pub tests: Vec<DiagTest>,
+}
+
+/// One test's verdict on one GPU, or on all of them where DCGM gave one verdict for the host (the deployment
+/// checks).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DiagTest {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<u32>,
+    pub outcome: DiagOutcome,
+    /// DCGM's own words on why it did not pass (its warnings and info), when it said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// A test's verdict, declared from best to worst so the worst of several is their maximum.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum DiagOutcome {
+    Pass,
+    Skip,
+    Warn,
+    Fail,
+}

@@ -26,8 +26,9 @@ pub use finding::{
     CheckLine, CheckStatus, Confidence, Diagnosis, Finding, Observation, Severity, Symptom,
 };
 pub use gpu::{
-    ClockReason, EnvFacts, GpuLink, GpuNvLinkErrors, GpuNvLinks, GpuState, GpuTopology, HungTask,
-    KernelFacts, NvLinkErrorCounters, NvLinkLane, OomKill, PciePath, TopologyGpu, XidEvent,
+    ClockReason, DcgmDiag, DiagOutcome, DiagTest, EnvFacts, GpuLink, GpuNvLinkErrors, GpuNvLinks,
+    GpuState, GpuTopology, HungTask, KernelFacts, NvLinkErrorCounters, NvLinkLane, OomKill,
+    PciePath, TopologyGpu, XidEvent,
 };
 pub use host::{
     Cgroup, HostFacts, NumaNode, PciDevice, PodContainer, PodFacts, Pressure, PressureLine,

@@ -122,6 +122,8 @@ pub(crate) mod how {
     pub const TOPOLOGY: &str = "pass --gpu FILE with `nvidia-smi topo -m` and `nvidia-smi nvlink -s` saved on the \
                                 GPU host, and `nvidia-smi nvlink -e` saved before and after load (infer-doctor \
                                 collect gathers all of them)";
+    pub const DCGM_DIAG: &str = "run `infer-doctor collect --dcgm` on the GPU host (it runs `dcgmi diag -r 1` after \
+                                 the probe), or pass --gpu FILE with a saved `dcgmi diag -r 1 -j` output";
     pub const HOST: &str = "run `infer-doctor collect` on the GPU host and pass its bundle (--bundle DIR, which \
                             reads host.json)";
     pub const SERVER_PROCESS: &str = "run `infer-doctor collect --pid PID` on the GPU host with the server's \

@@ -8,7 +8,7 @@ use crate::assessment::{Assessment, how, ms, percent};
 use crate::facts::Facts;
 
 /// Lines answered directly by one rule: (line id, question, rule id).
-const RULE_LINES: [(&str, &str, &str); 27] = [
+const RULE_LINES: [(&str, &str, &str); 28] = [
     ("error_rate", "Is the error rate below 1%?", "errors.rate"),
     (
         "no_preemptions",
@@ -99,6 +99,11 @@ const RULE_LINES: [(&str, &str, &str); 27] = [
         "gpu_link_full",
         "Do busy GPUs' PCIe links run at their full generation and width?",
         "hardware.pcie_degraded",
+    ),
+    (
+        "gpu_dcgm_diag_pass",
+        "Does DCGM's diagnostic (`dcgmi diag -r 1`) pass on every GPU?",
+        "hardware.dcgm_diag_failed",
     ),
     (
         "host_no_swap",

@@ -1,7 +1,9 @@
 //! Rules over each GPU's own health as nvidia-smi reported it: failing memory, clocks held down, a PCIe link
 //! running below its rating. Source rows: gpu_trace.md §C (1–8) and DESIGN.md §6 "hardware rules".
 
-use infer_doctor_core::{ClockReason, Confidence, GpuState, Observation, Severity, Symptom};
+use infer_doctor_core::{
+    ClockReason, Confidence, DcgmDiag, DiagOutcome, GpuState, Observation, Severity, Symptom,
+};
 
 use crate::Thresholds;
 use crate::assessment::{Assessment, Rule, compared, how, seen};
@@ -85,6 +87,23 @@ const GPU_UNRESPONSIVE: Rule = Rule {
              (a timed-out nvidia-smi fails the node's health check)",
 };
 
+const DCGM_DIAG_FAILED: Rule = Rule {
+    id: "hardware.dcgm_diag_failed",
+    symptom: Symptom::Hardware,
+    why: "DCGM's diagnostic is NVIDIA's own check of a GPU's deployment, memory, PCIe and NVLink: a failed test \
+          means that GPU (or its driver setup) is not fit to serve, whatever its counters show; a warning is a \
+          check that passed only within a margin.",
+    remedies: &[
+        "Drain the node from serving; a failed GPU keeps slowing or failing the work placed on it",
+        "Run the longer diagnostic on the drained node (`dcgmi diag -r 3`) to confirm and narrow it down",
+        "A hardware test failing again (memory, PCIe, NVLink) means NVIDIA's field diagnostic and an RMA; \
+         a deployment test (persistence mode, environment, permissions) is fixed in the host's setup",
+    ],
+    source: "https://docs.nvidia.com/datacenter/dcgm/latest/user-guide/dcgm-diagnostics.html (level 1 as a \
+             readiness check, levels 3 and 4 as post-mortem; the field diagnostic and RMA for hardware failures); \
+             NVIDIA/DCGM: testing/python3/dcgm_diag_schema.json @ 686e1024 (the JSON's results and warnings)",
+};
+
 /// XIDs the exporter's alert rules page on: the GPU itself failed.
 const CRITICAL_XIDS: [u32; 8] = [48, 62, 64, 74, 79, 95, 119, 120];
 /// XIDs GCM does not count as GPU failures: application faults and notices.
@@ -95,6 +114,7 @@ pub(crate) fn assess(facts: &Facts, t: &Thresholds) -> Vec<Assessment> {
     vec![
         gpu_unresponsive(facts),
         xid_errors(facts),
+        dcgm_diag_failed(facts.evidence.dcgm_diag.as_ref()),
         judge(&MEMORY_ERRORS, gpus, |gpu| memory_errors(gpu, t)),
         judge(&CLOCK_SLOWDOWN, gpus, |gpu| clock_slowdown(gpu, t)),
         judge(&PCIE_DEGRADED, gpus, |gpu| pcie_degraded(gpu, t)),
@@ -161,6 +181,78 @@ fn xid_errors(facts: &Facts) -> Assessment {
         })
         .collect();
     XID_ERRORS.fires(severity, Confidence::High, verdict.join("; "), evidence)
+}
+
+fn dcgm_diag_failed(diag: Option<&DcgmDiag>) -> Assessment {
+    let Some(diag) = diag else {
+        return DCGM_DIAG_FAILED.unknown("DCGM's diagnostic (`dcgmi diag`)", how::DCGM_DIAG);
+    };
+    let count = |outcome| diag.tests.iter().filter(|t| t.outcome == outcome).count();
+    let worst = diag.tests.iter().map(|t| t.outcome).max();
+    let severity = match worst {
+        Some(DiagOutcome::Fail) => Severity::Critical,
+        Some(DiagOutcome::Warn) => Severity::Warning,
+        _ => {
+            let skipped = match count(DiagOutcome::Skip) {
+                0 => String::new(),
+                n => format!(", {n} skipped"),
+            };
+            return DCGM_DIAG_FAILED.passes(format!(
+                "DCGM's diagnostic passed: {} results{skipped} ({})",
+                count(DiagOutcome::Pass),
+                diag.source
+            ));
+        }
+    };
+    let named: Vec<_> = diag
+        .tests
+        .iter()
+        .filter(|t| Some(t.outcome) == worst)
+        .collect();
+    let verdict = named
+        .iter()
+        .map(|t| {
+            let gpu = t
+                .gpu
+                .map_or("all GPUs".to_string(), |gpu| format!("GPU {gpu}"));
+            let detail = t
+                .detail
+                .as_ref()
+                .map_or(String::new(), |d| format!(": {d}"));
+            format!("{} {} on {gpu}{detail}", t.name, outcome_word(t.outcome))
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let evidence = named
+        .iter()
+        .map(|t| {
+            let gpu = t.gpu.map_or("all".to_string(), |gpu| gpu.to_string());
+            seen(
+                format!(
+                    "dcgmi diag {} {} (gpu {gpu})",
+                    t.name,
+                    outcome_word(t.outcome)
+                ),
+                1.0,
+                &diag.source,
+            )
+        })
+        .collect();
+    DCGM_DIAG_FAILED.fires(
+        severity,
+        Confidence::High,
+        format!("DCGM's diagnostic: {verdict}"),
+        evidence,
+    )
+}
+
+fn outcome_word(outcome: DiagOutcome) -> &'static str {
+    match outcome {
+        DiagOutcome::Pass => "passed",
+        DiagOutcome::Skip => "skipped",
+        DiagOutcome::Warn => "warned",
+        DiagOutcome::Fail => "failed",
+    }
 }
 
 fn xid_severity(code: u32) -> Severity {

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use infer_doctor_core::record::ErrorClass;
 use infer_doctor_core::summary::ErrorCount;
 use infer_doctor_core::{
-    CheckStatus, ClockReason, Confidence, EnvFacts, Evidence, GpuLink, LogFailure, LogFailureKind,
-    PathTiming, PciePath, Severity, Signal, XidEvent,
+    CheckStatus, ClockReason, Confidence, DiagOutcome, EnvFacts, Evidence, GpuLink, LogFailure,
+    LogFailureKind, PathTiming, PciePath, Severity, Signal, XidEvent,
 };
 use infer_doctor_diagnose::{Thresholds, diagnose};
 use support::*;
@@ -94,6 +94,23 @@ const CASES: &[(&str, Change, Change)] = &[
         |e| {
             e.topology = Some(topology(8, |_, _| GpuLink::NvLink(12)));
             e.nvlinks = Some(("nvlink.txt".into(), nvlinks(8, 12)));
+        },
+    ),
+    (
+        "hardware.dcgm_diag_failed",
+        |e| {
+            e.dcgm_diag = Some(dcgm_diag(&[
+                ("software", None, DiagOutcome::Pass),
+                ("memory", Some(2), DiagOutcome::Fail),
+            ]))
+        },
+        // Skipped tests (a level that does not run there, an unsupported GPU) are no failure.
+        |e| {
+            e.dcgm_diag = Some(dcgm_diag(&[
+                ("software", None, DiagOutcome::Pass),
+                ("memory", Some(2), DiagOutcome::Skip),
+                ("pcie", None, DiagOutcome::Skip),
+            ]))
         },
     ),
     (
@@ -492,6 +509,7 @@ fn every_playbook_rule_has_a_case() {
         "hardware.gpu_unresponsive",
         "hardware.tp_over_pcie",
         "hardware.nvlink_degraded",
+        "hardware.dcgm_diag_failed",
         "network.slow_path",
         "host.swap_active",
         "host.cpu_governor",
@@ -542,7 +560,7 @@ fn healthy_evidence_has_no_warning_and_every_checklist_line_passes() {
         "{:#?}",
         diagnosis.findings
     );
-    assert_eq!(diagnosis.checklist.len(), 32);
+    assert_eq!(diagnosis.checklist.len(), 33);
     for line in &diagnosis.checklist {
         assert_eq!(line.status, CheckStatus::Pass, "{line:#?}");
     }
@@ -2006,5 +2024,46 @@ fn the_oom_killer_taking_the_server_is_critical_and_a_driver_hang_of_its_task_to
     assert_eq!(storage.unwrap().0, Severity::Warning);
     let (silent, line) = judged(&|e| e.kernel = None, "host_no_hung_task");
     assert!(silent.is_none());
+    assert_eq!(line.status, CheckStatus::Unknown);
+}
+
+#[test]
+fn a_failed_dcgm_test_is_critical_and_names_its_gpu_a_warning_is_a_warning() {
+    let thresholds = Thresholds::default();
+    let mut evidence = healthy();
+    evidence.dcgm_diag = Some(dcgm_diag(&[
+        ("memory", Some(2), DiagOutcome::Fail),
+        ("pcie", Some(1), DiagOutcome::Warn),
+    ]));
+    let diagnosis = diagnose(&evidence, &thresholds);
+    let found = finding(&diagnosis, "hardware.dcgm_diag_failed").unwrap();
+    assert_eq!(found.severity, Severity::Critical);
+    assert!(
+        found
+            .verdict
+            .contains("memory failed on GPU 2: memory said why"),
+        "{}",
+        found.verdict
+    );
+    assert!(
+        !found.verdict.contains("pcie"),
+        "the worst outcome is named"
+    );
+    assert!(found.remedies.iter().any(|r| r.contains("-r 3")));
+    assert!(found.remedies.iter().any(|r| r.contains("Drain")));
+
+    evidence.dcgm_diag = Some(dcgm_diag(&[("pcie", Some(1), DiagOutcome::Warn)]));
+    let diagnosis = diagnose(&evidence, &thresholds);
+    let found = finding(&diagnosis, "hardware.dcgm_diag_failed").unwrap();
+    assert_eq!(found.severity, Severity::Warning);
+
+    evidence.dcgm_diag = None;
+    let diagnosis = diagnose(&evidence, &thresholds);
+    assert!(finding(&diagnosis, "hardware.dcgm_diag_failed").is_none());
+    let line = diagnosis
+        .checklist
+        .iter()
+        .find(|l| l.id == "gpu_dcgm_diag_pass")
+        .unwrap();
     assert_eq!(line.status, CheckStatus::Unknown);
 }

@@ -57,6 +57,8 @@ pub enum Status {
     PermissionDenied,
     TimedOut,
     Failed,
+    /// Not run, on purpose: an item that only runs when asked for (`why` says how).
+    Skipped,
 }
 
 impl Status {
@@ -68,6 +70,7 @@ impl Status {
             Status::PermissionDenied => "permission denied",
             Status::TimedOut => "timed out",
             Status::Failed => "failed",
+            Status::Skipped => "skipped",
         }
     }
 }

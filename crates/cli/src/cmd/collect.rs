@@ -174,6 +174,11 @@ impl Bundle {
 const NVLINK_ERRORS: &[&str] = &["nvlink", "-e"];
 const NVLINK_ERRORS_BEFORE: &str = "gpu/nvlink-errors-before.txt";
 const NVLINK_ERRORS_AFTER: &str = "gpu/nvlink-errors-after.txt";
+/// DCGM's quick diagnostic: level 1, as JSON.
+const DCGM_DIAG: &[&str] = &["diag", "-r", "1", "-j"];
+const DCGM_DIAG_FILE: &str = "gpu/dcgmi-diag.json";
+/// Level 1 takes about a minute; a deadline shorter than that would time out a healthy run.
+const DCGM_DIAG_LEAST_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub async fn run(args: Box<CollectArgs>) -> Result<u8, Failure> {
     let started = Instant::now();
@@ -385,6 +390,17 @@ pub async fn run(args: Box<CollectArgs>) -> Result<u8, Failure> {
         .map_err(|e| anyhow!("the GPU sampler failed: {e}"))?;
     bundle.said(&sampled);
     items.push(sampled);
+    // Only now, with the probe, its readings and the GPU sampling done: the diagnostic's own load would
+    // distort them.
+    let dcgm = {
+        let bundle = bundle.clone();
+        let wanted = args.dcgm;
+        tokio::task::spawn_blocking(move || dcgm_diag(&bundle, wanted))
+            .await
+            .map_err(|e| anyhow!("running DCGM's diagnostic failed: {e}"))?
+    };
+    bundle.said(&dcgm);
+    items.push(dcgm);
     items.sort_by(|a, b| a.file.cmp(&b.file));
 
     let manifest = Manifest {
@@ -753,6 +769,36 @@ fn sample_gpus(bundle: &Bundle, stop: &AtomicBool, most: Duration) -> Item {
     }
 }
 
+/// `dcgmi diag -r 1 -j` when `--dcgm` asks for it, else a record of why it did not run. dcgmi exits non-zero
+/// when a test fails: its JSON is then the evidence, and kept with the exit status.
+fn dcgm_diag(bundle: &Bundle, wanted: bool) -> Item {
+    let started = Instant::now();
+    let spec = CommandSpec::new("dcgmi", DCGM_DIAG, dcgm_diag_deadline(bundle.timeout));
+    if !wanted {
+        let why = "not run: only with --dcgm, since it loads the GPUs".to_string();
+        return bundle.missing(
+            DCGM_DIAG_FILE,
+            spec.command_line(),
+            started,
+            Status::Skipped,
+            Some(why),
+        );
+    }
+    if bundle.progress {
+        eprintln!(
+            "collect: running `{}` (up to {:.0} s)",
+            spec.command_line(),
+            spec.timeout.as_secs_f64()
+        );
+    }
+    bundle.ran(DCGM_DIAG_FILE, started, command::run(&spec))
+}
+
+/// The per-item deadline, but never less than a healthy level-1 run needs.
+fn dcgm_diag_deadline(item_timeout: Duration) -> Duration {
+    item_timeout.max(DCGM_DIAG_LEAST_TIMEOUT)
+}
+
 /// The kernel's log since the server started (else since boot): journald's, else the ring buffer's.
 fn kernel_log(bundle: &Bundle, since: Option<u64>) -> Item {
     let file = "logs/kernel.log";
@@ -1006,6 +1052,18 @@ fn host_json(bundle: &Bundle, root: &Path, server_pid: Option<u32>) -> Item {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dcgm_diag_gets_the_item_deadline_but_at_least_two_minutes() {
+        assert_eq!(
+            dcgm_diag_deadline(Duration::from_secs(30)),
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            dcgm_diag_deadline(Duration::from_secs(300)),
+            Duration::from_secs(300)
+        );
+    }
 
     #[test]
     fn credentials_leave_the_url_and_the_password_is_kept_to_redact() {

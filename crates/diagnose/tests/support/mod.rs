@@ -7,11 +7,12 @@ use std::collections::BTreeMap;
 use infer_doctor_core::signals::{CounterStats, GaugeStats, HistogramStats, ServerWindow};
 use infer_doctor_core::summary::{RequestCounts, Throughput, TokenAccounting};
 use infer_doctor_core::{
-    Cgroup, CheckLine, Diagnosis, Evidence, Finding, GpuLink, GpuNvLinkErrors, GpuNvLinks,
-    GpuState, GpuTopology, HardwareFacts, HostFacts, HungTask, KernelFacts, LogFacts, NetworkFacts,
-    NumaNode, NvLinkErrorCounters, NvLinkLane, OomKill, PathTiming, PciDevice, PciePath, Phase,
-    PodContainer, PodFacts, Pressure, PressureLine, RequestRecord, RunSummary, ServerThreads,
-    Signal, Summary, Termination, ThreadCpu, TopologyGpu, WorkloadFacts, XidEvent,
+    Cgroup, CheckLine, DcgmDiag, DiagOutcome, DiagTest, Diagnosis, Evidence, Finding, GpuLink,
+    GpuNvLinkErrors, GpuNvLinks, GpuState, GpuTopology, HardwareFacts, HostFacts, HungTask,
+    KernelFacts, LogFacts, NetworkFacts, NumaNode, NvLinkErrorCounters, NvLinkLane, OomKill,
+    PathTiming, PciDevice, PciePath, Phase, PodContainer, PodFacts, Pressure, PressureLine,
+    RequestRecord, RunSummary, ServerThreads, Signal, Summary, Termination, ThreadCpu, TopologyGpu,
+    WorkloadFacts, XidEvent,
 };
 
 /// A latency distribution (ms) with the given median and p95.
@@ -203,6 +204,10 @@ pub fn healthy() -> Evidence {
         nvlinks: Some(("nvlink.txt".into(), nvlinks(8, 18))),
         nvlink_errors_before: None,
         nvlink_errors_after: None,
+        dcgm_diag: Some(dcgm_diag(&[
+            ("software", None, DiagOutcome::Pass),
+            ("pcie", Some(0), DiagOutcome::Pass),
+        ])),
         environment: None,
         gpu_tool_timeouts: Vec::new(),
         network: Some(NetworkFacts {
@@ -300,6 +305,22 @@ pub fn topology(n: usize, link: impl Fn(usize, usize) -> GpuLink) -> GpuTopology
 }
 
 /// `nvidia-smi nvlink -s` of `n` H100s with `links` links each, all up at 26.562 GB/s.
+/// DCGM's diagnostic with these (test, GPU, outcome) results.
+pub fn dcgm_diag(results: &[(&str, Option<u32>, DiagOutcome)]) -> DcgmDiag {
+    DcgmDiag {
+        source: "gpu/dcgmi-diag.json".into(),
+        tests: results
+            .iter()
+            .map(|(name, gpu, outcome)| DiagTest {
+                name: name.to_string(),
+                gpu: *gpu,
+                outcome: *outcome,
+                detail: (*outcome != DiagOutcome::Pass).then(|| format!("{name} said why")),
+            })
+            .collect(),
+    }
+}
+
 pub fn nvlinks(n: u32, links: u32) -> Vec<GpuNvLinks> {
     (0..n)
         .map(|index| GpuNvLinks {
