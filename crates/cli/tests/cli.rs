@@ -1902,6 +1902,55 @@ fn kernel_logs_bring_their_xids() {
     let line = check_line(&doc, "gpu_no_xid");
     assert_eq!(line["status"], "pass");
     assert!(line["detail"].as_str().unwrap().contains("kernel.log"));
+    assert_eq!(check_line(&doc, "host_no_oom_kill")["status"], "pass");
+    assert_eq!(check_line(&doc, "host_no_hung_task")["status"], "pass");
+}
+
+/// The OOM killer taking vLLM's engine process, read from a journalctl kernel log, is a critical finding that
+/// names the process; `logs` lists the kill and a hung task beside it.
+#[test]
+fn a_kernel_log_tells_of_the_oom_killer_and_hung_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("kernel.log");
+    std::fs::write(
+        &journal,
+        "Jul 14 08:12:50 gpu-1 kernel: oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=c1,mems_allowed=0,\
+         oom_memcg=/kubepods/pod1,task_memcg=/kubepods/pod1/c1,task=VLLM::EngineCor,pid=4242,uid=0\n\
+         Jul 14 08:12:50 gpu-1 kernel: Memory cgroup out of memory: Killed process 4242 (VLLM::EngineCor) \
+         total-vm:90000000kB, anon-rss:33554432kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:1000kB oom_score_adj:999\n\
+         Jul 14 08:20:01 gpu-1 kernel: INFO: task jbd2/nvme0n1p1-:812 blocked for more than 122 seconds.\n",
+    )
+    .unwrap();
+    let (code, doc, stderr) = diagnose_offline(&["--log", journal.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{stderr}");
+    let findings = doc["diagnosis"]["findings"].as_array().unwrap();
+    let oom = findings
+        .iter()
+        .find(|f| f["id"] == "host.oom_killed")
+        .unwrap_or_else(|| panic!("{findings:#?}"));
+    assert_eq!(oom["severity"], "critical");
+    assert_eq!(
+        oom["verdict"],
+        format!(
+            "VLLM::EngineCor (pid 4242) killed at 32.0 GiB resident when a cgroup's memory limit ran out ({}:2)",
+            journal.display()
+        )
+    );
+    let hung = findings
+        .iter()
+        .find(|f| f["id"] == "host.hung_tasks")
+        .unwrap();
+    assert_eq!(hung["severity"], "warning");
+    let logs = bin()
+        .args(["logs", journal.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let logs = String::from_utf8(logs.stdout).unwrap();
+    assert!(
+        logs.contains("OOM killer (a cgroup's memory limit) killed VLLM::EngineCor (pid 4242), 32.0 GiB resident")
+            && logs.contains("hung task jbd2/nvme0n1p1- (pid 812) blocked over 122 s ×1"),
+        "{logs}"
+    );
 }
 
 /// Scrapes of the simulated vLLM server's `/metrics` every half second while `users` users load it, as a
