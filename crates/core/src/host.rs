@@ -41,6 +41,20 @@ pub struct HostFacts {
     /// when the server process was found.
     pub server_cpus: Option<Vec<u32>>,
     pub server_memory_nodes: Option<Vec<u32>>,
+    /// The server's resident memory, when the server process was found.
+    pub server_memory: Option<ServerMemory>,
+}
+
+/// The resident memory of the server's process tree: vLLM's API server starts the engine core and the GPU
+/// workers as processes of their own, which the main process's own RSS leaves out.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ServerMemory {
+    /// The main process and every process under it.
+    pub processes: u32,
+    /// Their `VmRSS` summed (shared pages count once per process, as `ps` counts them).
+    pub rss_bytes: u64,
+    /// The main process's own peak (`VmHWM`).
+    pub main_peak_rss_bytes: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]

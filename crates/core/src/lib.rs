@@ -32,7 +32,7 @@ pub use gpu::{
 };
 pub use host::{
     Cgroup, HostFacts, NumaNode, PciDevice, PodContainer, PodFacts, Pressure, PressureLine,
-    ServerThreads, Termination, ThreadCpu,
+    ServerMemory, ServerThreads, Termination, ThreadCpu,
 };
 pub use record::{ErrorClass, Phase, RequestError, RequestRecord};
 pub use signals::{Buckets, Reading, ServerReadings, Signal, SignalKind};

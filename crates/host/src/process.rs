@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use infer_doctor_core::ThreadCpu;
+use infer_doctor_core::{ServerMemory, ThreadCpu};
 
 /// The clock tick `/proc` counts CPU and start times in: `USER_HZ`, 100 on every architecture Linux exports.
 const TICKS_PER_SECOND: u64 = 100;
@@ -243,6 +243,44 @@ fn serving_processes(root: &Path) -> Vec<(u32, &'static str)> {
         })
         .copied()
         .collect()
+}
+
+/// The resident memory of a process and of every process under it (its children, theirs, and so on).
+pub fn tree_memory(root: &Path, pid: u32) -> Option<ServerMemory> {
+    let status = |pid: u32| crate::system::read_text(root, &format!("proc/{pid}/status"));
+    let bytes = |status: &str, key: &str| {
+        crate::system::field(status, key, ':')?
+            .split_whitespace()
+            .next()?
+            .parse::<u64>()
+            .ok()
+            .map(|kb| kb * 1024)
+    };
+    let main = status(pid)?;
+    let parents: Vec<(u32, u32)> = pids(root)
+        .into_iter()
+        .filter_map(|child| Some((child, parent(root, child)?)))
+        .collect();
+    let mut tree = vec![pid];
+    let mut next = 0;
+    while let Some(&at) = tree.get(next) {
+        for (child, _) in parents.iter().filter(|(_, parent)| *parent == at) {
+            if !tree.contains(child) {
+                tree.push(*child);
+            }
+        }
+        next += 1;
+    }
+    let rss_bytes = tree
+        .iter()
+        .filter_map(|pid| status(*pid))
+        .filter_map(|text| bytes(&text, "VmRSS"))
+        .sum();
+    Some(ServerMemory {
+        processes: tree.len() as u32,
+        rss_bytes,
+        main_peak_rss_bytes: bytes(&main, "VmHWM"),
+    })
 }
 
 fn parent(root: &Path, pid: u32) -> Option<u32> {

@@ -37,6 +37,9 @@ pub fn read_host(root: &Path, query: &HostQuery) -> HostFacts {
         .server_pid
         .map(|pid| placement(root, pid))
         .unwrap_or_default();
+    let server_memory = query
+        .server_pid
+        .and_then(|pid| crate::process::tree_memory(root, pid));
     HostFacts {
         source: root.display().to_string(),
         kernel: read_text(root, "proc/sys/kernel/osrelease"),
@@ -87,6 +90,7 @@ pub fn read_host(root: &Path, query: &HostQuery) -> HostFacts {
             || cgroup_lines.contains("kubepods"),
         server_cpus,
         server_memory_nodes,
+        server_memory,
     }
 }
 

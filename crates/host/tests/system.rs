@@ -4,7 +4,8 @@
 //! there): `proc/{cpuinfo,meminfo,loadavg,sys/vm/swappiness,sys/kernel/osrelease}`, `proc/pressure/*`,
 //! `sys/devices/system/cpu/{online,smt/active}` and `sys/kernel/mm/transparent_hugepage/enabled`; and
 //! `proc/4242/{status,limits}`, that VM's `/proc/self/{status,limits}` (the status with its allowed CPUs and memory
-//! nodes set to 1) as the server process's. Built by
+//! nodes set to 1) as the server process's, and the same status and that VM's `/proc/self/stat` renamed as its
+//! child `proc/4243` (vLLM's engine core, 1 GiB resident). Built by
 //! hand, in the formats of the kernel's ABI documents (sysfs-devices-system-cpu, sysfs-bus-pci, cgroup-v2), to
 //! make that VM a 2-node GPU host: `sys/devices/system/node/node{0,1}` (CPU 0 on node 0, CPU 1 on node 1, half
 //! the memory each), cpufreq governors (`performance` on CPU 0, `powersave` on CPU 1), two H100s' PCI folders
@@ -108,6 +109,16 @@ fn a_two_node_gpu_host_reads_from_its_files() {
     assert!(facts.kubernetes);
     assert_eq!(facts.server_cpus, Some(vec![1]));
     assert_eq!(facts.server_memory_nodes, Some(vec![1]));
+    // The engine core's memory counts with the API server's: 2,284 kB + 1 GiB, the peak the main process's own.
+    let memory = facts.server_memory.as_ref().unwrap();
+    assert_eq!(
+        (
+            memory.processes,
+            memory.rss_bytes,
+            memory.main_peak_rss_bytes
+        ),
+        (2, (2284 + 1_048_576) * 1024, Some(2284 * 1024))
+    );
 
     // The facts travel in a bundle's host.json.
     let json = serde_json::to_string(&facts).expect("host facts serialize");
@@ -117,6 +128,11 @@ fn a_two_node_gpu_host_reads_from_its_files() {
 
 #[test]
 fn this_machines_own_root_reads_what_every_linux_host_has() {
+    // A child of this process, so its memory is found under this one's.
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
     let facts = read_host(
         Path::new("/"),
         &HostQuery {
@@ -134,6 +150,14 @@ fn this_machines_own_root_reads_what_every_linux_host_has() {
     assert!(facts.kubernetes, "the caller said a service host is set");
     let cpus = facts.server_cpus.expect("this process's allowed CPUs");
     assert!(!cpus.is_empty());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let memory = facts.server_memory.expect("this process's memory");
+    assert!(memory.processes >= 2, "{memory:?}");
+    assert!(
+        memory.rss_bytes >= memory.main_peak_rss_bytes.unwrap() / 2 && memory.rss_bytes > 0,
+        "{memory:?}"
+    );
 }
 
 #[test]
