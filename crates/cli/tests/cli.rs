@@ -1921,7 +1921,16 @@ fn a_kernel_log_tells_of_the_oom_killer_and_hung_tasks() {
          Jul 14 08:20:01 gpu-1 kernel: INFO: task jbd2/nvme0n1p1-:812 blocked for more than 122 seconds.\n",
     )
     .unwrap();
-    let (code, doc, stderr) = diagnose_offline(&["--log", journal.to_str().unwrap()]);
+    // The same lines in a second log of the host (/var/log/kern.log, among the --gpu files, beside journalctl -k)
+    // count once.
+    let kern = dir.path().join("kern.log");
+    std::fs::copy(&journal, &kern).unwrap();
+    let (code, doc, stderr) = diagnose_offline(&[
+        "--log",
+        journal.to_str().unwrap(),
+        "--gpu",
+        kern.to_str().unwrap(),
+    ]);
     assert_eq!(code, Some(1), "{stderr}");
     let findings = doc["diagnosis"]["findings"].as_array().unwrap();
     let oom = findings

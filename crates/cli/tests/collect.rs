@@ -878,6 +878,13 @@ fn a_kubernetes_pod_is_collected_with_kubectl_and_its_oom_kill_diagnosed() {
         String::from_utf8_lossy(&output.stderr)
     );
     let items = manifest(&out);
+    // The pod's server is not on this machine: its kernel log and host facts would be another host's.
+    for file in ["logs/kernel.log", "host.json"] {
+        let it = item(&items, file);
+        assert_eq!(it["status"], "skipped", "{it}");
+        assert!(it["why"].as_str().unwrap().contains("pod's node"), "{it}");
+        assert!(!out.join(file).exists());
+    }
     for file in POD_FILES {
         let it = item(&items, file);
         if file.ends_with("previous.log") {

@@ -138,12 +138,39 @@ pub struct KernelFacts {
 }
 
 impl KernelFacts {
-    /// Adds what another kernel log of the same host says.
+    /// Adds what another kernel log of the same host says. Two logs of one host overlap (`journalctl -k` and
+    /// `/var/log/kern.log` hold the same lines), so an event both tell of counts once, at the larger count.
     pub fn absorb(&mut self, other: KernelFacts) {
         self.sources.extend(other.sources);
-        self.xids.extend(other.xids);
-        self.oom_kills.extend(other.oom_kills);
-        self.hung_tasks.extend(other.hung_tasks);
+        for xid in other.xids {
+            match self
+                .xids
+                .iter_mut()
+                .find(|x| x.bus_id == xid.bus_id && x.code == xid.code)
+            {
+                Some(seen) => seen.count = seen.count.max(xid.count),
+                None => self.xids.push(xid),
+            }
+        }
+        for kill in other.oom_kills {
+            if !self
+                .oom_kills
+                .iter()
+                .any(|k| k.pid == kill.pid && k.process == kill.process)
+            {
+                self.oom_kills.push(kill);
+            }
+        }
+        for task in other.hung_tasks {
+            match self.hung_tasks.iter_mut().find(|t| t.pid == task.pid) {
+                Some(seen) => {
+                    seen.count = seen.count.max(task.count);
+                    seen.blocked_s = seen.blocked_s.max(task.blocked_s);
+                    seen.in_gpu_driver |= task.in_gpu_driver;
+                }
+                None => self.hung_tasks.push(task),
+            }
+        }
     }
 }
 

@@ -192,6 +192,13 @@ fn dcgm_diag_failed(diag: Option<&DcgmDiag>) -> Assessment {
     let severity = match worst {
         Some(DiagOutcome::Fail) => Severity::Critical,
         Some(DiagOutcome::Warn) => Severity::Warning,
+        _ if count(DiagOutcome::Pass) == 0 => {
+            // Every test skipped, or none run: the diagnostic checked nothing.
+            return DCGM_DIAG_FAILED.unknown(
+                "a DCGM test that ran (every one was skipped, or none is listed)",
+                how::DCGM_DIAG,
+            );
+        }
         _ => {
             let skipped = match count(DiagOutcome::Skip) {
                 0 => String::new(),

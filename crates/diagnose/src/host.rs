@@ -163,13 +163,12 @@ pub(crate) fn assess(facts: &Facts, t: &Thresholds) -> Vec<Assessment> {
     ]
 }
 
-/// The process names the kernel gives an inference server's processes (at most 15 characters): Python
-/// front ends and workers, vLLM's renamed engine and worker processes, and the native servers.
-const ENGINE_PROCESS_PREFIXES: [&str; 9] = [
-    "python",
+/// The process names the kernel gives an inference server's own processes (at most 15 characters): vLLM's
+/// renamed engine and worker processes and the native servers. A plain `python3` could be anything on the host;
+/// the server's Python process is known by its pid when collect found it.
+const ENGINE_PROCESS_PREFIXES: [&str; 7] = [
     "VLLM::",
     "vllm",
-    "pt_main_thread",
     "ray::",
     "sglang",
     "llama-server",
@@ -235,7 +234,7 @@ fn oom_killed(facts: &Facts) -> Assessment {
             .map(|b| format!(", memory.max {:.1} GiB", b as f64 / (1024.0 * MIB)))
             .unwrap_or_default();
         told.push(format!(
-            "{count} OOM kill{} in the server's cgroup {}{limit}",
+            "{count} OOM kill{} in the server's cgroup {}{limit} (the kernel log names the processes)",
             if count == 1 { "" } else { "s" },
             cgroup.path
         ));
@@ -250,12 +249,11 @@ fn oom_killed(facts: &Facts) -> Assessment {
         read.extend(counted.map(|(c, _)| format!("memory.events of {}", c.path)));
         return OOM_KILLED.passes(format!("no OOM kill in {}", read.join(", ")));
     }
-    // The kernel log names its victims; the cgroup counter only counts them, and every one of them was in the
-    // server's own cgroup.
+    // Only the kernel log names its victims. The cgroup's counter says kills happened in the server's cgroup
+    // since it was created, which for a shell's scope may predate the server: a warning until a victim is named.
     let server_killed = kills
         .iter()
-        .any(|k| is_server_process(facts, k.pid, &k.process))
-        || counted.is_some_and(|(_, count)| count > 0);
+        .any(|k| is_server_process(facts, k.pid, &k.process));
     let severity = if server_killed {
         Severity::Critical
     } else {
@@ -325,7 +323,12 @@ fn container_restarts(pod: Option<&PodFacts>) -> Assessment {
     let restarted: Vec<_> = pod
         .containers
         .iter()
-        .filter(|c| c.restart_count.unwrap_or(0) > 0)
+        .filter(|c| {
+            c.restart_count.unwrap_or(0) > 0
+                || c.state
+                    .as_deref()
+                    .is_some_and(|s| s.starts_with("terminated"))
+        })
         .collect();
     if restarted.is_empty() {
         let counted = pod
@@ -382,8 +385,12 @@ fn container_restarts(pod: Option<&PodFacts>) -> Assessment {
             .as_deref()
             .map(|s| format!("; now {s}"))
             .unwrap_or_default();
+        let what = match restarts {
+            0 => "ended (not restarted)".to_string(),
+            n => format!("restarted {n} time(s)"),
+        };
         verdicts.push(format!(
-            "container {} of pod {} restarted {restarts} time(s), {last}{now}",
+            "container {} of pod {} {what}, {last}{now}",
             container.name, pod.name
         ));
     }

@@ -1822,6 +1822,21 @@ fn a_restarted_container_is_graded_by_how_it_ended() {
         found.verdict
     );
 
+    // A container killed for memory that was not restarted (restartPolicy: Never, or caught before the
+    // kubelet restarts it) is as critical.
+    let mut ended = healthy();
+    pod_container(&mut ended).state = Some("terminated: OOMKilled".into());
+    pod_container(&mut ended).last_termination = terminated("OOMKilled", 137);
+    let found = finding(&diagnose(&ended, &t), "k8s.container_restarts")
+        .expect("fires")
+        .clone();
+    assert_eq!(found.severity, Severity::Critical);
+    assert!(
+        found.verdict.contains("ended (not restarted)"),
+        "{}",
+        found.verdict
+    );
+
     // Restarts whose end the pod no longer records: a warning that says so, never critical.
     let mut unexplained = healthy();
     pod_container(&mut unexplained).restart_count = Some(2);
@@ -1962,8 +1977,8 @@ fn the_oom_killer_taking_the_server_is_critical_and_a_driver_hang_of_its_task_to
             line,
         )
     };
-    // Killed by name (vLLM's engine process), by the server's pid (collect found it), and counted by the server's
-    // cgroup with no kernel log at all.
+    // Killed by name (vLLM's engine process) or by the server's pid (collect found it): critical. Counted by the
+    // server's cgroup with no kernel log to name the victims: a warning.
     let (by_name, _) = judged(
         &|e| e.kernel.as_mut().unwrap().oom_kills = vec![oom_kill(77, "VLLM::EngineCor", true)],
         "host_no_oom_kill",
@@ -1986,7 +2001,7 @@ fn the_oom_killer_taking_the_server_is_critical_and_a_driver_hang_of_its_task_to
         "host_no_oom_kill",
     );
     let (severity, summary) = counted.unwrap();
-    assert_eq!(severity, Severity::Critical);
+    assert_eq!(severity, Severity::Warning);
     assert!(
         summary.contains(
             "2 OOM kills in the server's cgroup /system.slice/vllm.service, memory.max 32.0 GiB"
@@ -2057,13 +2072,19 @@ fn a_failed_dcgm_test_is_critical_and_names_its_gpu_a_warning_is_a_warning() {
     let found = finding(&diagnosis, "hardware.dcgm_diag_failed").unwrap();
     assert_eq!(found.severity, Severity::Warning);
 
-    evidence.dcgm_diag = None;
-    let diagnosis = diagnose(&evidence, &thresholds);
-    assert!(finding(&diagnosis, "hardware.dcgm_diag_failed").is_none());
-    let line = diagnosis
-        .checklist
-        .iter()
-        .find(|l| l.id == "gpu_dcgm_diag_pass")
-        .unwrap();
-    assert_eq!(line.status, CheckStatus::Unknown);
+    // No diagnostic, or one whose every test was skipped: nothing was checked, so nothing passes.
+    for diag in [
+        None,
+        Some(dcgm_diag(&[("memory", Some(2), DiagOutcome::Skip)])),
+    ] {
+        evidence.dcgm_diag = diag;
+        let diagnosis = diagnose(&evidence, &thresholds);
+        assert!(finding(&diagnosis, "hardware.dcgm_diag_failed").is_none());
+        let line = diagnosis
+            .checklist
+            .iter()
+            .find(|l| l.id == "gpu_dcgm_diag_pass")
+            .unwrap();
+        assert_eq!(line.status, CheckStatus::Unknown);
+    }
 }

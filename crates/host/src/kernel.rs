@@ -77,13 +77,17 @@ impl Reading<'_> {
             self.oom_kill(&line[..at], &line[at + "Killed process ".len()..], index);
         } else if let Some(at) = line.find("INFO: task ") {
             self.hung_task(&line[at + "INFO: task ".len()..], index);
-        } else if line.contains("[nvidia") {
+        } else if line.contains("</TASK>") || line.contains("Showing all locks held") {
+            // The stack ended; what follows (lockdep's list of every task's locks) is no longer the hung task's.
+            self.hung_stack = None;
+        } else if line.contains("[nvidia") && line.contains("+0x") {
             self.driver_frame(index);
         }
     }
 
-    /// A stack frame in an NVIDIA module (`uvm_gpu_retain_by_uuid+0x1e/0x40 [nvidia_uvm]`): when it follows a
-    /// hung-task report, the driver holds that task.
+    /// A stack frame in an NVIDIA module (`uvm_gpu_retain_by_uuid+0x1e/0x40 [nvidia_uvm]`; a driver message such
+    /// as `[drm] [nvidia-drm] …` has no `+0x` offset): when it follows a hung-task report, the driver holds that
+    /// task.
     fn driver_frame(&mut self, index: usize) {
         /// A hung task's report is followed by its registers and stack: some tens of lines.
         const STACK_LINES: usize = 60;
@@ -426,7 +430,11 @@ mod tests {
                    [  721.028422]  [<ffffffffa09c376e>] uvm_gpu_retain_by_uuid+0x1e/0x40 [nvidia_uvm]\n\
                    [  841.000000] INFO: task nvc:[driver]:5403 blocked for more than 241 seconds.\n\
                    [  900.000000] INFO: task python:19772 blocked for more than 120 seconds.\n\
-                   [  900.000100]  schedule_timeout+0x1cf/0x350\n";
+                   [  900.000100]  schedule_timeout+0x1cf/0x350\n\
+                   [  900.000200]  </TASK>\n\
+                   [  900.000300] Showing all locks held in the system:\n\
+                   [  900.000400]  #0: (&uvm_gpu->lock){+.+.}, at: uvm_gpu_retain_by_uuid+0x1e/0x40 [nvidia_uvm]\n\
+                   [  900.000500] [drm] [nvidia-drm] [GPU ID 0x00000100] Loading driver\n";
         let facts = read_kernel_log(log.as_bytes(), "dmesg.txt")
             .unwrap()
             .unwrap();

@@ -219,9 +219,17 @@ fn read_status(
             Some(reason) => format!("{s}: {reason}"),
             None => s.to_string(),
         });
-    let terminated = &status["lastState"]["terminated"];
+    // How the latest run ended: the current one when it has ended (a pod that does not restart, or caught before
+    // the kubelet restarts it), else the one before the last restart.
+    let (terminated, at) = if state["terminated"].is_object() {
+        (&state["terminated"], format!("{at}.state.terminated"))
+    } else {
+        (
+            &status["lastState"]["terminated"],
+            format!("{at}.lastState.terminated"),
+        )
+    };
     if terminated.is_object() {
-        let at = format!("{at}.lastState.terminated");
         container.last_termination = Some(Termination {
             reason: optional_str(terminated, "reason", &at)?.map(str::to_string),
             exit_code: match &terminated["exitCode"] {
@@ -274,7 +282,7 @@ fn joined(at: &str, key: &str) -> String {
 /// A Kubernetes quantity of bytes (`64Gi`, `500M`, `1e9`, `68719476736`): binary suffixes are powers of 1024,
 /// decimal ones of 1000, as the API defines them.
 pub fn quantity_bytes(quantity: &str) -> Option<u64> {
-    const SUFFIXES: [(&str, f64); 12] = [
+    const SUFFIXES: [(&str, f64); 13] = [
         ("Ki", 1024.0),
         ("Mi", 1048576.0),
         ("Gi", 1073741824.0),
@@ -287,6 +295,8 @@ pub fn quantity_bytes(quantity: &str) -> Option<u64> {
         ("T", 1e12),
         ("P", 1e15),
         ("E", 1e18),
+        // Legal for any quantity, if odd for memory: `100m` is a tenth of a byte.
+        ("m", 1e-3),
     ];
     let quantity = quantity.trim();
     let (number, scale) = SUFFIXES
@@ -321,6 +331,25 @@ mod tests {
             (ended.reason.as_deref(), ended.exit_code),
             (Some("OOMKilled"), Some(137))
         );
+    }
+
+    #[test]
+    fn a_container_that_ended_and_was_not_restarted_says_how() {
+        let mut pod: serde_json::Value = serde_json::from_str(FIXTURE).unwrap();
+        let status = &mut pod["status"]["containerStatuses"][0];
+        status["restartCount"] = 0.into();
+        status["lastState"] = serde_json::json!({});
+        status["state"] =
+            serde_json::json!({"terminated": {"reason": "OOMKilled", "exitCode": 137}});
+        let pod = read_pod(&pod.to_string(), "p").unwrap();
+        let vllm = &pod.containers[0];
+        assert_eq!(vllm.state.as_deref(), Some("terminated: OOMKilled"));
+        let ended = vllm.last_termination.as_ref().unwrap();
+        assert_eq!(
+            (ended.reason.as_deref(), ended.exit_code),
+            (Some("OOMKilled"), Some(137))
+        );
+        assert_eq!(quantity_bytes("100m"), Some(0));
     }
 
     #[test]

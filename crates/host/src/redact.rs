@@ -95,6 +95,22 @@ impl Redactor {
         (text, counts)
     }
 
+    /// A JSON document read as JSON first, so secrets that words cannot find go too: an env entry's value with
+    /// spaces or digits only under a secret's name (`{"name": "DB_PASSWORD", "value": "correct horse"}`), and
+    /// `kubectl apply`'s last-applied-configuration annotation, the whole spec again as one escaped string. Then
+    /// as text, like any other file. Text that is not JSON is only redacted as text.
+    pub fn redact_json(&self, text: &str) -> (String, Redactions) {
+        let Ok(mut document) = serde_json::from_str::<serde_json::Value>(text) else {
+            return self.redact(text);
+        };
+        let mut counts = Redactions::default();
+        hide_named_values(&mut document, &mut counts);
+        let pretty = serde_json::to_string_pretty(&document).unwrap_or_else(|_| text.to_string());
+        let (text, more) = self.redact(&pretty);
+        counts.add(more);
+        (text, counts)
+    }
+
     /// The known secrets and the credential shapes: for text from elsewhere (logs, commands, the server).
     pub fn redact(&self, text: &str) -> (String, Redactions) {
         let (text, mut counts) = self.redact_known(text);
@@ -125,6 +141,36 @@ impl Redactor {
             previous = if space.contains('\n') { "" } else { word };
         }
         (out, counts)
+    }
+}
+
+/// In every object: the `value` beside a secret's `name`, and annotations that copy a whole object.
+fn hide_named_values(value: &mut serde_json::Value, counts: &mut Redactions) {
+    /// `kubectl apply` keeps the applied object, env values and all, in this annotation.
+    const APPLIED_COPY: &str = "kubectl.kubernetes.io/last-applied-configuration";
+    match value {
+        serde_json::Value::Object(object) => {
+            let secret = object
+                .get("name")
+                .and_then(|name| name.as_str())
+                .is_some_and(is_secret_identifier);
+            for (key, inner) in object.iter_mut() {
+                let hide = (secret && key == "value" && !inner.is_null() && !inner.is_object())
+                    || (key == APPLIED_COPY && inner.is_string());
+                if hide && inner.as_str() != Some(REDACTED) {
+                    *inner = serde_json::Value::String(REDACTED.to_string());
+                    counts.count("secret_value");
+                } else {
+                    hide_named_values(inner, counts);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for item in items {
+                hide_named_values(item, counts);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -268,6 +314,27 @@ fn hf_tokens(word: &str, counts: &mut Redactions) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_values_under_secret_names_go_whatever_their_words() {
+        let pod = r#"{"metadata": {"annotations": {"kubectl.kubernetes.io/last-applied-configuration":
+            "{\"env\":[{\"name\":\"DB_PASSWORD\",\"value\":\"hunter2\"}]}"}},
+          "spec": {"containers": [{"env": [
+            {"name": "DB_PASSWORD", "value": "correct horse battery"},
+            {"name": "API_KEY", "value": "20240101"},
+            {"name": "VLLM_PORT", "value": "8000"}]}]}}"#;
+        let (text, counts) = Redactor::default().redact_json(pod);
+        for secret in ["hunter2", "correct", "horse", "battery", "20240101"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert!(text.contains("\"8000\""), "{text}");
+        let back: serde_json::Value = serde_json::from_str(&text).expect("still JSON");
+        assert_eq!(back["spec"]["containers"][0]["env"][0]["value"], REDACTED);
+        assert!(counts.0.values().sum::<u64>() >= 3, "{counts:?}");
+        // Not JSON: redacted as text.
+        let (text, _) = Redactor::default().redact_json("--api-key sk-abcdef123456 not json");
+        assert!(!text.contains("sk-abcdef123456"), "{text}");
+    }
 
     fn redact(text: &str) -> (String, Vec<(&'static str, u64)>) {
         let mut r = Redactor::default();

@@ -88,7 +88,12 @@ impl Bundle {
     /// Writes `bytes` (as text, redacted) to `file` and records it.
     fn write(&self, file: &str, source: String, started: Instant, bytes: &[u8]) -> Item {
         let mut item = self.missing(file, source, started, Status::Ok, None);
-        let (text, redacted) = self.redactor.redact(&String::from_utf8_lossy(bytes));
+        let text = String::from_utf8_lossy(bytes);
+        let (text, redacted) = if file.ends_with(".json") {
+            self.redactor.redact_json(&text)
+        } else {
+            self.redactor.redact(&text)
+        };
         let path = self.dir.join(file);
         match std::fs::write(&path, &text) {
             Ok(()) => {
@@ -293,9 +298,27 @@ pub async fn run(args: Box<CollectArgs>) -> Result<u8, Failure> {
         });
     }
     let since = server_pid.and_then(|pid| process::start_time(&args.root, pid));
+    // With a pod named and its server not among this machine's processes, collect runs beside the cluster (a
+    // laptop with kubectl), not on the pod's node: this machine's kernel and host facts would speak for the
+    // wrong host, and "no OOM kill" from them would be a false pass.
+    let elsewhere = (pod.is_some() && server_pid.is_none()).then(|| {
+        "not read: the pod's server process is not on this machine, so its kernel log and host facts would be \
+         another host's; run collect on the pod's node for them"
+            .to_string()
+    });
     {
         let bundle = bundle.clone();
-        tasks.spawn_blocking(move || vec![kernel_log(&bundle, since)]);
+        let elsewhere = elsewhere.clone();
+        tasks.spawn_blocking(move || match elsewhere {
+            Some(why) => vec![bundle.missing(
+                "logs/kernel.log",
+                "the kernel log".to_string(),
+                Instant::now(),
+                Status::Skipped,
+                Some(why),
+            )],
+            None => vec![kernel_log(&bundle, since)],
+        });
     }
     match (&pod, args.log.clone()) {
         (Some(pod), _) => {
@@ -332,7 +355,16 @@ pub async fn run(args: Box<CollectArgs>) -> Result<u8, Failure> {
         let bundle = bundle.clone();
         let root = args.root.clone();
         let pid = server_pid;
-        tasks.spawn_blocking(move || vec![host_json(&bundle, &root, pid)]);
+        tasks.spawn_blocking(move || match elsewhere {
+            Some(why) => vec![bundle.missing(
+                "host.json",
+                "/proc and /sys".to_string(),
+                Instant::now(),
+                Status::Skipped,
+                Some(why),
+            )],
+            None => vec![host_json(&bundle, &root, pid)],
+        });
     }
     let stop_sampling = Arc::new(AtomicBool::new(false));
     let sampler = {
