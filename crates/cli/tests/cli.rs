@@ -536,11 +536,12 @@ async fn ctrl_c_stops_a_live_diagnose_and_keeps_what_it_measured() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sweep_finds_the_highest_rate_meeting_the_slo() {
-    // Two slots, ~55 ms per request: saturation near 36 req/s; queueing grows as the rate approaches it. The
-    // objective leaves 30 ms for a busy machine's timer slack, yet a queue at saturation still breaks it.
+    // Two slots, ~120 ms per request: saturation near 16 req/s; queueing grows as the rate approaches it. The
+    // objective leaves 60 ms over a request's own time for a busy machine's timer slack and the little queueing
+    // of a third of saturation, yet a queue at saturation still breaks it.
     let server = MockServer::start(MockConfig {
-        ttft: Duration::from_millis(40),
-        itl: Duration::from_millis(5),
+        ttft: Duration::from_millis(80),
+        itl: Duration::from_millis(10),
         capacity: Some(2),
         ..Default::default()
     })
@@ -563,7 +564,7 @@ async fn sweep_finds_the_highest_rate_meeting_the_slo() {
         "--output-tokens",
         "4",
         "--slo",
-        "e2e_p90=85ms",
+        "e2e_p90=180ms",
         "--format",
         "json",
         "-q",
@@ -574,14 +575,25 @@ async fn sweep_finds_the_highest_rate_meeting_the_slo() {
     let sweep = &doc["sweep"];
     let saturation = sweep["saturation_rate"].as_f64().unwrap();
     assert!(
-        saturation > 20.0 && saturation < 45.0,
+        saturation > 9.0 && saturation < 22.0,
         "saturation {saturation}"
     );
     let points = sweep["points"].as_array().unwrap();
     assert!(points.len() >= 3);
-    let best = sweep["best_rate"]
-        .as_f64()
-        .expect("a low rate meets an 85 ms E2E objective");
+    let measured: Vec<String> = points
+        .iter()
+        .map(|p| {
+            format!(
+                "{:.1}/s: e2e p90 {} ms, from schedule {} ms",
+                p["rate"].as_f64().unwrap_or(f64::NAN),
+                p["summary"]["latency"]["e2e"]["p90"],
+                p["summary"]["latency"]["e2e_from_schedule"]["p90"]
+            )
+        })
+        .collect();
+    let best = sweep["best_rate"].as_f64().unwrap_or_else(|| {
+        panic!("a low rate meets a 180 ms E2E objective; saturation {saturation}/s, {measured:?}")
+    });
     assert!(best < saturation, "best {best} vs saturation {saturation}");
     assert_eq!(
         points.last().unwrap()["slo_pass"],
