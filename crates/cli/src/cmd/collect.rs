@@ -154,6 +154,23 @@ impl Bundle {
         )
     }
 
+    /// An item of this machine left out because the pod's server runs elsewhere (collect beside the cluster,
+    /// not on the pod's node): this machine's facts would speak for the wrong host, and a clean kernel log from
+    /// it would pass "no OOM kill" falsely.
+    fn not_the_pods_host(&self, file: &str, source: &str) -> Item {
+        self.missing(
+            file,
+            source.to_string(),
+            Instant::now(),
+            Status::Skipped,
+            Some(
+                "not read: the pod's server process is not on this machine, so its kernel log and host facts \
+                 would be another host's; run collect on the pod's node for them"
+                    .to_string(),
+            ),
+        )
+    }
+
     /// A progress line per item, on a terminal.
     fn said(&self, item: &Item) {
         if !self.progress {
@@ -301,23 +318,15 @@ pub async fn run(args: Box<CollectArgs>) -> Result<u8, Failure> {
     // With a pod named and its server not among this machine's processes, collect runs beside the cluster (a
     // laptop with kubectl), not on the pod's node: this machine's kernel and host facts would speak for the
     // wrong host, and "no OOM kill" from them would be a false pass.
-    let elsewhere = (pod.is_some() && server_pid.is_none()).then(|| {
-        "not read: the pod's server process is not on this machine, so its kernel log and host facts would be \
-         another host's; run collect on the pod's node for them"
-            .to_string()
-    });
+    let this_host = pod.is_none() || server_pid.is_some();
     {
         let bundle = bundle.clone();
-        let elsewhere = elsewhere.clone();
-        tasks.spawn_blocking(move || match elsewhere {
-            Some(why) => vec![bundle.missing(
-                "logs/kernel.log",
-                "the kernel log".to_string(),
-                Instant::now(),
-                Status::Skipped,
-                Some(why),
-            )],
-            None => vec![kernel_log(&bundle, since)],
+        tasks.spawn_blocking(move || {
+            vec![if this_host {
+                kernel_log(&bundle, since)
+            } else {
+                bundle.not_the_pods_host("logs/kernel.log", "the kernel log")
+            }]
         });
     }
     match (&pod, args.log.clone()) {
@@ -355,15 +364,12 @@ pub async fn run(args: Box<CollectArgs>) -> Result<u8, Failure> {
         let bundle = bundle.clone();
         let root = args.root.clone();
         let pid = server_pid;
-        tasks.spawn_blocking(move || match elsewhere {
-            Some(why) => vec![bundle.missing(
-                "host.json",
-                "/proc and /sys".to_string(),
-                Instant::now(),
-                Status::Skipped,
-                Some(why),
-            )],
-            None => vec![host_json(&bundle, &root, pid)],
+        tasks.spawn_blocking(move || {
+            vec![if this_host {
+                host_json(&bundle, &root, pid)
+            } else {
+                bundle.not_the_pods_host("host.json", "/proc and /sys")
+            }]
         });
     }
     let stop_sampling = Arc::new(AtomicBool::new(false));
