@@ -4,10 +4,10 @@
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use crate::cost::CostModel;
 use crate::engine::{Emitted, Engine, Finished, NewRequest, Step};
 use crate::logs::{LogRecord, StatsWindow};
 use crate::metrics::{self, RequestTiming, StepStats, VllmMetrics};
+use infer_doctor_plan::CostModel;
 
 /// A token as a client would see it, with the times the metrics and the trace need.
 #[derive(Clone, Debug, PartialEq)]

@@ -3,9 +3,9 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::cost::StepWork;
 use crate::kv::{BlockId, BlockPool};
 pub use crate::metrics::FinishReason;
+use infer_doctor_plan::StepWork;
 
 /// The scheduler's limits, named as vLLM's engine arguments.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]

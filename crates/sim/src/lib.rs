@@ -2,10 +2,8 @@
 //! with vLLM's exact metrics and log lines, run on a real clock behind HTTP or as fast as the CPU allows.
 
 pub mod core;
-pub mod cost;
 pub mod des;
 pub mod engine;
-pub mod hardware;
 pub mod kv;
 pub mod logs;
 pub mod metrics;

@@ -1,18 +1,17 @@
 //! A simulated server's whole setup as one value (scenarios are values of it, flags override its fields) and
 //! the one place that turns it into an engine, a cost model, metrics and an HTTP configuration.
 
-use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::core::SimCore;
-use crate::cost::{Calibration, CostModel};
 use crate::engine::{Engine, SchedulerConfig};
-use crate::hardware::{
-    CacheConfig, Deployment, Gpu, HardwareError, Interconnect, MemoryPlan, ModelShape,
-};
 use crate::logs::{self, LogRecord, PyValue};
 use crate::metrics::{CacheConfigInfo, VllmMetrics};
 use crate::server::{Faults, ServerConfig, StopModel};
+use infer_doctor_plan::{
+    CacheConfig, Calibration, CostModel, Deployment, Gpu, HardwareError, Interconnect, MemoryPlan,
+    ModelShape,
+};
 
 /// The vLLM release whose metric names, log lines and defaults the simulator reproduces.
 pub const VLLM_VERSION: &str = "0.32.0";
@@ -117,11 +116,7 @@ impl SimSetup {
                 expected: "at least 2 tokens (a prompt token and an output token)".into(),
             });
         }
-        let model = if self.model.ends_with(".json") || Path::new(&self.model).is_file() {
-            ModelShape::from_config_file(Path::new(&self.model))?
-        } else {
-            ModelShape::by_name(&self.model)?
-        };
+        let model = ModelShape::resolve(&self.model)?;
         let gpu = Gpu::by_name(&self.gpu)?;
         let mut deployment = Deployment::new(&model, &gpu, self.tensor_parallel_size);
         if self.pcie {

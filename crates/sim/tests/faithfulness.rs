@@ -4,7 +4,7 @@
 mod common;
 
 use common::sample;
-use infer_doctor_sim::cost::StepWork;
+use infer_doctor_plan::StepWork;
 use infer_doctor_sim::des::{self, Arrivals, Outcome};
 use infer_doctor_sim::engine::{FinishReason, NewRequest};
 use infer_doctor_sim::logs;

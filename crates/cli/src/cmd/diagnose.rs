@@ -423,7 +423,7 @@ fn add_loose_evidence(
 }
 
 /// The hardware floors from `--model-config` and the GPU: named in `--gpu`, else as an nvidia-smi capture
-/// reports it, through the simulator's catalogs and cost model.
+/// reports it, through the planner's catalogs and roofline.
 /// A captured GPU the catalog lacks, or one split by MIG, gives no floors: said as a problem, not a failure.
 fn hardware(
     args: &DiagnoseArgs,
@@ -439,7 +439,7 @@ fn hardware(
         ([], Some(captured)) if args.model_config.is_some() => {
             let skipped = if captured.mig_enabled == Some(true) {
                 Some("it runs in MIG mode, and a slice is not the whole GPU the floors assume")
-            } else if infer_doctor_sim::hardware::Gpu::by_name(&captured.name).is_err() {
+            } else if infer_doctor_plan::Gpu::by_name(&captured.name).is_err() {
                 Some("it is not in the built-in catalog (give --gpu NAME of the nearest one)")
             } else {
                 None
@@ -478,26 +478,13 @@ fn hardware(
         }
         return Ok(None);
     };
-    let setup = infer_doctor_sim::setup::SimSetup {
-        model: model.clone(),
-        gpu,
-        tensor_parallel_size: args.tensor_parallel_size,
-        ..Default::default()
-    };
-    Ok(Some(facts_of(&setup).map_err(Failure::usage)?))
-}
-
-/// A simulated or described deployment's floors.
-pub fn facts_of(setup: &infer_doctor_sim::setup::SimSetup) -> anyhow::Result<HardwareFacts> {
-    let built = setup.build()?;
-    Ok(HardwareFacts {
-        gpu: built.gpu.name.to_string(),
-        model: built.model.name.clone(),
-        tensor_parallel: setup.tensor_parallel_size,
-        decode_floor_seconds: built.core.cost.decode_floor_seconds(),
-        vram_bytes: built.gpu.memory_bytes as f64,
-        weight_bytes: built.plan.weight_bytes_per_rank,
-    })
+    let facts = infer_doctor_plan::ModelShape::resolve(model)
+        .and_then(|model| {
+            let gpu = infer_doctor_plan::Gpu::by_name(&gpu)?;
+            infer_doctor_plan::hardware_facts(&model, &gpu, args.tensor_parallel_size)
+        })
+        .map_err(|e| Failure::usage(anyhow::Error::from(e)))?;
+    Ok(Some(facts))
 }
 
 pub fn document(

@@ -569,7 +569,10 @@ pub fn simulated_evidence(
         server: server::summarize(&crate::bundle::steady_scrapes(&scrapes, &loaded)),
         scrapes,
         requests: loaded,
-        hardware: Some(crate::cmd::diagnose::facts_of(setup)?),
+        hardware: Some({
+            let built = setup.build()?;
+            infer_doctor_plan::hardware_facts(&built.model, &built.gpu, setup.tensor_parallel_size)?
+        }),
         workload: Some(infer_doctor_core::WorkloadFacts {
             input_tokens: f64::from(workload.prefix_tokens + workload.input_tokens),
             output_tokens: f64::from(workload.output_tokens),

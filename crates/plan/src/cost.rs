@@ -4,7 +4,7 @@
 use rand_distr::StandardNormal;
 use serde::Serialize;
 
-use crate::hardware::{Deployment, Gpu, HardwareError, Link, ModelShape};
+use crate::{Deployment, Gpu, HardwareError, Link, ModelShape};
 
 /// What one step computes, summed over the requests it scheduled.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -282,7 +282,8 @@ mod tests {
     use rand::rngs::StdRng;
 
     use super::*;
-    use crate::hardware::Interconnect;
+    use crate::Interconnect;
+    use crate::testing::within;
 
     fn cost_model(model: &str, gpu: &str, tp: u32, calibration: Calibration) -> CostModel {
         let model = ModelShape::by_name(model).unwrap();
@@ -302,10 +303,6 @@ mod tests {
             work.add_decode(context);
         }
         work
-    }
-
-    fn within(actual: f64, expected: f64, relative: f64) -> bool {
-        (actual - expected).abs() <= expected.abs() * relative
     }
 
     #[test]

@@ -1,0 +1,610 @@
+//! Model shapes read from Hugging Face `config.json` (dense, GQA, MoE), with built-in names for popular models,
+//! so parameter counts, FLOPs and KV bytes per token follow from the real architecture.
+
+use std::path::Path;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::{Dtype, GIB, HardwareError};
+
+/// The mixture-of-experts part of a model's MLP.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MoeShape {
+    pub num_experts: u64,
+    pub experts_per_token: u64,
+    pub expert_intermediate_size: u64,
+    /// 0 when the model has no shared expert.
+    pub shared_expert_intermediate_size: u64,
+}
+
+/// The shape of a decoder-only transformer, as far as memory and FLOPs care.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ModelShape {
+    pub name: String,
+    /// `config.json`'s `model_type` (e.g. `llama`, `qwen3`); picks the activation reserve.
+    pub model_type: String,
+    pub num_layers: u64,
+    pub hidden_size: u64,
+    pub num_attention_heads: u64,
+    pub num_kv_heads: u64,
+    pub head_dim: u64,
+    pub intermediate_size: u64,
+    pub vocab_size: u64,
+    pub tie_word_embeddings: bool,
+    /// The checkpoint's dtype (`torch_dtype` / `dtype`).
+    pub dtype: Dtype,
+    /// vLLM's default `max_model_len`.
+    pub max_position_embeddings: u64,
+    pub moe: Option<MoeShape>,
+}
+
+// Real configs trimmed to the fields ModelShape reads. `tiny` is the project's test model
+// (research/real_targets.md §3: llama, 4 layers, n_embd 256, 4/4 heads, n_ff 768, vocab 1155, ctx 4096, F32;
+// llama-server counts 4,001,536 parameters, which this shape reproduces with untied embeddings).
+const BUILT_IN_MODELS: [(&str, &[&str], &str); 4] = [
+    (
+        "tiny",
+        &["tiny-llama"],
+        r#"{"model_type": "llama", "num_hidden_layers": 4, "hidden_size": 256, "num_attention_heads": 4,
+            "num_key_value_heads": 4, "intermediate_size": 768, "vocab_size": 1155,
+            "max_position_embeddings": 4096, "tie_word_embeddings": false, "torch_dtype": "float32"}"#,
+    ),
+    (
+        "llama-3.1-8b",
+        &[
+            "llama-3.1-8b-instruct",
+            "meta-llama-3.1-8b",
+            "meta-llama-3.1-8b-instruct",
+        ],
+        r#"{"model_type": "llama", "num_hidden_layers": 32, "hidden_size": 4096, "num_attention_heads": 32,
+            "num_key_value_heads": 8, "intermediate_size": 14336, "vocab_size": 128256,
+            "max_position_embeddings": 131072, "tie_word_embeddings": false, "torch_dtype": "bfloat16"}"#,
+    ),
+    (
+        "llama-3.1-70b",
+        &[
+            "llama-3.1-70b-instruct",
+            "meta-llama-3.1-70b",
+            "meta-llama-3.1-70b-instruct",
+        ],
+        r#"{"model_type": "llama", "num_hidden_layers": 80, "hidden_size": 8192, "num_attention_heads": 64,
+            "num_key_value_heads": 8, "intermediate_size": 28672, "vocab_size": 128256,
+            "max_position_embeddings": 131072, "tie_word_embeddings": false, "torch_dtype": "bfloat16"}"#,
+    ),
+    (
+        "qwen3-8b",
+        &[],
+        r#"{"model_type": "qwen3", "num_hidden_layers": 36, "hidden_size": 4096, "num_attention_heads": 32,
+            "num_key_value_heads": 8, "head_dim": 128, "intermediate_size": 12288, "vocab_size": 151936,
+            "max_position_embeddings": 40960, "tie_word_embeddings": false, "torch_dtype": "bfloat16"}"#,
+    ),
+];
+
+// vLLM's `_get_and_verify_max_len` takes the smallest of these keys, and 2048 when none is present.
+const MAX_LEN_KEYS: [&str; 8] = [
+    "max_position_embeddings",
+    "n_positions",
+    "max_seq_len",
+    "seq_length",
+    "model_max_length",
+    "max_sequence_length",
+    "max_seq_length",
+    "seq_len",
+];
+const DEFAULT_MAX_LEN: u64 = 2048;
+
+/// Reads typed fields from one `config.json` object, naming the file and field in every error.
+struct ConfigFields<'a> {
+    origin: &'a str,
+    object: &'a Map<String, Value>,
+}
+
+impl ConfigFields<'_> {
+    fn invalid(&self, field: &'static str, problem: &str) -> HardwareError {
+        HardwareError::InvalidField {
+            origin: self.origin.to_owned(),
+            field,
+            problem: problem.to_owned(),
+        }
+    }
+
+    /// `null` counts as absent, as transformers treats it.
+    fn optional_u64(&self, field: &'static str) -> Result<Option<u64>, HardwareError> {
+        match self.object.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(value) => value.as_u64().map(Some).ok_or_else(|| {
+                self.invalid(
+                    field,
+                    &format!("must be a non-negative integer, got {value}"),
+                )
+            }),
+        }
+    }
+
+    fn positive_u64(&self, field: &'static str) -> Result<Option<u64>, HardwareError> {
+        match self.optional_u64(field)? {
+            Some(0) => Err(self.invalid(field, "must be positive, got 0")),
+            other => Ok(other),
+        }
+    }
+
+    fn required(&self, field: &'static str) -> Result<u64, HardwareError> {
+        self.positive_u64(field)?
+            .ok_or_else(|| HardwareError::MissingField {
+                origin: self.origin.to_owned(),
+                field,
+            })
+    }
+
+    fn optional_bool(&self, field: &'static str) -> Result<Option<bool>, HardwareError> {
+        match self.object.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(value) => value
+                .as_bool()
+                .map(Some)
+                .ok_or_else(|| self.invalid(field, &format!("must be true or false, got {value}"))),
+        }
+    }
+
+    fn optional_str(&self, field: &'static str) -> Result<Option<&str>, HardwareError> {
+        match self.object.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(value) => value
+                .as_str()
+                .map(Some)
+                .ok_or_else(|| self.invalid(field, &format!("must be a string, got {value}"))),
+        }
+    }
+
+    fn dtype(&self) -> Result<Dtype, HardwareError> {
+        // Newer transformers write `dtype`, older `torch_dtype`; a config without either loads as float32.
+        for field in ["dtype", "torch_dtype"] {
+            if let Some(text) = self.optional_str(field)? {
+                return text
+                    .parse()
+                    .map_err(|_| self.invalid(field, &format!("is an unknown dtype {text:?}")));
+            }
+        }
+        Ok(Dtype::Float32)
+    }
+
+    fn max_len(&self) -> Result<u64, HardwareError> {
+        let mut smallest: Option<u64> = None;
+        for field in MAX_LEN_KEYS {
+            if let Some(len) = self.positive_u64(field)? {
+                smallest = Some(smallest.map_or(len, |s| s.min(len)));
+            }
+        }
+        Ok(smallest.unwrap_or(DEFAULT_MAX_LEN))
+    }
+
+    fn moe(&self, hidden_intermediate: Option<u64>) -> Result<Option<MoeShape>, HardwareError> {
+        // Mixtral says `num_local_experts`, Qwen-MoE `num_experts`.
+        let experts = match self.positive_u64("num_local_experts")? {
+            Some(n) => Some(("num_local_experts", n)),
+            None => self
+                .positive_u64("num_experts")?
+                .map(|n| ("num_experts", n)),
+        };
+        let Some((experts_field, num_experts)) = experts else {
+            return Ok(None);
+        };
+        let experts_per_token = self.required("num_experts_per_tok")?;
+        if experts_per_token > num_experts {
+            return Err(self.invalid(
+                "num_experts_per_tok",
+                &format!(
+                    "is {experts_per_token}, more than the {num_experts} of `{experts_field}`"
+                ),
+            ));
+        }
+        // Mixtral sizes experts with `intermediate_size`, Qwen-MoE with `moe_intermediate_size`.
+        let expert_intermediate_size = match self.positive_u64("moe_intermediate_size")? {
+            Some(size) => size,
+            None => hidden_intermediate.ok_or_else(|| HardwareError::MissingField {
+                origin: self.origin.to_owned(),
+                field: "moe_intermediate_size",
+            })?,
+        };
+        Ok(Some(MoeShape {
+            num_experts,
+            experts_per_token,
+            expert_intermediate_size,
+            shared_expert_intermediate_size: self
+                .optional_u64("shared_expert_intermediate_size")?
+                .unwrap_or(0),
+        }))
+    }
+}
+
+fn normalize_model_name(name: &str) -> String {
+    let lower = name.trim().to_ascii_lowercase();
+    let base = lower.rsplit('/').next().unwrap_or(&lower);
+    base.replace(['_', ' '], "-")
+}
+
+impl ModelShape {
+    pub fn catalog_names() -> Vec<&'static str> {
+        BUILT_IN_MODELS.iter().map(|(name, _, _)| *name).collect()
+    }
+
+    /// A built-in model by name or Hugging Face id (`meta-llama/Llama-3.1-8B-Instruct`), ignoring case.
+    pub fn by_name(name: &str) -> Result<ModelShape, HardwareError> {
+        let wanted = normalize_model_name(name);
+        let (canonical, _, json) = BUILT_IN_MODELS
+            .iter()
+            .find(|(canonical, aliases, _)| {
+                *canonical == wanted || aliases.contains(&wanted.as_str())
+            })
+            .ok_or_else(|| HardwareError::UnknownModel {
+                name: name.to_owned(),
+                known: Self::catalog_names().join(", "),
+            })?;
+        Self::from_config_str(canonical, &format!("built-in model {canonical}"), json)
+    }
+
+    /// What a user names on the command line: a `config.json` (any file), a model directory holding one, or
+    /// a built-in name.
+    pub fn resolve(spec: &str) -> Result<ModelShape, HardwareError> {
+        let path = Path::new(spec);
+        if path.is_dir() {
+            Self::from_config_file(&path.join("config.json"))
+        } else if spec.ends_with(".json") || path.is_file() {
+            Self::from_config_file(path)
+        } else {
+            Self::by_name(spec)
+        }
+    }
+
+    /// Reads a Hugging Face `config.json`; the model is named after the directory holding it.
+    pub fn from_config_file(path: &Path) -> Result<ModelShape, HardwareError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| HardwareError::ConfigRead {
+            origin: origin.clone(),
+            source,
+        })?;
+        let name = path
+            .parent()
+            .and_then(Path::file_name)
+            .map_or_else(|| origin.clone(), |dir| dir.to_string_lossy().into_owned());
+        Self::from_config_str(&name, &origin, &text)
+    }
+
+    /// Parses `config.json` text; `origin` (a path, usually) prefixes every error.
+    pub fn from_config_str(
+        name: &str,
+        origin: &str,
+        json: &str,
+    ) -> Result<ModelShape, HardwareError> {
+        let syntax = |message: String| HardwareError::ConfigSyntax {
+            origin: origin.to_owned(),
+            message,
+        };
+        let root: Value = serde_json::from_str(json).map_err(|e| syntax(e.to_string()))?;
+        let root = root
+            .as_object()
+            .ok_or_else(|| syntax("the top level is not an object".to_owned()))?;
+        // Multimodal configs (Llama 4, Gemma 3, Mistral 3) keep the language model under `text_config`.
+        let object = match root.get("text_config") {
+            Some(Value::Object(text)) if !root.contains_key("num_hidden_layers") => text,
+            _ => root,
+        };
+        let fields = ConfigFields { origin, object };
+
+        let hidden_size = fields.required("hidden_size")?;
+        let num_attention_heads = fields.required("num_attention_heads")?;
+        let head_dim = match fields.positive_u64("head_dim")? {
+            Some(dim) => dim,
+            None if hidden_size % num_attention_heads == 0 => hidden_size / num_attention_heads,
+            None => {
+                return Err(fields.invalid(
+                    "head_dim",
+                    &format!(
+                        "is absent and hidden_size {hidden_size} is not a multiple of num_attention_heads \
+                         {num_attention_heads}"
+                    ),
+                ));
+            }
+        };
+        let intermediate = fields.positive_u64("intermediate_size")?;
+        let moe = fields.moe(intermediate)?;
+        let intermediate_size = match (&moe, intermediate) {
+            (_, Some(size)) => size,
+            (Some(moe), None) => moe.expert_intermediate_size,
+            (None, None) => {
+                return Err(HardwareError::MissingField {
+                    origin: origin.to_owned(),
+                    field: "intermediate_size",
+                });
+            }
+        };
+        Ok(ModelShape {
+            name: name.to_owned(),
+            model_type: root
+                .get("model_type")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            num_layers: fields.required("num_hidden_layers")?,
+            hidden_size,
+            num_attention_heads,
+            num_kv_heads: fields
+                .positive_u64("num_key_value_heads")?
+                .unwrap_or(num_attention_heads),
+            head_dim,
+            intermediate_size,
+            vocab_size: fields.required("vocab_size")?,
+            // LlamaConfig, Qwen2/3Config and MixtralConfig all default to untied.
+            tie_word_embeddings: fields
+                .optional_bool("tie_word_embeddings")?
+                .unwrap_or(false),
+            dtype: fields.dtype()?,
+            max_position_embeddings: fields.max_len()?,
+            moe,
+        })
+    }
+
+    /// The dtype vLLM serves with `--dtype auto`: float32 checkpoints are downcast to bfloat16 (the CPU
+    /// fixture logs "Downcasting torch.float32 to torch.bfloat16").
+    pub fn default_serving_dtype(&self) -> Dtype {
+        match self.dtype {
+            Dtype::Float32 => Dtype::Bfloat16,
+            other => other,
+        }
+    }
+
+    /// n_heads·head_dim: the query width, which differs from hidden_size in e.g. Qwen3-4B and Gemma.
+    pub fn query_dim(&self) -> u64 {
+        self.num_attention_heads.saturating_mul(self.head_dim)
+    }
+
+    // Shape arithmetic runs in f64: exact for every real model (< 2^53 parameters) and, unlike u64, unable to
+    // overflow on an absurd config.json.
+
+    fn attention_parameters_per_layer(&self) -> f64 {
+        let d = self.hidden_size as f64;
+        let q_dim = self.query_dim() as f64;
+        let kv_dim = (self.num_kv_heads as f64) * (self.head_dim as f64);
+        d * q_dim + 2.0 * d * kv_dim + q_dim * d
+    }
+
+    fn expert_parameters_per_layer(&self) -> f64 {
+        self.moe.as_ref().map_or(0.0, |moe| {
+            3.0 * (self.hidden_size as f64)
+                * (moe.expert_intermediate_size as f64)
+                * (moe.num_experts as f64)
+        })
+    }
+
+    /// MLP weights every token passes through: the SwiGLU, or for MoE the router and shared expert.
+    fn always_active_mlp_parameters_per_layer(&self) -> f64 {
+        let d = self.hidden_size as f64;
+        match &self.moe {
+            None => 3.0 * d * self.intermediate_size as f64,
+            Some(moe) => {
+                moe.num_experts as f64 * d + 3.0 * d * moe.shared_expert_intermediate_size as f64
+            }
+        }
+    }
+
+    fn parameters(&self) -> f64 {
+        let d = self.hidden_size as f64;
+        let embedding_tables = if self.tie_word_embeddings { 1.0 } else { 2.0 };
+        let norms_per_layer = 2.0 * d;
+        let per_layer = self.attention_parameters_per_layer()
+            + self.always_active_mlp_parameters_per_layer()
+            + self.expert_parameters_per_layer()
+            + norms_per_layer;
+        embedding_tables * self.vocab_size as f64 * d + d + self.num_layers as f64 * per_layer
+    }
+
+    /// Every stored weight (§B2's formula, with the query width in q/o so heads·head_dim ≠ hidden is right).
+    pub fn parameter_count(&self) -> u64 {
+        self.parameters() as u64
+    }
+
+    /// All routed-expert weights, which a step only partly reads.
+    pub fn expert_parameter_count(&self) -> u64 {
+        (self.num_layers as f64 * self.expert_parameters_per_layer()) as u64
+    }
+
+    fn active_layer_parameters_f64(&self) -> f64 {
+        let routed = self.moe.as_ref().map_or(0.0, |moe| {
+            3.0 * (self.hidden_size as f64)
+                * (moe.expert_intermediate_size as f64)
+                * (moe.experts_per_token as f64)
+        });
+        self.num_layers as f64
+            * (self.attention_parameters_per_layer()
+                + self.always_active_mlp_parameters_per_layer()
+                + routed)
+    }
+
+    /// Matmul weights one token multiplies through the decoder layers (only its own experts for MoE). The
+    /// embedding is a lookup, and the LM head only runs for sampled positions, so neither is in here.
+    pub fn active_layer_parameters(&self) -> u64 {
+        self.active_layer_parameters_f64() as u64
+    }
+
+    /// 2·N matmul FLOPs per token through the layers.
+    pub fn flops_per_token(&self) -> f64 {
+        2.0 * self.active_layer_parameters_f64()
+    }
+
+    /// 2·V·d FLOPs of the LM head for each position whose logits are computed.
+    pub fn lm_head_flops(&self) -> f64 {
+        2.0 * self.vocab_size as f64 * self.hidden_size as f64
+    }
+
+    /// 4·L·d_q: QKᵀ and AV FLOPs per (query token × attended token).
+    pub fn attention_flops_factor(&self) -> f64 {
+        4.0 * self.num_layers as f64 * self.query_dim() as f64
+    }
+
+    pub fn weight_bytes_per_rank(&self, dtype: Dtype, tensor_parallel: u32) -> f64 {
+        self.parameters() * dtype.bytes() as f64 / f64::from(tensor_parallel.max(1))
+    }
+
+    /// KV bytes one token occupies on one rank: 2·max(1, kv_heads/TP)·head_dim·bytes·layers (KV heads are
+    /// replicated when there are fewer than ranks).
+    pub fn kv_bytes_per_token_per_rank(&self, kv_dtype: Dtype, tensor_parallel: u32) -> u64 {
+        let heads_per_rank = (self.num_kv_heads / u64::from(tensor_parallel.max(1))).max(1);
+        [
+            heads_per_rank,
+            self.head_dim,
+            kv_dtype.bytes(),
+            self.num_layers,
+        ]
+        .into_iter()
+        .fold(2, u64::saturating_mul)
+    }
+
+    /// llm-d-planner's constant for the profile run's peak activations (CUDA graphs included), measured on
+    /// H100 at 16k context: MoE 8.0 GiB, Llama 4.8, Qwen 5.6, other dense 5.5 (research/sim_capacity.md §B1).
+    pub fn activation_reserve_bytes(&self) -> f64 {
+        let family = self.model_type.to_ascii_lowercase();
+        let gib = if self.moe.is_some() {
+            8.0
+        } else if family.contains("llama") {
+            4.8
+        } else if family.contains("qwen") {
+            5.6
+        } else {
+            5.5
+        };
+        gib * GIB
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{llama_8b, within};
+
+    #[test]
+    fn llama_8b_matches_the_worked_check() {
+        let model = llama_8b();
+        assert_eq!(model.parameter_count(), 8_030_261_248);
+        assert_eq!(
+            model.kv_bytes_per_token_per_rank(Dtype::Bfloat16, 1),
+            131_072
+        );
+        assert!(within(
+            model.weight_bytes_per_rank(Dtype::Bfloat16, 1),
+            16.06e9,
+            0.001
+        ));
+        // 2·N excludes embedding and LM head: §B3's 2.86e13 FLOPs for 2048 prompt tokens.
+        assert!(within(model.flops_per_token() * 2048.0, 2.86e13, 0.005));
+    }
+
+    #[test]
+    fn llama_70b_kv_and_weights() {
+        let model = ModelShape::by_name("meta-llama/Llama-3.1-70B-Instruct").unwrap();
+        assert_eq!(
+            model.kv_bytes_per_token_per_rank(Dtype::Bfloat16, 1),
+            327_680
+        );
+        assert!(within(
+            model.weight_bytes_per_rank(Dtype::Bfloat16, 1),
+            141e9,
+            0.01
+        ));
+        assert!(within(
+            model.weight_bytes_per_rank(Dtype::Bfloat16, 4),
+            35.3e9,
+            0.01
+        ));
+    }
+
+    #[test]
+    fn tiny_model_has_llama_server_parameter_count() {
+        let tiny = ModelShape::by_name("TINY").unwrap();
+        assert_eq!(tiny.parameter_count(), 4_001_536);
+        assert_eq!(tiny.dtype, Dtype::Float32);
+        assert_eq!(tiny.default_serving_dtype(), Dtype::Bfloat16);
+        assert_eq!(tiny.kv_bytes_per_token_per_rank(Dtype::Bfloat16, 1), 4096);
+    }
+
+    #[test]
+    fn qwen3_shapes_use_the_query_width() {
+        let qwen3_8b = ModelShape::by_name("Qwen/Qwen3-8B").unwrap();
+        assert!(within(qwen3_8b.parameter_count() as f64, 8.19e9, 0.005));
+        // Qwen3-4B: 32 heads x 128 = 4096 ≠ hidden 2560; d·d for q/o would undercount by ~0.28 B.
+        let json = r#"{"model_type": "qwen3", "num_hidden_layers": 36, "hidden_size": 2560,
+            "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128, "intermediate_size": 9728,
+            "vocab_size": 151936, "tie_word_embeddings": true, "torch_dtype": "bfloat16",
+            "max_position_embeddings": 40960}"#;
+        let qwen3_4b = ModelShape::from_config_str("qwen3-4b", "config.json", json).unwrap();
+        assert_eq!(qwen3_4b.query_dim(), 4096);
+        assert_eq!(qwen3_4b.parameter_count(), 4_022_458_880);
+        assert_eq!(qwen3_4b.attention_flops_factor(), 4.0 * 36.0 * 4096.0);
+    }
+
+    #[test]
+    fn moe_counts_all_experts_stored_and_k_active() {
+        let mixtral = r#"{"model_type": "mixtral", "num_hidden_layers": 32, "hidden_size": 4096,
+            "num_attention_heads": 32, "num_key_value_heads": 8, "intermediate_size": 14336,
+            "num_local_experts": 8, "num_experts_per_tok": 2, "vocab_size": 32000,
+            "tie_word_embeddings": false, "torch_dtype": "bfloat16", "max_position_embeddings": 32768}"#;
+        let model = ModelShape::from_config_str("mixtral", "config.json", mixtral).unwrap();
+        assert!(within(model.parameter_count() as f64, 46.7e9, 0.01));
+        // 12.9 B active minus the 0.26 B of embedding and LM head.
+        assert!(within(model.active_layer_parameters() as f64, 12.6e9, 0.01));
+        assert_eq!(model.activation_reserve_bytes(), 8.0 * GIB);
+    }
+
+    #[test]
+    fn missing_and_malformed_fields_name_file_and_field() {
+        let missing = r#"{"hidden_size": 4096, "num_attention_heads": 32, "intermediate_size": 14336,
+            "vocab_size": 128256}"#;
+        let error = ModelShape::from_config_str("m", "/models/m/config.json", missing).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "/models/m/config.json: missing field `num_hidden_layers`"
+        );
+
+        let wrong_type = r#"{"num_hidden_layers": "32", "hidden_size": 4096, "num_attention_heads": 32,
+            "intermediate_size": 14336, "vocab_size": 128256}"#;
+        let error = ModelShape::from_config_str("m", "cfg.json", wrong_type).unwrap_err();
+        assert!(
+            matches!(&error, HardwareError::InvalidField { field: "num_hidden_layers", origin, .. } if origin == "cfg.json"),
+            "{error}"
+        );
+
+        let error = ModelShape::from_config_str("m", "cfg.json", "[1, 2").unwrap_err();
+        assert!(error.to_string().starts_with("cfg.json: "), "{error}");
+
+        let error =
+            ModelShape::from_config_file(Path::new("/nonexistent/dir/config.json")).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("/nonexistent/dir/config.json: cannot read"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn config_defaults_follow_transformers_and_vllm() {
+        let json = r#"{"model_type": "mistral", "num_hidden_layers": 2, "hidden_size": 64,
+            "num_attention_heads": 4, "head_dim": null, "intermediate_size": 128, "vocab_size": 100,
+            "dtype": "float16", "seq_length": 1024, "max_position_embeddings": 4096,
+            "text_config_unused": {}}"#;
+        let model = ModelShape::from_config_str("m", "cfg.json", json).unwrap();
+        assert_eq!(model.num_kv_heads, 4);
+        assert_eq!(model.head_dim, 16);
+        assert_eq!(model.dtype, Dtype::Float16);
+        assert_eq!(model.max_position_embeddings, 1024);
+        assert!(!model.tie_word_embeddings);
+        assert_eq!(model.activation_reserve_bytes(), 5.5 * GIB);
+
+        let nested = r#"{"model_type": "gemma3", "text_config": {"num_hidden_layers": 2, "hidden_size": 64,
+            "num_attention_heads": 4, "intermediate_size": 128, "vocab_size": 100}}"#;
+        let model = ModelShape::from_config_str("m", "cfg.json", nested).unwrap();
+        assert_eq!(model.num_layers, 2);
+        assert_eq!(model.max_position_embeddings, 2048);
+        assert_eq!(model.dtype, Dtype::Float32);
+    }
+}
