@@ -162,8 +162,14 @@ impl CostModel {
         deployment.validate(model, gpu)?;
         calibration.validate()?;
         let tp = deployment.tensor_parallel;
-        let bytes_per_weight = deployment.weight_dtype.bytes() as f64 / f64::from(tp);
-        let expert_weight_bytes = model.expert_parameter_count() as f64 * bytes_per_weight;
+        let all_weight_bytes = deployment.weight_bytes_per_rank(model);
+        // Routed experts' share of the bytes, at the bits they are stored in.
+        let expert_bits = deployment.quantization.map_or(
+            deployment.weight_dtype.bytes() as f64 * 8.0,
+            |q| q.bits_per_weight,
+        );
+        let expert_weight_bytes = model.expert_parameter_count() as f64 * expert_bits / 8.0
+            / f64::from(deployment.gpus().max(1));
         Ok(CostModel {
             calibration,
             tensor_parallel: tp,
@@ -171,8 +177,7 @@ impl CostModel {
             memory_bandwidth: gpu.memory_bandwidth,
             link: gpu.link(deployment.interconnect)?,
             num_layers: model.num_layers,
-            shared_weight_bytes: model.weight_bytes_per_rank(deployment.weight_dtype, tp)
-                - expert_weight_bytes,
+            shared_weight_bytes: (all_weight_bytes - expert_weight_bytes).max(0.0),
             expert_weight_bytes,
             expert_miss_per_token: model.moe.as_ref().map_or(1.0, |moe| {
                 1.0 - moe.experts_per_token as f64 / moe.num_experts as f64
@@ -484,7 +489,7 @@ mod tests {
             Calibration::ideal(),
         )
         .unwrap();
-        let all_weights = model.weight_bytes_per_rank(model.dtype, 1) / gpu.memory_bandwidth;
+        let all_weights = model.weight_bytes(model.dtype, None) / gpu.memory_bandwidth;
         // One token reads 2 of 8 experts; a large batch reads all of them.
         assert!(cost.decode_floor_seconds() < 0.35 * all_weights);
         assert!(within(

@@ -20,7 +20,7 @@ pub fn hardware_facts(
         tensor_parallel,
         decode_floor_seconds: cost.decode_floor_seconds(),
         vram_bytes: gpu.memory_bytes as f64,
-        weight_bytes: model.weight_bytes_per_rank(deployment.weight_dtype, tensor_parallel),
+        weight_bytes: deployment.weight_bytes_per_rank(model),
     })
 }
 

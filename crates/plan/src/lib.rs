@@ -8,14 +8,16 @@ pub mod floors;
 pub mod gpu;
 pub mod memory;
 pub mod model;
+pub mod quant;
 
 pub use cost::{Calibration, CostModel, StepWork};
 pub use dtype::Dtype;
 pub use error::HardwareError;
 pub use floors::hardware_facts;
 pub use gpu::{BatchLimits, Gpu, Interconnect, Link};
-pub use memory::{CacheConfig, Deployment, KvCapacity, MemoryPlan};
-pub use model::{ModelShape, MoeShape};
+pub use memory::{CacheConfig, Deployment, KvCapacity, KvLayout, MemoryPlan};
+pub use model::{MlaShape, ModelShape, MoeShape, SlidingWindow};
+pub use quant::Quantization;
 
 pub(crate) const GIB: f64 = (1u64 << 30) as f64;
 pub(crate) const MIB: u64 = 1 << 20;

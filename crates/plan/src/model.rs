@@ -1,12 +1,12 @@
-//! Model shapes read from Hugging Face `config.json` (dense, GQA, MoE), with built-in names for popular models,
-//! so parameter counts, FLOPs and KV bytes per token follow from the real architecture.
+//! Model shapes read from Hugging Face `config.json` (dense, GQA, MLA, MoE, sliding-window and quantized models),
+//! with built-in names for popular models, so parameters, FLOPs and KV bytes follow from the real architecture.
 
 use std::path::Path;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::{Dtype, GIB, HardwareError};
+use crate::{Dtype, HardwareError, Quantization};
 
 /// The mixture-of-experts part of a model's MLP.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -16,10 +16,32 @@ pub struct MoeShape {
     pub expert_intermediate_size: u64,
     /// 0 when the model has no shared expert.
     pub shared_expert_intermediate_size: u64,
+    /// Layers whose MLP is dense (DeepSeek's `first_k_dense_replace`, Qwen-MoE's `mlp_only_layers`).
+    pub dense_layers: u64,
+}
+
+/// DeepSeek's multi-head latent attention: the cache keeps one compressed latent per token and layer, the same
+/// on every tensor-parallel rank.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MlaShape {
+    pub kv_lora_rank: u64,
+    /// `None`: queries are projected straight from the hidden state.
+    pub q_lora_rank: Option<u64>,
+    pub qk_nope_head_dim: u64,
+    pub qk_rope_head_dim: u64,
+    pub v_head_dim: u64,
+}
+
+/// Layers that attend only to the last `window` tokens, so their cache stops growing there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct SlidingWindow {
+    pub window: u64,
+    /// How many of the model's layers use it; the rest attend to everything.
+    pub layers: u64,
 }
 
 /// The shape of a decoder-only transformer, as far as memory and FLOPs care.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ModelShape {
     pub name: String,
     /// `config.json`'s `model_type` (e.g. `llama`, `qwen3`); picks the activation reserve.
@@ -37,6 +59,12 @@ pub struct ModelShape {
     /// vLLM's default `max_model_len`.
     pub max_position_embeddings: u64,
     pub moe: Option<MoeShape>,
+    pub mla: Option<MlaShape>,
+    pub sliding_window: Option<SlidingWindow>,
+    /// The checkpoint's `quantization_config`.
+    pub quantization: Option<Quantization>,
+    /// The checkpoint's weight bytes as its safetensors files state them, when a model directory was given.
+    pub checkpoint_bytes: Option<u64>,
 }
 
 // Real configs trimmed to the fields ModelShape reads. `tiny` is the project's test model
@@ -180,17 +208,22 @@ impl ConfigFields<'_> {
     }
 
     fn moe(&self, hidden_intermediate: Option<u64>) -> Result<Option<MoeShape>, HardwareError> {
-        // Mixtral says `num_local_experts`, Qwen-MoE `num_experts`.
-        let experts = match self.positive_u64("num_local_experts")? {
-            Some(n) => Some(("num_local_experts", n)),
-            None => self
-                .positive_u64("num_experts")?
-                .map(|n| ("num_experts", n)),
-        };
+        // Mixtral and gpt-oss say `num_local_experts`, Qwen-MoE `num_experts`, DeepSeek `n_routed_experts`.
+        let mut experts = None;
+        for field in ["num_local_experts", "num_experts", "n_routed_experts"] {
+            if let Some(n) = self.positive_u64(field)? {
+                experts = Some((field, n));
+                break;
+            }
+        }
         let Some((experts_field, num_experts)) = experts else {
             return Ok(None);
         };
-        let experts_per_token = self.required("num_experts_per_tok")?;
+        // gpt-oss says `experts_per_token`.
+        let experts_per_token = match self.positive_u64("experts_per_token")? {
+            Some(k) => k,
+            None => self.required("num_experts_per_tok")?,
+        };
         if experts_per_token > num_experts {
             return Err(self.invalid(
                 "num_experts_per_tok",
@@ -207,14 +240,83 @@ impl ConfigFields<'_> {
                 field: "moe_intermediate_size",
             })?,
         };
+        // Qwen2-MoE sizes its shared expert directly, DeepSeek as a count of routed-expert widths.
+        let shared_expert_intermediate_size = match self.optional_u64("n_shared_experts")? {
+            Some(count) => count.saturating_mul(expert_intermediate_size),
+            None => self
+                .optional_u64("shared_expert_intermediate_size")?
+                .unwrap_or(0),
+        };
+        let mlp_only_layers = match self.object.get("mlp_only_layers") {
+            Some(Value::Array(layers)) => layers.len() as u64,
+            _ => 0,
+        };
         Ok(Some(MoeShape {
             num_experts,
             experts_per_token,
             expert_intermediate_size,
-            shared_expert_intermediate_size: self
-                .optional_u64("shared_expert_intermediate_size")?
-                .unwrap_or(0),
+            shared_expert_intermediate_size,
+            dense_layers: self
+                .optional_u64("first_k_dense_replace")?
+                .unwrap_or(0)
+                .max(mlp_only_layers),
         }))
+    }
+
+    fn mla(&self) -> Result<Option<MlaShape>, HardwareError> {
+        let Some(kv_lora_rank) = self.positive_u64("kv_lora_rank")? else {
+            return Ok(None);
+        };
+        Ok(Some(MlaShape {
+            kv_lora_rank,
+            q_lora_rank: self.positive_u64("q_lora_rank")?,
+            qk_nope_head_dim: self.required("qk_nope_head_dim")?,
+            qk_rope_head_dim: self.required("qk_rope_head_dim")?,
+            v_head_dim: self.required("v_head_dim")?,
+        }))
+    }
+
+    /// Which layers slide, as vLLM's model code decides: `layer_types` where the config lists them (Gemma 3,
+    /// gpt-oss, newer transformers), Gemma 2's alternation and Gemma 3's `sliding_window_pattern` otherwise.
+    /// A bare `sliding_window` (Mistral 7B v0.1, Qwen2 with `use_sliding_window` false) is served as full
+    /// attention by vLLM's Llama and Qwen code, so it counts as none.
+    fn sliding_window(
+        &self,
+        model_type: &str,
+        num_layers: u64,
+    ) -> Result<Option<SlidingWindow>, HardwareError> {
+        let Some(window) = self.positive_u64("sliding_window")? else {
+            return Ok(None);
+        };
+        let layers = if let Some(Value::Array(types)) = self.object.get("layer_types") {
+            types
+                .iter()
+                .filter(|t| t.as_str() == Some("sliding_attention"))
+                .count() as u64
+        } else if model_type.starts_with("gemma3") {
+            // Every `pattern`-th layer is global.
+            let pattern = self.positive_u64("sliding_window_pattern")?.unwrap_or(6);
+            num_layers - num_layers / pattern
+        } else if model_type == "gemma2" {
+            num_layers.div_ceil(2)
+        } else {
+            0
+        };
+        Ok((layers > 0).then_some(SlidingWindow { window, layers }))
+    }
+
+    fn quantization(&self, root: &Map<String, Value>) -> Result<Option<Quantization>, HardwareError> {
+        match root
+            .get("quantization_config")
+            .or_else(|| self.object.get("quantization_config"))
+        {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Object(config)) => Quantization::from_config(self.origin, config).map(Some),
+            Some(other) => Err(self.invalid(
+                "quantization_config",
+                &format!("must be an object, got {other}"),
+            )),
+        }
     }
 }
 
@@ -307,6 +409,12 @@ impl ModelShape {
                 ));
             }
         };
+        let num_layers = fields.required("num_hidden_layers")?;
+        let model_type = root
+            .get("model_type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         let intermediate = fields.positive_u64("intermediate_size")?;
         let moe = fields.moe(intermediate)?;
         let intermediate_size = match (&moe, intermediate) {
@@ -319,14 +427,11 @@ impl ModelShape {
                 });
             }
         };
+        let sliding_window = fields.sliding_window(&model_type, num_layers)?;
         Ok(ModelShape {
             name: name.to_owned(),
-            model_type: root
-                .get("model_type")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
-            num_layers: fields.required("num_hidden_layers")?,
+            model_type,
+            num_layers,
             hidden_size,
             num_attention_heads,
             num_kv_heads: fields
@@ -342,6 +447,10 @@ impl ModelShape {
             dtype: fields.dtype()?,
             max_position_embeddings: fields.max_len()?,
             moe,
+            mla: fields.mla()?,
+            sliding_window,
+            quantization: fields.quantization(root)?,
+            checkpoint_bytes: None,
         })
     }
 
@@ -364,39 +473,80 @@ impl ModelShape {
 
     fn attention_parameters_per_layer(&self) -> f64 {
         let d = self.hidden_size as f64;
-        let q_dim = self.query_dim() as f64;
-        let kv_dim = (self.num_kv_heads as f64) * (self.head_dim as f64);
-        d * q_dim + 2.0 * d * kv_dim + q_dim * d
-    }
-
-    fn expert_parameters_per_layer(&self) -> f64 {
-        self.moe.as_ref().map_or(0.0, |moe| {
-            3.0 * (self.hidden_size as f64)
-                * (moe.expert_intermediate_size as f64)
-                * (moe.num_experts as f64)
-        })
-    }
-
-    /// MLP weights every token passes through: the SwiGLU, or for MoE the router and shared expert.
-    fn always_active_mlp_parameters_per_layer(&self) -> f64 {
-        let d = self.hidden_size as f64;
-        match &self.moe {
-            None => 3.0 * d * self.intermediate_size as f64,
-            Some(moe) => {
-                moe.num_experts as f64 * d + 3.0 * d * moe.shared_expert_intermediate_size as f64
+        let heads = self.num_attention_heads as f64;
+        match &self.mla {
+            Some(mla) => {
+                let qk_head = (mla.qk_nope_head_dim + mla.qk_rope_head_dim) as f64;
+                let kv_lora = mla.kv_lora_rank as f64;
+                let q = match mla.q_lora_rank {
+                    Some(rank) => d * rank as f64 + rank as f64 + rank as f64 * heads * qk_head,
+                    None => d * heads * qk_head,
+                };
+                let kv_down = d * (kv_lora + mla.qk_rope_head_dim as f64) + kv_lora;
+                let kv_up =
+                    kv_lora * heads * (mla.qk_nope_head_dim + mla.v_head_dim) as f64;
+                let out = heads * mla.v_head_dim as f64 * d;
+                q + kv_down + kv_up + out
+            }
+            None => {
+                let q_dim = self.query_dim() as f64;
+                let kv_dim = (self.num_kv_heads as f64) * (self.head_dim as f64);
+                d * q_dim + 2.0 * d * kv_dim + q_dim * d
             }
         }
     }
 
-    fn parameters(&self) -> f64 {
+    /// Decoder layers whose MLP is a mixture of experts.
+    fn moe_layers(&self) -> f64 {
+        self.moe.as_ref().map_or(0.0, |moe| {
+            self.num_layers.saturating_sub(moe.dense_layers) as f64
+        })
+    }
+
+    fn dense_mlp_layers(&self) -> f64 {
+        self.num_layers as f64 - self.moe_layers()
+    }
+
+    /// Routed-expert weights of one MoE layer, of which a token reads `experts`.
+    fn expert_parameters(&self, experts: u64) -> f64 {
+        self.moe.as_ref().map_or(0.0, |moe| {
+            3.0 * (self.hidden_size as f64) * (moe.expert_intermediate_size as f64) * experts as f64
+        })
+    }
+
+    /// MLP weights every token passes through, over all layers: the SwiGLUs of dense layers, and for MoE layers
+    /// the router and the shared expert.
+    fn always_active_mlp_parameters(&self) -> f64 {
+        let d = self.hidden_size as f64;
+        let dense = self.dense_mlp_layers() * 3.0 * d * self.intermediate_size as f64;
+        let moe = self.moe.as_ref().map_or(0.0, |moe| {
+            self.moe_layers()
+                * (moe.num_experts as f64 * d + 3.0 * d * moe.shared_expert_intermediate_size as f64)
+        });
+        dense + moe
+    }
+
+    fn routed_expert_parameters(&self) -> f64 {
+        let all = self.moe.as_ref().map_or(0, |moe| moe.num_experts);
+        self.moe_layers() * self.expert_parameters(all)
+    }
+
+    /// Weights of the decoder's linear layers (attention, MLPs, experts): what quantization methods compress.
+    fn linear_parameters(&self) -> f64 {
+        self.num_layers as f64 * self.attention_parameters_per_layer()
+            + self.always_active_mlp_parameters()
+            + self.routed_expert_parameters()
+    }
+
+    /// Embeddings, LM head and norms: kept in the activation dtype by every quantization method.
+    fn unquantized_parameters(&self) -> f64 {
         let d = self.hidden_size as f64;
         let embedding_tables = if self.tie_word_embeddings { 1.0 } else { 2.0 };
-        let norms_per_layer = 2.0 * d;
-        let per_layer = self.attention_parameters_per_layer()
-            + self.always_active_mlp_parameters_per_layer()
-            + self.expert_parameters_per_layer()
-            + norms_per_layer;
-        embedding_tables * self.vocab_size as f64 * d + d + self.num_layers as f64 * per_layer
+        embedding_tables * self.vocab_size as f64 * d + d + self.num_layers as f64 * 2.0 * d
+    }
+
+    fn parameters(&self) -> f64 {
+        self.linear_parameters() + self.unquantized_parameters()
     }
 
     /// Every stored weight (§B2's formula, with the query width in q/o so heads·head_dim ≠ hidden is right).
@@ -406,19 +556,16 @@ impl ModelShape {
 
     /// All routed-expert weights, which a step only partly reads.
     pub fn expert_parameter_count(&self) -> u64 {
-        (self.num_layers as f64 * self.expert_parameters_per_layer()) as u64
+        self.routed_expert_parameters() as u64
     }
 
     fn active_layer_parameters_f64(&self) -> f64 {
         let routed = self.moe.as_ref().map_or(0.0, |moe| {
-            3.0 * (self.hidden_size as f64)
-                * (moe.expert_intermediate_size as f64)
-                * (moe.experts_per_token as f64)
+            self.moe_layers() * self.expert_parameters(moe.experts_per_token)
         });
-        self.num_layers as f64
-            * (self.attention_parameters_per_layer()
-                + self.always_active_mlp_parameters_per_layer()
-                + routed)
+        self.num_layers as f64 * self.attention_parameters_per_layer()
+            + self.always_active_mlp_parameters()
+            + routed
     }
 
     /// Matmul weights one token multiplies through the decoder layers (only its own experts for MoE). The
@@ -437,43 +584,59 @@ impl ModelShape {
         2.0 * self.vocab_size as f64 * self.hidden_size as f64
     }
 
-    /// 4·L·d_q: QKᵀ and AV FLOPs per (query token × attended token).
+    /// QKᵀ and AV FLOPs per (query token × attended token): 2·L·heads·(qk head dim + v head dim), 4·L·d_q for
+    /// standard attention.
     pub fn attention_flops_factor(&self) -> f64 {
-        4.0 * self.num_layers as f64 * self.query_dim() as f64
-    }
-
-    pub fn weight_bytes_per_rank(&self, dtype: Dtype, tensor_parallel: u32) -> f64 {
-        self.parameters() * dtype.bytes() as f64 / f64::from(tensor_parallel.max(1))
-    }
-
-    /// KV bytes one token occupies on one rank: 2·max(1, kv_heads/TP)·head_dim·bytes·layers (KV heads are
-    /// replicated when there are fewer than ranks).
-    pub fn kv_bytes_per_token_per_rank(&self, kv_dtype: Dtype, tensor_parallel: u32) -> u64 {
-        let heads_per_rank = (self.num_kv_heads / u64::from(tensor_parallel.max(1))).max(1);
-        [
-            heads_per_rank,
-            self.head_dim,
-            kv_dtype.bytes(),
-            self.num_layers,
-        ]
-        .into_iter()
-        .fold(2, u64::saturating_mul)
-    }
-
-    /// llm-d-planner's constant for the profile run's peak activations (CUDA graphs included), measured on
-    /// H100 at 16k context: MoE 8.0 GiB, Llama 4.8, Qwen 5.6, other dense 5.5 (research/sim_capacity.md §B1).
-    pub fn activation_reserve_bytes(&self) -> f64 {
-        let family = self.model_type.to_ascii_lowercase();
-        let gib = if self.moe.is_some() {
-            8.0
-        } else if family.contains("llama") {
-            4.8
-        } else if family.contains("qwen") {
-            5.6
-        } else {
-            5.5
+        let per_head = match &self.mla {
+            Some(mla) => (mla.qk_nope_head_dim + mla.qk_rope_head_dim + mla.v_head_dim) as f64,
+            None => 2.0 * self.head_dim as f64,
         };
-        gib * GIB
+        2.0 * self.num_layers as f64 * self.num_attention_heads as f64 * per_head
+    }
+
+    /// Bytes of all weights stored with `quantization` (or plainly in `dtype`), before any split over GPUs. A
+    /// model directory's safetensors size is used as is when it is what vLLM will load.
+    pub fn weight_bytes(&self, dtype: Dtype, quantization: Option<&Quantization>) -> f64 {
+        if let Some(bytes) = self.checkpoint_bytes
+            && quantization == self.quantization.as_ref()
+            && dtype.activation_dtype() == self.dtype
+        {
+            return bytes as f64;
+        }
+        let plain = dtype.activation_dtype().bytes() as f64;
+        match quantization {
+            None => self.parameters() * dtype.bytes() as f64,
+            Some(q) => {
+                let quantized = if q.experts_only {
+                    self.routed_expert_parameters()
+                } else {
+                    self.linear_parameters()
+                };
+                quantized * q.bits_per_weight / 8.0 + (self.parameters() - quantized) * plain
+            }
+        }
+    }
+
+    /// KV bytes one token occupies in one layer on one rank: 2·max(1, kv_heads/TP)·head_dim·bytes (KV heads are
+    /// replicated when there are fewer than ranks), or MLA's latent (kv_lora_rank + rope dims), which every
+    /// rank keeps whole.
+    pub fn kv_bytes_per_token_per_layer(&self, kv_dtype: Dtype, tensor_parallel: u32) -> u64 {
+        match &self.mla {
+            Some(mla) => (mla.kv_lora_rank + mla.qk_rope_head_dim).saturating_mul(kv_dtype.bytes()),
+            None => {
+                let heads_per_rank = (self.num_kv_heads / u64::from(tensor_parallel.max(1))).max(1);
+                [heads_per_rank, self.head_dim, kv_dtype.bytes()]
+                    .into_iter()
+                    .fold(2, u64::saturating_mul)
+            }
+        }
+    }
+
+    /// KV bytes one token occupies over all layers on one rank, as if every layer kept all tokens (what the
+    /// simulator's single block pool holds).
+    pub fn kv_bytes_per_token_per_rank(&self, kv_dtype: Dtype, tensor_parallel: u32) -> u64 {
+        self.kv_bytes_per_token_per_layer(kv_dtype, tensor_parallel)
+            .saturating_mul(self.num_layers)
     }
 }
 
@@ -491,7 +654,7 @@ mod tests {
             131_072
         );
         assert!(within(
-            model.weight_bytes_per_rank(Dtype::Bfloat16, 1),
+            model.weight_bytes(Dtype::Bfloat16, None) / 1.0,
             16.06e9,
             0.001
         ));
@@ -507,12 +670,12 @@ mod tests {
             327_680
         );
         assert!(within(
-            model.weight_bytes_per_rank(Dtype::Bfloat16, 1),
+            model.weight_bytes(Dtype::Bfloat16, None) / 1.0,
             141e9,
             0.01
         ));
         assert!(within(
-            model.weight_bytes_per_rank(Dtype::Bfloat16, 4),
+            model.weight_bytes(Dtype::Bfloat16, None) / 4.0,
             35.3e9,
             0.01
         ));
@@ -552,7 +715,6 @@ mod tests {
         assert!(within(model.parameter_count() as f64, 46.7e9, 0.01));
         // 12.9 B active minus the 0.26 B of embedding and LM head.
         assert!(within(model.active_layer_parameters() as f64, 12.6e9, 0.01));
-        assert_eq!(model.activation_reserve_bytes(), 8.0 * GIB);
     }
 
     #[test]
@@ -598,7 +760,6 @@ mod tests {
         assert_eq!(model.dtype, Dtype::Float16);
         assert_eq!(model.max_position_embeddings, 1024);
         assert!(!model.tie_word_embeddings);
-        assert_eq!(model.activation_reserve_bytes(), 5.5 * GIB);
 
         let nested = r#"{"model_type": "gemma3", "text_config": {"num_hidden_layers": 2, "hidden_size": 64,
             "num_attention_heads": 4, "intermediate_size": 128, "vocab_size": 100}}"#;

@@ -164,10 +164,16 @@ fn itl_grows_with_the_batch_as_the_cost_model_predicts() {
 
 #[test]
 fn past_the_service_rate_tokens_per_second_plateau_and_the_queue_grows() {
-    let mut saturated = exact(SimSetup::default());
+    // A batch cap that the KV cache holds, so the plateau is the step rate's and not preemptions' (1,024
+    // sequences of 768 tokens would overflow the ~400k-token cache and thrash).
+    let setup = SimSetup {
+        max_num_seqs: Some(256),
+        ..SimSetup::default()
+    };
+    let mut saturated = exact(setup.clone());
     let capacity = closed(&mut saturated, 256, 1024, 512, 256);
     let service_rate = capacity.finished.len() as f64 / capacity.simulated_seconds;
-    let mut built = exact(SimSetup::default());
+    let mut built = exact(setup);
     let arrivals = Arrivals::Open {
         times: poisson(2.0 * service_rate, 3000, 2),
     };
