@@ -141,7 +141,8 @@ static GPUS: [Gpu; 11] = [
             "a100-40gb-pcie",
             "a100-40gb-sxm",
         ],
-        memory_bytes: 40_960 * MIB,
+        // torch's total_memory (39.39 GiB), what vLLM multiplies; nvidia-smi shows 40960 MiB with the reserve.
+        memory_bytes: 42_298_834_944,
         memory_bandwidth: 1_555.0 * GIGA,
         bf16_flops: 312.0 * TERA,
         fp8_flops: None,

@@ -298,7 +298,7 @@ const NON_TORCH_GIB: f64 = 0.2;
 const SAMPLER_BYTES_PER_LOGIT: f64 = 34.0;
 // CUDA-graph memory per captured piece (a layer's piecewise graph at one batch size), fitted to the two start-up
 // logs that state it (granite-4.0-micro 0.72 GiB, Qwen3-235B 3.45 GiB); vLLM's default captures 67 sizes.
-const CUDA_GRAPH_BYTES_PER_PIECE: f64 = 0.4 * (1u64 << 20) as f64;
+const CUDA_GRAPH_BYTES_PER_PIECE: f64 = 0.2 * (1u64 << 20) as f64;
 const CUDA_GRAPH_SIZES: f64 = 67.0;
 
 impl MemoryPlan {
