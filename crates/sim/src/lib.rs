@@ -11,3 +11,4 @@ pub mod scenario;
 pub mod server;
 pub mod setup;
 pub mod text;
+pub mod whatif;

@@ -10,7 +10,7 @@ use crate::metrics::{CacheConfigInfo, VllmMetrics};
 use crate::server::{Faults, ServerConfig, StopModel};
 use infer_doctor_plan::{
     CacheConfig, Calibration, CostModel, Deployment, Gpu, HardwareError, Interconnect, MemoryPlan,
-    ModelShape,
+    ModelShape, Quantization,
 };
 
 /// The vLLM release whose metric names, log lines and defaults the simulator reproduces.
@@ -27,6 +27,10 @@ pub struct SimSetup {
     pub tensor_parallel_size: u32,
     /// Force PCIe between tensor-parallel GPUs instead of the GPU's NVLink.
     pub pcie: bool,
+    /// vLLM's `--quantization` for a checkpoint stored in 16 bits (`fp8`); `None`: as the checkpoint is.
+    pub quantization: Option<String>,
+    /// vLLM's `--kv-cache-dtype`; `None`: `auto`, the activations' dtype.
+    pub kv_cache_dtype: Option<String>,
     pub gpu_memory_utilization: f64,
     pub num_gpu_blocks_override: Option<u32>,
     pub max_num_seqs: Option<u32>,
@@ -58,6 +62,8 @@ impl Default for SimSetup {
             gpu: "h100".into(),
             tensor_parallel_size: 1,
             pcie: false,
+            quantization: None,
+            kv_cache_dtype: None,
             gpu_memory_utilization: 0.9,
             num_gpu_blocks_override: None,
             max_num_seqs: None,
@@ -119,6 +125,12 @@ impl SimSetup {
         let model = ModelShape::resolve(&self.model)?;
         let gpu = Gpu::by_name(&self.gpu)?;
         let mut deployment = Deployment::new(&model, &gpu, self.tensor_parallel_size);
+        if let Some(method) = &self.quantization {
+            deployment.quantize(Some(Quantization::from_flag(method)?));
+        }
+        if let Some(dtype) = self.kv_cache_dtype.as_deref().filter(|d| *d != "auto") {
+            deployment.kv_cache_dtype = dtype.parse()?;
+        }
         if self.pcie {
             deployment.interconnect = Interconnect::Pcie;
         }
