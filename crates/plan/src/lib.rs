@@ -8,6 +8,7 @@ pub mod floors;
 pub mod gpu;
 pub mod memory;
 pub mod model;
+pub mod options;
 pub mod quant;
 
 pub use cost::{Calibration, CostModel, StepWork};
@@ -17,6 +18,7 @@ pub use floors::hardware_facts;
 pub use gpu::{BatchLimits, Gpu, Interconnect, Link};
 pub use memory::{CacheConfig, Deployment, KvCapacity, KvLayout, MemoryPlan};
 pub use model::{MlaShape, ModelShape, MoeShape, SlidingWindow};
+pub use options::{DeploymentOption, Search, Slo, Workload};
 pub use quant::Quantization;
 
 pub(crate) const GIB: f64 = (1u64 << 30) as f64;
