@@ -36,6 +36,58 @@ pub enum Command {
     /// On the GPU host: the GPUs, the kernel log, the engine log, the server's view and a probe, redacted, in
     /// one bundle that `diagnose --bundle` reads offline.
     Collect(Box<CollectArgs>),
+    /// Size a vLLM deployment for a load and an SLO: capacity as vLLM computes it, options checked on the
+    /// simulator, the recommended flags.
+    Plan(Box<PlanArgs>),
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Term,
+    Md,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    /// A built-in model name (e.g. llama-3.1-8b, qwen3-8b), a config.json, or a model directory.
+    #[arg(long)]
+    pub model: String,
+    /// The GPU (h100, h200, a100, l40s, l4, a10, b200, mi300x, ...).
+    #[arg(long)]
+    pub gpu: String,
+    /// GPUs one replica may span (one node).
+    #[arg(long, default_value_t = 8)]
+    pub gpus: u32,
+    /// Prompt tokens per request.
+    #[arg(long, default_value_t = 2000)]
+    pub isl: u64,
+    /// Output tokens per request.
+    #[arg(long, default_value_t = 300)]
+    pub osl: u64,
+    /// Requests per second to serve, over all replicas.
+    #[arg(long, default_value_t = 10.0)]
+    pub rate: f64,
+    /// The latency goal at the 95th percentile.
+    #[arg(long, default_value = "ttft_p95=1s,tpot_p95=50ms")]
+    pub slo: String,
+    /// Dollars per GPU-hour, for the cost per million output tokens.
+    #[arg(long)]
+    pub gpu_hour_price: Option<f64>,
+    /// vLLM's --max-model-len (default: twice the request's length rounded up to 1,024, within the model's).
+    #[arg(long)]
+    pub max_model_len: Option<u64>,
+    /// vLLM's --gpu-memory-utilization.
+    #[arg(long, default_value_t = 0.9)]
+    pub gpu_memory_utilization: f64,
+    /// Spare capacity kept above the rate when counting replicas.
+    #[arg(long, default_value_t = 0.2)]
+    pub headroom: f64,
+    /// Requests each option's simulated check runs.
+    #[arg(long, default_value_t = 600)]
+    pub sim_requests: u64,
+    #[arg(long, value_enum, default_value_t = PlanFormat::Term)]
+    pub format: PlanFormat,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]

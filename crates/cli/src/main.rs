@@ -95,6 +95,7 @@ fn main() -> ExitCode {
             Command::Diagnose(args) => cmd::diagnose::run(args).await,
             Command::Report(args) => cmd::diagnose::report(&args).await,
             Command::Collect(args) => cmd::collect::run(args).await,
+            Command::Plan(args) => cmd::plan::run(&args),
         }
     });
     // Request tasks of an interrupted run may still hold sockets; do not wait for them.

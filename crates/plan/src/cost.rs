@@ -164,11 +164,13 @@ impl CostModel {
         let tp = deployment.tensor_parallel;
         let all_weight_bytes = deployment.weight_bytes_per_rank(model);
         // Routed experts' share of the bytes, at the bits they are stored in.
-        let expert_bits = deployment.quantization.map_or(
-            deployment.weight_dtype.bytes() as f64 * 8.0,
-            |q| q.bits_per_weight,
-        );
-        let expert_weight_bytes = model.expert_parameter_count() as f64 * expert_bits / 8.0
+        let expert_bits = deployment
+            .quantization
+            .map_or(deployment.weight_dtype.bytes() as f64 * 8.0, |q| {
+                q.bits_per_weight
+            });
+        let expert_weight_bytes = model.expert_parameter_count() as f64 * expert_bits
+            / 8.0
             / f64::from(deployment.gpus().max(1));
         Ok(CostModel {
             calibration,

@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
-use crate::{BatchLimits, Dtype, GIB, Gpu, HardwareError, Interconnect, ModelShape, Quantization};
 use crate::model::SlidingWindow;
+use crate::{BatchLimits, Dtype, GIB, Gpu, HardwareError, Interconnect, ModelShape, Quantization};
 
 /// How one model is laid out over GPUs.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -53,12 +53,15 @@ impl Deployment {
 
     /// Weight bytes on one GPU: the model split evenly over tensor and pipeline ranks.
     pub fn weight_bytes_per_rank(&self, model: &ModelShape) -> f64 {
-        model.weight_bytes(self.weight_dtype, self.quantization.as_ref()) / f64::from(self.gpus().max(1))
+        model.weight_bytes(self.weight_dtype, self.quantization.as_ref())
+            / f64::from(self.gpus().max(1))
     }
 
     /// Decoder layers one pipeline stage holds (the first stages take the remainder).
     pub fn layers_per_stage(&self, model: &ModelShape) -> u64 {
-        model.num_layers.div_ceil(u64::from(self.pipeline_parallel.max(1)))
+        model
+            .num_layers
+            .div_ceil(u64::from(self.pipeline_parallel.max(1)))
     }
 
     /// vLLM refuses a TP size that does not divide the attention heads, and a PP size above the layer count; a
@@ -159,9 +162,14 @@ impl KvLayout {
     }
 
     /// The layout of `model`'s layers on one pipeline stage.
-    pub fn of(model: &ModelShape, deployment: &Deployment, max_num_batched_tokens: u64) -> KvLayout {
+    pub fn of(
+        model: &ModelShape,
+        deployment: &Deployment,
+        max_num_batched_tokens: u64,
+    ) -> KvLayout {
         let layers = deployment.layers_per_stage(model);
-        let bytes = model.kv_bytes_per_token_per_layer(deployment.kv_cache_dtype, deployment.tensor_parallel);
+        let bytes = model
+            .kv_bytes_per_token_per_layer(deployment.kv_cache_dtype, deployment.tensor_parallel);
         let pp = u64::from(deployment.pipeline_parallel.max(1));
         let sliding = model.sliding_window.map(|sw| SlidingWindow {
             window: sw.window,
@@ -201,10 +209,14 @@ impl KvLayout {
 
     /// Bytes of one block of one group: the page every group's blocks share.
     fn block_bytes(&self, block_size: u64) -> u64 {
-        [self.group_size(), block_size, self.bytes_per_token_per_layer]
-            .into_iter()
-            .fold(1, u64::saturating_mul)
-            .max(1)
+        [
+            self.group_size(),
+            block_size,
+            self.bytes_per_token_per_layer,
+        ]
+        .into_iter()
+        .fold(1, u64::saturating_mul)
+        .max(1)
     }
 
     /// Blocks one request of `len` tokens needs over all groups (vLLM's `max_memory_usage_bytes` / page):
@@ -265,7 +277,10 @@ impl KvCapacity {
     /// vLLM's log "Maximum concurrency for L tokens per request: X.XXx": requests of `max_model_len` tokens
     /// the blocks hold at once.
     pub fn max_concurrency(&self, max_model_len: u64) -> f64 {
-        self.num_blocks as f64 / self.layout.blocks_per_request(max_model_len, self.block_size) as f64
+        self.num_blocks as f64
+            / self
+                .layout
+                .blocks_per_request(max_model_len, self.block_size) as f64
     }
 }
 
@@ -323,7 +338,9 @@ impl MemoryPlan {
         let activation_bytes = profile_activation_bytes(model, deployment, limits);
         let non_torch_bytes = NON_TORCH_GIB * GIB;
         let cuda_graph_bytes = if cache.reserve_cuda_graphs && !cache.enforce_eager {
-            (deployment.layers_per_stage(model) as f64 + 1.0) * CUDA_GRAPH_SIZES * CUDA_GRAPH_BYTES_PER_PIECE
+            (deployment.layers_per_stage(model) as f64 + 1.0)
+                * CUDA_GRAPH_SIZES
+                * CUDA_GRAPH_BYTES_PER_PIECE
         } else {
             0.0
         };
@@ -379,7 +396,11 @@ impl MemoryPlan {
 /// The torch peak of vLLM's profile run on one rank: a forward pass of `max_num_batched_tokens` tokens (the
 /// residual stream, one layer's attention projections and its MLP or expert workspace alive at once), then the
 /// sampler on `max_num_seqs` rows of logits. Estimated, not measured: docs/CAPACITY.md gives its fit.
-pub fn profile_activation_bytes(model: &ModelShape, deployment: &Deployment, limits: BatchLimits) -> f64 {
+pub fn profile_activation_bytes(
+    model: &ModelShape,
+    deployment: &Deployment,
+    limits: BatchLimits,
+) -> f64 {
     let tp = f64::from(deployment.tensor_parallel.max(1));
     let d = model.hidden_size as f64;
     let attention =
@@ -393,7 +414,8 @@ pub fn profile_activation_bytes(model: &ModelShape, deployment: &Deployment, lim
         None => 3.0 * model.intermediate_size as f64 / tp,
     };
     let activation_bytes = deployment.weight_dtype.activation_dtype().bytes() as f64;
-    let forward = limits.max_num_batched_tokens as f64 * (2.0 * d + attention + mlp) * activation_bytes;
+    let forward =
+        limits.max_num_batched_tokens as f64 * (2.0 * d + attention + mlp) * activation_bytes;
     let sampler = limits.max_num_seqs as f64 * model.vocab_size as f64 * SAMPLER_BYTES_PER_LOGIT;
     forward + sampler
 }
@@ -422,12 +444,23 @@ mod tests {
             + plan.activation_bytes
             + plan.non_torch_bytes
             + plan.cuda_graph_bytes;
-        assert!(within(plan.available_kv_bytes, plan.requested_bytes - terms, 1e-12));
-        assert!(within(plan.activation_bytes / GIB, 5.04, 0.01), "{}", plan.activation_bytes / GIB);
+        assert!(within(
+            plan.available_kv_bytes,
+            plan.requested_bytes - terms,
+            1e-12
+        ));
+        assert!(
+            within(plan.activation_bytes / GIB, 5.04, 0.01),
+            "{}",
+            plan.activation_bytes / GIB
+        );
         // 131,072 bytes a token, 16 a block: 2 MiB blocks.
         assert_eq!(plan.kv.num_blocks, (plan.available_kv_bytes as u64) >> 21);
         assert_eq!(plan.kv.tokens(), plan.kv.num_blocks * 16);
-        assert_eq!(plan.kv.max_concurrency(8192), plan.kv.num_blocks as f64 / 512.0);
+        assert_eq!(
+            plan.kv.max_concurrency(8192),
+            plan.kv.num_blocks as f64 / 512.0
+        );
         // vLLM 0.9.1 on an H100 with this model (and an EAGLE head of ~0.5 GiB more) logged 51.63 GiB
         // available (fixtures/vllm_startup/llama31_8b_eagle_h100_v1_091dev.log); that release reserved no
         // CUDA-graph memory.
@@ -436,7 +469,11 @@ mod tests {
             ..CacheConfig::default()
         };
         let old = self::plan(&llama_8b(), "H100", 1, old).unwrap();
-        assert!(within(old.available_kv_bytes / GIB, 51.63, 0.03), "{}", old.available_kv_bytes / GIB);
+        assert!(
+            within(old.available_kv_bytes / GIB, 51.63, 0.03),
+            "{}",
+            old.available_kv_bytes / GIB
+        );
         // TP=2 halves weights and KV heads per rank: more than twice the tokens per rank.
         let tp2 = self::plan(&llama_8b(), "h100-sxm", 2, CacheConfig::default()).unwrap();
         assert_eq!(tp2.kv.kv_bytes_per_token, 65_536);

@@ -305,7 +305,10 @@ impl ConfigFields<'_> {
         Ok((layers > 0).then_some(SlidingWindow { window, layers }))
     }
 
-    fn quantization(&self, root: &Map<String, Value>) -> Result<Option<Quantization>, HardwareError> {
+    fn quantization(
+        &self,
+        root: &Map<String, Value>,
+    ) -> Result<Option<Quantization>, HardwareError> {
         match root
             .get("quantization_config")
             .or_else(|| self.object.get("quantization_config"))
@@ -483,8 +486,7 @@ impl ModelShape {
                     None => d * heads * qk_head,
                 };
                 let kv_down = d * (kv_lora + mla.qk_rope_head_dim as f64) + kv_lora;
-                let kv_up =
-                    kv_lora * heads * (mla.qk_nope_head_dim + mla.v_head_dim) as f64;
+                let kv_up = kv_lora * heads * (mla.qk_nope_head_dim + mla.v_head_dim) as f64;
                 let out = heads * mla.v_head_dim as f64 * d;
                 q + kv_down + kv_up + out
             }
@@ -521,7 +523,8 @@ impl ModelShape {
         let dense = self.dense_mlp_layers() * 3.0 * d * self.intermediate_size as f64;
         let moe = self.moe.as_ref().map_or(0.0, |moe| {
             self.moe_layers()
-                * (moe.num_experts as f64 * d + 3.0 * d * moe.shared_expert_intermediate_size as f64)
+                * (moe.num_experts as f64 * d
+                    + 3.0 * d * moe.shared_expert_intermediate_size as f64)
         });
         dense + moe
     }

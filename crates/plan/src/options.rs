@@ -4,8 +4,8 @@
 use serde::Serialize;
 
 use crate::{
-    CacheConfig, Calibration, CostModel, Deployment, Dtype, Gpu, HardwareError, MemoryPlan, ModelShape,
-    Quantization, StepWork,
+    CacheConfig, Calibration, CostModel, Deployment, Dtype, Gpu, HardwareError, MemoryPlan,
+    ModelShape, Quantization, StepWork,
 };
 
 /// The traffic a deployment must serve.
@@ -45,6 +45,15 @@ pub struct DeploymentOption {
 }
 
 impl DeploymentOption {
+    /// Serves the workload with `replicas` replicas: GPUs, the cost and the per-replica latency follow.
+    pub fn set_replicas(&mut self, replicas: u32, workload: &Workload, search: &Search) {
+        self.replicas = replicas.max(1);
+        self.gpus = self.replicas.saturating_mul(self.deployment.gpus());
+        self.cost_per_million_output_tokens = search
+            .gpu_hour_price
+            .map(|price| cost_per_million(self.gpus, price, workload));
+    }
+
     /// The weights' format as a table shows it.
     pub fn weights_label(&self) -> String {
         match &self.deployment.quantization {
@@ -90,7 +99,9 @@ pub fn enumerate(
     let mut rejected = Vec::new();
     let fp8 = gpu.fp8_flops.is_some();
     for tp in [1u32, 2, 4, 8] {
-        if tp > search.max_gpus_per_replica || !model.num_attention_heads.is_multiple_of(u64::from(tp)) {
+        if tp > search.max_gpus_per_replica
+            || !model.num_attention_heads.is_multiple_of(u64::from(tp))
+        {
             continue;
         }
         let base = Deployment::new(model, gpu, tp);
@@ -169,7 +180,6 @@ pub fn evaluate(
         batch = (per_replica * time_in_system(batch)).clamp(1.0, max_concurrency.max(1.0));
     }
     let gpus = replicas.saturating_mul(deployment.gpus());
-    let output_tokens_per_hour = workload.rate * osl as f64 * 3600.0;
     Ok(DeploymentOption {
         deployment,
         memory,
@@ -182,8 +192,14 @@ pub fn evaluate(
         predicted_tpot_s: decode_step(batch),
         cost_per_million_output_tokens: search
             .gpu_hour_price
-            .map(|price| f64::from(gpus) * price / output_tokens_per_hour * 1e6),
+            .map(|price| cost_per_million(gpus, price, workload)),
     })
+}
+
+/// Dollars per million output tokens: the GPUs' hourly price over the tokens an hour at the planned rate.
+fn cost_per_million(gpus: u32, gpu_hour_price: f64, workload: &Workload) -> f64 {
+    let output_tokens_per_hour = workload.rate * workload.output_tokens.max(1) as f64 * 3600.0;
+    f64::from(gpus) * gpu_hour_price / output_tokens_per_hour * 1e6
 }
 
 /// The largest whole batch in [1, limit] that `fits` (a decode step grows with the batch), 0 when not even one.
@@ -221,17 +237,34 @@ mod tests {
     #[test]
     fn h100_options_span_tp_and_fp8_and_replicas_follow_the_rate() {
         let gpu = Gpu::by_name("h100").unwrap();
-        let (options, rejected) = enumerate(&llama_8b(), &gpu, &workload(20.0), &SLO, &Search::default());
+        let (options, rejected) =
+            enumerate(&llama_8b(), &gpu, &workload(20.0), &SLO, &Search::default());
         // TP 1, 2, 4, 8 x (bf16, bf16 + FP8 KV, FP8 + FP8 KV).
         assert_eq!(options.len(), 12, "{rejected:?}");
         let tp1 = &options[0];
-        assert_eq!((tp1.deployment.tensor_parallel, tp1.weights_label()), (1, "bfloat16".to_owned()));
+        assert_eq!(
+            (tp1.deployment.tensor_parallel, tp1.weights_label()),
+            (1, "bfloat16".to_owned())
+        );
         // FP8 KV halves bytes per token: about twice the tokens.
         let ratio = options[1].memory.kv.tokens() as f64 / tp1.memory.kv.tokens() as f64;
         assert!((1.95..2.05).contains(&ratio), "{ratio}");
         assert!(tp1.predicted_tpot_s <= SLO.tpot_p95_s && tp1.batch_at_slo >= 1.0);
-        let more = evaluate(&llama_8b(), &gpu, tp1.deployment, &workload(200.0), &SLO, &Search::default()).unwrap();
-        assert!(more.replicas > tp1.replicas, "{} vs {}", more.replicas, tp1.replicas);
+        let more = evaluate(
+            &llama_8b(),
+            &gpu,
+            tp1.deployment,
+            &workload(200.0),
+            &SLO,
+            &Search::default(),
+        )
+        .unwrap();
+        assert!(
+            more.replicas > tp1.replicas,
+            "{} vs {}",
+            more.replicas,
+            tp1.replicas
+        );
         assert!(f64::from(more.replicas) * more.replica_rate >= 200.0);
     }
 
@@ -247,7 +280,11 @@ mod tests {
         assert!(rejected.iter().any(|(label, e)| label.starts_with("TP 1")
             && matches!(e, HardwareError::ModelDoesNotFit { .. })));
         // A100 has no FP8: only the 16-bit option at each size that fits.
-        assert!(options.iter().all(|o| o.deployment.kv_cache_dtype == Dtype::Bfloat16));
+        assert!(
+            options
+                .iter()
+                .all(|o| o.deployment.kv_cache_dtype == Dtype::Bfloat16)
+        );
         assert!(options.iter().all(|o| o.deployment.tensor_parallel >= 2));
         let cost = options[0].cost_per_million_output_tokens.unwrap();
         let expected = f64::from(options[0].gpus) * 2.0 / (5.0 * 300.0 * 3600.0) * 1e6;

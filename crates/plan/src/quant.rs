@@ -48,7 +48,12 @@ impl Quantization {
 
     /// Integer weights in groups of `group_size` sharing a 16-bit scale and (AWQ, GPTQ) a packed zero point of
     /// the same width as the weights; `group_size` ≤ 0 means one scale per output channel.
-    fn grouped_int(method: &'static str, bits: u64, group_size: i64, zero_points: bool) -> Quantization {
+    fn grouped_int(
+        method: &'static str,
+        bits: u64,
+        group_size: i64,
+        zero_points: bool,
+    ) -> Quantization {
         let per_group = 16.0 + if zero_points { bits as f64 } else { 0.0 };
         let overhead = if group_size > 0 {
             per_group / group_size as f64
@@ -92,9 +97,13 @@ impl Quantization {
             },
             "awq" | "awq_marlin" | "gptq" | "gptq_marlin" => {
                 let bits = int("bits").or_else(|| int("w_bit")).unwrap_or(4);
-                let group = int("group_size").or_else(|| int("q_group_size")).unwrap_or(128);
+                let group = int("group_size")
+                    .or_else(|| int("q_group_size"))
+                    .unwrap_or(128);
                 if !(2..=8).contains(&bits) {
-                    return Err(invalid(format!("has {bits} bits per weight; expected 2 to 8")));
+                    return Err(invalid(format!(
+                        "has {bits} bits per weight; expected 2 to 8"
+                    )));
                 }
                 Self::grouped_int(method, bits as u64, group, true)
             }
@@ -194,11 +203,15 @@ mod tests {
             .unwrap();
         assert_eq!((fp8.bits_per_weight, fp8.fp8_activations), (8.0, true));
         // AWQ int4, group 128: a 16-bit scale and a 4-bit zero per 128 weights.
-        let awq = parse(r#"{"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": true}"#).unwrap();
+        let awq =
+            parse(r#"{"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": true}"#)
+                .unwrap();
         assert!((awq.bits_per_weight - (4.0 + 20.0 / 128.0)).abs() < 1e-12);
         assert!(!awq.fp8_activations);
-        let gpt_oss = parse(r#"{"quant_method": "mxfp4", "modules_to_not_convert": ["model.layers.*.self_attn"]}"#)
-            .unwrap();
+        let gpt_oss = parse(
+            r#"{"quant_method": "mxfp4", "modules_to_not_convert": ["model.layers.*.self_attn"]}"#,
+        )
+        .unwrap();
         assert!(gpt_oss.experts_only && gpt_oss.bits_per_weight == 4.25);
         let w8a8 = parse(
             r#"{"quant_method": "compressed-tensors", "config_groups": {"group_0": {"targets": ["Linear"],
@@ -219,10 +232,16 @@ mod tests {
     #[test]
     fn unknown_methods_are_named_errors() {
         let error = parse(r#"{"quant_method": "hqq"}"#).unwrap_err().to_string();
-        assert!(error.starts_with("config.json: field `quantization_config`"), "{error}");
+        assert!(
+            error.starts_with("config.json: field `quantization_config`"),
+            "{error}"
+        );
         assert!(error.contains("\"hqq\""), "{error}");
         assert!(parse(r#"{"bits": 4}"#).is_err());
         assert!(Quantization::from_flag("awq").is_err());
-        assert_eq!(Quantization::from_flag("FP8").unwrap(), Quantization::online_fp8());
+        assert_eq!(
+            Quantization::from_flag("FP8").unwrap(),
+            Quantization::online_fp8()
+        );
     }
 }

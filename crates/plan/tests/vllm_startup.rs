@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use infer_doctor_plan::{CacheConfig, Deployment, Dtype, Gpu, KvCapacity, KvLayout, MemoryPlan, ModelShape};
+use infer_doctor_plan::{
+    CacheConfig, Deployment, Dtype, Gpu, KvCapacity, KvLayout, MemoryPlan, ModelShape,
+};
 use serde_json::Value;
 
 const GIB: f64 = (1u64 << 30) as f64;
@@ -14,7 +16,11 @@ fn root() -> PathBuf {
 
 fn cases() -> Vec<Value> {
     let text = std::fs::read_to_string(root().join("fixtures/vllm_startup/cases.json")).unwrap();
-    serde_json::from_str::<Value>(&text).unwrap().as_array().unwrap().clone()
+    serde_json::from_str::<Value>(&text)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 /// The verbatim config.json of the case's model, if the fixtures hold it (`-Instruct` variants share the base
@@ -35,14 +41,23 @@ fn arg_u64(case: &Value, name: &str) -> Option<u64> {
 /// vLLM's version as (major, minor), for what each release reserves.
 fn version(case: &Value) -> (u64, u64) {
     let text = case["vllm_version"].as_str().unwrap_or("");
-    let mut parts = text.split(|c: char| !c.is_ascii_digit()).filter(|p| !p.is_empty());
+    let mut parts = text
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|p| !p.is_empty());
     let number = |p: Option<&str>| p.and_then(|p| p.parse().ok()).unwrap_or(0);
     (number(parts.next()), number(parts.next()))
 }
 
 fn deployment(case: &Value, model: &ModelShape, gpu: &Gpu) -> Deployment {
-    let mut deployment = Deployment::new(model, gpu, arg_u64(case, "tensor_parallel_size").unwrap_or(1) as u32);
-    if let Some(dtype) = case["args"]["kv_cache_dtype"].as_str().filter(|d| *d != "auto") {
+    let mut deployment = Deployment::new(
+        model,
+        gpu,
+        arg_u64(case, "tensor_parallel_size").unwrap_or(1) as u32,
+    );
+    if let Some(dtype) = case["args"]["kv_cache_dtype"]
+        .as_str()
+        .filter(|d| *d != "auto")
+    {
         deployment.kv_cache_dtype = dtype.parse::<Dtype>().unwrap();
     }
     deployment
@@ -54,7 +69,8 @@ fn within(actual: f64, expected: f64, relative: f64) -> bool {
 
 /// Cases whose runs the planner models: no draft model or KV connector beside the weights.
 fn plain(case: &Value) -> bool {
-    case["args"].get("speculative_config").is_none() && case["args"].get("kv_transfer_config").is_none()
+    case["args"].get("speculative_config").is_none()
+        && case["args"].get("kv_transfer_config").is_none()
 }
 
 #[test]
@@ -79,15 +95,26 @@ fn kv_blocks_tokens_and_concurrency_follow_from_the_logged_budget() {
         // The log prints the budget to 0.01 GiB, so blocks agree to that rounding.
         let rounding = 0.006 / available;
         if let Some(blocks) = expect["num_gpu_blocks"].as_f64() {
-            assert!(within(kv.num_blocks as f64, blocks, rounding), "{name}: {} blocks vs {blocks}", kv.num_blocks);
+            assert!(
+                within(kv.num_blocks as f64, blocks, rounding),
+                "{name}: {} blocks vs {blocks}",
+                kv.num_blocks
+            );
         }
         if let Some(tokens) = expect["kv_cache_tokens"].as_f64() {
-            assert!(within(kv.tokens() as f64, tokens, rounding), "{name}: {} tokens vs {tokens}", kv.tokens());
+            assert!(
+                within(kv.tokens() as f64, tokens, rounding),
+                "{name}: {} tokens vs {tokens}",
+                kv.tokens()
+            );
         }
         if let Some(pair) = expect["max_concurrency"].as_array() {
             let (x, len) = (pair[0].as_f64().unwrap(), pair[1].as_u64().unwrap());
             let concurrency = kv.max_concurrency(len);
-            assert!(within(concurrency, x, rounding + 0.01), "{name}: {concurrency:.2}x vs {x}x");
+            assert!(
+                within(concurrency, x, rounding + 0.01),
+                "{name}: {concurrency:.2}x vs {x}x"
+            );
         }
         checked.push(name.to_owned());
     }
@@ -116,7 +143,9 @@ fn kv_tokens_predicted_from_the_config_within_5_percent() {
             gpu.memory_bytes = (total * GIB) as u64;
         }
         let cache = CacheConfig {
-            gpu_memory_utilization: case["args"]["gpu_memory_utilization"].as_f64().unwrap_or(0.9),
+            gpu_memory_utilization: case["args"]["gpu_memory_utilization"]
+                .as_f64()
+                .unwrap_or(0.9),
             max_model_len: arg_u64(&case, "max_model_len"),
             max_num_seqs: arg_u64(&case, "max_num_seqs"),
             max_num_batched_tokens: arg_u64(&case, "max_num_batched_tokens"),
@@ -124,7 +153,8 @@ fn kv_tokens_predicted_from_the_config_within_5_percent() {
             reserve_cuda_graphs: version(&case) >= (0, 21),
             ..CacheConfig::default()
         };
-        let plan = MemoryPlan::compute(&model, &gpu, &deployment(&case, &model, &gpu), &cache).unwrap();
+        let plan =
+            MemoryPlan::compute(&model, &gpu, &deployment(&case, &model, &gpu), &cache).unwrap();
         let predicted = plan.kv.tokens() as f64;
         eprintln!(
             "{name}: predicted {predicted} tokens ({:.2} GiB: weights {:.2}, activations {:.2}, graphs {:.2}) vs {tokens}",
@@ -133,9 +163,15 @@ fn kv_tokens_predicted_from_the_config_within_5_percent() {
             plan.activation_bytes / GIB,
             plan.cuda_graph_bytes / GIB,
         );
-        assert!(within(predicted, tokens, 0.05), "{name}: predicted {predicted} tokens, vLLM logged {tokens}");
+        assert!(
+            within(predicted, tokens, 0.05),
+            "{name}: predicted {predicted} tokens, vLLM logged {tokens}"
+        );
         if let Some(weights) = case["expect"]["model_weights_gib"].as_f64() {
-            assert!(within(plan.weight_bytes_per_rank / GIB, weights, 0.02), "{name}: weights");
+            assert!(
+                within(plan.weight_bytes_per_rank / GIB, weights, 0.02),
+                "{name}: weights"
+            );
         }
         checked.push(name.to_owned());
     }

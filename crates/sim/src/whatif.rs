@@ -59,7 +59,11 @@ pub fn simulate(setup: &SimSetup, load: Load) -> Result<Simulated, HardwareError
         1e6,
     );
     let warm_up = load.requests / 10;
-    let measured: Vec<_> = outcome.finished.iter().filter(|f| f.id >= warm_up).collect();
+    let measured: Vec<_> = outcome
+        .finished
+        .iter()
+        .filter(|f| f.id >= warm_up)
+        .collect();
     let mut ttft = Vec::new();
     let mut tpot = Vec::new();
     let mut e2e = Vec::new();
@@ -77,7 +81,10 @@ pub fn simulate(setup: &SimSetup, load: Load) -> Result<Simulated, HardwareError
         .iter()
         .filter_map(|f| f.times.last_token)
         .fold(0.0_f64, f64::max)
-        - measured.iter().map(|f| f.times.arrived).fold(f64::INFINITY, f64::min);
+        - measured
+            .iter()
+            .map(|f| f.times.arrived)
+            .fold(f64::INFINITY, f64::min);
     Ok(Simulated {
         ttft_p95_s: p95(&mut ttft),
         tpot_p95_s: p95(&mut tpot),
@@ -125,7 +132,10 @@ mod tests {
         assert!(light.ttft_p95_s < heavy.ttft_p95_s, "{light:?} {heavy:?}");
         assert!(light.tpot_p95_s < heavy.tpot_p95_s, "{light:?} {heavy:?}");
         // One user alone: a 2,000-token prefill on an H100 is tens of ms, a decode step ~7 ms.
-        assert!(light.ttft_p95_s < 0.2 && light.tpot_p95_s < 0.012, "{light:?}");
+        assert!(
+            light.ttft_p95_s < 0.2 && light.tpot_p95_s < 0.012,
+            "{light:?}"
+        );
         assert!((light.throughput - 1.0).abs() < 0.25, "{light:?}");
         let error = simulate(
             &SimSetup {

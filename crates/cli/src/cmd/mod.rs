@@ -6,5 +6,6 @@ pub mod demo;
 pub mod diagnose;
 pub mod logs;
 pub mod metrics;
+pub mod plan;
 pub mod selftest;
 pub mod sim;
