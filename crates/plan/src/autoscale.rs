@@ -152,10 +152,10 @@ impl AutoscaleTarget {
         if let Err(problem) = dns_subdomain(&self.deployment) {
             return Err(invalid_text("deployment", &self.deployment, &problem));
         }
-        if let Some(namespace) = &self.namespace {
-            if let Err(problem) = dns_label(namespace) {
-                return Err(invalid_text("namespace", namespace, &problem));
-            }
+        if let Some(namespace) = &self.namespace
+            && let Err(problem) = dns_label(namespace)
+        {
+            return Err(invalid_text("namespace", namespace, &problem));
         }
         if self.model_name.is_empty() {
             return Err(invalid_text(
@@ -192,14 +192,14 @@ impl AutoscaleTarget {
                 "a positive number of waiting requests per replica (at least 0.001)",
             ));
         }
-        if let Some(kv) = self.kv_usage_threshold {
-            if !(kv.is_finite() && kv > 0.0 && kv <= 1.0 && milli(kv) >= 1) {
-                return Err(invalid(
-                    "kv_usage_threshold",
-                    kv,
-                    "a fraction of the KV cache in (0, 1]",
-                ));
-            }
+        if let Some(kv) = self.kv_usage_threshold
+            && !(kv.is_finite() && kv > 0.0 && kv <= 1.0 && milli(kv) >= 1)
+        {
+            return Err(invalid(
+                "kv_usage_threshold",
+                kv,
+                "a fraction of the KV cache in (0, 1]",
+            ));
         }
         let address = &self.prometheus_address;
         let rest = address
@@ -480,7 +480,7 @@ fn milli(value: f64) -> u64 {
 /// A Kubernetes quantity: whole numbers as they are, fractions in milli-units (`0.8` → `800m`).
 fn quantity(value: f64) -> String {
     let milli = milli(value);
-    if milli % 1000 == 0 {
+    if milli.is_multiple_of(1000) {
         (milli / 1000).to_string()
     } else {
         format!("{milli}m")
