@@ -467,9 +467,27 @@ fn keda_trigger(
     );
 }
 
-/// A YAML double-quoted scalar: JSON's string syntax is a subset of YAML's double-quoted style.
+/// A YAML double-quoted scalar: JSON's string syntax is a subset of YAML's double-quoted style. JSON leaves some
+/// characters raw that YAML may not: DEL and the C1 controls are not printable in YAML, and NEL, LS and PS are
+/// line breaks to a YAML 1.1 parser (a raw one would be folded into a space); those are written as `\u` escapes,
+/// which both read the same way.
 fn q(value: &str) -> String {
-    serde_json::Value::String(value.to_string()).to_string()
+    let json = serde_json::Value::String(value.to_string()).to_string();
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        match c {
+            '\u{7f}'..='\u{9f}'
+            | '\u{2028}'
+            | '\u{2029}'
+            | '\u{feff}'
+            | '\u{fffe}'
+            | '\u{ffff}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// `value` in thousandths, rounded, as Kubernetes quantities count them.
@@ -647,6 +665,18 @@ mod tests {
         let yaml = hpa(&t).unwrap();
         assert_eq!(scalar(&yaml, "infer-doctor/model-name"), model);
         assert!(!yaml.lines().any(|line| line.starts_with("- f")));
+    }
+
+    #[test]
+    fn characters_yaml_reads_as_line_breaks_are_escaped() {
+        let model = "a\u{85}b\u{2028}c\u{7f}d\u{9f}é";
+        assert_eq!(q(model), r#""a\u0085b\u2028c\u007fd\u009fé""#);
+        // Still JSON, so it still reads back as the same string.
+        assert_eq!(serde_json::from_str::<String>(&q(model)).unwrap(), model);
+        assert_eq!(
+            promql_string(model),
+            "\"a\\u0085b\u{2028}c\\u007fd\\u009fé\""
+        );
     }
 
     #[test]

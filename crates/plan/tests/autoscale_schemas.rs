@@ -21,7 +21,7 @@ const KUBERNETES_VERSIONS: [&str; 2] = ["1.30.0", "1.37.0"];
 /// No validation takes more than a few seconds; this bounds a hung interpreter.
 const COMMAND_LIMIT: Duration = Duration::from_secs(120);
 /// A model name with everything that could break YAML or PromQL if it were not escaped.
-const MODEL: &str = "org/model:v1 \"q\" \\ # x";
+const MODEL: &str = "org/model:v1 \"q\" \\ # x\u{2028}\u{85}é";
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -263,7 +263,8 @@ fn manifests_parse_back_to_what_was_meant() {
         MODEL
     );
     let triggers = object["spec"]["triggers"].as_array().unwrap();
-    let selector = r#"{model_name="org/model:v1 \"q\" \\ # x",namespace="inference"}"#;
+    let selector =
+        "{model_name=\"org/model:v1 \\\"q\\\" \\\\ # x\u{2028}\\u0085é\",namespace=\"inference\"}";
     assert_eq!(
         triggers[0]["metadata"]["query"],
         format!("sum(vllm:num_requests_waiting{selector})")
