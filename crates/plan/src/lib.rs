@@ -1,6 +1,7 @@
 //! Capacity from the model and the GPU: model shapes from `config.json`, the GPU catalog, vLLM V1's memory and
 //! KV arithmetic and the roofline step cost, shared by `plan`, the simulator and the hardware floors of `diagnose`.
 
+pub mod autoscale;
 pub mod cost;
 pub mod dtype;
 pub mod error;
