@@ -88,6 +88,27 @@ pub struct PlanArgs {
     pub sim_requests: u64,
     #[arg(long, value_enum, default_value_t = PlanFormat::Term)]
     pub format: PlanFormat,
+    /// Also print autoscaling manifests for the recommended option, scaling on vllm:num_requests_waiting and
+    /// KV usage: a HorizontalPodAutoscaler (with the Prometheus Adapter rules it needs) or a KEDA ScaledObject.
+    #[arg(long, value_enum)]
+    pub autoscale: Option<AutoscaleKind>,
+    /// The Kubernetes Deployment the autoscaler scales.
+    #[arg(long, default_value = "vllm")]
+    pub deployment: String,
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// vLLM's served model name (its metrics' model_name label); default: the model's name.
+    #[arg(long)]
+    pub served_model_name: Option<String>,
+    /// The Prometheus KEDA queries.
+    #[arg(long, default_value = infer_doctor_plan::autoscale::DEFAULT_PROMETHEUS_ADDRESS)]
+    pub prometheus_address: String,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AutoscaleKind {
+    Hpa,
+    Keda,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]

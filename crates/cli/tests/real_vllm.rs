@@ -281,6 +281,20 @@ fn logs_read_the_capacity_that_metrics_report(server: &Server) {
         info[start..].split('"').next().unwrap().parse().unwrap()
     };
     let kv_tokens = label("num_gpu_blocks") * label("block_size");
+    // The planner sizes the same pool from the model's config.json: on CPU the budget is
+    // VLLM_CPU_KVCACHE_SPACE (1 GiB here), the rest is vLLM's arithmetic (bytes per token, blocks).
+    let model =
+        infer_doctor_plan::ModelShape::from_config_file(&tiny_model().join("hf/config.json"))
+            .unwrap();
+    let gpu = infer_doctor_plan::Gpu::by_name("h100").unwrap();
+    let mut deployment = infer_doctor_plan::Deployment::new(&model, &gpu, 1);
+    deployment.kv_cache_dtype = infer_doctor_plan::Dtype::Bfloat16;
+    let layout = infer_doctor_plan::KvLayout::of(&model, &deployment, 2048);
+    let planned =
+        infer_doctor_plan::KvCapacity::from_budget(1 << 30, layout, label("block_size") as u64)
+            .unwrap();
+    assert_eq!(planned.num_blocks as f64, label("num_gpu_blocks"), "{info}");
+    assert_eq!(planned.tokens() as f64, kv_tokens);
     assert_eq!(report["server"], "vllm");
     assert_eq!(report["capacity"]["kv_cache_tokens"], kv_tokens, "{report}");
     assert_eq!(

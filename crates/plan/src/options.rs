@@ -35,6 +35,7 @@ pub struct DeploymentOption {
     pub batch_at_slo: f64,
     /// Requests per second one replica serves within the SLO (Little: batch / time in system).
     pub replica_rate: f64,
+    /// 0 when one request alone already misses the TPOT target.
     pub replicas: u32,
     pub gpus: u32,
     /// At the planned per-replica load, from the roofline: prefill alone, and a decode step at the expected batch.
@@ -165,16 +166,17 @@ pub fn evaluate(
     let batch_at_slo = largest_batch(max_concurrency, |b| decode_step(b) <= slo.tpot_p95_s);
     let time_in_system = |batch: f64| prefill + osl as f64 * decode_step(batch);
     let replica_rate = batch_at_slo / time_in_system(batch_at_slo);
+    // 0 when not even one request alone decodes within the TPOT target: no number of replicas helps.
     let replicas = if replica_rate > 0.0 {
         (workload.rate * (1.0 + search.headroom) / replica_rate)
             .ceil()
             .clamp(1.0, f64::from(u32::MAX)) as u32
     } else {
-        u32::MAX
+        0
     };
     // The batch each replica runs at the planned rate, by Little's law (fixed point: a larger batch decodes
     // slower, which keeps requests longer).
-    let per_replica = workload.rate / f64::from(replicas);
+    let per_replica = workload.rate / f64::from(replicas.max(1));
     let mut batch = 1.0;
     for _ in 0..20 {
         batch = (per_replica * time_in_system(batch)).clamp(1.0, max_concurrency.max(1.0));

@@ -10,7 +10,8 @@ use infer_doctor_sim::whatif::{self, Load, Simulated};
 use serde::Serialize;
 
 use crate::Failure;
-use crate::args::{PlanArgs, PlanFormat};
+use crate::args::{AutoscaleKind, PlanArgs, PlanFormat};
+use infer_doctor_plan::autoscale::{self, AutoscaleTarget, PlannedCapacity};
 
 /// Replicas added, one at a time, when the simulator finds the roofline's count misses the SLO.
 const EXTRA_REPLICAS_TRIED: u32 = 3;
@@ -35,6 +36,8 @@ struct PlanDocument<'a> {
     rejected: Vec<(String, String)>,
     recommended: Option<usize>,
     flags: Option<Vec<(String, String)>>,
+    /// `--autoscale`: the manifests for the recommended option.
+    autoscale: Option<String>,
 }
 
 pub fn run(args: &PlanArgs) -> Result<u8, Failure> {
@@ -110,7 +113,17 @@ pub fn run(args: &PlanArgs) -> Result<u8, Failure> {
                 .unwrap_or(std::cmp::Ordering::Equal)
         })
         .map(|(i, _)| i);
+    let autoscale = match (args.autoscale, recommended) {
+        (Some(kind), Some(i)) => Some(manifests(args, &model, &checked[i].option, kind)?),
+        (Some(_), None) => {
+            return Err(Failure::usage(anyhow!(
+                "--autoscale: no option meets the SLO, so there is no capacity to scale on"
+            )));
+        }
+        (None, _) => None,
+    };
     let document = PlanDocument {
+        autoscale,
         model: &model.name,
         gpu: gpu.name,
         workload,
@@ -128,6 +141,11 @@ pub fn run(args: &PlanArgs) -> Result<u8, Failure> {
         PlanFormat::Json => println!("{}", serde_json::to_string_pretty(&document)?),
         PlanFormat::Md => print!("{}", markdown(&document)),
         PlanFormat::Term => print!("{}", text(&document)),
+    }
+    if args.format != PlanFormat::Json
+        && let Some(manifests) = &document.autoscale
+    {
+        print!("\n{manifests}");
     }
     Ok(crate::exit::OK)
 }
@@ -177,10 +195,14 @@ fn check(
         kv_cache_dtype: (deployment.kv_cache_dtype == Dtype::Fp8).then(|| "fp8".to_owned()),
         ..SimSetup::default()
     };
-    let limit = option.replicas.saturating_add(EXTRA_REPLICAS_TRIED);
+    // An option no replica count can save is still simulated, on one replica, to show by how much it misses.
+    let limit = match option.replicas {
+        0 => 0,
+        planned => planned.saturating_add(EXTRA_REPLICAS_TRIED),
+    };
     loop {
         let load = Load {
-            rate: workload.rate / f64::from(option.replicas),
+            rate: workload.rate / f64::from(option.replicas.max(1)),
             input_tokens: u32::try_from(workload.input_tokens).unwrap_or(u32::MAX),
             output_tokens: u32::try_from(workload.output_tokens).unwrap_or(u32::MAX),
             requests: args.sim_requests.max(20),
@@ -197,6 +219,37 @@ fn check(
         }
         option.set_replicas(option.replicas + 1, workload, search);
     }
+}
+
+/// The autoscaler for the recommended option: its batch at the SLO is a replica's capacity, its replicas the
+/// floor, twice that the ceiling.
+fn manifests(
+    args: &PlanArgs,
+    model: &ModelShape,
+    option: &DeploymentOption,
+    kind: AutoscaleKind,
+) -> Result<String, Failure> {
+    let capacity = PlannedCapacity {
+        concurrency_per_replica: option.batch_at_slo,
+        replicas_needed: option.replicas,
+        headroom: 2.0,
+    };
+    let served = args.served_model_name.as_deref().unwrap_or(&model.name);
+    let mut target = AutoscaleTarget::from_capacity(
+        &args.deployment,
+        served,
+        &args.prometheus_address,
+        &capacity,
+    )
+    .map_err(Failure::usage)?;
+    if let Some(namespace) = &args.namespace {
+        target = target.in_namespace(namespace);
+    }
+    match kind {
+        AutoscaleKind::Hpa => autoscale::hpa(&target),
+        AutoscaleKind::Keda => autoscale::keda(&target),
+    }
+    .map_err(Failure::usage)
 }
 
 /// The vLLM flags that give the recommended option, each value from the plan.
@@ -241,6 +294,15 @@ fn flags(
         flags.push(("--quantization".to_owned(), "fp8".to_owned()));
     }
     flags
+}
+
+/// Replicas and GPUs; none when no count meets the SLO.
+fn count(n: u32) -> String {
+    if n == 0 {
+        "-".to_owned()
+    } else {
+        n.to_string()
+    }
 }
 
 fn seconds(s: f64) -> String {
@@ -294,8 +356,8 @@ fn rows(document: &PlanDocument) -> (Vec<&'static str>, Vec<Vec<String>>) {
                 format!("{:.0}", o.max_concurrency),
                 seconds(o.predicted_ttft_s),
                 seconds(o.predicted_tpot_s),
-                o.replicas.to_string(),
-                o.gpus.to_string(),
+                count(o.replicas),
+                count(o.gpus),
                 o.cost_per_million_output_tokens
                     .map_or("-".to_owned(), |c| format!("{c:.2}")),
                 seconds(c.simulated.ttft_p95_s),
