@@ -39,7 +39,7 @@ pub enum HardwareError {
         interconnect: Interconnect,
     },
     #[error(
-        "model does not fit: needs {needed_gib:.2} GiB per GPU (weights {weights_gib:.2} + activations \
+        "model does not fit: needs {needed_gib:.2} GiB per GPU (weights {weights_gib:.2} + activations and CUDA graphs \
          {activation_gib:.2} + non-torch {non_torch_gib:.2}), {available_gib:.2} GiB available \
          ({total_gib:.2} GiB x gpu_memory_utilization {utilization})"
     )]

@@ -514,7 +514,7 @@ mod tests {
         let error = plan(&model, "h100", 1, CacheConfig::default()).unwrap_err();
         let message = error.to_string();
         assert!(
-            message.starts_with("model does not fit: needs 139.61 GiB per GPU (weights 131.42 + "),
+            message.starts_with("model does not fit: needs 138.55 GiB per GPU (weights 131.42 + "),
             "{message}"
         );
         assert!(message.contains("71.26 GiB available"), "{message}");

@@ -67,10 +67,12 @@ pub struct ModelShape {
     pub checkpoint_bytes: Option<u64>,
 }
 
-// Real configs trimmed to the fields ModelShape reads. `tiny` is the project's test model
-// (research/real_targets.md §3: llama, 4 layers, n_embd 256, 4/4 heads, n_ff 768, vocab 1155, ctx 4096, F32;
-// llama-server counts 4,001,536 parameters, which this shape reproduces with untied embeddings).
-const BUILT_IN_MODELS: [(&str, &[&str], &str); 4] = [
+// The catalog: each entry's config.json as published (crates/plan/models/SOURCES.md says where each copy comes
+// from), matched by its name, a Hugging Face id, or an alias; `-Instruct` variants share the base's shape.
+// `tiny` is the project's test model (research/real_targets.md §3: llama, 4 layers, n_embd 256, 4/4 heads, n_ff 768,
+// vocab 1155, ctx 4096, F32; llama-server counts 4,001,536 parameters, which this shape reproduces with untied
+// embeddings); `llama-3.1-70b` is trimmed to the fields read (no verbatim copy was found).
+const BUILT_IN_MODELS: [(&str, &[&str], &str); 15] = [
     (
         "tiny",
         &["tiny-llama"],
@@ -80,14 +82,8 @@ const BUILT_IN_MODELS: [(&str, &[&str], &str); 4] = [
     ),
     (
         "llama-3.1-8b",
-        &[
-            "llama-3.1-8b-instruct",
-            "meta-llama-3.1-8b",
-            "meta-llama-3.1-8b-instruct",
-        ],
-        r#"{"model_type": "llama", "num_hidden_layers": 32, "hidden_size": 4096, "num_attention_heads": 32,
-            "num_key_value_heads": 8, "intermediate_size": 14336, "vocab_size": 128256,
-            "max_position_embeddings": 131072, "tie_word_embeddings": false, "torch_dtype": "bfloat16"}"#,
+        &["meta-llama-3.1-8b"],
+        include_str!("../models/meta-llama--Llama-3.1-8B.json"),
     ),
     (
         "llama-3.1-70b",
@@ -101,11 +97,65 @@ const BUILT_IN_MODELS: [(&str, &[&str], &str); 4] = [
             "max_position_embeddings": 131072, "tie_word_embeddings": false, "torch_dtype": "bfloat16"}"#,
     ),
     (
+        "llama-3.2-3b",
+        &[],
+        include_str!("../models/meta-llama--Llama-3.2-3B.json"),
+    ),
+    (
+        "qwen2.5-3b",
+        &[],
+        include_str!("../models/Qwen--Qwen2.5-3B.json"),
+    ),
+    (
+        "qwen2.5-7b",
+        &[],
+        include_str!("../models/Qwen--Qwen2.5-7B.json"),
+    ),
+    (
+        "qwen2.5-14b",
+        &["deepseek-r1-distill-qwen-14b"],
+        include_str!("../models/Qwen--Qwen2.5-14B.json"),
+    ),
+    (
+        "qwen2.5-32b",
+        &[],
+        include_str!("../models/Qwen--Qwen2.5-32B.json"),
+    ),
+    (
+        "qwen3-4b",
+        &[],
+        include_str!("../models/Qwen--Qwen3-4B.json"),
+    ),
+    (
         "qwen3-8b",
         &[],
-        r#"{"model_type": "qwen3", "num_hidden_layers": 36, "hidden_size": 4096, "num_attention_heads": 32,
-            "num_key_value_heads": 8, "head_dim": 128, "intermediate_size": 12288, "vocab_size": 151936,
-            "max_position_embeddings": 40960, "tie_word_embeddings": false, "torch_dtype": "bfloat16"}"#,
+        include_str!("../models/Qwen--Qwen3-8B.json"),
+    ),
+    (
+        "qwen3-14b",
+        &[],
+        include_str!("../models/Qwen--Qwen3-14B.json"),
+    ),
+    (
+        "qwen3-32b",
+        &[],
+        include_str!("../models/Qwen--Qwen3-32B.json"),
+    ),
+    (
+        "qwen3-30b-a3b",
+        &[],
+        include_str!("../models/Qwen--Qwen3-30B-A3B.json"),
+    ),
+    (
+        "deepseek-v3",
+        // R1 has V3's architecture and FP8 checkpoint.
+        &["deepseek-r1", "deepseek-v3-0324"],
+        include_str!("../models/deepseek-ai--DeepSeek-V3.json"),
+    ),
+    (
+        "mixtral-8x7b",
+        &["mixtral-8x7b-v0.1"],
+        include_str!("../models/mistralai--Mixtral-8x7B-v0.1.json"),
     ),
 ];
 
@@ -323,6 +373,70 @@ impl ConfigFields<'_> {
     }
 }
 
+/// The bytes of tensor data a model directory's safetensors hold: the index's `metadata.total_size` for sharded
+/// checkpoints, else the end of the last tensor in `model.safetensors`'s header (8 bytes of little-endian header
+/// length, then the header's JSON); `None` when the directory has neither.
+fn safetensors_bytes(dir: &Path) -> Result<Option<u64>, HardwareError> {
+    let read_error = |path: &Path, source: std::io::Error| HardwareError::ConfigRead {
+        origin: path.display().to_string(),
+        source,
+    };
+    let invalid = |path: &Path, field: &'static str, problem: &str| HardwareError::InvalidField {
+        origin: path.display().to_string(),
+        field,
+        problem: problem.to_owned(),
+    };
+    let index = dir.join("model.safetensors.index.json");
+    if index.is_file() {
+        let text = std::fs::read_to_string(&index).map_err(|e| read_error(&index, e))?;
+        let value: Value =
+            serde_json::from_str(&text).map_err(|e| HardwareError::ConfigSyntax {
+                origin: index.display().to_string(),
+                message: e.to_string(),
+            })?;
+        return match value
+            .pointer("/metadata/total_size")
+            .and_then(Value::as_u64)
+        {
+            Some(0) | None => Err(invalid(&index, "metadata.total_size", "is missing or 0")),
+            Some(bytes) => Ok(Some(bytes)),
+        };
+    }
+    let single = dir.join("model.safetensors");
+    if !single.is_file() {
+        return Ok(None);
+    }
+    use std::io::Read;
+    let mut file = std::fs::File::open(&single).map_err(|e| read_error(&single, e))?;
+    let mut length = [0u8; 8];
+    file.read_exact(&mut length)
+        .map_err(|e| read_error(&single, e))?;
+    let length = u64::from_le_bytes(length);
+    // The format caps the header at 100 MB; a larger length is not a safetensors file.
+    if length > 100_000_000 {
+        return Err(invalid(
+            &single,
+            "header",
+            &format!("claims {length} bytes, more than the format allows"),
+        ));
+    }
+    let mut header = vec![0u8; length as usize];
+    file.read_exact(&mut header)
+        .map_err(|e| read_error(&single, e))?;
+    let header: Map<String, Value> =
+        serde_json::from_slice(&header).map_err(|e| HardwareError::ConfigSyntax {
+            origin: single.display().to_string(),
+            message: format!("header: {e}"),
+        })?;
+    let end = header
+        .iter()
+        .filter(|(name, _)| *name != "__metadata__")
+        .filter_map(|(_, tensor)| tensor.pointer("/data_offsets/1").and_then(Value::as_u64))
+        .max();
+    end.map(Some)
+        .ok_or_else(|| invalid(&single, "header", "names no tensor with data_offsets"))
+}
+
 fn normalize_model_name(name: &str) -> String {
     let lower = name.trim().to_ascii_lowercase();
     let base = lower.rsplit('/').next().unwrap_or(&lower);
@@ -337,10 +451,16 @@ impl ModelShape {
     /// A built-in model by name or Hugging Face id (`meta-llama/Llama-3.1-8B-Instruct`), ignoring case.
     pub fn by_name(name: &str) -> Result<ModelShape, HardwareError> {
         let wanted = normalize_model_name(name);
+        let base = ["-instruct", "-chat", "-it"]
+            .iter()
+            .find_map(|suffix| wanted.strip_suffix(suffix))
+            .unwrap_or(&wanted);
         let (canonical, _, json) = BUILT_IN_MODELS
             .iter()
             .find(|(canonical, aliases, _)| {
-                *canonical == wanted || aliases.contains(&wanted.as_str())
+                [wanted.as_str(), base]
+                    .iter()
+                    .any(|w| canonical == w || aliases.contains(w))
             })
             .ok_or_else(|| HardwareError::UnknownModel {
                 name: name.to_owned(),
@@ -354,12 +474,20 @@ impl ModelShape {
     pub fn resolve(spec: &str) -> Result<ModelShape, HardwareError> {
         let path = Path::new(spec);
         if path.is_dir() {
-            Self::from_config_file(&path.join("config.json"))
+            Self::from_directory(path)
         } else if spec.ends_with(".json") || path.is_file() {
             Self::from_config_file(path)
         } else {
             Self::by_name(spec)
         }
+    }
+
+    /// A model directory as vLLM loads it: `config.json`, with the weights' exact size from the safetensors index
+    /// (`model.safetensors.index.json`'s `total_size`) or a single file's header, when present.
+    pub fn from_directory(dir: &Path) -> Result<ModelShape, HardwareError> {
+        let mut model = Self::from_config_file(&dir.join("config.json"))?;
+        model.checkpoint_bytes = safetensors_bytes(dir)?;
+        Ok(model)
     }
 
     /// Reads a Hugging Face `config.json`; the model is named after the directory holding it.
@@ -710,14 +838,146 @@ mod tests {
 
     #[test]
     fn moe_counts_all_experts_stored_and_k_active() {
-        let mixtral = r#"{"model_type": "mixtral", "num_hidden_layers": 32, "hidden_size": 4096,
-            "num_attention_heads": 32, "num_key_value_heads": 8, "intermediate_size": 14336,
-            "num_local_experts": 8, "num_experts_per_tok": 2, "vocab_size": 32000,
-            "tie_word_embeddings": false, "torch_dtype": "bfloat16", "max_position_embeddings": 32768}"#;
-        let model = ModelShape::from_config_str("mixtral", "config.json", mixtral).unwrap();
+        let model = ModelShape::by_name("mistralai/Mixtral-8x7B-Instruct-v0.1")
+            .unwrap_or_else(|_| ModelShape::by_name("mixtral-8x7b-v0.1").unwrap());
         assert!(within(model.parameter_count() as f64, 46.7e9, 0.01));
         // 12.9 B active minus the 0.26 B of embedding and LM head.
         assert!(within(model.active_layer_parameters() as f64, 12.6e9, 0.01));
+    }
+
+    #[test]
+    fn deepseek_v3_is_mla_and_moe_with_fp8_weights() {
+        let model = ModelShape::by_name("deepseek-ai/DeepSeek-R1").unwrap();
+        let mla = model.mla.as_ref().unwrap();
+        assert_eq!((mla.kv_lora_rank, mla.qk_rope_head_dim), (512, 64));
+        // One 576-wide latent per token and layer, the same on every rank: 70,272 bytes a token in BF16.
+        assert_eq!(model.kv_bytes_per_token_per_layer(Dtype::Bfloat16, 8), 1152);
+        assert_eq!(
+            model.kv_bytes_per_token_per_rank(Dtype::Bfloat16, 1),
+            70_272
+        );
+        // 671 B parameters (the MTP layer is not loaded), 37 B active per token.
+        assert!(
+            within(model.parameter_count() as f64, 671e9, 0.01),
+            "{}",
+            model.parameter_count()
+        );
+        assert!(
+            within(model.active_layer_parameters() as f64, 37e9, 0.05),
+            "{}",
+            model.active_layer_parameters()
+        );
+        let moe = model.moe.as_ref().unwrap();
+        assert_eq!(
+            (moe.num_experts, moe.experts_per_token, moe.dense_layers),
+            (256, 8, 3)
+        );
+        assert_eq!(moe.shared_expert_intermediate_size, 2048);
+        let fp8 = model.quantization.unwrap();
+        assert_eq!((fp8.method, fp8.fp8_activations), ("fp8", true));
+        // FP8 linear layers and BF16 embeddings: ~1 byte a parameter.
+        let bytes = model.weight_bytes(Dtype::Fp8, model.quantization.as_ref());
+        assert!(
+            within(bytes / model.parameter_count() as f64, 1.0, 0.01),
+            "{bytes}"
+        );
+    }
+
+    #[test]
+    fn qwen3_moe_and_the_catalog_parse() {
+        let model = ModelShape::by_name("Qwen/Qwen3-30B-A3B").unwrap();
+        assert!(
+            within(model.parameter_count() as f64, 30.5e9, 0.01),
+            "{}",
+            model.parameter_count()
+        );
+        // 3.3 B activated, of which 0.62 B are the untied embedding and LM head.
+        assert!(within(
+            model.active_layer_parameters() as f64,
+            3.3e9 - 0.62e9,
+            0.05
+        ));
+        for name in ModelShape::catalog_names() {
+            let model = ModelShape::by_name(name).unwrap();
+            assert!(
+                model.parameter_count() > 0
+                    && model.kv_bytes_per_token_per_rank(Dtype::Bfloat16, 1) > 0
+            );
+        }
+        // Qwen2.5's `sliding_window` is off (`use_sliding_window: false`): full attention, as vLLM serves it.
+        assert_eq!(
+            ModelShape::by_name("qwen2.5-7b-instruct")
+                .unwrap()
+                .sliding_window,
+            None
+        );
+    }
+
+    #[test]
+    fn sliding_layers_follow_layer_types_and_gemma_patterns() {
+        let config = |extra: &str| {
+            format!(
+                r#"{{"model_type": "gemma3_text", "num_hidden_layers": 62, "hidden_size": 5376,
+                "num_attention_heads": 32, "num_key_value_heads": 16, "head_dim": 128, "intermediate_size": 21504,
+                "vocab_size": 262208, "sliding_window": 1024 {extra}}}"#
+            )
+        };
+        let gemma3 = ModelShape::from_config_str("g", "config.json", &config("")).unwrap();
+        // Every sixth layer is global: 52 slide.
+        assert_eq!(
+            gemma3.sliding_window,
+            Some(SlidingWindow {
+                window: 1024,
+                layers: 52
+            })
+        );
+        let types =
+            r#", "layer_types": ["sliding_attention", "full_attention", "sliding_attention"]"#;
+        let listed = ModelShape::from_config_str("g", "config.json", &config(types)).unwrap();
+        assert_eq!(listed.sliding_window.unwrap().layers, 2);
+    }
+
+    #[test]
+    fn a_model_directory_gives_the_checkpoint_size() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.json"), BUILT_IN_MODELS[0].2).unwrap();
+        let spec = dir.path().to_str().unwrap();
+        assert_eq!(ModelShape::resolve(spec).unwrap().checkpoint_bytes, None);
+        // A single safetensors file: the header's last data offset is the tensor bytes.
+        let header = br#"{"__metadata__": {"format": "pt"}, "a": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]},
+            "b": {"dtype": "F32", "shape": [3], "data_offsets": [16, 28]}}"#;
+        let mut file = (header.len() as u64).to_le_bytes().to_vec();
+        file.extend_from_slice(header);
+        file.extend_from_slice(&[0u8; 28]);
+        std::fs::write(dir.path().join("model.safetensors"), &file).unwrap();
+        let model = ModelShape::resolve(spec).unwrap();
+        assert_eq!(model.checkpoint_bytes, Some(28));
+        assert_eq!(model.weight_bytes(Dtype::Float32, None), 28.0);
+        // Served in bf16, the f32 checkpoint's size no longer applies.
+        assert_eq!(
+            model.weight_bytes(Dtype::Bfloat16, None),
+            model.parameter_count() as f64 * 2.0
+        );
+        // A sharded checkpoint's index wins; a broken one is an error naming the file.
+        std::fs::write(
+            dir.path().join("model.safetensors.index.json"),
+            r#"{"metadata": {"total_size": 16006127616}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            ModelShape::resolve(spec).unwrap().checkpoint_bytes,
+            Some(16_006_127_616)
+        );
+        std::fs::write(
+            dir.path().join("model.safetensors.index.json"),
+            r#"{"weight_map": {}}"#,
+        )
+        .unwrap();
+        let error = ModelShape::resolve(spec).unwrap_err().to_string();
+        assert!(
+            error.contains("model.safetensors.index.json") && error.contains("total_size"),
+            "{error}"
+        );
     }
 
     #[test]
