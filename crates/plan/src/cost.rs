@@ -6,6 +6,15 @@ use serde::Serialize;
 
 use crate::{Deployment, Gpu, HardwareError, Link, ModelShape};
 
+/// Which resource a step waits on: decode at small batches reads weights (memory), prefill and large batches
+/// multiply (compute).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Bound {
+    Memory,
+    Compute,
+}
+
 /// What one step computes, summed over the requests it scheduled.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct StepWork {
@@ -253,6 +262,29 @@ impl CostModel {
         mfu_decode: f64,
         mbu: f64,
     ) -> f64 {
+        let (compute, memory) = self.roofline_parts(work, mfu_prefill, mfu_decode, mbu);
+        compute.max(memory)
+    }
+
+    /// Whether the step waits on the tensor cores or on memory, at the calibrated efficiencies.
+    pub fn bound(&self, work: &StepWork) -> Bound {
+        let c = &self.calibration;
+        let (compute, memory) = self.roofline_parts(work, c.mfu_prefill, c.mfu_decode, c.mbu);
+        if compute > memory {
+            Bound::Compute
+        } else {
+            Bound::Memory
+        }
+    }
+
+    /// (compute, memory) seconds of a step on one rank.
+    fn roofline_parts(
+        &self,
+        work: &StepWork,
+        mfu_prefill: f64,
+        mfu_decode: f64,
+        mbu: f64,
+    ) -> (f64, f64) {
         let prefill_flops = self.flops_per_token * work.prefill_tokens as f64
             + self.attention_flops_factor * work.prefill_attention;
         // Only decodes pay the LM head: a prefill chunk computes logits for one position, under 1 % of its
@@ -265,7 +297,7 @@ impl CostModel {
         let kv_tokens = (work.prefill_kv_tokens + work.decode_context) as f64;
         let bytes = self.weight_bytes_read(work.tokens()) + self.kv_bytes_per_token * kv_tokens;
         let memory = bytes / (self.memory_bandwidth * mbu);
-        compute.max(memory)
+        (compute, memory)
     }
 
     /// Weights read once per step; for MoE only the experts some token routed to, 1 − (1 − k/E)^T of them

@@ -11,8 +11,9 @@ pub mod memory;
 pub mod model;
 pub mod options;
 pub mod quant;
+pub mod roofline;
 
-pub use cost::{Calibration, CostModel, StepWork};
+pub use cost::{Bound, Calibration, CostModel, StepWork};
 pub use dtype::Dtype;
 pub use error::HardwareError;
 pub use floors::hardware_facts;

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::roofline::{LoadPoint, Shape};
 use crate::{
     CacheConfig, Calibration, CostModel, Deployment, Dtype, Gpu, HardwareError, MemoryPlan,
     ModelShape, Quantization, StepWork,
@@ -38,9 +39,12 @@ pub struct DeploymentOption {
     /// 0 when one request alone already misses the TPOT target.
     pub replicas: u32,
     pub gpus: u32,
-    /// At the planned per-replica load, from the roofline: prefill alone, and a decode step at the expected batch.
+    /// From the roofline: the prompt's prefill alone (no queue), and a step at the batch the planned per-replica
+    /// rate settles at, prefill chunks included.
     pub predicted_ttft_s: f64,
     pub predicted_tpot_s: f64,
+    /// Throughput against concurrency on one replica, up to the most it holds.
+    pub curve: Vec<LoadPoint>,
     /// With `--gpu-hour-price`: dollars per million output tokens at the planned rate.
     pub cost_per_million_output_tokens: Option<f64>,
 }
@@ -150,22 +154,25 @@ pub fn evaluate(
     let mean_tokens = isl as f64 + osl as f64 / 2.0;
     let max_concurrency =
         (memory.kv.tokens() as f64 / mean_tokens).min(memory.limits.max_num_seqs as f64);
-    let decode_step = |batch: f64| {
-        let mut work = StepWork::default();
-        let whole = batch.max(1.0).round() as u64;
-        for _ in 0..whole {
-            work.add_decode(isl + osl / 2);
-        }
-        cost.step_seconds(&work)
+    let shape = Shape {
+        input_tokens: isl,
+        output_tokens: osl,
+        max_num_batched_tokens: memory.limits.max_num_batched_tokens,
     };
     let prefill = {
         let mut work = StepWork::default();
         work.add_prefill_chunk(0, isl);
         cost.step_seconds(&work)
     };
-    let batch_at_slo = largest_batch(max_concurrency, |b| decode_step(b) <= slo.tpot_p95_s);
-    let time_in_system = |batch: f64| prefill + osl as f64 * decode_step(batch);
-    let replica_rate = batch_at_slo / time_in_system(batch_at_slo);
+    let batch_at_slo = largest_batch(max_concurrency, |b| {
+        shape.closed_loop(&cost, b).step_s <= slo.tpot_p95_s
+    });
+    let replica_rate = if batch_at_slo > 0.0 {
+        let at_slo = shape.closed_loop(&cost, batch_at_slo);
+        batch_at_slo / (prefill + osl as f64 * at_slo.step_s)
+    } else {
+        0.0
+    };
     // 0 when not even one request alone decodes within the TPOT target: no number of replicas helps.
     let replicas = if replica_rate > 0.0 {
         (workload.rate * (1.0 + search.headroom) / replica_rate)
@@ -174,13 +181,11 @@ pub fn evaluate(
     } else {
         0
     };
-    // The batch each replica runs at the planned rate, by Little's law (fixed point: a larger batch decodes
-    // slower, which keeps requests longer).
-    let per_replica = workload.rate / f64::from(replicas.max(1));
-    let mut batch = 1.0;
-    for _ in 0..20 {
-        batch = (per_replica * time_in_system(batch)).clamp(1.0, max_concurrency.max(1.0));
-    }
+    let at_load = shape.at_rate(
+        &cost,
+        workload.rate / f64::from(replicas.max(1)),
+        max_concurrency,
+    );
     let gpus = replicas.saturating_mul(deployment.gpus());
     Ok(DeploymentOption {
         deployment,
@@ -191,7 +196,8 @@ pub fn evaluate(
         replicas,
         gpus,
         predicted_ttft_s: prefill,
-        predicted_tpot_s: decode_step(batch),
+        predicted_tpot_s: at_load.step_s,
+        curve: shape.curve(&cost, max_concurrency),
         cost_per_million_output_tokens: search
             .gpu_hour_price
             .map(|price| cost_per_million(gpus, price, workload)),

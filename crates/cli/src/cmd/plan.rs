@@ -324,8 +324,8 @@ fn rows(document: &PlanDocument) -> (Vec<&'static str>, Vec<Vec<String>>) {
         "KV",
         "KV tokens",
         "max conc.",
-        "TTFT",
-        "TPOT",
+        "prefill",
+        "mean TPOT",
         "replicas",
         "GPUs",
         "$/M out",
@@ -409,6 +409,33 @@ fn recommendation(document: &PlanDocument) -> String {
     }
 }
 
+/// The recommended option's throughput against concurrency on one replica, with its knee.
+fn curve_rows(document: &PlanDocument) -> Option<(usize, Vec<Vec<String>>)> {
+    let i = document.recommended?;
+    let curve = &document.options[i].option.curve;
+    let knee = infer_doctor_plan::roofline::knee(curve).map(|k| k.concurrency);
+    let rows = curve
+        .iter()
+        .map(|p| {
+            vec![
+                format!("{:.0}", p.concurrency),
+                seconds(p.step_s),
+                format!("{:.0}", p.output_tokens_per_s),
+                format!("{:.2}", p.requests_per_s),
+                format!("{:?}", p.bound).to_lowercase(),
+                if Some(p.concurrency) == knee {
+                    "knee".to_owned()
+                } else {
+                    String::new()
+                },
+            ]
+        })
+        .collect();
+    Some((i, rows))
+}
+
+const CURVE_HEADER: [&str; 6] = ["concurrency", "TPOT", "output tok/s", "req/s", "bound", ""];
+
 fn text(document: &PlanDocument) -> String {
     let (header, rows) = rows(document);
     let widths: Vec<usize> = (0..header.len())
@@ -436,7 +463,31 @@ fn text(document: &PlanDocument) -> String {
     for (option, why) in &document.rejected {
         out += &format!("  left out: {option}: {why}\n");
     }
-    out + "\n" + &recommendation(document)
+    out += &("\n".to_owned() + &recommendation(document));
+    if let Some((i, rows)) = curve_rows(document) {
+        out += &format!(
+            "\nThroughput against concurrency, option {} on one replica (roofline):\n",
+            i + 1
+        );
+        let widths: Vec<usize> = (0..CURVE_HEADER.len())
+            .map(|c| {
+                rows.iter()
+                    .map(|r| r[c].len())
+                    .chain([CURVE_HEADER[c].len()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        for row in std::iter::once(CURVE_HEADER.map(str::to_owned).to_vec()).chain(rows) {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
+            out += &format!("  {}\n", cells.join("  ").trim_end());
+        }
+    }
+    out
 }
 
 fn markdown(document: &PlanDocument) -> String {
@@ -456,5 +507,17 @@ fn markdown(document: &PlanDocument) -> String {
             out += &format!("- {option}: {why}\n");
         }
     }
-    out + "\n" + &recommendation(document)
+    out += &("\n".to_owned() + &recommendation(document));
+    if let Some((i, rows)) = curve_rows(document) {
+        out += &format!(
+            "\n## Throughput against concurrency (option {}, one replica, roofline)\n\n| {} |\n|{}\n",
+            i + 1,
+            CURVE_HEADER.join(" | "),
+            "---|".repeat(CURVE_HEADER.len())
+        );
+        for row in rows {
+            out += &format!("| {} |\n", row.join(" | "));
+        }
+    }
+    out
 }
