@@ -41,21 +41,18 @@ pub enum Command {
     Plan(Box<PlanArgs>),
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
-pub enum PlanFormat {
-    Term,
-    Md,
-    Json,
-}
-
 #[derive(Args, Debug)]
 pub struct PlanArgs {
-    /// A built-in model name (e.g. llama-3.1-8b, qwen3-8b), a config.json, or a model directory.
-    #[arg(long)]
-    pub model: String,
+    /// A built-in model name (e.g. llama-3.1-8b, qwen3-8b, deepseek-v3), a config.json, or a model directory.
+    #[arg(long, required_unless_present = "from")]
+    pub model: Option<String>,
     /// The GPU (h100, h200, a100, l40s, l4, a10, b200, mi300x, ...).
-    #[arg(long)]
-    pub gpu: String,
+    #[arg(long, required_unless_present = "from")]
+    pub gpu: Option<String>,
+    /// Plan from what was measured instead: a bench run or sweep directory, or a diagnose bundle. The highest
+    /// rate one replica served within its SLO sets the replicas for --rate.
+    #[arg(long, conflicts_with_all = ["model", "gpu"])]
+    pub from: Option<PathBuf>,
     /// GPUs one replica may span (one node).
     #[arg(long, default_value_t = 8)]
     pub gpus: u32,
@@ -86,8 +83,11 @@ pub struct PlanArgs {
     /// Requests each option's simulated check runs.
     #[arg(long, default_value_t = 600)]
     pub sim_requests: u64,
-    #[arg(long, value_enum, default_value_t = PlanFormat::Term)]
-    pub format: PlanFormat,
+    #[arg(long, value_enum, default_value = "term")]
+    pub format: ReportFormat,
+    /// Also write plan.json, plan.md and plan.html here (`report DIR` renders it again).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
     /// Also print autoscaling manifests for the recommended option, scaling on vllm:num_requests_waiting and
     /// KV usage: a HorizontalPodAutoscaler (with the Prometheus Adapter rules it needs) or a KEDA ScaledObject.
     #[arg(long, value_enum)]
@@ -275,7 +275,8 @@ pub struct DiagnoseArgs {
 
 #[derive(Args, Debug)]
 pub struct ReportArgs {
-    /// A run directory: its diagnosis.json, or (a bench run) diagnosed now from its files.
+    /// A run directory: its diagnosis.json, or (a bench run) diagnosed now from its files; or a plan's
+    /// directory (`plan --out`).
     pub dir: PathBuf,
     #[arg(long, value_enum, default_value = "term")]
     pub format: ReportFormat,

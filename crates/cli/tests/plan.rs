@@ -1,8 +1,10 @@
 //! `plan` end to end: options from vLLM's memory arithmetic, each checked on the simulator, the recommendation
-//! and its flags consistent with the planner's numbers, and input errors named.
+//! and its flags consistent with the planner's numbers, plans from measured runs, and input errors named.
 
 use std::process::Command;
+use std::time::Duration;
 
+use infer_doctor_testkit::{MockConfig, MockServer};
 use serde_json::Value;
 
 fn plan(args: &[&str]) -> (i32, String, String) {
@@ -43,7 +45,8 @@ fn every_option_is_simulated_and_the_recommendation_meets_the_slo() {
         "json",
     ]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
-    let doc: Value = serde_json::from_str(&stdout).unwrap();
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let doc = &report["details"];
     let options = doc["options"].as_array().unwrap();
     // TP 1 and 2, each with the checkpoint's weights, FP8 KV, and FP8 weights with FP8 KV.
     assert_eq!(options.len(), 6, "{doc}");
@@ -67,23 +70,31 @@ fn every_option_is_simulated_and_the_recommendation_meets_the_slo() {
         .map(|o| o["gpus"].as_u64().unwrap())
         .min();
     assert_eq!(best["gpus"].as_u64(), fewest);
-    let flags: Vec<(String, String)> = serde_json::from_value(doc["flags"].clone()).unwrap();
+    let command = report["command"].as_str().unwrap();
     let flag = |name: &str| {
-        flags
-            .iter()
-            .find(|(f, _)| f == name)
-            .map(|(_, v)| v.clone())
+        let at = command
+            .find(&format!("{name} "))
+            .unwrap_or_else(|| panic!("{name}: {command}"));
+        command[at..].split(' ').nth(1).unwrap().to_owned()
     };
     assert_eq!(
-        flag("--tensor-parallel-size").unwrap(),
+        flag("--tensor-parallel-size"),
         best["deployment"]["tensor_parallel"].to_string()
     );
+    assert_eq!(flag("--max-model-len"), doc["max_model_len"].to_string());
+    let seqs: f64 = flag("--max-num-seqs").parse().unwrap();
+    let cap = best["memory"]["limits"]["max_num_seqs"].as_f64().unwrap();
     assert_eq!(
-        flag("--max-model-len").unwrap(),
-        doc["max_model_len"].to_string()
+        seqs,
+        best["max_concurrency"].as_f64().unwrap().floor().min(cap)
     );
-    let seqs: f64 = flag("--max-num-seqs").unwrap().parse().unwrap();
-    assert!(seqs >= 1.0 && seqs <= best["memory"]["limits"]["max_num_seqs"].as_f64().unwrap());
+    // The options table has a row per option, the recommended one starred.
+    let rows = report["tables"][0]["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), options.len());
+    let starred = rows[doc["recommended"].as_u64().unwrap() as usize][0]
+        .as_str()
+        .unwrap();
+    assert!(starred.ends_with('*'), "{starred}");
 }
 
 #[test]
@@ -164,9 +175,10 @@ fn autoscale_manifests_follow_the_recommended_option() {
         "llm",
     ]);
     assert_eq!(code, 0, "{stderr}");
-    let doc: Value = serde_json::from_str(&stdout).unwrap();
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let doc = &report["details"];
     let best = &doc["options"][doc["recommended"].as_u64().unwrap() as usize];
-    let manifest = doc["autoscale"].as_str().unwrap();
+    let manifest = report["manifests"].as_str().unwrap();
     assert!(
         manifest.contains("kind: HorizontalPodAutoscaler"),
         "{manifest}"
@@ -176,4 +188,157 @@ fn autoscale_manifests_follow_the_recommended_option() {
         "{manifest}"
     );
     assert!(manifest.contains("vllm_num_requests_waiting"), "{manifest}");
+}
+
+#[test]
+fn a_stored_plan_renders_again_through_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("plan");
+    let (code, stdout, stderr) = plan(&[
+        "--model",
+        "qwen3-8b",
+        "--gpu",
+        "h100",
+        "--gpus",
+        "1",
+        "--rate",
+        "5",
+        "--sim-requests",
+        "60",
+        "--format",
+        "md",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    for file in ["plan.json", "plan.md", "plan.html"] {
+        assert!(out.join(file).is_file(), "{file}");
+    }
+    let again = Command::new(env!("CARGO_BIN_EXE_infer-doctor"))
+        .args(["report", out.to_str().unwrap(), "--format", "md"])
+        .output()
+        .unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&again.stdout), stdout);
+}
+
+/// Runs `bench` against the mock server (two slots, ~100 ms a request) into `out`.
+async fn bench(server: &MockServer, out: &std::path::Path, extra: &[&str]) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_infer-doctor"));
+    cmd.env_remove("OPENAI_API_KEY").args([
+        "bench",
+        "--url",
+        &server.url(),
+        "--num-requests",
+        "40",
+        "--output-tokens",
+        "4",
+        "-q",
+    ]);
+    cmd.args(["--out", out.to_str().unwrap()]).args(extra);
+    let output = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        output.status.success() || output.status.code() == Some(1),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plans_from_a_sweep_and_a_run_use_the_rate_served_within_the_slo() {
+    let server = MockServer::start(MockConfig {
+        ttft: Duration::from_millis(60),
+        itl: Duration::from_millis(10),
+        capacity: Some(2),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = dir.path().join("sweep");
+    // A loose objective, so the sweep's lower points meet it however busy this machine is.
+    bench(
+        &server,
+        &sweep,
+        &[
+            "--sweep",
+            "--sweep-points",
+            "3",
+            "--concurrency",
+            "8",
+            "--slo",
+            "e2e_p90=2s",
+        ],
+    )
+    .await;
+    let run: Value =
+        serde_json::from_str(&std::fs::read_to_string(sweep.join("run.json")).unwrap()).unwrap();
+    let best_rate = run["sweep"]["best_rate"].as_f64().unwrap();
+    let point = run["sweep"]["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["rate"] == best_rate)
+        .unwrap();
+    let served = point["summary"]["throughput"]["request_rate"]
+        .as_f64()
+        .unwrap();
+    let (code, stdout, stderr) = plan(&[
+        "--from",
+        sweep.to_str().unwrap(),
+        "--rate",
+        "100",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let details = &report["details"];
+    assert_eq!(details["rate_within_slo"].as_f64(), Some(served));
+    assert_eq!(details["lower_bound"], false);
+    assert_eq!(
+        details["replicas"].as_f64(),
+        Some((100.0 * 1.2 / served).ceil())
+    );
+
+    // A single run that met its SLO is a lower bound; one that missed it plans nothing.
+    let met = dir.path().join("met");
+    bench(
+        &server,
+        &met,
+        &["--concurrency", "2", "--slo", "e2e_p90=5s"],
+    )
+    .await;
+    let (code, stdout, stderr) = plan(&[
+        "--from",
+        met.to_str().unwrap(),
+        "--rate",
+        "10",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&stdout).unwrap()["details"]["lower_bound"],
+        true
+    );
+    let missed = dir.path().join("missed");
+    bench(
+        &server,
+        &missed,
+        &["--concurrency", "8", "--slo", "e2e_p90=1ms"],
+    )
+    .await;
+    let (code, _, stderr) = plan(&["--from", missed.to_str().unwrap(), "--rate", "10"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("missed its SLO"), "{stderr}");
+    let (code, _, stderr) = plan(&["--from", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("no run.json"), "{stderr}");
 }

@@ -15,7 +15,7 @@ use crate::markdown::{
 };
 use crate::term::ms;
 
-const STYLE: &str = include_str!("html/style.css");
+pub(crate) const STYLE: &str = include_str!("html/style.css");
 
 /// The only script: the escalation block's copy button. It marks the page as fully run last, so a browser test can
 /// tell a page whose script stopped on an error from one that ran to the end.

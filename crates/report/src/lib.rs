@@ -5,6 +5,7 @@ pub mod diagnosis;
 pub mod document;
 pub mod html;
 pub mod markdown;
+pub mod plan;
 pub mod server;
 pub mod term;
 

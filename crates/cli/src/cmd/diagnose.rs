@@ -119,6 +119,10 @@ pub async fn run(args: Box<DiagnoseArgs>) -> Result<u8, Failure> {
 
 pub async fn report(args: &ReportArgs) -> Result<u8, Failure> {
     let stored = args.dir.join("diagnosis.json");
+    let plan = args.dir.join("plan.json");
+    if !stored.exists() && plan.exists() {
+        return crate::cmd::plan::report(&plan, args.format, args.output.as_deref());
+    }
     let document = if stored.exists() {
         let text = std::fs::read_to_string(&stored)
             .with_context(|| format!("reading {}", stored.display()))

@@ -1,17 +1,22 @@
 //! `plan`: the deployment options for a load and an SLO from the planner, each checked on the simulator's
 //! discrete-event clock at its per-replica rate, and the cheapest that meets the SLO with its vLLM flags.
 
-use anyhow::{anyhow, bail};
-use infer_doctor_core::{SloMetric, SloSet};
+use std::path::Path;
+
+use anyhow::{Context, anyhow, bail};
+use infer_doctor_core::{RunSummary, SloMetric, SloSet};
+use infer_doctor_load::sweep::SweepOutcome;
+use infer_doctor_plan::autoscale::{self, AutoscaleTarget, PlannedCapacity};
 use infer_doctor_plan::options::{self, DeploymentOption, Search, Slo, Workload};
-use infer_doctor_plan::{CacheConfig, Dtype, Gpu, ModelShape};
+use infer_doctor_plan::{CacheConfig, Dtype, Gpu, ModelShape, roofline};
+use infer_doctor_report::plan::{self as plan_report, PlanReport, Table};
+use infer_doctor_report::{DiagnosisDocument, RunDocument};
 use infer_doctor_sim::setup::SimSetup;
 use infer_doctor_sim::whatif::{self, Load, Simulated};
 use serde::Serialize;
 
 use crate::Failure;
-use crate::args::{AutoscaleKind, PlanArgs, PlanFormat};
-use infer_doctor_plan::autoscale::{self, AutoscaleTarget, PlannedCapacity};
+use crate::args::{AutoscaleKind, PlanArgs, ReportFormat};
 
 /// Replicas added, one at a time, when the simulator finds the roofline's count misses the SLO.
 const EXTRA_REPLICAS_TRIED: u32 = 3;
@@ -25,25 +30,7 @@ struct Checked {
     meets_slo: bool,
 }
 
-#[derive(Serialize)]
-struct PlanDocument<'a> {
-    model: &'a str,
-    gpu: &'a str,
-    workload: Workload,
-    slo: Slo,
-    max_model_len: u64,
-    options: Vec<Checked>,
-    rejected: Vec<(String, String)>,
-    recommended: Option<usize>,
-    flags: Option<Vec<(String, String)>>,
-    /// `--autoscale`: the manifests for the recommended option.
-    autoscale: Option<String>,
-}
-
 pub fn run(args: &PlanArgs) -> Result<u8, Failure> {
-    let model = ModelShape::resolve(&args.model).map_err(Failure::usage)?;
-    let gpu = Gpu::by_name(&args.gpu).map_err(Failure::usage)?;
-    let slo = slo(&args.slo).map_err(Failure::usage)?;
     if !(args.rate > 0.0 && args.rate.is_finite()) || args.isl == 0 || args.osl == 0 {
         return Err(Failure::usage(anyhow!(
             "--rate, --isl and --osl must be positive (got {}, {}, {})",
@@ -52,6 +39,63 @@ pub fn run(args: &PlanArgs) -> Result<u8, Failure> {
             args.osl
         )));
     }
+    let report = match &args.from {
+        Some(dir) => from_run(args, dir)?,
+        None => planned(args)?,
+    };
+    if let Some(dir) = &args.out {
+        write(dir, &report).map_err(Failure::usage)?;
+    }
+    print!("{}", render(&report, args.format)?);
+    Ok(crate::exit::OK)
+}
+
+fn render(report: &PlanReport, format: ReportFormat) -> anyhow::Result<String> {
+    Ok(match format {
+        ReportFormat::Term => plan_report::term(report),
+        ReportFormat::Md => plan_report::markdown(report),
+        ReportFormat::Html => plan_report::html(report),
+        ReportFormat::Json => serde_json::to_string_pretty(report)? + "\n",
+    })
+}
+
+/// `report DIR` on a directory `plan --out` wrote.
+pub fn report(path: &Path, format: ReportFormat, output: Option<&Path>) -> Result<u8, Failure> {
+    let stored: PlanReport = read_json(path).map_err(Failure::usage)?;
+    let text = render(&stored, format)?;
+    match output {
+        Some(out) => std::fs::write(out, text)
+            .with_context(|| format!("writing {}", out.display()))
+            .map_err(Failure::usage)?,
+        None => print!("{text}"),
+    }
+    Ok(crate::exit::OK)
+}
+
+/// `plan.json` (what `report` reads), `plan.md` and `plan.html`.
+pub fn write(dir: &Path, report: &PlanReport) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (name, text) in [
+        ("plan.json", serde_json::to_string_pretty(report)?),
+        ("plan.md", plan_report::markdown(report)),
+        ("plan.html", plan_report::html(report)),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The options for a model on a GPU, each checked on the simulator.
+fn planned(args: &PlanArgs) -> Result<PlanReport, Failure> {
+    let (Some(model_spec), Some(gpu_name)) = (&args.model, &args.gpu) else {
+        return Err(Failure::usage(anyhow!(
+            "--model and --gpu, or --from RUN_DIR"
+        )));
+    };
+    let model = ModelShape::resolve(model_spec).map_err(Failure::usage)?;
+    let gpu = Gpu::by_name(gpu_name).map_err(Failure::usage)?;
+    let slo = slo(&args.slo).map_err(Failure::usage)?;
     let workload = Workload {
         input_tokens: args.isl,
         output_tokens: args.osl,
@@ -91,16 +135,22 @@ pub fn run(args: &PlanArgs) -> Result<u8, Failure> {
             reasons.join("\n  ")
         )));
     }
+    let base = SimSetup {
+        model: model_spec.clone(),
+        gpu: gpu_name.clone(),
+        gpu_memory_utilization: args.gpu_memory_utilization,
+        max_model_len: u32::try_from(max_model_len).unwrap_or(u32::MAX),
+        ..SimSetup::default()
+    };
     let mut checked = Vec::new();
     for option in planned {
         checked.push(check(
-            args,
+            &base,
             &model,
             option,
-            &workload,
-            &slo,
+            (&workload, &slo),
             &search,
-            max_model_len,
+            args.sim_requests,
         )?);
     }
     let recommended = checked
@@ -113,8 +163,17 @@ pub fn run(args: &PlanArgs) -> Result<u8, Failure> {
                 .unwrap_or(std::cmp::Ordering::Equal)
         })
         .map(|(i, _)| i);
-    let autoscale = match (args.autoscale, recommended) {
-        (Some(kind), Some(i)) => Some(manifests(args, &model, &checked[i].option, kind)?),
+    let manifests = match (args.autoscale, recommended) {
+        (Some(kind), Some(i)) => {
+            let option = &checked[i].option;
+            Some(manifests(
+                args,
+                &model.name,
+                option.batch_at_slo,
+                option.replicas,
+                kind,
+            )?)
+        }
         (Some(_), None) => {
             return Err(Failure::usage(anyhow!(
                 "--autoscale: no option meets the SLO, so there is no capacity to scale on"
@@ -122,32 +181,71 @@ pub fn run(args: &PlanArgs) -> Result<u8, Failure> {
         }
         (None, _) => None,
     };
-    let document = PlanDocument {
-        autoscale,
-        model: &model.name,
-        gpu: gpu.name,
-        workload,
-        slo,
-        max_model_len,
-        flags: recommended.map(|i| flags(&checked[i].option, &model, max_model_len, &search)),
-        options: checked,
-        rejected: rejected
-            .into_iter()
-            .map(|(o, e)| (o, e.to_string()))
-            .collect(),
-        recommended,
+    let mut notes: Vec<String> = rejected
+        .iter()
+        .map(|(option, why)| format!("Left out: {option}: {why}"))
+        .collect();
+    let (tables, command) = match recommended {
+        Some(i) => {
+            let c = &checked[i];
+            notes.push(format!(
+                "Recommended: option {} — {} replica(s) of {} GPU(s); simulated TTFT p95 {} and TPOT p95 {}: meets.",
+                i + 1,
+                c.option.replicas,
+                c.option.deployment.gpus(),
+                seconds(c.simulated.ttft_p95_s),
+                seconds(c.simulated.tpot_p95_s),
+            ));
+            notes.extend(explain(&c.option, &model, max_model_len));
+            let flags = flags(&c.option, &model, max_model_len, &search);
+            let line: Vec<String> = flags.iter().map(|(f, v)| format!("{f} {v}")).collect();
+            (
+                vec![
+                    options_table(&checked, recommended),
+                    curve_table(i, &c.option),
+                ],
+                Some(format!("vllm serve {} {}", model.name, line.join(" "))),
+            )
+        }
+        None => {
+            notes.push(format!(
+                "No option meets the SLO on the simulator with up to {EXTRA_REPLICAS_TRIED} replicas beyond the \
+                 roofline's count: relax the SLO, shorten requests, or try a larger GPU."
+            ));
+            (vec![options_table(&checked, recommended)], None)
+        }
     };
-    match args.format {
-        PlanFormat::Json => println!("{}", serde_json::to_string_pretty(&document)?),
-        PlanFormat::Md => print!("{}", markdown(&document)),
-        PlanFormat::Term => print!("{}", text(&document)),
-    }
-    if args.format != PlanFormat::Json
-        && let Some(manifests) = &document.autoscale
-    {
-        print!("\n{manifests}");
-    }
-    Ok(crate::exit::OK)
+    let title = format!(
+        "{} on {}: {} prompt + {} output tokens at {} req/s, SLO TTFT p95 ≤ {} and TPOT p95 ≤ {}, max_model_len {}",
+        model.name,
+        gpu.name,
+        workload.input_tokens,
+        workload.output_tokens,
+        workload.rate,
+        seconds(slo.ttft_p95_s),
+        seconds(slo.tpot_p95_s),
+        max_model_len
+    );
+    Ok(PlanReport {
+        schema_version: infer_doctor_report::SCHEMA_VERSION,
+        tool: infer_doctor_report::RunDocument::tool(),
+        created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        title,
+        tables,
+        notes,
+        command,
+        manifests,
+        details: serde_json::json!({
+            "model": model.name,
+            "gpu": gpu.name,
+            "workload": workload,
+            "slo": slo,
+            "max_model_len": max_model_len,
+            "options": checked,
+            "recommended": recommended,
+            "left_out": rejected.iter().map(|(o, e)| (o.clone(), e.to_string())).collect::<Vec<_>>(),
+        }),
+    })
 }
 
 /// The TTFT and TPOT targets of `--slo`; the planner and its simulated check judge the 95th percentile.
@@ -175,25 +273,21 @@ fn slo(text: &str) -> anyhow::Result<Slo> {
 }
 
 /// Runs the option on the simulator at its per-replica rate, adding replicas while the SLO is missed.
+/// `base` is the simulated server with the plan's model, GPU and cache settings.
 fn check(
-    args: &PlanArgs,
+    base: &SimSetup,
     model: &ModelShape,
     mut option: DeploymentOption,
-    workload: &Workload,
-    slo: &Slo,
+    (workload, slo): (&Workload, &Slo),
     search: &Search,
-    max_model_len: u64,
+    requests: u64,
 ) -> Result<Checked, Failure> {
     let deployment = option.deployment;
     let setup = SimSetup {
-        model: args.model.clone(),
-        gpu: args.gpu.clone(),
         tensor_parallel_size: deployment.tensor_parallel,
-        gpu_memory_utilization: args.gpu_memory_utilization,
-        max_model_len: u32::try_from(max_model_len).unwrap_or(u32::MAX),
         quantization: (deployment.quantization != model.quantization).then(|| "fp8".to_owned()),
         kv_cache_dtype: (deployment.kv_cache_dtype == Dtype::Fp8).then(|| "fp8".to_owned()),
-        ..SimSetup::default()
+        ..base.clone()
     };
     // An option no replica count can save is still simulated, on one replica, to show by how much it misses.
     let limit = match option.replicas {
@@ -205,7 +299,7 @@ fn check(
             rate: workload.rate / f64::from(option.replicas.max(1)),
             input_tokens: u32::try_from(workload.input_tokens).unwrap_or(u32::MAX),
             output_tokens: u32::try_from(workload.output_tokens).unwrap_or(u32::MAX),
-            requests: args.sim_requests.max(20),
+            requests: requests.max(20),
         };
         let simulated = whatif::simulate(&setup, load).map_err(Failure::usage)?;
         let meets_slo =
@@ -221,20 +315,21 @@ fn check(
     }
 }
 
-/// The autoscaler for the recommended option: its batch at the SLO is a replica's capacity, its replicas the
-/// floor, twice that the ceiling.
+/// The autoscaler for a replica's measured or planned capacity: `concurrency` requests at the SLO, `replicas`
+/// the floor, twice that the ceiling.
 fn manifests(
     args: &PlanArgs,
-    model: &ModelShape,
-    option: &DeploymentOption,
+    model_name: &str,
+    concurrency: f64,
+    replicas: u32,
     kind: AutoscaleKind,
 ) -> Result<String, Failure> {
     let capacity = PlannedCapacity {
-        concurrency_per_replica: option.batch_at_slo,
-        replicas_needed: option.replicas,
+        concurrency_per_replica: concurrency,
+        replicas_needed: replicas,
         headroom: 2.0,
     };
-    let served = args.served_model_name.as_deref().unwrap_or(&model.name);
+    let served = args.served_model_name.as_deref().unwrap_or(model_name);
     let mut target = AutoscaleTarget::from_capacity(
         &args.deployment,
         served,
@@ -260,11 +355,9 @@ fn flags(
     search: &Search,
 ) -> Vec<(String, String)> {
     let d = &option.deployment;
-    // As many sequences as the cache holds at full length, so admitted requests are never preempted, up to
-    // vLLM's own cap.
-    let max_num_seqs = (option.memory.kv.tokens() / max_model_len.max(1))
-        .max(option.max_concurrency.floor() as u64)
-        .clamp(1, option.memory.limits.max_num_seqs);
+    // As many sequences as the cache holds at the workload's mean length, up to vLLM's own cap.
+    let max_num_seqs =
+        (option.max_concurrency.floor() as u64).clamp(1, option.memory.limits.max_num_seqs);
     let mut flags = vec![
         (
             "--tensor-parallel-size".to_owned(),
@@ -315,9 +408,9 @@ fn seconds(s: f64) -> String {
     }
 }
 
-/// One row per option, the same cells for the terminal and Markdown.
-fn rows(document: &PlanDocument) -> (Vec<&'static str>, Vec<Vec<String>>) {
-    let header = vec![
+/// One row per option: what the planner computed and what the simulator saw.
+fn options_table(checked: &[Checked], recommended: Option<usize>) -> Table {
+    let header = [
         "option",
         "TP",
         "weights",
@@ -333,8 +426,7 @@ fn rows(document: &PlanDocument) -> (Vec<&'static str>, Vec<Vec<String>>) {
         "simulated TPOT p95",
         "SLO",
     ];
-    let rows = document
-        .options
+    let rows = checked
         .iter()
         .enumerate()
         .map(|(i, c)| {
@@ -343,11 +435,7 @@ fn rows(document: &PlanDocument) -> (Vec<&'static str>, Vec<Vec<String>>) {
                 format!(
                     "{}{}",
                     i + 1,
-                    if document.recommended == Some(i) {
-                        " *"
-                    } else {
-                        ""
-                    }
+                    if recommended == Some(i) { " *" } else { "" }
                 ),
                 o.deployment.tensor_parallel.to_string(),
                 o.weights_label(),
@@ -366,55 +454,18 @@ fn rows(document: &PlanDocument) -> (Vec<&'static str>, Vec<Vec<String>>) {
             ]
         })
         .collect();
-    (header, rows)
-}
-
-fn summary(document: &PlanDocument) -> String {
-    let w = &document.workload;
-    format!(
-        "{} on {}: {} prompt + {} output tokens at {} req/s, SLO TTFT p95 ≤ {} and TPOT p95 ≤ {}, \
-         max_model_len {}",
-        document.model,
-        document.gpu,
-        w.input_tokens,
-        w.output_tokens,
-        w.rate,
-        seconds(document.slo.ttft_p95_s),
-        seconds(document.slo.tpot_p95_s),
-        document.max_model_len
-    )
-}
-
-fn recommendation(document: &PlanDocument) -> String {
-    match (document.recommended, &document.flags) {
-        (Some(i), Some(flags)) => {
-            let c = &document.options[i];
-            let flags: Vec<String> = flags.iter().map(|(f, v)| format!("{f} {v}")).collect();
-            format!(
-                "Recommended: option {} — {} replica(s) of {} GPU(s), simulated TTFT p95 {} and TPOT p95 {}: meets.\n\
-                 vllm serve {} {}\n",
-                i + 1,
-                c.option.replicas,
-                c.option.deployment.gpus(),
-                seconds(c.simulated.ttft_p95_s),
-                seconds(c.simulated.tpot_p95_s),
-                document.model,
-                flags.join(" ")
-            )
-        }
-        _ => format!(
-            "No option meets the SLO on the simulator with up to {EXTRA_REPLICAS_TRIED} replicas beyond the roofline's \
-             count: relax the SLO, shorten requests, or try a larger GPU.\n"
-        ),
+    Table {
+        caption: "Deployment options (* recommended): vLLM's memory arithmetic, the roofline, the simulator".into(),
+        header: header.map(str::to_owned).to_vec(),
+        rows,
     }
 }
 
 /// The recommended option's throughput against concurrency on one replica, with its knee.
-fn curve_rows(document: &PlanDocument) -> Option<(usize, Vec<Vec<String>>)> {
-    let i = document.recommended?;
-    let curve = &document.options[i].option.curve;
-    let knee = infer_doctor_plan::roofline::knee(curve).map(|k| k.concurrency);
-    let rows = curve
+fn curve_table(index: usize, option: &DeploymentOption) -> Table {
+    let knee = roofline::knee(&option.curve).map(|k| k.concurrency);
+    let rows = option
+        .curve
         .iter()
         .map(|p| {
             vec![
@@ -431,93 +482,245 @@ fn curve_rows(document: &PlanDocument) -> Option<(usize, Vec<Vec<String>>)> {
             ]
         })
         .collect();
-    Some((i, rows))
+    Table {
+        caption: format!(
+            "Throughput against concurrency, option {} on one replica (roofline)",
+            index + 1
+        ),
+        header: ["concurrency", "TPOT", "output tok/s", "req/s", "bound", ""]
+            .map(str::to_owned)
+            .to_vec(),
+        rows,
+    }
 }
 
-const CURVE_HEADER: [&str; 6] = ["concurrency", "TPOT", "output tok/s", "req/s", "bound", ""];
+/// Why each recommended flag has its value.
+fn explain(option: &DeploymentOption, model: &ModelShape, max_model_len: u64) -> Vec<String> {
+    let d = &option.deployment;
+    let mut why = vec![format!(
+        "--max-model-len {max_model_len}: twice a request's length, so the cache holds {:.0} requests of the full \
+         length at once instead of the {} tokens {} allows.",
+        option.memory.kv.max_concurrency(max_model_len),
+        model.max_position_embeddings,
+        model.name
+    )];
+    if d.kv_cache_dtype == Dtype::Fp8 {
+        why.push(
+            "--kv-cache-dtype fp8: half the bytes a token, twice the tokens the cache holds."
+                .into(),
+        );
+    }
+    if d.quantization != model.quantization {
+        why.push(
+            "--quantization fp8: half the weight bytes each decode step reads, and FP8 tensor cores for prefill."
+                .into(),
+        );
+    }
+    why.push(format!(
+        "--max-num-seqs: no more sequences than the cache holds at the workload's mean length ({:.0}), so admitted \
+         requests are not preempted.",
+        option.max_concurrency
+    ));
+    why
+}
 
-fn text(document: &PlanDocument) -> String {
-    let (header, rows) = rows(document);
-    let widths: Vec<usize> = (0..header.len())
-        .map(|i| {
-            rows.iter()
-                .map(|r| r[i].chars().count())
-                .chain([header[i].len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |cells: Vec<String>| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        padded.join("  ").trim_end().to_owned() + "\n"
+/// What one replica showed in a measured run: the rate it served within its SLO and the concurrency that took.
+struct Measured {
+    source: String,
+    /// Requests per second within every SLO; for a single run meeting its SLO, a lower bound.
+    rate: f64,
+    lower_bound: bool,
+    concurrency: f64,
+    slo: String,
+    model: Option<String>,
+}
+
+/// Replicas for `--rate` from a bench run, a sweep or a diagnose bundle.
+fn from_run(args: &PlanArgs, dir: &Path) -> Result<PlanReport, Failure> {
+    let measured = measured(dir).map_err(Failure::usage)?;
+    let needed = args.rate * (1.0 + args.headroom) / measured.rate;
+    let replicas = needed.ceil().max(1.0) as u32;
+    let headroom_now = measured.rate / args.rate - 1.0;
+    let bound = if measured.lower_bound {
+        "at least "
+    } else {
+        ""
     };
-    let mut out = summary(document) + "\n\n";
-    out += &line(header.iter().map(|h| h.to_string()).collect());
-    for row in rows {
-        out += &line(row);
-    }
-    for (option, why) in &document.rejected {
-        out += &format!("  left out: {option}: {why}\n");
-    }
-    out += &("\n".to_owned() + &recommendation(document));
-    if let Some((i, rows)) = curve_rows(document) {
-        out += &format!(
-            "\nThroughput against concurrency, option {} on one replica (roofline):\n",
-            i + 1
+    let table = Table {
+        caption: "Capacity one replica showed".into(),
+        header: [
+            "source",
+            "served within SLO",
+            "SLO",
+            "mean concurrency",
+            "target rate",
+            "replicas",
+            "headroom of one",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        rows: vec![vec![
+            measured.source.clone(),
+            format!("{bound}{:.2} req/s", measured.rate),
+            measured.slo.clone(),
+            format!("{:.1}", measured.concurrency),
+            format!("{} req/s", args.rate),
+            replicas.to_string(),
+            format!("{:+.0}%", headroom_now * 100.0),
+        ]],
+    };
+    let mut notes = vec![format!(
+        "replicas = ceil(target rate × (1 + {:.0}% headroom) / rate one replica serves within the SLO) = ceil({} × {:.2} / {:.2}) = {replicas}",
+        args.headroom * 100.0,
+        args.rate,
+        1.0 + args.headroom,
+        measured.rate
+    )];
+    if measured.lower_bound {
+        notes.push(
+            "A single run that met its SLO shows a lower bound of capacity; `bench --sweep` with an SLO measures the \
+             highest rate that meets it."
+                .into(),
         );
-        let widths: Vec<usize> = (0..CURVE_HEADER.len())
-            .map(|c| {
-                rows.iter()
-                    .map(|r| r[c].len())
-                    .chain([CURVE_HEADER[c].len()])
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        for row in std::iter::once(CURVE_HEADER.map(str::to_owned).to_vec()).chain(rows) {
-            let cells: Vec<String> = row
-                .iter()
-                .zip(&widths)
-                .map(|(c, w)| format!("{c:<w$}"))
-                .collect();
-            out += &format!("  {}\n", cells.join("  ").trim_end());
-        }
     }
-    out
+    let manifests = match args.autoscale {
+        Some(kind) => Some(manifests(
+            args,
+            measured.model.as_deref().unwrap_or("model"),
+            measured.concurrency,
+            replicas,
+            kind,
+        )?),
+        None => None,
+    };
+    Ok(PlanReport {
+        schema_version: infer_doctor_report::SCHEMA_VERSION,
+        tool: RunDocument::tool(),
+        created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        title: format!("Replicas for {} req/s from {}", args.rate, dir.display()),
+        tables: vec![table],
+        notes,
+        command: None,
+        manifests,
+        details: serde_json::json!({
+            "source": measured.source,
+            "rate_within_slo": measured.rate,
+            "lower_bound": measured.lower_bound,
+            "mean_concurrency": measured.concurrency,
+            "target_rate": args.rate,
+            "headroom": args.headroom,
+            "replicas": replicas,
+        }),
+    })
 }
 
-fn markdown(document: &PlanDocument) -> String {
-    let (header, rows) = rows(document);
-    let mut out = format!(
-        "# Capacity plan\n\n{}\n\n| {} |\n|{}\n",
-        summary(document),
-        header.join(" | "),
-        "---|".repeat(header.len())
-    );
-    for row in rows {
-        out += &format!("| {} |\n", row.join(" | "));
-    }
-    if !document.rejected.is_empty() {
-        out += "\nLeft out:\n\n";
-        for (option, why) in &document.rejected {
-            out += &format!("- {option}: {why}\n");
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{}: not the document infer-doctor wrote", path.display()))
+}
+
+fn measured(dir: &Path) -> anyhow::Result<Measured> {
+    let run = [dir.join("run.json"), dir.join("loaded/run.json")]
+        .into_iter()
+        .find(|p| p.is_file());
+    if let Some(path) = run {
+        let document: RunDocument = read_json(&path)?;
+        let model = document
+            .target
+            .pointer("/models/0")
+            .and_then(|m| m.as_str())
+            .map(str::to_owned);
+        if let Some(sweep) = document.sweep {
+            let sweep: SweepOutcome = serde_json::from_value(sweep)
+                .with_context(|| format!("{}: its sweep", path.display()))?;
+            return from_sweep(&path, &sweep, model);
         }
+        return from_summary(&path, &document.summary, model);
     }
-    out += &("\n".to_owned() + &recommendation(document));
-    if let Some((i, rows)) = curve_rows(document) {
-        out += &format!(
-            "\n## Throughput against concurrency (option {}, one replica, roofline)\n\n| {} |\n|{}\n",
-            i + 1,
-            CURVE_HEADER.join(" | "),
-            "---|".repeat(CURVE_HEADER.len())
+    let diagnosis = dir.join("diagnosis.json");
+    if diagnosis.is_file() {
+        let document: DiagnosisDocument = read_json(&diagnosis)?;
+        let summary = document
+            .evidence
+            .client
+            .ok_or_else(|| anyhow!("{}: the diagnosis measured no load", diagnosis.display()))?;
+        return from_summary(&diagnosis, &summary, None);
+    }
+    bail!(
+        "{}: no run.json, loaded/run.json or diagnosis.json (a bench run, sweep or diagnose bundle)",
+        dir.display()
+    )
+}
+
+fn slo_text(summary: &RunSummary) -> String {
+    let parts: Vec<String> = summary
+        .slo
+        .iter()
+        .map(|s| format!("{}={}", s.name, s.threshold))
+        .collect();
+    if parts.is_empty() {
+        "none given".to_owned()
+    } else {
+        parts.join(",")
+    }
+}
+
+fn from_sweep(
+    path: &Path,
+    sweep: &SweepOutcome,
+    model: Option<String>,
+) -> anyhow::Result<Measured> {
+    let best = sweep
+        .best_rate
+        .and_then(|rate| sweep.points.iter().find(|p| p.rate == rate));
+    let Some(best) = best else {
+        bail!(
+            "{}: no point of the sweep met an SLO (give bench --slo, or lower the rates); its saturation was {:.2} \
+             req/s",
+            path.display(),
+            sweep.saturation_rate
         );
-        for row in rows {
-            out += &format!("| {} |\n", row.join(" | "));
-        }
+    };
+    Ok(Measured {
+        source: format!("sweep: highest rate meeting the SLO ({})", path.display()),
+        rate: best.summary.throughput.request_rate,
+        lower_bound: false,
+        concurrency: best.summary.throughput.mean_concurrency,
+        slo: slo_text(&best.summary),
+        model,
+    })
+}
+
+fn from_summary(
+    path: &Path,
+    summary: &RunSummary,
+    model: Option<String>,
+) -> anyhow::Result<Measured> {
+    if summary.slo.is_empty() {
+        bail!(
+            "{}: the run had no SLO, so it shows no capacity within one (bench --slo)",
+            path.display()
+        );
     }
-    out
+    if let Some(missed) = summary.slo.iter().find(|s| !s.pass) {
+        bail!(
+            "{}: the run missed its SLO ({} {:?} > {}) at {:.2} req/s, so one replica serves less than that; a sweep \
+             finds how much",
+            path.display(),
+            missed.name,
+            missed.observed,
+            missed.threshold,
+            summary.throughput.request_rate
+        );
+    }
+    Ok(Measured {
+        source: format!("run meeting its SLO ({})", path.display()),
+        rate: summary.throughput.request_rate,
+        lower_bound: true,
+        concurrency: summary.throughput.mean_concurrency,
+        slo: slo_text(summary),
+        model,
+    })
 }
