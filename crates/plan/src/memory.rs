@@ -306,13 +306,14 @@ pub struct MemoryPlan {
 }
 
 // Non-torch growth during vLLM's profile run. Since vLLM 0.9.2 (PR #19312) the baseline snapshot follows NCCL's
-// initialisation, so TP adds little: 0.21 GiB on 8 x L40S (fixtures/vllm_startup, 0.10.2).
+// initialisation, so TP adds little: 0.27 GiB for Qwen3-14B on an L40S (fixtures/vllm_startup, 0.29.0).
 const NON_TORCH_GIB: f64 = 0.2;
 // The sampler's dummy run holds max_num_seqs x vocab logits in fp32 with its softmax, sort and penalty tensors:
 // about 34 bytes per logit, fitted to the start-up logs in fixtures/vllm_startup (docs/CAPACITY.md).
 const SAMPLER_BYTES_PER_LOGIT: f64 = 34.0;
-// CUDA-graph memory per captured piece (a layer's piecewise graph at one batch size), fitted to the two start-up
-// logs that state it (granite-4.0-micro 0.72 GiB, Qwen3-235B 3.45 GiB); vLLM's default captures 67 sizes.
+// CUDA-graph memory vLLM ≥ 0.21 reserves, per captured piece (a layer's piecewise graph at one batch size), from
+// the estimates start-up logs print: 0.51 GiB for Qwen3-14B's 41 pieces x 67 sizes, 0.52 GiB for Qwen3-8B's 37
+// (fixtures/vllm_startup; 0.19's 2.35 GiB counted full graphs too, and was not reserved).
 const CUDA_GRAPH_BYTES_PER_PIECE: f64 = 0.2 * (1u64 << 20) as f64;
 const CUDA_GRAPH_SIZES: f64 = 67.0;
 

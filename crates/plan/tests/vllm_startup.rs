@@ -118,6 +118,7 @@ fn kv_blocks_tokens_and_concurrency_follow_from_the_logged_budget() {
         }
         checked.push(name.to_owned());
     }
+    eprintln!("checked from the logged budget: {checked:?}");
     assert!(checked.len() >= 6, "only {checked:?} could be checked");
 }
 

@@ -498,11 +498,10 @@ fn curve_table(index: usize, option: &DeploymentOption) -> Table {
 fn explain(option: &DeploymentOption, model: &ModelShape, max_model_len: u64) -> Vec<String> {
     let d = &option.deployment;
     let mut why = vec![format!(
-        "--max-model-len {max_model_len}: twice a request's length, so the cache holds {:.0} requests of the full \
-         length at once instead of the {} tokens {} allows.",
-        option.memory.kv.max_concurrency(max_model_len),
+        "--max-model-len {max_model_len}: twice a request's length (the model allows {}); the cache holds {:.0} \
+         requests of that length at once.",
         model.max_position_embeddings,
-        model.name
+        option.memory.kv.max_concurrency(max_model_len),
     )];
     if d.kv_cache_dtype == Dtype::Fp8 {
         why.push(
