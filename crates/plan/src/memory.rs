@@ -482,6 +482,56 @@ mod tests {
     }
 
     #[test]
+    fn pipeline_stages_split_weights_and_layers() {
+        let model = ModelShape::by_name("llama-3.1-70b").unwrap();
+        let gpu = Gpu::by_name("h100").unwrap();
+        let mut deployment = Deployment::new(&model, &gpu, 4);
+        let tp4 = MemoryPlan::compute(&model, &gpu, &deployment, &CacheConfig::default()).unwrap();
+        deployment.pipeline_parallel = 2;
+        let pp2 = MemoryPlan::compute(&model, &gpu, &deployment, &CacheConfig::default()).unwrap();
+        assert!(within(
+            pp2.weight_bytes_per_rank,
+            tp4.weight_bytes_per_rank / 2.0,
+            1e-9
+        ));
+        assert_eq!(deployment.layers_per_stage(&model), 40);
+        // Half the layers a rank, and more memory left: over twice the tokens.
+        assert_eq!(pp2.kv.kv_bytes_per_token, tp4.kv.kv_bytes_per_token / 2);
+        assert!(pp2.kv.tokens() > 2 * tp4.kv.tokens());
+        deployment.pipeline_parallel = 81;
+        assert!(MemoryPlan::compute(&model, &gpu, &deployment, &CacheConfig::default()).is_err());
+    }
+
+    #[test]
+    fn hybrid_models_group_layers_as_vllm_does() {
+        // Gemma-3-27B's shape: 62 layers, 52 sliding (window 1024), 10 full; 16 KV heads of 128.
+        let json = r#"{"model_type": "gemma3_text", "num_hidden_layers": 62, "hidden_size": 5376,
+            "num_attention_heads": 32, "num_key_value_heads": 16, "head_dim": 128, "intermediate_size": 21504,
+            "vocab_size": 262208, "sliding_window": 1024, "torch_dtype": "bfloat16",
+            "max_position_embeddings": 131072}"#;
+        let model = ModelShape::from_config_str("gemma-3-27b", "config.json", json).unwrap();
+        let gpu = Gpu::by_name("h100").unwrap();
+        let layout = KvLayout::of(&model, &Deployment::new(&model, &gpu, 1), 8192);
+        assert_eq!(
+            (layout.full_attention_layers, layout.sliding.unwrap().layers),
+            (10, 52)
+        );
+        // Groups of 10 layers: 1 full, 6 sliding (the last padded); a block of a group is 10 layers' page.
+        let kv = KvCapacity::from_budget(70 << 30, layout, 16).unwrap();
+        let page = 2 * 16 * 128 * 2;
+        assert_eq!(kv.num_blocks, (70u64 << 30) / (10 * 16 * page));
+        assert_eq!(kv.tokens(), kv.num_blocks / 7 * 16);
+        // A 32k request: 2,048 blocks in the full group, (1023 + 8192)/16 → 576 + 1 in each sliding group.
+        assert_eq!(layout.blocks_per_request(32_768, 16), 2048 + 6 * 577);
+        assert_eq!(
+            kv.max_concurrency(32_768),
+            kv.num_blocks as f64 / (2048.0 + 6.0 * 577.0)
+        );
+        // Short requests never reach the window: every group keeps them whole.
+        assert_eq!(layout.blocks_per_request(512, 16), 32 + 6 * 33);
+    }
+
+    #[test]
     fn cpu_fixture_capacity_is_exact() {
         // fixtures/vllm_cpu/startup_and_run.log: VLLM_CPU_KVCACHE_SPACE=1 GiB, tiny model in bf16,
         // "CPU KV cache size: 262,144 tokens, Maximum concurrency for 2,048 tokens per request: 128.00x".

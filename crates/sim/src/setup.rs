@@ -148,7 +148,10 @@ impl SimSetup {
         };
         let cost = CostModel::new(&model, &gpu, &deployment, calibration)?;
         let limits = gpu.default_batch_limits();
-        let num_gpu_blocks = u32::try_from(plan.kv.num_blocks).unwrap_or(u32::MAX);
+        // One pool for all layers: a hybrid model's blocks per group, so its sliding layers are charged as full
+        // ones (conservative); a uniform model's blocks as they are.
+        let pool_blocks = plan.kv.tokens() / plan.kv.block_size.max(1);
+        let num_gpu_blocks = u32::try_from(pool_blocks).unwrap_or(u32::MAX);
         let scheduler = SchedulerConfig {
             block_size: plan.kv.block_size as u32,
             num_gpu_blocks,
@@ -180,7 +183,7 @@ impl SimSetup {
         }
         let mut info = CacheConfigInfo::full_attention(
             scheduler.block_size,
-            plan.kv.num_blocks,
+            pool_blocks,
             self.gpu_memory_utilization,
             self.max_model_len,
         );
