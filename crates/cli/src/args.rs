@@ -54,7 +54,7 @@ pub struct PlanArgs {
     #[arg(long, conflicts_with_all = ["model", "gpu"])]
     pub from: Option<PathBuf>,
     /// GPUs one replica may span (one node).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
     pub gpus: u32,
     /// Prompt tokens per request.
     #[arg(long, default_value_t = 2000)]

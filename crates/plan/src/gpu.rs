@@ -313,7 +313,7 @@ impl Gpu {
     }
 
     /// vLLM's `get_batch_defaults` for the OpenAI server: big limits on ≥ 70 GiB devices whose name does not
-    /// contain "a100", small ones elsewhere (research/sim_capacity.md §C, [S9]).
+    /// contain "a100", small ones elsewhere (research/sim_capacity.md §C, source S9).
     pub fn default_batch_limits(&self) -> BatchLimits {
         let large = self.memory_bytes as f64 >= 70.0 * GIB
             && !self.device_name.to_ascii_lowercase().contains("a100");
