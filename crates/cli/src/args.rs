@@ -57,10 +57,10 @@ pub struct PlanArgs {
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
     pub gpus: u32,
     /// Prompt tokens per request.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=1 << 24))]
     pub isl: u64,
     /// Output tokens per request.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=1 << 24))]
     pub osl: u64,
     /// Requests per second to serve, over all replicas.
     #[arg(long, default_value_t = 10.0)]
@@ -80,8 +80,8 @@ pub struct PlanArgs {
     /// Spare capacity kept above the rate when counting replicas.
     #[arg(long, default_value_t = 0.2)]
     pub headroom: f64,
-    /// Requests each option's simulated check runs.
-    #[arg(long, default_value_t = 600)]
+    /// Requests each option's simulated check runs (the first tenth warm it up).
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(20..=100_000))]
     pub sim_requests: u64,
     #[arg(long, value_enum, default_value = "term")]
     pub format: ReportFormat,

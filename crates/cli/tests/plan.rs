@@ -342,3 +342,77 @@ async fn plans_from_a_sweep_and_a_run_use_the_rate_served_within_the_slo() {
     assert_eq!(code, 2);
     assert!(stderr.contains("no run.json"), "{stderr}");
 }
+
+#[test]
+fn edge_loads_are_measured_not_guessed() {
+    let json = |args: &[&str]| -> Value {
+        let mut all = args.to_vec();
+        all.extend(["--format", "json", "--sim-requests", "40"]);
+        let (code, stdout, stderr) = plan(&all);
+        assert_eq!(code, 0, "{stderr}");
+        serde_json::from_str(&stdout).unwrap()
+    };
+    let best = |report: &Value| -> Option<Value> {
+        let details = &report["details"];
+        let i = details["recommended"].as_u64()? as usize;
+        Some(details["options"][i].clone())
+    };
+    // Prompt-heavy: the recommended option is one the simulator ran, with at least one replica.
+    let heavy = json(&[
+        "--model",
+        "llama-3.1-8b",
+        "--gpu",
+        "h100",
+        "--gpus",
+        "1",
+        "--isl",
+        "8000",
+        "--osl",
+        "20",
+        "--rate",
+        "0.02",
+        "--slo",
+        "ttft_p95=2s,tpot_p95=8ms",
+    ]);
+    let option = best(&heavy).expect("an option meets");
+    assert!(
+        option["replicas"].as_u64() >= Some(1) && option["gpus"].as_u64() >= Some(1),
+        "{option}"
+    );
+    // A request every day: every measured request still finishes inside the simulated horizon.
+    let sparse = json(&[
+        "--model", "qwen3-8b", "--gpu", "h100", "--gpus", "1", "--rate", "0.00001",
+    ]);
+    let option = best(&sparse).expect("an option meets");
+    assert!(
+        option["simulated"]["ttft_p95_s"].as_f64().unwrap() < 1.0,
+        "{option}"
+    );
+    // One output token: no TPOT to miss, so TTFT alone decides.
+    let single = json(&[
+        "--model", "qwen3-8b", "--gpu", "h100", "--gpus", "1", "--osl", "1", "--rate", "2",
+    ]);
+    assert!(best(&single).is_some(), "{single}");
+    // Only pipeline stages fit DeepSeek-V3 on H100s: shown, not simulated, not recommended.
+    let deepseek = json(&[
+        "--model",
+        "deepseek-v3",
+        "--gpu",
+        "h100",
+        "--gpus",
+        "16",
+        "--rate",
+        "1",
+    ]);
+    assert!(best(&deepseek).is_none());
+    let rows = deepseek["tables"][0]["rows"].as_array().unwrap();
+    assert!(
+        !rows.is_empty()
+            && rows
+                .iter()
+                .all(|r| r[13] == "not simulated" && r[1] == "8 x PP 2"),
+        "{rows:?}"
+    );
+    let notes = deepseek["notes"].to_string();
+    assert!(notes.contains("not simulated"), "{notes}");
+}

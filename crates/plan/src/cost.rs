@@ -171,16 +171,18 @@ impl CostModel {
         deployment.validate(model, gpu)?;
         calibration.validate()?;
         let tp = deployment.tensor_parallel;
-        let all_weight_bytes = deployment.weight_bytes_per_rank(model);
+        // A token crosses every pipeline stage in turn, so a step reads the weights of one tensor-parallel rank
+        // of each stage: the model over TP, whatever the PP.
+        let all_weight_bytes = deployment.weight_bytes_per_rank(model)
+            * f64::from(deployment.pipeline_parallel.max(1));
         // Routed experts' share of the bytes, at the bits they are stored in.
         let expert_bits = deployment
             .quantization
             .map_or(deployment.weight_dtype.bytes() as f64 * 8.0, |q| {
                 q.bits_per_weight
             });
-        let expert_weight_bytes = model.expert_parameter_count() as f64 * expert_bits
-            / 8.0
-            / f64::from(deployment.gpus().max(1));
+        let expert_weight_bytes =
+            model.expert_parameter_count() as f64 * expert_bits / 8.0 / f64::from(tp.max(1));
         Ok(CostModel {
             calibration,
             tensor_parallel: tp,

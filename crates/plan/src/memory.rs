@@ -187,13 +187,21 @@ impl KvLayout {
         self.sliding.map_or(0, |sw| sw.layers)
     }
 
-    /// Layers per group: all of them when uniform, else the smaller kind's count (vLLM pads the larger kind's
-    /// last group).
+    /// Layers per group: all of them when uniform; for hybrids the smaller kind's count (vLLM pads the larger
+    /// kind's last group), or the larger's when the two are within 25 % of each other, where one padded group
+    /// each wastes less (vLLM's `_get_kv_cache_groups_uniform_page_size`).
     fn group_size(&self) -> u64 {
         match (self.full_attention_layers, self.sliding_layers()) {
             (0, sliding) => sliding,
             (full, 0) => full,
-            (full, sliding) => full.min(sliding),
+            (full, sliding) => {
+                let (fewer, more) = (full.min(sliding), full.max(sliding));
+                if (more as f64) < 1.25 * fewer as f64 {
+                    more
+                } else {
+                    fewer
+                }
+            }
         }
         .max(1)
     }
@@ -529,6 +537,18 @@ mod tests {
         );
         // Short requests never reach the window: every group keeps them whole.
         assert_eq!(layout.blocks_per_request(512, 16), 32 + 6 * 33);
+        // 12 sliding and 13 full layers (gpt-oss with an EAGLE layer): within 25 %, one padded group of 13 each.
+        let near = KvLayout {
+            full_attention_layers: 13,
+            sliding: Some(SlidingWindow {
+                window: 128,
+                layers: 12,
+            }),
+            ..layout
+        };
+        let kv = KvCapacity::from_budget(13 << 20, near, 16).unwrap();
+        assert_eq!(kv.num_blocks, (13u64 << 20) / (13 * 16 * page));
+        assert_eq!(kv.tokens(), kv.num_blocks / 2 * 16);
     }
 
     #[test]

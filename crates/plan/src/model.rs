@@ -65,6 +65,8 @@ pub struct ModelShape {
     pub quantization: Option<Quantization>,
     /// The checkpoint's weight bytes as its safetensors files state them, when a model directory was given.
     pub checkpoint_bytes: Option<u64>,
+    /// What `vllm serve` loads it from: a built-in model's Hugging Face repository, a config's directory.
+    pub source: String,
 }
 
 // The catalog: each entry's config.json as published (crates/plan/models/SOURCES.md says where each copy comes
@@ -72,91 +74,115 @@ pub struct ModelShape {
 // `tiny` is the project's test model (research/real_targets.md §3: llama, 4 layers, n_embd 256, 4/4 heads, n_ff 768,
 // vocab 1155, ctx 4096, F32; llama-server counts 4,001,536 parameters, which this shape reproduces with untied
 // embeddings); `llama-3.1-70b` is trimmed to the fields read (no verbatim copy was found).
-const BUILT_IN_MODELS: [(&str, &[&str], &str); 15] = [
-    (
-        "tiny",
-        &["tiny-llama"],
-        r#"{"model_type": "llama", "num_hidden_layers": 4, "hidden_size": 256, "num_attention_heads": 4,
+/// A model the planner knows by name: its `config.json` as published and where vLLM would load it from.
+struct BuiltIn {
+    name: &'static str,
+    /// The Hugging Face repository `vllm serve` takes; `None` for the project's own test model.
+    hub: Option<&'static str>,
+    aliases: &'static [&'static str],
+    config: &'static str,
+}
+
+const BUILT_IN_MODELS: [BuiltIn; 15] = [
+    BuiltIn {
+        name: "tiny",
+        hub: None,
+        aliases: &["tiny-llama"],
+        config: r#"{"model_type": "llama", "num_hidden_layers": 4, "hidden_size": 256, "num_attention_heads": 4,
             "num_key_value_heads": 4, "intermediate_size": 768, "vocab_size": 1155,
             "max_position_embeddings": 4096, "tie_word_embeddings": false, "torch_dtype": "float32"}"#,
-    ),
-    (
-        "llama-3.1-8b",
-        &["meta-llama-3.1-8b"],
-        include_str!("../models/meta-llama--Llama-3.1-8B.json"),
-    ),
-    (
-        "llama-3.1-70b",
-        &[
+    },
+    BuiltIn {
+        name: "llama-3.1-8b",
+        hub: Some("meta-llama/Llama-3.1-8B-Instruct"),
+        aliases: &["meta-llama-3.1-8b"],
+        config: include_str!("../models/meta-llama--Llama-3.1-8B.json"),
+    },
+    BuiltIn {
+        name: "llama-3.1-70b",
+        hub: Some("meta-llama/Llama-3.1-70B-Instruct"),
+        aliases: &[
             "llama-3.1-70b-instruct",
             "meta-llama-3.1-70b",
             "meta-llama-3.1-70b-instruct",
         ],
-        r#"{"model_type": "llama", "num_hidden_layers": 80, "hidden_size": 8192, "num_attention_heads": 64,
+        config: r#"{"model_type": "llama", "num_hidden_layers": 80, "hidden_size": 8192, "num_attention_heads": 64,
             "num_key_value_heads": 8, "intermediate_size": 28672, "vocab_size": 128256,
             "max_position_embeddings": 131072, "tie_word_embeddings": false, "torch_dtype": "bfloat16"}"#,
-    ),
-    (
-        "llama-3.2-3b",
-        &[],
-        include_str!("../models/meta-llama--Llama-3.2-3B.json"),
-    ),
-    (
-        "qwen2.5-3b",
-        &[],
-        include_str!("../models/Qwen--Qwen2.5-3B.json"),
-    ),
-    (
-        "qwen2.5-7b",
-        &[],
-        include_str!("../models/Qwen--Qwen2.5-7B.json"),
-    ),
-    (
-        "qwen2.5-14b",
-        &["deepseek-r1-distill-qwen-14b"],
-        include_str!("../models/Qwen--Qwen2.5-14B.json"),
-    ),
-    (
-        "qwen2.5-32b",
-        &[],
-        include_str!("../models/Qwen--Qwen2.5-32B.json"),
-    ),
-    (
-        "qwen3-4b",
-        &[],
-        include_str!("../models/Qwen--Qwen3-4B.json"),
-    ),
-    (
-        "qwen3-8b",
-        &[],
-        include_str!("../models/Qwen--Qwen3-8B.json"),
-    ),
-    (
-        "qwen3-14b",
-        &[],
-        include_str!("../models/Qwen--Qwen3-14B.json"),
-    ),
-    (
-        "qwen3-32b",
-        &[],
-        include_str!("../models/Qwen--Qwen3-32B.json"),
-    ),
-    (
-        "qwen3-30b-a3b",
-        &[],
-        include_str!("../models/Qwen--Qwen3-30B-A3B.json"),
-    ),
-    (
-        "deepseek-v3",
+    },
+    BuiltIn {
+        name: "llama-3.2-3b",
+        hub: Some("meta-llama/Llama-3.2-3B-Instruct"),
+        aliases: &[],
+        config: include_str!("../models/meta-llama--Llama-3.2-3B.json"),
+    },
+    BuiltIn {
+        name: "qwen2.5-3b",
+        hub: Some("Qwen/Qwen2.5-3B-Instruct"),
+        aliases: &[],
+        config: include_str!("../models/Qwen--Qwen2.5-3B.json"),
+    },
+    BuiltIn {
+        name: "qwen2.5-7b",
+        hub: Some("Qwen/Qwen2.5-7B-Instruct"),
+        aliases: &[],
+        config: include_str!("../models/Qwen--Qwen2.5-7B.json"),
+    },
+    BuiltIn {
+        name: "qwen2.5-14b",
+        hub: Some("Qwen/Qwen2.5-14B-Instruct"),
+        aliases: &["deepseek-r1-distill-qwen-14b"],
+        config: include_str!("../models/Qwen--Qwen2.5-14B.json"),
+    },
+    BuiltIn {
+        name: "qwen2.5-32b",
+        hub: Some("Qwen/Qwen2.5-32B-Instruct"),
+        aliases: &[],
+        config: include_str!("../models/Qwen--Qwen2.5-32B.json"),
+    },
+    BuiltIn {
+        name: "qwen3-4b",
+        hub: Some("Qwen/Qwen3-4B"),
+        aliases: &[],
+        config: include_str!("../models/Qwen--Qwen3-4B.json"),
+    },
+    BuiltIn {
+        name: "qwen3-8b",
+        hub: Some("Qwen/Qwen3-8B"),
+        aliases: &[],
+        config: include_str!("../models/Qwen--Qwen3-8B.json"),
+    },
+    BuiltIn {
+        name: "qwen3-14b",
+        hub: Some("Qwen/Qwen3-14B"),
+        aliases: &[],
+        config: include_str!("../models/Qwen--Qwen3-14B.json"),
+    },
+    BuiltIn {
+        name: "qwen3-32b",
+        hub: Some("Qwen/Qwen3-32B"),
+        aliases: &[],
+        config: include_str!("../models/Qwen--Qwen3-32B.json"),
+    },
+    BuiltIn {
+        name: "qwen3-30b-a3b",
+        hub: Some("Qwen/Qwen3-30B-A3B"),
+        aliases: &[],
+        config: include_str!("../models/Qwen--Qwen3-30B-A3B.json"),
+    },
+    BuiltIn {
+        name: "deepseek-v3",
+        hub: Some("deepseek-ai/DeepSeek-V3"),
         // R1 has V3's architecture and FP8 checkpoint.
-        &["deepseek-r1", "deepseek-v3-0324"],
-        include_str!("../models/deepseek-ai--DeepSeek-V3.json"),
-    ),
-    (
-        "mixtral-8x7b",
-        &["mixtral-8x7b-v0.1"],
-        include_str!("../models/mistralai--Mixtral-8x7B-v0.1.json"),
-    ),
+        aliases: &["deepseek-r1", "deepseek-v3-0324"],
+        config: include_str!("../models/deepseek-ai--DeepSeek-V3.json"),
+    },
+    BuiltIn {
+        name: "mixtral-8x7b",
+        hub: Some("mistralai/Mixtral-8x7B-Instruct-v0.1"),
+        aliases: &["mixtral-8x7b-v0.1"],
+        config: include_str!("../models/mistralai--Mixtral-8x7B-v0.1.json"),
+    },
 ];
 
 // vLLM's `_get_and_verify_max_len` takes the smallest of these keys, and 2048 when none is present.
@@ -445,7 +471,7 @@ fn normalize_model_name(name: &str) -> String {
 
 impl ModelShape {
     pub fn catalog_names() -> Vec<&'static str> {
-        BUILT_IN_MODELS.iter().map(|(name, _, _)| *name).collect()
+        BUILT_IN_MODELS.iter().map(|model| model.name).collect()
     }
 
     /// A built-in model by name or Hugging Face id (`meta-llama/Llama-3.1-8B-Instruct`), ignoring case.
@@ -455,18 +481,21 @@ impl ModelShape {
             .iter()
             .find_map(|suffix| wanted.strip_suffix(suffix))
             .unwrap_or(&wanted);
-        let (canonical, _, json) = BUILT_IN_MODELS
+        let built_in = BUILT_IN_MODELS
             .iter()
-            .find(|(canonical, aliases, _)| {
+            .find(|model| {
                 [wanted.as_str(), base]
                     .iter()
-                    .any(|w| canonical == w || aliases.contains(w))
+                    .any(|w| model.name == *w || model.aliases.contains(w))
             })
             .ok_or_else(|| HardwareError::UnknownModel {
                 name: name.to_owned(),
                 known: Self::catalog_names().join(", "),
             })?;
-        Self::from_config_str(canonical, &format!("built-in model {canonical}"), json)
+        let origin = format!("built-in model {}", built_in.name);
+        let mut model = Self::from_config_str(built_in.name, &origin, built_in.config)?;
+        model.source = built_in.hub.unwrap_or(built_in.name).to_owned();
+        Ok(model)
     }
 
     /// What a user names on the command line: a `config.json` (any file), a model directory holding one, or
@@ -487,6 +516,22 @@ impl ModelShape {
     pub fn from_directory(dir: &Path) -> Result<ModelShape, HardwareError> {
         let mut model = Self::from_config_file(&dir.join("config.json"))?;
         model.checkpoint_bytes = safetensors_bytes(dir)?;
+        // Between ~0.4 and 64 bits a parameter: anything else is a corrupt header or another model's files.
+        if let Some(bytes) = model.checkpoint_bytes {
+            let parameters = model.parameters();
+            let bits = bytes as f64 * 8.0 / parameters;
+            if !(0.4..=64.0).contains(&bits) {
+                return Err(HardwareError::InvalidField {
+                    origin: dir.display().to_string(),
+                    field: "safetensors",
+                    problem: format!(
+                        "hold {bytes} bytes, {bits:.2} bits for each of config.json's {parameters:.0} parameters: not \
+                         this model's weights"
+                    ),
+                });
+            }
+        }
+        model.source = dir.display().to_string();
         Ok(model)
     }
 
@@ -501,7 +546,11 @@ impl ModelShape {
             .parent()
             .and_then(Path::file_name)
             .map_or_else(|| origin.clone(), |dir| dir.to_string_lossy().into_owned());
-        Self::from_config_str(&name, &origin, &text)
+        let mut model = Self::from_config_str(&name, &origin, &text)?;
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            model.source = dir.display().to_string();
+        }
+        Ok(model)
     }
 
     /// Parses `config.json` text; `origin` (a path, usually) prefixes every error.
@@ -558,7 +607,16 @@ impl ModelShape {
                 });
             }
         };
+        if object.contains_key("interleave_moe_layer_step") {
+            // Llama 4 alternates dense and MoE layers and adds an always-on expert: sized as a plain MoE it comes
+            // out twice too large, so it is refused rather than mis-sized.
+            return Err(fields.invalid(
+                "interleave_moe_layer_step",
+                "is set: interleaved MoE layers (Llama 4) are not modelled yet",
+            ));
+        }
         let sliding_window = fields.sliding_window(&model_type, num_layers)?;
+        let tied_by_default = model_type.starts_with("gemma");
         Ok(ModelShape {
             name: name.to_owned(),
             model_type,
@@ -571,10 +629,10 @@ impl ModelShape {
             head_dim,
             intermediate_size,
             vocab_size: fields.required("vocab_size")?,
-            // LlamaConfig, Qwen2/3Config and MixtralConfig all default to untied.
+            // LlamaConfig, Qwen2/3Config and MixtralConfig default to untied, Gemma's configs to tied.
             tie_word_embeddings: fields
                 .optional_bool("tie_word_embeddings")?
-                .unwrap_or(false),
+                .unwrap_or(tied_by_default),
             dtype: fields.dtype()?,
             max_position_embeddings: fields.max_len()?,
             moe,
@@ -582,6 +640,7 @@ impl ModelShape {
             sliding_window,
             quantization: fields.quantization(root)?,
             checkpoint_bytes: None,
+            source: name.to_owned(),
         })
     }
 
@@ -940,33 +999,45 @@ mod tests {
     #[test]
     fn a_model_directory_gives_the_checkpoint_size() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("config.json"), BUILT_IN_MODELS[0].2).unwrap();
+        std::fs::write(dir.path().join("config.json"), BUILT_IN_MODELS[0].config).unwrap();
         let spec = dir.path().to_str().unwrap();
         assert_eq!(ModelShape::resolve(spec).unwrap().checkpoint_bytes, None);
-        // A single safetensors file: the header's last data offset is the tensor bytes.
-        let header = br#"{"__metadata__": {"format": "pt"}, "a": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]},
-            "b": {"dtype": "F32", "shape": [3], "data_offsets": [16, 28]}}"#;
-        let mut file = (header.len() as u64).to_le_bytes().to_vec();
-        file.extend_from_slice(header);
-        file.extend_from_slice(&[0u8; 28]);
-        std::fs::write(dir.path().join("model.safetensors"), &file).unwrap();
+        // A single safetensors file: the header's last data offset is the tensor bytes (the tensors themselves
+        // are not read). The tiny model's 4,001,536 f32 parameters: 16,006,144 bytes.
+        let write_header = |end: u64| {
+            let header = format!(
+                r#"{{"__metadata__": {{"format": "pt"}}, "a": {{"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}},
+                "b": {{"dtype": "F32", "shape": [4001534], "data_offsets": [8, {end}]}}}}"#
+            );
+            let mut file = (header.len() as u64).to_le_bytes().to_vec();
+            file.extend_from_slice(header.as_bytes());
+            std::fs::write(dir.path().join("model.safetensors"), &file).unwrap();
+        };
+        write_header(16_006_144);
         let model = ModelShape::resolve(spec).unwrap();
-        assert_eq!(model.checkpoint_bytes, Some(28));
-        assert_eq!(model.weight_bytes(Dtype::Float32, None), 28.0);
+        assert_eq!(model.checkpoint_bytes, Some(16_006_144));
+        assert_eq!(model.weight_bytes(Dtype::Float32, None), 16_006_144.0);
+        assert_eq!(model.source, spec);
         // Served in bf16, the f32 checkpoint's size no longer applies.
         assert_eq!(
             model.weight_bytes(Dtype::Bfloat16, None),
             model.parameter_count() as f64 * 2.0
         );
+        // A corrupt header (or another model's files) is not believed.
+        write_header(u64::MAX);
+        let error = ModelShape::resolve(spec).unwrap_err().to_string();
+        assert!(error.contains("not this model's weights"), "{error}");
+        write_header(16_006_144);
         // A sharded checkpoint's index wins; a broken one is an error naming the file.
         std::fs::write(
             dir.path().join("model.safetensors.index.json"),
-            r#"{"metadata": {"total_size": 16006127616}}"#,
+            r#"{"metadata": {"total_size": 8003072}}"#,
         )
         .unwrap();
+        // 8,003,072 bytes: the same weights in bf16 shards.
         assert_eq!(
             ModelShape::resolve(spec).unwrap().checkpoint_bytes,
-            Some(16_006_127_616)
+            Some(8_003_072)
         );
         std::fs::write(
             dir.path().join("model.safetensors.index.json"),

@@ -56,6 +56,7 @@ impl DeploymentOption {
         self.gpus = self.replicas.saturating_mul(self.deployment.gpus());
         self.cost_per_million_output_tokens = search
             .gpu_hour_price
+            .filter(|_| self.gpus > 0)
             .map(|price| cost_per_million(self.gpus, price, workload));
     }
 
@@ -90,9 +91,9 @@ impl Default for Search {
     }
 }
 
-/// Every option that fits: TP 1, 2, 4, 8 (up to `max_gpus_per_replica`, dividing the heads), with the
-/// checkpoint's weights and, on an FP8-capable GPU, FP8 weights and FP8 KV. An option that cannot hold the
-/// model or one request of `max_model_len` is left out with the reason.
+/// Every option that fits: TP 1, 2, 4, 8 and TP 8 × PP 2, 4 (up to `max_gpus_per_replica`, TP dividing the
+/// heads), with the checkpoint's weights and, on an FP8-capable GPU, FP8 weights and FP8 KV. An option that
+/// cannot hold the model or one request of `max_model_len` is left out with the reason.
 pub fn enumerate(
     model: &ModelShape,
     gpu: &Gpu,
@@ -103,13 +104,20 @@ pub fn enumerate(
     let mut options = Vec::new();
     let mut rejected = Vec::new();
     let fp8 = gpu.fp8_flops.is_some();
-    for tp in [1u32, 2, 4, 8] {
-        if tp > search.max_gpus_per_replica
+    // Tensor parallelism within a node first; pipeline stages (of 8-way TP) only where one node's GPUs are
+    // allowed more than 8.
+    let layouts = [1u32, 2, 4, 8]
+        .map(|tp| (tp, 1u32))
+        .into_iter()
+        .chain([2u32, 4].map(|pp| (8, pp)));
+    for (tp, pp) in layouts {
+        if tp.saturating_mul(pp) > search.max_gpus_per_replica
             || !model.num_attention_heads.is_multiple_of(u64::from(tp))
         {
             continue;
         }
-        let base = Deployment::new(model, gpu, tp);
+        let mut base = Deployment::new(model, gpu, tp);
+        base.pipeline_parallel = pp;
         let mut variants = vec![base];
         if fp8 {
             let mut fp8_kv = base;
@@ -123,7 +131,12 @@ pub fn enumerate(
         }
         for deployment in variants {
             let label = format!(
-                "TP {tp}, {} weights, {} KV",
+                "TP {tp}{}, {} weights, {} KV",
+                if pp > 1 {
+                    format!(" x PP {pp}")
+                } else {
+                    String::new()
+                },
                 deployment
                     .quantization
                     .map_or(deployment.weight_dtype.to_string(), |q| q.method.to_owned()),
@@ -165,11 +178,10 @@ pub fn evaluate(
         cost.step_seconds(&work)
     };
     let batch_at_slo = largest_batch(max_concurrency, |b| {
-        shape.closed_loop(&cost, b).step_s <= slo.tpot_p95_s
+        shape.closed_loop(&cost, b).tpot_s <= slo.tpot_p95_s
     });
     let replica_rate = if batch_at_slo > 0.0 {
-        let at_slo = shape.closed_loop(&cost, batch_at_slo);
-        batch_at_slo / (prefill + osl as f64 * at_slo.step_s)
+        shape.closed_loop(&cost, batch_at_slo).requests_per_s
     } else {
         0.0
     };
@@ -196,10 +208,11 @@ pub fn evaluate(
         replicas,
         gpus,
         predicted_ttft_s: prefill,
-        predicted_tpot_s: at_load.step_s,
+        predicted_tpot_s: at_load.tpot_s,
         curve: shape.curve(&cost, max_concurrency),
         cost_per_million_output_tokens: search
             .gpu_hour_price
+            .filter(|_| gpus > 0)
             .map(|price| cost_per_million(gpus, price, workload)),
     })
 }
@@ -274,6 +287,26 @@ mod tests {
             tp1.replicas
         );
         assert!(f64::from(more.replicas) * more.replica_rate >= 200.0);
+    }
+
+    #[test]
+    fn past_one_node_pipeline_stages_hold_what_tensor_parallelism_cannot() {
+        let model = ModelShape::by_name("deepseek-v3").unwrap();
+        let gpu = Gpu::by_name("h100").unwrap();
+        let search = Search {
+            max_gpus_per_replica: 16,
+            ..Search::default()
+        };
+        let (options, rejected) = enumerate(&model, &gpu, &workload(2.0), &SLO, &search);
+        // 671 GB of FP8 weights: 84 GB a GPU at TP 8 is too much for an H100; 8 x 2 stages hold it.
+        assert!(rejected.iter().any(|(label, _)| label.starts_with("TP 8,")));
+        assert!(!options.is_empty());
+        assert!(
+            options
+                .iter()
+                .all(|o| o.deployment.pipeline_parallel == 2 && o.gpus % 16 == 0),
+            "{options:?}"
+        );
     }
 
     #[test]

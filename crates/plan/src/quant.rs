@@ -21,7 +21,7 @@ pub struct Quantization {
 }
 
 // Every method vLLM names that the planner can size, with the name vLLM logs.
-const METHODS: [&str; 10] = [
+const METHODS: [&str; 11] = [
     "fp8",
     "fbgemm_fp8",
     "awq",
@@ -32,6 +32,7 @@ const METHODS: [&str; 10] = [
     "mxfp4",
     "bitsandbytes",
     "modelopt",
+    "modelopt_fp4",
 ];
 
 impl Quantization {
@@ -91,6 +92,22 @@ impl Quantization {
         })?;
         let int = |key: &str| config.get(key).and_then(Value::as_i64);
         Ok(match method {
+            // NVIDIA ModelOpt names its scheme in `quant_algo`: FP8, or NVFP4 (4-bit values with an FP8 scale
+            // per 16, vLLM's `modelopt_fp4`).
+            "modelopt" | "modelopt_fp4"
+                if method == "modelopt_fp4"
+                    || config
+                        .get("quant_algo")
+                        .and_then(Value::as_str)
+                        .is_some_and(|algo| algo.to_ascii_uppercase().contains("FP4")) =>
+            {
+                Quantization {
+                    method: "modelopt_fp4",
+                    bits_per_weight: 4.5,
+                    experts_only: false,
+                    fp8_activations: false,
+                }
+            }
             "fp8" | "fbgemm_fp8" | "modelopt" => Quantization {
                 method,
                 ..Self::online_fp8()
@@ -227,6 +244,12 @@ mod tests {
         )
         .unwrap();
         assert!((w4a16.bits_per_weight - (4.0 + 16.0 / 128.0)).abs() < 1e-12);
+        let nvfp4 =
+            parse(r#"{"quant_method": "modelopt", "quant_algo": "NVFP4", "group_size": 16}"#)
+                .unwrap();
+        assert_eq!((nvfp4.method, nvfp4.bits_per_weight), ("modelopt_fp4", 4.5));
+        let modelopt_fp8 = parse(r#"{"quant_method": "modelopt", "quant_algo": "FP8"}"#).unwrap();
+        assert_eq!(modelopt_fp8.bits_per_weight, 8.0);
     }
 
     #[test]

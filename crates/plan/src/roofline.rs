@@ -11,13 +11,19 @@ use crate::{CostModel, StepWork};
 pub struct LoadPoint {
     /// Requests decoding at once.
     pub concurrency: f64,
-    /// One engine step: a token for each decoding request plus the prefill chunks that share it.
+    /// The mean engine step: a token for each decoding request plus the prefill chunks that share it.
     pub step_s: f64,
+    /// Time between a request's tokens: a step with the other requests' prefills beside the decodes (a request
+    /// alone decodes in pure decode steps; its own prompt is its TTFT).
+    pub tpot_s: f64,
     /// Prompt tokens each step prefills beside the decodes.
     pub prefill_tokens_per_step: f64,
     pub output_tokens_per_s: f64,
     pub requests_per_s: f64,
     pub bound: Bound,
+    /// The load asks for more than the replica gives: prompts beyond the token budget, or more requests in
+    /// flight than it holds. The queue grows; latency has no steady value.
+    pub overloaded: bool,
 }
 
 /// The request shape and the scheduler's budget.
@@ -29,54 +35,78 @@ pub struct Shape {
 }
 
 impl Shape {
-    /// A step with `decodes` requests at their mean context and `prefill` prompt tokens (at most the budget
-    /// left beside the decodes), as vLLM's scheduler builds it.
-    fn step(&self, decodes: f64, prefill: f64) -> (StepWork, u64) {
+    /// Prompt tokens a step can take beside `decodes` decoding requests.
+    fn prefill_budget(&self, decodes: f64) -> f64 {
+        (self.max_num_batched_tokens as f64 - decodes.max(1.0).round()).max(0.0)
+    }
+
+    /// Seconds of a step with `decodes` requests at their mean context and `prefill` prompt tokens, as vLLM's
+    /// scheduler builds it; and the resource it waits on.
+    fn step(&self, cost: &CostModel, decodes: f64, prefill: f64) -> (f64, Bound) {
         let mut work = StepWork::default();
         let whole = decodes.max(1.0).round() as u64;
         let context = self.input_tokens + self.output_tokens / 2;
         for _ in 0..whole {
             work.add_decode(context);
         }
-        let budget = self.max_num_batched_tokens.saturating_sub(whole) as f64;
-        let chunk = prefill.clamp(0.0, budget).round() as u64;
+        let chunk = prefill.clamp(0.0, self.prefill_budget(decodes)).round() as u64;
         if chunk > 0 {
             work.add_prefill_chunk(0, chunk);
         }
-        (work, chunk)
+        (cost.step_seconds(&work), cost.bound(&work))
     }
 
-    fn point(&self, cost: &CostModel, concurrency: f64, prefill: f64) -> LoadPoint {
-        let (work, chunk) = self.step(concurrency, prefill);
-        let step_s = cost.step_seconds(&work);
-        let output_tokens_per_s = concurrency.max(1.0) / step_s;
+    /// `requests_per_step` requests finishing (and as many prompts prefilled) a step with `concurrency` decoding.
+    fn point(
+        &self,
+        cost: &CostModel,
+        concurrency: f64,
+        requests_per_step: f64,
+        overloaded: bool,
+    ) -> LoadPoint {
+        let prefill = requests_per_step * self.input_tokens as f64;
+        let (step_s, bound) = self.step(cost, concurrency, prefill);
+        let others = (concurrency - 1.0).max(0.0) / concurrency.max(1.0);
+        let (tpot_s, _) = self.step(cost, concurrency, prefill * others);
+        let requests_per_s = requests_per_step / step_s;
         LoadPoint {
             concurrency,
             step_s,
-            prefill_tokens_per_step: chunk as f64,
-            output_tokens_per_s,
-            requests_per_s: output_tokens_per_s / self.output_tokens.max(1) as f64,
-            bound: cost.bound(&work),
+            tpot_s,
+            prefill_tokens_per_step: prefill,
+            output_tokens_per_s: requests_per_s * self.output_tokens.max(1) as f64,
+            requests_per_s,
+            bound,
+            overloaded,
         }
     }
 
-    /// `concurrency` users sending back to back: each step decodes their tokens and prefills, on average, the
-    /// prompts of the requests that finished (concurrency × input / output tokens a step).
+    /// `concurrency` users sending back to back: each step decodes their tokens, and the requests that finish
+    /// (concurrency / output a step) have their next prompts prefilled, as far as the token budget allows;
+    /// beyond it, prefill is the limit and requests finish only as fast as their prompts fit.
     pub fn closed_loop(&self, cost: &CostModel, concurrency: f64) -> LoadPoint {
-        let prefill = concurrency * self.input_tokens as f64 / self.output_tokens.max(1) as f64;
-        self.point(cost, concurrency, prefill)
+        let wanted = concurrency / self.output_tokens.max(1) as f64;
+        let fits = self.prefill_budget(concurrency) / self.input_tokens.max(1) as f64;
+        self.point(cost, concurrency, wanted.min(fits), false)
     }
 
     /// Requests arriving at `rate` a second: the batch settles where, by Little's law, it equals the rate times
-    /// the steps a request spends decoding, and each step prefills the prompts arriving meanwhile (fixed point;
-    /// capped at `max_concurrency`, past which requests queue).
+    /// the time a request spends decoding, and each step prefills the prompts arriving meanwhile (fixed point;
+    /// capped at `max_concurrency` and the token budget, past which requests queue: `overloaded`).
     pub fn at_rate(&self, cost: &CostModel, rate: f64, max_concurrency: f64) -> LoadPoint {
-        let mut point = self.point(cost, 1.0, 0.0);
+        let cap = max_concurrency.max(1.0);
+        let mut point = self.point(cost, 1.0, 0.0, false);
         for _ in 0..50 {
-            let batch = (rate * self.output_tokens as f64 * point.step_s)
-                .clamp(1.0, max_concurrency.max(1.0));
-            let prefill = rate * self.input_tokens as f64 * point.step_s;
-            point = self.point(cost, batch, prefill);
+            let wanted_batch = rate * self.output_tokens as f64 * point.step_s;
+            let batch = wanted_batch.clamp(1.0, cap);
+            let wanted = rate * point.step_s;
+            let fits = self.prefill_budget(batch) / self.input_tokens.max(1) as f64;
+            point = self.point(
+                cost,
+                batch,
+                wanted.min(fits),
+                wanted > fits || wanted_batch > cap,
+            );
         }
         point
     }
@@ -191,5 +221,31 @@ mod tests {
         let over = SHAPE.at_rate(&cost, 200.0, 64.0);
         assert_eq!(over.concurrency, 64.0);
         assert_eq!(over.prefill_tokens_per_step, 8192.0 - 64.0);
+        assert!(over.overloaded && over.requests_per_s < 200.0);
+    }
+
+    #[test]
+    fn long_prompts_make_prefill_the_limit_and_a_lone_request_decodes_purely() {
+        let cost = cost();
+        // 8,000 prompt tokens for 20 output: a step's budget fits about one prompt, so requests finish about one
+        // a step whatever the concurrency; without the budget 64 users would finish 3.2 a step.
+        let prompt_heavy = Shape {
+            input_tokens: 8000,
+            output_tokens: 20,
+            max_num_batched_tokens: 8192,
+        };
+        let crowd = prompt_heavy.closed_loop(&cost, 64.0);
+        assert!(crowd.prefill_tokens_per_step <= 8192.0 - 64.0, "{crowd:?}");
+        let per_step = crowd.requests_per_s * crowd.step_s;
+        assert!(
+            (per_step - (8192.0 - 64.0) / 8000.0).abs() < 1e-9,
+            "{crowd:?}"
+        );
+        // One user: its decode steps carry no one else's prompt.
+        let alone = prompt_heavy.closed_loop(&cost, 1.0);
+        let mut decode = StepWork::default();
+        decode.add_decode(8010);
+        assert_eq!(alone.tpot_s, cost.step_seconds(&decode));
+        assert!(alone.step_s > alone.tpot_s);
     }
 }

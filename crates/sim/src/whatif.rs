@@ -6,6 +6,8 @@ use rand::rngs::StdRng;
 use rand_distr::{Distribution, Exp};
 use serde::Serialize;
 
+use infer_doctor_core::LatencyHistogram;
+
 use crate::des::{self, Arrivals};
 use crate::setup::SimSetup;
 use infer_doctor_plan::HardwareError;
@@ -21,7 +23,7 @@ pub struct Load {
     pub requests: u64,
 }
 
-/// What the simulated clients saw.
+/// What the simulated clients saw; a percentile is NaN (meeting no SLO) when some measured request never finished.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct Simulated {
     pub ttft_p95_s: f64,
@@ -30,6 +32,19 @@ pub struct Simulated {
     pub preempted_requests: usize,
     /// Requests per second that finished, over the measured ones' span.
     pub throughput: f64,
+}
+
+impl Simulated {
+    /// What a check that could not run reports: no percentile, so no SLO met.
+    pub fn unmeasured() -> Simulated {
+        Simulated {
+            ttft_p95_s: f64::NAN,
+            tpot_p95_s: f64::NAN,
+            e2e_p95_s: f64::NAN,
+            preempted_requests: 0,
+            throughput: 0.0,
+        }
+    }
 }
 
 /// Runs `load` through the server `setup` describes, on the discrete-event clock (no sleeping, no HTTP).
@@ -42,7 +57,7 @@ pub fn simulate(setup: &SimSetup, load: Load) -> Result<Simulated, HardwareError
         expected: "a positive number of requests per second".to_owned(),
     })?;
     let mut t = 0.0;
-    let times = (0..load.requests)
+    let times: Vec<f64> = (0..load.requests)
         .map(|_| {
             t += gap.sample(&mut rng);
             t
@@ -51,12 +66,15 @@ pub fn simulate(setup: &SimSetup, load: Load) -> Result<Simulated, HardwareError
     let block_size = built.scheduler.block_size;
     let prompt = load.input_tokens.clamp(1, setup.max_model_len - 1);
     let output = load.output_tokens.clamp(1, setup.max_model_len - prompt);
+    // Long enough to drain any queue the arrivals built up, whatever the rate; samples stay ~1,000 whatever it is.
+    let last_arrival = times.last().copied().unwrap_or(0.0);
+    let horizon = 2.0 * last_arrival + 3600.0;
     let outcome = des::run(
         &mut built.core,
         &Arrivals::Open { times },
         |id| des::synthetic_request(id, prompt, (0, 1), output, Some(output), block_size),
-        10.0,
-        1e6,
+        horizon / 1000.0,
+        horizon,
     );
     let warm_up = load.requests / 10;
     let measured: Vec<_> = outcome
@@ -64,19 +82,30 @@ pub fn simulate(setup: &SimSetup, load: Load) -> Result<Simulated, HardwareError
         .iter()
         .filter(|f| f.id >= warm_up)
         .collect();
-    let mut ttft = Vec::new();
-    let mut tpot = Vec::new();
-    let mut e2e = Vec::new();
+    let (mut ttft, mut tpot, mut e2e) = (
+        LatencyHistogram::new(),
+        LatencyHistogram::new(),
+        LatencyHistogram::new(),
+    );
+    let us = |seconds: f64| (seconds * 1e6).round().max(0.0) as u64;
     for f in &measured {
         let (Some(first), Some(last)) = (f.times.first_token, f.times.last_token) else {
             continue;
         };
-        ttft.push(first - f.times.arrived);
-        e2e.push(last - f.times.arrived);
+        ttft.record_us(us(first - f.times.arrived));
+        e2e.record_us(us(last - f.times.arrived));
         if f.generated > 1 {
-            tpot.push((last - first) / f64::from(f.generated - 1));
+            tpot.record_us(us((last - first) / f64::from(f.generated - 1)));
         }
     }
+    // A request still queued or running at the horizon never got its latency: the percentiles are unknown then,
+    // not the survivors' (which would flatter an overloaded option).
+    let all_finished = measured.len() as u64 == load.requests - warm_up.min(load.requests);
+    let p95 = |h: &LatencyHistogram| {
+        h.summary()
+            .filter(|_| all_finished)
+            .map_or(f64::NAN, |s| s.p95 / 1e3)
+    };
     let span = measured
         .iter()
         .filter_map(|f| f.times.last_token)
@@ -86,9 +115,9 @@ pub fn simulate(setup: &SimSetup, load: Load) -> Result<Simulated, HardwareError
             .map(|f| f.times.arrived)
             .fold(f64::INFINITY, f64::min);
     Ok(Simulated {
-        ttft_p95_s: p95(&mut ttft),
-        tpot_p95_s: p95(&mut tpot),
-        e2e_p95_s: p95(&mut e2e),
+        ttft_p95_s: p95(&ttft),
+        tpot_p95_s: p95(&tpot),
+        e2e_p95_s: p95(&e2e),
         preempted_requests: measured.iter().filter(|f| f.preemptions > 0).count(),
         throughput: if span > 0.0 {
             measured.len() as f64 / span
@@ -96,16 +125,6 @@ pub fn simulate(setup: &SimSetup, load: Load) -> Result<Simulated, HardwareError
             0.0
         },
     })
-}
-
-/// Nearest-rank 95th percentile; NaN with no samples, which meets no SLO.
-fn p95(values: &mut [f64]) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    values.sort_by(f64::total_cmp);
-    let rank = (0.95 * values.len() as f64).ceil() as usize;
-    values[rank.clamp(1, values.len()) - 1]
 }
 
 #[cfg(test)]

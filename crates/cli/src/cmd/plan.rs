@@ -31,12 +31,16 @@ struct Checked {
 }
 
 pub fn run(args: &PlanArgs) -> Result<u8, Failure> {
-    if !(args.rate > 0.0 && args.rate.is_finite()) || args.isl == 0 || args.osl == 0 {
+    if !(args.rate > 0.0 && args.rate.is_finite()) {
         return Err(Failure::usage(anyhow!(
-            "--rate, --isl and --osl must be positive (got {}, {}, {})",
-            args.rate,
-            args.isl,
-            args.osl
+            "--rate {}: a positive number of requests per second",
+            args.rate
+        )));
+    }
+    if !(args.headroom >= 0.0 && args.headroom.is_finite()) {
+        return Err(Failure::usage(anyhow!(
+            "--headroom {}: a fraction ≥ 0 (0.2 is 20 %)",
+            args.headroom
         )));
     }
     let report = match &args.from {
@@ -107,6 +111,13 @@ fn planned(args: &PlanArgs) -> Result<PlanReport, Failure> {
             .saturating_mul(1024)
             .min(model.max_position_embeddings)
     });
+    if max_model_len > model.max_position_embeddings {
+        return Err(Failure::usage(anyhow!(
+            "--max-model-len {max_model_len} is above the {} tokens {} was trained for, which vLLM refuses",
+            model.max_position_embeddings,
+            model.name
+        )));
+    }
     if max_model_len < args.isl + args.osl {
         return Err(Failure::usage(anyhow!(
             "--max-model-len {max_model_len} is shorter than a request ({} + {} tokens)",
@@ -181,10 +192,22 @@ fn planned(args: &PlanArgs) -> Result<PlanReport, Failure> {
         }
         (None, _) => None,
     };
-    let mut notes: Vec<String> = rejected
+    let mut notes: Vec<String> = Vec::new();
+    if checked
         .iter()
-        .map(|(option, why)| format!("Left out: {option}: {why}"))
-        .collect();
+        .any(|c| c.option.deployment.pipeline_parallel > 1)
+    {
+        notes.push(
+            "Pipeline-parallel options are not simulated (the simulator runs no pipeline stages), so none is \
+             recommended; their memory is vLLM's and their latency a token's pass through every stage."
+                .into(),
+        );
+    }
+    notes.extend(
+        rejected
+            .iter()
+            .map(|(option, why)| format!("Left out: {option}: {why}")),
+    );
     let (tables, command) = match recommended {
         Some(i) => {
             let c = &checked[i];
@@ -196,7 +219,12 @@ fn planned(args: &PlanArgs) -> Result<PlanReport, Failure> {
                 seconds(c.simulated.ttft_p95_s),
                 seconds(c.simulated.tpot_p95_s),
             ));
-            notes.extend(explain(&c.option, &model, max_model_len));
+            notes.extend(explain(
+                &c.option,
+                &model,
+                max_model_len,
+                args.max_model_len.is_some(),
+            ));
             let flags = flags(&c.option, &model, max_model_len, &search);
             let line: Vec<String> = flags.iter().map(|(f, v)| format!("{f} {v}")).collect();
             (
@@ -204,8 +232,15 @@ fn planned(args: &PlanArgs) -> Result<PlanReport, Failure> {
                     options_table(&checked, recommended),
                     curve_table(i, &c.option),
                 ],
-                Some(format!("vllm serve {} {}", model.name, line.join(" "))),
+                Some(format!("vllm serve {} {}", model.source, line.join(" "))),
             )
+        }
+        None if checked
+            .iter()
+            .all(|c| c.option.deployment.pipeline_parallel > 1) =>
+        {
+            notes.push("Only pipeline-parallel options fit, and none was simulated: nothing is recommended.".into());
+            (vec![options_table(&checked, recommended)], None)
         }
         None => {
             notes.push(format!(
@@ -283,10 +318,19 @@ fn check(
     requests: u64,
 ) -> Result<Checked, Failure> {
     let deployment = option.deployment;
+    if deployment.pipeline_parallel > 1 {
+        return Ok(Checked {
+            option,
+            simulated: Simulated::unmeasured(),
+            meets_slo: false,
+        });
+    }
     let setup = SimSetup {
         tensor_parallel_size: deployment.tensor_parallel,
         quantization: (deployment.quantization != model.quantization).then(|| "fp8".to_owned()),
         kv_cache_dtype: (deployment.kv_cache_dtype == Dtype::Fp8).then(|| "fp8".to_owned()),
+        // The flags the plan would print for this option, so the check covers them.
+        max_num_seqs: Some(u32::try_from(max_num_seqs(&option)).unwrap_or(u32::MAX)),
         ..base.clone()
     };
     // An option no replica count can save is still simulated, on one replica, to show by how much it misses.
@@ -299,12 +343,17 @@ fn check(
             rate: workload.rate / f64::from(option.replicas.max(1)),
             input_tokens: u32::try_from(workload.input_tokens).unwrap_or(u32::MAX),
             output_tokens: u32::try_from(workload.output_tokens).unwrap_or(u32::MAX),
-            requests: requests.max(20),
+            requests,
         };
         let simulated = whatif::simulate(&setup, load).map_err(Failure::usage)?;
-        let meets_slo =
-            simulated.ttft_p95_s <= slo.ttft_p95_s && simulated.tpot_p95_s <= slo.tpot_p95_s;
+        // One output token has no time per output token to miss.
+        let tpot_met = workload.output_tokens < 2 || simulated.tpot_p95_s <= slo.tpot_p95_s;
+        let meets_slo = simulated.ttft_p95_s <= slo.ttft_p95_s && tpot_met;
         if meets_slo || option.replicas >= limit {
+            if meets_slo && option.replicas == 0 {
+                // The roofline found no count, yet one replica (what was simulated) meets the SLO.
+                option.set_replicas(1, workload, search);
+            }
             return Ok(Checked {
                 option,
                 simulated,
@@ -347,6 +396,11 @@ fn manifests(
     .map_err(Failure::usage)
 }
 
+/// As many sequences as the cache holds at the workload's mean length, within vLLM's own cap.
+fn max_num_seqs(option: &DeploymentOption) -> u64 {
+    (option.max_concurrency.floor() as u64).clamp(1, option.memory.limits.max_num_seqs)
+}
+
 /// The vLLM flags that give the recommended option, each value from the plan.
 fn flags(
     option: &DeploymentOption,
@@ -355,9 +409,7 @@ fn flags(
     search: &Search,
 ) -> Vec<(String, String)> {
     let d = &option.deployment;
-    // As many sequences as the cache holds at the workload's mean length, up to vLLM's own cap.
-    let max_num_seqs =
-        (option.max_concurrency.floor() as u64).clamp(1, option.memory.limits.max_num_seqs);
+    let max_num_seqs = max_num_seqs(option);
     let mut flags = vec![
         (
             "--tensor-parallel-size".to_owned(),
@@ -437,7 +489,10 @@ fn options_table(checked: &[Checked], recommended: Option<usize>) -> Table {
                     i + 1,
                     if recommended == Some(i) { " *" } else { "" }
                 ),
-                o.deployment.tensor_parallel.to_string(),
+                match o.deployment.pipeline_parallel {
+                    1 => o.deployment.tensor_parallel.to_string(),
+                    pp => format!("{} x PP {pp}", o.deployment.tensor_parallel),
+                },
                 o.weights_label(),
                 o.deployment.kv_cache_dtype.to_string(),
                 o.memory.kv.tokens().to_string(),
@@ -450,7 +505,14 @@ fn options_table(checked: &[Checked], recommended: Option<usize>) -> Table {
                     .map_or("-".to_owned(), |c| format!("{c:.2}")),
                 seconds(c.simulated.ttft_p95_s),
                 seconds(c.simulated.tpot_p95_s),
-                if c.meets_slo { "meets" } else { "misses" }.to_owned(),
+                if c.meets_slo {
+                    "meets"
+                } else if o.deployment.pipeline_parallel > 1 {
+                    "not simulated"
+                } else {
+                    "misses"
+                }
+                .to_owned(),
             ]
         })
         .collect();
@@ -470,7 +532,7 @@ fn curve_table(index: usize, option: &DeploymentOption) -> Table {
         .map(|p| {
             vec![
                 format!("{:.0}", p.concurrency),
-                seconds(p.step_s),
+                seconds(p.tpot_s),
                 format!("{:.0}", p.output_tokens_per_s),
                 format!("{:.2}", p.requests_per_s),
                 format!("{:?}", p.bound).to_lowercase(),
@@ -495,12 +557,23 @@ fn curve_table(index: usize, option: &DeploymentOption) -> Table {
 }
 
 /// Why each recommended flag has its value.
-fn explain(option: &DeploymentOption, model: &ModelShape, max_model_len: u64) -> Vec<String> {
+fn explain(
+    option: &DeploymentOption,
+    model: &ModelShape,
+    max_model_len: u64,
+    given: bool,
+) -> Vec<String> {
     let d = &option.deployment;
+    let chosen = if given {
+        "as given".to_owned()
+    } else {
+        format!(
+            "twice a request's length (the model allows {})",
+            model.max_position_embeddings
+        )
+    };
     let mut why = vec![format!(
-        "--max-model-len {max_model_len}: twice a request's length (the model allows {}); the cache holds {:.0} \
-         requests of that length at once.",
-        model.max_position_embeddings,
+        "--max-model-len {max_model_len}: {chosen}; the cache holds {:.0} requests of that length at once.",
         option.memory.kv.max_concurrency(max_model_len),
     )];
     if d.kv_cache_dtype == Dtype::Fp8 {
@@ -516,9 +589,10 @@ fn explain(option: &DeploymentOption, model: &ModelShape, max_model_len: u64) ->
         );
     }
     why.push(format!(
-        "--max-num-seqs: no more sequences than the cache holds at the workload's mean length ({:.0}), so admitted \
-         requests are not preempted.",
-        option.max_concurrency
+        "--max-num-seqs {}: no more sequences than the cache holds at the workload's mean length (within vLLM's \
+         cap of {}), so admitted requests are not preempted.",
+        max_num_seqs(option),
+        option.memory.limits.max_num_seqs
     ));
     why
 }
