@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 use infer_doctor_core::signals::{CounterStats, GaugeStats, HistogramStats, ServerWindow};
 use infer_doctor_core::summary::{RequestCounts, Throughput, TokenAccounting};
 use infer_doctor_core::{
-    Cgroup, CheckLine, DcgmDiag, DiagOutcome, DiagTest, Diagnosis, Evidence, Finding, GpuLink,
+    Cgroup, CheckLine, ConfigSource, DcgmDiag, DiagOutcome, DiagTest, Diagnosis, Evidence, Finding, GpuLink,
     GpuNvLinkErrors, GpuNvLinks, GpuState, GpuTopology, HardwareFacts, HostFacts, HungTask,
     KernelFacts, LogFacts, NetworkFacts, NumaNode, NvLinkErrorCounters, NvLinkLane, OomKill,
     PathTiming, PciDevice, PciePath, Phase, PodContainer, PodFacts, Pressure, PressureLine,
-    RequestRecord, RunSummary, ServerThreads, Signal, Summary, Termination, ThreadCpu, TopologyGpu,
+    RequestRecord, RunSummary, ServerConfig, ServerThreads, Setting, Signal, Summary, Termination, ThreadCpu, TopologyGpu,
     WorkloadFacts, XidEvent,
 };
 
@@ -107,6 +107,7 @@ pub fn healthy_server() -> ServerWindow {
         end: WINDOW_SECONDS,
         scrapes: 31,
         no_clock: false,
+        cache_config: BTreeMap::new(),
         gauges: BTreeMap::from([
             (Signal::RequestsRunning, gauge(15.0, 16.0)),
             (Signal::RequestsWaiting, gauge(0.0, 0.0)),
@@ -255,6 +256,26 @@ pub fn healthy() -> Evidence {
                 ..Default::default()
             }],
         }),
+        config: Some(healthy_config()),
+    }
+}
+
+/// Settings that suit the healthy load: CUDA graphs, a batch cap the cache holds, a context near the requests.
+pub fn healthy_config() -> ServerConfig {
+    let log = |v| Some(Setting::new(v, ConfigSource::Log));
+    ServerConfig {
+        enforce_eager: log(false),
+        max_num_seqs: log(256),
+        max_num_batched_tokens: log(8192),
+        max_model_len: log(4096),
+        gpu_memory_utilization: Some(Setting::new(0.9, ConfigSource::Log)),
+        enable_prefix_caching: log(true),
+        enable_chunked_prefill: log(true),
+        kv_cache_dtype: Some(Setting::new("auto".to_string(), ConfigSource::Log)),
+        tensor_parallel_size: log(1),
+        pipeline_parallel_size: log(1),
+        speculative: log(false),
+        ..Default::default()
     }
 }
 

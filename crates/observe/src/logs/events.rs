@@ -43,6 +43,9 @@ pub enum EventKind {
     Model { model: String },
     /// vLLM's `non-default args: {...}`, values as their Python repr without string quotes.
     NonDefaultArgs { args: BTreeMap<String, String> },
+    /// Settings vLLM states whatever their value: its engine config line (`Initializing a V1 LLM engine (vX)
+    /// with config: enforce_eager=False, …`) and `Chunked prefill is enabled with max_num_batched_tokens=N`.
+    EngineConfig { settings: BTreeMap<String, String> },
     /// vLLM's `Using max model len N`.
     MaxModelLen { tokens: u64 },
     /// `Model loading took X GiB memory and Y seconds` and its older forms.

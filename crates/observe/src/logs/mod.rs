@@ -350,6 +350,9 @@ impl LogParser {
             }
             EventKind::Model { model } => configuration.model = Some(model.clone()),
             EventKind::NonDefaultArgs { args } => configuration.non_default_args.clone_from(args),
+            EventKind::EngineConfig { settings } => configuration
+                .engine_config
+                .extend(settings.iter().map(|(k, v)| (k.clone(), v.clone()))),
             EventKind::MaxModelLen { tokens } => configuration.max_model_len = Some(*tokens),
             EventKind::ModelLoaded {
                 memory_gib,

@@ -60,6 +60,9 @@ pub struct Configuration {
     pub model: Option<String>,
     /// vLLM's `non-default args`.
     pub non_default_args: BTreeMap<String, String>,
+    /// Settings vLLM states outright (its engine config line, its chunked-prefill line).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub engine_config: BTreeMap<String, String>,
     /// vLLM's `Using max model len`, SGLang's `context_len`.
     pub max_model_len: Option<u64>,
     pub model_memory_gib: Option<f64>,
@@ -192,6 +195,7 @@ impl LogReport {
             model: c.model.clone(),
             max_model_len: c.max_model_len,
             non_default_args: c.non_default_args.clone(),
+            engine_config: c.engine_config.clone(),
             kv_capacity_tokens: self.capacity.kv_cache_tokens,
             max_concurrency: self
                 .capacity
