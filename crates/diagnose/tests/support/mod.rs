@@ -262,19 +262,18 @@ pub fn healthy() -> Evidence {
 
 /// Settings that suit the healthy load: CUDA graphs, a batch cap the cache holds, a context near the requests.
 pub fn healthy_config() -> ServerConfig {
-    let log = |v| Some(Setting::new(v, ConfigSource::Log));
     ServerConfig {
-        enforce_eager: log(false),
-        max_num_seqs: log(256),
-        max_num_batched_tokens: log(8192),
-        max_model_len: log(4096),
-        gpu_memory_utilization: Some(Setting::new(0.9, ConfigSource::Log)),
-        enable_prefix_caching: log(true),
-        enable_chunked_prefill: log(true),
-        kv_cache_dtype: Some(Setting::new("auto".to_string(), ConfigSource::Log)),
-        tensor_parallel_size: log(1),
-        pipeline_parallel_size: log(1),
-        speculative: log(false),
+        enforce_eager: logged(false),
+        max_num_seqs: logged(256),
+        max_num_batched_tokens: logged(8192),
+        max_model_len: logged(4096),
+        gpu_memory_utilization: logged(0.9),
+        enable_prefix_caching: logged(true),
+        enable_chunked_prefill: logged(true),
+        kv_cache_dtype: logged("auto".to_string()),
+        tensor_parallel_size: logged(1),
+        pipeline_parallel_size: logged(1),
+        speculative: logged(false),
         ..Default::default()
     }
 }
@@ -600,4 +599,17 @@ fn cites_repository(text: &str) -> bool {
             .is_some_and(|n| n.starts_with(|c: char| c.is_ascii_digit()));
         is_name(owner) && is_name(repo) && (path_follows || issue)
     })
+}
+
+/// The server's settings, as the gathering put them in the evidence.
+pub fn config(evidence: &mut Evidence) -> &mut ServerConfig {
+    evidence
+        .config
+        .as_mut()
+        .expect("the evidence has the server's settings")
+}
+
+/// A setting as the engine log stated it.
+pub fn logged<T>(value: T) -> Option<Setting<T>> {
+    Some(Setting::new(value, ConfigSource::Log))
 }
