@@ -2563,7 +2563,10 @@ fn real_captures_give_the_servers_settings_from_metrics_and_log() {
     ]);
     let config = &doc["evidence"]["config"];
     // The running server's own word: vllm:cache_config_info.
-    assert_eq!(config["gpu_memory_utilization"]["value"], 0.92, "{stderr}{config}");
+    assert_eq!(
+        config["gpu_memory_utilization"]["value"], 0.92,
+        "{stderr}{config}"
+    );
     assert_eq!(config["gpu_memory_utilization"]["source"], "metrics");
     assert_eq!(config["block_size"]["value"], 128);
     assert_eq!(config["num_gpu_blocks"]["value"], 2048);

@@ -187,15 +187,30 @@ impl ServerConfig {
     pub fn absorb(&mut self, other: ServerConfig) -> Vec<ConfigConflict> {
         let mut c = Vec::new();
         let o = other;
-        keep("enforce_eager", &mut self.enforce_eager, o.enforce_eager, &mut c);
-        keep("max_num_seqs", &mut self.max_num_seqs, o.max_num_seqs, &mut c);
+        keep(
+            "enforce_eager",
+            &mut self.enforce_eager,
+            o.enforce_eager,
+            &mut c,
+        );
+        keep(
+            "max_num_seqs",
+            &mut self.max_num_seqs,
+            o.max_num_seqs,
+            &mut c,
+        );
         keep(
             "max_num_batched_tokens",
             &mut self.max_num_batched_tokens,
             o.max_num_batched_tokens,
             &mut c,
         );
-        keep("max_model_len", &mut self.max_model_len, o.max_model_len, &mut c);
+        keep(
+            "max_model_len",
+            &mut self.max_model_len,
+            o.max_model_len,
+            &mut c,
+        );
         keep(
             "gpu_memory_utilization",
             &mut self.gpu_memory_utilization,
@@ -214,7 +229,12 @@ impl ServerConfig {
             o.enable_chunked_prefill,
             &mut c,
         );
-        keep("kv_cache_dtype", &mut self.kv_cache_dtype, o.kv_cache_dtype, &mut c);
+        keep(
+            "kv_cache_dtype",
+            &mut self.kv_cache_dtype,
+            o.kv_cache_dtype,
+            &mut c,
+        );
         keep(
             "tensor_parallel_size",
             &mut self.tensor_parallel_size,
@@ -227,7 +247,12 @@ impl ServerConfig {
             o.pipeline_parallel_size,
             &mut c,
         );
-        keep("num_gpu_blocks", &mut self.num_gpu_blocks, o.num_gpu_blocks, &mut c);
+        keep(
+            "num_gpu_blocks",
+            &mut self.num_gpu_blocks,
+            o.num_gpu_blocks,
+            &mut c,
+        );
         keep("block_size", &mut self.block_size, o.block_size, &mut c);
         keep("speculative", &mut self.speculative, o.speculative, &mut c);
         keep(
@@ -237,7 +262,12 @@ impl ServerConfig {
             &mut c,
         );
         keep("dtype", &mut self.dtype, o.dtype, &mut c);
-        keep("quantization", &mut self.quantization, o.quantization, &mut c);
+        keep(
+            "quantization",
+            &mut self.quantization,
+            o.quantization,
+            &mut c,
+        );
         c
     }
 

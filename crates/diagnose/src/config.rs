@@ -228,7 +228,8 @@ fn longest_request(facts: &Facts) -> Option<(f64, &'static str)> {
     }
     let workload = facts.evidence.workload.as_ref()?;
     let tokens = workload.input_tokens + workload.output_tokens;
-    (tokens.is_finite() && tokens > 0.0).then_some((tokens, "probe workload, prompt + output tokens"))
+    (tokens.is_finite() && tokens > 0.0)
+        .then_some((tokens, "probe workload, prompt + output tokens"))
 }
 
 /// Preemptions seen: over the window, since the start of one scrape, or in the log.
@@ -357,7 +358,11 @@ fn max_num_seqs_vs_kv(facts: &Facts, t: &Thresholds, config: Option<&ServerConfi
         seen("max_num_seqs", cap, cap_source),
         seen("KV cache tokens per engine", kv, kv_source),
         seen("mean tokens per request", per_request, request_source),
-        seen("requests the KV cache holds", fits, "KV tokens / mean tokens"),
+        seen(
+            "requests the KV cache holds",
+            fits,
+            "KV tokens / mean tokens",
+        ),
     ];
     if cap > t.config_seqs_over_kv_ratio * fits {
         let pressure = kv_pressure(facts, t);
@@ -510,10 +515,7 @@ fn max_model_len_oversized(
             kv_source,
         ));
     }
-    let suggested = round_up(
-        longest * t.config_max_model_len_margin,
-        MAX_MODEL_LEN_STEP,
-    );
+    let suggested = round_up(longest * t.config_max_model_len_margin, MAX_MODEL_LEN_STEP);
     MAX_MODEL_LEN_OVERSIZED.fires(
         Severity::Warning,
         Confidence::Medium,
@@ -538,9 +540,8 @@ fn gpu_memory_utilization_low(
         return GPU_MEMORY_UTILIZATION_LOW.unknown("gpu_memory_utilization", HOW_CONFIG);
     };
     if share >= t.config_gpu_memory_utilization_low {
-        return GPU_MEMORY_UTILIZATION_LOW.passes(format!(
-            "gpu_memory_utilization {share:.2} ({source})"
-        ));
+        return GPU_MEMORY_UTILIZATION_LOW
+            .passes(format!("gpu_memory_utilization {share:.2} ({source})"));
     }
     let Some((pressed, pressure)) = kv_pressure(facts, t) else {
         return GPU_MEMORY_UTILIZATION_LOW.unknown(
@@ -631,9 +632,10 @@ fn prefill_interference(
     facts: &Facts,
     t: &Thresholds,
 ) -> Option<(bool, infer_doctor_core::Observation)> {
-    if let (Some(loaded), Some(single)) =
-        (facts.client().and_then(itl), facts.single_user().and_then(itl))
-        && let Some(r) = ratio(loaded.ms, single.ms)
+    if let (Some(loaded), Some(single)) = (
+        facts.client().and_then(itl),
+        facts.single_user().and_then(itl),
+    ) && let Some(r) = ratio(loaded.ms, single.ms)
         && r >= t.itl_load_ratio
     {
         return Some((
@@ -680,14 +682,16 @@ fn chunked_prefill(facts: &Facts, t: &Thresholds, config: Option<&ServerConfig>)
     if !off && small.is_none() {
         let detail = match (chunked, budget) {
             (_, Some((tokens, source))) => {
-                format!("max_num_batched_tokens {tokens} ({source}) for prompts of {prompt:.0} tokens")
+                format!(
+                    "max_num_batched_tokens {tokens} ({source}) for prompts of {prompt:.0} tokens"
+                )
             }
             _ => "chunked prefill on".to_string(),
         };
         return CHUNKED_PREFILL.passes(detail);
     }
-    let long = prompt >= t.long_input_tokens
-        || small.is_some_and(|(tokens, _)| prompt > *tokens as f64);
+    let long =
+        prompt >= t.long_input_tokens || small.is_some_and(|(tokens, _)| prompt > *tokens as f64);
     if !long {
         return CHUNKED_PREFILL.passes(format!(
             "prompts of {prompt:.0} tokens are short enough for the prefill settings"
@@ -701,7 +705,10 @@ fn chunked_prefill(facts: &Facts, t: &Thresholds, config: Option<&ServerConfig>)
             "long prompts ({prompt:.0} tokens), but TTFT and ITL hold under load"
         ));
     }
-    let suggested = round_up(prompt.max(t.config_min_batched_tokens), t.config_min_batched_tokens);
+    let suggested = round_up(
+        prompt.max(t.config_min_batched_tokens),
+        t.config_min_batched_tokens,
+    );
     let mut evidence = vec![
         compared(
             "mean prompt tokens",
@@ -745,10 +752,15 @@ fn visible_gpus(facts: &Facts) -> Option<(usize, &'static str)> {
     if let Some((indices, true)) = crate::facts::visible_gpu_indices(facts.evidence) {
         return Some((indices.len(), "the server's CUDA_VISIBLE_DEVICES"));
     }
-    if let Some(topology) = facts.evidence.topology.as_ref().filter(|t| !t.gpus.is_empty()) {
+    if let Some(topology) = facts
+        .evidence
+        .topology
+        .as_ref()
+        .filter(|t| !t.gpus.is_empty())
+    {
         return Some((topology.gpus.len(), "nvidia-smi topo -m"));
     }
-    (!facts.evidence.gpus.is_empty()).then(|| (facts.evidence.gpus.len(), "nvidia-smi"))
+    (!facts.evidence.gpus.is_empty()).then_some((facts.evidence.gpus.len(), "nvidia-smi"))
 }
 
 fn tp_vs_topology(facts: &Facts, t: &Thresholds, config: Option<&ServerConfig>) -> Assessment {
@@ -918,10 +930,8 @@ fn spec_decode_low_acceptance(
     };
     let window = facts.server_window_label();
     if rate >= t.spec_decode_acceptance_low {
-        return SPEC_DECODE_LOW_ACCEPTANCE.passes(format!(
-            "{} of drafted tokens accepted",
-            percent(rate)
-        ));
+        return SPEC_DECODE_LOW_ACCEPTANCE
+            .passes(format!("{} of drafted tokens accepted", percent(rate)));
     }
     let mut evidence = vec![
         compared(
@@ -947,7 +957,9 @@ fn spec_decode_low_acceptance(
     }
     .filter(|s| configured.is_none_or(|k| *s < k));
     let action = match suggested {
-        Some(k) => format!("set num_speculative_tokens to {k} in --speculative-config, or disable it"),
+        Some(k) => {
+            format!("set num_speculative_tokens to {k} in --speculative-config, or disable it")
+        }
         None => "lower num_speculative_tokens in --speculative-config, or disable it".to_string(),
     };
     SPEC_DECODE_LOW_ACCEPTANCE.fires(

@@ -360,7 +360,10 @@ impl Thresholds {
             ("host_thread_core_percent", self.host_thread_core_percent),
             ("config_seqs_over_kv_ratio", self.config_seqs_over_kv_ratio),
             ("config_batch_cap_kv_below", self.config_batch_cap_kv_below),
-            ("config_max_model_len_ratio", self.config_max_model_len_ratio),
+            (
+                "config_max_model_len_ratio",
+                self.config_max_model_len_ratio,
+            ),
             (
                 "config_max_model_len_margin",
                 self.config_max_model_len_margin,
@@ -375,7 +378,10 @@ impl Thresholds {
             ),
             ("config_min_batched_tokens", self.config_min_batched_tokens),
             ("config_tp_weights_share", self.config_tp_weights_share),
-            ("spec_decode_acceptance_low", self.spec_decode_acceptance_low),
+            (
+                "spec_decode_acceptance_low",
+                self.spec_decode_acceptance_low,
+            ),
         ]
     }
 }

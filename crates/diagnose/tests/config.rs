@@ -193,7 +193,9 @@ fn tensor_parallelism_for_a_model_that_fits_one_gpu_is_a_note() {
     let found = finding(&diagnosis, "config.tp_vs_topology").expect("fires");
     assert_eq!(found.severity, Severity::Info);
     assert!(
-        found.verdict.contains("--tensor-parallel-size 1 and run 4 replicas"),
+        found
+            .verdict
+            .contains("--tensor-parallel-size 1 and run 4 replicas"),
         "{}",
         found.verdict
     );
@@ -219,7 +221,9 @@ fn low_acceptance_suggests_drafting_what_is_accepted_plus_one() {
     assert!(said.contains("only 20%"), "{said}");
     assert!(said.contains("num_speculative_tokens to 2"), "{said}");
     // Configured but no counters: unknown, not pass.
-    server(&mut evidence).counters.remove(&Signal::SpecDraftTokens);
+    server(&mut evidence)
+        .counters
+        .remove(&Signal::SpecDraftTokens);
     let diagnosis = diagnose(&evidence, &Thresholds::default());
     assert_eq!(
         check_line(&diagnosis, "config_spec_decode_accepted").status,

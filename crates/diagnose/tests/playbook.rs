@@ -815,6 +815,8 @@ fn batch_cap_without_max_num_seqs_is_a_low_confidence_guess_and_the_checklist_as
     for (change, how) in cases {
         let mut evidence = healthy();
         change(&mut evidence);
+        // No other source told the cap either.
+        config(&mut evidence).max_num_seqs = None;
         set_gauge(&mut evidence, Signal::RequestsWaiting, 5.0, 12.0);
         set_gauge(&mut evidence, Signal::RequestsRunning, 250.0, 256.0);
         let diagnosis = diagnose(&evidence, &Thresholds::default());
@@ -930,6 +932,8 @@ fn diagnosis_is_deterministic() {
 fn llamacpp_with_deferred_requests(running_max: f64) -> Evidence {
     let mut evidence = healthy();
     evidence.log = None;
+    // No vLLM settings on a llama.cpp server.
+    evidence.config = None;
     let server = server(&mut evidence);
     server.dialect = "llamacpp".into();
     server.gauges.remove(&Signal::KvUsage);

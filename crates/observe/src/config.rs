@@ -125,21 +125,40 @@ fn from_pairs<'a>(
         match key.replace('-', "_").as_str() {
             "enforce_eager" => c.enforce_eager = boolean(value).map(|v| Setting::new(v, source)),
             "max_num_seqs" => c.max_num_seqs = count(value).map(|v| Setting::new(v, source)),
-            "max_num_batched_tokens" => c.max_num_batched_tokens = count(value).map(|v| Setting::new(v, source)),
-            "max_model_len" | "max_seq_len" => c.max_model_len = count(value).map(|v| Setting::new(v, source)),
-            "gpu_memory_utilization" => c.gpu_memory_utilization = fraction(value).map(|v| Setting::new(v, source)),
-            "enable_prefix_caching" => c.enable_prefix_caching = boolean(value).map(|v| Setting::new(v, source)),
-            "enable_chunked_prefill" => c.enable_chunked_prefill = boolean(value).map(|v| Setting::new(v, source)),
-            "kv_cache_dtype" | "cache_dtype" => c.kv_cache_dtype = name(value).map(|v| Setting::new(v, source)),
-            "tensor_parallel_size" => c.tensor_parallel_size = count(value).map(|v| Setting::new(v, source)),
-            "pipeline_parallel_size" => c.pipeline_parallel_size = count(value).map(|v| Setting::new(v, source)),
+            "max_num_batched_tokens" => {
+                c.max_num_batched_tokens = count(value).map(|v| Setting::new(v, source))
+            }
+            "max_model_len" | "max_seq_len" => {
+                c.max_model_len = count(value).map(|v| Setting::new(v, source))
+            }
+            "gpu_memory_utilization" => {
+                c.gpu_memory_utilization = fraction(value).map(|v| Setting::new(v, source))
+            }
+            "enable_prefix_caching" => {
+                c.enable_prefix_caching = boolean(value).map(|v| Setting::new(v, source))
+            }
+            "enable_chunked_prefill" => {
+                c.enable_chunked_prefill = boolean(value).map(|v| Setting::new(v, source))
+            }
+            "kv_cache_dtype" | "cache_dtype" => {
+                c.kv_cache_dtype = name(value).map(|v| Setting::new(v, source))
+            }
+            "tensor_parallel_size" => {
+                c.tensor_parallel_size = count(value).map(|v| Setting::new(v, source))
+            }
+            "pipeline_parallel_size" => {
+                c.pipeline_parallel_size = count(value).map(|v| Setting::new(v, source))
+            }
             "num_gpu_blocks" => c.num_gpu_blocks = count(value).map(|v| Setting::new(v, source)),
             "block_size" => c.block_size = count(value).map(|v| Setting::new(v, source)),
             "speculative_config" => {
                 c.speculative = Some(Setting::new(speculative_present(value), source));
-                c.num_speculative_tokens = speculative_tokens(value).map(|v| Setting::new(v, source));
+                c.num_speculative_tokens =
+                    speculative_tokens(value).map(|v| Setting::new(v, source));
             }
-            "num_speculative_tokens" => c.num_speculative_tokens = count(value).map(|v| Setting::new(v, source)),
+            "num_speculative_tokens" => {
+                c.num_speculative_tokens = count(value).map(|v| Setting::new(v, source))
+            }
             "dtype" => c.dtype = name(value).map(|v| Setting::new(v, source)),
             "quantization" => c.quantization = name(value).map(|v| Setting::new(v, source)),
             _ => {}
@@ -168,11 +187,14 @@ pub fn from_cache_config(labels: &BTreeMap<String, String>) -> ServerConfig {
     )
 }
 
-/// `/v1/models`: the first model's `max_model_len`.
+/// `/v1/models`: the first model's `max_model_len`, where vLLM serves it (`owned_by: vllm`; SGLang answers with
+/// the same field, but its flag is another).
 pub fn from_models(models: &Value) -> ServerConfig {
+    let model = &models["data"][0];
     ServerConfig {
-        max_model_len: models["data"][0]["max_model_len"]
+        max_model_len: model["max_model_len"]
             .as_u64()
+            .filter(|_| model["owned_by"] == "vllm")
             .map(|v| Setting::new(v, ConfigSource::ModelsEndpoint)),
         ..Default::default()
     }
@@ -405,7 +427,10 @@ mod tests {
         assert_eq!(config.max_model_len, Some(Setting::new(2048, log)));
         assert_eq!(config.enforce_eager, Some(Setting::new(false, log)));
         assert_eq!(config.enable_prefix_caching, Some(Setting::new(true, log)));
-        assert_eq!(config.kv_cache_dtype, Some(Setting::new("auto".into(), log)));
+        assert_eq!(
+            config.kv_cache_dtype,
+            Some(Setting::new("auto".into(), log))
+        );
         assert_eq!(config.speculative, Some(Setting::new(false, log)));
         assert_eq!(config.quantization, Some(Setting::new("none".into(), log)));
         // Not stated anywhere in the log: the default the args line's silence implies.
@@ -462,7 +487,8 @@ mod tests {
             }),
             ..Default::default()
         };
-        let models = serde_json::json!({"data": [{"id": "m", "max_model_len": 8192}]});
+        let models =
+            serde_json::json!({"data": [{"id": "m", "owned_by": "vllm", "max_model_len": 8192}]});
         let (config, conflicts) = assemble(
             &evidence,
             Some("vllm serve m --max-num-seqs 64 --enforce-eager"),

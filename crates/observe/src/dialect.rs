@@ -248,7 +248,10 @@ const VLLM: &[(Signal, Source)] = &[
         ByLabel("vllm:request_success_total", "finished_reason"),
     ),
     // vllm/v1/spec_decode/metrics.py (research/server_signals.md §1); V0 had the same two token counters.
-    (S::SpecDrafts, Family(&["vllm:spec_decode_num_drafts_total"])),
+    (
+        S::SpecDrafts,
+        Family(&["vllm:spec_decode_num_drafts_total"]),
+    ),
     (
         S::SpecDraftTokens,
         Family(&["vllm:spec_decode_num_draft_tokens_total"]),

@@ -7,12 +7,12 @@ use std::collections::BTreeMap;
 use infer_doctor_core::signals::{CounterStats, GaugeStats, HistogramStats, ServerWindow};
 use infer_doctor_core::summary::{RequestCounts, Throughput, TokenAccounting};
 use infer_doctor_core::{
-    Cgroup, CheckLine, ConfigSource, DcgmDiag, DiagOutcome, DiagTest, Diagnosis, Evidence, Finding, GpuLink,
-    GpuNvLinkErrors, GpuNvLinks, GpuState, GpuTopology, HardwareFacts, HostFacts, HungTask,
-    KernelFacts, LogFacts, NetworkFacts, NumaNode, NvLinkErrorCounters, NvLinkLane, OomKill,
-    PathTiming, PciDevice, PciePath, Phase, PodContainer, PodFacts, Pressure, PressureLine,
-    RequestRecord, RunSummary, ServerConfig, ServerThreads, Setting, Signal, Summary, Termination, ThreadCpu, TopologyGpu,
-    WorkloadFacts, XidEvent,
+    Cgroup, CheckLine, ConfigSource, DcgmDiag, DiagOutcome, DiagTest, Diagnosis, Evidence, Finding,
+    GpuLink, GpuNvLinkErrors, GpuNvLinks, GpuState, GpuTopology, HardwareFacts, HostFacts,
+    HungTask, KernelFacts, LogFacts, NetworkFacts, NumaNode, NvLinkErrorCounters, NvLinkLane,
+    OomKill, PathTiming, PciDevice, PciePath, Phase, PodContainer, PodFacts, Pressure,
+    PressureLine, RequestRecord, RunSummary, ServerConfig, ServerThreads, Setting, Signal, Summary,
+    Termination, ThreadCpu, TopologyGpu, WorkloadFacts, XidEvent,
 };
 
 /// A latency distribution (ms) with the given median and p95.

@@ -25,9 +25,10 @@ pub(super) fn parse(message: &str, out: &mut Vec<EventKind>) {
         out.push(EventKind::NonDefaultArgs {
             args: without_secrets(python_dict(args)),
         });
-    } else if let Some(tokens) =
-        u64_after(message, "Chunked prefill is enabled with max_num_batched_tokens=")
-    {
+    } else if let Some(tokens) = u64_after(
+        message,
+        "Chunked prefill is enabled with max_num_batched_tokens=",
+    ) {
         out.push(EventKind::EngineConfig {
             settings: [
                 ("enable_chunked_prefill".to_string(), "True".to_string()),
@@ -182,10 +183,7 @@ fn top_level_settings(text: &str) -> std::collections::BTreeMap<String, String> 
         if let Some((key, value)) = part.split_once('=') {
             let key = key.trim();
             if !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                settings.insert(
-                    key.to_string(),
-                    value.trim().trim_matches('\'').to_string(),
-                );
+                settings.insert(key.to_string(), value.trim().trim_matches('\'').to_string());
             }
         }
     };
