@@ -598,10 +598,11 @@ pub fn add_server_environment(gathered: &mut Gathered, path: &Path) -> anyhow::R
     Ok(())
 }
 
-/// The server's settings from every source gathered: its metrics' `cache_config_info`, its log, `/v1/models`
-/// (the run's target, else a bundle's `server/models.json`) and the command line `collect` recorded
-/// (`server/cmdline.txt`). Live and offline diagnosis both end here, once everything else is read; sources that
-/// disagree are said.
+/// The server's settings from every source gathered: its metrics' `cache_config_info` (the run's scrapes, else
+/// `collect`'s `server/metrics-after.prom`), its log, `/v1/models` (the run's target, else a bundle's
+/// `server/models.json`) and the command line `collect` recorded (`server/cmdline.txt`, else the pod's
+/// container). Live and offline diagnosis both end here, once everything else is read; sources that disagree
+/// are said.
 pub fn add_server_config(gathered: &mut Gathered, dir: Option<&Path>) {
     let read = |name: &str| {
         dir.map(|d| d.join(name))
@@ -631,8 +632,22 @@ pub fn add_server_config(gathered: &mut Gathered, dir: Option<&Path>) {
                 max_num_batched_tokens: limits.max_num_batched_tokens,
             }
         });
-    let (found, conflicts) =
-        config::assemble(e, command_line.as_deref(), models.as_ref(), batch_defaults);
+    // collect's own scrapes, for a bundle without a probe's.
+    let cache_config = ["server/metrics-after.prom", "server/metrics-before.prom"]
+        .iter()
+        .filter_map(|name| read(name))
+        .filter_map(|text| dialect::read(&exposition::parse(&text), None, "server/").ok())
+        .map(|readings| readings.cache_config)
+        .find(|labels| !labels.is_empty());
+    let (found, conflicts) = config::assemble(
+        e,
+        config::Sources {
+            command_line: command_line.as_deref(),
+            models: models.as_ref(),
+            cache_config: cache_config.as_ref(),
+            batch_defaults,
+        },
+    );
     gathered.evidence.config = found;
     gathered.problems.extend(
         conflicts

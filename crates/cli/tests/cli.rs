@@ -2578,3 +2578,47 @@ fn real_captures_give_the_servers_settings_from_metrics_and_log() {
     // No load was measured against these settings: lines that need it say so.
     assert_eq!(check(&doc, "config_max_model_len_fits").0, "unknown");
 }
+
+#[test]
+fn a_collect_bundle_gives_the_settings_from_its_command_line_models_and_scrape() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path();
+    for sub in ["logs", "server"] {
+        std::fs::create_dir_all(bundle.join(sub)).unwrap();
+    }
+    std::fs::write(
+        bundle.join("logs/vllm.log"),
+        "(APIServer pid=1) INFO 11-22 11:00:36 [api_utils.py:286] non-default args: {'model': 'm', \
+         'max_num_seqs': 64}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        bundle.join("server/cmdline.txt"),
+        "/venv/bin/python3 /venv/bin/vllm serve m --max-num-seqs 64 --enforce-eager\n",
+    )
+    .unwrap();
+    std::fs::copy(
+        fixture("fixtures/vllm_cpu/models.json"),
+        bundle.join("server/models.json"),
+    )
+    .unwrap();
+    std::fs::copy(
+        fixture("fixtures/vllm_cpu/metrics_after_load.txt"),
+        bundle.join("server/metrics-after.prom"),
+    )
+    .unwrap();
+    let (_, doc, stderr) = diagnose_offline(&["--bundle", bundle.to_str().unwrap()]);
+    let config = &doc["evidence"]["config"];
+    assert_eq!(config["max_model_len"]["value"], 2048, "{stderr}{config}");
+    assert_eq!(config["max_model_len"]["source"], "models_endpoint");
+    assert_eq!(config["gpu_memory_utilization"]["source"], "metrics");
+    // The command line's flag against the args line's silence: the flag is taken, and the disagreement said.
+    assert_eq!(config["enforce_eager"]["value"], true);
+    assert_eq!(config["enforce_eager"]["source"], "command_line");
+    let warnings = doc["warnings"].to_string();
+    assert!(
+        warnings.contains("the server's settings disagree: enforce_eager"),
+        "{warnings}"
+    );
+    assert_eq!(check(&doc, "config_cuda_graphs").0, "fail");
+}

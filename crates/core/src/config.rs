@@ -30,7 +30,7 @@ impl ConfigSource {
             ConfigSource::ModelsEndpoint => "/v1/models",
             ConfigSource::Log => "engine log",
             ConfigSource::CommandLine => "server command line",
-            ConfigSource::LogDefault => "vLLM's default (absent from the log's non-default args)",
+            ConfigSource::LogDefault => "non-default args line's silence (vLLM's default)",
         }
     }
 }

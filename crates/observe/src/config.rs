@@ -16,15 +16,24 @@ pub struct BatchDefaults {
 /// The first vLLM version whose defaults are V1's (prefix caching and chunked prefill on): 0.8.0.
 const V1_DEFAULTS_SINCE: (u64, u64) = (0, 8);
 
+/// What the evidence itself does not hold: files of a bundle, and facts the caller looks up.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sources<'a> {
+    /// The server process's command line, words joined by spaces (`collect`'s `server/cmdline.txt`).
+    pub command_line: Option<&'a str>,
+    /// `/v1/models` as the server answered it.
+    pub models: Option<&'a Value>,
+    /// `vllm:cache_config_info` labels from a scrape outside the run's window (`collect`'s
+    /// `server/metrics-after.prom`), used where the evidence's scrapes have none.
+    pub cache_config: Option<&'a BTreeMap<String, String>>,
+    /// vLLM's scheduler defaults for the server's GPU.
+    pub batch_defaults: Option<BatchDefaults>,
+}
+
 /// Everything known of the server's settings, and each disagreement between sources as a sentence; `None` when
-/// no source said anything. Trust: metrics and `/v1/models`, then the log, then the command line, then defaults
-/// inferred from the log's non-default args.
-pub fn assemble(
-    evidence: &Evidence,
-    command_line: Option<&str>,
-    models: Option<&Value>,
-    batch_defaults: Option<BatchDefaults>,
-) -> (Option<ServerConfig>, Vec<String>) {
+/// no source said anything. Trust: metrics and `/v1/models`, then the log, then the command line (the process's,
+/// else its Kubernetes container's), then defaults inferred from the log's non-default args.
+pub fn assemble(evidence: &Evidence, sources: Sources<'_>) -> (Option<ServerConfig>, Vec<String>) {
     let labels = evidence
         .server
         .as_ref()
@@ -37,14 +46,17 @@ pub fn assemble(
                 .rev()
                 .map(|(_, r)| &r.cache_config)
                 .find(|l| !l.is_empty())
-        });
+        })
+        .or(sources.cache_config);
+    let container_command = evidence.pod.as_ref().and_then(pod_command_line);
+    let command_line = sources.command_line.or(container_command.as_deref());
     let parts = [
         labels.map(from_cache_config),
-        models.map(from_models),
+        sources.models.map(from_models),
         evidence
             .log
             .as_ref()
-            .map(|log| from_log(log, batch_defaults)),
+            .map(|log| from_log(log, sources.batch_defaults)),
         command_line.and_then(from_command_line),
     ];
     let mut config = ServerConfig::default();
@@ -53,6 +65,22 @@ pub fn assemble(
         conflicts.extend(config.absorb(part).iter().map(ToString::to_string));
     }
     ((!config.is_empty()).then_some(config), conflicts)
+}
+
+/// The vLLM container's command and arguments as one command line. vLLM's images start `vllm serve` by their
+/// entrypoint, so a container that gives only arguments runs that.
+fn pod_command_line(pod: &infer_doctor_core::PodFacts) -> Option<String> {
+    let container = pod.containers.iter().find(|c| {
+        c.image.as_deref().is_some_and(|i| i.contains("vllm"))
+            || c.command.iter().any(|w| w.contains("vllm"))
+    })?;
+    let mut words: Vec<&str> = if container.command.is_empty() {
+        vec!["vllm", "serve"]
+    } else {
+        container.command.iter().map(String::as_str).collect()
+    };
+    words.extend(container.args.iter().map(String::as_str));
+    Some(words.join(" "))
 }
 
 /// Python's and vLLM's spellings of a boolean.
@@ -491,9 +519,11 @@ mod tests {
             serde_json::json!({"data": [{"id": "m", "owned_by": "vllm", "max_model_len": 8192}]});
         let (config, conflicts) = assemble(
             &evidence,
-            Some("vllm serve m --max-num-seqs 64 --enforce-eager"),
-            Some(&models),
-            None,
+            Sources {
+                command_line: Some("vllm serve m --max-num-seqs 64 --enforce-eager"),
+                models: Some(&models),
+                ..Default::default()
+            },
         );
         let config = config.expect("known");
         assert_eq!(
@@ -517,8 +547,34 @@ mod tests {
             "{conflicts:?}"
         );
         assert_eq!(
-            assemble(&Evidence::default(), None, None, None),
+            assemble(&Evidence::default(), Sources::default()),
             (None, Vec::new())
         );
+    }
+
+    #[test]
+    fn a_kubernetes_container_of_a_vllm_image_is_a_command_line() {
+        let evidence = Evidence {
+            pod: Some(infer_doctor_core::PodFacts {
+                containers: vec![infer_doctor_core::PodContainer {
+                    name: "vllm".into(),
+                    image: Some("vllm/vllm-openai:v0.11.0".into()),
+                    args: vec![
+                        "m".into(),
+                        "--enforce-eager".into(),
+                        "--max-num-seqs=32".into(),
+                    ],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let config = assemble(&evidence, Sources::default()).0.expect("known");
+        assert_eq!(
+            config.enforce_eager,
+            Some(Setting::new(true, ConfigSource::CommandLine))
+        );
+        assert_eq!(config.max_num_seqs.map(|s| s.value), Some(32));
     }
 }
