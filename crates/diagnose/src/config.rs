@@ -96,8 +96,9 @@ const CHUNKED_PREFILL: Rule = Rule {
          --max-num-batched-tokens to the value in the verdict",
         "Larger --max-num-batched-tokens favours TTFT and throughput; smaller favours ITL",
     ],
-    source: "https://docs.vllm.ai/en/stable/configuration/optimization/ (Chunked Prefill: \"max_num_batched_tokens > \
-             8192 for throughput\", smaller values for ITL; default 2048 on small GPUs)",
+    source: "https://docs.vllm.ai/en/stable/configuration/optimization/ (Chunked Prefill: larger \
+             max_num_batched_tokens for TTFT and throughput, smaller for ITL); vllm-project/vllm: \
+             vllm/engine/arg_utils.py (default max_num_batched_tokens by GPU memory)",
 };
 
 const TP_VS_TOPOLOGY: Rule = Rule {
@@ -613,7 +614,7 @@ fn prefix_caching_off(facts: &Facts, config: Option<&ServerConfig>) -> Assessmen
             ),
             vec![
                 seen("enable_prefix_caching", 0.0, source),
-                seen("prompts share prefixes", 1.0, "probe workload"),
+                seen("prompts share prefixes", 1.0, "workload (--prefix-tokens)"),
             ],
         ),
         Some(false) => PREFIX_CACHING_OFF.passes(format!(
@@ -709,16 +710,19 @@ fn chunked_prefill(facts: &Facts, t: &Thresholds, config: Option<&ServerConfig>)
         prompt.max(t.config_min_batched_tokens),
         t.config_min_batched_tokens,
     );
-    let mut evidence = vec![
+    // Long on its own, or longer than the token budget that has to chunk it.
+    let length = if prompt >= t.long_input_tokens {
         compared(
             "mean prompt tokens",
             prompt,
             "≥",
-            t.long_input_tokens.min(prompt),
+            t.long_input_tokens,
             "client or probe workload",
-        ),
-        shown,
-    ];
+        )
+    } else {
+        seen("mean prompt tokens", prompt, "client or probe workload")
+    };
+    let mut evidence = vec![length, shown];
     let verdict = if off {
         let (_, source) = chunked.expect("known when off");
         evidence.insert(0, seen("enable_chunked_prefill", 0.0, source));
