@@ -2551,6 +2551,12 @@ fn a_log_whose_arguments_enforce_eager_gives_the_config_finding() {
         "{finding}"
     );
     assert_eq!(check(&doc, "config_cuda_graphs").0, "fail");
+    // The ticket block carries the settings, defaults marked.
+    let escalation = doc["escalation"].to_string();
+    assert!(
+        escalation.contains("enforce_eager=true") && escalation.contains("(default)"),
+        "{escalation}"
+    );
 }
 
 #[test]

@@ -271,6 +271,39 @@ impl ServerConfig {
         c
     }
 
+    /// Every known setting as `(name, value as text, source)`, in field order, for reports.
+    pub fn entries(&self) -> Vec<(&'static str, String, ConfigSource)> {
+        fn one<T: Display>(
+            name: &'static str,
+            setting: &Option<Setting<T>>,
+        ) -> Option<(&'static str, String, ConfigSource)> {
+            setting
+                .as_ref()
+                .map(|s| (name, s.value.to_string(), s.source))
+        }
+        [
+            one("enforce_eager", &self.enforce_eager),
+            one("max_num_seqs", &self.max_num_seqs),
+            one("max_num_batched_tokens", &self.max_num_batched_tokens),
+            one("max_model_len", &self.max_model_len),
+            one("gpu_memory_utilization", &self.gpu_memory_utilization),
+            one("enable_prefix_caching", &self.enable_prefix_caching),
+            one("enable_chunked_prefill", &self.enable_chunked_prefill),
+            one("kv_cache_dtype", &self.kv_cache_dtype),
+            one("tensor_parallel_size", &self.tensor_parallel_size),
+            one("pipeline_parallel_size", &self.pipeline_parallel_size),
+            one("num_gpu_blocks", &self.num_gpu_blocks),
+            one("block_size", &self.block_size),
+            one("speculative", &self.speculative),
+            one("num_speculative_tokens", &self.num_speculative_tokens),
+            one("dtype", &self.dtype),
+            one("quantization", &self.quantization),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
     /// Tokens the KV cache holds per engine, from the block count and size the server reported.
     pub fn kv_tokens(&self) -> Option<Setting<u64>> {
         let blocks = self.num_gpu_blocks.as_ref()?;
@@ -304,6 +337,22 @@ mod tests {
         let mut b = from(true, 128, ConfigSource::Log);
         assert_eq!(b.absorb(from(true, 64, ConfigSource::CommandLine)).len(), 1);
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn entries_list_what_is_known_with_its_source() {
+        let config = ServerConfig {
+            max_num_seqs: Some(Setting::new(64, ConfigSource::CommandLine)),
+            kv_cache_dtype: Some(Setting::new("fp8".to_string(), ConfigSource::Metrics)),
+            ..Default::default()
+        };
+        assert_eq!(
+            config.entries(),
+            [
+                ("max_num_seqs", "64".to_string(), ConfigSource::CommandLine),
+                ("kv_cache_dtype", "fp8".to_string(), ConfigSource::Metrics),
+            ]
+        );
     }
 
     #[test]
