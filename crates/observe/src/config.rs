@@ -436,6 +436,23 @@ mod tests {
     }
 
     #[test]
+    fn a_window_of_scrapes_keeps_the_last_cache_config() {
+        let text = include_str!("../../../fixtures/vllm_cpu/metrics_during_load.txt");
+        let readings = dialect::read(&exposition::parse(text), None, "fixture").expect("vLLM");
+        let window = crate::server::summarize(&[(0.0, readings.clone()), (5.0, readings)])
+            .expect("a window");
+        let evidence = Evidence {
+            server: Some(window),
+            ..Default::default()
+        };
+        let config = assemble(&evidence, Sources::default()).0.expect("known");
+        assert_eq!(
+            config.gpu_memory_utilization,
+            Some(Setting::new(0.92, ConfigSource::Metrics))
+        );
+    }
+
+    #[test]
     fn a_log_states_settings_and_its_non_default_args_imply_the_rest() {
         let text = include_str!("../../../fixtures/vllm_cpu/startup_and_run.log");
         let facts = crate::logs::read_log(text.as_bytes())

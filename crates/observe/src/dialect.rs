@@ -896,6 +896,31 @@ mod tests {
         assert_eq!(b.count, 5.0);
     }
 
+    #[test]
+    fn spec_decode_counters_and_cache_config_labels() {
+        let text = "# TYPE vllm:num_requests_running gauge\n\
+                    vllm:num_requests_running{engine=\"0\",model_name=\"m\"} 3\n\
+                    # TYPE vllm:spec_decode_num_drafts counter\n\
+                    vllm:spec_decode_num_drafts_total{engine=\"0\",model_name=\"m\"} 100\n\
+                    # TYPE vllm:spec_decode_num_draft_tokens counter\n\
+                    vllm:spec_decode_num_draft_tokens_total{engine=\"0\",model_name=\"m\"} 500\n\
+                    # TYPE vllm:spec_decode_num_accepted_tokens counter\n\
+                    vllm:spec_decode_num_accepted_tokens_total{engine=\"0\",model_name=\"m\"} 180\n\
+                    # TYPE vllm:cache_config_info gauge\n\
+                    vllm:cache_config_info{block_size=\"16\",cache_dtype=\"fp8\",engine=\"1\"} 1\n\
+                    vllm:cache_config_info{block_size=\"16\",cache_dtype=\"fp8\",engine=\"0\"} 1\n";
+        let r = read(&parse(text), None, "spec").unwrap();
+        assert_eq!(r.value(Signal::SpecDrafts), Some(100.0));
+        assert_eq!(r.value(Signal::SpecDraftTokens), Some(500.0));
+        assert_eq!(r.value(Signal::SpecAcceptedTokens), Some(180.0));
+        // The engines' labels, less the engine's own.
+        assert_eq!(
+            r.cache_config.get("cache_dtype").map(String::as_str),
+            Some("fp8")
+        );
+        assert!(!r.cache_config.contains_key("engine"));
+    }
+
     /// Issue 11: a data-parallel vLLM (one series per `engine`) read as KV usage 120%.
     #[test]
     fn several_engines_average_their_kv_usage_and_add_their_amounts() {
