@@ -2623,7 +2623,8 @@ fn a_collect_bundle_gives_the_settings_from_its_command_line_models_and_scrape()
     assert_eq!(config["enforce_eager"]["source"], "command_line");
     let warnings = doc["warnings"].to_string();
     assert!(
-        warnings.contains("the server's settings disagree: enforce_eager"),
+        warnings
+            .contains("the server's settings disagree: enforce_eager: true (server command line)"),
         "{warnings}"
     );
     assert_eq!(check(&doc, "config_cuda_graphs").0, "fail");

@@ -30,7 +30,7 @@ impl ConfigSource {
             ConfigSource::ModelsEndpoint => "/v1/models",
             ConfigSource::Log => "engine log",
             ConfigSource::CommandLine => "server command line",
-            ConfigSource::LogDefault => "non-default args line's silence (vLLM's default)",
+            ConfigSource::LogDefault => "vLLM's default: the non-default args line omits it",
         }
     }
 }
@@ -105,12 +105,12 @@ impl Display for ConfigConflict {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{}: the {} says {} but the {} says {}; {} is taken",
+            "{}: {} ({}) against {} ({}); {} is taken",
             self.setting,
-            self.kept_source.describe(),
             self.kept,
-            self.other_source.describe(),
+            self.kept_source.describe(),
             self.other,
+            self.other_source.describe(),
             self.kept
         )
     }
@@ -332,7 +332,7 @@ mod tests {
         assert_eq!(conflicts.len(), 1, "{conflicts:?}");
         assert_eq!(
             conflicts[0].to_string(),
-            "max_num_seqs: the engine log says 128 but the server command line says 64; 128 is taken"
+            "max_num_seqs: 128 (engine log) against 64 (server command line); 128 is taken"
         );
         let mut b = from(true, 128, ConfigSource::Log);
         assert_eq!(b.absorb(from(true, 64, ConfigSource::CommandLine)).len(), 1);

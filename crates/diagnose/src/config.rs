@@ -19,8 +19,8 @@ const ENFORCE_EAGER: Rule = Rule {
          max_cudagraph_capture_size)",
         "If it was set to save memory, lower --gpu-memory-utilization slightly instead: graphs take a little of it",
     ],
-    source: "https://docs.vllm.ai/en/latest/configuration/engine_args.html (--enforce-eager: \"Always use eager-mode \
-             PyTorch. If False, will use eager mode and CUDA graph in hybrid for maximal performance\"); \
+    source: "https://docs.vllm.ai/en/latest/configuration/engine_args.html (--enforce-eager: always eager-mode \
+             PyTorch; otherwise eager mode and CUDA graphs in hybrid for performance); \
              https://docs.vllm.ai/en/latest/design/cuda_graphs.html",
 };
 
@@ -35,8 +35,8 @@ const MAX_NUM_SEQS_VS_KV: Rule = Rule {
          verdict)",
         "Re-check after a change of workload: the right cap follows the mean request length",
     ],
-    source: "https://docs.vllm.ai/en/stable/configuration/optimization/ (Preemption: \"reduce max_num_seqs or \
-             max_num_batched_tokens\"; more KV cache allows more concurrent requests); vllm-project/vllm: \
+    source: "https://docs.vllm.ai/en/stable/configuration/optimization/ (Preemption: reduce max_num_seqs or \
+             max_num_batched_tokens so a batch needs less KV cache); vllm-project/vllm: \
              vllm/v1/core/sched/scheduler.py (max_num_seqs)",
 };
 

@@ -560,7 +560,7 @@ mod tests {
         assert!(
             conflicts
                 .iter()
-                .any(|c| c.starts_with("max_num_seqs: the engine log says 128")),
+                .any(|c| c.starts_with("max_num_seqs: 128 (engine log)")),
             "{conflicts:?}"
         );
         assert_eq!(
