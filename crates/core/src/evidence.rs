@@ -135,6 +135,10 @@ pub struct LogFacts {
     /// stored a plain number, which still reads.
     #[serde(default)]
     pub preemptions: Option<u64>,
+    /// vLLM's speculative decoding as its `SpecDecoding metrics` lines report it: (accepted, drafted) tokens,
+    /// summed over the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec_decode_tokens: Option<(u64, u64)>,
     pub out_of_memory: u64,
     pub errors: u64,
     /// Out-of-memory errors, fatal engine errors and other error records, one per distinct message, first

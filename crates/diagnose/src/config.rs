@@ -915,16 +915,29 @@ fn spec_decode_low_acceptance(
             .or_else(|| facts.counter_since_start(signal))
             .and_then(finite)
     };
-    let (Some(drafted), Some(accepted)) = (
+    let from_metrics = match (
         count(Signal::SpecDraftTokens),
         count(Signal::SpecAcceptedTokens),
-    ) else {
+    ) {
+        (Some(drafted), Some(accepted)) => Some((drafted, accepted, facts.server_window_label())),
+        _ => None,
+    };
+    // vLLM's log prints the same counts per interval where metrics were not read.
+    let from_log = || {
+        let (accepted, drafted) = facts.evidence.log.as_ref()?.spec_decode_tokens?;
+        Some((
+            drafted as f64,
+            accepted as f64,
+            "engine log, SpecDecoding metrics lines".to_string(),
+        ))
+    };
+    let Some((drafted, accepted, window)) = from_metrics.clone().or_else(from_log) else {
         return match known(config, |c| &c.speculative) {
             Some((false, source)) => SPEC_DECODE_LOW_ACCEPTANCE
                 .passes(format!("speculative decoding not configured ({source})")),
             _ => SPEC_DECODE_LOW_ACCEPTANCE.unknown(
                 "vLLM's spec-decode counters (vllm:spec_decode_num_draft_tokens_total, \
-                 …_accepted_tokens_total)",
+                 …_accepted_tokens_total, or the log's SpecDecoding metrics lines)",
                 &facts.how_server(),
             ),
         };
@@ -932,7 +945,6 @@ fn spec_decode_low_acceptance(
     let Some(rate) = ratio(accepted, drafted) else {
         return SPEC_DECODE_LOW_ACCEPTANCE.passes("no tokens drafted in the window".to_string());
     };
-    let window = facts.server_window_label();
     if rate >= t.spec_decode_acceptance_low {
         return SPEC_DECODE_LOW_ACCEPTANCE
             .passes(format!("{} of drafted tokens accepted", percent(rate)));
@@ -949,7 +961,9 @@ fn spec_decode_low_acceptance(
         seen("accepted tokens", accepted, &window),
     ];
     // Draft no more per step than are accepted on average, plus one.
-    let per_draft = count(Signal::SpecDrafts).and_then(|drafts| ratio(accepted, drafts));
+    let per_draft = from_metrics
+        .and(count(Signal::SpecDrafts))
+        .and_then(|drafts| ratio(accepted, drafts));
     let configured = known(config, |c| &c.num_speculative_tokens).map(|(k, _)| *k);
     let suggested = match (per_draft, configured) {
         (Some(mean), _) => {

@@ -252,3 +252,24 @@ fn fp8_kv_is_suggested_only_where_the_gpu_has_fp8_and_the_cache_runs_out() {
         CheckStatus::Unknown
     );
 }
+
+#[test]
+fn acceptance_is_read_from_the_log_where_metrics_lack_it() {
+    let mut evidence = healthy();
+    config(&mut evidence).speculative = logged(true);
+    config(&mut evidence).num_speculative_tokens = logged(4);
+    evidence.log.as_mut().unwrap().spec_decode_tokens = Some((120, 600));
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    let found = finding(&diagnosis, "config.spec_decode_low_acceptance").expect("fires");
+    // No draft count in the log: half the configured tokens.
+    assert!(
+        found.verdict.contains("num_speculative_tokens to 2"),
+        "{}",
+        found.verdict
+    );
+    assert!(
+        found.evidence[0].window.contains("SpecDecoding"),
+        "{:?}",
+        found.evidence
+    );
+}

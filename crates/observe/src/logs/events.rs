@@ -82,6 +82,8 @@ pub enum EventKind {
     ServerStarted { address: String },
     /// A periodic stats line from any server.
     Stats(StatsSample),
+    /// vLLM's `SpecDecoding metrics: …, Accepted: N tokens, Drafted: M tokens, …`: the tokens of one interval.
+    SpecDecoding { accepted: u64, drafted: u64 },
     /// vLLM V0's separate `Prefix cache hit rate: GPU: X%, CPU: Y%` line, belonging to the stats line before.
     PrefixCacheHitRate { rate: f64 },
     /// SGLang's `max_total_num_tokens=..., max_prefill_tokens=..., max_running_requests=..., context_len=...`.

@@ -403,6 +403,10 @@ impl LogParser {
                 time: event.time.clone(),
                 sample: sample.clone(),
             }),
+            EventKind::SpecDecoding { accepted, drafted } => {
+                let (a, d) = report.spec_decode_tokens.unwrap_or_default();
+                report.spec_decode_tokens = Some((a + accepted, d + drafted));
+            }
             EventKind::PrefixCacheHitRate { rate } => {
                 if let Some(last) = report.stats.last_mut()
                     && last.sample.source == Some(StatsSource::VllmV0)

@@ -25,6 +25,9 @@ pub struct LogReport {
     pub warnings: Vec<WarningSummary>,
     /// Warnings beyond [`super::MAX_DISTINCT_WARNINGS`] distinct messages, counted but not kept.
     pub warnings_not_kept: u64,
+    /// vLLM's speculative decoding over the log: tokens accepted and drafted, summed over its metrics lines.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spec_decode_tokens: Option<(u64, u64)>,
     pub lines: LineCounts,
 }
 
@@ -216,6 +219,7 @@ impl LogReport {
                 })
                 .collect(),
             preemptions: self.preemptions(),
+            spec_decode_tokens: self.spec_decode_tokens,
             out_of_memory: count(ProblemKind::OutOfMemory),
             errors: count(ProblemKind::Error),
             failures,

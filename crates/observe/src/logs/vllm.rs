@@ -72,6 +72,13 @@ pub(super) fn parse(message: &str, out: &mut Vec<EventKind>) {
         out.extend(server_started(message));
     } else if message.contains(" is preempted by ") {
         out.push(preemption(message));
+    } else if message.starts_with("SpecDecoding metrics: ") {
+        if let (Some(accepted), Some(drafted)) = (
+            u64_after(message, "Accepted: "),
+            u64_after(message, "Drafted: "),
+        ) {
+            out.push(EventKind::SpecDecoding { accepted, drafted });
+        }
     } else if let Some(rate) = message.strip_prefix("Prefix cache hit rate: GPU: ") {
         out.extend(
             leading_f64(rate).map(|percent| EventKind::PrefixCacheHitRate {
@@ -617,6 +624,21 @@ mod tests {
         assert_eq!(settings["max_seq_len"], "2048");
         // A value's inner commas do not split it.
         assert!(settings["compilation_config"].starts_with("{'mode'"));
+    }
+
+    #[test]
+    fn spec_decoding_line() {
+        // vllm/v1/spec_decode/metrics.py's format.
+        match one(
+            "SpecDecoding metrics: Mean acceptance length: 1.60, Accepted throughput: 12.00 tokens/s, Drafted \
+             throughput: 60.00 tokens/s, Accepted: 120 tokens, Drafted: 600 tokens, Per-position acceptance rate: \
+             0.400, 0.100, 0.050, 0.030, 0.020, Avg Draft acceptance rate: 20.0%",
+        ) {
+            EventKind::SpecDecoding { accepted, drafted } => {
+                assert_eq!((accepted, drafted), (120, 600));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
