@@ -151,8 +151,8 @@ pub struct Thresholds {
     /// admits more than fits, and, the other way round, the cache's room over the cap above which a binding cap
     /// is too low. Inference: half again as many as fit is preemption territory once requests run long.
     pub config_seqs_over_kv_ratio: f64,
-    /// KV usage below which a binding max_num_seqs wastes the cache. Inference: the brief of the configuration
-    /// review (issue 13) "KV usage low, e.g. < 50%", below `batch_cap_kv_below`'s 0.8 so the cap is clearly the limit.
+    /// KV usage below which a binding max_num_seqs wastes the cache. Inference: half the cache idle while
+    /// requests queue; below `batch_cap_kv_below`'s 0.8 so the cap, not memory, is clearly the limit.
     pub config_batch_cap_kv_below: f64,
     /// max_model_len over the longest request above which it is oversized. Inference: 4× leaves room for
     /// occasional longer requests; vLLM docs (conserving memory) advise lowering it to what requests need.
