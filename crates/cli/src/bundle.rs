@@ -12,7 +12,7 @@ use infer_doctor_core::{
 use infer_doctor_host::{collect_env, dcgm_diag, gpu, kernel, kube, topo};
 use infer_doctor_load::scrape::read_jsonl;
 use infer_doctor_observe::dialect::{self, Dialect};
-use infer_doctor_observe::{exposition, logs, server};
+use infer_doctor_observe::{config, exposition, logs, server};
 use infer_doctor_report::RunDocument;
 use serde_json::Value;
 
@@ -596,6 +596,64 @@ pub fn add_server_environment(gathered: &mut Gathered, path: &Path) -> anyhow::R
             .insert(key.to_string(), value.to_string());
     }
     Ok(())
+}
+
+/// The server's settings from every source gathered: its metrics' `cache_config_info` (the run's scrapes, else
+/// `collect`'s `server/metrics-after.prom`), its log, `/v1/models` (the run's target, else a bundle's
+/// `server/models.json`) and the command line `collect` recorded (`server/cmdline.txt`, else the pod's
+/// container). Live and offline diagnosis both end here, once everything else is read; sources that disagree
+/// are said.
+pub fn add_server_config(gathered: &mut Gathered, dir: Option<&Path>) {
+    let read = |name: &str| {
+        dir.map(|d| d.join(name))
+            .filter(|p| p.is_file())
+            .and_then(|p| read_evidence_file(&p).ok())
+    };
+    let command_line = read("server/cmdline.txt");
+    let models = gathered
+        .target
+        .get("models")
+        .filter(|m| !m.is_null())
+        .cloned()
+        .or_else(|| read("server/models.json").and_then(|t| serde_json::from_str(&t).ok()));
+    // vLLM's scheduler defaults depend on the GPU: the one named for the floors, else the one captured.
+    let e = &gathered.evidence;
+    let gpu = e
+        .hardware
+        .as_ref()
+        .map(|h| h.gpu.clone())
+        .or_else(|| e.gpus.first().map(|g| g.name.clone()));
+    let batch_defaults = gpu
+        .and_then(|name| infer_doctor_plan::Gpu::by_name(&name).ok())
+        .map(|gpu| {
+            let limits = gpu.default_batch_limits();
+            config::BatchDefaults {
+                max_num_seqs: limits.max_num_seqs,
+                max_num_batched_tokens: limits.max_num_batched_tokens,
+            }
+        });
+    // collect's own scrapes, for a bundle without a probe's.
+    let cache_config = ["server/metrics-after.prom", "server/metrics-before.prom"]
+        .iter()
+        .filter_map(|name| read(name))
+        .filter_map(|text| dialect::read(&exposition::parse(&text), None, "server/").ok())
+        .map(|readings| readings.cache_config)
+        .find(|labels| !labels.is_empty());
+    let (found, conflicts) = config::assemble(
+        e,
+        config::Sources {
+            command_line: command_line.as_deref(),
+            models: models.as_ref(),
+            cache_config: cache_config.as_ref(),
+            batch_defaults,
+        },
+    );
+    gathered.evidence.config = found;
+    gathered.problems.extend(
+        conflicts
+            .into_iter()
+            .map(|c| format!("the server's settings disagree: {c}")),
+    );
 }
 
 /// Reads an engine log into the evidence, and a kernel log's XIDs; a log that cannot be read, or in which no

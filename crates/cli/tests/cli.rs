@@ -2518,3 +2518,114 @@ fn a_bundles_host_facts_give_the_host_findings() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_log_whose_arguments_enforce_eager_gives_the_config_finding() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("vllm.log");
+    std::fs::write(
+        &log,
+        "(APIServer pid=1) INFO 11-22 11:00:36 [api_utils.py:286] non-default args: {'model': 'm', \
+         'enforce_eager': True, 'max_num_seqs': 64}\n",
+    )
+    .unwrap();
+    let (code, doc, stderr) = diagnose_offline(&["--log", log.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stderr}{doc}");
+    let config = &doc["evidence"]["config"];
+    assert_eq!(config["enforce_eager"]["value"], true, "{config}");
+    assert_eq!(config["enforce_eager"]["source"], "log", "{config}");
+    assert_eq!(config["max_num_seqs"]["value"], 64, "{config}");
+    // What the args line does not name is vLLM's default.
+    assert_eq!(config["enable_prefix_caching"]["source"], "log_default");
+    let finding = doc["diagnosis"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "config.enforce_eager")
+        .unwrap_or_else(|| panic!("no config.enforce_eager: {doc}"));
+    assert!(
+        finding["verdict"]
+            .as_str()
+            .unwrap()
+            .contains("remove --enforce-eager"),
+        "{finding}"
+    );
+    assert_eq!(check(&doc, "config_cuda_graphs").0, "fail");
+    // The ticket block carries the settings, defaults marked.
+    let escalation = doc["escalation"].to_string();
+    assert!(
+        escalation.contains("enforce_eager=true") && escalation.contains("(default)"),
+        "{escalation}"
+    );
+}
+
+#[test]
+fn real_captures_give_the_servers_settings_from_metrics_and_log() {
+    let (_, doc, stderr) = diagnose_offline(&[
+        "--metrics",
+        &fixture("fixtures/vllm_cpu/metrics_during_load.txt"),
+        "--log",
+        &fixture("fixtures/vllm_cpu/startup_and_run.log"),
+    ]);
+    let config = &doc["evidence"]["config"];
+    // The running server's own word: vllm:cache_config_info.
+    assert_eq!(
+        config["gpu_memory_utilization"]["value"], 0.92,
+        "{stderr}{config}"
+    );
+    assert_eq!(config["gpu_memory_utilization"]["source"], "metrics");
+    assert_eq!(config["block_size"]["value"], 128);
+    assert_eq!(config["num_gpu_blocks"]["value"], 2048);
+    // The log's arguments and engine config line.
+    assert_eq!(config["max_num_seqs"]["value"], 8);
+    assert_eq!(config["enforce_eager"]["value"], false);
+    assert_eq!(config["enforce_eager"]["source"], "log");
+    assert_eq!(check(&doc, "config_cuda_graphs").0, "pass");
+    // No load was measured against these settings: lines that need it say so.
+    assert_eq!(check(&doc, "config_max_model_len_fits").0, "unknown");
+}
+
+#[test]
+fn a_collect_bundle_gives_the_settings_from_its_command_line_models_and_scrape() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path();
+    for sub in ["logs", "server"] {
+        std::fs::create_dir_all(bundle.join(sub)).unwrap();
+    }
+    std::fs::write(
+        bundle.join("logs/vllm.log"),
+        "(APIServer pid=1) INFO 11-22 11:00:36 [api_utils.py:286] non-default args: {'model': 'm', \
+         'max_num_seqs': 64}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        bundle.join("server/cmdline.txt"),
+        "/venv/bin/python3 /venv/bin/vllm serve m --max-num-seqs 64 --enforce-eager\n",
+    )
+    .unwrap();
+    std::fs::copy(
+        fixture("fixtures/vllm_cpu/models.json"),
+        bundle.join("server/models.json"),
+    )
+    .unwrap();
+    std::fs::copy(
+        fixture("fixtures/vllm_cpu/metrics_after_load.txt"),
+        bundle.join("server/metrics-after.prom"),
+    )
+    .unwrap();
+    let (_, doc, stderr) = diagnose_offline(&["--bundle", bundle.to_str().unwrap()]);
+    let config = &doc["evidence"]["config"];
+    assert_eq!(config["max_model_len"]["value"], 2048, "{stderr}{config}");
+    assert_eq!(config["max_model_len"]["source"], "models_endpoint");
+    assert_eq!(config["gpu_memory_utilization"]["source"], "metrics");
+    // The command line's flag against the args line's silence: the flag is taken, and the disagreement said.
+    assert_eq!(config["enforce_eager"]["value"], true);
+    assert_eq!(config["enforce_eager"]["source"], "command_line");
+    let warnings = doc["warnings"].to_string();
+    assert!(
+        warnings
+            .contains("the server's settings disagree: enforce_eager: true (server command line)"),
+        "{warnings}"
+    );
+    assert_eq!(check(&doc, "config_cuda_graphs").0, "fail");
+}

@@ -83,6 +83,9 @@ pub struct Evidence {
     /// The server's Kubernetes pod: its containers' limits and restarts (a bundle's `k8s/pod.json`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<crate::PodFacts>,
+    /// The server's settings, gathered from its metrics, log, `/v1/models` and command line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<crate::ServerConfig>,
 }
 
 /// What the hardware could do at best, for "slower than it should be" rules.
@@ -118,6 +121,11 @@ pub struct LogFacts {
     pub max_model_len: Option<u64>,
     /// Start-up arguments that differ from the server's defaults.
     pub non_default_args: BTreeMap<String, String>,
+    /// Settings the log states outright whatever their value: vLLM's engine config line
+    /// (`Initializing a V1 LLM engine … with config: enforce_eager=False, …`) and its chunked-prefill line
+    /// (`max_num_batched_tokens`). Values as printed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub engine_config: BTreeMap<String, String>,
     pub kv_capacity_tokens: Option<u64>,
     /// vLLM's "Maximum concurrency for N tokens per request: X": (X, N).
     pub max_concurrency: Option<(f64, u64)>,
@@ -127,6 +135,10 @@ pub struct LogFacts {
     /// stored a plain number, which still reads.
     #[serde(default)]
     pub preemptions: Option<u64>,
+    /// vLLM's speculative decoding as its `SpecDecoding metrics` lines report it: (accepted, drafted) tokens,
+    /// summed over the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec_decode_tokens: Option<(u64, u64)>,
     pub out_of_memory: u64,
     pub errors: u64,
     /// Out-of-memory errors, fatal engine errors and other error records, one per distinct message, first

@@ -2,6 +2,7 @@
 //! and what a run concluded. No I/O and no async runtime here, so everything is testable as plain values.
 
 pub mod aggregate;
+pub mod config;
 pub mod evidence;
 pub mod finding;
 pub mod gpu;
@@ -18,6 +19,7 @@ pub mod units;
 pub mod workload;
 
 pub use aggregate::RunAggregate;
+pub use config::{ConfigConflict, ConfigSource, ServerConfig, Setting};
 pub use evidence::{
     Evidence, HardwareFacts, LogFacts, LogFailure, LogFailureKind, LogStats, NetworkFacts,
     PathTiming, WorkloadFacts,

@@ -44,6 +44,11 @@ pub enum Signal {
     GenerationThroughput,
     /// By finish reason.
     RequestsFinished,
+    /// Speculative decoding: draft steps, tokens drafted and tokens of them accepted (vLLM's
+    /// `vllm:spec_decode_num_*_total`); accepted / drafted is the acceptance rate.
+    SpecDrafts,
+    SpecDraftTokens,
+    SpecAcceptedTokens,
 }
 
 /// How a signal's numbers behave over time.
@@ -58,7 +63,7 @@ pub enum SignalKind {
 }
 
 impl Signal {
-    pub const ALL: [Signal; 25] = [
+    pub const ALL: [Signal; 28] = [
         Signal::Ttft,
         Signal::Itl,
         Signal::Tpot,
@@ -84,6 +89,9 @@ impl Signal {
         Signal::PromptThroughput,
         Signal::GenerationThroughput,
         Signal::RequestsFinished,
+        Signal::SpecDrafts,
+        Signal::SpecDraftTokens,
+        Signal::SpecAcceptedTokens,
     ];
 
     pub fn kind(self) -> SignalKind {
@@ -103,7 +111,8 @@ impl Signal {
             | PromptThroughput
             | GenerationThroughput => SignalKind::Gauge,
             Preemptions | PromptTokens | GenerationTokens | PrefixCacheQueries
-            | PrefixCacheHits | RequestsFinished => SignalKind::Counter,
+            | PrefixCacheHits | RequestsFinished | SpecDrafts | SpecDraftTokens
+            | SpecAcceptedTokens => SignalKind::Counter,
         }
     }
 
@@ -142,6 +151,9 @@ impl Signal {
             PromptThroughput => "prompt_throughput",
             GenerationThroughput => "generation_throughput",
             RequestsFinished => "requests_finished",
+            SpecDrafts => "spec_decode_drafts",
+            SpecDraftTokens => "spec_decode_draft_tokens",
+            SpecAcceptedTokens => "spec_decode_accepted_tokens",
         }
     }
 }
@@ -194,6 +206,10 @@ pub struct ServerReadings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engines: Option<u32>,
     pub readings: BTreeMap<Signal, Reading>,
+    /// The labels of vLLM's `vllm:cache_config_info` (the engine's cache settings as text: `block_size`,
+    /// `enable_prefix_caching`, `cache_dtype`, `gpu_memory_utilization`, …), of its first engine.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cache_config: BTreeMap<String, String>,
     /// What the scrape left uncertain (a histogram without its `+Inf` bucket), said so the numbers are not
     /// taken for more than they are.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -304,6 +320,9 @@ pub struct ServerWindow {
     /// and quantiles need no clock and hold; rates and the window's length do not, and are left unknown.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_clock: bool,
+    /// The last scrape's `vllm:cache_config_info` labels, where it had them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cache_config: BTreeMap<String, String>,
     pub gauges: BTreeMap<Signal, GaugeStats>,
     pub counters: BTreeMap<Signal, CounterStats>,
     pub histograms: BTreeMap<Signal, HistogramStats>,

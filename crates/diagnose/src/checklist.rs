@@ -8,7 +8,7 @@ use crate::assessment::{Assessment, how, ms, percent};
 use crate::facts::Facts;
 
 /// Lines answered directly by one rule: (line id, question, rule id).
-const RULE_LINES: [(&str, &str, &str); 28] = [
+const RULE_LINES: [(&str, &str, &str); 37] = [
     ("error_rate", "Is the error rate below 1%?", "errors.rate"),
     (
         "no_preemptions",
@@ -139,6 +139,51 @@ const RULE_LINES: [(&str, &str, &str); 28] = [
         "host_no_hung_task",
         "Is the kernel log free of hung tasks (processes stuck on storage, locks or the GPU driver)?",
         "host.hung_tasks",
+    ),
+    (
+        "config_cuda_graphs",
+        "Does the server run with CUDA graphs (no --enforce-eager)?",
+        "config.enforce_eager",
+    ),
+    (
+        "config_max_num_seqs_fits_kv",
+        "Does max-num-seqs match what the KV cache holds for these requests?",
+        "config.max_num_seqs_vs_kv",
+    ),
+    (
+        "config_max_model_len_fits",
+        "Is max-model-len close to the longest request (not oversized while the KV cache is short)?",
+        "config.max_model_len_oversized",
+    ),
+    (
+        "config_gpu_memory_used",
+        "Does gpu-memory-utilization give the KV cache the memory it needs?",
+        "config.gpu_memory_utilization_low",
+    ),
+    (
+        "config_prefix_caching_on",
+        "Is prefix caching on where prompts share prefixes?",
+        "config.prefix_caching_off",
+    ),
+    (
+        "config_chunked_prefill",
+        "Do chunked prefill and max-num-batched-tokens suit the prompt lengths?",
+        "config.chunked_prefill",
+    ),
+    (
+        "config_tp_fits_topology",
+        "Does tensor-parallel-size fit the GPUs, their links and the model?",
+        "config.tp_vs_topology",
+    ),
+    (
+        "config_kv_cache_dtype",
+        "Is the KV cache stored in FP8 where an FP8-capable GPU runs out of it?",
+        "config.kv_cache_dtype",
+    ),
+    (
+        "config_spec_decode_accepted",
+        "Does speculative decoding get most drafted tokens accepted?",
+        "config.spec_decode_low_acceptance",
     ),
     (
         "k8s_no_restarts",

@@ -391,13 +391,26 @@ impl<'a> Facts<'a> {
     /// batch size TensorRT-LLM exports.
     pub fn running_cap(&self) -> Option<RunningCap> {
         let positive = |v: f64| finite(v).filter(|v| *v > 0.0);
-        let from_args = self.evidence.log.as_ref().and_then(|log| {
-            ["max_num_seqs", "max-num-seqs"]
-                .iter()
-                .find_map(|key| log.non_default_args.get(*key))
-                .and_then(|value| value.trim().parse::<f64>().ok())
-                .and_then(positive)
-        });
+        let from_args = self
+            .evidence
+            .log
+            .as_ref()
+            .and_then(|log| {
+                ["max_num_seqs", "max-num-seqs"]
+                    .iter()
+                    .find_map(|key| log.non_default_args.get(*key))
+                    .and_then(|value| value.trim().parse::<f64>().ok())
+                    .and_then(positive)
+            })
+            .map(|value| (value, "engine log, non-default args"))
+            // The gathered settings, where a source stated it (the command line, the engine's config line);
+            // a default inferred for the GPU is not the server's word.
+            .or_else(|| {
+                let setting = self.evidence.config.as_ref()?.max_num_seqs.as_ref()?;
+                (setting.source != infer_doctor_core::ConfigSource::LogDefault)
+                    .then_some((setting.value as f64, setting.source.describe()))
+                    .filter(|(value, _)| *value > 0.0)
+            });
         let server = self.evidence.server.as_ref();
         let exported = server
             .and_then(|s| s.gauge(Signal::MaxRunning))
@@ -415,14 +428,14 @@ impl<'a> Facts<'a> {
         // max_num_seqs holds per engine; the metrics add running requests up over data-parallel engines.
         let engines = server.and_then(|s| s.engines).unwrap_or(1);
         from_args
-            .map(|value| RunningCap {
+            .map(|(value, source)| RunningCap {
                 value: value * f64::from(engines),
                 name: if engines > 1 {
                     "max_num_seqs × engines"
                 } else {
                     "max_num_seqs"
                 },
-                source: "engine log, non-default args",
+                source,
                 beyond: "wait",
             })
             .or_else(|| {

@@ -5,6 +5,7 @@ mod assessment;
 mod cache;
 mod capacity;
 mod checklist;
+mod config;
 mod consistency;
 mod engine;
 mod errors;
@@ -29,7 +30,7 @@ use facts::Facts;
 
 /// Every rule family, in the order that breaks ties between equally severe and confident findings: failures
 /// first, then root causes (capacity, upstream) before the symptoms they explain (TTFT, ITL).
-const FAMILIES: [fn(&Facts, &Thresholds) -> Vec<Assessment>; 14] = [
+const FAMILIES: [fn(&Facts, &Thresholds) -> Vec<Assessment>; 15] = [
     // An engine that died or ran out of memory explains the errors and every number after it.
     engine::assess,
     errors::assess,
@@ -47,6 +48,8 @@ const FAMILIES: [fn(&Facts, &Thresholds) -> Vec<Assessment>; 14] = [
     itl::assess,
     output::assess,
     cache::assess,
+    // Settings explain the numbers above; they follow them, so a measured symptom keeps the headline.
+    config::assess,
     consistency::assess,
 ];
 

@@ -147,6 +147,34 @@ pub struct Thresholds {
     /// CPU of one server thread (% of a core) at or above which it is saturated: a full core, less the
     /// sampling's rounding. vllm-project/vllm#12705 (the API server bound by one CPU).
     pub host_thread_core_percent: f64,
+    /// max_num_seqs over the requests the KV cache holds (KV tokens / mean prompt + output) above which the cap
+    /// admits more than fits, and, the other way round, the cache's room over the cap above which a binding cap
+    /// is too low. Inference: half again as many as fit is preemption territory once requests run long.
+    pub config_seqs_over_kv_ratio: f64,
+    /// KV usage below which a binding max_num_seqs wastes the cache. Inference: half the cache idle while
+    /// requests queue; below `batch_cap_kv_below`'s 0.8 so the cap, not memory, is clearly the limit.
+    pub config_batch_cap_kv_below: f64,
+    /// max_model_len over the longest request above which it is oversized. Inference: 4× leaves room for
+    /// occasional longer requests; vLLM docs (conserving memory) advise lowering it to what requests need.
+    pub config_max_model_len_ratio: f64,
+    /// Margin over the longest request for a suggested max_model_len (then rounded up to 1024). Inference.
+    pub config_max_model_len_margin: f64,
+    /// gpu_memory_utilization below which it counts as low. Inference: vLLM's default is 0.9; 0.85 leaves a
+    /// margin for deliberate headroom.
+    pub config_gpu_memory_utilization_low: f64,
+    /// The gpu_memory_utilization to suggest. vLLM's default (docs: engine args), safe with nothing else on the
+    /// GPU; up to 0.95 is common.
+    pub config_gpu_memory_utilization_target: f64,
+    /// max_num_batched_tokens below which it is small: vLLM's smallest default (2048, on GPUs under 70 GiB;
+    /// docs: optimization, chunked prefill).
+    pub config_min_batched_tokens: f64,
+    /// Weights' share of one GPU's memory below which the model fits one GPU with room, so tensor parallelism is
+    /// for latency, not need. Inference: half the memory left for KV cache.
+    pub config_tp_weights_share: f64,
+    /// Speculative-decoding acceptance rate (accepted / drafted tokens) below which speculation costs more than
+    /// it saves. Inference from vllm/v1/spec_decode/metrics.py's definition: below one in two, most draft work
+    /// is thrown away.
+    pub spec_decode_acceptance_low: f64,
 }
 
 impl Default for Thresholds {
@@ -206,6 +234,15 @@ impl Default for Thresholds {
             host_memory_stall_percent: 0.0,
             host_cpu_throttled_share: 0.25,
             host_thread_core_percent: 95.0,
+            config_seqs_over_kv_ratio: 1.5,
+            config_batch_cap_kv_below: 0.5,
+            config_max_model_len_ratio: 4.0,
+            config_max_model_len_margin: 1.25,
+            config_gpu_memory_utilization_low: 0.85,
+            config_gpu_memory_utilization_target: 0.9,
+            config_min_batched_tokens: 2048.0,
+            config_tp_weights_share: 0.5,
+            spec_decode_acceptance_low: 0.5,
         }
     }
 }
@@ -321,6 +358,30 @@ impl Thresholds {
             ("host_memory_stall_percent", self.host_memory_stall_percent),
             ("host_cpu_throttled_share", self.host_cpu_throttled_share),
             ("host_thread_core_percent", self.host_thread_core_percent),
+            ("config_seqs_over_kv_ratio", self.config_seqs_over_kv_ratio),
+            ("config_batch_cap_kv_below", self.config_batch_cap_kv_below),
+            (
+                "config_max_model_len_ratio",
+                self.config_max_model_len_ratio,
+            ),
+            (
+                "config_max_model_len_margin",
+                self.config_max_model_len_margin,
+            ),
+            (
+                "config_gpu_memory_utilization_low",
+                self.config_gpu_memory_utilization_low,
+            ),
+            (
+                "config_gpu_memory_utilization_target",
+                self.config_gpu_memory_utilization_target,
+            ),
+            ("config_min_batched_tokens", self.config_min_batched_tokens),
+            ("config_tp_weights_share", self.config_tp_weights_share),
+            (
+                "spec_decode_acceptance_low",
+                self.spec_decode_acceptance_low,
+            ),
         ]
     }
 }

@@ -49,16 +49,31 @@ pub(crate) fn assess(facts: &Facts, _: &Thresholds) -> Vec<Assessment> {
     vec![tp_over_pcie(facts), nvlink_degraded(facts)]
 }
 
-/// The tensor-parallel size the server was started with, from its log's arguments (vLLM prints only those it
-/// was given, so a read arguments line without one means the default, 1). Not from `--tensor-parallel-size`,
-/// whose default of 1 is the floors' assumption, not the server's word.
+/// The tensor-parallel size the server was started with: its log's arguments, else the gathered settings (the
+/// command line `collect` recorded, the engine's config line), else 1 where a read arguments line names none
+/// (vLLM prints only those it was given). Not from `--tensor-parallel-size`, whose default of 1 is the floors'
+/// assumption, not the server's word.
 fn tensor_parallel_size(facts: &Facts) -> Option<u32> {
-    let log = facts.evidence.log.as_ref()?;
-    ["tensor_parallel_size", "tensor-parallel-size", "tp_size"]
-        .iter()
-        .find_map(|key| log.non_default_args.get(*key))
-        .and_then(|v| v.trim().parse().ok())
-        .or_else(|| (log.server == "vllm" && !log.non_default_args.is_empty()).then_some(1))
+    let log = facts.evidence.log.as_ref();
+    log.and_then(|log| {
+        ["tensor_parallel_size", "tensor-parallel-size", "tp_size"]
+            .iter()
+            .find_map(|key| log.non_default_args.get(*key))
+            .and_then(|v| v.trim().parse().ok())
+    })
+    .or_else(|| {
+        let setting = facts
+            .evidence
+            .config
+            .as_ref()?
+            .tensor_parallel_size
+            .as_ref()?;
+        u32::try_from(setting.value).ok()
+    })
+    .or_else(|| {
+        log.filter(|log| log.server == "vllm" && !log.non_default_args.is_empty())
+            .map(|_| 1)
+    })
 }
 
 fn link_name(link: GpuLink) -> String {

@@ -446,7 +446,120 @@ const CASES: &[(&str, Change, Change)] = &[
             server(e).histograms.insert(Signal::E2e, histogram(2.0));
         },
     ),
+    (
+        "config.enforce_eager",
+        |e| config(e).enforce_eager = logged(true),
+        // One user slow against the floor, but CUDA graphs are on: not this setting.
+        |e| client_single_user_slow(e),
+    ),
+    (
+        "config.max_num_seqs_vs_kv",
+        // 163,840 KV tokens hold 230 requests of 712 tokens; 1024 admitted, and the cache ran out.
+        |e| {
+            config(e).max_num_seqs = logged(1024);
+            set_gauge(e, Signal::KvUsage, 0.8, 0.96);
+        },
+        // 320 is within 1.5× of the 230 that fit.
+        |e| {
+            config(e).max_num_seqs = logged(320);
+            set_gauge(e, Signal::KvUsage, 0.8, 0.96);
+        },
+    ),
+    (
+        "config.max_model_len_oversized",
+        // A 32k context for requests of 768 tokens, while requests are preempted.
+        |e| {
+            config(e).max_model_len = logged(32_768);
+            server(e)
+                .counters
+                .insert(Signal::Preemptions, counter(12.0, 30.0));
+        },
+        // Under pressure too, but the context is within 4× of the longest request.
+        |e| {
+            config(e).max_model_len = logged(3_000);
+            server(e)
+                .counters
+                .insert(Signal::Preemptions, counter(12.0, 30.0));
+        },
+    ),
+    (
+        "config.gpu_memory_utilization_low",
+        |e| {
+            config(e).gpu_memory_utilization = logged(0.7);
+            set_gauge(e, Signal::KvUsage, 0.8, 0.96);
+        },
+        // Low, but the cache never ran short: deliberate headroom.
+        |e| config(e).gpu_memory_utilization = logged(0.7),
+    ),
+    (
+        "config.prefix_caching_off",
+        |e| config(e).enable_prefix_caching = logged(false),
+        // Off, for prompts that share nothing.
+        |e| {
+            config(e).enable_prefix_caching = logged(false);
+            e.shared_prefixes = Some(false);
+        },
+    ),
+    (
+        "config.chunked_prefill",
+        |e| {
+            config(e).enable_chunked_prefill = logged(false);
+            long_prompts(e, 3000.0);
+        },
+        // Off with long prompts, but TTFT holds under load.
+        |e| {
+            config(e).enable_chunked_prefill = logged(false);
+            long_prompts(e, 120.0);
+        },
+    ),
+    (
+        "config.tp_vs_topology",
+        // Sixteen GPUs asked of a host that shows eight.
+        |e| config(e).tensor_parallel_size = logged(16),
+        // One GPU per engine on a PCIe-only box: no group to link.
+        |e| {
+            config(e).tensor_parallel_size = logged(1);
+            e.topology = Some(topology(2, |_, _| pcie(PciePath::Node)));
+        },
+    ),
+    (
+        "config.kv_cache_dtype",
+        |e| set_gauge(e, Signal::KvUsage, 0.8, 0.96),
+        // The same shortage on a GPU without FP8 units.
+        |e| {
+            set_gauge(e, Signal::KvUsage, 0.8, 0.96);
+            e.hardware.as_mut().unwrap().gpu = "a100-40gb".into();
+        },
+    ),
+    (
+        "config.spec_decode_low_acceptance",
+        |e| speculation(e, 1000.0, 300.0),
+        |e| speculation(e, 1000.0, 600.0),
+    ),
 ];
+
+/// Single-user ITL far above the decode floor.
+fn client_single_user_slow(evidence: &mut Evidence) {
+    let single = evidence.single_user.as_mut().unwrap();
+    single.latency.itl_token = Some(latency(30.0, 35.0));
+}
+
+/// Prompts of 4,000 tokens, with TTFT p95 under load of `ttft_ms`.
+fn long_prompts(evidence: &mut Evidence, ttft_ms: f64) {
+    let c = client(evidence);
+    c.tokens.mean_input = 4000.0;
+    c.latency.ttft = Some(latency(ttft_ms * 0.7, ttft_ms));
+}
+
+/// Speculative decoding configured, its counters over the window.
+fn speculation(evidence: &mut Evidence, drafted: f64, accepted: f64) {
+    config(evidence).speculative = logged(true);
+    config(evidence).num_speculative_tokens = logged(5);
+    let counters = &mut server(evidence).counters;
+    counters.insert(Signal::SpecDrafts, counter(200.0, 30.0));
+    counters.insert(Signal::SpecDraftTokens, counter(drafted, 30.0));
+    counters.insert(Signal::SpecAcceptedTokens, counter(accepted, 30.0));
+}
 
 #[test]
 fn every_rule_fires_on_its_case_and_not_on_its_near_miss() {
@@ -523,6 +636,15 @@ fn every_playbook_rule_has_a_case() {
         "engine.fatal_error",
         "engine.errors",
         "consistency.sources_disagree",
+        "config.enforce_eager",
+        "config.max_num_seqs_vs_kv",
+        "config.max_model_len_oversized",
+        "config.gpu_memory_utilization_low",
+        "config.prefix_caching_off",
+        "config.chunked_prefill",
+        "config.tp_vs_topology",
+        "config.kv_cache_dtype",
+        "config.spec_decode_low_acceptance",
     ];
     for id in ids {
         assert!(
@@ -560,7 +682,7 @@ fn healthy_evidence_has_no_warning_and_every_checklist_line_passes() {
         "{:#?}",
         diagnosis.findings
     );
-    assert_eq!(diagnosis.checklist.len(), 33);
+    assert_eq!(diagnosis.checklist.len(), 42);
     for line in &diagnosis.checklist {
         assert_eq!(line.status, CheckStatus::Pass, "{line:#?}");
     }
@@ -693,6 +815,8 @@ fn batch_cap_without_max_num_seqs_is_a_low_confidence_guess_and_the_checklist_as
     for (change, how) in cases {
         let mut evidence = healthy();
         change(&mut evidence);
+        // No other source told the cap either.
+        config(&mut evidence).max_num_seqs = None;
         set_gauge(&mut evidence, Signal::RequestsWaiting, 5.0, 12.0);
         set_gauge(&mut evidence, Signal::RequestsRunning, 250.0, 256.0);
         let diagnosis = diagnose(&evidence, &Thresholds::default());
@@ -808,6 +932,8 @@ fn diagnosis_is_deterministic() {
 fn llamacpp_with_deferred_requests(running_max: f64) -> Evidence {
     let mut evidence = healthy();
     evidence.log = None;
+    // No vLLM settings on a llama.cpp server.
+    evidence.config = None;
     let server = server(&mut evidence);
     server.dialect = "llamacpp".into();
     server.gauges.remove(&Signal::KvUsage);

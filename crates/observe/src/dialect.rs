@@ -207,11 +207,11 @@ const VLLM: &[(Signal, Source)] = &[
     ),
     (
         S::KvCapacityTokens,
-        InfoProduct("vllm:cache_config_info", "num_gpu_blocks", "block_size"),
+        InfoProduct(CACHE_CONFIG_INFO, "num_gpu_blocks", "block_size"),
     ),
     (
         S::KvBlocksOverride,
-        InfoLabel("vllm:cache_config_info", "num_gpu_blocks_override"),
+        InfoLabel(CACHE_CONFIG_INFO, "num_gpu_blocks_override"),
     ),
     (
         S::Preemptions,
@@ -246,6 +246,19 @@ const VLLM: &[(Signal, Source)] = &[
     (
         S::RequestsFinished,
         ByLabel("vllm:request_success_total", "finished_reason"),
+    ),
+    // vllm/v1/spec_decode/metrics.py (research/server_signals.md §1); V0 had the same two token counters.
+    (
+        S::SpecDrafts,
+        Family(&["vllm:spec_decode_num_drafts_total"]),
+    ),
+    (
+        S::SpecDraftTokens,
+        Family(&["vllm:spec_decode_num_draft_tokens_total"]),
+    ),
+    (
+        S::SpecAcceptedTokens,
+        Family(&["vllm:spec_decode_num_accepted_tokens_total"]),
     ),
 ];
 
@@ -523,6 +536,7 @@ pub fn read(
         engines: samples.engines(),
         ..Default::default()
     };
+    out.cache_config = cache_config_labels(&samples);
     for &(signal, from) in mapping(dialect) {
         if out.readings.contains_key(&signal) {
             continue;
@@ -532,6 +546,26 @@ pub fn read(
         }
     }
     Ok(out)
+}
+
+/// The info metric that carries vLLM's cache settings as labels.
+const CACHE_CONFIG_INFO: &str = "vllm:cache_config_info";
+
+/// `vllm:cache_config_info`'s labels as text, of the lowest-numbered engine (data-parallel engines share one
+/// configuration); empty when the scrape has none.
+fn cache_config_labels(samples: &SamplesByName<'_, '_>) -> BTreeMap<String, String> {
+    samples
+        .named(CACHE_CONFIG_INFO)
+        .iter()
+        .min_by_key(|s| s.label("engine").unwrap_or_default().to_string())
+        .map(|s| {
+            s.labels
+                .iter()
+                .filter(|(k, _)| *k != "engine")
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Every sample of a scrape by its own name, whichever family the parser filed it under: a histogram scraped
@@ -860,6 +894,31 @@ mod tests {
         };
         assert_eq!(b.bounds, vec![(1.0, 4.0), (f64::INFINITY, 5.0)]);
         assert_eq!(b.count, 5.0);
+    }
+
+    #[test]
+    fn spec_decode_counters_and_cache_config_labels() {
+        let text = "# TYPE vllm:num_requests_running gauge\n\
+                    vllm:num_requests_running{engine=\"0\",model_name=\"m\"} 3\n\
+                    # TYPE vllm:spec_decode_num_drafts counter\n\
+                    vllm:spec_decode_num_drafts_total{engine=\"0\",model_name=\"m\"} 100\n\
+                    # TYPE vllm:spec_decode_num_draft_tokens counter\n\
+                    vllm:spec_decode_num_draft_tokens_total{engine=\"0\",model_name=\"m\"} 500\n\
+                    # TYPE vllm:spec_decode_num_accepted_tokens counter\n\
+                    vllm:spec_decode_num_accepted_tokens_total{engine=\"0\",model_name=\"m\"} 180\n\
+                    # TYPE vllm:cache_config_info gauge\n\
+                    vllm:cache_config_info{block_size=\"16\",cache_dtype=\"fp8\",engine=\"1\"} 1\n\
+                    vllm:cache_config_info{block_size=\"16\",cache_dtype=\"fp8\",engine=\"0\"} 1\n";
+        let r = read(&parse(text), None, "spec").unwrap();
+        assert_eq!(r.value(Signal::SpecDrafts), Some(100.0));
+        assert_eq!(r.value(Signal::SpecDraftTokens), Some(500.0));
+        assert_eq!(r.value(Signal::SpecAcceptedTokens), Some(180.0));
+        // The engines' labels, less the engine's own.
+        assert_eq!(
+            r.cache_config.get("cache_dtype").map(String::as_str),
+            Some("fp8")
+        );
+        assert!(!r.cache_config.contains_key("engine"));
     }
 
     /// Issue 11: a data-parallel vLLM (one series per `engine`) read as KV usage 120%.

@@ -24,6 +24,13 @@ pub fn summarize(scrapes: &[(f64, ServerReadings)]) -> Option<ServerWindow> {
         start: first.0,
         end: last.0,
         scrapes: scrapes.len(),
+        cache_config: scrapes
+            .iter()
+            .rev()
+            .map(|(_, r)| &r.cache_config)
+            .find(|labels| !labels.is_empty())
+            .cloned()
+            .unwrap_or_default(),
         ..Default::default()
     };
     for signal in Signal::ALL {
@@ -178,6 +185,7 @@ pub fn snapshot(readings: &ServerReadings) -> ServerWindow {
         models: readings.models.clone(),
         engines: readings.engines,
         scrapes: 1,
+        cache_config: readings.cache_config.clone(),
         ..Default::default()
     };
     for (&signal, reading) in &readings.readings {

@@ -45,6 +45,20 @@ pub fn escalation(evidence: &Evidence, target: &Value, slo: Option<&str>) -> Vec
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         push("server args", args.join(" "));
+    }
+    if let Some(config) = &evidence.config {
+        // Defaults inferred from the log's silence are marked, so a reader does not take them for flags.
+        let settings: Vec<String> = config
+            .entries()
+            .into_iter()
+            .map(|(name, value, source)| match source {
+                infer_doctor_core::ConfigSource::LogDefault => format!("{name}={value} (default)"),
+                _ => format!("{name}={value}"),
+            })
+            .collect();
+        push("server settings", settings.join(" "));
+    }
+    if let Some(log) = &evidence.log {
         if let (Some(tokens), Some((x, len))) = (log.kv_capacity_tokens, log.max_concurrency) {
             push(
                 "KV capacity",

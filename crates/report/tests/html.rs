@@ -153,6 +153,7 @@ fn server_window() -> ServerWindow {
         end: 70.0,
         scrapes: SCRAPES,
         no_clock: false,
+        cache_config: BTreeMap::new(),
         gauges: BTreeMap::from([
             (Signal::KvUsage, gauge(0.86, 0.995)),
             (Signal::RequestsRunning, gauge(41.0, 48.0)),

@@ -103,6 +103,7 @@ pub async fn run(args: Box<DiagnoseArgs>) -> Result<u8, Failure> {
         gathered.evidence.exact_output_lengths = args.ignore_eos;
     }
     gathered.evidence.hardware = hardware(&args, &gathered.evidence.gpus, &mut gathered.problems)?;
+    bundle::add_server_config(&mut gathered, bundle_dir.as_deref());
     let document = document(&gathered, &thresholds, args.slo.as_deref());
     if let Some(dir) = &args.out {
         write_bundle_reports(dir, &document).map_err(Failure::usage)?;
@@ -133,6 +134,7 @@ pub async fn report(args: &ReportArgs) -> Result<u8, Failure> {
     } else {
         let mut gathered = Gathered::default();
         read_bundle(&mut gathered, &args.dir, None)?;
+        bundle::add_server_config(&mut gathered, Some(&args.dir));
         document(&gathered, &Thresholds::default(), None)
     };
     if args.format != ReportFormat::Term || args.output.is_some() {

@@ -7,12 +7,12 @@ use std::collections::BTreeMap;
 use infer_doctor_core::signals::{CounterStats, GaugeStats, HistogramStats, ServerWindow};
 use infer_doctor_core::summary::{RequestCounts, Throughput, TokenAccounting};
 use infer_doctor_core::{
-    Cgroup, CheckLine, DcgmDiag, DiagOutcome, DiagTest, Diagnosis, Evidence, Finding, GpuLink,
-    GpuNvLinkErrors, GpuNvLinks, GpuState, GpuTopology, HardwareFacts, HostFacts, HungTask,
-    KernelFacts, LogFacts, NetworkFacts, NumaNode, NvLinkErrorCounters, NvLinkLane, OomKill,
-    PathTiming, PciDevice, PciePath, Phase, PodContainer, PodFacts, Pressure, PressureLine,
-    RequestRecord, RunSummary, ServerThreads, Signal, Summary, Termination, ThreadCpu, TopologyGpu,
-    WorkloadFacts, XidEvent,
+    Cgroup, CheckLine, ConfigSource, DcgmDiag, DiagOutcome, DiagTest, Diagnosis, Evidence, Finding,
+    GpuLink, GpuNvLinkErrors, GpuNvLinks, GpuState, GpuTopology, HardwareFacts, HostFacts,
+    HungTask, KernelFacts, LogFacts, NetworkFacts, NumaNode, NvLinkErrorCounters, NvLinkLane,
+    OomKill, PathTiming, PciDevice, PciePath, Phase, PodContainer, PodFacts, Pressure,
+    PressureLine, RequestRecord, RunSummary, ServerConfig, ServerThreads, Setting, Signal, Summary,
+    Termination, ThreadCpu, TopologyGpu, WorkloadFacts, XidEvent,
 };
 
 /// A latency distribution (ms) with the given median and p95.
@@ -107,6 +107,7 @@ pub fn healthy_server() -> ServerWindow {
         end: WINDOW_SECONDS,
         scrapes: 31,
         no_clock: false,
+        cache_config: BTreeMap::new(),
         gauges: BTreeMap::from([
             (Signal::RequestsRunning, gauge(15.0, 16.0)),
             (Signal::RequestsWaiting, gauge(0.0, 0.0)),
@@ -255,6 +256,25 @@ pub fn healthy() -> Evidence {
                 ..Default::default()
             }],
         }),
+        config: Some(healthy_config()),
+    }
+}
+
+/// Settings that suit the healthy load: CUDA graphs, a batch cap the cache holds, a context near the requests.
+pub fn healthy_config() -> ServerConfig {
+    ServerConfig {
+        enforce_eager: logged(false),
+        max_num_seqs: logged(256),
+        max_num_batched_tokens: logged(8192),
+        max_model_len: logged(4096),
+        gpu_memory_utilization: logged(0.9),
+        enable_prefix_caching: logged(true),
+        enable_chunked_prefill: logged(true),
+        kv_cache_dtype: logged("auto".to_string()),
+        tensor_parallel_size: logged(1),
+        pipeline_parallel_size: logged(1),
+        speculative: logged(false),
+        ..Default::default()
     }
 }
 
@@ -579,4 +599,17 @@ fn cites_repository(text: &str) -> bool {
             .is_some_and(|n| n.starts_with(|c: char| c.is_ascii_digit()));
         is_name(owner) && is_name(repo) && (path_follows || issue)
     })
+}
+
+/// The server's settings, as the gathering put them in the evidence.
+pub fn config(evidence: &mut Evidence) -> &mut ServerConfig {
+    evidence
+        .config
+        .as_mut()
+        .expect("the evidence has the server's settings")
+}
+
+/// A setting as the engine log stated it.
+pub fn logged<T>(value: T) -> Option<Setting<T>> {
+    Some(Setting::new(value, ConfigSource::Log))
 }

@@ -43,6 +43,9 @@ pub enum EventKind {
     Model { model: String },
     /// vLLM's `non-default args: {...}`, values as their Python repr without string quotes.
     NonDefaultArgs { args: BTreeMap<String, String> },
+    /// Settings vLLM states whatever their value: its engine config line (`Initializing a V1 LLM engine (vX)
+    /// with config: enforce_eager=False, …`) and `Chunked prefill is enabled with max_num_batched_tokens=N`.
+    EngineConfig { settings: BTreeMap<String, String> },
     /// vLLM's `Using max model len N`.
     MaxModelLen { tokens: u64 },
     /// `Model loading took X GiB memory and Y seconds` and its older forms.
@@ -79,6 +82,8 @@ pub enum EventKind {
     ServerStarted { address: String },
     /// A periodic stats line from any server.
     Stats(StatsSample),
+    /// vLLM's `SpecDecoding metrics: …, Accepted: N tokens, Drafted: M tokens, …`: the tokens of one interval.
+    SpecDecoding { accepted: u64, drafted: u64 },
     /// vLLM V0's separate `Prefix cache hit rate: GPU: X%, CPU: Y%` line, belonging to the stats line before.
     PrefixCacheHitRate { rate: f64 },
     /// SGLang's `max_total_num_tokens=..., max_prefill_tokens=..., max_running_requests=..., context_len=...`.

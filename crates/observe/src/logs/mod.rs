@@ -350,6 +350,9 @@ impl LogParser {
             }
             EventKind::Model { model } => configuration.model = Some(model.clone()),
             EventKind::NonDefaultArgs { args } => configuration.non_default_args.clone_from(args),
+            EventKind::EngineConfig { settings } => configuration
+                .engine_config
+                .extend(settings.iter().map(|(k, v)| (k.clone(), v.clone()))),
             EventKind::MaxModelLen { tokens } => configuration.max_model_len = Some(*tokens),
             EventKind::ModelLoaded {
                 memory_gib,
@@ -400,6 +403,10 @@ impl LogParser {
                 time: event.time.clone(),
                 sample: sample.clone(),
             }),
+            EventKind::SpecDecoding { accepted, drafted } => {
+                let (a, d) = report.spec_decode_tokens.unwrap_or_default();
+                report.spec_decode_tokens = Some((a + accepted, d + drafted));
+            }
             EventKind::PrefixCacheHitRate { rate } => {
                 if let Some(last) = report.stats.last_mut()
                     && last.sample.source == Some(StatsSource::VllmV0)

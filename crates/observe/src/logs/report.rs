@@ -25,6 +25,9 @@ pub struct LogReport {
     pub warnings: Vec<WarningSummary>,
     /// Warnings beyond [`super::MAX_DISTINCT_WARNINGS`] distinct messages, counted but not kept.
     pub warnings_not_kept: u64,
+    /// vLLM's speculative decoding over the log: tokens accepted and drafted, summed over its metrics lines.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spec_decode_tokens: Option<(u64, u64)>,
     pub lines: LineCounts,
 }
 
@@ -60,6 +63,9 @@ pub struct Configuration {
     pub model: Option<String>,
     /// vLLM's `non-default args`.
     pub non_default_args: BTreeMap<String, String>,
+    /// Settings vLLM states outright (its engine config line, its chunked-prefill line).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub engine_config: BTreeMap<String, String>,
     /// vLLM's `Using max model len`, SGLang's `context_len`.
     pub max_model_len: Option<u64>,
     pub model_memory_gib: Option<f64>,
@@ -192,6 +198,7 @@ impl LogReport {
             model: c.model.clone(),
             max_model_len: c.max_model_len,
             non_default_args: c.non_default_args.clone(),
+            engine_config: c.engine_config.clone(),
             kv_capacity_tokens: self.capacity.kv_cache_tokens,
             max_concurrency: self
                 .capacity
@@ -212,6 +219,7 @@ impl LogReport {
                 })
                 .collect(),
             preemptions: self.preemptions(),
+            spec_decode_tokens: self.spec_decode_tokens,
             out_of_memory: count(ProblemKind::OutOfMemory),
             errors: count(ProblemKind::Error),
             failures,

@@ -25,6 +25,17 @@ pub(super) fn parse(message: &str, out: &mut Vec<EventKind>) {
         out.push(EventKind::NonDefaultArgs {
             args: without_secrets(python_dict(args)),
         });
+    } else if let Some(tokens) = u64_after(
+        message,
+        "Chunked prefill is enabled with max_num_batched_tokens=",
+    ) {
+        out.push(EventKind::EngineConfig {
+            settings: [
+                ("enable_chunked_prefill".to_string(), "True".to_string()),
+                ("max_num_batched_tokens".to_string(), tokens.to_string()),
+            ]
+            .into(),
+        });
     } else if let Some(rest) = message.strip_prefix("Using max model len ") {
         out.extend(leading_u64(rest).map(|tokens| EventKind::MaxModelLen { tokens }));
     } else if message.contains('█') {
@@ -61,6 +72,13 @@ pub(super) fn parse(message: &str, out: &mut Vec<EventKind>) {
         out.extend(server_started(message));
     } else if message.contains(" is preempted by ") {
         out.push(preemption(message));
+    } else if message.starts_with("SpecDecoding metrics: ") {
+        if let (Some(accepted), Some(drafted)) = (
+            u64_after(message, "Accepted: "),
+            u64_after(message, "Drafted: "),
+        ) {
+            out.push(EventKind::SpecDecoding { accepted, drafted });
+        }
     } else if let Some(rate) = message.strip_prefix("Prefix cache hit rate: GPU: ") {
         out.extend(
             leading_f64(rate).map(|percent| EventKind::PrefixCacheHitRate {
@@ -152,6 +170,46 @@ fn engine_version(message: &str, out: &mut Vec<EventKind>) {
         version: version.to_string(),
         engine: Some(engine.to_string()),
     });
+    // The same line states every engine setting, defaults included: the surest word on what ran.
+    if let Some((_, config)) = message.split_once(" with config: ") {
+        let settings = without_secrets(top_level_settings(config));
+        if !settings.is_empty() {
+            out.push(EventKind::EngineConfig { settings });
+        }
+    }
+}
+
+/// `key=value, key=value` at the top level of vLLM's engine config line, whose values may hold commas inside
+/// brackets, braces, parentheses or quotes (`compilation_config={'mode': …, …}`).
+fn top_level_settings(text: &str) -> std::collections::BTreeMap<String, String> {
+    let mut settings = std::collections::BTreeMap::new();
+    let mut depth = 0i32;
+    let mut quote: Option<char> = None;
+    let mut start = 0;
+    let mut add = |part: &str| {
+        if let Some((key, value)) = part.split_once('=') {
+            let key = key.trim();
+            if !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                settings.insert(key.to_string(), value.trim().trim_matches('\'').to_string());
+            }
+        }
+    };
+    for (at, c) in text.char_indices() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '(' | '[' | '{') => depth += 1,
+            (None, ')' | ']' | '}') => depth -= 1,
+            (None, ',') if depth == 0 => {
+                add(&text[start..at]);
+                start = at + 1;
+            }
+            _ => {}
+        }
+    }
+    add(&text[start..]);
+    settings
 }
 
 /// `Model loading took 14.0 GiB memory and 3.500000 seconds`, `... took 14.9595 GB and 4.29 seconds`,
@@ -353,16 +411,25 @@ mod tests {
             ]
         );
         assert_eq!(
-            one(
+            events(
                 "Initializing a V1 LLM engine (v0.32.0) with config: model='<workdir>/tiny-model/hf', speculative_config=None"
             ),
-            EventKind::Version {
-                version: "0.32.0".into(),
-                engine: Some("V1".into())
-            }
+            [
+                EventKind::Version {
+                    version: "0.32.0".into(),
+                    engine: Some("V1".into())
+                },
+                EventKind::EngineConfig {
+                    settings: [
+                        ("model".to_string(), "<workdir>/tiny-model/hf".to_string()),
+                        ("speculative_config".to_string(), "None".to_string())
+                    ]
+                    .into()
+                }
+            ]
         );
         assert_eq!(
-            one("Initializing an LLM engine (v0.5.0.post1) with config: model='x'"),
+            events("Initializing an LLM engine (v0.5.0.post1) with config: model='x'")[0],
             EventKind::Version {
                 version: "0.5.0.post1".into(),
                 engine: Some("V0".into())
@@ -527,6 +594,58 @@ mod tests {
             } => {
                 assert_eq!(mode.as_deref(), Some("SWAP"));
                 assert_eq!(cumulative, Some(1));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn engine_config_line_from_the_cpu_fixture() {
+        let log = include_str!("../../../../fixtures/vllm_cpu/startup_and_run.log");
+        let line = log
+            .lines()
+            .find(|l| l.contains("with config: "))
+            .expect("the engine config line");
+        let message = &line[line.find("Initializing").expect("message")..];
+        let settings = events(message)
+            .into_iter()
+            .find_map(|e| match e {
+                EventKind::EngineConfig { settings } => Some(settings),
+                _ => None,
+            })
+            .expect("settings");
+        assert_eq!(settings["enforce_eager"], "False");
+        assert_eq!(settings["enable_prefix_caching"], "True");
+        assert_eq!(settings["enable_chunked_prefill"], "True");
+        assert_eq!(settings["kv_cache_dtype"], "auto");
+        assert_eq!(settings["tensor_parallel_size"], "1");
+        assert_eq!(settings["speculative_config"], "None");
+        assert_eq!(settings["dtype"], "torch.bfloat16");
+        assert_eq!(settings["max_seq_len"], "2048");
+        // A value's inner commas do not split it.
+        assert!(settings["compilation_config"].starts_with("{'mode'"));
+    }
+
+    #[test]
+    fn spec_decoding_line() {
+        // vllm/v1/spec_decode/metrics.py's format.
+        match one(
+            "SpecDecoding metrics: Mean acceptance length: 1.60, Accepted throughput: 12.00 tokens/s, Drafted \
+             throughput: 60.00 tokens/s, Accepted: 120 tokens, Drafted: 600 tokens, Per-position acceptance rate: \
+             0.400, 0.100, 0.050, 0.030, 0.020, Avg Draft acceptance rate: 20.0%",
+        ) {
+            EventKind::SpecDecoding { accepted, drafted } => {
+                assert_eq!((accepted, drafted), (120, 600));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn chunked_prefill_line() {
+        match one("Chunked prefill is enabled with max_num_batched_tokens=2048.") {
+            EventKind::EngineConfig { settings } => {
+                assert_eq!(settings["max_num_batched_tokens"], "2048");
             }
             other => panic!("{other:?}"),
         }
