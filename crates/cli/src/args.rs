@@ -65,7 +65,7 @@ pub struct PlanArgs {
     /// Requests per second to serve, over all replicas.
     #[arg(long, default_value_t = 10.0)]
     pub rate: f64,
-    /// The latency goal at the 95th percentile.
+    /// The latency goal at the 95th percentile (with --from, it judges runs that had none of their own).
     #[arg(long, default_value = "ttft_p95=1s,tpot_p95=50ms")]
     pub slo: String,
     /// Dollars per GPU-hour, for the cost per million output tokens.

@@ -338,6 +338,37 @@ async fn plans_from_a_sweep_and_a_run_use_the_rate_served_within_the_slo() {
     let (code, _, stderr) = plan(&["--from", missed.to_str().unwrap(), "--rate", "10"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("missed its SLO"), "{stderr}");
+    // A run with no objectives of its own (a diagnose probe's, say) is judged by plan's --slo.
+    let plain = dir.path().join("plain");
+    bench(&server, &plain, &["--concurrency", "2"]).await;
+    let from = |slo: &str| {
+        plan(&[
+            "--from",
+            plain.to_str().unwrap(),
+            "--rate",
+            "10",
+            "--slo",
+            slo,
+            "--format",
+            "json",
+        ])
+    };
+    let (code, stdout, stderr) = from("ttft_p95=5s,tpot_p95=1s");
+    assert_eq!(code, 0, "{stderr}");
+    let table = &serde_json::from_str::<Value>(&stdout).unwrap()["tables"][0]["rows"][0];
+    assert!(
+        table[2]
+            .as_str()
+            .unwrap()
+            .starts_with("plan's ttft_p95=5000ms"),
+        "{table}"
+    );
+    let (code, _, stderr) = from("ttft_p95=1ms,tpot_p95=1s");
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("ttft_p95") && stderr.contains("missed"),
+        "{stderr}"
+    );
     let (code, _, stderr) = plan(&["--from", dir.path().to_str().unwrap()]);
     assert_eq!(code, 2);
     assert!(stderr.contains("no run.json"), "{stderr}");

@@ -610,7 +610,8 @@ struct Measured {
 
 /// Replicas for `--rate` from a bench run, a sweep or a diagnose bundle.
 fn from_run(args: &PlanArgs, dir: &Path) -> Result<PlanReport, Failure> {
-    let measured = measured(dir).map_err(Failure::usage)?;
+    let slo = slo(&args.slo).map_err(Failure::usage)?;
+    let measured = measured(dir, &slo).map_err(Failure::usage)?;
     let needed = args.rate * (1.0 + args.headroom) / measured.rate;
     let replicas = needed.ceil().max(1.0) as u32;
     let headroom_now = measured.rate / args.rate - 1.0;
@@ -694,7 +695,7 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
         .with_context(|| format!("{}: not the document infer-doctor wrote", path.display()))
 }
 
-fn measured(dir: &Path) -> anyhow::Result<Measured> {
+fn measured(dir: &Path, slo: &Slo) -> anyhow::Result<Measured> {
     let run = [dir.join("run.json"), dir.join("loaded/run.json")]
         .into_iter()
         .find(|p| p.is_file());
@@ -708,9 +709,9 @@ fn measured(dir: &Path) -> anyhow::Result<Measured> {
         if let Some(sweep) = document.sweep {
             let sweep: SweepOutcome = serde_json::from_value(sweep)
                 .with_context(|| format!("{}: its sweep", path.display()))?;
-            return from_sweep(&path, &sweep, model);
+            return from_sweep(&path, &sweep, slo, model);
         }
-        return from_summary(&path, &document.summary, model);
+        return from_summary(&path, &document.summary, slo, model);
     }
     let diagnosis = dir.join("diagnosis.json");
     if diagnosis.is_file() {
@@ -719,7 +720,7 @@ fn measured(dir: &Path) -> anyhow::Result<Measured> {
             .evidence
             .client
             .ok_or_else(|| anyhow!("{}: the diagnosis measured no load", diagnosis.display()))?;
-        return from_summary(&diagnosis, &summary, None);
+        return from_summary(&diagnosis, &summary, slo, None);
     }
     bail!(
         "{}: no run.json, loaded/run.json or diagnosis.json (a bench run, sweep or diagnose bundle)",
@@ -727,41 +728,84 @@ fn measured(dir: &Path) -> anyhow::Result<Measured> {
     )
 }
 
-fn slo_text(summary: &RunSummary) -> String {
-    let parts: Vec<String> = summary
-        .slo
-        .iter()
-        .map(|s| format!("{}={}", s.name, s.threshold))
-        .collect();
-    if parts.is_empty() {
-        "none given".to_owned()
-    } else {
-        parts.join(",")
+/// Whether a measured load met its objectives: the run's own where it had some, else plan's `--slo` on the TTFT and
+/// TPOT p95 it measured. `Ok` says which objectives, `Err` what missed.
+fn within_slo(summary: &RunSummary, slo: &Slo) -> Result<String, String> {
+    if !summary.slo.is_empty() {
+        return match summary.slo.iter().find(|s| !s.pass) {
+            Some(missed) => Err(format!(
+                "{} {} > {}",
+                missed.name,
+                missed
+                    .observed
+                    .map_or("unmeasured".to_owned(), |o| format!("{o:.1}")),
+                missed.threshold
+            )),
+            None => Ok(summary
+                .slo
+                .iter()
+                .map(|s| format!("{}={}", s.name, s.threshold))
+                .collect::<Vec<_>>()
+                .join(",")),
+        };
     }
+    let latency = &summary.latency;
+    let checks = [
+        (
+            "ttft_p95",
+            latency.ttft.map(|s| s.p95),
+            slo.ttft_p95_s * 1e3,
+        ),
+        (
+            "tpot_p95",
+            latency.tpot.map(|s| s.p95),
+            slo.tpot_p95_s * 1e3,
+        ),
+    ];
+    for (name, observed, limit) in checks {
+        match observed {
+            None => return Err(format!("{name} unmeasured")),
+            Some(ms) if ms > limit => return Err(format!("{name} {ms:.1} ms > {limit} ms")),
+            Some(_) => {}
+        }
+    }
+    Ok(format!(
+        "plan's ttft_p95={}ms,tpot_p95={}ms",
+        slo.ttft_p95_s * 1e3,
+        slo.tpot_p95_s * 1e3
+    ))
 }
 
 fn from_sweep(
     path: &Path,
     sweep: &SweepOutcome,
+    slo: &Slo,
     model: Option<String>,
 ) -> anyhow::Result<Measured> {
-    let best = sweep
-        .best_rate
-        .and_then(|rate| sweep.points.iter().find(|p| p.rate == rate));
+    // The sweep's own verdict where it had objectives, else each point against plan's --slo.
+    let best = match sweep.best_rate {
+        Some(rate) => sweep.points.iter().find(|p| p.rate == rate),
+        None => sweep
+            .points
+            .iter()
+            .filter(|p| within_slo(&p.summary, slo).is_ok())
+            .max_by(|a, b| a.rate.total_cmp(&b.rate)),
+    };
     let Some(best) = best else {
         bail!(
-            "{}: no point of the sweep met an SLO (give bench --slo, or lower the rates); its saturation was {:.2} \
+            "{}: no point of the sweep met the SLO (lower the rates, or loosen --slo); its saturation was {:.2} \
              req/s",
             path.display(),
             sweep.saturation_rate
         );
     };
+    let objectives = within_slo(&best.summary, slo).unwrap_or_else(|missed| missed);
     Ok(Measured {
         source: format!("sweep: highest rate meeting the SLO ({})", path.display()),
         rate: best.summary.throughput.request_rate,
         lower_bound: false,
         concurrency: best.summary.throughput.mean_concurrency,
-        slo: slo_text(&best.summary),
+        slo: objectives,
         model,
     })
 }
@@ -769,31 +813,23 @@ fn from_sweep(
 fn from_summary(
     path: &Path,
     summary: &RunSummary,
+    slo: &Slo,
     model: Option<String>,
 ) -> anyhow::Result<Measured> {
-    if summary.slo.is_empty() {
-        bail!(
-            "{}: the run had no SLO, so it shows no capacity within one (bench --slo)",
-            path.display()
-        );
-    }
-    if let Some(missed) = summary.slo.iter().find(|s| !s.pass) {
-        bail!(
-            "{}: the run missed its SLO ({} {:?} > {}) at {:.2} req/s, so one replica serves less than that; a sweep \
+    let objectives = within_slo(summary, slo).map_err(|missed| {
+        anyhow!(
+            "{}: the run missed its SLO ({missed}) at {:.2} req/s, so one replica serves less than that; a sweep \
              finds how much",
             path.display(),
-            missed.name,
-            missed.observed,
-            missed.threshold,
             summary.throughput.request_rate
-        );
-    }
+        )
+    })?;
     Ok(Measured {
         source: format!("run meeting its SLO ({})", path.display()),
         rate: summary.throughput.request_rate,
         lower_bound: true,
         concurrency: summary.throughput.mean_concurrency,
-        slo: slo_text(summary),
+        slo: objectives,
         model,
     })
 }
