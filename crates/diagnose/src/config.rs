@@ -233,20 +233,11 @@ fn longest_request(facts: &Facts) -> Option<(f64, &'static str)> {
         .then_some((tokens, "probe workload, prompt + output tokens"))
 }
 
-/// Preemptions seen: over the window, since the start of one scrape, or in the log.
+/// Preemptions seen: over the window or in the log, else since the start of one scrape.
 fn preemptions(facts: &Facts) -> Option<f64> {
     facts
-        .counter(Signal::Preemptions)
-        .map(|c| c.increase)
+        .preemptions_in_window()
         .or_else(|| facts.counter_since_start(Signal::Preemptions))
-        .or_else(|| {
-            facts
-                .evidence
-                .log
-                .as_ref()
-                .and_then(|l| l.preemptions)
-                .map(|p| p as f64)
-        })
 }
 
 /// Whether the KV cache ran out (usage above the saturation line, or preemptions), with the evidence; `None`

@@ -185,6 +185,19 @@ impl<'a> Facts<'a> {
         finite(server.counter(signal)?.increase)
     }
 
+    /// Preemptions the evidence shows over the window: the counter's increase, else the engine log's count.
+    pub fn preemptions_in_window(&self) -> Option<f64> {
+        self.counter(Signal::Preemptions)
+            .map(|c| c.increase)
+            .or_else(|| {
+                self.evidence
+                    .log
+                    .as_ref()
+                    .and_then(|l| l.preemptions)
+                    .map(|n| n as f64)
+            })
+    }
+
     /// How to get a fact only an engine log tells. Where a log was read it lacks the line: vLLM prints its
     /// start-up facts once, so the log may begin too late; other engines do not print them at all.
     pub fn how_log(&self) -> String {

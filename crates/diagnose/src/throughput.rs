@@ -209,16 +209,7 @@ fn degraded_over_time(facts: &Facts, t: &Thresholds) -> Assessment {
         ));
     }
     let preemptions = facts
-        .counter(Signal::Preemptions)
-        .map(|c| c.increase)
-        .or_else(|| {
-            facts
-                .evidence
-                .log
-                .as_ref()
-                .and_then(|l| l.preemptions)
-                .map(|n| n as f64)
-        })
+        .preemptions_in_window()
         .filter(|p| *p > t.preemptions_allowed);
     let mut evidence = vec![
         compared(
