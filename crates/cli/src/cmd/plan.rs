@@ -270,17 +270,49 @@ fn planned(args: &PlanArgs) -> Result<PlanReport, Failure> {
         notes,
         command,
         manifests,
-        details: serde_json::json!({
-            "model": model.name,
-            "gpu": gpu.name,
-            "workload": workload,
-            "slo": slo,
-            "max_model_len": max_model_len,
-            "options": checked,
-            "recommended": recommended,
-            "left_out": rejected.iter().map(|(o, e)| (o.clone(), e.to_string())).collect::<Vec<_>>(),
-        }),
+        details: serde_json::to_value(Planned {
+            model: &model.name,
+            gpu: gpu.name,
+            workload,
+            slo,
+            max_model_len,
+            options: &checked,
+            recommended,
+            left_out: rejected
+                .iter()
+                .map(|(o, e)| (o.clone(), e.to_string()))
+                .collect(),
+        })?,
     })
+}
+
+/// `plan.json`'s `details` for a plan from a model and a GPU (docs/REPORT.md).
+#[derive(Serialize)]
+struct Planned<'a> {
+    model: &'a str,
+    gpu: &'a str,
+    workload: Workload,
+    slo: Slo,
+    max_model_len: u64,
+    /// Every option with the planner's numbers and the simulator's.
+    options: &'a [Checked],
+    /// Index into `options`.
+    recommended: Option<usize>,
+    /// Options that do not fit, with vLLM's reason.
+    left_out: Vec<(String, String)>,
+}
+
+/// `plan.json`'s `details` for a plan from a measured run (docs/REPORT.md).
+#[derive(Serialize)]
+struct FromMeasured<'a> {
+    source: &'a str,
+    rate_within_slo: f64,
+    /// A single run that met its SLO: capacity is at least this.
+    lower_bound: bool,
+    mean_concurrency: f64,
+    target_rate: f64,
+    headroom: f64,
+    replicas: u32,
 }
 
 /// The TTFT and TPOT targets of `--slo`; the planner and its simulated check judge the 95th percentile.
@@ -676,15 +708,15 @@ fn from_run(args: &PlanArgs, dir: &Path) -> Result<PlanReport, Failure> {
         notes,
         command: None,
         manifests,
-        details: serde_json::json!({
-            "source": measured.source,
-            "rate_within_slo": measured.rate,
-            "lower_bound": measured.lower_bound,
-            "mean_concurrency": measured.concurrency,
-            "target_rate": args.rate,
-            "headroom": args.headroom,
-            "replicas": replicas,
-        }),
+        details: serde_json::to_value(FromMeasured {
+            source: &measured.source,
+            rate_within_slo: measured.rate,
+            lower_bound: measured.lower_bound,
+            mean_concurrency: measured.concurrency,
+            target_rate: args.rate,
+            headroom: args.headroom,
+            replicas,
+        })?,
     })
 }
 
