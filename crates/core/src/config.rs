@@ -309,7 +309,7 @@ impl ServerConfig {
         let blocks = self.num_gpu_blocks.as_ref()?;
         let size = self.block_size.as_ref()?;
         Some(Setting::new(
-            blocks.value * size.value,
+            blocks.value.saturating_mul(size.value),
             blocks.source.max(size.source),
         ))
     }

@@ -233,21 +233,23 @@ fn longest_request(facts: &Facts) -> Option<(f64, &'static str)> {
         .then_some((tokens, "probe workload, prompt + output tokens"))
 }
 
-/// Preemptions seen: over the window or in the log, else since the start of one scrape.
-fn preemptions(facts: &Facts) -> Option<f64> {
-    facts
-        .preemptions_in_window()
-        .or_else(|| facts.counter_since_start(Signal::Preemptions))
+/// Whether the evidence holds load: a probe's requests, or requests the server finished over a window.
+fn load_measured(facts: &Facts) -> bool {
+    facts.client().is_some_and(|c| c.requests.ok > 0)
+        || facts
+            .counter(Signal::RequestsFinished)
+            .is_some_and(|c| c.increase > 0.0)
 }
 
-/// Whether the KV cache ran out (usage above the saturation line, or preemptions), with the evidence; `None`
-/// when neither is known.
+/// Whether the KV cache ran out (usage above the saturation line, or preemptions over the window), with the
+/// evidence; `None` when neither is known, and when nothing says it did not run out under load (an idle scrape
+/// shows an empty cache, not a big enough one).
 fn kv_pressure(
     facts: &Facts,
     t: &Thresholds,
 ) -> Option<(bool, Vec<infer_doctor_core::Observation>)> {
     let kv = facts.kv_usage();
-    let preempted = preemptions(facts);
+    let preempted = facts.preemptions_in_window();
     if kv.is_none() && preempted.is_none() {
         return None;
     }
@@ -267,7 +269,7 @@ fn kv_pressure(
         pressed |= count > t.preemptions_allowed;
         evidence.push(seen("preemptions", count, "server metrics or engine log"));
     }
-    Some((pressed, evidence))
+    (pressed || load_measured(facts)).then_some((pressed, evidence))
 }
 
 /// The GPU in the built-in catalog: the one named for the floors, else the first one captured.
@@ -363,7 +365,16 @@ fn max_num_seqs_vs_kv(facts: &Facts, t: &Thresholds, config: Option<&ServerConfi
                 evidence.extend(seen.iter().cloned());
                 (Severity::Warning, Confidence::High, " and it ran out")
             }
-            _ => (Severity::Info, Confidence::Medium, ""),
+            Some((false, seen)) => {
+                // The load was measured and the cache held it: requests are shorter than the admission
+                // arithmetic fears, or fewer arrive at once.
+                evidence.extend(seen.iter().cloned());
+                return MAX_NUM_SEQS_VS_KV.passes(format!(
+                    "max_num_seqs {cap:.0} is above the {fits:.0} requests the KV cache holds at the mean length, \
+                     but under the load measured it never ran out"
+                ));
+            }
+            None => (Severity::Info, Confidence::Medium, ""),
         };
         evidence[0] = compared(
             "max_num_seqs",
@@ -484,7 +495,9 @@ fn max_model_len_oversized(
         Some((at_full < needed, at_full, kv_source))
     });
     let pressed = pressure.as_ref().is_some_and(|(p, _)| *p);
-    let short = short_at_full_length.is_some_and(|(s, _, _)| s);
+    // vLLM allocates blocks as tokens arrive, so a cache that promises few requests of max_model_len costs
+    // something only when the load found it short; without a measured load the promise alone is the evidence.
+    let short = short_at_full_length.is_some_and(|(s, _, _)| s) && pressure.is_none();
     if !pressed && !short {
         if pressure.is_none() && short_at_full_length.is_none() {
             return MAX_MODEL_LEN_OVERSIZED.unknown(
@@ -508,6 +521,12 @@ fn max_model_len_oversized(
         ));
     }
     let suggested = round_up(longest * t.config_max_model_len_margin, MAX_MODEL_LEN_STEP);
+    if suggested as f64 >= length {
+        return MAX_MODEL_LEN_OVERSIZED.passes(format!(
+            "max_model_len {length:.0} is already within a {MAX_MODEL_LEN_STEP:.0}-token step of the longest request \
+             ({longest:.0} tokens) with margin"
+        ));
+    }
     MAX_MODEL_LEN_OVERSIZED.fires(
         Severity::Warning,
         Confidence::Medium,
@@ -672,15 +691,14 @@ fn chunked_prefill(facts: &Facts, t: &Thresholds, config: Option<&ServerConfig>)
         (**tokens as f64) < t.config_min_batched_tokens || (**tokens as f64) < prompt
     });
     if !off && small.is_none() {
-        let detail = match (chunked, budget) {
-            (_, Some((tokens, source))) => {
-                format!(
-                    "max_num_batched_tokens {tokens} ({source}) for prompts of {prompt:.0} tokens"
-                )
-            }
-            _ => "chunked prefill on".to_string(),
+        // Both settings decide; one known to be fine says nothing of the other.
+        return match (chunked, budget) {
+            (Some(_), Some((tokens, source))) => CHUNKED_PREFILL.passes(format!(
+                "chunked prefill on, max_num_batched_tokens {tokens} ({source}) for prompts of {prompt:.0} tokens"
+            )),
+            (None, _) => CHUNKED_PREFILL.unknown("whether chunked prefill is on", HOW_CONFIG),
+            (_, None) => CHUNKED_PREFILL.unknown("max_num_batched_tokens", HOW_CONFIG),
         };
-        return CHUNKED_PREFILL.passes(detail);
     }
     let long =
         prompt >= t.long_input_tokens || small.is_some_and(|(tokens, _)| prompt > *tokens as f64);
@@ -763,7 +781,7 @@ fn tp_vs_topology(facts: &Facts, t: &Thresholds, config: Option<&ServerConfig>) 
         return TP_VS_TOPOLOGY.unknown("tensor_parallel_size", HOW_CONFIG);
     };
     let pp = known(config, |c| &c.pipeline_parallel_size).map_or(1, |(pp, _)| *pp);
-    let needed = tp * pp;
+    let needed = tp.saturating_mul(pp);
     let gpus = visible_gpus(facts);
     if let Some((count, gpus_source)) = gpus
         && needed > count as u64
@@ -794,35 +812,12 @@ fn tp_vs_topology(facts: &Facts, t: &Thresholds, config: Option<&ServerConfig>) 
             (size, total / h.vram_bytes)
         })
     });
-    if tp > 1 {
-        if let Some(topology) = &facts.evidence.topology {
-            let nvlink = topology
-                .gpus
-                .iter()
-                .flat_map(|g| &g.links)
-                .any(|(_, link)| matches!(link, infer_doctor_core::GpuLink::NvLink(_)));
-            if !nvlink && topology.gpus.len() > 1 {
-                let to = fits_at.map_or(1, |(size, _)| size);
-                if to < tp {
-                    return TP_VS_TOPOLOGY.fires(
-                        Severity::Warning,
-                        Confidence::Medium,
-                        format!(
-                            "tensor_parallel_size {tp} over PCIe only (no NVLink between the GPUs): set \
-                             --tensor-parallel-size {to} and serve the other GPUs as replicas"
-                        ),
-                        vec![
-                            seen("tensor_parallel_size", tp as f64, source),
-                            seen("NVLink pairs", 0.0, &topology.source),
-                        ],
-                    );
-                }
-            }
-        }
-        if let Some((size, share)) = fits_at
-            && size < tp
-        {
-            return TP_VS_TOPOLOGY.fires(
+    // Whether TP runs over PCIe is topology.tp_over_pcie's to judge: it knows which GPUs the server uses.
+    if tp > 1
+        && let Some((size, share)) = fits_at
+        && size < tp
+    {
+        return TP_VS_TOPOLOGY.fires(
                 Severity::Info,
                 Confidence::Medium,
                 format!(
@@ -842,7 +837,6 @@ fn tp_vs_topology(facts: &Facts, t: &Thresholds, config: Option<&ServerConfig>) 
                     ),
                 ],
             );
-        }
     }
     if gpus.is_none() && fits_at.is_none() {
         return TP_VS_TOPOLOGY.unknown("the GPUs visible and the model's size", how::TOPOLOGY);
@@ -856,7 +850,9 @@ fn kv_cache_dtype(facts: &Facts, t: &Thresholds, config: Option<&ServerConfig>) 
     let Some((dtype, source)) = known(config, |c| &c.kv_cache_dtype) else {
         return KV_CACHE_DTYPE.unknown("kv_cache_dtype", HOW_CONFIG);
     };
-    if dtype != "auto" {
+    // 16-bit spellings keep the model's dtype, as `auto` does; only an 8-bit cache halves the bytes.
+    let sixteen_bit = ["auto", "bfloat16", "float16", "half", "bf16", "fp16"];
+    if !sixteen_bit.contains(&dtype.to_ascii_lowercase().as_str()) {
         return KV_CACHE_DTYPE.passes(format!("kv_cache_dtype {dtype} ({source})"));
     }
     let Some(gpu) = catalog_gpu(facts) else {
@@ -880,14 +876,14 @@ fn kv_cache_dtype(facts: &Facts, t: &Thresholds, config: Option<&ServerConfig>) 
             gpu.name
         ));
     }
-    let mut evidence = vec![seen("kv_cache_dtype auto", 1.0, source)];
+    let mut evidence = vec![seen(format!("kv_cache_dtype {dtype}"), 1.0, source)];
     evidence.extend(pressure);
     KV_CACHE_DTYPE.fires(
         Severity::Warning,
         Confidence::Medium,
         format!(
-            "the KV cache runs out in the model's dtype (kv_cache_dtype auto) on an FP8-capable {}: start the \
-             server with --kv-cache-dtype fp8 (≈2× the KV tokens)",
+            "the KV cache runs out in 16 bits (kv_cache_dtype {dtype}) on an FP8-capable {}: start the server \
+             with --kv-cache-dtype fp8 (≈2× the KV tokens)",
             gpu.name
         ),
         evidence,
@@ -934,33 +930,48 @@ fn spec_decode_low_acceptance(
         };
     };
     let Some(rate) = ratio(accepted, drafted) else {
-        return SPEC_DECODE_LOW_ACCEPTANCE.passes("no tokens drafted in the window".to_string());
+        return SPEC_DECODE_LOW_ACCEPTANCE.unknown(
+            "an acceptance rate: nothing was drafted in the window",
+            how::LOADED_PROBE,
+        );
     };
-    if rate >= t.spec_decode_acceptance_low {
-        return SPEC_DECODE_LOW_ACCEPTANCE
-            .passes(format!("{} of drafted tokens accepted", percent(rate)));
+    let configured = known(config, |c| &c.num_speculative_tokens).map(|(k, _)| *k);
+    // Tokens gained per draft step: from the draft count where the metrics give it, else the rate times the
+    // tokens each draft proposes.
+    let drafts = from_metrics.as_ref().and(count(Signal::SpecDrafts));
+    let per_draft = match (drafts.and_then(|d| ratio(accepted, d)), configured) {
+        (Some(per_draft), _) => per_draft,
+        (None, Some(k)) => rate * k as f64,
+        (None, None) => {
+            return SPEC_DECODE_LOW_ACCEPTANCE.unknown(
+                "how many tokens each draft proposes (num_speculative_tokens, or vllm:spec_decode_num_drafts_total)",
+                HOW_CONFIG,
+            );
+        }
+    };
+    if per_draft >= t.spec_decode_accepted_per_draft_low {
+        return SPEC_DECODE_LOW_ACCEPTANCE.passes(format!(
+            "{per_draft:.2} tokens accepted per draft ({} of drafted tokens)",
+            percent(rate)
+        ));
     }
     let mut evidence = vec![
         compared(
-            "spec-decode acceptance rate",
-            rate,
+            "tokens accepted per draft",
+            per_draft,
             "<",
-            t.spec_decode_acceptance_low,
+            t.spec_decode_accepted_per_draft_low,
             &window,
         ),
         seen("drafted tokens", drafted, &window),
         seen("accepted tokens", accepted, &window),
     ];
-    // Draft no more per step than are accepted on average, plus one.
-    let per_draft = from_metrics
-        .and(count(Signal::SpecDrafts))
-        .and_then(|drafts| ratio(accepted, drafts));
-    let configured = known(config, |c| &c.num_speculative_tokens).map(|(k, _)| *k);
-    let suggested = match (per_draft, configured) {
-        (Some(mean), _) => {
-            evidence.push(seen("accepted tokens per draft", mean, &window));
-            Some((mean.ceil() as u64 + 1).max(1))
-        }
+    if let Some(k) = configured {
+        evidence.push(seen("num_speculative_tokens", k as f64, "settings"));
+    }
+    // Draft no more per step than are accepted on average, plus one; without the draft count, half as many.
+    let suggested = match (drafts, configured) {
+        (Some(_), _) => Some((per_draft.ceil() as u64 + 1).max(1)),
         (None, Some(k)) => Some((k / 2).max(1)),
         (None, None) => None,
     }
@@ -975,7 +986,7 @@ fn spec_decode_low_acceptance(
         Severity::Warning,
         Confidence::High,
         format!(
-            "only {} of drafted tokens are accepted: {action}",
+            "only {per_draft:.2} tokens accepted per draft ({} of drafted tokens): {action}",
             percent(rate)
         ),
         evidence,

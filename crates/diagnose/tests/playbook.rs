@@ -533,8 +533,9 @@ const CASES: &[(&str, Change, Change)] = &[
     ),
     (
         "config.spec_decode_low_acceptance",
-        |e| speculation(e, 1000.0, 300.0),
-        |e| speculation(e, 1000.0, 600.0),
+        // 200 drafts: 0.4 tokens gained per draft, then 0.6.
+        |e| speculation(e, 1000.0, 80.0),
+        |e| speculation(e, 1000.0, 120.0),
     ),
 ];
 

@@ -92,25 +92,33 @@ fn boolean(text: &str) -> Option<bool> {
     }
 }
 
-/// A whole number, with vLLM's human-readable suffixes for lengths (`32k` = 32,000, `32K` = 32,768).
+/// The largest count a setting can sensibly hold (2^40): beyond it a value is a typo or an attack, and products
+/// of settings (blocks × block size, TP × PP) must not overflow.
+const MAX_COUNT: u64 = 1 << 40;
+
+/// A whole number, with vLLM's human-readable suffixes for lengths (`32k` = 32,000, `32K` = 32,768, `1g`, `1G`);
+/// a fraction (`2.5`), an exponent or a value past [`MAX_COUNT`] is not a count vLLM would take.
 fn count(text: &str) -> Option<u64> {
     let text = text.trim().replace('_', "");
     let (digits, scale) = match text.chars().last()? {
-        'k' => (&text[..text.len() - 1], 1_000.0),
-        'K' => (&text[..text.len() - 1], 1_024.0),
-        'm' => (&text[..text.len() - 1], 1_000_000.0),
-        'M' => (&text[..text.len() - 1], 1_048_576.0),
-        _ => (text.as_str(), 1.0),
+        'k' => (&text[..text.len() - 1], 1_000),
+        'K' => (&text[..text.len() - 1], 1 << 10),
+        'm' => (&text[..text.len() - 1], 1_000_000),
+        'M' => (&text[..text.len() - 1], 1 << 20),
+        'g' => (&text[..text.len() - 1], 1_000_000_000),
+        'G' => (&text[..text.len() - 1], 1 << 30),
+        _ => (text.as_str(), 1),
     };
-    let value: f64 = digits.parse().ok()?;
-    (value.is_finite() && value >= 0.0).then(|| (value * scale).round() as u64)
+    let value: u64 = digits.parse().ok()?;
+    value.checked_mul(scale).filter(|v| *v <= MAX_COUNT)
 }
 
+/// A fraction of the GPU's memory, as vLLM accepts it: in (0, 1].
 fn fraction(text: &str) -> Option<f64> {
     text.trim()
         .parse::<f64>()
         .ok()
-        .filter(|v| v.is_finite() && *v > 0.0)
+        .filter(|v| v.is_finite() && *v > 0.0 && *v <= 1.0)
 }
 
 /// A name such as a dtype, `None`/`null` read as `none`; `torch.bfloat16` as `bfloat16`.
@@ -165,7 +173,8 @@ fn from_pairs<'a>(
             "enable_prefix_caching" => {
                 c.enable_prefix_caching = boolean(value).map(|v| Setting::new(v, source))
             }
-            "enable_chunked_prefill" => {
+            // vLLM's engine-config line spelled it `chunked_prefill_enabled` up to 0.11.
+            "enable_chunked_prefill" | "chunked_prefill_enabled" => {
                 c.enable_chunked_prefill = boolean(value).map(|v| Setting::new(v, source))
             }
             "kv_cache_dtype" | "cache_dtype" => {
@@ -406,6 +415,25 @@ mod tests {
         assert_eq!(config.dtype, Some(Setting::new("bfloat16".into(), cl)));
         // Unknown stays unknown: the command line did not say.
         assert_eq!(config.enable_chunked_prefill, None);
+    }
+
+    #[test]
+    fn values_vllm_would_refuse_are_not_read() {
+        let config = from_command_line(
+            "vllm serve m --max-num-seqs 1e30 --max-model-len 99999999999999999999999 -tp 2.5 \
+             --gpu-memory-utilization 90 --num-gpu-blocks-override 18446744073709551615 --max-num-batched-tokens 2G",
+        )
+        .expect("vLLM");
+        assert_eq!(config.max_num_seqs, None);
+        assert_eq!(config.max_model_len, None);
+        assert_eq!(config.tensor_parallel_size, None);
+        assert_eq!(config.gpu_memory_utilization, None);
+        assert_eq!(
+            config.max_num_batched_tokens.map(|s| s.value),
+            Some(2 << 30)
+        );
+        assert_eq!(count("1099511627777"), None);
+        assert_eq!(count("32K"), Some(32_768));
     }
 
     #[test]
