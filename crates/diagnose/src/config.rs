@@ -172,11 +172,9 @@ fn known<'a, T>(
     Some((&setting.value, setting.source.describe()))
 }
 
-/// The KV cache's tokens per engine, and where they were read.
+/// The KV cache's tokens per engine, and where they were read: the log's "GPU KV cache size" first (exact for
+/// hybrid models too), else blocks × block size as the server reported them.
 fn kv_tokens(facts: &Facts, config: Option<&ServerConfig>) -> Option<(f64, &'static str)> {
-    if let Some(tokens) = config.and_then(ServerConfig::kv_tokens) {
-        return Some((tokens.value as f64, tokens.source.describe()));
-    }
     if let Some(tokens) = facts
         .evidence
         .log
@@ -184,6 +182,9 @@ fn kv_tokens(facts: &Facts, config: Option<&ServerConfig>) -> Option<(f64, &'sta
         .and_then(|l| l.kv_capacity_tokens)
     {
         return Some((tokens as f64, "engine log, KV cache size"));
+    }
+    if let Some(tokens) = config.and_then(ServerConfig::kv_tokens) {
+        return Some((tokens.value as f64, tokens.source.describe()));
     }
     let server = facts.evidence.server.as_ref()?;
     let total = finite(server.gauge(Signal::KvCapacityTokens)?.max).filter(|v| *v > 0.0)?;
@@ -531,8 +532,8 @@ fn max_model_len_oversized(
         Severity::Warning,
         Confidence::Medium,
         format!(
-            "max_model_len {length:.0} is {:.0}× the longest request ({longest:.0} tokens) while the KV cache is \
-             short: set --max-model-len {suggested}",
+            "max_model_len {length:.0} is {:.0}× the longest request measured ({longest:.0} tokens) while the KV \
+             cache is short: set --max-model-len {suggested}, if no real request runs longer",
             length / longest
         ),
         evidence,
