@@ -467,8 +467,13 @@ mod tests {
     fn a_window_of_scrapes_keeps_the_last_cache_config() {
         let text = include_str!("../../../fixtures/vllm_cpu/metrics_during_load.txt");
         let readings = dialect::read(&exposition::parse(text), None, "fixture").expect("vLLM");
-        let window = crate::server::summarize(&[(0.0, readings.clone()), (5.0, readings)])
-            .expect("a window");
+        // The first scrape said otherwise (a restart with new settings between them): the last one counts.
+        let mut earlier = readings.clone();
+        earlier
+            .cache_config
+            .insert("gpu_memory_utilization".into(), "0.5".into());
+        let window =
+            crate::server::summarize(&[(0.0, earlier), (5.0, readings)]).expect("a window");
         let evidence = Evidence {
             server: Some(window),
             ..Default::default()

@@ -557,7 +557,14 @@ fn cache_config_labels(samples: &SamplesByName<'_, '_>) -> BTreeMap<String, Stri
     samples
         .named(CACHE_CONFIG_INFO)
         .iter()
-        .min_by_key(|s| s.label("engine").unwrap_or_default().to_string())
+        // Numerically: engine "10" comes after engine "2".
+        .min_by_key(|s| {
+            let engine = s.label("engine").unwrap_or_default();
+            (
+                engine.parse::<u64>().unwrap_or(u64::MAX),
+                engine.to_string(),
+            )
+        })
         .map(|s| {
             s.labels
                 .iter()
@@ -907,13 +914,13 @@ mod tests {
                     # TYPE vllm:spec_decode_num_accepted_tokens counter\n\
                     vllm:spec_decode_num_accepted_tokens_total{engine=\"0\",model_name=\"m\"} 180\n\
                     # TYPE vllm:cache_config_info gauge\n\
-                    vllm:cache_config_info{block_size=\"16\",cache_dtype=\"fp8\",engine=\"1\"} 1\n\
-                    vllm:cache_config_info{block_size=\"16\",cache_dtype=\"fp8\",engine=\"0\"} 1\n";
+                    vllm:cache_config_info{block_size=\"16\",cache_dtype=\"auto\",engine=\"10\"} 1\n\
+                    vllm:cache_config_info{block_size=\"16\",cache_dtype=\"fp8\",engine=\"2\"} 1\n";
         let r = read(&parse(text), None, "spec").unwrap();
         assert_eq!(r.value(Signal::SpecDrafts), Some(100.0));
         assert_eq!(r.value(Signal::SpecDraftTokens), Some(500.0));
         assert_eq!(r.value(Signal::SpecAcceptedTokens), Some(180.0));
-        // The engines' labels, less the engine's own.
+        // The lowest-numbered engine's labels (2 before 10), less the engine's own.
         assert_eq!(
             r.cache_config.get("cache_dtype").map(String::as_str),
             Some("fp8")
