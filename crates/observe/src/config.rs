@@ -360,24 +360,36 @@ pub fn from_command_line(text: &str) -> Option<ServerConfig> {
             continue;
         }
         if BOOLEAN_FLAGS.contains(&flag.as_str()) {
-            pairs.push((flag, inline.unwrap_or_else(|| "true".to_string())));
+            // Older vLLM took `--enable-chunked-prefill False`: a following boolean word is the value.
+            let value = match inline {
+                Some(value) => value,
+                None if i < words.len() && boolean(words[i]).is_some() => {
+                    i += 1;
+                    words[i - 1].to_string()
+                }
+                None => "true".to_string(),
+            };
+            pairs.push((flag, value));
             continue;
         }
-        let value = match inline {
+        let mut value = match inline {
             Some(value) => value,
             None if i < words.len() && !words[i].starts_with('-') => {
-                // A JSON value may have been split at its spaces: take words until its braces close.
-                let mut value = words[i].to_string();
                 i += 1;
-                while value.matches('{').count() > value.matches('}').count() && i < words.len() {
-                    value.push(' ');
-                    value.push_str(words[i]);
-                    i += 1;
-                }
-                value
+                words[i - 1].to_string()
             }
             None => continue,
         };
+        // A JSON value may have been split at its spaces: take words until its braces close, never past the
+        // next flag (unbalanced braces must not swallow the rest of the line).
+        while value.matches('{').count() > value.matches('}').count()
+            && i < words.len()
+            && !words[i].starts_with("--")
+        {
+            value.push(' ');
+            value.push_str(words[i]);
+            i += 1;
+        }
         pairs.push((flag, value));
     }
     Some(from_pairs(
@@ -433,6 +445,16 @@ mod tests {
             Some(2 << 30)
         );
         assert_eq!(count("1099511627777"), None);
+        // Inline JSON split at its spaces keeps its contents; unbalanced braces stop at the next flag; a boolean
+        // flag takes an explicit False.
+        let config = from_command_line(
+            "vllm serve m --speculative-config={\"method\": \"ngram\", \"num_speculative_tokens\": 5} \
+             --enable-chunked-prefill False --quantization {{{{ --max-num-seqs 8",
+        )
+        .expect("vLLM");
+        assert_eq!(config.num_speculative_tokens.map(|s| s.value), Some(5));
+        assert_eq!(config.enable_chunked_prefill.map(|s| s.value), Some(false));
+        assert_eq!(config.max_num_seqs.map(|s| s.value), Some(8));
         assert_eq!(count("32K"), Some(32_768));
     }
 
