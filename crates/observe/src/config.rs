@@ -15,6 +15,10 @@ pub struct BatchDefaults {
 
 /// The first vLLM version whose defaults are V1's (prefix caching and chunked prefill on): 0.8.0.
 const V1_DEFAULTS_SINCE: (u64, u64) = (0, 8);
+/// The GPU-dependent scheduler limits (`get_batch_defaults`: 1024 sequences / 8192 tokens on large GPUs) are
+/// implied only for releases known to have them; the release that introduced them was not pinned, so earlier
+/// and unknown versions imply nothing.
+const BATCH_DEFAULTS_SINCE: (u64, u64) = (0, 10);
 
 /// What the evidence itself does not hold: files of a bundle, and facts the caller looks up.
 #[derive(Clone, Copy, Debug, Default)]
@@ -285,7 +289,12 @@ fn implied_defaults(log: &LogFacts, batch_defaults: Option<BatchDefaults>) -> Se
     if v1 {
         c.enable_prefix_caching = implied(true);
         c.enable_chunked_prefill = implied(true);
-        if let Some(limits) = batch_defaults {
+        let known_release = log
+            .version
+            .as_deref()
+            .and_then(major_minor)
+            .is_some_and(|version| version >= BATCH_DEFAULTS_SINCE);
+        if let Some(limits) = batch_defaults.filter(|_| known_release) {
             c.max_num_seqs = implied(limits.max_num_seqs);
             c.max_num_batched_tokens = implied(limits.max_num_batched_tokens);
         }
@@ -561,6 +570,21 @@ mod tests {
         );
         // Depends on the GPU, which is not known here.
         assert_eq!(config.max_num_seqs, None);
+        // The GPU known, the scheduler limits follow only for a release known to key them on it.
+        let large = Some(BatchDefaults {
+            max_num_seqs: 1024,
+            max_num_batched_tokens: 8192,
+        });
+        let implied_seqs = |version: Option<&str>| {
+            let log = LogFacts {
+                version: version.map(str::to_string),
+                ..log.clone()
+            };
+            from_log(&log, large).max_num_seqs.map(|s| s.value)
+        };
+        assert_eq!(implied_seqs(Some("0.11.0")), Some(1024));
+        assert_eq!(implied_seqs(Some("0.8.5")), None);
+        assert_eq!(implied_seqs(None), None);
         // A log without the args line implies nothing.
         assert!(
             from_log(
