@@ -20,6 +20,16 @@ const LINES: [&str; 9] = [
     "config_spec_decode_accepted",
 ];
 
+/// Speculative decoding with `k` tokens a draft, and the window's draft steps, drafted and accepted tokens.
+fn speculating(evidence: &mut Evidence, k: u64, (drafts, drafted, accepted): (f64, f64, f64)) {
+    config(evidence).speculative = logged(true);
+    config(evidence).num_speculative_tokens = logged(k);
+    let counters = &mut server(evidence).counters;
+    counters.insert(Signal::SpecDrafts, counter(drafts, 30.0));
+    counters.insert(Signal::SpecDraftTokens, counter(drafted, 30.0));
+    counters.insert(Signal::SpecAcceptedTokens, counter(accepted, 30.0));
+}
+
 fn verdict(evidence: &Evidence, id: &str) -> String {
     let diagnosis = diagnose(evidence, &Thresholds::default());
     finding(&diagnosis, id)
@@ -262,22 +272,14 @@ fn an_idle_scrape_proves_no_cache_big_enough_and_a_suggestion_never_grows_the_co
 #[test]
 fn zero_drafts_and_a_large_draft_with_fair_acceptance_are_not_low_acceptance() {
     let mut evidence = healthy();
-    config(&mut evidence).speculative = logged(true);
-    config(&mut evidence).num_speculative_tokens = logged(5);
-    let counters = &mut server(&mut evidence).counters;
-    counters.insert(Signal::SpecDrafts, counter(0.0, 30.0));
-    counters.insert(Signal::SpecDraftTokens, counter(0.0, 30.0));
-    counters.insert(Signal::SpecAcceptedTokens, counter(0.0, 30.0));
+    speculating(&mut evidence, 5, (0.0, 0.0, 0.0));
     let diagnosis = diagnose(&evidence, &Thresholds::default());
     assert_eq!(
         check_line(&diagnosis, "config_spec_decode_accepted").status,
         CheckStatus::Unknown
     );
     // 40 % of 5 drafted tokens: 2 gained a draft, a speed-up.
-    let counters = &mut server(&mut evidence).counters;
-    counters.insert(Signal::SpecDrafts, counter(200.0, 30.0));
-    counters.insert(Signal::SpecDraftTokens, counter(1000.0, 30.0));
-    counters.insert(Signal::SpecAcceptedTokens, counter(400.0, 30.0));
+    speculating(&mut evidence, 5, (200.0, 1000.0, 400.0));
     let diagnosis = diagnose(&evidence, &Thresholds::default());
     assert!(finding(&diagnosis, "config.spec_decode_low_acceptance").is_none());
 }
@@ -285,13 +287,8 @@ fn zero_drafts_and_a_large_draft_with_fair_acceptance_are_not_low_acceptance() {
 #[test]
 fn low_acceptance_suggests_drafting_what_is_accepted_plus_one() {
     let mut evidence = healthy();
-    config(&mut evidence).speculative = logged(true);
-    config(&mut evidence).num_speculative_tokens = logged(5);
-    let counters = &mut server(&mut evidence).counters;
-    counters.insert(Signal::SpecDrafts, counter(200.0, 30.0));
-    counters.insert(Signal::SpecDraftTokens, counter(1000.0, 30.0));
-    counters.insert(Signal::SpecAcceptedTokens, counter(60.0, 30.0));
     // 0.3 accepted per draft step of five.
+    speculating(&mut evidence, 5, (200.0, 1000.0, 60.0));
     let said = verdict(&evidence, "config.spec_decode_low_acceptance");
     assert!(
         said.contains("only 0.30 tokens accepted per draft (6.0%"),
