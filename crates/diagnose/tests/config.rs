@@ -30,6 +30,13 @@ fn speculating(evidence: &mut Evidence, k: u64, (drafts, drafted, accepted): (f6
     counters.insert(Signal::SpecAcceptedTokens, counter(accepted, 30.0));
 }
 
+/// No load measured: no probe, and no requests the server finished over the window.
+fn without_load(evidence: &mut Evidence) {
+    evidence.client = None;
+    evidence.single_user = None;
+    server(evidence).counters.remove(&Signal::RequestsFinished);
+}
+
 fn verdict(evidence: &Evidence, id: &str) -> String {
     let diagnosis = diagnose(evidence, &Thresholds::default());
     finding(&diagnosis, id)
@@ -128,11 +135,7 @@ fn max_num_seqs_far_above_the_cache_names_the_value_and_its_severity_follows_the
     assert_eq!(line.status, CheckStatus::Pass, "{line:#?}");
     assert!(line.detail.contains("never ran out"), "{line:#?}");
     // No load measured (one idle scrape's worth): a note. 163,840 tokens / (512 + 256, the workload's) = 213.
-    evidence.client = None;
-    evidence.single_user = None;
-    server(&mut evidence)
-        .counters
-        .remove(&Signal::RequestsFinished);
+    without_load(&mut evidence);
     let diagnosis = diagnose(&evidence, &Thresholds::default());
     let found = finding(&diagnosis, "config.max_num_seqs_vs_kv").expect("fires");
     assert!(
@@ -241,11 +244,7 @@ fn an_idle_scrape_proves_no_cache_big_enough_and_a_suggestion_never_grows_the_co
     let mut evidence = healthy();
     config(&mut evidence).gpu_memory_utilization = logged(0.5);
     // No load: an empty cache says nothing of whether it is big enough.
-    evidence.client = None;
-    evidence.single_user = None;
-    server(&mut evidence)
-        .counters
-        .remove(&Signal::RequestsFinished);
+    without_load(&mut evidence);
     let diagnosis = diagnose(&evidence, &Thresholds::default());
     for line in ["config_gpu_memory_used", "config_kv_cache_dtype"] {
         assert_eq!(

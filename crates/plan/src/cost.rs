@@ -173,8 +173,9 @@ impl CostModel {
         let tp = deployment.tensor_parallel;
         // A token crosses every pipeline stage in turn, so a step reads the weights of one tensor-parallel rank
         // of each stage: the model over TP, whatever the PP.
-        let all_weight_bytes = deployment.weight_bytes_per_rank(model)
-            * f64::from(deployment.pipeline_parallel.max(1));
+        let all_weight_bytes = model
+            .weight_bytes(deployment.weight_dtype, deployment.quantization.as_ref())
+            / f64::from(tp.max(1));
         // Routed experts' share of the bytes, at the bits they are stored in.
         let expert_bits = deployment
             .quantization

@@ -51,11 +51,14 @@ impl Simulated {
 pub fn simulate(setup: &SimSetup, load: Load) -> Result<Simulated, HardwareError> {
     let mut built = setup.build()?;
     let mut rng = StdRng::seed_from_u64(setup.seed);
-    let gap = Exp::new(load.rate.max(1e-9)).map_err(|_| HardwareError::InvalidSetting {
-        setting: "rate",
-        value: load.rate.to_string(),
-        expected: "a positive number of requests per second".to_owned(),
-    })?;
+    let rate = Some(load.rate).filter(|r| r.is_finite() && *r > 0.0);
+    let gap = rate
+        .and_then(|r| Exp::new(r).ok())
+        .ok_or_else(|| HardwareError::InvalidSetting {
+            setting: "rate",
+            value: load.rate.to_string(),
+            expected: "a positive number of requests per second".to_owned(),
+        })?;
     let mut t = 0.0;
     let times: Vec<f64> = (0..load.requests)
         .map(|_| {
