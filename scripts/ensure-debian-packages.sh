@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages named that are not installed yet (prometheus, chromium, cmake for the tests), so the
-# README's test command passes on a fresh machine. Idempotent; concurrent callers wait on one lock.
+# Installs the Debian packages named that are not installed yet (prometheus, chromium, the build and Python tools),
+# so the README's test command passes on a fresh machine. Idempotent; concurrent callers wait on one lock.
 set -euo pipefail
 
 missing() {

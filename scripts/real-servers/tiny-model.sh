@@ -3,6 +3,8 @@
 # generator, its tokenizer and its arguments; prints the model directory (tiny-llama.gguf and hf/).
 # Usage: tiny-model.sh [make_tiny_model.py arguments except --out]
 set -euo pipefail
+# What a fresh Debian machine may lack (a dpkg check when all are there).
+"$(dirname "$0")/../ensure-debian-packages.sh" python3-venv python3-pip
 CACHE="${INFER_DOCTOR_CACHE:-$HOME/.cache/infer-doctor}"
 HERE="$(cd "$(dirname "$0")" && pwd)"
 mkdir -p "$CACHE/models"

@@ -45,6 +45,38 @@ fn fixture(rel: &str) -> String {
         .to_string()
 }
 
+/// Issue 11: whether the client was the limit is one rule, in diagnose, with thresholds the user sets; bench's
+/// run.json and warnings carry its verdict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_judges_its_own_client_by_the_playbook_rule_and_the_users_thresholds() {
+    let server = MockServer::start(fast()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Any client CPU at all counts as the limit: the strictest the user can ask for.
+    let thresholds = dir.path().join("strict.toml");
+    std::fs::write(&thresholds, "client_cpu_share = 0.0\n").unwrap();
+    let out = dir.path().join("run");
+    let mut cmd = bin();
+    cmd.args(["bench", "--url", &server.url(), "--concurrency", "2"]);
+    cmd.args(["--num-requests", "10", "--output-tokens", "4"]);
+    cmd.args(["--thresholds", thresholds.to_str().unwrap()]);
+    cmd.args(["--out", out.to_str().unwrap()]);
+    let output = run(cmd).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    let summary = &doc["summary"];
+    assert_eq!(summary["client"]["client_bound"], true, "{summary}");
+    let warnings = summary["warnings"].as_array().unwrap();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("client CPU")
+                || w.as_str().unwrap().contains("cores")),
+        "{warnings:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_writes_a_run_directory_without_the_secret() {
     let server = MockServer::start(fast()).await.unwrap();
@@ -2014,7 +2046,8 @@ fn same_mtime_files(dir: &Path, texts: &[&String]) -> Vec<String> {
         .iter()
         .enumerate()
         .map(|(i, text)| {
-            let path = dir.join(format!("scrape-{i}.prom"));
+            // Named so that their names sort against the order given: argument order must win.
+            let path = dir.join(format!("scrape-{}.prom", texts.len() - i));
             std::fs::write(&path, text).unwrap();
             std::fs::File::options()
                 .write(true)
@@ -2426,6 +2459,8 @@ fn self_test_prints_the_real_peak_rss_and_says_each_missed_target() {
     // The printed peak is the bench process's own high-water mark, so no reading from outside is above it; the
     // kernel's RSS counters are per-CPU approximations and teardown still allocates, hence a little slack.
     let seen_mb = seen_peak as f64 / 1e6;
+    // A bench child was seen at all: an in-process user's run would pass the comparison below with nothing read.
+    assert!(seen_mb > 1.0, "no bench child process was seen\n{stdout}");
     assert!(
         printed_mb >= 0.95 * seen_mb,
         "printed {printed_mb} MB, /proc showed {seen_mb} MB in the self-test's bench processes\n{stdout}"

@@ -86,7 +86,11 @@ const STARTUP_HEADROOM: Rule = Rule {
 };
 
 pub(crate) fn assess(facts: &Facts, t: &Thresholds) -> Vec<Assessment> {
-    let (kv, preempted) = (kv_saturated(facts, t), preemptions(facts, t));
+    // Preemptions come from a full cache too: when the override holds it small, both findings name it.
+    let (kv, preempted) = (
+        kv_saturated(facts, t),
+        name_blocks_override(facts, preemptions(facts, t)),
+    );
     // A full cache usually preempts a little; when requests are preempted about as often as they finish, the
     // recomputation is the problem to fix first (the order breaks ties between equally severe findings).
     let storm =
@@ -118,7 +122,7 @@ fn kv_saturated(facts: &Facts, t: &Thresholds) -> Assessment {
 }
 
 /// vLLM's `--num-gpu-blocks-override` sizes the KV cache whatever the memory allows: when the server says it is
-/// set (a `cache_config_info` label), it is the first suspect for a cache that fills up.
+/// set (a `cache_config_info` label), it is the first suspect for a cache that fills up or preempts.
 fn name_blocks_override(facts: &Facts, mut assessment: Assessment) -> Assessment {
     let blocks = facts
         .evidence

@@ -8,7 +8,7 @@ use crate::assessment::{Assessment, how, ms, percent};
 use crate::facts::Facts;
 
 /// Lines answered directly by one rule: (line id, question, rule id).
-const RULE_LINES: [(&str, &str, &str); 37] = [
+const RULE_LINES: [(&str, &str, &str); 38] = [
     ("error_rate", "Is the error rate below 1%?", "errors.rate"),
     (
         "no_preemptions",
@@ -44,6 +44,11 @@ const RULE_LINES: [(&str, &str, &str); 37] = [
         "littles_law",
         "Does Little's law hold for the server's numbers?",
         "consistency.littles_law",
+    ),
+    (
+        "sources_agree",
+        "Do the server metrics and the engine log describe the same server?",
+        "consistency.sources_disagree",
     ),
     (
         "startup_capacity",

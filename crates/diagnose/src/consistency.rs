@@ -5,7 +5,7 @@ use infer_doctor_core::{Confidence, Severity, Signal, Symptom};
 
 use crate::Thresholds;
 use crate::assessment::{Assessment, Rule, compared, ratio, seen};
-use crate::facts::{Facts, finite};
+use crate::facts::{Facts, finite, in_system_mean};
 
 const LITTLES_LAW: Rule = Rule {
     id: "consistency.littles_law",
@@ -56,8 +56,12 @@ fn sources_disagree(facts: &Facts) -> Assessment {
     let metrics = format!("server metrics ({} dialect)", server.dialect);
     let engine_log = format!("engine log ({})", log.server);
     let mut differences = Vec::new();
+    let mut compared = Vec::new();
     let mut evidence = Vec::new();
     // Dialects are named by server first (`vllm_v1`, `sglang`, `llamacpp`); a log of no known server says nothing.
+    if log.server != "unknown" {
+        compared.push("the server");
+    }
     if log.server != "unknown" && !server.dialect.starts_with(&log.server) {
         differences.push(format!(
             "the metrics are {}'s, the log is {}'s",
@@ -68,6 +72,7 @@ fn sources_disagree(facts: &Facts) -> Assessment {
     if let Some(model) = &log.model
         && !server.models.is_empty()
     {
+        compared.push("the model");
         let served = log.non_default_args.get("served_model_name");
         let known =
             |name: &String| name == model || served.is_some_and(|s| s.contains(name.as_str()));
@@ -85,6 +90,7 @@ fn sources_disagree(facts: &Facts) -> Assessment {
         .filter(|v| *v > 0.0)
         .map(|total| total / f64::from(server.engines.unwrap_or(1)));
     if let (Some(from_metrics), Some(from_log)) = (metrics_capacity, log.kv_capacity_tokens) {
+        compared.push("the KV capacity");
         let from_log = from_log as f64;
         let gap = ratio((from_metrics - from_log).abs(), from_metrics.max(from_log));
         if gap.is_some_and(|gap| gap > KV_CAPACITY_TOLERANCE) {
@@ -95,8 +101,18 @@ fn sources_disagree(facts: &Facts) -> Assessment {
             evidence.push(seen("kv_capacity_tokens", from_log, &engine_log));
         }
     }
+    if compared.is_empty() {
+        // Two sources that state nothing in common were not shown to agree.
+        return SOURCES_DISAGREE.unknown(
+            "something both sources state (the server, the model or the KV capacity)",
+            "pass the engine log from the server's start, which names the server, the model and the KV cache",
+        );
+    }
     if differences.is_empty() {
-        return SOURCES_DISAGREE.passes(format!("{metrics} and {engine_log} agree"));
+        return SOURCES_DISAGREE.passes(format!(
+            "{metrics} and {engine_log} agree on {}",
+            compared.join(", ")
+        ));
     }
     evidence.insert(
         0,
@@ -121,16 +137,9 @@ fn littles_law(facts: &Facts, t: &Thresholds) -> Assessment {
     let Some(server) = &facts.evidence.server else {
         return LITTLES_LAW.unknown("server metrics", &facts.how_server());
     };
-    let Some(running) = server
-        .gauge(Signal::RequestsRunning)
-        .and_then(|g| finite(g.mean))
-    else {
-        return LITTLES_LAW.unknown("the running count", &facts.how_server());
+    let Some(in_system) = in_system_mean(server) else {
+        return LITTLES_LAW.unknown("the running and waiting counts", &facts.how_server());
     };
-    let waiting = server
-        .gauge(Signal::RequestsWaiting)
-        .and_then(|g| finite(g.mean))
-        .unwrap_or(0.0);
     let Some(e2e) = facts.histogram(Signal::E2e) else {
         return LITTLES_LAW.unknown("the end-to-end latency histogram", &facts.how_server());
     };
@@ -157,7 +166,6 @@ fn littles_law(facts: &Facts, t: &Thresholds) -> Assessment {
             &facts.how_server(),
         );
     };
-    let in_system = running + waiting;
     let predicted = completion_rate * e2e.mean;
     let larger = in_system.max(predicted);
     if larger < t.littles_law_min_in_system {

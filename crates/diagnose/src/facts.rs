@@ -280,21 +280,36 @@ impl<'a> Facts<'a> {
             window: format!("engine log, {} stats lines", values.len()),
         });
         // Scrapes over a window describe the run, which the log's lines (the server's whole life, idle hours and
-        // earlier loads too) do not; but one scrape (taken after the load ended, say) must not hide a log that shows
-        // the server full: there the source that saw more pressure speaks, and names what the other read.
-        let one_scrape = self
+        // earlier loads too) do not: there the metrics speak, but a log that saw more pressure is named beside them,
+        // never silently overridden. Scrapes that cannot be placed in time (one scrape, taken after the load ended
+        // say, or files without a clock) describe no window: there the source that saw more pressure speaks.
+        let unplaced = self
             .evidence
             .server
             .as_ref()
-            .is_some_and(|s| s.scrapes <= 1 && !s.no_clock && s.seconds() <= 0.0);
+            .is_some_and(|s| s.no_clock || (s.scrapes <= 1 && s.seconds() <= 0.0));
+        let rounded = |v: f64| (v * 1000.0).round() / 1000.0;
         match (from_metrics, from_log) {
-            (Some(metrics), Some(log)) if log.max > metrics.max && one_scrape => Some(Level {
+            (Some(metrics), Some(log)) if log.max > metrics.max && unplaced => {
+                let scrapes = match self.evidence.server.as_ref().map_or(1, |s| s.scrapes) {
+                    1 => "the one scrape of server metrics read".to_string(),
+                    n => {
+                        format!("the {n} scrapes of server metrics, at unknown times, read at most")
+                    }
+                };
+                Some(Level {
+                    window: format!("{} ({scrapes} {})", log.window, rounded(metrics.max)),
+                    ..log
+                })
+            }
+            (Some(metrics), Some(log)) if log.max > metrics.max => Some(Level {
                 window: format!(
-                    "{} (the one scrape of server metrics read {})",
-                    log.window,
-                    (metrics.max * 1000.0).round() / 1000.0
+                    "{}; the engine log's {} reached {}, outside or between these scrapes",
+                    metrics.window,
+                    log.window.trim_start_matches("engine log, "),
+                    rounded(log.max)
                 ),
-                ..log
+                ..metrics
             }),
             (Some(metrics), _) => Some(metrics),
             (None, log) => log,
@@ -572,4 +587,11 @@ pub(crate) fn visible_gpu_indices(
         .map(|i| i.trim().parse::<u32>().ok())
         .collect::<Option<Vec<_>>>()?;
     Some((indices, environment.server_process))
+}
+
+/// Mean running + waiting over a window. Both gauges are needed: a missing queue read as empty would make the
+/// server look less busy than it is, and the rules comparing it (Little's law, requests held upstream) wrong.
+pub(crate) fn in_system_mean(window: &ServerWindow) -> Option<f64> {
+    let mean = |signal| window.gauge(signal).and_then(|g| finite(g.mean));
+    Some(mean(Signal::RequestsRunning)? + mean(Signal::RequestsWaiting)?)
 }

@@ -1,11 +1,11 @@
 //! Rules that look outside the engine: requests held before they reach it (a gateway, load balancer, network),
 //! or a load generator too slow to deliver the load. Source rows: sim_capacity.md §D D13; DESIGN.md §6.
 
-use infer_doctor_core::{Confidence, Severity, Signal, Symptom};
+use infer_doctor_core::{Confidence, Severity, Symptom};
 
 use crate::Thresholds;
 use crate::assessment::{Assessment, Rule, compared, how, ms, ratio, seen};
-use crate::facts::{Facts, finite};
+use crate::facts::{Facts, finite, in_system_mean};
 
 const UPSTREAM: Rule = Rule {
     id: "upstream.bottleneck",
@@ -43,19 +43,11 @@ pub(crate) fn assess(facts: &Facts, t: &Thresholds) -> Vec<Assessment> {
 
 /// Mean running + waiting over the window, from the server or summed over its pods.
 fn in_system(facts: &Facts) -> Option<(f64, String)> {
-    let mean_of = |window: &infer_doctor_core::signals::ServerWindow| -> Option<f64> {
-        let running = finite(window.gauge(Signal::RequestsRunning)?.mean)?;
-        let waiting = window
-            .gauge(Signal::RequestsWaiting)
-            .and_then(|g| finite(g.mean))
-            .unwrap_or(0.0);
-        Some(running + waiting)
-    };
-    if let Some(total) = facts.evidence.server.as_ref().and_then(mean_of) {
+    if let Some(total) = facts.evidence.server.as_ref().and_then(in_system_mean) {
         return Some((total, facts.server_window_label()));
     }
     let pods = &facts.evidence.pods;
-    let per_pod: Option<Vec<f64>> = pods.values().map(mean_of).collect();
+    let per_pod: Option<Vec<f64>> = pods.values().map(in_system_mean).collect();
     let per_pod = per_pod.filter(|p| !p.is_empty())?;
     Some((
         per_pod.iter().sum(),

@@ -683,7 +683,7 @@ fn healthy_evidence_has_no_warning_and_every_checklist_line_passes() {
         "{:#?}",
         diagnosis.findings
     );
-    assert_eq!(diagnosis.checklist.len(), 42);
+    assert_eq!(diagnosis.checklist.len(), 43);
     for line in &diagnosis.checklist {
         assert_eq!(line.status, CheckStatus::Pass, "{line:#?}");
     }
@@ -1552,6 +1552,29 @@ fn no_preemptions_is_not_claimed_from_a_log_that_cannot_report_them() {
     assert!(finding(&diagnosis, "capacity.preemptions").is_some());
 }
 
+#[test]
+fn preemptions_under_a_blocks_override_name_the_override_first() {
+    // Raising --gpu-memory-utilization does nothing while --num-gpu-blocks-override holds the cache small.
+    let mut evidence = healthy();
+    server(&mut evidence)
+        .counters
+        .insert(Signal::Preemptions, counter(12.0, WINDOW_SECONDS));
+    let first_remedy = |evidence: &Evidence| {
+        let diagnosis = diagnose(evidence, &Thresholds::default());
+        finding(&diagnosis, "capacity.preemptions")
+            .expect("preempting")
+            .remedies[0]
+            .clone()
+    };
+    assert!(!first_remedy(&evidence).contains("override"));
+    set_gauge(&mut evidence, Signal::KvBlocksOverride, 64.0, 64.0);
+    let remedy = first_remedy(&evidence);
+    assert!(
+        remedy.contains("64 blocks by --num-gpu-blocks-override"),
+        "{remedy}"
+    );
+}
+
 /// A vLLM log of stats lines only, (prompt tok/s, running, waiting, KV usage) each, with the given arguments.
 fn stats_log(lines: &[(f64, u64, u64, f64)], max_num_seqs: Option<&str>) -> Evidence {
     let mut non_default_args = std::collections::BTreeMap::new();
@@ -1677,6 +1700,43 @@ fn metrics_and_a_log_from_different_servers_are_said_to_disagree() {
 }
 
 #[test]
+fn sources_that_state_nothing_in_common_are_not_said_to_agree() {
+    let mut evidence = healthy();
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    let line = check_line(&diagnosis, "sources_agree");
+    assert_eq!(line.status, CheckStatus::Pass, "{line:#?}");
+    assert!(line.detail.contains("agree on the server"), "{line:#?}");
+    // A log of no known server, naming no model and no KV cache: nothing was compared.
+    let log = evidence.log.as_mut().unwrap();
+    (log.server, log.model, log.kv_capacity_tokens) = ("unknown".into(), None, None);
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    let line = check_line(&diagnosis, "sources_agree");
+    assert_eq!(line.status, CheckStatus::Unknown, "{line:#?}");
+}
+
+#[test]
+fn a_missing_waiting_gauge_is_not_read_as_an_empty_queue() {
+    // Without the queue, running alone understates what the server holds: Little's law and the upstream
+    // comparison would judge a guessed zero.
+    let mut evidence = healthy();
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    assert_ne!(
+        check_line(&diagnosis, "upstream_matches").status,
+        CheckStatus::Unknown
+    );
+    server(&mut evidence)
+        .gauges
+        .remove(&Signal::RequestsWaiting);
+    evidence.log = None;
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    for id in ["upstream_matches", "littles_law"] {
+        let line = check_line(&diagnosis, id);
+        assert_eq!(line.status, CheckStatus::Unknown, "{line:#?}");
+    }
+    assert!(finding(&diagnosis, "upstream.bottleneck").is_none());
+}
+
+#[test]
 fn requests_the_client_stopped_are_not_blamed_on_the_server() {
     let error_rate_line = |evidence: &Evidence| {
         let diagnosis = diagnose(evidence, &Thresholds::default());
@@ -1795,13 +1855,7 @@ fn an_idle_scrape_does_not_hide_a_log_that_shows_the_server_full() {
     set_gauge(&mut evidence, Signal::RequestsWaiting, 0.0, 0.0);
     let one = server(&mut evidence);
     (one.scrapes, one.start, one.end) = (1, 0.0, 0.0);
-    let stats = |kv: f64, waiting: u64| infer_doctor_core::LogStats {
-        kv_usage: Some(kv),
-        waiting: Some(waiting),
-        running: Some(40),
-        ..Default::default()
-    };
-    evidence.log.as_mut().unwrap().stats = vec![stats(0.97, 12), stats(0.99, 20), stats(0.98, 15)];
+    log_showing_the_server_full(&mut evidence);
     let diagnosis = diagnose(&evidence, &Thresholds::default());
     let found = finding(&diagnosis, "capacity.kv_saturated").expect("the log shows the cache full");
     assert!(
@@ -1813,6 +1867,62 @@ fn an_idle_scrape_does_not_hide_a_log_that_shows_the_server_full() {
                     .contains("the one scrape of server metrics read 0.02")),
         "{:#?}",
         found.evidence
+    );
+}
+
+/// A log that shows the cache full, three times.
+fn log_showing_the_server_full(evidence: &mut Evidence) {
+    let stats = |kv: f64, waiting: u64| infer_doctor_core::LogStats {
+        kv_usage: Some(kv),
+        waiting: Some(waiting),
+        running: Some(40),
+        ..Default::default()
+    };
+    evidence.log.as_mut().unwrap().stats = vec![stats(0.97, 12), stats(0.99, 20), stats(0.98, 15)];
+}
+
+#[test]
+fn several_unclocked_scrapes_do_not_hide_a_log_that_shows_the_server_full() {
+    // Three copied scrape files sharing one modification time: when they were taken is unknown, so they describe
+    // no window the log could be set against; the source that saw the pressure speaks.
+    let mut evidence = healthy();
+    set_gauge(&mut evidence, Signal::KvUsage, 0.03, 0.05);
+    set_gauge(&mut evidence, Signal::RequestsWaiting, 0.0, 0.0);
+    let unclocked = server(&mut evidence);
+    (unclocked.scrapes, unclocked.no_clock) = (3, true);
+    log_showing_the_server_full(&mut evidence);
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    let found = finding(&diagnosis, "capacity.kv_saturated").expect("the log shows the cache full");
+    assert!(
+        found
+            .evidence
+            .iter()
+            .any(|o| o.window.contains("engine log")
+                && o.window.contains(
+                    "the 3 scrapes of server metrics, at unknown times, read at most 0.05"
+                )),
+        "{:#?}",
+        found.evidence
+    );
+}
+
+#[test]
+fn a_scrape_window_speaks_for_the_run_but_names_a_log_that_saw_more() {
+    // Scrapes over the run's own window describe it; the log's fuller moments (an earlier load, say) are named
+    // beside them rather than dropped without a word.
+    let mut evidence = healthy();
+    set_gauge(&mut evidence, Signal::KvUsage, 0.30, 0.40);
+    log_showing_the_server_full(&mut evidence);
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    assert!(finding(&diagnosis, "capacity.kv_saturated").is_none());
+    let line = check_line(&diagnosis, "kv_below_saturation");
+    assert_eq!(line.status, CheckStatus::Pass);
+    assert!(
+        line.detail.contains("server metrics")
+            && line
+                .detail
+                .contains("the engine log's 3 stats lines reached 0.99"),
+        "{line:#?}"
     );
 }
 

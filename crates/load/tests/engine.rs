@@ -461,6 +461,55 @@ async fn failed_warmup_requests_are_counted_warned_and_the_concurrency_reached_i
     );
 }
 
+/// A prompt source as slow as a tokenizer building long exact-length prompts on a busy machine.
+struct SlowToBuild;
+
+impl PromptSource for SlowToBuild {
+    fn item(&self, index: u64) -> PromptItem {
+        std::thread::sleep(Duration::from_millis(40));
+        Numbered { max_tokens: 2 }.item(index)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_waiting_for_their_prompt_are_measured_as_the_prompt_builders_wait() {
+    // Issue 17: one prompt-building thread capped a run without a word. The builders run ahead of the senders, but
+    // when they cannot keep up, the time requests wait for their prompt is measured for the client.bound rule.
+    let server = mock(1, 1).await;
+    let s = spec(&server.url(), closed(8), Stop::Count(48));
+    let builders = (infer_doctor_load::cpu::cores() as u64).clamp(1, 8);
+    let started = Instant::now();
+    let out = run(
+        &s,
+        Arc::new(SlowToBuild),
+        None,
+        Arc::new(LiveCounters::default()),
+        Cancel::never(),
+    )
+    .await
+    .unwrap();
+    let took = started.elapsed().as_secs_f64();
+    assert_accounted(&out, 48);
+    let client = &out.summary.client;
+    // 48 prompts of 40 ms on `builders` threads: the run cannot beat that, and its requests waited most of it.
+    let building = 48.0 * 0.040 / builders as f64;
+    assert!(
+        took >= 0.9 * building,
+        "{took} s for {building} s of building"
+    );
+    assert!(
+        client.prompt_wait_share > 0.3 && client.prompt_wait_s > 0.0,
+        "{client:?} over {took} s"
+    );
+    // Against a fast prompt source the same run waits for nothing worth a word.
+    let out = go(&s, 2).await;
+    assert!(
+        out.summary.client.prompt_wait_share < 0.05,
+        "{:?}",
+        out.summary.client
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interrupting_keeps_what_was_measured() {
     let server = mock(10, 50).await;

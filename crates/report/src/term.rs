@@ -102,10 +102,11 @@ pub fn render(summary: &RunSummary, heading: &str) -> String {
         } else {
             String::new()
         },
-        if r.warmup > 0 {
-            format!(", {} warm-up not counted", r.warmup)
-        } else {
-            String::new()
+        match (r.warmup, summary.warmup.failed) {
+            (0, _) => String::new(),
+            // A failed warm-up holds its user back from the measured run: never hidden behind "0 failed".
+            (warmup, 0) => format!(", {warmup} warm-up not counted"),
+            (warmup, failed) => format!(", {warmup} warm-up not counted ({failed} of them FAILED)"),
         },
     ));
     for e in &r.errors {
@@ -292,5 +293,27 @@ mod tests {
         }
         assert!(text.contains("connect: 1 — e.g. refused"));
         assert!(text.contains("SLO ttft_p99<=1ms: FAIL"));
+    }
+
+    /// Issue 17: a run whose warm-up mostly timed out said "0 failed" and nothing else.
+    #[test]
+    fn failed_warm_up_requests_are_said_beside_the_measured_ones() {
+        let mut summary = RunSummary::default();
+        (
+            summary.requests.sent,
+            summary.requests.ok,
+            summary.requests.warmup,
+        ) = (24, 24, 8);
+        assert!(render(&summary, "bench").contains("0 failed (0.00%), 8 warm-up not counted\n"));
+        (
+            summary.warmup.sent,
+            summary.warmup.ok,
+            summary.warmup.failed,
+        ) = (8, 2, 6);
+        let text = render(&summary, "bench");
+        assert!(
+            text.contains("8 warm-up not counted (6 of them FAILED)"),
+            "{text}"
+        );
     }
 }

@@ -170,7 +170,11 @@ impl MockServer {
     }
 
     async fn listen(config: MockConfig, tls: Option<Acceptor>) -> std::io::Result<MockServer> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        // As the simulator does (`sim::server::LISTEN_BACKLOG`): tokio's `bind` asks for a backlog of 128, and the
+        // self-test's thousand streams connecting at once would then lose SYNs and wait a second for retries.
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind((std::net::Ipv4Addr::LOCALHOST, 0).into())?;
+        let listener = socket.listen(4096)?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             config: config.clone(),

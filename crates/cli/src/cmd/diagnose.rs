@@ -588,3 +588,32 @@ fn collected_json<T: serde::de::DeserializeOwned>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::args::{Cli, Command};
+    use clap::Parser;
+
+    /// Issue 11: the probe's own cut-off, derived from `--budget`, was recorded as server timeouts. A request still
+    /// queued when the budget ends is only interrupted: the probe's bench gets no request timeout of its own.
+    #[test]
+    fn the_probe_gives_its_bench_no_timeout_from_the_budget() {
+        for budget in ["20s", "3s"] {
+            let argv = [
+                "infer-doctor",
+                "diagnose",
+                "--url",
+                "http://127.0.0.1:9",
+                "--budget",
+                budget,
+            ];
+            let Command::Diagnose(args) = Cli::try_parse_from(argv).unwrap().command else {
+                unreachable!("a diagnose command line parses as diagnose")
+            };
+            let bench =
+                bench_args("http://127.0.0.1:9", &args, 8, 100, Path::new("/tmp/probe")).unwrap();
+            assert_eq!(bench.timeout, None, "--budget {budget}");
+        }
+    }
+}
