@@ -32,6 +32,7 @@ client_cpu() {
 per_request_us() { awk -v s="$1" -v n="$requests" 'BEGIN { printf "%.1f", s * 1e6 / n }'; }
 
 printf '%-40s %5s %21s %21s %9s\n' binary round "no --out: CPU, sleeps" "--out: CPU, sleeps" overhead
+overheads=()
 for round in $(seq "$rounds"); do
     for binary in "${binaries[@]}"; do
         rm -rf "$work/out"
@@ -39,8 +40,13 @@ for round in $(seq "$rounds"); do
         read -r with with_sleeps < <(client_cpu "$binary" --out "$work/out")
         lines=$(wc -l <"$work/out/requests.jsonl")
         [ "$lines" -eq "$requests" ] || { echo "requests.jsonl holds $lines lines, not $requests" >&2; exit 1; }
-        printf '%-40s %5s %8s µs %10s %8s µs %10s %9s\n' "$binary" "$round" "$(per_request_us "$without")" \
-            "$without_sleeps" "$(per_request_us "$with")" "$with_sleeps" \
-            "$(awk -v a="$without" -v b="$with" 'BEGIN { printf "%+.0f%%", (b / a - 1) * 100 }')"
+        overhead=$(awk -v a="$without" -v b="$with" 'BEGIN { printf "%+.1f", (b / a - 1) * 100 }')
+        overheads+=("$overhead")
+        printf '%-40s %5s %8s µs %10s %8s µs %10s %8s%%\n' "$binary" "$round" "$(per_request_us "$without")" \
+            "$without_sleeps" "$(per_request_us "$with")" "$with_sleeps" "$overhead"
     done
 done
+# The median over every run is the figure judged: one noisy round on a shared machine is no regression.
+median=$(printf '%s\n' "${overheads[@]}" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+verdict=$(awk -v m="$median" 'BEGIN { print (m < 10 ? "pass" : "MISS") }')
+echo "median overhead of --out: ${median}% (target under 10%): $verdict"
