@@ -39,6 +39,46 @@ pub enum Command {
     /// Size a vLLM deployment for a load and an SLO: capacity as vLLM computes it, options checked on the
     /// simulator, the recommended flags.
     Plan(Box<PlanArgs>),
+    /// Analyse PyTorch profiler traces (one file per rank, or the profiler's directory) as HTA does: where the
+    /// GPU's time went, the kernels, launches, copies and queues, and vLLM's prefill and decode steps.
+    Trace(TraceArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct TraceArgs {
+    #[command(subcommand)]
+    pub action: Option<TraceCommand>,
+    /// Trace files (`*.pt.trace.json[.gz]`, one per rank) or a directory of them (`torch_profiler_dir`).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub analysis: TraceAnalysisArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct TraceAnalysisArgs {
+    /// Keep the last `ProfilerStep`, which HTA leaves out (it is usually cut short by the profiler's stop).
+    #[arg(long)]
+    pub include_last_step: bool,
+    #[arg(long, value_enum, default_value_t = Format::Term)]
+    pub format: Format,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TraceCommand {
+    /// Two traces side by side (a baseline first): where the time went, and the kernels that changed.
+    Diff(TraceDiffArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TraceDiffArgs {
+    /// The baseline trace (a file or a directory of one rank's files).
+    pub baseline: PathBuf,
+    /// The trace to compare with it.
+    pub compared: PathBuf,
+    #[command(flatten)]
+    pub analysis: TraceAnalysisArgs,
 }
 
 #[derive(Args, Debug)]

@@ -96,6 +96,7 @@ fn main() -> ExitCode {
             Command::Report(args) => cmd::diagnose::report(&args).await,
             Command::Collect(args) => cmd::collect::run(args).await,
             Command::Plan(args) => cmd::plan::run(&args),
+            Command::Trace(args) => cmd::trace::run(&args),
         }
     });
     // Request tasks of an interrupted run may still hold sockets; do not wait for them.

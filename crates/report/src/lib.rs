@@ -7,6 +7,8 @@ pub mod html;
 pub mod markdown;
 pub mod plan;
 pub mod server;
+pub mod table;
 pub mod term;
+pub mod trace;
 
 pub use document::{DiagnosisDocument, RunDocument, SCHEMA_VERSION};

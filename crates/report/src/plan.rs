@@ -1,21 +1,12 @@
 //! A capacity plan as people read it: the options table, the recommendation with its flags, throughput against
 //! concurrency and any manifests, stored as `plan.json` so `report` renders a plan like any other document.
 
-use comfy_table::Table as TermTable;
-use comfy_table::presets::UTF8_FULL_CONDENSED;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::document::Tool;
 use crate::html::{STYLE, escape};
-
-/// Rows of text cells under a caption; the same cells render in every format.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Table {
-    pub caption: String,
-    pub header: Vec<String>,
-    pub rows: Vec<Vec<String>>,
-}
+pub use crate::table::Table;
 
 /// A plan (`plan`, or `plan --from` a measured run) as stored and rendered.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -39,13 +30,7 @@ pub struct PlanReport {
 pub fn term(plan: &PlanReport) -> String {
     let mut out = format!("{}\n", plan.title);
     for table in &plan.tables {
-        let mut rendered = TermTable::new();
-        rendered.load_preset(UTF8_FULL_CONDENSED);
-        rendered.set_header(&table.header);
-        for row in &table.rows {
-            rendered.add_row(row);
-        }
-        out += &format!("\n{}\n{rendered}\n", table.caption);
+        out += &table.term();
     }
     out += "\n";
     for note in &plan.notes {
@@ -63,15 +48,7 @@ pub fn term(plan: &PlanReport) -> String {
 pub fn markdown(plan: &PlanReport) -> String {
     let mut out = format!("# Capacity plan\n\n{}\n", plan.title);
     for table in &plan.tables {
-        out += &format!(
-            "\n## {}\n\n| {} |\n|{}\n",
-            table.caption,
-            table.header.join(" | "),
-            "---|".repeat(table.header.len())
-        );
-        for row in &table.rows {
-            out += &format!("| {} |\n", row.join(" | "));
-        }
+        out += &table.markdown();
     }
     out += "\n";
     for note in &plan.notes {
@@ -92,19 +69,7 @@ pub fn html(plan: &PlanReport) -> String {
         escape(&plan.title)
     );
     for table in &plan.tables {
-        out += &format!("<h2>{}</h2><table><thead><tr>", escape(&table.caption));
-        for cell in &table.header {
-            out += &format!("<th>{}</th>", escape(cell));
-        }
-        out += "</tr></thead><tbody>";
-        for row in &table.rows {
-            out += "<tr>";
-            for cell in row {
-                out += &format!("<td>{}</td>", escape(cell));
-            }
-            out += "</tr>";
-        }
-        out += "</tbody></table>";
+        out += &table.html();
     }
     out += "<ul>";
     for note in &plan.notes {

@@ -9,3 +9,4 @@ pub mod metrics;
 pub mod plan;
 pub mod selftest;
 pub mod sim;
+pub mod trace;
