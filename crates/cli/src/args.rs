@@ -297,6 +297,10 @@ pub struct DiagnoseArgs {
     /// ticket: versions, GPUs, the GPU topology and the environment (secret values are not kept).
     #[arg(long, value_name = "FILE")]
     pub env: Option<PathBuf>,
+    /// PyTorch profiler traces of the server (one file per rank, or vLLM's `torch_profiler_dir`): where the
+    /// GPU's time went, for the trace rules.
+    #[arg(long, value_name = "FILE|DIR", num_args = 1..)]
+    pub trace: Vec<PathBuf>,
     /// A TOML file overriding the playbook's thresholds.
     #[arg(long)]
     pub thresholds: Option<PathBuf>,

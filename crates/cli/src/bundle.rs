@@ -564,6 +564,20 @@ pub fn add_collect_env(gathered: &mut Gathered, path: &Path) -> anyhow::Result<(
     Ok(())
 }
 
+/// Reads profiler traces (files, or directories of them, one file per rank) into the evidence's trace part.
+pub fn add_traces(gathered: &mut Gathered, inputs: &[PathBuf]) -> anyhow::Result<()> {
+    let files = infer_doctor_trace::trace_files(inputs)?;
+    let report =
+        infer_doctor_trace::analyse_files(&files, &infer_doctor_trace::Options::default())?;
+    for rank in &report.ranks {
+        if let Some(cut) = &rank.cut {
+            gathered.problems.push(format!("{}: {cut}", rank.source));
+        }
+    }
+    gathered.evidence.trace = Some((&report).into());
+    Ok(())
+}
+
 /// Reads the server process's environment (`NAME=value` lines, as `collect --pid` writes them) into the
 /// evidence's environment, beside what a collect-env output said; secret values stay out.
 pub fn add_server_environment(gathered: &mut Gathered, path: &Path) -> anyhow::Result<()> {

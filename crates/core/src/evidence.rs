@@ -86,6 +86,9 @@ pub struct Evidence {
     /// The server's settings, gathered from its metrics, log, `/v1/models` and command line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<crate::ServerConfig>,
+    /// What PyTorch profiler traces of the server say (`--trace FILE..`, a bundle's `trace/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<crate::TraceFacts>,
 }
 
 /// What the hardware could do at best, for "slower than it should be" rules.

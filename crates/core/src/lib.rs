@@ -15,6 +15,7 @@ pub mod slo;
 pub mod stats;
 pub mod summary;
 pub mod timeline;
+pub mod trace;
 pub mod units;
 pub mod workload;
 
@@ -41,4 +42,5 @@ pub use signals::{Buckets, Reading, ServerReadings, Signal, SignalKind};
 pub use slo::{Slo, SloMetric, SloSet};
 pub use stats::{LatencyHistogram, Summary};
 pub use summary::RunSummary;
+pub use trace::{PhaseTrace, RankTrace, TraceFacts};
 pub use workload::{PromptItem, PromptSource, TokenCounter};

@@ -8,7 +8,7 @@ use crate::assessment::{Assessment, how, ms, percent};
 use crate::facts::Facts;
 
 /// Lines answered directly by one rule: (line id, question, rule id).
-const RULE_LINES: [(&str, &str, &str); 38] = [
+const RULE_LINES: [(&str, &str, &str); 43] = [
     ("error_rate", "Is the error rate below 1%?", "errors.rate"),
     (
         "no_preemptions",
@@ -44,6 +44,31 @@ const RULE_LINES: [(&str, &str, &str); 38] = [
         "littles_law",
         "Does Little's law hold for the server's numbers?",
         "consistency.littles_law",
+    ),
+    (
+        "trace_gpu_busy",
+        "Does the GPU stay busy through the traced steps (idle under 15%)?",
+        "trace.gpu_idle",
+    ),
+    (
+        "trace_launches_amortised",
+        "Are kernel launches amortised (CUDA graphs, or kernels longer than their launch)?",
+        "trace.launch_bound",
+    ),
+    (
+        "trace_comm_hidden",
+        "Is communication a small share of the GPU's time in the trace?",
+        "trace.comm_exposed",
+    ),
+    (
+        "trace_steps_copy_free",
+        "Are the engine steps free of host↔device copies?",
+        "trace.memcpy_in_step",
+    ),
+    (
+        "trace_decode_near_floor",
+        "Do traced decode steps run near the roofline floor?",
+        "trace.step_over_floor",
     ),
     (
         "sources_agree",

@@ -18,6 +18,7 @@ mod output;
 mod thresholds;
 mod throughput;
 mod topology;
+mod trace;
 mod ttft;
 mod upstream;
 
@@ -30,7 +31,7 @@ use facts::Facts;
 
 /// Every rule family, in the order that breaks ties between equally severe and confident findings: failures
 /// first, then root causes (capacity, upstream) before the symptoms they explain (TTFT, ITL).
-const FAMILIES: [fn(&Facts, &Thresholds) -> Vec<Assessment>; 15] = [
+const FAMILIES: [fn(&Facts, &Thresholds) -> Vec<Assessment>; 16] = [
     // An engine that died or ran out of memory explains the errors and every number after it.
     engine::assess,
     errors::assess,
@@ -41,6 +42,8 @@ const FAMILIES: [fn(&Facts, &Thresholds) -> Vec<Assessment>; 15] = [
     host::assess,
     capacity::assess,
     upstream::assess,
+    // What a profiler trace shows the GPU waiting on explains the slow steps the client sees.
+    trace::assess,
     network::assess,
     ttft::assess,
     // A server wearing down over the run explains slow tokens better than the batch does: it goes first.

@@ -176,6 +176,25 @@ pub struct Thresholds {
     /// gained per draft the drafting rarely pays, whatever the number of tokens drafted (a 40 % acceptance of 5
     /// drafted tokens still gains 2).
     pub spec_decode_accepted_per_draft_low: f64,
+    /// Share of a trace's GPU time (within engine steps where they are annotated) with no op running above which
+    /// the GPU waits on the host. TraceLens flags idle above 15% (cpu_idle_analysis.py).
+    pub trace_gpu_idle_share: f64,
+    /// Share of kernels under 10 µs above which launching, not running, sets the pace. Inference from HTA's and
+    /// TraceLens's short-kernel analyses (neither names a share).
+    pub trace_short_kernel_share: f64,
+    /// Share of kernels replayed from CUDA graphs below which launches are paid one by one. Inference.
+    pub trace_graph_kernel_share: f64,
+    /// Share of the GPU's busy time spent in communication nothing overlaps above which a tensor-parallel step
+    /// waits on its collectives. Inference: HTA reports the overlap with no threshold.
+    pub trace_comm_exposed_share: f64,
+    /// Share of engine steps' GPU time in host↔device copies above which the steps move data over PCIe (offload,
+    /// swapping). Inference: vLLM's own per-step copies (sampled tokens) stay far below.
+    pub trace_host_copy_share: f64,
+    /// Kernels below which a trace is too short to judge launches. Inference.
+    pub trace_min_kernels: f64,
+    /// Decode step GPU time over the roofline floor (the weights read once at full bandwidth) above which decode
+    /// is slower than the hardware allows. Inference, as `itl_floor_ratio`.
+    pub trace_step_floor_ratio: f64,
 }
 
 impl Default for Thresholds {
@@ -244,6 +263,13 @@ impl Default for Thresholds {
             config_min_batched_tokens: 2048.0,
             config_tp_weights_share: 0.5,
             spec_decode_accepted_per_draft_low: 0.5,
+            trace_gpu_idle_share: 0.15,
+            trace_short_kernel_share: 0.5,
+            trace_graph_kernel_share: 0.5,
+            trace_comm_exposed_share: 0.15,
+            trace_host_copy_share: 0.05,
+            trace_min_kernels: 200.0,
+            trace_step_floor_ratio: 2.0,
         }
     }
 }
@@ -383,6 +409,13 @@ impl Thresholds {
                 "spec_decode_accepted_per_draft_low",
                 self.spec_decode_accepted_per_draft_low,
             ),
+            ("trace_gpu_idle_share", self.trace_gpu_idle_share),
+            ("trace_short_kernel_share", self.trace_short_kernel_share),
+            ("trace_graph_kernel_share", self.trace_graph_kernel_share),
+            ("trace_comm_exposed_share", self.trace_comm_exposed_share),
+            ("trace_host_copy_share", self.trace_host_copy_share),
+            ("trace_min_kernels", self.trace_min_kernels),
+            ("trace_step_floor_ratio", self.trace_step_floor_ratio),
         ]
     }
 }

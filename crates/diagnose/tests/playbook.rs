@@ -19,6 +19,48 @@ type Change = fn(&mut Evidence);
 /// (rule id, the change that makes it fire, a near miss that must not).
 const CASES: &[(&str, Change, Change)] = &[
     (
+        "trace.gpu_idle",
+        // Decode steps whose GPU work is spread over 30% more time than it takes, the host launching late.
+        |e| {
+            let rank = traced(e);
+            rank.phases[0] = phase_trace("decode", 12, 7_000.0, 10_000.0);
+            (rank.idle_host_wait_us, rank.idle_kernel_wait_us) = (20_000.0, 2_000.0);
+        },
+        |e| traced(e).phases[0] = phase_trace("decode", 12, 7_000.0, 8_000.0),
+    ),
+    (
+        "trace.launch_bound",
+        // --enforce-eager: no graph replays, short kernels, a GPU waiting on its host.
+        |e| {
+            let rank = traced(e);
+            rank.kernels_from_graphs = 0;
+            rank.phases[0] = phase_trace("decode", 12, 7_000.0, 10_000.0);
+            (rank.idle_host_wait_us, rank.idle_kernel_wait_us) = (20_000.0, 2_000.0);
+        },
+        // The same idle GPU with CUDA graphs on: its launches are not the problem.
+        |e| {
+            let rank = traced(e);
+            rank.phases[0] = phase_trace("decode", 12, 7_000.0, 10_000.0);
+            (rank.idle_host_wait_us, rank.idle_kernel_wait_us) = (20_000.0, 2_000.0);
+        },
+    ),
+    (
+        "trace.comm_exposed",
+        |e| traced(e).communication_exposed_us = 30_000.0,
+        |e| traced(e).communication_exposed_us = 14_000.0,
+    ),
+    (
+        "trace.memcpy_in_step",
+        // 10 ms of copies in 92 ms of decode and prefill GPU time.
+        |e| traced(e).phases[0].host_copy_us = 10_000.0,
+        |e| traced(e).phases[0].host_copy_us = 4_000.0,
+    ),
+    (
+        "trace.step_over_floor",
+        |e| traced(e).phases[0] = phase_trace("decode", 12, 15_000.0, 15_300.0),
+        |e| traced(e).phases[0] = phase_trace("decode", 12, 9_500.0, 9_800.0),
+    ),
+    (
         "hardware.xid_errors",
         |e| {
             e.kernel.as_mut().unwrap().xids = vec![xid(79, "GPU has fallen off the bus")];
@@ -646,6 +688,11 @@ fn every_playbook_rule_has_a_case() {
         "config.tp_vs_topology",
         "config.kv_cache_dtype",
         "config.spec_decode_low_acceptance",
+        "trace.gpu_idle",
+        "trace.launch_bound",
+        "trace.comm_exposed",
+        "trace.memcpy_in_step",
+        "trace.step_over_floor",
     ];
     for id in ids {
         assert!(
@@ -683,7 +730,7 @@ fn healthy_evidence_has_no_warning_and_every_checklist_line_passes() {
         "{:#?}",
         diagnosis.findings
     );
-    assert_eq!(diagnosis.checklist.len(), 43);
+    assert_eq!(diagnosis.checklist.len(), 48);
     for line in &diagnosis.checklist {
         assert_eq!(line.status, CheckStatus::Pass, "{line:#?}");
     }
@@ -2324,4 +2371,56 @@ fn a_failed_dcgm_test_is_critical_and_names_its_gpu_a_warning_is_a_warning() {
             .unwrap();
         assert_eq!(line.status, CheckStatus::Unknown);
     }
+}
+
+#[test]
+fn a_trace_rule_without_the_trace_it_needs_stays_unknown() {
+    let lines = [
+        "trace_gpu_busy",
+        "trace_launches_amortised",
+        "trace_comm_hidden",
+        "trace_steps_copy_free",
+        "trace_decode_near_floor",
+    ];
+    let statuses = |evidence: &Evidence| {
+        let diagnosis = diagnose(evidence, &Thresholds::default());
+        lines.map(|id| check_line(&diagnosis, id).status)
+    };
+    let mut evidence = healthy();
+    evidence.trace = None;
+    assert_eq!(statuses(&evidence), [CheckStatus::Unknown; 5]);
+    // A CPU-only profile (vLLM on CPU) has no GPU time to judge.
+    evidence.trace = Some(healthy_trace());
+    let rank = traced(&mut evidence);
+    (rank.busy_us, rank.span_us, rank.kernels) = (0.0, 0.0, 0);
+    assert_eq!(statuses(&evidence), [CheckStatus::Unknown; 5]);
+    // Without vLLM's step annotations, copies inside steps and decode steps cannot be told, and idle over the
+    // whole trace (which may hold time with no requests) speaks with low confidence.
+    let mut evidence = healthy();
+    let rank = traced(&mut evidence);
+    rank.phases.clear();
+    (rank.idle_us, rank.idle_host_wait_us) = (40_000.0, 1_000.0);
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    let idle = finding(&diagnosis, "trace.gpu_idle").expect("40% idle over the trace");
+    assert_eq!(idle.confidence, Confidence::Low);
+    assert!(
+        idle.verdict.contains("over the whole trace"),
+        "{}",
+        idle.verdict
+    );
+    for id in ["trace_steps_copy_free", "trace_decode_near_floor"] {
+        assert_eq!(
+            check_line(&diagnosis, id).status,
+            CheckStatus::Unknown,
+            "{id}"
+        );
+    }
+    // Without hardware facts there is no floor to compare decode steps with.
+    let mut evidence = healthy();
+    evidence.hardware = None;
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    assert_eq!(
+        check_line(&diagnosis, "trace_decode_near_floor").status,
+        CheckStatus::Unknown
+    );
 }

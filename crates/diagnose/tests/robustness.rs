@@ -104,7 +104,7 @@ proptest! {
     #[test]
     fn any_numbers_give_a_full_diagnosis(values in proptest::collection::vec(any_number(), 1..64)) {
         let diagnosis = diagnose(&scramble(&values), &Thresholds::default());
-        prop_assert_eq!(diagnosis.checklist.len(), 43);
+        prop_assert_eq!(diagnosis.checklist.len(), 48);
         prop_assert!(!diagnosis.headline.is_empty());
     }
 }
@@ -112,7 +112,7 @@ proptest! {
 #[test]
 fn zero_everything_does_not_panic() {
     let diagnosis = diagnose(&scramble(&[0.0]), &Thresholds::default());
-    assert_eq!(diagnosis.checklist.len(), 43);
+    assert_eq!(diagnosis.checklist.len(), 48);
     let diagnosis = diagnose(&scramble(&[f64::NAN]), &Thresholds::default());
-    assert_eq!(diagnosis.checklist.len(), 43);
+    assert_eq!(diagnosis.checklist.len(), 48);
 }

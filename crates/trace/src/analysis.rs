@@ -71,6 +71,11 @@ pub struct RankAnalysis {
     pub hta_kernels: Vec<HtaKernelRow>,
     /// Share of communication time overlapped by computation, %; `None` without communication.
     pub comm_comp_overlap_pct: Option<f64>,
+    /// The time the GPU ran anything (the union of every op).
+    pub busy_us: f64,
+    /// Communication of our classes (vLLM's custom all-reduce included, which HTA counts as computation) with no
+    /// computation running under it: what a tensor-parallel step waits on.
+    pub communication_exposed_us: f64,
     pub launches: LaunchStats,
     pub memory: Vec<CopyKind>,
     pub queues: Vec<QueueLength>,
@@ -317,6 +322,8 @@ pub fn analyse(trace: &Trace, options: &Options) -> RankAnalysis {
         kernels: kernel_stats(&ops, names),
         hta_kernels: hta_kernels(&ops, names, options),
         comm_comp_overlap_pct: comm_comp_overlap(&ops, names),
+        busy_us: covered(&busy),
+        communication_exposed_us: communication_exposed(&ops, names),
         launches: launch_stats(&ops, &trace.runtime, names, options),
         memory: memory(&ops, names),
         queues: queue_lengths(&ops, &trace.runtime, names, options),
@@ -610,6 +617,24 @@ fn comm_comp_overlap(ops: &[GpuOp], names: &Names) -> Option<f64> {
     let communication = of(HtaType::Communication);
     let total = covered(&communication);
     (total > 0.0).then(|| 100.0 * overlap(&of(HtaType::Computation), &communication) / total)
+}
+
+fn communication_exposed(ops: &[GpuOp], names: &Names) -> f64 {
+    let of = |wanted: &dyn Fn(KernelClass) -> bool| {
+        union(
+            ops.iter()
+                .filter(|op| op.kind != GpuKind::Sync && wanted(classify(names.get(op.name))))
+                .map(|op| (op.ts, op.end())),
+        )
+    };
+    let communication = of(&|c| c == KernelClass::Communication);
+    let compute = of(&|c| {
+        !matches!(
+            c,
+            KernelClass::Communication | KernelClass::Memcpy | KernelClass::Memset
+        )
+    });
+    covered(&communication) - overlap(&communication, &compute)
 }
 
 fn launch_stats(

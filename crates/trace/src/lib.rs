@@ -4,6 +4,7 @@
 pub mod analysis;
 pub mod diff;
 pub mod event;
+pub mod facts;
 pub mod intervals;
 pub mod kernel;
 pub mod read;

@@ -65,11 +65,13 @@ pub struct PhaseSummary {
     pub tokens: u64,
     pub mean_cpu_us: f64,
     pub mean_gpu_busy_us: f64,
-    /// Mean idle share of the GPU within its steps' spans, %.
+    pub mean_gpu_span_us: f64,
+    /// Idle share of the GPU within its steps' spans, %.
     pub gpu_idle_pct: f64,
     /// Busy time per class over the phase, largest first.
     pub classes: Vec<(KernelClass, f64)>,
     pub host_copies: u64,
+    pub host_copy_us: f64,
 }
 
 /// The counts of an `execute_context_N(T)_generation_M(U)` annotation, or of its detailed form
@@ -212,6 +214,7 @@ fn summarise(phase: Phase, steps: &[Step]) -> Option<PhaseSummary> {
             .sum(),
         mean_cpu_us: of.iter().map(|s| s.cpu_us).sum::<f64>() / n,
         mean_gpu_busy_us: busy / n,
+        mean_gpu_span_us: spans / n,
         gpu_idle_pct: if spans > 0.0 {
             100.0 * (spans - busy) / spans
         } else {
@@ -219,6 +222,7 @@ fn summarise(phase: Phase, steps: &[Step]) -> Option<PhaseSummary> {
         },
         classes,
         host_copies: of.iter().map(|s| s.host_copies).sum(),
+        host_copy_us: of.iter().map(|s| s.host_copy_us).sum(),
     })
 }
 

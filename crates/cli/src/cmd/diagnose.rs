@@ -82,10 +82,11 @@ pub async fn run(args: Box<DiagnoseArgs>) -> Result<u8, Failure> {
         && args.requests.is_none()
         && args.gpu.is_empty()
         && args.env.is_none()
+        && args.trace.is_empty()
     {
         return Err(Failure::usage(anyhow!(
             "nothing to diagnose: give --url URL (live), --bundle DIR, or any of --metrics FILE.., --log FILE, \
-             --requests FILE, --gpu FILE.., --env FILE"
+             --requests FILE, --gpu FILE.., --env FILE, --trace FILE.."
         )));
     }
     let mut gathered = Gathered::default();
@@ -373,6 +374,12 @@ fn read_bundle(
             gathered.problems.push(format!("{e:#}"));
         }
     }
+    let traces = dir.join("trace");
+    if traces.is_dir()
+        && let Err(e) = bundle::add_traces(gathered, &[traces])
+    {
+        gathered.problems.push(format!("{e:#}"));
+    }
     // collect's own timing of the path, with the direct server when it was given one.
     if let Some(network) = collected_json(gathered, &dir.join("server/network.json")) {
         gathered.evidence.network = Some(network);
@@ -412,6 +419,9 @@ fn add_loose_evidence(
     }
     if let Some(path) = &args.env {
         bundle::add_collect_env(gathered, path).map_err(Failure::usage)?;
+    }
+    if !args.trace.is_empty() {
+        bundle::add_traces(gathered, &args.trace).map_err(Failure::usage)?;
     }
     if let Some(path) = &args.requests {
         let text = bundle::read_evidence_file(path).map_err(Failure::usage)?;

@@ -12,7 +12,7 @@ use infer_doctor_core::{
     HungTask, KernelFacts, LogFacts, NetworkFacts, NumaNode, NvLinkErrorCounters, NvLinkLane,
     OomKill, PathTiming, PciDevice, PciePath, Phase, PodContainer, PodFacts, Pressure,
     PressureLine, RequestRecord, RunSummary, ServerConfig, ServerThreads, Setting, Signal, Summary,
-    Termination, ThreadCpu, TopologyGpu, WorkloadFacts, XidEvent,
+    Termination, ThreadCpu, TopologyGpu, TraceFacts, WorkloadFacts, XidEvent,
 };
 
 /// A latency distribution (ms) with the given median and p95.
@@ -257,7 +257,62 @@ pub fn healthy() -> Evidence {
             }],
         }),
         config: Some(healthy_config()),
+        trace: Some(healthy_trace()),
     }
+}
+
+/// One rank of a tensor-parallel vLLM server traced under load: CUDA graphs, a busy GPU, collectives a small
+/// share, decode steps 1.4× the 5 ms floor of `healthy()`'s hardware.
+pub fn healthy_trace() -> TraceFacts {
+    TraceFacts {
+        ranks: vec![infer_doctor_core::RankTrace {
+            source: "traces/rank0.pt.trace.json.gz".into(),
+            rank: Some(0),
+            span_us: 100_000.0,
+            idle_us: 5_000.0,
+            compute_us: 88_000.0,
+            idle_host_wait_us: 2_500.0,
+            idle_kernel_wait_us: 2_000.0,
+            idle_other_us: 500.0,
+            busy_us: 95_000.0,
+            kernels: 5_000,
+            short_kernels: 3_000,
+            kernels_from_graphs: 4_500,
+            launch_delay_p50_us: Some(40.0),
+            communication_us: 8_000.0,
+            communication_exposed_us: 8_000.0,
+            phases: vec![
+                phase_trace("decode", 12, 7_000.0, 7_300.0),
+                phase_trace("prefill", 1, 9_000.0, 9_400.0),
+            ],
+            cut: None,
+        }],
+    }
+}
+
+/// Steps of one phase, each with this GPU busy time and span; one small copy per step (the sampled tokens).
+pub fn phase_trace(
+    phase: &str,
+    steps: u64,
+    busy_us: f64,
+    span_us: f64,
+) -> infer_doctor_core::PhaseTrace {
+    infer_doctor_core::PhaseTrace {
+        phase: phase.into(),
+        steps,
+        mean_gpu_busy_us: busy_us,
+        mean_gpu_span_us: span_us,
+        dominant_class: "GEMM".into(),
+        dominant_share: 0.6,
+        host_copies: steps,
+        host_copy_us: steps as f64 * 5.0,
+        gpu_busy_us: busy_us * steps as f64,
+    }
+}
+
+/// The first rank of the evidence's trace.
+pub fn traced(evidence: &mut Evidence) -> &mut infer_doctor_core::RankTrace {
+    &mut evidence.trace.as_mut().unwrap().ranks[0]
 }
 
 /// Settings that suit the healthy load: CUDA graphs, a batch cap the cache holds, a context near the requests.
