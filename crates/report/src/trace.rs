@@ -234,9 +234,16 @@ pub fn notes(report: &TraceReport) -> Vec<String> {
             ));
         }
         if rank.temporal.is_none() {
-            notes.push(format!(
-                "{label}: no GPU operations in the trace (a CPU-only profile): only the steps and counts apply"
-            ));
+            notes.push(match &rank.dropped_step {
+                Some(step) if step.gpu_ops > 0 => format!(
+                    "{label}: every GPU operation read lies in the last profiler step ({}), which is left out: \
+                     --include-last-step analyses it",
+                    step.name
+                ),
+                _ => format!(
+                    "{label}: no GPU operations in the trace (a CPU-only profile): only the steps and counts apply"
+                ),
+            });
         }
         if !rank.events.unknown_categories.is_empty() {
             let names: Vec<String> = rank

@@ -19,7 +19,7 @@ pub use read::{Trace, read_trace};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
-    #[error("{}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Open {
         path: PathBuf,
         source: std::io::Error,
@@ -30,8 +30,9 @@ pub enum TraceError {
     EmptyDirectory { path: PathBuf },
 }
 
-/// The traces named: files as given, and in a directory (a profiler's output folder) every `*.json[.gz]` in it,
-/// by name.
+/// The traces named: files as given, and in a directory (a profiler's output folder) its traces by name: the
+/// profiler's own `*.pt.trace.json[.gz]` when there are any (beside them lie other files, some JSON), else every
+/// `*.json[.gz]`.
 pub fn trace_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, TraceError> {
     let mut files = Vec::new();
     for input in inputs {
@@ -43,27 +44,33 @@ pub fn trace_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, TraceError> {
             path: input.clone(),
             source,
         })?;
-        let mut found: Vec<PathBuf> = listing
+        let mut json: Vec<PathBuf> = listing
             .filter_map(|entry| Some(entry.ok()?.path()))
-            .filter(|p| p.is_file() && is_trace_name(p))
+            .filter(|p| p.is_file() && name_ends(p, &[".json", ".json.gz"]))
             .collect();
+        json.sort();
+        let profiler: Vec<PathBuf> = json
+            .iter()
+            .filter(|p| name_ends(p, &[".pt.trace.json", ".pt.trace.json.gz"]))
+            .cloned()
+            .collect();
+        let found = if profiler.is_empty() { json } else { profiler };
         if found.is_empty() {
             return Err(TraceError::EmptyDirectory {
                 path: input.clone(),
             });
         }
-        found.sort();
         files.extend(found);
     }
     Ok(files)
 }
 
-fn is_trace_name(path: &Path) -> bool {
+fn name_ends(path: &Path, endings: &[&str]) -> bool {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
-    name.ends_with(".json") || name.ends_with(".json.gz")
+    endings.iter().any(|e| name.ends_with(e))
 }
 
 /// Every rank of one profiling session.
