@@ -61,8 +61,9 @@ pub struct TraceAnalysisArgs {
     /// Keep the last `ProfilerStep`, which HTA leaves out (it is usually cut short by the profiler's stop).
     #[arg(long)]
     pub include_last_step: bool,
-    #[arg(long, value_enum, default_value_t = Format::Term)]
-    pub format: Format,
+    /// `html` draws each rank's engine steps and top kernels above the tables.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Term)]
+    pub format: ReportFormat,
 }
 
 #[derive(Subcommand, Debug)]

@@ -566,9 +566,8 @@ pub fn add_collect_env(gathered: &mut Gathered, path: &Path) -> anyhow::Result<(
 
 /// Reads profiler traces (files, or directories of them, one file per rank) into the evidence's trace part.
 pub fn add_traces(gathered: &mut Gathered, inputs: &[PathBuf]) -> anyhow::Result<()> {
-    let files = infer_doctor_trace::trace_files(inputs)?;
     let report =
-        infer_doctor_trace::analyse_files(&files, &infer_doctor_trace::Options::default())?;
+        infer_doctor_trace::analyse_inputs(inputs, &infer_doctor_trace::Options::default())?;
     for rank in &report.ranks {
         if let Some(cut) = &rank.cut {
             gathered.problems.push(format!("{}: {cut}", rank.source));

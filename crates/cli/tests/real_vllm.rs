@@ -2,6 +2,8 @@
 //! model with random weights: the playbook's findings on configurations made to show them, and our client's
 //! latencies against vLLM's own histograms. Assertions are on findings and relations, not on timings.
 
+#[path = "../../trace/tests/hta/mod.rs"]
+mod hta;
 mod real_servers;
 
 use std::path::Path;
@@ -44,12 +46,93 @@ fn warnings(document: &Value) -> Vec<String> {
 }
 
 #[test]
-fn a_healthy_server_its_long_prompts_its_own_latency_histograms_and_its_log() {
-    let server = Server::vllm(&["--max-model-len", "2048", "--max-num-seqs", "8"]);
+fn a_healthy_server_its_long_prompts_its_own_latency_histograms_its_log_and_its_profile() {
+    let profiles = tempfile::tempdir().unwrap();
+    let profiler = format!(
+        r#"{{"profiler":"torch","torch_profiler_dir":"{}"}}"#,
+        profiles.path().display()
+    );
+    let server = Server::vllm(&[
+        "--max-model-len",
+        "2048",
+        "--max-num-seqs",
+        "8",
+        "--profiler-config",
+        &profiler,
+    ]);
     healthy_load_gives_no_warning(&server);
     client_latencies_agree_with_vllms_histograms(&server);
     long_prompts_alone_are_prefill_bound(&server);
     logs_read_the_capacity_that_metrics_report(&server);
+    its_profile_reads_as_hta_reads_it(&server, profiles.path());
+}
+
+/// A profile recorded through vLLM's own endpoints while 8 requests run: a CPU profile (the worker's Python and
+/// aten ops, its engine-step annotations, no GPU ops) that we read as HTA reads it, step by step.
+fn its_profile_reads_as_hta_reads_it(server: &Server, profiles: &Path) {
+    let (requests, output_tokens) = (8, 16);
+    let started = server.post("/start_profile", Duration::from_secs(60));
+    assert_eq!(started.map(|(status, _)| status), Some(200));
+    let (code, stdout, stderr) = infer_doctor(&[
+        "bench",
+        "--url",
+        &server.url,
+        "--concurrency",
+        "4",
+        "--num-requests",
+        &requests.to_string(),
+        "--input-tokens",
+        "64",
+        "--output-tokens",
+        &output_tokens.to_string(),
+        "--ignore-eos",
+        "--tokenizer",
+        &tokenizer(),
+        "--quiet",
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    // vLLM answers once its workers have written their traces (gzip, `with_stack` on by default).
+    let stopped = server.post("/stop_profile", Duration::from_secs(120));
+    assert_eq!(stopped.map(|(status, _)| status), Some(200));
+
+    let dir = profiles.display().to_string();
+    let (code, json, stderr) = infer_doctor(&["trace", &dir, "--format", "json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let report: Value = serde_json::from_str(&json).unwrap();
+    // The worker is the one rank; the API server's own profile beside it is named and left out.
+    let ranks = report["ranks"].as_array().unwrap();
+    assert_eq!(ranks.len(), 1, "{:#}", report["set_aside"]);
+    assert!(
+        report["set_aside"][0]
+            .as_str()
+            .is_some_and(|s| s.contains("API-server profile")),
+        "{:#}",
+        report["set_aside"]
+    );
+    let rank = &ranks[0];
+    assert!(rank["temporal"].is_null(), "a CPU profile has no GPU time");
+    // Every generated token but each request's first (its prefill's) is scheduled in one annotated step.
+    let generated: u64 = rank["steps"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["generation_tokens"].as_u64().unwrap())
+        .sum();
+    assert_eq!(generated, requests * (output_tokens - 1));
+    assert_eq!(
+        rank["steps"]["phases"][0]["phase"], "prefill",
+        "{:#}",
+        rank["steps"]["phases"]
+    );
+
+    let file = std::path::PathBuf::from(rank["source"].as_str().unwrap());
+    let ours = infer_doctor_trace::analyse(
+        &infer_doctor_trace::read_trace(&file).unwrap(),
+        &infer_doctor_trace::Options::default(),
+    );
+    let theirs = hta::hta(std::slice::from_ref(&file));
+    let problems = hta::compare(&file, &ours, &theirs[file.to_string_lossy().as_ref()]);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
 fn healthy_load_gives_no_warning(server: &Server) {

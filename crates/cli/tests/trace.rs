@@ -66,6 +66,25 @@ fn a_profiler_directory_is_read_rank_by_rank_and_printed() {
         text.contains("ProfilerStep#6") && text.contains("--include-last-step"),
         "{text}"
     );
+    // The page draws the SGLang rank's steps and each rank's top kernels; Markdown gives the same tables.
+    let (code, page, _) = run(&["trace", dir, "--format", "html"]);
+    assert_eq!(code, Some(0));
+    assert!(page.contains(r#"<svg id="steps-1" class="chart step-timeline""#));
+    assert!(
+        !page.contains(r#"id="steps-0""#),
+        "the NCCL trace has no engine steps"
+    );
+    for rank in 0..2 {
+        assert!(page.contains(&format!(
+            r#"<svg id="kernels-{rank}" class="chart kernel-bars""#
+        )));
+    }
+    let (_, md, _) = run(&["trace", dir, "--format", "md"]);
+    assert!(
+        md.contains("## Kernel classes") && md.contains("| rank |"),
+        "{md}"
+    );
+
     let (_, kept, _) = run(&["trace", dir, "--include-last-step", "--format", "json"]);
     let kept: Value = serde_json::from_str(&kept).unwrap();
     assert!(kept["ranks"][0]["dropped_step"].is_null());

@@ -42,5 +42,5 @@ pub use signals::{Buckets, Reading, ServerReadings, Signal, SignalKind};
 pub use slo::{Slo, SloMetric, SloSet};
 pub use stats::{LatencyHistogram, Summary};
 pub use summary::RunSummary;
-pub use trace::{PhaseTrace, RankTrace, TraceFacts};
+pub use trace::{KernelTrace, MAX_DRAWN_STEPS, PhaseTrace, RankTrace, StepTrace, TraceFacts};
 pub use workload::{PromptItem, PromptSource, TokenCounter};

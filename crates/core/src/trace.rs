@@ -37,9 +37,43 @@ pub struct RankTrace {
     /// vLLM's engine steps by phase, where its annotations are in the trace.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub phases: Vec<PhaseTrace>,
+    /// The steps one by one, in time order, for drawing: all of them up to `MAX_DRAWN_STEPS`, else evenly spaced
+    /// ones; `steps_total` counts them all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepTrace>,
+    #[serde(default)]
+    pub steps_total: u64,
+    /// The kernels that took the most GPU time, largest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub top_kernels: Vec<KernelTrace>,
     /// Where the file ended early, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cut: Option<String>,
+}
+
+/// Steps kept per rank for drawing: a bar each is still legible at this many.
+pub const MAX_DRAWN_STEPS: usize = 600;
+
+/// One engine step: when it began (µs after the first), its phase, and what the GPU did during it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepTrace {
+    pub start_us: f64,
+    pub phase: String,
+    pub cpu_us: f64,
+    /// First op start to last op end of the ops launched in the step, and the union of those ops within it.
+    pub gpu_span_us: f64,
+    pub gpu_busy_us: f64,
+    /// GPU busy time per kernel class (`GEMM`, `attention (paged)`, …), in one fixed order for every step.
+    pub classes: Vec<(String, f64)>,
+}
+
+/// One kernel name's share of the GPU.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct KernelTrace {
+    pub name: String,
+    pub class: String,
+    pub count: u64,
+    pub total_us: f64,
 }
 
 /// The engine steps of one phase.

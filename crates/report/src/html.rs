@@ -5,7 +5,7 @@ mod charts;
 
 use std::fmt::Write;
 
-use infer_doctor_core::{CheckLine, Finding};
+use infer_doctor_core::{CheckLine, Finding, TraceFacts};
 use serde_json::Value;
 
 use crate::document::DiagnosisDocument;
@@ -319,29 +319,120 @@ fn escalation(page: &mut String, doc: &DiagnosisDocument) {
     page.push_str("</pre></section>");
 }
 
-pub fn render(doc: &DiagnosisDocument) -> String {
+/// The page's head, with its title, and the body's opening.
+fn open_page(title: &str) -> String {
     let mut page = String::with_capacity(96 * 1024);
     let _ = write!(
         page,
         r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>infer-doctor: {}</title><style>{STYLE}</style></head><body>"#,
-        escape(&doc.diagnosis.headline)
+        escape(title)
     );
+    page
+}
+
+fn close_page(page: &mut String, footer: &str) {
+    let _ = write!(
+        page,
+        r#"<footer>{}</footer></main><script>{SCRIPT}</script></body></html>"#,
+        escape(footer)
+    );
+}
+
+/// The trace section of a diagnosis: per rank, the engine steps drawn side by side and the top kernels.
+fn trace(page: &mut String, doc: &DiagnosisDocument) {
+    if let Some(trace) = &doc.evidence.trace {
+        trace_panels(page, trace);
+    }
+}
+
+fn trace_panels(page: &mut String, trace: &TraceFacts) {
+    page.push_str(r#"<section id="trace-section"><h2>Profiler trace<small>per engine step, what the GPU ran and how long it waited; the kernels that took its time</small></h2>"#);
+    for (i, rank) in trace.ranks.iter().enumerate() {
+        let label = rank
+            .rank
+            .map_or_else(|| format!("file {}", i + 1), |r| format!("rank {r}"));
+        let _ = write!(
+            page,
+            r#"<div class="panel trace-rank"><h3>{} <small>{}</small></h3>"#,
+            escape(&label),
+            escape(&rank.source)
+        );
+        if rank.span_us > 0.0 {
+            let _ = write!(
+                page,
+                r#"<p class="chart-note">GPU busy {:.1}% of {} ms, {} kernels ({} under 10 µs, {} from CUDA graphs)</p>"#,
+                100.0 * rank.busy_us / rank.span_us,
+                ms(rank.span_us / 1e3),
+                rank.kernels,
+                rank.short_kernels,
+                rank.kernels_from_graphs
+            );
+        } else {
+            page.push_str(r#"<p class="empty">No GPU operation in this trace (a CPU profile): its engine steps are drawn by their CPU time.</p>"#);
+        }
+        if !rank.steps.is_empty() {
+            page.push_str(&charts::step_timeline(rank, &format!("steps-{i}")));
+        } else if rank.span_us > 0.0 {
+            page.push_str(r#"<p class="empty">No vLLM engine-step annotations in this trace: no per-step view.</p>"#);
+        }
+        if !rank.top_kernels.is_empty() {
+            page.push_str(&charts::kernel_bars(rank, &format!("kernels-{i}")));
+        }
+        page.push_str("</div>");
+    }
+    page.push_str("</section>");
+}
+
+/// A page of tables (`trace --format html`), after a trace's charts when there is one.
+pub(crate) fn render_tables(
+    title: &str,
+    trace: Option<&TraceFacts>,
+    tables: &[crate::table::Table],
+    notes: &[String],
+) -> String {
+    let mut page = open_page(title);
+    page.push_str("<main>");
+    match trace {
+        Some(trace) => trace_panels(&mut page, trace),
+        None => {
+            let _ = write!(page, "<h1>{}</h1>", escape(title));
+        }
+    }
+    if !notes.is_empty() {
+        page.push_str(r#"<section id="trace-notes"><h2>Notes</h2><ul class="warnings">"#);
+        for note in notes {
+            let _ = write!(page, "<li>{}</li>", escape(note));
+        }
+        page.push_str("</ul></section>");
+    }
+    for table in tables.iter().filter(|t| !t.rows.is_empty()) {
+        let _ = write!(page, r#"<section class="panel">{}</section>"#, table.html());
+    }
+    close_page(
+        &mut page,
+        &format!("infer-doctor {}", env!("CARGO_PKG_VERSION")),
+    );
+    page
+}
+
+pub fn render(doc: &DiagnosisDocument) -> String {
+    let mut page = open_page(&doc.diagnosis.headline);
     hero(&mut page, doc);
     page.push_str("<main>");
     warnings(&mut page, doc);
     findings(&mut page, doc);
     timeline(&mut page, doc);
     distributions(&mut page, doc);
+    trace(&mut page, doc);
     checklist(&mut page, doc);
     server(&mut page, doc);
     escalation(&mut page, doc);
-    let _ = write!(
-        page,
-        r#"<footer>{} {} · diagnosis.json schema version {} · created {}</footer></main><script>{SCRIPT}</script></body></html>"#,
-        escape(&doc.tool.name),
-        escape(&doc.tool.version),
-        doc.schema_version,
-        escape(&doc.created_at)
+    close_page(
+        &mut page,
+        &format!(
+            "{} {} · diagnosis.json schema version {} · created {}",
+            doc.tool.name, doc.tool.version, doc.schema_version, doc.created_at
+        ),
     );
     page
 }

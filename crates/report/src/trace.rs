@@ -23,7 +23,7 @@ fn rank_label(rank: &RankAnalysis, index: usize) -> String {
 }
 
 /// Kernel names are C++ signatures hundreds of characters long: their start says what they are.
-fn short_name(name: &str) -> String {
+pub(crate) fn short_name(name: &str) -> String {
     const WIDTH: usize = 72;
     let name = name.strip_prefix("void ").unwrap_or(name);
     if name.chars().count() <= WIDTH {
@@ -186,8 +186,9 @@ pub fn tables(report: &TraceReport) -> Vec<Table> {
                     p.steps.to_string(),
                     p.tokens.to_string(),
                     format!("{:.0}", p.mean_cpu_us),
-                    format!("{:.0}", p.mean_gpu_busy_us),
-                    pct(p.gpu_idle_pct),
+                    p.gpu_idle_pct
+                        .map_or("–".into(), |_| format!("{:.0}", p.mean_gpu_busy_us)),
+                    p.gpu_idle_pct.map_or("–".into(), pct),
                     p.classes
                         .first()
                         .map_or("–".into(), |(c, _)| c.label().to_string()),
@@ -220,7 +221,7 @@ pub fn tables(report: &TraceReport) -> Vec<Table> {
 
 /// What the reader must know beside the tables: cuts, dropped steps, odd events, clocks apart.
 pub fn notes(report: &TraceReport) -> Vec<String> {
-    let mut notes = Vec::new();
+    let mut notes = report.set_aside.clone();
     for (i, rank) in report.ranks.iter().enumerate() {
         let label = format!("{} ({})", rank_label(rank, i), rank.source);
         if let Some(cut) = &rank.cut {
@@ -267,25 +268,61 @@ pub fn notes(report: &TraceReport) -> Vec<String> {
     notes
 }
 
-pub fn term(report: &TraceReport) -> String {
+/// How a page is written: its tables one way, its notes another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Written {
+    Term,
+    Markdown,
+}
+
+fn written(tables: &[Table], notes: &[String], how: Written) -> String {
     let mut out = String::new();
-    for table in tables(report) {
-        if !table.rows.is_empty() {
-            out += &table.term();
-        }
+    for table in tables.iter().filter(|t| !t.rows.is_empty()) {
+        out += &match how {
+            Written::Term => table.term(),
+            Written::Markdown => table.markdown(),
+        };
     }
-    let notes = notes(report);
     if !notes.is_empty() {
         out += "\n";
         for note in notes {
-            out += &format!("{note}\n");
+            out += &match how {
+                Written::Term => format!("{note}\n"),
+                Written::Markdown => format!("- {note}\n"),
+            };
         }
     }
     out
 }
 
+/// The analysis as terminal tables or Markdown, with its notes.
+pub fn text(report: &TraceReport, how: Written) -> String {
+    written(&tables(report), &notes(report), how)
+}
+
+/// The analysis as one self-contained page: per rank the engine steps and top kernels drawn, then every table.
+pub fn html(report: &TraceReport) -> String {
+    let facts = infer_doctor_core::TraceFacts::from(report);
+    crate::html::render_tables(
+        "profiler trace",
+        Some(&facts),
+        &tables(report),
+        &notes(report),
+    )
+}
+
+/// `trace diff` as terminal tables or Markdown.
+pub fn diff_text(diff: &infer_doctor_trace::diff::TraceDiff, how: Written) -> String {
+    written(&diff_tables(diff), &[], how)
+}
+
+/// `trace diff` as a page of its tables.
+pub fn diff_html(diff: &infer_doctor_trace::diff::TraceDiff) -> String {
+    crate::html::render_tables("profiler traces compared", None, &diff_tables(diff), &[])
+}
+
 /// `trace diff`: class busy time side by side, then the kernels that changed most.
-pub fn diff_term(diff: &infer_doctor_trace::diff::TraceDiff) -> String {
+fn diff_tables(diff: &infer_doctor_trace::diff::TraceDiff) -> Vec<Table> {
     use infer_doctor_trace::diff::Change;
     let delta = |a: f64, b: f64| {
         if a > 0.0 {
@@ -341,5 +378,5 @@ pub fn diff_term(diff: &infer_doctor_trace::diff::TraceDiff) -> String {
             })
             .collect(),
     };
-    classes.term() + &kernels.term()
+    vec![classes, kernels]
 }

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use infer_doctor_core::signals::{CounterStats, GaugeStats, HistogramStats, ServerWindow};
 use infer_doctor_core::summary::{ErrorCount, Latencies, RequestCounts, RunSummary, Throughput};
 use infer_doctor_core::{
-    CheckLine, CheckStatus, Confidence, Diagnosis, ErrorClass, Evidence, Finding, LogFacts,
-    Observation, Phase, Reading, RequestError, RequestRecord, ServerReadings, Severity, Signal,
-    Summary, Symptom,
+    CheckLine, CheckStatus, Confidence, Diagnosis, ErrorClass, Evidence, Finding, KernelTrace,
+    LogFacts, Observation, Phase, RankTrace, Reading, RequestError, RequestRecord, ServerReadings,
+    Severity, Signal, StepTrace, Summary, Symptom, TraceFacts,
 };
 use infer_doctor_report::document::{DiagnosisDocument, RunDocument};
 use infer_doctor_report::{SCHEMA_VERSION, html, markdown};
@@ -298,6 +298,7 @@ fn saturated_document() -> DiagnosisDocument {
                 preemptions: Some(37),
                 ..Default::default()
             }),
+            trace: Some(traced()),
             ..Default::default()
         },
         diagnosis: Diagnosis {
@@ -314,6 +315,47 @@ fn saturated_document() -> DiagnosisDocument {
         warnings: vec![format!(
             "{HOSTILE_MODEL}/requests.jsonl: 1 lines are not request records and were skipped"
         )],
+    }
+}
+
+/// A decode-heavy trace: per step 300 µs of GEMM and 100 µs of paged attention in a 500 µs span (100 µs idle),
+/// a prefill step first; a kernel name that tries to open markup.
+fn traced() -> TraceFacts {
+    let step = |phase: &str, gemm: f64| StepTrace {
+        start_us: 0.0,
+        phase: phase.into(),
+        cpu_us: 450.0,
+        gpu_span_us: gemm + 200.0,
+        gpu_busy_us: gemm + 100.0,
+        classes: vec![("GEMM".into(), gemm), ("attention (paged)".into(), 100.0)],
+    };
+    let mut steps = vec![step("prefill", 3_000.0)];
+    steps.extend((0..40).map(|_| step("decode", 300.0)));
+    TraceFacts {
+        ranks: vec![RankTrace {
+            source: "worker_rank0.pt.trace.json.gz".into(),
+            rank: Some(0),
+            span_us: 30_000.0,
+            busy_us: 20_000.0,
+            kernels: 2_000,
+            steps_total: steps.len() as u64,
+            steps,
+            top_kernels: vec![
+                KernelTrace {
+                    name: "<b>ampere_bf16_s16816gemm</b>".into(),
+                    class: "GEMM".into(),
+                    count: 1_200,
+                    total_us: 15_000.0,
+                },
+                KernelTrace {
+                    name: "paged_attention_v2_kernel".into(),
+                    class: "attention (paged)".into(),
+                    count: 800,
+                    total_us: 5_000.0,
+                },
+            ],
+            ..Default::default()
+        }],
     }
 }
 
@@ -388,6 +430,64 @@ fn page_leads_with_the_headline_and_shows_every_finding_and_check() {
             "the page must fetch nothing: found {fetching}"
         );
     }
+}
+
+/// The heights of the rects of `class` inside the first element with id `chart`.
+fn heights(page: &str, chart: &str, class: &str) -> Vec<f64> {
+    let at = page.find(&format!(r#"id="{chart}""#)).expect("the chart");
+    let svg = &page[at..at + page[at..].find("</svg>").unwrap()];
+    svg.split(&format!(r#"<rect class="{class}""#))
+        .skip(1)
+        .map(|rect| {
+            let h = &rect[rect.find(r#"height=""#).unwrap() + 8..];
+            h[..h.find('"').unwrap()].parse().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn a_trace_draws_each_step_stacked_by_class_and_its_top_kernels() {
+    let page = html::render(&saturated_document());
+    assert!(page.contains(r#"id="trace-section""#));
+    assert_eq!(
+        attribute_of(&page, "chart step-timeline", "data-steps"),
+        "41"
+    );
+    // Stacked in proportion: a decode step's GEMM three times its attention, its idle time as tall as attention.
+    let gemm = heights(&page, "steps-0", "k-gemm");
+    let paged = heights(&page, "steps-0", "k-attention-paged");
+    let idle = heights(&page, "steps-0", "k-idle");
+    assert_eq!((gemm.len(), paged.len(), idle.len()), (41, 41, 41));
+    assert!(
+        (gemm[1] / paged[1] - 3.0).abs() < 0.05,
+        "{gemm:?} {paged:?}"
+    );
+    assert!((idle[1] - paged[1]).abs() < 0.05);
+    // The prefill step ten times the decode steps' GEMM, and marked as prefill in the phase strip.
+    assert!((gemm[0] / gemm[1] - 10.0).abs() < 0.1);
+    assert_eq!(heights(&page, "steps-0", "phase-prefill").len(), 1);
+    assert_eq!(heights(&page, "steps-0", "phase-decode").len(), 40);
+
+    assert_eq!(
+        attribute_of(&page, "chart kernel-bars", "data-kernels"),
+        "2"
+    );
+    assert_eq!(attribute_of(&page, "kernel-bar", "data-class"), "GEMM");
+    assert!(!page.contains("<b>ampere"), "kernel names are escaped");
+    assert!(page.contains("&lt;b&gt;ampere_bf16_s16816gemm"));
+
+    // No trace, no section; a CPU profile draws its steps by CPU time.
+    assert!(!html::render(&bare_document()).contains("trace-section"));
+    let mut cpu = bare_document();
+    let mut facts = traced();
+    for step in &mut facts.ranks[0].steps {
+        (step.gpu_span_us, step.gpu_busy_us, step.classes) = (0.0, 0.0, Vec::new());
+    }
+    (facts.ranks[0].span_us, facts.ranks[0].top_kernels) = (0.0, Vec::new());
+    cpu.evidence.trace = Some(facts);
+    let page = html::render(&cpu);
+    assert!(page.contains("CPU time of the step") && page.contains("a CPU profile"));
+    assert!(!page.contains("kernel-bars"));
 }
 
 #[test]
@@ -662,6 +762,12 @@ fn chromium_renders_the_page_without_script_errors() {
         );
     }
     assert!(dom.contains(r#"class="series-kv""#));
+    for chart in [
+        r#"<svg id="steps-0" class="chart step-timeline""#,
+        r#"<svg id="kernels-0" class="chart kernel-bars""#,
+    ] {
+        assert!(dom.contains(chart), "{chart} in the DOM");
+    }
 
     let png = work.path().join("page.png");
     chromium(

@@ -20,7 +20,8 @@ pub fn union(intervals: impl Iterator<Item = (f64, f64)>) -> Vec<(f64, f64)> {
 
 /// The time a union covers.
 pub fn covered(intervals: &[(f64, f64)]) -> f64 {
-    intervals.iter().map(|(s, e)| e - s).sum()
+    // A fold from +0: an empty `sum` of floats is -0, which prints as "-0".
+    intervals.iter().fold(0.0, |total, (s, e)| total + (e - s))
 }
 
 /// The time two unions share.

@@ -30,11 +30,14 @@ pub enum TraceError {
     EmptyDirectory { path: PathBuf },
 }
 
-/// The traces named: files as given, and in a directory (a profiler's output folder) its traces by name: the
-/// profiler's own `*.pt.trace.json[.gz]` when there are any (beside them lie other files, some JSON), else every
-/// `*.json[.gz]`.
-pub fn trace_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, TraceError> {
+/// The traces named, and the files of a profiler directory left out with why: files as given; in a directory (a
+/// profiler's output folder) its traces by name, the profiler's own `*.pt.trace.json[.gz]` when there are any
+/// (beside them lie other files, some JSON), else every `*.json[.gz]`. vLLM writes its API server's profile
+/// (`*.async_llm.*`, the frontend's Python) beside the workers' traces: it is no rank, so it is set aside unless
+/// it is all there is.
+fn trace_files(inputs: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<String>), TraceError> {
     let mut files = Vec::new();
+    let mut set_aside = Vec::new();
     for input in inputs {
         if !input.is_dir() {
             files.push(input.clone());
@@ -55,21 +58,38 @@ pub fn trace_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, TraceError> {
             .cloned()
             .collect();
         let found = if profiler.is_empty() { json } else { profiler };
-        if found.is_empty() {
-            return Err(TraceError::EmptyDirectory {
-                path: input.clone(),
-            });
+        let (frontend, ranks): (Vec<PathBuf>, Vec<PathBuf>) = found
+            .into_iter()
+            .partition(|p| file_name(p).contains(".async_llm."));
+        if ranks.is_empty() {
+            if frontend.is_empty() {
+                return Err(TraceError::EmptyDirectory {
+                    path: input.clone(),
+                });
+            }
+            files.extend(frontend);
+            continue;
         }
-        files.extend(found);
+        set_aside.extend(frontend.iter().map(|p| {
+            format!(
+                "{}: vLLM's API-server profile (the frontend's Python, no engine rank) is left out; name the file \
+                 to read it alone",
+                p.display()
+            )
+        }));
+        files.extend(ranks);
     }
-    Ok(files)
+    Ok((files, set_aside))
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn name_ends(path: &Path, endings: &[&str]) -> bool {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
+    let name = file_name(path);
     endings.iter().any(|e| name.ends_with(e))
 }
 
@@ -83,13 +103,17 @@ pub struct TraceReport {
     /// across ranks must allow for it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rank_start_spread_ms: Option<f64>,
+    /// Files of a profiler directory that are no rank's trace, each with why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub set_aside: Vec<String>,
 }
 
-/// Reads and analyses each file as one rank, in order.
-pub fn analyse_files(files: &[PathBuf], options: &Options) -> Result<TraceReport, TraceError> {
+/// Reads and analyses each trace named (files, or profiler directories) as one rank, in order.
+pub fn analyse_inputs(inputs: &[PathBuf], options: &Options) -> Result<TraceReport, TraceError> {
+    let (files, set_aside) = trace_files(inputs)?;
     let mut ranks = Vec::with_capacity(files.len());
     let mut starts = Vec::new();
-    for file in files {
+    for file in &files {
         let trace = read_trace(file)?;
         if let (Some(base), Some((first, _))) = (trace.base_time_ns, trace.span) {
             starts.push(base as f64 / 1e6 + first / 1e3);
@@ -106,5 +130,6 @@ pub fn analyse_files(files: &[PathBuf], options: &Options) -> Result<TraceReport
         ranks,
         options: *options,
         rank_start_spread_ms,
+        set_aside,
     })
 }

@@ -66,8 +66,8 @@ pub struct PhaseSummary {
     pub mean_cpu_us: f64,
     pub mean_gpu_busy_us: f64,
     pub mean_gpu_span_us: f64,
-    /// Idle share of the GPU within its steps' spans, %.
-    pub gpu_idle_pct: f64,
+    /// Idle share of the GPU within its steps' spans, %; none where the steps ran no GPU work (a CPU profile).
+    pub gpu_idle_pct: Option<f64>,
     /// Busy time per class over the phase, largest first.
     pub classes: Vec<(KernelClass, f64)>,
     pub host_copies: u64,
@@ -215,11 +215,7 @@ fn summarise(phase: Phase, steps: &[Step]) -> Option<PhaseSummary> {
         mean_cpu_us: of.iter().map(|s| s.cpu_us).sum::<f64>() / n,
         mean_gpu_busy_us: busy / n,
         mean_gpu_span_us: spans / n,
-        gpu_idle_pct: if spans > 0.0 {
-            100.0 * (spans - busy) / spans
-        } else {
-            0.0
-        },
+        gpu_idle_pct: (spans > 0.0).then(|| 100.0 * (spans - busy) / spans),
         classes,
         host_copies: of.iter().map(|s| s.host_copies).sum(),
         host_copy_us: of.iter().map(|s| s.host_copy_us).sum(),

@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use infer_doctor_trace::{Options, TraceError, analyse, analyse_files, read_trace};
+use infer_doctor_trace::{Options, TraceError, analyse, analyse_inputs, read_trace};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -145,7 +145,7 @@ fn ranks_whose_clocks_disagree_are_each_analysed_and_the_gap_is_given() {
             rank(1, 1_700_000_010_000_000_000).as_bytes(),
         ),
     ];
-    let report = analyse_files(&files, &Options::default()).unwrap();
+    let report = analyse_inputs(&files, &Options::default()).unwrap();
     assert_eq!(report.ranks.len(), 2);
     assert_eq!(report.ranks[1].rank, Some(1));
     let spread = report.rank_start_spread_ms.unwrap();

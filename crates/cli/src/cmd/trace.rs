@@ -1,9 +1,11 @@
 //! `infer-doctor trace`: reads profiler traces with the trace room and prints its analysis, or two side by side.
 
 use infer_doctor_report::trace as render;
-use infer_doctor_trace::{Options, TraceReport, analyse_files, diff::diff, trace_files};
+use infer_doctor_trace::{Options, TraceReport, analyse_inputs, diff::diff};
 
-use crate::args::{Format, TraceAnalysisArgs, TraceArgs, TraceCommand};
+use infer_doctor_report::trace::Written;
+
+use crate::args::{ReportFormat, TraceAnalysisArgs, TraceArgs, TraceCommand};
 use crate::{Failure, exit};
 
 pub fn run(args: &TraceArgs) -> Result<u8, Failure> {
@@ -24,15 +26,19 @@ pub fn run(args: &TraceArgs) -> Result<u8, Failure> {
             };
             let changes = diff(a, b);
             match diff_args.analysis.format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&changes)?),
-                Format::Term => print!("{}", render::diff_term(&changes)),
+                ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&changes)?),
+                ReportFormat::Term => print!("{}", render::diff_text(&changes, Written::Term)),
+                ReportFormat::Md => print!("{}", render::diff_text(&changes, Written::Markdown)),
+                ReportFormat::Html => print!("{}", render::diff_html(&changes)),
             }
         }
         None => {
             let report = analysed(&args.files, &args.analysis)?;
             match args.analysis.format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-                Format::Term => print!("{}", render::term(&report)),
+                ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                ReportFormat::Term => print!("{}", render::text(&report, Written::Term)),
+                ReportFormat::Md => print!("{}", render::text(&report, Written::Markdown)),
+                ReportFormat::Html => print!("{}", render::html(&report)),
             }
         }
     }
@@ -47,6 +53,5 @@ fn analysed(
         include_last_profiler_step: args.include_last_step,
         ..Options::default()
     };
-    let files = trace_files(inputs).map_err(Failure::usage)?;
-    analyse_files(&files, &options).map_err(Failure::usage)
+    analyse_inputs(inputs, &options).map_err(Failure::usage)
 }

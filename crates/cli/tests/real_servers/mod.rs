@@ -163,12 +163,23 @@ impl Server {
 
     /// A plain HTTP/1.0 GET on loopback: the status and the body, or None when the server does not answer.
     pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        self.request("GET", path, Duration::from_secs(10))
+    }
+
+    /// A bodiless POST (vLLM's `/start_profile`, `/stop_profile`), waiting up to `within` for the answer.
+    pub fn post(&self, path: &str, within: Duration) -> Option<(u16, String)> {
+        self.request("POST", path, within)
+    }
+
+    fn request(&self, method: &str, path: &str, within: Duration) -> Option<(u16, String)> {
         let address = self.url.trim_start_matches("http://");
         let mut stream = TcpStream::connect(address).ok()?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .ok()?;
-        write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").ok()?;
+        stream.set_read_timeout(Some(within)).ok()?;
+        write!(
+            stream,
+            "{method} {path} HTTP/1.0\r\nHost: {address}\r\nContent-Length: 0\r\n\r\n"
+        )
+        .ok()?;
         let mut response = String::new();
         stream.read_to_string(&mut response).ok()?;
         let status = response.split(' ').nth(1)?.parse().ok()?;

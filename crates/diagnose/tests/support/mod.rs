@@ -285,7 +285,8 @@ pub fn healthy_trace() -> TraceFacts {
                 phase_trace("decode", 12, 7_000.0, 7_300.0),
                 phase_trace("prefill", 1, 9_000.0, 9_400.0),
             ],
-            cut: None,
+            // Drawn by the report, not judged.
+            ..Default::default()
         }],
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
-use infer_doctor_core::{RequestRecord, ServerReadings, Signal, Summary};
+use infer_doctor_core::{RankTrace, RequestRecord, ServerReadings, Signal, StepTrace, Summary};
 
 use super::escape;
 use crate::markdown::{LatencyRow, duration};
@@ -164,7 +164,7 @@ fn legend(out: &mut String, y: f64, items: &[(&str, &str)]) {
             x + 20.0,
             escape(label)
         );
-        x += 28.0 + 7.2 * label.chars().count() as f64;
+        x += 30.0 + 7.6 * label.chars().count() as f64;
     }
 }
 
@@ -185,6 +185,17 @@ fn x_axis(out: &mut String, x: &Scale, max_seconds: f64, top: f64, bottom: f64, 
             );
         }
     }
+}
+
+/// A horizontal grid line across the plot at `py`, labelled at the left.
+fn y_gridline(out: &mut String, py: f64, class: &str, label: &str) {
+    let _ = write!(
+        out,
+        r#"<line class="{class}" x1="{LEFT}" x2="{RIGHT}" y1="{py:.1}" y2="{py:.1}"/><text class="tick" x="{:.0}" y="{:.1}" text-anchor="end">{}</text>"#,
+        LEFT - 6.0,
+        py + 4.0,
+        escape(label)
+    );
 }
 
 fn frame(out: &mut String, top: f64, bottom: f64) {
@@ -326,14 +337,7 @@ pub(super) fn timeline(requests: &[RequestRecord], scrapes: &[(f64, ServerReadin
         };
         let y = Scale::log(domain, (latency_bottom, latency_top));
         for tick in ticks {
-            let py = y.at(tick);
-            let _ = write!(
-                out,
-                r#"<line class="grid" x1="{LEFT}" x2="{RIGHT}" y1="{py:.1}" y2="{py:.1}"/><text class="tick" x="{:.0}" y="{:.1}" text-anchor="end">{}</text>"#,
-                LEFT - 6.0,
-                py + 4.0,
-                duration_label(tick)
-            );
+            y_gridline(&mut out, y.at(tick), "grid", &duration_label(tick));
         }
         let project = |points: &[(f64, f64)]| -> Vec<(f64, f64)> {
             points.iter().map(|(t, v)| (x.at(*t), y.at(*v))).collect()
@@ -417,14 +421,7 @@ pub(super) fn timeline(requests: &[RequestRecord], scrapes: &[(f64, ServerReadin
         let y = Scale::linear((0.0, top), (server_bottom, server_top));
         let kv = Scale::linear((0.0, 100.0), (server_bottom, server_top));
         for tick in ticks {
-            let py = y.at(tick);
-            let _ = write!(
-                out,
-                r#"<line class="grid" x1="{LEFT}" x2="{RIGHT}" y1="{py:.1}" y2="{py:.1}"/><text class="tick" x="{:.0}" y="{:.1}" text-anchor="end">{}</text>"#,
-                LEFT - 6.0,
-                py + 4.0,
-                trim(tick)
-            );
+            y_gridline(&mut out, y.at(tick), "grid", &trim(tick));
         }
         for percent in [0.0, 25.0, 50.0, 75.0, 100.0] {
             let _ = write!(
@@ -586,12 +583,7 @@ pub(super) fn latency_cdf(requests: &[RequestRecord]) -> String {
         } else {
             "grid"
         };
-        let _ = write!(
-            out,
-            r#"<line class="{class}" x1="{LEFT}" x2="{RIGHT}" y1="{py:.1}" y2="{py:.1}"/><text class="tick" x="{:.0}" y="{:.1}" text-anchor="end">{percent}%</text>"#,
-            LEFT - 6.0,
-            py + 4.0
-        );
+        y_gridline(&mut out, py, class, &format!("{percent}%"));
     }
     for (class, _, points) in &curves {
         let projected: Vec<(f64, f64)> = points.iter().map(|(v, p)| (x.at(*v), y.at(*p))).collect();
@@ -683,6 +675,166 @@ pub(super) fn summary_bars(rows: &[LatencyRow]) -> String {
             );
         }
         out.push_str("</g>");
+    }
+    out.push_str("</svg>");
+    out
+}
+
+/// A CSS class for a kernel class's label ("attention (paged)" → `k-attention-paged`): one colour per class on
+/// every trace chart.
+fn kernel_class_css(label: &str) -> String {
+    let mut css = String::from("k");
+    for word in label.split(|c: char| !c.is_ascii_alphanumeric()) {
+        if !word.is_empty() {
+            css.push('-');
+            css.push_str(&word.to_ascii_lowercase());
+        }
+    }
+    css
+}
+
+/// vLLM's engine steps side by side in time order: each a bar of the GPU time per kernel class stacked, topped by
+/// the time the GPU idled inside the step, over a strip saying the step's phase.
+pub(super) fn step_timeline(rank: &RankTrace, id: &str) -> String {
+    let steps = &rank.steps;
+    let (top, bottom) = (56.0, 276.0);
+    let height = bottom + 58.0;
+    let mut out = format!(
+        r#"<svg id="{id}" class="chart step-timeline" data-steps="{}" role="img" viewBox="0 0 {WIDTH} {height:.0}" xmlns="http://www.w3.org/2000/svg"><title>Engine steps: GPU time per kernel class and idle time within each step</title>"#,
+        steps.len()
+    );
+    let mut classes: Vec<&str> = Vec::new();
+    for (class, _) in steps.iter().flat_map(|s| &s.classes) {
+        if !classes.contains(&class.as_str()) {
+            classes.push(class);
+        }
+    }
+    let css: Vec<String> = classes.iter().map(|c| kernel_class_css(c)).collect();
+    let mut items: Vec<(&str, &str)> = css
+        .iter()
+        .zip(&classes)
+        .map(|(css, label)| (css.as_str(), *label))
+        .collect();
+    if !classes.is_empty() {
+        items.push(("k-idle", "GPU idle in step"));
+    }
+    legend(&mut out, 20.0, &items);
+    legend(
+        &mut out,
+        40.0,
+        &[
+            ("phase-prefill", "prefill"),
+            ("phase-decode", "decode"),
+            ("phase-mixed", "mixed"),
+        ],
+    );
+    frame(&mut out, top, bottom);
+    let idle = |s: &StepTrace| (s.gpu_span_us - s.gpu_busy_us).max(0.0);
+    // Without GPU ops (a CPU profile) a step is its CPU time, drawn in its phase's colour.
+    let cpu_only = steps.iter().all(|s| s.gpu_span_us <= 0.0);
+    let segments = |s: &StepTrace| -> Vec<(String, f64)> {
+        if cpu_only {
+            return vec![(format!("phase-{}", s.phase), s.cpu_us)];
+        }
+        s.classes
+            .iter()
+            .map(|(class, us)| (kernel_class_css(class), *us))
+            .chain([("k-idle".to_string(), idle(s))])
+            .collect()
+    };
+    let max_us = steps
+        .iter()
+        .map(|s| segments(s).iter().map(|(_, us)| us).sum::<f64>())
+        .fold(0.0, f64::max);
+    let (ticks, top_ms) = linear_ticks(max_us / 1e3, 5.0);
+    let y = Scale::linear((0.0, top_ms), (bottom, top));
+    for tick in ticks {
+        y_gridline(&mut out, y.at(tick), "grid", &duration_label(tick));
+    }
+    let slot = (RIGHT - LEFT) / steps.len().max(1) as f64;
+    let width = if slot > 3.0 { slot * 0.8 } else { slot };
+    for (i, step) in steps.iter().enumerate() {
+        let x = LEFT + slot * i as f64;
+        let _ = write!(
+            out,
+            r#"<g class="step" data-phase="{}"><title>step at {:.1} ms, {}: CPU {:.2} ms, GPU busy {:.2} ms of a {:.2} ms span</title>"#,
+            escape(&step.phase),
+            step.start_us / 1e3,
+            escape(&step.phase),
+            step.cpu_us / 1e3,
+            step.gpu_busy_us / 1e3,
+            step.gpu_span_us / 1e3
+        );
+        let mut base = 0.0;
+        for (class, us) in segments(step).into_iter().filter(|(_, us)| *us > 0.0) {
+            let (from, to) = (y.at(base / 1e3), y.at((base + us) / 1e3));
+            let _ = write!(
+                out,
+                r#"<rect class="{}" x="{x:.2}" y="{to:.2}" width="{width:.2}" height="{:.2}"/>"#,
+                escape(&class),
+                from - to
+            );
+            base += us;
+        }
+        let _ = write!(
+            out,
+            r#"<rect class="phase-{}" x="{x:.2}" y="{:.0}" width="{slot:.2}" height="8"/></g>"#,
+            escape(&step.phase),
+            bottom + 4.0
+        );
+    }
+    let what = if cpu_only {
+        "CPU time of the step"
+    } else {
+        "GPU time in step"
+    };
+    axis_title(&mut out, 18.0, (top + bottom) / 2.0, -90, what);
+    let shown = if rank.steps_total as usize > steps.len() {
+        format!(
+            "{} of {} steps, evenly spaced, in time order",
+            steps.len(),
+            rank.steps_total
+        )
+    } else {
+        format!("{} steps in time order", steps.len())
+    };
+    axis_title(&mut out, (LEFT + RIGHT) / 2.0, bottom + 40.0, 0, &shown);
+    out.push_str("</svg>");
+    out
+}
+
+/// The kernels that took the most GPU time, as bars coloured by class, with their count and mean.
+pub(super) fn kernel_bars(rank: &RankTrace, id: &str) -> String {
+    let kernels = &rank.top_kernels;
+    let row = 30.0;
+    let (label_right, bar_left, bar_right) = (20.0, 500.0, 880.0);
+    let height = 24.0 + row * kernels.len() as f64;
+    let mut out = format!(
+        r#"<svg id="{id}" class="chart kernel-bars" data-kernels="{}" role="img" viewBox="0 0 {WIDTH} {height:.0}" xmlns="http://www.w3.org/2000/svg"><title>The kernels that took the most GPU time</title>"#,
+        kernels.len()
+    );
+    let max = kernels.iter().map(|k| k.total_us).fold(1e-9, f64::max);
+    let x = Scale::linear((0.0, max), (bar_left, bar_right));
+    for (i, kernel) in kernels.iter().enumerate() {
+        let y = 12.0 + row * i as f64;
+        let name = crate::trace::short_name(&kernel.name);
+        let _ = write!(
+            out,
+            r#"<g class="kernel-bar" data-class="{class}"><title>{} ({}): {} calls, {:.2} ms in all</title><text x="{label_right}" y="{:.1}">{}</text><rect class="{}" x="{bar_left}" y="{y:.1}" width="{:.2}" height="18" rx="2"/><text class="bar-value" x="{:.1}" y="{:.1}">{:.2} ms · {}×</text></g>"#,
+            escape(&kernel.name),
+            escape(&kernel.class),
+            kernel.count,
+            kernel.total_us / 1e3,
+            y + 13.0,
+            escape(&name),
+            kernel_class_css(&kernel.class),
+            (x.at(kernel.total_us) - bar_left).max(1.0),
+            x.at(kernel.total_us) + 6.0,
+            y + 13.0,
+            kernel.total_us / 1e3,
+            kernel.count,
+            class = escape(&kernel.class),
+        );
     }
     out.push_str("</svg>");
     out
