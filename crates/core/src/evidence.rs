@@ -99,6 +99,9 @@ pub struct HardwareFacts {
     pub tensor_parallel: u32,
     /// One decode step at batch 1 reading the weights at full memory bandwidth.
     pub decode_floor_seconds: f64,
+    /// One prompt token's FLOPs at the GPU's peak (attention over earlier tokens left out); 0 where unknown.
+    #[serde(default)]
+    pub prefill_token_seconds: f64,
     /// Total VRAM and the weights' share of it, per GPU.
     pub vram_bytes: f64,
     pub weight_bytes: f64,

@@ -82,6 +82,9 @@ pub struct PhaseTrace {
     /// `prefill`, `decode` or `mixed`.
     pub phase: String,
     pub steps: u64,
+    /// Tokens scheduled over the phase's steps: prompt tokens and generated ones.
+    #[serde(default)]
+    pub tokens: u64,
     /// Per step, what the GPU was busy with, and the span from its first op's start to its last op's end.
     pub mean_gpu_busy_us: f64,
     pub mean_gpu_span_us: f64,

@@ -66,8 +66,8 @@ const RULE_LINES: [(&str, &str, &str); 43] = [
         "trace.memcpy_in_step",
     ),
     (
-        "trace_decode_near_floor",
-        "Do traced decode steps run near the roofline floor?",
+        "trace_steps_near_floor",
+        "Do traced prefill and decode steps run near their roofline floor?",
         "trace.step_over_floor",
     ),
     (

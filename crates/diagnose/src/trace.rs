@@ -1,7 +1,9 @@
 //! Rules over PyTorch profiler traces: a GPU waiting on its host, launches paid one by one, collectives nothing
 //! hides, copies inside steps, decode steps far above the roofline floor. Each rank is judged; the worst speaks.
 
-use infer_doctor_core::{Confidence, Observation, RankTrace, Severity, Symptom};
+use infer_doctor_core::{
+    Confidence, HardwareFacts, Observation, PhaseTrace, RankTrace, Severity, Symptom,
+};
 
 use crate::Thresholds;
 use crate::assessment::{Assessment, Rule, compared, percent, ratio, seen};
@@ -82,13 +84,15 @@ const MEMCPY_IN_STEP: Rule = Rule {
 const STEP_OVER_FLOOR: Rule = Rule {
     id: "trace.step_over_floor",
     symptom: Symptom::Itl,
-    why: "A decode step must at least read the weights once from GPU memory; the traced decode steps take the GPU \
-          much longer than that floor. The class of kernel that dominates them says why: attention grows with the \
-          batch's context lengths, GEMMs with the batch and the weights' precision.",
+    why: "A decode step must at least read the weights once from GPU memory, and a prefill step must at least \
+          multiply its prompt tokens through them at the GPU's peak FLOPs; the traced steps take the GPU much longer \
+          than that floor. The class of kernel that dominates them says why: attention grows with the batch's \
+          context lengths, GEMMs with the batch and the weights' precision.",
     remedies: &[
         "Attention-dominated: shorter contexts per step (a lower --max-num-seqs, prefix caching), an FP8 KV cache \
          (--kv-cache-dtype fp8), or a faster attention backend",
-        "GEMM-dominated: quantized weights (FP8, AWQ), or more tensor parallelism to split the weights' read",
+        "GEMM-dominated: quantized weights (FP8, AWQ), or more tensor parallelism to split the weights' read; for \
+         prefill, FP8 GEMMs run at twice the BF16 peak",
         "Other-dominated: many small kernels between the GEMMs; CUDA graphs and torch.compile fusion",
     ],
     source: "https://docs.vllm.ai/en/latest/contributing/profiling.html; vllm-project/vllm: \
@@ -359,50 +363,113 @@ fn memcpy_in_step(facts: &Facts, t: &Thresholds) -> Assessment {
     )
 }
 
+/// A phase's floor per step: a decode step reads the weights once; a prefill step multiplies its prompt tokens
+/// through them at peak FLOPs (attention over earlier tokens left out, so the floor is low), or reads them, when
+/// that is longer. Mixed steps have no single floor.
+fn step_floor_us(phase: &PhaseTrace, hardware: &HardwareFacts) -> Option<f64> {
+    let read = hardware.decode_floor_seconds * 1e6;
+    let floor = match phase.phase.as_str() {
+        "decode" => read,
+        "prefill" if hardware.prefill_token_seconds > 0.0 && phase.steps > 0 => {
+            let tokens = phase.tokens as f64 / phase.steps as f64;
+            read.max(tokens * hardware.prefill_token_seconds * 1e6)
+        }
+        _ => return None,
+    };
+    (floor > 0.0 && phase.mean_gpu_busy_us > 0.0).then_some(floor)
+}
+
 fn step_over_floor(facts: &Facts, t: &Thresholds) -> Assessment {
     let ranks = gpu_ranks(facts);
-    let decode = |r: &RankTrace| r.phases.iter().find(|p| p.phase == "decode").cloned();
-    let Some((rank, window, busy_us)) = worst(&ranks, |r| decode(r).map(|p| p.mean_gpu_busy_us))
-    else {
+    let judged_phase = |p: &PhaseTrace| p.phase == "decode" || p.phase == "prefill";
+    if !ranks.iter().any(|(r, _)| {
+        r.phases
+            .iter()
+            .any(|p| judged_phase(p) && p.mean_gpu_busy_us > 0.0)
+    }) {
         return STEP_OVER_FLOOR.unknown(
-            "decode steps in a trace with vLLM's step annotations",
+            "decode or prefill steps in a trace with vLLM's step annotations",
             HOW_TRACE,
         );
-    };
-    let Some(floor_us) = facts
+    }
+    let Some(hardware) = facts
         .evidence
         .hardware
         .as_ref()
-        .map(|h| h.decode_floor_seconds * 1e6)
-        .filter(|f| *f > 0.0)
+        .filter(|h| h.decode_floor_seconds > 0.0)
     else {
         return STEP_OVER_FLOOR.unknown("the roofline floor", crate::assessment::how::HARDWARE);
     };
-    let phase = decode(rank).unwrap_or_default();
-    let times = busy_us / floor_us;
-    let detail = format!(
-        "decode steps take {:.2} ms of GPU each, {times:.1}× the {:.2} ms floor; {} takes {} of it",
-        busy_us / 1e3,
-        floor_us / 1e3,
-        phase.dominant_class,
-        percent(phase.dominant_share)
+    // Every judged phase of every rank against its floor; the worst speaks, with its rank's other phase beside it.
+    let judged: Vec<(&RankTrace, &str, &PhaseTrace, f64, f64)> = ranks
+        .iter()
+        .flat_map(|(rank, window)| {
+            rank.phases.iter().filter_map(move |p| {
+                let floor = step_floor_us(p, hardware)?;
+                Some((*rank, window.as_str(), p, floor, p.mean_gpu_busy_us / floor))
+            })
+        })
+        .collect();
+    let Some(&(rank, window, worst, floor_us, times)) =
+        judged.iter().max_by(|a, b| a.4.total_cmp(&b.4))
+    else {
+        return STEP_OVER_FLOOR.unknown(
+            "the prompt tokens per prefill step and a prefill floor",
+            crate::assessment::how::HARDWARE,
+        );
+    };
+    let said = |p: &PhaseTrace, floor_us: f64| {
+        let tokens = if p.phase == "prefill" {
+            format!(
+                " ({:.0} prompt tokens each)",
+                p.tokens as f64 / p.steps as f64
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "{} steps{tokens} take {:.2} ms of GPU each, {:.1}× their {:.2} ms floor; {} takes {} of it",
+            p.phase,
+            p.mean_gpu_busy_us / 1e3,
+            p.mean_gpu_busy_us / floor_us,
+            floor_us / 1e3,
+            p.dominant_class,
+            percent(p.dominant_share)
+        )
+    };
+    let mut parts = vec![said(worst, floor_us)];
+    parts.extend(
+        judged
+            .iter()
+            .filter(|(r, _, p, _, _)| std::ptr::eq(*r, rank) && !std::ptr::eq(*p, worst))
+            .map(|(_, _, p, floor, _)| said(p, *floor)),
     );
+    let detail = parts.join("; ");
     if times <= t.trace_step_floor_ratio {
         return STEP_OVER_FLOOR.passes(format!("{detail} ({window})"));
     }
     let evidence: Vec<Observation> = vec![
         compared(
-            "decode step GPU time / floor",
+            format!("{} step GPU time / floor", worst.phase),
             times,
             ">",
             t.trace_step_floor_ratio,
             window,
         ),
         seen(
-            format!("{} share of decode GPU time", phase.dominant_class),
-            phase.dominant_share,
+            format!("{} share of {} GPU time", worst.dominant_class, worst.phase),
+            worst.dominant_share,
             window,
         ),
     ];
-    STEP_OVER_FLOOR.fires(Severity::Warning, Confidence::Medium, detail, evidence)
+    // A slow prefill is felt as time to first token, a slow decode between tokens.
+    let rule = if worst.phase == "prefill" {
+        Rule {
+            symptom: Symptom::Ttft,
+            ..STEP_OVER_FLOOR
+        }
+    } else {
+        STEP_OVER_FLOOR
+    };
+    rule.fires(Severity::Warning, Confidence::Medium, detail, evidence)
 }

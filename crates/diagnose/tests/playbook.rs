@@ -61,6 +61,12 @@ const CASES: &[(&str, Change, Change)] = &[
         |e| traced(e).phases[0] = phase_trace("decode", 12, 9_500.0, 9_800.0),
     ),
     (
+        // A prefill step of 512 prompt tokens (floor 8.2 ms of compute) taking 25 ms; 15 ms is under 2×.
+        "trace.step_over_floor",
+        |e| traced(e).phases[1] = phase_trace("prefill", 1, 25_000.0, 25_400.0),
+        |e| traced(e).phases[1] = phase_trace("prefill", 1, 15_000.0, 15_400.0),
+    ),
+    (
         "hardware.xid_errors",
         |e| {
             e.kernel.as_mut().unwrap().xids = vec![xid(79, "GPU has fallen off the bus")];
@@ -2374,13 +2380,42 @@ fn a_failed_dcgm_test_is_critical_and_names_its_gpu_a_warning_is_a_warning() {
 }
 
 #[test]
+fn prefill_steps_are_judged_against_their_prompt_tokens_compute_floor() {
+    let mut evidence = healthy();
+    traced(&mut evidence).phases[1] = phase_trace("prefill", 1, 25_000.0, 25_400.0);
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    let slow = finding(&diagnosis, "trace.step_over_floor").expect("25 ms for 512 tokens");
+    // 512 tokens × 16 µs = 8.19 ms of compute, longer than the 5 ms read: 3.1× it, felt as TTFT.
+    assert_eq!(slow.symptom, infer_doctor_core::Symptom::Ttft);
+    assert!(
+        slow.verdict.starts_with(
+            "prefill steps (512 prompt tokens each) take 25.00 ms of GPU each, 3.1× their 8.19 ms floor"
+        ) && slow.verdict.contains("decode steps take 7.00 ms of GPU each, 1.4×"),
+        "{}",
+        slow.verdict
+    );
+    // Short prompts are bound by the weights' read, as decode is: 64 tokens' compute (1 ms) is under it.
+    let rank = traced(&mut evidence);
+    rank.phases[1] = phase_trace("prefill", 1, 9_000.0, 9_400.0);
+    rank.phases[1].tokens = 64;
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    let line = check_line(&diagnosis, "trace_steps_near_floor");
+    assert_eq!(line.status, CheckStatus::Pass);
+    assert!(
+        line.detail.contains("1.8× their 5.00 ms floor"),
+        "{}",
+        line.detail
+    );
+}
+
+#[test]
 fn a_trace_rule_without_the_trace_it_needs_stays_unknown() {
     let lines = [
         "trace_gpu_busy",
         "trace_launches_amortised",
         "trace_comm_hidden",
         "trace_steps_copy_free",
-        "trace_decode_near_floor",
+        "trace_steps_near_floor",
     ];
     let statuses = |evidence: &Evidence| {
         let diagnosis = diagnose(evidence, &Thresholds::default());
@@ -2408,7 +2443,7 @@ fn a_trace_rule_without_the_trace_it_needs_stays_unknown() {
         "{}",
         idle.verdict
     );
-    for id in ["trace_steps_copy_free", "trace_decode_near_floor"] {
+    for id in ["trace_steps_copy_free", "trace_steps_near_floor"] {
         assert_eq!(
             check_line(&diagnosis, id).status,
             CheckStatus::Unknown,
@@ -2420,7 +2455,7 @@ fn a_trace_rule_without_the_trace_it_needs_stays_unknown() {
     evidence.hardware = None;
     let diagnosis = diagnose(&evidence, &Thresholds::default());
     assert_eq!(
-        check_line(&diagnosis, "trace_decode_near_floor").status,
+        check_line(&diagnosis, "trace_steps_near_floor").status,
         CheckStatus::Unknown
     );
 }

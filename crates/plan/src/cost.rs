@@ -255,6 +255,14 @@ impl CostModel {
         self.roofline_seconds(&work, 1.0, 1.0, 1.0)
     }
 
+    /// The compute floor of one prompt token: its FLOPs at peak, with no attention over earlier tokens, so a
+    /// prefill step of `n` tokens can take no less than `n` times this (or the weights' read, when longer).
+    pub fn prefill_token_compute_seconds(&self) -> f64 {
+        let mut work = StepWork::default();
+        work.add_prefill_chunk(0, 1);
+        self.roofline_parts(&work, 1.0, 1.0, 1.0).0
+    }
+
     /// max(compute, memory) on one rank. Prefill and decode FLOPs each run at their own MFU and add up (as
     /// BLIS does): a pure prefill gets `mfu_prefill`, a decode-only step `mfu_decode`, and a mixed step falls
     /// between in proportion to its work, with no jump when one prefill chunk joins a decode batch.

@@ -19,6 +19,7 @@ pub fn hardware_facts(
         model: model.name.clone(),
         tensor_parallel,
         decode_floor_seconds: cost.decode_floor_seconds(),
+        prefill_token_seconds: cost.prefill_token_compute_seconds(),
         vram_bytes: gpu.memory_bytes as f64,
         weight_bytes: deployment.weight_bytes_per_rank(model),
     })
@@ -37,6 +38,13 @@ mod tests {
             "{facts:?}"
         );
         assert!(within(facts.weight_bytes, 16.06e9, 0.001));
+        // 2 FLOPs per weight per token at the H100's 989 dense BF16 TFLOP/s, over the 6.98 G weights a prompt
+        // token multiplies: not the embedding (a lookup) nor the LM head (vLLM computes logits for the last
+        // token only): 14.1 µs.
+        assert!(
+            within(facts.prefill_token_seconds, 14.1e-6, 0.01),
+            "{facts:?}"
+        );
         let tp2 = hardware_facts(&llama_8b(), &Gpu::by_name("h100").unwrap(), 2).unwrap();
         assert!(within(tp2.weight_bytes, 8.03e9, 0.001));
         assert!(hardware_facts(&llama_8b(), &Gpu::by_name("h100").unwrap(), 3).is_err());

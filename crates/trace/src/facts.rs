@@ -57,6 +57,7 @@ impl From<&RankAnalysis> for RankTrace {
                     PhaseTrace {
                         phase: p.phase.label().to_string(),
                         steps: p.steps,
+                        tokens: p.tokens,
                         mean_gpu_busy_us: p.mean_gpu_busy_us,
                         mean_gpu_span_us: p.mean_gpu_span_us,
                         dominant_class,

@@ -174,6 +174,7 @@ pub fn healthy() -> Evidence {
             model: "llama-3.1-8b".into(),
             tensor_parallel: 1,
             decode_floor_seconds: 0.005,
+            prefill_token_seconds: 16e-6,
             vram_bytes: 80e9,
             weight_bytes: 16e9,
         }),
@@ -291,7 +292,8 @@ pub fn healthy_trace() -> TraceFacts {
     }
 }
 
-/// Steps of one phase, each with this GPU busy time and span; one small copy per step (the sampled tokens).
+/// Steps of one phase, each with this GPU busy time and span; one small copy per step (the sampled tokens); 512
+/// prompt tokens per prefill step, a batch of 16 per decode step.
 pub fn phase_trace(
     phase: &str,
     steps: u64,
@@ -301,6 +303,7 @@ pub fn phase_trace(
     infer_doctor_core::PhaseTrace {
         phase: phase.into(),
         steps,
+        tokens: steps * if phase == "prefill" { 512 } else { 16 },
         mean_gpu_busy_us: busy_us,
         mean_gpu_span_us: span_us,
         dominant_class: "GEMM".into(),
