@@ -306,7 +306,7 @@ pub fn analyse(trace: &Trace, options: &Options) -> RankAnalysis {
         .filter_map(|call| Some((call.correlation?, call.ts)))
         .collect();
     let busy = union(ops.iter().map(|op| (op.ts, op.end())));
-    let temporal = temporal(&ops, &busy, names);
+    let temporal = temporal(&ops, &busy);
     RankAnalysis {
         source: trace.path.display().to_string(),
         rank: trace.rank,
@@ -317,13 +317,13 @@ pub fn analyse(trace: &Trace, options: &Options) -> RankAnalysis {
         dropped_step,
         temporal,
         idle: idle_breakdown(&ops, &launch_ts, options),
-        kernel_types: kernel_types(&ops, names),
-        classes: classes(&ops, names, covered(&busy)),
+        kernel_types: kernel_types(&ops),
+        classes: classes(&ops, covered(&busy)),
         kernels: kernel_stats(&ops, names),
         hta_kernels: hta_kernels(&ops, names, options),
-        comm_comp_overlap_pct: comm_comp_overlap(&ops, names),
+        comm_comp_overlap_pct: comm_comp_overlap(&ops),
         busy_us: covered(&busy),
-        communication_exposed_us: communication_exposed(&ops, names),
+        communication_exposed_us: communication_exposed(&ops),
         launches: launch_stats(&ops, &trace.runtime, names, options),
         memory: memory(&ops, names),
         queues: queue_lengths(&ops, &trace.runtime, names, options),
@@ -374,13 +374,13 @@ fn without_last_profiler_step(
     (kept, Some(dropped))
 }
 
-fn temporal(ops: &[GpuOp], busy: &[(f64, f64)], names: &Names) -> Option<Temporal> {
+fn temporal(ops: &[GpuOp], busy: &[(f64, f64)]) -> Option<Temporal> {
     let (first, last) = (busy.first()?.0, busy.last()?.1);
     let span = last - first;
     let idle = span - covered(busy);
     let compute = covered(&union(
         ops.iter()
-            .filter(|op| hta_type(names.get(op.name)) == HtaType::Computation)
+            .filter(|op| op.hta == HtaType::Computation)
             .map(|op| (op.ts, op.end())),
     ));
     let non_compute = span - compute - idle;
@@ -454,13 +454,13 @@ const TYPE_BITS: [(HtaType, u8, &str); 3] = [
     (HtaType::Memory, 4, "MEMORY"),
 ];
 
-fn kernel_types(ops: &[GpuOp], names: &Names) -> Vec<TypeTime> {
+fn kernel_types(ops: &[GpuOp]) -> Vec<TypeTime> {
     let per_type: Vec<(u8, Vec<(f64, f64)>)> = TYPE_BITS
         .iter()
         .map(|(kind, bit, _)| {
             let intervals = union(
                 ops.iter()
-                    .filter(|op| hta_type(names.get(op.name)) == *kind)
+                    .filter(|op| op.hta == *kind)
                     .map(|op| (op.ts, op.end())),
             );
             (*bit, intervals)
@@ -489,16 +489,13 @@ fn kernel_types(ops: &[GpuOp], names: &Names) -> Vec<TypeTime> {
     rows
 }
 
-fn classes(ops: &[GpuOp], names: &Names, busy_us: f64) -> Vec<ClassTime> {
-    let class_of: Vec<KernelClass> = (0..names.len() as u32)
-        .map(|id| classify(names.get(id)))
-        .collect();
+fn classes(ops: &[GpuOp], busy_us: f64) -> Vec<ClassTime> {
     KernelClass::ALL
         .iter()
         .filter_map(|class| {
             let members: Vec<&GpuOp> = ops
                 .iter()
-                .filter(|op| op.kind != GpuKind::Sync && class_of[op.name as usize] == *class)
+                .filter(|op| op.kind != GpuKind::Sync && op.class == *class)
                 .collect();
             if members.is_empty() {
                 return None;
@@ -558,9 +555,7 @@ fn kernel_stats(ops: &[GpuOp], names: &Names) -> Vec<KernelStats> {
 fn hta_kernels(ops: &[GpuOp], names: &Names, options: &Options) -> Vec<HtaKernelRow> {
     let mut sums: BTreeMap<(HtaType, u32), f64> = BTreeMap::new();
     for op in ops {
-        *sums
-            .entry((hta_type(names.get(op.name)), op.name))
-            .or_default() += op.dur;
+        *sums.entry((op.hta, op.name)).or_default() += op.dur;
     }
     let mut rows = Vec::new();
     for kind in [
@@ -606,11 +601,11 @@ fn hta_kernels(ops: &[GpuOp], names: &Names, options: &Options) -> Vec<HtaKernel
 }
 
 /// `get_comm_comp_overlap`: the time communication ran under computation, over the communication's time.
-fn comm_comp_overlap(ops: &[GpuOp], names: &Names) -> Option<f64> {
+fn comm_comp_overlap(ops: &[GpuOp]) -> Option<f64> {
     let of = |kind: HtaType| {
         union(
             ops.iter()
-                .filter(|op| hta_type(names.get(op.name)) == kind)
+                .filter(|op| op.hta == kind)
                 .map(|op| (op.ts, op.end())),
         )
     };
@@ -619,11 +614,11 @@ fn comm_comp_overlap(ops: &[GpuOp], names: &Names) -> Option<f64> {
     (total > 0.0).then(|| 100.0 * overlap(&of(HtaType::Computation), &communication) / total)
 }
 
-fn communication_exposed(ops: &[GpuOp], names: &Names) -> f64 {
+fn communication_exposed(ops: &[GpuOp]) -> f64 {
     let of = |wanted: &dyn Fn(KernelClass) -> bool| {
         union(
             ops.iter()
-                .filter(|op| op.kind != GpuKind::Sync && wanted(classify(names.get(op.name))))
+                .filter(|op| op.kind != GpuKind::Sync && wanted(op.class))
                 .map(|op| (op.ts, op.end())),
         )
     };

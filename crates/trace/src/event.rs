@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use crate::kernel::{HtaType, KernelClass};
+
 /// An interned event name: kernels repeat thousands of times under one name.
 pub type NameId = u32;
 
@@ -66,6 +68,9 @@ pub struct GpuOp {
     pub correlation: Option<i64>,
     pub name: NameId,
     pub kind: GpuKind,
+    /// What the name says the op does, for us and for HTA.
+    pub class: KernelClass,
+    pub hta: HtaType,
     /// Kineto's `memory bandwidth (GB/s)` of a copy or set.
     pub bandwidth_gbps: Option<f64>,
     pub bytes: Option<f64>,

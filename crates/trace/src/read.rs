@@ -11,7 +11,8 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess,
 use serde::{Deserialize, Serialize};
 
 use crate::TraceError;
-use crate::event::{Annotation, Device, GpuKind, GpuOp, Names, RuntimeCall};
+use crate::event::{Annotation, Device, GpuKind, GpuOp, NameId, Names, RuntimeCall};
+use crate::kernel::{HtaType, KernelClass, classify, hta_type};
 
 /// Visitor methods that accept a value of an unexpected JSON type and give `$value`: an odd field in one event
 /// must not end the reading of the millions after it.
@@ -153,6 +154,9 @@ struct Builder<'t> {
     trace: &'t mut Trace,
     name: String,
     category: String,
+    /// Each GPU op name's class and HTA type, found once per name: a trace repeats a few thousand names millions
+    /// of times.
+    kinds: Vec<Option<(KernelClass, HtaType)>>,
 }
 
 impl<'t> Builder<'t> {
@@ -161,7 +165,20 @@ impl<'t> Builder<'t> {
             trace,
             name: String::new(),
             category: String::new(),
+            kinds: Vec::new(),
         }
+    }
+
+    fn kinds_of(&mut self, name: NameId) -> (KernelClass, HtaType) {
+        let index = name as usize;
+        if self.kinds.len() <= index {
+            self.kinds.resize(index + 1, None);
+        }
+        let names = &self.trace.names;
+        *self.kinds[index].get_or_insert_with(|| {
+            let text = names.get(name);
+            (classify(text), hta_type(text))
+        })
     }
 
     fn finish(&mut self, event: RawEvent) {
@@ -194,6 +211,7 @@ impl<'t> Builder<'t> {
         {
             counts.gpu_ops += 1;
             let name = self.trace.names.intern(&self.name);
+            let (class, hta) = self.kinds_of(name);
             self.trace.gpu_ops.push(GpuOp {
                 ts,
                 dur,
@@ -201,6 +219,8 @@ impl<'t> Builder<'t> {
                 correlation: event.correlation,
                 name,
                 kind: category.gpu_kind(),
+                class,
+                hta,
                 bandwidth_gbps: event.bandwidth_gbps,
                 bytes: event.bytes,
             });

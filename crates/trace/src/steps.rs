@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::event::{GpuKind, GpuOp};
 use crate::intervals::{covered, union};
-use crate::kernel::{KernelClass, classify};
+use crate::kernel::KernelClass;
 use crate::read::Trace;
 
 /// What a step ran: prompts (context requests, chunked-prefill chunks included), decodes, or both.
@@ -154,7 +154,7 @@ fn step(start_us: f64, cpu_us: f64, counts: [u64; 4], ops: &[&GpuOp], trace: &Tr
         .filter_map(|class| {
             let time = covered(&union(
                 ops.iter()
-                    .filter(|op| classify(trace.names.get(op.name)) == *class)
+                    .filter(|op| op.class == *class)
                     .map(|op| (op.ts, op.end())),
             ));
             (time > 0.0).then_some((*class, time))
