@@ -1,6 +1,7 @@
 //! HTA's analyses over one rank's trace, with HTA's definitions (holistictraceanalysis 0.5.0, named per function),
 //! on the trace's exact timestamps: temporal, idle-time, kernel, overlap, launch, memory-copy and queue-length.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
@@ -333,10 +334,10 @@ pub fn analyse(trace: &Trace, options: &Options) -> RankAnalysis {
 
 /// The GPU ops HTA keeps: with two or more distinct `ProfilerStep` names, those launched before the last step's
 /// start (the latest start of a range so named, CPU or GPU), joined through their launch's correlation.
-fn without_last_profiler_step(
-    trace: &Trace,
+fn without_last_profiler_step<'t>(
+    trace: &'t Trace,
     options: &Options,
-) -> (Vec<GpuOp>, Option<DroppedStep>) {
+) -> (Cow<'t, [GpuOp]>, Option<DroppedStep>) {
     let names = &trace.names;
     let steps: HashSet<u32> = trace
         .annotations
@@ -345,7 +346,7 @@ fn without_last_profiler_step(
         .map(|a| a.name)
         .collect();
     if options.include_last_profiler_step || steps.len() < 2 {
-        return (trace.gpu_ops.clone(), None);
+        return (Cow::Borrowed(&trace.gpu_ops), None);
     }
     let Some(last) = trace
         .annotations
@@ -353,7 +354,7 @@ fn without_last_profiler_step(
         .filter(|a| steps.contains(&a.name))
         .max_by(|a, b| a.ts.total_cmp(&b.ts))
     else {
-        return (trace.gpu_ops.clone(), None);
+        return (Cow::Borrowed(&trace.gpu_ops), None);
     };
     let launched_before: HashSet<i64> = trace
         .runtime
@@ -371,7 +372,7 @@ fn without_last_profiler_step(
         name: names.get(last.name).to_string(),
         gpu_ops: (trace.gpu_ops.len() - kept.len()) as u64,
     };
-    (kept, Some(dropped))
+    (Cow::Owned(kept), Some(dropped))
 }
 
 fn temporal(ops: &[GpuOp], busy: &[(f64, f64)]) -> Option<Temporal> {

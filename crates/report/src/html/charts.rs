@@ -154,9 +154,15 @@ fn dots(class: &str, points: &[(f64, f64)]) -> String {
     )
 }
 
-fn legend(out: &mut String, y: f64, items: &[(&str, &str)]) {
-    let mut x = LEFT;
+/// Swatches with labels from the left, wrapping onto a new row past the right edge; returns the last row's `y`.
+fn legend(out: &mut String, y: f64, items: &[(&str, &str)]) -> f64 {
+    let (mut x, mut y) = (LEFT, y);
     for (class, label) in items {
+        // Wide enough for capitals at 12 px.
+        let width = 34.0 + 8.0 * label.chars().count() as f64;
+        if x > LEFT && x + width > WIDTH {
+            (x, y) = (LEFT, y + 20.0);
+        }
         let _ = write!(
             out,
             r#"<g class="legend-item"><rect class="swatch {class}" x="{x:.0}" y="{:.0}" width="14" height="10" rx="2"/><text x="{:.0}" y="{y:.0}">{}</text></g>"#,
@@ -164,8 +170,9 @@ fn legend(out: &mut String, y: f64, items: &[(&str, &str)]) {
             x + 20.0,
             escape(label)
         );
-        x += 30.0 + 7.6 * label.chars().count() as f64;
+        x += width;
     }
+    y
 }
 
 fn x_axis(out: &mut String, x: &Scale, max_seconds: f64, top: f64, bottom: f64, with_labels: bool) {
@@ -697,12 +704,7 @@ fn kernel_class_css(label: &str) -> String {
 /// the time the GPU idled inside the step, over a strip saying the step's phase.
 pub(super) fn step_timeline(rank: &RankTrace, id: &str) -> String {
     let steps = &rank.steps;
-    let (top, bottom) = (56.0, 276.0);
-    let height = bottom + 58.0;
-    let mut out = format!(
-        r#"<svg id="{id}" class="chart step-timeline" data-steps="{}" role="img" viewBox="0 0 {WIDTH} {height:.0}" xmlns="http://www.w3.org/2000/svg"><title>Engine steps: GPU time per kernel class and idle time within each step</title>"#,
-        steps.len()
-    );
+    let mut out = String::new();
     let mut classes: Vec<&str> = Vec::new();
     for (class, _) in steps.iter().flat_map(|s| &s.classes) {
         if !classes.contains(&class.as_str()) {
@@ -718,16 +720,17 @@ pub(super) fn step_timeline(rank: &RankTrace, id: &str) -> String {
     if !classes.is_empty() {
         items.push(("k-idle", "GPU idle in step"));
     }
-    legend(&mut out, 20.0, &items);
-    legend(
+    let last_row = legend(&mut out, 20.0, &items);
+    let last_row = legend(
         &mut out,
-        40.0,
+        last_row + 20.0,
         &[
             ("phase-prefill", "prefill"),
             ("phase-decode", "decode"),
             ("phase-mixed", "mixed"),
         ],
     );
+    let (top, bottom) = (last_row + 16.0, last_row + 236.0);
     frame(&mut out, top, bottom);
     let idle = |s: &StepTrace| (s.gpu_span_us - s.gpu_busy_us).max(0.0);
     // Without GPU ops (a CPU profile) a step is its CPU time, drawn in its phase's colour.
@@ -799,8 +802,11 @@ pub(super) fn step_timeline(rank: &RankTrace, id: &str) -> String {
         format!("{} steps in time order", steps.len())
     };
     axis_title(&mut out, (LEFT + RIGHT) / 2.0, bottom + 40.0, 0, &shown);
-    out.push_str("</svg>");
-    out
+    format!(
+        r#"<svg id="{id}" class="chart step-timeline" data-steps="{}" role="img" viewBox="0 0 {WIDTH} {:.0}" xmlns="http://www.w3.org/2000/svg"><title>Engine steps: GPU time per kernel class and idle time within each step</title>{out}</svg>"#,
+        steps.len(),
+        bottom + 58.0
+    )
 }
 
 /// The kernels that took the most GPU time, as bars coloured by class, with their count and mean.
