@@ -214,6 +214,11 @@ pub struct CollectArgs {
     /// API key sent as a bearer token; never printed or written, and redacted wherever it appears.
     #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// PyTorch profiler traces of the server (files, one per rank, or vLLM's `torch_profiler_dir`): analysed
+    /// here, and the bundle keeps the analysis (`trace/facts.json` for diagnose, `trace/analysis.md` to read),
+    /// not the traces, which are large and hold paths and host names.
+    #[arg(long)]
+    pub trace: Vec<PathBuf>,
     /// No progress lines on stderr.
     #[arg(short, long)]
     pub quiet: bool,

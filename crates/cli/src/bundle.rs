@@ -568,13 +568,18 @@ pub fn add_collect_env(gathered: &mut Gathered, path: &Path) -> anyhow::Result<(
 pub fn add_traces(gathered: &mut Gathered, inputs: &[PathBuf]) -> anyhow::Result<()> {
     let report =
         infer_doctor_trace::analyse_inputs(inputs, &infer_doctor_trace::Options::default())?;
-    for rank in &report.ranks {
+    set_trace(gathered, (&report).into());
+    Ok(())
+}
+
+/// The evidence's trace part, with each rank's cut file said: what was analysed is not the whole profile.
+pub fn set_trace(gathered: &mut Gathered, facts: infer_doctor_core::TraceFacts) {
+    for rank in &facts.ranks {
         if let Some(cut) = &rank.cut {
             gathered.problems.push(format!("{}: {cut}", rank.source));
         }
     }
-    gathered.evidence.trace = Some((&report).into());
-    Ok(())
+    gathered.evidence.trace = Some(facts);
 }
 
 /// Reads the server process's environment (`NAME=value` lines, as `collect --pid` writes them) into the

@@ -1004,3 +1004,85 @@ fn without_kubectl_the_pods_items_are_missing_and_collect_goes_on() {
         .unwrap();
     assert_eq!(refused.status.code(), Some(2));
 }
+
+/// Profiler traces given to collect are analysed on the host: the bundle keeps the evidence and the tables, not
+/// the traces, and diagnose judges the bundle's trace as it would the files, cut file included.
+#[test]
+fn collect_keeps_the_trace_analysis_and_diagnose_reads_it() {
+    let path = fake_path(Gpu::Absent, QUIET_KERNEL);
+    let dir = tempfile::tempdir().unwrap();
+    let traces = dir.path().join("traces");
+    std::fs::create_dir(&traces).unwrap();
+    std::fs::copy(
+        fixture("fixtures/trace/tracelens__sglang_Qwen3-8B_decode_mi300x.json.gz"),
+        traces.join("rank0.1765000000000.pt.trace.json.gz"),
+    )
+    .unwrap();
+    let nccl = std::fs::read(fixture(
+        "fixtures/trace/hta__nccl_parser_config__nccl_data.json.gz",
+    ))
+    .unwrap();
+    std::fs::write(
+        traces.join("rank1.1765000000000.pt.trace.json.gz"),
+        &nccl[..nccl.len() * 4 / 5],
+    )
+    .unwrap();
+    let out = dir.path().join("bundle");
+    let (output, _) = collect(
+        path.path(),
+        &out,
+        &["--trace", traces.to_str().unwrap(), "--redact-hosts"],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let items = manifest(&out);
+    for file in ["trace/facts.json", "trace/analysis.md"] {
+        assert_eq!(item(&items, file)["status"], "ok", "{file}");
+    }
+    let tables = std::fs::read_to_string(out.join("trace/analysis.md")).unwrap();
+    assert!(tables.contains("## Kernel classes"), "{tables}");
+    assert!(
+        !out.join("trace").read_dir().unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains(".pt.trace")),
+        "the traces themselves stay out of the bundle"
+    );
+
+    let doc = diagnose_bundle(&out);
+    let ranks = doc["evidence"]["trace"]["ranks"].as_array().unwrap();
+    assert_eq!(ranks.len(), 2);
+    assert_eq!(ranks[0]["phases"][0]["phase"], "decode");
+    assert!(ranks[1]["busy_us"].as_f64().unwrap() > 0.0);
+    let idle = doc["diagnosis"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "trace.gpu_idle");
+    assert!(
+        idle.is_some(),
+        "the SGLang rank's GPU idles within its step"
+    );
+    let said = doc["warnings"].to_string();
+    assert!(said.contains("ends early"), "the cut rank is said: {said}");
+
+    // A trace that cannot be read is a failed item, and the rest of the bundle stands.
+    let bad = dir.path().join("bad");
+    let (output, _) = collect(
+        path.path(),
+        &bad,
+        &["--trace", dir.path().join("missing.json").to_str().unwrap()],
+    );
+    assert_eq!(output.status.code(), Some(0));
+    let failed = item(&manifest(&bad), "trace/facts.json").clone();
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert!(
+        failed["why"].as_str().unwrap().contains("cannot read"),
+        "{failed}"
+    );
+}

@@ -38,6 +38,8 @@ utilization.memory,memory.total,memory.used,temperature.gpu,power.draw,power.lim
 clocks.current.memory,clocks.max.sm,clocks.max.memory,clocks_throttle_reasons.active,pcie.link.gen.current,\
 pcie.link.gen.max,pcie.link.width.current,pcie.link.width.max,ecc.errors.uncorrected.volatile.total,\
 remapped_rows.pending,remapped_rows.failure,mig.mode.current";
+/// The trace analysis `collect --trace` keeps, which `diagnose --bundle` reads as the evidence's trace.
+pub const TRACE_FACTS: &str = "trace/facts.json";
 /// The engine log lines asked of docker and journald: hours of a busy vLLM, a few MB.
 const LOG_LINES: &str = "20000";
 /// The server process's environment that says how the engine runs; the rest is the shell's.
@@ -371,6 +373,11 @@ pub async fn run(args: Box<CollectArgs>) -> Result<u8, Failure> {
                 bundle.not_the_pods_host("host.json", "/proc and /sys")
             }]
         });
+    }
+    if !args.trace.is_empty() {
+        let bundle = bundle.clone();
+        let traces = args.trace.clone();
+        tasks.spawn_blocking(move || trace_items(&bundle, &traces));
     }
     let stop_sampling = Arc::new(AtomicBool::new(false));
     let sampler = {
@@ -913,6 +920,50 @@ fn engine_log(bundle: &Bundle, source: &str) -> Item {
                 Some(e.to_string()),
             )
         }
+    }
+}
+
+/// The profiler traces analysed on the host: the evidence diagnose judges (`trace/facts.json`) and the tables
+/// for a reader (`trace/analysis.md`), both redacted as every item is.
+fn trace_items(bundle: &Bundle, traces: &[PathBuf]) -> Vec<Item> {
+    let started = Instant::now();
+    let source = traces
+        .iter()
+        .map(|t| t.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let files = [TRACE_FACTS, "trace/analysis.md"];
+    let report = std::fs::create_dir_all(bundle.dir.join("trace"))
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            infer_doctor_trace::analyse_inputs(traces, &infer_doctor_trace::Options::default())
+                .map_err(|e| format!("{e:#}"))
+        });
+    match report {
+        Ok(report) => {
+            let facts = infer_doctor_core::TraceFacts::from(&report);
+            let facts = serde_json::to_vec_pretty(&facts).unwrap_or_default();
+            let tables = infer_doctor_report::trace::text(
+                &report,
+                infer_doctor_report::trace::Written::Markdown,
+            );
+            vec![
+                bundle.write(files[0], source.clone(), started, &facts),
+                bundle.write(files[1], source, started, tables.as_bytes()),
+            ]
+        }
+        Err(why) => files
+            .iter()
+            .map(|file| {
+                bundle.missing(
+                    file,
+                    source.clone(),
+                    started,
+                    Status::Failed,
+                    Some(why.clone()),
+                )
+            })
+            .collect(),
     }
 }
 

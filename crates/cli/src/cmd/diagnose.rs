@@ -374,8 +374,11 @@ fn read_bundle(
             gathered.problems.push(format!("{e:#}"));
         }
     }
+    // collect's analysis of the traces it was given, else traces put in the bundle's trace/ by hand.
     let traces = dir.join("trace");
-    if traces.is_dir()
+    if let Some(facts) = collected_json(gathered, &dir.join(super::collect::TRACE_FACTS)) {
+        bundle::set_trace(gathered, facts);
+    } else if traces.is_dir()
         && let Err(e) = bundle::add_traces(gathered, &[traces])
     {
         gathered.problems.push(format!("{e:#}"));
