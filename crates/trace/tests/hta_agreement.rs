@@ -21,12 +21,12 @@ fn fixtures() -> Vec<PathBuf> {
     files
 }
 
-/// A vLLM-shaped GPU trace from `bench/make_kineto_trace.py` (many engine steps, CUDA-graph decode steps,
+/// A vLLM-shaped GPU trace from `bench/peers/make_kineto_trace.py` (many engine steps, CUDA-graph decode steps,
 /// eager prefill, NCCL on its own stream): what the fixtures lack in one file.
 fn generated(dir: &Path) -> PathBuf {
     let file = dir.join("generated_vllm_rank0.json");
     let made = std::process::Command::new("python3")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/make_kineto_trace.py"))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/peers/make_kineto_trace.py"))
         .args(["--size-mb", "4", "--seed", "7", "--out"])
         .arg(&file)
         .output()

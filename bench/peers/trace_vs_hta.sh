@@ -4,12 +4,12 @@
 # kernel types and kernels, overlap, launches, memory copies, queue length, engine steps): HTA through
 # crates/trace/tests/hta_reference.py, the script the agreement tests use.
 #
-# Usage: bench/trace_vs_hta.sh [BINARY]   (default target/release/infer-doctor)
+# Usage: bench/peers/trace_vs_hta.sh [BINARY]   (default target/release/infer-doctor)
 # Environment: SIZES (generated traces, MB: "100 1024"), HTA_TIMEOUT (s, 3600), HTA_MEMORY_GB (16: HTA past it
 #              is stopped and reported as such, so it cannot take the machine down). Generated traces are kept
 #              in $HOME/.cache/infer-doctor/bench-traces/ and reused. Targets: 20× faster, 1/10 of HTA's memory.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 binary=${1:-target/release/infer-doctor}
 sizes=${SIZES:-100 1024}
@@ -26,7 +26,7 @@ traces=(fixtures/trace/*.json.gz)
 mkdir -p "$cache"
 for mb in $sizes; do
     file=$cache/vllm-rank0-${mb}mb.json
-    [ -s "$file" ] || python3 bench/make_kineto_trace.py --size-mb "$mb" --out "$file"
+    [ -s "$file" ] || python3 bench/peers/make_kineto_trace.py --size-mb "$mb" --out "$file"
     traces+=("$file")
 done
 

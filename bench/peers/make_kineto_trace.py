@@ -1,12 +1,12 @@
 """A PyTorch profiler (Kineto) trace of a requested size, shaped like one rank of vLLM serving on a GPU, for
-bench/trace_vs_hta.sh: the fixtures are megabytes, the traces people struggle with are gigabytes.
+bench/peers/trace_vs_hta.sh: the fixtures are megabytes, the traces people struggle with are gigabytes.
 
 Deterministic for a seed. Each engine step is what vLLM's worker records: its `execute_context_N(T)_generation_M(U)`
 annotation, Python frames (`with_stack`, on by default: most of a real trace's events), aten ops launching
 kernels through `cudaLaunchKernel` with their `ac2g` flows, or one `cudaGraphLaunch` replaying a decode step's
 kernels, a tensor-parallel all-reduce on its own stream, and the host-to-device copy of the step's inputs.
 
-Usage: python3 bench/make_kineto_trace.py --size-mb 1024 --out trace.json [--seed 1]
+Usage: python3 bench/peers/make_kineto_trace.py --size-mb 1024 --out trace.json [--seed 1]
 """
 import argparse
 import json
