@@ -1,9 +1,7 @@
 //! `infer-doctor trace`: reads profiler traces with the trace room and prints its analysis, or two side by side.
 
-use infer_doctor_report::trace as render;
+use infer_doctor_report::trace::{self as render, Written};
 use infer_doctor_trace::{Options, TraceReport, analyse_inputs, diff::diff};
-
-use infer_doctor_report::trace::Written;
 
 use crate::args::{ReportFormat, TraceAnalysisArgs, TraceArgs, TraceCommand};
 use crate::{Failure, exit};
