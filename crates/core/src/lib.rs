@@ -4,10 +4,12 @@
 pub mod aggregate;
 pub mod config;
 pub mod evidence;
+pub mod figures;
 pub mod finding;
 pub mod gpu;
 pub mod host;
 pub mod record;
+pub mod resample;
 pub mod secret;
 pub mod serde_float;
 pub mod signals;
