@@ -2,6 +2,7 @@
 //! and what a run concluded. No I/O and no async runtime here, so everything is testable as plain values.
 
 pub mod aggregate;
+pub mod comparison;
 pub mod config;
 pub mod evidence;
 pub mod figures;

@@ -1,17 +1,13 @@
 //! Two runs side by side: each figure's change with its confidence interval, a verdict that separates a real
 //! change from run-to-run noise, what the server's own signals did meanwhile, and the gates CI fails on.
 
-use std::fmt;
-use std::str::FromStr;
-
-use infer_doctor_core::figures::{Better, FIGURES, Figure, RequestSamples, SampleSource, figure};
-use infer_doctor_core::resample::{
-    Bootstrap, Interval, Statistic, proportion_difference, relative_change,
+use infer_doctor_core::comparison::{
+    ChangeUnit, Comparison, FigureChange, Gate, ServerChange, Verdict,
 };
+use infer_doctor_core::figures::{Better, FIGURES, Figure, RequestSamples, SampleSource};
+use infer_doctor_core::resample::{Bootstrap, Statistic, proportion_difference, relative_change};
 use infer_doctor_core::signals::{ServerWindow, Signal};
 use infer_doctor_core::summary::RunSummary;
-use serde::Serialize;
-use thiserror::Error;
 
 /// One run as a comparison reads it: the summary always; the samples and the server's window where recorded.
 #[derive(Clone, Copy, Debug)]
@@ -39,90 +35,6 @@ impl Default for CompareSettings {
             noise_points: 1.0,
             bootstrap: Bootstrap::default(),
         }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    Better,
-    Worse,
-    WithinNoise,
-    /// A value is missing on one side, or there are no samples to draw an interval from.
-    Unknown,
-}
-
-impl fmt::Display for Verdict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Verdict::Better => "better",
-            Verdict::Worse => "worse",
-            Verdict::WithinNoise => "within noise",
-            Verdict::Unknown => "unknown",
-        })
-    }
-}
-
-/// How a figure's change is expressed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ChangeUnit {
-    /// candidate / baseline − 1.
-    Relative,
-    /// candidate − baseline, in percentage points (the error rate).
-    Points,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct FigureChange {
-    pub name: &'static str,
-    pub label: &'static str,
-    pub unit: &'static str,
-    pub baseline: Option<f64>,
-    pub candidate: Option<f64>,
-    pub change: Option<f64>,
-    pub change_unit: ChangeUnit,
-    pub interval: Option<Interval>,
-    pub verdict: Verdict,
-    /// Why there is no interval, when there is none.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
-}
-
-/// A server-side signal that moved between the runs, in words.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct ServerChange {
-    pub signal: &'static str,
-    pub baseline: f64,
-    pub candidate: f64,
-    pub phrase: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Comparison {
-    pub figures: Vec<FigureChange>,
-    /// The server's signals that changed markedly, biggest first: the reason a latency or throughput moved.
-    pub server: Vec<ServerChange>,
-    /// Why no server-side reason can be given, when it cannot.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub server_note: Option<String>,
-    pub gates: Vec<GateResult>,
-}
-
-impl Comparison {
-    pub fn failed(&self) -> bool {
-        self.gates.iter().any(|g| g.failed)
-    }
-
-    /// The server-side reason in one clause, e.g. "twice the batch size (8.0 → 16.1), KV usage 40% → 85%".
-    pub fn server_reason(&self) -> Option<String> {
-        (!self.server.is_empty()).then(|| {
-            self.server
-                .iter()
-                .map(|c| c.phrase.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
     }
 }
 
@@ -373,114 +285,157 @@ fn server_changes(a: &ServerWindow, b: &ServerWindow) -> Vec<ServerChange> {
         .collect()
 }
 
-/// A `--fail-on` limit: the compared run fails when `figure` moved past `limit` (a relative change, or
-/// percentage points for the error rate) in the limit's direction, and the move is not noise.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Gate {
-    pub figure: &'static Figure,
-    pub limit: f64,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use infer_doctor_core::comparison::parse_gates;
+    use infer_doctor_core::figures::{INTERVALS, figure};
+    use infer_doctor_core::signals::GaugeStats;
+    use infer_doctor_core::stats::Summary;
 
-#[derive(Debug, Error, PartialEq)]
-#[error("--fail-on `{item}`: {reason} (expected e.g. tpot_p95=+10%,throughput=-5%,error_rate=+1%)")]
-pub struct GateParseError {
-    pub item: String,
-    pub reason: String,
-}
-
-/// Parses `tpot_p95=+10%,throughput=-5%`.
-pub fn parse_gates(text: &str) -> Result<Vec<Gate>, GateParseError> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::parse)
-        .collect()
-}
-
-impl FromStr for Gate {
-    type Err = GateParseError;
-
-    fn from_str(item: &str) -> Result<Gate, GateParseError> {
-        let fail = |reason: String| GateParseError {
-            item: item.to_string(),
-            reason,
+    /// A run whose TPOT samples are `tpot` ms with a spread, and whose summary says the same.
+    fn run(tpot: f64, tokens_per_s: f64) -> (RunSummary, RequestSamples) {
+        let samples: Vec<f64> = (0..400)
+            .map(|i| tpot * (0.9 + 0.2 * f64::from(i % 41) / 40.0))
+            .collect();
+        let mut sorted = samples.clone();
+        sorted.sort_by(f64::total_cmp);
+        let summary_of = |v: &[f64]| Summary {
+            count: v.len() as u64,
+            p50: v[v.len() / 2],
+            p95: v[v.len() * 95 / 100],
+            p99: v[v.len() * 99 / 100],
+            mean: 0.0,
+            stddev: 0.0,
+            min: v[0],
+            max: v[v.len() - 1],
+            p90: v[v.len() * 90 / 100],
+            p999: v[v.len() - 1],
         };
-        let (name, limit) = item.split_once('=').ok_or_else(|| fail("no `=`".into()))?;
-        let figure = figure(name.trim()).ok_or_else(|| {
-            fail(format!(
-                "unknown figure `{}`; known: {}",
-                name.trim(),
-                FIGURES
-                    .iter()
-                    .map(|f| f.name)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-        })?;
-        let limit = limit.trim();
-        let number = limit
-            .strip_suffix('%')
-            .ok_or_else(|| fail("the limit is a signed percentage, e.g. +10%".into()))?;
-        if !number.starts_with(['+', '-']) {
-            return Err(fail(
-                "the limit needs a sign: + for a rise, - for a fall".into(),
-            ));
-        }
-        let value: f64 = number
-            .parse()
-            .map_err(|_| fail(format!("`{limit}` is not a number")))?;
-        if !value.is_finite() || value == 0.0 {
-            return Err(fail("the limit must be a non-zero percentage".into()));
-        }
-        let limit = match figure.source {
-            SampleSource::ErrorShare => value,
-            _ => value / 100.0,
+        let mut summary = RunSummary::default();
+        summary.latency.tpot = Some(summary_of(&sorted));
+        summary.requests.ok = 400;
+        summary.throughput.window_s = 20.0;
+        summary.throughput.output_tokens_per_s = tokens_per_s;
+        let per_interval = (0..INTERVALS)
+            .map(|i| tokens_per_s * (0.97 + 0.06 * (i % 3) as f64 / 2.0))
+            .collect();
+        let samples = RequestSamples {
+            tpot_ms: samples,
+            output_tokens: per_interval,
+            completions: vec![20.0; INTERVALS],
+            interval_s: 1.0,
+            ok: 400,
+            ..RequestSamples::default()
         };
-        Ok(Gate { figure, limit })
+        (summary, samples)
     }
-}
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct GateResult {
-    pub name: &'static str,
-    /// As given: relative (0.1 = +10 %) or percentage points.
-    pub limit: f64,
-    pub change: Option<f64>,
-    pub failed: bool,
-    pub reason: String,
-}
+    fn window(running: f64, kv: f64) -> ServerWindow {
+        let mut w = ServerWindow::default();
+        w.gauges
+            .insert(Signal::RequestsRunning, GaugeStats::constant(running));
+        w.gauges.insert(Signal::KvUsage, GaugeStats::constant(kv));
+        w
+    }
 
-impl Gate {
-    fn judge(&self, change: Option<&FigureChange>) -> GateResult {
-        let result = |failed: bool, reason: String| GateResult {
-            name: self.figure.name,
-            limit: self.limit,
-            change: change.and_then(|c| c.change),
-            failed,
-            reason,
+    fn change<'a>(c: &'a Comparison, name: &str) -> &'a FigureChange {
+        c.figures.iter().find(|f| f.name == name).unwrap()
+    }
+
+    #[test]
+    fn a_slower_run_is_worse_with_the_server_side_reason_and_fails_its_gate() {
+        let (base, base_samples) = run(20.0, 600.0);
+        let (slow, slow_samples) = run(24.0, 500.0);
+        let (w1, w2) = (window(8.0, 0.40), window(16.1, 0.85));
+        let gates = parse_gates("tpot_p95=+10%, throughput=-5%, e2e_p95=+10%").unwrap();
+        let c = compare(
+            RunView {
+                summary: &base,
+                samples: Some(&base_samples),
+                server: Some(&w1),
+            },
+            RunView {
+                summary: &slow,
+                samples: Some(&slow_samples),
+                server: Some(&w2),
+            },
+            &gates,
+            &CompareSettings::default(),
+        );
+        let tpot = change(&c, "tpot_p95");
+        assert_eq!(tpot.verdict, Verdict::Worse, "{tpot:?}");
+        assert!((tpot.change.unwrap() - 0.2).abs() < 0.01);
+        assert_eq!(change(&c, "throughput").verdict, Verdict::Worse);
+        assert_eq!(
+            c.server_reason().unwrap(),
+            "twice the batch size (8.0 → 16.1), KV usage 40% → 85%"
+        );
+        // E2E has no value on either side: its gate cannot pass unchecked.
+        assert_eq!(
+            c.gates
+                .iter()
+                .map(|g| (g.name, g.failed))
+                .collect::<Vec<_>>(),
+            [("tpot_p95", true), ("throughput", true), ("e2e_p95", true)]
+        );
+        assert!(c.failed());
+    }
+
+    #[test]
+    fn the_same_run_twice_is_within_noise_and_passes() {
+        let (base, samples) = run(20.0, 600.0);
+        let view = RunView {
+            summary: &base,
+            samples: Some(&samples),
+            server: None,
         };
-        let Some(c) = change.filter(|c| c.change.is_some()) else {
-            return result(
-                true,
-                "no value on one side: the gate cannot pass unchecked".into(),
-            );
+        let c = compare(
+            view,
+            view,
+            &parse_gates("tpot_p95=+10%").unwrap(),
+            &CompareSettings::default(),
+        );
+        assert_eq!(change(&c, "tpot_p95").verdict, Verdict::WithinNoise);
+        assert!(!c.failed());
+        assert!(c.server_note.as_deref().unwrap().contains("either"));
+        // Without samples there is no interval, so no verdict.
+        let bare = RunView {
+            summary: &base,
+            samples: None,
+            server: None,
         };
-        let moved = c.change.unwrap_or_default();
-        let past = if self.limit > 0.0 {
-            moved > self.limit
-        } else {
-            moved < self.limit
-        };
-        if !past {
-            return result(false, "within the limit".into());
-        }
-        match c.interval {
-            Some(ci) if !ci.excludes_zero() => result(
-                false,
-                "past the limit, but the interval includes no change: noise".into(),
-            ),
-            Some(_) => result(true, "past the limit".into()),
-            None => result(true, "past the limit (no interval to call it noise)".into()),
+        let c = compare(bare, bare, &[], &CompareSettings::default());
+        assert_eq!(change(&c, "tpot_p95").verdict, Verdict::Unknown);
+        assert!(
+            change(&c, "tpot_p95")
+                .note
+                .as_deref()
+                .unwrap()
+                .contains("requests.jsonl")
+        );
+    }
+
+    #[test]
+    fn gates_are_parsed_with_their_sign_and_bad_ones_name_the_item() {
+        let gates = parse_gates("tpot_p95=+10%,tokens_per_s=-5%,error_rate=+1%").unwrap();
+        assert_eq!(gates[0].figure, figure("tpot_p95").unwrap());
+        assert!((gates[0].limit - 0.10).abs() < 1e-12);
+        assert_eq!(gates[1].figure.name, "throughput");
+        assert!((gates[1].limit + 0.05).abs() < 1e-12);
+        assert_eq!(
+            gates[2].limit, 1.0,
+            "the error rate's limit is in percentage points"
+        );
+        for bad in [
+            "tpot_p95=10%",
+            "tpot_p95=+10",
+            "nope=+1%",
+            "tpot_p95",
+            "ttft_p95=+x%",
+        ] {
+            let e = parse_gates(bad).unwrap_err();
+            assert_eq!(e.item, bad);
         }
     }
 }

@@ -226,7 +226,12 @@ impl Store {
             path: path.clone(),
             source,
         };
-        for (index, sql) in MIGRATIONS.iter().enumerate().take(target).skip(version as usize) {
+        for (index, sql) in MIGRATIONS
+            .iter()
+            .enumerate()
+            .take(target)
+            .skip(version as usize)
+        {
             let tx = self.connection.transaction().map_err(sqlite)?;
             tx.execute_batch(sql).map_err(sqlite)?;
             tx.pragma_update(None, "user_version", index as u32 + 1)
@@ -300,7 +305,11 @@ impl Store {
     }
 
     /// Runs by a `WHERE` clause, with their figures and findings.
-    fn select(&self, clause: &str, values: impl rusqlite::Params) -> Result<Vec<RunRow>, StoreError> {
+    fn select(
+        &self,
+        clause: &str,
+        values: impl rusqlite::Params,
+    ) -> Result<Vec<RunRow>, StoreError> {
         let mut statement = self
             .connection
             .prepare(&format!(
@@ -530,7 +539,10 @@ mod tests {
             .pragma_update(None, "user_version", 99)
             .unwrap();
         let error = Store::open(&path).err().unwrap().to_string();
-        assert!(error.contains("schema version 99") && error.contains("h.sqlite"), "{error}");
+        assert!(
+            error.contains("schema version 99") && error.contains("h.sqlite"),
+            "{error}"
+        );
     }
 
     #[test]
