@@ -415,6 +415,34 @@ pub(crate) fn render_tables(
     page
 }
 
+/// `history --format html`: the drift finding, the trend drawn, the table.
+pub(crate) fn render_trend(trend: &crate::history::Trend) -> String {
+    let title = trend.title();
+    let mut page = open_page(&title);
+    let _ = write!(page, "<main><h1>{}</h1>", escape(&title));
+    if let Some(finding) = &trend.drift {
+        page.push_str(r#"<section id="findings"><div class="cards">"#);
+        finding_card(&mut page, finding);
+        page.push_str("</div></section>");
+    }
+    let points: Vec<(String, Option<f64>)> = trend
+        .runs
+        .iter()
+        .map(|r| (format!("#{}", r.id), r.value))
+        .collect();
+    let _ = write!(
+        page,
+        r#"<section class="panel">{}</section><section class="panel">{}</section>"#,
+        charts::trend(trend.figure.label, trend.figure.unit, &points),
+        trend.table().html()
+    );
+    close_page(
+        &mut page,
+        &format!("infer-doctor {}", env!("CARGO_PKG_VERSION")),
+    );
+    page
+}
+
 pub fn render(doc: &DiagnosisDocument) -> String {
     let mut page = open_page(&doc.diagnosis.headline);
     hero(&mut page, doc);

@@ -845,3 +845,76 @@ pub(super) fn kernel_bars(rank: &RankTrace, id: &str) -> String {
     out.push_str("</svg>");
     out
 }
+
+/// A figure across runs: one point per run, left to right in time, with the run's label under it; runs without
+/// a value leave a gap in the line.
+pub(super) fn trend(label: &str, unit: &str, runs: &[(String, Option<f64>)]) -> String {
+    let (top, bottom) = (30.0, 280.0);
+    let mut out = format!(
+        r#"<svg id="trend" class="chart" role="img" viewBox="0 0 {WIDTH} 330" xmlns="http://www.w3.org/2000/svg"><title>{} per run</title>"#,
+        escape(label)
+    );
+    frame(&mut out, top, bottom);
+    let max = runs.iter().filter_map(|r| r.1).fold(0.0, f64::max);
+    if max <= 0.0 {
+        panel_message(&mut out, top, bottom, "missing", "no run has this figure");
+        out.push_str("</svg>");
+        return out;
+    }
+    let (ticks, y_max) = linear_ticks(max, 6.0);
+    let y = Scale::linear((0.0, y_max), (bottom, top));
+    for t in ticks {
+        y_gridline(&mut out, y.at(t), "grid", &trim(t));
+    }
+    let x = Scale::linear(
+        (0.0, runs.len().saturating_sub(1).max(1) as f64),
+        (LEFT + 20.0, RIGHT - 20.0),
+    );
+    // Labels thin out so they never overlap: about 16 fit across.
+    let every = runs.len().div_ceil(16).max(1);
+    for (i, (name, _)) in runs.iter().enumerate().filter(|(i, _)| i % every == 0) {
+        let _ = write!(
+            out,
+            r#"<text class="tick" x="{:.1}" y="{:.0}" text-anchor="middle">{}</text>"#,
+            x.at(i as f64),
+            bottom + 16.0,
+            escape(name)
+        );
+    }
+    let mut segment = Vec::new();
+    let mut all = Vec::new();
+    for (i, (_, value)) in runs.iter().enumerate() {
+        match value {
+            Some(v) => {
+                let point = (x.at(i as f64), y.at(*v));
+                segment.push(point);
+                all.push(point);
+            }
+            None if !segment.is_empty() => {
+                out += &polyline("series-trend", &segment);
+                segment.clear();
+            }
+            None => {}
+        }
+    }
+    if !segment.is_empty() {
+        out += &polyline("series-trend", &segment);
+    }
+    out += &dots("series-trend-point", &all);
+    axis_title(
+        &mut out,
+        20.0,
+        (top + bottom) / 2.0,
+        -90,
+        &format!("{label} ({unit})"),
+    );
+    axis_title(
+        &mut out,
+        (LEFT + RIGHT) / 2.0,
+        bottom + 40.0,
+        0,
+        "run (oldest first)",
+    );
+    out.push_str("</svg>");
+    out
+}
