@@ -42,6 +42,107 @@ pub enum Command {
     /// Analyse PyTorch profiler traces (one file per rank, or the profiler's directory) as HTA does: where the
     /// GPU's time went, the kernels, launches, copies and queues, and vLLM's prefill and decode steps.
     Trace(TraceArgs),
+    /// Two runs side by side (run directories, bundles or history ids): each figure's change with its
+    /// confidence interval, better / worse / within noise, and what the server's signals did meanwhile.
+    Compare(CompareArgs),
+    /// One figure across the recorded runs of a target: a trend table or chart, and a finding when it drifts.
+    History(HistoryArgs),
+}
+
+/// Where finished runs are recorded (`bench`, `diagnose`) and read back (`compare`, `history`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct HistoryFlags {
+    /// Do not record this run in the local history.
+    #[arg(long)]
+    pub no_history: bool,
+    /// The history file (default: $XDG_DATA_HOME/infer-doctor/history.sqlite, else
+    /// ~/.local/share/infer-doctor/history.sqlite).
+    #[arg(long, value_name = "FILE", conflicts_with = "no_history")]
+    pub history: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// The baseline then the compared run, each a run directory (`bench --out`), a diagnose bundle (a
+    /// directory or .tar.gz) or a history id (`12` or `#12`); with --baseline, only the compared run.
+    #[arg(required = true, num_args = 1..=2, value_name = "RUN")]
+    pub runs: Vec<String>,
+    /// Use the run pinned under this name (`history pin NAME RUN`) as the baseline.
+    #[arg(long, value_name = "NAME")]
+    pub baseline: Option<String>,
+    /// Exit 1 when a figure moved past its limit beyond noise, e.g. tpot_p95=+10%,throughput=-5%,error_rate=+1%
+    /// (the error rate's limit is in percentage points).
+    #[arg(long, value_name = "LIMITS")]
+    pub fail_on: Option<String>,
+    /// Changes smaller than this are within noise even when significant (run-to-run variation).
+    #[arg(long, value_parser = parse_percent, default_value = "5%")]
+    pub noise: f64,
+    /// `md` is a pull-request comment; `junit` is JUnit XML for a CI system's test view.
+    #[arg(long, value_enum, default_value_t = CompareFormat::Term)]
+    pub format: CompareFormat,
+    /// Write the output to this file instead of stdout.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    #[arg(long, value_name = "FILE")]
+    pub history: Option<PathBuf>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CompareFormat {
+    Term,
+    Md,
+    Json,
+    Junit,
+}
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct HistoryArgs {
+    #[command(subcommand)]
+    pub action: Option<HistoryCommand>,
+    /// The target's URL (default: the most recent run's).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// The served model (default: the most recent run's for the target).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// The figure to follow: ttft_p50/p95/p99, tpot_*, itl_*, e2e_*, throughput, request_rate, error_rate.
+    #[arg(long, default_value = "throughput")]
+    pub metric: String,
+    /// Only the most recent N runs.
+    #[arg(long)]
+    pub last: Option<usize>,
+    /// `html` draws the trend.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Term)]
+    pub format: ReportFormat,
+    /// Write the output to this file instead of stdout.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    #[arg(long, value_name = "FILE", global = true)]
+    pub history: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HistoryCommand {
+    /// Record run directories (bench --out, diagnose --out, collect bundles) again, e.g. into a new history file:
+    /// the directories are the source of truth, the history an index of them.
+    Rebuild(HistoryRebuildArgs),
+    /// Name a run (a history id or a run directory) as a baseline, for `compare --baseline NAME`.
+    Pin(HistoryPinArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct HistoryRebuildArgs {
+    /// Run directories, or directories holding them (searched two levels deep).
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct HistoryPinArgs {
+    pub name: String,
+    /// A history id (`12`, `#12`) or a run directory (recorded first if it is not yet).
+    pub run: String,
 }
 
 #[derive(Args, Debug)]
@@ -321,6 +422,8 @@ pub struct DiagnoseArgs {
     /// No progress lines on stderr; the report alone.
     #[arg(short, long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub history: HistoryFlags,
 }
 
 #[derive(Args, Debug)]
@@ -420,6 +523,20 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
             .map_err(|_| format!("`{text}`: not a number of seconds (e.g. 4, 60s, 2m, 500ms)"));
     }
     humantime::parse_duration(text).map_err(|e| format!("`{text}`: {e} (e.g. 4, 60s, 2m, 500ms)"))
+}
+
+/// `5%` or `0.05`: a share.
+fn parse_percent(text: &str) -> Result<f64, String> {
+    let (number, scale) = match text.trim().strip_suffix('%') {
+        Some(n) => (n, 100.0),
+        None => (text.trim(), 1.0),
+    };
+    number
+        .parse::<f64>()
+        .ok()
+        .map(|v| v / scale)
+        .filter(|v| (0.0..1.0).contains(v))
+        .ok_or_else(|| format!("`{text}`: a share from 0% to 100% (e.g. 5%)"))
 }
 
 /// `--warmup 10` (requests) or `--warmup 10s` (time).
@@ -528,6 +645,8 @@ pub struct BenchArgs {
     /// No progress lines on stderr; the report alone.
     #[arg(short, long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub history: HistoryFlags,
     /// Speak HTTP/2 instead of HTTP/1.1 (prior knowledge on http://, ALPN on https://).
     #[arg(long)]
     pub http2: bool,

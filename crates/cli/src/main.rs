@@ -4,6 +4,7 @@
 mod args;
 mod bundle;
 mod cmd;
+mod history;
 mod progress;
 mod rundir;
 mod server_watch;
@@ -97,6 +98,8 @@ fn main() -> ExitCode {
             Command::Collect(args) => cmd::collect::run(args).await,
             Command::Plan(args) => cmd::plan::run(&args),
             Command::Trace(args) => cmd::trace::run(&args),
+            Command::Compare(args) => cmd::compare::run(&args),
+            Command::History(args) => cmd::history::run(&args),
         }
     });
     // Request tasks of an interrupted run may still hold sockets; do not wait for them.

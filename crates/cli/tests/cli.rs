@@ -9,9 +9,7 @@ use infer_doctor_testkit::{Fault, FaultRule, MockConfig, MockServer};
 use serde_json::Value;
 
 fn bin() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_infer-doctor"));
-    cmd.env_remove("OPENAI_API_KEY");
-    cmd
+    infer_doctor_testkit::command(env!("CARGO_BIN_EXE_infer-doctor"))
 }
 
 /// Runs the binary off the async runtime so the in-process server keeps serving.

@@ -108,9 +108,7 @@ fn fake_path(gpu: Gpu, kernel: &str) -> tempfile::TempDir {
 }
 
 fn bin() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_infer-doctor"));
-    cmd.env_remove("OPENAI_API_KEY");
-    cmd
+    infer_doctor_testkit::command(env!("CARGO_BIN_EXE_infer-doctor"))
 }
 
 /// `collect` with `path` as its whole PATH; returns its output and how long it took.

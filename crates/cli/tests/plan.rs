@@ -228,8 +228,8 @@ fn a_stored_plan_renders_again_through_report() {
 
 /// Runs `bench` against the mock server (two slots, ~100 ms a request) into `out`.
 async fn bench(server: &MockServer, out: &std::path::Path, extra: &[&str]) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_infer-doctor"));
-    cmd.env_remove("OPENAI_API_KEY").args([
+    let mut cmd = infer_doctor_testkit::command(env!("CARGO_BIN_EXE_infer-doctor"));
+    cmd.args([
         "bench",
         "--url",
         &server.url(),

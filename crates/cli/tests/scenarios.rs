@@ -6,9 +6,7 @@ use std::process::Command;
 use serde_json::Value;
 
 fn bin() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_infer-doctor"));
-    cmd.env_remove("OPENAI_API_KEY");
-    cmd
+    infer_doctor_testkit::command(env!("CARGO_BIN_EXE_infer-doctor"))
 }
 
 /// Every scenario with the finding it must produce, from the binary's own list.

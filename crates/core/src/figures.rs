@@ -163,7 +163,7 @@ impl Figure {
             SampleSource::PerInterval(Rate::Requests) => {
                 (summary.throughput.window_s > 0.0).then_some(summary.throughput.request_rate)
             }
-            SampleSource::ErrorShare => (judged > 0).then(|| summary.requests.error_rate * 100.0),
+            SampleSource::ErrorShare => (judged > 0).then_some(summary.requests.error_rate * 100.0),
         }
     }
 }
@@ -191,12 +191,11 @@ pub struct RequestSamples {
     pub ttft_ms: Vec<f64>,
     pub tpot_ms: Vec<f64>,
     pub e2e_ms: Vec<f64>,
-    /// Output tokens that arrived in each of [`INTERVALS`] equal slices of the throughput window.
-    pub output_tokens: Vec<f64>,
-    /// Requests completed in each slice.
-    pub completions: Vec<f64>,
-    /// Seconds per slice.
-    pub interval_s: f64,
+    /// Output tokens per second in each of [`INTERVALS`] equal slices of the throughput window (runs differ in
+    /// window length, so the slices hold rates, not counts).
+    pub output_tokens_per_s: Vec<f64>,
+    /// Requests completed per second in each slice.
+    pub completions_per_s: Vec<f64>,
     pub ok: u64,
     pub failed: u64,
 }
@@ -218,9 +217,8 @@ impl RequestSamples {
                 .then(|| ((offset / span_us) * INTERVALS as f64) as usize)
         };
         let mut samples = RequestSamples {
-            output_tokens: vec![0.0; INTERVALS],
-            completions: vec![0.0; INTERVALS],
-            interval_s: span_us / 1e6 / INTERVALS as f64,
+            output_tokens_per_s: vec![0.0; INTERVALS],
+            completions_per_s: vec![0.0; INTERVALS],
             ..RequestSamples::default()
         };
         let ms = |us: u64| us as f64 / 1e3;
@@ -246,17 +244,27 @@ impl RequestSamples {
                 rec.e2e_us()
             }));
             if let Some(i) = slice(rec.end_us) {
-                samples.completions[i] += 1.0;
+                samples.completions_per_s[i] += 1.0;
             }
             for (at, tokens) in rec.token_arrivals() {
                 if let Some(i) = slice(at) {
-                    samples.output_tokens[i] += tokens;
+                    samples.output_tokens_per_s[i] += tokens;
                 }
             }
-            if rec.first_token_us.is_none() {
-                if let Some(i) = slice(rec.end_us) {
-                    samples.output_tokens[i] += f64::from(rec.output_tokens());
-                }
+            if rec.first_token_us.is_none()
+                && let Some(i) = slice(rec.end_us)
+            {
+                samples.output_tokens_per_s[i] += f64::from(rec.output_tokens());
+            }
+        }
+        let slice_s = span_us / 1e6 / INTERVALS as f64;
+        if slice_s > 0.0 {
+            for v in samples
+                .output_tokens_per_s
+                .iter_mut()
+                .chain(samples.completions_per_s.iter_mut())
+            {
+                *v /= slice_s;
             }
         }
         samples
@@ -274,8 +282,8 @@ impl RequestSamples {
     /// Per-slice amounts of a rate figure.
     pub fn per_interval(&self, which: Rate) -> &[f64] {
         match which {
-            Rate::OutputTokens => &self.output_tokens,
-            Rate::Requests => &self.completions,
+            Rate::OutputTokens => &self.output_tokens_per_s,
+            Rate::Requests => &self.completions_per_s,
         }
     }
 }

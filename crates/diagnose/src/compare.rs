@@ -322,9 +322,8 @@ mod tests {
             .collect();
         let samples = RequestSamples {
             tpot_ms: samples,
-            output_tokens: per_interval,
-            completions: vec![20.0; INTERVALS],
-            interval_s: 1.0,
+            output_tokens_per_s: per_interval,
+            completions_per_s: vec![20.0; INTERVALS],
             ok: 400,
             ..RequestSamples::default()
         };

@@ -4,8 +4,10 @@
 mod body;
 mod handler;
 mod packages;
+mod process;
 
 pub use packages::ensure_debian_packages;
+pub use process::command;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

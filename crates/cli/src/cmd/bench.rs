@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 
 use crate::args::{ArrivalArg, BenchArgs, EndpointArg, Format, WarmupArg};
 use crate::server_watch::ServerWatch;
-use crate::{Failure, exit, progress, rundir};
+use crate::{Failure, exit, history, progress, rundir};
 
 /// A validated bench: everything resolved before any request goes out.
 pub struct Plan {
@@ -405,7 +405,31 @@ pub async fn run(args: Box<BenchArgs>) -> Result<u8, Failure> {
     if args.self_test {
         return crate::cmd::selftest::run(args.quiet, args.self_test_duration).await;
     }
-    let executed = execute(&args, cancel_on_ctrl_c()).await?;
+    // Recorded runs always have their requests on disk, for the samples a comparison's intervals come from; without
+    // --out they go to a scratch directory that the history outlives.
+    let scratch = match (&args.out, args.history.no_history) {
+        (None, false) => Some(tempfile::tempdir().map_err(Failure::usage)?),
+        _ => None,
+    };
+    let mut measured_args = args.clone();
+    if let Some(dir) = &scratch {
+        measured_args.out = Some(dir.path().to_path_buf());
+    }
+    let executed = execute(&measured_args, cancel_on_ctrl_c()).await?;
+    // An interrupted run or one where nothing succeeded is no baseline.
+    let worth_recording =
+        !executed.document.interrupted && executed.document.summary.requests.ok > 0;
+    if let Some(dir) = &measured_args.out
+        && !args.history.no_history
+        && worth_recording
+    {
+        match history::read_dir(dir) {
+            Ok(measured) => {
+                history::record(&args.history, &measured, args.out.as_deref(), args.quiet);
+            }
+            Err(e) => eprintln!("warning: not recorded in the history: {e:#}"),
+        }
+    }
     print(&args, &executed)?;
     let summary = &executed.document.summary;
     let code = exit_code(summary, executed.document.interrupted);

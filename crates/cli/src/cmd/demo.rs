@@ -95,6 +95,8 @@ pub async fn run(args: DemoArgs) -> Result<u8, Failure> {
         setup.tensor_parallel_size.to_string(),
     );
     flag("--out", out.display().to_string());
+    // A simulated server is no baseline of the user's service.
+    argv.push("--no-history".into());
     let Command::Diagnose(diagnose) = Cli::try_parse_from(argv)?.command else {
         unreachable!("the demo's own command line is a diagnose command")
     };

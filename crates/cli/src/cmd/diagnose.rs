@@ -109,6 +109,12 @@ pub async fn run(args: Box<DiagnoseArgs>) -> Result<u8, Failure> {
     if let Some(dir) = &args.out {
         write_bundle_reports(dir, &document).map_err(Failure::usage)?;
     }
+    crate::history::record(
+        &args.history,
+        &crate::history::from_diagnosis(&document, bundle_dir.as_deref()),
+        args.out.as_deref(),
+        args.quiet,
+    );
     // The terminal report carries the warnings itself; the other formats keep stdout for the document.
     if !args.quiet && args.format != ReportFormat::Term {
         for p in &document.warnings {

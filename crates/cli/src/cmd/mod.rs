@@ -2,8 +2,10 @@
 
 pub mod bench;
 pub mod collect;
+pub mod compare;
 pub mod demo;
 pub mod diagnose;
+pub mod history;
 pub mod logs;
 pub mod metrics;
 pub mod plan;

@@ -262,9 +262,8 @@ fn reap_orphans() {
 
 /// Runs the infer-doctor binary and returns (exit code, stdout, stderr).
 pub fn infer_doctor(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_infer-doctor"))
+    let output = infer_doctor_testkit::command(env!("CARGO_BIN_EXE_infer-doctor"))
         .args(args)
-        .env_remove("OPENAI_API_KEY")
         .output()
         .expect("running infer-doctor");
     (

@@ -1,0 +1,414 @@
+//! Baselines end to end: bench runs against the simulator recorded in a history file, `compare` telling a
+//! repeat of one configuration from a slower one, and `history` finding the drift of a degrading server.
+
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn bin() -> Command {
+    infer_doctor_testkit::command(env!("CARGO_BIN_EXE_infer-doctor"))
+}
+
+/// `infer-doctor sim` on a free loopback port, killed when dropped.
+struct Sim {
+    child: Child,
+    url: String,
+}
+
+impl Sim {
+    fn start(args: &[&str]) -> Sim {
+        let mut child = bin()
+            .args(["sim", "--port", "0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        Sim {
+            child,
+            url: line.trim().to_string(),
+        }
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A bounded closed-loop run with prompts long enough that TTFT is tens of milliseconds, not timer noise.
+fn bench(url: &str, history: &Path, out: Option<&Path>, requests: u32) -> Output {
+    let mut cmd = bin();
+    cmd.args([
+        "bench",
+        "--url",
+        url,
+        "--concurrency",
+        "8",
+        "--input-tokens",
+        "512",
+    ])
+    .args([
+        "--output-tokens",
+        "48",
+        "--ignore-eos",
+        "--seed",
+        "7",
+        "--timeout",
+        "60s",
+    ])
+    .args([
+        "--num-requests",
+        &requests.to_string(),
+        "--format",
+        "json",
+        "-q",
+    ])
+    .arg("--history")
+    .arg(history);
+    if let Some(dir) = out {
+        cmd.arg("--out").arg(dir);
+    }
+    let output = run(&mut cmd);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    output
+}
+
+fn compare_json(args: &[&str], history: &Path) -> (Option<i32>, Value) {
+    let out = run(bin()
+        .arg("compare")
+        .args(args)
+        .args(["--format", "json", "--history"])
+        .arg(history));
+    let json =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    (out.status.code(), json)
+}
+
+fn figure<'a>(doc: &'a Value, name: &str) -> &'a Value {
+    doc["comparison"]["figures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {doc:#}"))
+}
+
+#[test]
+fn a_repeat_of_one_sim_config_is_within_noise_and_a_throttled_one_is_worse_with_the_reason() {
+    let scratch = tempfile::tempdir().unwrap();
+    let history = scratch.path().join("history.sqlite");
+    let dir = |name: &str| scratch.path().join(name);
+    // Each run on a fresh server of the same configuration, as a baseline and a re-run after a deploy would be.
+    for name in ["first", "again"] {
+        let sim = Sim::start(&["--seed", "3"]);
+        bench(&sim.url, &history, Some(&dir(name)), 160);
+    }
+    let throttled = Sim::start(&["--seed", "3", "--throttle", "1.6"]);
+    bench(&throttled.url, &history, Some(&dir("throttled")), 160);
+    drop(throttled);
+
+    let gates = "tpot_p95=+10%,throughput=-5%";
+    let (code, same) = compare_json(
+        &[
+            dir("first").to_str().unwrap(),
+            dir("again").to_str().unwrap(),
+            "--fail-on",
+            gates,
+        ],
+        &history,
+    );
+    assert_eq!(code, Some(0), "{same:#}");
+    for name in [
+        "ttft_p50",
+        "tpot_p50",
+        "tpot_p95",
+        "e2e_p50",
+        "e2e_p95",
+        "throughput",
+        "error_rate",
+    ] {
+        assert_eq!(
+            figure(&same, name)["verdict"],
+            "within_noise",
+            "{name}: {same:#}"
+        );
+    }
+    assert!(
+        same["comparison"]["figures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["verdict"] != "worse" && f["verdict"] != "better"),
+        "{same:#}"
+    );
+
+    // History ids name the same runs: 1 and 3 are the first and the throttled run.
+    let (code, slow) = compare_json(&["1", "#3", "--fail-on", gates], &history);
+    assert_eq!(code, Some(1), "the TPOT gate fails: {slow:#}");
+    let tpot = figure(&slow, "tpot_p95");
+    assert_eq!(tpot["verdict"], "worse", "{slow:#}");
+    let change = tpot["change"].as_f64().unwrap();
+    assert!(
+        (0.4..0.8).contains(&change),
+        "throttle 1.6 makes decode steps ~60% slower: {change}"
+    );
+    assert!(tpot["interval"]["low"].as_f64().unwrap() > 0.3, "{tpot:#}");
+    assert_eq!(figure(&slow, "throughput")["verdict"], "worse");
+    let reason = slow["server_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("server generation"),
+        "the server's own tokens/s fell too: {slow:#}"
+    );
+
+    // The same comparison as a pull-request comment and as JUnit XML.
+    let md = run(bin()
+        .args([
+            "compare",
+            "1",
+            "3",
+            "--format",
+            "md",
+            "--fail-on",
+            gates,
+            "--history",
+        ])
+        .arg(&history));
+    let md = String::from_utf8(md.stdout).unwrap();
+    assert!(
+        md.starts_with("# infer-doctor compare: ❌ a gate failed"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| TPOT p95 (ms) |") && md.contains("worse"),
+        "{md}"
+    );
+    let junit_path = scratch.path().join("compare.xml");
+    let out = run(bin()
+        .args([
+            "compare",
+            "1",
+            "3",
+            "--format",
+            "junit",
+            "--fail-on",
+            gates,
+            "-o",
+        ])
+        .arg(&junit_path)
+        .arg("--history")
+        .arg(&history));
+    assert_eq!(out.status.code(), Some(1));
+    let xml = std::fs::read_to_string(&junit_path).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let failed: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase") && n.children().any(|c| c.has_tag_name("failure")))
+        .map(|n| n.attribute("name").unwrap())
+        .collect();
+    assert_eq!(failed, ["tpot_p95", "throughput"], "{xml}");
+    assert_eq!(doc.root_element().attribute("failures"), Some("2"));
+}
+
+#[test]
+fn a_degrading_server_drifts_across_runs_and_the_history_is_rebuilt_from_its_directories() {
+    let scratch = tempfile::tempdir().unwrap();
+    let history = scratch.path().join("history.sqlite");
+    let runs = scratch.path().join("runs");
+    // One server, five runs: every token it serves makes its steps slower (the five-day case study, compressed).
+    let sim = Sim::start(&["--scenario", "degrading", "--seed", "5"]);
+    for day in 1..=5 {
+        bench(
+            &sim.url,
+            &history,
+            Some(&runs.join(format!("day{day}"))),
+            48,
+        );
+    }
+    drop(sim);
+
+    let out = run(bin()
+        .args([
+            "history",
+            "--metric",
+            "throughput",
+            "--format",
+            "json",
+            "--history",
+        ])
+        .arg(&history));
+    let trend: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let values: Vec<f64> = trend["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["value"].as_f64().unwrap())
+        .collect();
+    assert_eq!(values.len(), 5, "{trend:#}");
+    assert!(values[4] < values[0] * 0.8, "tokens/s fell: {values:?}");
+    assert_eq!(trend["drift"]["id"], "history.drift", "{trend:#}");
+    assert!(
+        trend["drift"]["verdict"]
+            .as_str()
+            .unwrap()
+            .starts_with("output tokens/s drifted down across 5 runs"),
+        "{trend:#}"
+    );
+    // Critical drift is a failed check for cron.
+    let expected_code = if trend["drift"]["severity"] == "critical" {
+        1
+    } else {
+        0
+    };
+    assert_eq!(out.status.code(), Some(expected_code));
+
+    let page = scratch.path().join("trend.html");
+    let out = run(bin()
+        .args(["history", "--format", "html", "-o"])
+        .arg(&page)
+        .arg("--history")
+        .arg(&history));
+    assert!(out.status.code().is_some_and(|c| c <= 1), "{}", text(&out));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        html.contains(r#"<svg id="trend""#) && html.contains(r#"data-points="5""#),
+        "{html}"
+    );
+    assert!(html.contains(r#"data-finding-id="history.drift""#));
+
+    // A new history file from the run directories alone holds the same runs and the same figures.
+    let rebuilt = scratch.path().join("rebuilt.sqlite");
+    let out = run(bin()
+        .args(["history", "rebuild"])
+        .arg(&runs)
+        .arg("--history")
+        .arg(&rebuilt));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("recorded 5 of 5 run directories"),
+        "{}",
+        text(&out)
+    );
+    let out = run(bin()
+        .args([
+            "history",
+            "--metric",
+            "throughput",
+            "--format",
+            "json",
+            "--history",
+        ])
+        .arg(&rebuilt));
+    let again: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rebuilt_values: Vec<f64> = again["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["value"].as_f64().unwrap())
+        .collect();
+    assert_eq!(rebuilt_values, values);
+
+    // A pinned baseline: the first day against the last.
+    let out = run(bin()
+        .args(["history", "pin", "day1"])
+        .arg(runs.join("day1"))
+        .arg("--history")
+        .arg(&history));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let (code, doc) = compare_json(
+        &[
+            "--baseline",
+            "day1",
+            runs.join("day5").to_str().unwrap(),
+            "--fail-on",
+            "throughput=-10%",
+        ],
+        &history,
+    );
+    assert_eq!(code, Some(1), "{doc:#}");
+    assert_eq!(figure(&doc, "throughput")["verdict"], "worse");
+}
+
+#[test]
+fn bad_input_is_named_and_exits_2() {
+    let scratch = tempfile::tempdir().unwrap();
+    let history = scratch.path().join("h.sqlite");
+    let not_sqlite = scratch.path().join("notes.txt");
+    std::fs::write(
+        &not_sqlite,
+        "this is not a database, it is a text file of some length\n".repeat(20),
+    )
+    .unwrap();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["compare".into(), "/nonexistent/run".into(), "7".into()],
+            "/nonexistent/run",
+        ),
+        (
+            vec![
+                "compare".into(),
+                "1".into(),
+                "2".into(),
+                "--fail-on".into(),
+                "tpot_p95=10%".into(),
+            ],
+            "needs a sign",
+        ),
+        (vec!["compare".into(), "1".into(), "2".into()], "no run #1"),
+        (
+            vec![
+                "compare".into(),
+                "--baseline".into(),
+                "main".into(),
+                "1".into(),
+            ],
+            "no baseline of that name",
+        ),
+        (
+            vec!["history".into(), "--metric".into(), "speed".into()],
+            "--metric speed: unknown",
+        ),
+        (
+            vec!["history".into(), "pin".into(), "x".into(), "42".into()],
+            "no run #42",
+        ),
+        (
+            vec![
+                "history".into(),
+                "rebuild".into(),
+                scratch.path().display().to_string(),
+            ],
+            "no run directory",
+        ),
+    ];
+    for (args, says) in cases {
+        let out = run(bin().args(&args).arg("--history").arg(&history));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains(says), "{args:?}: {}", text(&out));
+    }
+    // A history file that is not one is an error naming it, never an empty history.
+    let out = run(bin().args(["history", "--history"]).arg(&not_sqlite));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("notes.txt"), "{}", text(&out));
+}
