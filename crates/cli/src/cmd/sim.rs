@@ -224,12 +224,20 @@ fn run_des(args: &SimRunArgs) -> Result<u8, Failure> {
     );
     let cpu_before = infer_doctor_load::cpu::process_cpu_seconds();
     let wall = std::time::Instant::now();
-    let outcome = des::run(
+    // With --out, the client's view is written too, so it needs every token's time and the server's scrapes.
+    let mut scrapes = Vec::new();
+    let outcome = des::run_observed(
         &mut built.core,
         &arrivals,
         requests,
         1.0,
         SIM_RUN_HORIZON_SECONDS,
+        args.out.is_some(),
+        |t, core| {
+            if args.out.is_some() {
+                scrape(&mut scrapes, t, core);
+            }
+        },
     );
     if outcome.simulated_seconds > SIM_RUN_HORIZON_SECONDS {
         return Err(Failure::usage(too_slow(&setup, args, &outcome)));
@@ -237,6 +245,8 @@ fn run_des(args: &SimRunArgs) -> Result<u8, Failure> {
     let cpu = infer_doctor_load::cpu::process_cpu_seconds() - cpu_before;
     if let Some(dir) = &args.out {
         write_outputs(dir, &outcome, &built.core.metrics.render()).map_err(Failure::usage)?;
+        write_client_view(&dir.join("client"), &setup, args, &outcome, &scrapes)
+            .map_err(Failure::usage)?;
     }
     let report = Report::of(&outcome);
     match args.format {
@@ -334,6 +344,83 @@ fn workload(
             block_size,
         )
     }
+}
+
+/// The simulated server's `/metrics` read at simulated time `t`, as a scraper beside a client would.
+fn scrape(
+    scrapes: &mut Vec<(f64, ServerReadings)>,
+    t: f64,
+    core: &infer_doctor_sim::core::SimCore,
+) {
+    let text = core.metrics.render();
+    if let Ok(readings) = dialect::read(&exposition::parse(&text), None, "simulator") {
+        scrapes.push((t, readings));
+    }
+}
+
+/// The run as a client beside the simulated server would have recorded it: a bench run directory (`run.json`,
+/// `requests.jsonl`) on the discrete-event clock, which `compare` and `diagnose --bundle` read, so what-if runs
+/// are compared with the same statistics as real ones, free of this machine's timing noise.
+fn write_client_view(
+    dir: &Path,
+    setup: &SimSetup,
+    args: &SimRunArgs,
+    outcome: &Outcome,
+    scrapes: &[(f64, ServerReadings)],
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let records: Vec<RequestRecord> = outcome
+        .finished
+        .iter()
+        .map(|f| client_record(f, outcome.token_times.get(&f.id)))
+        .collect();
+    let summary = crate::bundle::summarize_requests(&records).unwrap_or_default();
+    let mut lines = String::new();
+    for record in &records {
+        lines += &serde_json::to_string(record)?;
+        lines.push('\n');
+    }
+    let path = dir.join("requests.jsonl");
+    std::fs::write(&path, lines).with_context(|| format!("writing {}", path.display()))?;
+    let shape = match (args.concurrency, args.request_rate) {
+        (_, Some(rate)) => format!("open loop {rate} req/s, {} requests", args.num_requests),
+        (users, None) => format!(
+            "closed loop {} users, {} requests",
+            users.unwrap_or(64),
+            args.num_requests
+        ),
+    };
+    let document = infer_doctor_report::RunDocument {
+        schema_version: infer_doctor_report::SCHEMA_VERSION,
+        tool: infer_doctor_report::RunDocument::tool(),
+        command_line: crate::rundir::redacted_command_line(),
+        started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        wall_seconds: outcome.simulated_seconds,
+        interrupted: false,
+        target: serde_json::json!({
+            "url": format!("sim://{}", args.setup.scenario.as_deref().unwrap_or("healthy")),
+            "model_ids": [setup.served_model_name],
+        }),
+        config: serde_json::json!({
+            "model": setup.served_model_name,
+            "endpoint": "completions",
+            "stream": true,
+            "ignore_eos": args.ignore_eos,
+            "shape": shape,
+            "input_tokens": args.input_tokens,
+            "output_tokens": args.output_tokens,
+            "prefix_tokens": args.prefix_tokens,
+            "prefix_groups": args.prefix_groups,
+            "clock": "discrete-event (simulated seconds)",
+        }),
+        workload: serde_json::Value::Null,
+        host: serde_json::Value::Null,
+        summary,
+        sweep: None,
+        server: server::summarize(scrapes),
+        formulas: infer_doctor_report::RunDocument::formulas(),
+    };
+    crate::rundir::write(dir, &document)
 }
 
 fn write_outputs(dir: &Path, outcome: &Outcome, metrics: &str) -> anyhow::Result<()> {
@@ -540,12 +627,7 @@ pub fn simulated_evidence(
             // A live probe is bounded in time too.
             120.0,
             true,
-            |t, core| {
-                let text = core.metrics.render();
-                if let Ok(readings) = dialect::read(&exposition::parse(&text), None, "simulator") {
-                    scrapes.push((t, readings));
-                }
-            },
+            |t, core| scrape(&mut scrapes, t, core),
         );
         let mut records: Vec<RequestRecord> = outcome
             .finished
