@@ -287,3 +287,79 @@ impl RequestSamples {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::{AggregateConfig, RunAggregate, RunContext};
+    use crate::record::{ErrorClass, Phase, RequestError};
+    use crate::resample::{Statistic, statistic};
+
+    /// Request `id` sent at `id` × 50 ms, with a TTFT and a gap that grow with `id`, so quantiles differ.
+    fn request(id: u64) -> RequestRecord {
+        let sent = id * 50_000;
+        let first = sent + 10_000 + id * 100;
+        let gaps = vec![4_000 + id as u32 * 10; 15];
+        let last = first + gaps.iter().map(|&g| u64::from(g)).sum::<u64>();
+        RequestRecord {
+            id,
+            phase: Some(Phase::Measured),
+            scheduled_us: sent,
+            sent_us: sent,
+            first_token_us: Some(first),
+            first_content_us: Some(first),
+            last_token_us: Some(last),
+            end_us: last,
+            streamed: true,
+            max_tokens: 16,
+            usage_output_tokens: Some(16),
+            token_events: 16,
+            gaps_us: gaps,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_samples_give_the_summary_s_figures_and_the_failures() {
+        let mut records: Vec<RequestRecord> = (0..400).map(request).collect();
+        records[7].error = Some(RequestError {
+            class: ErrorClass::HttpStatus,
+            status: Some(503),
+            message: "busy".into(),
+        });
+        let mut aggregate = RunAggregate::new(AggregateConfig::default());
+        for r in &records {
+            aggregate.add(r);
+        }
+        let last = records.iter().map(|r| r.end_us).max().unwrap();
+        let summary = aggregate.summarize(&RunContext {
+            window_us: (0, last),
+            wall_seconds: last as f64 / 1e6,
+            cores: 1,
+            ..Default::default()
+        });
+        let samples = RequestSamples::from_records(&records, &summary);
+        assert_eq!((samples.ok, samples.failed), (399, 1));
+        for f in FIGURES {
+            let from_summary = f.value(&summary);
+            let from_samples = match f.source {
+                SampleSource::PerRequest(which, q) => statistic(
+                    &mut samples.latency(which).to_vec(),
+                    Statistic::Quantile(q.fraction()),
+                ),
+                SampleSource::PerInterval(which) => {
+                    statistic(&mut samples.per_interval(which).to_vec(), Statistic::Mean)
+                }
+                SampleSource::ErrorShare => Some(100.0 * samples.failed as f64 / 400.0),
+                SampleSource::PooledGaps(_) => continue,
+            };
+            let (a, b) = (from_summary.unwrap(), from_samples.unwrap());
+            // HDR histograms keep 3 significant digits; the throughput window's slices cut at bin edges.
+            assert!(
+                (a - b).abs() <= a.abs() * 0.02 + 1e-9,
+                "{}: summary {a}, samples {b}",
+                f.name
+            );
+        }
+    }
+}
