@@ -97,6 +97,7 @@ fn main() -> ExitCode {
             Command::Collect(args) => cmd::collect::run(args).await,
             Command::Plan(args) => cmd::plan::run(&args),
             Command::Trace(args) => cmd::trace::run(&args),
+            Command::Export(args) => cmd::export::run(&args),
         }
     });
     // Request tasks of an interrupted run may still hold sockets; do not wait for them.

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod collect;
 pub mod demo;
 pub mod diagnose;
+pub mod export;
 pub mod logs;
 pub mod metrics;
 pub mod plan;
