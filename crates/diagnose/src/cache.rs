@@ -7,7 +7,7 @@ use crate::Thresholds;
 use crate::assessment::{Assessment, Rule, compared, percent, ratio, seen};
 use crate::facts::Facts;
 
-pub const PREFIX_LOW_HIT: Rule = Rule {
+const PREFIX_LOW_HIT: Rule = Rule {
     id: "cache.prefix_low_hit",
     symptom: Symptom::Ttft,
     why: "The workload repeats prompt prefixes, but the server recomputes them instead of reusing cached KV \

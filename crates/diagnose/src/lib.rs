@@ -30,7 +30,6 @@ pub use thresholds::{ThresholdError, Thresholds};
 /// The rules whose conditions a Prometheus can evaluate from the server's own metrics, so that alert rules
 /// generated from the playbook (the `export` room) say what `diagnose` would say, in its words.
 pub mod rules {
-    pub use crate::cache::PREFIX_LOW_HIT;
     pub use crate::capacity::{BATCH_CAP, KV_SATURATED, PREEMPTIONS};
     pub use crate::errors::{ERROR_RATE, FAILED_FINISH_REASONS};
     pub use crate::itl::BATCH_SIZE;

@@ -6,12 +6,11 @@ use std::time::Duration;
 use infer_doctor_core::Signal;
 use infer_doctor_diagnose::rules::{
     BATCH_CAP, BATCH_SIZE, DEGRADED, ERROR_RATE, FAILED_FINISH_REASONS, KV_SATURATED, PREEMPTIONS,
-    PREFILL_BOUND, PREFIX_LOW_HIT, QUEUEING,
+    PREFILL_BOUND, QUEUEING,
 };
 use infer_doctor_diagnose::{Rule, Thresholds};
 
 use crate::Omission;
-use crate::grafana::prefix_hit_rate;
 use crate::promql::{Over, Per, Target, prometheus_duration, ratio};
 use crate::yaml::Yaml;
 
@@ -271,16 +270,6 @@ fn playbook_alerts(t: &Target, th: &Thresholds) -> Vec<Alert> {
             rule: &ERROR_RATE,
             summary: format!("{{{{ $value | humanizePercentage }}}} of requests failed {at_pod}"),
             condition: failed_share().map(|share| format!("{share} > {}", th.error_rate_critical)),
-        },
-        Alert {
-            name: "InferDoctorPrefixCacheLowHit",
-            severity: "warning",
-            rule: &PREFIX_LOW_HIT,
-            summary: format!(
-                "Prefix-cache hit rate {{{{ $value | humanizePercentage }}}} {at_pod}; expected higher if prompts share prefixes"
-            ),
-            condition: need(PrefixCacheHits, prefix_hit_rate(t, pod))
-                .map(|rate| format!("{rate} < {}", th.prefix_hit_low)),
         },
     ]
 }

@@ -137,7 +137,6 @@ pub fn dashboard(target: &Target) -> Dashboard {
                 "label": "Prometheus",
                 "type": "datasource",
                 "query": "prometheus",
-                "current": {},
                 "hide": 0,
                 "includeAll": false,
                 "multi": false,
@@ -404,7 +403,7 @@ fn sections(t: &Target) -> Vec<(&'static str, Vec<Panel>)> {
 }
 
 /// The prefix-cache hit rate: the server's own gauge where it has one, else hits over queries.
-pub(crate) fn prefix_hit_rate(t: &Target, per: Per) -> Option<String> {
+fn prefix_hit_rate(t: &Target, per: Per) -> Option<String> {
     t.gauge(Signal::PrefixCacheHitRate, per, Over::Now)
         .or_else(|| {
             let hits = t.per_second(Signal::PrefixCacheHits, per)?;

@@ -4,6 +4,7 @@
 mod body;
 mod handler;
 mod packages;
+pub mod prometheus;
 
 pub use packages::ensure_debian_packages;
 
