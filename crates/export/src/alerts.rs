@@ -306,7 +306,7 @@ fn regression_rules(t: &Target, th: &Thresholds) -> (Vec<Yaml>, Vec<Alert>) {
             severity: "warning",
             rule: &DEGRADED,
             summary: format!(
-                "TPOT p95 {{{{ $value }}}} s is more than {:.0}% above the same time {REGRESSION_OFFSET} ago",
+                "Fleet TPOT p95 is more than {:.0}% above the same time {REGRESSION_OFFSET} ago",
                 (1.0 / th.degradation_ratio - 1.0) * 100.0
             ),
             condition: tpot.1.as_ref().map_err(|s| *s).map(|_| {
@@ -323,7 +323,7 @@ fn regression_rules(t: &Target, th: &Thresholds) -> (Vec<Yaml>, Vec<Alert>) {
             severity: "warning",
             rule: &DEGRADED,
             summary: format!(
-                "Generated tokens/s {{{{ $value }}}} is more than {:.0}% below the same time {REGRESSION_OFFSET} ago",
+                "Fleet generated tokens/s is more than {:.0}% below the same time {REGRESSION_OFFSET} ago",
                 (1.0 - th.degradation_ratio) * 100.0
             ),
             condition: tokens.1.as_ref().map_err(|s| *s).map(|_| {
