@@ -54,14 +54,7 @@ pub fn rule_file(target: &Target, thresholds: &Thresholds, hold: Duration) -> Ru
             Some(alert_rule(&alert, condition, &hold))
         }
         &Err(signal) => {
-            omitted.push(Omission {
-                what: alert.name.to_string(),
-                why: format!(
-                    "{} exports no {} metric",
-                    target.dialect().name(),
-                    signal.name()
-                ),
-            });
+            omitted.push(Omission::lacking(alert.name, target.dialect(), &[signal]));
             None
         }
     };

@@ -158,36 +158,20 @@ fn panel_targets(
     datasource: &Value,
     omitted: &mut Vec<Omission>,
 ) -> Option<Vec<Value>> {
-    let lacks = |signal: Signal| {
-        format!(
-            "{} exports no {} metric",
-            target.dialect().name(),
-            signal.name()
-        )
-    };
     let expressible: Vec<&Query> = panel
         .queries
         .iter()
         .filter(|q| q.promql.is_some())
         .collect();
+    let dialect = target.dialect();
     if expressible.is_empty() {
-        let mut missing: Vec<&str> = panel.queries.iter().map(|q| q.signal.name()).collect();
-        missing.dedup();
-        omitted.push(Omission {
-            what: panel.title.clone(),
-            why: format!(
-                "{} exports no {} metric",
-                target.dialect().name(),
-                missing.join(" or ")
-            ),
-        });
+        let signals: Vec<Signal> = panel.queries.iter().map(|q| q.signal).collect();
+        omitted.push(Omission::lacking(panel.title.clone(), dialect, &signals));
         return None;
     }
     for q in panel.queries.iter().filter(|q| q.promql.is_none()) {
-        omitted.push(Omission {
-            what: format!("{}: {}", panel.title, q.legend),
-            why: lacks(q.signal),
-        });
+        let what = format!("{}: {}", panel.title, q.legend);
+        omitted.push(Omission::lacking(what, dialect, &[q.signal]));
     }
     Some(
         expressible

@@ -6,6 +6,9 @@ pub mod grafana;
 pub mod promql;
 mod yaml;
 
+use infer_doctor_core::Signal;
+use infer_doctor_observe::dialect::Dialect;
+
 pub use promql::{Target, TargetError};
 
 /// Something the dialect's server does not export, so it was left out of what was generated, and why.
@@ -15,4 +18,24 @@ pub struct Omission {
     pub what: String,
     /// Which signal the server lacks.
     pub why: String,
+}
+
+impl Omission {
+    /// `what`, left out because the dialect exports none of `signals`.
+    pub(crate) fn lacking(
+        what: impl Into<String>,
+        dialect: Dialect,
+        signals: &[Signal],
+    ) -> Omission {
+        let mut names: Vec<&str> = signals.iter().map(|s| s.name()).collect();
+        names.dedup();
+        Omission {
+            what: what.into(),
+            why: format!(
+                "{} exports no {} metric",
+                dialect.name(),
+                names.join(" or ")
+            ),
+        }
+    }
 }

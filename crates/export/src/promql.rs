@@ -295,13 +295,13 @@ fn scaled(query: String, scale: f64) -> String {
 /// A duration as PromQL and rule files write one: `5m`, `30s`, `7d`, `1500ms`.
 pub fn prometheus_duration(duration: Duration) -> String {
     let ms = duration.as_millis();
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         return format!("{ms}ms");
     }
     let seconds = ms / 1000;
     [("d", 86_400), ("h", 3_600), ("m", 60)]
         .into_iter()
-        .find(|(_, unit)| seconds != 0 && seconds % unit == 0)
+        .find(|(_, unit)| seconds != 0 && seconds.is_multiple_of(*unit))
         .map_or_else(
             || format!("{seconds}s"),
             |(name, unit)| format!("{}{name}", seconds / unit),
