@@ -395,3 +395,70 @@ fn prefix_hit_rate(t: &Target, per: Per) -> Option<String> {
             Some(ratio(&hits, &queries))
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    use infer_doctor_observe::dialect::Dialect;
+
+    use super::*;
+
+    fn dashboard_for(dialect: Dialect) -> Dashboard {
+        dashboard(&Target::new(dialect, "", "instance", Duration::from_secs(300)).unwrap())
+    }
+
+    #[test]
+    fn a_signal_the_server_lacks_has_no_panel_and_is_named_on_the_dashboard() {
+        let llamacpp = dashboard_for(Dialect::LlamaCpp);
+        let ttft = "Time to first token (TTFT)";
+        assert!(!llamacpp.panels.iter().any(|p| p == ttft));
+        let omission = Omission {
+            what: ttft.into(),
+            why: "llamacpp exports no ttft metric".into(),
+        };
+        assert!(
+            llamacpp.omitted.contains(&omission),
+            "{:?}",
+            llamacpp.omitted
+        );
+        let panels = llamacpp.json["panels"].as_array().unwrap();
+        let note = panels.last().unwrap();
+        assert_eq!(note["type"], "text");
+        let content = note["options"]["content"].as_str().unwrap();
+        assert!(
+            content.contains("- **Time to first token (TTFT)**: llamacpp exports no ttft metric")
+        );
+        // vLLM exports everything the dashboard shows.
+        let vllm = dashboard_for(Dialect::VllmV1);
+        assert_eq!(vllm.omitted, []);
+        assert!(
+            vllm.json["panels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|p| p["type"] != "text")
+        );
+    }
+
+    #[test]
+    fn panels_are_laid_out_without_overlapping() {
+        for dialect in [Dialect::VllmV1, Dialect::Sglang, Dialect::Tgi] {
+            let json = dashboard_for(dialect).json;
+            let mut cells = BTreeSet::new();
+            for panel in json["panels"].as_array().unwrap() {
+                let at = |key: &str| panel["gridPos"][key].as_u64().unwrap();
+                assert!(at("x") + at("w") <= u64::from(GRID_WIDTH), "{panel}");
+                for x in at("x")..at("x") + at("w") {
+                    for y in at("y")..at("y") + at("h") {
+                        assert!(
+                            cells.insert((x, y)),
+                            "{dialect:?}: overlap at {x},{y}: {panel}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
