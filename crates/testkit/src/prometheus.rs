@@ -1,6 +1,5 @@
-//! A real Prometheus 2.42 for tests, started on loopback with a scrape config of the test's choosing and always
-//! stopped, plus the tiny HTTP client the tests talk to it and to loopback servers with. Shared by every room
-//! whose output a real Prometheus must accept (observe's PromQL arithmetic, export's dashboards and rules).
+//! A real Prometheus 2.42 for every room whose PromQL a real one must accept (observe, export): started on loopback
+//! with the test's config and always stopped, plus the tiny HTTP client tests talk to it and loopback servers with.
 
 use std::fs::File;
 use std::io::{Read, Write};
