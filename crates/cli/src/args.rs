@@ -47,6 +47,9 @@ pub enum Command {
     Compare(CompareArgs),
     /// One figure across the recorded runs of a target: a trend table or chart, and a finding when it drifts.
     History(HistoryArgs),
+    /// Carry the playbook into the monitoring already running: a Grafana dashboard, or Prometheus alert rules
+    /// from the same thresholds `diagnose` uses.
+    Export(ExportArgs),
 }
 
 /// Where finished runs are recorded (`bench`, `diagnose`) and read back (`compare`, `history`).
@@ -143,6 +146,52 @@ pub struct HistoryPinArgs {
     pub name: String,
     /// A history id (`12`, `#12`) or a run directory (recorded first if it is not yet).
     pub run: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    #[command(subcommand)]
+    pub what: ExportCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExportCommand {
+    /// A Grafana dashboard (JSON, with a Prometheus data source variable): latency percentiles, queue, batch,
+    /// KV cache, preemptions, prefix cache, tokens/s, errors, and each pod.
+    Grafana(ExportTargetArgs),
+    /// A Prometheus rule file (YAML): the playbook's findings as alerts, and regressions against 7 days ago.
+    Alerts(ExportAlertsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ExportTargetArgs {
+    /// The servers' metric names: vllm, sglang, llamacpp, tgi, trtllm (or triton, llmd_epp, vllm_v0).
+    #[arg(long, default_value = "vllm")]
+    pub dialect: infer_doctor_observe::dialect::Dialect,
+    /// Write here instead of standard output.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Label matchers every query keeps, e.g. '{namespace="llm"}'.
+    #[arg(long, default_value = "")]
+    pub selector: String,
+    /// The label that tells pods apart (`instance` outside Kubernetes).
+    #[arg(long, default_value = "pod")]
+    pub pod_label: String,
+    /// The window of every rate() and histogram quantile.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub rate_window: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportAlertsArgs {
+    #[command(flatten)]
+    pub target: ExportTargetArgs,
+    /// How long a condition must hold before its alert fires.
+    #[arg(long = "for", value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub hold: Duration,
+    /// A TOML file overriding the playbook's thresholds, as `diagnose --thresholds` reads it.
+    #[arg(long)]
+    pub thresholds: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

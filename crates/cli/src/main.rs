@@ -100,6 +100,7 @@ fn main() -> ExitCode {
             Command::Trace(args) => cmd::trace::run(&args),
             Command::Compare(args) => cmd::compare::run(&args),
             Command::History(args) => cmd::history::run(&args),
+            Command::Export(args) => cmd::export::run(&args),
         }
     });
     // Request tasks of an interrupted run may still hold sockets; do not wait for them.

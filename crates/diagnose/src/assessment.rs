@@ -4,7 +4,7 @@
 use infer_doctor_core::{CheckStatus, Confidence, Finding, Observation, Severity, Symptom};
 
 /// The fixed text of one playbook rule (DESIGN.md §6): everything but the numbers.
-pub(crate) struct Rule {
+pub struct Rule {
     pub id: &'static str,
     pub symptom: Symptom,
     pub why: &'static str,
@@ -23,7 +23,7 @@ pub(crate) struct Assessment {
 }
 
 impl Rule {
-    pub fn fires(
+    pub(crate) fn fires(
         &self,
         severity: Severity,
         confidence: Confidence,
@@ -49,7 +49,7 @@ impl Rule {
         }
     }
 
-    pub fn passes(&self, detail: String) -> Assessment {
+    pub(crate) fn passes(&self, detail: String) -> Assessment {
         Assessment {
             rule: self.id,
             finding: None,
@@ -60,7 +60,7 @@ impl Rule {
     }
 
     /// The evidence the rule needs is missing: `missing` names it, `how` says how to get it.
-    pub fn unknown(&self, missing: &str, how: &str) -> Assessment {
+    pub(crate) fn unknown(&self, missing: &str, how: &str) -> Assessment {
         Assessment {
             rule: self.id,
             finding: None,
@@ -73,7 +73,7 @@ impl Rule {
 
 impl Assessment {
     /// A finding made on partial evidence, so the checklist still says what would settle it.
-    pub fn unsettled(mut self, missing: &str, how: &str) -> Assessment {
+    pub(crate) fn unsettled(mut self, missing: &str, how: &str) -> Assessment {
         self.status = CheckStatus::Unknown;
         self.detail = format!("{}; not settled: {missing}", self.detail);
         self.how_to_know = Some(how.to_string());

@@ -7,7 +7,7 @@ use crate::Thresholds;
 use crate::assessment::{Assessment, Rule, compared, how, percent, ratio, seen};
 use crate::facts::{Facts, PINNED_SHARE, finite};
 
-const KV_SATURATED: Rule = Rule {
+pub const KV_SATURATED: Rule = Rule {
     id: "capacity.kv_saturated",
     symptom: Symptom::Ttft,
     why: "Every KV-cache block is in use, so the scheduler cannot admit new requests: they wait in the queue \
@@ -24,7 +24,7 @@ const KV_SATURATED: Rule = Rule {
              full); vllm-project/vllm: vllm/v1/core/sched/scheduler.py",
 };
 
-const BATCH_CAP: Rule = Rule {
+pub const BATCH_CAP: Rule = Rule {
     id: "capacity.batch_cap",
     symptom: Symptom::Ttft,
     why: "The engine runs at most a fixed number of requests at once (vLLM's max_num_seqs, llama.cpp's slots); \
@@ -41,7 +41,7 @@ const BATCH_CAP: Rule = Rule {
              (max_num_seqs); ggml-org/llama.cpp: tools/server (llamacpp:requests_deferred)",
 };
 
-const PREEMPTIONS: Rule = Rule {
+pub const PREEMPTIONS: Rule = Rule {
     id: "capacity.preemptions",
     symptom: Symptom::Throughput,
     why: "The KV cache ran out while requests were generating: vLLM preempted running requests (freeing their \

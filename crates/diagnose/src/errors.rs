@@ -8,7 +8,7 @@ use crate::Thresholds;
 use crate::assessment::{Assessment, Rule, compared, how, percent, seen};
 use crate::facts::{Facts, finite};
 
-const ERROR_RATE: Rule = Rule {
+pub const ERROR_RATE: Rule = Rule {
     id: "errors.rate",
     symptom: Symptom::Errors,
     why: "A share of requests fail outright; users see errors whatever the latency, and failed requests also \
@@ -24,7 +24,7 @@ const ERROR_RATE: Rule = Rule {
 };
 
 /// Server finish reasons that are failures rather than answers.
-const FAILED_FINISH_REASONS: [&str; 2] = ["abort", "error"];
+pub const FAILED_FINISH_REASONS: [&str; 2] = ["abort", "error"];
 
 pub(crate) fn assess(facts: &Facts, t: &Thresholds) -> Vec<Assessment> {
     vec![error_rate(facts, t)]

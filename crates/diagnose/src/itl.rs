@@ -23,7 +23,7 @@ const SINGLE_USER_SLOW: Rule = Rule {
              infer-doctor's own threshold (inference); cf. inference-sim/inference-sim: sim/latency/roofline.go",
 };
 
-const BATCH_SIZE: Rule = Rule {
+pub const BATCH_SIZE: Rule = Rule {
     id: "itl.batch_size",
     symptom: Symptom::Itl,
     why: "Every running request shares each decode step, so a larger batch makes every step longer; with no queue \

@@ -26,7 +26,18 @@ mod upstream;
 
 use infer_doctor_core::{Diagnosis, Evidence, Finding, Severity, Symptom};
 
+pub use assessment::Rule;
 pub use thresholds::{ThresholdError, Thresholds};
+
+/// The rules whose conditions a Prometheus can evaluate from the server's own metrics, so that alert rules
+/// generated from the playbook (the `export` room) say what `diagnose` would say, in its words.
+pub mod rules {
+    pub use crate::capacity::{BATCH_CAP, KV_SATURATED, PREEMPTIONS};
+    pub use crate::errors::{ERROR_RATE, FAILED_FINISH_REASONS};
+    pub use crate::itl::BATCH_SIZE;
+    pub use crate::throughput::DEGRADED;
+    pub use crate::ttft::{PREFILL_BOUND, QUEUEING};
+}
 
 use assessment::{Assessment, ms, percent};
 use facts::Facts;

@@ -23,7 +23,7 @@ const MEMORY_BOUND: Rule = Rule {
              ceiling min(max_num_seqs, KV tokens / context) is infer-doctor's inference",
 };
 
-const DEGRADED: Rule = Rule {
+pub const DEGRADED: Rule = Rule {
     id: "throughput.degraded_over_time",
     symptom: Symptom::Throughput,
     why: "Tokens per second fall as the run goes on; with preemptions in the same window this is the KV-cache \

@@ -7,7 +7,7 @@ use crate::Thresholds;
 use crate::assessment::{Assessment, Rule, compared, how, ms, percent, ratio, seen};
 use crate::facts::{Facts, Measured, finite};
 
-const QUEUEING: Rule = Rule {
+pub const QUEUEING: Rule = Rule {
     id: "ttft.queueing",
     symptom: Symptom::Ttft,
     why: "Requests spend most of their time to first token waiting for a slot in the engine, not being computed: \
@@ -21,7 +21,7 @@ const QUEUEING: Rule = Rule {
              vllm/v1/metrics/loggers.py (vllm:request_queue_time_seconds)",
 };
 
-const PREFILL_BOUND: Rule = Rule {
+pub const PREFILL_BOUND: Rule = Rule {
     id: "ttft.prefill_bound",
     symptom: Symptom::Ttft,
     why: "With no queue, TTFT is the prefill itself: the prompt's forward pass is compute-bound, so long prompts \

@@ -104,11 +104,20 @@ impl FromStr for Dialect {
         let wanted = s.trim().to_ascii_lowercase().replace('-', "_");
         Dialect::ALL
             .into_iter()
-            .find(|d| d.name() == wanted || (wanted == "vllm" && *d == Dialect::VllmV1))
+            .find(|d| d.name() == wanted || short_name(wanted.as_str()) == Some(*d))
             .ok_or_else(|| {
                 let known: Vec<&str> = Dialect::ALL.iter().map(|d| d.name()).collect();
                 format!("unknown dialect `{s}`; one of {}", known.join(", "))
             })
+    }
+}
+
+/// The servers' own short names for their current dialect, as users type them (`--dialect vllm`, `trtllm`).
+fn short_name(name: &str) -> Option<Dialect> {
+    match name {
+        "vllm" => Some(Dialect::VllmV1),
+        "trtllm" => Some(Dialect::TrtllmServe),
+        _ => None,
     }
 }
 
@@ -138,9 +147,10 @@ pub fn detect_names<'n>(names: impl Iterator<Item = &'n str> + Clone) -> Option<
 }
 
 /// Where one signal comes from in one dialect. A signal may have several sources in a dialect's table: the
-/// first one the scrape holds is read.
+/// first one the scrape holds is read. Public so that what is generated for a dialect (dashboards, alert rules)
+/// names its metrics from this one table.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum Source {
+pub enum Source {
     /// The first of these metrics present, read as the signal's kind says (a histogram from its `_bucket`,
     /// `_sum` and `_count` samples, in seconds), whatever type the scrape declares or omits.
     Family(&'static [&'static str]),
@@ -495,7 +505,8 @@ const LLMD_EPP: &[(Signal, Source)] = &[
     ),
 ];
 
-pub(crate) fn mapping(dialect: Dialect) -> &'static [(Signal, Source)] {
+/// A dialect's table: each canonical signal with its sources, current names before older ones.
+pub fn mapping(dialect: Dialect) -> &'static [(Signal, Source)] {
     match dialect {
         Dialect::VllmV1 | Dialect::VllmV0 => VLLM,
         Dialect::Sglang => SGLANG,

@@ -48,7 +48,8 @@ impl Scope {
         })
     }
 
-    fn select(&self, metric: &str, extra: &str) -> String {
+    /// `metric{scope's matchers,extra}`: a selector of one metric under the scope, with one more matcher if any.
+    pub fn select(&self, metric: &str, extra: &str) -> String {
         let parts: Vec<&str> = [self.matchers.as_str(), extra]
             .into_iter()
             .filter(|p| !p.is_empty())

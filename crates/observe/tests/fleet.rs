@@ -16,9 +16,7 @@ use infer_doctor_sim::server::SimServer;
 use infer_doctor_sim::setup::SimSetup;
 use infer_doctor_sim::text::WordTokenizer;
 
-mod common;
-
-use common::RunningPrometheus;
+use infer_doctor_testkit::prometheus::RunningPrometheus;
 
 fn pod(max_num_seqs: u32) -> SimSetup {
     SimSetup {
@@ -80,22 +78,7 @@ fn per_pod_and_fleet_signals_come_from_prometheus_as_each_pod_did() {
     );
     let mut prometheus = RunningPrometheus::start(scratch.path(), &config);
     prometheus.wait_until_ready();
-    // Prometheus applies new targets a few seconds after start; wait until it scrapes both pods.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let targets = prometheus.api("targets", &[]);
-        let up = targets["activeTargets"]
-            .as_array()
-            .map_or(0, |t| t.iter().filter(|t| t["health"] == "up").count());
-        if up == 2 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "targets never came up: {targets}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    prometheus.wait_until_scraping(2);
     std::thread::sleep(Duration::from_millis(400));
     let began = Instant::now();
     let load: Vec<_> = (0..12)

@@ -19,9 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use infer_doctor_observe::window::{self, BucketSeries, Point, Window};
 
-mod common;
-
-use common::RunningPrometheus;
+use infer_doctor_testkit::prometheus::RunningPrometheus;
 
 /// Prometheus accepts sub-second intervals; 200 ms gives 25–50 samples per window in a 12 s run.
 const SCRAPE_INTERVAL_MS: i64 = 200;
@@ -318,7 +316,13 @@ impl StoredSeries {
 }
 
 /// The queries this test asks of the Prometheus it started.
-impl RunningPrometheus {
+trait Queries {
+    fn stored_series(&self, end_ms: i64) -> StoredSeries;
+    fn query_range(&self, promql: &str, start_ms: i64, end_ms: i64) -> BTreeMap<i64, f64>;
+    fn query(&self, promql: &str, t_ms: i64) -> Option<f64>;
+}
+
+impl Queries for RunningPrometheus {
     /// Every `demo_*` sample stored up to `end_ms`, fetched as the range vector `{__name__=~"demo_.+"}[1m]`.
     fn stored_series(&self, end_ms: i64) -> StoredSeries {
         let data = self.api(

@@ -5,6 +5,7 @@ mod body;
 mod handler;
 mod packages;
 mod process;
+pub mod prometheus;
 
 pub use packages::ensure_debian_packages;
 pub use process::command;

@@ -5,6 +5,7 @@ pub mod collect;
 pub mod compare;
 pub mod demo;
 pub mod diagnose;
+pub mod export;
 pub mod history;
 pub mod logs;
 pub mod metrics;

@@ -1,7 +1,5 @@
-//! A real Prometheus 2.42 for tests, started on loopback with a scrape config of the test's choosing and always
-//! stopped, plus the tiny HTTP client the tests talk to it and to loopback servers with.
-
-#![allow(dead_code)] // Each test binary that includes this module uses part of it.
+//! A real Prometheus 2.42 for every room whose PromQL a real one must accept (observe, export): started on loopback
+//! with the test's config and always stopped, plus the tiny HTTP client tests talk to it and loopback servers with.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -13,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use infer_doctor_observe::prometheus::percent_encode;
 
-const PROMETHEUS_BINARY: &str = "/usr/bin/prometheus";
+use crate::ensure_debian_packages;
+
+pub const PROMETHEUS_BINARY: &str = "/usr/bin/prometheus";
 const PROMETHEUS_VERSION: &str = "version 2.42.";
 pub const STARTUP_LIMIT: Duration = Duration::from_secs(20);
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -76,6 +76,26 @@ impl RunningPrometheus {
         }
     }
 
+    /// Waits (at most [`STARTUP_LIMIT`]) until `targets` scrape targets are up: Prometheus applies new targets a
+    /// few seconds after start.
+    pub fn wait_until_scraping(&self, targets: usize) {
+        let deadline = Instant::now() + STARTUP_LIMIT;
+        loop {
+            let answer = self.api("targets", &[]);
+            let up = answer["activeTargets"]
+                .as_array()
+                .map_or(0, |t| t.iter().filter(|t| t["health"] == "up").count());
+            if up == targets {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{targets} targets never came up within {STARTUP_LIMIT:?}: {answer}"
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
@@ -108,7 +128,7 @@ impl Drop for RunningPrometheus {
 }
 
 fn require_prometheus_2_42() {
-    infer_doctor_testkit::ensure_debian_packages(&["prometheus"]);
+    ensure_debian_packages(&["prometheus"]);
     let install = "install it with `apt-get install -y prometheus` (Debian 12's package is 2.42)";
     assert!(
         Path::new(PROMETHEUS_BINARY).exists(),
