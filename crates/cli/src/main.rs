@@ -7,6 +7,7 @@ mod cmd;
 mod progress;
 mod rundir;
 mod server_watch;
+mod watch_view;
 
 use std::process::ExitCode;
 
@@ -97,6 +98,7 @@ fn main() -> ExitCode {
             Command::Collect(args) => cmd::collect::run(args).await,
             Command::Plan(args) => cmd::plan::run(&args),
             Command::Trace(args) => cmd::trace::run(&args),
+            Command::Watch(args) => cmd::watch::run(args).await,
         }
     });
     // Request tasks of an interrupted run may still hold sockets; do not wait for them.

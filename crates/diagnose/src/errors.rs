@@ -24,7 +24,7 @@ const ERROR_RATE: Rule = Rule {
 };
 
 /// Server finish reasons that are failures rather than answers.
-const FAILED_FINISH_REASONS: [&str; 2] = ["abort", "error"];
+pub const FAILED_FINISH_REASONS: [&str; 2] = ["abort", "error"];
 
 pub(crate) fn assess(facts: &Facts, t: &Thresholds) -> Vec<Assessment> {
     vec![error_rate(facts, t)]

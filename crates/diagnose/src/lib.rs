@@ -4,6 +4,7 @@
 mod assessment;
 mod cache;
 mod capacity;
+pub mod changes;
 mod checklist;
 mod config;
 mod consistency;
@@ -24,6 +25,7 @@ mod upstream;
 
 use infer_doctor_core::{Diagnosis, Evidence, Finding, Severity, Symptom};
 
+pub use errors::FAILED_FINISH_REASONS;
 pub use thresholds::{ThresholdError, Thresholds};
 
 use assessment::{Assessment, ms, percent};
