@@ -1,5 +1,5 @@
-//! Watches the server's own metrics while a run goes on: the load room scrapes on the run clock, the observe
-//! room reads each scrape as canonical signals, and at the end the window is summarised for the report.
+//! Watches the server's own metrics: beside a run (the load room scrapes on the run clock, the observe room reads
+//! each scrape as canonical signals, the window is summarised for the report), and where the scrapes are for `watch`.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

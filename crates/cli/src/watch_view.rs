@@ -365,7 +365,7 @@ impl View {
                 Paragraph::new(shown(window.and_then(row.read), row.unit)).right_aligned(),
                 value,
             );
-            // The most recent values that fit, right-aligned like a scrolling chart.
+            // The most recent values that fit: the oldest scroll off the left.
             let fit = history.len().saturating_sub(spark.width as usize);
             let mut sparkline = Sparkline::default()
                 .data(history.iter().skip(fit).map(|v| bar(*v)))

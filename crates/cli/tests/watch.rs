@@ -177,6 +177,25 @@ fn once_exits_0_on_an_idle_server_and_1_naming_the_finding_under_saturation() {
     );
     let (code, stdout, _) = once("jsonl");
     assert_eq!((code, stdout.as_str()), (Some(0), ""));
+    // Watching sends no request; --probe sends its few, two per look.
+    assert_eq!(requests_finished(&url), 0.0);
+    let output = bin()
+        .args([
+            "watch",
+            "--url",
+            &url,
+            "--once",
+            "--interval",
+            "1s",
+            "--probe",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    // Its outputs end by length, so whether outputs run away is left unknown rather than found.
+    assert!(stdout.contains("no findings"), "{stdout}");
+    assert_eq!(requests_finished(&url), 4.0);
 
     let mut bench = load(&url, 160);
     // Let the first wave fill the cache and queue.
@@ -213,6 +232,24 @@ fn once_exits_0_on_an_idle_server_and_1_naming_the_finding_under_saturation() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains(&format!("{gone}/metrics")), "{stderr}");
+}
+
+/// Requests the server has finished since it started, as its metrics say.
+fn requests_finished(url: &str) -> f64 {
+    let output = bin()
+        .args([
+            "metrics",
+            "show",
+            &format!("{url}/metrics"),
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let window: Value = serde_json::from_slice(&output.stdout).unwrap();
+    window["counters"]["requests_finished"]["increase"]
+        .as_f64()
+        .unwrap()
 }
 
 /// A tmux server of this test's own (its own socket), killed with its sessions when the test ends.
@@ -274,13 +311,14 @@ impl Drop for Tmux {
 }
 
 #[test]
-fn the_live_view_shows_the_signals_then_the_finding_and_quits_on_q() {
+fn the_live_view_shows_the_signals_then_the_finding_and_ends_on_q_or_ctrl_c() {
     let (_sim, url) = saturable_sim();
     let bin = env!("CARGO_BIN_EXE_infer-doctor");
     assert!(Path::new(bin).is_absolute());
-    // The shell stays after watch ends, to tell its exit status.
+    // Watch runs twice, to end once by q and once by Ctrl-C; the shell stays after, to tell each exit status.
+    let watch = format!("{bin} watch --url {url} --interval 500ms --window 3s");
     let tmux = Tmux::start(&format!(
-        "{bin} watch --url {url} --interval 500ms --window 3s; echo \"watch exited with $?\"; sleep 60"
+        "{watch}; echo \"watch exited with $?\"; {watch}; echo \"watch interrupted with $?\"; sleep 60"
     ));
     let screen = tmux.wait_for("KV cache usage", Duration::from_secs(30));
     for signal in [
@@ -301,6 +339,11 @@ fn the_live_view_shows_the_signals_then_the_finding_and_quits_on_q() {
     let status = tmux.command().args(["send-keys", "q"]).status().unwrap();
     assert!(status.success());
     let screen = tmux.wait_for("watch exited with 0", Duration::from_secs(10));
-    // The terminal is restored: the view is gone from the screen.
+    // The terminal is restored: the view is gone from the screen, and the next one starts on a clean terminal.
+    assert!(!screen.contains("KV cache usage"), "{screen}");
+    tmux.wait_for("KV cache usage", Duration::from_secs(30));
+    let status = tmux.command().args(["send-keys", "C-c"]).status().unwrap();
+    assert!(status.success());
+    let screen = tmux.wait_for("watch interrupted with 130", Duration::from_secs(10));
     assert!(!screen.contains("KV cache usage"), "{screen}");
 }

@@ -227,7 +227,8 @@ impl Probe {
         let (true, Some(url)) = (args.probe, &args.url) else {
             return Ok(None);
         };
-        // Short prompts and outputs: the probe measures latency, it must not add load worth the name.
+        // Short prompts and outputs: the probe measures latency, it must not add load worth the name. Its outputs
+        // are exact (ignore_eos), so each measures the same number of tokens.
         let mut argv: Vec<&str> = vec![
             "infer-doctor",
             "diagnose",
@@ -237,6 +238,7 @@ impl Probe {
             "64",
             "--output-tokens",
             "16",
+            "--ignore-eos",
         ];
         for (flag, value) in [
             ("--model", &args.model),
@@ -299,6 +301,9 @@ impl Watcher {
             evidence,
             ..Default::default()
         };
+        // The probe's outputs end by length in the server's finish reasons beside the real traffic's: whether
+        // outputs run away cannot be told from them any more, so that rule stays unknown.
+        gathered.evidence.exact_output_lengths = self.probe.is_some();
         match single_user {
             Some(Ok(summary)) => gathered.evidence.single_user = Some(summary),
             Some(Err(why)) => {
