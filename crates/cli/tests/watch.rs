@@ -347,3 +347,53 @@ fn the_live_view_shows_the_signals_then_the_finding_and_ends_on_q_or_ctrl_c() {
     let screen = tmux.wait_for("watch interrupted with 130", Duration::from_secs(10));
     assert!(!screen.contains("KV cache usage"), "{screen}");
 }
+
+#[path = "../../observe/tests/common/mod.rs"]
+mod prometheus;
+
+#[test]
+fn once_through_prometheus_reads_the_window_the_fleet_was_saturated_in() {
+    let (_sim, url) = saturable_sim();
+    let scratch = tempfile::tempdir().unwrap();
+    let target = url.trim_start_matches("http://");
+    let config = format!(
+        "global:\n  scrape_interval: 500ms\n  scrape_timeout: 500ms\nscrape_configs:\n  - job_name: vllm\n    \
+         static_configs:\n      - targets: ['{target}']\n        labels: {{pod: sim-0}}\n"
+    );
+    let mut server = prometheus::RunningPrometheus::start(scratch.path(), &config);
+    server.wait_until_ready();
+    // Prometheus applies its targets a few seconds after start.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.api("targets", &[])["activeTargets"][0]["health"] != "up" {
+        assert!(Instant::now() < deadline, "the simulator was never scraped");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let address = format!("http://{}", server.address);
+    let once = || {
+        let output = bin()
+            .args([
+                "watch",
+                "--prometheus",
+                &address,
+                "--selector",
+                "{job=\"vllm\"}",
+            ])
+            .args(["--once", "--window", "15s"])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        (output.status.code(), format!("{stdout}{stderr}"))
+    };
+    let (code, said) = once();
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("no findings"), "{said}");
+    let mut bench = load(&url, 96);
+    assert_eq!(bench.wait_for(LOAD_LIMIT), Some(0));
+    // The last scrape of the load is in.
+    std::thread::sleep(Duration::from_secs(1));
+    let (code, said) = once();
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains(&format!("critical  {KV}")), "{said}");
+}
