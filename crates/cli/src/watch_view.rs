@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use infer_doctor_core::signals::ServerWindow;
 use infer_doctor_core::{Finding, Severity, Signal};
 use infer_doctor_diagnose::FAILED_FINISH_REASONS;
+use infer_doctor_report::markdown::severity_label;
 use ratatui::Frame;
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -15,7 +16,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Sparkline, Wrap};
 use tokio::sync::mpsc;
 
-use crate::cmd::watch::{Snapshot, severity_name};
+use crate::cmd::watch::Snapshot;
 use crate::{Failure, exit};
 
 /// Intervals of history each sparkline keeps (a wide terminal shows the most recent that fit).
@@ -417,7 +418,7 @@ fn finding_line(f: &Finding) -> Line<'_> {
     };
     Line::from(vec![
         Span::styled(
-            format!("{:<8} ", severity_name(f.severity)),
+            format!("{:<8} ", severity_label(f.severity)),
             Style::new().fg(colour).add_modifier(Modifier::BOLD),
         ),
         Span::styled(

@@ -16,6 +16,7 @@ use infer_doctor_load::{ApiKey, Cancel, Target};
 use infer_doctor_observe::dialect::Dialect;
 use infer_doctor_observe::prometheus::FleetView;
 use infer_doctor_observe::server::RecentScrapes;
+use infer_doctor_report::markdown::severity_label;
 use tokio::sync::mpsc;
 
 use crate::args::{Cli, Command, DiagnoseArgs, WatchArgs, WatchFormat};
@@ -345,12 +346,12 @@ async fn once(watcher: &mut Watcher, args: &WatchArgs) -> Result<u8, Failure> {
     // A server's first scrape has no window yet; its second has one: at most two looks.
     let mut looks = 0;
     let (snapshot, findings) = loop {
-        let snapshot = watcher.look().await;
+        let mut snapshot = watcher.look().await;
         looks += 1;
         if let Some(problem) = &snapshot.problem {
             return Err(Failure::usage(anyhow!("{problem}")));
         }
-        match snapshot.findings.clone() {
+        match snapshot.findings.take() {
             Some(findings) => break (snapshot, findings),
             None if looks < 2 => tokio::time::sleep(args.interval).await,
             None => {
@@ -396,20 +397,12 @@ fn summary(source: &str, snapshot: &Snapshot, findings: &[Finding]) -> String {
     for f in findings {
         text.push_str(&format!(
             "\n{:<8}  {}  {}",
-            severity_name(f.severity),
+            severity_label(f.severity),
             f.id,
             f.verdict
         ));
     }
     text
-}
-
-pub fn severity_name(severity: Severity) -> &'static str {
-    match severity {
-        Severity::Critical => "critical",
-        Severity::Warning => "warning",
-        Severity::Info => "info",
-    }
 }
 
 /// `--format jsonl` without --once: a line for each change, flushed as it happens, until Ctrl-C.
