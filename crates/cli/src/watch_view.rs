@@ -295,15 +295,11 @@ impl View {
     }
 
     fn draw(&self, frame: &mut Frame) {
-        let findings_height = self
-            .findings
-            .as_ref()
-            .map_or(1, |(_, f)| f.len().max(1) as u16)
-            + 2;
         let [header, signals, findings, footer] = Layout::vertical([
             Constraint::Length(2),
             Constraint::Length(ROWS.len() as u16 + 2),
-            Constraint::Min(findings_height.min(3)),
+            // The findings take the rest: as many lines as there are findings, on a tall enough terminal.
+            Constraint::Min(3),
             Constraint::Length(1),
         ])
         .areas(frame.area());
