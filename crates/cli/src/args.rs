@@ -50,6 +50,9 @@ pub enum Command {
     /// Carry the playbook into the monitoring already running: a Grafana dashboard, or Prometheus alert rules
     /// from the same thresholds `diagnose` uses.
     Export(ExportArgs),
+    /// A live view of a server's signals and findings, re-diagnosed every interval from its metrics (no load
+    /// unless --probe); `--once` for cron, `--format jsonl` for alerting.
+    Watch(Box<WatchArgs>),
 }
 
 /// Where finished runs are recorded (`bench`, `diagnose`) and read back (`compare`, `history`).
@@ -884,6 +887,64 @@ pub struct SimRunArgs {
     /// scenario's workload) on the discrete-event clock, and print the diagnosis.
     #[arg(long)]
     pub diagnose: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct WatchArgs {
+    /// The server to watch: its `/metrics` (or --metrics-url) is scraped every --interval.
+    #[arg(
+        long,
+        required_unless_present = "prometheus",
+        conflicts_with = "prometheus"
+    )]
+    pub url: Option<String>,
+    /// Watch the fleet through the Prometheus that scrapes it instead (e.g. http://prometheus:9090).
+    #[arg(long)]
+    pub prometheus: Option<String>,
+    /// Which series to read from --prometheus, e.g. '{namespace="llm"}'.
+    #[arg(long, default_value = "", requires = "prometheus")]
+    pub selector: String,
+    /// The label that tells pods apart (with --prometheus; `instance` is used when no series has it).
+    #[arg(long, default_value = "pod", requires = "prometheus")]
+    pub group_by: String,
+    /// How often to scrape (or query Prometheus) and diagnose again.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub interval: Duration,
+    /// The span each diagnosis judges: older scrapes drop out of it (with --prometheus, the range of its queries).
+    #[arg(long, value_parser = parse_duration, default_value = "1m")]
+    pub window: Duration,
+    /// The server's metrics URL (default: the --url's host with `/metrics`).
+    #[arg(long, requires = "url")]
+    pub metrics_url: Option<String>,
+    /// Read the server's metrics as this dialect (vllm_v1, sglang, llamacpp, …) instead of detecting it.
+    #[arg(long)]
+    pub dialect: Option<String>,
+    /// Also send a tiny single-user probe every interval (a few short requests), for client-side latency.
+    #[arg(long, requires = "url")]
+    pub probe: bool,
+    /// The model the probe asks for (default: the first of /v1/models).
+    #[arg(long, requires = "probe")]
+    pub model: Option<String>,
+    /// API key sent as a bearer token (scrapes and probe); never printed or written.
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Take two scrapes --interval apart (or one Prometheus window), print the findings and exit: 0 none
+    /// critical, 1 a critical finding, 2 the server or Prometheus could not be read.
+    #[arg(long)]
+    pub once: bool,
+    /// `tui`: the live view (plain text with --once); `jsonl`: a JSON line each time a finding appears, clears or
+    /// changes severity, or scraping fails or recovers.
+    #[arg(long, value_enum, default_value = "tui")]
+    pub format: WatchFormat,
+    /// A TOML file overriding the playbook's thresholds.
+    #[arg(long)]
+    pub thresholds: Option<PathBuf>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum WatchFormat {
+    Tui,
+    Jsonl,
 }
 
 #[cfg(test)]

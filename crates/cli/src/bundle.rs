@@ -382,6 +382,13 @@ fn shared_prefixes(config: &Value) -> Option<bool> {
     (config["dataset"].is_null() && config["prefix_tokens"].is_u64()).then_some(false)
 }
 
+/// The server's own scrapes (time-ordered, seconds on one clock) as evidence: their window, and the scrapes
+/// themselves for the rules that look at the server over time.
+pub fn set_server_scrapes(evidence: &mut Evidence, scrapes: Vec<(f64, ServerReadings)>) {
+    evidence.server = server::summarize(&scrapes);
+    evidence.scrapes = scrapes;
+}
+
 /// Reads a bundle's `host.json` (the GPU host's facts, as `collect` writes them) into the evidence. A bundle
 /// without one is fine; one that cannot be read is an error naming it, since diagnosing without it would
 /// silently leave every host line unknown.

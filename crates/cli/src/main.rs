@@ -8,6 +8,7 @@ mod history;
 mod progress;
 mod rundir;
 mod server_watch;
+mod watch_view;
 
 use std::process::ExitCode;
 
@@ -101,6 +102,7 @@ fn main() -> ExitCode {
             Command::Compare(args) => cmd::compare::run(&args),
             Command::History(args) => cmd::history::run(&args),
             Command::Export(args) => cmd::export::run(&args),
+            Command::Watch(args) => cmd::watch::run(args).await,
         }
     });
     // Request tasks of an interrupted run may still hold sockets; do not wait for them.

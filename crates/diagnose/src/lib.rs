@@ -4,6 +4,7 @@
 mod assessment;
 mod cache;
 mod capacity;
+pub mod changes;
 mod checklist;
 pub mod compare;
 mod config;
@@ -27,6 +28,7 @@ mod upstream;
 use infer_doctor_core::{Diagnosis, Evidence, Finding, Severity, Symptom};
 
 pub use assessment::Rule;
+pub use errors::FAILED_FINISH_REASONS;
 pub use thresholds::{ThresholdError, Thresholds};
 
 /// The rules whose conditions a Prometheus can evaluate from the server's own metrics, so that alert rules

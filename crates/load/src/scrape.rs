@@ -108,7 +108,9 @@ impl Scraper {
     }
 }
 
-async fn scrape_once(spec: &ScrapeSpec, run_start: Instant) -> ScrapeLine {
+/// One scrape of `spec`'s endpoint, timed from `run_start`; a failure or a timeout is the line's `error`, with any
+/// API key scrubbed from what the server said.
+pub async fn scrape_once(spec: &ScrapeSpec, run_start: Instant) -> ScrapeLine {
     let sent = Instant::now();
     let unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -63,6 +63,55 @@ pub fn summarize(scrapes: &[(f64, ServerReadings)]) -> Option<ServerWindow> {
     Some(out)
 }
 
+/// The scrapes of the last stretch of time, for a diagnosis that moves with the clock (`watch`): older scrapes
+/// drop out as new ones arrive, but the newest one older than the span stays as the baseline, so counters and
+/// histograms cover the whole span.
+pub struct RecentScrapes {
+    span_seconds: f64,
+    scrapes: Vec<(f64, ServerReadings)>,
+}
+
+impl RecentScrapes {
+    pub fn new(span_seconds: f64) -> RecentScrapes {
+        RecentScrapes {
+            span_seconds,
+            scrapes: Vec::new(),
+        }
+    }
+
+    /// Adds a scrape taken at `t` seconds (later than every one before it).
+    pub fn push(&mut self, t: f64, readings: ServerReadings) {
+        self.scrapes.push((t, readings));
+        let oldest_needed = t - self.span_seconds;
+        let baseline = self
+            .scrapes
+            .iter()
+            .rposition(|(at, _)| *at <= oldest_needed)
+            .unwrap_or(0);
+        self.scrapes.drain(..baseline);
+    }
+
+    /// The span a window covers once the scrapes have run that long.
+    pub fn span_seconds(&self) -> f64 {
+        self.span_seconds
+    }
+
+    /// The scrapes kept, oldest first.
+    pub fn scrapes(&self) -> &[(f64, ServerReadings)] {
+        &self.scrapes
+    }
+
+    /// The span kept, summarised; `None` before two scrapes.
+    pub fn window(&self) -> Option<ServerWindow> {
+        summarize(&self.scrapes)
+    }
+
+    /// The interval between the last two scrapes, summarised: what the server did just now.
+    pub fn latest_interval(&self) -> Option<ServerWindow> {
+        summarize(&self.scrapes[self.scrapes.len().saturating_sub(2)..])
+    }
+}
+
 /// Summarises scrapes whose times are unknown, in the order they were taken. A gauge's peak and mean over the
 /// scrapes, a counter's increase and a histogram's quantiles need no clock, so they hold; every rate is unknown.
 pub fn summarize_unclocked(scrapes: &[ServerReadings]) -> Option<ServerWindow> {
@@ -223,4 +272,45 @@ pub fn snapshot(readings: &ServerReadings) -> ServerWindow {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scrape(tokens: f64) -> ServerReadings {
+        let mut readings = ServerReadings {
+            dialect: "vllm_v1".into(),
+            ..Default::default()
+        };
+        readings
+            .readings
+            .insert(Signal::GenerationTokens, Reading::Value(tokens));
+        readings
+    }
+
+    #[test]
+    fn recent_scrapes_keep_the_span_and_one_baseline_before_it() {
+        let mut recent = RecentScrapes::new(10.0);
+        assert!(recent.window().is_none());
+        // 100 tokens a second for 20 s, then none.
+        for t in 0..=20 {
+            recent.push(f64::from(t), scrape(100.0 * f64::from(t)));
+        }
+        for t in 21..=25 {
+            recent.push(f64::from(t), scrape(2000.0));
+        }
+        let times: Vec<f64> = recent.scrapes().iter().map(|(t, _)| *t).collect();
+        assert_eq!(times.first(), Some(&15.0));
+        assert_eq!(times.last(), Some(&25.0));
+        let window = recent.window().unwrap();
+        assert_eq!(window.seconds(), 10.0);
+        assert_eq!(
+            window.counter(Signal::GenerationTokens).unwrap().increase,
+            500.0
+        );
+        let now = recent.latest_interval().unwrap();
+        assert_eq!(now.seconds(), 1.0);
+        assert_eq!(now.counter(Signal::GenerationTokens).unwrap().rate, 0.0);
+    }
 }

@@ -235,7 +235,8 @@ pub(crate) fn threshold_text(observation: &Observation) -> String {
     }
 }
 
-pub(crate) fn severity_label(severity: Severity) -> &'static str {
+/// A severity as one lower-case word, as reports and `watch` print it.
+pub fn severity_label(severity: Severity) -> &'static str {
     match severity {
         Severity::Critical => "critical",
         Severity::Warning => "warning",

@@ -10,7 +10,6 @@ use clap::Parser;
 use infer_doctor_core::{Evidence, GpuState, HardwareFacts, Severity, WorkloadFacts};
 use infer_doctor_diagnose::{Thresholds, diagnose};
 use infer_doctor_observe::dialect::Dialect;
-use infer_doctor_observe::server;
 use infer_doctor_report::DiagnosisDocument;
 use infer_doctor_report::diagnosis::{escalation, render_term};
 
@@ -28,14 +27,7 @@ const SINGLE_USER_REQUESTS: u64 = 5;
 
 pub async fn run(args: Box<DiagnoseArgs>) -> Result<u8, Failure> {
     let thresholds = thresholds(args.thresholds.as_deref())?;
-    let forced = args
-        .dialect
-        .as_deref()
-        .map(|d| {
-            d.parse::<Dialect>()
-                .map_err(|e| Failure::usage(anyhow!("--dialect: {e}")))
-        })
-        .transpose()?;
+    let forced = crate::server_watch::forced_dialect(args.dialect.as_deref())?;
     let mut scratch = None;
     let bundle_dir: Option<PathBuf> = match (&args.url, &args.bundle) {
         (Some(url), _) => {
@@ -225,7 +217,7 @@ pub(crate) async fn probe(url: &str, args: &DiagnoseArgs, dir: &Path) -> Result<
 }
 
 /// A bench command line for one probe, parsed by the same definitions users type.
-fn bench_args(
+pub(crate) fn bench_args(
     url: &str,
     args: &DiagnoseArgs,
     concurrency: u64,
@@ -324,8 +316,7 @@ fn read_bundle(
                 ));
                 let e = &mut gathered.evidence;
                 e.client = bundle::summarize_requests(&salvaged.requests);
-                e.server = server::summarize(&salvaged.scrapes);
-                e.scrapes = salvaged.scrapes;
+                bundle::set_server_scrapes(e, salvaged.scrapes);
                 e.requests = salvaged.requests;
             }
         }

@@ -18,7 +18,8 @@ use infer_doctor_observe::prometheus::{self, FleetView, Scope};
 use infer_doctor_observe::server::snapshot;
 use infer_doctor_report::server::server_table;
 
-use crate::args::{Format, MetricsArgs, MetricsCommand, MetricsShowArgs};
+use crate::args::{Format, MetricsArgs, MetricsCommand};
+use crate::server_watch::forced_dialect;
 use crate::{Failure, exit};
 
 pub async fn run(args: MetricsArgs) -> Result<u8, Failure> {
@@ -26,7 +27,7 @@ pub async fn run(args: MetricsArgs) -> Result<u8, Failure> {
         MetricsCommand::Show(a) => {
             let forced = forced_dialect(a.dialect.as_deref())?;
             if let Some(prometheus) = &a.prometheus {
-                let view = fleet(prometheus, &a, forced).await?;
+                let view = fleet(prometheus, &a.selector, a.window, &a.group_by, forced).await?;
                 return print_fleet(&view, a.format);
             }
             let source = a.source.as_deref().unwrap_or_default();
@@ -76,10 +77,13 @@ fn client_for(url: &str) -> Result<HttpClient, Failure> {
     ))
 }
 
-/// The fleet's canonical signals, per pod and in total, from the Prometheus that scrapes it.
-async fn fleet(
+/// The fleet's canonical signals, per pod (told apart by `group_by`) and in total, over the last `window`, from
+/// the Prometheus at `url` that scrapes it.
+pub async fn fleet(
     url: &str,
-    a: &MetricsShowArgs,
+    selector: &str,
+    window: Duration,
+    group_by: &str,
     forced: Option<Dialect>,
 ) -> Result<FleetView, Failure> {
     let client = client_for(url)?;
@@ -95,7 +99,7 @@ async fn fleet(
                 .map_err(|e| Failure::usage(anyhow!("{url}: {e} (query: {promql})")))
         }
     };
-    let mut scope = Scope::new(&a.selector, a.window, &a.group_by)
+    let mut scope = Scope::new(selector, window, group_by)
         .map_err(|e| Failure::usage(anyhow!("--selector/--window: {e}")))?;
     let mut names = ask(prometheus::names_query(&scope)).await?;
     let labelled = |answer: &serde_json::Value, label: &str| {
@@ -109,8 +113,7 @@ async fn fleet(
     }
     let dialect = forced.or_else(|| prometheus::detect(&names)).ok_or_else(|| {
         Failure::usage(anyhow!(
-            "{url}: no inference-server metrics match selector `{}` (give --dialect if they have other names)",
-            a.selector
+            "{url}: no inference-server metrics match selector `{selector}` (give --dialect if they have other names)"
         ))
     })?;
     let mut view = FleetView::new(dialect, &scope);
@@ -194,14 +197,6 @@ fn print_gpus(source: &str, text: &str, format: Format) -> Result<u8, Failure> {
         }
     }
     Ok(exit::OK)
-}
-
-fn forced_dialect(name: Option<&str>) -> Result<Option<Dialect>, Failure> {
-    name.map(|n| {
-        n.parse::<Dialect>()
-            .map_err(|e| Failure::usage(anyhow!("--dialect: {e}")))
-    })
-    .transpose()
 }
 
 fn read_file(path: &Path) -> Result<String, Failure> {

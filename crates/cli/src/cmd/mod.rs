@@ -13,3 +13,4 @@ pub mod plan;
 pub mod selftest;
 pub mod sim;
 pub mod trace;
+pub mod watch;
