@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use infer_doctor_testkit::prometheus;
 use serde_json::Value;
 
 fn bin() -> Command {
@@ -387,9 +388,6 @@ fn the_live_view_shows_the_signals_then_the_finding_and_ends_on_q_or_ctrl_c() {
     let screen = tmux.wait_for("watch interrupted with 130", Duration::from_secs(10));
     assert!(!screen.contains("KV cache usage"), "{screen}");
 }
-
-#[path = "../../observe/tests/common/mod.rs"]
-mod prometheus;
 
 #[test]
 fn once_through_prometheus_reads_the_window_the_fleet_was_saturated_in() {
