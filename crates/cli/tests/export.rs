@@ -20,9 +20,7 @@ const TIME_LIMIT: Duration = Duration::from_secs(60);
 const LOAD_REQUESTS: &str = "160";
 
 fn bin() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_infer-doctor"));
-    cmd.env_remove("OPENAI_API_KEY");
-    cmd
+    infer_doctor_testkit::command(env!("CARGO_BIN_EXE_infer-doctor"))
 }
 
 /// A child process killed (by its PID) when the test ends, passed or not.

@@ -11,9 +11,7 @@ use infer_doctor_testkit::prometheus;
 use serde_json::Value;
 
 fn bin() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_infer-doctor"));
-    cmd.env_remove("OPENAI_API_KEY");
-    cmd
+    infer_doctor_testkit::command(env!("CARGO_BIN_EXE_infer-doctor"))
 }
 
 /// A child process that is killed when the test ends, however it ends.
