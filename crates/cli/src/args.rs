@@ -115,9 +115,9 @@ pub struct HistoryArgs {
     /// The figure to follow: ttft_p50/p95/p99, tpot_*, itl_*, e2e_*, throughput, request_rate, error_rate.
     #[arg(long, default_value = "throughput")]
     pub metric: String,
-    /// Only the most recent N runs.
-    #[arg(long)]
-    pub last: Option<usize>,
+    /// The most recent N runs (the trend test compares every pair of runs, so it stays bounded).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub last: u64,
     /// `html` draws the trend.
     #[arg(long, value_enum, default_value_t = ReportFormat::Term)]
     pub format: ReportFormat,

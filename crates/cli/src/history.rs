@@ -168,7 +168,6 @@ pub fn from_diagnosis(doc: &DiagnosisDocument, bundle_dir: Option<&Path>) -> Mea
             findings: Vec::new(),
         }
     });
-    measured.started_at = doc.created_at.clone();
     measured.findings = findings;
     measured
 }
@@ -245,6 +244,12 @@ pub fn record(
     quiet: bool,
 ) -> Option<i64> {
     if flags.no_history {
+        return None;
+    }
+    if figures(&measured.document.summary).is_empty() {
+        if !quiet {
+            eprintln!("not recorded in the history: no client measurements to compare later");
+        }
         return None;
     }
     let recorded = (|| {

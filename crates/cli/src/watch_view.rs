@@ -145,16 +145,6 @@ fn failures_per_second(w: &ServerWindow) -> Option<f64> {
     finite(failed / w.seconds())
 }
 
-/// Hits over lookups in the window, else the server's own hit-rate gauge.
-fn prefix_hit_rate(w: &ServerWindow) -> Option<f64> {
-    let counted = w
-        .counter(Signal::PrefixCacheHits)
-        .zip(w.counter(Signal::PrefixCacheQueries))
-        .filter(|(_, queries)| queries.increase > 0.0)
-        .and_then(|(hits, queries)| finite(hits.increase / queries.increase));
-    counted.or_else(|| gauge_last(w, Signal::PrefixCacheHitRate))
-}
-
 /// DESIGN.md §5's canonical signals, in the order an operator reads them: load, memory, latency, throughput.
 const ROWS: [Row; 15] = [
     Row {
@@ -226,7 +216,7 @@ const ROWS: [Row; 15] = [
     Row {
         label: "prefix-cache hits",
         unit: Unit::Share,
-        read: prefix_hit_rate,
+        read: ServerWindow::prefix_cache_hit_rate,
     },
     Row {
         label: "requests finished",

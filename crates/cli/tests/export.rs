@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use infer_doctor_testkit::prometheus::RunningPrometheus;
+use infer_doctor_testkit::Running;
 use serde_json::Value;
 
 /// Short enough for rate() to have a few 1 s scrapes in it soon after load starts.
@@ -23,17 +24,6 @@ fn bin() -> Command {
     infer_doctor_testkit::command(env!("CARGO_BIN_EXE_infer-doctor"))
 }
 
-/// A child process killed (by its PID) when the test ends, passed or not.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        // Errors mean it already exited.
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// `infer-doctor export …`'s standard output; the command must succeed.
 fn export(args: &[&str]) -> String {
     let output = bin().arg("export").args(args).output().unwrap();
@@ -45,25 +35,13 @@ fn export(args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-/// `infer-doctor sim --scenario S` on a free loopback port, and its address.
+/// `infer-doctor sim --scenario S` on a free loopback port, and its address (host:port).
 fn start_sim(scenario: &str) -> (Running, String) {
-    let mut child = bin()
-        .args(["sim", "--scenario", scenario, "--port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut url = String::new();
-    stdout.read_line(&mut url).unwrap();
-    // Whatever else it prints is drained, so a full pipe never stalls it.
-    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-    let address = url
-        .trim()
-        .strip_prefix("http://")
-        .unwrap_or_else(|| panic!("sim printed {url:?}"))
-        .to_string();
-    (Running(child), address)
+    let (sim, url) = infer_doctor_testkit::start_sim(
+        env!("CARGO_BIN_EXE_infer-doctor"),
+        &["--scenario", scenario],
+    );
+    (sim, url.trim_start_matches("http://").to_string())
 }
 
 /// `infer-doctor bench` against the simulator: 32 users, chat-sized requests, a bounded count.

@@ -1,47 +1,13 @@
 //! Baselines end to end: bench runs against the simulator recorded in a history file, `compare` telling a
 //! repeat of one configuration from a slower one, and `history` finding the drift of a degrading server.
 
-use std::io::BufRead;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use serde_json::Value;
 
 fn bin() -> Command {
     infer_doctor_testkit::command(env!("CARGO_BIN_EXE_infer-doctor"))
-}
-
-/// `infer-doctor sim` on a free loopback port, killed when dropped.
-struct Sim {
-    child: Child,
-    url: String,
-}
-
-impl Sim {
-    fn start(args: &[&str]) -> Sim {
-        let mut child = bin()
-            .args(["sim", "--port", "0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        Sim {
-            child,
-            url: line.trim().to_string(),
-        }
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn run(cmd: &mut Command) -> Output {
@@ -57,7 +23,7 @@ fn text(out: &Output) -> String {
 }
 
 /// A bounded closed-loop run with prompts long enough that TTFT is tens of milliseconds, not timer noise.
-fn bench(url: &str, history: &Path, out: Option<&Path>, requests: u32) -> Output {
+fn bench(url: &str, history: &Path, out: &Path, requests: u32, extra: &[&str]) -> Output {
     let mut cmd = bin();
     cmd.args([
         "bench",
@@ -86,9 +52,7 @@ fn bench(url: &str, history: &Path, out: Option<&Path>, requests: u32) -> Output
     ])
     .arg("--history")
     .arg(history);
-    if let Some(dir) = out {
-        cmd.arg("--out").arg(dir);
-    }
+    cmd.arg("--out").arg(out).args(extra);
     let output = run(&mut cmd);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     output
@@ -112,6 +76,22 @@ fn figure<'a>(doc: &'a Value, name: &str) -> &'a Value {
         .iter()
         .find(|f| f["name"] == name)
         .unwrap_or_else(|| panic!("no {name} in {doc:#}"))
+}
+
+/// `history --metric throughput --format json`: exit code, the trend, its values oldest first.
+fn throughput_trend(history: &Path) -> (Option<i32>, Value, Vec<f64>) {
+    let out = run(bin()
+        .args(["history", "--metric", "throughput", "--format", "json", "--history"])
+        .arg(history));
+    let trend: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let values = trend["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["value"].as_f64().unwrap())
+        .collect();
+    (out.status.code(), trend, values)
 }
 
 /// `sim run --out`: the simulated server on its discrete-event clock, with the client's view in `client/`.
@@ -240,35 +220,25 @@ fn a_degrading_server_drifts_across_runs_and_the_history_is_rebuilt_from_its_dir
     let history = scratch.path().join("history.sqlite");
     let runs = scratch.path().join("runs");
     // One server, five runs: every token it serves makes its steps slower (the five-day case study, compressed).
-    let sim = Sim::start(&["--scenario", "degrading", "--seed", "5"]);
+    let (sim, url) = infer_doctor_testkit::start_sim(
+        env!("CARGO_BIN_EXE_infer-doctor"),
+        &["--scenario", "degrading", "--seed", "5"],
+    );
+    const KEY: &str = "sk-history-must-never-hold-this-key";
     for day in 1..=5 {
-        bench(
-            &sim.url,
-            &history,
-            Some(&runs.join(format!("day{day}"))),
-            48,
-        );
+        // The first day's run is sent with a key: the history keeps the run, never the key.
+        let key: &[&str] = if day == 1 { &["--api-key", KEY] } else { &[] };
+        bench(&url, &history, &runs.join(format!("day{day}")), 48, key);
+    }
+    for file in std::fs::read_dir(scratch.path()).unwrap().map(|e| e.unwrap().path()) {
+        if file.is_file() {
+            let bytes = std::fs::read(&file).unwrap();
+            assert!(!bytes.windows(KEY.len()).any(|w| w == KEY.as_bytes()), "{}", file.display());
+        }
     }
     drop(sim);
 
-    let out = run(bin()
-        .args([
-            "history",
-            "--metric",
-            "throughput",
-            "--format",
-            "json",
-            "--history",
-        ])
-        .arg(&history));
-    let trend: Value =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
-    let values: Vec<f64> = trend["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["value"].as_f64().unwrap())
-        .collect();
+    let (code, trend, values) = throughput_trend(&history);
     assert_eq!(values.len(), 5, "{trend:#}");
     assert!(values[4] < values[0] * 0.8, "tokens/s fell: {values:?}");
     assert_eq!(trend["drift"]["id"], "history.drift", "{trend:#}");
@@ -285,7 +255,7 @@ fn a_degrading_server_drifts_across_runs_and_the_history_is_rebuilt_from_its_dir
     } else {
         0
     };
-    assert_eq!(out.status.code(), Some(expected_code));
+    assert_eq!(code, Some(expected_code));
 
     let page = scratch.path().join("trend.html");
     let out = run(bin()
@@ -314,23 +284,7 @@ fn a_degrading_server_drifts_across_runs_and_the_history_is_rebuilt_from_its_dir
         "{}",
         text(&out)
     );
-    let out = run(bin()
-        .args([
-            "history",
-            "--metric",
-            "throughput",
-            "--format",
-            "json",
-            "--history",
-        ])
-        .arg(&rebuilt));
-    let again: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let rebuilt_values: Vec<f64> = again["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["value"].as_f64().unwrap())
-        .collect();
+    let (_, _, rebuilt_values) = throughput_trend(&rebuilt);
     assert_eq!(rebuilt_values, values);
 
     // History ids: the first run against the last.

@@ -8,51 +8,16 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use infer_doctor_testkit::prometheus;
+use infer_doctor_testkit::Running;
 use serde_json::Value;
 
 fn bin() -> Command {
     infer_doctor_testkit::command(env!("CARGO_BIN_EXE_infer-doctor"))
 }
 
-/// A child process that is killed when the test ends, however it ends.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Running {
-    /// Waits for the process to exit, for at most `limit`.
-    fn wait_for(&mut self, limit: Duration) -> Option<i32> {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("still running after {limit:?}");
-    }
-}
-
 /// The `kv-saturated` simulator on a free loopback port: idle it is healthy; 32 users fill its KV cache.
 fn saturable_sim() -> (Running, String) {
-    let mut child = bin()
-        .args(["sim", "--scenario", "kv-saturated", "--port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut url = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut url)
-        .unwrap();
-    let url = url.trim().to_string();
-    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-    (Running(child), url)
+    infer_doctor_testkit::start_sim(env!("CARGO_BIN_EXE_infer-doctor"), &["--scenario", "kv-saturated"])
 }
 
 /// 32 users sending `requests` requests in all: several times what the cache holds at once, for a few seconds.

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::figures::{FIGURES, Figure, SampleSource, figure};
+use crate::figures::{Figure, SampleSource, parse_figure};
 use crate::resample::Interval;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -127,17 +127,7 @@ impl FromStr for Gate {
             reason,
         };
         let (name, limit) = item.split_once('=').ok_or_else(|| fail("no `=`".into()))?;
-        let figure = figure(name.trim()).ok_or_else(|| {
-            fail(format!(
-                "unknown figure `{}`; known: {}",
-                name.trim(),
-                FIGURES
-                    .iter()
-                    .map(|f| f.name)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-        })?;
+        let figure = parse_figure(name.trim()).map_err(fail)?;
         let limit = limit.trim();
         let number = limit
             .strip_suffix('%')

@@ -168,6 +168,16 @@ impl Figure {
     }
 }
 
+/// The figure `name` names, or the message that lists the names there are.
+pub fn parse_figure(name: &str) -> Result<&'static Figure, String> {
+    figure(name).ok_or_else(|| {
+        format!(
+            "unknown figure `{name}`; known: {}",
+            FIGURES.iter().map(|f| f.name).collect::<Vec<_>>().join(", ")
+        )
+    })
+}
+
 /// Every figure the summary has a value for.
 pub fn figures(summary: &RunSummary) -> Vec<(&'static str, f64)> {
     FIGURES

@@ -344,4 +344,16 @@ impl ServerWindow {
     pub fn histogram(&self, signal: Signal) -> Option<&HistogramStats> {
         self.histograms.get(&signal)
     }
+
+    /// Prefix-cache hits over lookups in the window, else the mean of the server's own hit-rate gauge (SGLang).
+    pub fn prefix_cache_hit_rate(&self) -> Option<f64> {
+        let counted = self
+            .counter(Signal::PrefixCacheHits)
+            .zip(self.counter(Signal::PrefixCacheQueries))
+            .filter(|(_, queries)| queries.increase > 0.0)
+            .map(|(hits, queries)| hits.increase / queries.increase);
+        counted
+            .or_else(|| self.gauge(Signal::PrefixCacheHitRate).map(|g| g.mean))
+            .filter(|v| v.is_finite())
+    }
 }

@@ -9,6 +9,9 @@ use infer_doctor_core::resample::{Bootstrap, Statistic, proportion_difference, r
 use infer_doctor_core::signals::{ServerWindow, Signal};
 use infer_doctor_core::summary::RunSummary;
 
+/// Values a tail quantile needs beyond it in each run before its interval means anything.
+const MIN_TAIL_SAMPLES: f64 = 5.0;
+
 /// One run as a comparison reads it: the summary always; the samples and the server's window where recorded.
 #[derive(Clone, Copy, Debug)]
 pub struct RunView<'a> {
@@ -107,16 +110,31 @@ fn figure_change(
             None,
             Some("per-request samples missing (a run without requests.jsonl)".into()),
         ),
-        (SampleSource::PerRequest(which, q), Some((sa, sb))) => (
-            relative_change(
-                sa.latency(which),
-                sb.latency(which),
-                Statistic::Quantile(q.fraction()),
-                &settings.bootstrap,
-            )
-            .map(|(_, ci)| ci),
-            None,
-        ),
+        (SampleSource::PerRequest(which, q), Some((sa, sb))) => {
+            let fewest = sa.latency(which).len().min(sb.latency(which).len());
+            // A tail quantile of few requests rests on its last few values: the bootstrap cannot widen past them,
+            // so its interval would claim a precision the run does not have.
+            if (fewest as f64) * (1.0 - q.fraction()) < MIN_TAIL_SAMPLES {
+                (
+                    None,
+                    Some(format!(
+                        "too few requests for an interval of this quantile ({fewest} on the smaller side; needs \
+                         {MIN_TAIL_SAMPLES} beyond it)"
+                    )),
+                )
+            } else {
+                (
+                    relative_change(
+                        sa.latency(which),
+                        sb.latency(which),
+                        Statistic::Quantile(q.fraction()),
+                        &settings.bootstrap,
+                    )
+                    .map(|(_, ci)| ci),
+                    None,
+                )
+            }
+        }
         (SampleSource::PerInterval(which), Some((sa, sb))) => (
             relative_change(
                 sa.per_interval(which),
@@ -142,7 +160,8 @@ fn figure_change(
         ChangeUnit::Points => settings.noise_points,
     };
     let verdict = match (point, interval) {
-        (Some(p), Some(ci)) if ci.excludes_zero() && p.abs() >= floor => {
+        // The interval must agree with the point's direction: the point is the summary's, the interval the samples'.
+        (Some(p), Some(ci)) if ci.excludes_zero() && (ci.low > 0.0) == (p > 0.0) && p.abs() >= floor => {
             let higher = p > 0.0;
             if higher == (f.better == Better::Higher) {
                 Verdict::Better
@@ -163,7 +182,10 @@ fn figure_change(
         change_unit,
         interval,
         verdict,
-        note: if interval.is_none() { note } else { None },
+        note: match interval {
+            Some(_) => None,
+            None => note.or_else(|| Some("no interval: a side's statistic is zero".into())),
+        },
     }
 }
 
@@ -211,12 +233,6 @@ fn say_share(what: &str, a: f64, b: f64) -> String {
     format!("{what} {:.0}% → {:.0}%", a * 100.0, b * 100.0)
 }
 
-fn prefix_hit_rate(w: &ServerWindow) -> Option<f64> {
-    let hits = w.counter(Signal::PrefixCacheHits)?.increase;
-    let queries = w.counter(Signal::PrefixCacheQueries)?.increase;
-    (queries > 0.0).then(|| hits / queries)
-}
-
 const SERVER_SIGNALS: &[ServerSignal] = &[
     ServerSignal {
         name: "requests_running",
@@ -237,10 +253,11 @@ const SERVER_SIGNALS: &[ServerSignal] = &[
         say: |a, b| format!("waiting requests {a:.1} → {b:.1}"),
     },
     ServerSignal {
-        name: "preemptions",
-        read: |w| w.counter(Signal::Preemptions).map(|c| c.increase),
-        marked: |a, b| ratio_at_least(a, b, 1.5, 1.0),
-        say: |a, b| format!("preemptions {a:.0} → {b:.0}"),
+        // A rate: runs of different lengths preempt different totals at the same pace.
+        name: "preemptions_per_s",
+        read: |w| w.counter(Signal::Preemptions).map(|c| c.rate),
+        marked: |a, b| ratio_at_least(a, b, 1.5, 0.05),
+        say: |a, b| format!("preemptions {a:.2}/s → {b:.2}/s"),
     },
     ServerSignal {
         name: "queue_time_p90",
@@ -250,7 +267,7 @@ const SERVER_SIGNALS: &[ServerSignal] = &[
     },
     ServerSignal {
         name: "prefix_cache_hit_rate",
-        read: prefix_hit_rate,
+        read: ServerWindow::prefix_cache_hit_rate,
         marked: |a, b| (a - b).abs() >= 0.10,
         say: |a, b| say_share("prefix-cache hit rate", a, b),
     },

@@ -17,6 +17,9 @@ pub struct DriftSettings {
     pub significance: f64,
     /// The fitted change from the first run to the last, relative, below which a real trend is too small to name.
     pub min_change: f64,
+    /// The same floor for the error rate, in percentage points (it starts at 0 % on a healthy service, where no
+    /// relative change exists).
+    pub min_points: f64,
 }
 
 impl Default for DriftSettings {
@@ -25,6 +28,7 @@ impl Default for DriftSettings {
             min_runs: 4,
             significance: 0.05,
             min_change: 0.10,
+            min_points: 1.0,
         }
     }
 }
@@ -116,11 +120,20 @@ pub fn drift(figure: &Figure, runs: &[(String, f64)], settings: &DriftSettings) 
     }
     let values: Vec<f64> = runs.iter().map(|(_, v)| *v).collect();
     let t = trend(&values)?;
-    let worse = match figure.better {
-        Better::Lower => t.change > 0.0,
-        Better::Higher => t.change < 0.0,
+    let points = figure.source == SampleSource::ErrorShare;
+    // How far the fitted line moved, in the unit its floor is in.
+    let (moved, floor) = if points {
+        (t.fitted_last - t.fitted_first, settings.min_points)
+    } else if t.fitted_first > 0.0 {
+        (t.change, settings.min_change)
+    } else {
+        return None;
     };
-    if !worse || t.p_value >= settings.significance || t.change.abs() < settings.min_change {
+    let worse = match figure.better {
+        Better::Lower => moved > 0.0,
+        Better::Higher => moved < 0.0,
+    };
+    if !worse || t.p_value >= settings.significance || moved.abs() < floor {
         return None;
     }
     let (first, last) = (&runs[0], &runs[runs.len() - 1]);
@@ -133,7 +146,7 @@ pub fn drift(figure: &Figure, runs: &[(String, f64)], settings: &DriftSettings) 
     };
     Some(Finding {
         id: DRIFT_ID.into(),
-        severity: if t.change.abs() >= 0.25 {
+        severity: if (points && moved.abs() >= 5.0) || (!points && moved.abs() >= 0.25) {
             Severity::Critical
         } else {
             Severity::Warning
@@ -145,44 +158,34 @@ pub fn drift(figure: &Figure, runs: &[(String, f64)], settings: &DriftSettings) 
         },
         symptom,
         verdict: format!(
-            "{} drifted {} across {} runs: {} → {} {} ({:+.0}% on the fitted trend)",
+            "{} drifted {} across {} runs: {} → {} {} ({} on the fitted trend)",
             figure.label,
-            if t.change > 0.0 { "up" } else { "down" },
+            if moved > 0.0 { "up" } else { "down" },
             runs.len(),
             number(first.1),
             number(last.1),
             figure.unit,
-            t.change * 100.0
+            if points {
+                format!("{moved:+.1} pp")
+            } else {
+                format!("{:+.0}%", moved * 100.0)
+            }
         ),
         evidence: vec![
-            Observation {
-                signal: format!("{} first run", figure.name),
-                value: first.1,
-                threshold: None,
-                comparison: None,
-                window: first.0.clone(),
-            },
-            Observation {
-                signal: format!("{} last run", figure.name),
-                value: last.1,
-                threshold: None,
-                comparison: None,
-                window: last.0.clone(),
-            },
-            Observation {
-                signal: format!("{} fitted change", figure.name),
-                value: t.change,
-                threshold: Some(settings.min_change),
-                comparison: Some("|·| ≥".into()),
-                window: window.clone(),
-            },
-            Observation {
-                signal: "Mann–Kendall p-value".into(),
-                value: t.p_value,
-                threshold: Some(settings.significance),
-                comparison: Some("<".into()),
-                window,
-            },
+            observed(format!("{} first run", figure.name), first.1, None, &first.0),
+            observed(format!("{} last run", figure.name), last.1, None, &last.0),
+            observed(
+                format!("{} fitted change", figure.name),
+                moved,
+                Some((floor, "|·| ≥")),
+                &window,
+            ),
+            observed(
+                "Mann–Kendall p-value".into(),
+                t.p_value,
+                Some((settings.significance, "<")),
+                &window,
+            ),
         ],
         why: "The same workload against the same target got steadily worse from run to run, more than run-to-run \
               noise explains: something accumulates between runs (KV-cache fragmentation, a leak, a growing \
@@ -201,6 +204,16 @@ pub fn drift(figure: &Figure, runs: &[(String, f64)], settings: &DriftSettings) 
                  the case study of tokens/s falling 610 → 420 over five days (KV fragmentation)"
             .into(),
     })
+}
+
+fn observed(signal: String, value: f64, limit: Option<(f64, &str)>, window: &str) -> Observation {
+    Observation {
+        signal,
+        value,
+        threshold: limit.map(|(v, _)| v),
+        comparison: limit.map(|(_, how)| how.to_string()),
+        window: window.to_string(),
+    }
 }
 
 fn number(v: f64) -> String {
@@ -271,6 +284,11 @@ mod tests {
             )
             .is_none()
         );
+        // An error rate climbing from zero is drift, in percentage points.
+        let errors = figure("error_rate").unwrap();
+        let f = drift(errors, &labelled(&[0.0, 0.0, 1.0, 2.5, 4.0]), &settings).expect("0% → 4%");
+        assert!(f.verdict.contains("pp on the fitted trend"), "{}", f.verdict);
+        assert!(drift(errors, &labelled(&[0.0, 0.0, 0.0, 0.0, 0.0]), &settings).is_none());
         // Rising latency is drift too.
         let tpot = figure("tpot_p95").unwrap();
         let f = drift(tpot, &labelled(&[20.0, 22.0, 25.0, 27.0, 30.0]), &settings).unwrap();

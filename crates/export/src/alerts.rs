@@ -144,6 +144,18 @@ fn playbook_alerts(t: &Target, th: &Thresholds) -> Vec<Alert> {
         let all = need(RequestsFinished, t.per_second(RequestsFinished, pod))?;
         Ok(ratio(&failed, &all))
     };
+    // The queue as `diagnose` reads it for saturation: requests waiting for capacity where the server tells them
+    // apart from prefills deferred on purpose (vLLM's reason="capacity"), else every waiting request.
+    let kv_queued = match (
+        t.gauge(RequestsWaitingCapacity, pod, Over::WindowMean),
+        &waiting,
+    ) {
+        (Some(capacity), Ok(all)) => Ok(format!(
+            "(({capacity}) or ({all})) > {}",
+            th.waiting_mean_nonempty
+        )),
+        _ => queued.clone(),
+    };
     let kv_saturated = |name, severity, limit: f64, comparison: &str| Alert {
         name,
         severity,
@@ -155,7 +167,7 @@ fn playbook_alerts(t: &Target, th: &Thresholds) -> Vec<Alert> {
         condition: kv_max.clone().and_then(|kv| {
             Ok(on_pod(
                 &format!("{kv} {comparison} {limit}"),
-                &queued.clone()?,
+                &kv_queued.clone()?,
             ))
         }),
     };

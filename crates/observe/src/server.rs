@@ -101,11 +101,6 @@ impl RecentScrapes {
         &self.scrapes
     }
 
-    /// The span kept, summarised; `None` before two scrapes.
-    pub fn window(&self) -> Option<ServerWindow> {
-        summarize(&self.scrapes)
-    }
-
     /// The interval between the last two scrapes, summarised: what the server did just now.
     pub fn latest_interval(&self) -> Option<ServerWindow> {
         summarize(&self.scrapes[self.scrapes.len().saturating_sub(2)..])
@@ -292,7 +287,7 @@ mod tests {
     #[test]
     fn recent_scrapes_keep_the_span_and_one_baseline_before_it() {
         let mut recent = RecentScrapes::new(10.0);
-        assert!(recent.window().is_none());
+        assert!(summarize(recent.scrapes()).is_none());
         // 100 tokens a second for 20 s, then none.
         for t in 0..=20 {
             recent.push(f64::from(t), scrape(100.0 * f64::from(t)));
@@ -303,7 +298,7 @@ mod tests {
         let times: Vec<f64> = recent.scrapes().iter().map(|(t, _)| *t).collect();
         assert_eq!(times.first(), Some(&15.0));
         assert_eq!(times.last(), Some(&25.0));
-        let window = recent.window().unwrap();
+        let window = summarize(recent.scrapes()).unwrap();
         assert_eq!(window.seconds(), 10.0);
         assert_eq!(
             window.counter(Signal::GenerationTokens).unwrap().increase,

@@ -126,15 +126,34 @@ fn notes(c: &Comparison) -> Vec<String> {
             "gate {} {}: {} ({})",
             g.name,
             if g.name == "error_rate" {
-                format!("{:+}pp", g.limit)
+                format!("{:+.1} pp", g.limit)
             } else {
-                format!("{:+}%", g.limit * 100.0)
+                format!("{:+.1}%", g.limit * 100.0)
             },
             if g.failed { "FAILED" } else { "passed" },
             g.reason
         ));
     }
     notes
+}
+
+/// Figures present on either side: how many got a verdict, and how many stayed unknown.
+fn judged(c: &Comparison) -> (usize, usize) {
+    let present = c
+        .figures
+        .iter()
+        .filter(|f| f.baseline.is_some() || f.candidate.is_some());
+    let unknown = present.clone().filter(|f| f.verdict == Verdict::Unknown).count();
+    (present.count() - unknown, unknown)
+}
+
+/// The one line under the headlines when nothing moved: never a clean bill when nothing could be judged.
+fn quiet_line(c: &Comparison) -> String {
+    match judged(c) {
+        (0, _) => "no verdict: no figure could be tested (no per-request samples on one side)".into(),
+        (_, 0) => "no figure changed beyond noise".into(),
+        (n, unknown) => format!("no figure changed beyond noise ({n} tested, {unknown} unknown)"),
+    }
 }
 
 pub fn term(c: &Comparison, labels: &Labels, warnings: &[String]) -> String {
@@ -144,7 +163,8 @@ pub fn term(c: &Comparison, labels: &Labels, warnings: &[String]) -> String {
         out.push('\n');
     }
     if out.is_empty() {
-        out += "no figure changed beyond noise\n";
+        out += &quiet_line(c);
+        out.push('\n');
     }
     out += &table(c, labels).term();
     for n in warnings
@@ -161,11 +181,16 @@ pub fn term(c: &Comparison, labels: &Labels, warnings: &[String]) -> String {
 /// A pull-request comment: the verdict first, then the table and the notes.
 pub fn markdown(c: &Comparison, labels: &Labels, warnings: &[String]) -> String {
     let verdict = if c.failed() {
-        "❌ a gate failed"
+        "❌ a gate failed".to_string()
     } else if c.figures.iter().any(|f| f.verdict == Verdict::Worse) {
-        "⚠️ worse beyond noise"
+        "⚠️ worse beyond noise".to_string()
+    } else if judged(c).0 == 0 {
+        "❔ no verdict: no figure could be tested".to_string()
     } else {
-        "✅ no regression beyond noise"
+        match judged(c).1 {
+            0 => "✅ no regression beyond noise".to_string(),
+            unknown => format!("✅ no regression beyond noise ({unknown} figures unknown)"),
+        }
     };
     let mut out = format!(
         "# infer-doctor compare: {verdict}\n\n`{}` → `{}`\n\n",
@@ -186,21 +211,20 @@ pub fn markdown(c: &Comparison, labels: &Labels, warnings: &[String]) -> String 
     out
 }
 
+/// Text as XML content or attribute value: HTML's escaping serves XML too, but XML 1.0 cannot carry most control
+/// characters even escaped, so they become `?`.
 fn xml_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for ch in text.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            // XML 1.0 has no way to write most control characters, even escaped.
-            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => out.push('?'),
-            c => out.push(c),
-        }
-    }
-    out
+    let printable: String = text
+        .chars()
+        .map(|c| {
+            if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') {
+                '?'
+            } else {
+                c
+            }
+        })
+        .collect();
+    crate::html::escape(&printable)
 }
 
 /// JUnit XML: one test case per figure, failed when a `--fail-on` gate on it failed; the change, interval and

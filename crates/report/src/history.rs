@@ -5,6 +5,7 @@ use infer_doctor_core::Finding;
 use infer_doctor_core::figures::Figure;
 use serde::Serialize;
 
+use crate::markdown::severity_label;
 use crate::table::Table;
 
 /// One run's point on the trend.
@@ -29,6 +30,8 @@ pub struct Trend {
     pub runs: Vec<TrendRun>,
     /// `history.drift`, when the figure drifted the wrong way.
     pub drift: Option<Finding>,
+    /// Runs the drift test needs before it says anything.
+    pub drift_min_runs: usize,
 }
 
 impl Trend {
@@ -79,28 +82,26 @@ impl Trend {
         }
     }
 
-    fn verdict_lines(&self) -> Vec<String> {
+    /// What the drift test concluded, in one line: found, not found, or unknown for want of runs.
+    pub fn drift_status(&self) -> String {
+        let with_value = self.runs.iter().filter(|r| r.value.is_some()).count();
         match &self.drift {
-            Some(f) => vec![
-                format!(
-                    "{} [{}]: {}",
-                    f.id,
-                    format!("{:?}", f.severity).to_lowercase(),
-                    f.verdict
-                ),
-                format!("why: {}", f.why),
-                format!("do: {}", f.remedies.join("; ")),
-            ],
-            None if self.runs.iter().filter(|r| r.value.is_some()).count() < 4 => vec![format!(
-                "drift: unknown (needs at least 4 runs with {}; {} so far)",
-                self.figure.name,
-                self.runs.iter().filter(|r| r.value.is_some()).count()
-            )],
-            None => vec![format!(
-                "no drift in {} across these runs",
-                self.figure.name
-            )],
+            Some(f) => format!("{} [{}]: {}", f.id, severity_label(f.severity), f.verdict),
+            None if with_value < self.drift_min_runs => format!(
+                "drift: unknown (needs at least {} runs with {}; {with_value} so far)",
+                self.drift_min_runs, self.figure.name
+            ),
+            None => format!("no drift in {} across these runs", self.figure.name),
         }
+    }
+
+    fn verdict_lines(&self) -> Vec<String> {
+        let mut lines = vec![self.drift_status()];
+        if let Some(f) = &self.drift {
+            lines.push(format!("why: {}", f.why));
+            lines.push(format!("do: {}", f.remedies.join("; ")));
+        }
+        lines
     }
 
     pub fn term(&self) -> String {
@@ -119,6 +120,13 @@ impl Trend {
             out += &format!("- {line}\n");
         }
         out
+    }
+
+    /// The trend as JSON, with the drift test's status beside its finding.
+    pub fn json(&self) -> String {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        value["drift_status"] = self.drift_status().into();
+        serde_json::to_string_pretty(&value).unwrap_or_default() + "\n"
     }
 
     pub fn html(&self) -> String {

@@ -420,10 +420,15 @@ pub(crate) fn render_trend(trend: &crate::history::Trend) -> String {
     let title = trend.title();
     let mut page = open_page(&title);
     let _ = write!(page, "<main><h1>{}</h1>", escape(&title));
-    if let Some(finding) = &trend.drift {
-        page.push_str(r#"<section id="findings"><div class="cards">"#);
-        finding_card(&mut page, finding);
-        page.push_str("</div></section>");
+    match &trend.drift {
+        Some(finding) => {
+            page.push_str(r#"<section id="findings"><div class="cards">"#);
+            finding_card(&mut page, finding);
+            page.push_str("</div></section>");
+        }
+        None => {
+            let _ = write!(page, r#"<p id="drift-status">{}</p>"#, escape(&trend.drift_status()));
+        }
     }
     let points: Vec<(String, Option<f64>)> = trend
         .runs

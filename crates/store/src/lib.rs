@@ -69,6 +69,8 @@ pub enum StoreError {
         found: u32,
         known: u32,
     },
+    #[error("history {path}: cannot store the run's samples: {detail}")]
+    Encode { path: PathBuf, detail: String },
     #[error("history {path}: run {id}: stored {what} is not readable: {detail}")]
     Corrupt {
         path: PathBuf,
@@ -87,7 +89,7 @@ pub enum RunKind {
 }
 
 impl RunKind {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             RunKind::Bench => "bench",
             RunKind::Diagnose => "diagnose",
@@ -171,6 +173,14 @@ pub fn fingerprint(workload: &serde_json::Value) -> String {
     format!("{hash:016x}")
 }
 
+/// Names the history file in every SQLite error.
+fn sqlite_error(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    |source| StoreError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 impl Store {
     /// Opens (creating it and its directory if needed) and brings the schema up to date.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
@@ -180,15 +190,12 @@ impl Store {
                 source,
             })?;
         }
-        let sqlite = |source| StoreError::Sqlite {
-            path: path.to_path_buf(),
-            source,
-        };
-        let connection = Connection::open(path).map_err(sqlite)?;
-        connection.busy_timeout(BUSY_TIMEOUT).map_err(sqlite)?;
+        let sqlite = sqlite_error(path);
+        let connection = Connection::open(path).map_err(&sqlite)?;
+        connection.busy_timeout(BUSY_TIMEOUT).map_err(&sqlite)?;
         connection
             .execute_batch("PRAGMA foreign_keys = ON; PRAGMA journal_mode = WAL;")
-            .map_err(sqlite)?;
+            .map_err(&sqlite)?;
         let mut store = Store {
             connection,
             path: path.to_path_buf(),
@@ -202,93 +209,111 @@ impl Store {
     }
 
     fn sqlite(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-        |source| StoreError::Sqlite {
-            path: self.path.clone(),
-            source,
-        }
+        sqlite_error(&self.path)
     }
 
-    /// Applies the migrations this database has not had, up to `target`, each in its own transaction.
+    /// Applies the migrations this database has not had, up to `target`, each in its own transaction. The version
+    /// is read inside a write transaction, so two processes opening a new file at once do not both migrate it.
     fn migrate(&mut self, target: usize) -> Result<(), StoreError> {
-        let version: u32 = self
-            .connection
-            .pragma_query_value(None, "user_version", |row| row.get(0))
-            .map_err(self.sqlite())?;
-        if version as usize > MIGRATIONS.len() {
-            return Err(StoreError::Newer {
-                path: self.path.clone(),
-                found: version,
-                known: MIGRATIONS.len() as u32,
-            });
+        let sqlite = sqlite_error(&self.path);
+        loop {
+            let tx = self
+                .connection
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(&sqlite)?;
+            let version: u32 = tx
+                .pragma_query_value(None, "user_version", |row| row.get(0))
+                .map_err(&sqlite)?;
+            if version as usize > MIGRATIONS.len() {
+                return Err(StoreError::Newer {
+                    path: self.path.clone(),
+                    found: version,
+                    known: MIGRATIONS.len() as u32,
+                });
+            }
+            if version as usize >= target {
+                return Ok(());
+            }
+            tx.execute_batch(MIGRATIONS[version as usize]).map_err(&sqlite)?;
+            tx.pragma_update(None, "user_version", version + 1)
+                .map_err(&sqlite)?;
+            tx.commit().map_err(&sqlite)?;
         }
-        let path = self.path.clone();
-        let sqlite = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        for (index, sql) in MIGRATIONS
-            .iter()
-            .enumerate()
-            .take(target)
-            .skip(version as usize)
-        {
-            let tx = self.connection.transaction().map_err(sqlite)?;
-            tx.execute_batch(sql).map_err(sqlite)?;
-            tx.pragma_update(None, "user_version", index as u32 + 1)
-                .map_err(sqlite)?;
-            tx.commit().map_err(sqlite)?;
-        }
-        Ok(())
     }
 
-    /// Records a run and returns its id; a run from a directory already recorded replaces the old row.
+    /// Records a run and returns its id. A run from a directory already recorded is updated in place: its id,
+    /// and the baselines pinned to it, stay.
     pub fn record(&mut self, run: &NewRun) -> Result<i64, StoreError> {
-        let path = self.path.clone();
-        let sqlite = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let sqlite = sqlite_error(&self.path);
         let samples = run
             .samples
             .as_ref()
-            .map(|s| serde_json::to_string(s).unwrap_or_default());
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| StoreError::Encode {
+                path: self.path.clone(),
+                detail: e.to_string(),
+            })?;
         let dir = run.dir.as_ref().map(|d| d.to_string_lossy().into_owned());
-        let tx = self.connection.transaction().map_err(sqlite)?;
-        if let Some(dir) = &dir {
-            tx.execute("DELETE FROM runs WHERE dir = ?1", params![dir])
-                .map_err(sqlite)?;
-        }
-        tx.execute(
-            "INSERT INTO runs (kind, started_at, target, model, fingerprint, dir, document, samples)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                run.kind.as_str(),
-                run.started_at,
-                run.target,
-                run.model,
-                run.fingerprint,
-                dir,
-                run.document,
-                samples
-            ],
-        )
-        .map_err(sqlite)?;
-        let id = tx.last_insert_rowid();
+        let tx = self.connection.transaction().map_err(&sqlite)?;
+        let existing: Option<i64> = match &dir {
+            Some(dir) => tx
+                .query_row("SELECT id FROM runs WHERE dir = ?1", params![dir], |row| {
+                    row.get(0)
+                })
+                .optional()
+                .map_err(&sqlite)?,
+            None => None,
+        };
+        let values = params![
+            run.kind.as_str(),
+            run.started_at,
+            run.target,
+            run.model,
+            run.fingerprint,
+            dir,
+            run.document,
+            samples
+        ];
+        let id = match existing {
+            Some(id) => {
+                tx.execute(
+                    "UPDATE runs SET kind = ?1, started_at = ?2, target = ?3, model = ?4, fingerprint = ?5,
+                     dir = ?6, document = ?7, samples = ?8 WHERE id = ?9",
+                    rusqlite::params_from_iter(values.iter().copied().chain([&id as &dyn rusqlite::ToSql])),
+                )
+                .map_err(&sqlite)?;
+                tx.execute("DELETE FROM figures WHERE run_id = ?1", params![id])
+                    .map_err(&sqlite)?;
+                tx.execute("DELETE FROM findings WHERE run_id = ?1", params![id])
+                    .map_err(&sqlite)?;
+                id
+            }
+            None => {
+                tx.execute(
+                    "INSERT INTO runs (kind, started_at, target, model, fingerprint, dir, document, samples)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    values,
+                )
+                .map_err(&sqlite)?;
+                tx.last_insert_rowid()
+            }
+        };
         for (name, value) in &run.figures {
             tx.execute(
                 "INSERT OR REPLACE INTO figures (run_id, name, value) VALUES (?1, ?2, ?3)",
                 params![id, name, value],
             )
-            .map_err(sqlite)?;
+            .map_err(&sqlite)?;
         }
         for (finding, severity) in &run.findings {
             tx.execute(
                 "INSERT INTO findings (run_id, id, severity) VALUES (?1, ?2, ?3)",
                 params![id, finding, severity],
             )
-            .map_err(sqlite)?;
+            .map_err(&sqlite)?;
         }
-        tx.commit().map_err(sqlite)?;
+        tx.commit().map_err(&sqlite)?;
         Ok(id)
     }
 
@@ -487,7 +512,7 @@ mod tests {
     }
 
     #[test]
-    fn recording_a_directory_again_replaces_its_row() {
+    fn recording_a_directory_again_updates_its_row_and_keeps_its_pins() {
         let scratch = tempfile::tempdir().unwrap();
         let mut store = Store::open(&scratch.path().join("h.sqlite")).unwrap();
         store
@@ -502,6 +527,14 @@ mod tests {
         store.set_baseline("main", id).unwrap();
         assert_eq!(store.baseline("main").unwrap(), Some(id));
         assert_eq!(store.baseline("other").unwrap(), None);
+        // Recorded a third time (a rebuild, a second pin): same id, the pin kept, one row of findings.
+        let again = store
+            .record(&run("t", "2026-12-01T00:00:00Z", Some("/runs/1"), 3.0))
+            .unwrap();
+        assert_eq!(again, id);
+        assert_eq!(store.baseline("main").unwrap(), Some(id));
+        let rows = store.runs(&RunFilter::default()).unwrap();
+        assert_eq!((rows[0].figures["throughput"], rows[0].findings.len()), (3.0, 1));
     }
 
     #[test]

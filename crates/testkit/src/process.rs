@@ -1,9 +1,11 @@
-//! The binary as tests start it: no key from the developer's environment, and a history of its own, so a test
-//! run never reads or writes the developer's `~/.local/share/infer-doctor`.
+//! The binary as tests start it: no key from the developer's environment, a history of its own (a test run never
+//! reads or writes the developer's `~/.local/share/infer-doctor`), and child processes that never outlive a test.
 
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 /// One scratch data directory per test process, shared by its tests (the history file tolerates concurrent
 /// writers); tests that look into the history give `--history FILE` of their own.
@@ -23,4 +25,48 @@ pub fn command(exe: &str) -> Command {
     cmd.env_remove("OPENAI_API_KEY")
         .env("XDG_DATA_HOME", scratch_data_home());
     cmd
+}
+
+/// A child process killed (by its PID) when the test ends, passed or not.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Errors mean it already exited.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Running {
+    /// Waits for the process to exit, for at most `limit`; panics past it.
+    pub fn wait_for(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.0.try_wait().expect("polling a child process") {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("still running after {limit:?}");
+    }
+}
+
+/// `infer-doctor sim ARGS` (`exe` is the test's `env!("CARGO_BIN_EXE_infer-doctor")`) on a free loopback port:
+/// the process and the URL it printed first. Whatever it prints later is drained, so a full pipe never stalls it.
+pub fn start_sim(exe: &str, args: &[&str]) -> (Running, String) {
+    let mut child = command(exe)
+        .args(["sim", "--port", "0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting infer-doctor sim");
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut url = String::new();
+    stdout.read_line(&mut url).expect("reading the sim's URL");
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    let url = url.trim().to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "sim printed {url:?}");
+    (Running(child), url)
 }

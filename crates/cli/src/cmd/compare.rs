@@ -45,11 +45,7 @@ pub fn run(args: &CompareArgs) -> Result<u8, Failure> {
                 + "\n"
         }
     };
-    match &args.output {
-        Some(path) => std::fs::write(path, &text)
-            .map_err(|e| Failure::usage(anyhow!("writing {}: {e}", path.display())))?,
-        None => print!("{text}"),
-    }
+    super::write_or_print(args.output.as_deref(), &text)?;
     Ok(if comparison.failed() {
         exit::GATE_FAILED
     } else {

@@ -101,10 +101,15 @@ pub async fn run(args: Box<DiagnoseArgs>) -> Result<u8, Failure> {
     if let Some(dir) = &args.out {
         write_bundle_reports(dir, &document).map_err(Failure::usage)?;
     }
+    // A bundle diagnosed again replaces its earlier row rather than adding the same run twice.
+    let kept = args
+        .out
+        .as_deref()
+        .or(args.bundle.as_deref().filter(|b| b.is_dir()));
     crate::history::record(
         &args.history,
         &crate::history::from_diagnosis(&document, bundle_dir.as_deref()),
-        args.out.as_deref(),
+        kept,
         args.quiet,
     );
     // The terminal report carries the warnings itself; the other formats keep stdout for the document.

@@ -16,7 +16,7 @@ pub fn run(args: &ExportArgs) -> Result<u8, Failure> {
             let dashboard = grafana::dashboard(&target(args)?);
             let json =
                 serde_json::to_string_pretty(&dashboard.json).context("rendering the dashboard")?;
-            write(args.output.as_deref(), &(json + "\n"))?;
+            super::write_or_print(args.output.as_deref(), &(json + "\n"))?;
             eprintln!(
                 "{} panels: {}",
                 dashboard.panels.len(),
@@ -27,7 +27,7 @@ pub fn run(args: &ExportArgs) -> Result<u8, Failure> {
         ExportCommand::Alerts(args) => {
             let thresholds = thresholds(args.thresholds.as_deref())?;
             let rules = alerts::rule_file(&target(&args.target)?, &thresholds, args.hold);
-            write(args.target.output.as_deref(), &rules.yaml)?;
+            super::write_or_print(args.target.output.as_deref(), &rules.yaml)?;
             eprintln!("{} alerts: {}", rules.alerts.len(), rules.alerts.join(", "));
             tell_omitted("alerts", &rules.omitted);
         }
@@ -43,18 +43,6 @@ fn target(args: &ExportTargetArgs) -> Result<Target, Failure> {
         args.rate_window,
     )
     .map_err(Failure::usage)
-}
-
-fn write(output: Option<&Path>, text: &str) -> Result<(), Failure> {
-    match output {
-        Some(path) => std::fs::write(path, text)
-            .with_context(|| format!("writing {}", path.display()))
-            .map_err(Failure::usage),
-        None => {
-            print!("{text}");
-            Ok(())
-        }
-    }
 }
 
 fn tell_omitted(what: &str, omitted: &[Omission]) {

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::anyhow;
 use infer_doctor_core::Severity;
-use infer_doctor_core::figures::{FIGURES, figure};
+use infer_doctor_core::figures::parse_figure;
 use infer_doctor_diagnose::drift::{DriftSettings, drift};
 use infer_doctor_report::history::{Trend, TrendRun};
 use infer_doctor_store::{RunFilter, Store};
@@ -24,23 +24,21 @@ pub fn run(args: &HistoryArgs) -> Result<u8, Failure> {
 }
 
 fn trend(store: &Store, args: &HistoryArgs) -> Result<u8, Failure> {
-    let figure = figure(&args.metric).ok_or_else(|| {
-        Failure::usage(anyhow!(
-            "--metric {}: unknown; known: {}",
-            args.metric,
-            FIGURES
-                .iter()
-                .map(|f| f.name)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-    })?;
+    let figure = parse_figure(&args.metric)
+        .map_err(|e| Failure::usage(anyhow!("--metric {}: {e}", args.metric)))?;
+    // As runs record it: the URL as bench shows it, so `host:8000/v1/` finds runs of `http://host:8000/v1`.
+    let target = args
+        .target
+        .as_deref()
+        .map(|url| {
+            infer_doctor_load::Target::parse(url, None)
+                .map(|t| t.display_url().trim_end_matches('/').to_string())
+                .map_err(|e| Failure::usage(anyhow!("--target {url}: {e}")))
+        })
+        .transpose()?;
     let latest = store
         .runs(&RunFilter {
-            target: args
-                .target
-                .as_ref()
-                .map(|t| t.trim_end_matches('/').to_string()),
+            target: target.clone(),
             model: args.model.clone(),
             last: Some(1),
             ..RunFilter::default()
@@ -49,7 +47,7 @@ fn trend(store: &Store, args: &HistoryArgs) -> Result<u8, Failure> {
     let Some(latest) = latest.into_iter().next() else {
         println!(
             "no runs recorded{} in {}",
-            args.target
+            target
                 .as_ref()
                 .map(|t| format!(" for {t}"))
                 .unwrap_or_default(),
@@ -61,7 +59,7 @@ fn trend(store: &Store, args: &HistoryArgs) -> Result<u8, Failure> {
         target: Some(latest.target.clone()),
         model: Some(latest.model.clone()),
         fingerprint: Some(latest.fingerprint.clone()),
-        last: args.last,
+        last: Some(args.last as usize),
     };
     let rows = store.runs(&same_key).map_err(Failure::usage)?;
     let others = store
@@ -86,11 +84,12 @@ fn trend(store: &Store, args: &HistoryArgs) -> Result<u8, Failure> {
         .map(|r| TrendRun {
             id: r.id,
             started_at: r.started_at.clone(),
-            kind: format!("{:?}", r.kind).to_lowercase(),
+            kind: r.kind.as_str().to_string(),
             value: r.figures.get(figure.name).copied(),
             findings: r.findings.clone(),
         })
         .collect();
+    let settings = DriftSettings::default();
     let series: Vec<(String, f64)> = runs
         .iter()
         .filter_map(|r| r.value.map(|v| (format!("#{} {}", r.id, r.started_at), v)))
@@ -102,35 +101,25 @@ fn trend(store: &Store, args: &HistoryArgs) -> Result<u8, Failure> {
         model: latest.model,
         workload: latest.fingerprint,
         runs,
-        drift: drift(figure, &series, &DriftSettings::default()),
+        drift: drift(figure, &series, &settings),
+        drift_min_runs: settings.min_runs,
     };
     let mut text = match args.format {
         ReportFormat::Term => trend.term(),
         ReportFormat::Md => trend.markdown(),
         ReportFormat::Html => trend.html(),
-        ReportFormat::Json => serde_json::to_string_pretty(&trend).map_err(Failure::usage)? + "\n",
+        ReportFormat::Json => trend.json(),
     };
     if others > 0 && matches!(args.format, ReportFormat::Term | ReportFormat::Md) {
         text += &format!(
             "{others} other runs of this target and model had other workloads or load shapes; they are left out\n"
         );
     }
-    write_or_print(args.output.as_deref(), &text)?;
+    super::write_or_print(args.output.as_deref(), &text)?;
     Ok(match &trend.drift {
         Some(f) if f.severity == Severity::Critical => exit::GATE_FAILED,
         _ => exit::OK,
     })
-}
-
-fn write_or_print(path: Option<&Path>, text: &str) -> Result<(), Failure> {
-    match path {
-        Some(path) => std::fs::write(path, text)
-            .map_err(|e| Failure::usage(anyhow!("writing {}: {e}", path.display()))),
-        None => {
-            print!("{text}");
-            Ok(())
-        }
-    }
 }
 
 fn rebuild(store: &mut Store, args: &HistoryRebuildArgs) -> Result<u8, Failure> {

@@ -14,3 +14,15 @@ pub mod selftest;
 pub mod sim;
 pub mod trace;
 pub mod watch;
+
+/// A command's document to `-o FILE`, or to standard output without one.
+pub fn write_or_print(path: Option<&std::path::Path>, text: &str) -> Result<(), crate::Failure> {
+    match path {
+        Some(path) => std::fs::write(path, text)
+            .map_err(|e| crate::Failure::usage(anyhow::anyhow!("writing {}: {e}", path.display()))),
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
+}

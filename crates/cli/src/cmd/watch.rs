@@ -105,8 +105,13 @@ impl Source {
     async fn open(args: &WatchArgs) -> Result<Source, Failure> {
         let forced = forced_dialect(args.dialect.as_deref())?;
         if let Some(url) = &args.prometheus {
+            // Checked now, not at the first query; and only the URL as shown (no credentials, no query string)
+            // is kept, since it is printed in the view's title and in every event line.
+            let shown = infer_doctor_load::Target::parse(url, None)
+                .map_err(|e| Failure::usage(anyhow!("--prometheus: {e}")))?
+                .display_url();
             return Ok(Source::Prometheus {
-                url: url.clone(),
+                url: shown,
                 selector: args.selector.clone(),
                 window: args.window,
                 group_by: args.group_by.clone(),
@@ -270,6 +275,13 @@ impl Probe {
             crate::cmd::bench::execute(&bench, Cancel::never().or_at(Instant::now() + self.limit))
                 .await
                 .map_err(|f| format!("probe of {}: {:#}", self.url, f.error))?;
+        // A probe the interval cut short is judged by nobody, as `diagnose` refuses an interrupted probe.
+        if executed.document.interrupted {
+            return Err(format!(
+                "probe of {}: not finished within the interval; single-user latency left unknown",
+                self.url
+            ));
+        }
         Ok(executed.document.summary)
     }
 }
@@ -288,6 +300,7 @@ impl Watcher {
             None => None,
         };
         let refreshed = self.source.refresh().await;
+        let read = refreshed.is_ok();
         let mut snapshot = Snapshot {
             at: SystemTime::now(),
             window: None,
@@ -313,8 +326,9 @@ impl Watcher {
             None => {}
         }
         bundle::add_server_config(&mut gathered, None);
-        // A failed read leaves the window as it was: judging it again would report nothing new.
-        if snapshot.problem.is_none() {
+        // A failed read leaves the window as it was: judging it again would report nothing new. A failed probe
+        // does not: the server's window is judged without its single-user latency.
+        if read {
             snapshot.findings = Some(diagnose(&gathered.evidence, &self.thresholds).findings);
         }
         snapshot.window = gathered.evidence.server;
