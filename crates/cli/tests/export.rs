@@ -4,13 +4,13 @@
 //! `healthy` none. Bad input exits 2 naming it.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use infer_doctor_testkit::prometheus::RunningPrometheus;
 use infer_doctor_testkit::Running;
+use infer_doctor_testkit::prometheus::RunningPrometheus;
 use serde_json::Value;
 
 /// Short enough for rate() to have a few 1 s scrapes in it soon after load starts.

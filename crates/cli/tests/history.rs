@@ -81,7 +81,14 @@ fn figure<'a>(doc: &'a Value, name: &str) -> &'a Value {
 /// `history --metric throughput --format json`: exit code, the trend, its values oldest first.
 fn throughput_trend(history: &Path) -> (Option<i32>, Value, Vec<f64>) {
     let out = run(bin()
-        .args(["history", "--metric", "throughput", "--format", "json", "--history"])
+        .args([
+            "history",
+            "--metric",
+            "throughput",
+            "--format",
+            "json",
+            "--history",
+        ])
         .arg(history));
     let trend: Value =
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
@@ -230,10 +237,17 @@ fn a_degrading_server_drifts_across_runs_and_the_history_is_rebuilt_from_its_dir
         let key: &[&str] = if day == 1 { &["--api-key", KEY] } else { &[] };
         bench(&url, &history, &runs.join(format!("day{day}")), 48, key);
     }
-    for file in std::fs::read_dir(scratch.path()).unwrap().map(|e| e.unwrap().path()) {
+    for file in std::fs::read_dir(scratch.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+    {
         if file.is_file() {
             let bytes = std::fs::read(&file).unwrap();
-            assert!(!bytes.windows(KEY.len()).any(|w| w == KEY.as_bytes()), "{}", file.display());
+            assert!(
+                !bytes.windows(KEY.len()).any(|w| w == KEY.as_bytes()),
+                "{}",
+                file.display()
+            );
         }
     }
     drop(sim);

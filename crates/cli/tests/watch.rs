@@ -7,8 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use infer_doctor_testkit::prometheus;
 use infer_doctor_testkit::Running;
+use infer_doctor_testkit::prometheus;
 use serde_json::Value;
 
 fn bin() -> Command {
@@ -17,7 +17,10 @@ fn bin() -> Command {
 
 /// The `kv-saturated` simulator on a free loopback port: idle it is healthy; 32 users fill its KV cache.
 fn saturable_sim() -> (Running, String) {
-    infer_doctor_testkit::start_sim(env!("CARGO_BIN_EXE_infer-doctor"), &["--scenario", "kv-saturated"])
+    infer_doctor_testkit::start_sim(
+        env!("CARGO_BIN_EXE_infer-doctor"),
+        &["--scenario", "kv-saturated"],
+    )
 }
 
 /// 32 users sending `requests` requests in all: several times what the cache holds at once, for a few seconds.

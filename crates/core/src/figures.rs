@@ -173,7 +173,11 @@ pub fn parse_figure(name: &str) -> Result<&'static Figure, String> {
     figure(name).ok_or_else(|| {
         format!(
             "unknown figure `{name}`; known: {}",
-            FIGURES.iter().map(|f| f.name).collect::<Vec<_>>().join(", ")
+            FIGURES
+                .iter()
+                .map(|f| f.name)
+                .collect::<Vec<_>>()
+                .join(", ")
         )
     })
 }

@@ -161,7 +161,9 @@ fn figure_change(
     };
     let verdict = match (point, interval) {
         // The interval must agree with the point's direction: the point is the summary's, the interval the samples'.
-        (Some(p), Some(ci)) if ci.excludes_zero() && (ci.low > 0.0) == (p > 0.0) && p.abs() >= floor => {
+        (Some(p), Some(ci))
+            if ci.excludes_zero() && (ci.low > 0.0) == (p > 0.0) && p.abs() >= floor =>
+        {
             let higher = p > 0.0;
             if higher == (f.better == Better::Higher) {
                 Verdict::Better

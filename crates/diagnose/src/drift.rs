@@ -287,7 +287,11 @@ mod tests {
         // An error rate climbing from zero is drift, in percentage points.
         let errors = figure("error_rate").unwrap();
         let f = drift(errors, &labelled(&[0.0, 0.0, 1.0, 2.5, 4.0]), &settings).expect("0% → 4%");
-        assert!(f.verdict.contains("pp on the fitted trend"), "{}", f.verdict);
+        assert!(
+            f.verdict.contains("pp on the fitted trend"),
+            "{}",
+            f.verdict
+        );
         assert!(drift(errors, &labelled(&[0.0, 0.0, 0.0, 0.0, 0.0]), &settings).is_none());
         // Rising latency is drift too.
         let tpot = figure("tpot_p95").unwrap();

@@ -143,14 +143,19 @@ fn judged(c: &Comparison) -> (usize, usize) {
         .figures
         .iter()
         .filter(|f| f.baseline.is_some() || f.candidate.is_some());
-    let unknown = present.clone().filter(|f| f.verdict == Verdict::Unknown).count();
+    let unknown = present
+        .clone()
+        .filter(|f| f.verdict == Verdict::Unknown)
+        .count();
     (present.count() - unknown, unknown)
 }
 
 /// The one line under the headlines when nothing moved: never a clean bill when nothing could be judged.
 fn quiet_line(c: &Comparison) -> String {
     match judged(c) {
-        (0, _) => "no verdict: no figure could be tested (no per-request samples on one side)".into(),
+        (0, _) => {
+            "no verdict: no figure could be tested (no per-request samples on one side)".into()
+        }
         (_, 0) => "no figure changed beyond noise".into(),
         (n, unknown) => format!("no figure changed beyond noise ({n} tested, {unknown} unknown)"),
     }

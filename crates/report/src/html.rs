@@ -427,7 +427,11 @@ pub(crate) fn render_trend(trend: &crate::history::Trend) -> String {
             page.push_str("</div></section>");
         }
         None => {
-            let _ = write!(page, r#"<p id="drift-status">{}</p>"#, escape(&trend.drift_status()));
+            let _ = write!(
+                page,
+                r#"<p id="drift-status">{}</p>"#,
+                escape(&trend.drift_status())
+            );
         }
     }
     let points: Vec<(String, Option<f64>)> = trend

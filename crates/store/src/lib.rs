@@ -234,7 +234,8 @@ impl Store {
             if version as usize >= target {
                 return Ok(());
             }
-            tx.execute_batch(MIGRATIONS[version as usize]).map_err(&sqlite)?;
+            tx.execute_batch(MIGRATIONS[version as usize])
+                .map_err(&sqlite)?;
             tx.pragma_update(None, "user_version", version + 1)
                 .map_err(&sqlite)?;
             tx.commit().map_err(&sqlite)?;
@@ -534,7 +535,10 @@ mod tests {
         assert_eq!(again, id);
         assert_eq!(store.baseline("main").unwrap(), Some(id));
         let rows = store.runs(&RunFilter::default()).unwrap();
-        assert_eq!((rows[0].figures["throughput"], rows[0].findings.len()), (3.0, 1));
+        assert_eq!(
+            (rows[0].figures["throughput"], rows[0].findings.len()),
+            (3.0, 1)
+        );
     }
 
     #[test]

@@ -1,8 +1,6 @@
 //! `infer-doctor export grafana|alerts`: the dashboard or the rule file the export room generates, written to a
 //! file or standard output, with what the server's dialect cannot show listed on standard error.
 
-use std::path::Path;
-
 use anyhow::Context;
 use infer_doctor_export::{Omission, Target, alerts, grafana};
 
