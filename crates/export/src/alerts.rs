@@ -294,17 +294,39 @@ fn regression_rules(t: &Target, th: &Thresholds) -> (Vec<Yaml>, Vec<Alert>) {
             t.per_second(Signal::GenerationTokens, Per::Fleet),
         ),
     );
+    // The selector's fixed labels go on the recorded series, so rule files for two fleets do not write one series.
+    let labels = t.fixed_labels();
+    let quoted = |value: &str| value.replace('\\', "\\\\").replace('"', "\\\"");
+    let labelled = |query: &str| {
+        labels
+            .iter()
+            .fold(query.to_string(), |inner, (name, value)| {
+                // label_replace with an empty source regex sets a constant label; `$` would start a reference.
+                let value = quoted(value).replace('$', "$$");
+                format!(r#"label_replace({inner}, "{name}", "{value}", "", "")"#)
+            })
+    };
+    let series = |record: &str| {
+        if labels.is_empty() {
+            return record.to_string();
+        }
+        let matchers: Vec<String> = labels
+            .iter()
+            .map(|(name, value)| format!(r#"{name}="{}""#, quoted(value)))
+            .collect();
+        format!("{record}{{{}}}", matchers.join(","))
+    };
     let recordings = [&tpot, &tokens]
         .into_iter()
         .filter_map(|(record, query)| {
             let query = query.as_ref().ok()?;
             Some(Yaml::Map(vec![
                 ("record", Yaml::text(record.as_str())),
-                ("expr", Yaml::text(query.as_str())),
+                ("expr", Yaml::text(labelled(query))),
             ]))
         })
         .collect();
-    let last_week = |record: &str| format!("({record} offset {REGRESSION_OFFSET})");
+    let last_week = |record: &str| format!("({} offset {REGRESSION_OFFSET})", series(record));
     let alerts = vec![
         Alert {
             name: "InferDoctorTpotRegression",
@@ -317,7 +339,7 @@ fn regression_rules(t: &Target, th: &Thresholds) -> (Vec<Yaml>, Vec<Alert>) {
             condition: tpot.1.as_ref().map_err(|s| *s).map(|_| {
                 format!(
                     "{} > {} * {}",
-                    tpot.0,
+                    series(&tpot.0),
                     1.0 / th.degradation_ratio,
                     last_week(&tpot.0)
                 )
@@ -334,7 +356,7 @@ fn regression_rules(t: &Target, th: &Thresholds) -> (Vec<Yaml>, Vec<Alert>) {
             condition: tokens.1.as_ref().map_err(|s| *s).map(|_| {
                 format!(
                     "{} < {} * {}",
-                    tokens.0,
+                    series(&tokens.0),
                     th.degradation_ratio,
                     last_week(&tokens.0)
                 )

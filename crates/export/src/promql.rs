@@ -100,6 +100,41 @@ impl Target {
         &self.scope.group_by
     }
 
+    /// The selector's `label="value"` matchers: what a fleet-wide recorded series is labelled with, so two rule
+    /// files for two fleets (two namespaces, say) record two series instead of colliding on one.
+    pub fn fixed_labels(&self) -> Vec<(String, String)> {
+        let mut labels = Vec::new();
+        let mut rest = self.scope.matchers.as_str();
+        while let Some(eq) = rest.find('=') {
+            let name = rest[..eq].trim().trim_start_matches(',').trim();
+            let after = &rest[eq + 1..];
+            // `=~` and `!=` select several values: no one label to record.
+            let exact = !name.ends_with('!') && !after.starts_with('~');
+            let Some(open) = after.find('"') else { break };
+            let value_start = &after[open + 1..];
+            let (mut end, mut value, mut escaped) = (None, String::new(), false);
+            for (i, c) in value_start.char_indices() {
+                match c {
+                    '\\' if !escaped => escaped = true,
+                    '"' if !escaped => {
+                        end = Some(i);
+                        break;
+                    }
+                    c => {
+                        value.push(c);
+                        escaped = false;
+                    }
+                }
+            }
+            let Some(end) = end else { break };
+            if exact {
+                labels.push((name.to_string(), value));
+            }
+            rest = &value_start[end + 1..];
+        }
+        labels
+    }
+
     /// The rate window as PromQL writes it (`5m`).
     pub fn rate_window(&self) -> &str {
         &self.window
@@ -372,6 +407,20 @@ mod tests {
         assert!(dcgm.to_string().contains("--dialect dcgm"), "{dcgm}");
         let label = Target::new(Dialect::VllmV1, "", "9pod", window).unwrap_err();
         assert_eq!(label, TargetError::PodLabel("9pod".into()));
+        let labelled = Target::new(
+            Dialect::VllmV1,
+            r#"{namespace="llm", pod=~"vllm-.*", env!="dev", note="a \"quoted\", value"}"#,
+            "pod",
+            window,
+        )
+        .unwrap();
+        assert_eq!(
+            labelled.fixed_labels(),
+            [
+                ("namespace".to_string(), "llm".to_string()),
+                ("note".to_string(), r#"a "quoted", value"#.to_string())
+            ]
+        );
         let selector = Target::new(Dialect::VllmV1, "{a=\"b\"", "pod", window).unwrap_err();
         assert!(selector.to_string().starts_with("--selector `{a=\"b\"`"));
         let subsecond = Target::new(Dialect::VllmV1, "", "pod", Duration::from_millis(1500));

@@ -30,6 +30,13 @@ fn metric_names(promql: &str) -> BTreeSet<String> {
             i = skip_to(i, '}');
         } else if c == '[' {
             i = skip_to(i, ']');
+        } else if c == '"' {
+            // A string literal (label_replace's arguments): text, never a name.
+            i += 1;
+            while i < chars.len() && chars[i] != '"' {
+                i += if chars[i] == '\\' { 2 } else { 1 };
+            }
+            i += 1;
         } else if c.is_ascii_digit() {
             // A number or a duration (`7d`).
             while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
@@ -94,9 +101,10 @@ fn yaml_values<'a>(yaml: &'a str, key: &'a str) -> impl Iterator<Item = String> 
 #[test]
 fn the_metric_reader_finds_names_and_only_names() {
     let promql = "histogram_quantile(0.95, sum by (pod, le) (rate(vllm:a_bucket{x=\"y:z\"}[5m]))) * 0.001 > 2 \
-                  and on (pod) (sum (b_total) or c:rec offset 7d) / avg(max_over_time(d[1m]))";
+                  and on (pod) (sum (b_total) or c:rec offset 7d) / avg(max_over_time(d[1m])) \
+                  + label_replace(e, \"job\", \"a \\\"quoted\\\" llm\", \"\", \"\")";
     let names: Vec<String> = metric_names(promql).into_iter().collect();
-    assert_eq!(names, ["b_total", "c:rec", "d", "vllm:a_bucket"]);
+    assert_eq!(names, ["b_total", "c:rec", "d", "e", "vllm:a_bucket"]);
 }
 
 #[test]

@@ -96,6 +96,14 @@ fn promtool_unit_tests_fire_the_playbook_and_regression_alerts_only_where_they_s
     let saturated = |severity, summary| expected(&KV_SATURATED, severity, summary, Some("full"));
     let week = 7 * 24 * 60;
     // JSON is YAML: the unit-test file is written as JSON.
+    // The fleet's recorded series carry the selector's fixed labels, so its alert does too.
+    let mut regressed = expected(
+        &DEGRADED,
+        "warning",
+        "Fleet generated tokens/s is more than 30% below the same time 7d ago",
+        None,
+    );
+    regressed["exp_labels"]["namespace"] = "llm".into();
     let unit_tests = json!({
         "rule_files": [rules],
         "evaluation_interval": "1m",
@@ -147,12 +155,7 @@ fn promtool_unit_tests_fire_the_playbook_and_regression_alerts_only_where_they_s
                     {
                         "eval_time": format!("{}m", week + 120),
                         "alertname": "InferDoctorThroughputRegression",
-                        "exp_alerts": [expected(
-                            &DEGRADED,
-                            "warning",
-                            "Fleet generated tokens/s is more than 30% below the same time 7d ago",
-                            None,
-                        )],
+                        "exp_alerts": [regressed],
                     },
                 ],
             },
