@@ -391,6 +391,19 @@ pub struct DiagnoseArgs {
     /// A run directory (from `bench --out` or `diagnose --out`) to diagnose offline.
     #[arg(long)]
     pub bundle: Option<PathBuf>,
+    /// A Prometheus that scrapes the fleet (e.g. http://prometheus:9090): every replica judged side by side over
+    /// --window, and the fleet as a whole.
+    #[arg(long, conflicts_with_all = ["url", "bundle"])]
+    pub prometheus: Option<String>,
+    /// Which series to read from --prometheus, e.g. '{namespace="llm"}'.
+    #[arg(long, default_value = "", requires = "prometheus")]
+    pub selector: String,
+    /// The window rates, quantiles and means are taken over (with --prometheus).
+    #[arg(long, value_parser = parse_duration, default_value = "5m", requires = "prometheus")]
+    pub window: Duration,
+    /// The label that tells replicas apart (with --prometheus; `instance` is used when no series has it).
+    #[arg(long, default_value = "pod", requires = "prometheus")]
+    pub group_by: String,
     /// Scrapes of one server's /metrics, earlier first.
     #[arg(long, num_args = 1..)]
     pub metrics: Vec<PathBuf>,

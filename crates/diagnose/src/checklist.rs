@@ -8,7 +8,7 @@ use crate::assessment::{Assessment, how, ms, percent};
 use crate::facts::Facts;
 
 /// Lines answered directly by one rule: (line id, question, rule id).
-const RULE_LINES: [(&str, &str, &str); 43] = [
+const RULE_LINES: [(&str, &str, &str); 44] = [
     ("error_rate", "Is the error rate below 1%?", "errors.rate"),
     (
         "no_preemptions",
@@ -29,6 +29,11 @@ const RULE_LINES: [(&str, &str, &str); 43] = [
         "outputs_stop",
         "Do outputs end by stop, not by length?",
         "output.runaway",
+    ),
+    (
+        "fleet_balanced",
+        "Is the load even across the replicas (no one pod far busier or fuller than its peers)?",
+        "fleet.load_skew",
     ),
     (
         "upstream_matches",

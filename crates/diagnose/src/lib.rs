@@ -13,6 +13,7 @@ pub mod drift;
 mod engine;
 mod errors;
 mod facts;
+mod fleet;
 mod hardware;
 mod host;
 mod itl;
@@ -46,7 +47,7 @@ use facts::Facts;
 
 /// Every rule family, in the order that breaks ties between equally severe and confident findings: failures
 /// first, then root causes (capacity, upstream) before the symptoms they explain (TTFT, ITL).
-const FAMILIES: [fn(&Facts, &Thresholds) -> Vec<Assessment>; 16] = [
+const FAMILIES: [fn(&Facts, &Thresholds) -> Vec<Assessment>; 17] = [
     // An engine that died or ran out of memory explains the errors and every number after it.
     engine::assess,
     errors::assess,
@@ -57,6 +58,8 @@ const FAMILIES: [fn(&Facts, &Thresholds) -> Vec<Assessment>; 16] = [
     host::assess,
     capacity::assess,
     upstream::assess,
+    // A router that piles requests onto one replica explains that replica's queue and the fleet's latency.
+    fleet::assess,
     // What a profiler trace shows the GPU waiting on explains the slow steps the client sees.
     trace::assess,
     network::assess,

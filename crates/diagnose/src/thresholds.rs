@@ -195,6 +195,16 @@ pub struct Thresholds {
     /// Decode step GPU time over the roofline floor (the weights read once at full bandwidth) above which decode
     /// is slower than the hardware allows. Inference, as `itl_floor_ratio`.
     pub trace_step_floor_ratio: f64,
+    /// One replica's mean running + waiting (or waiting) over the median of the others' from which the fleet's
+    /// load is skewed. Inference: vllm-doctor's imbalance rule compares replicas the same way; twice is far
+    /// beyond what a least-connections split of equal requests leaves.
+    pub fleet_skew_ratio: f64,
+    /// Requests in the system the busiest replica must hold beyond the others' median for a skew to count, so two
+    /// nearly idle replicas (1 against 0.4) are not called skewed. Inference.
+    pub fleet_min_in_system_gap: f64,
+    /// KV usage of the fullest replica over the others' median (a share, 0–1) that is a skew. Inference: a
+    /// 30-point gap is one pod near full while its peers have a third of their cache free.
+    pub fleet_kv_gap: f64,
 }
 
 impl Default for Thresholds {
@@ -270,6 +280,9 @@ impl Default for Thresholds {
             trace_host_copy_share: 0.05,
             trace_min_kernels: 200.0,
             trace_step_floor_ratio: 2.0,
+            fleet_skew_ratio: 2.0,
+            fleet_min_in_system_gap: 2.0,
+            fleet_kv_gap: 0.30,
         }
     }
 }
@@ -362,6 +375,9 @@ impl Thresholds {
             ("prefix_hit_low", self.prefix_hit_low),
             ("weights_vram_share", self.weights_vram_share),
             ("degradation_ratio", self.degradation_ratio),
+            ("fleet_skew_ratio", self.fleet_skew_ratio),
+            ("fleet_min_in_system_gap", self.fleet_min_in_system_gap),
+            ("fleet_kv_gap", self.fleet_kv_gap),
             ("littles_law_tolerance", self.littles_law_tolerance),
             ("littles_law_min_in_system", self.littles_law_min_in_system),
             ("littles_law_min_scrapes", self.littles_law_min_scrapes),

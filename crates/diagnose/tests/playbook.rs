@@ -19,6 +19,21 @@ type Change = fn(&mut Evidence);
 /// (rule id, the change that makes it fire, a near miss that must not).
 const CASES: &[(&str, Change, Change)] = &[
     (
+        "fleet.load_skew",
+        // vllm-1 queues with a full cache while vllm-0 runs its 15 with 40% of its cache.
+        |e| {
+            with_fleet(e);
+            set_pod_gauge(e, "vllm-1", Signal::RequestsWaiting, 6.0, 12.0);
+            set_pod_gauge(e, "vllm-1", Signal::KvUsage, 0.96, 0.99);
+        },
+        // A queue of 0.4 and a cache 25 points fuller: an uneven split, not a skew.
+        |e| {
+            with_fleet(e);
+            set_pod_gauge(e, "vllm-1", Signal::RequestsWaiting, 0.4, 2.0);
+            set_pod_gauge(e, "vllm-1", Signal::KvUsage, 0.65, 0.8);
+        },
+    ),
+    (
         "trace.gpu_idle",
         // Decode steps whose GPU work is spread over 30% more time than it takes, the host launching late.
         |e| {
@@ -699,6 +714,7 @@ fn every_playbook_rule_has_a_case() {
         "trace.comm_exposed",
         "trace.memcpy_in_step",
         "trace.step_over_floor",
+        "fleet.load_skew",
     ];
     for id in ids {
         assert!(
@@ -727,7 +743,9 @@ fn every_finding_cites_public_references_not_design_notes() {
 
 #[test]
 fn healthy_evidence_has_no_warning_and_every_checklist_line_passes() {
-    let diagnosis = diagnose(&healthy(), &Thresholds::default());
+    let mut evidence = healthy();
+    with_fleet(&mut evidence);
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
     assert!(
         diagnosis
             .findings
@@ -736,7 +754,7 @@ fn healthy_evidence_has_no_warning_and_every_checklist_line_passes() {
         "{:#?}",
         diagnosis.findings
     );
-    assert_eq!(diagnosis.checklist.len(), 48);
+    assert_eq!(diagnosis.checklist.len(), 49);
     for line in &diagnosis.checklist {
         assert_eq!(line.status, CheckStatus::Pass, "{line:#?}");
     }

@@ -96,15 +96,29 @@ fn scramble(values: &[f64]) -> Evidence {
     (gpu.power_limit_watts, gpu.default_power_limit_watts) = (Some(take()), Some(take()));
     (gpu.pcie_gen, gpu.pcie_gen_max) = (Some(take()), Some(take()));
     (gpu.ecc_uncorrected_volatile, gpu.ecc_corrected_volatile) = (Some(take()), Some(take()));
+    with_fleet(&mut evidence);
+    for pod in ["vllm-0", "vllm-1"] {
+        for signal in [
+            Signal::RequestsRunning,
+            Signal::RequestsWaiting,
+            Signal::KvUsage,
+        ] {
+            let (mean, max) = (take(), take());
+            set_pod_gauge(&mut evidence, pod, signal, mean, max);
+        }
+    }
     evidence.requests.clear();
     evidence
 }
+
+/// Every checklist line, asked of every diagnosis.
+const CHECKLIST_LINES: usize = 49;
 
 proptest! {
     #[test]
     fn any_numbers_give_a_full_diagnosis(values in proptest::collection::vec(any_number(), 1..64)) {
         let diagnosis = diagnose(&scramble(&values), &Thresholds::default());
-        prop_assert_eq!(diagnosis.checklist.len(), 48);
+        prop_assert_eq!(diagnosis.checklist.len(), CHECKLIST_LINES);
         prop_assert!(!diagnosis.headline.is_empty());
     }
 }
@@ -112,7 +126,7 @@ proptest! {
 #[test]
 fn zero_everything_does_not_panic() {
     let diagnosis = diagnose(&scramble(&[0.0]), &Thresholds::default());
-    assert_eq!(diagnosis.checklist.len(), 48);
+    assert_eq!(diagnosis.checklist.len(), CHECKLIST_LINES);
     let diagnosis = diagnose(&scramble(&[f64::NAN]), &Thresholds::default());
-    assert_eq!(diagnosis.checklist.len(), 48);
+    assert_eq!(diagnosis.checklist.len(), CHECKLIST_LINES);
 }

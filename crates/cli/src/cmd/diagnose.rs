@@ -69,6 +69,7 @@ pub async fn run(args: Box<DiagnoseArgs>) -> Result<u8, Failure> {
         (None, None) => None,
     };
     if bundle_dir.is_none()
+        && args.prometheus.is_none()
         && args.metrics.is_empty()
         && args.log.is_none()
         && args.requests.is_none()
@@ -77,13 +78,20 @@ pub async fn run(args: Box<DiagnoseArgs>) -> Result<u8, Failure> {
         && args.trace.is_empty()
     {
         return Err(Failure::usage(anyhow!(
-            "nothing to diagnose: give --url URL (live), --bundle DIR, or any of --metrics FILE.., --log FILE, \
-             --requests FILE, --gpu FILE.., --env FILE, --trace FILE.."
+            "nothing to diagnose: give --url URL (live), --bundle DIR, --prometheus URL (a fleet), or any of \
+             --metrics FILE.., --log FILE, --requests FILE, --gpu FILE.., --env FILE, --trace FILE.."
         )));
     }
     let mut gathered = Gathered::default();
     if let Some(dir) = &bundle_dir {
         read_bundle(&mut gathered, dir, forced)?;
+    }
+    if let Some(url) = &args.prometheus {
+        let view =
+            crate::cmd::metrics::fleet(url, &args.selector, args.window, &args.group_by, forced)
+                .await?;
+        gathered.evidence.pods = view.pods;
+        gathered.evidence.server = Some(view.fleet);
     }
     add_loose_evidence(&mut gathered, &args, forced)?;
     if args.url.is_some() {

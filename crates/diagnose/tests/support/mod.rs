@@ -595,6 +595,29 @@ pub fn set_gauge(evidence: &mut Evidence, signal: Signal, mean: f64, max: f64) {
     server(evidence).gauges.insert(signal, gauge(mean, max));
 }
 
+/// The server seen as two replicas behind a router, evenly loaded (each half of `healthy_server()`'s requests),
+/// as `diagnose --prometheus` reads a fleet.
+pub fn with_fleet(evidence: &mut Evidence) {
+    let mut replica = healthy_server();
+    replica
+        .gauges
+        .insert(Signal::RequestsRunning, gauge(7.5, 8.0));
+    evidence.pods = BTreeMap::from([
+        ("vllm-0".to_string(), replica.clone()),
+        ("vllm-1".to_string(), replica),
+    ]);
+}
+
+/// One replica's gauge, as a Prometheus that scrapes the fleet reports it.
+pub fn set_pod_gauge(evidence: &mut Evidence, pod: &str, signal: Signal, mean: f64, max: f64) {
+    evidence
+        .pods
+        .get_mut(pod)
+        .expect("healthy() has this pod")
+        .gauges
+        .insert(signal, gauge(mean, max));
+}
+
 pub fn finding<'a>(diagnosis: &'a Diagnosis, id: &str) -> Option<&'a Finding> {
     diagnosis.findings.iter().find(|f| f.id == id)
 }

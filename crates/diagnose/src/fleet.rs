@@ -1,0 +1,316 @@
+//! Fleet rules: several replicas of one model seen side by side (per-pod series from a Prometheus that scrapes
+//! them), where one replica carries far more than the others: the router, not the engines, is the bottleneck.
+
+use infer_doctor_core::signals::ServerWindow;
+use infer_doctor_core::{Confidence, Observation, Severity, Signal, Symptom};
+
+use crate::Thresholds;
+use crate::assessment::{Assessment, Rule, percent, seen};
+use crate::facts::{Facts, finite, in_system_mean};
+
+const LOAD_SKEW: Rule = Rule {
+    id: "fleet.load_skew",
+    symptom: Symptom::Ttft,
+    why: "One replica holds far more requests (or a far fuller KV cache, or a queue) than its peers over the same \
+          window: the router sends it more than it can serve while the others have room, so its users wait and \
+          the fleet's capacity goes unused. Equal request counts are not equal load when prompts differ in length, \
+          prefixes are cached on one pod, or one replica has a smaller cache or batch cap.",
+    remedies: &[
+        "Route by load, not by count: nginx least_conn at the least, or a queue- and KV-aware router (llm-d's \
+         endpoint picker with its queue-depth and KV-cache-utilization scorers)",
+        "Check that every replica runs the same settings and hardware: a smaller KV cache, --max-num-seqs or a \
+         slower GPU on one pod makes an even split uneven",
+        "Check for session affinity, sticky cookies or a readiness gate that steers new traffic to one pod",
+        "Balance before adding replicas: a skewed fleet saturates one pod while the others idle",
+    ],
+    source: "llm-d/llm-d-inference-scheduler (queue and KV-cache scorers); rh-aiservices-bu/llm-d-playbook: \
+             Performance Debugging Guide (load imbalance across replicas); nginx upstream least_conn; the \
+             thresholds are infer-doctor's own (inference)",
+};
+
+/// What one replica carried over the window.
+struct PodLoad<'a> {
+    pod: &'a str,
+    /// Mean running + waiting.
+    in_system: Option<f64>,
+    waiting: Option<f64>,
+    kv: Option<f64>,
+}
+
+fn mean(window: &ServerWindow, signal: Signal) -> Option<f64> {
+    window.gauge(signal).and_then(|g| finite(g.mean))
+}
+
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    Some(if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    })
+}
+
+/// The replica highest on `measure`, and the median of the others.
+fn hottest<'a>(
+    loads: &'a [PodLoad<'a>],
+    measure: fn(&PodLoad) -> Option<f64>,
+) -> Option<(&'a PodLoad<'a>, f64, f64)> {
+    let hot = loads
+        .iter()
+        .filter(|l| measure(l).is_some())
+        .max_by(|a, b| {
+            measure(a)
+                .unwrap_or(0.0)
+                .total_cmp(&measure(b).unwrap_or(0.0))
+        })?;
+    let others = median(
+        loads
+            .iter()
+            .filter(|l| l.pod != hot.pod)
+            .filter_map(measure)
+            .collect(),
+    )?;
+    Some((hot, measure(hot)?, others))
+}
+
+pub(crate) fn assess(facts: &Facts, t: &Thresholds) -> Vec<Assessment> {
+    vec![load_skew(facts, t)]
+}
+
+fn load_skew(facts: &Facts, t: &Thresholds) -> Assessment {
+    let pods = &facts.evidence.pods;
+    if pods.len() < 2 {
+        return LOAD_SKEW.unknown(
+            "per-replica series of at least two replicas",
+            "pass --prometheus URL (a Prometheus that scrapes every replica) with --selector and --group-by",
+        );
+    }
+    let window = format!(
+        "server metrics per replica over {:.0} s",
+        pods.values().map(ServerWindow::seconds).fold(0.0, f64::max)
+    );
+    let loads: Vec<PodLoad> = pods
+        .iter()
+        .map(|(pod, w)| PodLoad {
+            pod,
+            in_system: in_system_mean(w),
+            waiting: mean(w, Signal::RequestsWaiting),
+            kv: mean(w, Signal::KvUsage),
+        })
+        .collect();
+    let mut reasons = Vec::new();
+    let mut evidence: Vec<Observation> = Vec::new();
+    let mut hot_pod = None;
+    let mut note = |pod: &str, what: String, observed: [Observation; 2]| {
+        hot_pod.get_or_insert(pod.to_string());
+        if hot_pod.as_deref() == Some(pod) {
+            reasons.push(what);
+            evidence.extend(observed);
+        }
+    };
+    if let Some((hot, value, others)) = hottest(&loads, |l| l.in_system)
+        && value - others >= t.fleet_min_in_system_gap
+        && value >= t.fleet_skew_ratio * others
+    {
+        note(
+            hot.pod,
+            format!("{value:.1} requests in the system against a median of {others:.1}"),
+            [
+                seen(
+                    format!("running+waiting mean ({})", hot.pod),
+                    value,
+                    &window,
+                ),
+                seen(
+                    "running+waiting mean (median of the others)",
+                    others,
+                    &window,
+                ),
+            ],
+        );
+    }
+    if let Some((hot, value, others)) = hottest(&loads, |l| l.waiting)
+        && value > t.waiting_mean_nonempty
+        && value >= t.fleet_skew_ratio * others.max(t.waiting_mean_nonempty)
+    {
+        note(
+            hot.pod,
+            format!("{value:.1} waiting against a median of {others:.1}"),
+            [
+                seen(
+                    format!("requests_waiting mean ({})", hot.pod),
+                    value,
+                    &window,
+                ),
+                seen(
+                    "requests_waiting mean (median of the others)",
+                    others,
+                    &window,
+                ),
+            ],
+        );
+    }
+    if let Some((hot, value, others)) = hottest(&loads, |l| l.kv)
+        && value - others >= t.fleet_kv_gap
+    {
+        note(
+            hot.pod,
+            format!(
+                "KV usage {} against a median of {}",
+                percent(value),
+                percent(others)
+            ),
+            [
+                seen(format!("kv_usage mean ({})", hot.pod), value, &window),
+                seen("kv_usage mean (median of the others)", others, &window),
+            ],
+        );
+    }
+    let Some(pod) = hot_pod else {
+        let spread = hottest(&loads, |l| l.in_system)
+            .map(|(hot, value, others)| {
+                format!(
+                    "; the busiest, {}, holds {value:.1} against a median of {others:.1}",
+                    hot.pod
+                )
+            })
+            .unwrap_or_default();
+        if loads
+            .iter()
+            .all(|l| l.in_system.is_none() && l.kv.is_none())
+        {
+            return LOAD_SKEW.unknown(
+                "the replicas' running, waiting and KV gauges",
+                &facts.how_server(),
+            );
+        }
+        return LOAD_SKEW.passes(format!(
+            "load is even across {} replicas{spread}",
+            loads.len()
+        ));
+    };
+    // Users wait on the hot replica while another has room: the fleet is not full, its routing is.
+    let wasted = loads
+        .iter()
+        .any(|l| l.pod != pod && l.kv.is_some_and(|kv| kv < t.batch_cap_kv_below));
+    let hot_saturated = loads.iter().any(|l| {
+        l.pod == pod
+            && l.waiting.is_some_and(|w| w > t.waiting_mean_nonempty)
+            && l.kv.is_some_and(|kv| kv >= t.kv_saturated)
+    });
+    LOAD_SKEW.fires(
+        if hot_saturated && wasted {
+            Severity::Critical
+        } else {
+            Severity::Warning
+        },
+        if reasons.len() > 1 {
+            Confidence::High
+        } else {
+            Confidence::Medium
+        },
+        format!(
+            "replica {pod} carries far more than the other {}: {}",
+            loads.len() - 1,
+            reasons.join("; ")
+        ),
+        evidence,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnose;
+    use infer_doctor_core::Evidence;
+    use infer_doctor_core::signals::GaugeStats;
+
+    fn pod(running: f64, waiting: f64, kv: f64) -> ServerWindow {
+        let mut w = ServerWindow {
+            dialect: "vllm_v1".into(),
+            end: 300.0,
+            scrapes: 20,
+            ..ServerWindow::default()
+        };
+        w.gauges
+            .insert(Signal::RequestsRunning, GaugeStats::constant(running));
+        w.gauges
+            .insert(Signal::RequestsWaiting, GaugeStats::constant(waiting));
+        w.gauges.insert(Signal::KvUsage, GaugeStats::constant(kv));
+        w
+    }
+
+    fn fleet(pods: &[(&str, ServerWindow)]) -> Evidence {
+        Evidence {
+            pods: pods
+                .iter()
+                .map(|(n, w)| (n.to_string(), w.clone()))
+                .collect(),
+            ..Evidence::default()
+        }
+    }
+
+    fn finding(evidence: &Evidence) -> Option<infer_doctor_core::Finding> {
+        diagnose(evidence, &Thresholds::default())
+            .findings
+            .into_iter()
+            .find(|f| f.id == "fleet.load_skew")
+    }
+
+    fn status(evidence: &Evidence) -> infer_doctor_core::CheckStatus {
+        diagnose(evidence, &Thresholds::default())
+            .checklist
+            .into_iter()
+            .find(|l| l.id == "fleet_balanced")
+            .expect("the checklist asks about the fleet")
+            .status
+    }
+
+    #[test]
+    fn one_saturated_replica_beside_idle_ones_is_named_and_critical() {
+        let evidence = fleet(&[
+            ("vllm-a", pod(16.0, 9.0, 0.97)),
+            ("vllm-b", pod(4.0, 0.0, 0.30)),
+            ("vllm-c", pod(5.0, 0.0, 0.35)),
+        ]);
+        let f = finding(&evidence).expect("skew");
+        assert!(
+            f.verdict.starts_with("replica vllm-a carries far more"),
+            "{}",
+            f.verdict
+        );
+        assert_eq!(f.severity, Severity::Critical);
+        assert_eq!(f.confidence, Confidence::High);
+        assert_eq!(status(&evidence), infer_doctor_core::CheckStatus::Fail);
+    }
+
+    #[test]
+    fn an_even_fleet_passes_and_a_near_miss_does_not_fire() {
+        let even = fleet(&[("a", pod(8.0, 0.0, 0.5)), ("b", pod(7.0, 0.0, 0.45))]);
+        assert!(finding(&even).is_none());
+        assert_eq!(status(&even), infer_doctor_core::CheckStatus::Pass);
+        // 1.9× the others' load, a KV gap of 25 points, a queue of 0.4: each just under its threshold.
+        let near = fleet(&[
+            ("a", pod(9.5, 0.4, 0.70)),
+            ("b", pod(5.0, 0.0, 0.45)),
+            ("c", pod(5.0, 0.0, 0.45)),
+        ]);
+        assert!(finding(&near).is_none(), "{:?}", finding(&near));
+    }
+
+    #[test]
+    fn a_full_cache_on_one_pod_alone_is_a_warning_and_one_pod_is_unknown() {
+        // Equal counts (least_conn) but one replica with a smaller cache: its KV is far above the others'.
+        let kv_only = fleet(&[("small", pod(6.0, 0.0, 0.95)), ("big", pod(6.0, 0.0, 0.40))]);
+        let f = finding(&kv_only).expect("KV skew");
+        assert_eq!(f.severity, Severity::Warning);
+        assert!(f.verdict.contains("KV usage 95%"), "{}", f.verdict);
+        let single = fleet(&[("only", pod(30.0, 20.0, 1.0))]);
+        assert!(finding(&single).is_none());
+        assert_eq!(status(&single), infer_doctor_core::CheckStatus::Unknown);
+    }
+}
