@@ -54,6 +54,119 @@ fn start_nginx(scratch: &Path, port: u16, backends: &[&str]) -> Running {
     nginx
 }
 
+/// Prometheus scraping the given replicas (pod name, URL) every half second.
+fn scrape(scratch: &Path, replicas: &[(&str, &str)]) -> RunningPrometheus {
+    let targets: String = replicas
+        .iter()
+        .map(|(pod, url)| {
+            format!(
+                "      - targets: ['{}']\n        labels: {{pod: {pod}}}\n",
+                url.trim_start_matches("http://")
+            )
+        })
+        .collect();
+    let config = format!(
+        "global:\n  scrape_interval: 500ms\n  scrape_timeout: 400ms\nscrape_configs:\n  - job_name: vllm\n    \
+         static_configs:\n{targets}"
+    );
+    let mut prometheus = RunningPrometheus::start(scratch, &config);
+    prometheus.wait_until_ready();
+    prometheus.wait_until_scraping(replicas.len());
+    prometheus
+}
+
+/// `diagnose --prometheus` over the last `window`, as JSON.
+fn diagnose_fleet(prometheus: &RunningPrometheus, window: &str) -> Value {
+    let out = infer_doctor_testkit::command(EXE)
+        .args([
+            "diagnose",
+            "--prometheus",
+            &format!("http://{}", prometheus.address),
+        ])
+        .args(["--window", window, "--format", "json", "--no-history"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{e}: {text}\n{}", String::from_utf8_lossy(&out.stderr)))
+}
+
+fn finding<'a>(doc: &'a Value, id: &str) -> &'a Value {
+    doc["diagnosis"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == id)
+        .unwrap_or_else(|| panic!("no {id} in {:#}", doc["diagnosis"]))
+}
+
+fn check_status<'a>(doc: &'a Value, id: &str) -> &'a Value {
+    &doc["diagnosis"]["checklist"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["id"] == id)
+        .unwrap()["status"]
+}
+
+/// A bounded closed-loop load against `url`, in the background.
+fn load(url: &str, requests: &str) -> Running {
+    Running(
+        infer_doctor_testkit::command(EXE)
+            .args([
+                "bench",
+                "--url",
+                url,
+                "--concurrency",
+                "16",
+                "--num-requests",
+                requests,
+            ])
+            .args([
+                "--output-tokens",
+                "64",
+                "--ignore-eos",
+                "--timeout",
+                "60s",
+                "--no-history",
+                "--quiet",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn a_replica_that_restarted_is_named_down_and_its_peer_is_not() {
+    let scratch = tempfile::tempdir().unwrap();
+    let port = free_loopback_port().to_string();
+    let (first_life, flaky) =
+        infer_doctor_testkit::start_sim(EXE, &["--port", &port, "--seed", "1"]);
+    let (_steady, steady) = infer_doctor_testkit::start_sim(EXE, &["--seed", "2"]);
+    let prometheus = scrape(scratch.path(), &[("flaky", &flaky), ("steady", &steady)]);
+    // Counters that have counted something, so a restart shows as a reset.
+    for url in [&flaky, &steady] {
+        let mut warm = load(url, "32");
+        assert_eq!(warm.wait_for(Duration::from_secs(60)), Some(0));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    drop(first_life);
+    // Down for a few scrapes, then back on the same port with its counters at zero.
+    std::thread::sleep(Duration::from_secs(3));
+    let (_second_life, _) = infer_doctor_testkit::start_sim(EXE, &["--port", &port, "--seed", "1"]);
+    std::thread::sleep(Duration::from_secs(3));
+    let doc = diagnose_fleet(&prometheus, "20s");
+    let down = finding(&doc, "fleet.replica_down");
+    let verdict = down["verdict"].as_str().unwrap();
+    assert!(verdict.contains("flaky unreachable in"), "{verdict}");
+    assert!(verdict.contains("flaky restarted"), "{verdict}");
+    assert!(!verdict.contains("steady"), "{verdict}");
+    assert_eq!(down["severity"], "critical");
+    assert_eq!(*check_status(&doc, "replicas_up"), "fail");
+}
+
 #[test]
 fn a_replica_with_a_smaller_batch_behind_least_conn_is_named_through_prometheus() {
     let scratch = tempfile::tempdir().unwrap();
@@ -64,74 +177,25 @@ fn a_replica_with_a_smaller_batch_behind_least_conn_is_named_through_prometheus(
     let (_wide, wide) = infer_doctor_testkit::start_sim(EXE, &["--seed", "2"]);
     let port = free_loopback_port();
     let _nginx = start_nginx(scratch.path(), port, &[&narrow, &wide]);
-    let config = format!(
-        "global:\n  scrape_interval: 500ms\n  scrape_timeout: 400ms\nscrape_configs:\n  - job_name: vllm\n    \
-         static_configs:\n      - targets: ['{}']\n        labels: {{pod: narrow}}\n      - targets: ['{}']\n        \
-         labels: {{pod: wide}}\n",
-        narrow.trim_start_matches("http://"),
-        wide.trim_start_matches("http://")
-    );
-    let mut prometheus = RunningPrometheus::start(scratch.path(), &config);
-    prometheus.wait_until_ready();
-    prometheus.wait_until_scraping(2);
+    let prometheus = scrape(scratch.path(), &[("narrow", &narrow), ("wide", &wide)]);
 
     // Load through nginx, bounded in count and time, while Prometheus watches.
-    let mut load = Running(
-        infer_doctor_testkit::command(EXE)
-            .args([
-                "bench",
-                "--url",
-                &format!("http://127.0.0.1:{port}"),
-                "--concurrency",
-                "16",
-            ])
-            .args([
-                "--num-requests",
-                "400",
-                "--output-tokens",
-                "64",
-                "--ignore-eos",
-                "--timeout",
-                "60s",
-            ])
-            .args(["--no-history", "--quiet"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut through_nginx = load(&format!("http://127.0.0.1:{port}"), "400");
     std::thread::sleep(Duration::from_secs(10));
-    let out = infer_doctor_testkit::command(EXE)
-        .args([
-            "diagnose",
-            "--prometheus",
-            &format!("http://{}", prometheus.address),
-        ])
-        .args(["--window", "8s", "--format", "json", "--no-history"])
-        .output()
-        .unwrap();
-    let still_loading = load.0.try_wait().unwrap().is_none();
-    drop(load);
-    let text = String::from_utf8_lossy(&out.stdout);
-    let doc: Value = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("{e}: {text}\n{}", String::from_utf8_lossy(&out.stderr)));
-    assert!(still_loading, "the load must cover the window diagnosed");
-    let findings = doc["diagnosis"]["findings"].as_array().unwrap();
-    let skew = findings
-        .iter()
-        .find(|f| f["id"] == "fleet.load_skew")
-        .unwrap_or_else(|| panic!("no fleet.load_skew in {:#}", doc["diagnosis"]));
-    let verdict = skew["verdict"].as_str().unwrap();
+    let doc = diagnose_fleet(&prometheus, "8s");
+    assert!(
+        through_nginx.0.try_wait().unwrap().is_none(),
+        "the load must cover the window diagnosed"
+    );
+    let verdict = finding(&doc, "fleet.load_skew")["verdict"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(
         verdict.starts_with("replica narrow carries far more"),
         "{verdict}"
     );
     assert!(verdict.contains("waiting"), "{verdict}");
-    let line = doc["diagnosis"]["checklist"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["id"] == "fleet_balanced")
-        .unwrap();
-    assert_eq!(line["status"], "fail");
+    assert_eq!(*check_status(&doc, "fleet_balanced"), "fail");
+    assert_eq!(*check_status(&doc, "replicas_up"), "pass");
 }

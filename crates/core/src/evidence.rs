@@ -40,6 +40,9 @@ pub struct Evidence {
     /// Per pod, when read from a Prometheus that scrapes a fleet.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pods: BTreeMap<String, ServerWindow>,
+    /// Per pod, whether Prometheus could reach it and whether it started again over the same window.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_health: BTreeMap<String, ReplicaHealth>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<LogFacts>,
     /// Each GPU's health as nvidia-smi reported it (`--gpu FILE`, a bundle's `gpu/`), ideally under load.
@@ -89,6 +92,17 @@ pub struct Evidence {
     /// What PyTorch profiler traces of the server say (`--trace FILE..`, a bundle's `trace/`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<crate::TraceFacts>,
+}
+
+/// One replica's availability over a window, as the Prometheus that scrapes it saw it.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ReplicaHealth {
+    /// The share of scrapes that reached it (`avg_over_time(up[window])`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub up_share: Option<f64>,
+    /// How many times its counters went back to zero (`resets()`): each is a restart of the server process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarts: Option<f64>,
 }
 
 /// What the hardware could do at best, for "slower than it should be" rules.

@@ -8,7 +8,7 @@ use crate::assessment::{Assessment, how, ms, percent};
 use crate::facts::Facts;
 
 /// Lines answered directly by one rule: (line id, question, rule id).
-const RULE_LINES: [(&str, &str, &str); 44] = [
+const RULE_LINES: [(&str, &str, &str); 45] = [
     ("error_rate", "Is the error rate below 1%?", "errors.rate"),
     (
         "no_preemptions",
@@ -34,6 +34,11 @@ const RULE_LINES: [(&str, &str, &str); 44] = [
         "fleet_balanced",
         "Is the load even across the replicas (no one pod far busier or fuller than its peers)?",
         "fleet.load_skew",
+    ),
+    (
+        "replicas_up",
+        "Were all replicas up through the window (every scrape answered, no restart)?",
+        "fleet.replica_down",
     ),
     (
         "upstream_matches",

@@ -28,6 +28,26 @@ const LOAD_SKEW: Rule = Rule {
              thresholds are infer-doctor's own (inference)",
 };
 
+const REPLICA_DOWN: Rule = Rule {
+    id: "fleet.replica_down",
+    symptom: Symptom::Errors,
+    why: "A replica Prometheus could not reach for part of the window, or whose counters started again from zero \
+          (a restarted process: a crash, an OOM kill, a failed liveness probe, an eviction), served nothing while \
+          it was down: its requests failed or went to the others, and after it came back it was cold (no prefix \
+          cache, CUDA graphs being captured).",
+    remedies: &[
+        "Read the replica's last log lines and its exit reason (`kubectl describe pod`, `kubectl logs --previous`; \
+         `infer-doctor collect --log k8s:NAMESPACE/POD`)",
+        "Check for OOM kills and GPU faults on its node (`infer-doctor collect` there: kernel log, XIDs)",
+        "Give the liveness probe time for model loading and CUDA graph capture (a startup probe), so a slow \
+         start is not killed in a loop",
+        "Keep the router from sending traffic to a replica until /health answers (readiness gate)",
+    ],
+    source: "Prometheus: the `up` series and `resets()` (prometheus.io/docs/concepts/jobs_instances, \
+             prometheus.io/docs/prometheus/latest/querying/functions/#resets); llm-d/llm-d: \
+             docs/monitoring/prometheus-alerting-rules.yaml (service down)",
+};
+
 /// What one replica carried over the window.
 struct PodLoad<'a> {
     pod: &'a str,
@@ -78,7 +98,54 @@ fn hottest<'a>(
 }
 
 pub(crate) fn assess(facts: &Facts, t: &Thresholds) -> Vec<Assessment> {
-    vec![load_skew(facts, t)]
+    vec![load_skew(facts, t), replica_down(facts)]
+}
+
+fn replica_down(facts: &Facts) -> Assessment {
+    let health = &facts.evidence.pod_health;
+    if health.is_empty() {
+        return REPLICA_DOWN.unknown(
+            "each replica's scrape health over the window",
+            "pass --prometheus URL (a Prometheus that scrapes every replica): its `up` series and counter resets",
+        );
+    }
+    let window = "Prometheus scrapes per replica over the window";
+    let mut down = Vec::new();
+    let mut evidence = Vec::new();
+    let mut critical = false;
+    for (pod, h) in health {
+        if let Some(up) = h.up_share.filter(|up| *up < 1.0) {
+            down.push(format!(
+                "{pod} unreachable in {} of the scrapes",
+                percent(1.0 - up)
+            ));
+            evidence.push(seen(format!("up share ({pod})"), up, window));
+            critical |= up < 0.5;
+        }
+        if let Some(restarts) = h.restarts.filter(|r| *r >= 1.0) {
+            down.push(format!(
+                "{pod} restarted {restarts:.0}× (its counters reset)"
+            ));
+            evidence.push(seen(format!("counter resets ({pod})"), restarts, window));
+            critical = true;
+        }
+    }
+    if down.is_empty() {
+        return REPLICA_DOWN.passes(format!(
+            "all {} replicas reachable through the window, none restarted",
+            health.len()
+        ));
+    }
+    REPLICA_DOWN.fires(
+        if critical {
+            Severity::Critical
+        } else {
+            Severity::Warning
+        },
+        Confidence::High,
+        format!("a replica was down in the window: {}", down.join("; ")),
+        evidence,
+    )
 }
 
 fn load_skew(facts: &Facts, t: &Thresholds) -> Assessment {
@@ -226,8 +293,8 @@ fn load_skew(facts: &Facts, t: &Thresholds) -> Assessment {
 mod tests {
     use super::*;
     use crate::diagnose;
-    use infer_doctor_core::Evidence;
     use infer_doctor_core::signals::GaugeStats;
+    use infer_doctor_core::{Evidence, ReplicaHealth};
 
     fn pod(running: f64, waiting: f64, kv: f64) -> ServerWindow {
         let mut w = ServerWindow {
@@ -252,6 +319,48 @@ mod tests {
                 .collect(),
             ..Evidence::default()
         }
+    }
+
+    fn health(up_share: f64, restarts: f64) -> ReplicaHealth {
+        ReplicaHealth {
+            up_share: Some(up_share),
+            restarts: Some(restarts),
+        }
+    }
+
+    fn down(evidence: &Evidence) -> Option<infer_doctor_core::Finding> {
+        diagnose(evidence, &Thresholds::default())
+            .findings
+            .into_iter()
+            .find(|f| f.id == "fleet.replica_down")
+    }
+
+    #[test]
+    fn a_restarted_or_unreachable_replica_is_named_and_a_healthy_fleet_passes() {
+        let mut evidence = fleet(&[("a", pod(5.0, 0.0, 0.3)), ("b", pod(5.0, 0.0, 0.3))]);
+        evidence.pod_health = [
+            ("a".to_string(), health(1.0, 0.0)),
+            ("b".to_string(), health(1.0, 0.0)),
+        ]
+        .into();
+        assert!(down(&evidence).is_none());
+        // b missed 1 scrape in 5: reachable most of the time, a warning.
+        evidence.pod_health.insert("b".into(), health(0.8, 0.0));
+        let f = down(&evidence).expect("b was unreachable");
+        assert_eq!(f.severity, Severity::Warning);
+        assert!(
+            f.verdict.contains("b unreachable in 20% of the scrapes"),
+            "{}",
+            f.verdict
+        );
+        // a restarted: critical, whatever its scrapes.
+        evidence.pod_health.insert("a".into(), health(1.0, 1.0));
+        let f = down(&evidence).expect("a restarted");
+        assert_eq!(f.severity, Severity::Critical);
+        assert!(f.verdict.contains("a restarted 1×"), "{}", f.verdict);
+        // Without Prometheus's view of the replicas, nothing is known.
+        evidence.pod_health.clear();
+        assert!(down(&evidence).is_none());
     }
 
     fn finding(evidence: &Evidence) -> Option<infer_doctor_core::Finding> {

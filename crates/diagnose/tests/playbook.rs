@@ -19,6 +19,16 @@ type Change = fn(&mut Evidence);
 /// (rule id, the change that makes it fire, a near miss that must not).
 const CASES: &[(&str, Change, Change)] = &[
     (
+        "fleet.replica_down",
+        // vllm-1's counters reset in the window: it restarted.
+        |e| {
+            with_fleet(e);
+            e.pod_health.get_mut("vllm-1").unwrap().restarts = Some(1.0);
+        },
+        // Every scrape answered and nothing reset.
+        with_fleet,
+    ),
+    (
         "fleet.load_skew",
         // vllm-1 queues with a full cache while vllm-0 runs its 15 with 40% of its cache.
         |e| {
@@ -715,6 +725,7 @@ fn every_playbook_rule_has_a_case() {
         "trace.memcpy_in_step",
         "trace.step_over_floor",
         "fleet.load_skew",
+        "fleet.replica_down",
     ];
     for id in ids {
         assert!(
@@ -754,7 +765,7 @@ fn healthy_evidence_has_no_warning_and_every_checklist_line_passes() {
         "{:#?}",
         diagnosis.findings
     );
-    assert_eq!(diagnosis.checklist.len(), 49);
+    assert_eq!(diagnosis.checklist.len(), 50);
     for line in &diagnosis.checklist {
         assert_eq!(line.status, CheckStatus::Pass, "{line:#?}");
     }

@@ -110,11 +110,7 @@ pub struct Query {
 /// [`names_in`]), so renamed metrics are asked for by the name this fleet uses. Capacity from info labels is
 /// read by [`capacity_query`] instead, since PromQL cannot multiply label values.
 pub fn queries(dialect: Dialect, names: &[String], scope: &Scope) -> Vec<Query> {
-    let present = |n: &str| {
-        names.iter().any(|x| {
-            x == n || x.strip_suffix("_bucket") == Some(n) || x.strip_suffix("_count") == Some(n)
-        })
-    };
+    let present = |n: &str| is_present(names, n);
     let g = &scope.group_by;
     let w = &scope.window;
     let mut out: Vec<Query> = Vec::new();
@@ -203,6 +199,53 @@ pub fn queries(dialect: Dialect, names: &[String], scope: &Scope) -> Vec<Query> 
     out
 }
 
+/// Whether the fleet exports metric `n` (a histogram counts by its `_bucket` or `_count` series).
+fn is_present(names: &[String], n: &str) -> bool {
+    names.iter().any(|x| {
+        x == n || x.strip_suffix("_bucket") == Some(n) || x.strip_suffix("_count") == Some(n)
+    })
+}
+
+/// What a replica-health query measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// The share of scrapes that reached the replica.
+    UpShare,
+    /// How often its counters went back to zero.
+    Restarts,
+}
+
+/// Each replica's availability over the window: the share of Prometheus's scrapes that reached it (`up`), and how
+/// often the engine's counters started again from zero (`resets`, a restarted process; the most of any counter).
+pub fn health_queries(dialect: Dialect, names: &[String], scope: &Scope) -> Vec<(Health, String)> {
+    let (g, w) = (&scope.group_by, &scope.window);
+    let mut out = vec![(
+        Health::UpShare,
+        format!(
+            "avg by ({g}) (avg_over_time({}[{w}]))",
+            scope.select("up", "")
+        ),
+    )];
+    // Every counter the fleet exports: one that never moves (preemptions on a healthy server) cannot show a reset.
+    let counters: Vec<&str> = mapping(dialect)
+        .iter()
+        .filter(|(signal, _)| signal.kind() == infer_doctor_core::SignalKind::Counter)
+        .filter_map(|(_, source)| match source {
+            Source::Family(candidates) => candidates.iter().copied().find(|n| is_present(names, n)),
+            Source::ByLabel(name, _) if is_present(names, name) => Some(*name),
+            _ => None,
+        })
+        .collect();
+    // One query per counter: `resets` drops the metric name, so several counters in one selector collide.
+    for counter in counters {
+        out.push((
+            Health::Restarts,
+            format!("max by ({g}) (resets({}[{w}]))", scope.select(counter, "")),
+        ));
+    }
+    out
+}
+
 /// The same query over the whole fleet: the per-pod grouping dropped (`le` and breakdown labels kept).
 pub fn fleet_wide(query: &Query, scope: &Scope) -> Query {
     let g = &scope.group_by;
@@ -261,6 +304,9 @@ pub struct FleetView {
     pub window_seconds: f64,
     pub pods: BTreeMap<String, ServerWindow>,
     pub fleet: ServerWindow,
+    /// Per pod: reachable for what share of the window, restarted how often.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub health: BTreeMap<String, infer_doctor_core::ReplicaHealth>,
     /// The fleet's queue, batch and KV gauges over the window (Unix seconds).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub timeline: Vec<(f64, infer_doctor_core::ServerReadings)>,
@@ -294,6 +340,24 @@ impl FleetView {
             };
             let label = query.by_label.and_then(|key| labels.get(key).cloned());
             file(window, query, value, label);
+        }
+    }
+
+    /// Adds a health query's answer to the replicas the engine's own series named: `up` also answers for targets
+    /// that are no engine (a gateway, an exporter), which are not replicas.
+    pub fn record_health(&mut self, health: Health, data: &Value) {
+        for (labels, value) in vector(data) {
+            let Some(pod) = labels
+                .get(&self.group_by)
+                .filter(|p| self.pods.contains_key(*p))
+            else {
+                continue;
+            };
+            let entry = self.health.entry(pod.clone()).or_default();
+            match health {
+                Health::UpShare => entry.up_share = Some(value),
+                Health::Restarts => entry.restarts = Some(entry.restarts.unwrap_or(0.0).max(value)),
+            }
         }
     }
 
@@ -500,6 +564,43 @@ mod tests {
         );
         let (per_pod, _) = promql(Signal::RequestsRunning, Stat::GaugeLast);
         assert_eq!(per_pod, "sum by (pod) (vllm:num_requests_running{})");
+    }
+
+    #[test]
+    fn replica_health_is_asked_per_counter_and_kept_for_engine_pods_only() {
+        let scope = Scope::new("", std::time::Duration::from_secs(60), "pod").unwrap();
+        let names =
+            ["vllm:generation_tokens_total", "vllm:num_preemptions_total"].map(String::from);
+        let asked = health_queries(Dialect::VllmV1, &names, &scope);
+        assert_eq!(asked[0].1, "avg by (pod) (avg_over_time(up{}[60000ms]))");
+        let resets: Vec<&str> = asked
+            .iter()
+            .filter(|(h, _)| *h == Health::Restarts)
+            .map(|(_, q)| q.as_str())
+            .collect();
+        assert!(
+            resets.contains(&"max by (pod) (resets(vllm:generation_tokens_total{}[60000ms]))"),
+            "{resets:?}"
+        );
+        assert_eq!(resets.len(), 2, "{resets:?}");
+        let mut view = FleetView::new(Dialect::VllmV1, &scope);
+        view.pods.insert("a".into(), ServerWindow::default());
+        let answer = |a: &str, gateway: &str| {
+            serde_json::json!({"resultType": "vector", "result": [
+                {"metric": {"pod": "a"}, "value": [0, a]},
+                {"metric": {"pod": "gateway"}, "value": [0, gateway]},
+            ]})
+        };
+        view.record_health(Health::UpShare, &answer("0.75", "0"));
+        view.record_health(Health::Restarts, &answer("1", "3"));
+        view.record_health(Health::Restarts, &answer("0", "3"));
+        assert_eq!(view.health.len(), 1, "the gateway is no replica");
+        assert_eq!(view.health["a"].up_share, Some(0.75));
+        assert_eq!(
+            view.health["a"].restarts,
+            Some(1.0),
+            "the most of any counter"
+        );
     }
 
     #[test]

@@ -52,11 +52,19 @@ impl Running {
     }
 }
 
-/// `infer-doctor sim ARGS` (`exe` is the test's `env!("CARGO_BIN_EXE_infer-doctor")`) on a free loopback port:
+/// `infer-doctor sim ARGS` (`exe` is the test's `env!("CARGO_BIN_EXE_infer-doctor")`) on a free loopback port
+/// (or `--port P` among `args`):
 /// the process and the URL it printed first. Whatever it prints later is drained, so a full pipe never stalls it.
 pub fn start_sim(exe: &str, args: &[&str]) -> (Running, String) {
+    // A free port unless the caller names one (a replica restarted where its scraper expects it).
+    let port: &[&str] = if args.contains(&"--port") {
+        &[]
+    } else {
+        &["--port", "0"]
+    };
     let mut child = command(exe)
-        .args(["sim", "--port", "0"])
+        .arg("sim")
+        .args(port)
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

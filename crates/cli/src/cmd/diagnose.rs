@@ -91,6 +91,7 @@ pub async fn run(args: Box<DiagnoseArgs>) -> Result<u8, Failure> {
             crate::cmd::metrics::fleet(url, &args.selector, args.window, &args.group_by, forced)
                 .await?;
         gathered.evidence.pods = view.pods;
+        gathered.evidence.pod_health = view.health;
         gathered.evidence.server = Some(view.fleet);
     }
     add_loose_evidence(&mut gathered, &args, forced)?;

@@ -125,6 +125,11 @@ pub async fn fleet(
     if let Some((info, x, y)) = prometheus::capacity_query(dialect, &scope) {
         view.record_capacity(&ask(info).await?, x, y);
     }
+    for (health, promql) in
+        prometheus::health_queries(dialect, &prometheus::names_in(&names), &scope)
+    {
+        view.record_health(health, &ask(promql).await?);
+    }
     // About 60 points over the window, for the queue's shape over time.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -204,6 +204,7 @@ impl Source {
                 let evidence = Evidence {
                     server: Some(view.fleet.clone()),
                     pods: view.pods.clone(),
+                    pod_health: view.health.clone(),
                     ..Default::default()
                 };
                 Some((evidence, view.fleet.clone()))

@@ -11,8 +11,8 @@ use infer_doctor_core::{
     GpuLink, GpuNvLinkErrors, GpuNvLinks, GpuState, GpuTopology, HardwareFacts, HostFacts,
     HungTask, KernelFacts, LogFacts, NetworkFacts, NumaNode, NvLinkErrorCounters, NvLinkLane,
     OomKill, PathTiming, PciDevice, PciePath, Phase, PodContainer, PodFacts, Pressure,
-    PressureLine, RequestRecord, RunSummary, ServerConfig, ServerThreads, Setting, Signal, Summary,
-    Termination, ThreadCpu, TopologyGpu, TraceFacts, WorkloadFacts, XidEvent,
+    PressureLine, ReplicaHealth, RequestRecord, RunSummary, ServerConfig, ServerThreads, Setting,
+    Signal, Summary, Termination, ThreadCpu, TopologyGpu, TraceFacts, WorkloadFacts, XidEvent,
 };
 
 /// A latency distribution (ms) with the given median and p95.
@@ -189,6 +189,7 @@ pub fn healthy() -> Evidence {
         server: Some(healthy_server()),
         scrapes: Vec::new(),
         pods: BTreeMap::new(),
+        pod_health: BTreeMap::new(),
         log: Some(LogFacts {
             server: "vllm".into(),
             max_model_len: Some(4096),
@@ -605,6 +606,14 @@ pub fn with_fleet(evidence: &mut Evidence) {
     evidence.pods = BTreeMap::from([
         ("vllm-0".to_string(), replica.clone()),
         ("vllm-1".to_string(), replica),
+    ]);
+    let reachable = ReplicaHealth {
+        up_share: Some(1.0),
+        restarts: Some(0.0),
+    };
+    evidence.pod_health = BTreeMap::from([
+        ("vllm-0".to_string(), reachable.clone()),
+        ("vllm-1".to_string(), reachable),
     ]);
 }
 
