@@ -393,7 +393,9 @@ pub struct DiagnoseArgs {
     pub bundle: Option<PathBuf>,
     /// A Prometheus that scrapes the fleet (e.g. http://prometheus:9090): every replica judged side by side over
     /// --window, and the fleet as a whole.
-    #[arg(long, conflicts_with_all = ["url", "bundle"])]
+    /// With --url (a gateway in front of them), the probe's requests are judged against what the replicas
+    /// themselves counted.
+    #[arg(long, conflicts_with = "bundle")]
     pub prometheus: Option<String>,
     /// Which series to read from --prometheus, e.g. '{namespace="llm"}'.
     #[arg(long, default_value = "", requires = "prometheus")]

@@ -12,7 +12,7 @@ use serde_json::Value;
 const EXE: &str = env!("CARGO_BIN_EXE_infer-doctor");
 
 /// nginx in the foreground with a configuration of the test's own, its files under `scratch`.
-fn start_nginx(scratch: &Path, port: u16, backends: &[&str]) -> Running {
+fn start_nginx(scratch: &Path, port: u16, backends: &[&str], location_extra: &str) -> Running {
     infer_doctor_testkit::ensure_debian_packages(&["nginx"]);
     let servers: String = backends
         .iter()
@@ -27,7 +27,7 @@ fn start_nginx(scratch: &Path, port: u16, backends: &[&str]) -> Running {
          upstream vllm {{\n    least_conn;\n{servers}  }}\n  \
          server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass http://vllm;\n      \
          proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_buffering off;\n      \
-         proxy_read_timeout 120s;\n    }}\n  }}\n}}\n"
+         proxy_read_timeout 120s;\n      {location_extra}\n    }}\n  }}\n}}\n"
     );
     let path = scratch.join("nginx.conf");
     std::fs::write(&path, config).unwrap();
@@ -176,7 +176,7 @@ fn a_replica_with_a_smaller_batch_behind_least_conn_is_named_through_prometheus(
         infer_doctor_testkit::start_sim(EXE, &["--max-num-seqs", "2", "--seed", "1"]);
     let (_wide, wide) = infer_doctor_testkit::start_sim(EXE, &["--seed", "2"]);
     let port = free_loopback_port();
-    let _nginx = start_nginx(scratch.path(), port, &[&narrow, &wide]);
+    let _nginx = start_nginx(scratch.path(), port, &[&narrow, &wide], "");
     let prometheus = scrape(scratch.path(), &[("narrow", &narrow), ("wide", &wide)]);
 
     // Load through nginx, bounded in count and time, while Prometheus watches.
@@ -198,4 +198,41 @@ fn a_replica_with_a_smaller_batch_behind_least_conn_is_named_through_prometheus(
     assert!(verdict.contains("waiting"), "{verdict}");
     assert_eq!(*check_status(&doc, "fleet_balanced"), "fail");
     assert_eq!(*check_status(&doc, "replicas_up"), "pass");
+}
+
+#[test]
+fn a_dead_upstream_left_in_rotation_is_the_gateways_error_not_the_servers() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (_live, live) = infer_doctor_testkit::start_sim(EXE, &["--seed", "1"]);
+    // An upstream nothing listens on, never taken out of rotation (max_fails=0), no retry on the next one:
+    // about half the requests get nginx's 502.
+    let dead = format!("127.0.0.1:{} max_fails=0", free_loopback_port());
+    let port = free_loopback_port();
+    let _nginx = start_nginx(
+        scratch.path(),
+        port,
+        &[&live, &dead],
+        "proxy_next_upstream off;",
+    );
+    let prometheus = scrape(scratch.path(), &[("live", &live)]);
+    let out = infer_doctor_testkit::command(EXE)
+        .args(["diagnose", "--url", &format!("http://127.0.0.1:{port}")])
+        .args(["--prometheus", &format!("http://{}", prometheus.address)])
+        .args(["--window", "60s", "--budget", "20s", "--concurrency", "4"])
+        // /v1/models through the gateway fails half the time too.
+        .args(["--model", "sim-llama-3.1-8b"])
+        .args(["--format", "json", "--no-history"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let doc: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{e}: {text}\n{}", String::from_utf8_lossy(&out.stderr)));
+    let gateway = finding(&doc, "fleet.gateway_errors");
+    let verdict = gateway["verdict"].as_str().unwrap();
+    assert!(verdict.contains("HTTP 502"), "{verdict}");
+    assert!(
+        verdict.contains("the servers counted 0 failed requests"),
+        "{verdict}"
+    );
+    assert_eq!(*check_status(&doc, "gateway_passes_requests"), "fail");
 }

@@ -8,7 +8,7 @@ use crate::assessment::{Assessment, how, ms, percent};
 use crate::facts::Facts;
 
 /// Lines answered directly by one rule: (line id, question, rule id).
-const RULE_LINES: [(&str, &str, &str); 45] = [
+const RULE_LINES: [(&str, &str, &str); 46] = [
     ("error_rate", "Is the error rate below 1%?", "errors.rate"),
     (
         "no_preemptions",
@@ -39,6 +39,11 @@ const RULE_LINES: [(&str, &str, &str); 45] = [
         "replicas_up",
         "Were all replicas up through the window (every scrape answered, no restart)?",
         "fleet.replica_down",
+    ),
+    (
+        "gateway_passes_requests",
+        "Does the gateway in front pass requests on (no 502/503/504 the servers did not count)?",
+        "fleet.gateway_errors",
     ),
     (
         "upstream_matches",

@@ -6,6 +6,7 @@ use infer_doctor_core::{Confidence, Observation, Severity, Signal, Symptom};
 
 use crate::Thresholds;
 use crate::assessment::{Assessment, Rule, percent, seen};
+use crate::errors::FAILED_FINISH_REASONS;
 use crate::facts::{Facts, finite, in_system_mean};
 
 const LOAD_SKEW: Rule = Rule {
@@ -47,6 +48,29 @@ const REPLICA_DOWN: Rule = Rule {
              prometheus.io/docs/prometheus/latest/querying/functions/#resets); llm-d/llm-d: \
              docs/monitoring/prometheus-alerting-rules.yaml (service down)",
 };
+
+const GATEWAY_ERRORS: Rule = Rule {
+    id: "fleet.gateway_errors",
+    symptom: Symptom::Errors,
+    why: "The client got proxy errors (502 Bad Gateway, 503, 504 Gateway Timeout) while the inference servers \
+          counted no such failures themselves: the requests failed in front of the engines, in the load \
+          balancer, gateway or ingress (a dead or unready upstream still in rotation, a proxy timeout shorter \
+          than a long generation, a connection limit), so the servers' dashboards look clean while users fail.",
+    remedies: &[
+        "Read the gateway's own log and error counts for the failing upstream (nginx error.log, Envoy's \
+         upstream_rq_5xx, the ingress controller's metrics)",
+        "Take dead or unready replicas out of rotation: health checks, readiness gates, passive health checks \
+         (nginx max_fails, Envoy outlier detection), retries on the next upstream for connection failures",
+        "Raise the proxy's read and idle timeouts above the longest generation (streaming responses stay open \
+         for minutes)",
+    ],
+    source: "https://www.rfc-editor.org/rfc/rfc9110#name-502-bad-gateway (502, 503, 504: errors of a gateway or proxy); nginx \
+             ngx_http_upstream_module (max_fails, proxy_next_upstream); llm-d/llm-d-inference-scheduler \
+             (the gateway in front of the pool); the comparison with the servers' counts is infer-doctor's",
+};
+
+/// Statuses a proxy answers for an upstream it could not use; an engine's own failures are 4xx or 500.
+const GATEWAY_STATUSES: [u16; 3] = [502, 503, 504];
 
 /// What one replica carried over the window.
 struct PodLoad<'a> {
@@ -98,7 +122,89 @@ fn hottest<'a>(
 }
 
 pub(crate) fn assess(facts: &Facts, t: &Thresholds) -> Vec<Assessment> {
-    vec![load_skew(facts, t), replica_down(facts)]
+    vec![
+        load_skew(facts, t),
+        replica_down(facts),
+        gateway_errors(facts, t),
+    ]
+}
+
+fn gateway_errors(facts: &Facts, t: &Thresholds) -> Assessment {
+    let Some(client) = facts.client().filter(|c| c.requests.sent > 0) else {
+        return GATEWAY_ERRORS.unknown(
+            "the client's requests through the gateway",
+            "run the probe through the gateway with the servers' own metrics beside it (diagnose --url GATEWAY \
+             --prometheus URL)",
+        );
+    };
+    let Some(finished) = facts.counter(Signal::RequestsFinished) else {
+        return GATEWAY_ERRORS.unknown(
+            "the servers' own count of finished and failed requests",
+            &facts.how_server(),
+        );
+    };
+    let requests = &client.requests;
+    let answered = (requests.ok + requests.failed) as f64;
+    let proxy_errors: Vec<(u16, u64)> = requests
+        .errors
+        .iter()
+        .filter_map(|e| {
+            e.status
+                .filter(|s| GATEWAY_STATUSES.contains(s))
+                .map(|s| (s, e.count))
+        })
+        .collect();
+    let proxied: u64 = proxy_errors.iter().map(|(_, n)| n).sum();
+    let client_share = if answered > 0.0 {
+        proxied as f64 / answered
+    } else {
+        0.0
+    };
+    let server_failed: f64 = FAILED_FINISH_REASONS
+        .iter()
+        .filter_map(|reason| finished.by_label.get(*reason))
+        .filter(|n| n.is_finite())
+        .sum();
+    if client_share <= t.error_rate_warning {
+        return GATEWAY_ERRORS.passes(format!(
+            "{} of {answered:.0} requests got a proxy error (502, 503, 504)",
+            percent(client_share)
+        ));
+    }
+    // The servers failing about as many requests themselves: the engines' errors, passed through the proxy.
+    if server_failed >= proxied as f64 / 2.0 {
+        return GATEWAY_ERRORS.passes(format!(
+            "the servers count {server_failed:.0} failed requests themselves against {proxied} proxy errors: \
+             the engines' failures, not the gateway's"
+        ));
+    }
+    let window = facts.client_window_label();
+    let statuses: Vec<String> = proxy_errors
+        .iter()
+        .map(|(s, n)| format!("HTTP {s} ×{n}"))
+        .collect();
+    GATEWAY_ERRORS.fires(
+        if client_share > t.error_rate_critical {
+            Severity::Critical
+        } else {
+            Severity::Warning
+        },
+        Confidence::High,
+        format!(
+            "{} of requests failed in front of the engines ({}) while the servers counted {server_failed:.0} \
+             failed requests",
+            percent(client_share),
+            statuses.join(", ")
+        ),
+        vec![
+            seen("client proxy-error share", client_share, &window),
+            seen(
+                "server failed requests (finished abort + error)",
+                server_failed,
+                &facts.server_window_label(),
+            ),
+        ],
+    )
 }
 
 fn replica_down(facts: &Facts) -> Assessment {

@@ -16,8 +16,35 @@ use support::*;
 
 type Change = fn(&mut Evidence);
 
+/// 8 of the client's 100 requests answered with `status`.
+fn proxy_errors(e: &mut Evidence, status: u16) {
+    let requests = &mut client(e).requests;
+    (requests.ok, requests.failed, requests.error_rate) = (92, 8, 0.08);
+    requests.errors = vec![ErrorCount {
+        class: ErrorClass::HttpStatus,
+        status: Some(status),
+        count: 8,
+        example: "Bad Gateway".into(),
+    }];
+}
+
 /// (rule id, the change that makes it fire, a near miss that must not).
 const CASES: &[(&str, Change, Change)] = &[
+    (
+        "fleet.gateway_errors",
+        // 8 of 100 requests got a 502 from the proxy; the servers finished every request they saw.
+        |e| proxy_errors(e, 502),
+        // The same 8 failures as 500s from the engine, which the servers count (finished with `error`).
+        |e| {
+            proxy_errors(e, 503);
+            server(e)
+                .counters
+                .get_mut(&Signal::RequestsFinished)
+                .unwrap()
+                .by_label
+                .insert("error".into(), 8.0);
+        },
+    ),
     (
         "fleet.replica_down",
         // vllm-1's counters reset in the window: it restarted.
@@ -726,6 +753,7 @@ fn every_playbook_rule_has_a_case() {
         "trace.step_over_floor",
         "fleet.load_skew",
         "fleet.replica_down",
+        "fleet.gateway_errors",
     ];
     for id in ids {
         assert!(
@@ -765,7 +793,7 @@ fn healthy_evidence_has_no_warning_and_every_checklist_line_passes() {
         "{:#?}",
         diagnosis.findings
     );
-    assert_eq!(diagnosis.checklist.len(), 50);
+    assert_eq!(diagnosis.checklist.len(), 51);
     for line in &diagnosis.checklist {
         assert_eq!(line.status, CheckStatus::Pass, "{line:#?}");
     }

@@ -93,6 +93,9 @@ pub async fn run(args: Box<DiagnoseArgs>) -> Result<u8, Failure> {
         gathered.evidence.pods = view.pods;
         gathered.evidence.pod_health = view.health;
         gathered.evidence.server = Some(view.fleet);
+        // A probe through a gateway scraped `/metrics` through it too: one replica or another at each scrape. The
+        // Prometheus that scrapes every replica is the server's view instead.
+        gathered.evidence.scrapes.clear();
     }
     add_loose_evidence(&mut gathered, &args, forced)?;
     if args.url.is_some() {
