@@ -114,9 +114,9 @@ pub struct NewRun {
     pub target: String,
     pub model: String,
     pub fingerprint: String,
-    /// The run directory, absolute; a run recorded again from the same directory replaces its row.
+    /// The run directory, absolute; a run recorded again from the same directory updates its row.
     pub dir: Option<PathBuf>,
-    /// `run.json` or `diagnosis.json`, as written.
+    /// The measured run's `run.json` (for a diagnosis, its loaded probe's), what `compare` reads back.
     pub document: String,
     pub figures: Vec<(String, f64)>,
     pub samples: Option<RequestSamples>,
