@@ -395,7 +395,7 @@ pub struct DiagnoseArgs {
     /// --window, and the fleet as a whole.
     /// With --url (a gateway in front of them), the probe's requests are judged against what the replicas
     /// themselves counted.
-    #[arg(long, conflicts_with = "bundle")]
+    #[arg(long, conflicts_with_all = ["bundle", "metrics"])]
     pub prometheus: Option<String>,
     /// Which series to read from --prometheus, e.g. '{namespace="llm"}'.
     #[arg(long, default_value = "", requires = "prometheus")]

@@ -20,7 +20,7 @@ fn start_nginx(scratch: &Path, port: u16, backends: &[&str], location_extra: &st
         .collect();
     let dir = scratch.display();
     let config = format!(
-        "daemon off;\nworker_processes 1;\npid {dir}/nginx.pid;\nerror_log {dir}/nginx-error.log;\n\
+        "daemon off;\nmaster_process off;\npid {dir}/nginx.pid;\nerror_log {dir}/nginx-error.log;\n\
          events {{ worker_connections 512; }}\n\
          http {{\n  access_log off;\n  client_body_temp_path {dir}/body;\n  proxy_temp_path {dir}/proxy;\n  \
          fastcgi_temp_path {dir}/fastcgi;\n  uwsgi_temp_path {dir}/uwsgi;\n  scgi_temp_path {dir}/scgi;\n  \
@@ -54,7 +54,7 @@ fn start_nginx(scratch: &Path, port: u16, backends: &[&str], location_extra: &st
     nginx
 }
 
-/// Prometheus scraping the given replicas (pod name, URL) every half second.
+/// Prometheus scraping the given replicas (pod name, URL) every second.
 fn scrape(scratch: &Path, replicas: &[(&str, &str)]) -> RunningPrometheus {
     let targets: String = replicas
         .iter()
@@ -66,7 +66,7 @@ fn scrape(scratch: &Path, replicas: &[(&str, &str)]) -> RunningPrometheus {
         })
         .collect();
     let config = format!(
-        "global:\n  scrape_interval: 500ms\n  scrape_timeout: 400ms\nscrape_configs:\n  - job_name: vllm\n    \
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\nscrape_configs:\n  - job_name: vllm\n    \
          static_configs:\n{targets}"
     );
     let mut prometheus = RunningPrometheus::start(scratch, &config);
@@ -153,8 +153,8 @@ fn a_replica_that_restarted_is_named_down_and_its_peer_is_not() {
     }
     std::thread::sleep(Duration::from_secs(2));
     drop(first_life);
-    // Down for a few scrapes, then back on the same port with its counters at zero.
-    std::thread::sleep(Duration::from_secs(3));
+    // Down for five scrapes, a quarter of the window diagnosed, then back on its port with its counters at zero.
+    std::thread::sleep(Duration::from_secs(5));
     let (_second_life, _) = infer_doctor_testkit::start_sim(EXE, &["--port", &port, "--seed", "1"]);
     std::thread::sleep(Duration::from_secs(3));
     let doc = diagnose_fleet(&prometheus, "20s");
@@ -204,9 +204,9 @@ fn a_replica_with_a_smaller_batch_behind_least_conn_is_named_through_prometheus(
 fn a_dead_upstream_left_in_rotation_is_the_gateways_error_not_the_servers() {
     let scratch = tempfile::tempdir().unwrap();
     let (_live, live) = infer_doctor_testkit::start_sim(EXE, &["--seed", "1"]);
-    // An upstream nothing listens on, never taken out of rotation (max_fails=0), no retry on the next one:
-    // about half the requests get nginx's 502.
-    let dead = format!("127.0.0.1:{} max_fails=0", free_loopback_port());
+    // An upstream nothing listens on (port 1: privileged, so no other test can take it), never taken out of
+    // rotation (max_fails=0), no retry on the next one: about half the requests get nginx's 502.
+    let dead = "127.0.0.1:1 max_fails=0".to_string();
     let port = free_loopback_port();
     let _nginx = start_nginx(
         scratch.path(),

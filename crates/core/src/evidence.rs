@@ -94,6 +94,9 @@ pub struct Evidence {
     pub trace: Option<crate::TraceFacts>,
 }
 
+/// The name `Evidence::pods` files series under that carry no replica label: several replicas summed, never one.
+pub const UNLABELLED_PODS: &str = "(no label)";
+
 /// One replica's availability over a window, as the Prometheus that scrapes it saw it.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ReplicaHealth {

@@ -26,7 +26,7 @@ pub use aggregate::RunAggregate;
 pub use config::{ConfigConflict, ConfigSource, ServerConfig, Setting};
 pub use evidence::{
     Evidence, HardwareFacts, LogFacts, LogFailure, LogFailureKind, LogStats, NetworkFacts,
-    PathTiming, ReplicaHealth, WorkloadFacts,
+    PathTiming, ReplicaHealth, UNLABELLED_PODS, WorkloadFacts,
 };
 pub use finding::{
     CheckLine, CheckStatus, Confidence, Diagnosis, Finding, Observation, Severity, Symptom,

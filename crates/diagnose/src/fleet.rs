@@ -2,11 +2,10 @@
 //! them), where one replica carries far more than the others: the router, not the engines, is the bottleneck.
 
 use infer_doctor_core::signals::ServerWindow;
-use infer_doctor_core::{Confidence, Observation, Severity, Signal, Symptom};
+use infer_doctor_core::{Confidence, Observation, Severity, Signal, Symptom, UNLABELLED_PODS};
 
 use crate::Thresholds;
 use crate::assessment::{Assessment, Rule, percent, seen};
-use crate::errors::FAILED_FINISH_REASONS;
 use crate::facts::{Facts, finite, in_system_mean};
 
 const LOAD_SKEW: Rule = Rule {
@@ -72,6 +71,9 @@ const GATEWAY_ERRORS: Rule = Rule {
 /// Statuses a proxy answers for an upstream it could not use; an engine's own failures are 4xx or 500.
 const GATEWAY_STATUSES: [u16; 3] = [502, 503, 504];
 
+/// The finish reason an engine gives a request it failed itself (vLLM's `finished_reason="error"`).
+const ENGINE_ERROR_REASON: &str = "error";
+
 /// What one replica carried over the window.
 struct PodLoad<'a> {
     pod: &'a str,
@@ -124,7 +126,7 @@ fn hottest<'a>(
 pub(crate) fn assess(facts: &Facts, t: &Thresholds) -> Vec<Assessment> {
     vec![
         load_skew(facts, t),
-        replica_down(facts),
+        replica_down(facts, t),
         gateway_errors(facts, t),
     ]
 }
@@ -137,14 +139,25 @@ fn gateway_errors(facts: &Facts, t: &Thresholds) -> Assessment {
              --prometheus URL)",
         );
     };
-    let Some(finished) = facts.counter(Signal::RequestsFinished) else {
+    // One engine's metrics, or /metrics scraped through the gateway (another replica each time), cannot stand for
+    // every replica the gateway sent to.
+    let finished = facts
+        .counter(Signal::RequestsFinished)
+        .filter(|_| !facts.evidence.pods.is_empty());
+    let Some(finished) = finished else {
         return GATEWAY_ERRORS.unknown(
-            "the servers' own count of finished and failed requests",
-            &facts.how_server(),
+            "every replica's own count of finished and failed requests",
+            "pass --prometheus URL (a Prometheus that scrapes every replica) beside --url GATEWAY",
         );
     };
     let requests = &client.requests;
     let answered = (requests.ok + requests.failed) as f64;
+    if answered == 0.0 {
+        return GATEWAY_ERRORS.unknown(
+            "a request through the gateway that got an answer",
+            "run the probe again with a longer --budget",
+        );
+    }
     let proxy_errors: Vec<(u16, u64)> = requests
         .errors
         .iter()
@@ -155,16 +168,15 @@ fn gateway_errors(facts: &Facts, t: &Thresholds) -> Assessment {
         })
         .collect();
     let proxied: u64 = proxy_errors.iter().map(|(_, n)| n).sum();
-    let client_share = if answered > 0.0 {
-        proxied as f64 / answered
-    } else {
-        0.0
-    };
-    let server_failed: f64 = FAILED_FINISH_REASONS
-        .iter()
-        .filter_map(|reason| finished.by_label.get(*reason))
+    let client_share = proxied as f64 / answered;
+    // Only the engine's own errors: a proxy that times out hangs up on the engine, which counts an `abort`, and
+    // other clients abort too, so aborts cannot clear the gateway.
+    let server_failed = finished
+        .by_label
+        .get(ENGINE_ERROR_REASON)
+        .copied()
         .filter(|n| n.is_finite())
-        .sum();
+        .unwrap_or(0.0);
     if client_share <= t.error_rate_warning {
         return GATEWAY_ERRORS.passes(format!(
             "{} of {answered:.0} requests got a proxy error (502, 503, 504)",
@@ -199,7 +211,7 @@ fn gateway_errors(facts: &Facts, t: &Thresholds) -> Assessment {
         vec![
             seen("client proxy-error share", client_share, &window),
             seen(
-                "server failed requests (finished abort + error)",
+                "server failed requests (finished error)",
                 server_failed,
                 &facts.server_window_label(),
             ),
@@ -207,7 +219,7 @@ fn gateway_errors(facts: &Facts, t: &Thresholds) -> Assessment {
     )
 }
 
-fn replica_down(facts: &Facts) -> Assessment {
+fn replica_down(facts: &Facts, t: &Thresholds) -> Assessment {
     let health = &facts.evidence.pod_health;
     if health.is_empty() {
         return REPLICA_DOWN.unknown(
@@ -218,9 +230,18 @@ fn replica_down(facts: &Facts) -> Assessment {
     let window = "Prometheus scrapes per replica over the window";
     let mut down = Vec::new();
     let mut evidence = Vec::new();
+    let mut unread = Vec::new();
     let mut critical = false;
-    for (pod, h) in health {
-        if let Some(up) = h.up_share.filter(|up| *up < 1.0) {
+    for pod in facts.evidence.pods.keys() {
+        let h = health.get(pod).cloned().unwrap_or_default();
+        let (up, restarts) = (
+            h.up_share.filter(|v| v.is_finite()),
+            h.restarts.filter(|v| v.is_finite()),
+        );
+        if up.is_none() || restarts.is_none() {
+            unread.push(pod.as_str());
+        }
+        if let Some(up) = up.filter(|up| *up < t.fleet_up_share_min) {
             down.push(format!(
                 "{pod} unreachable in {} of the scrapes",
                 percent(1.0 - up)
@@ -228,7 +249,7 @@ fn replica_down(facts: &Facts) -> Assessment {
             evidence.push(seen(format!("up share ({pod})"), up, window));
             critical |= up < 0.5;
         }
-        if let Some(restarts) = h.restarts.filter(|r| *r >= 1.0) {
+        if let Some(restarts) = restarts.filter(|r| *r >= 1.0) {
             down.push(format!(
                 "{pod} restarted {restarts:.0}× (its counters reset)"
             ));
@@ -236,13 +257,22 @@ fn replica_down(facts: &Facts) -> Assessment {
             critical = true;
         }
     }
+    let missing = || {
+        format!(
+            "whether {} answered every scrape and kept running (no `up` or counter series carried their label)",
+            unread.join(", ")
+        )
+    };
     if down.is_empty() {
+        if !unread.is_empty() {
+            return REPLICA_DOWN.unknown(&missing(), &facts.how_server());
+        }
         return REPLICA_DOWN.passes(format!(
             "all {} replicas reachable through the window, none restarted",
-            health.len()
+            facts.evidence.pods.len()
         ));
     }
-    REPLICA_DOWN.fires(
+    let found = REPLICA_DOWN.fires(
         if critical {
             Severity::Critical
         } else {
@@ -251,7 +281,12 @@ fn replica_down(facts: &Facts) -> Assessment {
         Confidence::High,
         format!("a replica was down in the window: {}", down.join("; ")),
         evidence,
-    )
+    );
+    if unread.is_empty() {
+        found
+    } else {
+        found.unsettled(&missing(), &facts.how_server())
+    }
 }
 
 fn load_skew(facts: &Facts, t: &Thresholds) -> Assessment {
@@ -266,8 +301,10 @@ fn load_skew(facts: &Facts, t: &Thresholds) -> Assessment {
         "server metrics per replica over {:.0} s",
         pods.values().map(ServerWindow::seconds).fold(0.0, f64::max)
     );
+    // Series without the replica label are summed into one "(no label)" group: several replicas, not one.
     let loads: Vec<PodLoad> = pods
         .iter()
+        .filter(|(pod, _)| pod.as_str() != UNLABELLED_PODS)
         .map(|(pod, w)| PodLoad {
             pod,
             in_system: in_system_mean(w),
@@ -329,6 +366,7 @@ fn load_skew(facts: &Facts, t: &Thresholds) -> Assessment {
     }
     if let Some((hot, value, others)) = hottest(&loads, |l| l.kv)
         && value - others >= t.fleet_kv_gap
+        && value >= t.batch_cap_kv_below
     {
         note(
             hot.pod,
@@ -352,10 +390,9 @@ fn load_skew(facts: &Facts, t: &Thresholds) -> Assessment {
                 )
             })
             .unwrap_or_default();
-        if loads
-            .iter()
-            .all(|l| l.in_system.is_none() && l.kv.is_none())
-        {
+        let measured =
+            |m: fn(&PodLoad) -> Option<f64>| loads.iter().filter(|l| m(l).is_some()).count();
+        if measured(|l| l.in_system) < 2 && measured(|l| l.kv) < 2 {
             return LOAD_SKEW.unknown(
                 "the replicas' running, waiting and KV gauges",
                 &facts.how_server(),
@@ -467,6 +504,35 @@ mod tests {
         // Without Prometheus's view of the replicas, nothing is known.
         evidence.pod_health.clear();
         assert!(down(&evidence).is_none());
+        // A replica whose `up` carried no replica label, or came back NaN, is not called reachable.
+        evidence.pod_health = [
+            ("a".to_string(), health(1.0, 0.0)),
+            ("b".to_string(), health(f64::NAN, 0.0)),
+        ]
+        .into();
+        assert!(down(&evidence).is_none());
+        let line = diagnose(&evidence, &Thresholds::default())
+            .checklist
+            .into_iter()
+            .find(|l| l.id == "replicas_up")
+            .unwrap();
+        assert_eq!(
+            line.status,
+            infer_doctor_core::CheckStatus::Unknown,
+            "{line:?}"
+        );
+        assert!(line.detail.contains('b'), "{}", line.detail);
+    }
+
+    #[test]
+    fn an_idle_fleet_with_one_warmer_cache_is_no_skew() {
+        // 35% against 4%: a gap, but no replica near full.
+        let idle = fleet(&[("a", pod(1.0, 0.0, 0.35)), ("b", pod(0.0, 0.0, 0.04))]);
+        assert!(finding(&idle).is_none(), "{:?}", finding(&idle));
+        // One replica's gauges missing: the other alone cannot be called even.
+        let mut half = fleet(&[("a", pod(5.0, 0.0, 0.3))]);
+        half.pods.insert("b".into(), ServerWindow::default());
+        assert_eq!(status(&half), infer_doctor_core::CheckStatus::Unknown);
     }
 
     fn finding(evidence: &Evidence) -> Option<infer_doctor_core::Finding> {

@@ -205,6 +205,9 @@ pub struct Thresholds {
     /// KV usage of the fullest replica over the others' median (a share, 0–1) that is a skew. Inference: a
     /// 30-point gap is one pod near full while its peers have a third of their cache free.
     pub fleet_kv_gap: f64,
+    /// Share of Prometheus's scrapes a replica must answer over the window: one slow `/metrics` under load is a
+    /// missed scrape, not a replica down. Inference: one miss in ten.
+    pub fleet_up_share_min: f64,
 }
 
 impl Default for Thresholds {
@@ -283,6 +286,7 @@ impl Default for Thresholds {
             fleet_skew_ratio: 2.0,
             fleet_min_in_system_gap: 2.0,
             fleet_kv_gap: 0.30,
+            fleet_up_share_min: 0.9,
         }
     }
 }
@@ -378,6 +382,7 @@ impl Thresholds {
             ("fleet_skew_ratio", self.fleet_skew_ratio),
             ("fleet_min_in_system_gap", self.fleet_min_in_system_gap),
             ("fleet_kv_gap", self.fleet_kv_gap),
+            ("fleet_up_share_min", self.fleet_up_share_min),
             ("littles_law_tolerance", self.littles_law_tolerance),
             ("littles_law_min_in_system", self.littles_law_min_in_system),
             ("littles_law_min_scrapes", self.littles_law_min_scrapes),

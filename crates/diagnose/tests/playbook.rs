@@ -16,8 +16,9 @@ use support::*;
 
 type Change = fn(&mut Evidence);
 
-/// 8 of the client's 100 requests answered with `status`.
+/// 8 of the client's 100 requests, sent through a gateway to a fleet, answered with `status`.
 fn proxy_errors(e: &mut Evidence, status: u16) {
+    with_fleet(e);
     let requests = &mut client(e).requests;
     (requests.ok, requests.failed, requests.error_rate) = (92, 8, 0.08);
     requests.errors = vec![ErrorCount {

@@ -49,6 +49,32 @@ struct Series {
     breakdown: Option<&'static str>,
 }
 
+/// A PromQL string literal at the start of `text` (in `"`, `'` or backticks; escapes undone inside quotes, none
+/// inside backticks), and what follows it.
+fn quoted_value(text: &str) -> Option<(String, &str)> {
+    let quote = text
+        .chars()
+        .next()
+        .filter(|c| matches!(c, '"' | '\'' | '`'))?;
+    let mut value = String::new();
+    let mut chars = text[1..].char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' if quote != '`' => {
+                let (_, escaped) = chars.next()?;
+                value.push(match escaped {
+                    'n' => '\n',
+                    't' => '\t',
+                    other => other,
+                });
+            }
+            c if c == quote => return Some((value, &text[1 + i + c.len_utf8()..])),
+            c => value.push(c),
+        }
+    }
+    None
+}
+
 /// What to ask a Prometheus for: one dialect's metrics, under a selector, per pod by a label, over a rate window.
 #[derive(Clone, Debug)]
 pub struct Target {
@@ -104,33 +130,28 @@ impl Target {
     /// files for two fleets (two namespaces, say) record two series instead of colliding on one.
     pub fn fixed_labels(&self) -> Vec<(String, String)> {
         let mut labels = Vec::new();
-        let mut rest = self.scope.matchers.as_str();
-        while let Some(eq) = rest.find('=') {
-            let name = rest[..eq].trim().trim_start_matches(',').trim();
-            let after = &rest[eq + 1..];
-            // `=~` and `!=` select several values: no one label to record.
-            let exact = !name.ends_with('!') && !after.starts_with('~');
-            let Some(open) = after.find('"') else { break };
-            let value_start = &after[open + 1..];
-            let (mut end, mut value, mut escaped) = (None, String::new(), false);
-            for (i, c) in value_start.char_indices() {
-                match c {
-                    '\\' if !escaped => escaped = true,
-                    '"' if !escaped => {
-                        end = Some(i);
-                        break;
-                    }
-                    c => {
-                        value.push(c);
-                        escaped = false;
-                    }
-                }
-            }
-            let Some(end) = end else { break };
-            if exact {
+        let mut rest = self.scope.matchers.trim();
+        loop {
+            rest = rest.trim_start_matches(|c: char| c == ',' || c.is_whitespace());
+            let name_end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            let (name, after) = rest.split_at(name_end);
+            let after = after.trim_start();
+            let Some((operator, after)) = ["=~", "!=", "!~", "="]
+                .iter()
+                .find_map(|op| after.strip_prefix(op).map(|a| (*op, a.trim_start())))
+            else {
+                break;
+            };
+            let Some((value, after)) = quoted_value(after) else {
+                break;
+            };
+            // `=~`, `!=` and `!~` select several values: no one label to record.
+            if operator == "=" && !name.is_empty() {
                 labels.push((name.to_string(), value));
             }
-            rest = &value_start[end + 1..];
+            rest = after;
         }
         labels
     }
@@ -409,7 +430,7 @@ mod tests {
         assert_eq!(label, TargetError::PodLabel("9pod".into()));
         let labelled = Target::new(
             Dialect::VllmV1,
-            r#"{namespace="llm", pod=~"vllm-.*", env!="dev", note="a \"quoted\", value"}"#,
+            r#"{namespace="llm", pod=~"vllm-.*", env!="dev", zone!~"x", team='ml', note="a \"quoted\", value"}"#,
             "pod",
             window,
         )
@@ -418,6 +439,7 @@ mod tests {
             labelled.fixed_labels(),
             [
                 ("namespace".to_string(), "llm".to_string()),
+                ("team".to_string(), "ml".to_string()),
                 ("note".to_string(), r#"a "quoted", value"#.to_string())
             ]
         );

@@ -332,7 +332,7 @@ impl FleetView {
                 let pod = labels
                     .get(&self.group_by)
                     .cloned()
-                    .unwrap_or_else(|| "(no label)".to_string());
+                    .unwrap_or_else(|| infer_doctor_core::UNLABELLED_PODS.to_string());
                 let (dialect, seconds) = (self.dialect.clone(), self.window_seconds);
                 self.pods
                     .entry(pod)
@@ -353,10 +353,17 @@ impl FleetView {
             else {
                 continue;
             };
+            // A value Prometheus could not compute stays unknown, never a confident zero.
+            let value = Some(value).filter(|v| v.is_finite());
             let entry = self.health.entry(pod.clone()).or_default();
             match health {
-                Health::UpShare => entry.up_share = Some(value),
-                Health::Restarts => entry.restarts = Some(entry.restarts.unwrap_or(0.0).max(value)),
+                Health::UpShare => entry.up_share = value,
+                Health::Restarts => {
+                    entry.restarts = match (entry.restarts, value) {
+                        (Some(a), Some(b)) => Some(a.max(b)),
+                        (a, b) => a.or(b),
+                    }
+                }
             }
         }
     }

@@ -57,7 +57,7 @@ impl Running {
 /// the process and the URL it printed first. Whatever it prints later is drained, so a full pipe never stalls it.
 pub fn start_sim(exe: &str, args: &[&str]) -> (Running, String) {
     // A free port unless the caller names one (a replica restarted where its scraper expects it).
-    let port: &[&str] = if args.contains(&"--port") {
+    let port: &[&str] = if args.iter().any(|a| a.starts_with("--port")) {
         &[]
     } else {
         &["--port", "0"]
