@@ -96,25 +96,55 @@ pub fn relative_change(
     stat: Statistic,
     bootstrap: &Bootstrap,
 ) -> Option<(f64, Interval)> {
+    relative_changes(baseline, candidate, &[stat], bootstrap)
+        .pop()
+        .flatten()
+}
+
+/// [`relative_change`] of several statistics of the same samples (p50, p95 and p99 of one latency), all from the
+/// same resamples: drawing is most of the cost, so one draw serves every statistic.
+pub fn relative_changes(
+    baseline: &[f64],
+    candidate: &[f64],
+    stats: &[Statistic],
+    bootstrap: &Bootstrap,
+) -> Vec<Option<(f64, Interval)>> {
     let change = |a: f64, b: f64| (a != 0.0).then(|| b / a - 1.0);
-    let point = change(
-        statistic(&mut baseline.to_vec(), stat)?,
-        statistic(&mut candidate.to_vec(), stat)?,
-    )?;
+    let points: Vec<Option<f64>> = stats
+        .iter()
+        .map(|&stat| {
+            change(
+                statistic(&mut baseline.to_vec(), stat)?,
+                statistic(&mut candidate.to_vec(), stat)?,
+            )
+        })
+        .collect();
+    if points.iter().all(Option::is_none) {
+        return vec![None; stats.len()];
+    }
     let mut rng = SplitMix(bootstrap.seed);
     let (mut a, mut b) = (Vec::new(), Vec::new());
-    let mut changes = Vec::with_capacity(bootstrap.resamples);
+    let mut changes = vec![Vec::with_capacity(bootstrap.resamples); stats.len()];
     for _ in 0..bootstrap.resamples {
         resampled(baseline, &mut rng, &mut a);
         resampled(candidate, &mut rng, &mut b);
-        if let (Some(x), Some(y)) = (statistic(&mut a, stat), statistic(&mut b, stat)) {
-            changes.extend(change(x, y));
+        // Each statistic reorders the buffers, which stay the same multisets: the next one reads them as well.
+        for (&stat, resampled_changes) in stats.iter().zip(changes.iter_mut()) {
+            if let (Some(x), Some(y)) = (statistic(&mut a, stat), statistic(&mut b, stat)) {
+                resampled_changes.extend(change(x, y));
+            }
         }
     }
-    Some((
-        point,
-        percentile_interval(&mut changes, bootstrap.confidence)?,
-    ))
+    points
+        .into_iter()
+        .zip(changes.iter_mut())
+        .map(|(point, resampled_changes)| {
+            Some((
+                point?,
+                percentile_interval(resampled_changes, bootstrap.confidence)?,
+            ))
+        })
+        .collect()
 }
 
 fn percentile_interval(changes: &mut [f64], confidence: f64) -> Option<Interval> {
@@ -273,6 +303,28 @@ mod tests {
             "{point} {ci:?}"
         );
         assert!((point - 0.2).abs() < 0.05, "{point}");
+    }
+
+    #[test]
+    fn several_statistics_from_shared_resamples_match_each_alone() {
+        let bootstrap = Bootstrap::default();
+        let (a, b) = (latencies(4, 300, 100.0), latencies(5, 300, 110.0));
+        let stats = [
+            Statistic::Quantile(0.5),
+            Statistic::Quantile(0.95),
+            Statistic::Mean,
+        ];
+        let together = relative_changes(&a, &b, &stats, &bootstrap);
+        for (stat, shared) in stats.iter().zip(&together) {
+            let (point, ci) = shared.unwrap();
+            let (alone_point, alone_ci) = relative_change(&a, &b, *stat, &bootstrap).unwrap();
+            assert_eq!(point, alone_point);
+            // The same draws: a quantile of a reordered buffer is the same value (a mean, to rounding).
+            assert!(
+                (ci.low - alone_ci.low).abs() < 1e-9 && (ci.high - alone_ci.high).abs() < 1e-9,
+                "{stat:?}"
+            );
+        }
     }
 
     #[test]

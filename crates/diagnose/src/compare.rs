@@ -1,11 +1,17 @@
 //! Two runs side by side: each figure's change with its confidence interval, a verdict that separates a real
 //! change from run-to-run noise, what the server's own signals did meanwhile, and the gates CI fails on.
 
+use std::collections::BTreeMap;
+
 use infer_doctor_core::comparison::{
     ChangeUnit, Comparison, FigureChange, Gate, ServerChange, Verdict,
 };
-use infer_doctor_core::figures::{Better, FIGURES, Figure, RequestSamples, SampleSource};
-use infer_doctor_core::resample::{Bootstrap, Statistic, proportion_difference, relative_change};
+use infer_doctor_core::figures::{
+    Better, FIGURES, Figure, Latency, Quantile, RequestSamples, SampleSource,
+};
+use infer_doctor_core::resample::{
+    Bootstrap, Interval, Statistic, proportion_difference, relative_change, relative_changes,
+};
 use infer_doctor_core::signals::{ServerWindow, Signal};
 use infer_doctor_core::summary::RunSummary;
 
@@ -48,9 +54,10 @@ pub fn compare(
     gates: &[Gate],
     settings: &CompareSettings,
 ) -> Comparison {
+    let latency_intervals = latency_intervals(baseline, candidate, settings);
     let figures: Vec<FigureChange> = FIGURES
         .iter()
-        .map(|f| figure_change(f, baseline, candidate, settings))
+        .map(|f| figure_change(f, baseline, candidate, settings, &latency_intervals))
         .collect();
     let (server, server_note) = match (baseline.server, candidate.server) {
         (Some(a), Some(b)) => (server_changes(a, b), None),
@@ -81,11 +88,47 @@ pub fn compare(
     }
 }
 
+/// The intervals of every per-request latency figure, each latency's quantiles from one set of resamples.
+fn latency_intervals(
+    baseline: RunView<'_>,
+    candidate: RunView<'_>,
+    settings: &CompareSettings,
+) -> BTreeMap<&'static str, Option<Interval>> {
+    let mut out = BTreeMap::new();
+    let Some((sa, sb)) = baseline.samples.zip(candidate.samples) else {
+        return out;
+    };
+    for which in [Latency::Ttft, Latency::Tpot, Latency::E2e] {
+        let figures: Vec<(&'static str, Quantile)> = FIGURES
+            .iter()
+            .filter_map(|f| match f.source {
+                SampleSource::PerRequest(w, q) if w == which => Some((f.name, q)),
+                _ => None,
+            })
+            .collect();
+        let stats: Vec<Statistic> = figures
+            .iter()
+            .map(|(_, q)| Statistic::Quantile(q.fraction()))
+            .collect();
+        let changes = relative_changes(
+            sa.latency(which),
+            sb.latency(which),
+            &stats,
+            &settings.bootstrap,
+        );
+        for ((name, _), change) in figures.into_iter().zip(changes) {
+            out.insert(name, change.map(|(_, ci)| ci));
+        }
+    }
+    out
+}
+
 fn figure_change(
     f: &'static Figure,
     baseline: RunView<'_>,
     candidate: RunView<'_>,
     settings: &CompareSettings,
+    latency_intervals: &BTreeMap<&'static str, Option<Interval>>,
 ) -> FigureChange {
     let (a, b) = (f.value(baseline.summary), f.value(candidate.summary));
     let change_unit = match f.source {
@@ -123,16 +166,7 @@ fn figure_change(
                     )),
                 )
             } else {
-                (
-                    relative_change(
-                        sa.latency(which),
-                        sb.latency(which),
-                        Statistic::Quantile(q.fraction()),
-                        &settings.bootstrap,
-                    )
-                    .map(|(_, ci)| ci),
-                    None,
-                )
+                (latency_intervals.get(f.name).copied().flatten(), None)
             }
         }
         (SampleSource::PerInterval(which), Some((sa, sb))) => (
