@@ -215,13 +215,15 @@ fn a_dead_upstream_left_in_rotation_is_the_gateways_error_not_the_servers() {
         "proxy_next_upstream off;",
     );
     let prometheus = scrape(scratch.path(), &[("live", &live)]);
+    let bundle = scratch.path().join("bundle");
     let out = infer_doctor_testkit::command(EXE)
         .args(["diagnose", "--url", &format!("http://127.0.0.1:{port}")])
         .args(["--prometheus", &format!("http://{}", prometheus.address)])
         .args(["--window", "60s", "--budget", "20s", "--concurrency", "4"])
         // /v1/models through the gateway fails half the time too.
         .args(["--model", "sim-llama-3.1-8b"])
-        .args(["--format", "json", "--no-history"])
+        .args(["--format", "json", "--no-history", "--out"])
+        .arg(&bundle)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -235,4 +237,13 @@ fn a_dead_upstream_left_in_rotation_is_the_gateways_error_not_the_servers() {
         "{verdict}"
     );
     assert_eq!(*check_status(&doc, "gateway_passes_requests"), "fail");
+    // The bundle keeps the fleet's view: diagnosed again offline, with no Prometheus, the verdict is the same.
+    let again = infer_doctor_testkit::command(EXE)
+        .args(["diagnose", "--bundle"])
+        .arg(&bundle)
+        .args(["--format", "json", "--no-history"])
+        .output()
+        .unwrap();
+    let again: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(finding(&again, "fleet.gateway_errors")["verdict"], verdict);
 }

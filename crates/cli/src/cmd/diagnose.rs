@@ -90,12 +90,14 @@ pub async fn run(args: Box<DiagnoseArgs>) -> Result<u8, Failure> {
         let view =
             crate::cmd::metrics::fleet(url, &args.selector, args.window, &args.group_by, forced)
                 .await?;
-        gathered.evidence.pods = view.pods;
-        gathered.evidence.pod_health = view.health;
-        gathered.evidence.server = Some(view.fleet);
-        // A probe through a gateway scraped `/metrics` through it too: one replica or another at each scrape. The
-        // Prometheus that scrapes every replica is the server's view instead.
-        gathered.evidence.scrapes.clear();
+        // Kept in the bundle, so diagnosing it again (--bundle) judges the same replicas over the same window.
+        if let Some(dir) = bundle_dir.as_deref().or(args.out.as_deref()) {
+            let path = dir.join(FLEET_FILE);
+            std::fs::create_dir_all(dir)
+                .and_then(|()| std::fs::write(&path, serde_json::to_string_pretty(&view)?))
+                .map_err(|e| Failure::usage(anyhow!("writing {}: {e}", path.display())))?;
+        }
+        set_fleet(&mut gathered, view);
     }
     add_loose_evidence(&mut gathered, &args, forced)?;
     if args.url.is_some() {
@@ -297,14 +299,41 @@ pub(crate) fn bench_args(
     }
 }
 
-/// A bundle: a diagnose bundle (`single/` and `loaded/`) or a plain bench run directory.
+/// The fleet a `--prometheus` diagnosis read, in its bundle.
+const FLEET_FILE: &str = "fleet.json";
+
+/// Every replica's view from Prometheus, and the fleet's as the server's. A probe through a gateway scraped
+/// `/metrics` through it too, one replica or another at each scrape, so those scrapes give way.
+fn set_fleet(gathered: &mut Gathered, view: infer_doctor_observe::prometheus::FleetView) {
+    let e = &mut gathered.evidence;
+    e.pods = view.pods;
+    e.pod_health = view.health;
+    e.server = Some(view.fleet);
+    e.scrapes.clear();
+}
+
+/// A bundle: a diagnose bundle (`single/` and `loaded/`), a plain bench run directory, or a fleet's view from
+/// Prometheus (`fleet.json`), with or without a probe beside it.
 fn read_bundle(
     gathered: &mut Gathered,
     dir: &Path,
     forced: Option<Dialect>,
 ) -> Result<(), Failure> {
+    let fleet_path = dir.join(FLEET_FILE);
+    let fleet = if fleet_path.is_file() {
+        let text = std::fs::read_to_string(&fleet_path)
+            .map_err(|e| Failure::usage(anyhow!("reading {}: {e}", fleet_path.display())))?;
+        Some(serde_json::from_str(&text).map_err(|e| {
+            Failure::usage(anyhow!("{}: not a fleet view: {e}", fleet_path.display()))
+        })?)
+    } else {
+        None
+    };
     let parts: Vec<(PathBuf, bool)> = if dir.join("loaded").join("run.json").exists() {
         vec![(dir.join("single"), true), (dir.join("loaded"), false)]
+    } else if fleet.is_some() && !dir.join("run.json").exists() {
+        // The fleet alone was diagnosed: no probe ran.
+        Vec::new()
     } else {
         vec![(dir.to_path_buf(), false)]
     };
@@ -337,6 +366,9 @@ fn read_bundle(
                 e.requests = salvaged.requests;
             }
         }
+    }
+    if let Some(view) = fleet {
+        set_fleet(gathered, view);
     }
     let files_in = |name: &str| -> Vec<PathBuf> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join(name))
