@@ -55,7 +55,9 @@ async fn bench_judges_its_own_client_by_the_playbook_rule_and_the_users_threshol
     let out = dir.path().join("run");
     let mut cmd = bin();
     cmd.args(["bench", "--url", &server.url(), "--concurrency", "2"]);
-    cmd.args(["--num-requests", "10", "--output-tokens", "4"]);
+    // Long enough (about a second) that the client's CPU time is more than the kernel's 10 ms accounting tick:
+    // ten requests took 30 ms, and their CPU time sometimes read as zero.
+    cmd.args(["--num-requests", "300", "--output-tokens", "4"]);
     cmd.args(["--thresholds", thresholds.to_str().unwrap()]);
     cmd.args(["--out", out.to_str().unwrap()]);
     let output = run(cmd).await;
