@@ -409,7 +409,11 @@ pub struct DiagnoseArgs {
     /// Scrapes of one server's /metrics, earlier first.
     #[arg(long, num_args = 1..)]
     pub metrics: Vec<PathBuf>,
-    /// Seconds between the --metrics scrapes (default: from the files' modification times).
+    /// Scrapes of llm-d's endpoint picker (the EPP's /metrics: scheduling latency, flow-control queue, ready
+    /// endpoints), earlier first.
+    #[arg(long, num_args = 1.., conflicts_with = "prometheus")]
+    pub scheduler_metrics: Vec<PathBuf>,
+    /// Seconds between the --metrics (and --scheduler-metrics) scrapes (default: from the files' modification times).
     #[arg(long, value_parser = parse_duration)]
     pub interval: Option<Duration>,
     /// The server's log (vLLM, SGLang, llama.cpp): start-up capacity and configuration.

@@ -43,6 +43,10 @@ pub struct Evidence {
     /// Per pod, whether Prometheus could reach it and whether it started again over the same window.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pod_health: BTreeMap<String, ReplicaHealth>,
+    /// llm-d's endpoint picker, the gateway that chooses a replica per request, over the window: its scheduling
+    /// latency, flow-control queue, ready replicas and failed attempts (its own series, not an engine's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<ServerWindow>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<LogFacts>,
     /// Each GPU's health as nvidia-smi reported it (`--gpu FILE`, a bundle's `gpu/`), ideally under load.

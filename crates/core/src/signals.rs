@@ -49,6 +49,14 @@ pub enum Signal {
     SpecDrafts,
     SpecDraftTokens,
     SpecAcceptedTokens,
+    /// llm-d's endpoint picker (a gateway, not an engine): how long choosing a replica took per request.
+    SchedulingLatency,
+    /// Time requests waited in the endpoint picker's flow-control queue before it dispatched them to a replica.
+    GatewayQueueTime,
+    /// Replicas the endpoint picker counts ready in its pool.
+    ReadyReplicas,
+    /// The endpoint picker's scheduling attempts by `status` (success, failure: no replica could take it).
+    SchedulingAttempts,
 }
 
 /// How a signal's numbers behave over time.
@@ -63,7 +71,7 @@ pub enum SignalKind {
 }
 
 impl Signal {
-    pub const ALL: [Signal; 28] = [
+    pub const ALL: [Signal; 32] = [
         Signal::Ttft,
         Signal::Itl,
         Signal::Tpot,
@@ -92,12 +100,17 @@ impl Signal {
         Signal::SpecDrafts,
         Signal::SpecDraftTokens,
         Signal::SpecAcceptedTokens,
+        Signal::SchedulingLatency,
+        Signal::GatewayQueueTime,
+        Signal::ReadyReplicas,
+        Signal::SchedulingAttempts,
     ];
 
     pub fn kind(self) -> SignalKind {
         use Signal::*;
         match self {
-            Ttft | Itl | Tpot | E2e | QueueTime | PrefillTime | DecodeTime => SignalKind::Histogram,
+            Ttft | Itl | Tpot | E2e | QueueTime | PrefillTime | DecodeTime | SchedulingLatency
+            | GatewayQueueTime => SignalKind::Histogram,
             RequestsRunning
             | RequestsWaiting
             | RequestsWaitingCapacity
@@ -109,10 +122,11 @@ impl Signal {
             | MaxRunning
             | PrefixCacheHitRate
             | PromptThroughput
-            | GenerationThroughput => SignalKind::Gauge,
+            | GenerationThroughput
+            | ReadyReplicas => SignalKind::Gauge,
             Preemptions | PromptTokens | GenerationTokens | PrefixCacheQueries
             | PrefixCacheHits | RequestsFinished | SpecDrafts | SpecDraftTokens
-            | SpecAcceptedTokens => SignalKind::Counter,
+            | SpecAcceptedTokens | SchedulingAttempts => SignalKind::Counter,
         }
     }
 
@@ -154,6 +168,10 @@ impl Signal {
             SpecDrafts => "spec_decode_drafts",
             SpecDraftTokens => "spec_decode_draft_tokens",
             SpecAcceptedTokens => "spec_decode_accepted_tokens",
+            SchedulingLatency => "scheduling_latency",
+            GatewayQueueTime => "gateway_queue_time",
+            ReadyReplicas => "ready_replicas",
+            SchedulingAttempts => "scheduling_attempts",
         }
     }
 }

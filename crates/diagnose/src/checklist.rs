@@ -8,7 +8,7 @@ use crate::assessment::{Assessment, how, ms, percent};
 use crate::facts::Facts;
 
 /// Lines answered directly by one rule: (line id, question, rule id).
-const RULE_LINES: [(&str, &str, &str); 46] = [
+const RULE_LINES: [(&str, &str, &str); 47] = [
     ("error_rate", "Is the error rate below 1%?", "errors.rate"),
     (
         "no_preemptions",
@@ -44,6 +44,11 @@ const RULE_LINES: [(&str, &str, &str); 46] = [
         "gateway_passes_requests",
         "Does the gateway in front pass requests on (no 502/503/504 the servers did not count)?",
         "fleet.gateway_errors",
+    ),
+    (
+        "scheduler_keeps_up",
+        "Does llm-d's endpoint picker keep up (quick scheduling, no queue of its own, a ready replica to pick)?",
+        "llmd.scheduler",
     ),
     (
         "upstream_matches",

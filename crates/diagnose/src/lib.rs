@@ -19,6 +19,7 @@ mod host;
 mod itl;
 mod network;
 mod output;
+mod scheduler;
 mod thresholds;
 mod throughput;
 mod topology;
@@ -47,7 +48,7 @@ use facts::Facts;
 
 /// Every rule family, in the order that breaks ties between equally severe and confident findings: failures
 /// first, then root causes (capacity, upstream) before the symptoms they explain (TTFT, ITL).
-const FAMILIES: [fn(&Facts, &Thresholds) -> Vec<Assessment>; 17] = [
+const FAMILIES: [fn(&Facts, &Thresholds) -> Vec<Assessment>; 18] = [
     // An engine that died or ran out of memory explains the errors and every number after it.
     engine::assess,
     errors::assess,
@@ -60,6 +61,8 @@ const FAMILIES: [fn(&Facts, &Thresholds) -> Vec<Assessment>; 17] = [
     upstream::assess,
     // A router that piles requests onto one replica explains that replica's queue and the fleet's latency.
     fleet::assess,
+    // So does a gateway that queues or cannot place requests before any engine sees them.
+    scheduler::assess,
     // What a profiler trace shows the GPU waiting on explains the slow steps the client sees.
     trace::assess,
     network::assess,

@@ -208,6 +208,15 @@ pub struct Thresholds {
     /// Share of Prometheus's scrapes a replica must answer over the window: one slow `/metrics` under load is a
     /// missed scrape, not a replica down. Inference: one miss in ten.
     pub fleet_up_share_min: f64,
+    /// Seconds llm-d's endpoint picker may take, at the 99th percentile, to choose a replica. The Gateway API
+    /// Inference Extension's scheduler proposal aims at O(10 ms) on average; twice that at the tail is slow.
+    pub epp_scheduling_p99_seconds: f64,
+    /// Seconds requests may wait in the picker's flow-control queue (p90) before that queue counts, however short
+    /// TTFT is. Inference: a tenth of a second is felt on a chat's first token.
+    pub epp_queue_min_seconds: f64,
+    /// The flow-control queue's p90 as a share of the gateway's TTFT p90 from which the picker, not the engines,
+    /// is where users wait. Inference: a quarter of the first token's wait.
+    pub epp_queue_ttft_share: f64,
 }
 
 impl Default for Thresholds {
@@ -287,6 +296,9 @@ impl Default for Thresholds {
             fleet_min_in_system_gap: 2.0,
             fleet_kv_gap: 0.30,
             fleet_up_share_min: 0.9,
+            epp_scheduling_p99_seconds: 0.02,
+            epp_queue_min_seconds: 0.1,
+            epp_queue_ttft_share: 0.25,
         }
     }
 }
@@ -383,6 +395,12 @@ impl Thresholds {
             ("fleet_min_in_system_gap", self.fleet_min_in_system_gap),
             ("fleet_kv_gap", self.fleet_kv_gap),
             ("fleet_up_share_min", self.fleet_up_share_min),
+            (
+                "epp_scheduling_p99_seconds",
+                self.epp_scheduling_p99_seconds,
+            ),
+            ("epp_queue_min_seconds", self.epp_queue_min_seconds),
+            ("epp_queue_ttft_share", self.epp_queue_ttft_share),
             ("littles_law_tolerance", self.littles_law_tolerance),
             ("littles_law_min_in_system", self.littles_law_min_in_system),
             ("littles_law_min_scrapes", self.littles_law_min_scrapes),

@@ -47,6 +47,25 @@ const CASES: &[(&str, Change, Change)] = &[
         },
     ),
     (
+        "llmd.scheduler",
+        // Requests wait 300 ms (p90) in the picker's flow-control queue, two thirds of the gateway's TTFT.
+        |e| {
+            with_fleet(e);
+            with_picker(e);
+            let w = picker(e);
+            w.histograms.insert(Signal::GatewayQueueTime, histogram(0.2));
+            w.histograms.insert(Signal::Ttft, histogram(0.3));
+        },
+        // A 60 ms queue and 16 ms to choose at p99: under both bars.
+        |e| {
+            with_fleet(e);
+            with_picker(e);
+            let w = picker(e);
+            w.histograms.insert(Signal::GatewayQueueTime, histogram(0.04));
+            w.histograms.insert(Signal::SchedulingLatency, histogram(0.008));
+        },
+    ),
+    (
         "fleet.replica_down",
         // vllm-1's counters reset in the window: it restarted.
         |e| {
@@ -755,6 +774,7 @@ fn every_playbook_rule_has_a_case() {
         "fleet.load_skew",
         "fleet.replica_down",
         "fleet.gateway_errors",
+        "llmd.scheduler",
     ];
     for id in ids {
         assert!(
@@ -785,6 +805,7 @@ fn every_finding_cites_public_references_not_design_notes() {
 fn healthy_evidence_has_no_warning_and_every_checklist_line_passes() {
     let mut evidence = healthy();
     with_fleet(&mut evidence);
+    with_picker(&mut evidence);
     let diagnosis = diagnose(&evidence, &Thresholds::default());
     assert!(
         diagnosis
@@ -794,7 +815,7 @@ fn healthy_evidence_has_no_warning_and_every_checklist_line_passes() {
         "{:#?}",
         diagnosis.findings
     );
-    assert_eq!(diagnosis.checklist.len(), 51);
+    assert_eq!(diagnosis.checklist.len(), 52);
     for line in &diagnosis.checklist {
         assert_eq!(line.status, CheckStatus::Pass, "{line:#?}");
     }
@@ -2516,4 +2537,67 @@ fn a_trace_rule_without_the_trace_it_needs_stays_unknown() {
         check_line(&diagnosis, "trace_steps_near_floor").status,
         CheckStatus::Unknown
     );
+}
+
+/// The endpoint picker's other faults, each named, and its line unknown (never a pass) without its metrics or with
+/// too few decisions to read a tail from.
+#[test]
+fn the_endpoint_picker_is_judged_on_what_its_metrics_hold() {
+    let thresholds = Thresholds::default();
+    let judged = |change: &dyn Fn(&mut Evidence)| {
+        let mut e = healthy();
+        with_fleet(&mut e);
+        with_picker(&mut e);
+        change(&mut e);
+        let d = diagnose(&e, &thresholds);
+        (
+            finding(&d, "llmd.scheduler").cloned(),
+            check_line(&d, "scheduler_keeps_up").status,
+        )
+    };
+
+    let (found, _) = judged(&|e| picker(e).gauges.get_mut(&Signal::ReadyReplicas).unwrap().min = 0.0);
+    let found = found.expect("no ready endpoint");
+    assert_eq!(found.severity, Severity::Critical);
+    assert!(found.verdict.contains("no ready endpoint"), "{}", found.verdict);
+
+    // One replica of two never ready in the picker's eyes.
+    let (found, _) = judged(&|e| {
+        let ready = picker(e).gauges.get_mut(&Signal::ReadyReplicas).unwrap();
+        (ready.min, ready.max) = (1.0, 1.0);
+    });
+    let found = found.expect("fewer ready endpoints than replicas");
+    assert!(found.verdict.contains("at most 1 ready endpoints while 2 replicas"), "{}", found.verdict);
+
+    // 9 of 180 attempts failed: 5%, a critical share (error_rate_critical).
+    let (found, _) = judged(&|e| {
+        let attempts = picker(e).counters.get_mut(&Signal::SchedulingAttempts).unwrap();
+        attempts.by_label.insert("failure".into(), 9.0);
+    });
+    let found = found.expect("failed scheduling attempts");
+    assert!(found.verdict.contains("5.0% of 180 scheduling attempts failed"), "{}", found.verdict);
+
+    // 60 ms at p99 to choose a replica.
+    let (found, _) = judged(&|e| {
+        picker(e).histograms.insert(Signal::SchedulingLatency, histogram(0.03));
+    });
+    let found = found.expect("slow scheduling");
+    assert_eq!(found.severity, Severity::Warning);
+    assert!(found.verdict.contains("60 ms at p99"), "{}", found.verdict);
+
+    // Too few decisions for a p99, and nothing else read: unknown.
+    let (found, status) = judged(&|e| {
+        let w = picker(e);
+        w.gauges.clear();
+        w.counters.clear();
+        w.histograms.retain(|s, _| *s == Signal::SchedulingLatency);
+        w.histograms.get_mut(&Signal::SchedulingLatency).unwrap().count = 5.0;
+    });
+    assert!(found.is_none());
+    assert_eq!(status, CheckStatus::Unknown);
+
+    // No picker metrics at all: unknown.
+    let (found, status) = judged(&|e| e.scheduler = None);
+    assert!(found.is_none());
+    assert_eq!(status, CheckStatus::Unknown);
 }

@@ -67,6 +67,8 @@ impl Dialect {
                 "inference_objective_",
                 "inference_pool_",
                 "inference_model_",
+                "inference_extension_",
+                "llm_d_epp_",
             ],
             Dialect::Dcgm => &["DCGM_FI_", "DCGM_EXP_"],
         }
@@ -87,7 +89,7 @@ impl Dialect {
     }
 
     /// Whether a metric (family or sample) name is one of this dialect's.
-    fn owns_name(self, name: &str) -> bool {
+    pub fn owns_name(self, name: &str) -> bool {
         let family = ["_bucket", "_count", "_sum"]
             .iter()
             .find_map(|suffix| name.strip_suffix(suffix))
@@ -502,6 +504,34 @@ const LLMD_EPP: &[(Signal, Source)] = &[
     (
         S::KvUsage,
         Family(&["inference_pool_average_kv_cache_utilization"]),
+    ),
+    // The picker's own work. llm-d renamed its metrics `llm_d_epp_*` (llm-d-router pkg/epp/metrics), keeping the
+    // Gateway API Inference Extension's `inference_extension_*` as deprecated twins.
+    (
+        S::SchedulingLatency,
+        Family(&[
+            "llm_d_epp_scheduler_e2e_duration_seconds",
+            "inference_extension_scheduler_e2e_duration_seconds",
+        ]),
+    ),
+    (
+        S::GatewayQueueTime,
+        Family(&[
+            "llm_d_epp_flow_control_request_queue_duration_seconds",
+            "inference_extension_flow_control_request_queue_duration_seconds",
+        ]),
+    ),
+    (
+        S::ReadyReplicas,
+        Family(&["llm_d_epp_ready_endpoints", "inference_pool_ready_pods"]),
+    ),
+    (
+        S::SchedulingAttempts,
+        ByLabel("llm_d_epp_scheduler_attempts_total", "status"),
+    ),
+    (
+        S::SchedulingAttempts,
+        ByLabel("inference_extension_scheduler_attempts_total", "status"),
     ),
 ];
 
@@ -1127,6 +1157,48 @@ mod tests {
             err.contains("node.prom") && err.contains("--dialect"),
             "{err}"
         );
+    }
+
+    /// The endpoint picker as the Gateway API Inference Extension's metric goldens write it (pkg/epp/metrics/
+    /// testdata), with llm-d's `llm_d_epp_*` renames beside the old names: the new ones are read, once.
+    #[test]
+    fn the_endpoint_pickers_own_series_are_read_under_either_name() {
+        let old = "# TYPE inference_extension_scheduler_e2e_duration_seconds histogram\n\
+            inference_extension_scheduler_e2e_duration_seconds_bucket{le=\"0.0001\"} 0\n\
+            inference_extension_scheduler_e2e_duration_seconds_bucket{le=\"0.0002\"} 1\n\
+            inference_extension_scheduler_e2e_duration_seconds_bucket{le=\"0.1\"} 8\n\
+            inference_extension_scheduler_e2e_duration_seconds_bucket{le=\"+Inf\"} 9\n\
+            inference_extension_scheduler_e2e_duration_seconds_sum{} 0.2835\n\
+            inference_extension_scheduler_e2e_duration_seconds_count{} 9\n\
+            # TYPE inference_extension_scheduler_attempts_total counter\n\
+            inference_extension_scheduler_attempts_total{namespace=\"\",pod_name=\"\",port=\"\",status=\"failure\",target_model_name=\"\"} 5\n\
+            inference_extension_scheduler_attempts_total{namespace=\"\",pod_name=\"\",port=\"\",status=\"success\",target_model_name=\"modelA\"} 10\n\
+            # TYPE inference_pool_ready_pods gauge\ninference_pool_ready_pods{name=\"pool\"} 3\n";
+        let r = read(&parse(old), None, "gie").unwrap();
+        assert_eq!(r.dialect, "llmd_epp");
+        let Some(Reading::Histogram(h)) = r.readings.get(&Signal::SchedulingLatency) else {
+            panic!("no scheduling latency: {r:?}");
+        };
+        assert_eq!((h.count, h.sum), (9.0, 0.2835));
+        let Some(Reading::ByLabel(by)) = r.readings.get(&Signal::SchedulingAttempts) else {
+            panic!("no attempts: {r:?}");
+        };
+        assert_eq!(by.get("failure"), Some(&5.0));
+        assert_eq!(by.get("success"), Some(&10.0));
+        assert_eq!(r.value(Signal::ReadyReplicas), Some(3.0));
+
+        let renamed = format!(
+            "{old}# TYPE llm_d_epp_scheduler_attempts_total counter\n\
+             llm_d_epp_scheduler_attempts_total{{status=\"success\",target_model_name=\"m\",endpoint_name=\"p\",namespace=\"n\",port=\"8000\"}} 12\n\
+             # TYPE llm_d_epp_ready_endpoints gauge\nllm_d_epp_ready_endpoints{{name=\"pool\"}} 4\n"
+        );
+        let r = read(&parse(&renamed), None, "llm-d").unwrap();
+        let Some(Reading::ByLabel(by)) = r.readings.get(&Signal::SchedulingAttempts) else {
+            panic!("no attempts: {r:?}");
+        };
+        assert_eq!(by.len(), 1, "the twin's counts are not added: {by:?}");
+        assert_eq!(by.get("success"), Some(&12.0));
+        assert_eq!(r.value(Signal::ReadyReplicas), Some(4.0));
     }
 
     /// One short exposition per other server, in the names research/server_signals.md §6 records.

@@ -61,7 +61,7 @@ impl Scope {
 /// The query that lists which metric names (and pod labels) exist under the scope, for dialect detection.
 pub fn names_query(scope: &Scope) -> String {
     format!(
-        "group by (__name__, {}) ({{__name__=~\"(vllm|sglang|llamacpp):.+|tgi_.+|trtllm_.+|nv_trt_llm_.+|nv_inference_.+|inference_(objective|pool|model)_.+|(time_to_first_token|e2e_request_latency|time_per_output_token|request_queue_time)_seconds_.+\"{}}})",
+        "group by (__name__, {}) ({{__name__=~\"(vllm|sglang|llamacpp):.+|tgi_.+|trtllm_.+|nv_trt_llm_.+|nv_inference_.+|inference_(objective|pool|model|extension)_.+|llm_d_epp_.+|(time_to_first_token|e2e_request_latency|time_per_output_token|request_queue_time)_seconds_.+\"{}}})",
         scope.group_by,
         if scope.matchers.is_empty() {
             String::new()
@@ -307,6 +307,9 @@ pub struct FleetView {
     /// Per pod: reachable for what share of the window, restarted how often.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub health: BTreeMap<String, infer_doctor_core::ReplicaHealth>,
+    /// llm-d's endpoint picker over the window, where the Prometheus scrapes one beside the engines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<ServerWindow>,
     /// The fleet's queue, batch and KV gauges over the window (Unix seconds).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub timeline: Vec<(f64, infer_doctor_core::ServerReadings)>,
@@ -320,6 +323,16 @@ impl FleetView {
             window_seconds: scope.window_seconds,
             fleet: empty_window(dialect.name(), scope.window_seconds),
             ..Default::default()
+        }
+    }
+
+    /// llm-d's endpoint picker over the window: beside the engines, or the whole view when the Prometheus
+    /// scrapes only the picker.
+    pub fn picker(&self) -> Option<ServerWindow> {
+        if self.dialect == Dialect::LlmdEpp.name() {
+            Some(self.fleet.clone())
+        } else {
+            self.scheduler.clone()
         }
     }
 

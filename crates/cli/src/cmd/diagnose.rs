@@ -71,6 +71,7 @@ pub async fn run(args: Box<DiagnoseArgs>) -> Result<u8, Failure> {
     if bundle_dir.is_none()
         && args.prometheus.is_none()
         && args.metrics.is_empty()
+        && args.scheduler_metrics.is_empty()
         && args.log.is_none()
         && args.requests.is_none()
         && args.gpu.is_empty()
@@ -79,7 +80,7 @@ pub async fn run(args: Box<DiagnoseArgs>) -> Result<u8, Failure> {
     {
         return Err(Failure::usage(anyhow!(
             "nothing to diagnose: give --url URL (live), --bundle DIR, --prometheus URL (a fleet), or any of \
-             --metrics FILE.., --log FILE, --requests FILE, --gpu FILE.., --env FILE, --trace FILE.."
+             --metrics FILE.., --scheduler-metrics FILE.., --log FILE, --requests FILE, --gpu FILE.., --env FILE, --trace FILE.."
         )));
     }
     let mut gathered = Gathered::default();
@@ -306,6 +307,7 @@ const FLEET_FILE: &str = "fleet.json";
 /// `/metrics` through it too, one replica or another at each scrape, so those scrapes give way.
 fn set_fleet(gathered: &mut Gathered, view: infer_doctor_observe::prometheus::FleetView) {
     let e = &mut gathered.evidence;
+    e.scheduler = view.picker();
     e.pods = view.pods;
     e.pod_health = view.health;
     e.server = Some(view.fleet);
@@ -459,6 +461,25 @@ fn add_loose_evidence(
         .map_err(Failure::usage)?;
         gathered.evidence.server = files.window();
         gathered.evidence.scrapes = files.timed();
+    }
+    if !args.scheduler_metrics.is_empty() {
+        let files = bundle::read_metrics_files(
+            &args.scheduler_metrics,
+            args.interval.map(|d| d.as_secs_f64()),
+            Some(Dialect::LlmdEpp),
+            &mut gathered.problems,
+        )
+        .map_err(Failure::usage)?;
+        let window = files.window().filter(|w| {
+            !(w.gauges.is_empty() && w.counters.is_empty() && w.histograms.is_empty())
+        });
+        if window.is_none() {
+            return Err(Failure::usage(anyhow!(
+                "--scheduler-metrics: no llm-d endpoint picker metrics (llm_d_epp_*, inference_extension_*, \
+                 inference_pool_*) in two or more of the files"
+            )));
+        }
+        gathered.evidence.scheduler = window;
     }
     if let Some(path) = &args.log {
         bundle::add_log(gathered, path).map_err(Failure::usage)?;

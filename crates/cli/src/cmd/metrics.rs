@@ -122,6 +122,16 @@ pub async fn fleet(
         let all = prometheus::fleet_wide(&q, &scope);
         view.record(&all, &ask(all.promql.clone()).await?, true);
     }
+    // llm-d's endpoint picker scraped beside the engines: its own window, for the whole pool.
+    let names_present = prometheus::names_in(&names);
+    if dialect != Dialect::LlmdEpp && names_present.iter().any(|n| Dialect::LlmdEpp.owns_name(n)) {
+        let mut picker = FleetView::new(Dialect::LlmdEpp, &scope);
+        for q in prometheus::queries(Dialect::LlmdEpp, &names_present, &scope) {
+            let all = prometheus::fleet_wide(&q, &scope);
+            picker.record(&all, &ask(all.promql.clone()).await?, true);
+        }
+        view.scheduler = Some(picker.fleet);
+    }
     if let Some((info, x, y)) = prometheus::capacity_query(dialect, &scope) {
         view.record_capacity(&ask(info).await?, x, y);
     }

@@ -205,6 +205,7 @@ impl Source {
                     server: Some(view.fleet.clone()),
                     pods: view.pods.clone(),
                     pod_health: view.health.clone(),
+                    scheduler: view.picker(),
                     ..Default::default()
                 };
                 Some((evidence, view.fleet.clone()))

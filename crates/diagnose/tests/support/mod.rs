@@ -190,6 +190,7 @@ pub fn healthy() -> Evidence {
         scrapes: Vec::new(),
         pods: BTreeMap::new(),
         pod_health: BTreeMap::new(),
+        scheduler: None,
         log: Some(LogFacts {
             server: "vllm".into(),
             max_model_len: Some(4096),
@@ -615,6 +616,38 @@ pub fn with_fleet(evidence: &mut Evidence) {
         ("vllm-0".to_string(), reachable.clone()),
         ("vllm-1".to_string(), reachable),
     ]);
+}
+
+/// llm-d's endpoint picker in front of the fleet, keeping up: a millisecond to choose a replica, no flow-control
+/// queue to speak of, both replicas ready, every attempt placed.
+pub fn with_picker(evidence: &mut Evidence) {
+    let mut attempts = counter(180.0, WINDOW_SECONDS);
+    attempts.by_label = BTreeMap::from([("success".to_string(), 180.0)]);
+    let ready = GaugeStats {
+        mean: 2.0,
+        min: 2.0,
+        max: 2.0,
+        last: 2.0,
+    };
+    evidence.scheduler = Some(ServerWindow {
+        dialect: "llmd_epp".into(),
+        start: 0.0,
+        end: WINDOW_SECONDS,
+        scrapes: 31,
+        gauges: BTreeMap::from([(Signal::ReadyReplicas, ready)]),
+        counters: BTreeMap::from([(Signal::SchedulingAttempts, attempts)]),
+        histograms: BTreeMap::from([
+            (Signal::SchedulingLatency, histogram(0.001)),
+            (Signal::GatewayQueueTime, histogram(0.0005)),
+            (Signal::Ttft, histogram(0.09)),
+        ]),
+        ..Default::default()
+    });
+}
+
+/// The picker's window, as `with_picker` made it.
+pub fn picker(evidence: &mut Evidence) -> &mut ServerWindow {
+    evidence.scheduler.as_mut().expect("with_picker() set it")
 }
 
 /// One replica's gauge, as a Prometheus that scrapes the fleet reports it.
