@@ -247,3 +247,75 @@ fn a_dead_upstream_left_in_rotation_is_the_gateways_error_not_the_servers() {
     let again: Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(finding(&again, "fleet.gateway_errors")["verdict"], verdict);
 }
+
+/// An endpoint picker's `/metrics` as the Gateway API Inference Extension's Go client writes it (the shape of its
+/// pkg/epp/metrics/testdata goldens), `success` and `failure` scheduling attempts so far and 2 ready pods.
+fn picker_scrape(success: u32, failure: u32, decisions: u32) -> String {
+    let bucket = |le: &str, n: u32| {
+        format!("inference_extension_scheduler_e2e_duration_seconds_bucket{{le=\"{le}\"}} {n}\n")
+    };
+    format!(
+        "# HELP inference_extension_scheduler_attempts_total [ALPHA] Total number of scheduling attempts.\n\
+         # TYPE inference_extension_scheduler_attempts_total counter\n\
+         inference_extension_scheduler_attempts_total{{namespace=\"\",pod_name=\"\",port=\"\",status=\"failure\",target_model_name=\"\"}} {failure}\n\
+         inference_extension_scheduler_attempts_total{{namespace=\"llm\",pod_name=\"vllm-0\",port=\"8000\",status=\"success\",target_model_name=\"m\"}} {success}\n\
+         # HELP inference_extension_scheduler_e2e_duration_seconds [ALPHA] End-to-end scheduling latency distribution in seconds.\n\
+         # TYPE inference_extension_scheduler_e2e_duration_seconds histogram\n\
+         {}{}{}inference_extension_scheduler_e2e_duration_seconds_sum {}\n\
+         inference_extension_scheduler_e2e_duration_seconds_count {decisions}\n\
+         # HELP inference_pool_ready_pods [ALPHA] The number of ready pods in the inference server pool.\n\
+         # TYPE inference_pool_ready_pods gauge\ninference_pool_ready_pods{{name=\"pool\"}} 2\n",
+        bucket("0.001", decisions),
+        bucket("0.1", decisions),
+        bucket("+Inf", decisions),
+        f64::from(decisions) * 0.0005,
+    )
+}
+
+#[test]
+fn scrapes_of_the_endpoint_picker_name_its_failed_scheduling_attempts() {
+    let scratch = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: String| {
+        let path = scratch.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let before = write("epp-0.prom", picker_scrape(100, 0, 100));
+    // 300 placed and 40 failed in the 30 s between the scrapes: 12% of attempts found no replica.
+    let after = write("epp-1.prom", picker_scrape(400, 40, 440));
+    let diagnose = |files: &[&Path]| {
+        infer_doctor_testkit::command(EXE)
+            .args(["diagnose", "--scheduler-metrics"])
+            .args(files)
+            .args(["--interval", "30s", "--format", "json", "--no-history"])
+            .output()
+            .unwrap()
+    };
+    let out = diagnose(&[&before, &after]);
+    let doc: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let picker = finding(&doc, "llmd.scheduler");
+    assert_eq!(picker["severity"], "critical");
+    let verdict = picker["verdict"].as_str().unwrap();
+    assert!(
+        verdict.contains("12% of 340 scheduling attempts failed"),
+        "{verdict}"
+    );
+    assert_eq!(*check_status(&doc, "scheduler_keeps_up"), "fail");
+
+    // Every attempt placed in a half-millisecond: the picker keeps up.
+    let calm = write("epp-2.prom", picker_scrape(700, 40, 740));
+    let out = diagnose(&[&after, &calm]);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(*check_status(&doc, "scheduler_keeps_up"), "pass");
+
+    // An engine's scrape is no picker's: said, naming the flag.
+    let engine = write(
+        "vllm.prom",
+        "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running 3\n".into(),
+    );
+    let out = diagnose(&[&engine, &engine]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--scheduler-metrics"), "{stderr}");
+}

@@ -149,11 +149,13 @@ fn scheduler(facts: &Facts, t: &Thresholds) -> Assessment {
         let large_share = ttft.is_none_or(|ttft| queue.p90 >= t.epp_queue_ttft_share * ttft);
         if long && large_share {
             let share = ttft
-                .map(|ttft| format!(
-                    ", {} of TTFT p90 {}",
-                    percent(queue.p90 / ttft),
-                    ms(ttft * 1e3)
-                ))
+                .map(|ttft| {
+                    format!(
+                        ", {} of TTFT p90 {}",
+                        percent(queue.p90 / ttft),
+                        ms(ttft * 1e3)
+                    )
+                })
                 .unwrap_or_default();
             let mut evidence = vec![seen("flow-control queue time p90 (s)", queue.p90, &window)];
             if let Some(ttft) = ttft {

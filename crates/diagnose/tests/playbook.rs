@@ -53,7 +53,8 @@ const CASES: &[(&str, Change, Change)] = &[
             with_fleet(e);
             with_picker(e);
             let w = picker(e);
-            w.histograms.insert(Signal::GatewayQueueTime, histogram(0.2));
+            w.histograms
+                .insert(Signal::GatewayQueueTime, histogram(0.2));
             w.histograms.insert(Signal::Ttft, histogram(0.3));
         },
         // A 60 ms queue and 16 ms to choose at p99: under both bars.
@@ -61,8 +62,10 @@ const CASES: &[(&str, Change, Change)] = &[
             with_fleet(e);
             with_picker(e);
             let w = picker(e);
-            w.histograms.insert(Signal::GatewayQueueTime, histogram(0.04));
-            w.histograms.insert(Signal::SchedulingLatency, histogram(0.008));
+            w.histograms
+                .insert(Signal::GatewayQueueTime, histogram(0.04));
+            w.histograms
+                .insert(Signal::SchedulingLatency, histogram(0.008));
         },
     ),
     (
@@ -2556,10 +2559,20 @@ fn the_endpoint_picker_is_judged_on_what_its_metrics_hold() {
         )
     };
 
-    let (found, _) = judged(&|e| picker(e).gauges.get_mut(&Signal::ReadyReplicas).unwrap().min = 0.0);
+    let (found, _) = judged(&|e| {
+        picker(e)
+            .gauges
+            .get_mut(&Signal::ReadyReplicas)
+            .unwrap()
+            .min = 0.0
+    });
     let found = found.expect("no ready endpoint");
     assert_eq!(found.severity, Severity::Critical);
-    assert!(found.verdict.contains("no ready endpoint"), "{}", found.verdict);
+    assert!(
+        found.verdict.contains("no ready endpoint"),
+        "{}",
+        found.verdict
+    );
 
     // One replica of two never ready in the picker's eyes.
     let (found, _) = judged(&|e| {
@@ -2567,19 +2580,36 @@ fn the_endpoint_picker_is_judged_on_what_its_metrics_hold() {
         (ready.min, ready.max) = (1.0, 1.0);
     });
     let found = found.expect("fewer ready endpoints than replicas");
-    assert!(found.verdict.contains("at most 1 ready endpoints while 2 replicas"), "{}", found.verdict);
+    assert!(
+        found
+            .verdict
+            .contains("at most 1 ready endpoints while 2 replicas"),
+        "{}",
+        found.verdict
+    );
 
     // 9 of 180 attempts failed: 5%, a critical share (error_rate_critical).
     let (found, _) = judged(&|e| {
-        let attempts = picker(e).counters.get_mut(&Signal::SchedulingAttempts).unwrap();
+        let attempts = picker(e)
+            .counters
+            .get_mut(&Signal::SchedulingAttempts)
+            .unwrap();
         attempts.by_label.insert("failure".into(), 9.0);
     });
     let found = found.expect("failed scheduling attempts");
-    assert!(found.verdict.contains("5.0% of 180 scheduling attempts failed"), "{}", found.verdict);
+    assert!(
+        found
+            .verdict
+            .contains("5.0% of 180 scheduling attempts failed"),
+        "{}",
+        found.verdict
+    );
 
     // 60 ms at p99 to choose a replica.
     let (found, _) = judged(&|e| {
-        picker(e).histograms.insert(Signal::SchedulingLatency, histogram(0.03));
+        picker(e)
+            .histograms
+            .insert(Signal::SchedulingLatency, histogram(0.03));
     });
     let found = found.expect("slow scheduling");
     assert_eq!(found.severity, Severity::Warning);
@@ -2591,7 +2621,10 @@ fn the_endpoint_picker_is_judged_on_what_its_metrics_hold() {
         w.gauges.clear();
         w.counters.clear();
         w.histograms.retain(|s, _| *s == Signal::SchedulingLatency);
-        w.histograms.get_mut(&Signal::SchedulingLatency).unwrap().count = 5.0;
+        w.histograms
+            .get_mut(&Signal::SchedulingLatency)
+            .unwrap()
+            .count = 5.0;
     });
     assert!(found.is_none());
     assert_eq!(status, CheckStatus::Unknown);

@@ -470,9 +470,9 @@ fn add_loose_evidence(
             &mut gathered.problems,
         )
         .map_err(Failure::usage)?;
-        let window = files.window().filter(|w| {
-            !(w.gauges.is_empty() && w.counters.is_empty() && w.histograms.is_empty())
-        });
+        let window = files
+            .window()
+            .filter(|w| !(w.gauges.is_empty() && w.counters.is_empty() && w.histograms.is_empty()));
         if window.is_none() {
             return Err(Failure::usage(anyhow!(
                 "--scheduler-metrics: no llm-d endpoint picker metrics (llm_d_epp_*, inference_extension_*, \
