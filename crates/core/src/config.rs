@@ -74,6 +74,9 @@ pub struct ServerConfig {
     pub tensor_parallel_size: Option<Setting<u64>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pipeline_parallel_size: Option<Setting<u64>>,
+    /// Hosts one engine spans (vLLM's `--nnodes`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nnodes: Option<Setting<u64>>,
     /// KV blocks per engine, and tokens per block.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub num_gpu_blocks: Option<Setting<u64>>,
@@ -247,6 +250,7 @@ impl ServerConfig {
             o.pipeline_parallel_size,
             &mut c,
         );
+        keep("nnodes", &mut self.nnodes, o.nnodes, &mut c);
         keep(
             "num_gpu_blocks",
             &mut self.num_gpu_blocks,
@@ -292,6 +296,7 @@ impl ServerConfig {
             one("kv_cache_dtype", &self.kv_cache_dtype),
             one("tensor_parallel_size", &self.tensor_parallel_size),
             one("pipeline_parallel_size", &self.pipeline_parallel_size),
+            one("nnodes", &self.nnodes),
             one("num_gpu_blocks", &self.num_gpu_blocks),
             one("block_size", &self.block_size),
             one("speculative", &self.speculative),

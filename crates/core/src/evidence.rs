@@ -166,6 +166,9 @@ pub struct LogFacts {
     /// summed over the log.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec_decode_tokens: Option<(u64, u64)>,
+    /// The network NCCL said its collectives between hosts take (`Socket`: TCP; `IB`, `IBext…`: RDMA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collective_network: Option<String>,
     pub out_of_memory: u64,
     pub errors: u64,
     /// Out-of-memory errors, fatal engine errors and other error records, one per distinct message, first

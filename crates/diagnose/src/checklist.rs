@@ -8,7 +8,7 @@ use crate::assessment::{Assessment, how, ms, percent};
 use crate::facts::Facts;
 
 /// Lines answered directly by one rule: (line id, question, rule id).
-const RULE_LINES: [(&str, &str, &str); 47] = [
+const RULE_LINES: [(&str, &str, &str); 48] = [
     ("error_rate", "Is the error rate below 1%?", "errors.rate"),
     (
         "no_preemptions",
@@ -44,6 +44,11 @@ const RULE_LINES: [(&str, &str, &str); 47] = [
         "gateway_passes_requests",
         "Does the gateway in front pass requests on (no 502/503/504 the servers did not count)?",
         "fleet.gateway_errors",
+    ),
+    (
+        "multinode_split_fits_network",
+        "Does an engine split over hosts keep tensor parallelism within a host and NCCL on RDMA between them?",
+        "multinode.pp_tp",
     ),
     (
         "scheduler_keeps_up",

@@ -144,7 +144,7 @@ const SPEC_DECODE_LOW_ACCEPTANCE: Rule = Rule {
 };
 
 /// How to make the server's settings known.
-const HOW_CONFIG: &str = "pass the vLLM log from the server's start (--log FILE: its non-default args and engine \
+pub(crate) const HOW_CONFIG: &str = "pass the vLLM log from the server's start (--log FILE: its non-default args and engine \
                           config lines), or run infer-doctor collect on the GPU host (it records the server's \
                           command line and /metrics with vllm:cache_config_info)";
 
@@ -164,7 +164,7 @@ pub(crate) fn assess(facts: &Facts, t: &Thresholds) -> Vec<Assessment> {
 }
 
 /// A setting's value, and the window naming where it was read.
-fn known<'a, T>(
+pub(crate) fn known<'a, T>(
     config: Option<&'a ServerConfig>,
     pick: impl Fn(&'a ServerConfig) -> &'a Option<Setting<T>>,
 ) -> Option<(&'a T, &'static str)> {
@@ -762,7 +762,7 @@ fn chunked_prefill(facts: &Facts, t: &Thresholds, config: Option<&ServerConfig>)
 
 /// GPUs the evidence shows on the server's host: `CUDA_VISIBLE_DEVICES` where it is the server's own, else the
 /// topology matrix, else nvidia-smi's list.
-fn visible_gpus(facts: &Facts) -> Option<(usize, &'static str)> {
+pub(crate) fn visible_gpus(facts: &Facts) -> Option<(usize, &'static str)> {
     if let Some((indices, true)) = crate::facts::visible_gpu_indices(facts.evidence) {
         return Some((indices.len(), "the server's CUDA_VISIBLE_DEVICES"));
     }
@@ -784,8 +784,11 @@ fn tp_vs_topology(facts: &Facts, t: &Thresholds, config: Option<&ServerConfig>) 
     let pp = known(config, |c| &c.pipeline_parallel_size).map_or(1, |(pp, _)| *pp);
     let needed = tp.saturating_mul(pp);
     let gpus = visible_gpus(facts);
+    // An engine said to span hosts needs more GPUs than one host shows: multinode.pp_tp judges that split.
+    let spans_hosts = known(config, |c| &c.nnodes).is_some_and(|(n, _)| *n > 1);
     if let Some((count, gpus_source)) = gpus
         && needed > count as u64
+        && !spans_hosts
     {
         return TP_VS_TOPOLOGY.fires(
             Severity::Warning,

@@ -17,6 +17,7 @@ mod fleet;
 mod hardware;
 mod host;
 mod itl;
+mod multinode;
 mod network;
 mod output;
 mod scheduler;
@@ -48,13 +49,15 @@ use facts::Facts;
 
 /// Every rule family, in the order that breaks ties between equally severe and confident findings: failures
 /// first, then root causes (capacity, upstream) before the symptoms they explain (TTFT, ITL).
-const FAMILIES: [fn(&Facts, &Thresholds) -> Vec<Assessment>; 18] = [
+const FAMILIES: [fn(&Facts, &Thresholds) -> Vec<Assessment>; 19] = [
     // An engine that died or ran out of memory explains the errors and every number after it.
     engine::assess,
     errors::assess,
     // A failing or slowed GPU is under every other number.
     hardware::assess,
     topology::assess,
+    // So is an engine split over hosts whose every step waits on the network between them.
+    multinode::assess,
     // So is a host that swaps, throttles or places the server far from its GPUs.
     host::assess,
     capacity::assess,

@@ -16,6 +16,15 @@ use support::*;
 
 type Change = fn(&mut Evidence);
 
+/// One engine over two hosts of eight GPUs the way vLLM advises (TP 8 within each, PP 2 across), NCCL saying
+/// which network it uses between them.
+fn two_hosts(e: &mut Evidence, network: &str) {
+    let c = config(e);
+    (c.tensor_parallel_size, c.pipeline_parallel_size, c.nnodes) =
+        (logged(8), logged(2), logged(2));
+    e.log.as_mut().unwrap().collective_network = Some(network.into());
+}
+
 /// 8 of the client's 100 requests, sent through a gateway to a fleet, answered with `status`.
 fn proxy_errors(e: &mut Evidence, status: u16) {
     with_fleet(e);
@@ -646,6 +655,16 @@ const CASES: &[(&str, Change, Change)] = &[
         },
     ),
     (
+        "multinode.pp_tp",
+        // Sixteen-way tensor parallel over two hosts of eight GPUs.
+        |e| {
+            config(e).tensor_parallel_size = logged(16);
+            config(e).nnodes = logged(2);
+        },
+        // Eight-way within each host, two pipeline stages across, NCCL on InfiniBand.
+        |e| two_hosts(e, "IB"),
+    ),
+    (
         "config.kv_cache_dtype",
         |e| set_gauge(e, Signal::KvUsage, 0.8, 0.96),
         // The same shortage on a GPU without FP8 units.
@@ -778,6 +797,7 @@ fn every_playbook_rule_has_a_case() {
         "fleet.replica_down",
         "fleet.gateway_errors",
         "llmd.scheduler",
+        "multinode.pp_tp",
     ];
     for id in ids {
         assert!(
@@ -818,7 +838,7 @@ fn healthy_evidence_has_no_warning_and_every_checklist_line_passes() {
         "{:#?}",
         diagnosis.findings
     );
-    assert_eq!(diagnosis.checklist.len(), 52);
+    assert_eq!(diagnosis.checklist.len(), 53);
     for line in &diagnosis.checklist {
         assert_eq!(line.status, CheckStatus::Pass, "{line:#?}");
     }
@@ -2633,4 +2653,71 @@ fn the_endpoint_picker_is_judged_on_what_its_metrics_hold() {
     let (found, status) = judged(&|e| e.scheduler = None);
     assert!(found.is_none());
     assert_eq!(status, CheckStatus::Unknown);
+}
+
+/// The network between the hosts counts as much as the split: TCP sockets are named, both faults are critical,
+/// and an unnamed network leaves the line unknown, never passed.
+#[test]
+fn an_engine_over_hosts_is_judged_by_its_split_and_its_network() {
+    let thresholds = Thresholds::default();
+    let judged = |change: &dyn Fn(&mut Evidence)| {
+        let mut e = healthy();
+        change(&mut e);
+        let d = diagnose(&e, &thresholds);
+        (
+            finding(&d, "multinode.pp_tp").cloned(),
+            check_line(&d, "multinode_split_fits_network").status,
+        )
+    };
+    let (found, _) = judged(&|e| two_hosts(e, "Socket"));
+    let found = found.expect("NCCL over TCP between hosts");
+    assert_eq!(found.severity, Severity::Warning);
+    assert!(
+        found.verdict.contains("over TCP sockets"),
+        "{}",
+        found.verdict
+    );
+
+    let (found, _) = judged(&|e| {
+        two_hosts(e, "Socket");
+        config(e).tensor_parallel_size = logged(16);
+        config(e).pipeline_parallel_size = logged(1);
+    });
+    let found = found.expect("TP across hosts over TCP");
+    assert_eq!(found.severity, Severity::Critical);
+    assert!(
+        found
+            .verdict
+            .contains("run --tensor-parallel-size 8 --pipeline-parallel-size 2"),
+        "{}",
+        found.verdict
+    );
+
+    // NCCL_IB_DISABLE=1 in the server's environment says the same without NCCL's log line.
+    let (found, _) = judged(&|e| {
+        two_hosts(e, "IB");
+        e.log.as_mut().unwrap().collective_network = None;
+        let mut env = EnvFacts::default();
+        env.variables.insert("NCCL_IB_DISABLE".into(), "1".into());
+        e.environment = Some(env);
+    });
+    assert!(
+        found
+            .expect("IB disabled")
+            .verdict
+            .contains("NCCL_IB_DISABLE=1")
+    );
+
+    // Split well, network not named: unknown.
+    let (found, status) = judged(&|e| {
+        two_hosts(e, "IB");
+        e.log.as_mut().unwrap().collective_network = None;
+    });
+    assert!(found.is_none());
+    assert_eq!(status, CheckStatus::Unknown);
+
+    // One host: nothing crosses a network.
+    let (found, status) = judged(&|_| {});
+    assert!(found.is_none());
+    assert_eq!(status, CheckStatus::Pass);
 }

@@ -190,6 +190,7 @@ fn from_pairs<'a>(
             "pipeline_parallel_size" => {
                 c.pipeline_parallel_size = count(value).map(|v| Setting::new(v, source))
             }
+            "nnodes" => c.nnodes = count(value).map(|v| Setting::new(v, source)),
             "num_gpu_blocks" => c.num_gpu_blocks = count(value).map(|v| Setting::new(v, source)),
             "block_size" => c.block_size = count(value).map(|v| Setting::new(v, source)),
             "speculative_config" => {

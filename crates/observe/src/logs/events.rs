@@ -84,6 +84,9 @@ pub enum EventKind {
     Stats(StatsSample),
     /// vLLM's `SpecDecoding metrics: …, Accepted: N tokens, Drafted: M tokens, …`: the tokens of one interval.
     SpecDecoding { accepted: u64, drafted: u64 },
+    /// NCCL's `NCCL INFO Using network Socket` (or `IB`, `IBext_v8`, `AWS Libfabric`, …) under `NCCL_DEBUG=INFO`:
+    /// the transport its collectives between hosts take.
+    CollectiveNetwork { network: String },
     /// vLLM V0's separate `Prefix cache hit rate: GPU: X%, CPU: Y%` line, belonging to the stats line before.
     PrefixCacheHitRate { rate: f64 },
     /// SGLang's `max_total_num_tokens=..., max_prefill_tokens=..., max_running_requests=..., context_len=...`.

@@ -207,6 +207,13 @@ impl LogParser {
     ) -> bool {
         let message = prefix.message;
         let mut kinds = Vec::new();
+        // NCCL prints under every engine alike, so it names no server.
+        if let Some((_, network)) = message.split_once("NCCL INFO Using network ") {
+            kinds.push(EventKind::CollectiveNetwork {
+                network: network.trim().to_string(),
+            });
+            return self.file_events(prefix, time, None, kinds, completed);
+        }
         vllm::parse(message, &mut kinds);
         let mut server = Some(ServerKind::Vllm);
         if kinds.is_empty() {
@@ -230,6 +237,18 @@ impl LogParser {
                 message: message.trim().to_string(),
             });
         }
+        self.file_events(prefix, time, server, kinds, completed)
+    }
+
+    /// Records the events one message gave and hands them out; whether there were any.
+    fn file_events(
+        &mut self,
+        prefix: &LinePrefix<'_>,
+        time: Option<LogTime>,
+        server: Option<ServerKind>,
+        kinds: Vec<EventKind>,
+        completed: &mut Vec<LogEvent>,
+    ) -> bool {
         let recognised = !kinds.is_empty();
         for kind in kinds {
             let event = LogEvent {
@@ -403,6 +422,9 @@ impl LogParser {
                 time: event.time.clone(),
                 sample: sample.clone(),
             }),
+            EventKind::CollectiveNetwork { network } => {
+                report.collective_network = Some(network.clone());
+            }
             EventKind::SpecDecoding { accepted, drafted } => {
                 let (a, d) = report.spec_decode_tokens.unwrap_or_default();
                 report.spec_decode_tokens = Some((a + accepted, d + drafted));

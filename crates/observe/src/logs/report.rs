@@ -28,6 +28,9 @@ pub struct LogReport {
     /// vLLM's speculative decoding over the log: tokens accepted and drafted, summed over its metrics lines.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spec_decode_tokens: Option<(u64, u64)>,
+    /// The network NCCL said its collectives use between hosts (`Socket`, `IB`, …), the last one logged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub collective_network: Option<String>,
     pub lines: LineCounts,
 }
 
@@ -220,6 +223,7 @@ impl LogReport {
                 .collect(),
             preemptions: self.preemptions(),
             spec_decode_tokens: self.spec_decode_tokens,
+            collective_network: self.collective_network.clone(),
             out_of_memory: count(ProblemKind::OutOfMemory),
             errors: count(ProblemKind::Error),
             failures,

@@ -736,3 +736,22 @@ fn an_oom_after_many_distinct_request_errors_is_still_a_failure() {
         facts.failures
     );
 }
+
+/// NCCL's own lines under `NCCL_DEBUG=INFO`, interleaved in a multi-host vLLM log with their `host:pid:tid [rank]`
+/// prefix: the network it chose is kept (the last said), and the lines name no server.
+#[test]
+fn nccl_names_the_network_between_hosts() {
+    let log = "INFO 05-14 10:00:01 [api_server.py:1] non-default args: {'tensor_parallel_size': 8, 'pipeline_parallel_size': 2, 'nnodes': 2}\n\
+        node-a:5021:5021 [0] NCCL INFO Bootstrap : Using eth0:10.0.0.11<0>\n\
+        node-a:5021:5021 [0] NCCL INFO NET/Socket : Using [0]eth0:10.0.0.11<0>\n\
+        node-a:5021:5021 [0] NCCL INFO Using network Socket\n\
+        node-b:4810:4810 [0] NCCL INFO Using network Socket\n";
+    let report = parse_log(log);
+    assert_eq!(report.collective_network.as_deref(), Some("Socket"));
+    assert_eq!(report.server, Some(ServerKind::Vllm));
+    let facts = report.facts().expect("a vLLM log");
+    assert_eq!(facts.collective_network.as_deref(), Some("Socket"));
+    let config = crate::config::from_log(&facts, None);
+    assert_eq!(config.nnodes.map(|s| s.value), Some(2));
+    assert_eq!(config.tensor_parallel_size.map(|s| s.value), Some(8));
+}
