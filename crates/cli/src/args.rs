@@ -385,9 +385,11 @@ pub struct CollectArgs {
 
 #[derive(Args, Debug)]
 pub struct DiagnoseArgs {
-    /// Probe this server live: one user, then a crowd, while scraping its metrics.
+    /// Probe this server live: one user, then a crowd, while scraping its metrics. Give it once per replica of a
+    /// fleet (--url A --url B ..): each is probed with its share of the users at the same time, scraped on its
+    /// own, and judged beside its peers.
     #[arg(long, conflicts_with = "bundle")]
-    pub url: Option<String>,
+    pub url: Vec<String>,
     /// A run directory (from `bench --out` or `diagnose --out`) to diagnose offline.
     #[arg(long)]
     pub bundle: Option<PathBuf>,

@@ -319,3 +319,65 @@ fn scrapes_of_the_endpoint_picker_name_its_failed_scheduling_attempts() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--scheduler-metrics"), "{stderr}");
 }
+
+/// `diagnose --url A --url B`: each replica probed directly with its share of the users, scraped on its own; the
+/// replica with a narrow batch cap queues where its peer does not, and is named. The bundle diagnosed again
+/// offline names it the same way.
+#[test]
+fn replicas_probed_side_by_side_name_the_one_that_queues() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (_narrow, narrow) =
+        infer_doctor_testkit::start_sim(EXE, &["--max-num-seqs", "2", "--seed", "1"]);
+    let (_wide, wide) = infer_doctor_testkit::start_sim(EXE, &["--seed", "2"]);
+    let bundle = scratch.path().join("bundle");
+    let out = infer_doctor_testkit::command(EXE)
+        .args(["diagnose", "--url", &narrow, "--url", &wide])
+        .args([
+            "--concurrency",
+            "16",
+            "--budget",
+            "16s",
+            "--max-requests",
+            "200",
+        ])
+        .args(["--format", "json", "--no-history", "--out"])
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let doc: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{e}: {text}\n{}", String::from_utf8_lossy(&out.stderr)));
+    let narrow_name = narrow.trim_start_matches("http://");
+    let skew = finding(&doc, "fleet.load_skew");
+    let verdict = skew["verdict"].as_str().unwrap().to_string();
+    assert!(
+        verdict.starts_with(&format!("replica {narrow_name} carries far more")),
+        "{verdict}"
+    );
+    assert_eq!(*check_status(&doc, "replicas_up"), "pass");
+    // Both replicas' requests are the client's view.
+    let replicas = bundle.join("replicas");
+    let sent: u64 = ["replica-0", "replica-1"]
+        .iter()
+        .map(|r| {
+            let run: Value = serde_json::from_str(
+                &std::fs::read_to_string(replicas.join(r).join("loaded/run.json")).unwrap(),
+            )
+            .unwrap();
+            run["summary"]["requests"]["sent"].as_u64().unwrap()
+        })
+        .sum();
+    assert!(sent > 0);
+    assert_eq!(doc["evidence"]["client"]["requests"]["sent"], sent);
+    let health = &doc["evidence"]["pod_health"][narrow_name];
+    assert_eq!(health["up_share"], 1.0);
+    assert_eq!(health["restarts"], 0.0);
+    let again = infer_doctor_testkit::command(EXE)
+        .args(["diagnose", "--bundle"])
+        .arg(&bundle)
+        .args(["--format", "json", "--no-history"])
+        .output()
+        .unwrap();
+    let again: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(finding(&again, "fleet.load_skew")["verdict"], verdict);
+}

@@ -224,7 +224,8 @@ fn replica_down(facts: &Facts, t: &Thresholds) -> Assessment {
     if health.is_empty() {
         return REPLICA_DOWN.unknown(
             "each replica's scrape health over the window",
-            "pass --prometheus URL (a Prometheus that scrapes every replica): its `up` series and counter resets",
+            "pass --prometheus URL (a Prometheus that scrapes every replica: its `up` series and counter resets), or \
+             --url once per replica (each scraped through the probe)",
         );
     }
     let window = "Prometheus scrapes per replica over the window";
@@ -294,7 +295,8 @@ fn load_skew(facts: &Facts, t: &Thresholds) -> Assessment {
     if pods.len() < 2 {
         return LOAD_SKEW.unknown(
             "per-replica series of at least two replicas",
-            "pass --prometheus URL (a Prometheus that scrapes every replica) with --selector and --group-by",
+            "pass --prometheus URL (a Prometheus that scrapes every replica) with --selector and --group-by, or \
+             --url once per replica",
         );
     }
     let window = format!(

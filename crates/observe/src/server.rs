@@ -269,6 +269,104 @@ pub fn snapshot(readings: &ServerReadings) -> ServerWindow {
     out
 }
 
+/// Several replicas' scrapes as one server's, the way PromQL's `sum` (amounts) and `avg` (shares) see a fleet:
+/// the i-th scrape of each taken together (they were scraped side by side on one interval), at the latest of
+/// their times. Histograms add bucket by bucket where their bounds agree; a replica whose bounds differ is left
+/// out of that signal rather than mixed in.
+pub fn combine_replicas(replicas: &[Vec<(f64, ServerReadings)>]) -> Vec<(f64, ServerReadings)> {
+    let scrapes = replicas.iter().map(Vec::len).min().unwrap_or(0);
+    (0..scrapes)
+        .map(|i| {
+            let at: Vec<&(f64, ServerReadings)> = replicas.iter().map(|r| &r[i]).collect();
+            let t = at.iter().map(|(t, _)| *t).fold(f64::NEG_INFINITY, f64::max);
+            (t, combine_readings(at.iter().map(|(_, r)| r)))
+        })
+        .collect()
+}
+
+fn combine_readings<'a>(all: impl Iterator<Item = &'a ServerReadings>) -> ServerReadings {
+    let all: Vec<&ServerReadings> = all.collect();
+    let mut out = ServerReadings {
+        dialect: all.first().map(|r| r.dialect.clone()).unwrap_or_default(),
+        cache_config: all
+            .first()
+            .map(|r| r.cache_config.clone())
+            .unwrap_or_default(),
+        ..Default::default()
+    };
+    for r in &all {
+        for model in &r.models {
+            if !out.models.contains(model) {
+                out.models.push(model.clone());
+            }
+        }
+        out.warnings.extend(r.warnings.iter().cloned());
+    }
+    let signals: std::collections::BTreeSet<Signal> = all
+        .iter()
+        .flat_map(|r| r.readings.keys().copied())
+        .collect();
+    for signal in signals {
+        let readings: Vec<&Reading> = all.iter().filter_map(|r| r.readings.get(&signal)).collect();
+        let combined = match readings.first() {
+            Some(Reading::Histogram(first)) => {
+                let mut sum = first.clone();
+                for other in readings.iter().skip(1) {
+                    if let Reading::Histogram(b) = other
+                        && b.bounds.len() == sum.bounds.len()
+                        && b.bounds.iter().zip(&sum.bounds).all(|(x, y)| x.0 == y.0)
+                    {
+                        for (total, (_, n)) in sum.bounds.iter_mut().zip(&b.bounds) {
+                            total.1 += n;
+                        }
+                        (sum.sum, sum.count) = (sum.sum + b.sum, sum.count + b.count);
+                    }
+                }
+                Reading::Histogram(sum)
+            }
+            Some(Reading::ByLabel(_)) => {
+                let mut by: BTreeMap<String, f64> = BTreeMap::new();
+                for reading in &readings {
+                    if let Reading::ByLabel(b) = reading {
+                        for (label, v) in b {
+                            *by.entry(label.clone()).or_default() += v;
+                        }
+                    }
+                }
+                Reading::ByLabel(by)
+            }
+            _ => {
+                let values: Vec<f64> = readings.iter().filter_map(|r| r.value()).collect();
+                let total: f64 = values.iter().sum();
+                Reading::Value(if signal.is_share() {
+                    total / values.len().max(1) as f64
+                } else {
+                    total
+                })
+            }
+        };
+        out.readings.insert(signal, combined);
+    }
+    out
+}
+
+/// How many times the server's counters went back to zero over its scrapes (a restarted process): the most of
+/// any one counter, as PromQL's `resets()` per counter and `max` over them.
+pub fn counter_resets(scrapes: &[(f64, ServerReadings)]) -> u32 {
+    Signal::ALL
+        .iter()
+        .filter(|s| s.kind() == SignalKind::Counter)
+        .map(|&signal| {
+            let values: Vec<f64> = scrapes
+                .iter()
+                .filter_map(|(_, r)| r.readings.get(&signal).and_then(Reading::value))
+                .collect();
+            values.windows(2).filter(|w| w[1] < w[0]).count() as u32
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,6 +380,63 @@ mod tests {
             .readings
             .insert(Signal::GenerationTokens, Reading::Value(tokens));
         readings
+    }
+
+    fn replica(tokens: f64, kv: f64, ttft_bounds: &[(f64, f64)]) -> ServerReadings {
+        let mut r = scrape(tokens);
+        r.readings.insert(Signal::KvUsage, Reading::Value(kv));
+        r.readings.insert(
+            Signal::RequestsFinished,
+            Reading::ByLabel(BTreeMap::from([("stop".to_string(), tokens / 10.0)])),
+        );
+        let count = ttft_bounds.last().map_or(0.0, |b| b.1);
+        r.readings.insert(
+            Signal::Ttft,
+            Reading::Histogram(infer_doctor_core::Buckets {
+                bounds: ttft_bounds.to_vec(),
+                sum: count * 0.1,
+                count,
+            }),
+        );
+        r
+    }
+
+    #[test]
+    fn replicas_combine_as_promql_sums_amounts_and_averages_shares() {
+        let bounds = |a: f64, b: f64| vec![(0.1, a), (f64::INFINITY, b)];
+        let a = vec![
+            (0.0, replica(0.0, 0.2, &bounds(0.0, 0.0))),
+            (1.0, replica(100.0, 0.4, &bounds(3.0, 4.0))),
+        ];
+        let b = vec![
+            (0.1, replica(0.0, 0.6, &bounds(0.0, 0.0))),
+            (1.1, replica(300.0, 0.8, &bounds(1.0, 6.0))),
+            // A scrape the other replica has no partner for.
+            (2.1, replica(400.0, 0.8, &bounds(1.0, 6.0))),
+        ];
+        let fleet = combine_replicas(&[a, b]);
+        assert_eq!(fleet.len(), 2);
+        assert_eq!(fleet[1].0, 1.1);
+        let last = &fleet[1].1;
+        assert_eq!(last.value(Signal::GenerationTokens), Some(400.0));
+        assert!((last.value(Signal::KvUsage).unwrap() - 0.6).abs() < 1e-12);
+        assert_eq!(last.value(Signal::RequestsFinished), Some(40.0));
+        let Some(Reading::Histogram(ttft)) = last.readings.get(&Signal::Ttft) else {
+            panic!("no TTFT");
+        };
+        assert_eq!(ttft.bounds, vec![(0.1, 4.0), (f64::INFINITY, 10.0)]);
+        assert_eq!(ttft.count, 10.0);
+    }
+
+    #[test]
+    fn a_counter_falling_back_is_a_restart() {
+        let scrapes: Vec<(f64, ServerReadings)> = [0.0, 50.0, 90.0, 5.0, 40.0, 2.0]
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (i as f64, scrape(v)))
+            .collect();
+        assert_eq!(counter_resets(&scrapes), 2);
+        assert_eq!(counter_resets(&scrapes[..3]), 0);
     }
 
     #[test]

@@ -715,7 +715,7 @@ async fn run_probe(bundle: &Arc<Bundle>, args: &CollectArgs, url: &str) -> (Item
             args.duration.as_secs_f64()
         );
     }
-    let outcome = probe(url, &diagnose, &bundle.dir).await;
+    let outcome = probe(url, &diagnose, diagnose.concurrency, &bundle.dir).await;
     let mut item = bundle.missing(file, source, started, Status::Ok, None);
     let interrupted = matches!(outcome, Ok(Probed::Interrupted));
     match outcome {

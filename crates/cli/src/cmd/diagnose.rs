@@ -10,6 +10,7 @@ use clap::Parser;
 use infer_doctor_core::{Evidence, GpuState, HardwareFacts, Severity, WorkloadFacts};
 use infer_doctor_diagnose::{Thresholds, diagnose};
 use infer_doctor_observe::dialect::Dialect;
+use infer_doctor_observe::server;
 use infer_doctor_report::DiagnosisDocument;
 use infer_doctor_report::diagnosis::{escalation, render_term};
 
@@ -29,8 +30,18 @@ pub async fn run(args: Box<DiagnoseArgs>) -> Result<u8, Failure> {
     let thresholds = thresholds(args.thresholds.as_deref())?;
     let forced = crate::server_watch::forced_dialect(args.dialect.as_deref())?;
     let mut scratch = None;
-    let bundle_dir: Option<PathBuf> = match (&args.url, &args.bundle) {
-        (Some(url), _) => {
+    let bundle_dir: Option<PathBuf> = match (args.url.as_slice(), &args.bundle) {
+        ([], Some(file)) if archive::is_archive(file) => {
+            let tmp = tempfile::tempdir().map_err(|e| Failure::usage(anyhow::Error::from(e)))?;
+            let root = archive::unpack(file, tmp.path(), ARCHIVE_TIMEOUT)
+                .map_err(|why| Failure::usage(anyhow!("--bundle {}: {why}", file.display())))?;
+            // Kept until the diagnosis is done: the bundle is read from it.
+            scratch.replace(tmp);
+            Some(root)
+        }
+        ([], Some(dir)) => Some(dir.clone()),
+        ([], None) => None,
+        (urls, _) => {
             let dir = match &args.out {
                 Some(dir) => dir.clone(),
                 None => {
@@ -41,7 +52,11 @@ pub async fn run(args: Box<DiagnoseArgs>) -> Result<u8, Failure> {
                     path
                 }
             };
-            if probe(url, &args, &dir).await? == Probed::Interrupted {
+            let probed = match urls {
+                [url] => probe(url, &args, args.concurrency, &dir).await?,
+                replicas => probe_replicas(replicas, &args, &dir).await?,
+            };
+            if probed == Probed::Interrupted {
                 // What was measured stays on disk; a diagnosis of a probe cut short would judge the cut.
                 let kept = match scratch.take() {
                     Some(tmp) => tmp.keep(),
@@ -57,16 +72,6 @@ pub async fn run(args: Box<DiagnoseArgs>) -> Result<u8, Failure> {
             }
             Some(dir)
         }
-        (None, Some(file)) if archive::is_archive(file) => {
-            let tmp = tempfile::tempdir().map_err(|e| Failure::usage(anyhow::Error::from(e)))?;
-            let root = archive::unpack(file, tmp.path(), ARCHIVE_TIMEOUT)
-                .map_err(|why| Failure::usage(anyhow!("--bundle {}: {why}", file.display())))?;
-            // Kept until the diagnosis is done: the bundle is read from it.
-            scratch.replace(tmp);
-            Some(root)
-        }
-        (None, Some(dir)) => Some(dir.clone()),
-        (None, None) => None,
     };
     if bundle_dir.is_none()
         && args.prometheus.is_none()
@@ -101,7 +106,7 @@ pub async fn run(args: Box<DiagnoseArgs>) -> Result<u8, Failure> {
         set_fleet(&mut gathered, view);
     }
     add_loose_evidence(&mut gathered, &args, forced)?;
-    if args.url.is_some() {
+    if !args.url.is_empty() {
         gathered.evidence.workload = Some(WorkloadFacts {
             input_tokens: f64::from(args.prefix_tokens + args.input_tokens),
             output_tokens: f64::from(args.output_tokens),
@@ -192,11 +197,16 @@ pub(crate) enum Probed {
 /// Runs the two probes into `dir/single` and `dir/loaded`, keeping the whole run inside the budget: a probe still
 /// running when its share of the budget ends is stopped, and its requests in flight count as interrupted (the
 /// client's cut-off, not the server's failure).
-pub(crate) async fn probe(url: &str, args: &DiagnoseArgs, dir: &Path) -> Result<Probed, Failure> {
+pub(crate) async fn probe(
+    url: &str,
+    args: &DiagnoseArgs,
+    concurrency: u64,
+    dir: &Path,
+) -> Result<Probed, Failure> {
     let started = Instant::now();
     let budget = probe_budget(args);
     // Checked now, not after the single-user probe has spent its share of the budget.
-    crate::cmd::bench::in_flight("--concurrency", Some(args.concurrency))?;
+    crate::cmd::bench::in_flight("--concurrency", Some(concurrency))?;
     let ctrl_c = crate::cmd::bench::cancel_on_ctrl_c();
     let single = bench_args(url, args, 1, SINGLE_USER_REQUESTS, &dir.join("single"))?;
     if !args.quiet {
@@ -219,14 +229,11 @@ pub(crate) async fn probe(url: &str, args: &DiagnoseArgs, dir: &Path) -> Result<
     // Under load each request takes longer than alone; assume three times, and at least one round.
     let rounds = (left.as_secs_f64() / (3.0 * e2e)).floor().max(1.0) as u64;
     let requests = rounds
-        .saturating_mul(args.concurrency)
-        .clamp(args.concurrency, args.max_requests.max(args.concurrency));
-    let loaded = bench_args(url, args, args.concurrency, requests, &dir.join("loaded"))?;
+        .saturating_mul(concurrency)
+        .clamp(concurrency, args.max_requests.max(concurrency));
+    let loaded = bench_args(url, args, concurrency, requests, &dir.join("loaded"))?;
     if !args.quiet {
-        eprintln!(
-            "diagnose: loaded probe ({} users, {requests} requests)",
-            args.concurrency
-        );
+        eprintln!("diagnose: loaded probe of {url} ({concurrency} users, {requests} requests)");
     }
     crate::cmd::bench::execute(&loaded, ctrl_c.or_at(started + budget)).await?;
     Ok(if ctrl_c.is_cancelled() {
@@ -234,6 +241,35 @@ pub(crate) async fn probe(url: &str, args: &DiagnoseArgs, dir: &Path) -> Result<
     } else {
         Probed::Done
     })
+}
+
+/// Where a probe of several replicas keeps each one's run, `replica-0`, `replica-1`, … under it.
+const REPLICAS_DIR: &str = "replicas";
+
+/// Several `--url`s, the replicas of one fleet: each probed at the same time with its share of the users (as an
+/// even router would split them) and of the requests, each into its own run directory.
+async fn probe_replicas(
+    urls: &[String],
+    args: &DiagnoseArgs,
+    dir: &Path,
+) -> Result<Probed, Failure> {
+    if args.metrics_url.is_some() {
+        return Err(Failure::usage(anyhow!(
+            "--metrics-url names one server's metrics: with several --url, each replica's /metrics is scraped"
+        )));
+    }
+    let share = args.concurrency.div_ceil(urls.len() as u64);
+    let probes = urls.iter().enumerate().map(|(i, url)| {
+        let replica = dir.join(REPLICAS_DIR).join(format!("replica-{i}"));
+        async move { probe(url, args, share, &replica).await }
+    });
+    let mut probed = Probed::Done;
+    for outcome in futures_util::future::join_all(probes).await {
+        if outcome? == Probed::Interrupted {
+            probed = Probed::Interrupted;
+        }
+    }
+    Ok(probed)
 }
 
 /// A bench command line for one probe, parsed by the same definitions users type.
@@ -331,7 +367,10 @@ fn read_bundle(
     } else {
         None
     };
-    let parts: Vec<(PathBuf, bool)> = if dir.join("loaded").join("run.json").exists() {
+    let parts: Vec<(PathBuf, bool)> = if dir.join(REPLICAS_DIR).is_dir() {
+        read_replicas(gathered, &dir.join(REPLICAS_DIR), forced)?;
+        Vec::new()
+    } else if dir.join("loaded").join("run.json").exists() {
         vec![(dir.join("single"), true), (dir.join("loaded"), false)]
     } else if fleet.is_some() && !dir.join("run.json").exists() {
         // The fleet alone was diagnosed: no probe ran.
@@ -442,6 +481,65 @@ fn read_bundle(
     {
         gathered.problems.push(format!("{e:#}"));
     }
+    Ok(())
+}
+
+/// A probe of several replicas: each replica's own server window and health (the share of its scrapes that
+/// answered, its counters' resets), the fleet's client view from all their requests, and the fleet as one server
+/// from their scrapes added up as Prometheus's `sum` would.
+fn read_replicas(
+    gathered: &mut Gathered,
+    replicas: &Path,
+    forced: Option<Dialect>,
+) -> Result<(), Failure> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(replicas)
+        .map_err(|e| Failure::usage(anyhow!("reading {}: {e}", replicas.display())))?
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.is_dir())
+        .collect();
+    dirs.sort();
+    let (mut single, mut loaded, mut scrapes) = (Vec::new(), Vec::new(), Vec::new());
+    for dir in dirs {
+        let problems = &mut gathered.problems;
+        let run =
+            bundle::read_run_dir(&dir.join("loaded"), forced, problems).map_err(Failure::usage)?;
+        let name = run.document.target["url"]
+            .as_str()
+            .map(|url| {
+                url.trim_start_matches("http://")
+                    .trim_start_matches("https://")
+            })
+            .map(|url| url.trim_end_matches('/').to_string())
+            .unwrap_or_else(|| dir.display().to_string());
+        match bundle::read_run_dir(&dir.join("single"), forced, problems) {
+            Ok(alone) => single.extend(alone.requests),
+            Err(e) => problems.push(format!("{name}: {e:#}")),
+        }
+        let attempted =
+            infer_doctor_load::scrape::read_jsonl(&dir.join("loaded/server_metrics.jsonl"))
+                .map_or(0, |lines| lines.len());
+        let health = infer_doctor_core::ReplicaHealth {
+            up_share: (attempted > 0).then(|| run.scrapes.len() as f64 / attempted as f64),
+            restarts: Some(f64::from(server::counter_resets(&run.scrapes))),
+        };
+        let e = &mut gathered.evidence;
+        e.exact_output_lengths |= run.document.config["ignore_eos"] == true;
+        e.pod_health.insert(name.clone(), health);
+        if let Some(window) = server::summarize(&run.scrapes) {
+            e.pods.insert(name, window);
+        }
+        if gathered.target.is_null() {
+            gathered.target = run.document.target.clone();
+        }
+        loaded.extend(run.requests);
+        scrapes.push(run.scrapes);
+    }
+    let e = &mut gathered.evidence;
+    e.single_user = bundle::summarize_requests(&single);
+    e.client = bundle::summarize_requests(&loaded);
+    e.requests = loaded;
+    bundle::set_server_scrapes(e, server::combine_replicas(&scrapes));
     Ok(())
 }
 
