@@ -138,6 +138,26 @@ fn load(url: &str, requests: &str) -> Running {
     )
 }
 
+/// A replica that died before the window and stayed down has no engine series in it, only Prometheus's `up` at 0:
+/// it is still one of the fleet's (its engine series within the hour say so) and named down.
+#[test]
+fn a_replica_down_for_the_whole_window_is_still_named() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (dead_soon, dead) = infer_doctor_testkit::start_sim(EXE, &["--seed", "1"]);
+    let (_alive, alive) = infer_doctor_testkit::start_sim(EXE, &["--seed", "2"]);
+    let prometheus = scrape(scratch.path(), &[("gone", &dead), ("alive", &alive)]);
+    std::thread::sleep(Duration::from_secs(2));
+    drop(dead_soon);
+    // Longer than the 5 s window diagnosed: none of its engine samples falls inside it.
+    std::thread::sleep(Duration::from_secs(7));
+    let doc = diagnose_fleet(&prometheus, "5s");
+    let down = finding(&doc, "fleet.replica_down");
+    let verdict = down["verdict"].as_str().unwrap();
+    assert!(verdict.contains("gone unreachable in 100%"), "{verdict}");
+    assert!(!verdict.contains("alive"), "{verdict}");
+    assert_eq!(down["severity"], "critical");
+}
+
 #[test]
 fn a_replica_that_restarted_is_named_down_and_its_peer_is_not() {
     let scratch = tempfile::tempdir().unwrap();

@@ -215,17 +215,36 @@ pub enum Health {
     Restarts,
 }
 
+/// How far back a target's engine series make it one of the fleet's replicas: one down for the whole window has
+/// no engine sample in it, only its `up` at 0, and its engine series from before.
+const REPLICA_LOOKBACK_SECONDS: f64 = 3600.0;
+
 /// Each replica's availability over the window: the share of Prometheus's scrapes that reached it (`up`), and how
 /// often the engine's counters started again from zero (`resets`, a restarted process; the most of any counter).
+/// `up` is asked only of the targets (pod and job) that served the engine's series within the lookback, so a
+/// sidecar or a gateway sharing the pod label is not averaged in, and a replica down all window is still seen.
 pub fn health_queries(dialect: Dialect, names: &[String], scope: &Scope) -> Vec<(Health, String)> {
     let (g, w) = (&scope.group_by, &scope.window);
-    let mut out = vec![(
-        Health::UpShare,
-        format!(
-            "avg by ({g}) (avg_over_time({}[{w}]))",
-            scope.select("up", "")
-        ),
-    )];
+    let up = format!("avg_over_time({}[{w}])", scope.select("up", ""));
+    let engine_gauge = mapping(dialect)
+        .iter()
+        .filter(|(signal, _)| *signal == Signal::RequestsRunning)
+        .find_map(|(_, source)| match source {
+            Source::Family(candidates) => candidates.iter().copied().find(|n| is_present(names, n)),
+            _ => None,
+        });
+    let up_share = match engine_gauge {
+        Some(gauge) => {
+            let lookback_ms = (scope.window_seconds.max(REPLICA_LOOKBACK_SECONDS) * 1e3) as u64;
+            format!(
+                "avg by ({g}) ({up} and on ({g}, job) group by ({g}, job) \
+                 (present_over_time({}[{lookback_ms}ms])))",
+                scope.select(gauge, "")
+            )
+        }
+        None => format!("avg by ({g}) ({up})"),
+    };
+    let mut out = vec![(Health::UpShare, up_share)];
     // Every counter the fleet exports: one that never moves (preemptions on a healthy server) cannot show a reset.
     let counters: Vec<&str> = mapping(dialect)
         .iter()
@@ -356,16 +375,22 @@ impl FleetView {
         }
     }
 
-    /// Adds a health query's answer to the replicas the engine's own series named: `up` also answers for targets
-    /// that are no engine (a gateway, an exporter), which are not replicas.
+    /// Adds a health query's answer to the replicas. `up` is asked of engine targets only, and names a replica the
+    /// window has no engine series of (down all along: kept, with nothing else known of it); a counter's resets
+    /// count only for replicas already known.
     pub fn record_health(&mut self, health: Health, data: &Value) {
         for (labels, value) in vector(data) {
-            let Some(pod) = labels
-                .get(&self.group_by)
-                .filter(|p| self.pods.contains_key(*p))
-            else {
+            let Some(pod) = labels.get(&self.group_by) else {
                 continue;
             };
+            if health == Health::UpShare && !self.pods.contains_key(pod) {
+                let (dialect, seconds) = (self.dialect.clone(), self.window_seconds);
+                self.pods
+                    .insert(pod.clone(), empty_window(&dialect, seconds));
+            }
+            if !self.pods.contains_key(pod) {
+                continue;
+            }
             // A value Prometheus could not compute stays unknown, never a confident zero.
             let value = Some(value).filter(|v| v.is_finite());
             let entry = self.health.entry(pod.clone()).or_default();
@@ -589,10 +614,18 @@ mod tests {
     #[test]
     fn replica_health_is_asked_per_counter_and_kept_for_engine_pods_only() {
         let scope = Scope::new("", std::time::Duration::from_secs(60), "pod").unwrap();
-        let names =
-            ["vllm:generation_tokens_total", "vllm:num_preemptions_total"].map(String::from);
+        let names = [
+            "vllm:generation_tokens_total",
+            "vllm:num_preemptions_total",
+            "vllm:num_requests_running",
+        ]
+        .map(String::from);
         let asked = health_queries(Dialect::VllmV1, &names, &scope);
-        assert_eq!(asked[0].1, "avg by (pod) (avg_over_time(up{}[60000ms]))");
+        assert_eq!(
+            asked[0].1,
+            "avg by (pod) (avg_over_time(up{}[60000ms]) and on (pod, job) group by (pod, job) \
+             (present_over_time(vllm:num_requests_running{}[3600000ms])))"
+        );
         let resets: Vec<&str> = asked
             .iter()
             .filter(|(h, _)| *h == Health::Restarts)
@@ -605,16 +638,20 @@ mod tests {
         assert_eq!(resets.len(), 2, "{resets:?}");
         let mut view = FleetView::new(Dialect::VllmV1, &scope);
         view.pods.insert("a".into(), ServerWindow::default());
-        let answer = |a: &str, gateway: &str| {
+        let answer = |a: &str, other: (&str, &str)| {
             serde_json::json!({"resultType": "vector", "result": [
                 {"metric": {"pod": "a"}, "value": [0, a]},
-                {"metric": {"pod": "gateway"}, "value": [0, gateway]},
+                {"metric": {"pod": other.0}, "value": [0, other.1]},
             ]})
         };
-        view.record_health(Health::UpShare, &answer("0.75", "0"));
-        view.record_health(Health::Restarts, &answer("1", "3"));
-        view.record_health(Health::Restarts, &answer("0", "3"));
-        assert_eq!(view.health.len(), 1, "the gateway is no replica");
+        // `up` answers for engine targets only: "b" served the engine's series within the lookback but none in
+        // the window, down all along.
+        view.record_health(Health::UpShare, &answer("0.75", ("b", "0")));
+        view.record_health(Health::Restarts, &answer("1", ("gateway", "3")));
+        view.record_health(Health::Restarts, &answer("0", ("gateway", "3")));
+        assert_eq!(view.health.len(), 2, "the gateway is no replica");
+        assert!(view.pods.contains_key("b"));
+        assert_eq!(view.health["b"].up_share, Some(0.0));
         assert_eq!(view.health["a"].up_share, Some(0.75));
         assert_eq!(
             view.health["a"].restarts,
