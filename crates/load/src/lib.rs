@@ -3,6 +3,7 @@
 
 pub mod cancel;
 pub mod cpu;
+pub mod determinism;
 mod exchange;
 pub mod http;
 pub mod openai;
