@@ -865,6 +865,13 @@ pub struct SimSetupArgs {
     /// The model never emits its stop token (runaway generations: every request runs to max_tokens).
     #[arg(long)]
     pub never_stop: bool,
+    /// Batch-variant kernels: a forward pass of more than this many requests flips the model's near tie at
+    /// --batch-variant-at, so outputs at temperature 0 change from that token on.
+    #[arg(long, requires = "batch_variant_at")]
+    pub batch_variant_above: Option<u32>,
+    /// The generated token (1-based) where every prompt's near tie lies (with --batch-variant-above).
+    #[arg(long, requires = "batch_variant_above")]
+    pub batch_variant_at: Option<u32>,
 }
 
 #[derive(Args, Debug, Clone)]

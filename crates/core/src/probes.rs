@@ -46,7 +46,7 @@ pub struct Divergence {
     pub batch: u32,
     /// Index of the prompt in the probe's set.
     pub prompt: u32,
-    /// 0-based position of the first differing token (or word).
+    /// 1-based position of the first differing generated token (or word): the tokens before it were equal.
     pub position: u32,
     /// What the lone run produced there; empty when it had ended.
     pub alone: TokenPick,

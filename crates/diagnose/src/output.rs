@@ -1,7 +1,7 @@
-//! Output rules: generations that never stop (they run to max_tokens) and requests that do not fit the context
-//! window (400s, cut-off answers). Source: DESIGN.md §6 output.runaway, output.truncation.
+//! Output rules: generations that never stop (they run to max_tokens), requests that do not fit the context
+//! window (400s, cut-off answers), and outputs that change with the batch they ran in. Source: DESIGN.md §6.
 
-use infer_doctor_core::{Confidence, ErrorClass, Severity, Signal, Symptom};
+use infer_doctor_core::{Confidence, Divergence, ErrorClass, Severity, Signal, Symptom};
 
 use crate::Thresholds;
 use crate::assessment::{Assessment, Rule, compared, how, percent, ratio, seen};
@@ -37,6 +37,31 @@ const TRUNCATION: Rule = Rule {
              length is N tokens\")",
 };
 
+const NONDETERMINISTIC: Rule = Rule {
+    id: "output.nondeterministic",
+    symptom: Symptom::Output,
+    why: "At temperature 0 the same prompt gave a different output inside a batch of concurrent requests than \
+          alone. Greedy decoding is a function of the prompt, so the batch changed the logits: the server's \
+          matmul, attention and normalisation kernels reduce in an order that depends on the batch size \
+          (batch-variant kernels), rounding moves the logits, and where two tokens are nearly tied the argmax \
+          flips and the rest of the output follows from the flipped token. A flip between tokens far apart is \
+          more than rounding.",
+    remedies: &[
+        "vLLM: start the server with VLLM_BATCH_INVARIANT=1 (batch-invariant kernels; beta, NVIDIA compute \
+         capability 8.0+, AMD Instinct or Intel XPU as of vLLM 0.32). It costs throughput: about 1% in vLLM's own \
+         benchmark on Qwen3-1.7B, 20–35% end to end on smaller GPUs in vllm-project/vllm#27433; measure with \
+         bench before and after",
+        "Where exact reproducibility matters (evaluations, RL rollouts, golden-output tests), send those \
+         requests alone, or compare outputs with a tolerance instead of byte for byte",
+        "A flip between tokens far apart (no near tie): rerun the probe with prefix caching and chunked prefill \
+         off (--no-enable-prefix-caching, --no-enable-chunked-prefill) to find the feature that changes the \
+         logits, and report it upstream",
+    ],
+    source: "vLLM docs: features/batch_invariance (VLLM_BATCH_INVARIANT=1); vllm-project/vllm#27433 (status and \
+             cost), #28161 (its benchmark); Thinking Machines Lab, \"Defeating Nondeterminism in LLM Inference\" \
+             (2025)",
+};
+
 /// Words of the errors servers return when a request exceeds the context window.
 const CONTEXT_ERROR_WORDS: [&str; 6] = [
     "context length",
@@ -48,7 +73,11 @@ const CONTEXT_ERROR_WORDS: [&str; 6] = [
 ];
 
 pub(crate) fn assess(facts: &Facts, t: &Thresholds) -> Vec<Assessment> {
-    vec![runaway(facts, t), truncation(facts, t)]
+    vec![
+        runaway(facts, t),
+        truncation(facts, t),
+        nondeterministic(facts, t),
+    ]
 }
 
 /// How requests finished: count by reason and where that was read.
@@ -228,4 +257,107 @@ fn truncation(facts: &Facts, t: &Thresholds) -> Assessment {
         }
     }
     TRUNCATION.passes(format!("requests fit the {context:.0}-token context"))
+}
+
+fn nondeterministic(facts: &Facts, t: &Thresholds) -> Assessment {
+    const HOW: &str = "run diagnose --url URL --determinism (the same prompts at temperature 0 alone and in \
+                       batches of 8 and 32)";
+    let Some(probe) = &facts.evidence.determinism else {
+        return NONDETERMINISTIC.unknown("the determinism probe", HOW);
+    };
+    let (checked, differing) = probe.totals();
+    if checked == 0 {
+        return NONDETERMINISTIC.unknown(
+            "the determinism probe compared no output (its requests failed)",
+            HOW,
+        );
+    }
+    let share = f64::from(differing) / f64::from(checked);
+    let window = format!(
+        "determinism probe: {} prompts × batches of {}",
+        probe.prompts,
+        probe
+            .runs
+            .iter()
+            .map(|r| r.batch.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let unit = if probe.by_tokens { "token" } else { "word" };
+    if share <= t.nondeterministic_share {
+        return NONDETERMINISTIC.passes(format!(
+            "{checked} batched outputs at temperature 0 matched their lone runs {unit} for {unit}"
+        ));
+    }
+    let near_tie = |d: &Divergence| d.margin.is_some_and(|m| m < t.near_tie_logprob_gap);
+    let ties = probe.divergences.iter().filter(|d| near_tie(d)).count();
+    let mut evidence = vec![compared(
+        "batched outputs differing from the lone run",
+        share,
+        ">",
+        t.nondeterministic_share,
+        &window,
+    )];
+    for run in &probe.runs {
+        evidence.push(seen(
+            format!("batch of {}: outputs differing", run.batch),
+            f64::from(run.differing),
+            &format!("of {} compared", run.compared),
+        ));
+    }
+    let earliest = probe.divergences.iter().min_by_key(|d| d.position);
+    if let Some(d) = earliest {
+        let gap = match d.margin {
+            Some(m) => format!(", lone logprob gap {m:.3}"),
+            None if probe.logprobs => ", not among the lone run's top candidates".to_string(),
+            None => String::new(),
+        };
+        evidence.push(seen(
+            format!(
+                "first differing {unit} (prompt {}, batch {}): {:?} alone, {:?} batched{gap}",
+                d.prompt, d.batch, d.alone.token, d.batched.token
+            ),
+            f64::from(d.position),
+            &window,
+        ));
+    }
+    let (severity, kind) = if !probe.logprobs {
+        (
+            Severity::Warning,
+            "without logprobs, near ties cannot be told from real divergences".to_string(),
+        )
+    } else if ties == probe.divergences.len() {
+        (
+            Severity::Info,
+            format!(
+                "every divergence starts at a near tie (logprob gap < {})",
+                t.near_tie_logprob_gap
+            ),
+        )
+    } else {
+        (
+            Severity::Warning,
+            format!(
+                "{} of {} divergences start where the tokens were not nearly tied",
+                probe.divergences.len() - ties,
+                probe.divergences.len()
+            ),
+        )
+    };
+    let confidence = if probe.by_tokens {
+        Confidence::High
+    } else {
+        Confidence::Medium
+    };
+    NONDETERMINISTIC.fires(
+        severity,
+        confidence,
+        format!(
+            "{differing} of {checked} outputs at temperature 0 changed inside a batch ({}), first at {unit} {}; \
+             {kind}",
+            percent(share),
+            earliest.map_or(0, |d| d.position)
+        ),
+        evidence,
+    )
 }

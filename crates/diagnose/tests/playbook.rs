@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use infer_doctor_core::record::ErrorClass;
 use infer_doctor_core::summary::ErrorCount;
 use infer_doctor_core::{
-    CheckStatus, ClockReason, Confidence, DiagOutcome, EnvFacts, Evidence, GpuLink, LogFailure,
-    LogFailureKind, PathTiming, PciePath, Severity, Signal, XidEvent,
+    CheckStatus, ClockReason, Confidence, DeterminismFacts, DiagOutcome, EnvFacts, Evidence,
+    GpuLink, LogFailure, LogFailureKind, PathTiming, PciePath, Severity, Signal, XidEvent,
 };
 use infer_doctor_diagnose::{Thresholds, diagnose};
 use support::*;
@@ -471,6 +471,17 @@ const CASES: &[(&str, Change, Change)] = &[
         },
     ),
     (
+        "output.nondeterministic",
+        // Three prompts flipped at token 6 between tokens far apart (0.8 nats): more than rounding.
+        |e| diverged(e, 3, Some(0.8)),
+        // Two batched requests failed and the rest matched: a failure is not a different output.
+        |e| {
+            let run = &mut e.determinism.as_mut().unwrap().runs[1];
+            (run.compared, run.failed) = (30, 2);
+            run.first_error = Some("HTTP 503: overloaded".into());
+        },
+    ),
+    (
         "output.truncation",
         |e| {
             client(e).requests.errors = vec![ErrorCount {
@@ -794,7 +805,7 @@ fn healthy_evidence_has_no_warning_and_every_checklist_line_passes() {
         "{:#?}",
         diagnosis.findings
     );
-    assert_eq!(diagnosis.checklist.len(), 51);
+    assert_eq!(diagnosis.checklist.len(), 52);
     for line in &diagnosis.checklist {
         assert_eq!(line.status, CheckStatus::Pass, "{line:#?}");
     }
@@ -2516,4 +2527,64 @@ fn a_trace_rule_without_the_trace_it_needs_stays_unknown() {
         check_line(&diagnosis, "trace_steps_near_floor").status,
         CheckStatus::Unknown
     );
+}
+
+/// Flips only where the lone run's two best tokens were nearly tied are what batch-variant kernels do: a note
+/// with the near tie in it; a server that gave no logprobs cannot tell, so it warns. Without the probe the line
+/// is unknown, and with a probe that compared nothing too.
+#[test]
+fn determinism_near_ties_are_a_note_and_no_probe_is_unknown() {
+    let thresholds = Thresholds::default();
+    let mut evidence = healthy();
+    diverged(&mut evidence, 4, Some(0.01));
+    let diagnosis = diagnose(&evidence, &thresholds);
+    let found = finding(&diagnosis, "output.nondeterministic").unwrap();
+    assert_eq!(found.severity, Severity::Info, "{found:#?}");
+    assert!(
+        found.verdict.contains("4 of 40") && found.verdict.contains("token 6"),
+        "{}",
+        found.verdict
+    );
+    assert!(found.verdict.contains("near tie"), "{}", found.verdict);
+    assert!(found.remedies[0].contains("VLLM_BATCH_INVARIANT=1"));
+
+    let probe = evidence.determinism.as_mut().unwrap();
+    (probe.logprobs, probe.by_tokens) = (false, false);
+    for d in &mut probe.divergences {
+        d.margin = None;
+    }
+    let diagnosis = diagnose(&evidence, &thresholds);
+    let found = finding(&diagnosis, "output.nondeterministic").unwrap();
+    assert_eq!(
+        (found.severity, found.confidence),
+        (Severity::Warning, Confidence::Medium)
+    );
+    assert!(found.verdict.contains("word 6"), "{}", found.verdict);
+
+    for probe in [
+        None,
+        Some(DeterminismFacts {
+            prompts: 4,
+            lone_failed: 4,
+            ..Default::default()
+        }),
+    ] {
+        let mut evidence = healthy();
+        evidence.determinism = probe;
+        let diagnosis = diagnose(&evidence, &thresholds);
+        assert!(finding(&diagnosis, "output.nondeterministic").is_none());
+        let line = diagnosis
+            .checklist
+            .iter()
+            .find(|l| l.id == "outputs_deterministic")
+            .unwrap();
+        assert_eq!(line.status, CheckStatus::Unknown, "{line:#?}");
+        assert!(
+            line.how_to_know
+                .as_deref()
+                .unwrap_or_default()
+                .contains("--determinism"),
+            "{line:#?}"
+        );
+    }
 }

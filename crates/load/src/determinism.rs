@@ -150,7 +150,7 @@ fn first_difference(
             let theirs = lone.top.iter().find(|(t, _)| *t == other.token)?.1;
             Some(own - theirs)
         });
-        return Some((at as u32, pick(lone), pick(other), margin));
+        return Some((at as u32 + 1, pick(lone), pick(other), margin));
     }
     let (a, b): (Vec<&str>, Vec<&str>) = (
         alone.text.split_whitespace().collect(),
@@ -164,7 +164,7 @@ fn first_difference(
         token: w.map(|w| w.to_string()).unwrap_or_default(),
         logprob: None,
     };
-    Some((at as u32, word(a.get(at)), word(b.get(at)), None))
+    Some((at as u32 + 1, word(a.get(at)), word(b.get(at)), None))
 }
 
 /// Runs the probe: every prompt alone, one after another, then each batch size with the prompts repeated to
@@ -334,7 +334,7 @@ mod tests {
         let (at, lone, other, margin) = first_difference(&alone, &short, true).unwrap();
         assert_eq!(
             (at, lone.token.as_str(), other.token.as_str(), margin),
-            (1, " y", "", None)
+            (2, " y", "", None)
         );
         // Without tokens, words of the text.
         let words = Output {
@@ -344,7 +344,7 @@ mod tests {
         let (at, lone, other, _) = first_difference(&alone, &words, false).unwrap();
         assert_eq!(
             (at, lone.token.as_str(), other.token.as_str()),
-            (1, "y", "q")
+            (2, "y", "q")
         );
         assert!(parse_output(b"{\"choices\": []}").is_err());
     }
