@@ -475,6 +475,25 @@ pub struct DiagnoseArgs {
     /// GPU's time went, for the trace rules.
     #[arg(long, value_name = "FILE|DIR", num_args = 1..)]
     pub trace: Vec<PathBuf>,
+    /// After the probes, send a fixed set of prompts at temperature 0 alone and then inside batches of
+    /// concurrent requests, and compare the outputs token by token (output.nondeterministic); within another
+    /// --budget.
+    #[arg(long, requires = "url")]
+    pub determinism: bool,
+    /// The batch sizes of the determinism probe, each sent at once after the one before has finished.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "8,32",
+        requires = "determinism"
+    )]
+    pub determinism_batches: Vec<u32>,
+    /// Distinct prompts of the determinism probe; each batch repeats them to fill itself.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64), requires = "determinism")]
+    pub determinism_prompts: u32,
+    /// max_tokens of each determinism request: the longer, the more chances for a flip to show.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096), requires = "determinism")]
+    pub determinism_tokens: u32,
     /// A TOML file overriding the playbook's thresholds.
     #[arg(long)]
     pub thresholds: Option<PathBuf>,

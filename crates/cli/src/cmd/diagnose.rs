@@ -55,6 +55,9 @@ pub async fn run(args: Box<DiagnoseArgs>) -> Result<u8, Failure> {
                 }
                 return Ok(exit::INTERRUPTED);
             }
+            if args.determinism {
+                super::output_probes::determinism(url, &args, &dir).await?;
+            }
             Some(dir)
         }
         (None, Some(file)) if archive::is_archive(file) => {
@@ -370,6 +373,8 @@ fn read_bundle(
     if let Some(view) = fleet {
         set_fleet(gathered, view);
     }
+    gathered.evidence.determinism =
+        collected_json(gathered, &dir.join(super::output_probes::DETERMINISM_FILE));
     let files_in = |name: &str| -> Vec<PathBuf> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join(name))
             .into_iter()
