@@ -41,7 +41,9 @@ pub use host::{
     Cgroup, HostFacts, NumaNode, PciDevice, PodContainer, PodFacts, Pressure, PressureLine,
     ServerMemory, ServerThreads, Termination, ThreadCpu,
 };
-pub use probes::{DeterminismFacts, DeterminismRun, Divergence, TokenPick};
+pub use probes::{
+    DeterminismFacts, DeterminismRun, Divergence, TemplateAnswer, TemplateFacts, TokenPick,
+};
 pub use record::{ErrorClass, Phase, RequestError, RequestRecord};
 pub use signals::{Buckets, Reading, ServerReadings, Signal, SignalKind};
 pub use slo::{Slo, SloMetric, SloSet};

@@ -73,3 +73,38 @@ impl DeterminismFacts {
             .fold((0, 0), |(c, d), r| (c + r.compared, d + r.differing))
     }
 }
+
+/// The chat-template probe: one conversation through the server's chat endpoint and, rendered with the model's
+/// own template, through its completions endpoint.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TemplateFacts {
+    /// Where the model's template was read from.
+    pub template: String,
+    /// Whether the template opens the assistant's turn when asked (`add_generation_prompt` changes its output).
+    pub generation_prompt: bool,
+    /// The conversation as the model's template renders it: the completions request's prompt.
+    pub rendered: String,
+    /// The same conversation as the server renders it, where it shows that (vLLM's `/tokenize` then
+    /// `/detokenize`, llama.cpp's `/apply-template`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_rendered: Option<String>,
+    /// What the template writes after an assistant's message (`<|im_end|>`, `<|eot_id|>`): the model's stop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_of_turn: Option<String>,
+    pub max_tokens: u32,
+    pub chat: TemplateAnswer,
+    pub completion: TemplateAnswer,
+}
+
+/// One endpoint's answer at temperature 0.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TemplateAnswer {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}

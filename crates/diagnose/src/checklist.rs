@@ -8,7 +8,7 @@ use crate::assessment::{Assessment, how, ms, percent};
 use crate::facts::Facts;
 
 /// Lines answered directly by one rule: (line id, question, rule id).
-const RULE_LINES: [(&str, &str, &str); 47] = [
+const RULE_LINES: [(&str, &str, &str); 48] = [
     ("error_rate", "Is the error rate below 1%?", "errors.rate"),
     (
         "no_preemptions",
@@ -34,6 +34,11 @@ const RULE_LINES: [(&str, &str, &str); 47] = [
         "outputs_deterministic",
         "At temperature 0, does a prompt give the same output inside a batch as alone?",
         "output.nondeterministic",
+    ),
+    (
+        "template_matches",
+        "Does the server's chat give the model the prompt its own chat template makes?",
+        "output.template",
     ),
     (
         "fleet_balanced",

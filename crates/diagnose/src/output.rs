@@ -62,6 +62,27 @@ const NONDETERMINISTIC: Rule = Rule {
              (2025)",
 };
 
+const TEMPLATE: Rule = Rule {
+    id: "output.template",
+    symptom: Symptom::Output,
+    why: "The server's chat does not give the model the prompt its own chat template makes: a different template \
+          (role markers, special tokens), a template that never opens the assistant's turn, or an end-of-turn \
+          token that is not a stop token. The model then answers worse, continues the user's message, or runs \
+          on past its answer to max_tokens.",
+    remedies: &[
+        "Serve the model's own template: vLLM takes the tokenizer's unless --chat-template overrides it; \
+         llama.cpp needs --jinja (and --chat-template-file for a template the GGUF lacks)",
+        "A template must open the assistant's turn when add_generation_prompt is true (e.g. \
+         `<|im_start|>assistant\\n`); fix it or pass a corrected one with --chat-template",
+        "Make the end-of-turn token a stop token: eos_token_id in generation_config.json, or stop_token_ids \
+         (vLLM) / stop (llama.cpp) in requests",
+    ],
+    source: "https://huggingface.co/docs/transformers/chat_templating (apply_chat_template, \
+             add_generation_prompt); https://docs.vllm.ai/en/latest/serving/openai_compatible_server.html \
+             (chat template, --chat-template); ggml-org/llama.cpp: tools/server/README (--jinja, \
+             --chat-template-file)",
+};
+
 /// Words of the errors servers return when a request exceeds the context window.
 const CONTEXT_ERROR_WORDS: [&str; 6] = [
     "context length",
@@ -77,6 +98,7 @@ pub(crate) fn assess(facts: &Facts, t: &Thresholds) -> Vec<Assessment> {
         runaway(facts, t),
         truncation(facts, t),
         nondeterministic(facts, t),
+        template(facts),
     ]
 }
 
@@ -360,4 +382,110 @@ fn nondeterministic(facts: &Facts, t: &Thresholds) -> Assessment {
         ),
         evidence,
     )
+}
+
+/// Where two renderings of one conversation part: the character offset and a few characters of each from there.
+fn rendering_difference(ours: &str, theirs: &str) -> Option<(usize, String, String)> {
+    let at = ours
+        .char_indices()
+        .zip(theirs.chars())
+        .find(|((_, a), b)| a != b)
+        .map(|((i, _), _)| i)
+        .unwrap_or(ours.len().min(theirs.len()));
+    if ours == theirs {
+        return None;
+    }
+    let at_theirs = theirs.char_indices().nth(ours[..at].chars().count()).map_or(theirs.len(), |(i, _)| i);
+    let snippet = |text: &str| format!("{:?}", text.chars().take(24).collect::<String>());
+    Some((at, snippet(&ours[at..]), snippet(&theirs[at_theirs..])))
+}
+
+fn template(facts: &Facts) -> Assessment {
+    const HOW: &str = "run diagnose --url URL --template --tokenizer DIR (the model's tokenizer_config.json): one \
+                       conversation through chat and, rendered with the model's template, through completions";
+    let Some(probe) = &facts.evidence.template else {
+        return TEMPLATE.unknown("the chat-template probe", HOW);
+    };
+    let window = format!("template probe: {}", probe.template);
+    if !probe.generation_prompt {
+        return TEMPLATE.fires(
+            Severity::Warning,
+            Confidence::High,
+            "the model's chat template never opens the assistant's turn (add_generation_prompt changes \
+             nothing), so the model continues the user's message"
+                .to_string(),
+            vec![seen("template renders an assistant opening", 0.0, &window)],
+        );
+    }
+    let (chat, completion) = (&probe.chat, &probe.completion);
+    let Some(plain) = &completion.text else {
+        return TEMPLATE.unknown(
+            &format!(
+                "the completions request failed ({})",
+                completion.error.as_deref().unwrap_or("no text")
+            ),
+            HOW,
+        );
+    };
+    let Some(answered) = &chat.text else {
+        return TEMPLATE.fires(
+            Severity::Warning,
+            Confidence::Medium,
+            format!(
+                "the server's chat failed where completions answered: {}",
+                chat.error.as_deref().unwrap_or("no text")
+            ),
+            vec![seen("chat requests answered", 0.0, &window)],
+        );
+    };
+    let mut evidence = Vec::new();
+    if let (Some(c), Some(p)) = (chat.prompt_tokens, completion.prompt_tokens) {
+        evidence.push(compared("chat prompt tokens", f64::from(c), "vs", f64::from(p), "the completions request with the model's template"));
+    }
+    let rendered = probe
+        .server_rendered
+        .as_deref()
+        .and_then(|theirs| rendering_difference(&probe.rendered, theirs));
+    let counts_differ = matches!((chat.prompt_tokens, completion.prompt_tokens), (Some(c), Some(p)) if c != p);
+    // A rendering read back through the server's tokenizer may differ in spacing alone: shown, not judged.
+    if answered != plain || counts_differ {
+        let shown = match &rendered {
+            Some((at, ours, theirs)) => format!(
+                "the renderings part at character {at}: the model's template gives {ours}, the server's {theirs}"
+            ),
+            None => format!(
+                "the model's template renders the conversation as {:?}",
+                probe.rendered.chars().take(160).collect::<String>()
+            ),
+        };
+        let what = if answered != plain {
+            "the same conversation at temperature 0 gave different answers through chat and through completions \
+             with the model's own template"
+        } else {
+            "the server's chat renders the conversation differently from the model's own template"
+        };
+        return TEMPLATE.fires(Severity::Warning, Confidence::High, format!("{what}; {shown}"), evidence);
+    }
+    let ran_on = |a: &infer_doctor_core::TemplateAnswer| {
+        a.finish_reason.as_deref() == Some("length")
+            && probe
+                .end_of_turn
+                .as_deref()
+                .is_some_and(|end| a.text.as_deref().is_some_and(|t| t.contains(end)))
+    };
+    if ran_on(chat) || ran_on(completion) {
+        return TEMPLATE.fires(
+            Severity::Warning,
+            Confidence::High,
+            format!(
+                "the model wrote its end-of-turn {:?} but generation ran on to max_tokens: it is not a stop token",
+                probe.end_of_turn.as_deref().unwrap_or_default()
+            ),
+            evidence,
+        );
+    }
+    TEMPLATE.passes(format!(
+        "chat and completions with the model's template gave the same answer{}",
+        if probe.server_rendered.is_some() { " and the same rendering" } else { "" }
+    ))
 }

@@ -15,6 +15,7 @@ pub mod scrape;
 pub mod sse;
 pub mod sweep;
 pub mod target;
+pub mod template;
 #[cfg(feature = "tls")]
 mod tls;
 

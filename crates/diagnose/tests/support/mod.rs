@@ -12,7 +12,8 @@ use infer_doctor_core::{
     GpuState, GpuTopology, HardwareFacts, HostFacts, HungTask, KernelFacts, LogFacts, NetworkFacts,
     NumaNode, NvLinkErrorCounters, NvLinkLane, OomKill, PathTiming, PciDevice, PciePath, Phase,
     PodContainer, PodFacts, Pressure, PressureLine, ReplicaHealth, RequestRecord, RunSummary,
-    ServerConfig, ServerThreads, Setting, Signal, Summary, Termination, ThreadCpu, TokenPick,
+    ServerConfig, ServerThreads, Setting, Signal, Summary, TemplateAnswer, TemplateFacts,
+    Termination, ThreadCpu, TokenPick,
     TopologyGpu, TraceFacts, WorkloadFacts, XidEvent,
 };
 
@@ -262,6 +263,27 @@ pub fn healthy() -> Evidence {
         config: Some(healthy_config()),
         trace: Some(healthy_trace()),
         determinism: Some(healthy_determinism()),
+        template: Some(healthy_template()),
+    }
+}
+
+/// The chat-template probe on a server that uses the model's own ChatML template: both endpoints agree.
+pub fn healthy_template() -> TemplateFacts {
+    let answer = |text: &str| TemplateAnswer {
+        text: Some(text.into()),
+        finish_reason: Some("stop".into()),
+        prompt_tokens: Some(31),
+        error: None,
+    };
+    TemplateFacts {
+        template: "hf/tokenizer_config.json".into(),
+        generation_prompt: true,
+        rendered: "<|im_start|>user\nName three colours.<|im_end|>\n<|im_start|>assistant\n".into(),
+        server_rendered: None,
+        end_of_turn: Some("<|im_end|>".into()),
+        max_tokens: 32,
+        chat: answer("Red, green and blue."),
+        completion: answer("Red, green and blue."),
     }
 }
 
