@@ -480,6 +480,11 @@ pub struct DiagnoseArgs {
     /// --budget.
     #[arg(long, requires = "url")]
     pub determinism: bool,
+    /// After the probes, send one conversation through /v1/chat/completions and, rendered locally with the
+    /// model's own chat template (the tokenizer_config.json beside --tokenizer), through /v1/completions, and
+    /// compare the answers (output.template).
+    #[arg(long, requires_all = ["url", "tokenizer"])]
+    pub template: bool,
     /// The batch sizes of the determinism probe, each sent at once after the one before has finished.
     #[arg(
         long,
@@ -891,6 +896,9 @@ pub struct SimSetupArgs {
     /// The generated token (1-based) where every prompt's near tie lies (with --batch-variant-above).
     #[arg(long, requires = "batch_variant_above")]
     pub batch_variant_at: Option<u32>,
+    /// The server renders chat with a template that, unlike the model's, never opens the assistant's turn.
+    #[arg(long)]
+    pub chat_template_without_generation_prompt: bool,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -1,5 +1,6 @@
 //! The output probes against the simulator: `diagnose --determinism` finds the token where a batch flips a near
-//! tie (the simulator's batch-variant fault) and stays silent without the fault.
+//! tie (the simulator's batch-variant fault) and stays silent without the fault; `diagnose --template` finds a
+//! server whose chat template is not the model's and passes one whose template is.
 
 use std::path::Path;
 use std::process::Command;
@@ -177,4 +178,104 @@ fn without_the_fault_every_batched_output_matches_its_lone_run() {
         .unwrap();
     let without: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(check_status(&without, "outputs_deterministic"), "unknown");
+}
+
+/// A tokenizer directory whose chat template is the one the simulator renders chat with (one word per token,
+/// so the markers stand apart), beside a real tokenizer.json for the probes' prompts.
+fn model_dir(dir: &Path) -> String {
+    let tokenizer = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/tokenizers/tiny-bpe/tokenizer.json");
+    std::fs::copy(tokenizer, dir.join("tokenizer.json")).unwrap();
+    let config = serde_json::json!({
+        "eos_token": "<|endoftext|>",
+        "chat_template": "{% for message in messages %}<|im_start|> {{ message['role'] }} {{ message['content'] }} <|im_end|> {% endfor %}{% if add_generation_prompt %}<|im_start|> assistant{% endif %}",
+    });
+    std::fs::write(dir.join("tokenizer_config.json"), config.to_string()).unwrap();
+    dir.display().to_string()
+}
+
+fn template(url: &str, dir: &Path) -> (Value, Value) {
+    let model = tempfile::tempdir().unwrap();
+    let out = bin()
+        .args([
+            "diagnose",
+            "--url",
+            url,
+            "--template",
+            "--quiet",
+            "--tokenizer",
+            &model_dir(model.path()),
+        ])
+        .args([
+            "--budget",
+            "5s",
+            "--concurrency",
+            "2",
+            "--input-tokens",
+            "32",
+            "--output-tokens",
+            "8",
+        ])
+        .args(["--format", "json", "--out"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        serde_json::from_str(&stdout).unwrap(),
+        read_json(&dir.join("template.json")),
+    )
+}
+
+#[test]
+fn a_server_whose_chat_template_drops_the_assistant_opening_is_found_and_a_matching_one_passes() {
+    let (_sim, url) = start_sim(EXE, &["--chat-template-without-generation-prompt"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (doc, probe) = template(&url, dir.path());
+    assert_eq!(
+        probe["generation_prompt"], true,
+        "the model's own template opens the turn: {probe:#}"
+    );
+    assert_eq!(probe["end_of_turn"], "<|im_end|>");
+    assert!(
+        probe["rendered"]
+            .as_str()
+            .unwrap()
+            .ends_with("<|im_end|> <|im_start|> assistant"),
+        "{probe:#}"
+    );
+    // The server's rendering lacks the two words of the assistant's opening.
+    let (chat, plain) = (&probe["chat"], &probe["completion"]);
+    assert_eq!(
+        plain["prompt_tokens"].as_u64().unwrap() - chat["prompt_tokens"].as_u64().unwrap(),
+        2,
+        "{probe:#}"
+    );
+    assert_ne!(chat["text"], plain["text"]);
+    let found = finding(&doc, "output.template").expect("output.template");
+    let verdict = found["verdict"].as_str().unwrap();
+    assert!(
+        verdict.contains("different answers through chat and through completions"),
+        "{verdict}"
+    );
+    assert_eq!(check_status(&doc, "template_matches"), "fail");
+
+    let (_sim, url) = start_sim(EXE, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let (doc, probe) = template(&url, dir.path());
+    assert_eq!(
+        probe["chat"]["text"], probe["completion"]["text"],
+        "{probe:#}"
+    );
+    assert_eq!(
+        probe["chat"]["prompt_tokens"], probe["completion"]["prompt_tokens"],
+        "{probe:#}"
+    );
+    assert!(finding(&doc, "output.template").is_none());
+    assert_eq!(check_status(&doc, "template_matches"), "pass");
 }

@@ -395,7 +395,10 @@ fn rendering_difference(ours: &str, theirs: &str) -> Option<(usize, String, Stri
     if ours == theirs {
         return None;
     }
-    let at_theirs = theirs.char_indices().nth(ours[..at].chars().count()).map_or(theirs.len(), |(i, _)| i);
+    let at_theirs = theirs
+        .char_indices()
+        .nth(ours[..at].chars().count())
+        .map_or(theirs.len(), |(i, _)| i);
     let snippet = |text: &str| format!("{:?}", text.chars().take(24).collect::<String>());
     Some((at, snippet(&ours[at..]), snippet(&theirs[at_theirs..])))
 }
@@ -440,13 +443,20 @@ fn template(facts: &Facts) -> Assessment {
     };
     let mut evidence = Vec::new();
     if let (Some(c), Some(p)) = (chat.prompt_tokens, completion.prompt_tokens) {
-        evidence.push(compared("chat prompt tokens", f64::from(c), "vs", f64::from(p), "the completions request with the model's template"));
+        evidence.push(compared(
+            "chat prompt tokens",
+            f64::from(c),
+            "vs",
+            f64::from(p),
+            "the completions request with the model's template",
+        ));
     }
     let rendered = probe
         .server_rendered
         .as_deref()
         .and_then(|theirs| rendering_difference(&probe.rendered, theirs));
-    let counts_differ = matches!((chat.prompt_tokens, completion.prompt_tokens), (Some(c), Some(p)) if c != p);
+    let counts_differ =
+        matches!((chat.prompt_tokens, completion.prompt_tokens), (Some(c), Some(p)) if c != p);
     // A rendering read back through the server's tokenizer may differ in spacing alone: shown, not judged.
     if answered != plain || counts_differ {
         let shown = match &rendered {
@@ -464,7 +474,12 @@ fn template(facts: &Facts) -> Assessment {
         } else {
             "the server's chat renders the conversation differently from the model's own template"
         };
-        return TEMPLATE.fires(Severity::Warning, Confidence::High, format!("{what}; {shown}"), evidence);
+        return TEMPLATE.fires(
+            Severity::Warning,
+            Confidence::High,
+            format!("{what}; {shown}"),
+            evidence,
+        );
     }
     let ran_on = |a: &infer_doctor_core::TemplateAnswer| {
         a.finish_reason.as_deref() == Some("length")
@@ -486,6 +501,10 @@ fn template(facts: &Facts) -> Assessment {
     }
     TEMPLATE.passes(format!(
         "chat and completions with the model's template gave the same answer{}",
-        if probe.server_rendered.is_some() { " and the same rendering" } else { "" }
+        if probe.server_rendered.is_some() {
+            " and the same rendering"
+        } else {
+            ""
+        }
     ))
 }

@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use infer_doctor_core::record::ErrorClass;
 use infer_doctor_core::summary::ErrorCount;
 use infer_doctor_core::{
-    CheckStatus, ClockReason, Confidence, DeterminismFacts, TemplateFacts, DiagOutcome, EnvFacts, Evidence,
-    GpuLink, LogFailure, LogFailureKind, PathTiming, PciePath, Severity, Signal, XidEvent,
+    CheckStatus, ClockReason, Confidence, DeterminismFacts, DiagOutcome, EnvFacts, Evidence,
+    GpuLink, LogFailure, LogFailureKind, PathTiming, PciePath, Severity, Signal, TemplateFacts,
+    XidEvent,
 };
 use infer_doctor_diagnose::{Thresholds, diagnose};
 use support::*;
@@ -486,7 +487,8 @@ const CASES: &[(&str, Change, Change)] = &[
         // The server's template drops the assistant's opening: two prompt tokens fewer, another answer.
         |e| {
             let probe = e.template.as_mut().unwrap();
-            probe.server_rendered = Some("<|im_start|>user\nName three colours.<|im_end|>\n".into());
+            probe.server_rendered =
+                Some("<|im_start|>user\nName three colours.<|im_end|>\n".into());
             probe.chat.prompt_tokens = Some(29);
             probe.chat.text = Some(" and a fourth".into());
         },
@@ -495,7 +497,8 @@ const CASES: &[(&str, Change, Change)] = &[
         |e| {
             let probe = e.template.as_mut().unwrap();
             for answer in [&mut probe.chat, &mut probe.completion] {
-                (answer.text, answer.finish_reason) = (Some(" zq zq zq".into()), Some("length".into()));
+                (answer.text, answer.finish_reason) =
+                    (Some(" zq zq zq".into()), Some("length".into()));
             }
         },
     ),
@@ -2619,20 +2622,29 @@ fn template_causes_each_fire_and_no_probe_is_unknown() {
         finding(&diagnosis, "output.template").map(|f| f.verdict.clone())
     };
     let verdict = fired(&|p| p.generation_prompt = false).unwrap();
-    assert!(verdict.contains("never opens the assistant's turn"), "{verdict}");
+    assert!(
+        verdict.contains("never opens the assistant's turn"),
+        "{verdict}"
+    );
     let verdict = fired(&|p| {
         p.chat.text = Some("Red.<|im_end|>\nuser: more".into());
         p.completion.text = p.chat.text.clone();
         p.chat.finish_reason = Some("length".into());
     })
     .unwrap();
-    assert!(verdict.contains("\"<|im_end|>\"") && verdict.contains("not a stop token"), "{verdict}");
+    assert!(
+        verdict.contains("\"<|im_end|>\"") && verdict.contains("not a stop token"),
+        "{verdict}"
+    );
     let verdict = fired(&|p| {
         p.chat.text = None;
         p.chat.error = Some("HTTP 400: default chat template is no longer allowed".into());
     })
     .unwrap();
-    assert!(verdict.contains("chat failed") && verdict.contains("HTTP 400"), "{verdict}");
+    assert!(
+        verdict.contains("chat failed") && verdict.contains("HTTP 400"),
+        "{verdict}"
+    );
     // The server's rendering read back is shown where it parts from the model's.
     let verdict = fired(&|p| {
         p.server_rendered = Some("<|im_start|>user\nName three colours.<|im_end|>\n".into());
@@ -2640,12 +2652,24 @@ fn template_causes_each_fire_and_no_probe_is_unknown() {
     })
     .unwrap();
     assert!(verdict.contains("part at character 47"), "{verdict}");
-    assert!(verdict.contains("\"<|im_start|>assistant\\n\""), "{verdict}");
+    assert!(
+        verdict.contains("\"<|im_start|>assistant\\n\""),
+        "{verdict}"
+    );
 
     let mut evidence = healthy();
     evidence.template = None;
     let diagnosis = diagnose(&evidence, &thresholds);
-    let line = diagnosis.checklist.iter().find(|l| l.id == "template_matches").unwrap();
+    let line = diagnosis
+        .checklist
+        .iter()
+        .find(|l| l.id == "template_matches")
+        .unwrap();
     assert_eq!(line.status, CheckStatus::Unknown, "{line:#?}");
-    assert!(line.how_to_know.as_deref().unwrap_or_default().contains("--template"));
+    assert!(
+        line.how_to_know
+            .as_deref()
+            .unwrap_or_default()
+            .contains("--template")
+    );
 }

@@ -65,11 +65,16 @@ async fn post(
 /// `/tokenize` with the messages followed by `/detokenize` of the tokens.
 async fn server_rendering(client: &HttpClient, spec: &TemplateSpec) -> Option<String> {
     let parse = |bytes: bytes::Bytes| serde_json::from_slice::<Value>(&bytes).ok();
-    if let Some(prompt) = post(client, "/apply-template", &json!({"messages": spec.messages}), spec.timeout)
-        .await
-        .ok()
-        .and_then(parse)
-        .and_then(|v| v["prompt"].as_str().map(str::to_string))
+    if let Some(prompt) = post(
+        client,
+        "/apply-template",
+        &json!({"messages": spec.messages}),
+        spec.timeout,
+    )
+    .await
+    .ok()
+    .and_then(parse)
+    .and_then(|v| v["prompt"].as_str().map(str::to_string))
     {
         return Some(prompt);
     }
@@ -85,11 +90,16 @@ async fn server_rendering(client: &HttpClient, spec: &TemplateSpec) -> Option<St
     .and_then(parse)?["tokens"]
         .clone();
     tokens.as_array()?;
-    post(client, "/detokenize", &json!({"model": spec.model, "tokens": tokens}), spec.timeout)
-        .await
-        .ok()
-        .and_then(parse)
-        .and_then(|v| v["prompt"].as_str().map(str::to_string))
+    post(
+        client,
+        "/detokenize",
+        &json!({"model": spec.model, "tokens": tokens}),
+        spec.timeout,
+    )
+    .await
+    .ok()
+    .and_then(parse)
+    .and_then(|v| v["prompt"].as_str().map(str::to_string))
 }
 
 /// Sends the conversation both ways. The completions request asks for no special tokens of its own
@@ -122,7 +132,12 @@ mod tests {
             br#"{"choices":[{"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12}}"#,
         )));
         assert_eq!(
-            (chat.text.as_deref(), chat.finish_reason.as_deref(), chat.prompt_tokens, chat.error),
+            (
+                chat.text.as_deref(),
+                chat.finish_reason.as_deref(),
+                chat.prompt_tokens,
+                chat.error
+            ),
             (Some("hi"), Some("stop"), Some(12), None)
         );
         let completion = answer(Ok(bytes::Bytes::from_static(

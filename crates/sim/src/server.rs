@@ -67,6 +67,8 @@ pub struct Faults {
     pub loading_seconds: f64,
     /// Batch-variant kernels: outputs depend on how many requests share the forward pass.
     pub batch_variant: Option<BatchVariant>,
+    /// The server's chat template, unlike the model's, never opens the assistant's turn.
+    pub chat_template_without_generation_prompt: bool,
 }
 
 /// The model has a near tie at generated token `at` (1-based) of every prompt, and a forward pass of more than
@@ -453,7 +455,9 @@ fn prompt_tokens(shared: &Shared, body: &Value) -> Vec<u32> {
                 };
                 text.push_str(&format!("<|im_start|> {role} {content} <|im_end|> "));
             }
-            text.push_str("<|im_start|> assistant");
+            if !shared.config.faults.chat_template_without_generation_prompt {
+                text.push_str("<|im_start|> assistant");
+            }
             text
         }
         None => match &body["prompt"] {

@@ -58,6 +58,9 @@ pub async fn run(args: Box<DiagnoseArgs>) -> Result<u8, Failure> {
             if args.determinism {
                 super::output_probes::determinism(url, &args, &dir).await?;
             }
+            if args.template {
+                super::output_probes::template(url, &args, &dir).await?;
+            }
             Some(dir)
         }
         (None, Some(file)) if archive::is_archive(file) => {
@@ -375,6 +378,8 @@ fn read_bundle(
     }
     gathered.evidence.determinism =
         collected_json(gathered, &dir.join(super::output_probes::DETERMINISM_FILE));
+    gathered.evidence.template =
+        collected_json(gathered, &dir.join(super::output_probes::TEMPLATE_FILE));
     let files_in = |name: &str| -> Vec<PathBuf> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join(name))
             .into_iter()

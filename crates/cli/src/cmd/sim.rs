@@ -155,6 +155,8 @@ pub fn setup_from(args: &SimSetupArgs) -> Result<SimSetup, Failure> {
         }
         setup.faults.batch_variant = Some(BatchVariant { above, at });
     }
+    setup.faults.chat_template_without_generation_prompt |=
+        args.chat_template_without_generation_prompt;
     Ok(setup)
 }
 

@@ -13,8 +13,7 @@ use infer_doctor_core::{
     NumaNode, NvLinkErrorCounters, NvLinkLane, OomKill, PathTiming, PciDevice, PciePath, Phase,
     PodContainer, PodFacts, Pressure, PressureLine, ReplicaHealth, RequestRecord, RunSummary,
     ServerConfig, ServerThreads, Setting, Signal, Summary, TemplateAnswer, TemplateFacts,
-    Termination, ThreadCpu, TokenPick,
-    TopologyGpu, TraceFacts, WorkloadFacts, XidEvent,
+    Termination, ThreadCpu, TokenPick, TopologyGpu, TraceFacts, WorkloadFacts, XidEvent,
 };
 
 /// A latency distribution (ms) with the given median and p95.
