@@ -61,7 +61,7 @@ fn a_healthy_server_its_long_prompts_its_own_latency_histograms_its_log_and_its_
         &profiler,
     ]);
     healthy_load_gives_no_warning(&server);
-    the_determinism_probe_compares_every_output_it_asked_for(&server);
+    the_output_probes_compare_what_they_asked_for(&server);
     client_latencies_agree_with_vllms_histograms(&server);
     long_prompts_alone_are_prefill_bound(&server);
     logs_read_the_capacity_that_metrics_report(&server);
@@ -136,10 +136,12 @@ fn its_profile_reads_as_hta_reads_it(server: &Server, profiles: &Path) {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
-/// `diagnose --determinism` on vLLM's CPU kernels: whatever they do, every prompt is answered alone and in its
-/// batches, compared by vLLM's own tokens, and the verdict is the one those comparisons give. Batches of 8 and
-/// 32 (the defaults) fit: the tiny model decodes 32 requests of 16 tokens in a few seconds on two cores.
-fn the_determinism_probe_compares_every_output_it_asked_for(server: &Server) {
+/// `diagnose --determinism --template` on vLLM's CPU kernels. Determinism: whatever the kernels do, every prompt
+/// is answered alone and in its batches, compared by vLLM's own tokens, and the verdict is the one those
+/// comparisons give. Batches of 8 and 32 (the defaults) fit: the tiny model decodes 32 requests of 16 tokens in
+/// a few seconds on two cores. Template: vLLM serves the tiny model's own ChatML template, so our rendering of
+/// it is vLLM's (read back through its /tokenize and /detokenize) and chat and completions answer alike.
+fn the_output_probes_compare_what_they_asked_for(server: &Server) {
     let dir = tempfile::tempdir().unwrap();
     let document = diagnose(
         server,
@@ -147,6 +149,7 @@ fn the_determinism_probe_compares_every_output_it_asked_for(server: &Server) {
             "--determinism",
             "--determinism-tokens",
             "16",
+            "--template",
             "--concurrency",
             "2",
             "--input-tokens",
