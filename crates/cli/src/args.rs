@@ -481,6 +481,30 @@ pub struct DiagnoseArgs {
     /// GPU's time went, for the trace rules.
     #[arg(long, value_name = "FILE|DIR", num_args = 1..)]
     pub trace: Vec<PathBuf>,
+    /// After the probes, send a fixed set of prompts at temperature 0 alone and then inside batches of
+    /// concurrent requests, and compare the outputs token by token (output.nondeterministic); within another
+    /// --budget. With several --url, the first replica answers for the fleet (as for --template).
+    #[arg(long, requires = "url")]
+    pub determinism: bool,
+    /// After the probes, send one conversation through /v1/chat/completions and, rendered locally with the
+    /// model's own chat template (the tokenizer_config.json beside --tokenizer), through /v1/completions, and
+    /// compare the answers (output.template).
+    #[arg(long, requires_all = ["url", "tokenizer"])]
+    pub template: bool,
+    /// The batch sizes of the determinism probe, each sent at once after the one before has finished.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "8,32",
+        requires = "determinism"
+    )]
+    pub determinism_batches: Vec<u32>,
+    /// Distinct prompts of the determinism probe; each batch repeats them to fill itself.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64), requires = "determinism")]
+    pub determinism_prompts: u32,
+    /// max_tokens of each determinism request: the longer, the more chances for a flip to show.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096), requires = "determinism")]
+    pub determinism_tokens: u32,
     /// A TOML file overriding the playbook's thresholds.
     #[arg(long)]
     pub thresholds: Option<PathBuf>,
@@ -871,6 +895,16 @@ pub struct SimSetupArgs {
     /// The model never emits its stop token (runaway generations: every request runs to max_tokens).
     #[arg(long)]
     pub never_stop: bool,
+    /// Batch-variant kernels: a forward pass of more than this many requests flips the model's near tie at
+    /// --batch-variant-at, so outputs at temperature 0 change from that token on.
+    #[arg(long, requires = "batch_variant_at")]
+    pub batch_variant_above: Option<u32>,
+    /// The generated token (1-based) where every prompt's near tie lies (with --batch-variant-above).
+    #[arg(long, requires = "batch_variant_above")]
+    pub batch_variant_at: Option<u32>,
+    /// The server renders chat with a template that, unlike the model's, never opens the assistant's turn.
+    #[arg(long)]
+    pub chat_template_without_generation_prompt: bool,
 }
 
 #[derive(Args, Debug, Clone)]

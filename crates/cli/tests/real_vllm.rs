@@ -61,6 +61,7 @@ fn a_healthy_server_its_long_prompts_its_own_latency_histograms_its_log_and_its_
         &profiler,
     ]);
     healthy_load_gives_no_warning(&server);
+    the_output_probes_compare_what_they_asked_for(&server);
     client_latencies_agree_with_vllms_histograms(&server);
     long_prompts_alone_are_prefill_bound(&server);
     logs_read_the_capacity_that_metrics_report(&server);
@@ -133,6 +134,96 @@ fn its_profile_reads_as_hta_reads_it(server: &Server, profiles: &Path) {
     let theirs = hta::hta(std::slice::from_ref(&file));
     let problems = hta::compare(&file, &ours, &theirs[file.to_string_lossy().as_ref()]);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// `diagnose --determinism --template` on vLLM's CPU kernels. Determinism: whatever the kernels do, every prompt
+/// is answered alone and in its batches, compared by vLLM's own tokens, and the verdict is the one those
+/// comparisons give. Batches of 8 and 32 (the defaults) fit: the tiny model decodes 32 requests of 16 tokens in
+/// a few seconds on two cores. Template: vLLM serves the tiny model's own ChatML template, so our rendering of
+/// it is vLLM's (read back through its /tokenize and /detokenize) and chat and completions answer alike.
+fn the_output_probes_compare_what_they_asked_for(server: &Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let document = diagnose(
+        server,
+        &[
+            "--determinism",
+            "--determinism-tokens",
+            "16",
+            "--template",
+            "--concurrency",
+            "2",
+            "--input-tokens",
+            "32",
+            "--output-tokens",
+            "16",
+            "--budget",
+            "60s",
+            "--max-requests",
+            "8",
+        ],
+        dir.path(),
+    );
+    let probe = read_json(&dir.path().join("determinism.json"));
+    eprintln!("determinism on vLLM CPU: {probe:#}");
+    assert_eq!(probe["lone_failed"], 0, "{probe:#}");
+    // vLLM returns logprobs on /v1/completions, so the comparison is by its tokens.
+    assert_eq!(
+        (probe["by_tokens"].as_bool(), probe["logprobs"].as_bool()),
+        (Some(true), Some(true))
+    );
+    let runs = probe["runs"].as_array().unwrap();
+    assert_eq!(
+        runs.iter()
+            .map(|r| r["batch"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [8, 32]
+    );
+    let mut differing = 0;
+    let mut compared = 0;
+    for run in runs {
+        assert_eq!(run["failed"], 0, "{run:#}");
+        assert_eq!(
+            run["compared"], run["sent"],
+            "every batched output compared: {run:#}"
+        );
+        differing += run["differing"].as_u64().unwrap();
+        compared += run["compared"].as_u64().unwrap();
+    }
+    let divergences = probe["divergences"].as_array().unwrap();
+    for d in divergences {
+        let position = d["position"].as_u64().unwrap();
+        assert!((1..=16).contains(&position), "{d:#}");
+        assert_ne!(d["alone"]["token"], d["batched"]["token"], "{d:#}");
+        // At temperature 0 the lone run took its argmax, so no candidate it saw was more likely.
+        if let Some(margin) = d["margin"].as_f64() {
+            assert!(margin >= 0.0, "{d:#}");
+        }
+    }
+    let found = document["diagnosis"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "output.nondeterministic");
+    let line = document["diagnosis"]["checklist"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["id"] == "outputs_deterministic")
+        .unwrap();
+    if differing == 0 {
+        assert!(divergences.is_empty() && found.is_none(), "{probe:#}");
+        assert_eq!(line["status"], "pass", "{line:#}");
+    } else {
+        assert!(!divergences.is_empty(), "{probe:#}");
+        let verdict = found.expect("output.nondeterministic")["verdict"]
+            .as_str()
+            .unwrap();
+        assert!(
+            verdict.starts_with(&format!("{differing} of {compared} outputs")),
+            "{verdict}"
+        );
+        assert_eq!(line["status"], "fail", "{line:#}");
+    }
 }
 
 fn healthy_load_gives_no_warning(server: &Server) {

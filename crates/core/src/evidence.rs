@@ -96,6 +96,12 @@ pub struct Evidence {
     /// What PyTorch profiler traces of the server say (`--trace FILE..`, a bundle's `trace/`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<crate::TraceFacts>,
+    /// The same prompts at temperature 0 alone and inside concurrent batches (`diagnose --determinism`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub determinism: Option<crate::DeterminismFacts>,
+    /// One conversation through chat and, rendered with the model's template, completions (`--template`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<crate::TemplateFacts>,
 }
 
 /// The name `Evidence::pods` files series under that carry no replica label: several replicas summed, never one.

@@ -9,6 +9,7 @@ pub mod figures;
 pub mod finding;
 pub mod gpu;
 pub mod host;
+pub mod probes;
 pub mod record;
 pub mod resample;
 pub mod secret;
@@ -39,6 +40,9 @@ pub use gpu::{
 pub use host::{
     Cgroup, HostFacts, NumaNode, PciDevice, PodContainer, PodFacts, Pressure, PressureLine,
     ServerMemory, ServerThreads, Termination, ThreadCpu,
+};
+pub use probes::{
+    DeterminismFacts, DeterminismRun, Divergence, TemplateAnswer, TemplateFacts, TokenPick,
 };
 pub use record::{ErrorClass, Phase, RequestError, RequestRecord};
 pub use signals::{Buckets, Reading, ServerReadings, Signal, SignalKind};

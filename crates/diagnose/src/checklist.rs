@@ -8,7 +8,7 @@ use crate::assessment::{Assessment, how, ms, percent};
 use crate::facts::Facts;
 
 /// Lines answered directly by one rule: (line id, question, rule id).
-const RULE_LINES: [(&str, &str, &str); 48] = [
+const RULE_LINES: [(&str, &str, &str); 50] = [
     ("error_rate", "Is the error rate below 1%?", "errors.rate"),
     (
         "no_preemptions",
@@ -29,6 +29,16 @@ const RULE_LINES: [(&str, &str, &str); 48] = [
         "outputs_stop",
         "Do outputs end by stop, not by length?",
         "output.runaway",
+    ),
+    (
+        "outputs_deterministic",
+        "At temperature 0, does a prompt give the same output inside a batch as alone?",
+        "output.nondeterministic",
+    ),
+    (
+        "template_matches",
+        "Does the server's chat give the model the prompt its own chat template makes?",
+        "output.template",
     ),
     (
         "fleet_balanced",

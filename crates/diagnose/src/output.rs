@@ -1,7 +1,7 @@
-//! Output rules: generations that never stop (they run to max_tokens) and requests that do not fit the context
-//! window (400s, cut-off answers). Source: DESIGN.md §6 output.runaway, output.truncation.
+//! Output rules: generations that never stop (they run to max_tokens), requests that do not fit the context
+//! window (400s, cut-off answers), and outputs that change with the batch they ran in. Source: DESIGN.md §6.
 
-use infer_doctor_core::{Confidence, ErrorClass, Severity, Signal, Symptom};
+use infer_doctor_core::{Confidence, Divergence, ErrorClass, Severity, Signal, Symptom};
 
 use crate::Thresholds;
 use crate::assessment::{Assessment, Rule, compared, how, percent, ratio, seen};
@@ -37,6 +37,52 @@ const TRUNCATION: Rule = Rule {
              length is N tokens\")",
 };
 
+const NONDETERMINISTIC: Rule = Rule {
+    id: "output.nondeterministic",
+    symptom: Symptom::Output,
+    why: "At temperature 0 the same prompt gave a different output inside a batch of concurrent requests than \
+          alone. Greedy decoding is a function of the prompt, so the batch changed the logits: the server's \
+          matmul, attention and normalisation kernels reduce in an order that depends on the batch size \
+          (batch-variant kernels), rounding moves the logits, and where two tokens are nearly tied the argmax \
+          flips and the rest of the output follows from the flipped token. A flip between tokens far apart is \
+          more than rounding.",
+    remedies: &[
+        "vLLM: start the server with VLLM_BATCH_INVARIANT=1 (batch-invariant kernels; beta, NVIDIA compute \
+         capability 8.0+, AMD Instinct or Intel XPU as of vLLM 0.32). It costs throughput: about 1% in vLLM's own \
+         benchmark on Qwen3-1.7B, 20–35% end to end on smaller GPUs in vllm-project/vllm#27433; measure with \
+         bench before and after",
+        "Where exact reproducibility matters (evaluations, RL rollouts, golden-output tests), send those \
+         requests alone, or compare outputs with a tolerance instead of byte for byte",
+        "A flip between tokens far apart (no near tie): rerun the probe with prefix caching and chunked prefill \
+         off (--no-enable-prefix-caching, --no-enable-chunked-prefill) to find the feature that changes the \
+         logits, and report it upstream",
+    ],
+    source: "vLLM docs: features/batch_invariance (VLLM_BATCH_INVARIANT=1); vllm-project/vllm#27433 (status and \
+             cost), #28161 (its benchmark); Thinking Machines Lab, \"Defeating Nondeterminism in LLM Inference\" \
+             (2025)",
+};
+
+const TEMPLATE: Rule = Rule {
+    id: "output.template",
+    symptom: Symptom::Output,
+    why: "The server's chat does not give the model the prompt its own chat template makes: a different template \
+          (role markers, special tokens), a template that never opens the assistant's turn, or an end-of-turn \
+          token that is not a stop token. The model then answers worse, continues the user's message, or runs \
+          on past its answer to max_tokens.",
+    remedies: &[
+        "Serve the model's own template: vLLM takes the tokenizer's unless --chat-template overrides it; \
+         llama.cpp needs --jinja (and --chat-template-file for a template the GGUF lacks)",
+        "A template must open the assistant's turn when add_generation_prompt is true (e.g. \
+         `<|im_start|>assistant\\n`); fix it or pass a corrected one with --chat-template",
+        "Make the end-of-turn token a stop token: eos_token_id in generation_config.json, or stop_token_ids \
+         (vLLM) / stop (llama.cpp) in requests",
+    ],
+    source: "https://huggingface.co/docs/transformers/chat_templating (apply_chat_template, \
+             add_generation_prompt); https://docs.vllm.ai/en/latest/serving/openai_compatible_server.html \
+             (chat template, --chat-template); ggml-org/llama.cpp: tools/server/README (--jinja, \
+             --chat-template-file)",
+};
+
 /// Words of the errors servers return when a request exceeds the context window.
 const CONTEXT_ERROR_WORDS: [&str; 6] = [
     "context length",
@@ -48,7 +94,12 @@ const CONTEXT_ERROR_WORDS: [&str; 6] = [
 ];
 
 pub(crate) fn assess(facts: &Facts, t: &Thresholds) -> Vec<Assessment> {
-    vec![runaway(facts, t), truncation(facts, t)]
+    vec![
+        runaway(facts, t),
+        truncation(facts, t),
+        nondeterministic(facts, t),
+        template(facts),
+    ]
 }
 
 /// How requests finished: count by reason and where that was read.
@@ -228,4 +279,232 @@ fn truncation(facts: &Facts, t: &Thresholds) -> Assessment {
         }
     }
     TRUNCATION.passes(format!("requests fit the {context:.0}-token context"))
+}
+
+fn nondeterministic(facts: &Facts, t: &Thresholds) -> Assessment {
+    const HOW: &str = "run diagnose --url URL --determinism (the same prompts at temperature 0 alone and in \
+                       batches of 8 and 32)";
+    let Some(probe) = &facts.evidence.determinism else {
+        return NONDETERMINISTIC.unknown("the determinism probe", HOW);
+    };
+    let (checked, differing) = probe.totals();
+    if checked == 0 {
+        return NONDETERMINISTIC.unknown(
+            "the determinism probe compared no output (its requests failed)",
+            HOW,
+        );
+    }
+    let share = f64::from(differing) / f64::from(checked);
+    let window = format!(
+        "determinism probe: {} prompts × batches of {}",
+        probe.prompts,
+        probe
+            .runs
+            .iter()
+            .map(|r| r.batch.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let unit = if probe.by_tokens { "token" } else { "word" };
+    if share <= t.nondeterministic_share {
+        return NONDETERMINISTIC.passes(format!(
+            "{checked} batched outputs at temperature 0 matched their lone runs {unit} for {unit}"
+        ));
+    }
+    let near_tie = |d: &Divergence| d.margin.is_some_and(|m| m < t.near_tie_logprob_gap);
+    let ties = probe.divergences.iter().filter(|d| near_tie(d)).count();
+    let mut evidence = vec![compared(
+        "batched outputs differing from the lone run",
+        share,
+        ">",
+        t.nondeterministic_share,
+        &window,
+    )];
+    for run in &probe.runs {
+        evidence.push(seen(
+            format!("batch of {}: outputs differing", run.batch),
+            f64::from(run.differing),
+            &format!("of {} compared", run.compared),
+        ));
+    }
+    let earliest = probe.divergences.iter().min_by_key(|d| d.position);
+    if let Some(d) = earliest {
+        let gap = match d.margin {
+            Some(m) => format!(", lone logprob gap {m:.3}"),
+            None if probe.logprobs => ", not among the lone run's top candidates".to_string(),
+            None => String::new(),
+        };
+        evidence.push(seen(
+            format!(
+                "first differing {unit} (prompt {}, batch {}): {:?} alone, {:?} batched{gap}",
+                d.prompt, d.batch, d.alone.token, d.batched.token
+            ),
+            f64::from(d.position),
+            &window,
+        ));
+    }
+    let (severity, kind) = if !probe.logprobs {
+        (
+            Severity::Warning,
+            "without logprobs, near ties cannot be told from real divergences".to_string(),
+        )
+    } else if ties == probe.divergences.len() {
+        (
+            Severity::Info,
+            format!(
+                "every divergence starts at a near tie (logprob gap < {})",
+                t.near_tie_logprob_gap
+            ),
+        )
+    } else {
+        (
+            Severity::Warning,
+            format!(
+                "{} of {} divergences start where the tokens were not nearly tied",
+                probe.divergences.len() - ties,
+                probe.divergences.len()
+            ),
+        )
+    };
+    let confidence = if probe.by_tokens {
+        Confidence::High
+    } else {
+        Confidence::Medium
+    };
+    NONDETERMINISTIC.fires(
+        severity,
+        confidence,
+        format!(
+            "{differing} of {checked} outputs at temperature 0 changed inside a batch ({}), first at {unit} {}; \
+             {kind}",
+            percent(share),
+            earliest.map_or(0, |d| d.position)
+        ),
+        evidence,
+    )
+}
+
+/// Where two renderings of one conversation part: the character offset and a few characters of each from there.
+fn rendering_difference(ours: &str, theirs: &str) -> Option<(usize, String, String)> {
+    let at = ours
+        .char_indices()
+        .zip(theirs.chars())
+        .find(|((_, a), b)| a != b)
+        .map(|((i, _), _)| i)
+        .unwrap_or(ours.len().min(theirs.len()));
+    if ours == theirs {
+        return None;
+    }
+    let at_theirs = theirs
+        .char_indices()
+        .nth(ours[..at].chars().count())
+        .map_or(theirs.len(), |(i, _)| i);
+    let snippet = |text: &str| format!("{:?}", text.chars().take(24).collect::<String>());
+    Some((at, snippet(&ours[at..]), snippet(&theirs[at_theirs..])))
+}
+
+fn template(facts: &Facts) -> Assessment {
+    const HOW: &str = "run diagnose --url URL --template --tokenizer DIR (the model's tokenizer_config.json): one \
+                       conversation through chat and, rendered with the model's template, through completions";
+    let Some(probe) = &facts.evidence.template else {
+        return TEMPLATE.unknown("the chat-template probe", HOW);
+    };
+    let window = format!("template probe: {}", probe.template);
+    if !probe.generation_prompt {
+        return TEMPLATE.fires(
+            Severity::Warning,
+            Confidence::High,
+            "the model's chat template never opens the assistant's turn (add_generation_prompt changes \
+             nothing), so the model continues the user's message"
+                .to_string(),
+            vec![seen("template renders an assistant opening", 0.0, &window)],
+        );
+    }
+    let (chat, completion) = (&probe.chat, &probe.completion);
+    let Some(plain) = &completion.text else {
+        return TEMPLATE.unknown(
+            &format!(
+                "the completions request failed ({})",
+                completion.error.as_deref().unwrap_or("no text")
+            ),
+            HOW,
+        );
+    };
+    let Some(answered) = &chat.text else {
+        return TEMPLATE.fires(
+            Severity::Warning,
+            Confidence::Medium,
+            format!(
+                "the server's chat failed where completions answered: {}",
+                chat.error.as_deref().unwrap_or("no text")
+            ),
+            vec![seen("chat requests answered", 0.0, &window)],
+        );
+    };
+    let mut evidence = Vec::new();
+    if let (Some(c), Some(p)) = (chat.prompt_tokens, completion.prompt_tokens) {
+        evidence.push(compared(
+            "chat prompt tokens",
+            f64::from(c),
+            "vs",
+            f64::from(p),
+            "the completions request with the model's template",
+        ));
+    }
+    let rendered = probe
+        .server_rendered
+        .as_deref()
+        .and_then(|theirs| rendering_difference(&probe.rendered, theirs));
+    let counts_differ =
+        matches!((chat.prompt_tokens, completion.prompt_tokens), (Some(c), Some(p)) if c != p);
+    // A rendering read back through the server's tokenizer may differ in spacing alone: shown, not judged.
+    if answered != plain || counts_differ {
+        let shown = match &rendered {
+            Some((at, ours, theirs)) => format!(
+                "the renderings part at character {at}: the model's template gives {ours}, the server's {theirs}"
+            ),
+            None => format!(
+                "the model's template renders the conversation as {:?}",
+                probe.rendered.chars().take(160).collect::<String>()
+            ),
+        };
+        let what = if answered != plain {
+            "the same conversation at temperature 0 gave different answers through chat and through completions \
+             with the model's own template"
+        } else {
+            "the server's chat renders the conversation differently from the model's own template"
+        };
+        return TEMPLATE.fires(
+            Severity::Warning,
+            Confidence::High,
+            format!("{what}; {shown}"),
+            evidence,
+        );
+    }
+    let ran_on = |a: &infer_doctor_core::TemplateAnswer| {
+        a.finish_reason.as_deref() == Some("length")
+            && probe
+                .end_of_turn
+                .as_deref()
+                .is_some_and(|end| a.text.as_deref().is_some_and(|t| t.contains(end)))
+    };
+    if ran_on(chat) || ran_on(completion) {
+        return TEMPLATE.fires(
+            Severity::Warning,
+            Confidence::High,
+            format!(
+                "the model wrote its end-of-turn {:?} but generation ran on to max_tokens: it is not a stop token",
+                probe.end_of_turn.as_deref().unwrap_or_default()
+            ),
+            evidence,
+        );
+    }
+    TEMPLATE.passes(format!(
+        "chat and completions with the model's template gave the same answer{}",
+        if probe.server_rendered.is_some() {
+            " and the same rendering"
+        } else {
+            ""
+        }
+    ))
 }

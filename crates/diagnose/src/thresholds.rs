@@ -90,6 +90,14 @@ pub struct Thresholds {
     pub runaway_length_share: f64,
     /// Mean output over mean `max_tokens` that counts as "at max_tokens". Inference.
     pub runaway_max_tokens_share: f64,
+    /// Share of batched outputs at temperature 0 that may differ from the same prompt's lone output. Greedy
+    /// decoding is a function of the prompt, so any difference is the batch's doing: vLLM's batch-invariance
+    /// tests allow none (tests/v1/determinism/test_batch_invariance.py).
+    pub nondeterministic_share: f64,
+    /// Logprob gap (nats) between the lone run's token and the batched one below which a flip is a near tie
+    /// that rounding in batch-variant kernels explains. Inference: rounding moves logits by hundredths between
+    /// batch sizes, so a flip across a tenth of a nat or more is unlikely to be rounding alone.
+    pub near_tie_logprob_gap: f64,
     /// Share of `max_model_len` that prompt + output must reach to count as hitting the context window.
     /// Inference.
     pub context_fill_share: f64,
@@ -255,6 +263,8 @@ impl Default for Thresholds {
             error_rate_critical: 0.05,
             runaway_length_share: 0.5,
             runaway_max_tokens_share: 0.95,
+            nondeterministic_share: 0.0,
+            near_tie_logprob_gap: 0.1,
             context_fill_share: 0.95,
             prefix_hit_low: 0.30,
             weights_vram_share: 0.75,
@@ -387,6 +397,8 @@ impl Thresholds {
             ("error_rate_critical", self.error_rate_critical),
             ("runaway_length_share", self.runaway_length_share),
             ("runaway_max_tokens_share", self.runaway_max_tokens_share),
+            ("nondeterministic_share", self.nondeterministic_share),
+            ("near_tie_logprob_gap", self.near_tie_logprob_gap),
             ("context_fill_share", self.context_fill_share),
             ("prefix_hit_low", self.prefix_hit_low),
             ("weights_vram_share", self.weights_vram_share),

@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use infer_doctor_core::record::ErrorClass;
 use infer_doctor_core::summary::ErrorCount;
 use infer_doctor_core::{
-    CheckStatus, ClockReason, Confidence, DiagOutcome, EnvFacts, Evidence, GpuLink, LogFailure,
-    LogFailureKind, PathTiming, PciePath, Severity, Signal, XidEvent,
+    CheckStatus, ClockReason, Confidence, DeterminismFacts, DiagOutcome, EnvFacts, Evidence,
+    GpuLink, LogFailure, LogFailureKind, PathTiming, PciePath, Severity, Signal, TemplateFacts,
+    XidEvent,
 };
 use infer_doctor_diagnose::{Thresholds, diagnose};
 use support::*;
@@ -502,6 +503,37 @@ const CASES: &[(&str, Change, Change)] = &[
         },
     ),
     (
+        "output.nondeterministic",
+        // Three prompts flipped at token 6 between tokens far apart (0.8 nats): more than rounding.
+        |e| diverged(e, 3, Some(0.8)),
+        // Two batched requests failed and the rest matched: a failure is not a different output.
+        |e| {
+            let run = &mut e.determinism.as_mut().unwrap().runs[1];
+            (run.compared, run.failed) = (30, 2);
+            run.first_error = Some("HTTP 503: overloaded".into());
+        },
+    ),
+    (
+        "output.template",
+        // The server's template drops the assistant's opening: two prompt tokens fewer, another answer.
+        |e| {
+            let probe = e.template.as_mut().unwrap();
+            probe.server_rendered =
+                Some("<|im_start|>user\nName three colours.<|im_end|>\n".into());
+            probe.chat.prompt_tokens = Some(29);
+            probe.chat.text = Some(" and a fourth".into());
+        },
+        // A random model runs to max_tokens through both endpoints alike, never writing its end-of-turn: the
+        // stop is untested, not missing.
+        |e| {
+            let probe = e.template.as_mut().unwrap();
+            for answer in [&mut probe.chat, &mut probe.completion] {
+                (answer.text, answer.finish_reason) =
+                    (Some(" zq zq zq".into()), Some("length".into()));
+            }
+        },
+    ),
+    (
         "output.truncation",
         |e| {
             client(e).requests.errors = vec![ErrorCount {
@@ -838,7 +870,7 @@ fn healthy_evidence_has_no_warning_and_every_checklist_line_passes() {
         "{:#?}",
         diagnosis.findings
     );
-    assert_eq!(diagnosis.checklist.len(), 53);
+    assert_eq!(diagnosis.checklist.len(), 55);
     for line in &diagnosis.checklist {
         assert_eq!(line.status, CheckStatus::Pass, "{line:#?}");
     }
@@ -2720,4 +2752,128 @@ fn an_engine_over_hosts_is_judged_by_its_split_and_its_network() {
     let (found, status) = judged(&|_| {});
     assert!(found.is_none());
     assert_eq!(status, CheckStatus::Pass);
+}
+
+/// Flips only where the lone run's two best tokens were nearly tied are what batch-variant kernels do: a note
+/// with the near tie in it; a server that gave no logprobs cannot tell, so it warns. Without the probe the line
+/// is unknown, and with a probe that compared nothing too.
+#[test]
+fn determinism_near_ties_are_a_note_and_no_probe_is_unknown() {
+    let thresholds = Thresholds::default();
+    let mut evidence = healthy();
+    diverged(&mut evidence, 4, Some(0.01));
+    let diagnosis = diagnose(&evidence, &thresholds);
+    let found = finding(&diagnosis, "output.nondeterministic").unwrap();
+    assert_eq!(found.severity, Severity::Info, "{found:#?}");
+    assert!(
+        found.verdict.contains("4 of 40") && found.verdict.contains("token 6"),
+        "{}",
+        found.verdict
+    );
+    assert!(found.verdict.contains("near tie"), "{}", found.verdict);
+    assert!(found.remedies[0].contains("VLLM_BATCH_INVARIANT=1"));
+
+    let probe = evidence.determinism.as_mut().unwrap();
+    (probe.logprobs, probe.by_tokens) = (false, false);
+    for d in &mut probe.divergences {
+        d.margin = None;
+    }
+    let diagnosis = diagnose(&evidence, &thresholds);
+    let found = finding(&diagnosis, "output.nondeterministic").unwrap();
+    assert_eq!(
+        (found.severity, found.confidence),
+        (Severity::Warning, Confidence::Medium)
+    );
+    assert!(found.verdict.contains("word 6"), "{}", found.verdict);
+
+    for probe in [
+        None,
+        Some(DeterminismFacts {
+            prompts: 4,
+            lone_failed: 4,
+            ..Default::default()
+        }),
+    ] {
+        let mut evidence = healthy();
+        evidence.determinism = probe;
+        let diagnosis = diagnose(&evidence, &thresholds);
+        assert!(finding(&diagnosis, "output.nondeterministic").is_none());
+        let line = diagnosis
+            .checklist
+            .iter()
+            .find(|l| l.id == "outputs_deterministic")
+            .unwrap();
+        assert_eq!(line.status, CheckStatus::Unknown, "{line:#?}");
+        assert!(
+            line.how_to_know
+                .as_deref()
+                .unwrap_or_default()
+                .contains("--determinism"),
+            "{line:#?}"
+        );
+    }
+}
+
+/// The template rule's other causes: a model template that never opens the assistant's turn, an end-of-turn the
+/// model wrote that did not stop it, a chat that fails where completions answer; without the probe, unknown.
+#[test]
+fn template_causes_each_fire_and_no_probe_is_unknown() {
+    let thresholds = Thresholds::default();
+    let fired = |change: &dyn Fn(&mut TemplateFacts)| {
+        let mut evidence = healthy();
+        change(evidence.template.as_mut().unwrap());
+        let diagnosis = diagnose(&evidence, &thresholds);
+        finding(&diagnosis, "output.template").map(|f| f.verdict.clone())
+    };
+    let verdict = fired(&|p| p.generation_prompt = false).unwrap();
+    assert!(
+        verdict.contains("never opens the assistant's turn"),
+        "{verdict}"
+    );
+    let verdict = fired(&|p| {
+        p.chat.text = Some("Red.<|im_end|>\nuser: more".into());
+        p.completion.text = p.chat.text.clone();
+        p.chat.finish_reason = Some("length".into());
+    })
+    .unwrap();
+    assert!(
+        verdict.contains("\"<|im_end|>\"") && verdict.contains("not a stop token"),
+        "{verdict}"
+    );
+    let verdict = fired(&|p| {
+        p.chat.text = None;
+        p.chat.error = Some("HTTP 400: default chat template is no longer allowed".into());
+    })
+    .unwrap();
+    assert!(
+        verdict.contains("chat failed") && verdict.contains("HTTP 400"),
+        "{verdict}"
+    );
+    // The server's rendering read back is shown where it parts from the model's.
+    let verdict = fired(&|p| {
+        p.server_rendered = Some("<|im_start|>user\nName three colours.<|im_end|>\n".into());
+        p.chat.prompt_tokens = Some(29);
+    })
+    .unwrap();
+    assert!(verdict.contains("part at character 47"), "{verdict}");
+    assert!(
+        verdict.contains("\"<|im_start|>assistant\\n\""),
+        "{verdict}"
+    );
+
+    let mut evidence = healthy();
+    evidence.template = None;
+    let diagnosis = diagnose(&evidence, &thresholds);
+    let line = diagnosis
+        .checklist
+        .iter()
+        .find(|l| l.id == "template_matches")
+        .unwrap();
+    assert_eq!(line.status, CheckStatus::Unknown, "{line:#?}");
+    assert!(
+        line.how_to_know
+            .as_deref()
+            .unwrap_or_default()
+            .contains("--template")
+    );
 }

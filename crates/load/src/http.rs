@@ -340,8 +340,47 @@ impl HttpClient {
             body: Bytes::new(),
             accept_stream: false,
         };
+        match self.fetch(&out, timeout).await? {
+            (status, body) if status.is_success() => Ok(body),
+            (status, _) => Err(format!("HTTP {}", status.as_u16())),
+        }
+    }
+
+    /// POSTs a JSON body to `path` and reads the whole answer; anything but a 2xx is an error carrying the
+    /// status and the start of what the server said (its reason for a 400).
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Bytes, String> {
+        let out = Outgoing {
+            method: hyper::Method::POST,
+            path: path.to_string(),
+            body: Bytes::from(body),
+            accept_stream: false,
+        };
+        match self.fetch(&out, timeout).await? {
+            (status, body) if status.is_success() => Ok(body),
+            (status, body) => {
+                let said = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+                Err(format!(
+                    "HTTP {}: {}",
+                    status.as_u16(),
+                    self.target.scrub(said.trim())
+                ))
+            }
+        }
+    }
+
+    /// One request and its whole body, up to [`MAX_GET_BODY`], within `timeout`.
+    async fn fetch(
+        &self,
+        out: &Outgoing,
+        timeout: Duration,
+    ) -> Result<(hyper::StatusCode, Bytes), String> {
         let fetch = async {
-            let (response, lease, _) = self.send(&out).await.map_err(|e| e.message)?;
+            let (response, lease, _) = self.send(out).await.map_err(|e| e.message)?;
             let status = response.status();
             let mut body = response.into_body();
             let mut all = Vec::new();
@@ -359,10 +398,7 @@ impl HttpClient {
             if let Some(lease) = lease {
                 lease.release(true);
             }
-            if !status.is_success() {
-                return Err(format!("HTTP {}", status.as_u16()));
-            }
-            Ok(Bytes::from(all))
+            Ok((status, Bytes::from(all)))
         };
         tokio::time::timeout(timeout, fetch)
             .await

@@ -3,6 +3,7 @@
 
 pub mod cancel;
 pub mod cpu;
+pub mod determinism;
 mod exchange;
 pub mod http;
 pub mod openai;
@@ -14,6 +15,7 @@ pub mod scrape;
 pub mod sse;
 pub mod sweep;
 pub mod target;
+pub mod template;
 #[cfg(feature = "tls")]
 mod tls;
 

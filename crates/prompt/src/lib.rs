@@ -1,6 +1,7 @@
 //! What to send: prompts of an exact token length built with a local Hugging Face tokenizer, prompts read from
 //! JSONL or ShareGPT files, and the length distributions both draw from.
 
+pub mod chat_template;
 pub mod dataset;
 pub mod dist;
 pub mod synth;
@@ -33,6 +34,8 @@ pub enum PromptError {
     },
     #[error("dataset {path}: {reason}")]
     DatasetFile { path: PathBuf, reason: String },
+    #[error("chat template {path}: {reason}")]
+    Template { path: PathBuf, reason: String },
     #[error("synthetic workload: {0}")]
     Spec(String),
 }

@@ -16,6 +16,8 @@ pub struct TokenOut {
     /// 1 for the first token.
     pub index: u32,
     pub at: f64,
+    /// Requests in the forward pass that computed it: what batch-variant kernels make an output depend on.
+    pub batch: u32,
     pub finished: Option<Finished>,
 }
 
@@ -94,6 +96,7 @@ impl SimCore {
     pub fn end_step(&mut self, step: &Step, now: f64) -> Vec<TokenOut> {
         let emitted = self.engine.complete(step, now);
         let mut out = Vec::with_capacity(emitted.len());
+        let batch = step.scheduled.len() as u32;
         for Emitted {
             id,
             index,
@@ -121,6 +124,7 @@ impl SimCore {
                 id,
                 index,
                 at: now,
+                batch,
                 finished,
             });
         }

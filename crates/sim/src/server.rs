@@ -26,7 +26,7 @@ use tokio::sync::{Notify, Semaphore, mpsc as amsc, oneshot};
 use crate::core::{SimCore, TokenOut};
 use crate::engine::{FinishReason, NewRequest};
 use crate::logs::LogRecord;
-use crate::text::{Tokenize, block_hashes, generated_word};
+use crate::text::{Generated, Generation, Tokenize, block_hashes};
 
 /// Where the model would stop on its own, when the client does not say `ignore_eos`.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -65,6 +65,18 @@ pub struct Faults {
     pub gateway_limit: Option<usize>,
     /// Seconds during which `/health` answers 503, as while vLLM loads weights.
     pub loading_seconds: f64,
+    /// Batch-variant kernels: outputs depend on how many requests share the forward pass.
+    pub batch_variant: Option<BatchVariant>,
+    /// The server's chat template, unlike the model's, never opens the assistant's turn.
+    pub chat_template_without_generation_prompt: bool,
+}
+
+/// The model has a near tie at generated token `at` (1-based) of every prompt, and a forward pass of more than
+/// `above` requests rounds it the other way, as batch-variant matmul and attention kernels do.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct BatchVariant {
+    pub above: u32,
+    pub at: u32,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -443,7 +455,9 @@ fn prompt_tokens(shared: &Shared, body: &Value) -> Vec<u32> {
                 };
                 text.push_str(&format!("<|im_start|> {role} {content} <|im_end|> "));
             }
-            text.push_str("<|im_start|> assistant");
+            if !shared.config.faults.chat_template_without_generation_prompt {
+                text.push_str("<|im_start|> assistant");
+            }
             text
         }
         None => match &body["prompt"] {
@@ -469,6 +483,8 @@ struct Ask {
     max_tokens: u32,
     min_tokens: u32,
     ignore_eos: bool,
+    /// Candidates per position asked for by a completions request (`logprobs: N`), answered when not streamed.
+    logprobs: Option<u32>,
 }
 
 fn parse_ask(shared: &Shared, body: &Value, chat: bool) -> Result<Ask, Box<Reply>> {
@@ -532,6 +548,10 @@ fn parse_ask(shared: &Shared, body: &Value, chat: bool) -> Result<Ask, Box<Reply
         max_tokens,
         min_tokens: min_tokens as u32,
         ignore_eos: body["ignore_eos"].as_bool().unwrap_or(false),
+        logprobs: (!chat)
+            .then(|| body["logprobs"].as_u64())
+            .flatten()
+            .map(|n| n.min(20) as u32),
         prompt,
     })
 }
@@ -610,6 +630,9 @@ async fn complete(
         None => None,
     };
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let variant = shared.config.faults.batch_variant;
+    let mut generation = Generation::new(&ask.prompt, variant.map(|v| v.at));
+    let flips = move |batch: u32| variant.is_some_and(|v| batch > v.above);
     let request = NewRequest {
         id,
         prompt_tokens: ask.prompt.len() as u32,
@@ -643,11 +666,11 @@ async fn complete(
     };
     if !ask.stream {
         let mut generated = 0;
-        let mut text = String::new();
+        let mut tokens = Vec::new();
         let mut reason = FinishReason::Length;
         while let Some(token) = rx.recv().await {
             generated = token.index;
-            text.push_str(generated_word(id, token.index));
+            tokens.push(generation.next(token.index, flips(token.batch)));
             if let Some(done) = token.finished {
                 reason = done.reason;
                 break;
@@ -657,7 +680,7 @@ async fn complete(
         drop(permit);
         return Ok(json_reply(
             StatusCode::OK,
-            &writer.whole(&text, reason, generated),
+            &writer.whole(&tokens, ask.logprobs, reason, generated),
         ));
     }
     let (frames, body_rx) = amsc::channel::<Result<Frame<Bytes>, std::io::Error>>(64);
@@ -691,7 +714,7 @@ async fn complete(
                 in_engine.armed = false;
             }
             let chunk = writer.token_chunk(
-                generated_word(id, token.index),
+                generation.next(token.index, flips(token.batch)).word,
                 token.index,
                 reason,
                 ask.continuous_usage,
@@ -824,7 +847,34 @@ impl ChunkWriter {
         )
     }
 
-    fn whole(&self, text: &str, reason: FinishReason, generated: u32) -> Value {
+    /// The whole answer; with `logprobs`, vLLM's completions shape for them (tokens, their logprobs, the top
+    /// candidates per position, text offsets).
+    fn whole(
+        &self,
+        tokens: &[Generated],
+        logprobs: Option<u32>,
+        reason: FinishReason,
+        generated: u32,
+    ) -> Value {
+        let text: String = tokens.iter().map(|t| t.word).collect();
+        let logprobs = logprobs.map_or(Value::Null, |n| {
+            let mut offset = 0;
+            let offsets: Vec<usize> = tokens
+                .iter()
+                .map(|t| {
+                    offset += t.word.len();
+                    offset - t.word.len()
+                })
+                .collect();
+            json!({
+                "tokens": tokens.iter().map(|t| t.word).collect::<Vec<_>>(),
+                "token_logprobs": tokens.iter().map(|t| t.logprob).collect::<Vec<_>>(),
+                "top_logprobs": tokens.iter().map(|t| t.top.iter().take(n as usize)
+                    .map(|(w, l)| (w.to_string(), json!(l))).collect::<serde_json::Map<_, _>>())
+                    .collect::<Vec<_>>(),
+                "text_offset": offsets,
+            })
+        });
         let (object, choice) = if self.chat {
             (
                 "chat.completion",
@@ -834,7 +884,7 @@ impl ChunkWriter {
         } else {
             (
                 "text_completion",
-                json!({"index": 0, "text": text, "logprobs": null,
+                json!({"index": 0, "text": text, "logprobs": logprobs,
                        "finish_reason": reason.label(), "stop_reason": null}),
             )
         };

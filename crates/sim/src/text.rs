@@ -77,9 +77,77 @@ const WORDS: [&str; 16] = [
     " memory", " prompt", " stream", " decode", " prefill", " block", " latency",
 ];
 
-/// The text of generated token `index` (1-based): a word, so clients counting words count tokens.
-pub fn generated_word(request: u64, index: u32) -> &'static str {
-    WORDS[((request as usize).wrapping_mul(7) + index as usize) % WORDS.len()]
+/// A logprob that leaves no doubt, and the runner-up's far below it.
+const CLEAR_LOGPROB: f64 = -0.05;
+const RUNNER_UP_LOGPROB: f64 = -3.0;
+/// Two candidates a rounding difference can swap: ln(0.5) and just below it.
+const TIED_LOGPROBS: (f64, f64) = (-0.693, -0.703);
+
+/// One generated token with what a server reports beside it when asked for logprobs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Generated {
+    pub word: &'static str,
+    pub logprob: f64,
+    /// The two most likely candidates at this position, most likely first.
+    pub top: [(&'static str, f64); 2],
+}
+
+/// What one request generates at temperature 0: a function of its prompt alone, as a deterministic model's
+/// greedy output is, unless the model has a near tie at `near_tie` (a 1-based token index) and the batch that
+/// computes that token flips it. Then that token is the runner-up and everything after it follows from it.
+#[derive(Clone, Debug)]
+pub struct Generation {
+    key: u64,
+    near_tie: Option<u32>,
+    flipped: bool,
+}
+
+impl Generation {
+    pub fn new(prompt: &[u32], near_tie: Option<u32>) -> Generation {
+        let ids: Vec<u64> = prompt.iter().map(|&t| u64::from(t)).collect();
+        Generation {
+            key: chain_hash(FNV_OFFSET, &ids),
+            near_tie,
+            flipped: false,
+        }
+    }
+
+    fn word(key: u64, index: u32, offset: usize) -> &'static str {
+        WORDS[((key % WORDS.len() as u64) as usize * 7 + index as usize + offset) % WORDS.len()]
+    }
+
+    /// The token at `index` (1-based); `flips` says whether the batch computing it swaps a near tie.
+    pub fn next(&mut self, index: u32, flips: bool) -> Generated {
+        let key = if self.flipped {
+            chain_hash(self.key, &[u64::from(index)])
+        } else {
+            self.key
+        };
+        let (first, second) = (Self::word(key, index, 0), Self::word(key, index, 1));
+        if self.near_tie == Some(index) {
+            let (high, low) = TIED_LOGPROBS;
+            self.flipped = flips;
+            let top = [(first, high), (second, low)];
+            return if flips {
+                Generated {
+                    word: second,
+                    logprob: low,
+                    top,
+                }
+            } else {
+                Generated {
+                    word: first,
+                    logprob: high,
+                    top,
+                }
+            };
+        }
+        Generated {
+            word: first,
+            logprob: CLEAR_LOGPROB,
+            top: [(first, CLEAR_LOGPROB), (second, RUNNER_UP_LOGPROB)],
+        }
+    }
 }
 
 #[cfg(test)]
@@ -98,6 +166,33 @@ mod tests {
         assert_eq!(
             WordTokenizer.encode("  two   words "),
             WordTokenizer.encode("two words")
+        );
+    }
+
+    #[test]
+    fn output_follows_the_prompt_until_a_flipped_near_tie_then_parts_for_good() {
+        let prompt = WordTokenizer.encode("the same prompt");
+        let words = |tie: Option<u32>, flips: bool| {
+            let mut g = Generation::new(&prompt, tie);
+            (1..=8).map(|i| g.next(i, flips).word).collect::<Vec<_>>()
+        };
+        assert_eq!(words(None, true), words(None, false));
+        assert_eq!(words(Some(3), false), words(None, false));
+        let (alone, flipped) = (words(Some(3), false), words(Some(3), true));
+        assert_eq!(alone[..2], flipped[..2]);
+        assert!(
+            alone[2..]
+                .iter()
+                .zip(&flipped[2..])
+                .filter(|(a, b)| a != b)
+                .count()
+                >= 4
+        );
+        let other = WordTokenizer.encode("another prompt");
+        let mut g = Generation::new(&other, None);
+        assert_ne!(
+            words(None, false),
+            (1..=8).map(|i| g.next(i, false).word).collect::<Vec<_>>()
         );
     }
 

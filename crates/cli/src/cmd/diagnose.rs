@@ -70,6 +70,15 @@ pub async fn run(args: Box<DiagnoseArgs>) -> Result<u8, Failure> {
                 }
                 return Ok(exit::INTERRUPTED);
             }
+            // The output probes ask about the model and its serving settings, which every replica shares: the
+            // first one answers for the fleet.
+            let first = &urls[0];
+            if args.determinism {
+                super::output_probes::determinism(first, &args, &dir).await?;
+            }
+            if args.template {
+                super::output_probes::template(first, &args, &dir).await?;
+            }
             Some(dir)
         }
     };
@@ -411,6 +420,10 @@ fn read_bundle(
     if let Some(view) = fleet {
         set_fleet(gathered, view);
     }
+    gathered.evidence.determinism =
+        collected_json(gathered, &dir.join(super::output_probes::DETERMINISM_FILE));
+    gathered.evidence.template =
+        collected_json(gathered, &dir.join(super::output_probes::TEMPLATE_FILE));
     let files_in = |name: &str| -> Vec<PathBuf> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join(name))
             .into_iter()

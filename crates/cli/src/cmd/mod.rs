@@ -9,6 +9,7 @@ pub mod export;
 pub mod history;
 pub mod logs;
 pub mod metrics;
+pub(crate) mod output_probes;
 pub mod plan;
 pub mod selftest;
 pub mod sim;

@@ -15,7 +15,7 @@ use infer_doctor_sim::des::{self, Arrivals, Outcome};
 use infer_doctor_sim::engine::{FinishReason, NewRequest};
 use infer_doctor_sim::logs::{self, LogRecord, Pids};
 use infer_doctor_sim::scenario;
-use infer_doctor_sim::server::{LISTEN_BACKLOG, LogSink, SimServer, StopModel};
+use infer_doctor_sim::server::{BatchVariant, LISTEN_BACKLOG, LogSink, SimServer, StopModel};
 use infer_doctor_sim::setup::SimSetup;
 use infer_doctor_sim::text::WordTokenizer;
 use rand::SeedableRng;
@@ -147,6 +147,16 @@ pub fn setup_from(args: &SimSetupArgs) -> Result<SimSetup, Failure> {
     if args.never_stop {
         setup.stop = StopModel::Never;
     }
+    if let (Some(above), Some(at)) = (args.batch_variant_above, args.batch_variant_at) {
+        if at == 0 {
+            return Err(Failure::usage(anyhow!(
+                "--batch-variant-at 0: tokens count from 1"
+            )));
+        }
+        setup.faults.batch_variant = Some(BatchVariant { above, at });
+    }
+    setup.faults.chat_template_without_generation_prompt |=
+        args.chat_template_without_generation_prompt;
     Ok(setup)
 }
 

@@ -7,12 +7,13 @@ use std::collections::BTreeMap;
 use infer_doctor_core::signals::{CounterStats, GaugeStats, HistogramStats, ServerWindow};
 use infer_doctor_core::summary::{RequestCounts, Throughput, TokenAccounting};
 use infer_doctor_core::{
-    Cgroup, CheckLine, ConfigSource, DcgmDiag, DiagOutcome, DiagTest, Diagnosis, Evidence, Finding,
-    GpuLink, GpuNvLinkErrors, GpuNvLinks, GpuState, GpuTopology, HardwareFacts, HostFacts,
-    HungTask, KernelFacts, LogFacts, NetworkFacts, NumaNode, NvLinkErrorCounters, NvLinkLane,
-    OomKill, PathTiming, PciDevice, PciePath, Phase, PodContainer, PodFacts, Pressure,
-    PressureLine, ReplicaHealth, RequestRecord, RunSummary, ServerConfig, ServerThreads, Setting,
-    Signal, Summary, Termination, ThreadCpu, TopologyGpu, TraceFacts, WorkloadFacts, XidEvent,
+    Cgroup, CheckLine, ConfigSource, DcgmDiag, DeterminismFacts, DeterminismRun, DiagOutcome,
+    DiagTest, Diagnosis, Divergence, Evidence, Finding, GpuLink, GpuNvLinkErrors, GpuNvLinks,
+    GpuState, GpuTopology, HardwareFacts, HostFacts, HungTask, KernelFacts, LogFacts, NetworkFacts,
+    NumaNode, NvLinkErrorCounters, NvLinkLane, OomKill, PathTiming, PciDevice, PciePath, Phase,
+    PodContainer, PodFacts, Pressure, PressureLine, ReplicaHealth, RequestRecord, RunSummary,
+    ServerConfig, ServerThreads, Setting, Signal, Summary, TemplateAnswer, TemplateFacts,
+    Termination, ThreadCpu, TokenPick, TopologyGpu, TraceFacts, WorkloadFacts, XidEvent,
 };
 
 /// A latency distribution (ms) with the given median and p95.
@@ -261,7 +262,70 @@ pub fn healthy() -> Evidence {
         }),
         config: Some(healthy_config()),
         trace: Some(healthy_trace()),
+        determinism: Some(healthy_determinism()),
+        template: Some(healthy_template()),
     }
+}
+
+/// The chat-template probe on a server that uses the model's own ChatML template: both endpoints agree.
+pub fn healthy_template() -> TemplateFacts {
+    let answer = |text: &str| TemplateAnswer {
+        text: Some(text.into()),
+        finish_reason: Some("stop".into()),
+        prompt_tokens: Some(31),
+        error: None,
+    };
+    TemplateFacts {
+        template: "hf/tokenizer_config.json".into(),
+        generation_prompt: true,
+        rendered: "<|im_start|>user\nName three colours.<|im_end|>\n<|im_start|>assistant\n".into(),
+        server_rendered: None,
+        end_of_turn: Some("<|im_end|>".into()),
+        max_tokens: 32,
+        chat: answer("Red, green and blue."),
+        completion: answer("Red, green and blue."),
+    }
+}
+
+/// The determinism probe on a batch-invariant server: 4 prompts, every batched output equal to its lone run.
+pub fn healthy_determinism() -> DeterminismFacts {
+    let run = |batch| DeterminismRun {
+        batch,
+        sent: batch,
+        compared: batch,
+        ..Default::default()
+    };
+    DeterminismFacts {
+        prompts: 4,
+        max_tokens: 32,
+        by_tokens: true,
+        logprobs: true,
+        runs: vec![run(8), run(32)],
+        ..Default::default()
+    }
+}
+
+/// `differing` outputs of the batch of 32 left their lone runs at token 6, where the lone run's logprob gap to
+/// the batched token was `margin`.
+pub fn diverged(evidence: &mut Evidence, differing: u32, margin: Option<f64>) {
+    let probe = evidence.determinism.as_mut().unwrap();
+    probe.runs[1].differing = differing;
+    probe.divergences = (0..differing.min(probe.prompts))
+        .map(|prompt| Divergence {
+            batch: 32,
+            prompt,
+            position: 6,
+            alone: TokenPick {
+                token: " cache".into(),
+                logprob: Some(-0.69),
+            },
+            batched: TokenPick {
+                token: " queue".into(),
+                logprob: margin.map(|m| -0.69 - m),
+            },
+            margin,
+        })
+        .collect();
 }
 
 /// One rank of a tensor-parallel vLLM server traced under load: CUDA graphs, a busy GPU, collectives a small
