@@ -8,10 +8,10 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::RunAggregate;
 use crate::aggregate::{AggregateConfig, RunContext};
 use crate::record::RequestRecord;
 use crate::summary::{ClientHealth, RunSummary};
-use crate::RunAggregate;
 
 /// Shard `index` of `count` (counting from 0): it owns request `k` of the whole schedule when `k mod count ==
 /// index`, so N shards together send exactly the requests one process would, with the same prompts.
@@ -131,6 +131,8 @@ pub struct Merged {
     pub run: ShardRun,
     /// Per shard (in shard order): µs its clock started after the earliest shard's.
     pub offsets_us: Vec<u64>,
+    /// From the earliest shard's start to the latest shard's end.
+    pub wall_seconds: f64,
 }
 
 /// Puts shards of one run on the common wall clock and summarises them as one run: records shifted by each shard's
@@ -146,10 +148,7 @@ pub fn merge(config: AggregateConfig, mut shards: Vec<ShardInput>) -> Result<Mer
         if shard.run.count != count {
             return Err(ShardError::Merge(format!(
                 "{} is shard {} of {} but {} is of {count}: shards of different runs",
-                shard.name,
-                shard.run.index,
-                shard.run.count,
-                first.name
+                shard.name, shard.run.index, shard.run.count, first.name
             )));
         }
         if let Some(other) = by_index.insert(shard.run.index, &shard.name) {
@@ -199,7 +198,8 @@ pub fn merge(config: AggregateConfig, mut shards: Vec<ShardInput>) -> Result<Mer
     for (shard, &offset) in shards.iter().zip(&offsets_us) {
         let mut part = RunAggregate::new(config.clone());
         for rec in &shard.records {
-            let rec = shifted(rec, offset);
+            let mut rec = rec.clone();
+            shift_times(&mut rec, offset as i64);
             part.add(&rec);
             records.push(rec);
         }
@@ -240,6 +240,7 @@ pub fn merge(config: AggregateConfig, mut shards: Vec<ShardInput>) -> Result<Mer
             window_us: window,
         },
         offsets_us,
+        wall_seconds: ctx.wall_seconds,
     })
 }
 
@@ -250,24 +251,24 @@ fn sum_some<T: std::ops::Add<Output = T>>(a: Option<T>, b: Option<T>) -> Option<
     }
 }
 
-/// The record as seen on a clock that started `by_us` earlier.
-fn shifted(rec: &RequestRecord, by_us: u64) -> RequestRecord {
-    let mut r = rec.clone();
-    r.scheduled_us += by_us;
-    r.sent_us += by_us;
-    r.end_us += by_us;
+/// Moves every time of `rec` by `by_us`: positive onto a clock that started that much earlier, negative onto one
+/// that started later (never below its zero).
+pub fn shift_times(rec: &mut RequestRecord, by_us: i64) {
+    let moved = |t: u64| t.saturating_add_signed(by_us);
+    for t in [&mut rec.scheduled_us, &mut rec.sent_us, &mut rec.end_us] {
+        *t = moved(*t);
+    }
     for t in [
-        &mut r.headers_us,
-        &mut r.first_token_us,
-        &mut r.first_content_us,
-        &mut r.last_token_us,
+        &mut rec.headers_us,
+        &mut rec.first_token_us,
+        &mut rec.first_content_us,
+        &mut rec.last_token_us,
     ]
     .into_iter()
     .flatten()
     {
-        *t += by_us;
+        *t = moved(*t);
     }
-    r
 }
 
 /// The most measured requests in flight at once, from their send and end times (an end frees its slot before a
@@ -312,7 +313,8 @@ mod tests {
     #[test]
     fn shards_own_every_request_once_and_share_users_exactly() {
         for count in 1..6u64 {
-            let shards: Vec<ShardSpec> = (0..count).map(|index| ShardSpec { index, count }).collect();
+            let shards: Vec<ShardSpec> =
+                (0..count).map(|index| ShardSpec { index, count }).collect();
             for total in [0u64, 1, 7, 100] {
                 let owned: u64 = shards.iter().map(|s| s.owned_below(total)).sum();
                 assert_eq!(owned, total);
@@ -346,7 +348,13 @@ mod tests {
         }
     }
 
-    fn input(name: &str, index: u64, count: u64, start: u64, records: Vec<RequestRecord>) -> ShardInput {
+    fn input(
+        name: &str,
+        index: u64,
+        count: u64,
+        start: u64,
+        records: Vec<RequestRecord>,
+    ) -> ShardInput {
         let first = records.iter().map(|r| r.sent_us).min().unwrap_or(0);
         let last = records.iter().map(|r| r.sent_us).max().unwrap_or(0);
         ShardInput {
@@ -370,24 +378,26 @@ mod tests {
     #[test]
     fn merging_shifts_each_shard_onto_the_earliest_clock() {
         // The whole run: requests every 100 ms, each 50 ms long. Shard 1 started 30 ms after shard 0.
-        let whole: Vec<RequestRecord> = (0..10).map(|k| record(k, k * 100_000, k * 100_000 + 50_000)).collect();
+        let whole: Vec<RequestRecord> = (0..10)
+            .map(|k| record(k, k * 100_000, k * 100_000 + 50_000))
+            .collect();
         let shard = |index: u64, start: u64| {
             let own: Vec<RequestRecord> = whole
                 .iter()
                 .filter(|r| r.id % 2 == index)
                 .map(|r| {
                     let mut r = r.clone();
-                    for t in [&mut r.scheduled_us, &mut r.sent_us, &mut r.end_us] {
-                        *t -= start;
-                    }
-                    r.first_token_us = r.first_token_us.map(|t| t - start);
-                    r.last_token_us = r.last_token_us.map(|t| t - start);
+                    shift_times(&mut r, -(start as i64));
                     r
                 })
                 .collect();
             input(&format!("dir{index}"), index, 2, 5_000_000 + start, own)
         };
-        let merged = merge(AggregateConfig::default(), vec![shard(1, 30_000), shard(0, 0)]).unwrap();
+        let merged = merge(
+            AggregateConfig::default(),
+            vec![shard(1, 30_000), shard(0, 0)],
+        )
+        .unwrap();
         let mut ids: Vec<RequestRecord> = merged.records.clone();
         ids.sort_by_key(|r| r.id);
         assert_eq!(ids, whole);
@@ -395,7 +405,13 @@ mod tests {
         assert_eq!(merged.run.window_us, (0, 900_000));
         assert_eq!(merged.run.started_unix_us, 5_000_000);
         assert_eq!(merged.summary.throughput.max_concurrency, 1);
-        assert_eq!((merged.summary.client.cores, merged.summary.client.cpu_seconds), (4, 1.0));
+        assert_eq!(
+            (
+                merged.summary.client.cores,
+                merged.summary.client.cpu_seconds
+            ),
+            (4, 1.0)
+        );
         assert_eq!(merged.summary.requests.sent, 10);
     }
 

@@ -96,23 +96,8 @@ impl RunSpec {
         }
     }
 
-    /// A shard left with no user or no in-flight slot would send nothing: refused before the run.
     pub fn check_shard(&self) -> Result<(), LoadError> {
-        let (flag, n) = match self.shape {
-            LoadShape::Closed { concurrency } => ("--concurrency", concurrency),
-            LoadShape::Open {
-                max_concurrency: Some(c),
-                ..
-            } => ("--max-concurrency", c),
-            LoadShape::Open { .. } => return Ok(()),
-        };
-        if self.shard.share(n) == 0 {
-            return Err(LoadError::Spec(format!(
-                "{flag} {n} over {} shards leaves shard {} with none: give at least {} (one per shard)",
-                self.shard.count, self.shard, self.shard.count
-            )));
-        }
-        Ok(())
+        check_shard(&self.shape, self.shard)
     }
 
     /// The most requests this process keeps in flight at once.
@@ -131,6 +116,25 @@ impl RunSpec {
             _ => 0,
         }
     }
+}
+
+/// A shard left with no user or no in-flight slot would send nothing: refused before the run.
+pub fn check_shard(shape: &LoadShape, shard: ShardSpec) -> Result<(), LoadError> {
+    let (flag, n) = match *shape {
+        LoadShape::Closed { concurrency } => ("--concurrency", concurrency),
+        LoadShape::Open {
+            max_concurrency: Some(c),
+            ..
+        } => ("--max-concurrency", c),
+        LoadShape::Open { .. } => return Ok(()),
+    };
+    if shard.share(n) == 0 {
+        return Err(LoadError::Spec(format!(
+            "{flag} {n} over {} shards leaves shard {shard} with none: give at least {} (one per shard)",
+            shard.count, shard.count
+        )));
+    }
+    Ok(())
 }
 
 /// Live counts for a progress display.
@@ -598,7 +602,10 @@ async fn open_loop_run(
     let (count, until) = match (spec.stop, spec.warmup) {
         (Stop::Count(n), _) => (Some(n + warmup_count), None),
         (Stop::Duration(d), Warmup::Duration(w)) => (None, Some((d + w).as_secs_f64())),
-        (Stop::Duration(d), _) => (None, Some(d.as_secs_f64() + warmup_count as f64 / whole_rate)),
+        (Stop::Duration(d), _) => (
+            None,
+            Some(d.as_secs_f64() + warmup_count as f64 / whole_rate),
+        ),
     };
     // Every shard draws the whole run's schedule from the seed and keeps its own arrivals, at their times.
     let schedule: Vec<f64> = offsets(whole_rate, arrival, spec.seed, count, until)
