@@ -204,7 +204,12 @@ fn write_yaml(value: &Value, indent: usize, out: &mut String) {
     match value {
         Value::Object(map) => {
             for (key, v) in map {
-                let key = q(key);
+                // Kubernetes' field and label keys are plain YAML scalars; anything else is quoted.
+                let plain = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                    && key
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '/' | '-' | '_'));
+                let key = if plain { key.clone() } else { q(key) };
                 match v {
                     Value::Object(m) if !m.is_empty() => {
                         let _ = writeln!(out, "{pad}{key}:");
@@ -271,16 +276,16 @@ mod tests {
     #[test]
     fn each_pod_runs_its_shard_and_the_merge_reads_every_one() {
         let yaml = manifests(&job()).unwrap();
-        assert!(yaml.contains("\"completionMode\": \"Indexed\"\n"), "{yaml}");
-        assert!(yaml.contains("\"completions\": 4\n") && yaml.contains("\"parallelism\": 4\n"));
+        assert!(yaml.contains("completionMode: \"Indexed\"\n"), "{yaml}");
+        assert!(yaml.contains("completions: 4\n") && yaml.contains("parallelism: 4\n"));
         assert!(yaml.contains("- \"$(JOB_COMPLETION_INDEX)/4\"\n"), "{yaml}");
         assert!(yaml.contains("- \"/results/bench/shard-$(JOB_COMPLETION_INDEX)\"\n"));
         for i in 0..4 {
             assert!(yaml.contains(&format!("- \"/results/bench/shard-{i}\"\n")));
         }
-        assert!(yaml.contains("\"secretKeyRef\":\n"));
+        assert!(yaml.contains("secretKeyRef:\n"));
         assert_eq!(
-            yaml.matches("\"name\": \"OPENAI_API_KEY\"").count(),
+            yaml.matches("name: \"OPENAI_API_KEY\"").count(),
             1,
             "only the shards get the key"
         );
