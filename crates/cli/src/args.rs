@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use infer_doctor_core::shard::ShardSpec;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -651,7 +652,10 @@ fn parse_warmup(text: &str) -> Result<WarmupArg, String> {
 }
 
 #[derive(Args, Debug, Clone)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct BenchArgs {
+    #[command(subcommand)]
+    pub command: Option<BenchCommand>,
     /// Server base URL; any path prefix is kept (http://host:8000, http://gw/llm/v1).
     #[arg(long, required_unless_present = "self_test")]
     pub url: Option<String>,
@@ -770,6 +774,69 @@ pub struct BenchArgs {
     /// How long each self-test line runs; tests shorten it.
     #[arg(long, value_parser = parse_duration, default_value = "3s", hide = true)]
     pub self_test_duration: Duration,
+    /// Send only shard I of N (I from 0) of the run the other flags describe: request k when k mod N = I, with the
+    /// whole run's prompts and arrival times and 1/N of its users; `bench merge` puts the shards back together.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard, conflicts_with = "sweep")]
+    pub shard: Option<ShardSpec>,
+    /// Print (or write with -o) a manifest that runs this bench from many machines: a Kubernetes Indexed Job of
+    /// --shards pods, each `--shard $(JOB_COMPLETION_INDEX)/N`, and a Job merging their results.
+    #[arg(long, value_enum, requires = "shards", conflicts_with_all = ["sweep", "shard", "self_test"])]
+    pub emit: Option<EmitArg>,
+    /// With --emit: how many shards (pods) share the load.
+    #[arg(long, requires = "emit")]
+    pub shards: Option<u64>,
+    /// With --emit: the container image with `infer-doctor` on its PATH.
+    #[arg(long, requires = "emit")]
+    pub image: Option<String>,
+    /// With --emit: the namespace of the Jobs (default: kubectl's current one).
+    #[arg(long, requires = "emit")]
+    pub namespace: Option<String>,
+    /// With --emit: the Job's name; the merge Job is NAME-merge.
+    #[arg(long, requires = "emit", default_value = "infer-doctor-bench")]
+    pub job_name: String,
+    /// With --emit: a ReadWriteMany PersistentVolumeClaim the shards write to and the merge reads from.
+    #[arg(long, requires = "emit", default_value = "infer-doctor-results")]
+    pub results_claim: String,
+    /// With --emit: the Secret (NAME or NAME:KEY, key default `api-key`) holding the API key; the key itself is
+    /// never written into a manifest.
+    #[arg(long, requires = "emit", value_name = "NAME[:KEY]")]
+    pub api_key_secret: Option<String>,
+    /// With --emit: write the manifest here instead of standard output.
+    #[arg(short = 'o', long = "output", requires = "emit")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EmitArg {
+    /// A Kubernetes Indexed Job (batch/v1), one pod per shard, and a Job that merges them.
+    K8sJob,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum BenchCommand {
+    /// Put shards of one run (`bench --shard I/N --out DIR`) back together: the run one process would have made.
+    Merge(BenchMergeArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchMergeArgs {
+    /// The shards' run directories, every shard of the run once.
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
+    /// Write the merged run directory here (default: print its summary only).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Wait up to this long for every shard's run.json to appear (shards still running elsewhere), e.g. 30m.
+    #[arg(long, value_parser = parse_duration)]
+    pub wait: Option<Duration>,
+    #[arg(long, value_enum, default_value = "term")]
+    pub format: Format,
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+fn parse_shard(text: &str) -> Result<ShardSpec, String> {
+    text.parse::<ShardSpec>().map_err(|e| e.to_string())
 }
 
 #[derive(Args, Debug, Clone)]
@@ -936,6 +1003,10 @@ pub struct SimRunArgs {
     /// Write requests.jsonl, series.jsonl and the final metrics.prom here.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// With --out: `client/` holds only what shard I of N (`bench --shard I/N`) would have recorded of this one
+    /// simulated run, on a clock of its own, for `bench merge` to be checked against the whole run.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard, requires = "out")]
+    pub shard: Option<ShardSpec>,
     #[arg(long, value_enum, default_value = "term")]
     pub format: Format,
     /// Instead: probe the simulated server as `diagnose` would (one user, then --concurrency users, with the

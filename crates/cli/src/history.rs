@@ -162,6 +162,8 @@ pub fn from_diagnosis(doc: &DiagnosisDocument, bundle_dir: Option<&Path>) -> Mea
                 summary,
                 sweep: None,
                 server: e.server.clone(),
+                shard: None,
+                merged_from: Vec::new(),
                 formulas: RunDocument::formulas(),
             },
             samples,

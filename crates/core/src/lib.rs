@@ -14,6 +14,7 @@ pub mod record;
 pub mod resample;
 pub mod secret;
 pub mod serde_float;
+pub mod shard;
 pub mod signals;
 pub mod slo;
 pub mod stats;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use infer_doctor_core::aggregate::{AggregateConfig, RunContext};
+use infer_doctor_core::shard::ShardSpec;
 use infer_doctor_core::{
     LatencyHistogram, Phase, PromptSource, RunAggregate, RunSummary, SloSet, TokenCounter,
 };
@@ -70,12 +71,38 @@ pub struct RunSpec {
     pub requests_jsonl: Option<(PathBuf, bool)>,
     /// Added to request ids, so ids stay unique across the points of a sweep.
     pub first_id: u64,
+    /// The share of the whole schedule this process sends (`bench --shard I/N`): request `k` of the whole run when
+    /// `k mod N == I`, with the prompt the whole run gives it; `shape` stays the whole run's.
+    pub shard: ShardSpec,
 }
 
 impl RunSpec {
-    /// The most requests this run keeps in flight at once.
-    pub fn in_flight_limit(&self) -> Option<u64> {
+    /// The load this process drives: its shard's share of the users, of the rate and of the in-flight cap.
+    pub fn shard_shape(&self) -> LoadShape {
+        let shard = self.shard;
         match self.shape {
+            LoadShape::Closed { concurrency } => LoadShape::Closed {
+                concurrency: shard.share(concurrency),
+            },
+            LoadShape::Open {
+                rate,
+                arrival,
+                max_concurrency,
+            } => LoadShape::Open {
+                rate: rate / shard.count as f64,
+                arrival,
+                max_concurrency: max_concurrency.map(|c| shard.share(c)),
+            },
+        }
+    }
+
+    pub fn check_shard(&self) -> Result<(), LoadError> {
+        check_shard(&self.shape, self.shard)
+    }
+
+    /// The most requests this process keeps in flight at once.
+    pub fn in_flight_limit(&self) -> Option<u64> {
+        match self.shard_shape() {
             LoadShape::Closed { concurrency } => Some(concurrency),
             LoadShape::Open {
                 max_concurrency, ..
@@ -89,6 +116,25 @@ impl RunSpec {
             _ => 0,
         }
     }
+}
+
+/// A shard left with no user or no in-flight slot would send nothing: refused before the run.
+pub fn check_shard(shape: &LoadShape, shard: ShardSpec) -> Result<(), LoadError> {
+    let (flag, n) = match *shape {
+        LoadShape::Closed { concurrency } => ("--concurrency", concurrency),
+        LoadShape::Open {
+            max_concurrency: Some(c),
+            ..
+        } => ("--max-concurrency", c),
+        LoadShape::Open { .. } => return Ok(()),
+    };
+    if shard.share(n) == 0 {
+        return Err(LoadError::Spec(format!(
+            "{flag} {n} over {} shards leaves shard {shard} with none: give at least {} (one per shard)",
+            shard.count, shard.count
+        )));
+    }
+    Ok(())
 }
 
 /// Live counts for a progress display.
@@ -106,6 +152,10 @@ pub struct RunOutput {
     pub aggregate: RunAggregate,
     /// The instant every record's times count from.
     pub started: Instant,
+    /// The wall clock at `started`, µs since the Unix epoch: what puts shards of one run on a common clock.
+    pub started_unix_us: u64,
+    /// The steady window, µs from `started`.
+    pub window_us: (u64, u64),
     pub wall: Duration,
     pub interrupted: bool,
     /// TCP connections opened.
@@ -209,9 +259,9 @@ fn prompt_builders() -> usize {
     (crate::cpu::cores() as usize).clamp(1, 8)
 }
 
-/// Builds request bodies ahead of the senders on `builders` threads, builder `j` taking indices `j, j + builders,
-/// …`, and hands them on in index order: the i-th request carries the same prompt whatever the number of
-/// builders, since a prompt is a function of (seed, index) only.
+/// Builds request bodies ahead of the senders on `builders` threads, builder `j` taking this shard's `j`-th,
+/// `j + builders`-th, … request, and hands them on in index order: the i-th request carries the same prompt
+/// whatever the number of builders or shards, since a prompt is a function of (seed, index in the whole run) only.
 fn spawn_feed(
     spec: &RunSpec,
     prompts: Arc<dyn PromptSource>,
@@ -227,6 +277,7 @@ fn spawn_feed(
         continuous_usage: spec.continuous_usage,
     });
     let builders = builders.max(1);
+    let shard = spec.shard;
     let built: Vec<std::sync::mpsc::Receiver<Prepared>> = (0..builders)
         .map(|first| {
             let (tx, rx) = std::sync::mpsc::sync_channel((depth / builders).max(4));
@@ -234,7 +285,7 @@ fn spawn_feed(
             std::thread::Builder::new()
                 .name(format!("prompt-build-{first}"))
                 .spawn(move || {
-                    let indices = (first as u64..).step_by(builders);
+                    let indices = (first as u64..).step_by(builders).map(|p| shard.nth(p));
                     for index in indices.take_while(|i| total.is_none_or(|t| *i < t)) {
                         let item = prompts.item(index);
                         let prepared = Prepared {
@@ -286,6 +337,7 @@ pub async fn run(
         .requests_jsonl
         .as_ref()
         .map(|(p, append)| (p.as_path(), *append));
+    spec.check_shard()?;
     let recorder = Recorder::new(config, jsonl)?;
     let in_flight_limit = spec.in_flight_limit().unwrap_or(256);
     let client_options = ClientOptions {
@@ -295,6 +347,9 @@ pub async fn run(
     };
     let cpu_before = crate::cpu::process_cpu_seconds();
     let started = Instant::now();
+    let started_unix_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
     let shared = Arc::new(Shared {
         client: HttpClient::new(spec.target.clone(), client_options),
         path: spec.target.path(spec.endpoint.path()),
@@ -320,7 +375,8 @@ pub async fn run(
     };
     let depth = (in_flight_limit as usize * 2).clamp(64, 4096);
     let feed = spawn_feed(spec, prompts, total, depth, prompt_builders());
-    let (schedule_lag, slips) = match spec.shape {
+    let shape = spec.shard_shape();
+    let (schedule_lag, slips) = match shape {
         LoadShape::Closed { concurrency } => {
             closed_loop(shared.clone(), feed, concurrency, spec.stop).await;
             (None, 0)
@@ -350,7 +406,7 @@ pub async fn run(
     let us = |t: Instant| t.saturating_duration_since(started).as_micros() as u64;
     let ctx = RunContext {
         window_us: (us(measure_start), us(window_end)),
-        requested_rate: match spec.shape {
+        requested_rate: match shape {
             LoadShape::Open { rate, .. } => Some(rate),
             LoadShape::Closed { .. } => None,
         },
@@ -360,7 +416,7 @@ pub async fn run(
         wall_seconds: wall.as_secs_f64(),
         cores: crate::cpu::cores(),
         in_flight_limit: spec.in_flight_limit(),
-        requested_concurrency: match spec.shape {
+        requested_concurrency: match shape {
             LoadShape::Closed { concurrency } => Some(concurrency),
             LoadShape::Open { .. } => None,
         },
@@ -383,6 +439,8 @@ pub async fn run(
         summary,
         aggregate,
         started,
+        started_unix_us,
+        window_us: ctx.window_us,
         wall,
         interrupted: cancel.is_cancelled(),
         connects,
@@ -538,12 +596,24 @@ async fn open_loop_run(
     max_concurrency: Option<u64>,
 ) -> (LatencyHistogram, u64) {
     let warmup_count = spec.warmup_count();
+    // `rate` is this shard's; the schedule and the warm-up's length are the whole run's.
+    let shard = spec.shard;
+    let whole_rate = rate * shard.count as f64;
     let (count, until) = match (spec.stop, spec.warmup) {
         (Stop::Count(n), _) => (Some(n + warmup_count), None),
         (Stop::Duration(d), Warmup::Duration(w)) => (None, Some((d + w).as_secs_f64())),
-        (Stop::Duration(d), _) => (None, Some(d.as_secs_f64() + warmup_count as f64 / rate)),
+        (Stop::Duration(d), _) => (
+            None,
+            Some(d.as_secs_f64() + warmup_count as f64 / whole_rate),
+        ),
     };
-    let schedule = offsets(rate, arrival, spec.seed, count, until);
+    // Every shard draws the whole run's schedule from the seed and keeps its own arrivals, at their times.
+    let schedule: Vec<f64> = offsets(whole_rate, arrival, spec.seed, count, until)
+        .into_iter()
+        .enumerate()
+        .filter(|(k, _)| shard.owns(*k as u64))
+        .map(|(_, at)| at)
+        .collect();
     let (mut arrivals, pacer) = spawn_pacer(schedule, shared.started, feed, shared.cancel.clone());
     // Without a cap of the user's, a slow server must still not accumulate requests (and tasks) without end.
     let cap = max_concurrency.unwrap_or(OPEN_LOOP_IN_FLIGHT_BOUND);
@@ -633,6 +703,7 @@ mod tests {
             slo: SloSet::default(),
             requests_jsonl: None,
             first_id: 0,
+            shard: Default::default(),
         }
     }
 
@@ -664,5 +735,50 @@ mod tests {
         // 203 is no multiple of 4 or 5: the builders end on different rounds and the feed still stops at 203.
         assert_eq!(fed(4, 203), expected);
         assert_eq!(fed(5, 203), expected);
+
+        // Shards of the same run: each feeds its own requests with the whole run's prompts, and together all of them.
+        let mut union = Vec::new();
+        for index in 0..3 {
+            let mut sharded = super::tests::spec();
+            sharded.shard = ShardSpec { index, count: 3 };
+            let mut feed = spawn_feed(&sharded, Arc::new(Uneven), Some(203), 8, 4);
+            let own: Vec<_> = std::iter::from_fn(|| feed.blocking_recv())
+                .map(|p| (p.index, p.body, p.max_tokens, p.input_tokens))
+                .collect();
+            assert!(own.iter().all(|(k, ..)| k % 3 == index));
+            assert_eq!(own.len() as u64, sharded.shard.owned_below(203));
+            union.extend(own);
+        }
+        union.sort_by_key(|(k, ..)| *k);
+        assert_eq!(union, expected);
+    }
+
+    #[test]
+    fn a_shard_takes_its_share_of_users_rate_and_cap() {
+        let mut spec = spec();
+        spec.shape = LoadShape::Closed { concurrency: 5 };
+        spec.shard = ShardSpec { index: 1, count: 2 };
+        assert_eq!(spec.shard_shape(), LoadShape::Closed { concurrency: 2 });
+        spec.shard = ShardSpec { index: 5, count: 6 };
+        let err = spec.check_shard().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "--concurrency 5 over 6 shards leaves shard 5/6 with none: give at least 6 (one per shard)"
+        );
+        spec.shape = LoadShape::Open {
+            rate: 12.0,
+            arrival: Arrival::Poisson,
+            max_concurrency: Some(7),
+        };
+        spec.shard = ShardSpec { index: 0, count: 3 };
+        assert_eq!(
+            spec.shard_shape(),
+            LoadShape::Open {
+                rate: 4.0,
+                arrival: Arrival::Poisson,
+                max_concurrency: Some(3)
+            }
+        );
+        assert_eq!(spec.in_flight_limit(), Some(3));
     }
 }

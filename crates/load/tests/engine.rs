@@ -52,6 +52,7 @@ fn spec(url: &str, shape: LoadShape, stop: Stop) -> RunSpec {
         slo: Default::default(),
         requests_jsonl: None,
         first_id: 0,
+        shard: Default::default(),
     }
 }
 

@@ -104,6 +104,7 @@ fn spec(url: &str, concurrency: u64, requests: u64, idle: Duration) -> RunSpec {
         slo: Default::default(),
         requests_jsonl: None,
         first_id: 0,
+        shard: Default::default(),
     }
 }
 

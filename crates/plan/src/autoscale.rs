@@ -471,7 +471,7 @@ fn keda_trigger(
 /// characters raw that YAML may not: DEL and the C1 controls are not printable in YAML, and NEL, LS and PS are
 /// line breaks to a YAML 1.1 parser (a raw one would be folded into a space); those are written as `\u` escapes,
 /// which both read the same way.
-fn q(value: &str) -> String {
+pub(crate) fn q(value: &str) -> String {
     let json = serde_json::Value::String(value.to_string()).to_string();
     let mut out = String::with_capacity(json.len());
     for c in json.chars() {
@@ -511,7 +511,11 @@ fn number(value: f64) -> String {
     format!("{rounded}")
 }
 
-fn invalid(setting: &'static str, value: impl std::fmt::Display, expected: &str) -> HardwareError {
+pub(crate) fn invalid(
+    setting: &'static str,
+    value: impl std::fmt::Display,
+    expected: &str,
+) -> HardwareError {
     HardwareError::InvalidSetting {
         setting,
         value: value.to_string(),
@@ -519,12 +523,12 @@ fn invalid(setting: &'static str, value: impl std::fmt::Display, expected: &str)
     }
 }
 
-fn invalid_text(setting: &'static str, value: &str, expected: &str) -> HardwareError {
+pub(crate) fn invalid_text(setting: &'static str, value: &str, expected: &str) -> HardwareError {
     invalid(setting, format!("{value:?}"), expected)
 }
 
 /// Kubernetes' DNS-1123 label: at most 63 of `[a-z0-9-]`, starting and ending with an alphanumeric.
-fn dns_label(name: &str) -> Result<(), String> {
+pub(crate) fn dns_label(name: &str) -> Result<(), String> {
     if name.len() > 63 {
         return Err("a DNS-1123 label of at most 63 characters".into());
     }
@@ -540,7 +544,7 @@ fn dns_label(name: &str) -> Result<(), String> {
 }
 
 /// Kubernetes' DNS-1123 subdomain (the rule for Deployment names): at most 253 characters, labels joined by '.'.
-fn dns_subdomain(name: &str) -> Result<(), String> {
+pub(crate) fn dns_subdomain(name: &str) -> Result<(), String> {
     let expected = "a DNS-1123 subdomain of at most 253 characters: lower-case letters, digits, '-' and '.', \
                     each part starting and ending with a letter or digit";
     if name.len() > 253 || name.split('.').any(|part| dns_label(part).is_err()) {

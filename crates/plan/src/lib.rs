@@ -7,6 +7,7 @@ pub mod dtype;
 pub mod error;
 pub mod floors;
 pub mod gpu;
+pub mod load_job;
 pub mod memory;
 pub mod model;
 pub mod options;

@@ -1,5 +1,5 @@
-//! The autoscaling manifests against the schemas their consumers enforce, checked by tools nobody here wrote:
-//! the HPA with `kubernetes-validate` (PyPI; Kubernetes' own OpenAPI schemas, strict: unknown fields fail), the
+//! The autoscaling manifests and the sharded bench's Jobs against the schemas their consumers enforce, checked by
+//! tools nobody here wrote: the HPA and the Jobs with `kubernetes-validate` (PyPI; Kubernetes' own OpenAPI schemas, strict: unknown fields fail), the
 //! KEDA ScaledObject with Python's `jsonschema` against KEDA's own CRD (`fixtures/k8s/keda/`), which
 //! `kubernetes-validate` does not know. Each check is also shown to fail on a broken manifest, so a pass means
 //! something. The tools live in a cached venv that `scripts/real-servers/install-kubernetes-validate.sh` makes
@@ -309,4 +309,89 @@ fn manifests_parse_back_to_what_was_meant() {
         rules[1]["metricsQuery"],
         "max(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)"
     );
+}
+
+fn load_job() -> infer_doctor_plan::load_job::LoadJob {
+    infer_doctor_plan::load_job::LoadJob {
+        name: "bench-llama".into(),
+        namespace: Some("load".into()),
+        image: "registry.example/infer-doctor:0.1".into(),
+        shards: 8,
+        results_claim: "bench-results".into(),
+        api_key_secret: Some(("llm-api-key".into(), "api-key".into())),
+        bench_args: [
+            "--url",
+            "http://vllm.inference:8000",
+            "--request-rate",
+            "400",
+            "--duration",
+            "120s",
+            "--model",
+            MODEL,
+        ]
+        .map(String::from)
+        .to_vec(),
+        merge_wait_s: 3600,
+    }
+}
+
+#[test]
+fn the_sharded_bench_jobs_pass_the_kubernetes_schemas_strictly() {
+    let yaml = infer_doctor_plan::load_job::manifests(&load_job()).unwrap();
+    let (_dir, file) = write("bench-job.yaml", &yaml);
+    let (ok, text) = kubernetes_validate(&file);
+    assert!(ok, "kubernetes-validate refused the Jobs:\n{text}");
+    for version in KUBERNETES_VERSIONS {
+        let minor = version.rsplit_once('.').unwrap().0;
+        for job in ["bench-llama", "bench-llama-merge"] {
+            let line = format!("passed for resource job/{job} against version {minor}");
+            assert!(text.contains(&line), "no {line:?} in:\n{text}");
+        }
+    }
+    assert!(!text.contains("WARN") && !text.contains("ERROR"), "{text}");
+    // What Kubernetes will run, as a YAML reader sees it: pod i shards by its completion index, the key by reference.
+    let docs = parse_yaml(&file);
+    let (shards, merge) = (&docs[0], &docs[1]);
+    assert_eq!(shards["spec"]["completionMode"], "Indexed");
+    assert_eq!(shards["spec"]["completions"], 8);
+    assert_eq!(shards["spec"]["parallelism"], 8);
+    let pod = &shards["spec"]["template"]["spec"];
+    let args: Vec<&str> = pod["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let at = args.iter().position(|a| *a == "--shard").unwrap();
+    assert_eq!(args[at + 1], "$(JOB_COMPLETION_INDEX)/8");
+    assert!(
+        args.contains(&MODEL),
+        "the model name survives quoting: {args:?}"
+    );
+    assert_eq!(
+        pod["containers"][0]["env"][0]["valueFrom"]["secretKeyRef"]["name"],
+        "llm-api-key"
+    );
+    assert_eq!(
+        pod["volumes"][0]["persistentVolumeClaim"]["claimName"],
+        "bench-results"
+    );
+    let merge_args = merge["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap();
+    assert_eq!(merge_args[0], "bench");
+    assert_eq!(merge_args[1], "merge");
+    assert_eq!(merge_args[2], "/results/bench-llama/shard-0");
+    assert_eq!(merge_args[9], "/results/bench-llama/shard-7");
+}
+
+#[test]
+fn a_broken_sharded_bench_job_fails_the_kubernetes_schemas() {
+    let yaml = infer_doctor_plan::load_job::manifests(&load_job()).unwrap();
+    let broken = yaml.replacen("completionMode: \"Indexed\"", "completionMode: 1", 1);
+    assert_ne!(broken, yaml);
+    let (_dir, file) = write("broken-job.yaml", &broken);
+    let (ok, text) = kubernetes_validate(&file);
+    assert!(!ok, "a numeric completionMode passed:\n{text}");
+    assert!(text.contains("completionMode"), "{text}");
 }

@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 
 use infer_doctor_core::RunSummary;
+use infer_doctor_core::shard::ShardRun;
+use infer_doctor_core::summary::ClientHealth;
 use infer_doctor_core::summary::FORMULAS;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -34,6 +36,31 @@ pub struct RunDocument {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<infer_doctor_core::signals::ServerWindow>,
     pub formulas: BTreeMap<String, String>,
+    /// The run's place among shards of one load and its clock (`bench`, `bench --shard`, `sim run`); absent in
+    /// runs recorded before it was written, which `bench merge` then refuses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardRun>,
+    /// A `bench merge`'s shards, in shard order: what each sent, where its clock sat, and its own client and server
+    /// views (each shard scraped the server on its own clock).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<MergedShard>,
+}
+
+/// One shard of a merged run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MergedShard {
+    pub index: u64,
+    /// The shard's run directory as given to `bench merge`.
+    pub dir: String,
+    pub started_unix_us: u64,
+    /// µs its clock started after the earliest shard's: added to its records' times in the merged `requests.jsonl`.
+    pub offset_us: u64,
+    pub requests: u64,
+    pub client: ClientHealth,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<infer_doctor_core::signals::ServerWindow>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -107,6 +107,7 @@ fn main() {
             slo: Default::default(),
             requests_jsonl: None,
             first_id: 0,
+            shard: Default::default(),
         };
         let before = server_cpu_seconds();
         let out = client

@@ -152,6 +152,7 @@ async fn bench(
         slo: Default::default(),
         requests_jsonl: jsonl.map(|p| (p, false)),
         first_id: 0,
+        shard: Default::default(),
     };
     infer_doctor_load::run(
         &spec,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
+use infer_doctor_core::shard::ShardRun;
 use infer_doctor_core::{PromptSource, RunSummary, SloSet, TokenCounter};
 use infer_doctor_load::cancel::Cancel;
 use infer_doctor_load::cpu;
@@ -25,7 +26,7 @@ use infer_doctor_prompt::tokenizer::Tokenizer;
 use infer_doctor_report::{RunDocument, SCHEMA_VERSION};
 use serde_json::{Value, json};
 
-use crate::args::{ArrivalArg, BenchArgs, EndpointArg, Format, WarmupArg};
+use crate::args::{ArrivalArg, BenchArgs, BenchCommand, EndpointArg, Format, WarmupArg};
 use crate::server_watch::ServerWatch;
 use crate::{Failure, exit, history, progress, rundir};
 
@@ -232,6 +233,9 @@ pub async fn plan(args: &BenchArgs, requests_jsonl: Option<PathBuf>) -> Result<P
         Some(WarmupArg::Time(d)) => Warmup::Duration(d),
     };
     scheduled_arrivals(&shape, stop, warmup)?;
+    // A shard left without users is refused before anything is probed.
+    infer_doctor_load::run::check_shard(&shape, args.shard.unwrap_or_default())
+        .map_err(Failure::usage)?;
     let slo = match &args.slo {
         Some(text) => text.parse::<SloSet>().map_err(Failure::usage)?,
         None => SloSet::default(),
@@ -291,6 +295,7 @@ pub async fn plan(args: &BenchArgs, requests_jsonl: Option<PathBuf>) -> Result<P
         slo,
         requests_jsonl: requests_jsonl.map(|p| (p, false)),
         first_id: 0,
+        shard: args.shard.unwrap_or_default(),
     };
     Ok(Plan {
         spec,
@@ -330,8 +335,16 @@ fn describe_shape(spec: &RunSpec) -> String {
             format!("open loop, {rate} req/s {arrival:?}{cap}")
         }
     };
+    let shard = if spec.shard.is_whole() {
+        String::new()
+    } else {
+        format!(
+            " · shard {} (request k when k mod {} = {})",
+            spec.shard, spec.shard.count, spec.shard.index
+        )
+    };
     format!(
-        "{} {} · model {} · {load} · {stop}",
+        "{} {} · model {} · {load} · {stop}{shard}",
         spec.target.display_url(),
         spec.endpoint.path(),
         spec.model
@@ -360,6 +373,7 @@ fn config_json(args: &BenchArgs, spec: &RunSpec) -> Value {
         "dataset": args.dataset,
         "tokenizer": args.tokenizer,
         "sweep": args.sweep.then_some(args.sweep_points),
+        "shards": spec.shard.count,
         "api_key": if args.api_key.is_some() { "***" } else { "" },
     })
 }
@@ -402,6 +416,12 @@ pub struct Executed {
 }
 
 pub async fn run(args: Box<BenchArgs>) -> Result<u8, Failure> {
+    if let Some(BenchCommand::Merge(merge)) = &args.command {
+        return crate::cmd::bench_merge::run(merge).await;
+    }
+    if args.emit.is_some() {
+        return crate::cmd::bench_emit::run(&args);
+    }
     if args.self_test {
         return crate::cmd::selftest::run(args.quiet, args.self_test_duration).await;
     }
@@ -470,7 +490,7 @@ pub async fn execute(args: &BenchArgs, cancel: Cancel) -> Result<Executed, Failu
     let display = progress::start(live.clone(), args.quiet);
     let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let clock = std::time::Instant::now();
-    let (summary, interrupted, sweep_outcome) = if args.sweep {
+    let (summary, interrupted, sweep_outcome, shard) = if args.sweep {
         let saturation_concurrency = args.concurrency.unwrap_or(64);
         let outcome = sweep(
             &plan.spec,
@@ -484,7 +504,7 @@ pub async fn execute(args: &BenchArgs, cancel: Cancel) -> Result<Executed, Failu
         .await
         .map_err(Failure::usage)?;
         let summary = outcome.headline_point().0.clone();
-        (summary, outcome.interrupted, Some(outcome))
+        (summary, outcome.interrupted, Some(outcome), None)
     } else {
         let out = run_load(
             &plan.spec,
@@ -495,7 +515,13 @@ pub async fn execute(args: &BenchArgs, cancel: Cancel) -> Result<Executed, Failu
         )
         .await
         .map_err(Failure::usage)?;
-        (out.summary, out.interrupted, None)
+        let shard = ShardRun {
+            index: plan.spec.shard.index,
+            count: plan.spec.shard.count,
+            started_unix_us: out.started_unix_us,
+            window_us: out.window_us,
+        };
+        (out.summary, out.interrupted, None, Some(shard))
     };
     display.finish();
     let watched = match watch {
@@ -539,6 +565,8 @@ pub async fn execute(args: &BenchArgs, cancel: Cancel) -> Result<Executed, Failu
             .as_ref()
             .map(|s| serde_json::to_value(s).unwrap_or_default()),
         server,
+        shard,
+        merged_from: Vec::new(),
     };
     if let Some(dir) = &out_dir {
         rundir::write(dir, &document).map_err(Failure::usage)?;

@@ -1,6 +1,8 @@
 //! One module per subcommand; each turns its arguments into a room's job and returns an exit code.
 
 pub mod bench;
+pub mod bench_emit;
+pub mod bench_merge;
 pub mod collect;
 pub mod compare;
 pub mod demo;

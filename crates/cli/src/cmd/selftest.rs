@@ -176,6 +176,7 @@ async fn measure(case: Case, duration: Duration) -> anyhow::Result<Measured> {
         slo: Default::default(),
         requests_jsonl: records.then(|| (jsonl.clone(), false)),
         first_id: 0,
+        shard: Default::default(),
     };
     let prompts = Arc::new(SizedPrompts { max_tokens: tokens });
     let out = infer_doctor_load::run(

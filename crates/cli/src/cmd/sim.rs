@@ -384,7 +384,9 @@ fn write_client_view(
         .iter()
         .map(|f| client_record(f, outcome.token_times.get(&f.id)))
         .collect();
-    let summary = crate::bundle::summarize_requests(&records).unwrap_or_default();
+    let (records, shard) = shard_view(records, args.shard.unwrap_or_default());
+    let mut summary = crate::bundle::summarize_requests(&records).unwrap_or_default();
+    summary.throughput.max_concurrency = infer_doctor_core::shard::max_in_flight(&records);
     let mut lines = String::new();
     for record in &records {
         lines += &serde_json::to_string(record)?;
@@ -422,15 +424,53 @@ fn write_client_view(
             "prefix_tokens": args.prefix_tokens,
             "prefix_groups": args.prefix_groups,
             "clock": "discrete-event (simulated seconds)",
+            "seed": setup.seed,
+            "shards": shard.count,
         }),
         workload: serde_json::Value::Null,
         host: serde_json::Value::Null,
         summary,
         sweep: None,
         server: server::summarize(scrapes),
+        shard: None,
+        merged_from: Vec::new(),
         formulas: infer_doctor_report::RunDocument::formulas(),
     };
+    let document = infer_doctor_report::RunDocument {
+        shard: Some(shard),
+        ..document
+    };
     crate::rundir::write(dir, &document)
+}
+
+/// What `bench --shard I/N` would have recorded of this run: the requests it owns (id k when k mod N = I), on a
+/// clock of its own. Shard I's clock starts at its first request less the schedule's lead before request 0 (so the
+/// shard holding the run's first request starts with the simulation), and `started_unix_us` says where that is on
+/// the simulated clock, as a real shard's says where its start is on the wall clock.
+fn shard_view(
+    records: Vec<RequestRecord>,
+    shard: infer_doctor_core::shard::ShardSpec,
+) -> (Vec<RequestRecord>, infer_doctor_core::shard::ShardRun) {
+    let lead = records.iter().map(|r| r.scheduled_us).min().unwrap_or(0);
+    let mut own: Vec<RequestRecord> = records.into_iter().filter(|r| shard.owns(r.id)).collect();
+    let start = own
+        .iter()
+        .map(|r| r.scheduled_us)
+        .min()
+        .map_or(0, |first| first - lead);
+    for r in &mut own {
+        infer_doctor_core::shard::shift_times(r, -(start as i64));
+    }
+    let first = own.iter().map(|r| r.sent_us).min().unwrap_or(0);
+    let last = own.iter().map(|r| r.end_us).max().unwrap_or(first);
+    let run = infer_doctor_core::shard::ShardRun {
+        index: shard.index,
+        count: shard.count,
+        started_unix_us: start,
+        // The steady window `summarize_requests` takes: first send to last end.
+        window_us: (first, last.max(first + 1)),
+    };
+    (own, run)
 }
 
 fn write_outputs(dir: &Path, outcome: &Outcome, metrics: &str) -> anyhow::Result<()> {
