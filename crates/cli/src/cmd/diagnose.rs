@@ -512,11 +512,26 @@ fn read_replicas(
         .filter(|path| path.is_dir())
         .collect();
     dirs.sort();
+    let mut runs = Vec::new();
+    for dir in &dirs {
+        let run = bundle::read_run_dir(&dir.join("loaded"), forced, &mut gathered.problems)
+            .map_err(Failure::usage)?;
+        runs.push(run);
+    }
+    // Every replica's records and scrapes on the clock of the one that started first (they start within moments
+    // of each other; runs recorded before the wall-clock start was kept stay on their own).
+    let started = |run: &bundle::RunDir| run.document.shard.map(|s| s.started_unix_us);
+    let origin = runs.iter().filter_map(started).min();
     let (mut single, mut loaded, mut scrapes) = (Vec::new(), Vec::new(), Vec::new());
-    for dir in dirs {
+    for (dir, mut run) in dirs.into_iter().zip(runs) {
+        let offset_us = started(&run).zip(origin).map_or(0, |(s, o)| s - o);
+        for record in &mut run.requests {
+            infer_doctor_core::shard::shift_times(record, offset_us as i64);
+        }
+        for (t, _) in &mut run.scrapes {
+            *t += offset_us as f64 / 1e6;
+        }
         let problems = &mut gathered.problems;
-        let run =
-            bundle::read_run_dir(&dir.join("loaded"), forced, problems).map_err(Failure::usage)?;
         let name = run.document.target["url"]
             .as_str()
             .map(|url| {
@@ -525,6 +540,7 @@ fn read_replicas(
             })
             .map(|url| url.trim_end_matches('/').to_string())
             .unwrap_or_else(|| dir.display().to_string());
+        // Alone, each replica answered on its own: its single-user records keep its own clock.
         match bundle::read_run_dir(&dir.join("single"), forced, problems) {
             Ok(alone) => single.extend(alone.requests),
             Err(e) => problems.push(format!("{name}: {e:#}")),
