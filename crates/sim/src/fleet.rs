@@ -1,0 +1,517 @@
+//! Several simulated replicas behind a router the simulator implements (round-robin, least-request, prefix-aware,
+//! random), with per-replica setups and outages, so the fleet rules have a fleet to judge on either clock.
+
+use std::collections::HashMap;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::core::SimCore;
+use crate::des::{Arrivals, Outcome, Sample};
+use crate::engine::{NewRequest, Step};
+use crate::setup::{Built, SimSetup};
+
+/// How the router picks a replica for a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RouterKind {
+    RoundRobin,
+    /// The replica with the fewest requests running and waiting (nginx `least_conn`, llm-d's queue scorer).
+    LeastRequest,
+    /// The replica that most recently served the longest prefix of the request's blocks (llm-d's prefix-cache
+    /// scorer), else least-request.
+    PrefixAware,
+    Random,
+}
+
+impl RouterKind {
+    pub const ALL: [RouterKind; 4] = [
+        RouterKind::RoundRobin,
+        RouterKind::LeastRequest,
+        RouterKind::PrefixAware,
+        RouterKind::Random,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RouterKind::RoundRobin => "round-robin",
+            RouterKind::LeastRequest => "least-request",
+            RouterKind::PrefixAware => "prefix-aware",
+            RouterKind::Random => "random",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<RouterKind> {
+        RouterKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+/// Prompt blocks the prefix-aware router remembers per request: enough for long shared system prompts, bounded
+/// so its table grows with traffic by a fixed amount per request.
+const PREFIX_ROUTING_BLOCKS: usize = 256;
+
+/// The router's state: its rotation, its random stream and, for prefix-aware routing, which replica last
+/// served each prefix block.
+pub struct Router {
+    kind: RouterKind,
+    next: usize,
+    rng: StdRng,
+    owners: HashMap<u64, usize>,
+}
+
+impl Router {
+    pub fn new(kind: RouterKind, seed: u64) -> Router {
+        Router {
+            kind,
+            next: 0,
+            rng: StdRng::seed_from_u64(seed ^ 0x0007_0a7e),
+            owners: HashMap::new(),
+        }
+    }
+
+    pub fn kind(&self) -> RouterKind {
+        self.kind
+    }
+
+    /// The replica for a request with these prompt block hashes, given each replica's requests in the system
+    /// (`None` for a replica that is down and out of rotation); `None` when every replica is down.
+    pub fn pick(&mut self, block_hashes: &[u64], loads: &[Option<u32>]) -> Option<usize> {
+        let n = loads.len();
+        let up: Vec<usize> = (0..n).filter(|&i| loads[i].is_some()).collect();
+        if up.is_empty() {
+            return None;
+        }
+        let least = |start: usize| {
+            // Ties go round the ring from `start`, so equal replicas share the traffic.
+            (0..n)
+                .map(|k| (start + k) % n)
+                .filter(|&i| loads[i].is_some())
+                .min_by_key(|&i| loads[i])
+        };
+        let chosen = match self.kind {
+            RouterKind::RoundRobin => {
+                let i = (0..n)
+                    .map(|k| (self.next + k) % n)
+                    .find(|&i| loads[i].is_some());
+                self.next = i.map_or(self.next, |i| i + 1) % n;
+                i
+            }
+            RouterKind::Random => Some(up[self.rng.random_range(0..up.len())]),
+            RouterKind::LeastRequest => {
+                let i = least(self.next);
+                self.next = (self.next + 1) % n;
+                i
+            }
+            RouterKind::PrefixAware => {
+                let owned = block_hashes
+                    .iter()
+                    .take(PREFIX_ROUTING_BLOCKS)
+                    .map_while(|h| self.owners.get(h).copied())
+                    .filter(|&i| loads.get(i).is_some_and(Option::is_some))
+                    .last();
+                let i = owned.or_else(|| least(self.next));
+                self.next = (self.next + 1) % n;
+                i
+            }
+        }?;
+        if self.kind == RouterKind::PrefixAware {
+            for &h in block_hashes.iter().take(PREFIX_ROUTING_BLOCKS) {
+                self.owners.insert(h, chosen);
+            }
+        }
+        Some(chosen)
+    }
+}
+
+/// A span of the run during which a replica is down: unreachable, out of rotation, its requests retried
+/// elsewhere; it comes back as a fresh process (counters from zero, an empty prefix cache).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Outage {
+    pub from: f64,
+    pub to: f64,
+}
+
+/// One replica's setup, named as its `pod` label.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ReplicaSpec {
+    pub pod: String,
+    pub setup: SimSetup,
+    pub outage: Option<Outage>,
+}
+
+/// A whole fleet: the replicas and the router in front of them.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct FleetSetup {
+    pub router: RouterKind,
+    pub replicas: Vec<ReplicaSpec>,
+}
+
+impl FleetSetup {
+    /// `n` replicas of one setup, `sim-0`…, each seeded apart so their jitter differs.
+    pub fn uniform(setup: &SimSetup, n: u32, router: RouterKind) -> FleetSetup {
+        FleetSetup {
+            router,
+            replicas: (0..n)
+                .map(|i| ReplicaSpec {
+                    pod: pod_name(i as usize),
+                    setup: SimSetup {
+                        seed: setup.seed.wrapping_add(u64::from(i)),
+                        ..setup.clone()
+                    },
+                    outage: None,
+                })
+                .collect(),
+        }
+    }
+
+    pub fn build(&self) -> Result<Fleet, infer_doctor_plan::HardwareError> {
+        let replicas = self
+            .replicas
+            .iter()
+            .map(|spec| {
+                Ok(Replica {
+                    built: spec.setup.build()?,
+                    spec: spec.clone(),
+                    in_flight: None,
+                    up: true,
+                    restarts: 0,
+                })
+            })
+            .collect::<Result<Vec<_>, infer_doctor_plan::HardwareError>>()?;
+        Ok(Fleet {
+            router: Router::new(
+                self.router,
+                self.replicas.first().map_or(0, |r| r.setup.seed),
+            ),
+            replicas,
+            assigned: HashMap::new(),
+        })
+    }
+}
+
+/// The `pod` label of replica `i`.
+pub fn pod_name(i: usize) -> String {
+    format!("sim-{i}")
+}
+
+pub struct Replica {
+    pub spec: ReplicaSpec,
+    pub built: Built,
+    in_flight: Option<(Step, f64)>,
+    pub up: bool,
+    /// Times it came back from an outage as a new process.
+    pub restarts: u32,
+}
+
+impl Replica {
+    pub fn core(&self) -> &SimCore {
+        &self.built.core
+    }
+
+    fn load(&self) -> Option<u32> {
+        self.up
+            .then(|| self.built.core.engine.running() + self.built.core.engine.waiting())
+    }
+}
+
+/// A built fleet on the discrete-event clock.
+pub struct Fleet {
+    pub router: Router,
+    pub replicas: Vec<Replica>,
+    /// Requests in the fleet: where each went and what it was, so an outage can retry it elsewhere.
+    assigned: HashMap<u64, (usize, NewRequest, f64)>,
+}
+
+impl Fleet {
+    /// Routes a request arriving at `at`; false when no replica is up to take it.
+    fn route(&mut self, request: NewRequest, at: f64) -> bool {
+        let loads: Vec<Option<u32>> = self.replicas.iter().map(Replica::load).collect();
+        let Some(i) = self.router.pick(&request.block_hashes, &loads) else {
+            return false;
+        };
+        self.assigned.insert(request.id, (i, request.clone(), at));
+        self.replicas[i].built.core.add(request, at);
+        true
+    }
+
+    /// Takes replicas down and brings them back as their outages say, at `now`; returns the requests of a
+    /// replica gone down that no other could take.
+    fn apply_outages(
+        &mut self,
+        now: f64,
+    ) -> Result<Vec<(NewRequest, f64)>, infer_doctor_plan::HardwareError> {
+        let mut orphans = Vec::new();
+        for i in 0..self.replicas.len() {
+            let Some(outage) = self.replicas[i].spec.outage else {
+                continue;
+            };
+            let up = self.replicas[i].up;
+            if up && now >= outage.from && now < outage.to {
+                self.replicas[i].up = false;
+                self.replicas[i].in_flight = None;
+                // Its requests die with it; the gateway retries each on a live replica, as sent.
+                let lost: Vec<u64> = self
+                    .assigned
+                    .iter()
+                    .filter(|(_, (replica, _, _))| *replica == i)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in lost {
+                    let (_, request, arrived) = self.assigned.remove(&id).expect("listed above");
+                    if !self.route(request.clone(), arrived) {
+                        orphans.push((request, arrived));
+                    }
+                }
+            } else if !up && now >= outage.to {
+                let r = &mut self.replicas[i];
+                r.built = r.spec.setup.build()?;
+                r.up = true;
+                r.restarts += 1;
+            }
+        }
+        Ok(orphans)
+    }
+
+    /// The next time an outage starts or ends after `now`.
+    fn next_outage_edge(&self, now: f64) -> Option<f64> {
+        self.replicas
+            .iter()
+            .filter_map(|r| r.spec.outage)
+            .flat_map(|o| [o.from, o.to])
+            .filter(|&t| t > now)
+            .min_by(f64::total_cmp)
+    }
+
+    fn sample(&self, t: f64, finished: usize) -> Sample {
+        let up: Vec<&SimCore> = self
+            .replicas
+            .iter()
+            .filter(|r| r.up)
+            .map(Replica::core)
+            .collect();
+        let mut s = Sample {
+            t,
+            running: 0,
+            waiting: 0,
+            kv_usage: 0.0,
+            prompt_tokens: 0,
+            generation_tokens: 0,
+            preemptions: 0,
+            finished: finished as u64,
+        };
+        for core in &up {
+            let totals = core.totals();
+            s.running += core.engine.running();
+            s.waiting += core.engine.waiting();
+            s.kv_usage += core.engine.kv_usage() / up.len() as f64;
+            s.prompt_tokens += totals.prompt_tokens;
+            s.generation_tokens += totals.generation_tokens;
+            s.preemptions += totals.preemptions;
+        }
+        s
+    }
+}
+
+/// [`crate::des::run_observed`] for a fleet: requests go through the router, every replica steps on its own, and
+/// `observe` sees the whole fleet at each sampling time.
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    fleet: &mut Fleet,
+    arrivals: &Arrivals,
+    mut request: impl FnMut(u64) -> NewRequest,
+    sample_every: f64,
+    horizon: f64,
+    keep_token_times: bool,
+    mut observe: impl FnMut(f64, &Fleet),
+) -> Result<Outcome, infer_doctor_plan::HardwareError> {
+    let mut out = Outcome::default();
+    let (open_times, total): (&[f64], u64) = match arrivals {
+        Arrivals::Open { times } => (times, times.len() as u64),
+        Arrivals::Closed { requests, .. } => (&[], *requests),
+    };
+    let mut sent = 0u64;
+    // Requests no replica could take (all down) wait at the gateway for the next one up.
+    let mut held: Vec<(NewRequest, f64)> = Vec::new();
+    if let Arrivals::Closed { users, requests } = arrivals {
+        for i in 0..u64::from(*users).min(*requests) {
+            held.push((request(i), 0.0));
+        }
+        sent = u64::from(*users).min(*requests);
+    }
+    let mut now = 0.0;
+    let mut next_sample = 0.0;
+    loop {
+        held.extend(fleet.apply_outages(now)?);
+        while (sent as usize) < open_times.len() && open_times[sent as usize] <= now {
+            held.push((request(sent), open_times[sent as usize]));
+            sent += 1;
+        }
+        let waiting = std::mem::take(&mut held);
+        for (r, at) in waiting {
+            if !fleet.route(r.clone(), at) {
+                held.push((r, at));
+            }
+        }
+        for r in fleet
+            .replicas
+            .iter_mut()
+            .filter(|r| r.up && r.in_flight.is_none())
+        {
+            if r.built.core.has_work()
+                && let Some((step, seconds)) = r.built.core.begin_step(now)
+            {
+                r.in_flight = Some((step, now + seconds));
+            }
+        }
+        let next = fleet
+            .replicas
+            .iter()
+            .filter_map(|r| r.in_flight.as_ref().map(|(_, end)| *end))
+            .chain(open_times.get(sent as usize).copied())
+            .chain(fleet.next_outage_edge(now))
+            .min_by(f64::total_cmp);
+        let Some(next) =
+            next.filter(|&t| t <= horizon || fleet.replicas.iter().any(|r| r.in_flight.is_some()))
+        else {
+            break;
+        };
+        while next_sample < next.min(horizon) {
+            out.series
+                .push(fleet.sample(next_sample, out.finished.len()));
+            observe(next_sample, fleet);
+            next_sample += sample_every;
+        }
+        now = next;
+        for i in 0..fleet.replicas.len() {
+            let due = fleet.replicas[i]
+                .in_flight
+                .as_ref()
+                .is_some_and(|(_, end)| *end <= now);
+            if !due {
+                continue;
+            }
+            let (step, end) = fleet.replicas[i].in_flight.take().expect("due");
+            for token in fleet.replicas[i].built.core.end_step(&step, end) {
+                if keep_token_times {
+                    out.token_times.entry(token.id).or_default().push(token.at);
+                }
+                if let Some(done) = token.finished {
+                    fleet.assigned.remove(&done.id);
+                    out.finished.push(done);
+                    if matches!(arrivals, Arrivals::Closed { .. }) && sent < total {
+                        held.push((request(sent), end));
+                        sent += 1;
+                    }
+                }
+            }
+        }
+        if now > horizon {
+            break;
+        }
+    }
+    out.series.push(fleet.sample(now, out.finished.len()));
+    out.steps = fleet.replicas.iter().map(|r| r.core().steps()).sum();
+    out.simulated_seconds = now;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::des::synthetic_request;
+
+    fn loads(values: &[Option<u32>]) -> Vec<Option<u32>> {
+        values.to_vec()
+    }
+
+    #[test]
+    fn round_robin_rotates_and_skips_a_replica_that_is_down() {
+        let mut router = Router::new(RouterKind::RoundRobin, 0);
+        let all_up = loads(&[Some(0), Some(0), Some(0)]);
+        let picks: Vec<usize> = (0..4).map(|_| router.pick(&[], &all_up).unwrap()).collect();
+        assert_eq!(picks, vec![0, 1, 2, 0]);
+        let one_down = loads(&[Some(0), None, Some(0)]);
+        let picks: Vec<usize> = (0..3)
+            .map(|_| router.pick(&[], &one_down).unwrap())
+            .collect();
+        assert_eq!(picks, vec![2, 0, 2]);
+        assert_eq!(router.pick(&[], &[None, None]), None);
+    }
+
+    #[test]
+    fn least_request_picks_the_emptiest_replica() {
+        let mut router = Router::new(RouterKind::LeastRequest, 0);
+        assert_eq!(
+            router.pick(&[], &loads(&[Some(5), Some(1), Some(3)])),
+            Some(1)
+        );
+        assert_eq!(router.pick(&[], &loads(&[Some(5), None, Some(3)])), Some(2));
+    }
+
+    #[test]
+    fn prefix_aware_keeps_a_prefix_on_the_replica_that_served_it() {
+        let mut router = Router::new(RouterKind::PrefixAware, 0);
+        // Two requests sharing their first two blocks, one unrelated.
+        let first = [11, 12, 13];
+        let same_prefix = [11, 12, 99];
+        let other = [21, 22];
+        let a = router.pick(&first, &loads(&[Some(0), Some(0)])).unwrap();
+        // The replica that has it is busier, and still gets it: its cache holds the prefix.
+        let busy = if a == 0 {
+            [Some(9), Some(0)]
+        } else {
+            [Some(0), Some(9)]
+        };
+        assert_eq!(router.pick(&same_prefix, &busy), Some(a));
+        // No known prefix: the least loaded.
+        assert_eq!(router.pick(&other, &busy), Some(1 - a));
+        // The owner went down: least-request among the rest.
+        let mut down = busy;
+        down[a] = None;
+        assert_eq!(router.pick(&first, &down), Some(1 - a));
+    }
+
+    fn fleet_outcome(spec: &FleetSetup, users: u32, requests: u64) -> (Outcome, Fleet) {
+        let mut fleet = spec.build().unwrap();
+        let outcome = run(
+            &mut fleet,
+            &Arrivals::Closed { users, requests },
+            |id| synthetic_request(id, 256, (0, 1), 32, None, 16),
+            0.5,
+            600.0,
+            false,
+            |_, _| {},
+        )
+        .unwrap();
+        (outcome, fleet)
+    }
+
+    #[test]
+    fn every_request_finishes_and_round_robin_splits_them_evenly() {
+        let spec = FleetSetup::uniform(&SimSetup::default(), 3, RouterKind::RoundRobin);
+        let (outcome, fleet) = fleet_outcome(&spec, 12, 90);
+        assert_eq!(outcome.finished.len(), 90);
+        let served: Vec<u64> = fleet
+            .replicas
+            .iter()
+            .map(|r| r.core().totals().generation_tokens)
+            .collect();
+        assert_eq!(served, vec![30 * 32; 3], "{served:?}");
+    }
+
+    #[test]
+    fn a_replica_in_an_outage_serves_nothing_and_comes_back_restarted() {
+        let mut spec = FleetSetup::uniform(&SimSetup::default(), 2, RouterKind::RoundRobin);
+        spec.replicas[1].outage = Some(Outage { from: 0.5, to: 1e6 });
+        let (outcome, fleet) = fleet_outcome(&spec, 8, 200);
+        // Nothing lost: its requests were retried on the other.
+        assert_eq!(outcome.finished.len(), 200);
+        assert!(!fleet.replicas[1].up);
+        let mut back = FleetSetup::uniform(&SimSetup::default(), 2, RouterKind::RoundRobin);
+        back.replicas[1].outage = Some(Outage { from: 0.5, to: 1.5 });
+        let (outcome, fleet) = fleet_outcome(&back, 8, 200);
+        assert_eq!(outcome.finished.len(), 200);
+        assert_eq!(fleet.replicas[1].restarts, 1);
+        assert!(fleet.replicas[1].core().totals().generation_tokens > 0);
+    }
+}
