@@ -8,7 +8,7 @@ use crate::assessment::{Assessment, how, ms, percent};
 use crate::facts::Facts;
 
 /// Lines answered directly by one rule: (line id, question, rule id).
-const RULE_LINES: [(&str, &str, &str); 46] = [
+const RULE_LINES: [(&str, &str, &str); 47] = [
     ("error_rate", "Is the error rate below 1%?", "errors.rate"),
     (
         "no_preemptions",
@@ -39,6 +39,11 @@ const RULE_LINES: [(&str, &str, &str); 46] = [
         "replicas_up",
         "Were all replicas up through the window (every scrape answered, no restart)?",
         "fleet.replica_down",
+    ),
+    (
+        "prefix_routing",
+        "Does each shared prefix stay on the replica that cached it (per-pod hit rates near what the workload allows)?",
+        "fleet.cache_unaware_routing",
     ),
     (
         "gateway_passes_requests",

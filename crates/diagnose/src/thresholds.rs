@@ -208,6 +208,14 @@ pub struct Thresholds {
     /// Share of Prometheus's scrapes a replica must answer over the window: one slow `/metrics` under load is a
     /// missed scrape, not a replica down. Inference: one miss in ten.
     pub fleet_up_share_min: f64,
+    /// Share of prompt tokens that must be a shared prefix for routing by prefix to matter; below it a low hit
+    /// rate costs little. Inference: under a third of the prompt, recomputing it is a minor share of prefill.
+    pub fleet_prefix_share_min: f64,
+    /// The replicas' prefix-cache hit rate over what the workload allows (the shared share of prompt tokens)
+    /// below which the router spreads prefixes over pods. Inference: prefix-aware routing keeps a repeated
+    /// prefix on one pod and comes close to the share; spreading each over N pods hits at most about 1/N of
+    /// the repeats on a pod that holds it, well under 60% from three replicas up.
+    pub fleet_prefix_hit_share: f64,
 }
 
 impl Default for Thresholds {
@@ -287,6 +295,8 @@ impl Default for Thresholds {
             fleet_min_in_system_gap: 2.0,
             fleet_kv_gap: 0.30,
             fleet_up_share_min: 0.9,
+            fleet_prefix_share_min: 0.3,
+            fleet_prefix_hit_share: 0.6,
         }
     }
 }
@@ -383,6 +393,8 @@ impl Thresholds {
             ("fleet_min_in_system_gap", self.fleet_min_in_system_gap),
             ("fleet_kv_gap", self.fleet_kv_gap),
             ("fleet_up_share_min", self.fleet_up_share_min),
+            ("fleet_prefix_share_min", self.fleet_prefix_share_min),
+            ("fleet_prefix_hit_share", self.fleet_prefix_hit_share),
             ("littles_law_tolerance", self.littles_law_tolerance),
             ("littles_law_min_in_system", self.littles_law_min_in_system),
             ("littles_law_min_scrapes", self.littles_law_min_scrapes),

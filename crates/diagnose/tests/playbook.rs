@@ -72,6 +72,19 @@ const CASES: &[(&str, Change, Change)] = &[
         },
     ),
     (
+        "fleet.cache_unaware_routing",
+        // 75% of each prompt is shared, and each replica's cache serves 20% of prompt tokens.
+        |e| {
+            with_fleet(e);
+            set_pod_prefix_hits(e, 20_000.0);
+        },
+        // 48%: above 60% of the 75% the workload allows.
+        |e| {
+            with_fleet(e);
+            set_pod_prefix_hits(e, 48_000.0);
+        },
+    ),
+    (
         "trace.gpu_idle",
         // Decode steps whose GPU work is spread over 30% more time than it takes, the host launching late.
         |e| {
@@ -755,6 +768,7 @@ fn every_playbook_rule_has_a_case() {
         "fleet.load_skew",
         "fleet.replica_down",
         "fleet.gateway_errors",
+        "fleet.cache_unaware_routing",
     ];
     for id in ids {
         assert!(
@@ -794,7 +808,7 @@ fn healthy_evidence_has_no_warning_and_every_checklist_line_passes() {
         "{:#?}",
         diagnosis.findings
     );
-    assert_eq!(diagnosis.checklist.len(), 51);
+    assert_eq!(diagnosis.checklist.len(), 52);
     for line in &diagnosis.checklist {
         assert_eq!(line.status, CheckStatus::Pass, "{line:#?}");
     }

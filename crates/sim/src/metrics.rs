@@ -950,6 +950,35 @@ impl VllmMetrics {
     }
 }
 
+/// An exposition with one more label on every sample (`pod="sim-0"`), so a fleet's replicas stay apart in one
+/// scrape or in a Prometheus that keeps the scraped labels.
+pub fn with_label(exposition: &str, key: &str, value: &str) -> String {
+    let label = format!("{key}=\"{}\"", escape_label_value(value));
+    let mut out = String::with_capacity(exposition.len() + exposition.len() / 8);
+    for line in exposition.lines() {
+        if line.is_empty() || line.starts_with('#') {
+            out.push_str(line);
+        } else if let Some(open) = line.find('{').filter(|&i| !line[..i].contains(' ')) {
+            let rest = &line[open + 1..];
+            out.push_str(&line[..=open]);
+            out.push_str(&label);
+            if !rest.starts_with('}') {
+                out.push(',');
+            }
+            out.push_str(rest);
+        } else {
+            let end = line.find(' ').unwrap_or(line.len());
+            out.push_str(&line[..end]);
+            out.push('{');
+            out.push_str(&label);
+            out.push('}');
+            out.push_str(&line[end..]);
+        }
+        out.push('\n');
+    }
+    out
+}
+
 fn write_header(out: &mut String, name: impl fmt::Display, help: &str, kind: &str) -> fmt::Result {
     writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}")
 }
@@ -1256,6 +1285,23 @@ mod tests {
             .iter()
             .map(|s| (s.name.clone(), s.labels.clone().into_iter().collect()))
             .collect()
+    }
+
+    #[test]
+    fn a_pod_label_goes_on_every_sample_and_nowhere_else() {
+        let text = "# HELP a A.\n# TYPE a counter\na_total{engine=\"0\"} 3\nb 1.5\nc{} 2\n";
+        assert_eq!(
+            with_label(text, "pod", "sim-1"),
+            "# HELP a A.\n# TYPE a counter\na_total{pod=\"sim-1\",engine=\"0\"} 3\nb{pod=\"sim-1\"} 1.5\n\
+             c{pod=\"sim-1\"} 2\n"
+        );
+        let labelled = Exposition::parse(&with_label(&fixture_like().render(), "pod", "p"));
+        assert!(
+            labelled
+                .samples
+                .iter()
+                .all(|s| s.labels.get("pod").map(String::as_str) == Some("p"))
+        );
     }
 
     #[test]

@@ -182,6 +182,8 @@ pub fn healthy() -> Evidence {
             input_tokens: 512.0,
             output_tokens: 256.0,
             concurrency: 16,
+            // 384 of the 512 prompt tokens shared: the 60% hit rate of `healthy_server` is what a cache allows.
+            prefix_tokens: Some(384.0),
         }),
         shared_prefixes: Some(true),
         exact_output_lengths: false,
@@ -615,6 +617,15 @@ pub fn with_fleet(evidence: &mut Evidence) {
         ("vllm-0".to_string(), reachable.clone()),
         ("vllm-1".to_string(), reachable),
     ]);
+}
+
+/// Every replica's prefix-cache hits over the window, out of `healthy_server()`'s 100,000 lookups.
+pub fn set_pod_prefix_hits(evidence: &mut Evidence, hits: f64) {
+    for window in evidence.pods.values_mut() {
+        window
+            .counters
+            .insert(Signal::PrefixCacheHits, counter(hits, WINDOW_SECONDS));
+    }
 }
 
 /// One replica's gauge, as a Prometheus that scrapes the fleet reports it.
