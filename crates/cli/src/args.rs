@@ -865,6 +865,18 @@ pub struct SimSetupArgs {
     /// The model never emits its stop token (runaway generations: every request runs to max_tokens).
     #[arg(long)]
     pub never_stop: bool,
+    /// Simulate a fleet: this many replicas of the setup behind the simulator's own router (default 1, or the
+    /// scenario's fleet). Over HTTP, --port serves the router (completions, and every replica's /metrics in one
+    /// body, each sample labelled pod="sim-I": scrape it with honor_labels: true) and each replica also listens
+    /// on a port of its own, printed after the router's URL, serving its own API and its own labelled /metrics:
+    /// a Prometheus that scrapes those ports (one target per replica) sees its `up` and resets per pod.
+    #[arg(long)]
+    pub replicas: Option<u32>,
+    /// How the fleet's router picks a replica: round-robin, least-request (fewest running + waiting),
+    /// prefix-aware (the replica that last served the request's longest prompt prefix, else least-request) or
+    /// random.
+    #[arg(long, value_parser = ["round-robin", "least-request", "prefix-aware", "random"])]
+    pub router: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]
