@@ -18,7 +18,7 @@ use infer_doctor_sim::fleet::{self, Fleet, FleetSetup, RouterKind};
 use infer_doctor_sim::logs::{self, LogRecord, Pids};
 use infer_doctor_sim::metrics::with_label;
 use infer_doctor_sim::scenario;
-use infer_doctor_sim::server::{LISTEN_BACKLOG, LogSink, SimServer, StopModel};
+use infer_doctor_sim::server::{FleetMember, LISTEN_BACKLOG, LogSink, SimServer, StopModel};
 use infer_doctor_sim::setup::SimSetup;
 use infer_doctor_sim::text::WordTokenizer;
 use rand::SeedableRng;
@@ -642,6 +642,9 @@ async fn serve(args: &SimArgs) -> Result<u8, Failure> {
     for record in built.startup_log(&setup, &args.host, addr.port()) {
         print(record);
     }
+    if let Some(fleet) = fleet_from(&args.setup, &setup)? {
+        return serve_fleet(args, &fleet, addr, print).await;
+    }
     let server = SimServer::start(
         built.core,
         built.server.clone(),
@@ -717,6 +720,53 @@ impl Probe {
         }
         (pods, health)
     }
+}
+
+/// Serves a fleet until Ctrl-C: the router's URL first on stdout, then one `POD URL` line per replica.
+async fn serve_fleet(
+    args: &SimArgs,
+    fleet: &FleetSetup,
+    addr: SocketAddr,
+    print: LogSink,
+) -> Result<u8, Failure> {
+    if args.trace.is_some() {
+        return Err(Failure::usage(anyhow!(
+            "--trace records one server's requests; it does not apply with --replicas"
+        )));
+    }
+    let mut members = Vec::new();
+    for spec in &fleet.replicas {
+        let built = spec.setup.build().map_err(Failure::usage)?;
+        let outage = match spec.outage {
+            Some(o) => Some((o, spec.setup.build().map_err(Failure::usage)?.core)),
+            None => None,
+        };
+        members.push(FleetMember {
+            pod: spec.pod.clone(),
+            core: built.core,
+            config: built.server,
+            outage,
+        });
+    }
+    let (router, replicas) = SimServer::start_fleet(
+        members,
+        fleet.router,
+        Arc::new(WordTokenizer),
+        addr,
+        print.clone(),
+    )
+    .await
+    .with_context(|| format!("starting the simulated fleet on {addr}"))
+    .map_err(Failure::usage)?;
+    print(logs::server_started(&args.host, router.addr.port()));
+    println!("{}", router.url());
+    for (spec, replica) in fleet.replicas.iter().zip(&replicas) {
+        println!("{} {}", spec.pod, replica.url());
+    }
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(|e| Failure::usage(anyhow::Error::from(e)))?;
+    Ok(exit::INTERRUPTED)
 }
 
 /// The evidence `diagnose` would gather from this server (or, with `fleet`, through its router with a Prometheus
