@@ -26,8 +26,8 @@ use tokio::sync::{Notify, Semaphore, mpsc as amsc, oneshot};
 use crate::core::{SimCore, TokenOut};
 use crate::engine::{FinishReason, NewRequest};
 use crate::fleet::{Outage, Router, RouterKind};
-use crate::metrics::with_label;
 use crate::logs::LogRecord;
+use crate::metrics::with_label;
 use crate::text::{Tokenize, block_hashes, generated_word};
 
 /// Where the model would stop on its own, when the client does not say `ignore_eos`.
@@ -256,7 +256,9 @@ impl SimServer {
         let mut engines = Vec::new();
         let mut replicas = Vec::new();
         for member in members {
-            let (outage, comeback) = member.outage.map_or((None, None), |(o, c)| (Some(o), Some(c)));
+            let (outage, comeback) = member
+                .outage
+                .map_or((None, None), |(o, c)| (Some(o), Some(c)));
             let engine = spawn_engine(
                 member.core,
                 &member.config,
