@@ -877,6 +877,16 @@ pub struct SimSetupArgs {
     /// random.
     #[arg(long, value_parser = ["round-robin", "least-request", "prefix-aware", "random"])]
     pub router: Option<String>,
+    /// Prefill/decode disaggregation: the first K replicas prefill each prompt (one token), then the decode
+    /// replicas pull its KV over the link (vLLM's NixlConnector; they expose vllm:nixl_* metrics) and generate.
+    #[arg(long)]
+    pub prefill_replicas: Option<u32>,
+    /// The KV link's bandwidth per transfer in Gbit/s (default 400, RDMA; UCX's TCP fallback gives about 10).
+    #[arg(long, requires = "prefill_replicas")]
+    pub kv_transfer_gbps: Option<f64>,
+    /// Share of KV transfers that fail (the decode replica recomputes the prompt) (0–1).
+    #[arg(long, requires = "prefill_replicas")]
+    pub kv_transfer_failure_rate: Option<f64>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -49,6 +49,13 @@ pub enum Signal {
     SpecDrafts,
     SpecDraftTokens,
     SpecAcceptedTokens,
+    /// Prefill/decode disaggregation: each KV transfer's duration on the receiving replica (vLLM's
+    /// `vllm:nixl_xfer_time_seconds`).
+    KvTransferTime,
+    /// Bytes those transfers moved (the sum of `vllm:nixl_bytes_transferred`).
+    KvTransferBytes,
+    /// KV transfers that failed (`vllm:nixl_num_failed_transfers`).
+    KvTransferFailures,
 }
 
 /// How a signal's numbers behave over time.
@@ -63,7 +70,7 @@ pub enum SignalKind {
 }
 
 impl Signal {
-    pub const ALL: [Signal; 28] = [
+    pub const ALL: [Signal; 31] = [
         Signal::Ttft,
         Signal::Itl,
         Signal::Tpot,
@@ -92,12 +99,17 @@ impl Signal {
         Signal::SpecDrafts,
         Signal::SpecDraftTokens,
         Signal::SpecAcceptedTokens,
+        Signal::KvTransferTime,
+        Signal::KvTransferBytes,
+        Signal::KvTransferFailures,
     ];
 
     pub fn kind(self) -> SignalKind {
         use Signal::*;
         match self {
-            Ttft | Itl | Tpot | E2e | QueueTime | PrefillTime | DecodeTime => SignalKind::Histogram,
+            Ttft | Itl | Tpot | E2e | QueueTime | PrefillTime | DecodeTime | KvTransferTime => {
+                SignalKind::Histogram
+            }
             RequestsRunning
             | RequestsWaiting
             | RequestsWaitingCapacity
@@ -112,7 +124,7 @@ impl Signal {
             | GenerationThroughput => SignalKind::Gauge,
             Preemptions | PromptTokens | GenerationTokens | PrefixCacheQueries
             | PrefixCacheHits | RequestsFinished | SpecDrafts | SpecDraftTokens
-            | SpecAcceptedTokens => SignalKind::Counter,
+            | SpecAcceptedTokens | KvTransferBytes | KvTransferFailures => SignalKind::Counter,
         }
     }
 
@@ -154,6 +166,9 @@ impl Signal {
             SpecDrafts => "spec_decode_drafts",
             SpecDraftTokens => "spec_decode_draft_tokens",
             SpecAcceptedTokens => "spec_decode_accepted_tokens",
+            KvTransferTime => "kv_transfer_time",
+            KvTransferBytes => "kv_transfer_bytes",
+            KvTransferFailures => "kv_transfer_failures",
         }
     }
 }

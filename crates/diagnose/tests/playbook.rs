@@ -85,6 +85,21 @@ const CASES: &[(&str, Change, Change)] = &[
         },
     ),
     (
+        "pd.kv_transfer_slow",
+        // Each request's KV takes 45 ms to reach its decode replica, about 40% of the client's TTFT.
+        |e| {
+            server(e)
+                .histograms
+                .insert(Signal::KvTransferTime, histogram(0.045));
+        },
+        // 25 ms: under a quarter of it (8 MiB transfers, too small to judge the link's bandwidth by).
+        |e| {
+            server(e)
+                .histograms
+                .insert(Signal::KvTransferTime, histogram(0.025));
+        },
+    ),
+    (
         "trace.gpu_idle",
         // Decode steps whose GPU work is spread over 30% more time than it takes, the host launching late.
         |e| {
@@ -769,6 +784,7 @@ fn every_playbook_rule_has_a_case() {
         "fleet.replica_down",
         "fleet.gateway_errors",
         "fleet.cache_unaware_routing",
+        "pd.kv_transfer_slow",
     ];
     for id in ids {
         assert!(
@@ -808,7 +824,7 @@ fn healthy_evidence_has_no_warning_and_every_checklist_line_passes() {
         "{:#?}",
         diagnosis.findings
     );
-    assert_eq!(diagnosis.checklist.len(), 52);
+    assert_eq!(diagnosis.checklist.len(), 53);
     for line in &diagnosis.checklist {
         assert_eq!(line.status, CheckStatus::Pass, "{line:#?}");
     }

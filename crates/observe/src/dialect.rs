@@ -270,6 +270,16 @@ const VLLM: &[(Signal, Source)] = &[
         S::SpecAcceptedTokens,
         Family(&["vllm:spec_decode_num_accepted_tokens_total"]),
     ),
+    // vLLM's NixlConnector (kv_connector/v1/nixl/stats.py): the transfers a decode replica pulled.
+    (S::KvTransferTime, Family(&["vllm:nixl_xfer_time_seconds"])),
+    (
+        S::KvTransferBytes,
+        Family(&["vllm:nixl_bytes_transferred_sum"]),
+    ),
+    (
+        S::KvTransferFailures,
+        Family(&["vllm:nixl_num_failed_transfers_total"]),
+    ),
 ];
 
 const SGLANG: &[(Signal, Source)] = &[

@@ -9,6 +9,7 @@ use rand::{Rng, SeedableRng};
 use crate::core::SimCore;
 use crate::des::{Arrivals, Outcome, Sample};
 use crate::engine::{NewRequest, Step};
+use crate::metrics::KvTransfer;
 use crate::setup::{Built, SimSetup};
 
 /// How the router picks a replica for a request.
@@ -139,11 +140,50 @@ pub struct ReplicaSpec {
     pub outage: Option<Outage>,
 }
 
+/// The network a prefill replica's KV crosses to its decode replica.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct KvLink {
+    /// Effective bandwidth of one transfer, in Gbit/s.
+    pub gbps: f64,
+    /// Fixed cost of one transfer (connection, descriptor posting, notification), in seconds.
+    pub latency_s: f64,
+    /// Share of transfers that fail (the decode replica then computes the prompt itself).
+    pub failure_rate: f64,
+}
+
+impl KvLink {
+    /// NIXL over UCX on InfiniBand/RoCE: 400 Gbit/s, tens of microseconds per transfer.
+    pub const RDMA: KvLink = KvLink {
+        gbps: 400.0,
+        latency_s: 50e-6,
+        failure_rate: 0.0,
+    };
+    /// UCX's TCP fallback when no RDMA device is usable: about 10 Gbit/s a flow, a millisecond to set up.
+    pub const TCP: KvLink = KvLink {
+        gbps: 10.0,
+        latency_s: 1e-3,
+        failure_rate: 0.0,
+    };
+
+    fn seconds(&self, bytes: f64) -> f64 {
+        self.latency_s + bytes * 8.0 / (self.gbps * 1e9)
+    }
+}
+
+/// Prefill/decode disaggregation: the first `prefill` replicas compute prompts, the rest pull the KV over `link`
+/// and generate (vLLM's NixlConnector, as llm-d deploys it).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Disaggregation {
+    pub prefill: u32,
+    pub link: KvLink,
+}
+
 /// A whole fleet: the replicas and the router in front of them.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct FleetSetup {
     pub router: RouterKind,
     pub replicas: Vec<ReplicaSpec>,
+    pub disaggregation: Option<Disaggregation>,
 }
 
 impl FleetSetup {
@@ -161,11 +201,23 @@ impl FleetSetup {
                     outage: None,
                 })
                 .collect(),
+            disaggregation: None,
         }
     }
 
     pub fn build(&self) -> Result<Fleet, infer_doctor_plan::HardwareError> {
-        let replicas = self
+        let prefill = self.disaggregation.map_or(0, |d| d.prefill as usize);
+        if self.disaggregation.is_some() && (prefill == 0 || prefill >= self.replicas.len()) {
+            return Err(infer_doctor_plan::HardwareError::InvalidSetting {
+                setting: "prefill_replicas",
+                value: prefill.to_string(),
+                expected: format!(
+                    "at least one prefill and one decode replica among {}",
+                    self.replicas.len()
+                ),
+            });
+        }
+        let mut replicas = self
             .replicas
             .iter()
             .map(|spec| {
@@ -178,13 +230,18 @@ impl FleetSetup {
                 })
             })
             .collect::<Result<Vec<_>, infer_doctor_plan::HardwareError>>()?;
+        for r in replicas.iter_mut().skip(prefill).filter(|_| prefill > 0) {
+            r.built.core.metrics.enable_nixl();
+        }
+        let seed = self.replicas.first().map_or(0, |r| r.setup.seed);
         Ok(Fleet {
-            router: Router::new(
-                self.router,
-                self.replicas.first().map_or(0, |r| r.setup.seed),
-            ),
+            router: Router::new(self.router, seed),
             replicas,
             assigned: HashMap::new(),
+            disaggregation: self.disaggregation,
+            transfers: Vec::new(),
+            arrivals: HashMap::new(),
+            rng: StdRng::seed_from_u64(seed ^ 0x4b76),
         })
     }
 }
@@ -220,18 +277,105 @@ pub struct Fleet {
     pub replicas: Vec<Replica>,
     /// Requests in the fleet: where each went and what it was, so an outage can retry it elsewhere.
     assigned: HashMap<u64, (usize, NewRequest, f64)>,
+    disaggregation: Option<Disaggregation>,
+    /// KV on its way from a prefill replica: when it lands, the request, and the transfer.
+    transfers: Vec<(f64, NewRequest, KvTransfer)>,
+    /// When each request reached the fleet, for the client's view of a request served in two legs.
+    arrivals: HashMap<u64, f64>,
+    /// Draws which transfers fail.
+    rng: StdRng,
 }
 
 impl Fleet {
-    /// Routes a request arriving at `at`; false when no replica is up to take it.
+    /// Whether replica `i` prefills for decode replicas.
+    pub fn is_prefill(&self, i: usize) -> bool {
+        self.disaggregation.is_some_and(|d| i < d.prefill as usize)
+    }
+
+    /// The router's pick among the replicas of one role (all of them without disaggregation).
+    fn pick(&mut self, block_hashes: &[u64], prefill: bool) -> Option<usize> {
+        let split = self.disaggregation.is_some();
+        let loads: Vec<Option<u32>> = (0..self.replicas.len())
+            .map(|i| {
+                (!split || self.is_prefill(i) == prefill)
+                    .then(|| self.replicas[i].load())
+                    .flatten()
+            })
+            .collect();
+        self.router.pick(block_hashes, &loads)
+    }
+
+    /// Routes a request arriving at `at` (to a prefill replica for one token when disaggregated); false when no
+    /// replica is up to take it.
     fn route(&mut self, request: NewRequest, at: f64) -> bool {
-        let loads: Vec<Option<u32>> = self.replicas.iter().map(Replica::load).collect();
-        let Some(i) = self.router.pick(&request.block_hashes, &loads) else {
+        let Some(i) = self.pick(&request.block_hashes, true) else {
             return false;
         };
+        self.arrivals.entry(request.id).or_insert(at);
         self.assigned.insert(request.id, (i, request.clone(), at));
-        self.replicas[i].built.core.add(request, at);
+        let leg = if self.is_prefill(i) {
+            NewRequest {
+                max_tokens: 1,
+                stop_after: None,
+                min_tokens: 0,
+                ..request
+            }
+        } else {
+            request
+        };
+        self.replicas[i].built.core.add(leg, at);
         true
+    }
+
+    /// A prefill leg finished at `now` on replica `from`: its KV starts over the link to a decode replica.
+    fn send_kv(&mut self, id: u64, from: usize, now: f64) {
+        let (Some(link), Some((_, request, _))) = (
+            self.disaggregation.map(|d| d.link),
+            self.assigned.remove(&id),
+        ) else {
+            return;
+        };
+        let built = &self.replicas[from].built;
+        let tp = built.deployment.tensor_parallel;
+        let per_token = built
+            .model
+            .kv_bytes_per_token_per_rank(built.deployment.kv_cache_dtype, tp)
+            as f64
+            * f64::from(tp);
+        let bytes = per_token * f64::from(request.prompt_tokens);
+        let blocks = request.prompt_tokens.div_ceil(built.scheduler.block_size);
+        let failed = self.rng.random_bool(link.failure_rate.clamp(0.0, 1.0));
+        let transfer = KvTransfer {
+            seconds: link.seconds(bytes),
+            post_seconds: link.latency_s,
+            bytes,
+            descriptors: u64::from(blocks) * built.model.num_layers,
+            failed,
+        };
+        self.transfers
+            .push((now + transfer.seconds, request, transfer));
+    }
+
+    /// Transfers landed by `now` join a decode replica; those no decode replica can take wait.
+    fn land_transfers(&mut self, now: f64) {
+        let (landed, flying): (Vec<_>, Vec<_>) = std::mem::take(&mut self.transfers)
+            .into_iter()
+            .partition(|(at, _, _)| *at <= now);
+        self.transfers = flying;
+        for (at, request, transfer) in landed {
+            match self.pick(&request.block_hashes, false) {
+                Some(i) => {
+                    self.assigned.insert(request.id, (i, request.clone(), at));
+                    // The decode replica's clock starts when the request reaches it, before the pull.
+                    let reached = at - transfer.seconds;
+                    self.replicas[i]
+                        .built
+                        .core
+                        .add_transferred(request, reached, &transfer);
+                }
+                None => self.transfers.push((now, request, transfer)),
+            }
+        }
     }
 
     /// Takes replicas down and brings them back as their outages say, at `now`; returns the requests of a
@@ -346,6 +490,7 @@ pub fn run(
             held.push((request(sent), open_times[sent as usize]));
             sent += 1;
         }
+        fleet.land_transfers(now);
         let waiting = std::mem::take(&mut held);
         for (r, at) in waiting {
             if !fleet.route(r.clone(), at) {
@@ -369,6 +514,13 @@ pub fn run(
             .filter_map(|r| r.in_flight.as_ref().map(|(_, end)| *end))
             .chain(open_times.get(sent as usize).copied())
             .chain(fleet.next_outage_edge(now))
+            .chain(
+                fleet
+                    .transfers
+                    .iter()
+                    .map(|(at, _, _)| *at)
+                    .filter(|&at| at > now),
+            )
             .min_by(f64::total_cmp);
         let Some(next) =
             next.filter(|&t| t <= horizon || fleet.replicas.iter().any(|r| r.in_flight.is_some()))
@@ -391,12 +543,23 @@ pub fn run(
                 continue;
             }
             let (step, end) = fleet.replicas[i].in_flight.take().expect("due");
+            let prefill = fleet.is_prefill(i);
             for token in fleet.replicas[i].built.core.end_step(&step, end) {
+                if prefill {
+                    // The prefill replica's one token stays inside the fleet; its KV goes on to decode.
+                    if token.finished.is_some() {
+                        fleet.send_kv(token.id, i, end);
+                    }
+                    continue;
+                }
                 if keep_token_times {
                     out.token_times.entry(token.id).or_default().push(token.at);
                 }
-                if let Some(done) = token.finished {
+                if let Some(mut done) = token.finished {
                     fleet.assigned.remove(&done.id);
+                    if let Some(arrived) = fleet.arrivals.remove(&done.id) {
+                        done.times.arrived = arrived;
+                    }
                     out.finished.push(done);
                     if matches!(arrivals, Arrivals::Closed { .. }) && sent < total {
                         held.push((request(sent), end));

@@ -1,7 +1,7 @@
 //! Named presets, one per playbook finding a server can show, plus `healthy`: each is a full setup of the
 //! simulated server (model, GPU, engine arguments, faults) that reliably reproduces its finding under load.
 
-use crate::fleet::{FleetSetup, Outage, RouterKind};
+use crate::fleet::{Disaggregation, FleetSetup, KvLink, Outage, RouterKind};
 use crate::server::{Faults, StopModel};
 use crate::setup::SimSetup;
 
@@ -53,7 +53,7 @@ fn blocks_for_requests(requests: u32) -> u32 {
     requests * 768 / 16
 }
 
-static SCENARIOS: [Scenario; 17] = [
+static SCENARIOS: [Scenario; 18] = [
     Scenario {
         name: "healthy",
         finding: None,
@@ -290,5 +290,24 @@ static SCENARIOS: [Scenario; 17] = [
             users: 32,
         },
         fleet: Some(|setup| FleetSetup::uniform(setup, 3, RouterKind::RoundRobin)),
+    },
+    Scenario {
+        name: "pd-transfer-slow",
+        finding: Some("pd.kv_transfer_slow"),
+        reproduces: "prefill/decode split (1 prefill, 2 decode replicas) whose KV moves over TCP at 10 Gbit/s \
+                     instead of RDMA: 4k-token prompts wait on the transfer longer than on the prefill",
+        setup: SimSetup::default,
+        workload: Workload {
+            input_tokens: 4096,
+            users: 16,
+            ..CHAT
+        },
+        fleet: Some(|setup| FleetSetup {
+            disaggregation: Some(Disaggregation {
+                prefill: 1,
+                link: KvLink::TCP,
+            }),
+            ..FleetSetup::uniform(setup, 3, RouterKind::LeastRequest)
+        }),
     },
 ];

@@ -14,7 +14,7 @@ use infer_doctor_observe::{dialect, exposition, server};
 use infer_doctor_prompt::dist::LengthDist;
 use infer_doctor_sim::des::{self, Arrivals, Outcome};
 use infer_doctor_sim::engine::{FinishReason, NewRequest};
-use infer_doctor_sim::fleet::{self, Fleet, FleetSetup, RouterKind};
+use infer_doctor_sim::fleet::{self, Disaggregation, Fleet, FleetSetup, KvLink, RouterKind};
 use infer_doctor_sim::logs::{self, LogRecord, Pids};
 use infer_doctor_sim::metrics::with_label;
 use infer_doctor_sim::scenario;
@@ -177,6 +177,37 @@ pub fn fleet_from(args: &SimSetupArgs, setup: &SimSetup) -> Result<Option<FleetS
         // clap allows only the names RouterKind knows.
         fleet.router = RouterKind::parse(router)
             .ok_or_else(|| Failure::usage(anyhow!("--router `{router}`: unknown")))?;
+    }
+    if let Some(k) = args.prefill_replicas {
+        fleet.disaggregation = Some(Disaggregation {
+            prefill: k,
+            link: fleet.disaggregation.map_or(KvLink::RDMA, |d| d.link),
+        });
+    }
+    if let Some(d) = fleet.disaggregation.as_mut() {
+        if let Some(gbps) = args.kv_transfer_gbps {
+            if !(gbps.is_finite() && gbps > 0.0) {
+                return Err(Failure::usage(anyhow!(
+                    "--kv-transfer-gbps {gbps}: must be a positive bandwidth"
+                )));
+            }
+            d.link.gbps = gbps;
+        }
+        if let Some(rate) = args.kv_transfer_failure_rate {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(Failure::usage(anyhow!(
+                    "--kv-transfer-failure-rate {rate}: must be between 0 and 1"
+                )));
+            }
+            d.link.failure_rate = rate;
+        }
+        if d.prefill == 0 || d.prefill as usize >= fleet.replicas.len() {
+            return Err(Failure::usage(anyhow!(
+                "--prefill-replicas {}: leaves no prefill or no decode replica among --replicas {}",
+                d.prefill,
+                fleet.replicas.len()
+            )));
+        }
     }
     Ok((fleet.replicas.len() > 1).then_some(fleet))
 }
@@ -732,6 +763,12 @@ async fn serve_fleet(
     if args.trace.is_some() {
         return Err(Failure::usage(anyhow!(
             "--trace records one server's requests; it does not apply with --replicas"
+        )));
+    }
+    if fleet.disaggregation.is_some() {
+        return Err(Failure::usage(anyhow!(
+            "--prefill-replicas: the prefill/decode split is simulated by `sim run` (the discrete-event clock) only, \
+             not over HTTP yet"
         )));
     }
     let mut members = Vec::new();

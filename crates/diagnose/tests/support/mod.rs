@@ -121,12 +121,19 @@ pub fn healthy_server() -> ServerWindow {
                 counter(100_000.0, WINDOW_SECONDS),
             ),
             (Signal::PrefixCacheHits, counter(60_000.0, WINDOW_SECONDS)),
+            // A prefill/decode split's KV: 8 MiB per request, no failure.
+            (
+                Signal::KvTransferBytes,
+                counter(180.0 * 8.0 * 1_048_576.0, WINDOW_SECONDS),
+            ),
+            (Signal::KvTransferFailures, counter(0.0, WINDOW_SECONDS)),
         ]),
         histograms: BTreeMap::from([
             (Signal::Ttft, histogram(0.09)),
             (Signal::QueueTime, histogram(0.005)),
             (Signal::PrefillTime, histogram(0.06)),
             (Signal::E2e, histogram(2.5)),
+            (Signal::KvTransferTime, histogram(0.005)),
         ]),
         ..Default::default()
     }
