@@ -882,10 +882,10 @@ pub struct SimSetupArgs {
     #[arg(long)]
     pub prefill_replicas: Option<u32>,
     /// The KV link's bandwidth per transfer in Gbit/s (default 400, RDMA; UCX's TCP fallback gives about 10).
-    #[arg(long, requires = "prefill_replicas")]
+    #[arg(long)]
     pub kv_transfer_gbps: Option<f64>,
     /// Share of KV transfers that fail (the decode replica recomputes the prompt) (0–1).
-    #[arg(long, requires = "prefill_replicas")]
+    #[arg(long)]
     pub kv_transfer_failure_rate: Option<f64>,
 }
 

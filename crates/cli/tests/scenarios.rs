@@ -158,3 +158,49 @@ fn prefix_aware_routing_clears_the_cache_unaware_fleet() {
     let single = diagnosed_with("cache-unaware-routing", &["--replicas", "1"]);
     assert_eq!(line(&single, "prefix_routing"), "unknown");
 }
+
+/// The slow-transfer split with its link at RDMA speed: the same replicas and prompts, the KV in milliseconds,
+/// and the transfer rule passes with the NIXL numbers read from the decode replicas.
+#[test]
+fn the_same_split_over_rdma_passes_the_transfer_check() {
+    let line = |doc: &Value| {
+        doc["diagnosis"]["checklist"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["id"] == "kv_transfer_fast")
+            .unwrap()
+            .clone()
+    };
+    let slow = diagnosed_with("pd-transfer-slow", &[]);
+    assert_eq!(line(&slow)["status"], "fail");
+    let rdma = diagnosed_with("pd-transfer-slow", &["--kv-transfer-gbps", "400"]);
+    let check = line(&rdma);
+    assert_eq!(check["status"], "pass", "{check}");
+    assert!(
+        check["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Gbit/s for 512.0 MiB each"),
+        "{check}"
+    );
+    // A split needs both roles.
+    let out = bin()
+        .args([
+            "sim",
+            "run",
+            "--scenario",
+            "pd-transfer-slow",
+            "--prefill-replicas",
+            "3",
+        ])
+        .args(["--diagnose"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--prefill-replicas 3: leaves no prefill or no decode replica"),
+        "{err}"
+    );
+}

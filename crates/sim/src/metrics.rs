@@ -1394,6 +1394,67 @@ mod tests {
             .collect()
     }
 
+    /// vLLM's `NixlPromMetrics`: the families, types and buckets of `kv_connector/v1/nixl/stats.py`, only on a
+    /// replica that pulls KV.
+    #[test]
+    fn a_decode_replica_exposes_the_nixl_connector_families() {
+        let mut metrics = fixture_like();
+        assert!(!metrics.render().contains("nixl"));
+        metrics.enable_nixl();
+        metrics.observe_kv_transfer(&KvTransfer {
+            seconds: 0.43,
+            post_seconds: 0.001,
+            bytes: 512.0 * 1048576.0,
+            descriptors: 1024,
+            failed: false,
+        });
+        metrics.observe_kv_transfer(&KvTransfer {
+            seconds: 0.0,
+            post_seconds: 0.0,
+            bytes: 0.0,
+            descriptors: 0,
+            failed: true,
+        });
+        let e = Exposition::parse(&metrics.render());
+        let types: BTreeMap<&str, &str> = e
+            .types
+            .iter()
+            .filter(|(name, _)| name.contains("nixl"))
+            .map(|(n, t)| (n.as_str(), t.as_str()))
+            .collect();
+        assert_eq!(
+            types,
+            BTreeMap::from([
+                ("vllm:nixl_bytes_transferred", "histogram"),
+                ("vllm:nixl_num_descriptors", "histogram"),
+                ("vllm:nixl_num_failed_notifications_total", "counter"),
+                ("vllm:nixl_num_failed_transfers_total", "counter"),
+                ("vllm:nixl_post_time_seconds", "histogram"),
+                ("vllm:nixl_xfer_time_seconds", "histogram"),
+                ("vllm:nixl_bytes_transferred_created", "gauge"),
+                ("vllm:nixl_num_descriptors_created", "gauge"),
+                ("vllm:nixl_num_failed_notifications_created", "gauge"),
+                ("vllm:nixl_num_failed_transfers_created", "gauge"),
+                ("vllm:nixl_post_time_seconds_created", "gauge"),
+                ("vllm:nixl_xfer_time_seconds_created", "gauge"),
+            ])
+        );
+        // The transfer time's buckets start at 5 ms, the post time's at 1 ms; bytes from 2 KiB to 8 GiB.
+        assert_eq!(e.bucket("vllm:nixl_xfer_time_seconds", "0.005"), 0.0);
+        assert_eq!(e.bucket("vllm:nixl_xfer_time_seconds", "0.5"), 1.0);
+        assert_eq!(e.bucket("vllm:nixl_post_time_seconds", "0.001"), 1.0);
+        assert_eq!(e.bucket("vllm:nixl_bytes_transferred", "2048.0"), 0.0);
+        assert_eq!(
+            e.bucket("vllm:nixl_bytes_transferred", "8.589934592e+09"),
+            1.0
+        );
+        assert_eq!(
+            e.value("vllm:nixl_bytes_transferred_sum", &[]),
+            512.0 * 1048576.0
+        );
+        assert_eq!(e.value("vllm:nixl_num_failed_transfers_total", &[]), 1.0);
+    }
+
     #[test]
     fn a_pod_label_goes_on_every_sample_and_nowhere_else() {
         let text = "# HELP a A.\n# TYPE a counter\na_total{engine=\"0\"} 3\nb 1.5\nc{} 2\n";

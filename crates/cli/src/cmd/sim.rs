@@ -184,6 +184,13 @@ pub fn fleet_from(args: &SimSetupArgs, setup: &SimSetup) -> Result<Option<FleetS
             link: fleet.disaggregation.map_or(KvLink::RDMA, |d| d.link),
         });
     }
+    if fleet.disaggregation.is_none()
+        && (args.kv_transfer_gbps.is_some() || args.kv_transfer_failure_rate.is_some())
+    {
+        return Err(Failure::usage(anyhow!(
+            "--kv-transfer-gbps and --kv-transfer-failure-rate need a prefill/decode split (--prefill-replicas K)"
+        )));
+    }
     if let Some(d) = fleet.disaggregation.as_mut() {
         if let Some(gbps) = args.kv_transfer_gbps {
             if !(gbps.is_finite() && gbps > 0.0) {
