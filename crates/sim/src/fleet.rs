@@ -458,7 +458,6 @@ impl Fleet {
 
 /// [`crate::des::run_observed`] for a fleet: requests go through the router, every replica steps on its own, and
 /// `observe` sees the whole fleet at each sampling time.
-#[allow(clippy::too_many_arguments)]
 pub fn run(
     fleet: &mut Fleet,
     arrivals: &Arrivals,
