@@ -676,4 +676,69 @@ mod tests {
         assert_eq!(fleet.replicas[1].restarts, 1);
         assert!(fleet.replicas[1].core().totals().generation_tokens > 0);
     }
+
+    /// One prefill and one decode replica, 4096-token prompts, the KV over `link`: every request's client-side
+    /// TTFT and the decode replica's rendered metrics.
+    fn split(link: KvLink) -> (Vec<f64>, String, String) {
+        let mut spec = FleetSetup::uniform(&SimSetup::default(), 2, RouterKind::RoundRobin);
+        spec.disaggregation = Some(Disaggregation { prefill: 1, link });
+        let mut fleet = spec.build().unwrap();
+        let outcome = run(
+            &mut fleet,
+            &Arrivals::Closed {
+                users: 1,
+                requests: 4,
+            },
+            |id| synthetic_request(id, 4096, (0, 1), 16, None, 16),
+            0.5,
+            600.0,
+            false,
+            |_, _| {},
+        )
+        .unwrap();
+        assert_eq!(outcome.finished.len(), 4);
+        let ttft = outcome
+            .finished
+            .iter()
+            .map(|f| f.times.first_token.unwrap() - f.times.arrived)
+            .collect();
+        let render = |i: usize| fleet.replicas[i].core().metrics.render();
+        (ttft, render(0), render(1))
+    }
+
+    #[test]
+    fn a_split_prefills_on_one_replica_and_decodes_after_the_kv_crosses_the_link() {
+        let (rdma, prefill, decode) = split(KvLink::RDMA);
+        let (tcp, _, slow_decode) = split(KvLink::TCP);
+        // Llama-3.1-8B keeps 128 KiB of KV per token: 512 MiB per prompt, 0.43 s at 10 Gbit/s, 11 ms at 400.
+        let bytes = 4096.0 * 131072.0;
+        let sample = |text: &str, name: &str| -> f64 {
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {name}"))
+        };
+        assert_eq!(
+            sample(&decode, "vllm:nixl_bytes_transferred_sum"),
+            4.0 * bytes
+        );
+        assert_eq!(sample(&decode, "vllm:nixl_xfer_time_seconds_count"), 4.0);
+        let tcp_each = sample(&slow_decode, "vllm:nixl_xfer_time_seconds_sum") / 4.0;
+        assert!(
+            (tcp_each - (1e-3 + bytes * 8.0 / 10e9)).abs() < 1e-9,
+            "{tcp_each}"
+        );
+        // The prefill replica computed the prompts and no transfer; the decode replica computed none of them.
+        assert!(!prefill.contains("nixl"));
+        assert_eq!(sample(&prefill, "vllm:prompt_tokens_total"), 4.0 * 4096.0);
+        assert_eq!(sample(&decode, "vllm:generation_tokens_total"), 4.0 * 16.0);
+        for (slow, fast) in tcp.iter().zip(&rdma) {
+            let gap = slow - fast;
+            assert!(
+                (gap - (tcp_each - (5e-5 + bytes * 8.0 / 400e9))).abs() < 0.02,
+                "{slow} vs {fast}"
+            );
+        }
+    }
 }
