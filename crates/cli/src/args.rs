@@ -972,6 +972,28 @@ pub struct SimSetupArgs {
     /// The server renders chat with a template that, unlike the model's, never opens the assistant's turn.
     #[arg(long)]
     pub chat_template_without_generation_prompt: bool,
+    /// Simulate a fleet: this many replicas of the setup behind the simulator's own router (default 1, or the
+    /// scenario's fleet). Over HTTP, --port serves the router (completions, and every replica's /metrics in one
+    /// body, each sample labelled pod="sim-I": scrape it with honor_labels: true) and each replica also listens
+    /// on a port of its own, printed after the router's URL, serving its own API and its own labelled /metrics:
+    /// a Prometheus that scrapes those ports (one target per replica) sees its `up` and resets per pod.
+    #[arg(long)]
+    pub replicas: Option<u32>,
+    /// How the fleet's router picks a replica: round-robin, least-request (fewest running + waiting),
+    /// prefix-aware (the replica that last served the request's longest prompt prefix, else least-request) or
+    /// random.
+    #[arg(long, value_parser = ["round-robin", "least-request", "prefix-aware", "random"])]
+    pub router: Option<String>,
+    /// Prefill/decode disaggregation: the first K replicas prefill each prompt (one token), then the decode
+    /// replicas pull its KV over the link (vLLM's NixlConnector; they expose vllm:nixl_* metrics) and generate.
+    #[arg(long)]
+    pub prefill_replicas: Option<u32>,
+    /// The KV link's bandwidth per transfer in Gbit/s (default 400, RDMA; UCX's TCP fallback gives about 10).
+    #[arg(long)]
+    pub kv_transfer_gbps: Option<f64>,
+    /// Share of KV transfers that fail (the decode replica recomputes the prompt) (0–1).
+    #[arg(long)]
+    pub kv_transfer_failure_rate: Option<f64>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -1,5 +1,6 @@
-//! A real fleet on loopback: two simulated vLLM replicas behind a real nginx with the seed's `least_conn`
-//! upstream, scraped by a real Prometheus 2.42; `diagnose --prometheus` must name the replica the load piles on.
+//! A real fleet on loopback: simulated vLLM replicas behind a real nginx with the seed's `least_conn` upstream or
+//! behind the simulator's own router, scraped by a real Prometheus 2.42; `diagnose --prometheus` must name the
+//! replica the load piles on.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -400,4 +401,47 @@ fn replicas_probed_side_by_side_name_the_one_that_queues() {
         .unwrap();
     let again: Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(finding(&again, "fleet.load_skew")["verdict"], verdict);
+}
+
+#[test]
+fn the_weak_replica_of_a_simulated_fleet_behind_round_robin_is_named_through_prometheus() {
+    let scratch = tempfile::tempdir().unwrap();
+    // The imbalanced-routing fleet: sim-2 runs four requests at a time, its peers all they are given.
+    let (_fleet, router, pods) = infer_doctor_testkit::start_sim_fleet(
+        EXE,
+        &[
+            "--scenario",
+            "imbalanced-routing",
+            "--replicas",
+            "3",
+            "--router",
+            "round-robin",
+        ],
+        3,
+    );
+    let names: Vec<&str> = pods.iter().map(|(pod, _)| pod.as_str()).collect();
+    assert_eq!(names, ["sim-0", "sim-1", "sim-2"]);
+    // One target per replica port; each exposition labels itself with the same pod the target does.
+    let targets: Vec<(&str, &str)> = pods
+        .iter()
+        .map(|(pod, url)| (pod.as_str(), url.as_str()))
+        .collect();
+    let prometheus = scrape(scratch.path(), &targets);
+    let mut through_router = load(&router, "400");
+    std::thread::sleep(Duration::from_secs(10));
+    let doc = diagnose_fleet(&prometheus, "8s");
+    assert!(
+        through_router.0.try_wait().unwrap().is_none(),
+        "the load must cover the window diagnosed"
+    );
+    let verdict = finding(&doc, "fleet.load_skew")["verdict"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        verdict.starts_with("replica sim-2 carries far more"),
+        "{verdict}"
+    );
+    assert_eq!(*check_status(&doc, "fleet_balanced"), "fail");
+    assert_eq!(*check_status(&doc, "replicas_up"), "pass");
 }

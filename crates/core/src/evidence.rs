@@ -141,6 +141,10 @@ pub struct WorkloadFacts {
     pub output_tokens: f64,
     /// The probe's concurrency (users).
     pub concurrency: u64,
+    /// Tokens at the start of each prompt (within `input_tokens`) shared with other prompts, when known: the
+    /// share of prompt tokens a prefix cache can serve at best.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_tokens: Option<f64>,
 }
 
 /// What an engine log says, whatever server wrote it.

@@ -57,6 +57,13 @@ pub enum Signal {
     ReadyReplicas,
     /// The endpoint picker's scheduling attempts by `status` (success, failure: no replica could take it).
     SchedulingAttempts,
+    /// Prefill/decode disaggregation: each KV transfer's duration on the receiving replica (vLLM's
+    /// `vllm:nixl_xfer_time_seconds`).
+    KvTransferTime,
+    /// Bytes those transfers moved (the sum of `vllm:nixl_bytes_transferred`).
+    KvTransferBytes,
+    /// KV transfers that failed (`vllm:nixl_num_failed_transfers`).
+    KvTransferFailures,
 }
 
 /// How a signal's numbers behave over time.
@@ -71,7 +78,7 @@ pub enum SignalKind {
 }
 
 impl Signal {
-    pub const ALL: [Signal; 32] = [
+    pub const ALL: [Signal; 35] = [
         Signal::Ttft,
         Signal::Itl,
         Signal::Tpot,
@@ -104,13 +111,16 @@ impl Signal {
         Signal::GatewayQueueTime,
         Signal::ReadyReplicas,
         Signal::SchedulingAttempts,
+        Signal::KvTransferTime,
+        Signal::KvTransferBytes,
+        Signal::KvTransferFailures,
     ];
 
     pub fn kind(self) -> SignalKind {
         use Signal::*;
         match self {
             Ttft | Itl | Tpot | E2e | QueueTime | PrefillTime | DecodeTime | SchedulingLatency
-            | GatewayQueueTime => SignalKind::Histogram,
+            | GatewayQueueTime | KvTransferTime => SignalKind::Histogram,
             RequestsRunning
             | RequestsWaiting
             | RequestsWaitingCapacity
@@ -126,7 +136,9 @@ impl Signal {
             | ReadyReplicas => SignalKind::Gauge,
             Preemptions | PromptTokens | GenerationTokens | PrefixCacheQueries
             | PrefixCacheHits | RequestsFinished | SpecDrafts | SpecDraftTokens
-            | SpecAcceptedTokens | SchedulingAttempts => SignalKind::Counter,
+            | SpecAcceptedTokens | SchedulingAttempts | KvTransferBytes | KvTransferFailures => {
+                SignalKind::Counter
+            }
         }
     }
 
@@ -172,6 +184,9 @@ impl Signal {
             GatewayQueueTime => "gateway_queue_time",
             ReadyReplicas => "ready_replicas",
             SchedulingAttempts => "scheduling_attempts",
+            KvTransferTime => "kv_transfer_time",
+            KvTransferBytes => "kv_transfer_bytes",
+            KvTransferFailures => "kv_transfer_failures",
         }
     }
 }

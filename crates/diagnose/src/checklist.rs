@@ -8,7 +8,7 @@ use crate::assessment::{Assessment, how, ms, percent};
 use crate::facts::Facts;
 
 /// Lines answered directly by one rule: (line id, question, rule id).
-const RULE_LINES: [(&str, &str, &str); 50] = [
+const RULE_LINES: [(&str, &str, &str); 52] = [
     ("error_rate", "Is the error rate below 1%?", "errors.rate"),
     (
         "no_preemptions",
@@ -49,6 +49,16 @@ const RULE_LINES: [(&str, &str, &str); 50] = [
         "replicas_up",
         "Were all replicas up through the window (every scrape answered, no restart)?",
         "fleet.replica_down",
+    ),
+    (
+        "prefix_routing",
+        "Does each shared prefix stay on the replica that cached it (per-pod hit rates near what the workload allows)?",
+        "fleet.cache_unaware_routing",
+    ),
+    (
+        "kv_transfer_fast",
+        "Is the prefill→decode KV transfer fast (a small share of TTFT, at RDMA speed, none failing)?",
+        "pd.kv_transfer_slow",
     ),
     (
         "gateway_passes_requests",

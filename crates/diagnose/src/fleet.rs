@@ -5,7 +5,7 @@ use infer_doctor_core::signals::ServerWindow;
 use infer_doctor_core::{Confidence, Observation, Severity, Signal, Symptom, UNLABELLED_PODS};
 
 use crate::Thresholds;
-use crate::assessment::{Assessment, Rule, percent, seen};
+use crate::assessment::{Assessment, Rule, compared, percent, ratio, seen};
 use crate::facts::{Facts, finite, in_system_mean};
 
 const LOAD_SKEW: Rule = Rule {
@@ -68,6 +68,28 @@ const GATEWAY_ERRORS: Rule = Rule {
              (the gateway in front of the pool); the comparison with the servers' counts is infer-doctor's",
 };
 
+const CACHE_UNAWARE_ROUTING: Rule = Rule {
+    id: "fleet.cache_unaware_routing",
+    symptom: Symptom::Ttft,
+    why: "The workload repeats long prompt prefixes (system prompts, few-shot examples, conversation history), \
+          but each replica's prefix cache hits far less than the share of prompt tokens those prefixes make up: \
+          the router sends a prefix to whichever pod it picks, so every pod computes (and caches) every prefix \
+          for itself and their caches evict each other's, and prefill time that one cached copy would save is \
+          spent again on each replica.",
+    remedies: &[
+        "Route by prefix: a prefix-cache-aware scheduler (llm-d's endpoint picker with its prefix-cache scorer, \
+         or consistent hashing on the session or system prompt at the gateway) keeps a prefix on the pod that \
+         cached it",
+        "Where only a session id is shared, route by it (sticky sessions, nginx `hash $session consistent`), \
+         with a load scorer beside it so one hot prefix does not pile onto one pod",
+        "Give each replica enough KV cache to keep the prefixes routed to it (fewer, larger replicas spread \
+         prefixes less)",
+    ],
+    source: "llm-d/llm-d-inference-scheduler (prefix-cache scorer: route to the pod holding the longest cached \
+             prefix); https://docs.vllm.ai/en/latest/features/automatic_prefix_caching/; the comparison with the \
+             workload's shared share is infer-doctor's (inference)",
+};
+
 /// Statuses a proxy answers for an upstream it could not use; an engine's own failures are 4xx or 500.
 const GATEWAY_STATUSES: [u16; 3] = [502, 503, 504];
 
@@ -128,7 +150,124 @@ pub(crate) fn assess(facts: &Facts, t: &Thresholds) -> Vec<Assessment> {
         load_skew(facts, t),
         replica_down(facts, t),
         gateway_errors(facts, t),
+        cache_unaware_routing(facts, t),
     ]
+}
+
+/// One replica's prefix-cache hits and lookups over the window, when it counted any.
+fn prefix_counts(window: &ServerWindow) -> Option<(f64, f64)> {
+    let hits = window.counter(Signal::PrefixCacheHits)?.increase;
+    let queries = window.counter(Signal::PrefixCacheQueries)?.increase;
+    (hits.is_finite() && queries.is_finite() && queries > 0.0).then_some((hits, queries))
+}
+
+fn cache_unaware_routing(facts: &Facts, t: &Thresholds) -> Assessment {
+    let pods: Vec<(&String, &ServerWindow)> = facts
+        .evidence
+        .pods
+        .iter()
+        .filter(|(pod, _)| pod.as_str() != UNLABELLED_PODS)
+        .collect();
+    if pods.len() < 2 {
+        return CACHE_UNAWARE_ROUTING.unknown(
+            "per-replica prefix-cache counters of at least two replicas",
+            "pass --prometheus URL (a Prometheus that scrapes every replica) with --group-by",
+        );
+    }
+    match facts.evidence.shared_prefixes {
+        Some(true) => {}
+        Some(false) => {
+            return CACHE_UNAWARE_ROUTING
+                .passes("not applicable: the workload shares no prompt prefixes".to_string());
+        }
+        None => {
+            return CACHE_UNAWARE_ROUTING.unknown(
+                "whether the workload shares prompt prefixes",
+                "diagnose --url GATEWAY with --prefix-tokens beside --prometheus",
+            );
+        }
+    }
+    let allowed = facts.evidence.workload.as_ref().and_then(|w| {
+        w.prefix_tokens
+            .and_then(|p| ratio(p, w.input_tokens))
+            .filter(|s| (0.0..=1.0).contains(s))
+    });
+    let Some(allowed) = allowed else {
+        return CACHE_UNAWARE_ROUTING.unknown(
+            "how many tokens of each prompt are a shared prefix",
+            "diagnose --url GATEWAY with --prefix-tokens beside --prometheus",
+        );
+    };
+    if allowed < t.fleet_prefix_share_min {
+        return CACHE_UNAWARE_ROUTING.passes(format!(
+            "not applicable: the shared prefix is only {} of each prompt",
+            percent(allowed)
+        ));
+    }
+    let counted: Vec<(&str, f64, f64)> = pods
+        .iter()
+        .filter_map(|(pod, w)| prefix_counts(w).map(|(h, q)| (pod.as_str(), h, q)))
+        .collect();
+    if counted.len() < 2 {
+        return CACHE_UNAWARE_ROUTING.unknown(
+            "prefix-cache hits and queries of at least two replicas (none are counted with prefix caching off)",
+            &facts.how_server(),
+        );
+    }
+    let (hits, queries) = counted
+        .iter()
+        .fold((0.0, 0.0), |(h, q), (_, ph, pq)| (h + ph, q + pq));
+    let rate = hits / queries;
+    let floor = allowed * t.fleet_prefix_hit_share;
+    let per_pod: Vec<String> = counted
+        .iter()
+        .map(|(pod, h, q)| format!("{pod} {}", percent(h / q)))
+        .collect();
+    if rate >= floor {
+        return CACHE_UNAWARE_ROUTING.passes(format!(
+            "the replicas' prefix caches hit {} of prompt tokens ({}), near the {} the shared prefixes allow",
+            percent(rate),
+            per_pod.join(", "),
+            percent(allowed)
+        ));
+    }
+    let low = counted.iter().filter(|(_, h, q)| h / q < floor).count();
+    let window = format!(
+        "prefix-cache counters per replica over {:.0} s",
+        pods.iter().map(|(_, w)| w.seconds()).fold(0.0, f64::max)
+    );
+    let mut evidence = vec![
+        compared(
+            "prefix_cache_hits / prefix_cache_queries (all replicas)",
+            rate,
+            "<",
+            floor,
+            &window,
+        ),
+        seen("shared prefix share of prompt tokens", allowed, "workload"),
+    ];
+    evidence.extend(
+        counted
+            .iter()
+            .map(|(pod, h, q)| seen(format!("prefix cache hit rate ({pod})"), h / q, &window)),
+    );
+    CACHE_UNAWARE_ROUTING.fires(
+        Severity::Warning,
+        if low == counted.len() {
+            Confidence::High
+        } else {
+            Confidence::Medium
+        },
+        format!(
+            "the {} replicas' prefix caches hit {} of prompt tokens ({}) although {} of each prompt is a shared \
+             prefix: the router spreads each prefix over the pods",
+            counted.len(),
+            percent(rate),
+            per_pod.join(", "),
+            percent(allowed)
+        ),
+        evidence,
+    )
 }
 
 fn gateway_errors(facts: &Facts, t: &Thresholds) -> Assessment {
@@ -595,5 +734,129 @@ mod tests {
         let single = fleet(&[("only", pod(30.0, 20.0, 1.0))]);
         assert!(finding(&single).is_none());
         assert_eq!(status(&single), infer_doctor_core::CheckStatus::Unknown);
+    }
+
+    /// A pod whose prefix cache served `hits` of 10,000 prompt tokens looked up.
+    fn caching(hits: f64) -> ServerWindow {
+        let mut w = pod(8.0, 0.0, 0.5);
+        for (signal, increase) in [
+            (Signal::PrefixCacheHits, hits),
+            (Signal::PrefixCacheQueries, 10_000.0),
+        ] {
+            w.counters.insert(
+                signal,
+                infer_doctor_core::signals::CounterStats {
+                    increase,
+                    rate: increase / 300.0,
+                    by_label: Default::default(),
+                },
+            );
+        }
+        w
+    }
+
+    /// A fleet under a workload whose prompts are `prefix` shared tokens out of 1,000.
+    fn prefix_workload(pods: &[(&str, ServerWindow)], prefix: Option<f64>) -> Evidence {
+        Evidence {
+            shared_prefixes: Some(prefix.is_some_and(|p| p > 0.0)),
+            workload: Some(infer_doctor_core::WorkloadFacts {
+                input_tokens: 1000.0,
+                output_tokens: 100.0,
+                concurrency: 16,
+                prefix_tokens: prefix,
+            }),
+            ..fleet(pods)
+        }
+    }
+
+    fn routing(
+        evidence: &Evidence,
+    ) -> (
+        Option<infer_doctor_core::Finding>,
+        infer_doctor_core::CheckStatus,
+    ) {
+        let d = diagnose(evidence, &Thresholds::default());
+        let line = d
+            .checklist
+            .iter()
+            .find(|l| l.id == "prefix_routing")
+            .expect("the line")
+            .status;
+        (
+            d.findings
+                .into_iter()
+                .find(|f| f.id == "fleet.cache_unaware_routing"),
+            line,
+        )
+    }
+
+    #[test]
+    fn prefixes_spread_over_the_pods_fire_and_names_each_pods_hit_rate() {
+        // 80% of each prompt is shared; the three pods hit 30%, 25%, 35%.
+        let spread = prefix_workload(
+            &[
+                ("a", caching(3000.0)),
+                ("b", caching(2500.0)),
+                ("c", caching(3500.0)),
+            ],
+            Some(800.0),
+        );
+        let (f, line) = routing(&spread);
+        let f = f.expect("fires");
+        assert_eq!(line, infer_doctor_core::CheckStatus::Fail);
+        assert_eq!(
+            (f.severity, f.confidence),
+            (Severity::Warning, Confidence::High)
+        );
+        assert!(
+            f.verdict
+                .contains("hit 30% of prompt tokens (a 30%, b 25%, c 35%)"),
+            "{}",
+            f.verdict
+        );
+        assert!(
+            f.verdict.contains("although 80% of each prompt"),
+            "{}",
+            f.verdict
+        );
+        // 50% of 80%: above the 60% of it that routing by prefix reaches.
+        let near = prefix_workload(
+            &[("a", caching(5000.0)), ("b", caching(5000.0))],
+            Some(800.0),
+        );
+        assert_eq!(routing(&near), (None, infer_doctor_core::CheckStatus::Pass));
+    }
+
+    #[test]
+    fn without_the_workloads_share_or_per_pod_counters_it_is_unknown() {
+        let low = [("a", caching(1000.0)), ("b", caching(1000.0))];
+        let unknown = infer_doctor_core::CheckStatus::Unknown;
+        // A workload without shared prefixes: nothing to route by.
+        assert_eq!(
+            routing(&prefix_workload(&low, None)).1,
+            infer_doctor_core::CheckStatus::Pass
+        );
+        // Prefixes shared, but how much of the prompt is not known; then not even whether they are.
+        let mut untold = prefix_workload(&low, Some(800.0));
+        untold.workload.as_mut().unwrap().prefix_tokens = None;
+        assert_eq!(routing(&untold), (None, unknown));
+        untold.shared_prefixes = None;
+        assert_eq!(routing(&untold), (None, unknown));
+        // No prefix counters (caching off, or a server without them).
+        let bare = prefix_workload(
+            &[("a", pod(8.0, 0.0, 0.5)), ("b", pod(8.0, 0.0, 0.5))],
+            Some(800.0),
+        );
+        assert_eq!(routing(&bare), (None, unknown));
+        // One replica: nothing to route between.
+        assert_eq!(
+            routing(&prefix_workload(&low[..1], Some(800.0))),
+            (None, unknown)
+        );
+        // A shared prefix of a tenth of the prompt: a low hit rate costs little.
+        assert_eq!(
+            routing(&prefix_workload(&low, Some(100.0))),
+            (None, infer_doctor_core::CheckStatus::Pass)
+        );
     }
 }

@@ -9,6 +9,7 @@ mod checklist;
 pub mod compare;
 mod config;
 mod consistency;
+mod disagg;
 pub mod drift;
 mod engine;
 mod errors;
@@ -49,7 +50,7 @@ use facts::Facts;
 
 /// Every rule family, in the order that breaks ties between equally severe and confident findings: failures
 /// first, then root causes (capacity, upstream) before the symptoms they explain (TTFT, ITL).
-const FAMILIES: [fn(&Facts, &Thresholds) -> Vec<Assessment>; 19] = [
+const FAMILIES: [fn(&Facts, &Thresholds) -> Vec<Assessment>; 20] = [
     // An engine that died or ran out of memory explains the errors and every number after it.
     engine::assess,
     errors::assess,
@@ -62,6 +63,8 @@ const FAMILIES: [fn(&Facts, &Thresholds) -> Vec<Assessment>; 19] = [
     host::assess,
     capacity::assess,
     upstream::assess,
+    // A slow KV link between prefill and decode replicas is in every disaggregated request's TTFT.
+    disagg::assess,
     // A router that piles requests onto one replica explains that replica's queue and the fleet's latency.
     fleet::assess,
     // So does a gateway that queues or cannot place requests before any engine sees them.

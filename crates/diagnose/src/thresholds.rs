@@ -225,6 +225,25 @@ pub struct Thresholds {
     /// The flow-control queue's p90 as a share of the gateway's TTFT p90 from which the picker, not the engines,
     /// is where users wait. Inference: a quarter of the first token's wait.
     pub epp_queue_ttft_share: f64,
+    /// Share of prompt tokens that must be a shared prefix for routing by prefix to matter; below it a low hit
+    /// rate costs little. Inference: under a third of the prompt, recomputing it is a minor share of prefill.
+    pub fleet_prefix_share_min: f64,
+    /// The replicas' prefix-cache hit rate over what the workload allows (the shared share of prompt tokens)
+    /// below which the router spreads prefixes over pods. Inference: prefix-aware routing keeps a repeated
+    /// prefix on one pod and comes close to the share; spreading each over N pods hits at most about 1/N of
+    /// the repeats on a pod that holds it, well under 60% from three replicas up.
+    pub fleet_prefix_hit_share: f64,
+    /// Mean KV transfer time over TTFT from which a prefill/decode split's transfers are slow (twice it:
+    /// critical). Inference: over RDMA a long prompt's KV moves in a few percent of its prefill time.
+    pub pd_transfer_share_of_ttft: f64,
+    /// Gbit/s per transfer below which KV moves at TCP speed: a TCP flow reaches about 10–25, RDMA NICs 100–400,
+    /// NVLink far more. Inference from those link speeds.
+    pub pd_transfer_gbps_min: f64,
+    /// Bytes per transfer from which bandwidth is judged; smaller transfers are dominated by their fixed cost.
+    pub pd_transfer_min_bytes: f64,
+    /// Share of failed KV transfers above which the split fails requests' prefills. Inference, as the 1% error
+    /// budget.
+    pub pd_transfer_failed_share: f64,
 }
 
 impl Default for Thresholds {
@@ -309,6 +328,12 @@ impl Default for Thresholds {
             epp_scheduling_p99_seconds: 0.02,
             epp_queue_min_seconds: 0.1,
             epp_queue_ttft_share: 0.25,
+            fleet_prefix_share_min: 0.3,
+            fleet_prefix_hit_share: 0.6,
+            pd_transfer_share_of_ttft: 0.3,
+            pd_transfer_gbps_min: 25.0,
+            pd_transfer_min_bytes: 16.0 * 1048576.0,
+            pd_transfer_failed_share: 0.01,
         }
     }
 }
@@ -413,6 +438,12 @@ impl Thresholds {
             ),
             ("epp_queue_min_seconds", self.epp_queue_min_seconds),
             ("epp_queue_ttft_share", self.epp_queue_ttft_share),
+            ("fleet_prefix_share_min", self.fleet_prefix_share_min),
+            ("fleet_prefix_hit_share", self.fleet_prefix_hit_share),
+            ("pd_transfer_share_of_ttft", self.pd_transfer_share_of_ttft),
+            ("pd_transfer_gbps_min", self.pd_transfer_gbps_min),
+            ("pd_transfer_min_bytes", self.pd_transfer_min_bytes),
+            ("pd_transfer_failed_share", self.pd_transfer_failed_share),
             ("littles_law_tolerance", self.littles_law_tolerance),
             ("littles_law_min_in_system", self.littles_law_min_in_system),
             ("littles_law_min_scrapes", self.littles_law_min_scrapes),

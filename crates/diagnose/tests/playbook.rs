@@ -104,6 +104,34 @@ const CASES: &[(&str, Change, Change)] = &[
         },
     ),
     (
+        "fleet.cache_unaware_routing",
+        // 75% of each prompt is shared, and each replica's cache serves 20% of prompt tokens.
+        |e| {
+            with_fleet(e);
+            set_pod_prefix_hits(e, 20_000.0);
+        },
+        // 48%: above 60% of the 75% the workload allows.
+        |e| {
+            with_fleet(e);
+            set_pod_prefix_hits(e, 48_000.0);
+        },
+    ),
+    (
+        "pd.kv_transfer_slow",
+        // Each request's KV takes 45 ms to reach its decode replica, about 40% of the client's TTFT.
+        |e| {
+            server(e)
+                .histograms
+                .insert(Signal::KvTransferTime, histogram(0.045));
+        },
+        // 25 ms: under a quarter of it (8 MiB transfers, too small to judge the link's bandwidth by).
+        |e| {
+            server(e)
+                .histograms
+                .insert(Signal::KvTransferTime, histogram(0.025));
+        },
+    ),
+    (
         "trace.gpu_idle",
         // Decode steps whose GPU work is spread over 30% more time than it takes, the host launching late.
         |e| {
@@ -830,6 +858,8 @@ fn every_playbook_rule_has_a_case() {
         "fleet.gateway_errors",
         "llmd.scheduler",
         "multinode.pp_tp",
+        "fleet.cache_unaware_routing",
+        "pd.kv_transfer_slow",
     ];
     for id in ids {
         assert!(
@@ -870,7 +900,7 @@ fn healthy_evidence_has_no_warning_and_every_checklist_line_passes() {
         "{:#?}",
         diagnosis.findings
     );
-    assert_eq!(diagnosis.checklist.len(), 55);
+    assert_eq!(diagnosis.checklist.len(), 57);
     for line in &diagnosis.checklist {
         assert_eq!(line.status, CheckStatus::Pass, "{line:#?}");
     }

@@ -112,7 +112,7 @@ fn scramble(values: &[f64]) -> Evidence {
 }
 
 /// Every checklist line, asked of every diagnosis.
-const CHECKLIST_LINES: usize = 55;
+const CHECKLIST_LINES: usize = 57;
 
 proptest! {
     #[test]

@@ -272,6 +272,16 @@ const VLLM: &[(Signal, Source)] = &[
         S::SpecAcceptedTokens,
         Family(&["vllm:spec_decode_num_accepted_tokens_total"]),
     ),
+    // vLLM's NixlConnector (kv_connector/v1/nixl/stats.py): the transfers a decode replica pulled.
+    (S::KvTransferTime, Family(&["vllm:nixl_xfer_time_seconds"])),
+    (
+        S::KvTransferBytes,
+        Family(&["vllm:nixl_bytes_transferred_sum"]),
+    ),
+    (
+        S::KvTransferFailures,
+        Family(&["vllm:nixl_num_failed_transfers_total"]),
+    ),
 ];
 
 const SGLANG: &[(Signal, Source)] = &[
@@ -942,6 +952,32 @@ mod tests {
         };
         assert_eq!(b.bounds, vec![(1.0, 4.0), (f64::INFINITY, 5.0)]);
         assert_eq!(b.count, 5.0);
+    }
+
+    /// A decode replica of a prefill/decode split, as vLLM's NixlConnector exposes it: its transfers' times as a
+    /// histogram, their bytes as the sum of another, failures as a counter.
+    #[test]
+    fn nixl_transfer_metrics_are_read_as_kv_transfer_signals() {
+        let text = "# TYPE vllm:num_requests_running gauge\n\
+                    vllm:num_requests_running{engine=\"0\",model_name=\"m\"} 3\n\
+                    # TYPE vllm:nixl_xfer_time_seconds histogram\n\
+                    vllm:nixl_xfer_time_seconds_bucket{engine=\"0\",le=\"0.5\",model_name=\"m\"} 3\n\
+                    vllm:nixl_xfer_time_seconds_bucket{engine=\"0\",le=\"+Inf\",model_name=\"m\"} 4\n\
+                    vllm:nixl_xfer_time_seconds_count{engine=\"0\",model_name=\"m\"} 4\n\
+                    vllm:nixl_xfer_time_seconds_sum{engine=\"0\",model_name=\"m\"} 1.7\n\
+                    # TYPE vllm:nixl_bytes_transferred histogram\n\
+                    vllm:nixl_bytes_transferred_bucket{engine=\"0\",le=\"+Inf\",model_name=\"m\"} 4\n\
+                    vllm:nixl_bytes_transferred_count{engine=\"0\",model_name=\"m\"} 4\n\
+                    vllm:nixl_bytes_transferred_sum{engine=\"0\",model_name=\"m\"} 2147483648\n\
+                    # TYPE vllm:nixl_num_failed_transfers counter\n\
+                    vllm:nixl_num_failed_transfers_total{engine=\"0\",model_name=\"m\"} 1\n";
+        let r = read(&parse(text), None, "decode pod").unwrap();
+        let Some(Reading::Histogram(b)) = r.get(Signal::KvTransferTime) else {
+            panic!("{r:?}")
+        };
+        assert_eq!((b.count, b.sum), (4.0, 1.7));
+        assert_eq!(r.value(Signal::KvTransferBytes), Some(2147483648.0));
+        assert_eq!(r.value(Signal::KvTransferFailures), Some(1.0));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use rand::rngs::StdRng;
 
 use crate::engine::{Emitted, Engine, Finished, NewRequest, Step};
 use crate::logs::{LogRecord, StatsWindow};
-use crate::metrics::{self, RequestTiming, StepStats, VllmMetrics};
+use crate::metrics::{self, KvTransfer, RequestTiming, StepStats, VllmMetrics};
 use infer_doctor_plan::CostModel;
 
 /// A token as a client would see it, with the times the metrics and the trace need.
@@ -58,6 +58,18 @@ impl SimCore {
 
     pub fn add(&mut self, request: NewRequest, now: f64) {
         self.engine.add(request, now);
+        self.publish_state();
+    }
+
+    /// A request arriving at a decode replica with its prompt's KV pulled from a prefill replica.
+    pub fn add_transferred(&mut self, request: NewRequest, now: f64, transfer: &KvTransfer) {
+        let remote = if transfer.failed {
+            0
+        } else {
+            request.prompt_tokens
+        };
+        self.metrics.observe_kv_transfer(transfer);
+        self.engine.add_with_remote_kv(request, now, remote);
         self.publish_state();
     }
 

@@ -56,6 +56,9 @@ struct Request {
     cached_prompt_tokens: u32,
     /// Prompt tokens whose KV this request computed itself, recomputation included.
     prefill_computed: u32,
+    /// Prompt tokens whose KV another replica computed and sent (prefill/decode disaggregation), used at the
+    /// first admission; a preempted request recomputes them.
+    remote_kv: u32,
 }
 
 impl Request {
@@ -146,6 +149,12 @@ impl Engine {
     }
 
     pub fn add(&mut self, new: NewRequest, now: f64) {
+        self.add_with_remote_kv(new, now, 0);
+    }
+
+    /// A request whose first `remote_kv` prompt tokens' KV arrived from a prefill replica: it skips their
+    /// prefill as a prefix-cache hit would, though the last prompt token is computed to sample from.
+    pub fn add_with_remote_kv(&mut self, new: NewRequest, now: f64, remote_kv: u32) {
         let id = new.id;
         self.requests.insert(
             id,
@@ -161,6 +170,7 @@ impl Engine {
                 preemptions: 0,
                 cached_prompt_tokens: 0,
                 prefill_computed: 0,
+                remote_kv,
             },
         );
         self.waiting.push_back(id);
@@ -286,7 +296,8 @@ impl Engine {
             } else {
                 Vec::new()
             };
-            let computed = hits.len() as u32 * self.config.block_size;
+            let computed = (hits.len() as u32 * self.config.block_size)
+                .max(req.remote_kv.min(req.num_tokens() - 1));
             let mut n = req.num_tokens() - computed;
             if self.config.long_prefill_token_threshold > 0 {
                 n = n.min(self.config.long_prefill_token_threshold);
@@ -316,6 +327,7 @@ impl Engine {
             req.blocks = hits;
             req.blocks.extend(blocks);
             req.computed = computed;
+            req.remote_kv = 0;
             self.running.push(id);
             self.cache_full_blocks(id, n);
             self.note_work(id, n, step);

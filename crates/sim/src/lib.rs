@@ -4,6 +4,7 @@
 pub mod core;
 pub mod des;
 pub mod engine;
+pub mod fleet;
 pub mod kv;
 pub mod logs;
 pub mod metrics;

@@ -343,6 +343,39 @@ pub struct VllmMetrics {
     request_decode_time: Histogram,
     request_num_preemptions: Histogram,
     request_prefill_kv_computed_tokens: Histogram,
+    /// vLLM's NIXL connector families, on a decode replica that pulls KV from prefill replicas.
+    nixl: Option<Box<NixlMetrics>>,
+}
+
+/// `NixlPromMetrics` (vLLM `kv_connector/v1/nixl/stats.py`): per transfer its duration, post time, bytes and
+/// descriptors, and the failed transfers and notifications.
+#[derive(Clone, Debug)]
+struct NixlMetrics {
+    xfer_time: Histogram,
+    post_time: Histogram,
+    bytes_transferred: Histogram,
+    num_descriptors: Histogram,
+    failed_transfers: u64,
+    failed_notifications: u64,
+}
+
+/// `NixlPromMetrics`' time buckets; the transfer time uses them without the first.
+const NIXL_TIME_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 5.0,
+];
+const NIXL_DESCRIPTOR_BUCKETS: &[f64] = &[
+    10.0, 20.0, 30.0, 50.0, 75.0, 100.0, 200.0, 400.0, 1000.0, 2000.0, 4000.0, 10000.0, 20000.0,
+    50000.0,
+];
+
+/// One KV transfer as the NIXL connector records it on the receiving side.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct KvTransfer {
+    pub seconds: f64,
+    pub post_seconds: f64,
+    pub bytes: f64,
+    pub descriptors: u64,
+    pub failed: bool,
 }
 
 impl VllmMetrics {
@@ -414,8 +447,40 @@ impl VllmMetrics {
                 "vllm:request_prefill_kv_computed_tokens",
                 &token_buckets,
             ),
+            nixl: None,
             model_label,
         }
+    }
+
+    /// Registers the NIXL connector's families (a decode replica of a prefill/decode split).
+    pub fn enable_nixl(&mut self) {
+        // 2 KiB to 8 GiB in powers of four, as `NixlPromMetrics` spans its byte buckets.
+        let byte_buckets: Vec<f64> = (1..25).step_by(2).map(|i| 2f64.powi(10 + i)).collect();
+        let histogram =
+            |name: &str, bounds: &[f64]| Histogram::new(name, bounds, &self.model_label);
+        self.nixl = Some(Box::new(NixlMetrics {
+            xfer_time: histogram("vllm:nixl_xfer_time_seconds", &NIXL_TIME_BUCKETS[1..]),
+            post_time: histogram("vllm:nixl_post_time_seconds", NIXL_TIME_BUCKETS),
+            bytes_transferred: histogram("vllm:nixl_bytes_transferred", &byte_buckets),
+            num_descriptors: histogram("vllm:nixl_num_descriptors", NIXL_DESCRIPTOR_BUCKETS),
+            failed_transfers: 0,
+            failed_notifications: 0,
+        }));
+    }
+
+    /// A KV transfer this replica pulled; a failed one counts only as a failure (vLLM then recomputes).
+    pub fn observe_kv_transfer(&mut self, transfer: &KvTransfer) {
+        let Some(nixl) = self.nixl.as_mut() else {
+            return;
+        };
+        if transfer.failed {
+            nixl.failed_transfers += 1;
+            return;
+        }
+        nixl.xfer_time.observe(transfer.seconds);
+        nixl.post_time.observe(transfer.post_seconds);
+        nixl.bytes_transferred.observe(transfer.bytes);
+        nixl.num_descriptors.observe(transfer.descriptors as f64);
     }
 
     /// When a request emits its first token (also counts that token as generated); `ttft_s` is frontend arrival → now.
@@ -827,6 +892,48 @@ impl VllmMetrics {
         ] {
             self.write_histogram(out, name, help, histogram)?;
         }
+        if let Some(nixl) = &self.nixl {
+            for (histogram, name, help) in [
+                (
+                    &nixl.xfer_time,
+                    "vllm:nixl_xfer_time_seconds",
+                    "Histogram of transfer duration for NIXL KV Cache transfers.",
+                ),
+                (
+                    &nixl.post_time,
+                    "vllm:nixl_post_time_seconds",
+                    "Histogram of transfer post time for NIXL KV Cache transfers.",
+                ),
+                (
+                    &nixl.bytes_transferred,
+                    "vllm:nixl_bytes_transferred",
+                    "Histogram of bytes transferred per NIXL KV Cache transfers.",
+                ),
+                (
+                    &nixl.num_descriptors,
+                    "vllm:nixl_num_descriptors",
+                    "Histogram of number of descriptors per NIXL  KV Cache transfers.",
+                ),
+            ] {
+                self.write_histogram(out, name, help, histogram)?;
+            }
+            self.write_counter(
+                out,
+                "vllm:nixl_num_failed_transfers",
+                "Number of failed NIXL KV Cache transfers.",
+                true,
+                None,
+                &[("", nixl.failed_transfers)],
+            )?;
+            self.write_counter(
+                out,
+                "vllm:nixl_num_failed_notifications",
+                "Number of failed NIXL KV Cache notifications.",
+                true,
+                None,
+                &[("", nixl.failed_notifications)],
+            )?;
+        }
 
         write_header(
             out,
@@ -948,6 +1055,35 @@ impl VllmMetrics {
         out.push('\n');
         Ok(())
     }
+}
+
+/// An exposition with one more label on every sample (`pod="sim-0"`), so a fleet's replicas stay apart in one
+/// scrape or in a Prometheus that keeps the scraped labels.
+pub fn with_label(exposition: &str, key: &str, value: &str) -> String {
+    let label = format!("{key}=\"{}\"", escape_label_value(value));
+    let mut out = String::with_capacity(exposition.len() + exposition.len() / 8);
+    for line in exposition.lines() {
+        if line.is_empty() || line.starts_with('#') {
+            out.push_str(line);
+        } else if let Some(open) = line.find('{').filter(|&i| !line[..i].contains(' ')) {
+            let rest = &line[open + 1..];
+            out.push_str(&line[..=open]);
+            out.push_str(&label);
+            if !rest.starts_with('}') {
+                out.push(',');
+            }
+            out.push_str(rest);
+        } else {
+            let end = line.find(' ').unwrap_or(line.len());
+            out.push_str(&line[..end]);
+            out.push('{');
+            out.push_str(&label);
+            out.push('}');
+            out.push_str(&line[end..]);
+        }
+        out.push('\n');
+    }
+    out
 }
 
 fn write_header(out: &mut String, name: impl fmt::Display, help: &str, kind: &str) -> fmt::Result {
@@ -1256,6 +1392,84 @@ mod tests {
             .iter()
             .map(|s| (s.name.clone(), s.labels.clone().into_iter().collect()))
             .collect()
+    }
+
+    /// vLLM's `NixlPromMetrics`: the families, types and buckets of `kv_connector/v1/nixl/stats.py`, only on a
+    /// replica that pulls KV.
+    #[test]
+    fn a_decode_replica_exposes_the_nixl_connector_families() {
+        let mut metrics = fixture_like();
+        assert!(!metrics.render().contains("nixl"));
+        metrics.enable_nixl();
+        metrics.observe_kv_transfer(&KvTransfer {
+            seconds: 0.43,
+            post_seconds: 0.001,
+            bytes: 512.0 * 1048576.0,
+            descriptors: 1024,
+            failed: false,
+        });
+        metrics.observe_kv_transfer(&KvTransfer {
+            seconds: 0.0,
+            post_seconds: 0.0,
+            bytes: 0.0,
+            descriptors: 0,
+            failed: true,
+        });
+        let e = Exposition::parse(&metrics.render());
+        let types: BTreeMap<&str, &str> = e
+            .types
+            .iter()
+            .filter(|(name, _)| name.contains("nixl"))
+            .map(|(n, t)| (n.as_str(), t.as_str()))
+            .collect();
+        assert_eq!(
+            types,
+            BTreeMap::from([
+                ("vllm:nixl_bytes_transferred", "histogram"),
+                ("vllm:nixl_num_descriptors", "histogram"),
+                ("vllm:nixl_num_failed_notifications_total", "counter"),
+                ("vllm:nixl_num_failed_transfers_total", "counter"),
+                ("vllm:nixl_post_time_seconds", "histogram"),
+                ("vllm:nixl_xfer_time_seconds", "histogram"),
+                ("vllm:nixl_bytes_transferred_created", "gauge"),
+                ("vllm:nixl_num_descriptors_created", "gauge"),
+                ("vllm:nixl_num_failed_notifications_created", "gauge"),
+                ("vllm:nixl_num_failed_transfers_created", "gauge"),
+                ("vllm:nixl_post_time_seconds_created", "gauge"),
+                ("vllm:nixl_xfer_time_seconds_created", "gauge"),
+            ])
+        );
+        // The transfer time's buckets start at 5 ms, the post time's at 1 ms; bytes from 2 KiB to 8 GiB.
+        assert_eq!(e.bucket("vllm:nixl_xfer_time_seconds", "0.005"), 0.0);
+        assert_eq!(e.bucket("vllm:nixl_xfer_time_seconds", "0.5"), 1.0);
+        assert_eq!(e.bucket("vllm:nixl_post_time_seconds", "0.001"), 1.0);
+        assert_eq!(e.bucket("vllm:nixl_bytes_transferred", "2048.0"), 0.0);
+        assert_eq!(
+            e.bucket("vllm:nixl_bytes_transferred", "8.589934592e+09"),
+            1.0
+        );
+        assert_eq!(
+            e.value("vllm:nixl_bytes_transferred_sum", &[]),
+            512.0 * 1048576.0
+        );
+        assert_eq!(e.value("vllm:nixl_num_failed_transfers_total", &[]), 1.0);
+    }
+
+    #[test]
+    fn a_pod_label_goes_on_every_sample_and_nowhere_else() {
+        let text = "# HELP a A.\n# TYPE a counter\na_total{engine=\"0\"} 3\nb 1.5\nc{} 2\n";
+        assert_eq!(
+            with_label(text, "pod", "sim-1"),
+            "# HELP a A.\n# TYPE a counter\na_total{pod=\"sim-1\",engine=\"0\"} 3\nb{pod=\"sim-1\"} 1.5\n\
+             c{pod=\"sim-1\"} 2\n"
+        );
+        let labelled = Exposition::parse(&with_label(&fixture_like().render(), "pod", "p"));
+        assert!(
+            labelled
+                .samples
+                .iter()
+                .all(|s| s.labels.get("pod").map(String::as_str) == Some("p"))
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Named presets, one per playbook finding a server can show, plus `healthy`: each is a full setup of the
 //! simulated server (model, GPU, engine arguments, faults) that reliably reproduces its finding under load.
 
+use crate::fleet::{Disaggregation, FleetSetup, KvLink, Outage, RouterKind};
 use crate::server::{Faults, StopModel};
 use crate::setup::SimSetup;
 
@@ -12,6 +13,8 @@ pub struct Scenario {
     pub setup: fn() -> SimSetup,
     /// The traffic under which it shows (a probe that sends other traffic may not see it).
     pub workload: Workload,
+    /// Several replicas behind a router, built from `setup` (flags applied): `None` for one server.
+    pub fleet: Option<fn(&SimSetup) -> FleetSetup>,
 }
 
 /// Prompt and output lengths of the traffic a scenario is meant to be probed with.
@@ -50,13 +53,14 @@ fn blocks_for_requests(requests: u32) -> u32 {
     requests * 768 / 16
 }
 
-static SCENARIOS: [Scenario; 14] = [
+static SCENARIOS: [Scenario; 18] = [
     Scenario {
         name: "healthy",
         finding: None,
         reproduces: "a well-sized server: no queue, KV well below full, ITL close to the hardware floor",
         setup: SimSetup::default,
         workload: CHAT,
+        fleet: None,
     },
     Scenario {
         name: "kv-saturated",
@@ -67,6 +71,7 @@ static SCENARIOS: [Scenario; 14] = [
             ..SimSetup::default()
         },
         workload: CHAT,
+        fleet: None,
     },
     Scenario {
         name: "batch-capped",
@@ -77,6 +82,7 @@ static SCENARIOS: [Scenario; 14] = [
             ..SimSetup::default()
         },
         workload: CHAT,
+        fleet: None,
     },
     Scenario {
         name: "preemption-storm",
@@ -97,6 +103,7 @@ static SCENARIOS: [Scenario; 14] = [
             users: 16,
             ..CHAT
         },
+        fleet: None,
     },
     Scenario {
         name: "long-prompts",
@@ -117,6 +124,7 @@ static SCENARIOS: [Scenario; 14] = [
             users: 4,
             ..CHAT
         },
+        fleet: None,
     },
     Scenario {
         name: "batch-latency",
@@ -131,6 +139,7 @@ static SCENARIOS: [Scenario; 14] = [
             input_tokens: 2048,
             ..CHAT
         },
+        fleet: None,
     },
     Scenario {
         name: "slow-decode",
@@ -143,6 +152,7 @@ static SCENARIOS: [Scenario; 14] = [
             ..SimSetup::default()
         },
         workload: CHAT,
+        fleet: None,
     },
     Scenario {
         name: "tp-over-pcie",
@@ -157,6 +167,7 @@ static SCENARIOS: [Scenario; 14] = [
             ..SimSetup::default()
         },
         workload: CHAT,
+        fleet: None,
     },
     Scenario {
         name: "upstream-bottleneck",
@@ -170,6 +181,7 @@ static SCENARIOS: [Scenario; 14] = [
             ..SimSetup::default()
         },
         workload: CHAT,
+        fleet: None,
     },
     Scenario {
         name: "errors",
@@ -185,6 +197,7 @@ static SCENARIOS: [Scenario; 14] = [
             ..SimSetup::default()
         },
         workload: CHAT,
+        fleet: None,
     },
     Scenario {
         name: "runaway-generation",
@@ -195,6 +208,7 @@ static SCENARIOS: [Scenario; 14] = [
             ..SimSetup::default()
         },
         workload: CHAT,
+        fleet: None,
     },
     Scenario {
         name: "cold-start",
@@ -206,6 +220,7 @@ static SCENARIOS: [Scenario; 14] = [
             ..SimSetup::default()
         },
         workload: CHAT,
+        fleet: None,
     },
     Scenario {
         name: "prefix-cache-miss",
@@ -221,6 +236,7 @@ static SCENARIOS: [Scenario; 14] = [
             prefix_groups: 4,
             ..CHAT
         },
+        fleet: None,
     },
     Scenario {
         name: "degrading",
@@ -232,5 +248,66 @@ static SCENARIOS: [Scenario; 14] = [
             ..SimSetup::default()
         },
         workload: CHAT,
+        fleet: None,
+    },
+    Scenario {
+        name: "imbalanced-routing",
+        finding: Some("fleet.load_skew"),
+        reproduces: "three replicas behind round-robin, one of them with max-num-seqs 4: the weak pod's queue \
+                     grows while its peers have room",
+        setup: SimSetup::default,
+        workload: CHAT,
+        fleet: Some(|setup| {
+            let mut fleet = FleetSetup::uniform(setup, 3, RouterKind::RoundRobin);
+            fleet.replicas[2].setup.max_num_seqs = Some(4);
+            fleet
+        }),
+    },
+    Scenario {
+        name: "replica-down",
+        finding: Some("fleet.replica_down"),
+        reproduces: "three replicas, one down for 1.5 s mid-run and back as a new process (counters from zero); \
+                     its requests are retried on the others",
+        setup: SimSetup::default,
+        workload: CHAT,
+        fleet: Some(|setup| {
+            let mut fleet = FleetSetup::uniform(setup, 3, RouterKind::RoundRobin);
+            fleet.replicas[1].outage = Some(Outage { from: 3.0, to: 4.5 });
+            fleet
+        }),
+    },
+    Scenario {
+        name: "cache-unaware-routing",
+        finding: Some("fleet.cache_unaware_routing"),
+        reproduces: "three replicas behind round-robin, one 1024-token prefix per conversation: each prefix is \
+                     computed on every pod (--router prefix-aware keeps it on one)",
+        setup: SimSetup::default,
+        workload: Workload {
+            input_tokens: 128,
+            output_tokens: 256,
+            prefix_tokens: 1024,
+            prefix_groups: 32,
+            users: 32,
+        },
+        fleet: Some(|setup| FleetSetup::uniform(setup, 3, RouterKind::RoundRobin)),
+    },
+    Scenario {
+        name: "pd-transfer-slow",
+        finding: Some("pd.kv_transfer_slow"),
+        reproduces: "prefill/decode split (1 prefill, 2 decode replicas) whose KV moves over TCP at 10 Gbit/s \
+                     instead of RDMA: 4k-token prompts wait on the transfer longer than on the prefill",
+        setup: SimSetup::default,
+        workload: Workload {
+            input_tokens: 4096,
+            users: 16,
+            ..CHAT
+        },
+        fleet: Some(|setup| FleetSetup {
+            disaggregation: Some(Disaggregation {
+                prefill: 1,
+                link: KvLink::TCP,
+            }),
+            ..FleetSetup::uniform(setup, 3, RouterKind::LeastRequest)
+        }),
     },
 ];

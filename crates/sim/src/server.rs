@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -25,7 +25,9 @@ use tokio::sync::{Notify, Semaphore, mpsc as amsc, oneshot};
 
 use crate::core::{SimCore, TokenOut};
 use crate::engine::{FinishReason, NewRequest};
+use crate::fleet::{Outage, Router, RouterKind};
 use crate::logs::LogRecord;
+use crate::metrics::with_label;
 use crate::text::{Generated, Generation, Tokenize, block_hashes};
 
 /// Where the model would stop on its own, when the client does not say `ignore_eos`.
@@ -107,16 +109,99 @@ enum Command {
     },
     Abort(u64),
     RenderMetrics(oneshot::Sender<String>),
+    /// The replica's process died: a fresh engine (empty cache, counters from zero) takes its place, and the
+    /// requests it held end with it.
+    Restart(Box<SimCore>),
+}
+
+/// One engine as the HTTP side sees it: where to send commands, how loaded it is, when it is down.
+#[derive(Clone)]
+struct EngineRef {
+    tx: mpsc::Sender<Command>,
+    /// The `pod` label on its metrics, in a fleet.
+    pod: Option<String>,
+    /// Requests running and waiting, as the engine thread last published them (for least-request routing).
+    load: Arc<AtomicU32>,
+    outage: Option<Outage>,
+}
+
+impl EngineRef {
+    fn down(&self, started: Instant) -> bool {
+        let t = started.elapsed().as_secs_f64();
+        self.outage.is_some_and(|o| t >= o.from && t < o.to)
+    }
 }
 
 struct Shared {
     config: ServerConfig,
     tokenizer: Arc<dyn Tokenize>,
-    engine: mpsc::Sender<Command>,
+    /// One engine, or a fleet's behind `router`.
+    engines: Vec<EngineRef>,
+    router: Option<std::sync::Mutex<Router>>,
     started: Instant,
-    next_id: AtomicU64,
+    /// Shared by the router and the replicas' own fronts, so request ids never collide in an engine.
+    next_id: Arc<AtomicU64>,
     gateway: Option<Arc<Semaphore>>,
     fault_rng: std::sync::Mutex<StdRng>,
+}
+
+impl Shared {
+    fn new(
+        config: ServerConfig,
+        tokenizer: Arc<dyn Tokenize>,
+        engines: Vec<EngineRef>,
+        router: Option<Router>,
+        started: Instant,
+        next_id: Arc<AtomicU64>,
+    ) -> Shared {
+        Shared {
+            gateway: config
+                .faults
+                .gateway_limit
+                .map(|n| Arc::new(Semaphore::new(n))),
+            fault_rng: std::sync::Mutex::new(StdRng::seed_from_u64(config.seed ^ 0x5eed)),
+            config,
+            tokenizer,
+            engines,
+            router: router.map(std::sync::Mutex::new),
+            started,
+            next_id,
+        }
+    }
+
+    /// The engine for a request with these prompt blocks: the only one, or the router's pick among those up.
+    fn engine_for(&self, block_hashes: &[u64]) -> Option<&EngineRef> {
+        let Some(router) = &self.router else {
+            return self.engines.first().filter(|e| !e.down(self.started));
+        };
+        let loads: Vec<Option<u32>> = self
+            .engines
+            .iter()
+            .map(|e| (!e.down(self.started)).then(|| e.load.load(Ordering::Relaxed)))
+            .collect();
+        let i = router
+            .lock()
+            .expect("router lock")
+            .pick(block_hashes, &loads)?;
+        let engine = self.engines.get(i)?;
+        // Counted now: the engine publishes its own count only when it next takes its commands.
+        engine.load.fetch_add(1, Ordering::Relaxed);
+        Some(engine)
+    }
+
+    /// A replica's own front while its outage lasts: nothing answers.
+    fn down(&self) -> bool {
+        self.router.is_none() && self.engines.iter().all(|e| e.down(self.started))
+    }
+}
+
+/// One member of a simulated fleet served over HTTP: its engine, its setup's HTTP configuration, its pod name,
+/// and for an outage the fresh engine it comes back with.
+pub struct FleetMember {
+    pub pod: String,
+    pub core: SimCore,
+    pub config: ServerConfig,
+    pub outage: Option<(Outage, SimCore)>,
 }
 
 /// Connections the kernel holds for the accept loop. Tokio's `bind` asks for 128, and a thousand clients
@@ -151,32 +236,82 @@ impl SimServer {
         addr: SocketAddr,
         log: LogSink,
     ) -> std::io::Result<SimServer> {
-        let listener = listen(addr)?;
-        let addr = listener.local_addr()?;
-        let (tx, rx) = mpsc::channel();
         let started = Instant::now();
-        let interval = config.log_interval;
-        let trace = match &config.trace {
-            Some(path) => Some(Trace::create(path)?),
-            None => None,
-        };
-        std::thread::Builder::new()
-            .name("sim-engine".into())
-            .spawn(move || engine_loop(core, rx, started, interval, log, trace))?;
-        let shared = Arc::new(Shared {
-            gateway: config
-                .faults
-                .gateway_limit
-                .map(|n| Arc::new(Semaphore::new(n))),
-            fault_rng: std::sync::Mutex::new(StdRng::seed_from_u64(config.seed ^ 0x5eed)),
+        let engine = spawn_engine(core, &config, None, None, started, log)?;
+        let shared = Shared::new(
             config,
             tokenizer,
-            engine: tx,
+            vec![engine],
+            None,
             started,
-            next_id: AtomicU64::new(0),
-        });
+            Arc::new(AtomicU64::new(0)),
+        );
+        SimServer::serve(shared, addr)
+    }
+
+    /// A fleet: the router on `addr` and each replica on a free port of its own (same host), in `members`'
+    /// order. The router's `/metrics` holds every replica's, each sample labelled with its pod; each replica's
+    /// own `/metrics` holds its own, labelled too, and answers 503 (as everything it serves) while it is down.
+    pub async fn start_fleet(
+        members: Vec<FleetMember>,
+        router: RouterKind,
+        tokenizer: Arc<dyn Tokenize>,
+        addr: SocketAddr,
+        log: LogSink,
+    ) -> std::io::Result<(SimServer, Vec<SimServer>)> {
+        let started = Instant::now();
+        let next_id = Arc::new(AtomicU64::new(0));
+        let front_config = members
+            .first()
+            .map(|m| m.config.clone())
+            .ok_or_else(|| std::io::Error::other("a fleet needs at least one replica"))?;
+        let mut engines = Vec::new();
+        let mut replicas = Vec::new();
+        for member in members {
+            let (outage, comeback) = member
+                .outage
+                .map_or((None, None), |(o, c)| (Some(o), Some(c)));
+            let engine = spawn_engine(
+                member.core,
+                &member.config,
+                Some(member.pod.clone()),
+                outage.zip(comeback),
+                started,
+                log.clone(),
+            )?;
+            let own = Shared::new(
+                member.config,
+                tokenizer.clone(),
+                vec![engine.clone()],
+                None,
+                started,
+                next_id.clone(),
+            );
+            replicas.push(SimServer::serve(own, SocketAddr::new(addr.ip(), 0))?);
+            engines.push(engine);
+        }
+        let seed = front_config.seed;
+        let front = Shared::new(
+            // The router passes requests on; faults are the replicas' own.
+            ServerConfig {
+                faults: Faults::default(),
+                trace: None,
+                ..front_config
+            },
+            tokenizer,
+            engines,
+            Some(Router::new(router, seed)),
+            started,
+            next_id,
+        );
+        Ok((SimServer::serve(front, addr)?, replicas))
+    }
+
+    fn serve(shared: Shared, addr: SocketAddr) -> std::io::Result<SimServer> {
+        let listener = listen(addr)?;
+        let addr = listener.local_addr()?;
         let shutdown = Arc::new(Notify::new());
-        tokio::spawn(accept_loop(listener, shared, shutdown.clone()));
+        tokio::spawn(accept_loop(listener, Arc::new(shared), shutdown.clone()));
         Ok(SimServer { addr, shutdown })
     }
 
@@ -189,6 +324,45 @@ impl Drop for SimServer {
     fn drop(&mut self) {
         self.shutdown.notify_waiters();
     }
+}
+
+/// Starts an engine thread (and, for an outage, the clock that restarts it when the outage begins).
+fn spawn_engine(
+    core: SimCore,
+    config: &ServerConfig,
+    pod: Option<String>,
+    outage: Option<(Outage, SimCore)>,
+    started: Instant,
+    log: LogSink,
+) -> std::io::Result<EngineRef> {
+    let (tx, rx) = mpsc::channel();
+    let interval = config.log_interval;
+    let trace = match &config.trace {
+        Some(path) => Some(Trace::create(path)?),
+        None => None,
+    };
+    let load = Arc::new(AtomicU32::new(0));
+    let published = load.clone();
+    std::thread::Builder::new()
+        .name("sim-engine".into())
+        .spawn(move || engine_loop(core, rx, started, interval, log, trace, published))?;
+    let window = outage.as_ref().map(|(o, _)| *o);
+    if let Some((o, fresh)) = outage {
+        let restart = tx.clone();
+        std::thread::Builder::new()
+            .name("sim-outage".into())
+            .spawn(move || {
+                let wait = (o.from - started.elapsed().as_secs_f64()).max(0.0);
+                std::thread::sleep(Duration::from_secs_f64(wait));
+                let _ = restart.send(Command::Restart(Box::new(fresh)));
+            })?;
+    }
+    Ok(EngineRef {
+        tx,
+        pod,
+        load,
+        outage: window,
+    })
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: Arc<Notify>) {
@@ -219,6 +393,7 @@ fn engine_loop(
     log_interval: Duration,
     log: LogSink,
     mut trace: Option<Trace>,
+    load: Arc<AtomicU32>,
 ) {
     let now = || started.elapsed().as_secs_f64();
     let mut sinks: HashMap<u64, amsc::UnboundedSender<TokenOut>> = HashMap::new();
@@ -244,6 +419,17 @@ fn engine_loop(
         Command::RenderMetrics(reply) => {
             let _ = reply.send(core.metrics.render());
         }
+        Command::Restart(fresh) => {
+            *core = *fresh;
+            // Dropping the senders ends every stream the dead process held.
+            sinks.clear();
+        }
+    };
+    let publish = |core: &SimCore| {
+        load.store(
+            core.engine.running() + core.engine.waiting(),
+            Ordering::Relaxed,
+        );
     };
     loop {
         loop {
@@ -253,6 +439,7 @@ fn engine_loop(
                 Err(mpsc::TryRecvError::Disconnected) => return,
             }
         }
+        publish(&core);
         let t = now();
         if t >= next_log {
             if let Some(line) = core.stats_line(t) {
@@ -373,6 +560,14 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Reply, st
     let path = req.uri().path().to_string();
     let cfg = &shared.config;
     let loading = shared.started.elapsed().as_secs_f64() < cfg.faults.loading_seconds;
+    if shared.down() {
+        // A replica in its outage: what a scraper or client meets is the error, not the server.
+        return Ok(error_reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailableError",
+            "replica down (simulated outage)",
+        ));
+    }
     match (req.method(), path.as_str()) {
         (&Method::GET, "/health") => Ok(if loading {
             full(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "")
@@ -391,9 +586,16 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Reply, st
                 "permission": []}]}),
         )),
         (&Method::GET, "/metrics") => {
-            let (tx, rx) = oneshot::channel();
-            let _ = shared.engine.send(Command::RenderMetrics(tx));
-            let text = rx.await.unwrap_or_default();
+            let mut text = String::new();
+            for engine in shared.engines.iter().filter(|e| !e.down(shared.started)) {
+                let (tx, rx) = oneshot::channel();
+                let _ = engine.tx.send(Command::RenderMetrics(tx));
+                let own = rx.await.unwrap_or_default();
+                match &engine.pod {
+                    Some(pod) => text += &with_label(&own, "pod", pod),
+                    None => text += &own,
+                }
+            }
             Ok(full(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
@@ -641,9 +843,16 @@ async fn complete(
         stop_after: if ask.ignore_eos { None } else { stop },
         min_tokens: ask.min_tokens,
     };
+    let Some(engine) = shared.engine_for(&request.block_hashes) else {
+        return Ok(error_reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailableError",
+            "no replica is up",
+        ));
+    };
     let (tx, mut rx) = amsc::unbounded_channel();
-    if shared
-        .engine
+    if engine
+        .tx
         .send(Command::Add {
             request,
             arrived: shared.started.elapsed().as_secs_f64(),
@@ -660,7 +869,7 @@ async fn complete(
     let writer = ChunkWriter::new(&shared.config.model, id, &ask);
     // Until the last token is out, a client that goes away takes its request out of the engine with it.
     let mut in_engine = AbortOnDrop {
-        engine: shared.engine.clone(),
+        engine: engine.tx.clone(),
         id,
         armed: true,
     };

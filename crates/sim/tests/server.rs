@@ -525,3 +525,89 @@ async fn a_client_that_hangs_up_while_queued_leaves_the_engine_at_once() {
     );
     first.abort();
 }
+
+/// A fleet over HTTP: the router spreads requests round-robin, each replica's own `/metrics` is labelled with its
+/// pod, and a replica's outage answers 503 (a failed scrape) and ends in a fresh process whose counters start at
+/// zero, while the router sends everything to the replica left.
+#[test]
+fn a_fleet_routes_round_robin_and_a_replica_outage_fails_scrapes_then_resets_counters() {
+    use infer_doctor_sim::fleet::{Outage, RouterKind};
+    use infer_doctor_sim::server::FleetMember;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let member = |pod: &str, outage: Option<Outage>| {
+            let built = tiny().build().unwrap();
+            FleetMember {
+                pod: pod.to_string(),
+                core: built.core,
+                config: built.server,
+                outage: outage.map(|o| (o, tiny().build().unwrap().core)),
+            }
+        };
+        let outage = Outage { from: 1.0, to: 2.0 };
+        let started = std::time::Instant::now();
+        let (router, replicas) = SimServer::start_fleet(
+            vec![member("sim-0", None), member("sim-1", Some(outage))],
+            RouterKind::RoundRobin,
+            Arc::new(WordTokenizer),
+            "127.0.0.1:0".parse().unwrap(),
+            Arc::new(|_| {}),
+        )
+        .await
+        .unwrap();
+        let text = |addr: std::net::SocketAddr, path: &'static str| async move {
+            let mut stream = send(addr, "GET", path, "").await;
+            let mut response = String::new();
+            stream.read_to_string(&mut response).await.unwrap();
+            let status: u16 = response[9..12].parse().unwrap();
+            (
+                status,
+                response.split_once("\r\n\r\n").unwrap().1.to_string(),
+            )
+        };
+        let complete =
+            r#"{"model": "tiny", "prompt": "one two three", "max_tokens": 4, "ignore_eos": true}"#;
+        for _ in 0..4 {
+            assert_eq!(
+                http(&router, "POST", "/v1/completions", complete).await.0,
+                200
+            );
+        }
+        let generated = |metrics: &str, pod: &str| {
+            sample(
+                metrics,
+                &format!("vllm:generation_tokens_total{{pod=\"{pod}\","),
+            )
+        };
+        let (_, all) = text(router.addr, "/metrics").await;
+        assert_eq!(
+            (generated(&all, "sim-0"), generated(&all, "sim-1")),
+            (8.0, 8.0)
+        );
+        let (status, own) = text(replicas[1].addr, "/metrics").await;
+        assert_eq!((status, generated(&own, "sim-1")), (200, 8.0));
+        assert!(!own.contains("sim-0"));
+        // Into the outage.
+        tokio::time::sleep(Duration::from_secs_f64(
+            1.3 - started.elapsed().as_secs_f64(),
+        ))
+        .await;
+        assert_eq!(text(replicas[1].addr, "/metrics").await.0, 503);
+        for _ in 0..2 {
+            assert_eq!(
+                http(&router, "POST", "/v1/completions", complete).await.0,
+                200
+            );
+        }
+        let (_, all) = text(router.addr, "/metrics").await;
+        assert_eq!(generated(&all, "sim-0"), 16.0);
+        assert!(!all.contains("sim-1"));
+        // Back, as a new process.
+        tokio::time::sleep(Duration::from_secs_f64(
+            2.3 - started.elapsed().as_secs_f64(),
+        ))
+        .await;
+        let (status, own) = text(replicas[1].addr, "/metrics").await;
+        assert_eq!((status, generated(&own, "sim-1")), (200, 0.0));
+    });
+}

@@ -8,7 +8,7 @@ mod process;
 pub mod prometheus;
 
 pub use packages::ensure_debian_packages;
-pub use process::{Running, command, start_sim};
+pub use process::{Running, command, start_sim, start_sim_fleet};
 
 use std::net::SocketAddr;
 use std::sync::Arc;

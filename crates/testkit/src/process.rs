@@ -56,6 +56,32 @@ impl Running {
 /// (or `--port P` among `args`):
 /// the process and the URL it printed first. Whatever it prints later is drained, so a full pipe never stalls it.
 pub fn start_sim(exe: &str, args: &[&str]) -> (Running, String) {
+    let (running, mut lines) = spawn_sim(exe, args, 0);
+    (running, lines.remove(0))
+}
+
+/// `infer-doctor sim --replicas N ARGS` (a fleet of `replicas`): the process, the router's URL, and each replica's
+/// pod name and URL as it printed them.
+pub fn start_sim_fleet(
+    exe: &str,
+    args: &[&str],
+    replicas: usize,
+) -> (Running, String, Vec<(String, String)>) {
+    let (running, mut lines) = spawn_sim(exe, args, replicas);
+    let router = lines.remove(0);
+    let pods = lines
+        .iter()
+        .map(|line| {
+            let (pod, url) = line.split_once(' ').expect("a `POD URL` line");
+            assert!(url.starts_with("http://127.0.0.1:"), "sim printed {line:?}");
+            (pod.to_string(), url.to_string())
+        })
+        .collect();
+    (running, router, pods)
+}
+
+/// Starts the simulator and reads its URL line and `more` lines after it.
+fn spawn_sim(exe: &str, args: &[&str], more: usize) -> (Running, Vec<String>) {
     // A free port unless the caller names one (a replica restarted where its scraper expects it).
     let port: &[&str] = if args.iter().any(|a| a.starts_with("--port")) {
         &[]
@@ -71,10 +97,14 @@ pub fn start_sim(exe: &str, args: &[&str]) -> (Running, String) {
         .spawn()
         .expect("starting infer-doctor sim");
     let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-    let mut url = String::new();
-    stdout.read_line(&mut url).expect("reading the sim's URL");
+    let mut lines = Vec::new();
+    for _ in 0..=more {
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("reading the sim's URLs");
+        lines.push(line.trim().to_string());
+    }
     std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-    let url = url.trim().to_string();
+    let url = &lines[0];
     assert!(url.starts_with("http://127.0.0.1:"), "sim printed {url:?}");
-    (Running(child), url)
+    (Running(child), lines)
 }

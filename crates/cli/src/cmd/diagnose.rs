@@ -120,6 +120,7 @@ pub async fn run(args: Box<DiagnoseArgs>) -> Result<u8, Failure> {
             input_tokens: f64::from(args.prefix_tokens + args.input_tokens),
             output_tokens: f64::from(args.output_tokens),
             concurrency: args.concurrency,
+            prefix_tokens: Some(f64::from(args.prefix_tokens)),
         });
         gathered.evidence.shared_prefixes = Some(args.prefix_tokens > 0);
         gathered.evidence.exact_output_lengths = args.ignore_eos;

@@ -1,6 +1,7 @@
 //! `infer-doctor sim`: the simulated vLLM V1 server, served over HTTP with vLLM's start-up and stats log lines
 //! on stderr, or `sim run` to push a workload through the same engine on a discrete-event clock.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -13,9 +14,13 @@ use infer_doctor_observe::{dialect, exposition, server};
 use infer_doctor_prompt::dist::LengthDist;
 use infer_doctor_sim::des::{self, Arrivals, Outcome};
 use infer_doctor_sim::engine::{FinishReason, NewRequest};
+use infer_doctor_sim::fleet::{self, Disaggregation, Fleet, FleetSetup, KvLink, RouterKind};
 use infer_doctor_sim::logs::{self, LogRecord, Pids};
+use infer_doctor_sim::metrics::with_label;
 use infer_doctor_sim::scenario;
-use infer_doctor_sim::server::{BatchVariant, LISTEN_BACKLOG, LogSink, SimServer, StopModel};
+use infer_doctor_sim::server::{
+    BatchVariant, FleetMember, LISTEN_BACKLOG, LogSink, SimServer, StopModel,
+};
 use infer_doctor_sim::setup::SimSetup;
 use infer_doctor_sim::text::WordTokenizer;
 use rand::SeedableRng;
@@ -160,13 +165,80 @@ pub fn setup_from(args: &SimSetupArgs) -> Result<SimSetup, Failure> {
     Ok(setup)
 }
 
+/// The fleet the scenario and the flags ask for, or `None` for one server (one replica is one server, as it
+/// always was).
+pub fn fleet_from(args: &SimSetupArgs, setup: &SimSetup) -> Result<Option<FleetSetup>, Failure> {
+    let preset = find_scenario(args.scenario.as_deref().unwrap_or("healthy"))?;
+    if args.replicas == Some(0) {
+        return Err(Failure::usage(anyhow!(
+            "--replicas 0: a fleet needs at least one replica"
+        )));
+    }
+    let mut fleet = match (preset.fleet, args.replicas) {
+        (Some(build), _) => build(setup),
+        (None, Some(n)) => FleetSetup::uniform(setup, n, RouterKind::RoundRobin),
+        (None, None) => FleetSetup::uniform(setup, 1, RouterKind::RoundRobin),
+    };
+    if let Some(n) = args.replicas {
+        let mut more = FleetSetup::uniform(setup, n, fleet.router).replicas;
+        fleet.replicas.truncate(n as usize);
+        let have = fleet.replicas.len();
+        fleet.replicas.extend(more.drain(have..));
+    }
+    if let Some(router) = &args.router {
+        // clap allows only the names RouterKind knows.
+        fleet.router = RouterKind::parse(router)
+            .ok_or_else(|| Failure::usage(anyhow!("--router `{router}`: unknown")))?;
+    }
+    if let Some(k) = args.prefill_replicas {
+        fleet.disaggregation = Some(Disaggregation {
+            prefill: k,
+            link: fleet.disaggregation.map_or(KvLink::RDMA, |d| d.link),
+        });
+    }
+    if fleet.disaggregation.is_none()
+        && (args.kv_transfer_gbps.is_some() || args.kv_transfer_failure_rate.is_some())
+    {
+        return Err(Failure::usage(anyhow!(
+            "--kv-transfer-gbps and --kv-transfer-failure-rate need a prefill/decode split (--prefill-replicas K)"
+        )));
+    }
+    if let Some(d) = fleet.disaggregation.as_mut() {
+        if let Some(gbps) = args.kv_transfer_gbps {
+            if !(gbps.is_finite() && gbps > 0.0) {
+                return Err(Failure::usage(anyhow!(
+                    "--kv-transfer-gbps {gbps}: must be a positive bandwidth"
+                )));
+            }
+            d.link.gbps = gbps;
+        }
+        if let Some(rate) = args.kv_transfer_failure_rate {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(Failure::usage(anyhow!(
+                    "--kv-transfer-failure-rate {rate}: must be between 0 and 1"
+                )));
+            }
+            d.link.failure_rate = rate;
+        }
+        if d.prefill == 0 || d.prefill as usize >= fleet.replicas.len() {
+            return Err(Failure::usage(anyhow!(
+                "--prefill-replicas {}: leaves no prefill or no decode replica among --replicas {}",
+                d.prefill,
+                fleet.replicas.len()
+            )));
+        }
+    }
+    Ok((fleet.replicas.len() > 1).then_some(fleet))
+}
+
 fn run_des(args: &SimRunArgs) -> Result<u8, Failure> {
     let setup = setup_from(&args.setup)?;
+    let fleet = fleet_from(&args.setup, &setup)?;
     if args.diagnose {
         let scenario = find_scenario(args.setup.scenario.as_deref().unwrap_or("healthy"))?;
         let users = args.concurrency.unwrap_or(scenario.workload.users);
-        let evidence =
-            simulated_evidence(&setup, scenario.workload, users).map_err(Failure::usage)?;
+        let evidence = simulated_evidence(&setup, fleet.as_ref(), scenario.workload, users)
+            .map_err(Failure::usage)?;
         let gathered = crate::bundle::Gathered {
             evidence,
             ..Default::default()
@@ -236,25 +308,49 @@ fn run_des(args: &SimRunArgs) -> Result<u8, Failure> {
     let wall = std::time::Instant::now();
     // With --out, the client's view is written too, so it needs every token's time and the server's scrapes.
     let mut scrapes = Vec::new();
-    let outcome = des::run_observed(
-        &mut built.core,
-        &arrivals,
-        requests,
-        1.0,
-        SIM_RUN_HORIZON_SECONDS,
-        args.out.is_some(),
-        |t, core| {
-            if args.out.is_some() {
-                scrape(&mut scrapes, t, core);
-            }
-        },
-    );
+    let keep = args.out.is_some();
+    let (outcome, metrics) = match &fleet {
+        None => {
+            let outcome = des::run_observed(
+                &mut built.core,
+                &arrivals,
+                requests,
+                1.0,
+                SIM_RUN_HORIZON_SECONDS,
+                keep,
+                |t, core| {
+                    if keep {
+                        scrape(&mut scrapes, t, core);
+                    }
+                },
+            );
+            (outcome, built.core.metrics.render())
+        }
+        Some(spec) => {
+            let mut fleet = spec.build().map_err(Failure::usage)?;
+            let outcome = fleet::run(
+                &mut fleet,
+                &arrivals,
+                requests,
+                1.0,
+                SIM_RUN_HORIZON_SECONDS,
+                keep,
+                |t, fleet| {
+                    if keep && let Some(readings) = fleet_readings(fleet) {
+                        scrapes.push((t, readings));
+                    }
+                },
+            )
+            .map_err(Failure::usage)?;
+            (outcome, fleet_exposition(&fleet))
+        }
+    };
     if outcome.simulated_seconds > SIM_RUN_HORIZON_SECONDS {
         return Err(Failure::usage(too_slow(&setup, args, &outcome)));
     }
     let cpu = infer_doctor_load::cpu::process_cpu_seconds() - cpu_before;
     if let Some(dir) = &args.out {
-        write_outputs(dir, &outcome, &built.core.metrics.render()).map_err(Failure::usage)?;
+        write_outputs(dir, &outcome, &metrics).map_err(Failure::usage)?;
         write_client_view(&dir.join("client"), &setup, args, &outcome, &scrapes)
             .map_err(Failure::usage)?;
     }
@@ -264,6 +360,7 @@ fn run_des(args: &SimRunArgs) -> Result<u8, Failure> {
             "{}",
             serde_json::json!({
                 "setup": setup,
+                "fleet": fleet,
                 "requests": outcome.finished.len(),
                 "steps": outcome.steps,
                 "simulated_seconds": outcome.simulated_seconds,
@@ -366,6 +463,23 @@ fn scrape(
     if let Ok(readings) = dialect::read(&exposition::parse(&text), None, "simulator") {
         scrapes.push((t, readings));
     }
+}
+
+/// Every replica that is up, its `/metrics` labelled with its pod, in one body: what a Prometheus scraping the
+/// fleet with the replicas' own labels (`honor_labels`) holds, and what the router's `/metrics` serves.
+pub fn fleet_exposition(fleet: &Fleet) -> String {
+    fleet
+        .replicas
+        .iter()
+        .filter(|r| r.up)
+        .map(|r| with_label(&r.core().metrics.render(), "pod", &r.spec.pod))
+        .collect()
+}
+
+/// The fleet's server readings at one moment: every replica up, summed as one server's (shares averaged).
+fn fleet_readings(fleet: &Fleet) -> Option<ServerReadings> {
+    let text = fleet_exposition(fleet);
+    dialect::read(&exposition::parse(&text), None, "simulator").ok()
 }
 
 /// The run as a client beside the simulated server would have recorded it: a bench run directory (`run.json`,
@@ -618,6 +732,9 @@ async fn serve(args: &SimArgs) -> Result<u8, Failure> {
     for record in built.startup_log(&setup, &args.host, addr.port()) {
         print(record);
     }
+    if let Some(fleet) = fleet_from(&args.setup, &setup)? {
+        return serve_fleet(args, &fleet, addr, print).await;
+    }
     let server = SimServer::start(
         built.core,
         built.server.clone(),
@@ -645,62 +762,206 @@ async fn serve(args: &SimArgs) -> Result<u8, Failure> {
     Ok(exit::INTERRUPTED)
 }
 
-/// The evidence `diagnose` would gather from this server, gathered on the discrete-event clock: a single-user
-/// probe, then `users` users sending three requests each while `/metrics` is scraped every half second.
+/// One probe of a simulated server or fleet: the client's records, the server's scrapes and, for a fleet, each
+/// replica's own scrapes and whether it answered each one (with its restarts so far).
+#[derive(Default)]
+struct Probe {
+    records: Vec<RequestRecord>,
+    scrapes: Vec<(f64, ServerReadings)>,
+    pods: BTreeMap<String, Vec<(f64, ServerReadings)>>,
+    health: BTreeMap<String, Vec<(f64, bool, u32)>>,
+}
+
+impl Probe {
+    /// Each replica's window and health over the steady part of the run, as a Prometheus scraping each one
+    /// (`up`, `resets()`) would report them.
+    fn fleet_view(
+        &self,
+    ) -> (
+        BTreeMap<String, infer_doctor_core::signals::ServerWindow>,
+        BTreeMap<String, infer_doctor_core::ReplicaHealth>,
+    ) {
+        let steady_from = crate::bundle::steady_scrapes(&self.scrapes, &self.records)
+            .first()
+            .map_or(0.0, |(t, _)| *t);
+        let mut pods = BTreeMap::new();
+        let mut health = BTreeMap::new();
+        for (pod, scrapes) in &self.pods {
+            if let Some(window) =
+                server::summarize(&crate::bundle::steady_scrapes(scrapes, &self.records))
+            {
+                pods.insert(pod.clone(), window);
+            }
+            let seen: Vec<&(f64, bool, u32)> = self.health[pod]
+                .iter()
+                .filter(|(t, _, _)| *t >= steady_from)
+                .collect();
+            let (Some(first), Some(last)) = (seen.first(), seen.last()) else {
+                continue;
+            };
+            let up = seen.iter().filter(|(_, up, _)| *up).count() as f64 / seen.len() as f64;
+            health.insert(
+                pod.clone(),
+                infer_doctor_core::ReplicaHealth {
+                    up_share: Some(up),
+                    restarts: Some(f64::from(last.2 - first.2)),
+                },
+            );
+        }
+        (pods, health)
+    }
+}
+
+/// Serves a fleet until Ctrl-C: the router's URL first on stdout, then one `POD URL` line per replica.
+async fn serve_fleet(
+    args: &SimArgs,
+    fleet: &FleetSetup,
+    addr: SocketAddr,
+    print: LogSink,
+) -> Result<u8, Failure> {
+    if args.trace.is_some() {
+        return Err(Failure::usage(anyhow!(
+            "--trace records one server's requests; it does not apply with --replicas"
+        )));
+    }
+    if fleet.disaggregation.is_some() {
+        return Err(Failure::usage(anyhow!(
+            "--prefill-replicas: the prefill/decode split is simulated by `sim run` (the discrete-event clock) only, \
+             not over HTTP yet"
+        )));
+    }
+    let mut members = Vec::new();
+    for spec in &fleet.replicas {
+        let built = spec.setup.build().map_err(Failure::usage)?;
+        let outage = match spec.outage {
+            Some(o) => Some((o, spec.setup.build().map_err(Failure::usage)?.core)),
+            None => None,
+        };
+        members.push(FleetMember {
+            pod: spec.pod.clone(),
+            core: built.core,
+            config: built.server,
+            outage,
+        });
+    }
+    let (router, replicas) = SimServer::start_fleet(
+        members,
+        fleet.router,
+        Arc::new(WordTokenizer),
+        addr,
+        print.clone(),
+    )
+    .await
+    .with_context(|| format!("starting the simulated fleet on {addr}"))
+    .map_err(Failure::usage)?;
+    print(logs::server_started(&args.host, router.addr.port()));
+    println!("{}", router.url());
+    for (spec, replica) in fleet.replicas.iter().zip(&replicas) {
+        println!("{} {}", spec.pod, replica.url());
+    }
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(|e| Failure::usage(anyhow::Error::from(e)))?;
+    Ok(exit::INTERRUPTED)
+}
+
+/// The evidence `diagnose` would gather from this server (or, with `fleet`, through its router with a Prometheus
+/// scraping every replica), gathered on the discrete-event clock: a single-user probe, then `users` users sending
+/// three requests each while `/metrics` is scraped every half second.
 pub fn simulated_evidence(
     setup: &SimSetup,
+    fleet: Option<&FleetSetup>,
     workload: scenario::Workload,
     users: u32,
 ) -> anyhow::Result<infer_doctor_core::Evidence> {
-    type Probe = (Vec<RequestRecord>, Vec<(f64, ServerReadings)>);
     let probe = |users: u32, requests: u64| -> anyhow::Result<Probe> {
-        let mut built = setup.build()?;
-        let block_size = built.scheduler.block_size;
+        let block_size = setup.build()?.scheduler.block_size;
         let mut rng = StdRng::seed_from_u64(setup.seed);
         let stop = setup.stop.clone();
         let prompt = workload.prefix_tokens + workload.input_tokens;
-        let mut scrapes = Vec::new();
-        let outcome = des::run_observed(
-            &mut built.core,
-            &Arrivals::Closed { users, requests },
-            |id| {
-                des::synthetic_request(
-                    id,
-                    prompt,
-                    (workload.prefix_tokens, workload.prefix_groups),
-                    workload.output_tokens,
-                    stop.sample(&mut rng),
-                    block_size,
+        let request = |id| {
+            des::synthetic_request(
+                id,
+                prompt,
+                (workload.prefix_tokens, workload.prefix_groups),
+                workload.output_tokens,
+                stop.sample(&mut rng),
+                block_size,
+            )
+        };
+        let arrivals = Arrivals::Closed { users, requests };
+        let mut probe = Probe::default();
+        // A live probe is bounded in time too.
+        let (every, horizon) = (0.5, 120.0);
+        let outcome = match fleet {
+            None => {
+                let mut built = setup.build()?;
+                des::run_observed(
+                    &mut built.core,
+                    &arrivals,
+                    request,
+                    every,
+                    horizon,
+                    true,
+                    |t, core| scrape(&mut probe.scrapes, t, core),
                 )
-            },
-            0.5,
-            // A live probe is bounded in time too.
-            120.0,
-            true,
-            |t, core| scrape(&mut scrapes, t, core),
-        );
-        let mut records: Vec<RequestRecord> = outcome
+            }
+            Some(spec) => {
+                let mut fleet = spec.build()?;
+                fleet::run(
+                    &mut fleet,
+                    &arrivals,
+                    request,
+                    every,
+                    horizon,
+                    true,
+                    |t, fleet| {
+                        if let Some(readings) = fleet_readings(fleet) {
+                            probe.scrapes.push((t, readings));
+                        }
+                        for r in &fleet.replicas {
+                            let pod = &r.spec.pod;
+                            probe
+                                .health
+                                .entry(pod.clone())
+                                .or_default()
+                                .push((t, r.up, r.restarts));
+                            if r.up {
+                                scrape(probe.pods.entry(pod.clone()).or_default(), t, r.core());
+                            }
+                        }
+                    },
+                )?
+            }
+        };
+        probe.records = outcome
             .finished
             .iter()
             .map(|f| client_record(f, outcome.token_times.get(&f.id)))
             .collect();
         if users > 1 {
             // The first wave is the live probe's warm-up too.
-            for r in records.iter_mut().filter(|r| r.id < u64::from(users)) {
+            for r in probe.records.iter_mut().filter(|r| r.id < u64::from(users)) {
                 r.phase = Some(infer_doctor_core::Phase::Warmup);
             }
         }
-        Ok((records, scrapes))
+        Ok(probe)
     };
-    let (single, _) = probe(1, 5)?;
+    let single = probe(1, 5)?;
     let log = startup_log_text(setup)?;
-    let (loaded, scrapes) = probe(users, 3 * u64::from(users))?;
+    let loaded = probe(users, 3 * u64::from(users))?;
+    let (pods, pod_health) = loaded.fleet_view();
     Ok(infer_doctor_core::Evidence {
-        single_user: crate::bundle::summarize_requests(&single),
-        client: crate::bundle::summarize_requests(&loaded),
-        server: server::summarize(&crate::bundle::steady_scrapes(&scrapes, &loaded)),
-        scrapes,
-        requests: loaded,
+        single_user: crate::bundle::summarize_requests(&single.records),
+        client: crate::bundle::summarize_requests(&loaded.records),
+        server: server::summarize(&crate::bundle::steady_scrapes(
+            &loaded.scrapes,
+            &loaded.records,
+        )),
+        scrapes: loaded.scrapes,
+        requests: loaded.records,
+        pods,
+        pod_health,
         hardware: Some({
             let built = setup.build()?;
             infer_doctor_plan::hardware_facts(&built.model, &built.gpu, setup.tensor_parallel_size)?
@@ -709,9 +970,14 @@ pub fn simulated_evidence(
             input_tokens: f64::from(workload.prefix_tokens + workload.input_tokens),
             output_tokens: f64::from(workload.output_tokens),
             concurrency: u64::from(users),
+            prefix_tokens: Some(f64::from(workload.prefix_tokens)),
         }),
         shared_prefixes: Some(workload.prefix_tokens > 0),
-        log: infer_doctor_observe::logs::parse_log(&log).facts(),
+        // One replica's log does not describe a fleet; a Prometheus reading of one carries none either.
+        log: fleet
+            .is_none()
+            .then(|| infer_doctor_observe::logs::parse_log(&log).facts())
+            .flatten(),
         ..Default::default()
     })
 }

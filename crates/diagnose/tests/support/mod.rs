@@ -122,12 +122,19 @@ pub fn healthy_server() -> ServerWindow {
                 counter(100_000.0, WINDOW_SECONDS),
             ),
             (Signal::PrefixCacheHits, counter(60_000.0, WINDOW_SECONDS)),
+            // A prefill/decode split's KV: 8 MiB per request, no failure.
+            (
+                Signal::KvTransferBytes,
+                counter(180.0 * 8.0 * 1_048_576.0, WINDOW_SECONDS),
+            ),
+            (Signal::KvTransferFailures, counter(0.0, WINDOW_SECONDS)),
         ]),
         histograms: BTreeMap::from([
             (Signal::Ttft, histogram(0.09)),
             (Signal::QueueTime, histogram(0.005)),
             (Signal::PrefillTime, histogram(0.06)),
             (Signal::E2e, histogram(2.5)),
+            (Signal::KvTransferTime, histogram(0.005)),
         ]),
         ..Default::default()
     }
@@ -183,6 +190,8 @@ pub fn healthy() -> Evidence {
             input_tokens: 512.0,
             output_tokens: 256.0,
             concurrency: 16,
+            // 384 of the 512 prompt tokens shared: the 60% hit rate of `healthy_server` is what a cache allows.
+            prefix_tokens: Some(384.0),
         }),
         shared_prefixes: Some(true),
         exact_output_lengths: false,
@@ -712,6 +721,15 @@ pub fn with_picker(evidence: &mut Evidence) {
 /// The picker's window, as `with_picker` made it.
 pub fn picker(evidence: &mut Evidence) -> &mut ServerWindow {
     evidence.scheduler.as_mut().expect("with_picker() set it")
+}
+
+/// Every replica's prefix-cache hits over the window, out of `healthy_server()`'s 100,000 lookups.
+pub fn set_pod_prefix_hits(evidence: &mut Evidence, hits: f64) {
+    for window in evidence.pods.values_mut() {
+        window
+            .counters
+            .insert(Signal::PrefixCacheHits, counter(hits, WINDOW_SECONDS));
+    }
 }
 
 /// One replica's gauge, as a Prometheus that scrapes the fleet reports it.
