@@ -288,7 +288,10 @@ pub async fn probe(client: Arc<HttpClient>, spec: DeterminismSpec) -> Determinis
 mod tests {
     use super::*;
 
-    fn legacy(tokens: &[(&str, f64, &[(&str, f64)])]) -> Vec<u8> {
+    /// A token, its logprob, and the candidates at its position with theirs.
+    type Step<'a> = (&'a str, f64, &'a [(&'a str, f64)]);
+
+    fn legacy(tokens: &[Step]) -> Vec<u8> {
         let text: String = tokens.iter().map(|t| t.0).collect();
         let body = json!({"choices": [{"index": 0, "text": text, "logprobs": {
             "tokens": tokens.iter().map(|t| t.0).collect::<Vec<_>>(),
