@@ -318,7 +318,8 @@ mod tests {
         let (at, lone, other, margin) = first_difference(&alone, &batched, true).unwrap();
         assert_eq!(
             (at, lone.token.as_str(), other.token.as_str()),
-            (1, " c", " d")
+            (2, " c", " d"),
+            "positions are 1-based: the second token"
         );
         assert!((margin.unwrap() - 0.02).abs() < 1e-9, "{margin:?}");
         assert_eq!(first_difference(&alone, &alone.clone(), true), None);
