@@ -141,9 +141,11 @@ fn first_difference(
         token: p.map(|p| p.token.clone()).unwrap_or_default(),
         logprob: p.and_then(|p| p.logprob),
     };
-    if let (true, Some(a), Some(b)) = (by_tokens, &alone.tokens, &batched.tokens) {
-        let at = (0..a.len().max(b.len()))
-            .find(|&i| a.get(i).map(|p| &p.token) != b.get(i).map(|p| &p.token))?;
+    // Texts that differ under equal tokens (a server's detokenizing alone) are compared by words below.
+    if let (true, Some(a), Some(b)) = (by_tokens, &alone.tokens, &batched.tokens)
+        && let Some(at) = (0..a.len().max(b.len()))
+            .find(|&i| a.get(i).map(|p| &p.token) != b.get(i).map(|p| &p.token))
+    {
         let (lone, other) = (a.get(at), b.get(at));
         let margin = lone.zip(other).and_then(|(lone, other)| {
             let own = lone.logprob?;
@@ -351,5 +353,12 @@ mod tests {
             (2, "y", "q")
         );
         assert!(parse_output(b"{\"choices\": []}").is_err());
+        // Equal tokens, different text: still a difference, found by words.
+        let respaced = Output {
+            text: " x  y".into(),
+            tokens: alone.tokens.clone(),
+        };
+        let (at, _, _, margin) = first_difference(&alone, &respaced, true).unwrap();
+        assert_eq!((at, margin), (3, None));
     }
 }
