@@ -224,6 +224,24 @@ fn the_output_probes_compare_what_they_asked_for(server: &Server) {
         );
         assert_eq!(line["status"], "fail", "{line:#}");
     }
+
+    let probe = read_json(&dir.path().join("template.json"));
+    eprintln!("template on vLLM CPU: {probe:#}");
+    assert_eq!(probe["generation_prompt"], true);
+    assert_eq!(probe["end_of_turn"], "<|im_end|>");
+    assert_eq!(probe["server_rendered"], probe["rendered"], "{probe:#}");
+    let (chat, plain) = (&probe["chat"], &probe["completion"]);
+    assert!(
+        chat["text"].is_string() && plain["text"].is_string(),
+        "{probe:#}"
+    );
+    assert_eq!(chat["prompt_tokens"], plain["prompt_tokens"], "{probe:#}");
+    assert_eq!(chat["text"], plain["text"], "{probe:#}");
+    let findings = document["diagnosis"]["findings"].as_array().unwrap();
+    assert!(
+        findings.iter().all(|f| f["id"] != "output.template"),
+        "{findings:#?}"
+    );
 }
 
 fn healthy_load_gives_no_warning(server: &Server) {

@@ -141,9 +141,11 @@ fn first_difference(
         token: p.map(|p| p.token.clone()).unwrap_or_default(),
         logprob: p.and_then(|p| p.logprob),
     };
-    if let (true, Some(a), Some(b)) = (by_tokens, &alone.tokens, &batched.tokens) {
-        let at = (0..a.len().max(b.len()))
-            .find(|&i| a.get(i).map(|p| &p.token) != b.get(i).map(|p| &p.token))?;
+    // Texts that differ under equal tokens (a server's detokenizing alone) are compared by words below.
+    if let (true, Some(a), Some(b)) = (by_tokens, &alone.tokens, &batched.tokens)
+        && let Some(at) = (0..a.len().max(b.len()))
+            .find(|&i| a.get(i).map(|p| &p.token) != b.get(i).map(|p| &p.token))
+    {
         let (lone, other) = (a.get(at), b.get(at));
         let margin = lone.zip(other).and_then(|(lone, other)| {
             let own = lone.logprob?;
@@ -288,7 +290,10 @@ pub async fn probe(client: Arc<HttpClient>, spec: DeterminismSpec) -> Determinis
 mod tests {
     use super::*;
 
-    fn legacy(tokens: &[(&str, f64, &[(&str, f64)])]) -> Vec<u8> {
+    /// A token, its logprob, and the candidates at its position with theirs.
+    type Step<'a> = (&'a str, f64, &'a [(&'a str, f64)]);
+
+    fn legacy(tokens: &[Step]) -> Vec<u8> {
         let text: String = tokens.iter().map(|t| t.0).collect();
         let body = json!({"choices": [{"index": 0, "text": text, "logprobs": {
             "tokens": tokens.iter().map(|t| t.0).collect::<Vec<_>>(),
@@ -315,7 +320,8 @@ mod tests {
         let (at, lone, other, margin) = first_difference(&alone, &batched, true).unwrap();
         assert_eq!(
             (at, lone.token.as_str(), other.token.as_str()),
-            (1, " c", " d")
+            (2, " c", " d"),
+            "positions are 1-based: the second token"
         );
         assert!((margin.unwrap() - 0.02).abs() < 1e-9, "{margin:?}");
         assert_eq!(first_difference(&alone, &alone.clone(), true), None);
@@ -347,5 +353,12 @@ mod tests {
             (2, "y", "q")
         );
         assert!(parse_output(b"{\"choices\": []}").is_err());
+        // Equal tokens, different text: still a difference, found by words.
+        let respaced = Output {
+            text: " x  y".into(),
+            tokens: alone.tokens.clone(),
+        };
+        let (at, _, _, margin) = first_difference(&alone, &respaced, true).unwrap();
+        assert_eq!((at, margin), (3, None));
     }
 }

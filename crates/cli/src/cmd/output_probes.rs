@@ -103,11 +103,16 @@ pub(crate) async fn determinism(
         },
     )
     .await;
-    let path = dir.join(DETERMINISM_FILE);
-    std::fs::create_dir_all(dir)
-        .and_then(|()| std::fs::write(&path, serde_json::to_string_pretty(&facts)?))
-        .map_err(|e| Failure::usage(anyhow!("writing {}: {e}", path.display())))?;
+    keep(dir, DETERMINISM_FILE, &facts)?;
     Ok(facts)
+}
+
+/// A probe's result in the bundle, beside the runs.
+fn keep(dir: &Path, name: &str, facts: &impl serde::Serialize) -> Result<(), Failure> {
+    let path = dir.join(name);
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&path, serde_json::to_string_pretty(facts)?))
+        .map_err(|e| Failure::usage(anyhow!("writing {}: {e}", path.display())))
 }
 
 /// A client for `url` holding up to `pool` idle connections, and the model to ask for: `--model`, else the first
@@ -206,9 +211,6 @@ pub(crate) async fn template(
     facts.template = template.path.display().to_string();
     facts.generation_prompt = rendered != without;
     facts.end_of_turn = end_of_turn;
-    let path = dir.join(TEMPLATE_FILE);
-    std::fs::create_dir_all(dir)
-        .and_then(|()| std::fs::write(&path, serde_json::to_string_pretty(&facts)?))
-        .map_err(|e| Failure::usage(anyhow!("writing {}: {e}", path.display())))?;
+    keep(dir, TEMPLATE_FILE, &facts)?;
     Ok(facts)
 }
