@@ -390,3 +390,78 @@ fn two_bench_shards_over_http_merge_into_the_run_one_bench_sends() {
         );
     }
 }
+
+#[test]
+fn the_emitted_job_carries_the_bench_flags_and_never_the_key() {
+    let emit = |extra: &[&str]| {
+        command(EXE)
+            .env("OPENAI_API_KEY", "sk-never-in-a-manifest")
+            .args([
+                "bench",
+                "--url",
+                "http://vllm:8000",
+                "--request-rate",
+                "300",
+                "--seed",
+                "4",
+                "--emit",
+                "k8s-job",
+                "--shards",
+                "3",
+                "--image",
+                "registry.example/infer-doctor:1",
+            ])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let refused = emit(&[]);
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("pass --api-key-secret NAME"), "{stderr}");
+    assert!(refused.stdout.is_empty());
+
+    let out = emit(&["--api-key-secret", "llm-key:token"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    assert!(!yaml.contains("sk-never"), "{yaml}");
+    for line in [
+        "- \"--request-rate\"\n",
+        "- \"300\"\n",
+        "- \"$(JOB_COMPLETION_INDEX)/3\"\n",
+        "key: \"token\"\n",
+        "name: \"llm-key\"\n",
+        "completionMode: \"Indexed\"\n",
+    ] {
+        assert!(yaml.contains(line), "no {line:?} in\n{yaml}");
+    }
+    for flag in ["--emit", "--shards", "--image", "--api-key-secret"] {
+        assert!(
+            !yaml.contains(&format!("\"{flag}\"")),
+            "{flag} reached the pods:\n{yaml}"
+        );
+    }
+    // Three pods cannot share two users.
+    let out = command(EXE)
+        .args([
+            "bench",
+            "--url",
+            "http://vllm:8000",
+            "--concurrency",
+            "2",
+            "--emit",
+            "k8s-job",
+            "--shards",
+            "3",
+            "--image",
+            "img",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("leaves shard 2/3 with none"));
+}

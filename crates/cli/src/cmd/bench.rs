@@ -83,7 +83,7 @@ pub(crate) fn in_flight(flag: &str, n: Option<u64>) -> Result<Option<u64>, Failu
     }
 }
 
-fn shape(args: &BenchArgs) -> Result<LoadShape, Failure> {
+pub(crate) fn shape(args: &BenchArgs) -> Result<LoadShape, Failure> {
     let concurrency = in_flight("--concurrency", args.concurrency)?;
     let max_concurrency = in_flight("--max-concurrency", args.max_concurrency)?;
     match (concurrency, args.request_rate) {

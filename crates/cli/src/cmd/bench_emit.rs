@@ -2,6 +2,7 @@
 //! many pods (one shard each) and merge the shards; the API key goes in by Secret reference, never by value.
 
 use anyhow::anyhow;
+use infer_doctor_core::shard::ShardSpec;
 use infer_doctor_plan::load_job::{LoadJob, manifests};
 
 use crate::args::BenchArgs;
@@ -49,6 +50,16 @@ pub fn run(args: &BenchArgs) -> Result<u8, Failure> {
              (kubectl create secret generic NAME --from-literal=api-key=…) and pass --api-key-secret NAME"
         )));
     }
+    // Every pod must get a user (closed loop) or an in-flight slot: the last shard's share is the smallest.
+    let shards = args.shards.unwrap_or(1).max(1);
+    infer_doctor_load::run::check_shard(
+        &crate::cmd::bench::shape(args)?,
+        ShardSpec {
+            index: shards - 1,
+            count: shards,
+        },
+    )
+    .map_err(Failure::usage)?;
     let job = LoadJob {
         name: args.job_name.clone(),
         namespace: args.namespace.clone(),
