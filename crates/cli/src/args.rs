@@ -384,7 +384,7 @@ pub struct CollectArgs {
     pub item_timeout: Duration,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Clone, Debug)]
 pub struct DiagnoseArgs {
     /// Probe this server live: one user, then a crowd, while scraping its metrics. Give it once per replica of a
     /// fleet (--url A --url B ..): each is probed with its share of the users at the same time, scraped on its

@@ -445,3 +445,41 @@ fn the_weak_replica_of_a_simulated_fleet_behind_round_robin_is_named_through_pro
     assert_eq!(*check_status(&doc, "fleet_balanced"), "fail");
     assert_eq!(*check_status(&doc, "replicas_up"), "pass");
 }
+
+/// One of the replicas given is dead: the probe learns the model from the live one, still probes the dead one,
+/// and its failed scrapes name it down, while the live replica's numbers are judged as usual.
+#[test]
+fn a_dead_replica_among_those_probed_is_named_down() {
+    let (_live, live) = infer_doctor_testkit::start_sim(EXE, &["--seed", "1"]);
+    let dead = format!("http://127.0.0.1:{}", free_loopback_port());
+    let out = infer_doctor_testkit::command(EXE)
+        .args(["diagnose", "--url", &live, "--url", &dead])
+        .args([
+            "--concurrency",
+            "4",
+            "--budget",
+            "8s",
+            "--max-requests",
+            "40",
+        ])
+        .args(["--format", "json", "--no-history"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let doc: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{e}: {text}\n{}", String::from_utf8_lossy(&out.stderr)));
+    let down = finding(&doc, "fleet.replica_down");
+    let verdict = down["verdict"].as_str().unwrap();
+    let dead_name = dead.trim_start_matches("http://");
+    assert!(
+        verdict.contains(&format!("{dead_name} unreachable in 100%")),
+        "{verdict}"
+    );
+    assert!(
+        !verdict.contains(live.trim_start_matches("http://")),
+        "{verdict}"
+    );
+    assert_eq!(down["severity"], "critical");
+    // The fleet's server view is the live replica's, not lost to the dead one.
+    assert!(doc["evidence"]["server"]["scrapes"].as_u64().unwrap() >= 2);
+}

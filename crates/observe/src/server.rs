@@ -269,17 +269,80 @@ pub fn snapshot(readings: &ServerReadings) -> ServerWindow {
     out
 }
 
-/// Several replicas' scrapes as one server's, the way PromQL's `sum` (amounts) and `avg` (shares) see a fleet:
-/// the i-th scrape of each taken together (they were scraped side by side on one interval), at the latest of
-/// their times. Histograms add bucket by bucket where their bounds agree; a replica whose bounds differ is left
-/// out of that signal rather than mixed in.
+/// Several replicas' scrapes as one server's, the way PromQL's `sum` (amounts) and `avg` (shares) see a fleet at
+/// each instant: on the times of the replica scraped most often, each replica's latest scrape by then (within
+/// half its own interval after), its counters first made continuous across its restarts, so the fleet's increase
+/// is the sum of the replicas' increases (`sum(increase())`, never `increase(sum())`). Histograms add bucket by
+/// bucket where their bounds agree; a replica whose bounds differ is left out of that signal. Replicas without a
+/// scrape add nothing.
 pub fn combine_replicas(replicas: &[Vec<(f64, ServerReadings)>]) -> Vec<(f64, ServerReadings)> {
-    let scrapes = replicas.iter().map(Vec::len).min().unwrap_or(0);
-    (0..scrapes)
-        .map(|i| {
-            let at: Vec<&(f64, ServerReadings)> = replicas.iter().map(|r| &r[i]).collect();
-            let t = at.iter().map(|(t, _)| *t).fold(f64::NEG_INFINITY, f64::max);
-            (t, combine_readings(at.iter().map(|(_, r)| r)))
+    let continuous: Vec<(f64, Vec<(f64, ServerReadings)>)> = replicas
+        .iter()
+        .filter(|r| !r.is_empty())
+        .map(|r| (half_interval(r), without_resets(r)))
+        .collect();
+    let Some((_, grid)) = continuous.iter().max_by_key(|(_, r)| r.len()) else {
+        return Vec::new();
+    };
+    grid.iter()
+        .map(|(t, _)| {
+            let at = continuous.iter().filter_map(|(slack, scrapes)| {
+                scrapes
+                    .iter()
+                    .take_while(|(s, _)| *s <= t + slack)
+                    .last()
+                    .map(|(_, r)| r)
+            });
+            (*t, combine_readings(at))
+        })
+        .collect()
+}
+
+/// Half the median gap between a replica's scrapes: how far apart two scrapes of one instant may lie.
+fn half_interval(scrapes: &[(f64, ServerReadings)]) -> f64 {
+    let mut gaps: Vec<f64> = scrapes.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    gaps.sort_by(f64::total_cmp);
+    gaps.get(gaps.len() / 2).map_or(0.0, |g| g / 2.0)
+}
+
+/// One replica's scrapes with every counter (and histogram bucket, sum and count) made continuous over its
+/// restarts, as Prometheus's `increase` reads them: a value below the one before starts again from that one.
+fn without_resets(scrapes: &[(f64, ServerReadings)]) -> Vec<(f64, ServerReadings)> {
+    let mut last: BTreeMap<(Signal, String), f64> = BTreeMap::new();
+    let mut offset: BTreeMap<(Signal, String), f64> = BTreeMap::new();
+    let mut fix = |signal: Signal, key: String, value: &mut f64| {
+        let key = (signal, key);
+        if let Some(before) = last.get(&key).copied()
+            && *value < before
+        {
+            *offset.entry(key.clone()).or_default() += before;
+        }
+        last.insert(key.clone(), *value);
+        *value += offset.get(&key).copied().unwrap_or(0.0);
+    };
+    scrapes
+        .iter()
+        .map(|(t, readings)| {
+            let mut readings = readings.clone();
+            for (&signal, reading) in readings.readings.iter_mut() {
+                match (signal.kind(), reading) {
+                    (SignalKind::Counter, Reading::Value(v)) => fix(signal, String::new(), v),
+                    (SignalKind::Counter, Reading::ByLabel(by)) => {
+                        for (label, v) in by.iter_mut() {
+                            fix(signal, label.clone(), v);
+                        }
+                    }
+                    (SignalKind::Histogram, Reading::Histogram(b)) => {
+                        for (bound, count) in b.bounds.iter_mut() {
+                            fix(signal, format!("le={bound}"), count);
+                        }
+                        fix(signal, "sum".into(), &mut b.sum);
+                        fix(signal, "count".into(), &mut b.count);
+                    }
+                    _ => {}
+                }
+            }
+            (*t, readings)
         })
         .collect()
 }
@@ -414,9 +477,11 @@ mod tests {
             // A scrape the other replica has no partner for.
             (2.1, replica(400.0, 0.8, &bounds(1.0, 6.0))),
         ];
-        let fleet = combine_replicas(&[a, b]);
-        assert_eq!(fleet.len(), 2);
+        let fleet = combine_replicas(&[a, b, Vec::new()]);
+        // On b's three scrape times; at 2.1 a's last scrape (1.0) still stands for it.
+        assert_eq!(fleet.len(), 3);
         assert_eq!(fleet[1].0, 1.1);
+        assert_eq!(fleet[2].1.value(Signal::GenerationTokens), Some(500.0));
         let last = &fleet[1].1;
         assert_eq!(last.value(Signal::GenerationTokens), Some(400.0));
         assert!((last.value(Signal::KvUsage).unwrap() - 0.6).abs() < 1e-12);
@@ -426,6 +491,26 @@ mod tests {
         };
         assert_eq!(ttft.bounds, vec![(0.1, 4.0), (f64::INFINITY, 10.0)]);
         assert_eq!(ttft.count, 10.0);
+    }
+
+    /// One replica restarts: the fleet's tokens grow by what each replica generated, not by its peer's whole count
+    /// again (the `increase(sum())` mistake).
+    #[test]
+    fn a_replica_restarting_adds_only_what_it_did() {
+        let steady: Vec<(f64, ServerReadings)> = (0..4)
+            .map(|i| (f64::from(i), scrape(1000.0 + 100.0 * f64::from(i))))
+            .collect();
+        let restarted: Vec<(f64, ServerReadings)> = [500.0, 600.0, 20.0, 70.0]
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (i as f64, scrape(v)))
+            .collect();
+        let fleet = summarize(&combine_replicas(&[steady, restarted])).unwrap();
+        // 300 by the steady one; 100, then 20 after its restart, then 50 by the other.
+        assert_eq!(
+            fleet.counter(Signal::GenerationTokens).unwrap().increase,
+            470.0
+        );
     }
 
     #[test]

@@ -257,7 +257,9 @@ pub(crate) async fn probe(
 const REPLICAS_DIR: &str = "replicas";
 
 /// Several `--url`s, the replicas of one fleet: each probed at the same time with its share of the users (as an
-/// even router would split them) and of the requests, each into its own run directory.
+/// even router would split them), each into its own run directory. The model is learnt once from the replicas
+/// that answer, so a dead replica is still probed: its failed requests and scrapes are what say it is down. Only
+/// when every replica's probe fails is the diagnosis a failure.
 async fn probe_replicas(
     urls: &[String],
     args: &DiagnoseArgs,
@@ -268,18 +270,98 @@ async fn probe_replicas(
             "--metrics-url names one server's metrics: with several --url, each replica's /metrics is scraped"
         )));
     }
-    let share = args.concurrency.div_ceil(urls.len() as u64);
-    let probes = urls.iter().enumerate().map(|(i, url)| {
-        let replica = dir.join(REPLICAS_DIR).join(format!("replica-{i}"));
-        async move { probe(url, args, share, &replica).await }
-    });
-    let mut probed = Probed::Done;
-    for outcome in futures_util::future::join_all(probes).await {
-        if outcome? == Probed::Interrupted {
-            probed = Probed::Interrupted;
-        }
+    let count = urls.len() as u64;
+    if args.concurrency < count {
+        return Err(Failure::usage(anyhow!(
+            "--concurrency {} is fewer users than the {count} replicas: give each at least one",
+            args.concurrency
+        )));
     }
-    Ok(probed)
+    let mut shared = args.clone();
+    // The requests are shared out like the users.
+    shared.max_requests = (args.max_requests / count).max(1);
+    if shared.model.is_none() {
+        shared.model = Some(first_model(urls, args).await?);
+    }
+    let shared = &shared;
+    let probes = urls.iter().enumerate().map(|(i, url)| {
+        let users = infer_doctor_core::shard::ShardSpec {
+            index: i as u64,
+            count,
+        }
+        .share(args.concurrency);
+        let replica = dir.join(REPLICAS_DIR).join(format!("replica-{i}"));
+        async move {
+            let outcome = probe(url, shared, users, &replica).await;
+            if let Err(failure) = &outcome {
+                let written = std::fs::create_dir_all(&replica).and_then(|()| {
+                    std::fs::write(replica.join(PROBE_FAILED), format!("{:#}", failure.error))
+                });
+                if let Err(e) = written {
+                    return Err(Failure::usage(anyhow!(
+                        "writing {}: {e}",
+                        replica.display()
+                    )));
+                }
+            }
+            outcome
+        }
+    });
+    let outcomes = futures_util::future::join_all(probes).await;
+    if outcomes.iter().all(Result::is_err) {
+        return outcomes.into_iter().next().unwrap_or(Ok(Probed::Done));
+    }
+    Ok(
+        if outcomes
+            .iter()
+            .any(|o| matches!(o, Ok(Probed::Interrupted)))
+        {
+            Probed::Interrupted
+        } else {
+            Probed::Done
+        },
+    )
+}
+
+/// Why a replica's probe failed, kept in its directory for the diagnosis (and `--bundle`) to say.
+const PROBE_FAILED: &str = "probe_failed.txt";
+
+/// The model the first answering replica lists (`/v1/models`), for every replica's probe to ask for.
+async fn first_model(urls: &[String], args: &DiagnoseArgs) -> Result<String, Failure> {
+    let key = args
+        .api_key
+        .clone()
+        .map(infer_doctor_load::target::ApiKey::new)
+        .transpose()
+        .map_err(Failure::usage)?
+        .flatten();
+    let mut why = Vec::new();
+    for url in urls {
+        let target = std::sync::Arc::new(
+            infer_doctor_load::Target::parse(url, key.clone()).map_err(Failure::usage)?,
+        );
+        let client = infer_doctor_load::http::HttpClient::new(
+            target.clone(),
+            infer_doctor_load::http::ClientOptions {
+                http2: false,
+                pool_size: 1,
+                connect_timeout: Duration::from_secs(5),
+            },
+        );
+        let info = infer_doctor_load::probe::probe(&client, Duration::from_secs(10)).await;
+        if let Some(model) = info.model_ids.first() {
+            return Ok(model.clone());
+        }
+        why.push(format!(
+            "{}: {}",
+            target.display_url(),
+            info.models_error.as_deref().unwrap_or("it listed no model")
+        ));
+    }
+    Err(Failure::usage(anyhow!(
+        "no replica named its model (/v1/models): {}; pass --model",
+        why.join("; ")
+    )))
 }
 
 /// A bench command line for one probe, parsed by the same definitions users type.
@@ -500,69 +582,97 @@ fn read_bundle(
 
 /// A probe of several replicas: each replica's own server window and health (the share of its scrapes that
 /// answered, its counters' resets), the fleet's client view from all their requests, and the fleet as one server
-/// from their scrapes added up as Prometheus's `sum` would.
+/// from their scrapes added up as Prometheus's `sum` would. A replica whose probe failed is still one of the
+/// fleet: what its scrapes said, and why it failed, are kept.
 fn read_replicas(
     gathered: &mut Gathered,
     replicas: &Path,
     forced: Option<Dialect>,
 ) -> Result<(), Failure> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(replicas)
+    let mut dirs: Vec<(u64, PathBuf)> = std::fs::read_dir(replicas)
         .map_err(|e| Failure::usage(anyhow!("reading {}: {e}", replicas.display())))?
         .flatten()
         .map(|entry| entry.path())
         .filter(|path| path.is_dir())
+        .map(|path| {
+            let index = path
+                .file_name()
+                .and_then(|n| n.to_str()?.strip_prefix("replica-")?.parse().ok())
+                .unwrap_or(u64::MAX);
+            (index, path)
+        })
         .collect();
+    // By number: replica-10 after replica-2.
     dirs.sort();
     let mut runs = Vec::new();
-    for dir in &dirs {
-        let run = bundle::read_run_dir(&dir.join("loaded"), forced, &mut gathered.problems)
-            .map_err(Failure::usage)?;
-        runs.push(run);
+    for (_, dir) in &dirs {
+        let problems = &mut gathered.problems;
+        let loaded = bundle::read_run_dir(&dir.join("loaded"), forced, problems);
+        // Alone, each replica answered on its own: its single-user records keep its own clock.
+        let single = bundle::read_run_dir(&dir.join("single"), forced, problems);
+        if let Ok(failed) = std::fs::read_to_string(dir.join(PROBE_FAILED)) {
+            problems.push(format!(
+                "{}: its probe failed: {}",
+                dir.display(),
+                failed.trim()
+            ));
+        }
+        // The run that says most about the replica: the loaded one, else the single-user one it got to.
+        let (main, main_dir, alone) = match (loaded, single) {
+            (Ok(loaded), single) => (loaded, dir.join("loaded"), single.ok()),
+            (Err(_), Ok(single)) => (single, dir.join("single"), None),
+            (Err(e), Err(_)) => return Err(Failure::usage(e)),
+        };
+        let main_is_single = main_dir.ends_with("single");
+        runs.push((main, main_dir, alone, main_is_single));
     }
     // Every replica's records and scrapes on the clock of the one that started first (they start within moments
     // of each other; runs recorded before the wall-clock start was kept stay on their own).
     let started = |run: &bundle::RunDir| run.document.shard.map(|s| s.started_unix_us);
-    let origin = runs.iter().filter_map(started).min();
+    let origin = runs.iter().filter_map(|(run, ..)| started(run)).min();
     let (mut single, mut loaded, mut scrapes) = (Vec::new(), Vec::new(), Vec::new());
-    for (dir, mut run) in dirs.into_iter().zip(runs) {
-        let offset_us = started(&run).zip(origin).map_or(0, |(s, o)| s - o);
+    for (mut run, dir, alone, main_is_single) in runs {
+        let offset_us = started(&run)
+            .zip(origin)
+            .map_or(0, |(s, o)| s.saturating_sub(o));
         for record in &mut run.requests {
             infer_doctor_core::shard::shift_times(record, offset_us as i64);
         }
         for (t, _) in &mut run.scrapes {
             *t += offset_us as f64 / 1e6;
         }
-        let problems = &mut gathered.problems;
         let name = run.document.target["url"]
             .as_str()
             .map(|url| {
                 url.trim_start_matches("http://")
                     .trim_start_matches("https://")
+                    .trim_end_matches('/')
+                    .to_string()
             })
-            .map(|url| url.trim_end_matches('/').to_string())
             .unwrap_or_else(|| dir.display().to_string());
-        // Alone, each replica answered on its own: its single-user records keep its own clock.
-        match bundle::read_run_dir(&dir.join("single"), forced, problems) {
-            Ok(alone) => single.extend(alone.requests),
-            Err(e) => problems.push(format!("{name}: {e:#}")),
-        }
-        let attempted =
-            infer_doctor_load::scrape::read_jsonl(&dir.join("loaded/server_metrics.jsonl"))
-                .map_or(0, |lines| lines.len());
+        let attempted = infer_doctor_load::scrape::read_jsonl(&dir.join("server_metrics.jsonl"))
+            .map_or(0, |lines| lines.len());
         let health = infer_doctor_core::ReplicaHealth {
             up_share: (attempted > 0).then(|| run.scrapes.len() as f64 / attempted as f64),
-            restarts: Some(f64::from(server::counter_resets(&run.scrapes))),
+            // A restart shows only between two scrapes.
+            restarts: (run.scrapes.len() >= 2)
+                .then(|| f64::from(server::counter_resets(&run.scrapes))),
         };
         let e = &mut gathered.evidence;
         e.exact_output_lengths |= run.document.config["ignore_eos"] == true;
         e.pod_health.insert(name.clone(), health);
-        if let Some(window) = server::summarize(&run.scrapes) {
-            e.pods.insert(name, window);
-        }
+        // A replica no scrape reached is still one of the fleet, with nothing known of its load.
+        e.pods
+            .insert(name, server::summarize(&run.scrapes).unwrap_or_default());
         if gathered.target.is_null() {
             gathered.target = run.document.target.clone();
         }
-        loaded.extend(run.requests);
+        single.extend(alone.map(|a| a.requests).unwrap_or_default());
+        if main_is_single {
+            single.extend(run.requests);
+        } else {
+            loaded.extend(run.requests);
+        }
         scrapes.push(run.scrapes);
     }
     let e = &mut gathered.evidence;
