@@ -63,10 +63,12 @@ fn pp_tp(facts: &Facts) -> Assessment {
     let pp = known(config, |c| &c.pipeline_parallel_size).map_or(1, |(pp, _)| *pp);
     let needed = tp.saturating_mul(pp);
     let gpus = visible_gpus(facts).map(|(n, from)| (n as u64, from));
-    // How many hosts the engine spans: as said (--nnodes), else the GPUs it needs over those one host has.
+    // How many hosts the engine spans: as said (--nnodes), else one when a host has the GPUs it needs. Needing
+    // more than the host shows is either a split over hosts or a setting that cannot start; which one is not
+    // known here (config.tp_vs_topology speaks to the second).
     let hosts = match (known(config, |c| &c.nnodes), gpus) {
         (Some((&n, from)), _) => Some((n, from)),
-        (None, Some((count, from))) if count > 0 => Some((needed.div_ceil(count), from)),
+        (None, Some((count, from))) if count >= needed => Some((1, from)),
         _ => None,
     };
     let Some((hosts, hosts_from)) = hosts else {

@@ -71,11 +71,12 @@ fn scheduler(facts: &Facts, t: &Thresholds) -> Assessment {
 
     if let Some(ready) = picker.gauge(Signal::ReadyReplicas) {
         read.push("ready endpoints");
+        // Replicas with engine samples in the window: one down all along is no endpoint to be ready.
         let serving = facts
             .evidence
             .pods
-            .keys()
-            .filter(|p| p.as_str() != UNLABELLED_PODS)
+            .iter()
+            .filter(|(p, w)| p.as_str() != UNLABELLED_PODS && !w.gauges.is_empty())
             .count();
         if finite(ready.min).is_some_and(|m| m < 1.0) {
             problems.push(Problem {
@@ -172,7 +173,8 @@ fn scheduler(facts: &Facts, t: &Thresholds) -> Assessment {
         }
     }
 
-    if read.is_empty() {
+    // Ready endpoints alone say nothing of how the picker schedules: a pass needs its own work read.
+    if read.iter().all(|r| *r == "ready endpoints") && problems.is_empty() {
         return SCHEDULER.unknown(
             "the picker's scheduling latency, attempts, flow-control queue or ready endpoints (its metrics had none \
              of them, or too few decisions in the window)",

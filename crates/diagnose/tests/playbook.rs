@@ -2711,8 +2711,22 @@ fn the_endpoint_picker_is_judged_on_what_its_metrics_hold() {
     assert!(found.is_none());
     assert_eq!(status, CheckStatus::Unknown);
 
+    // Ready endpoints alone, all ready: nothing of the picker's own work read, so unknown, not a pass.
+    let (found, status) = judged(&|e| {
+        let w = picker(e);
+        w.counters.clear();
+        w.histograms.clear();
+    });
+    assert!(found.is_none());
+    assert_eq!(status, CheckStatus::Unknown);
+
+    // A replica down all window (its pod known from `up` only) is no endpoint the picker should count ready.
+    let (found, _) = judged(&|e| {
+        e.pods.insert("vllm-2".into(), Default::default());
+    });
+    assert!(found.is_none(), "{found:#?}");
+
     // No picker metrics at all: unknown.
-    let (found, status) = judged(&|e| e.scheduler = None);
     assert!(found.is_none());
     assert_eq!(status, CheckStatus::Unknown);
 }
@@ -2775,6 +2789,12 @@ fn an_engine_over_hosts_is_judged_by_its_split_and_its_network() {
         two_hosts(e, "IB");
         e.log.as_mut().unwrap().collective_network = None;
     });
+    assert!(found.is_none());
+    assert_eq!(status, CheckStatus::Unknown);
+
+    // Sixteen GPUs asked of a host of eight with no word of other hosts: a split or a setting that cannot start;
+    // config.tp_vs_topology speaks, this rule does not guess.
+    let (found, status) = judged(&|e| config(e).tensor_parallel_size = logged(16));
     assert!(found.is_none());
     assert_eq!(status, CheckStatus::Unknown);
 

@@ -88,6 +88,7 @@ pub fn detect(answer: &Value) -> Option<Dialect> {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Stat {
     GaugeMean,
+    GaugeMin,
     GaugeMax,
     GaugeLast,
     CounterIncrease,
@@ -146,11 +147,22 @@ pub fn queries(dialect: Dialect, names: &[String], scope: &Scope) -> Vec<Query> 
         };
         match signal.kind() {
             infer_doctor_core::SignalKind::Gauge => {
-                // Shares of several engines or pods average; amounts add up.
-                let across = if signal.is_share() { "avg" } else { "sum" };
+                // Shares of several engines or pods average; amounts add up, except the ready replicas every
+                // endpoint-picker replica counts of one pool alike.
+                let across = if signal.is_share() {
+                    "avg"
+                } else if signal == Signal::ReadyReplicas {
+                    "max"
+                } else {
+                    "sum"
+                };
                 push(
                     Stat::GaugeMean,
                     format!("{across} by ({g}) (avg_over_time({}[{w}]))", sel("")),
+                );
+                push(
+                    Stat::GaugeMin,
+                    format!("{across} by ({g}) (min_over_time({}[{w}]))", sel("")),
                 );
                 push(
                     Stat::GaugeMax,
@@ -273,7 +285,8 @@ pub fn fleet_wide(query: &Query, scope: &Scope) -> Query {
             .promql
             .replace(&format!("sum by ({g}, "), "sum by (")
             .replace(&format!("sum by ({g}) "), "sum ")
-            .replace(&format!("avg by ({g}) "), "avg "),
+            .replace(&format!("avg by ({g}) "), "avg ")
+            .replace(&format!("max by ({g}) "), "max "),
         ..query.clone()
     }
 }
@@ -455,10 +468,11 @@ fn file(window: &mut ServerWindow, query: &Query, value: f64, label: Option<Stri
         limits: BTreeMap::new(),
     };
     match query.stat {
-        Stat::GaugeMean | Stat::GaugeMax | Stat::GaugeLast => {
+        Stat::GaugeMean | Stat::GaugeMin | Stat::GaugeMax | Stat::GaugeLast => {
             let g = window.gauges.entry(query.signal).or_insert_with(nan_gauge);
             match query.stat {
                 Stat::GaugeMean => g.mean = value,
+                Stat::GaugeMin => g.min = value,
                 Stat::GaugeMax => g.max = value,
                 _ => g.last = value,
             }
@@ -657,6 +671,23 @@ mod tests {
             view.health["a"].restarts,
             Some(1.0),
             "the most of any counter"
+        );
+    }
+
+    /// The least ready replicas over the window is asked for (an outage inside it), and the endpoint pickers of one
+    /// pool, each counting the same replicas, are not added up.
+    #[test]
+    fn ready_replicas_are_asked_at_their_least_and_not_summed_over_pickers() {
+        let scope = Scope::new("", std::time::Duration::from_secs(60), "pod").unwrap();
+        let names = ["llm_d_epp_ready_endpoints".to_string()];
+        let asked: Vec<Query> = queries(Dialect::LlmdEpp, &names, &scope);
+        let least = asked
+            .iter()
+            .find(|q| q.signal == Signal::ReadyReplicas && q.stat == Stat::GaugeMin)
+            .expect("a min query");
+        assert_eq!(
+            fleet_wide(least, &scope).promql,
+            "max (min_over_time(llm_d_epp_ready_endpoints{}[60000ms]))"
         );
     }
 
