@@ -20,6 +20,14 @@ const DEFAULT_SCENARIO: &str = "kv-saturated";
 
 pub async fn run(args: DemoArgs) -> Result<u8, Failure> {
     let scenario = find_scenario(args.scenario.as_deref().unwrap_or(DEFAULT_SCENARIO))?;
+    if scenario.fleet.is_some() {
+        // The demo probes one server; a fleet's finding needs every replica's metrics.
+        return Err(Failure::usage(anyhow::anyhow!(
+            "--scenario {}: a fleet scenario; run `infer-doctor sim run --scenario {0} --diagnose`, or serve it with \
+             `infer-doctor sim --scenario {0}` and diagnose through a Prometheus that scrapes its replicas",
+            scenario.name
+        )));
+    }
     let setup = (scenario.setup)();
     let out = match &args.out {
         Some(dir) => dir.clone(),
