@@ -804,6 +804,10 @@ pub struct BenchArgs {
     /// With --emit: write the manifest here instead of standard output.
     #[arg(short = 'o', long = "output", requires = "emit")]
     pub output: Option<PathBuf>,
+    /// With --emit: the --dataset, --tokenizer, --thresholds and --ca-cert paths name files inside the image, so
+    /// pass them to the pods as they are (without it, only paths under the results volume, /results, are).
+    #[arg(long, requires = "emit")]
+    pub paths_in_image: bool,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
