@@ -833,6 +833,10 @@ pub struct BenchMergeArgs {
     /// Wait up to this long for every shard's run.json to appear (shards still running elsewhere), e.g. 30m.
     #[arg(long, value_parser = parse_duration)]
     pub wait: Option<Duration>,
+    /// Only shards whose run started at most this long before the merge did (e.g. 15m): an older run.json in a
+    /// directory is a previous run's, waited past with --wait, refused without.
+    #[arg(long, value_parser = parse_duration)]
+    pub started_within: Option<Duration>,
     #[arg(long, value_enum, default_value = "term")]
     pub format: Format,
     #[arg(short, long)]

@@ -183,12 +183,19 @@ mod tests {
     #[test]
     fn only_paths_on_the_results_volume_reach_the_pods() {
         assert!(check_pod_path("--dataset", Path::new("/results/data/sharegpt.json")).is_ok());
-        for local in ["sharegpt.json", "/home/me/tok", "/resultsx/tok", "results/tok"] {
+        for local in [
+            "sharegpt.json",
+            "/home/me/tok",
+            "/resultsx/tok",
+            "results/tok",
+        ] {
             let err = check_pod_path("--tokenizer", Path::new(local))
                 .unwrap_err()
                 .to_string();
             assert!(
-                err.contains("--tokenizer") && err.contains(local) && err.contains("--paths-in-image"),
+                err.contains("--tokenizer")
+                    && err.contains(local)
+                    && err.contains("--paths-in-image"),
                 "{err}"
             );
         }
