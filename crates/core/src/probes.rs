@@ -80,8 +80,13 @@ impl DeterminismFacts {
 pub struct TemplateFacts {
     /// Where the model's template was read from.
     pub template: String,
-    /// Whether the template opens the assistant's turn when asked (`add_generation_prompt` changes its output).
+    /// Whether the template opens the assistant's turn when asked: false only for one that reads
+    /// `add_generation_prompt` and renders the same without it (one that never reads it, like Mistral's, opens the
+    /// turn itself).
     pub generation_prompt: bool,
+    /// Why the model's template could not be rendered here; the probe then sent nothing and judges nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub render_error: Option<String>,
     /// The conversation as the model's template renders it: the completions request's prompt.
     pub rendered: String,
     /// The same conversation as the server renders it, where it shows that (vLLM's `/tokenize` then
@@ -101,6 +106,10 @@ pub struct TemplateFacts {
 pub struct TemplateAnswer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// What a server's reasoning parser took out of a chat answer (`reasoning_content`, or `reasoning`): the
+    /// completions text still holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finish_reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -403,12 +403,41 @@ fn rendering_difference(ours: &str, theirs: &str) -> Option<(usize, String, Stri
     Some((at, snippet(&ours[at..]), snippet(&theirs[at_theirs..])))
 }
 
+/// The tags a reasoning model writes around its thinking, which a server's reasoning parser removes from chat.
+const REASONING_TAGS: [&str; 4] = ["<think>", "</think>", "[THINK]", "[/THINK]"];
+
+/// Whether chat gave the completions answer. With a reasoning parser, chat's `content` lacks the thinking that
+/// completions returns inline: the two are compared as words, the thinking first and its tags left out.
+fn same_answer(reasoning: Option<&str>, content: &str, plain: &str) -> bool {
+    if content == plain {
+        return true;
+    }
+    let Some(reasoning) = reasoning else {
+        return false;
+    };
+    let words = |text: &str| {
+        let text = REASONING_TAGS
+            .iter()
+            .fold(text.to_string(), |t, tag| t.replace(tag, " "));
+        text.split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    words(&format!("{reasoning} {content}")) == words(plain)
+}
+
 fn template(facts: &Facts) -> Assessment {
     const HOW: &str = "run diagnose --url URL --template --tokenizer DIR (the model's tokenizer_config.json): one \
                        conversation through chat and, rendered with the model's template, through completions";
     let Some(probe) = &facts.evidence.template else {
         return TEMPLATE.unknown("the chat-template probe", HOW);
     };
+    if let Some(reason) = &probe.render_error {
+        return TEMPLATE.unknown(
+            &format!("a rendering of the model's template here ({reason})"),
+            HOW,
+        );
+    }
     let window = format!("template probe: {}", probe.template);
     if !probe.generation_prompt {
         return TEMPLATE.fires(
@@ -457,8 +486,9 @@ fn template(facts: &Facts) -> Assessment {
         .and_then(|theirs| rendering_difference(&probe.rendered, theirs));
     let counts_differ =
         matches!((chat.prompt_tokens, completion.prompt_tokens), (Some(c), Some(p)) if c != p);
+    let same_answer = same_answer(chat.reasoning.as_deref(), answered, plain);
     // A rendering read back through the server's tokenizer may differ in spacing alone: shown, not judged.
-    if answered != plain || counts_differ {
+    if !same_answer || counts_differ {
         let shown = match &rendered {
             Some((at, ours, theirs)) => format!(
                 "the renderings part at character {at}: the model's template gives {ours}, the server's {theirs}"
@@ -468,7 +498,7 @@ fn template(facts: &Facts) -> Assessment {
                 probe.rendered.chars().take(160).collect::<String>()
             ),
         };
-        let what = if answered != plain {
+        let what = if !same_answer {
             "the same conversation at temperature 0 gave different answers through chat and through completions \
              with the model's own template"
         } else {

@@ -2891,6 +2891,45 @@ fn template_causes_each_fire_and_no_probe_is_unknown() {
         "{verdict}"
     );
 
+    // A reasoning parser moves the thinking out of chat's content; completions returns it inline, tags and all.
+    let reasoning = |p: &mut TemplateFacts, thought: &str| {
+        p.completion.text =
+            Some("<think>\nPrimary first.\n</think>\n\nRed, green and blue.".into());
+        p.chat.reasoning = Some(thought.into());
+        p.chat.text = Some("\n\nRed, green and blue.".into());
+    };
+    assert_eq!(fired(&|p| reasoning(p, "\nPrimary first.\n")), None);
+    let verdict = fired(&|p| reasoning(p, "Secondary first.")).unwrap();
+    assert!(verdict.contains("different answers"), "{verdict}");
+
+    let status = |change: &dyn Fn(&mut TemplateFacts)| {
+        let mut evidence = healthy();
+        if let Some(p) = evidence.template.as_mut() {
+            change(p);
+        }
+        let diagnosis = diagnose(&evidence, &thresholds);
+        assert!(finding(&diagnosis, "output.template").is_none());
+        diagnosis
+            .checklist
+            .iter()
+            .find(|l| l.id == "template_matches")
+            .unwrap()
+            .clone()
+    };
+    // A template that could not be rendered here judges nothing, and says why.
+    let line = status(&|p| {
+        *p = TemplateFacts {
+            template: p.template.clone(),
+            render_error: Some("template line 3: unknown function strftime_now".into()),
+            ..Default::default()
+        }
+    });
+    assert_eq!(line.status, CheckStatus::Unknown, "{line:#?}");
+    assert!(
+        format!("{line:?}").contains("unknown function strftime_now"),
+        "{line:#?}"
+    );
+
     let mut evidence = healthy();
     evidence.template = None;
     let diagnosis = diagnose(&evidence, &thresholds);

@@ -173,8 +173,26 @@ pub(crate) async fn template(
             content: content.to_string(),
         })
         .collect();
-    let rendered = template.render(&messages, true).map_err(Failure::usage)?;
-    let without = template.render(&messages, false).map_err(Failure::usage)?;
+    // A template this renderer cannot render (an unsupported filter, a function of the server's own) leaves the
+    // check unknown, with why, rather than ending the whole diagnosis.
+    let rendered = template
+        .render(&messages, true)
+        .and_then(|rendered| Ok((rendered, template.opens_assistant_turn(&messages)?)));
+    let (rendered, generation_prompt) = match rendered {
+        Ok(ok) => ok,
+        Err(e) => {
+            if !args.quiet {
+                eprintln!("diagnose: chat-template probe not run: {e}");
+            }
+            let facts = TemplateFacts {
+                template: template.path.display().to_string(),
+                render_error: Some(e.to_string()),
+                ..Default::default()
+            };
+            keep(dir, TEMPLATE_FILE, &facts)?;
+            return Ok(facts);
+        }
+    };
     let closing = [
         ChatMessage {
             role: "user".into(),
@@ -209,7 +227,7 @@ pub(crate) async fn template(
     )
     .await;
     facts.template = template.path.display().to_string();
-    facts.generation_prompt = rendered != without;
+    facts.generation_prompt = generation_prompt;
     facts.end_of_turn = end_of_turn;
     keep(dir, TEMPLATE_FILE, &facts)?;
     Ok(facts)
