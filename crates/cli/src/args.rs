@@ -482,9 +482,10 @@ pub struct DiagnoseArgs {
     /// GPU's time went, for the trace rules.
     #[arg(long, value_name = "FILE|DIR", num_args = 1..)]
     pub trace: Vec<PathBuf>,
-    /// After the probes, send a fixed set of prompts at temperature 0 alone and then inside batches of
-    /// concurrent requests, and compare the outputs token by token (output.nondeterministic); within another
-    /// --budget. With several --url, the first replica answers for the fleet (as for --template).
+    /// After the probes, send a fixed set of prompts at temperature 0 alone (twice: a prompt whose two lone runs
+    /// differ is nondeterministic alone) and then inside batches of concurrent requests, and compare the outputs
+    /// token by token (output.nondeterministic); nothing is sent after a third of --budget (requests in flight
+    /// finish). With several --url, the first replica answers for the fleet (as for --template).
     #[arg(long, requires = "url")]
     pub determinism: bool,
     /// After the probes, send one conversation through /v1/chat/completions and, rendered locally with the

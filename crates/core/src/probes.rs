@@ -22,6 +22,14 @@ pub struct DeterminismFacts {
     /// Per batch size and prompt, where its earliest-differing batched output left the lone output.
     #[serde(default)]
     pub divergences: Vec<Divergence>,
+    /// Prompts sent alone a second time, as a control: a batched copy may hit the prefix cache the first lone run
+    /// filled, so a prompt must repeat itself alone before a batch can be blamed.
+    #[serde(default)]
+    pub repeated: u32,
+    /// Per prompt whose second lone run differed from its first (`batch` 1, `batched` the second run): it is
+    /// nondeterministic alone, and its batched copies were not compared.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alone_divergences: Vec<Divergence>,
     /// Why the probe stopped early or could not ask for logprobs, in words.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
@@ -32,7 +40,8 @@ pub struct DeterminismFacts {
 pub struct DeterminismRun {
     pub batch: u32,
     pub sent: u32,
-    /// Outputs compared with their prompt's lone output (answered, and the lone run answered too).
+    /// Outputs compared with their prompt's lone output (answered, the lone run answered too, and the prompt's
+    /// two lone runs agreed).
     pub compared: u32,
     pub differing: u32,
     pub failed: u32,

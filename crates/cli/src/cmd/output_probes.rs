@@ -48,7 +48,8 @@ const TOP_LOGPROBS: u32 = 5;
 /// One request of the probe, alone or in its batch.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Runs the probe against `url` within `--budget` and writes its result into `dir`.
+/// Runs the probe against `url` within a third of `--budget` (it comes after a load probe that had the whole
+/// budget) and writes its result into `dir`.
 pub(crate) async fn determinism(
     url: &str,
     args: &DiagnoseArgs,
@@ -81,7 +82,7 @@ pub(crate) async fn determinism(
         .collect();
     if !args.quiet {
         eprintln!(
-            "diagnose: determinism probe ({} prompts alone, then in batches of {})",
+            "diagnose: determinism probe ({} prompts alone twice, then in batches of {})",
             args.determinism_prompts,
             args.determinism_batches
                 .iter()
@@ -99,7 +100,7 @@ pub(crate) async fn determinism(
             batches: args.determinism_batches.clone(),
             top_logprobs: TOP_LOGPROBS,
             request_timeout: REQUEST_TIMEOUT,
-            deadline: Instant::now() + args.budget,
+            deadline: Instant::now() + args.budget / 3,
         },
     )
     .await;

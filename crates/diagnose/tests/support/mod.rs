@@ -311,6 +311,7 @@ pub fn healthy_determinism() -> DeterminismFacts {
         by_tokens: true,
         logprobs: true,
         runs: vec![run(8), run(32)],
+        repeated: 4,
         ..Default::default()
     }
 }
