@@ -22,9 +22,10 @@ fn read_json(path: &Path) -> Value {
 fn determinism(url: &str, dir: &Path, extra: &[&str]) -> (Value, Value) {
     let out = bin()
         .args(["diagnose", "--url", url, "--determinism", "--quiet"])
+        // The determinism probe gets a third of it.
         .args([
             "--budget",
-            "5s",
+            "15s",
             "--concurrency",
             "4",
             "--input-tokens",
@@ -79,6 +80,9 @@ fn a_batch_above_the_simulators_limit_flips_its_near_tie_and_the_probe_names_the
         (probe["prompts"].as_u64(), probe["lone_failed"].as_u64()),
         (Some(4), Some(0))
     );
+    // Alone, the simulator repeats itself: the flips are the batch's.
+    assert_eq!(probe["repeated"], 4, "{probe:#}");
+    assert!(probe.get("alone_divergences").is_none(), "{probe:#}");
     assert_eq!(
         (probe["by_tokens"].as_bool(), probe["logprobs"].as_bool()),
         (Some(true), Some(true))
