@@ -124,11 +124,22 @@ fn bodies(spec: &TemplateSpec) -> (Value, Value) {
     (chat, completion)
 }
 
-/// Sends the conversation both ways.
+/// Sends the conversation both ways. A server that refuses `skip_special_tokens` (rather than ignoring it) is asked
+/// both ways again without it, so the two requests still differ in nothing but the prompt's form.
 pub async fn probe(client: &HttpClient, spec: &TemplateSpec) -> TemplateFacts {
-    let (chat, completion) = bodies(spec);
-    let chat = answer(post(client, "/v1/chat/completions", &chat, spec.timeout).await);
-    let completion = answer(post(client, "/v1/completions", &completion, spec.timeout).await);
+    let (mut chat, mut completion) = bodies(spec);
+    let mut answers = send_both(client, spec, &chat, &completion).await;
+    let refused = |r: &Result<bytes::Bytes, String>| {
+        r.as_ref().is_err_and(|e| e.contains("skip_special_tokens"))
+    };
+    if refused(&answers.0) || refused(&answers.1) {
+        for body in [&mut chat, &mut completion] {
+            body.as_object_mut()
+                .map(|b| b.remove("skip_special_tokens"));
+        }
+        answers = send_both(client, spec, &chat, &completion).await;
+    }
+    let (chat, completion) = (answer(answers.0), answer(answers.1));
     TemplateFacts {
         rendered: spec.rendered.clone(),
         server_rendered: server_rendering(client, spec).await,
@@ -137,6 +148,18 @@ pub async fn probe(client: &HttpClient, spec: &TemplateSpec) -> TemplateFacts {
         completion,
         ..Default::default()
     }
+}
+
+async fn send_both(
+    client: &HttpClient,
+    spec: &TemplateSpec,
+    chat: &Value,
+    completion: &Value,
+) -> (Result<bytes::Bytes, String>, Result<bytes::Bytes, String>) {
+    (
+        post(client, "/v1/chat/completions", chat, spec.timeout).await,
+        post(client, "/v1/completions", completion, spec.timeout).await,
+    )
 }
 
 #[cfg(test)]

@@ -519,3 +519,59 @@ async fn a_cache_effect_is_reported_as_nondeterminism_alone_not_as_the_batchs() 
     );
     assert!(facts.divergences.is_empty(), "{facts:#?}");
 }
+
+/// A strict server that refuses unknown request fields: the template probe asks again without
+/// `skip_special_tokens`, both ways, and reads both answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_refusing_skip_special_tokens_is_asked_again_without_it() {
+    use infer_doctor_load::template::{TemplateSpec, probe as template};
+    let url = raw_server(|mut stream| async move {
+        while let Some(request) = read_request(&mut stream).await {
+            let (status, body) = if request.contains("skip_special_tokens") {
+                (
+                    "400 Bad Request",
+                    r#"{"error":{"message":"Unrecognized request argument supplied: skip_special_tokens"}}"#
+                        .to_string(),
+                )
+            } else if request.starts_with("POST /v1/chat/completions") {
+                ("200 OK", r#"{"choices":[{"message":{"content":" Green."},"finish_reason":"stop"}]}"#.into())
+            } else if request.starts_with("POST /v1/completions") {
+                ("200 OK", r#"{"choices":[{"text":" Green.","finish_reason":"stop"}]}"#.into())
+            } else {
+                ("404 Not Found", "{}".into())
+            };
+            let reply = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            if stream.write_all(reply.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    let client = HttpClient::new(
+        Arc::new(Target::parse(&url, None).unwrap()),
+        ClientOptions {
+            http2: false,
+            pool_size: 1,
+            connect_timeout: Duration::from_secs(2),
+        },
+    );
+    let spec = TemplateSpec {
+        model: "m".into(),
+        messages: vec![],
+        rendered: "<s>[INST] hi [/INST]".into(),
+        max_tokens: 8,
+        timeout: Duration::from_secs(5),
+    };
+    let facts = tokio::time::timeout(Duration::from_secs(20), template(&client, &spec))
+        .await
+        .expect("the probe ended");
+    assert_eq!(facts.chat.text.as_deref(), Some(" Green."), "{facts:#?}");
+    assert_eq!(
+        facts.completion.text.as_deref(),
+        Some(" Green."),
+        "{facts:#?}"
+    );
+}
