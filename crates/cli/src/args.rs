@@ -482,9 +482,10 @@ pub struct DiagnoseArgs {
     /// GPU's time went, for the trace rules.
     #[arg(long, value_name = "FILE|DIR", num_args = 1..)]
     pub trace: Vec<PathBuf>,
-    /// After the probes, send a fixed set of prompts at temperature 0 alone and then inside batches of
-    /// concurrent requests, and compare the outputs token by token (output.nondeterministic); within another
-    /// --budget. With several --url, the first replica answers for the fleet (as for --template).
+    /// After the probes, send a fixed set of prompts at temperature 0 alone (twice: a prompt whose two lone runs
+    /// differ is nondeterministic alone) and then inside batches of concurrent requests, and compare the outputs
+    /// token by token (output.nondeterministic); nothing is sent after a third of --budget (requests in flight
+    /// finish). With several --url, the first replica answers for the fleet (as for --template).
     #[arg(long, requires = "url")]
     pub determinism: bool,
     /// After the probes, send one conversation through /v1/chat/completions and, rendered locally with the
@@ -804,6 +805,10 @@ pub struct BenchArgs {
     /// With --emit: write the manifest here instead of standard output.
     #[arg(short = 'o', long = "output", requires = "emit")]
     pub output: Option<PathBuf>,
+    /// With --emit: the --dataset, --tokenizer, --thresholds and --ca-cert paths name files inside the image, so
+    /// pass them to the pods as they are (without it, only paths under the results volume, /results, are).
+    #[arg(long, requires = "emit")]
+    pub paths_in_image: bool,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -829,6 +834,10 @@ pub struct BenchMergeArgs {
     /// Wait up to this long for every shard's run.json to appear (shards still running elsewhere), e.g. 30m.
     #[arg(long, value_parser = parse_duration)]
     pub wait: Option<Duration>,
+    /// Only shards whose run started at most this long before the merge did (e.g. 15m): an older run.json in a
+    /// directory is a previous run's, waited past with --wait, refused without.
+    #[arg(long, value_parser = parse_duration)]
+    pub started_within: Option<Duration>,
     #[arg(long, value_enum, default_value = "term")]
     pub format: Format,
     #[arg(short, long)]

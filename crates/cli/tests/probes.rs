@@ -22,9 +22,10 @@ fn read_json(path: &Path) -> Value {
 fn determinism(url: &str, dir: &Path, extra: &[&str]) -> (Value, Value) {
     let out = bin()
         .args(["diagnose", "--url", url, "--determinism", "--quiet"])
+        // The determinism probe gets a third of it.
         .args([
             "--budget",
-            "5s",
+            "15s",
             "--concurrency",
             "4",
             "--input-tokens",
@@ -79,6 +80,9 @@ fn a_batch_above_the_simulators_limit_flips_its_near_tie_and_the_probe_names_the
         (probe["prompts"].as_u64(), probe["lone_failed"].as_u64()),
         (Some(4), Some(0))
     );
+    // Alone, the simulator repeats itself: the flips are the batch's.
+    assert_eq!(probe["repeated"], 4, "{probe:#}");
+    assert!(probe.get("alone_divergences").is_none(), "{probe:#}");
     assert_eq!(
         (probe["by_tokens"].as_bool(), probe["logprobs"].as_bool()),
         (Some(true), Some(true))
@@ -182,19 +186,21 @@ fn without_the_fault_every_batched_output_matches_its_lone_run() {
 
 /// A tokenizer directory whose chat template is the one the simulator renders chat with (one word per token,
 /// so the markers stand apart), beside a real tokenizer.json for the probes' prompts.
-fn model_dir(dir: &Path) -> String {
+const SIM_TEMPLATE: &str = "{% for message in messages %}<|im_start|> {{ message['role'] }} {{ message['content'] }} <|im_end|> {% endfor %}{% if add_generation_prompt %}<|im_start|> assistant{% endif %}";
+
+fn model_dir(dir: &Path, chat_template: &str) -> String {
     let tokenizer = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../fixtures/tokenizers/tiny-bpe/tokenizer.json");
     std::fs::copy(tokenizer, dir.join("tokenizer.json")).unwrap();
     let config = serde_json::json!({
         "eos_token": "<|endoftext|>",
-        "chat_template": "{% for message in messages %}<|im_start|> {{ message['role'] }} {{ message['content'] }} <|im_end|> {% endfor %}{% if add_generation_prompt %}<|im_start|> assistant{% endif %}",
+        "chat_template": chat_template,
     });
     std::fs::write(dir.join("tokenizer_config.json"), config.to_string()).unwrap();
     dir.display().to_string()
 }
 
-fn template(url: &str, dir: &Path) -> (Value, Value) {
+fn template(url: &str, dir: &Path, chat_template: &str) -> (Value, Value) {
     let model = tempfile::tempdir().unwrap();
     let out = bin()
         .args([
@@ -204,7 +210,7 @@ fn template(url: &str, dir: &Path) -> (Value, Value) {
             "--template",
             "--quiet",
             "--tokenizer",
-            &model_dir(model.path()),
+            &model_dir(model.path(), chat_template),
         ])
         .args([
             "--budget",
@@ -236,7 +242,7 @@ fn template(url: &str, dir: &Path) -> (Value, Value) {
 fn a_server_whose_chat_template_drops_the_assistant_opening_is_found_and_a_matching_one_passes() {
     let (_sim, url) = start_sim(EXE, &["--chat-template-without-generation-prompt"]);
     let dir = tempfile::tempdir().unwrap();
-    let (doc, probe) = template(&url, dir.path());
+    let (doc, probe) = template(&url, dir.path(), SIM_TEMPLATE);
     assert_eq!(
         probe["generation_prompt"], true,
         "the model's own template opens the turn: {probe:#}"
@@ -267,7 +273,7 @@ fn a_server_whose_chat_template_drops_the_assistant_opening_is_found_and_a_match
 
     let (_sim, url) = start_sim(EXE, &[]);
     let dir = tempfile::tempdir().unwrap();
-    let (doc, probe) = template(&url, dir.path());
+    let (doc, probe) = template(&url, dir.path(), SIM_TEMPLATE);
     assert_eq!(
         probe["chat"]["text"], probe["completion"]["text"],
         "{probe:#}"
@@ -278,4 +284,21 @@ fn a_server_whose_chat_template_drops_the_assistant_opening_is_found_and_a_match
     );
     assert!(finding(&doc, "output.template").is_none());
     assert_eq!(check_status(&doc, "template_matches"), "pass");
+
+    // A template this renderer cannot render leaves the check unknown, with why; the diagnosis goes on.
+    let dir = tempfile::tempdir().unwrap();
+    let (doc, probe) = template(
+        &url,
+        dir.path(),
+        "{% for message in messages %}{{ message['content'] | no_such_filter }}{% endfor %}",
+    );
+    let why = probe["render_error"].as_str().unwrap_or_default();
+    assert!(why.contains("no_such_filter"), "{probe:#}");
+    assert_eq!(check_status(&doc, "template_matches"), "unknown");
+    assert!(
+        doc["evidence"]["requests"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty()),
+        "{doc:#}"
+    );
 }

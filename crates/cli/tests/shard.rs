@@ -381,13 +381,39 @@ fn two_bench_shards_over_http_merge_into_the_run_one_bench_sends() {
         }
     }
     assert_eq!(doc["summary"]["client"]["requested_rate"], 40.0);
-    // Each shard's scrapes are kept.
+    // Each shard's scrapes are kept, and one shard's stand for the run's, moved onto the common clock.
     for i in 0..2 {
         assert!(
             merged
                 .join(format!("shards/{i}/server_metrics.jsonl"))
                 .is_file()
         );
+    }
+    let scrapes = |file: &Path| -> Vec<Value> {
+        std::fs::read_to_string(file)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let top = scrapes(&merged.join("server_metrics.jsonl"));
+    assert!(!top.is_empty());
+    let (i, own) = (0..2)
+        .map(|i| (i, scrapes(&dirs[i].join("server_metrics.jsonl"))))
+        .find(|(_, own)| {
+            own.iter()
+                .map(|l| &l["unix"])
+                .eq(top.iter().map(|l| &l["unix"]))
+        })
+        .expect("the merged scrapes are one shard's");
+    let offset_s = (starts[i] - origin) as f64 / 1e6;
+    for (m, o) in top.iter().zip(&own) {
+        let shifted = o["t"].as_f64().unwrap() + offset_s;
+        assert!(
+            (m["t"].as_f64().unwrap() - shifted).abs() < 1e-9,
+            "{m} vs {o}"
+        );
+        assert_eq!(m["text"], o["text"]);
     }
 }
 

@@ -22,6 +22,14 @@ pub struct DeterminismFacts {
     /// Per batch size and prompt, where its earliest-differing batched output left the lone output.
     #[serde(default)]
     pub divergences: Vec<Divergence>,
+    /// Prompts sent alone a second time, as a control: a batched copy may hit the prefix cache the first lone run
+    /// filled, so a prompt must repeat itself alone before a batch can be blamed.
+    #[serde(default)]
+    pub repeated: u32,
+    /// Per prompt whose second lone run differed from its first (`batch` 1, `batched` the second run): it is
+    /// nondeterministic alone, and its batched copies were not compared.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alone_divergences: Vec<Divergence>,
     /// Why the probe stopped early or could not ask for logprobs, in words.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
@@ -32,7 +40,8 @@ pub struct DeterminismFacts {
 pub struct DeterminismRun {
     pub batch: u32,
     pub sent: u32,
-    /// Outputs compared with their prompt's lone output (answered, and the lone run answered too).
+    /// Outputs compared with their prompt's lone output (answered, the lone run answered too, and the prompt's
+    /// two lone runs agreed).
     pub compared: u32,
     pub differing: u32,
     pub failed: u32,
@@ -80,8 +89,13 @@ impl DeterminismFacts {
 pub struct TemplateFacts {
     /// Where the model's template was read from.
     pub template: String,
-    /// Whether the template opens the assistant's turn when asked (`add_generation_prompt` changes its output).
+    /// Whether the template opens the assistant's turn when asked: false only for one that reads
+    /// `add_generation_prompt` and renders the same without it (one that never reads it, like Mistral's, opens the
+    /// turn itself).
     pub generation_prompt: bool,
+    /// Why the model's template could not be rendered here; the probe then sent nothing and judges nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub render_error: Option<String>,
     /// The conversation as the model's template renders it: the completions request's prompt.
     pub rendered: String,
     /// The same conversation as the server renders it, where it shows that (vLLM's `/tokenize` then
@@ -101,6 +115,10 @@ pub struct TemplateFacts {
 pub struct TemplateAnswer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// What a server's reasoning parser took out of a chat answer (`reasoning_content`, or `reasoning`): the
+    /// completions text still holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finish_reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -45,7 +45,9 @@ const NONDETERMINISTIC: Rule = Rule {
           matmul, attention and normalisation kernels reduce in an order that depends on the batch size \
           (batch-variant kernels), rounding moves the logits, and where two tokens are nearly tied the argmax \
           flips and the rest of the output follows from the flipped token. A flip between tokens far apart is \
-          more than rounding.",
+          more than rounding. Each prompt is also sent alone twice: one whose two lone runs differ is \
+          nondeterministic without any batch (the second run hit the prefix cache the first filled, or decoding is \
+          not greedy), and is reported as such, not blamed on the batch.",
     remedies: &[
         "vLLM: start the server with VLLM_BATCH_INVARIANT=1 (batch-invariant kernels; beta, NVIDIA compute \
          capability 8.0+, AMD Instinct or Intel XPU as of vLLM 0.32). It costs throughput: about 1% in vLLM's own \
@@ -281,6 +283,62 @@ fn truncation(facts: &Facts, t: &Thresholds) -> Assessment {
     TRUNCATION.passes(format!("requests fit the {context:.0}-token context"))
 }
 
+/// Prompts whose two lone runs differed: nondeterminism no batch explains, so their batches were not judged.
+fn alone_differs(
+    probe: &infer_doctor_core::DeterminismFacts,
+    unit: &str,
+    share: f64,
+    t: &Thresholds,
+) -> Assessment {
+    let window = format!(
+        "determinism probe: {} prompts, each alone twice",
+        probe.prompts
+    );
+    let mut evidence = vec![compared(
+        "prompts whose two lone runs differ",
+        share,
+        ">",
+        t.nondeterministic_share,
+        &window,
+    )];
+    let first = probe.alone_divergences.iter().min_by_key(|d| d.position);
+    let at = first.map_or(String::new(), |d| {
+        evidence.push(seen(
+            format!(
+                "first differing {unit} (prompt {}): {:?} first, {:?} second",
+                d.prompt, d.alone.token, d.batched.token
+            ),
+            f64::from(d.position),
+            &window,
+        ));
+        format!(", first at {unit} {}", d.position)
+    });
+    let (checked, differing) = probe.totals();
+    let batches = if checked > 0 {
+        format!(
+            "; {differing} of {checked} batched outputs of the other prompts differed from their lone runs"
+        )
+    } else {
+        String::new()
+    };
+    NONDETERMINISTIC.fires(
+        Severity::Warning,
+        if probe.by_tokens {
+            Confidence::High
+        } else {
+            Confidence::Medium
+        },
+        format!(
+            "{} of {} prompts gave a different output at temperature 0 when sent alone twice{at}: the server is \
+             nondeterministic without any batch (a prefix-cache hit on the second run changing the logits, or \
+             decoding that is not greedy), so their batched copies were not compared{batches}",
+            probe.alone_divergences.len(),
+            probe.repeated
+        ),
+        evidence,
+    )
+}
+
 fn nondeterministic(facts: &Facts, t: &Thresholds) -> Assessment {
     const HOW: &str = "run diagnose --url URL --determinism (the same prompts at temperature 0 alone and in \
                        batches of 8 and 32)";
@@ -288,6 +346,12 @@ fn nondeterministic(facts: &Facts, t: &Thresholds) -> Assessment {
         return NONDETERMINISTIC.unknown("the determinism probe", HOW);
     };
     let (checked, differing) = probe.totals();
+    let unit = if probe.by_tokens { "token" } else { "word" };
+    let unstable = probe.alone_divergences.len() as u32;
+    let unstable_share = f64::from(unstable) / f64::from(probe.repeated.max(1));
+    if unstable_share > t.nondeterministic_share {
+        return alone_differs(probe, unit, unstable_share, t);
+    }
     if checked == 0 {
         return NONDETERMINISTIC.unknown(
             "the determinism probe compared no output (its requests failed)",
@@ -305,7 +369,6 @@ fn nondeterministic(facts: &Facts, t: &Thresholds) -> Assessment {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let unit = if probe.by_tokens { "token" } else { "word" };
     if share <= t.nondeterministic_share {
         return NONDETERMINISTIC.passes(format!(
             "{checked} batched outputs at temperature 0 matched their lone runs {unit} for {unit}"
@@ -403,12 +466,41 @@ fn rendering_difference(ours: &str, theirs: &str) -> Option<(usize, String, Stri
     Some((at, snippet(&ours[at..]), snippet(&theirs[at_theirs..])))
 }
 
+/// The tags a reasoning model writes around its thinking, which a server's reasoning parser removes from chat.
+const REASONING_TAGS: [&str; 4] = ["<think>", "</think>", "[THINK]", "[/THINK]"];
+
+/// Whether chat gave the completions answer. With a reasoning parser, chat's `content` lacks the thinking that
+/// completions returns inline: the two are compared as words, the thinking first and its tags left out.
+fn same_answer(reasoning: Option<&str>, content: &str, plain: &str) -> bool {
+    if content == plain {
+        return true;
+    }
+    let Some(reasoning) = reasoning else {
+        return false;
+    };
+    let words = |text: &str| {
+        let text = REASONING_TAGS
+            .iter()
+            .fold(text.to_string(), |t, tag| t.replace(tag, " "));
+        text.split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    words(&format!("{reasoning} {content}")) == words(plain)
+}
+
 fn template(facts: &Facts) -> Assessment {
     const HOW: &str = "run diagnose --url URL --template --tokenizer DIR (the model's tokenizer_config.json): one \
                        conversation through chat and, rendered with the model's template, through completions";
     let Some(probe) = &facts.evidence.template else {
         return TEMPLATE.unknown("the chat-template probe", HOW);
     };
+    if let Some(reason) = &probe.render_error {
+        return TEMPLATE.unknown(
+            &format!("a rendering of the model's template here ({reason})"),
+            HOW,
+        );
+    }
     let window = format!("template probe: {}", probe.template);
     if !probe.generation_prompt {
         return TEMPLATE.fires(
@@ -457,8 +549,9 @@ fn template(facts: &Facts) -> Assessment {
         .and_then(|theirs| rendering_difference(&probe.rendered, theirs));
     let counts_differ =
         matches!((chat.prompt_tokens, completion.prompt_tokens), (Some(c), Some(p)) if c != p);
+    let same_answer = same_answer(chat.reasoning.as_deref(), answered, plain);
     // A rendering read back through the server's tokenizer may differ in spacing alone: shown, not judged.
-    if answered != plain || counts_differ {
+    if !same_answer || counts_differ {
         let shown = match &rendered {
             Some((at, ours, theirs)) => format!(
                 "the renderings part at character {at}: the model's template gives {ours}, the server's {theirs}"
@@ -468,7 +561,7 @@ fn template(facts: &Facts) -> Assessment {
                 probe.rendered.chars().take(160).collect::<String>()
             ),
         };
-        let what = if answered != plain {
+        let what = if !same_answer {
             "the same conversation at temperature 0 gave different answers through chat and through completions \
              with the model's own template"
         } else {

@@ -90,9 +90,10 @@ pub struct Thresholds {
     pub runaway_length_share: f64,
     /// Mean output over mean `max_tokens` that counts as "at max_tokens". Inference.
     pub runaway_max_tokens_share: f64,
-    /// Share of batched outputs at temperature 0 that may differ from the same prompt's lone output. Greedy
-    /// decoding is a function of the prompt, so any difference is the batch's doing: vLLM's batch-invariance
-    /// tests allow none (tests/v1/determinism/test_batch_invariance.py).
+    /// Share of batched outputs at temperature 0 that may differ from the same prompt's lone output (and share of
+    /// prompts whose two lone runs may differ). Greedy decoding is a function of the prompt, so any difference is
+    /// the batch's doing (or, alone, the cache's): vLLM's batch-invariance tests allow none
+    /// (tests/v1/determinism/test_batch_invariance.py).
     pub nondeterministic_share: f64,
     /// Logprob gap (nats) between the lone run's token and the batched one below which a flip is a near tie
     /// that rounding in batch-variant kernels explains. Inference: rounding moves logits by hundredths between

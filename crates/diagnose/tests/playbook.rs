@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use infer_doctor_core::record::ErrorClass;
 use infer_doctor_core::summary::ErrorCount;
 use infer_doctor_core::{
-    CheckStatus, ClockReason, Confidence, DeterminismFacts, DiagOutcome, EnvFacts, Evidence,
-    GpuLink, LogFailure, LogFailureKind, PathTiming, PciePath, Severity, Signal, TemplateFacts,
-    XidEvent,
+    CheckStatus, ClockReason, Confidence, DeterminismFacts, DiagOutcome, Divergence, EnvFacts,
+    Evidence, GpuLink, LogFailure, LogFailureKind, PathTiming, PciePath, Severity, Signal,
+    TemplateFacts, TokenPick, XidEvent,
 };
 use infer_doctor_diagnose::{Thresholds, diagnose};
 use support::*;
@@ -2808,6 +2808,48 @@ fn an_engine_over_hosts_is_judged_by_its_split_and_its_network() {
 /// with the near tie in it; a server that gave no logprobs cannot tell, so it warns. Without the probe the line
 /// is unknown, and with a probe that compared nothing too.
 #[test]
+fn a_prompt_whose_two_lone_runs_differ_is_nondeterministic_alone_not_batch_variant() {
+    let thresholds = Thresholds::default();
+    let mut evidence = healthy();
+    let probe = evidence.determinism.as_mut().unwrap();
+    // Prompt 2's second lone run hit the cache its first filled and changed at token 3; its batched copies were
+    // left out, so the batches compared 30 and 6 outputs and all matched.
+    probe.alone_divergences = vec![Divergence {
+        batch: 1,
+        prompt: 2,
+        position: 3,
+        alone: TokenPick {
+            token: " red".into(),
+            logprob: Some(-0.4),
+        },
+        batched: TokenPick {
+            token: " blue".into(),
+            logprob: Some(-0.5),
+        },
+        margin: Some(0.1),
+    }];
+    (probe.runs[0].compared, probe.runs[1].compared) = (6, 24);
+    let diagnosis = diagnose(&evidence, &thresholds);
+    let found = finding(&diagnosis, "output.nondeterministic").unwrap();
+    assert_eq!(
+        (found.severity, found.confidence),
+        (Severity::Warning, Confidence::High)
+    );
+    assert!(
+        found.verdict.starts_with("1 of 4 prompts gave a different output at temperature 0 when sent alone twice, first at token 3")
+            && found.verdict.contains("not compared")
+            && !found.verdict.contains("inside a batch"),
+        "{}",
+        found.verdict
+    );
+    // Near miss: every prompt repeated itself alone, so the matching batches pass.
+    let mut evidence = healthy();
+    evidence.determinism.as_mut().unwrap().repeated = 4;
+    let diagnosis = diagnose(&evidence, &thresholds);
+    assert!(finding(&diagnosis, "output.nondeterministic").is_none());
+}
+
+#[test]
 fn determinism_near_ties_are_a_note_and_no_probe_is_unknown() {
     let thresholds = Thresholds::default();
     let mut evidence = healthy();
@@ -2909,6 +2951,45 @@ fn template_causes_each_fire_and_no_probe_is_unknown() {
     assert!(
         verdict.contains("\"<|im_start|>assistant\\n\""),
         "{verdict}"
+    );
+
+    // A reasoning parser moves the thinking out of chat's content; completions returns it inline, tags and all.
+    let reasoning = |p: &mut TemplateFacts, thought: &str| {
+        p.completion.text =
+            Some("<think>\nPrimary first.\n</think>\n\nRed, green and blue.".into());
+        p.chat.reasoning = Some(thought.into());
+        p.chat.text = Some("\n\nRed, green and blue.".into());
+    };
+    assert_eq!(fired(&|p| reasoning(p, "\nPrimary first.\n")), None);
+    let verdict = fired(&|p| reasoning(p, "Secondary first.")).unwrap();
+    assert!(verdict.contains("different answers"), "{verdict}");
+
+    let status = |change: &dyn Fn(&mut TemplateFacts)| {
+        let mut evidence = healthy();
+        if let Some(p) = evidence.template.as_mut() {
+            change(p);
+        }
+        let diagnosis = diagnose(&evidence, &thresholds);
+        assert!(finding(&diagnosis, "output.template").is_none());
+        diagnosis
+            .checklist
+            .iter()
+            .find(|l| l.id == "template_matches")
+            .unwrap()
+            .clone()
+    };
+    // A template that could not be rendered here judges nothing, and says why.
+    let line = status(&|p| {
+        *p = TemplateFacts {
+            template: p.template.clone(),
+            render_error: Some("template line 3: unknown function strftime_now".into()),
+            ..Default::default()
+        }
+    });
+    assert_eq!(line.status, CheckStatus::Unknown, "{line:#?}");
+    assert!(
+        format!("{line:?}").contains("unknown function strftime_now"),
+        "{line:#?}"
     );
 
     let mut evidence = healthy();

@@ -169,8 +169,11 @@ fn first_difference(
     Some((at as u32 + 1, word(a.get(at)), word(b.get(at)), None))
 }
 
-/// Runs the probe: every prompt alone, one after another, then each batch size with the prompts repeated to
-/// fill it. Requests are bounded by the batch sizes and by the deadline; failures are counted, not fatal.
+/// Runs the probe: every prompt alone, one after another, then every prompt alone again (the control: the second
+/// run meets the prefix cache the first filled, as batched copies do), then each batch size with the prompts
+/// repeated to fill it. A prompt whose two lone runs differ is nondeterministic alone and is left out of the
+/// batches' comparisons. Requests are bounded by the batch sizes and by the deadline; failures are counted, not
+/// fatal.
 pub async fn probe(client: Arc<HttpClient>, spec: DeterminismSpec) -> DeterminismFacts {
     let spec = Arc::new(spec);
     let mut facts = DeterminismFacts {
@@ -224,6 +227,44 @@ pub async fn probe(client: Arc<HttpClient>, spec: DeterminismSpec) -> Determinis
     if answered.is_empty() {
         return facts;
     }
+    let mut unstable = vec![false; spec.prompts.len()];
+    let (mut unrepeated, mut repeat_error) = (0, None);
+    for (i, first) in lone.iter().enumerate() {
+        let Some(first) = first else { continue };
+        if Instant::now() >= spec.deadline {
+            unrepeated += 1;
+            repeat_error.get_or_insert_with(|| "the probe's time ran out".to_string());
+            continue;
+        }
+        match ask(&client, &spec, &spec.prompts[i], logprobs).await {
+            Ok(second) => {
+                facts.repeated += 1;
+                if let Some((position, alone, again, margin)) =
+                    first_difference(first, &second, facts.by_tokens)
+                {
+                    unstable[i] = true;
+                    facts.alone_divergences.push(Divergence {
+                        batch: 1,
+                        prompt: i as u32,
+                        position,
+                        alone,
+                        batched: again,
+                        margin,
+                    });
+                }
+            }
+            Err(why) => {
+                unrepeated += 1;
+                repeat_error.get_or_insert(why);
+            }
+        }
+    }
+    if let Some(why) = repeat_error {
+        facts.notes.push(format!(
+            "{unrepeated} prompts were not repeated alone (first: {why}): for them a cache effect cannot be told \
+             from a batch's"
+        ));
+    }
     for &batch in &spec.batches {
         if Instant::now() >= spec.deadline {
             facts.notes.push(format!(
@@ -259,7 +300,7 @@ pub async fn probe(client: Arc<HttpClient>, spec: DeterminismSpec) -> Determinis
                     continue;
                 }
             };
-            let Some(reference) = &lone[prompt] else {
+            let Some(reference) = lone[prompt].as_ref().filter(|_| !unstable[prompt]) else {
                 continue;
             };
             run.compared += 1;

@@ -33,15 +33,24 @@ fn answer(result: Result<bytes::Bytes, String>) -> TemplateAnswer {
         }
     };
     let choice = &body["choices"][0];
+    let message = &choice["message"];
+    let reasoning = message["reasoning_content"]
+        .as_str()
+        .or_else(|| message["reasoning"].as_str())
+        .filter(|r| !r.is_empty())
+        .map(str::to_string);
+    // A reasoning parser may leave `content` null when the answer is all reasoning (cut at max_tokens).
     let text = choice["text"]
         .as_str()
-        .or_else(|| choice["message"]["content"].as_str())
+        .or_else(|| message["content"].as_str())
+        .or_else(|| reasoning.is_some().then_some(""))
         .map(str::to_string);
     TemplateAnswer {
         error: text
             .is_none()
             .then(|| "the response has no choices[0] text".to_string()),
         text,
+        reasoning,
         finish_reason: choice["finish_reason"].as_str().map(str::to_string),
         prompt_tokens: body["usage"]["prompt_tokens"]
             .as_u64()
@@ -102,16 +111,35 @@ async fn server_rendering(client: &HttpClient, spec: &TemplateSpec) -> Option<St
     .and_then(|v| v["prompt"].as_str().map(str::to_string))
 }
 
-/// Sends the conversation both ways. The completions request asks for no special tokens of its own
+/// The chat and the completions request bodies. The completions request asks for no special tokens of its own
 /// (`add_special_tokens`, a vLLM extension others ignore), because the rendered text carries them already, as
-/// the chat endpoint's does.
-pub async fn probe(client: &HttpClient, spec: &TemplateSpec) -> TemplateFacts {
+/// the chat endpoint's does. Both ask for special tokens in the answer (`skip_special_tokens`, vLLM's and
+/// SGLang's; others ignore it), so an end-of-turn that failed to stop generation shows in the text.
+fn bodies(spec: &TemplateSpec) -> (Value, Value) {
     let chat = json!({"model": spec.model, "messages": spec.messages, "max_tokens": spec.max_tokens,
-                      "temperature": 0, "stream": false});
+                      "temperature": 0, "stream": false, "skip_special_tokens": false});
     let completion = json!({"model": spec.model, "prompt": spec.rendered, "max_tokens": spec.max_tokens,
-                            "temperature": 0, "stream": false, "add_special_tokens": false});
-    let chat = answer(post(client, "/v1/chat/completions", &chat, spec.timeout).await);
-    let completion = answer(post(client, "/v1/completions", &completion, spec.timeout).await);
+                            "temperature": 0, "stream": false, "add_special_tokens": false,
+                            "skip_special_tokens": false});
+    (chat, completion)
+}
+
+/// Sends the conversation both ways. A server that refuses `skip_special_tokens` (rather than ignoring it) is asked
+/// both ways again without it, so the two requests still differ in nothing but the prompt's form.
+pub async fn probe(client: &HttpClient, spec: &TemplateSpec) -> TemplateFacts {
+    let (mut chat, mut completion) = bodies(spec);
+    let mut answers = send_both(client, spec, &chat, &completion).await;
+    let refused = |r: &Result<bytes::Bytes, String>| {
+        r.as_ref().is_err_and(|e| e.contains("skip_special_tokens"))
+    };
+    if refused(&answers.0) || refused(&answers.1) {
+        for body in [&mut chat, &mut completion] {
+            body.as_object_mut()
+                .map(|b| b.remove("skip_special_tokens"));
+        }
+        answers = send_both(client, spec, &chat, &completion).await;
+    }
+    let (chat, completion) = (answer(answers.0), answer(answers.1));
     TemplateFacts {
         rendered: spec.rendered.clone(),
         server_rendered: server_rendering(client, spec).await,
@@ -120,6 +148,18 @@ pub async fn probe(client: &HttpClient, spec: &TemplateSpec) -> TemplateFacts {
         completion,
         ..Default::default()
     }
+}
+
+async fn send_both(
+    client: &HttpClient,
+    spec: &TemplateSpec,
+    chat: &Value,
+    completion: &Value,
+) -> (Result<bytes::Bytes, String>, Result<bytes::Bytes, String>) {
+    (
+        post(client, "/v1/chat/completions", chat, spec.timeout).await,
+        post(client, "/v1/completions", completion, spec.timeout).await,
+    )
 }
 
 #[cfg(test)]
@@ -147,5 +187,39 @@ mod tests {
         let failed = answer(Err("HTTP 400: bad".into()));
         assert_eq!(failed.error.as_deref(), Some("HTTP 400: bad"));
         assert!(answer(Ok(bytes::Bytes::from_static(b"{}"))).error.is_some());
+    }
+
+    #[test]
+    fn a_reasoning_parsers_split_is_kept() {
+        let chat = answer(Ok(bytes::Bytes::from_static(
+            br#"{"choices":[{"message":{"role":"assistant","reasoning_content":"Think.","content":"Green."},"finish_reason":"stop"}]}"#,
+        )));
+        assert_eq!(
+            (chat.reasoning.as_deref(), chat.text.as_deref()),
+            (Some("Think."), Some("Green."))
+        );
+        let cut = answer(Ok(bytes::Bytes::from_static(
+            br#"{"choices":[{"message":{"reasoning":"Still thinking","content":null},"finish_reason":"length"}]}"#,
+        )));
+        assert_eq!(
+            (cut.reasoning.as_deref(), cut.text.as_deref(), cut.error),
+            (Some("Still thinking"), Some(""), None)
+        );
+    }
+
+    #[test]
+    fn both_requests_ask_to_see_special_tokens() {
+        let spec = TemplateSpec {
+            model: "m".into(),
+            messages: vec![],
+            rendered: "<s>[INST] hi [/INST]".into(),
+            max_tokens: 8,
+            timeout: Duration::from_secs(1),
+        };
+        let (chat, completion) = bodies(&spec);
+        assert_eq!(chat["skip_special_tokens"], false);
+        assert_eq!(completion["skip_special_tokens"], false);
+        assert_eq!(completion["add_special_tokens"], false);
+        assert_eq!(completion["prompt"], "<s>[INST] hi [/INST]");
     }
 }

@@ -1,5 +1,6 @@
 //! The load engine against servers written byte by byte to break HTTP's unwritten rules (silence after accepting,
-//! bodies left open after `[DONE]`, resets of kept-alive connections), which a well-behaved mock cannot produce.
+//! bodies left open after `[DONE]`, resets of kept-alive connections), or greedy decoding's (a prefix cache that
+//! changes an answer), which a well-behaved mock cannot produce.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,7 +46,8 @@ where
     url
 }
 
-/// Reads one request (head and `Content-Length` body); `None` when the client closed the connection.
+/// Reads one request (head and `Content-Length` body) and returns it whole; `None` when the client closed the
+/// connection.
 async fn read_request(stream: &mut TcpStream) -> Option<String> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -61,7 +63,7 @@ async fn read_request(stream: &mut TcpStream) -> Option<String> {
                 })
                 .unwrap_or(0);
             if buf.len() >= end + 4 + length {
-                return Some(head);
+                return Some(String::from_utf8_lossy(&buf[..end + 4 + length]).to_string());
             }
         }
         let n = stream.read(&mut chunk).await.ok()?;
@@ -431,5 +433,145 @@ async fn a_slow_health_answer_is_timed_as_the_first_byte_not_the_connect() {
     assert_eq!(
         infer_doctor_load::probe::time_path(&closed, Duration::from_secs(2)).await,
         None
+    );
+}
+
+/// A server whose prefix cache changes greedy answers: a prompt's first request gets " red green", every later one
+/// (a cache hit, alone or batched) " red blue"; a prompt containing "steady" always gets " red green".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_effect_is_reported_as_nondeterminism_alone_not_as_the_batchs() {
+    use infer_doctor_load::determinism::{DeterminismSpec, probe as determinism};
+    let seen = Arc::new(std::sync::Mutex::new(
+        std::collections::HashSet::<String>::new(),
+    ));
+    let url = raw_server(move |mut stream| {
+        let seen = seen.clone();
+        async move {
+            while let Some(request) = read_request(&mut stream).await {
+                let body = request.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+                let prompt = serde_json::from_str::<serde_json::Value>(body).unwrap()["prompt"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                let cached = !seen.lock().unwrap().insert(prompt.clone());
+                let text = if cached && !prompt.contains("steady") {
+                    " red blue"
+                } else {
+                    " red green"
+                };
+                let answer = serde_json::json!({"choices": [{"text": text, "finish_reason": "length"}]})
+                    .to_string();
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
+                    answer.len()
+                );
+                if stream.write_all(reply.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    let client = Arc::new(HttpClient::new(
+        Arc::new(Target::parse(&url, None).unwrap()),
+        ClientOptions {
+            http2: false,
+            pool_size: 8,
+            connect_timeout: Duration::from_secs(2),
+        },
+    ));
+    let facts = tokio::time::timeout(
+        Duration::from_secs(20),
+        determinism(
+            client,
+            DeterminismSpec {
+                model: "m".into(),
+                prompts: vec!["cached prompt".into(), "steady prompt".into()],
+                max_tokens: 2,
+                batches: vec![4],
+                top_logprobs: 0,
+                request_timeout: Duration::from_secs(5),
+                deadline: Instant::now() + Duration::from_secs(10),
+            },
+        ),
+    )
+    .await
+    .expect("the probe ended");
+    assert_eq!(facts.repeated, 2, "{facts:#?}");
+    assert_eq!(facts.alone_divergences.len(), 1, "{facts:#?}");
+    let d = &facts.alone_divergences[0];
+    assert_eq!(
+        (
+            d.prompt,
+            d.position,
+            d.alone.token.as_str(),
+            d.batched.token.as_str()
+        ),
+        (0, 2, "green", "blue")
+    );
+    // The batch's copies of the cached prompt differ from its first lone run too, but that is the cache's doing:
+    // only the steady prompt's two copies are compared, and they match.
+    let run = &facts.runs[0];
+    assert_eq!(
+        (run.sent, run.compared, run.differing, run.failed),
+        (4, 2, 0, 0),
+        "{facts:#?}"
+    );
+    assert!(facts.divergences.is_empty(), "{facts:#?}");
+}
+
+/// A strict server that refuses unknown request fields: the template probe asks again without
+/// `skip_special_tokens`, both ways, and reads both answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_refusing_skip_special_tokens_is_asked_again_without_it() {
+    use infer_doctor_load::template::{TemplateSpec, probe as template};
+    let url = raw_server(|mut stream| async move {
+        while let Some(request) = read_request(&mut stream).await {
+            let (status, body) = if request.contains("skip_special_tokens") {
+                (
+                    "400 Bad Request",
+                    r#"{"error":{"message":"Unrecognized request argument supplied: skip_special_tokens"}}"#
+                        .to_string(),
+                )
+            } else if request.starts_with("POST /v1/chat/completions") {
+                ("200 OK", r#"{"choices":[{"message":{"content":" Green."},"finish_reason":"stop"}]}"#.into())
+            } else if request.starts_with("POST /v1/completions") {
+                ("200 OK", r#"{"choices":[{"text":" Green.","finish_reason":"stop"}]}"#.into())
+            } else {
+                ("404 Not Found", "{}".into())
+            };
+            let reply = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            if stream.write_all(reply.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    let client = HttpClient::new(
+        Arc::new(Target::parse(&url, None).unwrap()),
+        ClientOptions {
+            http2: false,
+            pool_size: 1,
+            connect_timeout: Duration::from_secs(2),
+        },
+    );
+    let spec = TemplateSpec {
+        model: "m".into(),
+        messages: vec![],
+        rendered: "<s>[INST] hi [/INST]".into(),
+        max_tokens: 8,
+        timeout: Duration::from_secs(5),
+    };
+    let facts = tokio::time::timeout(Duration::from_secs(20), template(&client, &spec))
+        .await
+        .expect("the probe ended");
+    assert_eq!(facts.chat.text.as_deref(), Some(" Green."), "{facts:#?}");
+    assert_eq!(
+        facts.completion.text.as_deref(),
+        Some(" Green."),
+        "{facts:#?}"
     );
 }

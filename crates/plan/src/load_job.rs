@@ -11,6 +11,9 @@ use crate::autoscale::{dns_label, dns_subdomain, invalid, invalid_text, q};
 /// Where shard results live in every pod.
 pub const RESULTS_MOUNT: &str = "/results";
 
+/// How long before the merge pod a shard's run may have started and still be this run's.
+pub const MERGE_STARTED_WITHIN_S: u64 = 15 * 60;
+
 /// What the Jobs run and where.
 #[derive(Clone, Debug)]
 pub struct LoadJob {
@@ -167,6 +170,10 @@ pub fn manifests(job: &LoadJob) -> Result<String, HardwareError> {
     merge_args.extend([
         "--wait".into(),
         format!("{}s", job.merge_wait_s),
+        // The paths hold the last run of this --job-name: a run.json from before the shards could have started is
+        // a previous run's. Pods of the two Jobs start within minutes of each other; runs are repeated later.
+        "--started-within".into(),
+        format!("{}s", MERGE_STARTED_WITHIN_S),
         "--out".into(),
         format!("{RESULTS_MOUNT}/{}/merged", job.name),
     ]);
@@ -283,6 +290,11 @@ mod tests {
         for i in 0..4 {
             assert!(yaml.contains(&format!("- \"/results/bench/shard-{i}\"\n")));
         }
+        // A previous run's shards on the same paths are not merged.
+        assert!(
+            yaml.contains("- \"--started-within\"\n") && yaml.contains("- \"900s\"\n"),
+            "{yaml}"
+        );
         assert!(yaml.contains("secretKeyRef:\n"));
         assert_eq!(
             yaml.matches("name: \"OPENAI_API_KEY\"").count(),

@@ -468,6 +468,13 @@ pub async fn execute(args: &BenchArgs, cancel: Cancel) -> Result<Executed, Failu
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating --out {}", dir.display()))
             .map_err(Failure::usage)?;
+        // A run.json left by an earlier run would pass for this one's (to `bench merge --wait`) until it ends.
+        let stale = dir.join("run.json");
+        if stale.is_file() {
+            std::fs::remove_file(&stale)
+                .with_context(|| format!("removing the earlier run's {}", stale.display()))
+                .map_err(Failure::usage)?;
+        }
     }
     let plan = plan(args, out_dir.as_ref().map(|d| d.join("requests.jsonl"))).await?;
     let heading = describe_shape(&plan.spec);

@@ -3,13 +3,15 @@
 
 use anyhow::anyhow;
 use infer_doctor_core::shard::ShardSpec;
-use infer_doctor_plan::load_job::{LoadJob, manifests};
+use std::path::Path;
+
+use infer_doctor_plan::load_job::{LoadJob, RESULTS_MOUNT, manifests};
 
 use crate::args::BenchArgs;
 use crate::{Failure, exit};
 
 /// Flags that shape the manifest, not the bench each pod runs, or that each pod sets itself; all take a value.
-const NOT_FOR_THE_PODS: [&str; 13] = [
+const NOT_FOR_THE_PODS: [&str; 14] = [
     "--emit",
     "--shards",
     "--image",
@@ -23,7 +25,11 @@ const NOT_FOR_THE_PODS: [&str; 13] = [
     "--out",
     "--shard",
     "--format",
+    "--history",
 ];
+
+/// Switches (no value) each pod sets itself or that only shape the manifest: typed twice, clap refuses the pod's.
+const SWITCHES_NOT_FOR_THE_PODS: [&str; 4] = ["--quiet", "-q", "--no-history", "--paths-in-image"];
 
 /// How long the merge Job waits for the shards by default: the run's own length is unknown to it.
 const MERGE_WAIT_S: u64 = 6 * 3600;
@@ -50,6 +56,18 @@ pub fn run(args: &BenchArgs) -> Result<u8, Failure> {
              (kubectl create secret generic NAME --from-literal=api-key=…) and pass --api-key-secret NAME"
         )));
     }
+    if !args.paths_in_image {
+        for (flag, path) in [
+            ("--dataset", &args.dataset),
+            ("--tokenizer", &args.tokenizer),
+            ("--thresholds", &args.thresholds),
+            ("--ca-cert", &args.ca_cert),
+        ] {
+            if let Some(path) = path {
+                check_pod_path(flag, path).map_err(Failure::usage)?;
+            }
+        }
+    }
     // Every pod must get a user (closed loop) or an in-flight slot: the last shard's share is the smallest.
     let shards = args.shards.unwrap_or(1).max(1);
     infer_doctor_load::run::check_shard(
@@ -75,6 +93,20 @@ pub fn run(args: &BenchArgs) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
+/// A file flag's path as the pods will see it: only the results volume is shared with them, so a path on this
+/// machine would name nothing there (or something else).
+fn check_pod_path(flag: &str, path: &Path) -> anyhow::Result<()> {
+    if path.is_absolute() && path.starts_with(RESULTS_MOUNT) {
+        return Ok(());
+    }
+    Err(anyhow!(
+        "{flag} {}: the pods cannot read files on this machine; copy the file onto the results volume and pass its \
+         path there ({RESULTS_MOUNT}/…, where --results-claim is mounted in every pod), or build it into the image \
+         and add --paths-in-image",
+        path.display()
+    ))
+}
+
 /// The bench flags as the user typed them after `bench`, less the manifest's own and those each pod sets.
 fn pod_args(argv: &[String]) -> Vec<String> {
     let after = argv
@@ -90,6 +122,9 @@ fn pod_args(argv: &[String]) -> Vec<String> {
         let name = arg.split_once('=').map_or(arg.as_str(), |(n, _)| n);
         if NOT_FOR_THE_PODS.contains(&name) {
             skip_value = !arg.contains('=');
+            continue;
+        }
+        if SWITCHES_NOT_FOR_THE_PODS.contains(&name) {
             continue;
         }
         out.push(arg.clone());
@@ -122,6 +157,13 @@ mod tests {
             "img",
             "--seed",
             "7",
+            "--quiet",
+            "-q",
+            "--no-history",
+            "--history",
+            "h.sqlite",
+            "--history=h2.sqlite",
+            "--paths-in-image",
         ]
         .map(String::from)
         .to_vec();
@@ -136,5 +178,26 @@ mod tests {
                 "7"
             ]
         );
+    }
+
+    #[test]
+    fn only_paths_on_the_results_volume_reach_the_pods() {
+        assert!(check_pod_path("--dataset", Path::new("/results/data/sharegpt.json")).is_ok());
+        for local in [
+            "sharegpt.json",
+            "/home/me/tok",
+            "/resultsx/tok",
+            "results/tok",
+        ] {
+            let err = check_pod_path("--tokenizer", Path::new(local))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("--tokenizer")
+                    && err.contains(local)
+                    && err.contains("--paths-in-image"),
+                "{err}"
+            );
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! read back, checked to be one run, and written as the run directory one process would have produced.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow};
 use infer_doctor_core::aggregate::AggregateConfig;
@@ -34,13 +34,31 @@ const SAME_RUN_KEYS: [&str; 13] = [
 ];
 
 pub async fn run(args: &BenchMergeArgs) -> Result<u8, Failure> {
+    // A shard whose run started before this is a previous run's, left on the volume under the same path.
+    let not_before_us = args.started_within.map(|within| {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        now.saturating_sub(within).as_micros() as u64
+    });
     if let Some(wait) = args.wait {
-        wait_for_shards(&args.dirs, wait, args.quiet).await?;
+        wait_for_shards(&args.dirs, wait, not_before_us, args.quiet).await?;
     }
     let mut problems = Vec::new();
     let mut runs = Vec::new();
     for dir in &args.dirs {
         let run = read_run_dir(dir, None, &mut problems).map_err(Failure::usage)?;
+        if let (Some(not_before), Some(started)) =
+            (not_before_us, run.document.shard.map(|s| s.started_unix_us))
+            && started < not_before
+        {
+            return Err(Failure::usage(anyhow!(
+                "{}: its run started {}, before --started-within allows ({}): a previous run's shard",
+                dir.join("run.json").display(),
+                unix_us_text(started),
+                unix_us_text(not_before)
+            )));
+        }
         runs.push((dir.clone(), run));
     }
     same_run(&runs)?;
@@ -87,12 +105,13 @@ pub async fn run(args: &BenchMergeArgs) -> Result<u8, Failure> {
             }
         })
         .collect();
-    // Every shard scraped the same server on its own clock: the view with the most scrapes stands for the run,
-    // and every shard's scrapes are kept beside it.
-    let server = by_index
-        .iter()
-        .max_by_key(|(_, r)| r.scrapes.len())
-        .and_then(|(_, r)| r.document.server.clone());
+    // Every shard scraped the same server on its own clock: the view with the most scrapes stands for the run
+    // (its scrapes, moved onto the common clock, are the merged run's), and every shard's are kept beside it.
+    let chosen = (0..by_index.len())
+        .max_by_key(|&i| by_index[i].1.scrapes.len())
+        .filter(|&i| !by_index[i].1.scrapes.is_empty());
+    let server = chosen.and_then(|i| by_index[i].1.document.server.clone());
+    let scrapes = chosen.map(|i| (by_index[i].0.as_path(), merged.offsets_us[i]));
     let mut summary = merged.summary;
     summary.warnings.extend(problems);
     let started = UNIX_EPOCH + Duration::from_micros(merged.run.started_unix_us);
@@ -115,7 +134,7 @@ pub async fn run(args: &BenchMergeArgs) -> Result<u8, Failure> {
         merged_from,
     };
     if let Some(out) = &args.out {
-        write(out, &document, &merged.records, &by_index).map_err(Failure::usage)?;
+        write(out, &document, &merged.records, &by_index, scrapes).map_err(Failure::usage)?;
     }
     let heading = format!(
         "{} shards of {} merged: {} requests on one clock",
@@ -184,22 +203,51 @@ fn same_run(runs: &[(PathBuf, RunDir)]) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Waits until every directory holds a run.json (a shard writes it last), for at most `limit`.
-async fn wait_for_shards(dirs: &[PathBuf], limit: Duration, quiet: bool) -> Result<(), Failure> {
+/// When a shard's run started, as text for an error.
+fn unix_us_text(us: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_micros(us)).to_string()
+}
+
+/// Whether `dir` holds a finished shard: a readable run.json (a shard writes it last), from a run that started no
+/// earlier than `not_before_us` when given.
+fn finished(dir: &Path, not_before_us: Option<u64>) -> bool {
+    let path = dir.join("run.json");
+    let Some(not_before) = not_before_us else {
+        return path.is_file();
+    };
+    std::fs::read(&path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+        .and_then(|doc| doc["shard"]["started_unix_us"].as_u64())
+        .is_some_and(|started| started >= not_before)
+}
+
+/// Waits until every directory holds a finished shard (see `finished`), for at most `limit`.
+async fn wait_for_shards(
+    dirs: &[PathBuf],
+    limit: Duration,
+    not_before_us: Option<u64>,
+    quiet: bool,
+) -> Result<(), Failure> {
     let deadline = Instant::now() + limit;
     let mut told = false;
     loop {
         let missing: Vec<&PathBuf> = dirs
             .iter()
-            .filter(|d| !d.join("run.json").is_file())
+            .filter(|d| !finished(d, not_before_us))
             .collect();
         if missing.is_empty() {
             return Ok(());
         }
         if Instant::now() >= deadline {
             let names: Vec<String> = missing.iter().map(|d| d.display().to_string()).collect();
+            let fresh = if not_before_us.is_some() {
+                " from this run"
+            } else {
+                ""
+            };
             return Err(Failure::usage(anyhow!(
-                "after waiting {}: no run.json yet in {}: those shards have not finished",
+                "after waiting {}: no run.json{fresh} yet in {}: those shards have not finished",
                 humantime::format_duration(limit),
                 names.join(", ")
             )));
@@ -217,14 +265,26 @@ async fn wait_for_shards(dirs: &[PathBuf], limit: Duration, quiet: bool) -> Resu
 }
 
 /// The merged run directory: `run.json`, `requests.jsonl` on the common clock, and under `shards/I/` each shard's
-/// `run.json` and `server_metrics.jsonl` as it recorded them.
+/// `run.json` and `server_metrics.jsonl` as it recorded them; `scrapes` (a shard's directory and its offset, µs)
+/// becomes the merged `server_metrics.jsonl`, each scrape moved onto the common clock.
 fn write(
     out: &Path,
     document: &RunDocument,
     records: &[infer_doctor_core::RequestRecord],
     shards: &[&(PathBuf, RunDir)],
+    scrapes: Option<(&Path, u64)>,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating --out {}", out.display()))?;
+    if let Some((dir, offset_us)) = scrapes {
+        let mut lines = String::new();
+        for mut line in infer_doctor_load::scrape::read_jsonl(&dir.join("server_metrics.jsonl"))? {
+            line.t += offset_us as f64 / 1e6;
+            lines += &serde_json::to_string(&line)?;
+            lines.push('\n');
+        }
+        let path = out.join("server_metrics.jsonl");
+        std::fs::write(&path, lines).with_context(|| format!("writing {}", path.display()))?;
+    }
     let mut lines = String::new();
     for record in records {
         lines += &serde_json::to_string(record)?;
@@ -247,4 +307,27 @@ fn write(
     }
     rundir::write(out, document)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_previous_runs_shard_is_not_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!finished(dir.path(), None) && !finished(dir.path(), Some(0)));
+        let doc =
+            |started: u64| serde_json::json!({"shard": {"started_unix_us": started}}).to_string();
+        std::fs::write(dir.path().join("run.json"), doc(1_000)).unwrap();
+        assert!(finished(dir.path(), None));
+        assert!(finished(dir.path(), Some(1_000)));
+        assert!(
+            !finished(dir.path(), Some(1_001)),
+            "a stale run.json passed"
+        );
+        // Half written: not yet.
+        std::fs::write(dir.path().join("run.json"), "{\"shard\": {").unwrap();
+        assert!(!finished(dir.path(), Some(0)));
+    }
 }

@@ -48,7 +48,8 @@ const TOP_LOGPROBS: u32 = 5;
 /// One request of the probe, alone or in its batch.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Runs the probe against `url` within `--budget` and writes its result into `dir`.
+/// Runs the probe against `url` within a third of `--budget` (it comes after a load probe that had the whole
+/// budget) and writes its result into `dir`.
 pub(crate) async fn determinism(
     url: &str,
     args: &DiagnoseArgs,
@@ -81,7 +82,7 @@ pub(crate) async fn determinism(
         .collect();
     if !args.quiet {
         eprintln!(
-            "diagnose: determinism probe ({} prompts alone, then in batches of {})",
+            "diagnose: determinism probe ({} prompts alone twice, then in batches of {})",
             args.determinism_prompts,
             args.determinism_batches
                 .iter()
@@ -99,7 +100,7 @@ pub(crate) async fn determinism(
             batches: args.determinism_batches.clone(),
             top_logprobs: TOP_LOGPROBS,
             request_timeout: REQUEST_TIMEOUT,
-            deadline: Instant::now() + args.budget,
+            deadline: Instant::now() + args.budget / 3,
         },
     )
     .await;
@@ -173,8 +174,26 @@ pub(crate) async fn template(
             content: content.to_string(),
         })
         .collect();
-    let rendered = template.render(&messages, true).map_err(Failure::usage)?;
-    let without = template.render(&messages, false).map_err(Failure::usage)?;
+    // A template this renderer cannot render (an unsupported filter, a function of the server's own) leaves the
+    // check unknown, with why, rather than ending the whole diagnosis.
+    let rendered = template
+        .render(&messages, true)
+        .and_then(|rendered| Ok((rendered, template.opens_assistant_turn(&messages)?)));
+    let (rendered, generation_prompt) = match rendered {
+        Ok(ok) => ok,
+        Err(e) => {
+            if !args.quiet {
+                eprintln!("diagnose: chat-template probe not run: {e}");
+            }
+            let facts = TemplateFacts {
+                template: template.path.display().to_string(),
+                render_error: Some(e.to_string()),
+                ..Default::default()
+            };
+            keep(dir, TEMPLATE_FILE, &facts)?;
+            return Ok(facts);
+        }
+    };
     let closing = [
         ChatMessage {
             role: "user".into(),
@@ -209,7 +228,7 @@ pub(crate) async fn template(
     )
     .await;
     facts.template = template.path.display().to_string();
-    facts.generation_prompt = rendered != without;
+    facts.generation_prompt = generation_prompt;
     facts.end_of_turn = end_of_turn;
     keep(dir, TEMPLATE_FILE, &facts)?;
     Ok(facts)

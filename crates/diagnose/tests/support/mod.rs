@@ -282,7 +282,7 @@ pub fn healthy_template() -> TemplateFacts {
         text: Some(text.into()),
         finish_reason: Some("stop".into()),
         prompt_tokens: Some(31),
-        error: None,
+        ..Default::default()
     };
     TemplateFacts {
         template: "hf/tokenizer_config.json".into(),
@@ -293,6 +293,7 @@ pub fn healthy_template() -> TemplateFacts {
         max_tokens: 32,
         chat: answer("Red, green and blue."),
         completion: answer("Red, green and blue."),
+        ..Default::default()
     }
 }
 
@@ -310,6 +311,7 @@ pub fn healthy_determinism() -> DeterminismFacts {
         by_tokens: true,
         logprobs: true,
         runs: vec![run(8), run(32)],
+        repeated: 4,
         ..Default::default()
     }
 }
