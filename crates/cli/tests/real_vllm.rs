@@ -427,6 +427,29 @@ fn long_prompts_alone_are_prefill_bound(server: &Server) {
     // The tiny model prefills 1900 tokens in tens of milliseconds: "slow" here is what a user's SLO would say.
     let thresholds = dir.path().join("thresholds.toml");
     std::fs::write(&thresholds, "ttft_high_ms = 30\n").unwrap();
+    // The first prompts of a new length pay one-time costs on CPU (a new shape for its kernels, up to seconds), and
+    // after the output probes' batches the server may still be finishing their work: two long prompts first, so
+    // the diagnosis sees steady prefills rather than a one-off that leaves its loaded probe too few requests.
+    let tokenizer = tokenizer();
+    let (code, _, stderr) = infer_doctor(&[
+        "bench",
+        "--url",
+        &server.url,
+        "--concurrency",
+        "1",
+        "--num-requests",
+        "2",
+        "--input-tokens",
+        "1900",
+        "--output-tokens",
+        "8",
+        "--ignore-eos",
+        "--tokenizer",
+        &tokenizer,
+        "--quiet",
+        "--no-history",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
     let document = diagnose(
         server,
         &[

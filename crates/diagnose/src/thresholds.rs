@@ -82,6 +82,9 @@ pub struct Thresholds {
     /// Share of the run a due request waited for its prompt to be built above which the prompt builder, not the
     /// server, set the pace. Inference: a builder that keeps up leaves only the first prompts' wait, far below.
     pub client_prompt_wait_share: f64,
+    /// Seconds requests must have waited for their prompts in all before that share counts: in a probe of a few
+    /// requests, a few milliseconds of prompt building are a large share of nothing. Inference.
+    pub client_prompt_wait_min_seconds: f64,
     /// Error share that warns. D17: llm-d `> 1%` for 10 m.
     pub error_rate_warning: f64,
     /// Error share that is critical. D17: llm-d `> 5%` for 2 m, vllm-doctor 5%.
@@ -279,6 +282,7 @@ impl Default for Thresholds {
             client_in_flight_share: 0.8,
             client_cpu_share: 0.9,
             client_prompt_wait_share: 0.05,
+            client_prompt_wait_min_seconds: 0.5,
             error_rate_warning: 0.01,
             error_rate_critical: 0.05,
             runaway_length_share: 0.5,
@@ -419,6 +423,10 @@ impl Thresholds {
             ("client_in_flight_share", self.client_in_flight_share),
             ("client_cpu_share", self.client_cpu_share),
             ("client_prompt_wait_share", self.client_prompt_wait_share),
+            (
+                "client_prompt_wait_min_seconds",
+                self.client_prompt_wait_min_seconds,
+            ),
             ("error_rate_warning", self.error_rate_warning),
             ("error_rate_critical", self.error_rate_critical),
             ("runaway_length_share", self.runaway_length_share),

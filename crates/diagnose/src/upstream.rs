@@ -221,7 +221,10 @@ fn client_bound(facts: &Facts, t: &Thresholds) -> Assessment {
         }
     }
     let waited = health.prompt_wait_share;
-    if waited.is_finite() && waited > t.client_prompt_wait_share {
+    if waited.is_finite()
+        && waited > t.client_prompt_wait_share
+        && health.prompt_wait_s >= t.client_prompt_wait_min_seconds
+    {
         evidence.push(compared(
             "prompt wait / run time",
             waited,

@@ -1674,7 +1674,12 @@ fn a_prompt_builder_that_could_not_keep_up_is_named_as_the_client_limit() {
     );
     let lenient = Thresholds::from_toml("client_prompt_wait_share = 0.7\n").unwrap();
     assert!(finding(&diagnose(&evidence, &lenient), "client.bound").is_none());
+    // A probe of a few requests whose prompts took 40 ms to build: a large share of a short run, but nothing that
+    // limited it.
+    client(&mut evidence).client.prompt_wait_s = 0.04;
+    assert!(finding(&diagnose(&evidence, &Thresholds::default()), "client.bound").is_none());
     // The first prompts' wait in a run whose builder kept up is no finding.
+    client(&mut evidence).client.prompt_wait_s = 6.0;
     client(&mut evidence).client.prompt_wait_share = 0.001;
     assert!(finding(&diagnose(&evidence, &Thresholds::default()), "client.bound").is_none());
 }

@@ -484,18 +484,28 @@ const TRITON: &[(Signal, Source)] = &[
     ),
 ];
 
+// llm-d's endpoint picker names its series `llm_d_epp_*` (llm-d-router pkg/epp/metrics), keeping the Gateway API
+// Inference Extension's `inference_objective_*`, `inference_pool_*` and `inference_extension_*` as deprecated twins:
+// the new names are read first.
 const LLMD_EPP: &[(Signal, Source)] = &[
     (
         S::Ttft,
-        Family(&["inference_objective_request_ttft_seconds"]),
+        Family(&[
+            "llm_d_epp_request_ttft_seconds",
+            "inference_objective_request_ttft_seconds",
+        ]),
     ),
     (
         S::Tpot,
-        Family(&["inference_objective_request_tpot_seconds"]),
+        Family(&[
+            "llm_d_epp_request_streaming_tpot_seconds",
+            "inference_objective_request_tpot_seconds",
+        ]),
     ),
     (
         S::E2e,
         Family(&[
+            "llm_d_epp_request_duration_seconds",
             "inference_objective_request_duration_seconds",
             "inference_model_request_duration_seconds",
         ]),
@@ -503,20 +513,26 @@ const LLMD_EPP: &[(Signal, Source)] = &[
     (
         S::RequestsRunning,
         Family(&[
+            "llm_d_epp_average_running_requests",
             "inference_pool_average_running_requests",
             "inference_objective_running_requests",
         ]),
     ),
     (
         S::RequestsWaiting,
-        Family(&["inference_pool_average_queue_size"]),
+        Family(&[
+            "llm_d_epp_average_queue_size",
+            "inference_pool_average_queue_size",
+        ]),
     ),
     (
         S::KvUsage,
-        Family(&["inference_pool_average_kv_cache_utilization"]),
+        Family(&[
+            "llm_d_epp_average_kv_cache_utilization",
+            "inference_pool_average_kv_cache_utilization",
+        ]),
     ),
-    // The picker's own work. llm-d renamed its metrics `llm_d_epp_*` (llm-d-router pkg/epp/metrics), keeping the
-    // Gateway API Inference Extension's `inference_extension_*` as deprecated twins.
+    // The picker's own work.
     (
         S::SchedulingLatency,
         Family(&[
@@ -1226,7 +1242,9 @@ mod tests {
         let renamed = format!(
             "{old}# TYPE llm_d_epp_scheduler_attempts_total counter\n\
              llm_d_epp_scheduler_attempts_total{{status=\"success\",target_model_name=\"m\",endpoint_name=\"p\",namespace=\"n\",port=\"8000\"}} 12\n\
-             # TYPE llm_d_epp_ready_endpoints gauge\nllm_d_epp_ready_endpoints{{name=\"pool\"}} 4\n"
+             # TYPE llm_d_epp_ready_endpoints gauge\nllm_d_epp_ready_endpoints{{name=\"pool\"}} 4\n\
+             # TYPE llm_d_epp_average_queue_size gauge\nllm_d_epp_average_queue_size{{name=\"pool\"}} 1.5\n\
+             # TYPE inference_pool_average_queue_size gauge\ninference_pool_average_queue_size{{name=\"pool\"}} 1.5\n"
         );
         let r = read(&parse(&renamed), None, "llm-d").unwrap();
         let Some(Reading::ByLabel(by)) = r.readings.get(&Signal::SchedulingAttempts) else {
@@ -1235,6 +1253,11 @@ mod tests {
         assert_eq!(by.len(), 1, "the twin's counts are not added: {by:?}");
         assert_eq!(by.get("success"), Some(&12.0));
         assert_eq!(r.value(Signal::ReadyReplicas), Some(4.0));
+        assert_eq!(
+            r.value(Signal::RequestsWaiting),
+            Some(1.5),
+            "one twin, not both"
+        );
     }
 
     /// One short exposition per other server, in the names research/server_signals.md §6 records.
