@@ -110,6 +110,23 @@ fn check_status<'a>(doc: &'a Value, id: &str) -> &'a Value {
         .unwrap()["status"]
 }
 
+/// Ten seconds of load through `front` (still running when the diagnosis reads the last 8 s of it), then the
+/// diagnosis through Prometheus and its `fleet.load_skew` verdict.
+fn skew_under_load(prometheus: &RunningPrometheus, front: &str) -> (Value, String) {
+    let mut loading = load(front, "400");
+    std::thread::sleep(Duration::from_secs(10));
+    let doc = diagnose_fleet(prometheus, "8s");
+    assert!(
+        loading.0.try_wait().unwrap().is_none(),
+        "the load must cover the window diagnosed"
+    );
+    let verdict = finding(&doc, "fleet.load_skew")["verdict"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (doc, verdict)
+}
+
 /// A bounded closed-loop load against `url`, in the background.
 fn load(url: &str, requests: &str) -> Running {
     Running(
@@ -201,17 +218,7 @@ fn a_replica_with_a_smaller_batch_behind_least_conn_is_named_through_prometheus(
     let prometheus = scrape(scratch.path(), &[("narrow", &narrow), ("wide", &wide)]);
 
     // Load through nginx, bounded in count and time, while Prometheus watches.
-    let mut through_nginx = load(&format!("http://127.0.0.1:{port}"), "400");
-    std::thread::sleep(Duration::from_secs(10));
-    let doc = diagnose_fleet(&prometheus, "8s");
-    assert!(
-        through_nginx.0.try_wait().unwrap().is_none(),
-        "the load must cover the window diagnosed"
-    );
-    let verdict = finding(&doc, "fleet.load_skew")["verdict"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (doc, verdict) = skew_under_load(&prometheus, &format!("http://127.0.0.1:{port}"));
     assert!(
         verdict.starts_with("replica narrow carries far more"),
         "{verdict}"
@@ -427,17 +434,7 @@ fn the_weak_replica_of_a_simulated_fleet_behind_round_robin_is_named_through_pro
         .map(|(pod, url)| (pod.as_str(), url.as_str()))
         .collect();
     let prometheus = scrape(scratch.path(), &targets);
-    let mut through_router = load(&router, "400");
-    std::thread::sleep(Duration::from_secs(10));
-    let doc = diagnose_fleet(&prometheus, "8s");
-    assert!(
-        through_router.0.try_wait().unwrap().is_none(),
-        "the load must cover the window diagnosed"
-    );
-    let verdict = finding(&doc, "fleet.load_skew")["verdict"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (doc, verdict) = skew_under_load(&prometheus, &router);
     assert!(
         verdict.starts_with("replica sim-2 carries far more"),
         "{verdict}"

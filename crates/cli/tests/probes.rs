@@ -87,17 +87,7 @@ fn a_batch_above_the_simulators_limit_flips_its_near_tie_and_the_probe_names_the
         (probe["by_tokens"].as_bool(), probe["logprobs"].as_bool()),
         (Some(true), Some(true))
     );
-    let runs = probe["runs"].as_array().unwrap();
-    let counts: Vec<_> = runs
-        .iter()
-        .map(|r| {
-            (
-                r["batch"].as_u64().unwrap(),
-                r["compared"].as_u64().unwrap(),
-                r["differing"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let counts = batch_counts(&probe);
     // Eight at once never exceed the limit; thirty-two always do.
     assert_eq!(counts, [(8, 8, 0), (32, 32, 32)], "{probe:#}");
     let divergences = probe["divergences"].as_array().unwrap();
@@ -159,17 +149,7 @@ fn without_the_fault_every_batched_output_matches_its_lone_run() {
             "3",
         ],
     );
-    let runs = probe["runs"].as_array().unwrap();
-    let counts: Vec<_> = runs
-        .iter()
-        .map(|r| {
-            (
-                r["batch"].as_u64().unwrap(),
-                r["compared"].as_u64().unwrap(),
-                r["differing"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let counts = batch_counts(&probe);
     assert_eq!(counts, [(3, 3, 0), (16, 16, 0)], "{probe:#}");
     assert!(finding(&doc, "output.nondeterministic").is_none());
     assert_eq!(check_status(&doc, "outputs_deterministic"), "pass");
@@ -301,4 +281,20 @@ fn a_server_whose_chat_template_drops_the_assistant_opening_is_found_and_a_match
             .is_some_and(|r| !r.is_empty()),
         "{doc:#}"
     );
+}
+
+/// (batch size, outputs compared, outputs differing) of each batch the determinism probe sent.
+fn batch_counts(probe: &Value) -> Vec<(u64, u64, u64)> {
+    probe["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["batch"].as_u64().unwrap(),
+                r["compared"].as_u64().unwrap(),
+                r["differing"].as_u64().unwrap(),
+            )
+        })
+        .collect()
 }

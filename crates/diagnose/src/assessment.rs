@@ -137,6 +137,15 @@ pub(crate) mod how {
         "keep the per-request records (diagnose --url, or --requests requests.jsonl)";
 }
 
+/// How sure a finding is from how many of its independent reasons held: two or more agreeing, high.
+pub(crate) fn confidence_from_reasons(reasons: usize) -> Confidence {
+    if reasons > 1 {
+        Confidence::High
+    } else {
+        Confidence::Medium
+    }
+}
+
 /// Milliseconds for people: `17 ms`, `2.4 s`.
 pub(crate) fn ms(value: f64) -> String {
     if value.abs() >= 1000.0 {

@@ -1,10 +1,10 @@
 //! Prefill/decode disaggregation: the KV a decode replica pulls from a prefill replica (vLLM's NixlConnector),
 //! judged by its share of TTFT, the bandwidth each transfer reached and the transfers that failed.
 
-use infer_doctor_core::{Confidence, Severity, Signal, Symptom};
+use infer_doctor_core::{Severity, Signal, Symptom};
 
 use crate::Thresholds;
-use crate::assessment::{Assessment, Rule, compared, ms, percent, seen};
+use crate::assessment::{Assessment, Rule, compared, confidence_from_reasons, ms, percent, seen};
 use crate::facts::{Facts, finite, ttft};
 
 const KV_TRANSFER_SLOW: Rule = Rule {
@@ -135,11 +135,7 @@ fn kv_transfer_slow(facts: &Facts, t: &Thresholds) -> Assessment {
         } else {
             Severity::Warning
         },
-        if reasons.len() > 1 {
-            Confidence::High
-        } else {
-            Confidence::Medium
-        },
+        confidence_from_reasons(reasons.len()),
         format!(
             "the prefill→decode KV transfer is slow: {}",
             reasons.join("; ")
@@ -153,7 +149,7 @@ mod tests {
     use super::*;
     use crate::diagnose;
     use infer_doctor_core::signals::{CounterStats, HistogramStats, ServerWindow};
-    use infer_doctor_core::{CheckStatus, Evidence, Finding};
+    use infer_doctor_core::{CheckStatus, Confidence, Evidence, Finding};
 
     /// A decode replica's window: `n` transfers of `mean_s` each moving `mib` MiB, `failed` failures, and the
     /// server's TTFT mean.

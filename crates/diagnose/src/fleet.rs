@@ -5,7 +5,9 @@ use infer_doctor_core::signals::ServerWindow;
 use infer_doctor_core::{Confidence, Observation, Severity, Signal, Symptom, UNLABELLED_PODS};
 
 use crate::Thresholds;
-use crate::assessment::{Assessment, Rule, compared, percent, ratio, seen};
+use crate::assessment::{
+    Assessment, Rule, compared, confidence_from_reasons, percent, ratio, seen,
+};
 use crate::facts::{Facts, finite, in_system_mean};
 
 const LOAD_SKEW: Rule = Rule {
@@ -559,11 +561,7 @@ fn load_skew(facts: &Facts, t: &Thresholds) -> Assessment {
         } else {
             Severity::Warning
         },
-        if reasons.len() > 1 {
-            Confidence::High
-        } else {
-            Confidence::Medium
-        },
+        confidence_from_reasons(reasons.len()),
         format!(
             "replica {pod} carries far more than the other {}: {}",
             loads.len() - 1,
