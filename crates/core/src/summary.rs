@@ -119,7 +119,8 @@ pub struct Throughput {
     pub goodput_rate: Option<f64>,
     /// Good requests / measured requests sent (failures count against it).
     pub good_fraction: Option<f64>,
-    /// ∫ in-flight dt / window, over measured requests.
+    /// ∫ in-flight dt / window, over every request the client held in the window: a warm-up request still in
+    /// flight after the first measured send holds a user and a place at the server all the same.
     pub mean_concurrency: f64,
     /// Measured requests in flight at once, at most (warm-up requests still in flight are not counted).
     pub max_concurrency: u64,

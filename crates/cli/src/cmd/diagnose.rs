@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use clap::Parser;
-use infer_doctor_core::{Evidence, GpuState, HardwareFacts, Severity, WorkloadFacts};
+use infer_doctor_core::{Evidence, GpuState, HardwareFacts, RunSummary, Severity, WorkloadFacts};
 use infer_doctor_diagnose::{Thresholds, diagnose};
 use infer_doctor_observe::dialect::Dialect;
 use infer_doctor_observe::server;
@@ -867,22 +867,35 @@ fn emit(
     }
 }
 
-/// 1 when the diagnosis found something critical, as DESIGN.md §1 says; 3 when the loaded probe got nothing.
+/// The exit code DESIGN.md §1 gives diagnose: 3 when no probe got an answer, 1 for a critical finding, 3 again
+/// when only the loaded probe came back empty and no rule says why, else 0. A loaded probe that finished nothing
+/// while the lone user was served is what a thrashing server looks like: its critical findings are the verdict.
 fn verdict_code(doc: &DiagnosisDocument) -> u8 {
-    let nothing = doc
-        .evidence
-        .client
-        .as_ref()
-        .is_some_and(|c| c.requests.sent > 0 && c.requests.ok == 0);
-    if nothing {
-        exit::NOTHING_SUCCEEDED
-    } else if doc
+    let answered = |run: &Option<RunSummary>| {
+        run.as_ref()
+            .map_or((0, 0), |run| (run.requests.sent, run.requests.ok))
+    };
+    let critical = doc
         .diagnosis
         .findings
         .iter()
-        .any(|f| f.severity == Severity::Critical)
-    {
+        .any(|f| f.severity == Severity::Critical);
+    exit_for(
+        answered(&doc.evidence.client),
+        answered(&doc.evidence.single_user),
+        critical,
+    )
+}
+
+/// `loaded` and `alone` are each probe's (sent, answered).
+fn exit_for(loaded: (u64, u64), alone: (u64, u64), critical: bool) -> u8 {
+    let none_answered = |(sent, ok): (u64, u64)| sent > 0 && ok == 0;
+    if none_answered((loaded.0 + alone.0, loaded.1 + alone.1)) {
+        exit::NOTHING_SUCCEEDED
+    } else if critical {
         exit::GATE_FAILED
+    } else if none_answered(loaded) {
+        exit::NOTHING_SUCCEEDED
     } else {
         exit::OK
     }
@@ -933,5 +946,22 @@ mod tests {
                 bench_args("http://127.0.0.1:9", &args, 8, 100, Path::new("/tmp/probe")).unwrap();
             assert_eq!(bench.timeout, None, "--budget {budget}");
         }
+    }
+
+    /// CI, 2026-12-07: real vLLM with 20 KV blocks for 16 users thrashed so hard that its 27 s loaded probe
+    /// finished none of 16 requests, while the lone user was served; diagnose named the preemptions (critical)
+    /// and still exited 3 as if nothing had been measured.
+    #[test]
+    fn an_empty_loaded_probe_exits_by_its_findings_when_the_lone_user_was_served() {
+        let thrashing = ((16, 0), (5, 5));
+        assert_eq!(exit_for(thrashing.0, thrashing.1, true), exit::GATE_FAILED);
+        assert_eq!(
+            exit_for(thrashing.0, thrashing.1, false),
+            exit::NOTHING_SUCCEEDED,
+            "no rule said why the loaded probe is empty"
+        );
+        assert_eq!(exit_for((16, 0), (5, 0), true), exit::NOTHING_SUCCEEDED);
+        assert_eq!(exit_for((16, 3), (5, 5), false), exit::OK);
+        assert_eq!(exit_for((0, 0), (0, 0), false), exit::OK, "offline");
     }
 }
