@@ -299,11 +299,11 @@ impl RunAggregate {
     }
 
     /// Outside every statistic, but counted: a failed warm-up is a failure of the server all the same. Its time in
-    /// flight counts toward the concurrency held: the window opens at the first measured send, while other users
-    /// may still wait on their warm-up, which the server holds like any other request.
+    /// flight is kept apart: the window opens at the first measured send, while other users may still wait on
+    /// their warm-up, a request the server holds like any other.
     fn add_warmup(&mut self, rec: &RequestRecord) {
         self.timeline
-            .add_busy(rec.sent_us, rec.end_us.max(rec.sent_us));
+            .add_warmup_busy(rec.sent_us, rec.end_us.max(rec.sent_us));
         let c = &mut self.counts;
         c.warmup += 1;
         match &rec.error {
@@ -492,6 +492,8 @@ impl RunAggregate {
                 }
             }),
             mean_concurrency: t.sum_over(from, to, |b| b.busy_us as f64) / (to - from) as f64,
+            warmup_in_flight: t.sum_over(from, to, |b| b.warmup_busy_us as f64)
+                / (to - from) as f64,
             max_concurrency: ctx.max_concurrency,
             send_rate: rate(&|b| f64::from(b.sent)),
         }
@@ -743,8 +745,9 @@ mod tests {
             s.throughput.request_rate
         );
         assert!((s.throughput.output_tokens_per_s - 110.0).abs() < 0.5);
-        // Every request held 60.1 ms, the failed, the stopped and the warm-up one as much as the 100 answered.
-        assert!((s.throughput.mean_concurrency - 103.0 * 0.0601 / 10.0).abs() < 1e-9);
+        assert!((s.throughput.mean_concurrency - (100.0 * 0.0601 + 0.0601) / 10.0).abs() < 0.01);
+        // The warm-up request held 60.1 ms of the window too, kept apart from the measured ones.
+        assert!((s.throughput.warmup_in_flight - 0.0601 / 10.0).abs() < 1e-9);
         assert_eq!(
             s.throughput.goodput_rate.map(|g| (g * 100.0).round()),
             Some(1000.0)

@@ -119,13 +119,24 @@ pub struct Throughput {
     pub goodput_rate: Option<f64>,
     /// Good requests / measured requests sent (failures count against it).
     pub good_fraction: Option<f64>,
-    /// ∫ in-flight dt / window, over every request the client held in the window: a warm-up request still in
-    /// flight after the first measured send holds a user and a place at the server all the same.
+    /// ∫ in-flight dt / window, over measured requests.
     pub mean_concurrency: f64,
     /// Measured requests in flight at once, at most (warm-up requests still in flight are not counted).
     pub max_concurrency: u64,
     /// Requests sent per second inside the window.
     pub send_rate: f64,
+    /// ∫ warm-up requests in flight dt / window: users still waiting on their warm-up after the first measured
+    /// send. Absent (zero) in runs recorded before it was kept.
+    #[serde(default)]
+    pub warmup_in_flight: f64,
+}
+
+impl Throughput {
+    /// Every request the client held at the server on average over the window, warm-up requests included: what
+    /// the server's running and waiting counts are compared with, and what the users asked for should reach.
+    pub fn held_in_flight(&self) -> f64 {
+        self.mean_concurrency + self.warmup_in_flight
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -244,7 +255,11 @@ pub const FORMULAS: &[(&str, &str)] = &[
     ),
     (
         "mean_concurrency",
-        "integral of in-flight requests over the window / window",
+        "integral of in-flight measured requests over the window / window",
+    ),
+    (
+        "warmup_in_flight",
+        "integral of in-flight warm-up requests over the window / window",
     ),
     (
         "error_rate",

@@ -14,8 +14,10 @@ pub struct Bin {
     pub failed: u32,
     pub output_tokens: f64,
     pub input_tokens: u64,
-    /// Sum over requests of the time each was in flight inside this bin: ∫ concurrency dt.
+    /// Sum over measured requests of the time each was in flight inside this bin: ∫ concurrency dt.
     pub busy_us: u64,
+    /// The same over warm-up requests: a user still waiting on its warm-up holds a request at the server too.
+    pub warmup_busy_us: u64,
 }
 
 /// Counts per `BIN_US` interval from the run's start.
@@ -33,13 +35,22 @@ impl Timeline {
         &mut self.bins[i]
     }
 
-    /// Adds the interval `[from, to)` during which one request was in flight.
+    /// Adds the interval `[from, to)` during which one measured request was in flight.
     pub fn add_busy(&mut self, from_us: u64, to_us: u64) {
+        self.add_interval(from_us, to_us, |bin| &mut bin.busy_us);
+    }
+
+    /// Adds the interval `[from, to)` during which one warm-up request was in flight.
+    pub fn add_warmup_busy(&mut self, from_us: u64, to_us: u64) {
+        self.add_interval(from_us, to_us, |bin| &mut bin.warmup_busy_us);
+    }
+
+    fn add_interval(&mut self, from_us: u64, to_us: u64, field: impl Fn(&mut Bin) -> &mut u64) {
         let mut at = from_us;
         while at < to_us {
             let bin_end = (at / BIN_US + 1) * BIN_US;
             let until = bin_end.min(to_us);
-            self.bin_mut(at).busy_us += until - at;
+            *field(self.bin_mut(at)) += until - at;
             at = until;
         }
     }
@@ -56,6 +67,7 @@ impl Timeline {
             a.output_tokens += b.output_tokens;
             a.input_tokens += b.input_tokens;
             a.busy_us += b.busy_us;
+            a.warmup_busy_us += b.warmup_busy_us;
         }
     }
 

@@ -233,7 +233,8 @@ impl<'a> Facts<'a> {
         match &self.evidence.client {
             Some(client) => format!(
                 "client, loaded run ({} requests, {:.1} in flight on average)",
-                client.requests.sent, client.throughput.mean_concurrency
+                client.requests.sent,
+                client.throughput.held_in_flight()
             ),
             None => "client, loaded run".to_string(),
         }

@@ -172,7 +172,8 @@ fn symptom_phrase(facts: &Facts, t: &Thresholds, primary: &Finding) -> String {
         Symptom::Throughput => match facts.client() {
             Some(client) if client.throughput.output_tokens_per_s.is_finite() => format!(
                 "Throughput is limited ({:.0} output tokens/s at {:.1} in flight)",
-                client.throughput.output_tokens_per_s, client.throughput.mean_concurrency
+                client.throughput.output_tokens_per_s,
+                client.throughput.held_in_flight()
             ),
             _ => "Throughput is limited".to_string(),
         },
@@ -225,13 +226,9 @@ fn key_numbers(facts: &Facts) -> String {
         {
             parts.push(format!("{} errors", percent(client.requests.error_rate)));
         }
-        if client.throughput.mean_concurrency.is_finite()
-            && client.throughput.mean_concurrency > 0.0
-        {
-            parts.push(format!(
-                "at {:.1} in flight",
-                client.throughput.mean_concurrency
-            ));
+        let held = client.throughput.held_in_flight();
+        if held.is_finite() && held > 0.0 {
+            parts.push(format!("at {held:.1} in flight"));
         }
     }
     if parts.is_empty() {

@@ -59,7 +59,7 @@ fn in_system(facts: &Facts) -> Option<(f64, String)> {
 pub(crate) fn upstream(facts: &Facts, t: &Thresholds) -> Assessment {
     let Some(in_flight) = facts
         .client()
-        .and_then(|c| finite(c.throughput.mean_concurrency))
+        .and_then(|c| finite(c.throughput.held_in_flight()))
     else {
         return UPSTREAM.unknown("the client's in-flight count", how::LOADED_PROBE);
     };
@@ -185,9 +185,10 @@ fn client_bound(facts: &Facts, t: &Thresholds) -> Assessment {
         .requested_concurrency
         .filter(|u| *u > 0 && client.throughput.steady)
     {
-        let held = client.throughput.mean_concurrency;
-        // Users waiting on warm-up requests the server failed or stalled send nothing measured: when those
-        // failures cover the shortfall it is the server's, and the run's warm-up warning says so.
+        // A user still waiting on its warm-up holds a request at the server: a slow server's warm-up is no client
+        // shortfall. Users whose warm-up the server failed may send nothing measured: when those failures cover the
+        // shortfall it is the server's, and the run's warm-up warning says so.
+        let held = client.throughput.held_in_flight();
         let held_by_failed_warmup = client.warmup.failed as f64 >= users as f64 - held;
         if !held_by_failed_warmup
             && ratio(held, users as f64).is_some_and(|share| share < t.client_in_flight_share)

@@ -447,6 +447,10 @@ async fn failed_warmup_requests_are_counted_warned_and_the_concurrency_reached_i
         "{}",
         summary.throughput.mean_concurrency
     );
+    // The four stalled warm-ups were held at the server through the whole window, apart from the measured ones
+    // (the window's edge bins are prorated, so the others' last milliseconds may add a little).
+    let warmup = summary.throughput.warmup_in_flight;
+    assert!((3.5..4.5).contains(&warmup), "{warmup}");
     let warning = summary
         .warnings
         .iter()

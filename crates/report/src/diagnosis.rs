@@ -133,7 +133,7 @@ pub fn escalation(evidence: &Evidence, target: &Value, slo: Option<&str>) -> Vec
             format!(
                 "{} at {:.1} in flight",
                 latency(s),
-                s.throughput.mean_concurrency
+                s.throughput.held_in_flight()
             ),
         );
     }

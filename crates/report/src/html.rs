@@ -254,7 +254,7 @@ fn distributions(page: &mut String, doc: &DiagnosisDocument) {
             r.interrupted,
             loaded.throughput.request_rate,
             loaded.throughput.output_tokens_per_s,
-            loaded.throughput.mean_concurrency
+            loaded.throughput.held_in_flight()
         );
         let errors = error_lines(loaded);
         if !errors.is_empty() {

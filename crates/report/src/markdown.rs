@@ -400,7 +400,7 @@ pub fn render(doc: &DiagnosisDocument) -> String {
                 r.error_rate * 100.0,
                 loaded.throughput.request_rate,
                 loaded.throughput.output_tokens_per_s,
-                loaded.throughput.mean_concurrency
+                loaded.throughput.held_in_flight()
             ));
             for line in error_lines(loaded) {
                 out.push_str(&format!("- {}\n", inline(&line)));

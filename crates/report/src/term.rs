@@ -124,13 +124,19 @@ pub fn render(summary: &RunSummary, heading: &str) -> String {
     }
     let t = &summary.throughput;
     out.push_str(&format!(
-        "throughput over {:.1} s{}: {:.2} req/s, {:.1} output tok/s, {:.1} total tok/s; concurrency mean {:.1}, max {}\n",
+        "throughput over {:.1} s{}: {:.2} req/s, {:.1} output tok/s, {:.1} total tok/s; concurrency mean {:.1}{}, max {}\n",
         t.window_s,
         if t.steady { " steady window" } else { " (no steady state)" },
         t.request_rate,
         t.output_tokens_per_s,
         t.total_tokens_per_s,
         t.mean_concurrency,
+        // Users still on their warm-up after the window opened: the server held those requests too.
+        if t.warmup_in_flight >= 0.05 {
+            format!(" (+{:.1} warm-up)", t.warmup_in_flight)
+        } else {
+            String::new()
+        },
         t.max_concurrency
     ));
     if let (Some(g), Some(f)) = (t.goodput_rate, t.good_fraction) {
