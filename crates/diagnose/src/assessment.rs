@@ -168,6 +168,20 @@ pub(crate) fn percent(share: f64) -> String {
     }
 }
 
+/// The middle value (the mean of the two middle ones for an even count); `None` for none. Sorts in place.
+pub(crate) fn median(values: &mut [f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    Some(if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    })
+}
+
 /// `value / base` when both are usable numbers and the base is positive.
 pub(crate) fn ratio(value: f64, base: f64) -> Option<f64> {
     (value.is_finite() && base.is_finite() && base > 0.0).then(|| value / base)

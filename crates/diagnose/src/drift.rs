@@ -6,6 +6,8 @@ use infer_doctor_core::resample::normal_cdf;
 use infer_doctor_core::{Confidence, Finding, Observation, Severity, Symptom};
 use serde::Serialize;
 
+use crate::assessment::median;
+
 pub const DRIFT_ID: &str = "history.drift";
 
 /// When a trend is named.
@@ -81,13 +83,13 @@ pub fn trend(values: &[f64]) -> Option<Trend> {
     } else {
         (s as f64 - s.signum() as f64) / variance.sqrt()
     };
-    let slope = median(&mut slopes);
+    let slope = median(&mut slopes)?;
     let mut offsets: Vec<f64> = values
         .iter()
         .enumerate()
         .map(|(i, v)| v - slope * i as f64)
         .collect();
-    let intercept = median(&mut offsets);
+    let intercept = median(&mut offsets)?;
     let (first, last) = (intercept, intercept + slope * (nf - 1.0));
     Some(Trend {
         slope_per_run: slope,
@@ -100,16 +102,6 @@ pub fn trend(values: &[f64]) -> Option<Trend> {
         },
         p_value: 1.0 - normal_cdf(z.abs()),
     })
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
 }
 
 /// The `history.drift` finding when `figure` got worse across `runs` (oldest first, each labelled), or `None`

@@ -6,7 +6,7 @@ use infer_doctor_core::{Confidence, Observation, Severity, Signal, Symptom, UNLA
 
 use crate::Thresholds;
 use crate::assessment::{
-    Assessment, Rule, compared, confidence_from_reasons, percent, ratio, seen,
+    Assessment, Rule, compared, confidence_from_reasons, median, percent, ratio, seen,
 };
 use crate::facts::{Facts, finite, in_system_mean};
 
@@ -98,9 +98,48 @@ const GATEWAY_STATUSES: [u16; 3] = [502, 503, 504];
 /// The finish reason an engine gives a request it failed itself (vLLM's `finished_reason="error"`).
 const ENGINE_ERROR_REASON: &str = "error";
 
+/// What a replica serves. A P/D split's prefill workers hold each prompt for one forward pass while decode workers
+/// hold sequences for their whole generation: their running, waiting and KV are not comparable, so each kind is
+/// compared with its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Prefill,
+    /// A decode worker of a split, or a replica that serves requests whole.
+    Generate,
+}
+
+impl Role {
+    /// From what the replica did: a prefill worker generates one token per request (the routing sidecar asks it
+    /// for `max_tokens: 1` and the decode pod pulls the KV), which no generating replica does unless every one
+    /// does.
+    fn of(window: &ServerWindow, t: &Thresholds) -> Role {
+        let increase = |signal| window.counter(signal).and_then(|c| finite(c.increase));
+        match (
+            increase(Signal::GenerationTokens),
+            increase(Signal::RequestsFinished),
+        ) {
+            (Some(tokens), Some(finished))
+                if finished >= 1.0 && tokens / finished <= t.pd_prefill_tokens_per_request =>
+            {
+                Role::Prefill
+            }
+            _ => Role::Generate,
+        }
+    }
+
+    /// How a replica of this role is named when the fleet is split.
+    fn split_name(self) -> &'static str {
+        match self {
+            Role::Prefill => "prefill",
+            Role::Generate => "decode",
+        }
+    }
+}
+
 /// What one replica carried over the window.
 struct PodLoad<'a> {
     pod: &'a str,
+    role: Role,
     /// Mean running + waiting.
     in_system: Option<f64>,
     waiting: Option<f64>,
@@ -111,25 +150,12 @@ fn mean(window: &ServerWindow, signal: Signal) -> Option<f64> {
     window.gauge(signal).and_then(|g| finite(g.mean))
 }
 
-fn median(mut values: Vec<f64>) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    Some(if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    })
-}
-
 /// The replica highest on `measure`, and the median of the others.
 fn hottest<'a>(
-    loads: &'a [PodLoad<'a>],
+    loads: &[&'a PodLoad<'a>],
     measure: fn(&PodLoad) -> Option<f64>,
 ) -> Option<(&'a PodLoad<'a>, f64, f64)> {
-    let hot = loads
+    let hot = *loads
         .iter()
         .filter(|l| measure(l).is_some())
         .max_by(|a, b| {
@@ -138,11 +164,11 @@ fn hottest<'a>(
                 .total_cmp(&measure(b).unwrap_or(0.0))
         })?;
     let others = median(
-        loads
+        &mut loads
             .iter()
             .filter(|l| l.pod != hot.pod)
-            .filter_map(measure)
-            .collect(),
+            .filter_map(|l| measure(l))
+            .collect::<Vec<_>>(),
     )?;
     Some((hot, measure(hot)?, others))
 }
@@ -431,14 +457,92 @@ fn replica_down(facts: &Facts, t: &Thresholds) -> Assessment {
     }
 }
 
+/// One replica far above its peers of the same role: why, with the evidence for it.
+struct Skew<'a> {
+    hot: &'a PodLoad<'a>,
+    reasons: Vec<String>,
+    evidence: Vec<Observation>,
+}
+
+/// The replica of `peers` that carries far more than the others, when one does. Each measure may name a different
+/// replica; the first one named is the finding, and only its reasons count.
+fn skew_among<'a>(peers: &[&'a PodLoad<'a>], t: &Thresholds, window: &str) -> Option<Skew<'a>> {
+    let mut skew: Option<Skew> = None;
+    let mut note = |hot: &'a PodLoad<'a>, what: String, observed: [Observation; 2]| {
+        let found = skew.get_or_insert(Skew {
+            hot,
+            reasons: Vec::new(),
+            evidence: Vec::new(),
+        });
+        if found.hot.pod == hot.pod {
+            found.reasons.push(what);
+            found.evidence.extend(observed);
+        }
+    };
+    if let Some((hot, value, others)) = hottest(peers, |l| l.in_system)
+        && value - others >= t.fleet_min_in_system_gap
+        && value >= t.fleet_skew_ratio * others
+    {
+        note(
+            hot,
+            format!("{value:.1} requests in the system against a median of {others:.1}"),
+            [
+                seen(format!("running+waiting mean ({})", hot.pod), value, window),
+                seen(
+                    "running+waiting mean (median of the others)",
+                    others,
+                    window,
+                ),
+            ],
+        );
+    }
+    if let Some((hot, value, others)) = hottest(peers, |l| l.waiting)
+        && value > t.waiting_mean_nonempty
+        && value >= t.fleet_skew_ratio * others.max(t.waiting_mean_nonempty)
+    {
+        note(
+            hot,
+            format!("{value:.1} waiting against a median of {others:.1}"),
+            [
+                seen(
+                    format!("requests_waiting mean ({})", hot.pod),
+                    value,
+                    window,
+                ),
+                seen(
+                    "requests_waiting mean (median of the others)",
+                    others,
+                    window,
+                ),
+            ],
+        );
+    }
+    if let Some((hot, value, others)) = hottest(peers, |l| l.kv)
+        && value - others >= t.fleet_kv_gap
+        && value >= t.batch_cap_kv_below
+    {
+        note(
+            hot,
+            format!(
+                "KV usage {} against a median of {}",
+                percent(value),
+                percent(others)
+            ),
+            [
+                seen(format!("kv_usage mean ({})", hot.pod), value, window),
+                seen("kv_usage mean (median of the others)", others, window),
+            ],
+        );
+    }
+    skew
+}
+
 fn load_skew(facts: &Facts, t: &Thresholds) -> Assessment {
+    const HOW: &str = "pass --prometheus URL (a Prometheus that scrapes every replica) with --selector and \
+                       --group-by, or --url once per replica";
     let pods = &facts.evidence.pods;
     if pods.len() < 2 {
-        return LOAD_SKEW.unknown(
-            "per-replica series of at least two replicas",
-            "pass --prometheus URL (a Prometheus that scrapes every replica) with --selector and --group-by, or \
-             --url once per replica",
-        );
+        return LOAD_SKEW.unknown("per-replica series of at least two replicas", HOW);
     }
     let window = format!(
         "server metrics per replica over {:.0} s",
@@ -450,111 +554,97 @@ fn load_skew(facts: &Facts, t: &Thresholds) -> Assessment {
         .filter(|(pod, _)| pod.as_str() != UNLABELLED_PODS)
         .map(|(pod, w)| PodLoad {
             pod,
+            role: Role::of(w, t),
             in_system: in_system_mean(w),
             waiting: mean(w, Signal::RequestsWaiting),
             kv: mean(w, Signal::KvUsage),
         })
         .collect();
-    let mut reasons = Vec::new();
-    let mut evidence: Vec<Observation> = Vec::new();
-    let mut hot_pod = None;
-    let mut note = |pod: &str, what: String, observed: [Observation; 2]| {
-        hot_pod.get_or_insert(pod.to_string());
-        if hot_pod.as_deref() == Some(pod) {
-            reasons.push(what);
-            evidence.extend(observed);
-        }
+    let of_role =
+        |role: Role| -> Vec<&PodLoad> { loads.iter().filter(|l| l.role == role).collect() };
+    let (prefill, generate) = (of_role(Role::Prefill), of_role(Role::Generate));
+    let split = !prefill.is_empty() && !generate.is_empty();
+    let groups: Vec<(Option<Role>, Vec<&PodLoad>)> = if split {
+        vec![
+            (Some(Role::Prefill), prefill),
+            (Some(Role::Generate), generate),
+        ]
+    } else {
+        vec![(None, loads.iter().collect())]
     };
-    if let Some((hot, value, others)) = hottest(&loads, |l| l.in_system)
-        && value - others >= t.fleet_min_in_system_gap
-        && value >= t.fleet_skew_ratio * others
-    {
-        note(
-            hot.pod,
-            format!("{value:.1} requests in the system against a median of {others:.1}"),
-            [
-                seen(
-                    format!("running+waiting mean ({})", hot.pod),
-                    value,
-                    &window,
-                ),
-                seen(
-                    "running+waiting mean (median of the others)",
-                    others,
-                    &window,
-                ),
-            ],
-        );
-    }
-    if let Some((hot, value, others)) = hottest(&loads, |l| l.waiting)
-        && value > t.waiting_mean_nonempty
-        && value >= t.fleet_skew_ratio * others.max(t.waiting_mean_nonempty)
-    {
-        note(
-            hot.pod,
-            format!("{value:.1} waiting against a median of {others:.1}"),
-            [
-                seen(
-                    format!("requests_waiting mean ({})", hot.pod),
-                    value,
-                    &window,
-                ),
-                seen(
-                    "requests_waiting mean (median of the others)",
-                    others,
-                    &window,
-                ),
-            ],
-        );
-    }
-    if let Some((hot, value, others)) = hottest(&loads, |l| l.kv)
-        && value - others >= t.fleet_kv_gap
-        && value >= t.batch_cap_kv_below
-    {
-        note(
-            hot.pod,
-            format!(
-                "KV usage {} against a median of {}",
-                percent(value),
-                percent(others)
-            ),
-            [
-                seen(format!("kv_usage mean ({})", hot.pod), value, &window),
-                seen("kv_usage mean (median of the others)", others, &window),
-            ],
-        );
-    }
-    let Some(pod) = hot_pod else {
-        let spread = hottest(&loads, |l| l.in_system)
-            .map(|(hot, value, others)| {
-                format!(
-                    "; the busiest, {}, holds {value:.1} against a median of {others:.1}",
-                    hot.pod
-                )
-            })
+    let peers_of = |role: Option<Role>, count: usize| {
+        let kind = role
+            .map(|r| format!("{} ", r.split_name()))
             .unwrap_or_default();
-        let measured =
-            |m: fn(&PodLoad) -> Option<f64>| loads.iter().filter(|l| m(l).is_some()).count();
-        if measured(|l| l.in_system) < 2 && measured(|l| l.kv) < 2 {
+        let plural = if count == 1 { "" } else { "s" };
+        format!("{count} {kind}replica{plural}")
+    };
+    let found = groups
+        .iter()
+        .find_map(|(role, peers)| Some((*role, peers, skew_among(peers, t, &window)?)));
+    let Some((
+        role,
+        peers,
+        Skew {
+            hot,
+            reasons,
+            evidence,
+        },
+    )) = found
+    else {
+        let measured = |peers: &[&PodLoad], m: fn(&PodLoad) -> Option<f64>| {
+            peers.iter().filter(|l| m(l).is_some()).count()
+        };
+        let comparable: Vec<_> = groups
+            .iter()
+            .filter(|(_, peers)| {
+                measured(peers, |l| l.in_system) >= 2 || measured(peers, |l| l.kv) >= 2
+            })
+            .collect();
+        if comparable.is_empty() {
             return LOAD_SKEW.unknown(
-                "the replicas' running, waiting and KV gauges",
-                &facts.how_server(),
+                if split {
+                    "the running, waiting and KV gauges of at least two replicas of one kind (prefill or decode)"
+                } else {
+                    "the replicas' running, waiting and KV gauges"
+                },
+                &if split {
+                    HOW.to_string()
+                } else {
+                    facts.how_server()
+                },
             );
         }
+        let spreads: Vec<String> = comparable
+            .iter()
+            .map(|(role, peers)| {
+                let spread = hottest(peers, |l| l.in_system)
+                    .map(|(hot, value, others)| {
+                        format!(
+                            "; the busiest, {}, holds {value:.1} against a median of {others:.1}",
+                            hot.pod
+                        )
+                    })
+                    .unwrap_or_default();
+                format!("{}{spread}", peers_of(*role, peers.len()))
+            })
+            .collect();
+        let apart = if split {
+            " (prefill and decode replicas compared apart: a prefill worker makes one token per request)"
+        } else {
+            ""
+        };
         return LOAD_SKEW.passes(format!(
-            "load is even across {} replicas{spread}",
-            loads.len()
+            "load is even across {}{apart}",
+            spreads.join("; and across ")
         ));
     };
-    // Users wait on the hot replica while another has room: the fleet is not full, its routing is.
-    let wasted = loads
+    // Users wait on the hot replica while a peer has room: the fleet is not full, its routing is.
+    let wasted = peers
         .iter()
-        .any(|l| l.pod != pod && l.kv.is_some_and(|kv| kv < t.batch_cap_kv_below));
-    let hot_saturated = loads.iter().any(|l| {
-        l.pod == pod
-            && l.waiting.is_some_and(|w| w > t.waiting_mean_nonempty)
-            && l.kv.is_some_and(|kv| kv >= t.kv_saturated)
-    });
+        .any(|l| l.pod != hot.pod && l.kv.is_some_and(|kv| kv < t.batch_cap_kv_below));
+    let hot_saturated = hot.waiting.is_some_and(|w| w > t.waiting_mean_nonempty)
+        && hot.kv.is_some_and(|kv| kv >= t.kv_saturated);
     LOAD_SKEW.fires(
         if hot_saturated && wasted {
             Severity::Critical
@@ -563,8 +653,9 @@ fn load_skew(facts: &Facts, t: &Thresholds) -> Assessment {
         },
         confidence_from_reasons(reasons.len()),
         format!(
-            "replica {pod} carries far more than the other {}: {}",
-            loads.len() - 1,
+            "replica {} carries far more than the other {}: {}",
+            hot.pod,
+            peers_of(role, peers.len() - 1),
             reasons.join("; ")
         ),
         evidence,
@@ -706,6 +797,82 @@ mod tests {
         assert_eq!(f.severity, Severity::Critical);
         assert_eq!(f.confidence, Confidence::High);
         assert_eq!(status(&evidence), infer_doctor_core::CheckStatus::Fail);
+    }
+
+    /// A replica that finished `requests` and generated `tokens` over the window.
+    fn served(mut window: ServerWindow, requests: f64, tokens: f64) -> ServerWindow {
+        for (signal, increase) in [
+            (Signal::RequestsFinished, requests),
+            (Signal::GenerationTokens, tokens),
+        ] {
+            let rate = increase / window.seconds();
+            window.counters.insert(
+                signal,
+                infer_doctor_core::signals::CounterStats {
+                    increase,
+                    rate,
+                    by_label: Default::default(),
+                },
+            );
+        }
+        window
+    }
+
+    #[test]
+    fn prefill_and_decode_replicas_are_compared_apart() {
+        // Prefill workers answer one token per request and hold each prompt for a pass; decode workers hold
+        // every sequence to its end: 1.5 against 14 in the system is the split, not routing.
+        let prefill = |running| served(pod(running, 0.0, 0.05), 600.0, 600.0);
+        let decode = |running, waiting, kv| served(pod(running, waiting, kv), 600.0, 153_600.0);
+        let even = fleet(&[
+            ("prefill-0", prefill(1.5)),
+            ("prefill-1", prefill(1.2)),
+            ("decode-0", decode(14.0, 0.0, 0.62)),
+            ("decode-1", decode(13.0, 0.0, 0.58)),
+        ]);
+        assert!(finding(&even).is_none(), "{:?}", finding(&even));
+        let line = diagnose(&even, &Thresholds::default())
+            .checklist
+            .into_iter()
+            .find(|l| l.id == "fleet_balanced")
+            .unwrap();
+        assert_eq!(line.status, infer_doctor_core::CheckStatus::Pass);
+        assert!(
+            line.detail.contains("2 prefill replicas")
+                && line.detail.contains("2 decode replicas")
+                && line.detail.contains("compared apart"),
+            "{}",
+            line.detail
+        );
+        // Unsplit, the same gauges would call the decode pods hot.
+        let mut unsplit = even.clone();
+        for (_, window) in unsplit.pods.iter_mut() {
+            window.counters.clear();
+        }
+        assert!(finding(&unsplit).is_some());
+        // One decode pod queueing while its peer has room is still routing.
+        let hot = fleet(&[
+            ("prefill-0", prefill(1.5)),
+            ("prefill-1", prefill(1.2)),
+            ("decode-0", decode(16.0, 8.0, 0.98)),
+            ("decode-1", decode(5.0, 0.0, 0.30)),
+        ]);
+        let f = finding(&hot).expect("decode-0 is hot");
+        assert!(
+            f.verdict
+                .starts_with("replica decode-0 carries far more than the other 1 decode replica: "),
+            "{}",
+            f.verdict
+        );
+        assert_eq!(f.severity, Severity::Critical);
+        // A lone decode pod beside prefill pods has no peer to be compared with; the prefill pods still are.
+        let lone = fleet(&[
+            ("prefill-0", prefill(1.5)),
+            ("prefill-1", prefill(1.2)),
+            ("decode-0", decode(16.0, 8.0, 0.98)),
+        ]);
+        assert!(finding(&lone).is_none(), "{:?}", finding(&lone));
+        assert_eq!(status(&lone), infer_doctor_core::CheckStatus::Pass);
     }
 
     #[test]

@@ -248,6 +248,10 @@ pub struct Thresholds {
     /// Share of failed KV transfers above which the split fails requests' prefills. Inference, as the 1% error
     /// budget.
     pub pd_transfer_failed_share: f64,
+    /// Tokens generated per finished request at or below which a replica is the prefill worker of a P/D split:
+    /// llm-d's routing sidecar asks the prefill pod for one token, then the decode pod pulls its KV. A whole
+    /// replica makes so few only on a one-token workload, where every replica does and all stay one group.
+    pub pd_prefill_tokens_per_request: f64,
 }
 
 impl Default for Thresholds {
@@ -339,6 +343,7 @@ impl Default for Thresholds {
             pd_transfer_gbps_min: 25.0,
             pd_transfer_min_bytes: 16.0 * 1048576.0,
             pd_transfer_failed_share: 0.01,
+            pd_prefill_tokens_per_request: 1.5,
         }
     }
 }
@@ -453,6 +458,10 @@ impl Thresholds {
             ("pd_transfer_gbps_min", self.pd_transfer_gbps_min),
             ("pd_transfer_min_bytes", self.pd_transfer_min_bytes),
             ("pd_transfer_failed_share", self.pd_transfer_failed_share),
+            (
+                "pd_prefill_tokens_per_request",
+                self.pd_prefill_tokens_per_request,
+            ),
             ("littles_law_tolerance", self.littles_law_tolerance),
             ("littles_law_min_in_system", self.littles_law_min_in_system),
             ("littles_law_min_scrapes", self.littles_law_min_scrapes),

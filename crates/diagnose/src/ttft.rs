@@ -4,7 +4,7 @@
 use infer_doctor_core::{Confidence, Observation, RequestRecord, Severity, Signal, Symptom};
 
 use crate::Thresholds;
-use crate::assessment::{Assessment, Rule, compared, how, ms, percent, ratio, seen};
+use crate::assessment::{Assessment, Rule, compared, how, median, ms, percent, ratio, seen};
 use crate::facts::{Facts, Measured, finite};
 
 pub const QUEUEING: Rule = Rule {
@@ -370,14 +370,6 @@ fn prefill_backlog(queued: &crate::facts::QueuedStats) -> Assessment {
             seen("requests_running last", queued.last_running(), window),
         ],
     )
-}
-
-fn median(values: &mut [f64]) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    Some(values[values.len() / 2])
 }
 
 /// Fewer requests than this cannot separate the first ones from the steady state.
