@@ -868,6 +868,11 @@ pub struct SimArgs {
     /// Listen on this loopback port (0 = any free port; the address is printed).
     #[arg(long, default_value_t = 8000)]
     pub port: u16,
+    /// Time a fleet's router takes for each scheduling decision, as llm-d's endpoint picker with a slow scorer
+    /// would (e.g. 30ms). A fleet's router serves its own series under the picker's names (scheduling time,
+    /// attempts, ready endpoints) at /picker/metrics.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub scheduling_delay: Option<Duration>,
     /// Address to bind; the simulator is a test target, so loopback by default.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,

@@ -55,24 +55,34 @@ fn start_nginx(scratch: &Path, port: u16, backends: &[&str], location_extra: &st
     nginx
 }
 
-/// Prometheus scraping the given replicas (pod name, URL) every second.
-fn scrape(scratch: &Path, replicas: &[(&str, &str)]) -> RunningPrometheus {
+/// Prometheus scraping the given replicas (pod name, URL) every second, and the simulated fleet router's endpoint
+/// picker series (its `/picker/metrics`) as a target of their own when `picker` names the router.
+fn scrape(scratch: &Path, replicas: &[(&str, &str)], picker: Option<&str>) -> RunningPrometheus {
+    let host = |url: &str| url.trim_start_matches("http://").to_string();
     let targets: String = replicas
         .iter()
         .map(|(pod, url)| {
             format!(
                 "      - targets: ['{}']\n        labels: {{pod: {pod}}}\n",
-                url.trim_start_matches("http://")
+                host(url)
             )
         })
         .collect();
+    let picker_job = picker
+        .map(|router| {
+            format!(
+                "  - job_name: epp\n    metrics_path: /picker/metrics\n    static_configs:\n      - targets: ['{}']\n",
+                host(router)
+            )
+        })
+        .unwrap_or_default();
     let config = format!(
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\nscrape_configs:\n  - job_name: vllm\n    \
-         static_configs:\n{targets}"
+         static_configs:\n{targets}{picker_job}"
     );
     let mut prometheus = RunningPrometheus::start(scratch, &config);
     prometheus.wait_until_ready();
-    prometheus.wait_until_scraping(replicas.len());
+    prometheus.wait_until_scraping(replicas.len() + usize::from(picker.is_some()));
     prometheus
 }
 
@@ -101,18 +111,22 @@ fn finding<'a>(doc: &'a Value, id: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {id} in {:#}", doc["diagnosis"]))
 }
 
-fn check_status<'a>(doc: &'a Value, id: &str) -> &'a Value {
-    &doc["diagnosis"]["checklist"]
+fn check<'a>(doc: &'a Value, id: &str) -> &'a Value {
+    doc["diagnosis"]["checklist"]
         .as_array()
         .unwrap()
         .iter()
         .find(|l| l["id"] == id)
-        .unwrap()["status"]
+        .unwrap_or_else(|| panic!("no checklist line {id}"))
+}
+
+fn check_status<'a>(doc: &'a Value, id: &str) -> &'a Value {
+    &check(doc, id)["status"]
 }
 
 /// Ten seconds of load through `front` (still running when the diagnosis reads the last 8 s of it), then the
-/// diagnosis through Prometheus and its `fleet.load_skew` verdict.
-fn skew_under_load(prometheus: &RunningPrometheus, front: &str) -> (Value, String) {
+/// diagnosis through Prometheus.
+fn diagnose_under_load(prometheus: &RunningPrometheus, front: &str) -> Value {
     let mut loading = load(front, "400");
     std::thread::sleep(Duration::from_secs(10));
     let doc = diagnose_fleet(prometheus, "8s");
@@ -120,6 +134,12 @@ fn skew_under_load(prometheus: &RunningPrometheus, front: &str) -> (Value, Strin
         loading.0.try_wait().unwrap().is_none(),
         "the load must cover the window diagnosed"
     );
+    doc
+}
+
+/// The diagnosis under load and its `fleet.load_skew` verdict.
+fn skew_under_load(prometheus: &RunningPrometheus, front: &str) -> (Value, String) {
+    let doc = diagnose_under_load(prometheus, front);
     let verdict = finding(&doc, "fleet.load_skew")["verdict"]
         .as_str()
         .unwrap()
@@ -163,7 +183,7 @@ fn a_replica_down_for_the_whole_window_is_still_named() {
     let scratch = tempfile::tempdir().unwrap();
     let (dead_soon, dead) = infer_doctor_testkit::start_sim(EXE, &["--seed", "1"]);
     let (_alive, alive) = infer_doctor_testkit::start_sim(EXE, &["--seed", "2"]);
-    let prometheus = scrape(scratch.path(), &[("gone", &dead), ("alive", &alive)]);
+    let prometheus = scrape(scratch.path(), &[("gone", &dead), ("alive", &alive)], None);
     std::thread::sleep(Duration::from_secs(2));
     drop(dead_soon);
     // Longer than the 5 s window diagnosed: none of its engine samples falls inside it.
@@ -183,7 +203,11 @@ fn a_replica_that_restarted_is_named_down_and_its_peer_is_not() {
     let (first_life, flaky) =
         infer_doctor_testkit::start_sim(EXE, &["--port", &port, "--seed", "1"]);
     let (_steady, steady) = infer_doctor_testkit::start_sim(EXE, &["--seed", "2"]);
-    let prometheus = scrape(scratch.path(), &[("flaky", &flaky), ("steady", &steady)]);
+    let prometheus = scrape(
+        scratch.path(),
+        &[("flaky", &flaky), ("steady", &steady)],
+        None,
+    );
     // Counters that have counted something, so a restart shows as a reset.
     for url in [&flaky, &steady] {
         let mut warm = load(url, "32");
@@ -215,7 +239,11 @@ fn a_replica_with_a_smaller_batch_behind_least_conn_is_named_through_prometheus(
     let (_wide, wide) = infer_doctor_testkit::start_sim(EXE, &["--seed", "2"]);
     let port = free_loopback_port();
     let _nginx = start_nginx(scratch.path(), port, &[&narrow, &wide], "");
-    let prometheus = scrape(scratch.path(), &[("narrow", &narrow), ("wide", &wide)]);
+    let prometheus = scrape(
+        scratch.path(),
+        &[("narrow", &narrow), ("wide", &wide)],
+        None,
+    );
 
     // Load through nginx, bounded in count and time, while Prometheus watches.
     let (doc, verdict) = skew_under_load(&prometheus, &format!("http://127.0.0.1:{port}"));
@@ -242,7 +270,7 @@ fn a_dead_upstream_left_in_rotation_is_the_gateways_error_not_the_servers() {
         &[&live, &dead],
         "proxy_next_upstream off;",
     );
-    let prometheus = scrape(scratch.path(), &[("live", &live)]);
+    let prometheus = scrape(scratch.path(), &[("live", &live)], None);
     let bundle = scratch.path().join("bundle");
     let out = infer_doctor_testkit::command(EXE)
         .args(["diagnose", "--url", &format!("http://127.0.0.1:{port}")])
@@ -433,7 +461,7 @@ fn the_weak_replica_of_a_simulated_fleet_behind_round_robin_is_named_through_pro
         .iter()
         .map(|(pod, url)| (pod.as_str(), url.as_str()))
         .collect();
-    let prometheus = scrape(scratch.path(), &targets);
+    let prometheus = scrape(scratch.path(), &targets, Some(&router));
     let (doc, verdict) = skew_under_load(&prometheus, &router);
     assert!(
         verdict.starts_with("replica sim-2 carries far more"),
@@ -441,6 +469,57 @@ fn the_weak_replica_of_a_simulated_fleet_behind_round_robin_is_named_through_pro
     );
     assert_eq!(*check_status(&doc, "fleet_balanced"), "fail");
     assert_eq!(*check_status(&doc, "replicas_up"), "pass");
+    // The router's picker series, read through Prometheus beside the engines': it placed every request in
+    // microseconds with all three endpoints ready.
+    let picker = check(&doc, "scheduler_keeps_up");
+    assert_eq!(picker["status"], "pass", "{picker}");
+    let detail = picker["detail"].as_str().unwrap();
+    for read in [
+        "ready endpoints",
+        "scheduling attempts",
+        "scheduling latency",
+    ] {
+        assert!(detail.contains(read), "{detail}");
+    }
+}
+
+/// The same router as a slow endpoint picker (30 ms per decision, as a heavy scorer plugin takes): its own
+/// histogram, scraped by a real Prometheus as a target apart from the engines and read with histogram_quantile,
+/// names it.
+#[test]
+fn a_slow_endpoint_picker_of_a_simulated_fleet_is_named_through_prometheus() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (_fleet, router, pods) = infer_doctor_testkit::start_sim_fleet(
+        EXE,
+        &[
+            "--replicas",
+            "2",
+            "--router",
+            "least-request",
+            "--scheduling-delay",
+            "30ms",
+        ],
+        2,
+    );
+    let targets: Vec<(&str, &str)> = pods
+        .iter()
+        .map(|(pod, url)| (pod.as_str(), url.as_str()))
+        .collect();
+    let prometheus = scrape(scratch.path(), &targets, Some(&router));
+    let doc = diagnose_under_load(&prometheus, &router);
+    let picker = finding(&doc, "llmd.scheduler");
+    let verdict = picker["verdict"].as_str().unwrap();
+    assert!(verdict.contains("choosing a replica took"), "{verdict}");
+    // 30 ms decisions fall in the (20 ms, 50 ms] bucket: Prometheus interpolates the p99 inside it.
+    let p99 = picker["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["signal"] == "scheduling latency p99 (s)")
+        .and_then(|o| o["value"].as_f64())
+        .unwrap_or_else(|| panic!("{picker:#}"));
+    assert!((0.02..=0.05).contains(&p99), "{p99}");
+    assert_eq!(*check_status(&doc, "scheduler_keeps_up"), "fail");
 }
 
 /// One of the replicas given is dead: the probe learns the model from the live one, still probes the dead one,

@@ -8,6 +8,7 @@ pub mod fleet;
 pub mod kv;
 pub mod logs;
 pub mod metrics;
+pub mod picker;
 pub mod scenario;
 pub mod server;
 pub mod setup;

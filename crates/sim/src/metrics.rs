@@ -253,15 +253,68 @@ impl CacheConfigInfo {
     }
 }
 
-/// One histogram series (fixed `engine`/`model_name` labels), with its bucket line prefixes built once so a
-/// render only appends counts.
+/// A histogram's counts as a Prometheus client keeps them, whatever its labels and text format.
 #[derive(Clone, Debug)]
-struct Histogram {
+pub(crate) struct Buckets {
     bounds: Vec<f64>,
     /// Per-bucket (not cumulative) counts; one more than `bounds` for `+Inf`.
     counts: Vec<u64>,
     count: u64,
     sum: f64,
+}
+
+impl Buckets {
+    pub(crate) fn new(bounds: &[f64]) -> Buckets {
+        Buckets {
+            bounds: bounds.to_vec(),
+            counts: vec![0; bounds.len() + 1],
+            count: 0,
+            sum: 0.0,
+        }
+    }
+
+    /// Non-finite values are dropped: one NaN would poison `_sum` for the life of the server.
+    pub(crate) fn observe(&mut self, value: f64) {
+        if !value.is_finite() {
+            return;
+        }
+        // Prometheus clients put a value in the first bucket whose bound is >= it.
+        let bucket = self.bounds.partition_point(|&bound| bound < value);
+        if let Some(slot) = self.counts.get_mut(bucket) {
+            *slot += 1;
+        }
+        self.count += 1;
+        self.sum += value;
+    }
+
+    /// Each upper bound (`+Inf` last) with the count at or below it.
+    pub(crate) fn cumulative(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
+        let mut total = 0;
+        self.bounds
+            .iter()
+            .copied()
+            .chain([f64::INFINITY])
+            .zip(&self.counts)
+            .map(move |(bound, count)| {
+                total += count;
+                (bound, total)
+            })
+    }
+
+    pub(crate) fn count(&self) -> u64 {
+        self.count
+    }
+
+    pub(crate) fn sum(&self) -> f64 {
+        self.sum
+    }
+}
+
+/// One histogram series (fixed `engine`/`model_name` labels), with its bucket line prefixes built once so a
+/// render only appends counts.
+#[derive(Clone, Debug)]
+struct Histogram {
+    buckets: Buckets,
     bucket_prefixes: Vec<String>,
 }
 
@@ -276,26 +329,13 @@ impl Histogram {
             ));
         }
         Histogram {
-            bounds: bounds.to_vec(),
-            counts: vec![0; bounds.len() + 1],
-            count: 0,
-            sum: 0.0,
+            buckets: Buckets::new(bounds),
             bucket_prefixes,
         }
     }
 
-    /// Non-finite values are dropped: one NaN would poison `_sum` for the life of the server.
     fn observe(&mut self, value: f64) {
-        if !value.is_finite() {
-            return;
-        }
-        // prometheus_client puts a value in the first bucket whose bound is >= it.
-        let bucket = self.bounds.partition_point(|&bound| bound < value);
-        if let Some(slot) = self.counts.get_mut(bucket) {
-            *slot += 1;
-        }
-        self.count += 1;
-        self.sum += value;
+        self.buckets.observe(value);
     }
 }
 
@@ -1031,9 +1071,11 @@ impl VllmMetrics {
         histogram: &Histogram,
     ) -> fmt::Result {
         write_header(out, name, help, "histogram")?;
-        let mut cumulative = 0_u64;
-        for (prefix, count) in histogram.bucket_prefixes.iter().zip(&histogram.counts) {
-            cumulative += count;
+        for (prefix, (_, cumulative)) in histogram
+            .bucket_prefixes
+            .iter()
+            .zip(histogram.buckets.cumulative())
+        {
             out.push_str(prefix);
             write_count(out, cumulative)?;
             out.push('\n');
@@ -1041,11 +1083,11 @@ impl VllmMetrics {
         write!(out, "{name}_count")?;
         self.write_labels(out, true, None)?;
         out.push(' ');
-        write_count(out, histogram.count)?;
+        write_count(out, histogram.buckets.count())?;
         write!(out, "\n{name}_sum")?;
         self.write_labels(out, true, None)?;
         out.push(' ');
-        write_go_float(out, histogram.sum)?;
+        write_go_float(out, histogram.buckets.sum())?;
         out.push('\n');
         write_header(out, format_args!("{name}_created"), help, "gauge")?;
         write!(out, "{name}_created")?;
@@ -1086,12 +1128,17 @@ pub fn with_label(exposition: &str, key: &str, value: &str) -> String {
     out
 }
 
-fn write_header(out: &mut String, name: impl fmt::Display, help: &str, kind: &str) -> fmt::Result {
+pub(crate) fn write_header(
+    out: &mut String,
+    name: impl fmt::Display,
+    help: &str,
+    kind: &str,
+) -> fmt::Result {
     writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}")
 }
 
 /// Counts are floats in the exposition; small ones skip the general float path, which is most of a render.
-fn write_count(out: &mut String, count: u64) -> fmt::Result {
+pub(crate) fn write_count(out: &mut String, count: u64) -> fmt::Result {
     if count < 1_000_000 {
         write!(out, "{count}.0")
     } else {
@@ -1100,7 +1147,7 @@ fn write_count(out: &mut String, count: u64) -> fmt::Result {
 }
 
 /// Escapes a label value as the text format requires (`\`, `"`, newline).
-fn escape_label_value(value: &str) -> String {
+pub(crate) fn escape_label_value(value: &str) -> String {
     let mut escaped = String::with_capacity(value.len());
     for c in value.chars() {
         match c {
@@ -1235,7 +1282,7 @@ pub(crate) fn write_python_float(out: &mut String, value: f64) -> fmt::Result {
 
 /// prometheus_client's `floatToGoString`: Python's repr, except `+Inf`/`-Inf`/`NaN`, and positive numbers with
 /// more than six integer digits written as `1.7953453682653773e+09` (its `e+0` prefix is kept verbatim).
-fn write_go_float(out: &mut String, value: f64) -> fmt::Result {
+pub(crate) fn write_go_float(out: &mut String, value: f64) -> fmt::Result {
     if value.is_nan() {
         out.push_str("NaN");
         return Ok(());

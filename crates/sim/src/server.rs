@@ -28,6 +28,7 @@ use crate::engine::{FinishReason, NewRequest};
 use crate::fleet::{Outage, Router, RouterKind};
 use crate::logs::LogRecord;
 use crate::metrics::with_label;
+use crate::picker::PickerMetrics;
 use crate::text::{Generated, Generation, Tokenize, block_hashes};
 
 /// Where the model would stop on its own, when the client does not say `ignore_eos`.
@@ -132,12 +133,21 @@ impl EngineRef {
     }
 }
 
+/// A fleet's front: the router's policy and state, and its own account of its decisions as llm-d's endpoint
+/// picker keeps it.
+struct Front {
+    router: std::sync::Mutex<Router>,
+    picker: std::sync::Mutex<PickerMetrics>,
+    /// Time each decision takes on top of the pick itself, as a slow scorer plugin would.
+    scheduling_delay: Duration,
+}
+
 struct Shared {
     config: ServerConfig,
     tokenizer: Arc<dyn Tokenize>,
-    /// One engine, or a fleet's behind `router`.
+    /// One engine, or a fleet's behind `front`.
     engines: Vec<EngineRef>,
-    router: Option<std::sync::Mutex<Router>>,
+    front: Option<Front>,
     started: Instant,
     /// Shared by the router and the replicas' own fronts, so request ids never collide in an engine.
     next_id: Arc<AtomicU64>,
@@ -150,7 +160,7 @@ impl Shared {
         config: ServerConfig,
         tokenizer: Arc<dyn Tokenize>,
         engines: Vec<EngineRef>,
-        router: Option<Router>,
+        front: Option<Front>,
         started: Instant,
         next_id: Arc<AtomicU64>,
     ) -> Shared {
@@ -163,23 +173,39 @@ impl Shared {
             config,
             tokenizer,
             engines,
-            router: router.map(std::sync::Mutex::new),
+            front,
             started,
             next_id,
         }
     }
 
-    /// The engine for a request with these prompt blocks: the only one, or the router's pick among those up.
-    fn engine_for(&self, block_hashes: &[u64]) -> Option<&EngineRef> {
-        let Some(router) = &self.router else {
+    /// The engine for a request with these prompt blocks: the only one, or the router's pick among those up,
+    /// each decision timed and counted as the picker does.
+    async fn engine_for(&self, block_hashes: &[u64]) -> Option<&EngineRef> {
+        let Some(front) = &self.front else {
             return self.engines.first().filter(|e| !e.down(self.started));
         };
+        let deciding = Instant::now();
+        if !front.scheduling_delay.is_zero() {
+            tokio::time::sleep(front.scheduling_delay).await;
+        }
+        let picked = self.pick(front, block_hashes);
+        front
+            .picker
+            .lock()
+            .expect("picker lock")
+            .observe_decision(deciding.elapsed().as_secs_f64(), picked.is_some());
+        picked
+    }
+
+    fn pick(&self, front: &Front, block_hashes: &[u64]) -> Option<&EngineRef> {
         let loads: Vec<Option<u32>> = self
             .engines
             .iter()
             .map(|e| (!e.down(self.started)).then(|| e.load.load(Ordering::Relaxed)))
             .collect();
-        let i = router
+        let i = front
+            .router
             .lock()
             .expect("router lock")
             .pick(block_hashes, &loads)?;
@@ -191,7 +217,7 @@ impl Shared {
 
     /// A replica's own front while its outage lasts: nothing answers.
     fn down(&self) -> bool {
-        self.router.is_none() && self.engines.iter().all(|e| e.down(self.started))
+        self.front.is_none() && self.engines.iter().all(|e| e.down(self.started))
     }
 }
 
@@ -203,6 +229,9 @@ pub struct FleetMember {
     pub config: ServerConfig,
     pub outage: Option<(Outage, SimCore)>,
 }
+
+/// The InferencePool the simulated picker serves, as its ready-endpoints gauge names it.
+const PICKER_POOL: &str = "sim-pool";
 
 /// Connections the kernel holds for the accept loop. Tokio's `bind` asks for 128, and a thousand clients
 /// connecting at once then lose SYNs and wait a second or more for retries, which shows up as TTFT. Linux caps
@@ -252,9 +281,12 @@ impl SimServer {
     /// A fleet: the router on `addr` and each replica on a free port of its own (same host), in `members`'
     /// order. The router's `/metrics` holds every replica's, each sample labelled with its pod; each replica's
     /// own `/metrics` holds its own, labelled too, and answers 503 (as everything it serves) while it is down.
+    /// The router's `/picker/metrics` holds its own series as llm-d's endpoint picker names them (a picker
+    /// serves them on a port apart from the engines', so a Prometheus scrapes them as a target of their own).
     pub async fn start_fleet(
         members: Vec<FleetMember>,
         router: RouterKind,
+        scheduling_delay: Duration,
         tokenizer: Arc<dyn Tokenize>,
         addr: SocketAddr,
         log: LogSink,
@@ -300,7 +332,11 @@ impl SimServer {
             },
             tokenizer,
             engines,
-            Some(Router::new(router, seed)),
+            Some(Front {
+                router: std::sync::Mutex::new(Router::new(router, seed)),
+                picker: std::sync::Mutex::new(PickerMetrics::default()),
+                scheduling_delay,
+            }),
             started,
             next_id,
         );
@@ -602,6 +638,7 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Reply, st
                 text,
             ))
         }
+        (&Method::GET, "/picker/metrics") => Ok(picker_metrics(&shared)),
         (&Method::POST, "/tokenize") => {
             let body = read_json(req).await?;
             let Ok(body) = body else {
@@ -621,6 +658,33 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Reply, st
             &format!("no route for {} {path}", req.method()),
         )),
     }
+}
+
+/// A fleet router's own series as llm-d's endpoint picker exposes them; a lone server has no picker.
+fn picker_metrics(shared: &Shared) -> Reply {
+    let Some(front) = &shared.front else {
+        return error_reply(
+            StatusCode::NOT_FOUND,
+            "NotFoundError",
+            "no endpoint picker: this is one server, not a fleet's router",
+        );
+    };
+    let ready = shared
+        .engines
+        .iter()
+        .filter(|e| !e.down(shared.started))
+        .count();
+    let text =
+        front
+            .picker
+            .lock()
+            .expect("picker lock")
+            .render(PICKER_POOL, &shared.config.model, ready);
+    full(
+        StatusCode::OK,
+        "text/plain; version=0.0.4; charset=utf-8",
+        text,
+    )
 }
 
 async fn read_json(req: Request<Incoming>) -> Result<Result<Value, Reply>, std::io::Error> {
@@ -843,7 +907,7 @@ async fn complete(
         stop_after: if ask.ignore_eos { None } else { stop },
         min_tokens: ask.min_tokens,
     };
-    let Some(engine) = shared.engine_for(&request.block_hashes) else {
+    let Some(engine) = shared.engine_for(&request.block_hashes).await else {
         return Ok(error_reply(
             StatusCode::SERVICE_UNAVAILABLE,
             "ServiceUnavailableError",

@@ -549,6 +549,7 @@ fn a_fleet_routes_round_robin_and_a_replica_outage_fails_scrapes_then_resets_cou
         let (router, replicas) = SimServer::start_fleet(
             vec![member("sim-0", None), member("sim-1", Some(outage))],
             RouterKind::RoundRobin,
+            Duration::ZERO,
             Arc::new(WordTokenizer),
             "127.0.0.1:0".parse().unwrap(),
             Arc::new(|_| {}),
@@ -587,6 +588,16 @@ fn a_fleet_routes_round_robin_and_a_replica_outage_fails_scrapes_then_resets_cou
         let (status, own) = text(replicas[1].addr, "/metrics").await;
         assert_eq!((status, generated(&own, "sim-1")), (200, 8.0));
         assert!(!own.contains("sim-0"));
+        // The router as llm-d's endpoint picker counts its own decisions; a replica has no picker.
+        let (_, picker) = text(router.addr, "/picker/metrics").await;
+        let success = "llm_d_epp_scheduler_attempts_total{namespace=\"\",pod_name=\"\",port=\"\",status=\"success\",";
+        assert_eq!(sample(&picker, success), 4.0);
+        assert_eq!(sample(&picker, "llm_d_epp_ready_endpoints{"), 2.0);
+        assert_eq!(
+            sample(&picker, "llm_d_epp_scheduler_e2e_duration_seconds_count"),
+            4.0
+        );
+        assert_eq!(text(replicas[1].addr, "/picker/metrics").await.0, 404);
         // Into the outage.
         tokio::time::sleep(Duration::from_secs_f64(
             1.3 - started.elapsed().as_secs_f64(),
@@ -602,6 +613,8 @@ fn a_fleet_routes_round_robin_and_a_replica_outage_fails_scrapes_then_resets_cou
         let (_, all) = text(router.addr, "/metrics").await;
         assert_eq!(generated(&all, "sim-0"), 16.0);
         assert!(!all.contains("sim-1"));
+        let (_, picker) = text(router.addr, "/picker/metrics").await;
+        assert_eq!(sample(&picker, "llm_d_epp_ready_endpoints{"), 1.0);
         // Back, as a new process.
         tokio::time::sleep(Duration::from_secs_f64(
             2.3 - started.elapsed().as_secs_f64(),

@@ -735,6 +735,11 @@ async fn serve(args: &SimArgs) -> Result<u8, Failure> {
     if let Some(fleet) = fleet_from(&args.setup, &setup)? {
         return serve_fleet(args, &fleet, addr, print).await;
     }
+    if args.scheduling_delay.is_some() {
+        return Err(Failure::usage(anyhow!(
+            "--scheduling-delay: the delay is the fleet router's; simulate a fleet with --replicas N"
+        )));
+    }
     let server = SimServer::start(
         built.core,
         built.server.clone(),
@@ -847,6 +852,7 @@ async fn serve_fleet(
     let (router, replicas) = SimServer::start_fleet(
         members,
         fleet.router,
+        args.scheduling_delay.unwrap_or_default(),
         Arc::new(WordTokenizer),
         addr,
         print.clone(),
