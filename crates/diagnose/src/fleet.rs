@@ -537,12 +537,71 @@ fn skew_among<'a>(peers: &[&'a PodLoad<'a>], t: &Thresholds, window: &str) -> Op
     skew
 }
 
+const PER_REPLICA: &str = "pass --prometheus URL (a Prometheus that scrapes every replica) with --selector and \
+                           --group-by, or --url once per replica";
+
+/// `3 replicas`, `1 decode replica`: a group of peers, named by role when the fleet is split.
+fn peers_of(role: Option<Role>, count: usize) -> String {
+    let kind = role
+        .map(|r| format!("{} ", r.split_name()))
+        .unwrap_or_default();
+    let plural = if count == 1 { "" } else { "s" };
+    format!("{count} {kind}replica{plural}")
+}
+
+/// No replica far above its peers: even where peers could be compared, unknown where none could.
+fn no_skew(facts: &Facts, groups: &[(Option<Role>, Vec<&PodLoad>)], split: bool) -> Assessment {
+    let measured = |peers: &[&PodLoad], m: fn(&PodLoad) -> Option<f64>| {
+        peers.iter().filter(|l| m(l).is_some()).count()
+    };
+    let comparable: Vec<_> = groups
+        .iter()
+        .filter(|(_, peers)| {
+            measured(peers, |l| l.in_system) >= 2 || measured(peers, |l| l.kv) >= 2
+        })
+        .collect();
+    if comparable.is_empty() {
+        return if split {
+            LOAD_SKEW.unknown(
+                "the running, waiting and KV gauges of at least two replicas of one kind (prefill or decode)",
+                PER_REPLICA,
+            )
+        } else {
+            LOAD_SKEW.unknown(
+                "the replicas' running, waiting and KV gauges",
+                &facts.how_server(),
+            )
+        };
+    }
+    let spreads: Vec<String> = comparable
+        .iter()
+        .map(|(role, peers)| {
+            let spread = hottest(peers, |l| l.in_system)
+                .map(|(hot, value, others)| {
+                    format!(
+                        "; the busiest, {}, holds {value:.1} against a median of {others:.1}",
+                        hot.pod
+                    )
+                })
+                .unwrap_or_default();
+            format!("{}{spread}", peers_of(*role, peers.len()))
+        })
+        .collect();
+    let apart = if split {
+        " (prefill and decode replicas compared apart: a prefill worker makes one token per request)"
+    } else {
+        ""
+    };
+    LOAD_SKEW.passes(format!(
+        "load is even across {}{apart}",
+        spreads.join("; and across ")
+    ))
+}
+
 fn load_skew(facts: &Facts, t: &Thresholds) -> Assessment {
-    const HOW: &str = "pass --prometheus URL (a Prometheus that scrapes every replica) with --selector and \
-                       --group-by, or --url once per replica";
     let pods = &facts.evidence.pods;
     if pods.len() < 2 {
-        return LOAD_SKEW.unknown("per-replica series of at least two replicas", HOW);
+        return LOAD_SKEW.unknown("per-replica series of at least two replicas", PER_REPLICA);
     }
     let window = format!(
         "server metrics per replica over {:.0} s",
@@ -572,13 +631,6 @@ fn load_skew(facts: &Facts, t: &Thresholds) -> Assessment {
     } else {
         vec![(None, loads.iter().collect())]
     };
-    let peers_of = |role: Option<Role>, count: usize| {
-        let kind = role
-            .map(|r| format!("{} ", r.split_name()))
-            .unwrap_or_default();
-        let plural = if count == 1 { "" } else { "s" };
-        format!("{count} {kind}replica{plural}")
-    };
     let found = groups
         .iter()
         .find_map(|(role, peers)| Some((*role, peers, skew_among(peers, t, &window)?)));
@@ -592,52 +644,7 @@ fn load_skew(facts: &Facts, t: &Thresholds) -> Assessment {
         },
     )) = found
     else {
-        let measured = |peers: &[&PodLoad], m: fn(&PodLoad) -> Option<f64>| {
-            peers.iter().filter(|l| m(l).is_some()).count()
-        };
-        let comparable: Vec<_> = groups
-            .iter()
-            .filter(|(_, peers)| {
-                measured(peers, |l| l.in_system) >= 2 || measured(peers, |l| l.kv) >= 2
-            })
-            .collect();
-        if comparable.is_empty() {
-            return LOAD_SKEW.unknown(
-                if split {
-                    "the running, waiting and KV gauges of at least two replicas of one kind (prefill or decode)"
-                } else {
-                    "the replicas' running, waiting and KV gauges"
-                },
-                &if split {
-                    HOW.to_string()
-                } else {
-                    facts.how_server()
-                },
-            );
-        }
-        let spreads: Vec<String> = comparable
-            .iter()
-            .map(|(role, peers)| {
-                let spread = hottest(peers, |l| l.in_system)
-                    .map(|(hot, value, others)| {
-                        format!(
-                            "; the busiest, {}, holds {value:.1} against a median of {others:.1}",
-                            hot.pod
-                        )
-                    })
-                    .unwrap_or_default();
-                format!("{}{spread}", peers_of(*role, peers.len()))
-            })
-            .collect();
-        let apart = if split {
-            " (prefill and decode replicas compared apart: a prefill worker makes one token per request)"
-        } else {
-            ""
-        };
-        return LOAD_SKEW.passes(format!(
-            "load is even across {}{apart}",
-            spreads.join("; and across ")
-        ));
+        return no_skew(facts, &groups, split);
     };
     // Users wait on the hot replica while a peer has room: the fleet is not full, its routing is.
     let wasted = peers
