@@ -46,7 +46,7 @@ pub use probes::{
     DeterminismFacts, DeterminismRun, Divergence, TemplateAnswer, TemplateFacts, TokenPick,
 };
 pub use record::{ErrorClass, Phase, RequestError, RequestRecord};
-pub use signals::{Buckets, Reading, ServerReadings, Signal, SignalKind};
+pub use signals::{Across, Buckets, Reading, ServerReadings, Signal, SignalKind};
 pub use slo::{Slo, SloMetric, SloSet};
 pub use stats::{LatencyHistogram, Summary};
 pub use summary::RunSummary;

@@ -3,6 +3,43 @@
 
 use std::collections::BTreeMap;
 
+/// How several series of one signal combine into one number, in a scrape, across replicas and in PromQL alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Across {
+    /// A share (0–1): averaged, since a sum is no share at all (two engines at 60% KV are not at 120%).
+    Average,
+    /// An amount (requests, tokens, seconds): added up.
+    Add,
+    /// One count every series reports alike (the ready replicas each endpoint-picker replica of a pool counts):
+    /// the largest, never a sum.
+    Same,
+}
+
+impl Across {
+    /// The PromQL aggregation operator.
+    pub fn promql(self) -> &'static str {
+        match self {
+            Across::Average => "avg",
+            Across::Add => "sum",
+            Across::Same => "max",
+        }
+    }
+
+    /// The values as one number; `None` for none.
+    pub fn combine(self, values: impl IntoIterator<Item = f64>) -> Option<f64> {
+        let (count, sum, max) = values
+            .into_iter()
+            .fold((0usize, 0.0, f64::NEG_INFINITY), |(n, total, most), v| {
+                (n + 1, total + v, most.max(v))
+            });
+        (count > 0).then(|| match self {
+            Across::Average => sum / count as f64,
+            Across::Add => sum,
+            Across::Same => max,
+        })
+    }
+}
+
 /// One concept a server may report about itself.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
@@ -142,10 +179,13 @@ impl Signal {
         }
     }
 
-    /// A share (0–1) rather than an amount: the series of several engines or models are averaged, since their
-    /// sum is no share at all (two engines at 60% KV are not at 120%). Amounts add up.
-    pub fn is_share(self) -> bool {
-        matches!(self, Signal::KvUsage | Signal::PrefixCacheHitRate)
+    /// How the series of several engines, models, replicas or pods make one number for this signal.
+    pub fn across(self) -> Across {
+        match self {
+            Signal::KvUsage | Signal::PrefixCacheHitRate => Across::Average,
+            Signal::ReadyReplicas => Across::Same,
+            _ => Across::Add,
+        }
     }
 
     /// The canonical name, as in reports and JSON.
@@ -204,8 +244,8 @@ pub struct Buckets {
     pub count: f64,
 }
 
-/// What one scrape says about one signal, over the server's engines and models: amounts summed, shares averaged
-/// ([`Signal::is_share`]).
+/// What one scrape says about one signal, over the server's engines and models, combined as [`Signal::across`]
+/// says.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reading {

@@ -225,9 +225,9 @@ impl Target {
         )
     }
 
-    /// A gauge signal: shares (KV usage) averaged over engines and pods, amounts (requests) added up.
+    /// A gauge signal, its engines' and pods' series combined as [`Signal::across`] says.
     pub fn gauge(&self, signal: Signal, per: Per, over: Over) -> Option<String> {
-        let across = if signal.is_share() { "avg" } else { "sum" };
+        let across = signal.across().promql();
         self.any_of(signal, |s| {
             let selected = self.select(s, "", "");
             let value = match over {

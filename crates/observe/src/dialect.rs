@@ -685,17 +685,6 @@ impl<'s, 'a> SamplesByName<'s, 'a> {
     }
 }
 
-/// Several series of one signal as one number: shares averaged, amounts added ([`Signal::is_share`]); `None`
-/// when there is none.
-fn combine(signal: Signal, values: impl Iterator<Item = f64>) -> Option<f64> {
-    let (count, sum) = values.fold((0usize, 0.0), |(n, total), v| (n + 1, total + v));
-    match count {
-        0 => None,
-        _ if signal.is_share() => Some(sum / count as f64),
-        _ => Some(sum),
-    }
-}
-
 fn extract(
     samples: &SamplesByName<'_, '_>,
     signal: Signal,
@@ -712,7 +701,7 @@ fn extract(
             .collect::<Vec<f64>>()
     };
     let blocks_times_size = |blocks: Vec<f64>, sizes: Vec<f64>| {
-        let blocks = combine(Signal::KvCapacityTokens, blocks.into_iter())?;
+        let blocks = Signal::KvCapacityTokens.across().combine(blocks)?;
         let size = sizes.iter().sum::<f64>() / sizes.len() as f64;
         Some(Reading::Value(blocks * size)).filter(|_| !sizes.is_empty())
     };
@@ -722,12 +711,13 @@ fn extract(
             .find_map(|name| histogram(samples, name, 1.0, warnings)),
         Family(names) => names
             .iter()
-            .find_map(|name| combine(signal, values(name)))
+            .find_map(|name| signal.across().combine(values(name)))
             .map(Reading::Value),
         HistogramMs(name) => histogram(samples, name, 1e-3, warnings),
-        Labeled(name, key, value) => {
-            combine(signal, labeled(name, key, value).into_iter()).map(Reading::Value)
-        }
+        Labeled(name, key, value) => signal
+            .across()
+            .combine(labeled(name, key, value))
+            .map(Reading::Value),
         ByLabel(name, key) => {
             let family = samples.named(name);
             let mut by: BTreeMap<String, f64> = BTreeMap::new();
@@ -746,14 +736,15 @@ fn extract(
                 .sum();
             (total > 0.0).then_some(Reading::Value(total))
         }
-        InfoLabel(name, key) => combine(
-            signal,
-            samples
-                .named(name)
-                .iter()
-                .filter_map(|s| number_label(s, key)),
-        )
-        .map(Reading::Value),
+        InfoLabel(name, key) => signal
+            .across()
+            .combine(
+                samples
+                    .named(name)
+                    .iter()
+                    .filter_map(|s| number_label(s, key)),
+            )
+            .map(Reading::Value),
         BlocksTimesSize(blocks, size) => {
             blocks_times_size(values(blocks).collect(), values(size).collect())
         }

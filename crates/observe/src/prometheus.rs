@@ -147,15 +147,7 @@ pub fn queries(dialect: Dialect, names: &[String], scope: &Scope) -> Vec<Query> 
         };
         match signal.kind() {
             infer_doctor_core::SignalKind::Gauge => {
-                // Shares of several engines or pods average; amounts add up, except the ready replicas every
-                // endpoint-picker replica counts of one pool alike.
-                let across = if signal.is_share() {
-                    "avg"
-                } else if signal == Signal::ReadyReplicas {
-                    "max"
-                } else {
-                    "sum"
-                };
+                let across = signal.across().promql();
                 push(
                     Stat::GaugeMean,
                     format!("{across} by ({g}) (avg_over_time({}[{w}]))", sel("")),

@@ -399,13 +399,8 @@ fn combine_readings<'a>(all: impl Iterator<Item = &'a ServerReadings>) -> Server
                 Reading::ByLabel(by)
             }
             _ => {
-                let values: Vec<f64> = readings.iter().filter_map(|r| r.value()).collect();
-                let total: f64 = values.iter().sum();
-                Reading::Value(if signal.is_share() {
-                    total / values.len().max(1) as f64
-                } else {
-                    total
-                })
+                let values = readings.iter().filter_map(|r| r.value());
+                Reading::Value(signal.across().combine(values).unwrap_or(0.0))
             }
         };
         out.readings.insert(signal, combined);
@@ -462,6 +457,19 @@ mod tests {
             }),
         );
         r
+    }
+
+    /// Two endpoint-picker replicas of one pool each count the same ready endpoints: the fleet has 3, not 6.
+    #[test]
+    fn ready_endpoints_seen_by_several_pickers_are_not_added() {
+        let picker = |t: f64, ready: f64| {
+            let mut r = scrape(0.0);
+            r.readings
+                .insert(Signal::ReadyReplicas, Reading::Value(ready));
+            (t, r)
+        };
+        let fleet = combine_replicas(&[vec![picker(0.0, 3.0)], vec![picker(0.1, 3.0)]]);
+        assert_eq!(fleet[0].1.value(Signal::ReadyReplicas), Some(3.0));
     }
 
     #[test]
