@@ -86,6 +86,16 @@ fn scrape(scratch: &Path, replicas: &[(&str, &str)], picker: Option<&str>) -> Ru
     prometheus
 }
 
+/// Prometheus scraping a simulated fleet: one target per replica port (each exposition labels itself with the
+/// same pod the target does) and the router's picker series.
+fn scrape_sim_fleet(scratch: &Path, router: &str, pods: &[(String, String)]) -> RunningPrometheus {
+    let targets: Vec<(&str, &str)> = pods
+        .iter()
+        .map(|(pod, url)| (pod.as_str(), url.as_str()))
+        .collect();
+    scrape(scratch, &targets, Some(router))
+}
+
 /// `diagnose --prometheus` over the last `window`, as JSON.
 fn diagnose_fleet(prometheus: &RunningPrometheus, window: &str) -> Value {
     let out = infer_doctor_testkit::command(EXE)
@@ -456,12 +466,7 @@ fn the_weak_replica_of_a_simulated_fleet_behind_round_robin_is_named_through_pro
     );
     let names: Vec<&str> = pods.iter().map(|(pod, _)| pod.as_str()).collect();
     assert_eq!(names, ["sim-0", "sim-1", "sim-2"]);
-    // One target per replica port; each exposition labels itself with the same pod the target does.
-    let targets: Vec<(&str, &str)> = pods
-        .iter()
-        .map(|(pod, url)| (pod.as_str(), url.as_str()))
-        .collect();
-    let prometheus = scrape(scratch.path(), &targets, Some(&router));
+    let prometheus = scrape_sim_fleet(scratch.path(), &router, &pods);
     let (doc, verdict) = skew_under_load(&prometheus, &router);
     assert!(
         verdict.starts_with("replica sim-2 carries far more"),
@@ -501,11 +506,7 @@ fn a_slow_endpoint_picker_of_a_simulated_fleet_is_named_through_prometheus() {
         ],
         2,
     );
-    let targets: Vec<(&str, &str)> = pods
-        .iter()
-        .map(|(pod, url)| (pod.as_str(), url.as_str()))
-        .collect();
-    let prometheus = scrape(scratch.path(), &targets, Some(&router));
+    let prometheus = scrape_sim_fleet(scratch.path(), &router, &pods);
     let doc = diagnose_under_load(&prometheus, &router);
     let picker = finding(&doc, "llmd.scheduler");
     let verdict = picker["verdict"].as_str().unwrap();

@@ -25,13 +25,21 @@ impl Across {
         }
     }
 
-    /// The values as one number; `None` for none.
+    /// The values as one number; `None` for none. A NaN among them makes the whole NaN, whatever the rule: one
+    /// series that could not say is no reason to trust the others' sum, mean or largest.
     pub fn combine(self, values: impl IntoIterator<Item = f64>) -> Option<f64> {
-        let (count, sum, max) = values
-            .into_iter()
-            .fold((0usize, 0.0, f64::NEG_INFINITY), |(n, total, most), v| {
-                (n + 1, total + v, most.max(v))
-            });
+        let (count, sum, max) =
+            values
+                .into_iter()
+                .fold((0usize, 0.0, f64::NEG_INFINITY), |(n, total, most), v| {
+                    // `f64::max` passes over a NaN; the rule above keeps it.
+                    let most = if v.is_nan() || most.is_nan() {
+                        f64::NAN
+                    } else {
+                        most.max(v)
+                    };
+                    (n + 1, total + v, most)
+                });
         (count > 0).then(|| match self {
             Across::Average => sum / count as f64,
             Across::Add => sum,
@@ -428,5 +436,25 @@ impl ServerWindow {
         counted
             .or_else(|| self.gauge(Signal::PrefixCacheHitRate).map(|g| g.mean))
             .filter(|v| v.is_finite())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn several_series_combine_by_their_rule_and_a_nan_spoils_each() {
+        let values = [0.2, 0.6, 0.4];
+        assert!((Across::Average.combine(values).unwrap() - 0.4).abs() < 1e-12);
+        assert!((Across::Add.combine(values).unwrap() - 1.2).abs() < 1e-12);
+        assert_eq!(Across::Same.combine(values), Some(0.6));
+        for across in [Across::Average, Across::Add, Across::Same] {
+            assert!(
+                across.combine([3.0, f64::NAN, 1.0]).unwrap().is_nan(),
+                "{across:?}"
+            );
+            assert_eq!(across.combine([]), None, "{across:?}");
+        }
     }
 }

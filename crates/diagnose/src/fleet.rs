@@ -109,17 +109,30 @@ enum Role {
 }
 
 impl Role {
-    /// From what the replica did: a prefill worker generates one token per request (the routing sidecar asks it
-    /// for `max_tokens: 1` and the decode pod pulls the KV), which no generating replica does unless every one
-    /// does.
+    /// From what the replica did: a prefill worker answers one token per request (the routing sidecar asks it for
+    /// `max_tokens: 1` and the decode pod pulls the KV). Only requests that ended by themselves count (an aborted
+    /// or failed one may have made no token at all), and only enough of them to tell.
     fn of(window: &ServerWindow, t: &Thresholds) -> Role {
-        let increase = |signal| window.counter(signal).and_then(|c| finite(c.increase));
-        match (
-            increase(Signal::GenerationTokens),
-            increase(Signal::RequestsFinished),
-        ) {
-            (Some(tokens), Some(finished))
-                if finished >= 1.0 && tokens / finished <= t.pd_prefill_tokens_per_request =>
+        let tokens = window
+            .counter(Signal::GenerationTokens)
+            .and_then(|c| finite(c.increase));
+        let ended = window.counter(Signal::RequestsFinished).and_then(|c| {
+            if c.by_label.is_empty() {
+                finite(c.increase)
+            } else {
+                Some(
+                    c.by_label
+                        .iter()
+                        .filter(|(reason, _)| matches!(reason.as_str(), "stop" | "length"))
+                        .map(|(_, n)| n)
+                        .sum(),
+                )
+            }
+        });
+        match (tokens, ended) {
+            (Some(tokens), Some(ended))
+                if ended >= PREFILL_ROLE_MIN_REQUESTS
+                    && tokens / ended <= t.pd_prefill_tokens_per_request =>
             {
                 Role::Prefill
             }
@@ -134,6 +147,18 @@ impl Role {
             Role::Generate => "decode",
         }
     }
+}
+
+/// Requests a replica must have finished before its tokens per request tell a prefill worker.
+const PREFILL_ROLE_MIN_REQUESTS: f64 = 10.0;
+
+/// Whether a replica pulled KV from another (vLLM's NIXL transfer series): what makes one-token replicas a P/D
+/// split's prefill workers rather than replicas that were sent one-token requests.
+fn pulled_kv(window: &ServerWindow) -> bool {
+    window
+        .histogram(Signal::KvTransferTime)
+        .and_then(|h| finite(h.count))
+        .is_some_and(|n| n > 0.0)
 }
 
 /// What one replica carried over the window.
@@ -587,15 +612,35 @@ fn no_skew(facts: &Facts, groups: &[(Option<Role>, Vec<&PodLoad>)], split: bool)
             format!("{}{spread}", peers_of(*role, peers.len()))
         })
         .collect();
+    let alone: String = groups
+        .iter()
+        .filter(|(_, peers)| peers.len() == 1)
+        .map(|(role, _)| format!("; the {} has no peer to compare", peers_of(*role, 1)))
+        .collect();
     let apart = if split {
         " (prefill and decode replicas compared apart: a prefill worker makes one token per request)"
     } else {
         ""
     };
     LOAD_SKEW.passes(format!(
-        "load is even across {}{apart}",
+        "load is even across {}{alone}{apart}",
         spreads.join("; and across ")
     ))
+}
+
+/// Critical when users wait on the hot replica while a peer has room: the fleet is not full, its routing is.
+fn skew_severity(skew: &Skew, peers: &[&PodLoad], t: &Thresholds) -> Severity {
+    let hot = skew.hot;
+    let wasted = peers
+        .iter()
+        .any(|l| l.pod != hot.pod && l.kv.is_some_and(|kv| kv < t.batch_cap_kv_below));
+    let hot_saturated = hot.waiting.is_some_and(|w| w > t.waiting_mean_nonempty)
+        && hot.kv.is_some_and(|kv| kv >= t.kv_saturated);
+    if hot_saturated && wasted {
+        Severity::Critical
+    } else {
+        Severity::Warning
+    }
 }
 
 fn load_skew(facts: &Facts, t: &Thresholds) -> Assessment {
@@ -622,7 +667,7 @@ fn load_skew(facts: &Facts, t: &Thresholds) -> Assessment {
     let of_role =
         |role: Role| -> Vec<&PodLoad> { loads.iter().filter(|l| l.role == role).collect() };
     let (prefill, generate) = (of_role(Role::Prefill), of_role(Role::Generate));
-    let split = !prefill.is_empty() && !generate.is_empty();
+    let split = !prefill.is_empty() && !generate.is_empty() && pods.values().any(pulled_kv);
     let groups: Vec<(Option<Role>, Vec<&PodLoad>)> = if split {
         vec![
             (Some(Role::Prefill), prefill),
@@ -631,10 +676,17 @@ fn load_skew(facts: &Facts, t: &Thresholds) -> Assessment {
     } else {
         vec![(None, loads.iter().collect())]
     };
+    // Each kind judged on its own; the worse of their skews is the finding.
     let found = groups
         .iter()
-        .find_map(|(role, peers)| Some((*role, peers, skew_among(peers, t, &window)?)));
+        .filter_map(|(role, peers)| {
+            let skew = skew_among(peers, t, &window)?;
+            let severity = skew_severity(&skew, peers, t);
+            Some((severity, *role, peers, skew))
+        })
+        .min_by_key(|(severity, ..)| *severity);
     let Some((
+        severity,
         role,
         peers,
         Skew {
@@ -646,18 +698,8 @@ fn load_skew(facts: &Facts, t: &Thresholds) -> Assessment {
     else {
         return no_skew(facts, &groups, split);
     };
-    // Users wait on the hot replica while a peer has room: the fleet is not full, its routing is.
-    let wasted = peers
-        .iter()
-        .any(|l| l.pod != hot.pod && l.kv.is_some_and(|kv| kv < t.batch_cap_kv_below));
-    let hot_saturated = hot.waiting.is_some_and(|w| w > t.waiting_mean_nonempty)
-        && hot.kv.is_some_and(|kv| kv >= t.kv_saturated);
     LOAD_SKEW.fires(
-        if hot_saturated && wasted {
-            Severity::Critical
-        } else {
-            Severity::Warning
-        },
+        severity,
         confidence_from_reasons(reasons.len()),
         format!(
             "replica {} carries far more than the other {}: {}",
@@ -779,13 +821,16 @@ mod tests {
             .find(|f| f.id == "fleet.load_skew")
     }
 
-    fn status(evidence: &Evidence) -> infer_doctor_core::CheckStatus {
+    fn balanced(evidence: &Evidence) -> infer_doctor_core::CheckLine {
         diagnose(evidence, &Thresholds::default())
             .checklist
             .into_iter()
             .find(|l| l.id == "fleet_balanced")
             .expect("the checklist asks about the fleet")
-            .status
+    }
+
+    fn status(evidence: &Evidence) -> infer_doctor_core::CheckStatus {
+        balanced(evidence).status
     }
 
     #[test]
@@ -825,12 +870,30 @@ mod tests {
         window
     }
 
+    /// A decode replica's KV pulled from a prefill replica `transfers` times (vLLM's NIXL histogram).
+    fn pulling(mut window: ServerWindow, transfers: f64) -> ServerWindow {
+        window.histograms.insert(
+            Signal::KvTransferTime,
+            infer_doctor_core::signals::HistogramStats {
+                count: transfers,
+                mean: 0.002,
+                p50: 0.002,
+                p90: 0.003,
+                p99: 0.004,
+                limits: Default::default(),
+            },
+        );
+        window
+    }
+
     #[test]
     fn prefill_and_decode_replicas_are_compared_apart() {
         // Prefill workers answer one token per request and hold each prompt for a pass; decode workers hold
-        // every sequence to its end: 1.5 against 14 in the system is the split, not routing.
+        // every sequence to its end and pull its KV: 1.5 against 14 in the system is the split, not routing.
         let prefill = |running| served(pod(running, 0.0, 0.05), 600.0, 600.0);
-        let decode = |running, waiting, kv| served(pod(running, waiting, kv), 600.0, 153_600.0);
+        let decode = |running, waiting, kv| {
+            pulling(served(pod(running, waiting, kv), 600.0, 153_600.0), 600.0)
+        };
         let even = fleet(&[
             ("prefill-0", prefill(1.5)),
             ("prefill-1", prefill(1.2)),
@@ -838,11 +901,7 @@ mod tests {
             ("decode-1", decode(13.0, 0.0, 0.58)),
         ]);
         assert!(finding(&even).is_none(), "{:?}", finding(&even));
-        let line = diagnose(&even, &Thresholds::default())
-            .checklist
-            .into_iter()
-            .find(|l| l.id == "fleet_balanced")
-            .unwrap();
+        let line = balanced(&even);
         assert_eq!(line.status, infer_doctor_core::CheckStatus::Pass);
         assert!(
             line.detail.contains("2 prefill replicas")
@@ -879,7 +938,55 @@ mod tests {
             ("decode-0", decode(16.0, 8.0, 0.98)),
         ]);
         assert!(finding(&lone).is_none(), "{:?}", finding(&lone));
-        assert_eq!(status(&lone), infer_doctor_core::CheckStatus::Pass);
+        let line = balanced(&lone);
+        assert_eq!(line.status, infer_doctor_core::CheckStatus::Pass);
+        assert!(
+            line.detail
+                .contains("the 1 decode replica has no peer to compare"),
+            "{}",
+            line.detail
+        );
+        // A mild skew among the prefill workers does not hide a decode replica queueing beside an idle peer.
+        let both = fleet(&[
+            ("prefill-0", prefill(4.5)),
+            ("prefill-1", prefill(1.2)),
+            ("prefill-2", prefill(1.3)),
+            ("decode-0", decode(16.0, 8.0, 0.98)),
+            ("decode-1", decode(5.0, 0.0, 0.30)),
+        ]);
+        let f = finding(&both).expect("skew");
+        assert_eq!(f.severity, Severity::Critical);
+        assert!(f.verdict.starts_with("replica decode-0 "), "{}", f.verdict);
+    }
+
+    #[test]
+    fn replicas_sent_one_token_requests_are_no_prefill_workers() {
+        // One replica got only one-token requests (a classifier's traffic, say) and nothing moved KV between
+        // replicas: no split, so the others' load is judged beside it.
+        let one_token = served(pod(1.0, 0.0, 0.05), 600.0, 600.0);
+        let busy = |running| served(pod(running, 0.0, 0.6), 600.0, 153_600.0);
+        let fleet_of =
+            |first: ServerWindow| fleet(&[("a", first), ("b", busy(14.0)), ("c", busy(15.0))]);
+        let f = finding(&fleet_of(one_token.clone())).expect("compared with the one-token replica");
+        assert!(f.verdict.contains("carries far more"), "{}", f.verdict);
+        // Nor are requests that aborted with no token, nor a handful of requests.
+        let mut aborted = served(pod(1.0, 0.0, 0.05), 600.0, 0.0);
+        aborted
+            .counters
+            .get_mut(&Signal::RequestsFinished)
+            .unwrap()
+            .by_label = [("abort".to_string(), 600.0)].into();
+        let mut pulling_fleet = fleet_of(aborted);
+        let decode = pulling(pulling_fleet.pods["b"].clone(), 600.0);
+        pulling_fleet.pods.insert("b".into(), decode);
+        assert!(
+            finding(&pulling_fleet).is_some(),
+            "an aborting replica is no prefill worker"
+        );
+        let mut few = fleet_of(served(pod(1.0, 0.0, 0.05), 5.0, 5.0));
+        let decode = pulling(few.pods["b"].clone(), 600.0);
+        few.pods.insert("b".into(), decode);
+        assert!(finding(&few).is_some(), "five requests tell no role");
     }
 
     #[test]

@@ -248,9 +248,9 @@ pub struct Thresholds {
     /// Share of failed KV transfers above which the split fails requests' prefills. Inference, as the 1% error
     /// budget.
     pub pd_transfer_failed_share: f64,
-    /// Tokens generated per finished request at or below which a replica is the prefill worker of a P/D split:
-    /// llm-d's routing sidecar asks the prefill pod for one token, then the decode pod pulls its KV. A whole
-    /// replica makes so few only on a one-token workload, where every replica does and all stay one group.
+    /// Tokens generated per request that ended by itself at or below which a replica is the prefill worker of a
+    /// P/D split (confirmed by KV transfers on another replica): llm-d's routing sidecar asks the prefill pod for
+    /// one token, then the decode pod pulls its KV.
     pub pd_prefill_tokens_per_request: f64,
 }
 

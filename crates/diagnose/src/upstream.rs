@@ -187,9 +187,11 @@ fn client_bound(facts: &Facts, t: &Thresholds) -> Assessment {
     {
         // A user still waiting on its warm-up holds a request at the server: a slow server's warm-up is no client
         // shortfall. Users whose warm-up the server failed may send nothing measured: when those failures cover the
-        // shortfall it is the server's, and the run's warm-up warning says so.
+        // measured shortfall it is the server's, and the run's warm-up warning says so. (A warm-up that stalled in
+        // the window and then failed is in both counts, so the failures are set against measured requests alone.)
         let held = client.throughput.held_in_flight();
-        let held_by_failed_warmup = client.warmup.failed as f64 >= users as f64 - held;
+        let held_by_failed_warmup =
+            client.warmup.failed as f64 >= users as f64 - client.throughput.mean_concurrency;
         if !held_by_failed_warmup
             && ratio(held, users as f64).is_some_and(|share| share < t.client_in_flight_share)
         {

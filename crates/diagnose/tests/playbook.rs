@@ -1653,7 +1653,18 @@ fn a_client_holding_55_of_100_requests_in_flight_is_the_limit_unless_the_user_al
         "{}",
         found.verdict
     );
+    // Those 20 warm-ups stalled in the window and then failed, with 5 more: 75 held, and the 25 failures cover
+    // only part of the 45 users short of measured requests. Counted once, the client still held too few.
+    client(&mut evidence).warmup.failed = 25;
+    let diagnosis = diagnose(&evidence, &Thresholds::default());
+    let found = finding(&diagnosis, "client.bound").expect("the failures are not counted twice");
+    assert!(
+        found.verdict.contains("75.0 of its 100"),
+        "{}",
+        found.verdict
+    );
     client(&mut evidence).throughput.warmup_in_flight = 0.0;
+    client(&mut evidence).warmup.failed = 0;
     // A busy client machine is direct evidence: high confidence.
     client(&mut evidence).client.cores = 2;
     client(&mut evidence).client.cpu_cores_used = 1.95;

@@ -1138,7 +1138,7 @@ pub(crate) fn write_header(
 }
 
 /// Counts are floats in the exposition; small ones skip the general float path, which is most of a render.
-pub(crate) fn write_count(out: &mut String, count: u64) -> fmt::Result {
+fn write_count(out: &mut String, count: u64) -> fmt::Result {
     if count < 1_000_000 {
         write!(out, "{count}.0")
     } else {

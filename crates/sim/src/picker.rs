@@ -1,10 +1,12 @@
 //! The simulated fleet's router seen as llm-d's endpoint picker (EPP) sees itself: its time per scheduling
-//! decision, its attempts placed or failed and its ready endpoints, under llm-d's own series names and in the
-//! Go client's text format, so the picker rule is checked on a real scrape and through a real Prometheus.
+//! decision, its attempts placed (per endpoint) or failed and its ready endpoints, under llm-d's own series names
+//! and labels as Go's client writes them (integers without a fraction, no `_created`), so the picker rule is
+//! checked on a real scrape and through a real Prometheus.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use crate::metrics::{Buckets, escape_label_value, write_count, write_go_float, write_header};
+use crate::metrics::{Buckets, escape_label_value, write_go_float, write_header};
 
 /// The scheduler latency buckets of the Gateway API Inference Extension's `scheduler_e2e_duration_seconds`,
 /// which llm-d's picker keeps under its own prefix.
@@ -16,7 +18,8 @@ const SCHEDULING_BOUNDS: [f64; 10] = [
 #[derive(Clone, Debug)]
 pub struct PickerMetrics {
     scheduling: Buckets,
-    placed: u64,
+    /// Attempts that found an endpoint, by the endpoint's name.
+    placed: BTreeMap<String, u64>,
     failed: u64,
 }
 
@@ -24,20 +27,19 @@ impl Default for PickerMetrics {
     fn default() -> Self {
         PickerMetrics {
             scheduling: Buckets::new(&SCHEDULING_BOUNDS),
-            placed: 0,
+            placed: BTreeMap::new(),
             failed: 0,
         }
     }
 }
 
 impl PickerMetrics {
-    /// One scheduling decision: how long it took, and whether it found a replica.
-    pub fn observe_decision(&mut self, seconds: f64, placed: bool) {
+    /// One scheduling decision: how long it took, and the endpoint it chose (`None`: it found none).
+    pub fn observe_decision(&mut self, seconds: f64, endpoint: Option<&str>) {
         self.scheduling.observe(seconds);
-        if placed {
-            self.placed += 1;
-        } else {
-            self.failed += 1;
+        match endpoint {
+            Some(name) => *self.placed.entry(name.to_string()).or_default() += 1,
+            None => self.failed += 1,
         }
     }
 
@@ -64,13 +66,18 @@ impl PickerMetrics {
             "[ALPHA] Total number of scheduling attempts.",
             "counter",
         )?;
-        for (status, count) in [("failure", self.failed), ("success", self.placed)] {
-            write!(
+        // A failed attempt has no endpoint and, as the picker writes it, no target model either.
+        writeln!(
+            out,
+            "{name}{{endpoint_name=\"\",namespace=\"\",port=\"\",status=\"failure\",target_model_name=\"\"}} {}",
+            self.failed
+        )?;
+        for (endpoint, count) in &self.placed {
+            writeln!(
                 out,
-                "{name}{{namespace=\"\",pod_name=\"\",port=\"\",status=\"{status}\",target_model_name=\"{model}\"}} "
+                "{name}{{endpoint_name=\"{}\",namespace=\"\",port=\"\",status=\"success\",target_model_name=\"{model}\"}} {count}",
+                escape_label_value(endpoint)
             )?;
-            write_count(out, count)?;
-            out.push('\n');
         }
         let name = "llm_d_epp_scheduler_e2e_duration_seconds";
         write_header(
@@ -86,15 +93,11 @@ impl PickerMetrics {
             } else {
                 out.push_str("+Inf");
             }
-            out.push_str("\"} ");
-            write_count(out, cumulative)?;
-            out.push('\n');
+            writeln!(out, "\"}} {cumulative}")?;
         }
         write!(out, "{name}_sum ")?;
         write_go_float(out, self.scheduling.sum())?;
-        write!(out, "\n{name}_count ")?;
-        write_count(out, self.scheduling.count())?;
-        out.push('\n');
+        writeln!(out, "\n{name}_count {}", self.scheduling.count())?;
         let name = "llm_d_epp_ready_endpoints";
         write_header(
             out,
@@ -113,21 +116,22 @@ mod tests {
     #[test]
     fn decisions_land_in_the_first_bucket_at_or_above_them_and_failures_apart() {
         let mut picker = PickerMetrics::default();
-        for seconds in [0.00005, 0.0003, 0.04] {
-            picker.observe_decision(seconds, true);
+        for (seconds, endpoint) in [(0.00005, "sim-0"), (0.0003, "sim-1"), (0.04, "sim-0")] {
+            picker.observe_decision(seconds, Some(endpoint));
         }
-        picker.observe_decision(0.2, false);
+        picker.observe_decision(0.2, None);
         let text = picker.render("pool", "m", 2);
         for line in [
-            "llm_d_epp_scheduler_e2e_duration_seconds_bucket{le=\"0.0001\"} 1.0",
-            "llm_d_epp_scheduler_e2e_duration_seconds_bucket{le=\"0.0005\"} 2.0",
-            "llm_d_epp_scheduler_e2e_duration_seconds_bucket{le=\"0.05\"} 3.0",
-            "llm_d_epp_scheduler_e2e_duration_seconds_bucket{le=\"0.1\"} 3.0",
-            "llm_d_epp_scheduler_e2e_duration_seconds_bucket{le=\"+Inf\"} 4.0",
-            "llm_d_epp_scheduler_e2e_duration_seconds_count 4.0",
-            "status=\"failure\",target_model_name=\"m\"} 1.0",
-            "status=\"success\",target_model_name=\"m\"} 3.0",
-            "llm_d_epp_ready_endpoints{name=\"pool\"} 2",
+            "llm_d_epp_scheduler_e2e_duration_seconds_bucket{le=\"0.0001\"} 1\n",
+            "llm_d_epp_scheduler_e2e_duration_seconds_bucket{le=\"0.0005\"} 2\n",
+            "llm_d_epp_scheduler_e2e_duration_seconds_bucket{le=\"0.05\"} 3\n",
+            "llm_d_epp_scheduler_e2e_duration_seconds_bucket{le=\"0.1\"} 3\n",
+            "llm_d_epp_scheduler_e2e_duration_seconds_bucket{le=\"+Inf\"} 4\n",
+            "llm_d_epp_scheduler_e2e_duration_seconds_count 4\n",
+            "{endpoint_name=\"\",namespace=\"\",port=\"\",status=\"failure\",target_model_name=\"\"} 1\n",
+            "{endpoint_name=\"sim-0\",namespace=\"\",port=\"\",status=\"success\",target_model_name=\"m\"} 2\n",
+            "{endpoint_name=\"sim-1\",namespace=\"\",port=\"\",status=\"success\",target_model_name=\"m\"} 1\n",
+            "llm_d_epp_ready_endpoints{name=\"pool\"} 2\n",
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }

@@ -190,11 +190,10 @@ impl Shared {
             tokio::time::sleep(front.scheduling_delay).await;
         }
         let picked = self.pick(front, block_hashes);
-        front
-            .picker
-            .lock()
-            .expect("picker lock")
-            .observe_decision(deciding.elapsed().as_secs_f64(), picked.is_some());
+        front.picker.lock().expect("picker lock").observe_decision(
+            deciding.elapsed().as_secs_f64(),
+            picked.and_then(|e| e.pod.as_deref()),
+        );
         picked
     }
 

@@ -590,8 +590,13 @@ fn a_fleet_routes_round_robin_and_a_replica_outage_fails_scrapes_then_resets_cou
         assert!(!own.contains("sim-0"));
         // The router as llm-d's endpoint picker counts its own decisions; a replica has no picker.
         let (_, picker) = text(router.addr, "/picker/metrics").await;
-        let success = "llm_d_epp_scheduler_attempts_total{namespace=\"\",pod_name=\"\",port=\"\",status=\"success\",";
-        assert_eq!(sample(&picker, success), 4.0);
+        let placed = |pod: &str| {
+            sample(
+                &picker,
+                &format!("llm_d_epp_scheduler_attempts_total{{endpoint_name=\"{pod}\","),
+            )
+        };
+        assert_eq!((placed("sim-0"), placed("sim-1")), (2.0, 2.0));
         assert_eq!(sample(&picker, "llm_d_epp_ready_endpoints{"), 2.0);
         assert_eq!(
             sample(&picker, "llm_d_epp_scheduler_e2e_duration_seconds_count"),

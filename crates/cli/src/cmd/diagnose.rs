@@ -867,9 +867,10 @@ fn emit(
     }
 }
 
-/// The exit code DESIGN.md §1 gives diagnose: 3 when no probe got an answer, 1 for a critical finding, 3 again
-/// when only the loaded probe came back empty and no rule says why, else 0. A loaded probe that finished nothing
-/// while the lone user was served is what a thrashing server looks like: its critical findings are the verdict.
+/// The exit code DESIGN.md §1 gives diagnose: 3 when no probe got an answer, 1 for any critical finding, 3 again
+/// when only the loaded probe came back empty and nothing critical was found, else 0. A loaded probe that
+/// finished nothing while the lone user was served is what a thrashing server looks like: its critical findings
+/// are the verdict.
 fn verdict_code(doc: &DiagnosisDocument) -> u8 {
     let answered = |run: &Option<RunSummary>| {
         run.as_ref()
