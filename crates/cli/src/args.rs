@@ -873,6 +873,11 @@ pub struct SimArgs {
     /// attempts, ready endpoints) at /picker/metrics.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub scheduling_delay: Option<Duration>,
+    /// A fleet's router lets this many requests through to the replicas at once and holds the rest in its own
+    /// queue, as llm-d's endpoint picker with flow control does (the wait is its
+    /// llm_d_epp_flow_control_request_queue_duration_seconds).
+    #[arg(long, value_name = "N")]
+    pub flow_control_limit: Option<usize>,
     /// Address to bind; the simulator is a test target, so loopback by default.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,

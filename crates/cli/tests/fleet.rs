@@ -488,11 +488,11 @@ fn the_weak_replica_of_a_simulated_fleet_behind_round_robin_is_named_through_pro
     }
 }
 
-/// The same router as a slow endpoint picker (30 ms per decision, as a heavy scorer plugin takes): its own
-/// histogram, scraped by a real Prometheus as a target apart from the engines and read with histogram_quantile,
-/// names it.
+/// The same router as a slow endpoint picker (30 ms per decision, as a heavy scorer plugin takes) whose flow
+/// control lets 4 of the 16 users' requests through at once: its own histograms, scraped by a real Prometheus as a
+/// target apart from the engines and read with histogram_quantile, name both.
 #[test]
-fn a_slow_endpoint_picker_of_a_simulated_fleet_is_named_through_prometheus() {
+fn a_slow_endpoint_picker_holding_requests_in_flow_control_is_named_through_prometheus() {
     let scratch = tempfile::tempdir().unwrap();
     let (_fleet, router, pods) = infer_doctor_testkit::start_sim_fleet(
         EXE,
@@ -503,6 +503,8 @@ fn a_slow_endpoint_picker_of_a_simulated_fleet_is_named_through_prometheus() {
             "least-request",
             "--scheduling-delay",
             "30ms",
+            "--flow-control-limit",
+            "4",
         ],
         2,
     );
@@ -520,6 +522,20 @@ fn a_slow_endpoint_picker_of_a_simulated_fleet_is_named_through_prometheus() {
         .and_then(|o| o["value"].as_f64())
         .unwrap_or_else(|| panic!("{picker:#}"));
     assert!((0.02..=0.05).contains(&p99), "{p99}");
+    // Twelve of the sixteen users wait in the router for one of four places: no TTFT of its own to set that
+    // against (no client probe here), so the wait alone counts.
+    assert!(
+        verdict.contains("in the picker's flow-control queue"),
+        "{verdict}"
+    );
+    let queue_p90 = picker["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["signal"] == "flow-control queue time p90 (s)")
+        .and_then(|o| o["value"].as_f64())
+        .unwrap_or_else(|| panic!("{picker:#}"));
+    assert!(queue_p90 >= 0.1, "{queue_p90}");
     assert_eq!(*check_status(&doc, "scheduler_keeps_up"), "fail");
 }
 

@@ -14,10 +14,18 @@ const SCHEDULING_BOUNDS: [f64; 10] = [
     0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1,
 ];
 
+/// Flow-control queue buckets, seconds; the Inference Extension's own are not copied here, these span a
+/// millisecond to a minute.
+const QUEUE_BOUNDS: [f64; 13] = [
+    0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
 /// What the picker counted since it started.
 #[derive(Clone, Debug)]
 pub struct PickerMetrics {
     scheduling: Buckets,
+    /// Time requests waited in flow control before going on to a replica; `None` without flow control.
+    queue: Option<Buckets>,
     /// Attempts that found an endpoint, by the endpoint's name.
     placed: BTreeMap<String, u64>,
     failed: u64,
@@ -27,6 +35,7 @@ impl Default for PickerMetrics {
     fn default() -> Self {
         PickerMetrics {
             scheduling: Buckets::new(&SCHEDULING_BOUNDS),
+            queue: None,
             placed: BTreeMap::new(),
             failed: 0,
         }
@@ -41,6 +50,13 @@ impl PickerMetrics {
             Some(name) => *self.placed.entry(name.to_string()).or_default() += 1,
             None => self.failed += 1,
         }
+    }
+
+    /// One request let through flow control after `seconds` in its queue.
+    pub fn observe_queue(&mut self, seconds: f64) {
+        self.queue
+            .get_or_insert_with(|| Buckets::new(&QUEUE_BOUNDS))
+            .observe(seconds);
     }
 
     /// The picker's `/metrics` text, with `ready` endpoints in `pool` now.
@@ -79,25 +95,24 @@ impl PickerMetrics {
                 escape_label_value(endpoint)
             )?;
         }
-        let name = "llm_d_epp_scheduler_e2e_duration_seconds";
-        write_header(
+        write_histogram(
             out,
-            name,
+            "llm_d_epp_scheduler_e2e_duration_seconds",
             "[ALPHA] End-to-end scheduling latency distribution in seconds.",
-            "histogram",
+            "",
+            &self.scheduling,
         )?;
-        for (bound, cumulative) in self.scheduling.cumulative() {
-            write!(out, "{name}_bucket{{le=\"")?;
-            if bound.is_finite() {
-                write_go_float(out, bound)?;
-            } else {
-                out.push_str("+Inf");
-            }
-            writeln!(out, "\"}} {cumulative}")?;
+        if let Some(queue) = &self.queue {
+            write_histogram(
+                out,
+                "llm_d_epp_flow_control_request_queue_duration_seconds",
+                "[ALPHA] Distribution of the total time requests spend in the flow control layer.",
+                &format!(
+                    "fairness_id=\"\",inference_pool=\"{pool}\",model_name=\"{model}\",outcome=\"Dispatched\",priority=\"0\",target_model_name=\"{model}\","
+                ),
+                queue,
+            )?;
         }
-        write!(out, "{name}_sum ")?;
-        write_go_float(out, self.scheduling.sum())?;
-        writeln!(out, "\n{name}_count {}", self.scheduling.count())?;
         let name = "llm_d_epp_ready_endpoints";
         write_header(
             out,
@@ -107,6 +122,36 @@ impl PickerMetrics {
         )?;
         writeln!(out, "{name}{{name=\"{pool}\"}} {ready}")
     }
+}
+
+/// One histogram in Go's text format; `labels` (each followed by a comma) go before `le` on every bucket and
+/// alone on `_sum` and `_count`.
+fn write_histogram(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    labels: &str,
+    buckets: &Buckets,
+) -> std::fmt::Result {
+    write_header(out, name, help, "histogram")?;
+    for (bound, cumulative) in buckets.cumulative() {
+        write!(out, "{name}_bucket{{{labels}le=\"")?;
+        if bound.is_finite() {
+            write_go_float(out, bound)?;
+        } else {
+            out.push_str("+Inf");
+        }
+        writeln!(out, "\"}} {cumulative}")?;
+    }
+    let series = labels.trim_end_matches(',');
+    let series = if series.is_empty() {
+        String::new()
+    } else {
+        format!("{{{series}}}")
+    };
+    write!(out, "{name}_sum{series} ")?;
+    write_go_float(out, buckets.sum())?;
+    writeln!(out, "\n{name}_count{series} {}", buckets.count())
 }
 
 #[cfg(test)]
@@ -134,6 +179,23 @@ mod tests {
             "llm_d_epp_ready_endpoints{name=\"pool\"} 2\n",
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        // Without flow control there is no queue to report; with it, each wait lands in its bucket.
+        assert!(!text.contains("flow_control"), "{text}");
+        picker.observe_queue(0.3);
+        picker.observe_queue(0.004);
+        let text = picker.render("pool", "m", 2);
+        let labels = "fairness_id=\"\",inference_pool=\"pool\",model_name=\"m\",outcome=\"Dispatched\",priority=\"0\",target_model_name=\"m\"";
+        for line in [
+            format!(
+                "llm_d_epp_flow_control_request_queue_duration_seconds_bucket{{{labels},le=\"0.005\"}} 1\n"
+            ),
+            format!(
+                "llm_d_epp_flow_control_request_queue_duration_seconds_bucket{{{labels},le=\"0.5\"}} 2\n"
+            ),
+            format!("llm_d_epp_flow_control_request_queue_duration_seconds_count{{{labels}}} 2\n"),
+        ] {
+            assert!(text.contains(&line), "{line} missing from\n{text}");
         }
     }
 }

@@ -133,6 +133,16 @@ impl EngineRef {
     }
 }
 
+/// How a fleet's router behaves as llm-d's endpoint picker.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PickerSetup {
+    /// Time each scheduling decision takes on top of the pick itself, as a slow scorer plugin would.
+    pub scheduling_delay: Duration,
+    /// Requests let through to the replicas at once; the rest wait in the router, as in the picker's flow-control
+    /// queue.
+    pub flow_control_limit: Option<usize>,
+}
+
 /// A fleet's front: the router's policy and state, and its own account of its decisions as llm-d's endpoint
 /// picker keeps it.
 struct Front {
@@ -285,7 +295,7 @@ impl SimServer {
     pub async fn start_fleet(
         members: Vec<FleetMember>,
         router: RouterKind,
-        scheduling_delay: Duration,
+        picker: PickerSetup,
         tokenizer: Arc<dyn Tokenize>,
         addr: SocketAddr,
         log: LogSink,
@@ -323,9 +333,12 @@ impl SimServer {
         }
         let seed = front_config.seed;
         let front = Shared::new(
-            // The router passes requests on; faults are the replicas' own.
+            // The router passes requests on; faults are the replicas' own. Its one limit is flow control's.
             ServerConfig {
-                faults: Faults::default(),
+                faults: Faults {
+                    gateway_limit: picker.flow_control_limit,
+                    ..Faults::default()
+                },
                 trace: None,
                 ..front_config
             },
@@ -334,7 +347,7 @@ impl SimServer {
             Some(Front {
                 router: std::sync::Mutex::new(Router::new(router, seed)),
                 picker: std::sync::Mutex::new(PickerMetrics::default()),
-                scheduling_delay,
+                scheduling_delay: picker.scheduling_delay,
             }),
             started,
             next_id,
@@ -889,11 +902,20 @@ async fn complete(
     if fault == Drawn::Error {
         return Ok(injected_error(&shared.config, ask.prompt.len()));
     }
-    // The gateway holds the request before the engine ever sees it, as a saturated proxy would.
+    // The gateway holds the request before the engine ever sees it, as a saturated proxy would; a fleet's
+    // router holds it as the picker's flow control does, and counts the wait.
+    let queued = Instant::now();
     let permit = match &shared.gateway {
         Some(gate) => gate.clone().acquire_owned().await.ok(),
         None => None,
     };
+    if let (Some(front), Some(_)) = (&shared.front, &permit) {
+        front
+            .picker
+            .lock()
+            .expect("picker lock")
+            .observe_queue(queued.elapsed().as_secs_f64());
+    }
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     let variant = shared.config.faults.batch_variant;
     let mut generation = Generation::new(&ask.prompt, variant.map(|v| v.at));

@@ -532,7 +532,7 @@ async fn a_client_that_hangs_up_while_queued_leaves_the_engine_at_once() {
 #[test]
 fn a_fleet_routes_round_robin_and_a_replica_outage_fails_scrapes_then_resets_counters() {
     use infer_doctor_sim::fleet::{Outage, RouterKind};
-    use infer_doctor_sim::server::FleetMember;
+    use infer_doctor_sim::server::{FleetMember, PickerSetup};
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let member = |pod: &str, outage: Option<Outage>| {
@@ -549,7 +549,7 @@ fn a_fleet_routes_round_robin_and_a_replica_outage_fails_scrapes_then_resets_cou
         let (router, replicas) = SimServer::start_fleet(
             vec![member("sim-0", None), member("sim-1", Some(outage))],
             RouterKind::RoundRobin,
-            Duration::ZERO,
+            PickerSetup::default(),
             Arc::new(WordTokenizer),
             "127.0.0.1:0".parse().unwrap(),
             Arc::new(|_| {}),

@@ -19,7 +19,7 @@ use infer_doctor_sim::logs::{self, LogRecord, Pids};
 use infer_doctor_sim::metrics::with_label;
 use infer_doctor_sim::scenario;
 use infer_doctor_sim::server::{
-    BatchVariant, FleetMember, LISTEN_BACKLOG, LogSink, SimServer, StopModel,
+    BatchVariant, FleetMember, LISTEN_BACKLOG, LogSink, PickerSetup, SimServer, StopModel,
 };
 use infer_doctor_sim::setup::SimSetup;
 use infer_doctor_sim::text::WordTokenizer;
@@ -735,9 +735,15 @@ async fn serve(args: &SimArgs) -> Result<u8, Failure> {
     if let Some(fleet) = fleet_from(&args.setup, &setup)? {
         return serve_fleet(args, &fleet, addr, print).await;
     }
-    if args.scheduling_delay.is_some() {
+    let router_flag = [
+        ("--scheduling-delay", args.scheduling_delay.is_some()),
+        ("--flow-control-limit", args.flow_control_limit.is_some()),
+    ]
+    .into_iter()
+    .find_map(|(flag, given)| given.then_some(flag));
+    if let Some(flag) = router_flag {
         return Err(Failure::usage(anyhow!(
-            "--scheduling-delay: the delay is the fleet router's; simulate a fleet with --replicas N"
+            "{flag}: it sets the fleet router's endpoint picker; simulate a fleet with --replicas N"
         )));
     }
     let server = SimServer::start(
@@ -835,6 +841,11 @@ async fn serve_fleet(
              not over HTTP yet"
         )));
     }
+    if args.flow_control_limit == Some(0) {
+        return Err(Failure::usage(anyhow!(
+            "--flow-control-limit 0: the router would let no request through; give at least 1"
+        )));
+    }
     let mut members = Vec::new();
     for spec in &fleet.replicas {
         let built = spec.setup.build().map_err(Failure::usage)?;
@@ -852,7 +863,10 @@ async fn serve_fleet(
     let (router, replicas) = SimServer::start_fleet(
         members,
         fleet.router,
-        args.scheduling_delay.unwrap_or_default(),
+        PickerSetup {
+            scheduling_delay: args.scheduling_delay.unwrap_or_default(),
+            flow_control_limit: args.flow_control_limit,
+        },
         Arc::new(WordTokenizer),
         addr,
         print.clone(),
