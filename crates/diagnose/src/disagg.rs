@@ -147,7 +147,6 @@ fn kv_transfer_slow(facts: &Facts, t: &Thresholds) -> Assessment {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diagnose;
     use infer_doctor_core::signals::{CounterStats, HistogramStats, ServerWindow};
     use infer_doctor_core::{CheckStatus, Confidence, Evidence, Finding};
 
@@ -187,19 +186,8 @@ mod tests {
     }
 
     fn judged(evidence: &Evidence) -> (Option<Finding>, CheckStatus) {
-        let d = diagnose(evidence, &Thresholds::default());
-        let line = d
-            .checklist
-            .iter()
-            .find(|l| l.id == "kv_transfer_fast")
-            .expect("the line")
-            .status;
-        (
-            d.findings
-                .into_iter()
-                .find(|f| f.id == "pd.kv_transfer_slow"),
-            line,
-        )
+        let (found, line) = crate::judged(evidence, "pd.kv_transfer_slow", "kv_transfer_fast");
+        (found, line.status)
     }
 
     #[test]

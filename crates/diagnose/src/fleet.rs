@@ -714,7 +714,7 @@ fn load_skew(facts: &Facts, t: &Thresholds) -> Assessment {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diagnose;
+    use crate::judged;
     use infer_doctor_core::signals::GaugeStats;
     use infer_doctor_core::{Evidence, ReplicaHealth};
 
@@ -751,10 +751,7 @@ mod tests {
     }
 
     fn down(evidence: &Evidence) -> Option<infer_doctor_core::Finding> {
-        diagnose(evidence, &Thresholds::default())
-            .findings
-            .into_iter()
-            .find(|f| f.id == "fleet.replica_down")
+        judged(evidence, "fleet.replica_down", "replicas_up").0
     }
 
     #[test]
@@ -790,11 +787,7 @@ mod tests {
         ]
         .into();
         assert!(down(&evidence).is_none());
-        let line = diagnose(&evidence, &Thresholds::default())
-            .checklist
-            .into_iter()
-            .find(|l| l.id == "replicas_up")
-            .unwrap();
+        let line = judged(&evidence, "fleet.replica_down", "replicas_up").1;
         assert_eq!(
             line.status,
             infer_doctor_core::CheckStatus::Unknown,
@@ -815,18 +808,11 @@ mod tests {
     }
 
     fn finding(evidence: &Evidence) -> Option<infer_doctor_core::Finding> {
-        diagnose(evidence, &Thresholds::default())
-            .findings
-            .into_iter()
-            .find(|f| f.id == "fleet.load_skew")
+        judged(evidence, "fleet.load_skew", "fleet_balanced").0
     }
 
     fn balanced(evidence: &Evidence) -> infer_doctor_core::CheckLine {
-        diagnose(evidence, &Thresholds::default())
-            .checklist
-            .into_iter()
-            .find(|l| l.id == "fleet_balanced")
-            .expect("the checklist asks about the fleet")
+        judged(evidence, "fleet.load_skew", "fleet_balanced").1
     }
 
     fn status(evidence: &Evidence) -> infer_doctor_core::CheckStatus {
@@ -1054,19 +1040,8 @@ mod tests {
         Option<infer_doctor_core::Finding>,
         infer_doctor_core::CheckStatus,
     ) {
-        let d = diagnose(evidence, &Thresholds::default());
-        let line = d
-            .checklist
-            .iter()
-            .find(|l| l.id == "prefix_routing")
-            .expect("the line")
-            .status;
-        (
-            d.findings
-                .into_iter()
-                .find(|f| f.id == "fleet.cache_unaware_routing"),
-            line,
-        )
+        let (found, line) = judged(evidence, "fleet.cache_unaware_routing", "prefix_routing");
+        (found, line.status)
     }
 
     #[test]

@@ -237,3 +237,23 @@ fn key_numbers(facts: &Facts) -> String {
         parts.join(", ")
     }
 }
+
+/// What the default playbook made of `evidence` for one rule: its finding, if it fired, and its checklist line,
+/// which every diagnosis has. The rules' own tests ask both questions of each case.
+#[cfg(test)]
+pub(crate) fn judged(
+    evidence: &Evidence,
+    rule: &str,
+    line: &str,
+) -> (Option<Finding>, infer_doctor_core::CheckLine) {
+    let diagnosis = diagnose(evidence, &Thresholds::default());
+    let checked = diagnosis
+        .checklist
+        .into_iter()
+        .find(|l| l.id == line)
+        .unwrap_or_else(|| panic!("no checklist line {line}"));
+    (
+        diagnosis.findings.into_iter().find(|f| f.id == rule),
+        checked,
+    )
+}

@@ -148,7 +148,7 @@ pub struct PickerSetup {
 struct Front {
     router: std::sync::Mutex<Router>,
     picker: std::sync::Mutex<PickerMetrics>,
-    /// Time each decision takes on top of the pick itself, as a slow scorer plugin would.
+    /// [`PickerSetup::scheduling_delay`].
     scheduling_delay: Duration,
 }
 
